@@ -1,0 +1,5 @@
+//! What each `cfpurge` subcommand does, as library functions that take their
+//! input and output streams so that tests can drive them.
+
+pub mod check_config;
+pub mod plan;

@@ -1,0 +1,192 @@
+//! `cfpurge plan`: runs the planner on paths read from a stream and prints
+//! what would be submitted, with no AWS calls. Operators use it to see what
+//! a threshold or a capacity does to their own traffic.
+
+use std::collections::BTreeMap;
+use std::io::{self, BufRead, Write};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::path::{CfPath, PathError};
+use crate::planner::{self, Capacity, Entry, Settings};
+
+/// Output format of `cfpurge plan`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Format {
+    #[default]
+    Text,
+    Json,
+}
+
+/// What to plan with.
+#[derive(Clone, Debug)]
+pub struct PlanOptions {
+    /// Shown in the summary; the capacity already reflects its limits.
+    pub distribution: Option<String>,
+    pub format: Format,
+    /// Every path the site serves, to measure over-reach.
+    pub universe: Option<PathBuf>,
+    pub capacity: Capacity,
+    pub settings: Settings,
+}
+
+/// A line of input that could not be planned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadLine {
+    pub line: usize,
+    pub error: PathError,
+}
+
+/// Why `cfpurge plan` could not run at all.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("cannot read the paths: {0}")]
+    Input(#[source] io::Error),
+    #[error("cannot read the universe file {path}: {source}")]
+    Universe {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot write the plan: {0}")]
+    Output(#[source] io::Error),
+}
+
+/// Reads paths one per line. Blank lines and lines starting with `#` are
+/// skipped; surrounding white space is trimmed. Bad lines are returned with
+/// their 1-based number and do not stop the rest.
+pub fn read_paths(input: impl BufRead) -> io::Result<(Vec<CfPath>, Vec<BadLine>)> {
+    let mut paths = Vec::new();
+    let mut bad = Vec::new();
+    for (i, line) in input.lines().enumerate() {
+        let line = line?;
+        let text = line.trim();
+        if text.is_empty() || text.starts_with('#') {
+            continue;
+        }
+        match CfPath::parse(text) {
+            Ok(p) => paths.push(p),
+            Err(error) => bad.push(BadLine { line: i + 1, error }),
+        }
+    }
+    Ok((paths, bad))
+}
+
+#[derive(Serialize)]
+struct JsonPlan<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    distribution: Option<&'a str>,
+    paths: &'a [CfPath],
+    deferred: Vec<&'a CfPath>,
+    requested: usize,
+    unique: usize,
+    exact: usize,
+    wildcard: usize,
+    billed: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    overreach: Option<usize>,
+}
+
+/// Plans the paths read from `input`, writes the plan to `out` and the bad
+/// lines to `err`. Returns how many lines were bad: the binary exits 1 when
+/// there were any, after planning the rest.
+pub fn run(
+    options: &PlanOptions,
+    input: impl BufRead,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<usize, PlanError> {
+    let (paths, bad) = read_paths(input).map_err(PlanError::Input)?;
+    for b in &bad {
+        writeln!(err, "line {}: {}", b.line, b.error).map_err(PlanError::Output)?;
+    }
+    let universe = match &options.universe {
+        Some(file) => Some(read_universe(file, err)?),
+        None => None,
+    };
+    let entries: Vec<Entry> = paths
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| Entry::new(p, i as u64))
+        .collect();
+    let plan = planner::plan(&entries, options.capacity, &options.settings);
+    let overreach = universe.map(|u| {
+        let requested: Vec<CfPath> = entries.iter().map(|e| e.path.clone()).collect();
+        planner::overreach(&plan.paths, &requested, &u)
+    });
+    let deferred: Vec<&CfPath> = plan.deferred.iter().map(|&i| &entries[i].path).collect();
+    let f = plan.figures;
+    let written = match options.format {
+        Format::Json => {
+            let doc = JsonPlan {
+                distribution: options.distribution.as_deref(),
+                paths: &plan.paths,
+                deferred,
+                requested: f.requested,
+                unique: f.unique,
+                exact: f.exact,
+                wildcard: f.wildcard,
+                billed: f.billed(),
+                overreach,
+            };
+            serde_json::to_writer_pretty(&mut *out, &doc)
+                .map_err(io::Error::from)
+                .and_then(|()| writeln!(out))
+        }
+        Format::Text => (|| {
+            for p in &plan.paths {
+                writeln!(out, "{p}")?;
+            }
+            let mut summary = String::from("#");
+            if let Some(d) = &options.distribution {
+                summary.push_str(&format!(" distribution {d}:"));
+            }
+            summary.push_str(&format!(
+                " requested {}, unique {}, submitted {} exact + {} wildcard = {} billed, deferred {}",
+                f.requested,
+                f.unique,
+                f.exact,
+                f.wildcard,
+                f.billed(),
+                f.deferred
+            ));
+            if let Some(o) = overreach {
+                summary.push_str(&format!(", over-reach {o}"));
+            }
+            writeln!(out, "{summary}")?;
+            for d in deferred {
+                writeln!(out, "# deferred {d}")?;
+            }
+            Ok(())
+        })(),
+    };
+    written.map_err(PlanError::Output)?;
+    Ok(bad.len())
+}
+
+/// Reads the universe file: one served path per line, in the same syntax as
+/// the input. Bad lines are reported and skipped.
+fn read_universe(file: &Path, err: &mut dyn Write) -> Result<Vec<CfPath>, PlanError> {
+    let io_err = |source| PlanError::Universe {
+        path: file.to_path_buf(),
+        source,
+    };
+    let f = std::fs::File::open(file).map_err(io_err)?;
+    let (paths, bad) = read_paths(io::BufReader::new(f)).map_err(io_err)?;
+    // One line per rule broken, not one per bad path: a universe file is
+    // usually generated, and its faults come in thousands.
+    let mut by_rule: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    for b in &bad {
+        by_rule.entry(b.error.to_string()).or_insert((b.line, 0)).1 += 1;
+    }
+    for (rule, (first, count)) in by_rule {
+        writeln!(
+            err,
+            "{}: {count} line(s) skipped, first at line {first}: {rule}",
+            file.display()
+        )
+        .map_err(PlanError::Output)?;
+    }
+    Ok(paths)
+}

@@ -1,0 +1,16 @@
+//! cfpurge: a daemon that gathers CloudFront purge requests from SQS, coalesces
+//! them per distribution into as few invalidation paths as the limits and the
+//! monthly budget allow, and deletes each message only once CloudFront has
+//! accepted an invalidation covering it.
+//!
+//! The modules follow the data flow of the design: `path` is the CloudFront
+//! path model every stage shares, `planner` turns pending entries into
+//! invalidation paths, and `config` is the typed configuration.
+//! `commands` holds what the binary's subcommands do, so that `main.rs` only
+//! parses arguments.
+#![forbid(unsafe_code)]
+
+pub mod commands;
+pub mod config;
+pub mod path;
+pub mod planner;

@@ -1,0 +1,389 @@
+//! CloudFront invalidation paths: the one place that decides what a valid
+//! path is, how a requested path is encoded, and when one path covers
+//! another. Every stage (decode, planner, pending set, submitter) works on
+//! [`CfPath`] values, so a path that reaches CloudFront was checked here.
+//!
+//! The rules are CloudFront's: a path starts with `/`, has at most 4,000
+//! characters, may end with one `*` (a wildcard matching zero or more
+//! characters) and has no `*` elsewhere; non-ASCII characters and RFC 1738's
+//! unsafe characters are percent-encoded (UTF-8, upper-case hex), an existing
+//! `%XX` escape is kept as written, and nothing else is touched (encoding a
+//! safe character makes the path miss the cached object). A query string is
+//! kept and encoded by the same rule.
+
+use std::fmt;
+
+use serde::{Serialize, Serializer};
+
+/// CloudFront's limit on the length of one invalidation path, in characters
+/// after encoding.
+pub const MAX_PATH_LEN: usize = 4000;
+
+/// A path that CloudFront accepts in an invalidation batch, already encoded.
+///
+/// Stored as `Box<str>`: the planner may hold a million of them, and the
+/// spare capacity of a `String` would cost 8 bytes each for nothing.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CfPath(Box<str>);
+
+/// Whether a path names one object or a prefix; CloudFront limits the two
+/// kinds separately while they are in progress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PathKind {
+    Exact,
+    Wildcard,
+}
+
+impl PathKind {
+    /// The label value used in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PathKind::Exact => "exact",
+            PathKind::Wildcard => "wildcard",
+        }
+    }
+}
+
+/// Why a requested path cannot be submitted. One variant per rule, so that a
+/// rejection names exactly what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    #[error("path is empty")]
+    Empty,
+    #[error("path must start with \"/\"")]
+    MissingLeadingSlash,
+    #[error("path is {len} characters once encoded; CloudFront allows at most {MAX_PATH_LEN}")]
+    TooLong { len: usize },
+    #[error("\"*\" is only allowed as the last character (found at character {position})")]
+    WildcardNotLast { position: usize },
+    #[error("control character U+{code:04X} at character {position}")]
+    ControlCharacter { code: u32, position: usize },
+}
+
+impl CfPath {
+    /// Validates and encodes a requested path.
+    ///
+    /// Positions in errors count characters from 1, as a person reading the
+    /// path would.
+    pub fn parse(raw: &str) -> Result<CfPath, PathError> {
+        if raw.is_empty() {
+            return Err(PathError::Empty);
+        }
+        if !raw.starts_with('/') {
+            return Err(PathError::MissingLeadingSlash);
+        }
+        let bytes = raw.as_bytes();
+        let mut out = String::with_capacity(raw.len());
+        let char_count = raw.chars().count();
+        for (index, (offset, c)) in raw.char_indices().enumerate() {
+            let position = index + 1;
+            if c.is_control() {
+                return Err(PathError::ControlCharacter {
+                    code: c as u32,
+                    position,
+                });
+            }
+            if c == '*' && position != char_count {
+                return Err(PathError::WildcardNotLast { position });
+            }
+            if c == '%' {
+                let escape = bytes.get(offset + 1..offset + 3);
+                if escape.is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit)) {
+                    out.push('%');
+                } else {
+                    push_escaped(&mut out, b'%');
+                }
+            } else if c.is_ascii() {
+                if is_unsafe_ascii(c as u8) {
+                    push_escaped(&mut out, c as u8);
+                } else {
+                    out.push(c);
+                }
+            } else {
+                let mut buf = [0u8; 4];
+                for &b in c.encode_utf8(&mut buf).as_bytes() {
+                    push_escaped(&mut out, b);
+                }
+            }
+        }
+        if out.len() > MAX_PATH_LEN {
+            return Err(PathError::TooLong { len: out.len() });
+        }
+        Ok(CfPath(out.into_boxed_str()))
+    }
+
+    /// The wildcard `dir*` for a directory prefix taken from a valid path
+    /// (it starts with `/` and ends with `/`), or `None` when the result
+    /// would exceed CloudFront's length limit.
+    pub(crate) fn directory_wildcard(dir: &str) -> Option<CfPath> {
+        debug_assert!(dir.starts_with('/') && dir.ends_with('/') && !dir.contains('*'));
+        if !CfPath::directory_wildcard_fits(dir.len()) {
+            return None;
+        }
+        let mut s = String::with_capacity(dir.len() + 1);
+        s.push_str(dir);
+        s.push('*');
+        Some(CfPath(s.into_boxed_str()))
+    }
+
+    /// Whether `dir*` stays within the length limit for a directory of
+    /// `len` characters.
+    pub(crate) fn directory_wildcard_fits(len: usize) -> bool {
+        len < MAX_PATH_LEN
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn kind(&self) -> PathKind {
+        if self.0.ends_with('*') {
+            PathKind::Wildcard
+        } else {
+            PathKind::Exact
+        }
+    }
+
+    pub fn is_wildcard(&self) -> bool {
+        self.kind() == PathKind::Wildcard
+    }
+
+    /// What the path matches the start of: the path without its trailing
+    /// `*` for a wildcard, the whole path for an exact one.
+    pub fn prefix(&self) -> &str {
+        self.0.strip_suffix('*').unwrap_or(&self.0)
+    }
+
+    /// Whether invalidating `self` also invalidates `other`: the same path,
+    /// or a wildcard whose prefix `other` starts with (`/a/*` covers
+    /// `/a/b.js` and `/a/b/*`, but not `/a`; `/a*` covers all of those).
+    pub fn covers(&self, other: &CfPath) -> bool {
+        if self.is_wildcard() {
+            other.0.starts_with(self.prefix())
+        } else {
+            self == other
+        }
+    }
+
+    /// The directory that holds the path: everything up to and including the
+    /// last `/` before any query string. `/a/b.js` and `/a/b.js?v=1` live in
+    /// `/a/`; `/a/` lives in itself.
+    pub fn directory(&self) -> &str {
+        directory_of(self.prefix())
+    }
+}
+
+/// The directory part of an encoded path or prefix: up to the last `/` before
+/// the first `?`.
+pub(crate) fn directory_of(path: &str) -> &str {
+    let path_part = path.split_once('?').map_or(path, |(p, _)| p);
+    let end = path_part.rfind('/').map_or(0, |i| i + 1);
+    &path[..end]
+}
+
+/// How deep a directory is: `/` is 0, `/a/` is 1, `/a/b/` is 2.
+pub fn directory_depth(dir: &str) -> usize {
+    dir.bytes().filter(|&b| b == b'/').count().saturating_sub(1)
+}
+
+/// RFC 1738's unsafe characters (and `%`, handled by the caller), which
+/// CloudFront wants percent-encoded. `~` is among them, and a literal `~` is
+/// reported to be refused by CloudFront.
+fn is_unsafe_ascii(b: u8) -> bool {
+    matches!(
+        b,
+        b' ' | b'#' | b'"' | b'<' | b'>' | b'{' | b'}' | b'|' | b'\\' | b'^' | b'[' | b']' | b'`' | b'~'
+    )
+}
+
+fn push_escaped(out: &mut String, b: u8) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    out.push('%');
+    out.push(HEX[usize::from(b >> 4)] as char);
+    out.push(HEX[usize::from(b & 0xF)] as char);
+}
+
+impl fmt::Display for CfPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for CfPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl AsRef<str> for CfPath {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Serialize for CfPath {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl std::str::FromStr for CfPath {
+    type Err = PathError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        CfPath::parse(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enc(raw: &str) -> String {
+        CfPath::parse(raw).unwrap().to_string()
+    }
+
+    #[test]
+    fn plain_paths_are_kept_as_they_are() {
+        for p in [
+            "/",
+            "/index.html",
+            "/a/b/c.js",
+            "/images/*",
+            "/images*",
+            "/*",
+            "/a-b_c.d!$&'()+,;=:@/",
+        ] {
+            assert_eq!(enc(p), p);
+        }
+    }
+
+    #[test]
+    fn must_start_with_a_slash() {
+        assert_eq!(CfPath::parse("index.html"), Err(PathError::MissingLeadingSlash));
+        assert_eq!(CfPath::parse("*"), Err(PathError::MissingLeadingSlash));
+        assert_eq!(CfPath::parse(""), Err(PathError::Empty));
+    }
+
+    #[test]
+    fn wildcard_only_as_the_last_character() {
+        assert_eq!(
+            CfPath::parse("/a/*/b"),
+            Err(PathError::WildcardNotLast { position: 4 })
+        );
+        assert_eq!(
+            CfPath::parse("/a/**"),
+            Err(PathError::WildcardNotLast { position: 4 })
+        );
+        assert!(CfPath::parse("/img.jpg*").unwrap().is_wildcard());
+    }
+
+    #[test]
+    fn length_limit_counts_the_encoded_form() {
+        let ok = format!("/{}", "a".repeat(MAX_PATH_LEN - 1));
+        assert_eq!(enc(&ok).len(), MAX_PATH_LEN);
+        let long = format!("/{}", "a".repeat(MAX_PATH_LEN));
+        assert_eq!(
+            CfPath::parse(&long),
+            Err(PathError::TooLong { len: MAX_PATH_LEN + 1 })
+        );
+        // 1,000 spaces are 1,001 characters raw but 3,001 encoded.
+        let spaces = format!("/{}", " ".repeat(1400));
+        assert_eq!(
+            CfPath::parse(&spaces),
+            Err(PathError::TooLong { len: 1 + 3 * 1400 })
+        );
+    }
+
+    #[test]
+    fn unsafe_characters_are_encoded_upper_case() {
+        assert_eq!(enc("/my file.html"), "/my%20file.html");
+        assert_eq!(enc("/a#b"), "/a%23b");
+        assert_eq!(enc("/\"<>{}|\\^[]`"), "/%22%3C%3E%7B%7D%7C%5C%5E%5B%5D%60");
+        assert_eq!(enc("/~user/"), "/%7Euser/");
+    }
+
+    #[test]
+    fn non_ascii_is_utf8_percent_encoded() {
+        assert_eq!(enc("/café"), "/caf%C3%A9");
+        assert_eq!(enc("/日本"), "/%E6%97%A5%E6%9C%AC");
+        assert_eq!(enc("/😀*"), "/%F0%9F%98%80*");
+    }
+
+    #[test]
+    fn existing_escapes_are_kept_and_stray_percents_encoded() {
+        assert_eq!(enc("/a%2Fb"), "/a%2Fb");
+        assert_eq!(enc("/a%2fb"), "/a%2fb");
+        assert_eq!(enc("/100%"), "/100%25");
+        assert_eq!(enc("/100%zz"), "/100%25zz");
+        assert_eq!(enc("/a%2"), "/a%252");
+    }
+
+    #[test]
+    fn query_strings_are_kept_and_encoded_by_the_same_rule() {
+        assert_eq!(enc("/img.jpg?a=1&b=2"), "/img.jpg?a=1&b=2");
+        assert_eq!(enc("/search?q=a b"), "/search?q=a%20b");
+        assert_eq!(enc("/img.jpg?v=*"), "/img.jpg?v=*");
+        assert_eq!(CfPath::parse("/img.jpg?v=1").unwrap().directory(), "/");
+        assert_eq!(CfPath::parse("/a/x?p=/b/c").unwrap().directory(), "/a/");
+    }
+
+    #[test]
+    fn control_characters_are_refused() {
+        assert_eq!(
+            CfPath::parse("/a\nb"),
+            Err(PathError::ControlCharacter { code: 0x0A, position: 3 })
+        );
+        assert!(matches!(
+            CfPath::parse("/a\u{7f}"),
+            Err(PathError::ControlCharacter { code: 0x7F, .. })
+        ));
+        assert!(matches!(
+            CfPath::parse("/a\u{85}"),
+            Err(PathError::ControlCharacter { code: 0x85, .. })
+        ));
+    }
+
+    #[test]
+    fn a_directory_wildcard_and_a_prefix_wildcard_differ() {
+        let p = |s: &str| CfPath::parse(s).unwrap();
+        let dir = p("/images/*");
+        let prefix = p("/images*");
+        assert!(dir.covers(&p("/images/a.png")));
+        assert!(dir.covers(&p("/images/sub/a.png")));
+        assert!(dir.covers(&p("/images/")));
+        assert!(!dir.covers(&p("/images")));
+        assert!(!dir.covers(&p("/images.html")));
+        assert!(prefix.covers(&p("/images")));
+        assert!(prefix.covers(&p("/images.html")));
+        assert!(prefix.covers(&p("/images-old/a.png")));
+        assert!(prefix.covers(&dir));
+        assert!(!dir.covers(&prefix));
+        assert!(p("/*").covers(&p("/anything/at/all?x=1")));
+    }
+
+    #[test]
+    fn an_exact_path_covers_only_itself_and_case_matters() {
+        let p = |s: &str| CfPath::parse(s).unwrap();
+        assert!(p("/a.js").covers(&p("/a.js")));
+        assert!(!p("/a.js").covers(&p("/A.js")));
+        assert!(!p("/a.js").covers(&p("/a.js?v=2")));
+        assert!(!p("/a").covers(&p("/a*")));
+    }
+
+    #[test]
+    fn directories_and_depths() {
+        assert_eq!(CfPath::parse("/").unwrap().directory(), "/");
+        assert_eq!(CfPath::parse("/a.js").unwrap().directory(), "/");
+        assert_eq!(CfPath::parse("/a/").unwrap().directory(), "/a/");
+        assert_eq!(CfPath::parse("/a/b*").unwrap().directory(), "/a/");
+        assert_eq!(directory_depth("/"), 0);
+        assert_eq!(directory_depth("/a/"), 1);
+        assert_eq!(directory_depth("/a/b/"), 2);
+        assert_eq!(
+            CfPath::directory_wildcard("/a/").unwrap().as_str(),
+            "/a/*"
+        );
+    }
+}

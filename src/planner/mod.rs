@@ -1,0 +1,353 @@
+//! The planner: one distribution's pending entries and the room there is
+//! (in-flight slots, budget) in, the invalidation paths to submit and the
+//! entries to keep for later out. Pure and synchronous: no clock, no I/O.
+//!
+//! The steps, as the design lays them out:
+//!
+//! 1. Drop duplicates and entries covered by a requested wildcard.
+//! 2. Bottom-up over the directory tree, a directory deep enough for a
+//!    wildcard with at least `wildcard_threshold` paths under it (a collapsed
+//!    child counts as one) becomes `dir/*`.
+//! 3. While over capacity, collapse more, deepest directories first and,
+//!    at one depth, the one that saves the most: first to fit the exact
+//!    slots, then the budget, then merge wildcards into their parent to fit
+//!    the wildcard slots.
+//! 4. What still does not fit is deferred, the outputs covering the oldest
+//!    entries kept first.
+//!
+//! Entries are sorted by their prefix once; after that every step is a
+//! linear pass or a heap of directories, so planning grows with
+//! `n log n` in the number of entries and needs no allocation per entry
+//! beyond a few integers.
+
+mod tree;
+
+use std::collections::HashSet;
+
+use crate::path::CfPath;
+
+/// One path waiting to be invalidated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub path: CfPath,
+    /// When the entry arrived, in any monotonic unit (milliseconds, a
+    /// sequence number). Only the order matters: smaller is older, and older
+    /// entries are the last to be deferred.
+    pub since: u64,
+}
+
+impl Entry {
+    pub fn new(path: CfPath, since: u64) -> Entry {
+        Entry { path, since }
+    }
+}
+
+/// How much may be submitted now for one distribution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capacity {
+    /// Exact paths that may still go in flight.
+    pub exact: usize,
+    /// Wildcard paths that may still go in flight.
+    pub wildcard: usize,
+    /// Paths (exact and wildcard, each billed as one) the budget allows.
+    pub paths: usize,
+}
+
+impl Capacity {
+    /// CloudFront's per-distribution in-flight limits with no budget limit:
+    /// what an idle distribution can take in one invalidation.
+    pub const AWS: Capacity = Capacity {
+        exact: 3000,
+        wildcard: 15,
+        paths: usize::MAX,
+    };
+
+    /// Whether a set of `exact` and `wildcard` paths fits.
+    pub fn fits(&self, exact: usize, wildcard: usize) -> bool {
+        exact <= self.exact && wildcard <= self.wildcard && exact + wildcard <= self.paths
+    }
+}
+
+/// How eagerly directories are collapsed into wildcards.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// A directory with at least this many paths under it becomes `dir/*`.
+    pub wildcard_threshold: usize,
+    /// No wildcard is made for a directory shallower than this (`/a/*` has
+    /// depth 1), except `/*` when `allow_root_wildcard` is set.
+    pub min_wildcard_depth: usize,
+    /// Whether the planner may emit `/*`.
+    pub allow_root_wildcard: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            wildcard_threshold: 8,
+            min_wildcard_depth: 1,
+            allow_root_wildcard: false,
+        }
+    }
+}
+
+impl From<&crate::config::CoalesceConfig> for Settings {
+    fn from(c: &crate::config::CoalesceConfig) -> Self {
+        Settings {
+            wildcard_threshold: c.wildcard_threshold,
+            min_wildcard_depth: c.min_wildcard_depth,
+            allow_root_wildcard: c.allow_root_wildcard,
+        }
+    }
+}
+
+/// The planner's answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// The invalidation paths to submit, sorted. They cover every entry that
+    /// is not deferred and fit the capacity.
+    pub paths: Vec<CfPath>,
+    /// Indices into the input of the entries left for a later batch,
+    /// in input order.
+    pub deferred: Vec<usize>,
+    pub figures: Figures,
+}
+
+/// What a plan did, for logs, metrics and `cfpurge plan`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Figures {
+    /// Entries given.
+    pub requested: usize,
+    /// Distinct paths among them.
+    pub unique: usize,
+    /// Exact paths in the output.
+    pub exact: usize,
+    /// Wildcard paths in the output.
+    pub wildcard: usize,
+    /// Entries deferred.
+    pub deferred: usize,
+}
+
+impl Figures {
+    /// Paths CloudFront bills for the plan: every path, a wildcard as one.
+    pub fn billed(&self) -> usize {
+        self.exact + self.wildcard
+    }
+}
+
+/// Plans one batch. See the module documentation for the steps.
+pub fn plan(entries: &[Entry], capacity: Capacity, settings: &Settings) -> Plan {
+    let requested = entries.len();
+    if entries.is_empty() {
+        return Plan {
+            paths: Vec::new(),
+            deferred: Vec::new(),
+            figures: Figures::default(),
+        };
+    }
+    let dedup = Dedup::new(entries);
+    let mut tree = tree::Tree::build(&dedup.kept, settings);
+    tree.fit(capacity);
+    if !tree.fits(capacity) {
+        tree.rescue(capacity);
+    }
+    let outputs = tree.outputs(entries);
+
+    // Every input entry maps to the output that covers it, through the kept
+    // entry that stands for it.
+    let output_of_entry: Vec<u32> = dedup
+        .representative
+        .iter()
+        .map(|&k| outputs.of_kept[k as usize])
+        .collect();
+
+    let mut keep = vec![true; outputs.paths.len()];
+    let (exact, wildcard) = count_kinds(&outputs.paths);
+    if !capacity.fits(exact, wildcard) {
+        keep = oldest_first_that_fit(&outputs.paths, entries, &output_of_entry, capacity);
+    }
+
+    let deferred: Vec<usize> = output_of_entry
+        .iter()
+        .enumerate()
+        .filter(|&(_, &o)| !keep[o as usize])
+        .map(|(i, _)| i)
+        .collect();
+    let mut paths: Vec<CfPath> = outputs
+        .paths
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(p, k)| k.then_some(p))
+        .collect();
+    paths.sort_unstable();
+    let (exact, wildcard) = count_kinds(&paths);
+    Plan {
+        figures: Figures {
+            requested,
+            unique: dedup.unique,
+            exact,
+            wildcard,
+            deferred: deferred.len(),
+        },
+        paths,
+        deferred,
+    }
+}
+
+fn count_kinds(paths: &[CfPath]) -> (usize, usize) {
+    let wildcard = paths.iter().filter(|p| p.is_wildcard()).count();
+    (paths.len() - wildcard, wildcard)
+}
+
+/// Chooses which outputs to keep when not all fit: outputs in the order of
+/// the oldest entry each covers, each kept if it still fits.
+fn oldest_first_that_fit(
+    paths: &[CfPath],
+    entries: &[Entry],
+    output_of_entry: &[u32],
+    capacity: Capacity,
+) -> Vec<bool> {
+    let mut oldest = vec![u64::MAX; paths.len()];
+    for (entry, &o) in entries.iter().zip(output_of_entry) {
+        let slot = &mut oldest[o as usize];
+        *slot = (*slot).min(entry.since);
+    }
+    let mut order: Vec<usize> = (0..paths.len()).collect();
+    order.sort_unstable_by(|&a, &b| oldest[a].cmp(&oldest[b]).then_with(|| paths[a].cmp(&paths[b])));
+    let mut keep = vec![false; paths.len()];
+    let (mut exact, mut wildcard) = (0, 0);
+    for o in order {
+        let (e, w) = if paths[o].is_wildcard() {
+            (exact, wildcard + 1)
+        } else {
+            (exact + 1, wildcard)
+        };
+        if capacity.fits(e, w) {
+            keep[o] = true;
+            (exact, wildcard) = (e, w);
+        }
+    }
+    keep
+}
+
+/// A kept entry: its path, and its index in the input.
+type Kept<'a> = (&'a str, u32);
+
+/// Step 1: the distinct entries not covered by a requested wildcard, in the
+/// order the tree is built in, and which of them stands for each input entry.
+struct Dedup<'a> {
+    /// The kept entries, sorted by [`sort_key`].
+    kept: Vec<Kept<'a>>,
+    /// For each input entry, the position in `kept` of the entry that covers
+    /// it (itself, its first duplicate, or a wildcard).
+    representative: Vec<u32>,
+    /// Distinct paths in the input.
+    unique: usize,
+}
+
+/// Sorting by prefix, wildcards before exact paths of the same prefix, puts
+/// every path that a wildcard covers right after it, so one pass finds them.
+fn sort_key(path: &str) -> (&str, bool) {
+    match path.strip_suffix('*') {
+        Some(prefix) => (prefix, false),
+        None => (path, true),
+    }
+}
+
+impl<'a> Dedup<'a> {
+    fn new(entries: &'a [Entry]) -> Dedup<'a> {
+        // The strings sit next to their index so that sorting touches each
+        // path once per comparison, not the entry and then the path.
+        let mut sorted: Vec<Kept<'a>> = entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.path.as_str(), i as u32))
+            .collect();
+        sorted.sort_unstable_by(|a, b| sort_key(a.0).cmp(&sort_key(b.0)).then(a.1.cmp(&b.1)));
+        let mut representative = vec![0u32; entries.len()];
+        let mut unique = 0;
+        let mut previous: Option<&str> = None;
+        // The kept wildcard whose prefix the current run of paths starts with.
+        let mut covering: Option<(&str, u32)> = None;
+        let mut kept_len = 0;
+        for at in 0..sorted.len() {
+            let (path, i) = sorted[at];
+            if previous != Some(path) {
+                unique += 1;
+            }
+            previous = Some(path);
+            if let Some((prefix, k)) = covering
+                && path.starts_with(prefix)
+            {
+                representative[i as usize] = k;
+                continue;
+            }
+            if kept_len > 0 && sorted[kept_len - 1].0 == path {
+                representative[i as usize] = kept_len as u32 - 1;
+                continue;
+            }
+            let k = kept_len as u32;
+            sorted[kept_len] = (path, i);
+            kept_len += 1;
+            representative[i as usize] = k;
+            if let Some(prefix) = path.strip_suffix('*') {
+                covering = Some((prefix, k));
+            }
+        }
+        sorted.truncate(kept_len);
+        sorted.shrink_to_fit();
+        Dedup {
+            kept: sorted,
+            representative,
+            unique,
+        }
+    }
+}
+
+/// Over-reach of a plan: how many paths of `universe` (what the site serves)
+/// the plan's wildcards invalidate although no entry asked for them.
+pub fn overreach(plan_paths: &[CfPath], requested: &[CfPath], universe: &[CfPath]) -> usize {
+    let plan_cover = Cover::new(plan_paths);
+    let requested_cover = Cover::new(requested);
+    universe
+        .iter()
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .filter(|u| plan_cover.covers(u) && !requested_cover.covers(u))
+        .count()
+}
+
+/// A set of paths that answers "is this path covered" in `log n`.
+struct Cover<'a> {
+    exact: HashSet<&'a str>,
+    /// Prefixes of wildcards, sorted, none covering another.
+    prefixes: Vec<&'a str>,
+}
+
+impl<'a> Cover<'a> {
+    fn new(paths: &'a [CfPath]) -> Cover<'a> {
+        let exact = paths.iter().filter(|p| !p.is_wildcard()).map(CfPath::as_str).collect();
+        let mut all: Vec<&str> = paths.iter().filter(|p| p.is_wildcard()).map(CfPath::prefix).collect();
+        all.sort_unstable();
+        let mut prefixes: Vec<&str> = Vec::with_capacity(all.len());
+        for p in all {
+            if prefixes.last().is_none_or(|last| !p.starts_with(last)) {
+                prefixes.push(p);
+            }
+        }
+        Cover { exact, prefixes }
+    }
+
+    fn covers(&self, path: &CfPath) -> bool {
+        let s = path.as_str();
+        if self.exact.contains(s) {
+            return true;
+        }
+        // Non-nested prefixes: only the greatest prefix not above `s` can be
+        // a prefix of it.
+        let i = self.prefixes.partition_point(|p| *p <= s);
+        i > 0 && s.starts_with(self.prefixes[i - 1])
+    }
+}
+
+#[cfg(test)]
+mod tests;

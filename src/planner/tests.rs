@@ -1,0 +1,350 @@
+use std::collections::BTreeSet;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::path::directory_depth;
+
+fn p(s: &str) -> CfPath {
+    CfPath::parse(s).unwrap()
+}
+
+fn entries(paths: &[&str]) -> Vec<Entry> {
+    paths
+        .iter()
+        .enumerate()
+        .map(|(i, s)| Entry::new(p(s), i as u64))
+        .collect()
+}
+
+fn strs(plan: &Plan) -> Vec<&str> {
+    plan.paths.iter().map(CfPath::as_str).collect()
+}
+
+fn settings(threshold: usize) -> Settings {
+    Settings {
+        wildcard_threshold: threshold,
+        ..Settings::default()
+    }
+}
+
+#[test]
+fn an_empty_batch_plans_nothing() {
+    let plan = plan(&[], Capacity::AWS, &Settings::default());
+    assert!(plan.paths.is_empty() && plan.deferred.is_empty());
+    assert_eq!(plan.figures, Figures::default());
+}
+
+#[test]
+fn duplicates_and_covered_entries_are_dropped() {
+    let e = entries(&["/a/x", "/a/x", "/b/*", "/b/c/d", "/b/", "/b", "/b*"]);
+    let plan = plan(&e, Capacity::AWS, &settings(8));
+    // "/b*" covers "/b", "/b/*", "/b/c/d" and "/b/".
+    assert_eq!(strs(&plan), ["/a/x", "/b*"]);
+    assert_eq!(plan.figures.requested, 7);
+    assert_eq!(plan.figures.unique, 6);
+    assert_eq!((plan.figures.exact, plan.figures.wildcard), (1, 1));
+}
+
+#[test]
+fn a_dense_directory_becomes_a_wildcard() {
+    let e = entries(&["/a/1", "/a/2", "/a/3", "/b/1", "/b/2", "/c"]);
+    let plan = plan(&e, Capacity::AWS, &settings(3));
+    assert_eq!(strs(&plan), ["/a/*", "/b/1", "/b/2", "/c"]);
+    assert_eq!(plan.figures.billed(), 4);
+}
+
+#[test]
+fn collapsed_children_count_as_one() {
+    // /d/x/ and /d/y/ collapse (3 each); /d/ then holds 2 wildcards and one
+    // file: 3 paths, which meets the threshold of 3.
+    let e = entries(&[
+        "/d/x/1", "/d/x/2", "/d/x/3", "/d/y/1", "/d/y/2", "/d/y/3", "/d/z",
+    ]);
+    assert_eq!(strs(&plan(&e, Capacity::AWS, &settings(3))), ["/d/*"]);
+    // Without /d/z, /d/ holds two wildcards: below the threshold.
+    assert_eq!(
+        strs(&plan(&e[..6], Capacity::AWS, &settings(3))),
+        ["/d/x/*", "/d/y/*"]
+    );
+}
+
+#[test]
+fn index_style_paths_live_in_their_own_directory() {
+    let e = entries(&["/en/a/", "/en/b/", "/en/c/"]);
+    assert_eq!(strs(&plan(&e, Capacity::AWS, &settings(3))), ["/en/*"]);
+}
+
+#[test]
+fn no_wildcard_shallower_than_the_minimum_depth() {
+    let e = entries(&["/a.js", "/b.js", "/c.js", "/d/1", "/d/2", "/d/3"]);
+    let s = Settings {
+        wildcard_threshold: 3,
+        min_wildcard_depth: 2,
+        allow_root_wildcard: false,
+    };
+    let plan = plan(&e, Capacity::AWS, &s);
+    assert!(plan.paths.iter().all(|p| !p.is_wildcard()));
+    let root = Settings {
+        allow_root_wildcard: true,
+        ..s
+    };
+    assert_eq!(strs(&super::plan(&e, Capacity::AWS, &root)), ["/*"]);
+}
+
+#[test]
+fn query_strings_do_not_make_directories() {
+    let e = entries(&["/img.jpg?w=1/2/3", "/img.jpg?w=4/5/6", "/x/img?a=/b/"]);
+    let plan = plan(&e, Capacity::AWS, &settings(2));
+    assert_eq!(strs(&plan), ["/img.jpg?w=1/2/3", "/img.jpg?w=4/5/6", "/x/img?a=/b/"]);
+}
+
+#[test]
+fn exact_slots_force_the_deepest_collapse_first() {
+    let e = entries(&["/a/b/1", "/a/b/2", "/a/c/1", "/z"]);
+    let cap = Capacity {
+        exact: 2,
+        ..Capacity::AWS
+    };
+    let plan = plan(&e, cap, &settings(8));
+    assert_eq!(strs(&plan), ["/a/b/*", "/a/c/1", "/z"]);
+}
+
+#[test]
+fn wildcard_slots_merge_wildcards_into_their_parent() {
+    let e = entries(&["/a/b/*", "/a/c/*", "/a/d/*", "/e/*"]);
+    let cap = Capacity {
+        wildcard: 2,
+        ..Capacity::AWS
+    };
+    assert_eq!(strs(&plan(&e, cap, &settings(8))), ["/a/*", "/e/*"]);
+}
+
+#[test]
+fn the_budget_makes_the_planner_coalesce_harder() {
+    let e = entries(&["/a/b/1", "/a/b/2", "/a/c/1", "/a/c/2", "/d/1"]);
+    let cap = Capacity {
+        paths: 3,
+        ..Capacity::AWS
+    };
+    let plan = plan(&e, cap, &settings(8));
+    assert_eq!(strs(&plan), ["/a/b/*", "/a/c/*", "/d/1"]);
+    let cap = Capacity { paths: 2, ..cap };
+    assert_eq!(strs(&super::plan(&e, cap, &settings(8))), ["/a/*", "/d/1"]);
+}
+
+#[test]
+fn what_cannot_fit_is_deferred_oldest_kept_first() {
+    // Top-level files cannot become wildcards without `/*`.
+    let e = entries(&["/c", "/a", "/b"]);
+    let cap = Capacity {
+        exact: 2,
+        ..Capacity::AWS
+    };
+    let plan = plan(&e, cap, &settings(8));
+    assert_eq!(strs(&plan), ["/a", "/c"]);
+    assert_eq!(plan.deferred, [2]);
+    assert_eq!(plan.figures.deferred, 1);
+}
+
+#[test]
+fn deferring_a_duplicate_defers_all_its_copies() {
+    let e = entries(&["/x", "/y", "/x"]);
+    let cap = Capacity {
+        exact: 1,
+        ..Capacity::AWS
+    };
+    let plan = plan(&e, cap, &settings(8));
+    assert_eq!(strs(&plan), ["/x"]);
+    assert_eq!(plan.deferred, [1]);
+}
+
+#[test]
+fn zero_capacity_defers_everything() {
+    let e = entries(&["/a/1", "/a/*", "/b"]);
+    let cap = Capacity {
+        exact: 0,
+        wildcard: 0,
+        paths: 0,
+    };
+    let plan = plan(&e, cap, &settings(8));
+    assert!(plan.paths.is_empty());
+    assert_eq!(plan.deferred, [0, 1, 2]);
+}
+
+#[test]
+fn overreach_counts_universe_paths_only_wildcards_reach() {
+    let universe: Vec<CfPath> = ["/a/1", "/a/2", "/a/3", "/b/1", "/c"].iter().map(|s| p(s)).collect();
+    let requested = vec![p("/a/1"), p("/a/2"), p("/b/1")];
+    let plan_paths = vec![p("/a/*"), p("/b/1")];
+    assert_eq!(overreach(&plan_paths, &requested, &universe), 1);
+    assert_eq!(overreach(&[p("/*")], &requested, &universe), 2);
+    assert_eq!(overreach(&requested, &requested, &universe), 0);
+    // A requested wildcard's reach is not over-reach.
+    assert_eq!(overreach(&[p("/a/*")], &[p("/a/*")], &universe), 0);
+}
+
+// ---- properties ----
+
+/// Paths over a small tree so that directories are shared and collapse.
+fn arb_path() -> impl Strategy<Value = String> {
+    let seg = prop::sample::select(vec!["a", "b", "c"]);
+    let leaf = prop::sample::select(vec!["", "x.html", "y", "z?v=1/2", "*", "q*", "%2Fk"]);
+    (prop::collection::vec(seg, 0..4), leaf).prop_map(|(dirs, leaf)| {
+        let mut s = String::from("/");
+        for d in dirs {
+            s.push_str(d);
+            s.push('/');
+        }
+        s.push_str(leaf);
+        s
+    })
+}
+
+fn arb_entries() -> impl Strategy<Value = Vec<Entry>> {
+    prop::collection::vec((arb_path(), 0u64..20), 0..24).prop_map(|v| {
+        v.into_iter()
+            .map(|(s, since)| Entry::new(p(&s), since))
+            .collect()
+    })
+}
+
+fn arb_capacity() -> impl Strategy<Value = Capacity> {
+    (0usize..12, 0usize..5, prop_oneof![Just(usize::MAX), 0usize..14]).prop_map(
+        |(exact, wildcard, paths)| Capacity {
+            exact,
+            wildcard,
+            paths,
+        },
+    )
+}
+
+fn arb_settings() -> impl Strategy<Value = Settings> {
+    (2usize..6, 1usize..3, any::<bool>()).prop_map(|(t, m, r)| Settings {
+        wildcard_threshold: t,
+        min_wildcard_depth: m,
+        allow_root_wildcard: r,
+    })
+}
+
+fn eligible(dir: &str, s: &Settings) -> bool {
+    let depth = directory_depth(dir);
+    if depth == 0 {
+        s.allow_root_wildcard
+    } else {
+        depth >= s.min_wildcard_depth
+    }
+}
+
+/// Whether some choice of directory wildcards covers all entries within
+/// the capacity: a brute-force search, independent of the planner.
+fn coverable(entries: &[Entry], cap: Capacity, s: &Settings) -> Option<bool> {
+    let distinct: BTreeSet<&CfPath> = entries.iter().map(|e| &e.path).collect();
+    let kept: Vec<&CfPath> = distinct
+        .iter()
+        .copied()
+        .filter(|x| !distinct.iter().any(|w| *w != *x && w.covers(x)))
+        .collect();
+    let mut dirs: BTreeSet<&str> = BTreeSet::new();
+    for k in &kept {
+        let d = k.directory();
+        for (i, _) in d.match_indices('/') {
+            if eligible(&d[..=i], s) {
+                dirs.insert(&d[..=i]);
+            }
+        }
+    }
+    let dirs: Vec<&str> = dirs.into_iter().collect();
+    if dirs.len() > 14 {
+        return None;
+    }
+    for mask in 0u32..(1 << dirs.len()) {
+        let chosen: Vec<&str> = (0..dirs.len())
+            .filter(|i| mask & (1 << i) != 0)
+            .map(|i| dirs[i])
+            .collect();
+        let top: Vec<&str> = chosen
+            .iter()
+            .copied()
+            .filter(|d| !chosen.iter().any(|o| o != d && d.starts_with(o)))
+            .collect();
+        let rest = kept
+            .iter()
+            .filter(|k| !top.iter().any(|d| k.as_str().starts_with(d)));
+        let (mut e, mut w) = (0, top.len());
+        for k in rest {
+            if k.is_wildcard() {
+                w += 1;
+            } else {
+                e += 1;
+            }
+        }
+        if cap.fits(e, w) {
+            return Some(true);
+        }
+    }
+    Some(false)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn every_entry_is_covered_or_deferred(e in arb_entries(), cap in arb_capacity(), s in arb_settings()) {
+        let plan = plan(&e, cap, &s);
+        let deferred: BTreeSet<usize> = plan.deferred.iter().copied().collect();
+        for (i, entry) in e.iter().enumerate() {
+            let covered = plan.paths.iter().any(|o| o.covers(&entry.path));
+            prop_assert!(covered != deferred.contains(&i), "{:?}: covered {covered}, deferred {}", entry.path, deferred.contains(&i));
+        }
+    }
+
+    #[test]
+    fn the_output_is_valid_and_within_capacity(e in arb_entries(), cap in arb_capacity(), s in arb_settings()) {
+        let plan = plan(&e, cap, &s);
+        for o in &plan.paths {
+            prop_assert_eq!(&CfPath::parse(o.as_str()).unwrap(), o);
+        }
+        prop_assert!(cap.fits(plan.figures.exact, plan.figures.wildcard));
+        prop_assert_eq!(plan.figures.billed(), plan.paths.len());
+        let distinct: BTreeSet<&CfPath> = plan.paths.iter().collect();
+        prop_assert_eq!(distinct.len(), plan.paths.len());
+    }
+
+    #[test]
+    fn planning_the_output_again_changes_nothing(e in arb_entries(), cap in arb_capacity(), s in arb_settings()) {
+        let first = plan(&e, cap, &s);
+        let again: Vec<Entry> = first.paths.iter().map(|o| Entry::new(o.clone(), 0)).collect();
+        let second = plan(&again, cap, &s);
+        prop_assert_eq!(&second.paths, &first.paths);
+        prop_assert!(second.deferred.is_empty());
+    }
+
+    #[test]
+    fn no_wildcard_is_made_shallower_than_allowed(e in arb_entries(), cap in arb_capacity(), s in arb_settings()) {
+        let plan = plan(&e, cap, &s);
+        let requested: BTreeSet<&CfPath> = e.iter().map(|x| &x.path).collect();
+        for o in plan.paths.iter().filter(|o| o.is_wildcard() && !requested.contains(o)) {
+            prop_assert!(o.as_str().ends_with("/*"), "{o:?} is not a directory wildcard");
+            prop_assert!(eligible(o.directory(), &s), "{o:?} is too shallow");
+        }
+    }
+
+    #[test]
+    fn deferral_only_when_covering_everything_is_impossible(e in arb_entries(), cap in arb_capacity(), s in arb_settings()) {
+        let plan = plan(&e, cap, &s);
+        if !plan.deferred.is_empty()
+            && let Some(possible) = coverable(&e, cap, &s)
+        {
+            prop_assert!(!possible, "deferred {:?} though a covering fits", plan.deferred);
+        }
+    }
+
+    #[test]
+    fn more_capacity_never_defers_more(e in arb_entries(), cap in arb_capacity(), s in arb_settings()) {
+        let tight = plan(&e, cap, &s);
+        let roomy = plan(&e, Capacity::AWS, &s);
+        prop_assert!(roomy.deferred.is_empty());
+        prop_assert!(roomy.deferred.len() <= tight.deferred.len());
+    }
+}
