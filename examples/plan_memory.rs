@@ -74,5 +74,7 @@ fn main() {
     let trace = common::trace();
     measure("astro all, one batch", || vec![common::all_entries(&trace)]);
     measure("astro each day a batch", || common::windows(&trace, 86_400));
-    measure("generated 1,000,000", || vec![common::generated(&trace, 1_000_000, 42)]);
+    measure("generated 1,000,000", || {
+        vec![common::generated(&trace, 1_000_000, 42)]
+    });
 }

@@ -22,7 +22,9 @@ fn main() {
     let batches = common::windows(&trace, window);
     let requested: usize = trace.iter().map(|r| r.paths.len()).sum();
 
-    println!("| coalescing | requested paths | distinct per batch | billed paths | CreateInvalidation calls | over-reach |");
+    println!(
+        "| coalescing | requested paths | distinct per batch | billed paths | CreateInvalidation calls | over-reach |"
+    );
     println!("|---|---:|---:|---:|---:|---:|");
     println!(
         "| none: one invalidation per request | {requested} | – | {requested} | {} | 0 |",
@@ -36,7 +38,10 @@ fn main() {
         let (mut unique, mut billed, mut calls, mut reach) = (0, 0, 0, 0);
         for batch in &batches {
             let p = plan(batch, Capacity::AWS, &settings);
-            assert!(p.deferred.is_empty(), "a batch of the trace fits CloudFront's limits");
+            assert!(
+                p.deferred.is_empty(),
+                "a batch of the trace fits CloudFront's limits"
+            );
             let asked: Vec<CfPath> = batch.iter().map(|e| e.path.clone()).collect();
             unique += p.figures.unique;
             billed += p.figures.billed();

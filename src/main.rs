@@ -13,7 +13,11 @@ use cfpurge::config::{self, Config};
 use cfpurge::planner::{Capacity, Settings};
 
 #[derive(Parser)]
-#[command(name = "cfpurge", version, about = "Coalescing CloudFront invalidation daemon")]
+#[command(
+    name = "cfpurge",
+    version,
+    about = "Coalescing CloudFront invalidation daemon"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -138,7 +142,9 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                         .find(|(alias, d)| *alias == name || d.id == *name)
                         .map(|(_, d)| d)
                         .ok_or_else(|| {
-                            Failure::usage(format!("--distribution {name:?} is not a configured distribution"))
+                            Failure::usage(format!(
+                                "--distribution {name:?} is not a configured distribution"
+                            ))
                         })?;
                     capacity.exact = d.max_inflight_paths;
                     capacity.wildcard = d.max_inflight_wildcards;
@@ -149,7 +155,8 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             capacity.paths = budget.unwrap_or(capacity.paths);
             settings.wildcard_threshold = wildcard_threshold.unwrap_or(settings.wildcard_threshold);
             settings.min_wildcard_depth = min_wildcard_depth.unwrap_or(settings.min_wildcard_depth);
-            settings.allow_root_wildcard = allow_root_wildcard.unwrap_or(settings.allow_root_wildcard);
+            settings.allow_root_wildcard =
+                allow_root_wildcard.unwrap_or(settings.allow_root_wildcard);
             if settings.wildcard_threshold < 2 {
                 return Err(Failure::usage("--wildcard-threshold must be ≥ 2"));
             }

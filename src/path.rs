@@ -193,7 +193,19 @@ pub fn directory_depth(dir: &str) -> usize {
 fn is_unsafe_ascii(b: u8) -> bool {
     matches!(
         b,
-        b' ' | b'#' | b'"' | b'<' | b'>' | b'{' | b'}' | b'|' | b'\\' | b'^' | b'[' | b']' | b'`' | b'~'
+        b' ' | b'#'
+            | b'"'
+            | b'<'
+            | b'>'
+            | b'{'
+            | b'}'
+            | b'|'
+            | b'\\'
+            | b'^'
+            | b'['
+            | b']'
+            | b'`'
+            | b'~'
     )
 }
 
@@ -261,7 +273,10 @@ mod tests {
 
     #[test]
     fn must_start_with_a_slash() {
-        assert_eq!(CfPath::parse("index.html"), Err(PathError::MissingLeadingSlash));
+        assert_eq!(
+            CfPath::parse("index.html"),
+            Err(PathError::MissingLeadingSlash)
+        );
         assert_eq!(CfPath::parse("*"), Err(PathError::MissingLeadingSlash));
         assert_eq!(CfPath::parse(""), Err(PathError::Empty));
     }
@@ -286,7 +301,9 @@ mod tests {
         let long = format!("/{}", "a".repeat(MAX_PATH_LEN));
         assert_eq!(
             CfPath::parse(&long),
-            Err(PathError::TooLong { len: MAX_PATH_LEN + 1 })
+            Err(PathError::TooLong {
+                len: MAX_PATH_LEN + 1
+            })
         );
         // 1,000 spaces are 1,001 characters raw but 3,001 encoded.
         let spaces = format!("/{}", " ".repeat(1400));
@@ -333,7 +350,10 @@ mod tests {
     fn control_characters_are_refused() {
         assert_eq!(
             CfPath::parse("/a\nb"),
-            Err(PathError::ControlCharacter { code: 0x0A, position: 3 })
+            Err(PathError::ControlCharacter {
+                code: 0x0A,
+                position: 3
+            })
         );
         assert!(matches!(
             CfPath::parse("/a\u{7f}"),
@@ -381,9 +401,6 @@ mod tests {
         assert_eq!(directory_depth("/"), 0);
         assert_eq!(directory_depth("/a/"), 1);
         assert_eq!(directory_depth("/a/b/"), 2);
-        assert_eq!(
-            CfPath::directory_wildcard("/a/").unwrap().as_str(),
-            "/a/*"
-        );
+        assert_eq!(CfPath::directory_wildcard("/a/").unwrap().as_str(), "/a/*");
     }
 }

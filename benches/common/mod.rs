@@ -16,7 +16,9 @@ pub struct Request {
 }
 
 pub fn data_file(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/data").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("benches/data")
+        .join(name)
 }
 
 /// The astro-docs trace, in time order.
@@ -30,14 +32,20 @@ pub fn trace() -> Vec<Request> {
 /// Every path the site serves.
 pub fn universe() -> Vec<CfPath> {
     let text = std::fs::read_to_string(data_file("astro-docs-tree.txt")).expect("tree file");
-    text.lines().map(|l| CfPath::parse(l).expect("tree path")).collect()
+    text.lines()
+        .map(|l| CfPath::parse(l).expect("tree path"))
+        .collect()
 }
 
 /// Every path of every request as one batch, `since` = request time.
 pub fn all_entries(trace: &[Request]) -> Vec<Entry> {
     trace
         .iter()
-        .flat_map(|r| r.paths.iter().map(move |p| Entry::new(CfPath::parse(p).expect("path"), r.t)))
+        .flat_map(|r| {
+            r.paths
+                .iter()
+                .map(move |p| Entry::new(CfPath::parse(p).expect("path"), r.t))
+        })
         .collect()
 }
 
@@ -52,7 +60,11 @@ pub fn windows(trace: &[Request], window: u64) -> Vec<Vec<Entry>> {
             batches.push(Vec::new());
         }
         let batch = batches.last_mut().expect("a batch was opened");
-        batch.extend(r.paths.iter().map(|p| Entry::new(CfPath::parse(p).expect("path"), r.t)));
+        batch.extend(
+            r.paths
+                .iter()
+                .map(|p| Entry::new(CfPath::parse(p).expect("path"), r.t)),
+        );
     }
     batches
 }
@@ -62,14 +74,20 @@ pub fn windows(trace: &[Request], window: u64) -> Vec<Vec<Entry>> {
 /// so directories keep their depth and grow wider, and about one entry in
 /// ten repeats another.
 pub fn generated(trace: &[Request], n: usize, seed: u64) -> Vec<Entry> {
-    let pool: Vec<&str> = trace.iter().flat_map(|r| r.paths.iter().map(String::as_str)).collect();
+    let pool: Vec<&str> = trace
+        .iter()
+        .flat_map(|r| r.paths.iter().map(String::as_str))
+        .collect();
     let variants = (n / 10).max(1) as u64;
     let mut state = seed;
     (0..n)
         .map(|i| {
             let base = pool[(splitmix(&mut state) % pool.len() as u64) as usize];
             let v = splitmix(&mut state) % variants;
-            Entry::new(CfPath::parse(&with_variant(base, v)).expect("generated path"), i as u64)
+            Entry::new(
+                CfPath::parse(&with_variant(base, v)).expect("generated path"),
+                i as u64,
+            )
         })
         .collect()
 }

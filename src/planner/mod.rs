@@ -212,7 +212,11 @@ fn oldest_first_that_fit(
         *slot = (*slot).min(entry.since);
     }
     let mut order: Vec<usize> = (0..paths.len()).collect();
-    order.sort_unstable_by(|&a, &b| oldest[a].cmp(&oldest[b]).then_with(|| paths[a].cmp(&paths[b])));
+    order.sort_unstable_by(|&a, &b| {
+        oldest[a]
+            .cmp(&oldest[b])
+            .then_with(|| paths[a].cmp(&paths[b]))
+    });
     let mut keep = vec![false; paths.len()];
     let (mut exact, mut wildcard) = (0, 0);
     for o in order {
@@ -325,8 +329,16 @@ struct Cover<'a> {
 
 impl<'a> Cover<'a> {
     fn new(paths: &'a [CfPath]) -> Cover<'a> {
-        let exact = paths.iter().filter(|p| !p.is_wildcard()).map(CfPath::as_str).collect();
-        let mut all: Vec<&str> = paths.iter().filter(|p| p.is_wildcard()).map(CfPath::prefix).collect();
+        let exact = paths
+            .iter()
+            .filter(|p| !p.is_wildcard())
+            .map(CfPath::as_str)
+            .collect();
+        let mut all: Vec<&str> = paths
+            .iter()
+            .filter(|p| p.is_wildcard())
+            .map(CfPath::prefix)
+            .collect();
         all.sort_unstable();
         let mut prefixes: Vec<&str> = Vec::with_capacity(all.len());
         for p in all {

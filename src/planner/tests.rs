@@ -96,7 +96,10 @@ fn no_wildcard_shallower_than_the_minimum_depth() {
 fn query_strings_do_not_make_directories() {
     let e = entries(&["/img.jpg?w=1/2/3", "/img.jpg?w=4/5/6", "/x/img?a=/b/"]);
     let plan = plan(&e, Capacity::AWS, &settings(2));
-    assert_eq!(strs(&plan), ["/img.jpg?w=1/2/3", "/img.jpg?w=4/5/6", "/x/img?a=/b/"]);
+    assert_eq!(
+        strs(&plan),
+        ["/img.jpg?w=1/2/3", "/img.jpg?w=4/5/6", "/x/img?a=/b/"]
+    );
 }
 
 #[test]
@@ -174,7 +177,10 @@ fn zero_capacity_defers_everything() {
 
 #[test]
 fn overreach_counts_universe_paths_only_wildcards_reach() {
-    let universe: Vec<CfPath> = ["/a/1", "/a/2", "/a/3", "/b/1", "/c"].iter().map(|s| p(s)).collect();
+    let universe: Vec<CfPath> = ["/a/1", "/a/2", "/a/3", "/b/1", "/c"]
+        .iter()
+        .map(|s| p(s))
+        .collect();
     let requested = vec![p("/a/1"), p("/a/2"), p("/b/1")];
     let plan_paths = vec![p("/a/*"), p("/b/1")];
     assert_eq!(overreach(&plan_paths, &requested, &universe), 1);
@@ -210,13 +216,16 @@ fn arb_entries() -> impl Strategy<Value = Vec<Entry>> {
 }
 
 fn arb_capacity() -> impl Strategy<Value = Capacity> {
-    (0usize..12, 0usize..5, prop_oneof![Just(usize::MAX), 0usize..14]).prop_map(
-        |(exact, wildcard, paths)| Capacity {
+    (
+        0usize..12,
+        0usize..5,
+        prop_oneof![Just(usize::MAX), 0usize..14],
+    )
+        .prop_map(|(exact, wildcard, paths)| Capacity {
             exact,
             wildcard,
             paths,
-        },
-    )
+        })
 }
 
 fn arb_settings() -> impl Strategy<Value = Settings> {

@@ -218,7 +218,10 @@ impl<'a> Tree<'a> {
             |d| d.outputs().saturating_sub(1),
         );
         // Wildcard slots: merge wildcards into a parent wildcard.
-        self.collapse_while(|t| t.wildcard > capacity.wildcard, |d| d.wildcard.saturating_sub(1));
+        self.collapse_while(
+            |t| t.wildcard > capacity.wildcard,
+            |d| d.wildcard.saturating_sub(1),
+        );
     }
 
     /// Whether the outputs fit.
@@ -297,7 +300,14 @@ impl<'a> Tree<'a> {
     /// The fewest exact paths left under `d` for each number of wildcards
     /// when `d` itself stays open: the min-plus product of its own row and
     /// its children's rows, into `open`.
-    fn keep_open(&self, d: usize, best: &Rows, width: usize, open: &mut Vec<u32>, scratch: &mut Vec<u32>) {
+    fn keep_open(
+        &self,
+        d: usize,
+        best: &Rows,
+        width: usize,
+        open: &mut Vec<u32>,
+        scratch: &mut Vec<u32>,
+    ) {
         self.own_row(d, width, open);
         for c in self.children(d) {
             min_plus(open, best.row(c), width, scratch);
@@ -316,7 +326,11 @@ impl<'a> Tree<'a> {
             min_plus(&prefixes[prefixes.len() - 1], best.row(c), width, &mut next);
             prefixes.push(next);
         }
-        let open = prefixes.last().and_then(|p| p.get(w)).copied().unwrap_or(INF);
+        let open = prefixes
+            .last()
+            .and_then(|p| p.get(w))
+            .copied()
+            .unwrap_or(INF);
         if open != best.row(d)[w] {
             self.mark_collapsed(d as u32);
             return;

@@ -1,0 +1,29 @@
+//! `cfpurge check-config`: load and validate the configuration, then print
+//! the effective configuration (file, environment overrides and defaults
+//! merged) as TOML with secrets redacted, so an operator sees exactly what
+//! the daemon would run with.
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::config::{Config, ConfigError};
+
+/// Loads `path` with the process environment's overrides and writes the
+/// effective configuration to `out`. The binary maps an error to exit
+/// status 2 with the message on stderr.
+pub fn check_config(path: &Path, out: &mut dyn Write) -> Result<(), ConfigError> {
+    let cfg = Config::load(path)?;
+    write_effective(&cfg, path, out)
+}
+
+/// Writes `cfg` as TOML, headed by a comment naming its file.
+pub fn write_effective(cfg: &Config, path: &Path, out: &mut dyn Write) -> Result<(), ConfigError> {
+    let text = toml::to_string(cfg).map_err(|e| ConfigError::Print(e.to_string()))?;
+    write!(
+        out,
+        "# effective configuration: {} with environment overrides and defaults; secrets redacted\n{text}",
+        path.display()
+    )
+    .and_then(|()| out.flush())
+    .map_err(|e| ConfigError::Print(e.to_string()))
+}

@@ -1,0 +1,1601 @@
+//! Typed configuration: the TOML file of CONTRACT.md plus `CFPURGE__SECTION__KEY`
+//! environment overrides, merged by the `config` crate, deserialized with
+//! unknown keys refused, and validated once at start-up so that no later stage
+//! has to check a value again. Every error names the file, the key and what is
+//! wrong.
+//!
+//! Key case: the `config` crate keeps the case of keys read from the file but
+//! lowercases every key that comes from the environment. A distribution alias
+//! is a key (`[distributions.www]`, `CFPURGE__DISTRIBUTIONS__WWW__ID`), so
+//! aliases must be lowercase (`[a-z0-9_-]`) for every one of them to be
+//! reachable from the environment; the validation says so when one is not.
+//!
+//! Environment values are handed to serde as strings and converted to the
+//! field's type there (the crate's `try_parsing` is left off on purpose: it
+//! guesses a type from the text, which turned a token `0012` into `12`, a hex
+//! token `8e12345` into `inf` and rounded `quiet_seconds = 9.5` to 10).
+//! `[[routing.s3]]` is a list and cannot be set from the environment.
+//!
+//! The file is also read on its own by the `toml` crate before the merge:
+//! it is strict where the `config` crate converts (`quiet_seconds = 1.5`
+//! would be rounded, `id = 5` taken as `"5"`), and it knows the line of a bad
+//! key or value, which the merged tree has forgotten.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Where the configuration file is looked for when neither `-c` nor
+/// `$CFPURGE_CONFIG` names one.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/cfpurge/cfpurge.toml";
+
+/// Prefix of the environment variables that override keys:
+/// `CFPURGE__SECTION__KEY`.
+pub const ENV_PREFIX: &str = "CFPURGE";
+
+/// Separator between the prefix, the section and the key in an override's name.
+pub const ENV_SEPARATOR: &str = "__";
+
+/// The configuration file: `-c FILE`, else `$CFPURGE_CONFIG` (when set and not
+/// empty), else [`DEFAULT_CONFIG_PATH`].
+pub fn config_path(cli: Option<&Path>) -> PathBuf {
+    if let Some(path) = cli {
+        return path.to_path_buf();
+    }
+    match std::env::var_os("CFPURGE_CONFIG") {
+        Some(path) if !path.is_empty() => PathBuf::from(path),
+        _ => PathBuf::from(DEFAULT_CONFIG_PATH),
+    }
+}
+
+/// The whole configuration. `Default` gives every section's defaults and no
+/// distribution, which does not validate by itself: at least one
+/// `[distributions.NAME]` is required.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the AWS clients connect; credentials never live here.
+    pub aws: AwsConfig,
+    /// Where purge requests come from.
+    pub source: SourceConfig,
+    /// The CloudFront distributions this daemon purges, by alias.
+    pub distributions: BTreeMap<String, DistributionConfig>,
+    /// Which distribution a request that names none, or an S3 event, goes to.
+    pub routing: RoutingConfig,
+    /// When a distribution's pending paths are planned into a batch.
+    pub batching: BatchingConfig,
+    /// How the planner collapses dense directories into wildcards.
+    pub coalesce: CoalesceConfig,
+    /// How CloudFront is called (or simulated).
+    pub cloudfront: CloudFrontConfig,
+    /// The monthly path budget and what happens when it is spent.
+    pub budget: BudgetConfig,
+    /// What SIGTERM may still do before the process exits.
+    pub shutdown: ShutdownConfig,
+    /// The HTTP listener for metrics, health, status and enqueueing.
+    pub http: HttpConfig,
+    /// How the daemon logs.
+    pub log: LogConfig,
+}
+
+/// `[aws]`: endpoints only. With none set, the SDK's own `AWS_ENDPOINT_URL`,
+/// `AWS_ENDPOINT_URL_SQS` and `AWS_ENDPOINT_URL_CLOUDFRONT` apply.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AwsConfig {
+    /// Region for the SQS client; when unset the AWS provider chain decides,
+    /// so one file can serve several regions' deployments.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// One endpoint for both services, to run against an emulator (moto) in
+    /// tests and local runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint_url: Option<String>,
+    /// SQS endpoint; overrides `endpoint_url` when only one service is
+    /// emulated or reached through a VPC endpoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sqs_endpoint_url: Option<String>,
+    /// CloudFront endpoint; overrides `endpoint_url` for the same reasons.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cloudfront_endpoint_url: Option<String>,
+}
+
+/// `[source]`: the queue the daemon reads purge requests from.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SourceConfig {
+    /// `sqs` in production; `local` runs an in-memory queue fed by
+    /// `POST /v1/purge`, so the daemon runs without an AWS account.
+    pub kind: SourceKind,
+    /// The SQS queue to long-poll; required with `kind = "sqs"`, ignored
+    /// with `local`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue_url: Option<String>,
+    /// Where rejected messages are forwarded with their reason before being
+    /// deleted; without it they stay for the queue's own redrive policy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dead_letter_queue_url: Option<String>,
+    /// Concurrent long-poll loops: one receive returns at most 10 messages,
+    /// so a busy queue needs several.
+    pub pollers: u32,
+    /// Long-poll wait per receive (SQS allows 0 to 20); longer means fewer
+    /// empty receives, which SQS bills.
+    pub wait_time_seconds: u64,
+    /// Visibility given to a received message; the daemon extends it before
+    /// it runs out while the message waits, so this bounds how soon a
+    /// message reappears after a crash (SQS allows up to 43,200).
+    pub visibility_timeout_seconds: u64,
+    /// Receiving pauses while this many messages are held: backpressure so
+    /// that a backlog stays in SQS rather than in memory.
+    pub max_pending_messages: usize,
+}
+
+/// `[distributions.ALIAS]`: one CloudFront distribution. The alias names it
+/// in requests, metrics labels and logs.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DistributionConfig {
+    /// The CloudFront distribution id (`E2ABCDEF123456`); required.
+    pub id: String,
+    /// Exact paths this daemon may keep in progress (AWS allows 3,000 per
+    /// distribution, counting other tools'); lower it to leave room for them.
+    pub max_inflight_paths: usize,
+    /// Wildcard paths this daemon may keep in progress (AWS allows 15, counted
+    /// apart from exact paths); lower it to leave room for others.
+    pub max_inflight_wildcards: usize,
+}
+
+/// `[routing]`: where requests that do not name a distribution go.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoutingConfig {
+    /// Alias used by plain-text requests and native ones without
+    /// `distribution`. When unset and exactly one distribution is configured,
+    /// that one; when unset with several, such requests are rejected as
+    /// `unknown_distribution`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_distribution: Option<String>,
+    /// `[[routing.s3]]`: which bucket's S3 events purge which distribution.
+    pub s3: Vec<S3Route>,
+}
+
+/// `[[routing.s3]]`: maps an S3 object key to a CloudFront path.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct S3Route {
+    /// Bucket whose events this route takes; required.
+    pub bucket: String,
+    /// Alias of the distribution to purge; required.
+    pub distribution: String,
+    /// Only keys under this prefix are routed; it is stripped before
+    /// `path_prefix` is prepended, so a bucket folder can map to the site root.
+    pub key_prefix: String,
+    /// Prepended to the rest of the key to form the path; starts with `/`
+    /// because every CloudFront path does.
+    pub path_prefix: String,
+    /// When set, a key `dir/index.html` also purges `/dir/` and `/dir`,
+    /// because CloudFront caches those URLs separately.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index_document: Option<String>,
+}
+
+/// `[batching]`: when a distribution's pending entries become a batch.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BatchingConfig {
+    /// A batch is planned once no new path has arrived for this long, so
+    /// that a deploy's burst of requests coalesces into one invalidation.
+    pub quiet_seconds: u64,
+    /// ...or once the oldest pending path has waited this long, so that a
+    /// steady trickle cannot postpone a purge forever.
+    pub max_delay_seconds: u64,
+    /// ...or once this many entries are pending (CloudFront takes at most
+    /// 3,000 paths in progress), to bound memory and latency under load.
+    pub max_batch_paths: usize,
+}
+
+/// `[coalesce]`: the planner's wildcard settings.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CoalesceConfig {
+    /// A directory with at least this many pending entries under it becomes
+    /// `dir/*`: one billed path instead of many, at the price of purging
+    /// objects nobody asked for.
+    pub wildcard_threshold: usize,
+    /// Never emit a wildcard shallower than this (`/a/*` has depth 1), which
+    /// bounds how much of the site one wildcard can purge.
+    pub min_wildcard_depth: usize,
+    /// Whether `/*` may be emitted by coalescing; purging the whole site
+    /// is a decision an operator makes explicitly.
+    pub allow_root_wildcard: bool,
+}
+
+/// `[cloudfront]`: how invalidations are created and followed.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CloudFrontConfig {
+    /// `aws` calls CloudFront; `simulate` models invalidations in memory with
+    /// AWS's limits, for local runs and rehearsals without an account.
+    pub mode: CloudFrontMode,
+    /// CreateInvalidation calls per second for the whole account (AWS
+    /// throttles at a reported ~0.5/s), so the daemon stays under the limit
+    /// instead of relying on retries.
+    pub create_per_second: f64,
+    /// Calls that may go at once after a quiet spell before the rate applies.
+    pub create_burst: u32,
+    /// How often an in-progress invalidation is checked with GetInvalidation;
+    /// messages are deleted only once theirs is accepted, capacity returns
+    /// once it completes.
+    pub poll_interval_seconds: u64,
+    /// How often ListInvalidations counts in-progress invalidations created by
+    /// other tools, which share the per-distribution limits.
+    pub reconcile_interval_seconds: u64,
+    /// In `simulate` mode, how long a simulated invalidation stays in progress
+    /// (AWS takes minutes); lets local runs show capacity being held.
+    pub simulate_completion_seconds: u64,
+}
+
+/// `[budget]`: the month's path allowance.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BudgetConfig {
+    /// Paths the account may spend per calendar month (UTC); AWS bills every
+    /// path past the first 1,000 a month.
+    pub monthly_paths: u64,
+    /// `even` keeps spending within the month's elapsed share (plus
+    /// `burst_paths`) so an early storm cannot spend the whole month;
+    /// `none` is first come, first served.
+    pub pacing: Pacing,
+    /// How far `even` pacing may run ahead of the elapsed share, so a normal
+    /// deploy is never held.
+    pub burst_paths: u64,
+    /// What happens once the allowance is spent.
+    pub on_exhausted: OnExhausted,
+    /// The ledger file that survives restarts, so that spending is never
+    /// under-counted; its folder must be writable.
+    pub ledger_path: PathBuf,
+    /// Count invalidation paths other tools create on the configured
+    /// distributions, since AWS bills the account for them too.
+    pub count_external: bool,
+}
+
+/// `[shutdown]`
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// On SIGTERM: time to submit what is due before releasing the rest and
+    /// exiting; keep it under the supervisor's stop timeout (systemd's
+    /// `TimeoutStopSec`, the container runtime's stop grace) or it is killed.
+    pub grace_seconds: u64,
+}
+
+/// `[http]`
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address and port (an IP address, not a host name) for `/metrics`,
+    /// `/healthz`, `/readyz`, `/v1/status` and `/v1/purge`; loopback by
+    /// default because `/v1/purge` spends money.
+    #[serde(deserialize_with = "socket_addr")]
+    pub listen: SocketAddr,
+    /// When set, `POST /v1/purge` needs `Authorization: Bearer <token>`.
+    /// Never printed: `check-config` and `Debug` show `<redacted>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enqueue_token: Option<Secret>,
+}
+
+/// `[log]`
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` for people and journald, `json` for log pipelines.
+    pub format: LogFormat,
+    /// A level (`trace`, `debug`, `info`, `warn`, `error`, `off`) or a filter
+    /// such as `info,cfpurge=debug`; `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+// Defaults: the only place they are written (CONTRACT.md and
+// config/cfpurge.example.toml show the same values). `AwsConfig` and
+// `RoutingConfig` derive theirs: nothing set, no S3 routes.
+
+impl Default for SourceConfig {
+    fn default() -> Self {
+        SourceConfig {
+            kind: SourceKind::Sqs,
+            queue_url: None,
+            dead_letter_queue_url: None,
+            pollers: 2,
+            wait_time_seconds: 20,
+            visibility_timeout_seconds: 120,
+            max_pending_messages: 50_000,
+        }
+    }
+}
+
+impl Default for DistributionConfig {
+    /// The id has no default: an empty one is reported as missing.
+    fn default() -> Self {
+        DistributionConfig {
+            id: String::new(),
+            max_inflight_paths: 3000,
+            max_inflight_wildcards: 15,
+        }
+    }
+}
+
+impl Default for S3Route {
+    /// `bucket` and `distribution` have no default: empty ones are reported
+    /// as missing.
+    fn default() -> Self {
+        S3Route {
+            bucket: String::new(),
+            distribution: String::new(),
+            key_prefix: String::new(),
+            path_prefix: "/".to_owned(),
+            index_document: None,
+        }
+    }
+}
+
+impl Default for BatchingConfig {
+    fn default() -> Self {
+        BatchingConfig {
+            quiet_seconds: 5,
+            max_delay_seconds: 60,
+            max_batch_paths: 3000,
+        }
+    }
+}
+
+impl Default for CoalesceConfig {
+    fn default() -> Self {
+        CoalesceConfig {
+            wildcard_threshold: 8,
+            min_wildcard_depth: 1,
+            allow_root_wildcard: false,
+        }
+    }
+}
+
+impl Default for CloudFrontConfig {
+    fn default() -> Self {
+        CloudFrontConfig {
+            mode: CloudFrontMode::Aws,
+            create_per_second: 0.5,
+            create_burst: 3,
+            poll_interval_seconds: 20,
+            reconcile_interval_seconds: 300,
+            simulate_completion_seconds: 60,
+        }
+    }
+}
+
+impl Default for BudgetConfig {
+    fn default() -> Self {
+        BudgetConfig {
+            monthly_paths: 1000,
+            pacing: Pacing::Even,
+            burst_paths: 100,
+            on_exhausted: OnExhausted::Coalesce,
+            ledger_path: PathBuf::from("/var/lib/cfpurge/ledger.json"),
+            count_external: true,
+        }
+    }
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        ShutdownConfig { grace_seconds: 20 }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 9470)),
+            enqueue_token: None,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info".to_owned(),
+        }
+    }
+}
+
+/// Defines a string choice: its TOML spellings are listed once, serde reads
+/// them through `TryFrom<String>` so that a wrong value is reported with the
+/// accepted ones, and writes them back with `as_str`.
+macro_rules! choice {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident ($what:literal) {
+            $( $(#[$vmeta:meta])* $variant:ident = $text:literal, )+
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
+        #[serde(try_from = "String")]
+        pub enum $name {
+            $( $(#[$vmeta])* $variant, )+
+        }
+
+        impl $name {
+            /// Every accepted spelling, in the order of the contract.
+            pub const ALL: &'static [&'static str] = &[$($text),+];
+
+            /// The spelling used in the file.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $( $name::$variant => $text, )+
+                }
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = String;
+
+            fn try_from(s: String) -> Result<Self, String> {
+                match s.as_str() {
+                    $( $text => Ok($name::$variant), )+
+                    _ => Err(format!(
+                        "{s:?} is not {}: expected {}",
+                        $what,
+                        one_of($name::ALL)
+                    )),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+    };
+}
+
+choice! {
+    /// `source.kind`
+    pub enum SourceKind ("a source kind") {
+        /// Long-poll an SQS queue.
+        Sqs = "sqs",
+        /// An in-memory queue fed by `POST /v1/purge`.
+        Local = "local",
+    }
+}
+
+choice! {
+    /// `cloudfront.mode`
+    pub enum CloudFrontMode ("a CloudFront mode") {
+        /// Call CloudFront.
+        Aws = "aws",
+        /// Model invalidations in memory; no AWS calls.
+        Simulate = "simulate",
+    }
+}
+
+choice! {
+    /// `budget.pacing`
+    pub enum Pacing ("a pacing") {
+        /// Spending may not run ahead of the month's elapsed share plus
+        /// `burst_paths`.
+        Even = "even",
+        /// First come, first served.
+        None = "none",
+    }
+}
+
+choice! {
+    /// `budget.on_exhausted`
+    pub enum OnExhausted ("an exhaustion policy") {
+        /// Submit nothing; keep requests queued until allowance returns.
+        Hold = "hold",
+        /// At most one path per distribution per batch: its widest allowed
+        /// wildcard.
+        Coalesce = "coalesce",
+        /// Plan as usual, count and alert.
+        Overspend = "overspend",
+    }
+}
+
+choice! {
+    /// `log.format`
+    pub enum LogFormat ("a log format") {
+        /// Plain lines.
+        Text = "text",
+        /// One JSON object per line.
+        Json = "json",
+    }
+}
+
+/// `http.listen`, with a message that says what is expected.
+fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse().map_err(|_| {
+        D::Error::custom(format!(
+            "{s:?} is not an IP address and port such as \"127.0.0.1:9470\""
+        ))
+    })
+}
+
+fn one_of(choices: &[&str]) -> String {
+    let quoted: Vec<String> = choices.iter().map(|c| format!("{c:?}")).collect();
+    match quoted.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    }
+}
+
+/// A secret string (`http.enqueue_token`): `Debug` and `Serialize` print
+/// `<redacted>`, so it cannot leak through logs or `check-config`.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    const REDACTED: &'static str = "<redacted>";
+
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The value itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Compares with a candidate in time that depends only on the lengths,
+    /// so that a client cannot find the token byte by byte from timings.
+    pub fn matches(&self, candidate: &str) -> bool {
+        let (a, b) = (self.0.as_bytes(), candidate.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(Secret::REDACTED)
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(Secret::REDACTED)
+    }
+}
+
+/// What is wrong with one key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// The key in dotted form (`batching.quiet_seconds`,
+    /// `routing.s3[0].bucket`); empty when the problem has no single key.
+    pub key: String,
+    /// What is wrong, written to follow the key.
+    pub message: String,
+    /// The file's line (1-based) when the problem is a value written there
+    /// that does not fit the schema.
+    pub line: Option<usize>,
+}
+
+impl Problem {
+    fn new(key: impl Into<String>, message: impl Into<String>) -> Problem {
+        Problem {
+            key: key.into(),
+            message: message.into(),
+            line: None,
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(line) = self.line {
+            write!(f, "line {line}: ")?;
+        }
+        if self.key.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{} {}", self.key, self.message)
+        }
+    }
+}
+
+/// Why the configuration could not be loaded. The binary exits with status 2
+/// and prints the message, which names the file, the key and what is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{}: cannot read: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML.
+    #[error("{origin}: line {line}, column {column}: {message}")]
+    Syntax {
+        /// The file.
+        origin: String,
+        /// 1-based line of the error.
+        line: usize,
+        /// 1-based column of the error.
+        column: usize,
+        /// What the TOML parser expected.
+        message: String,
+    },
+    /// Keys or values are wrong; one problem per line.
+    #[error("{}", problem_lines(origin, problems))]
+    Invalid {
+        /// The file.
+        origin: String,
+        /// Every problem found (at least one).
+        problems: Vec<Problem>,
+    },
+    /// The effective configuration could not be printed.
+    #[error("cannot print the configuration: {0}")]
+    Print(String),
+}
+
+fn problem_lines(origin: &str, problems: &[Problem]) -> String {
+    let lines: Vec<String> = problems.iter().map(|p| format!("{origin}: {p}")).collect();
+    lines.join("\n")
+}
+
+impl Config {
+    /// Reads `file`, applies the `CFPURGE__SECTION__KEY` variables of the
+    /// process environment and validates the result.
+    pub fn load(file: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+            path: file.to_path_buf(),
+            source,
+        })?;
+        let origin = file.display().to_string();
+        let mut env = Vec::new();
+        for (name, value) in std::env::vars_os() {
+            // Only our variables matter; others may hold anything.
+            let Some(name) = name.to_str().filter(|n| is_ours(n)).map(str::to_owned) else {
+                continue;
+            };
+            match value.into_string() {
+                Ok(value) => env.push((name, value)),
+                Err(_) => {
+                    return Err(ConfigError::Invalid {
+                        origin,
+                        problems: vec![Problem::new(
+                            "",
+                            format!("environment variable {name} is not valid UTF-8"),
+                        )],
+                    });
+                }
+            }
+        }
+        Config::from_parts(Some(&text), &origin, env)
+    }
+
+    /// Builds the configuration from the file's text (`None`: defaults only)
+    /// and environment variables given as name and value pairs (only those
+    /// starting with `CFPURGE_` are looked at), then validates it. `origin`
+    /// names the file in messages. [`Config::load`] calls this with the
+    /// process environment; tests call it with their own.
+    pub fn from_parts(
+        toml_text: Option<&str>,
+        origin: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let invalid = |problems: Vec<Problem>| ConfigError::Invalid {
+            origin: origin.to_owned(),
+            problems,
+        };
+
+        let mut overrides = config::Map::new();
+        let mut problems = Vec::new();
+        for (name, value) in env {
+            if !is_ours(&name) {
+                continue;
+            }
+            if let Some(hint) = misspelt_override(&name) {
+                problems.push(Problem::new("", hint));
+                continue;
+            }
+            overrides.insert(name, value);
+        }
+        if !problems.is_empty() {
+            return Err(invalid(problems));
+        }
+
+        let mut builder = config::Config::builder();
+        if let Some(text) = toml_text {
+            // The file alone is read strictly first: the toml crate gives
+            // the line, and it refuses `quiet_seconds = 1.5` or `id = 5`,
+            // which the config crate would round or turn into a string.
+            if let Err(e) = text.parse::<toml::Table>() {
+                let (line, column) = e
+                    .span()
+                    .map(|span| line_column(text, span.start))
+                    .unwrap_or((1, 1));
+                return Err(ConfigError::Syntax {
+                    origin: origin.to_owned(),
+                    line,
+                    column,
+                    message: e.message().trim_end().to_owned(),
+                });
+            }
+            if let Err(e) = toml::from_str::<Config>(text) {
+                return Err(invalid(vec![from_toml_error(e, text)]));
+            }
+            builder = builder.add_source(config::File::from_str(text, config::FileFormat::Toml));
+        }
+        let env_source = config::Environment::with_prefix(ENV_PREFIX)
+            .prefix_separator(ENV_SEPARATOR)
+            .separator(ENV_SEPARATOR)
+            .source(Some(overrides.clone()));
+        let merged = builder
+            .add_source(env_source)
+            .build()
+            .map_err(|e| invalid(vec![from_config_error(e, &overrides)]))?;
+        let mut cfg: Config = merged
+            .try_deserialize()
+            .map_err(|e| invalid(vec![from_config_error(e, &overrides)]))?;
+
+        cfg.resolve();
+        let mut problems = cfg.problems();
+        if problems.is_empty() {
+            return Ok(cfg);
+        }
+        for p in &mut problems {
+            if let Some(var) = env_var_for(&p.key, &overrides) {
+                p.message.push_str(&format!(" (set by {var})"));
+            }
+        }
+        Err(invalid(problems))
+    }
+
+    /// The distribution a request names, by alias or by id.
+    pub fn distribution(&self, name: &str) -> Option<(&str, &DistributionConfig)> {
+        self.distributions
+            .iter()
+            .find(|(alias, d)| alias.as_str() == name || d.id == name)
+            .map(|(alias, d)| (alias.as_str(), d))
+    }
+
+    /// The distribution for requests that name none, if there is one.
+    pub fn default_distribution(&self) -> Option<(&str, &DistributionConfig)> {
+        let alias = self.routing.default_distribution.as_deref()?;
+        self.distributions
+            .get_key_value(alias)
+            .map(|(alias, d)| (alias.as_str(), d))
+    }
+
+    /// Fills in what follows from other keys, before validation.
+    fn resolve(&mut self) {
+        if self.routing.default_distribution.is_none() && self.distributions.len() == 1 {
+            self.routing.default_distribution = self.distributions.keys().next().cloned();
+        }
+    }
+
+    /// Every problem with the values, in key order of the file.
+    fn problems(&self) -> Vec<Problem> {
+        let mut v = Validator::default();
+        self.check_aws(&mut v);
+        self.check_source(&mut v);
+        self.check_distributions(&mut v);
+        self.check_routing(&mut v);
+        self.check_batching(&mut v);
+        self.check_coalesce(&mut v);
+        self.check_cloudfront(&mut v);
+        self.check_budget(&mut v);
+        v.range(
+            "shutdown.grace_seconds",
+            self.shutdown.grace_seconds,
+            0,
+            3600,
+        );
+        self.check_log(&mut v);
+        v.problems
+    }
+
+    fn check_aws(&self, v: &mut Validator) {
+        let aws = &self.aws;
+        if let Some(region) = &aws.region {
+            let ok = !region.is_empty()
+                && region
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if !ok {
+                v.push(
+                    "aws.region",
+                    format!("{region:?} is not a region name such as \"us-east-1\""),
+                );
+            }
+        }
+        v.url("aws.endpoint_url", aws.endpoint_url.as_deref());
+        v.url("aws.sqs_endpoint_url", aws.sqs_endpoint_url.as_deref());
+        v.url(
+            "aws.cloudfront_endpoint_url",
+            aws.cloudfront_endpoint_url.as_deref(),
+        );
+    }
+
+    fn check_source(&self, v: &mut Validator) {
+        let s = &self.source;
+        if s.kind == SourceKind::Sqs {
+            match s.queue_url.as_deref() {
+                None | Some("") => v.push(
+                    "source.queue_url",
+                    "is required with source.kind = \"sqs\" (or set kind = \"local\")",
+                ),
+                url => v.url("source.queue_url", url),
+            }
+        }
+        v.url(
+            "source.dead_letter_queue_url",
+            s.dead_letter_queue_url.as_deref(),
+        );
+        if s.kind == SourceKind::Sqs
+            && s.dead_letter_queue_url.is_some()
+            && s.dead_letter_queue_url == s.queue_url
+        {
+            v.push(
+                "source.dead_letter_queue_url",
+                "is the same queue as source.queue_url: rejected messages would come back",
+            );
+        }
+        v.range("source.pollers", s.pollers.into(), 1, 64);
+        v.range("source.wait_time_seconds", s.wait_time_seconds, 0, 20);
+        v.range(
+            "source.visibility_timeout_seconds",
+            s.visibility_timeout_seconds,
+            1,
+            43_200,
+        );
+        v.at_least(
+            "source.max_pending_messages",
+            s.max_pending_messages as u64,
+            1,
+        );
+    }
+
+    fn check_distributions(&self, v: &mut Validator) {
+        if self.distributions.is_empty() {
+            v.push(
+                "distributions",
+                "must configure at least one distribution, e.g. [distributions.www] id = \"E2ABCDEF123456\"",
+            );
+        }
+        let mut ids: BTreeMap<&str, &str> = BTreeMap::new();
+        for (alias, d) in &self.distributions {
+            let key = format!("distributions.{alias}");
+            if !valid_alias(alias) {
+                v.push(
+                    &key,
+                    "has an invalid alias: use 1 to 64 of a-z, 0-9, _ and - without \"__\" \
+                     (aliases are lowercase because environment overrides \
+                     CFPURGE__DISTRIBUTIONS__ALIAS__KEY reach only lowercase keys)",
+                );
+            }
+            let id_key = format!("{key}.id");
+            if d.id.is_empty() {
+                v.push(
+                    &id_key,
+                    "is required (the CloudFront distribution id, e.g. \"E2ABCDEF123456\")",
+                );
+            } else if !valid_distribution_id(&d.id) {
+                v.push(
+                    &id_key,
+                    format!(
+                        "{:?} is not a CloudFront distribution id (upper-case letters and digits, e.g. \"E2ABCDEF123456\")",
+                        d.id
+                    ),
+                );
+            } else if let Some(other) = ids.insert(&d.id, alias) {
+                v.push(
+                    &id_key,
+                    format!(
+                        "{:?} is also the id of distributions.{other}: one distribution may have only one alias, \
+                         or its in-flight limits would be counted twice",
+                        d.id
+                    ),
+                );
+            }
+            v.range(
+                &format!("{key}.max_inflight_paths"),
+                d.max_inflight_paths as u64,
+                1,
+                3000,
+            );
+            v.range(
+                &format!("{key}.max_inflight_wildcards"),
+                d.max_inflight_wildcards as u64,
+                1,
+                15,
+            );
+        }
+    }
+
+    fn check_routing(&self, v: &mut Validator) {
+        if let Some(name) = &self.routing.default_distribution {
+            self.check_alias_ref(v, "routing.default_distribution", name);
+        }
+        for (i, route) in self.routing.s3.iter().enumerate() {
+            let key = format!("routing.s3[{i}]");
+            if route.bucket.is_empty() {
+                v.push(&format!("{key}.bucket"), "is required");
+            } else if route.bucket.contains('/') || route.bucket.chars().any(char::is_whitespace) {
+                v.push(
+                    &format!("{key}.bucket"),
+                    format!(
+                        "{:?} is not a bucket name (no \"/\" or spaces)",
+                        route.bucket
+                    ),
+                );
+            }
+            if route.distribution.is_empty() {
+                v.push(&format!("{key}.distribution"), "is required");
+            } else {
+                self.check_alias_ref(v, &format!("{key}.distribution"), &route.distribution);
+            }
+            if !route.path_prefix.starts_with('/') {
+                v.push(
+                    &format!("{key}.path_prefix"),
+                    format!("{:?} must start with \"/\"", route.path_prefix),
+                );
+            }
+            if let Some(index) = &route.index_document
+                && (index.is_empty() || index.contains('/'))
+            {
+                v.push(
+                    &format!("{key}.index_document"),
+                    format!("{index:?} must be a file name such as \"index.html\""),
+                );
+            }
+        }
+    }
+
+    fn check_alias_ref(&self, v: &mut Validator, key: &str, name: &str) {
+        if self.distributions.contains_key(name) {
+            return;
+        }
+        match self.distribution(name) {
+            Some((alias, _)) => v.push(
+                key,
+                format!("{name:?} is a distribution id: name its alias {alias:?}"),
+            ),
+            None => {
+                let aliases: Vec<&str> = self.distributions.keys().map(String::as_str).collect();
+                v.push(
+                    key,
+                    format!(
+                        "{name:?} is not a configured distribution (configured: {})",
+                        one_of(&aliases)
+                    ),
+                );
+            }
+        }
+    }
+
+    fn check_batching(&self, v: &mut Validator) {
+        let b = &self.batching;
+        v.at_least("batching.quiet_seconds", b.quiet_seconds, 1);
+        if b.max_delay_seconds < b.quiet_seconds {
+            v.push(
+                "batching.max_delay_seconds",
+                format!(
+                    "must be ≥ batching.quiet_seconds ({}) (got {})",
+                    b.quiet_seconds, b.max_delay_seconds
+                ),
+            );
+        } else {
+            // A message cannot stay in flight past SQS's 12 hours.
+            v.range("batching.max_delay_seconds", b.max_delay_seconds, 1, 43_200);
+        }
+        v.range(
+            "batching.max_batch_paths",
+            b.max_batch_paths as u64,
+            1,
+            3000,
+        );
+    }
+
+    fn check_coalesce(&self, v: &mut Validator) {
+        let c = &self.coalesce;
+        v.at_least(
+            "coalesce.wildcard_threshold",
+            c.wildcard_threshold as u64,
+            2,
+        );
+        v.at_least(
+            "coalesce.min_wildcard_depth",
+            c.min_wildcard_depth as u64,
+            1,
+        );
+    }
+
+    fn check_cloudfront(&self, v: &mut Validator) {
+        let c = &self.cloudfront;
+        // The upper bound catches a rate written per minute or per hour.
+        if !(c.create_per_second > 0.0 && c.create_per_second <= 100.0) {
+            v.push(
+                "cloudfront.create_per_second",
+                format!(
+                    "must be > 0 and ≤ 100 (got {}); AWS throttles at about 0.5",
+                    c.create_per_second
+                ),
+            );
+        }
+        v.range("cloudfront.create_burst", c.create_burst.into(), 1, 100);
+        v.range(
+            "cloudfront.poll_interval_seconds",
+            c.poll_interval_seconds,
+            1,
+            3600,
+        );
+        v.range(
+            "cloudfront.reconcile_interval_seconds",
+            c.reconcile_interval_seconds,
+            1,
+            86_400,
+        );
+        v.range(
+            "cloudfront.simulate_completion_seconds",
+            c.simulate_completion_seconds,
+            0,
+            86_400,
+        );
+    }
+
+    fn check_budget(&self, v: &mut Validator) {
+        let b = &self.budget;
+        v.at_least("budget.monthly_paths", b.monthly_paths, 1);
+        if b.ledger_path.as_os_str().is_empty() {
+            v.push("budget.ledger_path", "must not be empty");
+        } else if b.ledger_path.to_str().is_none() {
+            v.push("budget.ledger_path", "must be valid UTF-8");
+        }
+    }
+
+    fn check_log(&self, v: &mut Validator) {
+        const LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error", "off"];
+        let level = self.log.level.trim();
+        let ok = if level.contains('=') || level.contains(',') {
+            tracing_subscriber::EnvFilter::try_new(level).is_ok()
+        } else {
+            // A bare word would be read by EnvFilter as a target name, so
+            // "verbose" would silently log nothing: only levels here.
+            LEVELS.contains(&level.to_ascii_lowercase().as_str())
+        };
+        if !ok {
+            v.push(
+                "log.level",
+                format!(
+                    "{:?} is not a level ({}) or a filter such as \"info,cfpurge=debug\"",
+                    self.log.level,
+                    one_of(LEVELS)
+                ),
+            );
+        }
+    }
+}
+
+/// Collects problems; each check adds what it finds and goes on.
+#[derive(Default)]
+struct Validator {
+    problems: Vec<Problem>,
+}
+
+impl Validator {
+    fn push(&mut self, key: &str, message: impl Into<String>) {
+        self.problems.push(Problem::new(key, message));
+    }
+
+    fn at_least(&mut self, key: &str, value: u64, min: u64) {
+        if value < min {
+            self.push(key, format!("must be ≥ {min} (got {value})"));
+        }
+    }
+
+    fn range(&mut self, key: &str, value: u64, min: u64, max: u64) {
+        if value < min || value > max {
+            self.push(key, format!("must be {min}..={max} (got {value})"));
+        }
+    }
+
+    fn url(&mut self, key: &str, value: Option<&str>) {
+        if let Some(url) = value {
+            let rest = url
+                .strip_prefix("https://")
+                .or_else(|| url.strip_prefix("http://"));
+            if !rest.is_some_and(|r| !r.is_empty() && !r.contains(char::is_whitespace)) {
+                self.push(key, format!("{url:?} is not an http:// or https:// URL"));
+            }
+        }
+    }
+}
+
+/// `[a-z0-9_-]{1,64}` without `__`, which would split the environment
+/// variable's name at the wrong place.
+fn valid_alias(alias: &str) -> bool {
+    (1..=64).contains(&alias.len())
+        && !alias.contains("__")
+        && alias
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+/// CloudFront ids are upper-case letters and digits (`E2ABCDEF123456`).
+fn valid_distribution_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+}
+
+const SECTIONS: &[&str] = &[
+    "aws",
+    "source",
+    "distributions",
+    "routing",
+    "batching",
+    "coalesce",
+    "cloudfront",
+    "budget",
+    "shutdown",
+    "http",
+    "log",
+];
+
+/// Whether an environment variable is meant for the configuration: a
+/// `CFPURGE_` name other than `CFPURGE_CONFIG`, which names the file.
+fn is_ours(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    upper.starts_with("CFPURGE_") && upper != "CFPURGE_CONFIG"
+}
+
+/// A hint when a variable looks like an override spelt with single
+/// underscores after the prefix (`CFPURGE_SOURCE_QUEUE_URL`), which the
+/// config crate would otherwise ignore without a word.
+fn misspelt_override(name: &str) -> Option<String> {
+    let upper = name.to_ascii_uppercase();
+    let rest = upper.strip_prefix("CFPURGE_")?;
+    if rest.starts_with('_') {
+        return None;
+    }
+    let section = SECTIONS
+        .iter()
+        .find(|s| rest.starts_with(&format!("{}_", s.to_ascii_uppercase())))?;
+    let key = &rest[section.len()..].trim_start_matches('_');
+    Some(format!(
+        "environment variable {name} is not an override: they are spelt with double underscores, \
+         CFPURGE__{}__{key}",
+        section.to_ascii_uppercase()
+    ))
+}
+
+/// The override variable that sets `key`, if one does.
+fn env_var_for(key: &str, overrides: &config::Map<String, String>) -> Option<String> {
+    if key.is_empty() {
+        return None;
+    }
+    let wanted = format!(
+        "{ENV_PREFIX}{ENV_SEPARATOR}{}",
+        key.replace('.', ENV_SEPARATOR)
+    )
+    .to_ascii_uppercase();
+    overrides
+        .keys()
+        .find(|name| name.to_ascii_uppercase() == wanted)
+        .cloned()
+}
+
+/// Turns the toml crate's error about the file into a problem naming the
+/// key and the line.
+fn from_toml_error(mut err: toml::de::Error, text: &str) -> Problem {
+    let start = err.span().map(|s| s.start);
+    // Without the input, Display ends with "in `a.b`": the only way the
+    // crate tells the key path.
+    err.set_input(None);
+    let shown = err.to_string();
+    let mut key = shown
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("in `").and_then(|k| k.strip_suffix('`')))
+        .unwrap_or_default()
+        .to_owned();
+    let offset = start.unwrap_or(0);
+    // Arrays lose their index in that path; count the headers before.
+    if let Some(rest) = key.strip_prefix("routing.s3") {
+        let headers = text[..offset.min(text.len())]
+            .lines()
+            .filter(|l| l.replace(' ', "").starts_with("[[routing.s3]]"))
+            .count();
+        if headers > 0 {
+            key = format!("routing.s3[{}]{rest}", headers - 1);
+        }
+    }
+    let mut p = describe(&key, err.message());
+    p.line = start.map(|s| line_column(text, s).0);
+    p
+}
+
+/// Turns the config crate's error (a value from the environment) into a
+/// problem naming the key and the variable.
+fn from_config_error(err: config::ConfigError, overrides: &config::Map<String, String>) -> Problem {
+    let mut p = match err {
+        config::ConfigError::NotFound(key) => Problem::new(key, "is required"),
+        config::ConfigError::Type {
+            unexpected,
+            expected,
+            key,
+            ..
+        } => describe(
+            &key.unwrap_or_default(),
+            &format!("invalid type: {unexpected}, expected {expected}"),
+        ),
+        config::ConfigError::At { error, key, .. } => {
+            let inner = match *error {
+                config::ConfigError::Message(m) => m,
+                other => other.to_string(),
+            };
+            describe(&key.unwrap_or_default(), &inner)
+        }
+        config::ConfigError::Message(m) => describe("", &m),
+        other => Problem::new("", other.to_string()),
+    };
+    if let Some(var) = env_var_for(&p.key, overrides) {
+        p.message
+            .push_str(&format!(" (from environment variable {var})"));
+    }
+    p
+}
+
+/// Rewrites serde's messages so that they read after the full key
+/// ("batching.quiet_secs is not a known key", "... has the wrong type");
+/// messages written here (choices, addresses) are kept as they are.
+fn describe(key: &str, message: &str) -> Problem {
+    let join = |field: &str| {
+        if key.is_empty() {
+            field.to_owned()
+        } else {
+            format!("{key}.{field}")
+        }
+    };
+    let field_and_rest = |prefix: &str| {
+        message
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.split_once('`'))
+            .map(|(field, rest)| {
+                (
+                    field.to_owned(),
+                    rest.trim_start_matches(',').trim().to_owned(),
+                )
+            })
+    };
+    if let Some((field, hint)) = field_and_rest("unknown field `") {
+        let message = if hint.is_empty() {
+            "is not a known key".to_owned()
+        } else {
+            format!("is not a known key ({hint})")
+        };
+        return Problem::new(join(&field), message);
+    }
+    if let Some((field, _)) = field_and_rest("missing field `") {
+        return Problem::new(join(&field), "is required");
+    }
+    if let Some(rest) = message.strip_prefix("invalid type: ") {
+        return Problem::new(
+            key,
+            format!("has the wrong type: got {}", plain_types(rest)),
+        );
+    }
+    if let Some(rest) = message.strip_prefix("invalid value: ") {
+        return Problem::new(key, format!("has a wrong value: got {}", plain_types(rest)));
+    }
+    Problem::new(key, message)
+}
+
+/// Says "a whole number" and "a table" where serde names Rust types.
+fn plain_types(message: &str) -> String {
+    let mut out = message
+        .replace("expected u64", "expected a whole number")
+        .replace("expected u32", "expected a whole number")
+        .replace("expected usize", "expected a whole number")
+        .replace("expected f64", "expected a number")
+        .replace("expected a sequence", "expected a list")
+        .replace("expected a map", "expected a table");
+    if let Some(at) = out.find("expected struct ") {
+        out.replace_range(at.., "expected a table");
+    }
+    out
+}
+
+/// 1-based line and column of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn minimal() -> Config {
+        let mut cfg = Config::default();
+        cfg.source.queue_url = Some("https://sqs.us-east-1.amazonaws.com/123456789012/q".into());
+        cfg.distributions.insert(
+            "www".into(),
+            DistributionConfig {
+                id: "E2ABCDEF123456".into(),
+                ..DistributionConfig::default()
+            },
+        );
+        cfg.resolve();
+        cfg
+    }
+
+    fn keys(cfg: &Config) -> Vec<String> {
+        cfg.problems().into_iter().map(|p| p.key).collect()
+    }
+
+    #[test]
+    fn minimal_is_valid_and_gets_its_default_distribution() {
+        let cfg = minimal();
+        assert_eq!(cfg.problems(), vec![]);
+        assert_eq!(cfg.routing.default_distribution.as_deref(), Some("www"));
+    }
+
+    #[test]
+    fn no_distribution_is_a_problem() {
+        let mut cfg = minimal();
+        cfg.distributions.clear();
+        cfg.routing.default_distribution = None;
+        assert_eq!(keys(&cfg), ["distributions"]);
+    }
+
+    #[test]
+    fn several_distributions_leave_the_default_unset() {
+        let mut cfg = Config::default();
+        cfg.source.kind = SourceKind::Local;
+        for (alias, id) in [("www", "EAAA"), ("api", "EBBB")] {
+            cfg.distributions.insert(
+                alias.into(),
+                DistributionConfig {
+                    id: id.into(),
+                    ..DistributionConfig::default()
+                },
+            );
+        }
+        cfg.resolve();
+        assert_eq!(cfg.routing.default_distribution, None);
+        assert_eq!(cfg.problems(), vec![]);
+        assert_eq!(cfg.distribution("EBBB").map(|(a, _)| a), Some("api"));
+        assert_eq!(
+            cfg.distribution("api").map(|(_, d)| d.id.as_str()),
+            Some("EBBB")
+        );
+        assert!(cfg.distribution("nope").is_none());
+    }
+
+    #[test]
+    fn ranges_name_the_key_and_the_value() {
+        let mut cfg = minimal();
+        cfg.batching.quiet_seconds = 0;
+        let problems = cfg.problems();
+        assert_eq!(problems.len(), 1);
+        assert_eq!(
+            problems[0].to_string(),
+            "batching.quiet_seconds must be ≥ 1 (got 0)"
+        );
+    }
+
+    #[test]
+    fn max_delay_below_quiet_is_a_problem() {
+        let mut cfg = minimal();
+        cfg.batching.quiet_seconds = 30;
+        cfg.batching.max_delay_seconds = 10;
+        assert_eq!(keys(&cfg), ["batching.max_delay_seconds"]);
+        cfg.batching.max_delay_seconds = 30;
+        assert_eq!(keys(&cfg), Vec::<String>::new());
+    }
+
+    #[test]
+    fn boundaries_are_inclusive() {
+        let mut cfg = minimal();
+        cfg.source.wait_time_seconds = 20;
+        cfg.source.visibility_timeout_seconds = 43_200;
+        cfg.source.pollers = 64;
+        cfg.batching.max_batch_paths = 3000;
+        cfg.coalesce.wildcard_threshold = 2;
+        cfg.cloudfront.create_per_second = 100.0;
+        assert_eq!(cfg.problems(), vec![]);
+        cfg.source.wait_time_seconds = 21;
+        cfg.source.visibility_timeout_seconds = 43_201;
+        cfg.source.pollers = 65;
+        cfg.batching.max_batch_paths = 3001;
+        cfg.coalesce.wildcard_threshold = 1;
+        cfg.cloudfront.create_per_second = 100.5;
+        assert_eq!(
+            keys(&cfg),
+            [
+                "source.pollers",
+                "source.wait_time_seconds",
+                "source.visibility_timeout_seconds",
+                "batching.max_batch_paths",
+                "coalesce.wildcard_threshold",
+                "cloudfront.create_per_second",
+            ]
+        );
+    }
+
+    #[test]
+    fn nan_rate_is_a_problem() {
+        let mut cfg = minimal();
+        cfg.cloudfront.create_per_second = f64::NAN;
+        assert_eq!(keys(&cfg), ["cloudfront.create_per_second"]);
+    }
+
+    #[test]
+    fn aliases_must_be_lowercase() {
+        for (alias, ok) in [
+            ("www", true),
+            ("www-eu_2", true),
+            ("WWW", false),
+            ("a__b", false),
+            ("a.b", false),
+            ("", false),
+        ] {
+            assert_eq!(valid_alias(alias), ok, "{alias:?}");
+        }
+    }
+
+    #[test]
+    fn distribution_ids_look_like_cloudfront_ids() {
+        for (id, ok) in [
+            ("E2ABCDEF123456", true),
+            ("e2abcdef123456", false),
+            ("E2-ABC", false),
+            ("", false),
+        ] {
+            assert_eq!(valid_distribution_id(id), ok, "{id:?}");
+        }
+    }
+
+    #[test]
+    fn duplicate_ids_are_a_problem() {
+        let mut cfg = minimal();
+        cfg.distributions.insert(
+            "www2".into(),
+            DistributionConfig {
+                id: "E2ABCDEF123456".into(),
+                ..DistributionConfig::default()
+            },
+        );
+        let problems = cfg.problems();
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].key, "distributions.www2.id");
+        assert!(
+            problems[0].message.contains("distributions.www"),
+            "{}",
+            problems[0]
+        );
+    }
+
+    #[test]
+    fn routing_must_name_an_alias() {
+        let mut cfg = minimal();
+        cfg.routing.default_distribution = Some("E2ABCDEF123456".into());
+        cfg.routing.s3.push(S3Route {
+            bucket: "b".into(),
+            distribution: "wwx".into(),
+            path_prefix: "site/".into(),
+            ..S3Route::default()
+        });
+        let problems: Vec<String> = cfg.problems().iter().map(ToString::to_string).collect();
+        assert_eq!(
+            problems,
+            [
+                "routing.default_distribution \"E2ABCDEF123456\" is a distribution id: name its alias \"www\"",
+                "routing.s3[0].distribution \"wwx\" is not a configured distribution (configured: \"www\")",
+                "routing.s3[0].path_prefix \"site/\" must start with \"/\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn sqs_needs_a_queue_url_and_local_does_not() {
+        let mut cfg = minimal();
+        cfg.source.queue_url = None;
+        assert_eq!(keys(&cfg), ["source.queue_url"]);
+        cfg.source.queue_url = Some("sqs.example".into());
+        assert_eq!(keys(&cfg), ["source.queue_url"]);
+        cfg.source.kind = SourceKind::Local;
+        cfg.source.queue_url = None;
+        assert_eq!(cfg.problems(), vec![]);
+    }
+
+    #[test]
+    fn dead_letter_queue_must_differ() {
+        let mut cfg = minimal();
+        cfg.source.dead_letter_queue_url = cfg.source.queue_url.clone();
+        assert_eq!(keys(&cfg), ["source.dead_letter_queue_url"]);
+    }
+
+    #[test]
+    fn log_level_accepts_levels_and_filters() {
+        let mut cfg = minimal();
+        for (level, ok) in [
+            ("info", true),
+            ("DEBUG", true),
+            ("info,cfpurge=debug", true),
+            ("verbose", false),
+            ("", false),
+        ] {
+            cfg.log.level = level.into();
+            assert_eq!(cfg.problems().is_empty(), ok, "{level:?}");
+        }
+    }
+
+    #[test]
+    fn choices_name_the_accepted_values() {
+        assert_eq!(
+            Pacing::try_from("fast".to_owned()).unwrap_err(),
+            "\"fast\" is not a pacing: expected \"even\" or \"none\""
+        );
+        assert_eq!(
+            OnExhausted::try_from("x".to_owned()).unwrap_err(),
+            "\"x\" is not an exhaustion policy: expected \"hold\", \"coalesce\" or \"overspend\""
+        );
+        assert_eq!(
+            OnExhausted::try_from("hold".to_owned()),
+            Ok(OnExhausted::Hold)
+        );
+    }
+
+    #[test]
+    fn secret_is_redacted_and_compares() {
+        let s = Secret::new("s3cret");
+        assert_eq!(format!("{s:?}"), "<redacted>");
+        assert_eq!(serde_json::to_string(&s).unwrap(), "\"<redacted>\"");
+        assert!(s.matches("s3cret"));
+        assert!(!s.matches("s3creT"));
+        assert!(!s.matches("s3cre"));
+        assert_eq!(s.expose(), "s3cret");
+    }
+
+    #[test]
+    fn misspelt_overrides_are_caught() {
+        assert!(
+            misspelt_override("CFPURGE_SOURCE_QUEUE_URL")
+                .unwrap()
+                .contains("CFPURGE__SOURCE__QUEUE_URL")
+        );
+        assert!(misspelt_override("CFPURGE__SOURCE__QUEUE_URL").is_none());
+        assert!(misspelt_override("CFPURGE_URL").is_none());
+    }
+
+    #[test]
+    fn line_column_counts_from_one() {
+        assert_eq!(line_column("a\nbc\nd", 0), (1, 1));
+        assert_eq!(line_column("a\nbc\nd", 3), (2, 2));
+        assert_eq!(line_column("a\nbc\nd", 5), (3, 1));
+    }
+}
