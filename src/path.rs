@@ -113,6 +113,18 @@ impl CfPath {
         Ok(CfPath(out.into_boxed_str()))
     }
 
+    /// Validates and encodes a path that names one object literally, such as
+    /// an S3 object key with the route's prefix: every `%` is a percent sign
+    /// and every `*` an asterisk in the name, so both are encoded (`%25`,
+    /// `%2A`) and the result is always an exact path.
+    pub fn literal(raw: &str) -> Result<CfPath, PathError> {
+        if !raw.contains(['%', '*']) {
+            return CfPath::parse(raw);
+        }
+        let escaped = raw.replace('%', "%25").replace('*', "%2A");
+        CfPath::parse(&escaped)
+    }
+
     /// The wildcard `dir*` for a directory prefix taken from a valid path
     /// (it starts with `/` and ends with `/`), or `None` when the result
     /// would exceed CloudFront's length limit.
@@ -225,6 +237,14 @@ impl fmt::Display for CfPath {
 impl fmt::Debug for CfPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+/// Paths compare and hash as their text, so maps keyed by `CfPath` can be
+/// searched with a `&str` (and by prefix range).
+impl std::borrow::Borrow<str> for CfPath {
+    fn borrow(&self) -> &str {
+        &self.0
     }
 }
 
@@ -344,6 +364,17 @@ mod tests {
         assert_eq!(enc("/img.jpg?v=*"), "/img.jpg?v=*");
         assert_eq!(CfPath::parse("/img.jpg?v=1").unwrap().directory(), "/");
         assert_eq!(CfPath::parse("/a/x?p=/b/c").unwrap().directory(), "/a/");
+    }
+
+    #[test]
+    fn literal_names_encode_percent_and_asterisk() {
+        let lit = |s: &str| CfPath::literal(s).unwrap().to_string();
+        assert_eq!(lit("/a%41.png"), "/a%2541.png");
+        assert_eq!(lit("/a*b*"), "/a%2Ab%2A");
+        assert_eq!(lit("/my file+x.png"), "/my%20file+x.png");
+        assert_eq!(lit("/caf\u{e9}"), "/caf%C3%A9");
+        assert_eq!(CfPath::literal("x"), Err(PathError::MissingLeadingSlash));
+        assert!(!CfPath::literal("/dir/*").unwrap().is_wildcard());
     }
 
     #[test]

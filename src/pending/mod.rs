@@ -1,0 +1,378 @@
+//! The pending set: per distribution, the paths waiting to be invalidated
+//! and the messages waiting on them. It decides two things, both pure
+//! functions of its state and the time passed in:
+//!
+//! - when a distribution's batch is due (quiet window, maximum delay, size,
+//!   urgency), and
+//! - which messages an accepted invalidation fully covers, and so may be
+//!   deleted: every path of the message covered by an invalidation that was
+//!   submitted after the message was received (invariant 1). A path that
+//!   arrives in a message received after the invalidation was submitted stays
+//!   pending, even if the same path is in that invalidation.
+//!
+//! "Submitted" is the local time just before CreateInvalidation was called:
+//! CloudFront creates the invalidation after that, so comparing it with the
+//! local receive time needs no clock agreement with AWS.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
+use std::sync::Arc;
+
+use crate::decode::PurgeRequest;
+use crate::path::CfPath;
+use crate::planner::Entry;
+
+/// Milliseconds on the caller's clock. Only differences and order matter.
+pub type Millis = u64;
+
+/// A message's identity: its SQS MessageId.
+pub type MessageId = Arc<str>;
+
+/// When a distribution's batch is due; the `[batching]` settings in
+/// milliseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchRules {
+    /// Due once no new path has arrived for this long.
+    pub quiet: Millis,
+    /// Due once the oldest waiting path has waited this long.
+    pub max_delay: Millis,
+    /// Due once this many paths wait.
+    pub max_batch_paths: usize,
+}
+
+impl From<&crate::config::BatchingConfig> for BatchRules {
+    fn from(b: &crate::config::BatchingConfig) -> Self {
+        BatchRules {
+            quiet: b.quiet_seconds.saturating_mul(1000),
+            max_delay: b.max_delay_seconds.saturating_mul(1000),
+            max_batch_paths: b.max_batch_paths,
+        }
+    }
+}
+
+/// What `add` made of a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Added {
+    /// New paths now wait on the message.
+    Pending { paths: usize },
+    /// The message is already pending (a redelivery): nothing changed.
+    Duplicate,
+    /// The message asks for nothing: delete it.
+    Empty,
+}
+
+/// A message waiting on one path.
+#[derive(Clone, Debug)]
+struct Waiter {
+    message: MessageId,
+    received_at: Millis,
+    urgent: bool,
+}
+
+#[derive(Clone, Debug)]
+struct Message {
+    received_at: Millis,
+    /// Paths (over all distributions) of the message not yet covered.
+    outstanding: usize,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Distribution {
+    entries: BTreeMap<CfPath, Vec<Waiter>>,
+    /// When a path last arrived.
+    last_added: Millis,
+    /// The earliest receive time among the waiters.
+    oldest: Option<Millis>,
+    /// Waiters from urgent requests.
+    urgent: usize,
+    /// Not due before this time (set after a deferral or a failure).
+    not_before: Millis,
+}
+
+impl Distribution {
+    fn recompute_oldest(&mut self) {
+        self.oldest = self
+            .entries
+            .values()
+            .flat_map(|ws| ws.iter().map(|w| w.received_at))
+            .min();
+    }
+
+    fn is_due(&self, rules: &BatchRules, now: Millis, flushing: bool) -> bool {
+        let Some(oldest) = self.oldest else {
+            return false;
+        };
+        flushing
+            || now >= self.not_before
+            && (self.urgent > 0
+                || self.entries.len() >= rules.max_batch_paths
+                || now.saturating_sub(self.last_added) >= rules.quiet
+                || now.saturating_sub(oldest) >= rules.max_delay)
+    }
+
+    /// When the batch becomes due if nothing else happens.
+    fn due_at(&self, rules: &BatchRules, flushing: bool) -> Option<Millis> {
+        let oldest = self.oldest?;
+        if flushing {
+            return Some(0);
+        }
+        let by_rules = if self.urgent > 0 || self.entries.len() >= rules.max_batch_paths {
+            0
+        } else {
+            (self.last_added + rules.quiet).min(oldest + rules.max_delay)
+        };
+        Some(by_rules.max(self.not_before))
+    }
+}
+
+/// Everything waiting, for all distributions.
+#[derive(Clone, Debug)]
+pub struct PendingSet {
+    rules: BatchRules,
+    distributions: BTreeMap<String, Distribution>,
+    messages: HashMap<MessageId, Message>,
+    /// Shutting down: everything is due.
+    flushing: bool,
+}
+
+impl PendingSet {
+    pub fn new(rules: BatchRules) -> PendingSet {
+        PendingSet {
+            rules,
+            distributions: BTreeMap::new(),
+            messages: HashMap::new(),
+            flushing: false,
+        }
+    }
+
+    /// Adds a decoded message received at `received_at`. A message already
+    /// pending is not added again (invariant 5).
+    pub fn add(&mut self, id: &str, received_at: Millis, requests: &[PurgeRequest]) -> Added {
+        if self.messages.contains_key(id) {
+            return Added::Duplicate;
+        }
+        let message: MessageId = Arc::from(id);
+        let mut outstanding = 0;
+        for request in requests {
+            let dist = self
+                .distributions
+                .entry(request.distribution.clone())
+                .or_default();
+            for path in &request.paths {
+                let waiters = dist.entries.entry(path.clone()).or_default();
+                // The same path twice in one message waits once.
+                if waiters.iter().any(|w| w.message == message) {
+                    continue;
+                }
+                waiters.push(Waiter {
+                    message: message.clone(),
+                    received_at,
+                    urgent: request.urgent,
+                });
+                outstanding += 1;
+                dist.urgent += usize::from(request.urgent);
+                dist.last_added = dist.last_added.max(received_at);
+                dist.oldest = Some(dist.oldest.map_or(received_at, |o| o.min(received_at)));
+            }
+        }
+        if outstanding == 0 {
+            return Added::Empty;
+        }
+        self.messages.insert(
+            message,
+            Message {
+                received_at,
+                outstanding,
+            },
+        );
+        Added::Pending { paths: outstanding }
+    }
+
+    /// Whether a message is pending.
+    pub fn contains(&self, id: &str) -> bool {
+        self.messages.contains_key(id)
+    }
+
+    /// When a pending message was received.
+    pub fn received_at(&self, id: &str) -> Option<Millis> {
+        self.messages.get(id).map(|m| m.received_at)
+    }
+
+    /// The ids of all pending messages.
+    pub fn message_ids(&self) -> impl Iterator<Item = &MessageId> {
+        self.messages.keys()
+    }
+
+    pub fn pending_messages(&self) -> usize {
+        self.messages.len()
+    }
+
+    /// Distinct paths waiting for a distribution.
+    pub fn pending_paths(&self, distribution: &str) -> usize {
+        self.distributions
+            .get(distribution)
+            .map_or(0, |d| d.entries.len())
+    }
+
+    /// How long the oldest waiting path of a distribution has waited.
+    pub fn oldest_age(&self, distribution: &str, now: Millis) -> Option<Millis> {
+        let oldest = self.distributions.get(distribution)?.oldest?;
+        Some(now.saturating_sub(oldest))
+    }
+
+    /// The distributions whose batch is due at `now`.
+    pub fn due(&self, now: Millis) -> Vec<String> {
+        self.distributions
+            .iter()
+            .filter(|(_, d)| d.is_due(&self.rules, now, self.flushing))
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    /// The earliest time a batch becomes due, if anything waits.
+    pub fn next_due(&self) -> Option<Millis> {
+        self.distributions
+            .values()
+            .filter_map(|d| d.due_at(&self.rules, self.flushing))
+            .min()
+    }
+
+    /// From now on every waiting batch is due at once, holds included
+    /// (shutdown: submit what can be submitted within the grace period).
+    pub fn flush_all(&mut self) {
+        self.flushing = true;
+    }
+
+    /// Keeps a distribution's batch from being due before `until`: after a
+    /// deferral for lack of capacity, or a failure to submit.
+    pub fn hold(&mut self, distribution: &str, until: Millis) {
+        if let Some(d) = self.distributions.get_mut(distribution) {
+            d.not_before = until;
+        }
+    }
+
+    /// The waiting entries of a distribution, for the planner; `since` is
+    /// the earliest receive time of the messages waiting on the path.
+    pub fn batch(&self, distribution: &str) -> Vec<Entry> {
+        let Some(d) = self.distributions.get(distribution) else {
+            return Vec::new();
+        };
+        d.entries
+            .iter()
+            .map(|(path, ws)| {
+                let since = ws.iter().map(|w| w.received_at).min().unwrap_or(0);
+                Entry::new(path.clone(), since)
+            })
+            .collect()
+    }
+
+    /// Records an invalidation accepted by CloudFront for `distribution`,
+    /// submitted at `submitted_at`: the waiters it covers that were received
+    /// before it are done. Returns the messages now fully covered, which are
+    /// no longer pending and may be deleted.
+    pub fn apply(
+        &mut self,
+        distribution: &str,
+        paths: &[CfPath],
+        submitted_at: Millis,
+    ) -> Vec<MessageId> {
+        let Some(dist) = self.distributions.get_mut(distribution) else {
+            return Vec::new();
+        };
+        let mut covered_paths: Vec<CfPath> = Vec::new();
+        for p in paths {
+            if p.is_wildcard() {
+                let prefix = p.prefix();
+                covered_paths.extend(
+                    dist.entries
+                        .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
+                        .take_while(|(k, _)| k.as_str().starts_with(prefix))
+                        .map(|(k, _)| k.clone()),
+                );
+            } else if dist.entries.contains_key(p.as_str()) {
+                covered_paths.push(p.clone());
+            }
+        }
+        let mut done = Vec::new();
+        for path in covered_paths {
+            let Some(waiters) = dist.entries.get_mut(path.as_str()) else {
+                continue; // covered twice by this invalidation
+            };
+            waiters.retain(|w| {
+                if w.received_at >= submitted_at {
+                    return true;
+                }
+                dist.urgent -= usize::from(w.urgent);
+                if let Some(m) = self.messages.get_mut(&w.message) {
+                    m.outstanding -= 1;
+                    if m.outstanding == 0 {
+                        done.push(w.message.clone());
+                    }
+                }
+                false
+            });
+            if waiters.is_empty() {
+                dist.entries.remove(path.as_str());
+            }
+        }
+        dist.recompute_oldest();
+        for id in &done {
+            self.messages.remove(id);
+        }
+        if dist.entries.is_empty() {
+            self.distributions.remove(distribution);
+        }
+        done
+    }
+
+    /// Drops a message and every path only it waits on: it was rejected
+    /// after it was added. Returns whether it was pending.
+    pub fn remove(&mut self, id: &str) -> bool {
+        if self.messages.remove(id).is_none() {
+            return false;
+        }
+        self.distributions.retain(|_, dist| {
+            let mut touched = false;
+            dist.entries.retain(|_, waiters| {
+                waiters.retain(|w| {
+                    let keep = &*w.message != id;
+                    if !keep {
+                        touched = true;
+                        dist.urgent -= usize::from(w.urgent);
+                    }
+                    keep
+                });
+                !waiters.is_empty()
+            });
+            if touched {
+                dist.recompute_oldest();
+            }
+            !dist.entries.is_empty()
+        });
+        true
+    }
+
+    /// The messages waiting on any of `paths` in a distribution (to find
+    /// which messages asked for a path CloudFront refused).
+    pub fn messages_waiting_on(&self, distribution: &str, paths: &[CfPath]) -> Vec<MessageId> {
+        let Some(d) = self.distributions.get(distribution) else {
+            return Vec::new();
+        };
+        let mut ids: Vec<MessageId> = paths
+            .iter()
+            .filter_map(|p| d.entries.get(p.as_str()))
+            .flat_map(|ws| ws.iter().map(|w| w.message.clone()))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    /// The distributions with something pending.
+    pub fn distributions(&self) -> impl Iterator<Item = &str> {
+        self.distributions.keys().map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests;
