@@ -3,14 +3,21 @@
 //! monthly budget allow, and deletes each message only once CloudFront has
 //! accepted an invalidation covering it.
 //!
-//! The modules follow the data flow of the design: `path` is the CloudFront
-//! path model every stage shares, `planner` turns pending entries into
-//! invalidation paths, and `config` is the typed configuration.
+//! The modules follow the data flow of the design: `source` receives
+//! messages and deletes them, `decode` turns a message body into purge
+//! requests, `pending` holds what waits and decides when a message is
+//! covered, `planner` turns pending entries into invalidation paths; `path`
+//! is the CloudFront path model every stage shares and `config` the typed
+//! configuration.
 //! `commands` holds what the binary's subcommands do, so that `main.rs` only
 //! parses arguments.
 #![forbid(unsafe_code)]
 
 pub mod commands;
 pub mod config;
+pub mod decode;
 pub mod path;
+pub mod pending;
+pub mod pipeline;
 pub mod planner;
+pub mod source;

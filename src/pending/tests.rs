@@ -216,6 +216,9 @@ fn arb_op() -> impl Strategy<Value = Op> {
 
 const DISTS: [&str; 2] = ["www", "img"];
 
+/// The model's record of a message: id, receive time, (distribution, path).
+type Sent = (String, Millis, Vec<(usize, CfPath)>);
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(1000))]
 
@@ -228,7 +231,7 @@ proptest! {
         let mut now: Millis = 0;
         // The model: each message's paths and receive time; each applied
         // invalidation with its time.
-        let mut sent: Vec<(String, Millis, Vec<(usize, CfPath)>)> = Vec::new();
+        let mut sent: Vec<Sent> = Vec::new();
         let mut applied: Vec<(usize, Vec<CfPath>, Millis)> = Vec::new();
         let mut reported: BTreeSet<String> = BTreeSet::new();
         let covered_by_model = |paths: &[(usize, CfPath)], received: Millis, applied: &[(usize, Vec<CfPath>, Millis)]| {

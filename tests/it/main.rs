@@ -1,4 +1,7 @@
 //! All integration tests in one binary (one link step, shared helpers).
 
 mod config;
+mod ingest;
 mod plan;
+mod sqs;
+mod support;

@@ -1,0 +1,211 @@
+//! Routing: which distribution a request goes to, and which CloudFront
+//! paths an S3 object key stands for. Built once from the configuration so
+//! that decoding a message looks nothing up in it.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::config::Config;
+use crate::path::CfPath;
+
+use super::rejection::{PathSource, Rejection, Snippet};
+use super::{MAX_PATHS_PER_MESSAGE, PurgeRequest};
+
+/// Routing built once from the configuration.
+#[derive(Clone, Debug)]
+pub struct Router {
+    /// Every configured alias and id, to the alias.
+    names: HashMap<String, String>,
+    /// Alias for requests that name no distribution.
+    default: Option<String>,
+    /// `[[routing.s3]]` by bucket, in the order of the file.
+    buckets: HashMap<String, Vec<Route>>,
+}
+
+/// One `[[routing.s3]]` entry.
+#[derive(Clone, Debug)]
+struct Route {
+    /// The alias; `Err` with the configured name when it names no
+    /// distribution (only possible with a configuration that was not
+    /// validated), so that its events are rejected rather than sent nowhere.
+    distribution: Result<String, String>,
+    key_prefix: String,
+    path_prefix: String,
+    index_document: Option<String>,
+}
+
+impl Router {
+    pub fn new(config: &Config) -> Router {
+        let mut names = HashMap::new();
+        for (alias, d) in &config.distributions {
+            names.insert(d.id.clone(), alias.clone());
+        }
+        // An alias wins over an equal id of another distribution.
+        for alias in config.distributions.keys() {
+            names.insert(alias.clone(), alias.clone());
+        }
+        let mut buckets: HashMap<String, Vec<Route>> = HashMap::new();
+        for r in &config.routing.s3 {
+            let distribution = names
+                .get(&r.distribution)
+                .cloned()
+                .ok_or_else(|| r.distribution.clone());
+            buckets.entry(r.bucket.clone()).or_default().push(Route {
+                distribution,
+                key_prefix: r.key_prefix.clone(),
+                path_prefix: r.path_prefix.clone(),
+                index_document: r.index_document.clone().filter(|i| !i.is_empty()),
+            });
+        }
+        Router {
+            names,
+            default: config.default_distribution().map(|(a, _)| a.to_owned()),
+            buckets,
+        }
+    }
+
+    /// The alias of the distribution a request names, or the default one
+    /// when it names none.
+    pub(super) fn distribution(&self, name: Option<&str>) -> Result<&str, Rejection> {
+        match name {
+            Some(name) => self.names.get(name).map(String::as_str).ok_or_else(|| {
+                Rejection::UnknownDistribution {
+                    name: Snippet::short(name),
+                }
+            }),
+            None => self
+                .default
+                .as_deref()
+                .ok_or(Rejection::NoDefaultDistribution),
+        }
+    }
+
+    /// Adds the paths that an S3 object `key` (the literal name, already
+    /// decoded) in `bucket` stands for, by every route of the bucket whose
+    /// `key_prefix` it starts with.
+    pub(super) fn route_key(
+        &self,
+        bucket: &str,
+        key: &str,
+        out: &mut Grouper,
+    ) -> Result<(), Rejection> {
+        let routes = self
+            .buckets
+            .get(bucket)
+            .ok_or_else(|| Rejection::UnroutedBucket {
+                bucket: Snippet::short(bucket),
+            })?;
+        let mut routed = false;
+        for route in routes {
+            let Some(rest) = key.strip_prefix(route.key_prefix.as_str()) else {
+                continue;
+            };
+            routed = true;
+            let alias =
+                route
+                    .distribution
+                    .as_deref()
+                    .map_err(|name| Rejection::UnknownDistribution {
+                        name: Snippet::short(name),
+                    })?;
+            let invalid = |path: &str, error| Rejection::InvalidPath {
+                location: PathSource::Key {
+                    bucket: Snippet::short(bucket),
+                    key: Snippet::new(key),
+                },
+                path: Snippet::new(path),
+                error,
+            };
+            let mut add = |path: String| {
+                let p = CfPath::literal(&path).map_err(|e| invalid(&path, e))?;
+                out.push(alias, p);
+                Ok::<(), Rejection>(())
+            };
+            add(join(&route.path_prefix, rest))?;
+            if let Some(dir) = route.index_directory(rest) {
+                // CloudFront caches `/dir/`, `/dir` and `/dir/index.html`
+                // as three objects.
+                let dir = join(&route.path_prefix, dir);
+                let bare = dir
+                    .strip_suffix('/')
+                    .filter(|b| !b.is_empty())
+                    .map(str::to_owned);
+                add(dir)?;
+                if let Some(bare) = bare {
+                    add(bare)?;
+                }
+            }
+        }
+        if !routed {
+            tracing::debug!(
+                bucket,
+                key,
+                "s3 key outside every route's key_prefix; skipped"
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Route {
+    /// The directory part of `rest` (empty for the top) when `rest` names
+    /// the route's index document.
+    fn index_directory<'k>(&self, rest: &'k str) -> Option<&'k str> {
+        let index = self.index_document.as_deref()?;
+        let dir = rest.strip_suffix(index)?;
+        (dir.is_empty() || dir.ends_with('/')).then_some(dir)
+    }
+}
+
+/// `prefix` and `rest` with exactly one `/` between them: `/` + `a/b.js` is
+/// `/a/b.js`, `/static` + `a.js` and `/static/` + `/a.js` are `/static/a.js`.
+fn join(prefix: &str, rest: &str) -> String {
+    let prefix = prefix.trim_end_matches('/');
+    let rest = rest.trim_start_matches('/');
+    let mut s = String::with_capacity(prefix.len() + 1 + rest.len());
+    s.push_str(prefix);
+    s.push('/');
+    s.push_str(rest);
+    s
+}
+
+/// The paths of one message, by distribution in the order they first
+/// appear, each path once.
+#[derive(Default)]
+pub(super) struct Grouper {
+    groups: Vec<(String, Vec<CfPath>)>,
+    seen: HashSet<(usize, CfPath)>,
+}
+
+impl Grouper {
+    fn push(&mut self, alias: &str, path: CfPath) {
+        let group = match self.groups.iter().position(|(a, _)| a == alias) {
+            Some(i) => i,
+            None => {
+                self.groups.push((alias.to_owned(), Vec::new()));
+                self.groups.len() - 1
+            }
+        };
+        if self.seen.insert((group, path.clone())) {
+            self.groups[group].1.push(path);
+        }
+    }
+
+    /// One request per distribution; too many paths in all is `too_large`.
+    pub(super) fn finish(self) -> Result<Vec<PurgeRequest>, Rejection> {
+        let count = self.seen.len();
+        if count > MAX_PATHS_PER_MESSAGE {
+            return Err(Rejection::TooManyPaths { count });
+        }
+        Ok(self
+            .groups
+            .into_iter()
+            .map(|(distribution, paths)| PurgeRequest {
+                distribution,
+                paths,
+                urgent: false,
+                reason: None,
+                requested_by: None,
+            })
+            .collect())
+    }
+}

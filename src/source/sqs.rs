@@ -1,0 +1,716 @@
+//! [`Queue`] on Amazon SQS, through the AWS SDK.
+//!
+//! Every SDK error goes through `classify`, the one place that decides
+//! what is worth retrying; the SDK itself already retries throttling and
+//! 5xx answers (standard mode, 3 attempts) before an error gets here.
+//! Timeouts are set explicitly ([`timeouts`]): the SDK sets only a connect
+//! timeout by default, and an attempt timeout shorter than the long-poll
+//! wait would cut every empty receive.
+
+use std::collections::{BTreeMap, HashMap};
+use std::error::Error as StdError;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::config::http::HttpResponse;
+use aws_sdk_sqs::config::timeout::TimeoutConfig;
+use aws_sdk_sqs::config::{Region, retry::RetryConfig};
+use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_sqs::operation::change_message_visibility_batch::ChangeMessageVisibilityBatchError;
+use aws_sdk_sqs::operation::delete_message_batch::DeleteMessageBatchError;
+use aws_sdk_sqs::operation::get_queue_attributes::GetQueueAttributesError;
+use aws_sdk_sqs::operation::receive_message::ReceiveMessageError;
+use aws_sdk_sqs::operation::send_message::SendMessageError;
+use aws_sdk_sqs::types::{
+    BatchResultErrorEntry, ChangeMessageVisibilityBatchRequestEntry,
+    DeleteMessageBatchRequestEntry, MessageAttributeValue, MessageSystemAttributeName,
+    QueueAttributeName,
+};
+
+use super::queue::{
+    Failed, Handle, MAX_BATCH, MAX_WAIT, Message, Queue, QueueDepth, QueueError, check_body,
+    check_receive, reject_attributes, visibility_seconds,
+};
+use crate::config::AwsConfig;
+
+/// Connect timeout: a reachable endpoint accepts a connection well within it.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Margin of an attempt's timeout over the long-poll wait: SQS answers an
+/// empty long poll right at the end of the wait, so the attempt needs the
+/// wait plus a network round trip.
+pub const ATTEMPT_MARGIN: Duration = Duration::from_secs(10);
+
+/// Attempts per call: the SDK's standard retry mode, stated here so that the
+/// operation timeout below stays consistent with it.
+pub const MAX_ATTEMPTS: u32 = 3;
+
+/// The timeouts for an SQS client whose receives wait up to
+/// `long_poll_wait`: connect [`CONNECT_TIMEOUT`]; each attempt the wait plus
+/// [`ATTEMPT_MARGIN`]; the whole call, retries included, [`MAX_ATTEMPTS`]
+/// attempts' worth. A call that hangs therefore fails as
+/// [`QueueError::Transient`] instead of holding a poller forever.
+pub fn timeouts(long_poll_wait: Duration) -> TimeoutConfig {
+    let attempt = long_poll_wait.min(MAX_WAIT) + ATTEMPT_MARGIN;
+    TimeoutConfig::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .operation_attempt_timeout(attempt)
+        .operation_timeout(attempt * MAX_ATTEMPTS)
+        .build()
+}
+
+/// An SQS client from the AWS provider chain (credentials, and the region
+/// unless `aws.region` names one), with `aws.sqs_endpoint_url`, else
+/// `aws.endpoint_url`, as the endpoint when set (else the SDK's own
+/// `AWS_ENDPOINT_URL_SQS` / `AWS_ENDPOINT_URL` apply), and [`timeouts`] for
+/// receives waiting up to `long_poll_wait`.
+pub async fn client_for(aws: &AwsConfig, long_poll_wait: Duration) -> Client {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(region) = &aws.region {
+        loader = loader.region(Region::new(region.clone()));
+    }
+    let sdk = loader.load().await;
+    client_with(&sdk, aws, long_poll_wait)
+}
+
+/// [`client_for`] on an already loaded SDK configuration (tests hand in one
+/// with static credentials).
+pub fn client_with(sdk: &SdkConfig, aws: &AwsConfig, long_poll_wait: Duration) -> Client {
+    let mut config = aws_sdk_sqs::config::Builder::from(sdk)
+        .timeout_config(timeouts(long_poll_wait))
+        .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS));
+    if let Some(region) = &aws.region {
+        config = config.region(Region::new(region.clone()));
+    }
+    if let Some(url) = aws.sqs_endpoint_url.as_ref().or(aws.endpoint_url.as_ref()) {
+        config = config.endpoint_url(url.clone());
+    }
+    Client::from_conf(config.build())
+}
+
+/// The SQS queue the daemon consumes, and the dead-letter queue it forwards
+/// rejected messages to, if any. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct SqsQueue {
+    /// The SDK client, with [`timeouts`] sized for the long poll.
+    client: Client,
+    /// `source.queue_url`: received from, deleted from, re-queued to.
+    queue_url: Arc<str>,
+    /// `source.dead_letter_queue_url`: where rejects are forwarded; `None`
+    /// leaves them to the redrive policy.
+    dead_letter_queue_url: Option<Arc<str>>,
+    /// `VisibilityTimeout` sent with each receive; `None` leaves the
+    /// queue's own setting.
+    visibility_timeout: Option<i32>,
+}
+
+impl SqsQueue {
+    /// A queue at `queue_url`; rejects go to `dead_letter_queue_url` when
+    /// given, else stay for the queue's redrive policy.
+    pub fn new(client: Client, queue_url: String, dead_letter_queue_url: Option<String>) -> Self {
+        Self {
+            client,
+            queue_url: queue_url.into(),
+            dead_letter_queue_url: dead_letter_queue_url.map(Into::into),
+            visibility_timeout: None,
+        }
+    }
+
+    /// Receives hide messages for `timeout` (`source.visibility_timeout_seconds`)
+    /// instead of the queue's default. Rounded up to whole seconds, capped at
+    /// 12 hours.
+    pub fn with_visibility_timeout(mut self, timeout: Duration) -> Self {
+        let seconds = visibility_seconds(timeout.min(super::queue::MAX_VISIBILITY)).unwrap_or(0);
+        self.visibility_timeout = Some(i32::try_from(seconds).unwrap_or(i32::MAX));
+        self
+    }
+
+    /// The queue's URL.
+    pub fn queue_url(&self) -> &str {
+        &self.queue_url
+    }
+
+    /// Sends `body` with string attributes to `queue_url`.
+    async fn send_to(
+        &self,
+        queue_url: &str,
+        body: &str,
+        attributes: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<String, QueueError> {
+        check_body(body)?;
+        let mut request = self
+            .client
+            .send_message()
+            .queue_url(queue_url)
+            .message_body(body);
+        for (name, value) in attributes {
+            let value = MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(value)
+                .build()
+                .map_err(|e| QueueError::Invalid(e.to_string()))?;
+            request = request.message_attributes(name, value);
+        }
+        let out = request.send().await.map_err(classify)?;
+        Ok(out.message_id().unwrap_or_default().to_owned())
+    }
+
+    /// Deletes one message, turning a refused entry into an error.
+    async fn delete_one(&self, message: &Message) -> Result<(), QueueError> {
+        match self.delete(&[message.handle()]).await?.pop() {
+            None => Ok(()),
+            Some(failed) => Err(failed.into_error()),
+        }
+    }
+}
+
+impl Queue for SqsQueue {
+    async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Message>, QueueError> {
+        check_receive(max, wait)?;
+        // Both fit in an i32 after `check_receive`.
+        let out = self
+            .client
+            .receive_message()
+            .queue_url(&*self.queue_url)
+            .max_number_of_messages(max as i32)
+            .wait_time_seconds(wait.as_secs() as i32)
+            .set_visibility_timeout(self.visibility_timeout)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .message_system_attribute_names(
+                MessageSystemAttributeName::ApproximateFirstReceiveTimestamp,
+            )
+            .message_attribute_names("All")
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(out.messages().iter().filter_map(convert_message).collect())
+    }
+
+    async fn set_visibility(
+        &self,
+        handles: &[Handle],
+        timeout: Duration,
+    ) -> Result<Vec<Failed>, QueueError> {
+        let seconds = i32::try_from(visibility_seconds(timeout)?).unwrap_or(i32::MAX);
+        let mut failed = Vec::new();
+        for chunk in handles.chunks(MAX_BATCH) {
+            let mut request = self
+                .client
+                .change_message_visibility_batch()
+                .queue_url(&*self.queue_url);
+            for (i, handle) in chunk.iter().enumerate() {
+                let entry = ChangeMessageVisibilityBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(&handle.receipt)
+                    .visibility_timeout(seconds)
+                    .build()
+                    .map_err(|e| QueueError::Invalid(e.to_string()))?;
+                request = request.entries(entry);
+            }
+            let out = request.send().await.map_err(classify)?;
+            failed.extend(
+                out.failed()
+                    .iter()
+                    .map(|entry| convert_failed(chunk, entry)),
+            );
+        }
+        Ok(failed)
+    }
+
+    async fn delete(&self, handles: &[Handle]) -> Result<Vec<Failed>, QueueError> {
+        let mut failed = Vec::new();
+        for chunk in handles.chunks(MAX_BATCH) {
+            let mut request = self
+                .client
+                .delete_message_batch()
+                .queue_url(&*self.queue_url);
+            for (i, handle) in chunk.iter().enumerate() {
+                let entry = DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(&handle.receipt)
+                    .build()
+                    .map_err(|e| QueueError::Invalid(e.to_string()))?;
+                request = request.entries(entry);
+            }
+            let out = request.send().await.map_err(classify)?;
+            failed.extend(
+                out.failed()
+                    .iter()
+                    .map(|entry| convert_failed(chunk, entry)),
+            );
+        }
+        Ok(failed)
+    }
+
+    async fn reject(
+        &self,
+        message: &Message,
+        reason: &str,
+        detail: &str,
+    ) -> Result<bool, QueueError> {
+        let Some(dead_letter_queue_url) = &self.dead_letter_queue_url else {
+            return Ok(false);
+        };
+        self.send_to(
+            dead_letter_queue_url,
+            &message.body,
+            reject_attributes(message, reason, detail),
+        )
+        .await?;
+        self.delete_one(message).await?;
+        Ok(true)
+    }
+
+    async fn requeue(&self, message: &Message) -> Result<(), QueueError> {
+        self.send_to(&self.queue_url, &message.body, message.attributes.clone())
+            .await?;
+        self.delete_one(message).await
+    }
+
+    async fn depth(&self) -> Result<QueueDepth, QueueError> {
+        let out = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&*self.queue_url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+            .send()
+            .await
+            .map_err(classify)?;
+        let empty = HashMap::new();
+        let attributes = out.attributes().unwrap_or(&empty);
+        let count = |name: QueueAttributeName| -> Result<u64, QueueError> {
+            match attributes.get(&name) {
+                None => Ok(0),
+                Some(text) => text
+                    .parse()
+                    .map_err(|_| QueueError::Invalid(format!("{name} is {text:?}, not a count"))),
+            }
+        };
+        Ok(QueueDepth {
+            visible: count(QueueAttributeName::ApproximateNumberOfMessages)?,
+            in_flight: count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)?,
+            delayed: count(QueueAttributeName::ApproximateNumberOfMessagesDelayed)?,
+        })
+    }
+
+    async fn send(&self, body: &str) -> Result<String, QueueError> {
+        self.send_to(&self.queue_url, body, []).await
+    }
+}
+
+/// An SDK message as a [`Message`]; `None` (logged) for one without an id or
+/// receipt handle, which SQS always sends and without which nothing could be
+/// done with it anyway: it comes back after its visibility timeout.
+fn convert_message(message: &aws_sdk_sqs::types::Message) -> Option<Message> {
+    let (Some(id), Some(receipt)) = (message.message_id(), message.receipt_handle()) else {
+        tracing::warn!(id = ?message.message_id(), "sqs message without an id or receipt handle, skipped");
+        return None;
+    };
+    let system = message.attributes();
+    let system_attribute = |name: MessageSystemAttributeName| system.and_then(|a| a.get(&name));
+    let receive_count = system_attribute(MessageSystemAttributeName::ApproximateReceiveCount)
+        .and_then(|count| count.parse().ok())
+        .unwrap_or(1);
+    let first_received_at =
+        system_attribute(MessageSystemAttributeName::ApproximateFirstReceiveTimestamp)
+            .and_then(|millis| millis.parse::<u64>().ok())
+            .map(|millis| SystemTime::UNIX_EPOCH + Duration::from_millis(millis));
+    let attributes: BTreeMap<String, String> = message
+        .message_attributes()
+        .into_iter()
+        .flatten()
+        .filter_map(|(name, value)| Some((name.clone(), value.string_value()?.to_owned())))
+        .collect();
+    Some(Message {
+        id: id.to_owned(),
+        receipt: receipt.to_owned(),
+        body: message.body().unwrap_or_default().to_owned(),
+        receive_count,
+        first_received_at,
+        attributes,
+    })
+}
+
+/// A refused batch entry, its id mapped back from the index in `chunk` to
+/// the message id.
+fn convert_failed(chunk: &[Handle], entry: &BatchResultErrorEntry) -> Failed {
+    let id = entry
+        .id()
+        .parse::<usize>()
+        .ok()
+        .and_then(|i| chunk.get(i))
+        .map_or_else(|| entry.id().to_owned(), |handle| handle.id.clone());
+    Failed {
+        id,
+        code: entry.code().to_owned(),
+        sender_fault: entry.sender_fault(),
+    }
+}
+
+/// What an operation error says about retrying, from its typed variants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Transient,
+    NotFound,
+    AccessDenied,
+}
+
+/// The typed variants of one operation's error that [`classify`] can read
+/// without looking at code strings (which keep SQS's legacy query names,
+/// e.g. `AWS.SimpleQueueService.NonExistentQueue`).
+trait TypedKind {
+    fn typed_kind(&self) -> Option<Kind>;
+}
+
+macro_rules! typed_kind {
+    ($error:ty { $($is:ident => $kind:ident),* $(,)? }) => {
+        impl TypedKind for $error {
+            fn typed_kind(&self) -> Option<Kind> {
+                $(if self.$is() {
+                    return Some(Kind::$kind);
+                })*
+                None
+            }
+        }
+    };
+}
+
+typed_kind!(ReceiveMessageError {
+    is_queue_does_not_exist => NotFound,
+    is_request_throttled => Transient,
+    is_kms_throttled => Transient,
+    is_over_limit => Transient,
+    is_invalid_security => AccessDenied,
+    is_kms_access_denied => AccessDenied,
+});
+typed_kind!(ChangeMessageVisibilityBatchError {
+    is_queue_does_not_exist => NotFound,
+    is_request_throttled => Transient,
+    is_invalid_security => AccessDenied,
+});
+typed_kind!(DeleteMessageBatchError {
+    is_queue_does_not_exist => NotFound,
+    is_request_throttled => Transient,
+    is_invalid_security => AccessDenied,
+});
+typed_kind!(SendMessageError {
+    is_queue_does_not_exist => NotFound,
+    is_request_throttled => Transient,
+    is_kms_throttled => Transient,
+    is_invalid_security => AccessDenied,
+    is_kms_access_denied => AccessDenied,
+});
+typed_kind!(GetQueueAttributesError {
+    is_queue_does_not_exist => NotFound,
+    is_request_throttled => Transient,
+    is_invalid_security => AccessDenied,
+});
+
+/// Error codes that no operation models, read from the response when no
+/// typed variant matched: authentication failures are answered before the
+/// operation is known, throttling and server faults by the front end.
+const TRANSIENT_CODES: &[&str] = &[
+    "RequestThrottled",
+    "ThrottlingException",
+    "Throttling",
+    "TooManyRequestsException",
+    "ServiceUnavailable",
+    "InternalError",
+    "InternalFailure",
+    "RequestTimeout",
+];
+const NOT_FOUND_CODES: &[&str] = &[
+    "QueueDoesNotExist",
+    "AWS.SimpleQueueService.NonExistentQueue",
+];
+const ACCESS_DENIED_CODES: &[&str] = &[
+    "AccessDenied",
+    "AccessDeniedException",
+    "InvalidClientTokenId",
+    "SignatureDoesNotMatch",
+    "UnrecognizedClientException",
+    "MissingAuthenticationToken",
+    "InvalidSecurity",
+    "ExpiredToken",
+    "IncompleteSignature",
+];
+
+/// The one place that turns an SQS call's error into a [`QueueError`]:
+/// - no answer (timeout, connection or credentials failure during dispatch,
+///   an unreadable response) is [`QueueError::Transient`], except a request
+///   the SDK could not build or a dispatch refused as the caller's fault
+///   ([`QueueError::Invalid`]);
+/// - a service error by its typed variant first, then by its code, then by
+///   its HTTP status (5xx and 429 transient);
+/// - anything else is [`QueueError::Invalid`].
+fn classify<E>(err: SdkError<E, HttpResponse>) -> QueueError
+where
+    E: ProvideErrorMetadata + TypedKind + StdError + Send + Sync + 'static,
+{
+    let text = DisplayErrorContext(&err).to_string();
+    match &err {
+        SdkError::ConstructionFailure(_) => QueueError::Invalid(text),
+        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => QueueError::Transient(text),
+        SdkError::DispatchFailure(failure) => {
+            if failure.is_user() {
+                QueueError::Invalid(text)
+            } else {
+                QueueError::Transient(text)
+            }
+        }
+        SdkError::ServiceError(service) => {
+            let kind = service.err().typed_kind().or_else(|| {
+                let code = service.err().code()?;
+                if TRANSIENT_CODES.contains(&code) {
+                    Some(Kind::Transient)
+                } else if NOT_FOUND_CODES.contains(&code) {
+                    Some(Kind::NotFound)
+                } else if ACCESS_DENIED_CODES.contains(&code) {
+                    Some(Kind::AccessDenied)
+                } else {
+                    None
+                }
+            });
+            let status = service.raw().status();
+            match kind {
+                Some(Kind::Transient) => QueueError::Transient(text),
+                Some(Kind::NotFound) => QueueError::NotFound(text),
+                Some(Kind::AccessDenied) => QueueError::AccessDenied(text),
+                None if status.is_server_error() || status.as_u16() == 429 => {
+                    QueueError::Transient(text)
+                }
+                None if status.as_u16() == 403 => QueueError::AccessDenied(text),
+                None => QueueError::Invalid(text),
+            }
+        }
+        // `SdkError` is non-exhaustive; a new kind of failure is safest
+        // retried.
+        _ => QueueError::Transient(text),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_sqs::error::{ConnectorError, ErrorMetadata};
+    use aws_sdk_sqs::types::error::{
+        InvalidSecurity, KmsThrottled, QueueDoesNotExist, RequestThrottled,
+    };
+
+    use super::*;
+
+    fn response(status: u16) -> HttpResponse {
+        HttpResponse::new(status.try_into().unwrap(), "{}".into())
+    }
+
+    fn service(err: ReceiveMessageError, status: u16) -> QueueError {
+        classify(SdkError::service_error(err, response(status)))
+    }
+
+    fn coded(code: &str, status: u16) -> QueueError {
+        service(
+            ReceiveMessageError::generic(ErrorMetadata::builder().code(code).build()),
+            status,
+        )
+    }
+
+    #[test]
+    fn typed_variants_decide_first() {
+        let missing = ReceiveMessageError::QueueDoesNotExist(QueueDoesNotExist::builder().build());
+        assert!(matches!(service(missing, 400), QueueError::NotFound(_)));
+        let throttled = ReceiveMessageError::RequestThrottled(RequestThrottled::builder().build());
+        assert!(matches!(service(throttled, 400), QueueError::Transient(_)));
+        let kms = ReceiveMessageError::KmsThrottled(KmsThrottled::builder().build());
+        assert!(matches!(service(kms, 400), QueueError::Transient(_)));
+        let security = ReceiveMessageError::InvalidSecurity(InvalidSecurity::builder().build());
+        assert!(matches!(
+            service(security, 403),
+            QueueError::AccessDenied(_)
+        ));
+    }
+
+    #[test]
+    fn unmodelled_codes_are_read_from_the_response() {
+        assert!(matches!(
+            coded("AWS.SimpleQueueService.NonExistentQueue", 400),
+            QueueError::NotFound(_)
+        ));
+        assert!(matches!(
+            coded("QueueDoesNotExist", 400),
+            QueueError::NotFound(_)
+        ));
+        for code in [
+            "AccessDenied",
+            "InvalidClientTokenId",
+            "SignatureDoesNotMatch",
+        ] {
+            assert!(
+                matches!(coded(code, 400), QueueError::AccessDenied(_)),
+                "{code}"
+            );
+        }
+        assert!(matches!(
+            coded("ThrottlingException", 400),
+            QueueError::Transient(_)
+        ));
+        assert!(matches!(
+            coded("InvalidParameterValue", 400),
+            QueueError::Invalid(_)
+        ));
+        assert!(matches!(
+            coded("ReceiptHandleIsInvalid", 400),
+            QueueError::Invalid(_)
+        ));
+    }
+
+    #[test]
+    fn unknown_codes_fall_back_on_the_status() {
+        assert!(matches!(
+            coded("SomethingNew", 500),
+            QueueError::Transient(_)
+        ));
+        assert!(matches!(
+            coded("SomethingNew", 503),
+            QueueError::Transient(_)
+        ));
+        assert!(matches!(
+            coded("SomethingNew", 429),
+            QueueError::Transient(_)
+        ));
+        assert!(matches!(
+            coded("SomethingNew", 403),
+            QueueError::AccessDenied(_)
+        ));
+        assert!(matches!(coded("SomethingNew", 400), QueueError::Invalid(_)));
+        let no_code = ReceiveMessageError::generic(ErrorMetadata::builder().build());
+        assert!(matches!(service(no_code, 502), QueueError::Transient(_)));
+    }
+
+    #[test]
+    fn failures_without_an_answer() {
+        type E = SdkError<ReceiveMessageError, HttpResponse>;
+        let timeout: E = SdkError::timeout_error("attempt timed out");
+        assert!(matches!(classify(timeout), QueueError::Transient(_)));
+        let refused: E =
+            SdkError::dispatch_failure(ConnectorError::io("connection refused".into()));
+        assert!(matches!(classify(refused), QueueError::Transient(_)));
+        let slow: E = SdkError::dispatch_failure(ConnectorError::timeout("connect timeout".into()));
+        assert!(matches!(classify(slow), QueueError::Transient(_)));
+        let other: E =
+            SdkError::dispatch_failure(ConnectorError::other("no credentials".into(), None));
+        assert!(matches!(classify(other), QueueError::Transient(_)));
+        let user: E = SdkError::dispatch_failure(ConnectorError::user("bad uri".into()));
+        assert!(matches!(classify(user), QueueError::Invalid(_)));
+        let garbled: E = SdkError::response_error("truncated body", response(200));
+        assert!(matches!(classify(garbled), QueueError::Transient(_)));
+        let unbuilt: E = SdkError::construction_failure("missing queue url");
+        assert!(matches!(classify(unbuilt), QueueError::Invalid(_)));
+    }
+
+    #[test]
+    fn the_error_text_carries_the_code() {
+        let QueueError::Invalid(text) = coded("InvalidParameterValue", 400) else {
+            panic!("not Invalid");
+        };
+        assert!(text.contains("InvalidParameterValue"), "{text}");
+    }
+
+    #[test]
+    fn attempts_outlast_the_long_poll() {
+        let t = timeouts(Duration::from_secs(20));
+        assert_eq!(t.connect_timeout(), Some(CONNECT_TIMEOUT));
+        assert_eq!(t.operation_attempt_timeout(), Some(Duration::from_secs(30)));
+        assert_eq!(t.operation_timeout(), Some(Duration::from_secs(90)));
+        // A wait over SQS's maximum cannot stretch the timeouts.
+        assert_eq!(
+            timeouts(Duration::from_secs(600)).operation_attempt_timeout(),
+            Some(Duration::from_secs(30))
+        );
+    }
+
+    #[test]
+    fn failed_entries_map_back_to_message_ids() {
+        let chunk = vec![
+            Handle {
+                id: "m-a".into(),
+                receipt: "r-a".into(),
+            },
+            Handle {
+                id: "m-b".into(),
+                receipt: "r-b".into(),
+            },
+        ];
+        let entry = BatchResultErrorEntry::builder()
+            .id("1")
+            .code("ReceiptHandleIsInvalid")
+            .sender_fault(true)
+            .build()
+            .unwrap();
+        assert_eq!(
+            convert_failed(&chunk, &entry),
+            Failed {
+                id: "m-b".into(),
+                code: "ReceiptHandleIsInvalid".into(),
+                sender_fault: true
+            }
+        );
+    }
+
+    #[test]
+    fn messages_take_their_system_and_string_attributes() {
+        let m = aws_sdk_sqs::types::Message::builder()
+            .message_id("m-1")
+            .receipt_handle("r-1")
+            .body("/a")
+            .attributes(MessageSystemAttributeName::ApproximateReceiveCount, "3")
+            .attributes(
+                MessageSystemAttributeName::ApproximateFirstReceiveTimestamp,
+                "1700000000123",
+            )
+            .message_attributes(
+                "trace",
+                MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value("t-1")
+                    .build()
+                    .unwrap(),
+            )
+            .message_attributes(
+                "n",
+                MessageAttributeValue::builder()
+                    .data_type("Number")
+                    .string_value("42")
+                    .build()
+                    .unwrap(),
+            )
+            .message_attributes(
+                "blob",
+                MessageAttributeValue::builder()
+                    .data_type("Binary")
+                    .binary_value(aws_sdk_sqs::primitives::Blob::new(vec![1, 2]))
+                    .build()
+                    .unwrap(),
+            )
+            .build();
+        let got = convert_message(&m).unwrap();
+        assert_eq!(got.id, "m-1");
+        assert_eq!(got.receipt, "r-1");
+        assert_eq!(got.body, "/a");
+        assert_eq!(got.receive_count, 3);
+        assert_eq!(
+            got.first_received_at,
+            Some(SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123))
+        );
+        assert_eq!(
+            got.attributes,
+            BTreeMap::from([("n".into(), "42".into()), ("trace".into(), "t-1".into())])
+        );
+        let no_receipt = aws_sdk_sqs::types::Message::builder()
+            .message_id("m-2")
+            .build();
+        assert!(convert_message(&no_receipt).is_none());
+    }
+}
