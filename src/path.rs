@@ -114,14 +114,18 @@ impl CfPath {
     }
 
     /// Validates and encodes a path that names one object literally, such as
-    /// an S3 object key with the route's prefix: every `%` is a percent sign
-    /// and every `*` an asterisk in the name, so both are encoded (`%25`,
-    /// `%2A`) and the result is always an exact path.
+    /// an S3 object key with the route's prefix: every `%` is a percent sign,
+    /// every `*` an asterisk and every `?` a question mark in the name, so
+    /// they are encoded (`%25`, `%2A`, `%3F`) and the result is always an
+    /// exact path with no query string.
     pub fn literal(raw: &str) -> Result<CfPath, PathError> {
-        if !raw.contains(['%', '*']) {
+        if !raw.contains(['%', '*', '?']) {
             return CfPath::parse(raw);
         }
-        let escaped = raw.replace('%', "%25").replace('*', "%2A");
+        let escaped = raw
+            .replace('%', "%25")
+            .replace('*', "%2A")
+            .replace('?', "%3F");
         CfPath::parse(&escaped)
     }
 
@@ -371,6 +375,7 @@ mod tests {
         let lit = |s: &str| CfPath::literal(s).unwrap().to_string();
         assert_eq!(lit("/a%41.png"), "/a%2541.png");
         assert_eq!(lit("/a*b*"), "/a%2Ab%2A");
+        assert_eq!(lit("/a?b.txt"), "/a%3Fb.txt");
         assert_eq!(lit("/my file+x.png"), "/my%20file+x.png");
         assert_eq!(lit("/caf\u{e9}"), "/caf%C3%A9");
         assert_eq!(CfPath::literal("x"), Err(PathError::MissingLeadingSlash));

@@ -91,7 +91,8 @@ pub fn decode_bytes(body: &[u8], router: &Router) -> Result<Vec<PurgeRequest>, R
 /// Decodes only the native JSON format, for `POST /v1/purge`: no envelope,
 /// no S3 events, no plain text.
 pub fn decode_native(body: &[u8], router: &Router) -> Result<PurgeRequest, Rejection> {
-    native::decode(utf8(body)?, router)
+    let body = utf8(body)?;
+    native::decode(body.strip_prefix('\u{FEFF}').unwrap_or(body), router)
 }
 
 /// The size check, then UTF-8: the order matters, so that an oversize body

@@ -64,7 +64,9 @@ impl fmt::Display for PathSource {
         match self {
             PathSource::Entry(i) => write!(f, "paths[{i}]"),
             PathSource::Line(n) => write!(f, "line {n}"),
-            PathSource::Key { bucket, key } => write!(f, "key {key} in bucket {bucket}"),
+            PathSource::Key { bucket, key } => {
+                write!(f, "key {key} in bucket {bucket} makes path")
+            }
         }
     }
 }

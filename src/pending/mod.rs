@@ -104,10 +104,10 @@ impl Distribution {
         };
         flushing
             || now >= self.not_before
-            && (self.urgent > 0
-                || self.entries.len() >= rules.max_batch_paths
-                || now.saturating_sub(self.last_added) >= rules.quiet
-                || now.saturating_sub(oldest) >= rules.max_delay)
+                && (self.urgent > 0
+                    || self.entries.len() >= rules.max_batch_paths
+                    || now.saturating_sub(self.last_added) >= rules.quiet
+                    || now.saturating_sub(oldest) >= rules.max_delay)
     }
 
     /// When the batch becomes due if nothing else happens.

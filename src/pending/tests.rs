@@ -176,7 +176,10 @@ fn removing_a_message_drops_what_only_it_waited_on() {
     assert!(!set.remove("bad"));
     assert_eq!(set.pending_paths("www"), 1);
     assert_eq!(set.oldest_age("www", 5), Some(0));
-    assert!(set.due(5).is_empty(), "urgency left with the removed message");
+    assert!(
+        set.due(5).is_empty(),
+        "urgency left with the removed message"
+    );
     assert_eq!(ids(set.apply("www", &[p("/x")], 6)), ["good"]);
 }
 

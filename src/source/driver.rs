@@ -510,3 +510,118 @@ fn backoff(e: &QueueError, failures: u32) -> Duration {
     let ceiling = base.saturating_mul(1 << failures.min(16)).min(cap);
     Duration::from_millis(rand::random_range(ceiling / 2..=ceiling))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::local::LocalQueue;
+
+    fn settings() -> SourceSettings {
+        SourceSettings {
+            pollers: 2,
+            wait: Duration::from_secs(20),
+            visibility: Duration::from_secs(30),
+            max_pending_messages: 100,
+            requeue_after: Duration::from_secs(3600),
+        }
+    }
+
+    async fn next(events: &mut mpsc::Receiver<SourceEvent>) -> SourceEvent {
+        tokio::time::timeout(Duration::from_secs(7200), events.recv())
+            .await
+            .expect("an event in time")
+            .expect("channel open")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_held_message_stays_hidden_for_as_long_as_it_waits() {
+        let queue = LocalQueue::new(Duration::from_secs(30));
+        queue.send("/a").await.expect("send");
+        let source = Source::new(queue.clone(), settings());
+        let (tasks, cancel) = (TaskTracker::new(), CancellationToken::new());
+        let mut events = source.start(&tasks, &cancel);
+        let SourceEvent::Received { id, .. } = next(&mut events).await else {
+            panic!("expected a message");
+        };
+        // Ten visibility timeouts later nobody else can take it, and it was
+        // not passed on again.
+        tokio::time::sleep(Duration::from_secs(300)).await;
+        assert!(
+            queue
+                .receive(10, Duration::ZERO)
+                .await
+                .expect("receive")
+                .is_empty()
+        );
+        assert!(events.try_recv().is_err());
+        assert_eq!(source.counts().received, 1);
+        assert_eq!(source.delete(&[id]).await, 1);
+        assert!(queue.is_empty());
+        cancel.cancel();
+        tasks.close();
+        tasks.wait().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_message_near_the_in_flight_limit_is_requeued_as_a_fresh_copy() {
+        let queue = LocalQueue::new(Duration::from_secs(30));
+        queue.send("/old").await.expect("send");
+        let source = Source::new(queue.clone(), settings());
+        let (tasks, cancel) = (TaskTracker::new(), CancellationToken::new());
+        let mut events = source.start(&tasks, &cancel);
+        let SourceEvent::Received { id: first, .. } = next(&mut events).await else {
+            panic!("expected a message");
+        };
+        let SourceEvent::Requeued { id } = next(&mut events).await else {
+            panic!("expected the re-queue");
+        };
+        assert_eq!(id, first);
+        let SourceEvent::Received { id: copy, body, .. } = next(&mut events).await else {
+            panic!("expected the copy");
+        };
+        assert_ne!(copy, first);
+        assert_eq!(body, "/old");
+        assert_eq!(source.counts().requeued, 1);
+        assert_eq!(source.held(), 1);
+        assert_eq!(queue.len(), 1, "the original is gone, the copy is there");
+        cancel.cancel();
+        tasks.close();
+        tasks.wait().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rejects_go_to_the_dead_letter_queue_and_free_their_room() {
+        let queue = LocalQueue::new(Duration::from_secs(30));
+        queue.send("not a path").await.expect("send");
+        let source = Source::new(queue.clone(), settings());
+        let (tasks, cancel) = (TaskTracker::new(), CancellationToken::new());
+        let mut events = source.start(&tasks, &cancel);
+        let SourceEvent::Received { id, .. } = next(&mut events).await else {
+            panic!("expected a message");
+        };
+        source
+            .reject(&id, "invalid_path", "line 1: path must start with \"/\"")
+            .await;
+        assert_eq!(source.held(), 0);
+        assert_eq!(source.counts().rejected, 1);
+        let dead = queue.dead_letters();
+        assert_eq!(dead.len(), 1);
+        assert!(queue.is_empty());
+        cancel.cancel();
+        tasks.close();
+        tasks.wait().await;
+    }
+
+    #[test]
+    fn backoff_grows_and_stays_within_its_cap() {
+        let transient = QueueError::Transient("503".into());
+        let denied = QueueError::AccessDenied("no".into());
+        for failures in 1..30 {
+            let d = backoff(&transient, failures);
+            assert!(d <= Duration::from_secs(20) && d >= Duration::from_millis(200));
+            let d = backoff(&denied, failures);
+            assert!(d <= Duration::from_secs(60) && d >= Duration::from_secs(5));
+        }
+        assert!(backoff(&transient, 1) <= Duration::from_millis(400));
+    }
+}

@@ -130,15 +130,32 @@ async fn every_format_is_covered_then_deleted_and_the_queue_ends_empty() {
         r#"{"Service":"Amazon S3","Event":"s3:TestEvent","Time":"2026-11-24T00:00:00.000Z","Bucket":"site-bucket"}"#.to_owned(),
     ];
     for body in &bodies {
-        client.send_message().queue_url(&url).message_body(body).send().await.expect("send");
+        client
+            .send_message()
+            .queue_url(&url)
+            .message_body(body)
+            .send()
+            .await
+            .expect("send");
     }
-    let source = Source::new(SqsQueue::new(moto.sqs_client(), url.clone(), None), settings(2, 30, 1000));
+    let source = Source::new(
+        SqsQueue::new(moto.sqs_client(), url.clone(), None),
+        settings(2, 30, 1000),
+    );
     let out = wire(&source, bodies.len(), 0, Duration::from_secs(20)).await;
     assert_eq!(out.pending, 5, "{out:?}");
     assert_eq!(out.deleted_empty, 1, "the test event is deleted at once");
     assert_eq!(out.deleted, 5, "{out:?}");
     let submitted: Vec<String> = out.invalidations.concat();
-    for p in ["/a/1.html", "/a/2.html", "/plain/one.html", "/plain/two.html", "/img/my%20photo.png", "/old/page.html", "/sns/wrapped.html"] {
+    for p in [
+        "/a/1.html",
+        "/a/2.html",
+        "/plain/one.html",
+        "/plain/two.html",
+        "/img/my%20photo.png",
+        "/old/page.html",
+        "/sns/wrapped.html",
+    ] {
         assert!(submitted.iter().any(|s| s == p), "{p} not in {submitted:?}");
     }
     assert_eq!(source.held(), 0);
@@ -153,12 +170,30 @@ async fn a_malformed_message_goes_to_the_dlq_and_does_not_delay_good_ones() {
     let url = moto.create_queue("ingest-main", &[]).await;
     let client = moto.sqs_client();
     let bad = "{\"paths\": [\"/x\"";
-    client.send_message().queue_url(&url).message_body(bad).send().await.expect("send");
+    client
+        .send_message()
+        .queue_url(&url)
+        .message_body(bad)
+        .send()
+        .await
+        .expect("send");
     for i in 0..5 {
         let body = format!(r#"{{"paths":["/good/{i}.html"]}}"#);
-        client.send_message().queue_url(&url).message_body(body).send().await.expect("send");
+        client
+            .send_message()
+            .queue_url(&url)
+            .message_body(body)
+            .send()
+            .await
+            .expect("send");
     }
-    client.send_message().queue_url(&url).message_body("/bad*path").send().await.expect("send");
+    client
+        .send_message()
+        .queue_url(&url)
+        .message_body("/bad*path")
+        .send()
+        .await
+        .expect("send");
     let source = Source::new(
         SqsQueue::new(moto.sqs_client(), url.clone(), Some(dlq.clone())),
         settings(1, 30, 1000),
@@ -183,7 +218,10 @@ async fn a_malformed_message_goes_to_the_dlq_and_does_not_delay_good_ones() {
         .expect("receive dlq");
     let messages = got.messages();
     assert_eq!(messages.len(), 2);
-    let malformed = messages.iter().find(|m| m.body() == Some(bad)).expect("the bad body, byte for byte");
+    let malformed = messages
+        .iter()
+        .find(|m| m.body() == Some(bad))
+        .expect("the bad body, byte for byte");
     let reason = malformed
         .message_attributes()
         .and_then(|a| a.get("cfpurge-reject-reason"))
@@ -199,19 +237,42 @@ async fn extension_keeps_a_waiting_message_hidden_past_its_timeout() {
     let _guard = moto.exclusive().await;
     let url = moto.create_queue("ingest-extend", &[]).await;
     let client = moto.sqs_client();
-    client.send_message().queue_url(&url).message_body("/wait.html").send().await.expect("send");
-    let source = Source::new(SqsQueue::new(moto.sqs_client(), url.clone(), None), settings(1, 2, 1000));
+    client
+        .send_message()
+        .queue_url(&url)
+        .message_body("/wait.html")
+        .send()
+        .await
+        .expect("send");
+    let source = Source::new(
+        SqsQueue::new(moto.sqs_client(), url.clone(), None),
+        settings(1, 2, 1000),
+    );
     let tasks = TaskTracker::new();
     let cancel = CancellationToken::new();
     let mut events = source.start(&tasks, &cancel);
-    let first = tokio::time::timeout(Duration::from_secs(10), events.recv()).await.expect("received").expect("event");
+    let first = tokio::time::timeout(Duration::from_secs(10), events.recv())
+        .await
+        .expect("received")
+        .expect("event");
     // Three original timeouts later, another consumer still sees nothing.
     for _ in 0..3 {
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let other = client.receive_message().queue_url(&url).wait_time_seconds(0).send().await.expect("receive");
+        let other = client
+            .receive_message()
+            .queue_url(&url)
+            .wait_time_seconds(0)
+            .send()
+            .await
+            .expect("receive");
         assert!(other.messages().is_empty(), "the message became visible");
     }
-    assert!(tokio::time::timeout(Duration::from_millis(100), events.recv()).await.is_err(), "passed on twice");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), events.recv())
+            .await
+            .is_err(),
+        "passed on twice"
+    );
     let cfpurge::source::driver::SourceEvent::Received { id, .. } = first else {
         panic!("expected a received message");
     };
@@ -228,12 +289,24 @@ async fn a_redelivered_message_is_not_counted_twice_and_is_deleted_with_its_late
     let _guard = moto.exclusive().await;
     let url = moto.create_queue("ingest-redeliver", &[]).await;
     let client = moto.sqs_client();
-    client.send_message().queue_url(&url).message_body("/twice.html").send().await.expect("send");
-    let source = Source::new(SqsQueue::new(moto.sqs_client(), url.clone(), None), settings(1, 30, 1000));
+    client
+        .send_message()
+        .queue_url(&url)
+        .message_body("/twice.html")
+        .send()
+        .await
+        .expect("send");
+    let source = Source::new(
+        SqsQueue::new(moto.sqs_client(), url.clone(), None),
+        settings(1, 30, 1000),
+    );
     let tasks = TaskTracker::new();
     let cancel = CancellationToken::new();
     let mut events = source.start(&tasks, &cancel);
-    let first = tokio::time::timeout(Duration::from_secs(10), events.recv()).await.expect("received").expect("event");
+    let first = tokio::time::timeout(Duration::from_secs(10), events.recv())
+        .await
+        .expect("received")
+        .expect("event");
     let cfpurge::source::driver::SourceEvent::Received { id, .. } = first else {
         panic!("expected a received message");
     };
@@ -253,8 +326,17 @@ async fn a_redelivered_message_is_not_counted_twice_and_is_deleted_with_its_late
     }
     assert_eq!(source.counts().redelivered, 1);
     assert_eq!(source.counts().received, 2);
-    assert_ne!(source.receipt(&id).expect("held"), old_receipt, "the latest handle is kept");
-    assert!(tokio::time::timeout(Duration::from_millis(300), events.recv()).await.is_err(), "passed on twice");
+    assert_ne!(
+        source.receipt(&id).expect("held"),
+        old_receipt,
+        "the latest handle is kept"
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), events.recv())
+            .await
+            .is_err(),
+        "passed on twice"
+    );
     assert_eq!(source.held(), 1);
     assert_eq!(source.delete(&[id]).await, 1);
     cancel.cancel();
@@ -275,13 +357,20 @@ impl Queue for FlakyDeletes {
     async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Message>, QueueError> {
         self.inner.receive(max, wait).await
     }
-    async fn set_visibility(&self, handles: &[Handle], timeout: Duration) -> Result<Vec<Failed>, QueueError> {
+    async fn set_visibility(
+        &self,
+        handles: &[Handle],
+        timeout: Duration,
+    ) -> Result<Vec<Failed>, QueueError> {
         self.inner.set_visibility(handles, timeout).await
     }
     async fn delete(&self, handles: &[Handle]) -> Result<Vec<Failed>, QueueError> {
         let (first_time, again): (Vec<Handle>, Vec<Handle>) = {
             let mut seen = self.seen.lock().expect("lock");
-            handles.iter().cloned().partition(|h| seen.insert(h.id.clone()))
+            handles
+                .iter()
+                .cloned()
+                .partition(|h| seen.insert(h.id.clone()))
         };
         self.refused.fetch_add(first_time.len(), Ordering::SeqCst);
         let mut failed: Vec<Failed> = first_time
@@ -295,7 +384,12 @@ impl Queue for FlakyDeletes {
         failed.extend(self.inner.delete(&again).await?);
         Ok(failed)
     }
-    async fn reject(&self, message: &Message, reason: &str, detail: &str) -> Result<bool, QueueError> {
+    async fn reject(
+        &self,
+        message: &Message,
+        reason: &str,
+        detail: &str,
+    ) -> Result<bool, QueueError> {
         self.inner.reject(message, reason, detail).await
     }
     async fn requeue(&self, message: &Message) -> Result<(), QueueError> {
@@ -316,7 +410,13 @@ async fn a_partial_delete_failure_is_retried() {
     let url = moto.create_queue("ingest-flaky", &[]).await;
     let client = moto.sqs_client();
     for i in 0..12 {
-        client.send_message().queue_url(&url).message_body(format!("/f/{i}.html")).send().await.expect("send");
+        client
+            .send_message()
+            .queue_url(&url)
+            .message_body(format!("/f/{i}.html"))
+            .send()
+            .await
+            .expect("send");
     }
     let flaky = FlakyDeletes {
         inner: SqsQueue::new(moto.sqs_client(), url.clone(), None),
@@ -338,15 +438,27 @@ async fn receiving_pauses_at_max_pending_messages_and_resumes_below() {
     let url = moto.create_queue("ingest-backpressure", &[]).await;
     let client = moto.sqs_client();
     for i in 0..25 {
-        client.send_message().queue_url(&url).message_body(format!("/b/{i}.html")).send().await.expect("send");
+        client
+            .send_message()
+            .queue_url(&url)
+            .message_body(format!("/b/{i}.html"))
+            .send()
+            .await
+            .expect("send");
     }
-    let source = Source::new(SqsQueue::new(moto.sqs_client(), url.clone(), None), settings(3, 30, 7));
+    let source = Source::new(
+        SqsQueue::new(moto.sqs_client(), url.clone(), None),
+        settings(3, 30, 7),
+    );
     let tasks = TaskTracker::new();
     let cancel = CancellationToken::new();
     let mut events = source.start(&tasks, &cancel);
     let mut ids = Vec::new();
     while ids.len() < 7 {
-        let e = tokio::time::timeout(Duration::from_secs(10), events.recv()).await.expect("event").expect("open");
+        let e = tokio::time::timeout(Duration::from_secs(10), events.recv())
+            .await
+            .expect("event")
+            .expect("open");
         if let cfpurge::source::driver::SourceEvent::Received { id, .. } = e {
             ids.push(id);
         }
