@@ -10,7 +10,7 @@ use cfpurge::decode::{RejectReason, Router};
 use cfpurge::pending::{BatchRules, PendingSet};
 use cfpurge::pipeline::{Clock, Ingested, ingest};
 use cfpurge::planner::{self, Capacity, Settings};
-use cfpurge::source::driver::{Source, SourceSettings};
+use cfpurge::source::driver::{QueueHealth, Source, SourceSettings};
 use cfpurge::source::queue::{Failed, Handle, Message, Queue, QueueDepth, QueueError};
 use cfpurge::source::sqs::SqsQueue;
 use tokio_util::sync::CancellationToken;
@@ -480,4 +480,28 @@ async fn receiving_pauses_at_max_pending_messages_and_resumes_below() {
     cancel.cancel();
     tasks.close();
     tasks.wait().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_queue_makes_the_source_not_ready_without_stopping_it() {
+    let moto = Moto::shared();
+    let _guard = moto.exclusive().await;
+    let url = format!("{}/123456789012/no-such-queue", moto.endpoint());
+    let source = Source::new(SqsQueue::new(moto.sqs_client(), url, None), settings(2, 30, 10));
+    let tasks = TaskTracker::new();
+    let cancel = CancellationToken::new();
+    let _events = source.start(&tasks, &cancel);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while source.health() == QueueHealth::Ready && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let QueueHealth::NotReady(why) = source.health() else {
+        panic!("still ready after a missing queue");
+    };
+    assert!(why.to_lowercase().contains("exist"), "{why}");
+    // The pollers keep running (and stop on cancel).
+    assert!(!tasks.is_empty());
+    cancel.cancel();
+    tasks.close();
+    tokio::time::timeout(Duration::from_secs(5), tasks.wait()).await.expect("pollers stop on cancel");
 }
