@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use cfpurge::config::Config;
 use cfpurge::decode::{RejectReason, Router};
+use cfpurge::pending::MessageId;
 use cfpurge::pending::{BatchRules, PendingSet};
 use cfpurge::pipeline::{Clock, Ingested, ingest};
 use cfpurge::planner::{self, Capacity, Settings};
-use cfpurge::source::driver::{QueueHealth, Source, SourceSettings};
+use cfpurge::source::driver::{QueueHealth, Source, SourceEvent, SourceSettings};
 use cfpurge::source::queue::{Failed, Handle, Message, Queue, QueueDepth, QueueError};
 use cfpurge::source::sqs::SqsQueue;
 use tokio_util::sync::CancellationToken;
@@ -115,6 +116,62 @@ async fn visible_count(moto: &Moto, url: &str) -> u64 {
     d.visible + d.in_flight + d.delayed
 }
 
+async fn send(client: &aws_sdk_sqs::Client, url: &str, body: &str) {
+    client
+        .send_message()
+        .queue_url(url)
+        .message_body(body)
+        .send()
+        .await
+        .expect("send");
+}
+
+/// A source started on its own, with no pipeline behind it.
+struct Running<Q> {
+    source: Source<Q>,
+    tasks: TaskTracker,
+    cancel: CancellationToken,
+    events: tokio::sync::mpsc::Receiver<SourceEvent>,
+}
+
+impl<Q: Queue> Running<Q> {
+    fn start(source: Source<Q>) -> Running<Q> {
+        let (tasks, cancel) = (TaskTracker::new(), CancellationToken::new());
+        let events = source.start(&tasks, &cancel);
+        Running {
+            source,
+            tasks,
+            cancel,
+            events,
+        }
+    }
+
+    /// The id of the next message passed on.
+    async fn next_id(&mut self) -> MessageId {
+        let event = tokio::time::timeout(Duration::from_secs(10), self.events.recv())
+            .await
+            .expect("an event in time")
+            .expect("channel open");
+        let SourceEvent::Received { id, .. } = event else {
+            panic!("expected a received message, got {event:?}");
+        };
+        id
+    }
+
+    /// Whether nothing more is passed on within `d`.
+    async fn quiet_for(&mut self, d: Duration) -> bool {
+        tokio::time::timeout(d, self.events.recv()).await.is_err()
+    }
+
+    async fn stop(self) {
+        self.cancel.cancel();
+        self.tasks.close();
+        tokio::time::timeout(Duration::from_secs(5), self.tasks.wait())
+            .await
+            .expect("the source stops on cancel");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_format_is_covered_then_deleted_and_the_queue_ends_empty() {
     let moto = Moto::shared();
@@ -130,13 +187,7 @@ async fn every_format_is_covered_then_deleted_and_the_queue_ends_empty() {
         r#"{"Service":"Amazon S3","Event":"s3:TestEvent","Time":"2026-11-24T00:00:00.000Z","Bucket":"site-bucket"}"#.to_owned(),
     ];
     for body in &bodies {
-        client
-            .send_message()
-            .queue_url(&url)
-            .message_body(body)
-            .send()
-            .await
-            .expect("send");
+        send(&client, &url, body).await;
     }
     let source = Source::new(
         SqsQueue::new(moto.sqs_client(), url.clone(), None),
@@ -170,30 +221,12 @@ async fn a_malformed_message_goes_to_the_dlq_and_does_not_delay_good_ones() {
     let url = moto.create_queue("ingest-main", &[]).await;
     let client = moto.sqs_client();
     let bad = "{\"paths\": [\"/x\"";
-    client
-        .send_message()
-        .queue_url(&url)
-        .message_body(bad)
-        .send()
-        .await
-        .expect("send");
+    send(&client, &url, bad).await;
     for i in 0..5 {
         let body = format!(r#"{{"paths":["/good/{i}.html"]}}"#);
-        client
-            .send_message()
-            .queue_url(&url)
-            .message_body(body)
-            .send()
-            .await
-            .expect("send");
+        send(&client, &url, &body).await;
     }
-    client
-        .send_message()
-        .queue_url(&url)
-        .message_body("/bad*path")
-        .send()
-        .await
-        .expect("send");
+    send(&client, &url, "/bad*path").await;
     let source = Source::new(
         SqsQueue::new(moto.sqs_client(), url.clone(), Some(dlq.clone())),
         settings(1, 30, 1000),
@@ -237,24 +270,12 @@ async fn extension_keeps_a_waiting_message_hidden_past_its_timeout() {
     let _guard = moto.exclusive().await;
     let url = moto.create_queue("ingest-extend", &[]).await;
     let client = moto.sqs_client();
-    client
-        .send_message()
-        .queue_url(&url)
-        .message_body("/wait.html")
-        .send()
-        .await
-        .expect("send");
-    let source = Source::new(
+    send(&client, &url, "/wait.html").await;
+    let mut run = Running::start(Source::new(
         SqsQueue::new(moto.sqs_client(), url.clone(), None),
         settings(1, 2, 1000),
-    );
-    let tasks = TaskTracker::new();
-    let cancel = CancellationToken::new();
-    let mut events = source.start(&tasks, &cancel);
-    let first = tokio::time::timeout(Duration::from_secs(10), events.recv())
-        .await
-        .expect("received")
-        .expect("event");
+    ));
+    let id = run.next_id().await;
     // Three original timeouts later, another consumer still sees nothing.
     for _ in 0..3 {
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -268,18 +289,11 @@ async fn extension_keeps_a_waiting_message_hidden_past_its_timeout() {
         assert!(other.messages().is_empty(), "the message became visible");
     }
     assert!(
-        tokio::time::timeout(Duration::from_millis(100), events.recv())
-            .await
-            .is_err(),
+        run.quiet_for(Duration::from_millis(100)).await,
         "passed on twice"
     );
-    let cfpurge::source::driver::SourceEvent::Received { id, .. } = first else {
-        panic!("expected a received message");
-    };
-    assert_eq!(source.delete(&[id]).await, 1);
-    cancel.cancel();
-    tasks.close();
-    tasks.wait().await;
+    assert_eq!(run.source.delete(&[id]).await, 1);
+    run.stop().await;
     assert_eq!(visible_count(moto, &url).await, 0);
 }
 
@@ -289,27 +303,13 @@ async fn a_redelivered_message_is_not_counted_twice_and_is_deleted_with_its_late
     let _guard = moto.exclusive().await;
     let url = moto.create_queue("ingest-redeliver", &[]).await;
     let client = moto.sqs_client();
-    client
-        .send_message()
-        .queue_url(&url)
-        .message_body("/twice.html")
-        .send()
-        .await
-        .expect("send");
-    let source = Source::new(
+    send(&client, &url, "/twice.html").await;
+    let mut run = Running::start(Source::new(
         SqsQueue::new(moto.sqs_client(), url.clone(), None),
         settings(1, 30, 1000),
-    );
-    let tasks = TaskTracker::new();
-    let cancel = CancellationToken::new();
-    let mut events = source.start(&tasks, &cancel);
-    let first = tokio::time::timeout(Duration::from_secs(10), events.recv())
-        .await
-        .expect("received")
-        .expect("event");
-    let cfpurge::source::driver::SourceEvent::Received { id, .. } = first else {
-        panic!("expected a received message");
-    };
+    ));
+    let id = run.next_id().await;
+    let source = run.source.clone();
     let old_receipt = source.receipt(&id).expect("held");
     // Make it visible again behind cfpurge's back: SQS delivers it again.
     client
@@ -326,22 +326,15 @@ async fn a_redelivered_message_is_not_counted_twice_and_is_deleted_with_its_late
     }
     assert_eq!(source.counts().redelivered, 1);
     assert_eq!(source.counts().received, 2);
-    assert_ne!(
-        source.receipt(&id).expect("held"),
-        old_receipt,
-        "the latest handle is kept"
-    );
+    let latest = source.receipt(&id).expect("held");
+    assert_ne!(latest, old_receipt, "the latest handle is kept");
     assert!(
-        tokio::time::timeout(Duration::from_millis(300), events.recv())
-            .await
-            .is_err(),
+        run.quiet_for(Duration::from_millis(300)).await,
         "passed on twice"
     );
     assert_eq!(source.held(), 1);
     assert_eq!(source.delete(&[id]).await, 1);
-    cancel.cancel();
-    tasks.close();
-    tasks.wait().await;
+    run.stop().await;
     assert_eq!(visible_count(moto, &url).await, 0);
 }
 
@@ -410,13 +403,7 @@ async fn a_partial_delete_failure_is_retried() {
     let url = moto.create_queue("ingest-flaky", &[]).await;
     let client = moto.sqs_client();
     for i in 0..12 {
-        client
-            .send_message()
-            .queue_url(&url)
-            .message_body(format!("/f/{i}.html"))
-            .send()
-            .await
-            .expect("send");
+        send(&client, &url, &format!("/f/{i}.html")).await;
     }
     let flaky = FlakyDeletes {
         inner: SqsQueue::new(moto.sqs_client(), url.clone(), None),
@@ -438,36 +425,22 @@ async fn receiving_pauses_at_max_pending_messages_and_resumes_below() {
     let url = moto.create_queue("ingest-backpressure", &[]).await;
     let client = moto.sqs_client();
     for i in 0..25 {
-        client
-            .send_message()
-            .queue_url(&url)
-            .message_body(format!("/b/{i}.html"))
-            .send()
-            .await
-            .expect("send");
+        send(&client, &url, &format!("/b/{i}.html")).await;
     }
-    let source = Source::new(
+    let mut run = Running::start(Source::new(
         SqsQueue::new(moto.sqs_client(), url.clone(), None),
         settings(3, 30, 7),
-    );
-    let tasks = TaskTracker::new();
-    let cancel = CancellationToken::new();
-    let mut events = source.start(&tasks, &cancel);
+    ));
     let mut ids = Vec::new();
     while ids.len() < 7 {
-        let e = tokio::time::timeout(Duration::from_secs(10), events.recv())
-            .await
-            .expect("event")
-            .expect("open");
-        if let cfpurge::source::driver::SourceEvent::Received { id, .. } = e {
-            ids.push(id);
-        }
+        ids.push(run.next_id().await);
     }
     // Three pollers, several long polls: still no more than seven held.
     tokio::time::sleep(Duration::from_secs(3)).await;
+    let source = run.source.clone();
     assert_eq!(source.held(), 7);
     assert_eq!(source.counts().received, 7);
-    assert!(events.try_recv().is_err());
+    assert!(run.quiet_for(Duration::from_millis(10)).await);
     // Room for three more.
     source.delete(&ids[..3]).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -477,9 +450,7 @@ async fn receiving_pauses_at_max_pending_messages_and_resumes_below() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(source.counts().received, 10);
     assert_eq!(source.held(), 7);
-    cancel.cancel();
-    tasks.close();
-    tasks.wait().await;
+    run.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -487,21 +458,19 @@ async fn a_missing_queue_makes_the_source_not_ready_without_stopping_it() {
     let moto = Moto::shared();
     let _guard = moto.exclusive().await;
     let url = format!("{}/123456789012/no-such-queue", moto.endpoint());
-    let source = Source::new(SqsQueue::new(moto.sqs_client(), url, None), settings(2, 30, 10));
-    let tasks = TaskTracker::new();
-    let cancel = CancellationToken::new();
-    let _events = source.start(&tasks, &cancel);
+    let run = Running::start(Source::new(
+        SqsQueue::new(moto.sqs_client(), url, None),
+        settings(2, 30, 10),
+    ));
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while source.health() == QueueHealth::Ready && std::time::Instant::now() < deadline {
+    while run.source.health() == QueueHealth::Ready && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let QueueHealth::NotReady(why) = source.health() else {
+    let QueueHealth::NotReady(why) = run.source.health() else {
         panic!("still ready after a missing queue");
     };
     assert!(why.to_lowercase().contains("exist"), "{why}");
-    // The pollers keep running (and stop on cancel).
-    assert!(!tasks.is_empty());
-    cancel.cancel();
-    tasks.close();
-    tokio::time::timeout(Duration::from_secs(5), tasks.wait()).await.expect("pollers stop on cancel");
+    // The pollers keep running, and stop on cancel.
+    assert!(!run.tasks.is_empty());
+    run.stop().await;
 }
