@@ -1,0 +1,1158 @@
+//! A fake CloudFront endpoint (REST-XML, API `2020-05-31`) for tests that
+//! run the real `aws-sdk-cloudfront` client.
+//!
+//! moto completes invalidations at once and enforces none of CloudFront's
+//! rules (AWS_FACTS.md, "moto against AWS"), so this fake models what the
+//! daemon must cope with: invalidations that stay `InProgress` for a while
+//! (on tokio's clock, so paused-time tests work), the per-distribution
+//! in-flight limits (3,000 exact and, independently, 15 wildcard paths),
+//! CallerReference idempotency, path rules, and faults on cue (Throttling,
+//! 503, TooManyInvalidationsInProgress, BatchTooLarge, InvalidArgument,
+//! InvalidationBatchAlreadyExists, slow answers, a create-rate limit). Every
+//! call is recorded for the tests to inspect.
+//!
+//! It answers three operations only: CreateInvalidation, GetInvalidation and
+//! ListInvalidations. The XML shapes follow the SDK's deserializers
+//! (`protocol_serde/shape_invalidation*.rs`, `rest_xml_wrapped_errors.rs`).
+//! Its own tests are in `tests/it/fake_cloudfront.rs`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_cloudfront::config::retry::RetryConfig;
+use aws_sdk_cloudfront::config::{
+    BehaviorVersion, Credentials, Region, StalledStreamProtectionConfig,
+};
+use aws_sdk_cloudfront::primitives::{DateTime, DateTimeFormat};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use rand::rngs::StdRng;
+use rand::{RngExt as _, SeedableRng as _};
+use tokio::time::Instant;
+
+/// AWS's in-flight limit on exact paths per distribution.
+pub const MAX_EXACT_IN_PROGRESS: usize = 3_000;
+/// AWS's in-flight limit on wildcard paths per distribution.
+pub const MAX_WILDCARD_IN_PROGRESS: usize = 15;
+/// AWS's longest accepted path.
+pub const MAX_PATH_LEN: usize = 4_000;
+/// ListInvalidations' page size when the caller gives none (AWS's default).
+const DEFAULT_MAX_ITEMS: usize = 100;
+/// The XML namespace of every body CloudFront sends.
+const XMLNS: &str = "http://cloudfront.amazonaws.com/doc/2020-05-31/";
+/// Seed of the fault RNG unless a test sets another: runs repeat.
+const DEFAULT_SEED: u64 = 0x00C0_FFEE;
+
+/// The operations the fake answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    CreateInvalidation,
+    GetInvalidation,
+    ListInvalidations,
+}
+
+/// An error the fake can be told to answer with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Fault {
+    /// 400 `Throttling` "Rate exceeded" (any operation; the SDK retries it).
+    Throttling,
+    /// 503 `ServiceUnavailable` (any operation; the SDK retries it).
+    ServiceUnavailable,
+    /// 400 `TooManyInvalidationsInProgress` (CreateInvalidation only).
+    TooManyInvalidationsInProgress,
+    /// 413 `BatchTooLarge` (CreateInvalidation only).
+    BatchTooLarge,
+    /// 400 `InvalidArgument` (CreateInvalidation only).
+    InvalidArgument,
+    /// 409 `InvalidationBatchAlreadyExists` (CreateInvalidation only).
+    InvalidationBatchAlreadyExists,
+}
+
+impl Fault {
+    /// Every fault, in the order they are checked on a call.
+    pub const ALL: [Fault; 6] = [
+        Fault::Throttling,
+        Fault::ServiceUnavailable,
+        Fault::TooManyInvalidationsInProgress,
+        Fault::BatchTooLarge,
+        Fault::InvalidArgument,
+        Fault::InvalidationBatchAlreadyExists,
+    ];
+
+    /// Whether this fault can hit `op`: AWS answers the create-specific
+    /// errors only to CreateInvalidation.
+    fn applies_to(self, op: Operation) -> bool {
+        matches!(self, Fault::Throttling | Fault::ServiceUnavailable)
+            || op == Operation::CreateInvalidation
+    }
+
+    fn error(self) -> ApiError {
+        match self {
+            Fault::Throttling => ApiError::throttling(),
+            Fault::ServiceUnavailable => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                "Service unavailable, please try again (injected)",
+            ),
+            Fault::TooManyInvalidationsInProgress => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "TooManyInvalidationsInProgress",
+                "Processing your request will cause you to exceed the maximum number of \
+                 in-progress wildcard invalidations (injected)",
+            ),
+            Fault::BatchTooLarge => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "BatchTooLarge",
+                "Invalidation batch specified is too large (injected)",
+            ),
+            Fault::InvalidArgument => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "InvalidArgument",
+                "Your request contains one or more invalid invalidation paths (injected)",
+            ),
+            Fault::InvalidationBatchAlreadyExists => ApiError::new(
+                StatusCode::CONFLICT,
+                "InvalidationBatchAlreadyExists",
+                "The CallerReference is already in use (injected)",
+            ),
+        }
+    }
+}
+
+/// How a recorded call ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// CreateInvalidation made a new invalidation (201).
+    Created { id: String },
+    /// CreateInvalidation repeated a CallerReference with the same paths:
+    /// the existing invalidation was returned (201), nothing new.
+    Replayed { id: String },
+    /// GetInvalidation or ListInvalidations answered 200.
+    Ok,
+    /// An error answer, injected or earned.
+    Error { status: u16, code: String },
+}
+
+impl Outcome {
+    /// `"Created"`, `"Replayed"`, `"Ok"` or the error code.
+    pub fn code(&self) -> &str {
+        match self {
+            Outcome::Created { .. } => "Created",
+            Outcome::Replayed { .. } => "Replayed",
+            Outcome::Ok => "Ok",
+            Outcome::Error { code, .. } => code,
+        }
+    }
+
+    /// Whether the call was answered 2xx.
+    pub fn is_success(&self) -> bool {
+        !matches!(self, Outcome::Error { .. })
+    }
+}
+
+/// One call the fake answered.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub operation: Operation,
+    /// The distribution id from the URL.
+    pub distribution: String,
+    /// When the call arrived, on tokio's clock.
+    pub at: Instant,
+    /// CreateInvalidation's CallerReference, when the body had one.
+    pub caller_reference: Option<String>,
+    /// CreateInvalidation's paths, as sent.
+    pub paths: Vec<String>,
+    /// The invalidation id of a GetInvalidation.
+    pub invalidation_id: Option<String>,
+    pub outcome: Outcome,
+}
+
+/// One invalidation the fake holds (they are never removed, like AWS's).
+#[derive(Debug, Clone)]
+pub struct Invalidation {
+    pub id: String,
+    pub distribution: String,
+    pub caller_reference: String,
+    pub paths: Vec<String>,
+    /// Creation time on tokio's clock.
+    pub created_at: Instant,
+    /// When it turns `Completed`, on tokio's clock.
+    pub completes_at: Instant,
+    /// Added by [`FakeCloudFront::add_external`], not through the API.
+    pub external: bool,
+}
+
+impl Invalidation {
+    fn in_progress(&self, now: Instant) -> bool {
+        now < self.completes_at
+    }
+
+    fn status(&self, now: Instant) -> &'static str {
+        if self.in_progress(now) {
+            "InProgress"
+        } else {
+            "Completed"
+        }
+    }
+}
+
+/// A token bucket like the one AWS reportedly applies to CreateInvalidation
+/// (~0.5/s, Throttling after 6–7 quick calls).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    /// Tokens added per second.
+    pub per_second: f64,
+    /// Bucket size: how many creates may come at once after a quiet spell.
+    pub burst: u32,
+}
+
+impl RateLimit {
+    /// AWS's reported rate: 0.5 creates a second, burst of 6.
+    pub const AWS: RateLimit = RateLimit {
+        per_second: 0.5,
+        burst: 6,
+    };
+}
+
+/// Faults and slowness, changeable while the fake runs.
+#[derive(Debug)]
+struct FaultConfig {
+    /// The next calls (that the fault applies to) answer with the fault.
+    counts: BTreeMap<Fault, u32>,
+    /// Chance, 0.0–1.0, that a call (that the fault applies to) answers it.
+    probabilities: BTreeMap<Fault, f64>,
+    /// Seeded so runs repeat.
+    rng: StdRng,
+    /// Wait before handling a call (a slow answer with no effect yet).
+    delay_before: Duration,
+    /// Wait after a call took effect, before answering (a slow answer whose
+    /// effect already happened, e.g. a client timeout after the create).
+    delay_after: Duration,
+    /// CreateInvalidation rate limit, off unless set.
+    rate_limit: Option<Bucket>,
+}
+
+#[derive(Debug)]
+struct Bucket {
+    limit: RateLimit,
+    tokens: f64,
+    refilled_at: Instant,
+}
+
+impl Bucket {
+    fn take(&mut self, now: Instant) -> bool {
+        let elapsed = now
+            .saturating_duration_since(self.refilled_at)
+            .as_secs_f64();
+        self.tokens =
+            (self.tokens + elapsed * self.limit.per_second).min(f64::from(self.limit.burst));
+        self.refilled_at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Handle on the fake's faults; cheap to clone, changes apply to the next
+/// call.
+#[derive(Clone)]
+pub struct Faults {
+    shared: Arc<Shared>,
+}
+
+impl Faults {
+    fn config(&self) -> MutexGuard<'_, FaultConfig> {
+        self.shared.faults.lock().expect("fault config lock")
+    }
+
+    /// The next `n` calls that `fault` applies to answer with it.
+    pub fn fail_next(&self, fault: Fault, n: u32) {
+        self.config().counts.insert(fault, n);
+    }
+
+    /// Each call that `fault` applies to answers with it with chance `p`.
+    pub fn fail_with_probability(&self, fault: Fault, p: f64) {
+        assert!((0.0..=1.0).contains(&p), "probability {p} not in 0..=1");
+        self.config().probabilities.insert(fault, p);
+    }
+
+    /// Reseeds the RNG behind the probabilities.
+    pub fn seed(&self, seed: u64) {
+        self.config().rng = StdRng::seed_from_u64(seed);
+    }
+
+    /// Every call waits this long before it is handled.
+    pub fn set_delay(&self, delay: Duration) {
+        self.config().delay_before = delay;
+    }
+
+    /// Every call waits this long after taking effect, before answering.
+    pub fn set_delay_after_effect(&self, delay: Duration) {
+        self.config().delay_after = delay;
+    }
+
+    /// Turns the CreateInvalidation rate limit on (full bucket) or off.
+    pub fn set_rate_limit(&self, limit: Option<RateLimit>) {
+        self.config().rate_limit = limit.map(|limit| Bucket {
+            limit,
+            tokens: f64::from(limit.burst),
+            refilled_at: Instant::now(),
+        });
+    }
+
+    /// No injected faults, no delays, no rate limit.
+    pub fn clear(&self) {
+        let mut config = self.config();
+        config.counts.clear();
+        config.probabilities.clear();
+        config.delay_before = Duration::ZERO;
+        config.delay_after = Duration::ZERO;
+        config.rate_limit = None;
+    }
+}
+
+/// What the fake knows, behind one lock (never held across an await).
+#[derive(Debug, Default)]
+struct Store {
+    distributions: HashMap<String, Vec<Invalidation>>,
+    calls: Vec<Call>,
+    /// Peak (exact, wildcard) paths in progress per distribution.
+    peaks: HashMap<String, (usize, usize)>,
+    next_id: u64,
+    next_request: u64,
+    in_progress_for: Duration,
+    limits: (usize, usize),
+}
+
+impl Store {
+    fn inflight(&self, dist: &str, now: Instant) -> (usize, usize) {
+        let mut counts = (0, 0);
+        for inv in self.distributions.get(dist).into_iter().flatten() {
+            if inv.in_progress(now) {
+                let (exact, wildcard) = split_counts(&inv.paths);
+                counts.0 += exact;
+                counts.1 += wildcard;
+            }
+        }
+        counts
+    }
+
+    fn insert(
+        &mut self,
+        dist: &str,
+        caller_reference: String,
+        paths: Vec<String>,
+        external: bool,
+    ) -> Invalidation {
+        let now = Instant::now();
+        self.next_id += 1;
+        let inv = Invalidation {
+            id: format!("I{:012}FAKE", self.next_id),
+            distribution: dist.to_owned(),
+            caller_reference,
+            paths,
+            created_at: now,
+            completes_at: now + self.in_progress_for,
+            external,
+        };
+        self.distributions
+            .entry(dist.to_owned())
+            .or_default()
+            .push(inv.clone());
+        let (exact, wildcard) = self.inflight(dist, now);
+        let peak = self.peaks.entry(dist.to_owned()).or_default();
+        peak.0 = peak.0.max(exact);
+        peak.1 = peak.1.max(wildcard);
+        inv
+    }
+}
+
+struct Shared {
+    store: Mutex<Store>,
+    faults: Mutex<FaultConfig>,
+    endpoint: String,
+    /// Wall-clock time at start, and tokio's clock then: CreateTime is
+    /// derived from tokio's clock so paused-time tests see consistent times.
+    epoch: (SystemTime, Instant),
+}
+
+impl Shared {
+    fn store(&self) -> MutexGuard<'_, Store> {
+        self.store.lock().expect("fake store lock")
+    }
+
+    fn wall_time(&self, at: Instant) -> DateTime {
+        DateTime::from(self.epoch.0 + at.saturating_duration_since(self.epoch.1))
+    }
+
+    fn record(&self, call: Call) {
+        self.store().calls.push(call);
+    }
+}
+
+/// A running fake CloudFront on `127.0.0.1`, stopped when dropped.
+pub struct FakeCloudFront {
+    shared: Arc<Shared>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeCloudFront {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl FakeCloudFront {
+    /// Starts the fake on a free loopback port, in the current tokio
+    /// runtime. New invalidations stay `InProgress` for `in_progress_for`.
+    pub async fn start(in_progress_for: Duration) -> FakeCloudFront {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind fake cloudfront");
+        let addr = listener.local_addr().expect("fake cloudfront address");
+        let shared = Arc::new(Shared {
+            store: Mutex::new(Store {
+                in_progress_for,
+                limits: (MAX_EXACT_IN_PROGRESS, MAX_WILDCARD_IN_PROGRESS),
+                ..Store::default()
+            }),
+            faults: Mutex::new(FaultConfig {
+                counts: BTreeMap::new(),
+                probabilities: BTreeMap::new(),
+                rng: StdRng::seed_from_u64(DEFAULT_SEED),
+                delay_before: Duration::ZERO,
+                delay_after: Duration::ZERO,
+                rate_limit: None,
+            }),
+            endpoint: format!("http://{addr}"),
+            epoch: (SystemTime::now(), Instant::now()),
+        });
+        let app = Router::new()
+            .route(
+                "/2020-05-31/distribution/{dist}/invalidation",
+                get(list_invalidations).post(create_invalidation),
+            )
+            .route(
+                "/2020-05-31/distribution/{dist}/invalidation/{id}",
+                get(get_invalidation),
+            )
+            .with_state(Arc::clone(&shared));
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .await
+                .expect("fake cloudfront server");
+        });
+        FakeCloudFront { shared, server }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> String {
+        self.shared.endpoint.clone()
+    }
+
+    /// Makes `id` a known distribution (others answer NoSuchDistribution).
+    pub fn add_distribution(&self, id: &str) {
+        self.shared
+            .store()
+            .distributions
+            .entry(id.to_owned())
+            .or_default();
+    }
+
+    /// How long invalidations created from now on stay in progress.
+    pub fn set_in_progress_for(&self, duration: Duration) {
+        self.shared.store().in_progress_for = duration;
+    }
+
+    /// Per-distribution in-flight limits (exact, wildcard); AWS's are
+    /// 3,000 and 15, the default.
+    pub fn set_limits(&self, exact: usize, wildcard: usize) {
+        self.shared.store().limits = (exact, wildcard);
+    }
+
+    /// Completes every invalidation now.
+    pub fn complete_all(&self) {
+        let now = Instant::now();
+        for inv in self.shared.store().distributions.values_mut().flatten() {
+            inv.completes_at = inv.completes_at.min(now);
+        }
+    }
+
+    /// Someone else's invalidation, in progress, occupying capacity. It
+    /// bypasses the limits, path rules and faults. Panics on an unknown
+    /// distribution.
+    pub fn add_external(&self, dist: &str, paths: &[&str], caller_reference: &str) -> Invalidation {
+        assert!(
+            !caller_reference.starts_with("cfpurge-"),
+            "external invalidations must not look like cfpurge's"
+        );
+        let mut store = self.shared.store();
+        assert!(
+            store.distributions.contains_key(dist),
+            "unknown distribution {dist}"
+        );
+        let paths = paths.iter().map(|p| (*p).to_owned()).collect();
+        store.insert(dist, caller_reference.to_owned(), paths, true)
+    }
+
+    /// The fault handle.
+    pub fn faults(&self) -> Faults {
+        Faults {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// Every call answered so far, oldest first.
+    pub fn calls(&self) -> Vec<Call> {
+        self.shared.store().calls.clone()
+    }
+
+    /// Calls of one operation, oldest first.
+    pub fn calls_of(&self, operation: Operation) -> Vec<Call> {
+        self.shared
+            .store()
+            .calls
+            .iter()
+            .filter(|c| c.operation == operation)
+            .cloned()
+            .collect()
+    }
+
+    /// The invalidations of a distribution, oldest first, externals included.
+    pub fn invalidations(&self, dist: &str) -> Vec<Invalidation> {
+        self.shared
+            .store()
+            .distributions
+            .get(dist)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// How many invalidations were made (through the API or as externals)
+    /// with each CallerReference, over all distributions.
+    pub fn invalidations_per_caller_reference(&self) -> HashMap<String, usize> {
+        let mut counts = HashMap::new();
+        for inv in self.shared.store().distributions.values().flatten() {
+            *counts.entry(inv.caller_reference.clone()).or_default() += 1;
+        }
+        counts
+    }
+
+    /// (exact, wildcard) paths in progress on `dist` now.
+    pub fn inflight(&self, dist: &str) -> (usize, usize) {
+        self.shared.store().inflight(dist, Instant::now())
+    }
+
+    /// The most (exact, wildcard) paths ever in progress at once on `dist`,
+    /// externals included.
+    pub fn peak_inflight(&self, dist: &str) -> (usize, usize) {
+        self.shared
+            .store()
+            .peaks
+            .get(dist)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// When each CreateInvalidation answered 201 (new or replayed), oldest
+    /// first, to check a daemon's pace.
+    pub fn accepted_create_times(&self) -> Vec<Instant> {
+        self.shared
+            .store()
+            .calls
+            .iter()
+            .filter(|c| c.operation == Operation::CreateInvalidation && c.outcome.is_success())
+            .map(|c| c.at)
+            .collect()
+    }
+
+    /// A client of this fake that does not retry: each SDK call is one HTTP
+    /// call, so injected faults reach the caller.
+    pub fn client(&self) -> aws_sdk_cloudfront::Client {
+        self.client_with(RetryConfig::standard().with_max_attempts(1))
+    }
+
+    /// A client with the SDK's default retries (3 attempts, Throttling and
+    /// 503 retried).
+    pub fn client_with_retries(&self) -> aws_sdk_cloudfront::Client {
+        self.client_with(RetryConfig::standard())
+    }
+
+    fn client_with(&self, retry: RetryConfig) -> aws_sdk_cloudfront::Client {
+        let config = aws_sdk_cloudfront::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new(
+                "AKIDFAKE",
+                "fake-secret",
+                None,
+                None,
+                "fake",
+            ))
+            .endpoint_url(self.endpoint())
+            .retry_config(retry)
+            // The fake is local; with paused tokio time the throughput
+            // checks could misfire.
+            .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
+            .build();
+        aws_sdk_cloudfront::Client::from_conf(config)
+    }
+}
+
+/// A CloudFront error answer.
+#[derive(Debug)]
+struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn throttling() -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "Throttling", "Rate exceeded")
+    }
+
+    fn invalid_argument(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "InvalidArgument", message)
+    }
+
+    fn no_such_distribution() -> ApiError {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "NoSuchDistribution",
+            "The specified distribution does not exist.",
+        )
+    }
+
+    fn outcome(&self) -> Outcome {
+        Outcome::Error {
+            status: self.status.as_u16(),
+            code: self.code.to_owned(),
+        }
+    }
+
+    fn into_response(self, request_id: &str) -> Response {
+        let kind = if self.status.is_server_error() {
+            "Receiver"
+        } else {
+            "Sender"
+        };
+        let body = format!(
+            "<?xml version=\"1.0\"?>\n<ErrorResponse xmlns=\"{XMLNS}\"><Error><Type>{kind}</Type>\
+             <Code>{}</Code><Message>{}</Message></Error><RequestId>{}</RequestId></ErrorResponse>",
+            self.code,
+            escape(&self.message),
+            escape(request_id),
+        );
+        xml_response(self.status, request_id, body)
+    }
+}
+
+fn xml_response(status: StatusCode, request_id: &str, body: String) -> Response {
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml"));
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        headers.insert("x-amz-request-id", value);
+    }
+    response
+}
+
+impl FaultConfig {
+    /// The injected fault this call answers with, if any. Counts go before
+    /// probabilities; both in [`Fault::ALL`]'s order.
+    fn roll(&mut self, op: Operation) -> Option<Fault> {
+        for fault in Fault::ALL.into_iter().filter(|f| f.applies_to(op)) {
+            if let Some(n) = self.counts.get_mut(&fault).filter(|n| **n > 0) {
+                *n -= 1;
+                return Some(fault);
+            }
+        }
+        for fault in Fault::ALL.into_iter().filter(|f| f.applies_to(op)) {
+            let p = self.probabilities.get(&fault).copied().unwrap_or(0.0);
+            if p > 0.0 && self.rng.random_bool(p) {
+                return Some(fault);
+            }
+        }
+        None
+    }
+}
+
+/// Counts (exact, wildcard) paths: a wildcard path ends with `*`.
+fn split_counts(paths: &[String]) -> (usize, usize) {
+    let wildcard = paths.iter().filter(|p| p.ends_with('*')).count();
+    (paths.len() - wildcard, wildcard)
+}
+
+/// What every call does first: `delay_before`, then an injected fault,
+/// then (creates only) the rate limit.
+async fn preamble(shared: &Shared, op: Operation) -> Result<(), ApiError> {
+    let delay = shared
+        .faults
+        .lock()
+        .expect("fault config lock")
+        .delay_before;
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let mut config = shared.faults.lock().expect("fault config lock");
+    if let Some(fault) = config.roll(op) {
+        return Err(fault.error());
+    }
+    let throttled = op == Operation::CreateInvalidation
+        && config
+            .rate_limit
+            .as_mut()
+            .is_some_and(|bucket| !bucket.take(Instant::now()));
+    if throttled {
+        return Err(ApiError::throttling());
+    }
+    Ok(())
+}
+
+/// Waits `delay_after`: the call's effect has happened, the answer is late.
+async fn postamble(shared: &Shared) {
+    let delay = shared.faults.lock().expect("fault config lock").delay_after;
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+}
+
+fn request_id(shared: &Shared) -> String {
+    let mut store = shared.store();
+    store.next_request += 1;
+    format!("fake-request-{:08}", store.next_request)
+}
+
+/// A CreateInvalidation body, as far as it could be read.
+#[derive(Debug, Default)]
+struct Batch {
+    caller_reference: Option<String>,
+    quantity: Option<String>,
+    paths: Vec<String>,
+}
+
+/// Reads the few elements of an `InvalidationBatch` the fake needs. The SDK
+/// writes flat, attribute-free elements, so a search for tags suffices.
+fn parse_batch(body: &[u8]) -> Result<Batch, ApiError> {
+    if body.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "MissingBody",
+            "This operation requires a body.",
+        ));
+    }
+    let text = std::str::from_utf8(body)
+        .map_err(|_| ApiError::invalid_argument("The body is not UTF-8."))?;
+    let paths_el = elements(text, "Paths").into_iter().next().unwrap_or("");
+    Ok(Batch {
+        caller_reference: elements(text, "CallerReference")
+            .into_iter()
+            .next()
+            .map(unescape),
+        quantity: elements(paths_el, "Quantity")
+            .into_iter()
+            .next()
+            .map(|q| q.trim().to_owned()),
+        paths: elements(paths_el, "Path")
+            .into_iter()
+            .map(unescape)
+            .collect(),
+    })
+}
+
+/// The raw contents of every `<name>…</name>` in `text` (also `<name/>`).
+fn elements<'a>(text: &'a str, name: &str) -> Vec<&'a str> {
+    let open = format!("<{name}>");
+    let close = format!("</{name}>");
+    let empty = format!("<{name}/>");
+    let mut found = Vec::new();
+    let mut rest = text;
+    loop {
+        let next_open = rest.find(&open);
+        let next_empty = rest.find(&empty);
+        match (next_open, next_empty) {
+            (Some(o), e) if e.is_none_or(|e| o < e) => {
+                let start = o + open.len();
+                let Some(len) = rest[start..].find(&close) else {
+                    break;
+                };
+                found.push(&rest[start..start + len]);
+                rest = &rest[start + len + close.len()..];
+            }
+            (_, Some(e)) => {
+                found.push("");
+                rest = &rest[e + empty.len()..];
+            }
+            _ => break,
+        }
+    }
+    found
+}
+
+/// Undoes XML escaping: the five named entities and numeric references
+/// (the SDK writes control characters as `&#xA;`).
+fn unescape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(amp) = rest.find('&') {
+        out.push_str(&rest[..amp]);
+        rest = &rest[amp..];
+        let Some(semi) = rest.find(';') else {
+            break;
+        };
+        let entity = &rest[1..semi];
+        let decoded = match entity {
+            "amp" => Some('&'),
+            "lt" => Some('<'),
+            "gt" => Some('>'),
+            "quot" => Some('"'),
+            "apos" => Some('\''),
+            _ => entity
+                .strip_prefix("#x")
+                .or_else(|| entity.strip_prefix("#X"))
+                .map(|hex| u32::from_str_radix(hex, 16))
+                .or_else(|| entity.strip_prefix('#').map(str::parse::<u32>))
+                .and_then(Result::ok)
+                .and_then(char::from_u32),
+        };
+        match decoded {
+            Some(c) => {
+                out.push(c);
+                rest = &rest[semi + 1..];
+            }
+            None => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Escapes text for an XML element.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// AWS's path rules: a leading `/`, `*` only last, at most 4,000 characters.
+fn valid_path(path: &str) -> bool {
+    let body = path.strip_suffix('*').unwrap_or(path);
+    path.starts_with('/') && !body.contains('*') && path.chars().count() <= MAX_PATH_LEN
+}
+
+/// Checks a parsed batch: quantities, then paths.
+fn validate(batch: &Batch) -> Result<(String, Vec<String>), ApiError> {
+    let caller_reference = batch
+        .caller_reference
+        .clone()
+        .filter(|r| !r.is_empty())
+        .ok_or_else(|| ApiError::invalid_argument("CallerReference is required."))?;
+    let quantity: usize = batch
+        .quantity
+        .as_deref()
+        .and_then(|q| q.parse().ok())
+        .ok_or_else(|| ApiError::invalid_argument("Paths/Quantity is missing or invalid."))?;
+    if quantity != batch.paths.len() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "InconsistentQuantities",
+            "The value of Quantity and the size of Items don't match.",
+        ));
+    }
+    if batch.paths.is_empty() {
+        return Err(ApiError::invalid_argument(
+            "Your request contains no invalidation paths.",
+        ));
+    }
+    if !batch.paths.iter().all(|p| valid_path(p)) {
+        return Err(ApiError::invalid_argument(
+            "Your request contains one or more invalid invalidation paths.",
+        ));
+    }
+    Ok((caller_reference, batch.paths.clone()))
+}
+
+/// The effect of a CreateInvalidation once faults and the rate limit let it
+/// through.
+fn create(shared: &Shared, dist: &str, batch: &Batch) -> Result<(Invalidation, bool), ApiError> {
+    if !shared.store().distributions.contains_key(dist) {
+        return Err(ApiError::no_such_distribution());
+    }
+    let (caller_reference, paths) = validate(batch)?;
+    let mut store = shared.store();
+    let existing = store
+        .distributions
+        .get(dist)
+        .into_iter()
+        .flatten()
+        .find(|inv| inv.caller_reference == caller_reference);
+    if let Some(existing) = existing {
+        let mut old = existing.paths.clone();
+        let mut new = paths.clone();
+        old.sort();
+        new.sort();
+        if old == new {
+            return Ok((existing.clone(), true));
+        }
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "InvalidationBatchAlreadyExists",
+            format!(
+                "Invalidation batch with CallerReference {caller_reference} already exists \
+                 with different paths."
+            ),
+        ));
+    }
+    let (exact, wildcard) = split_counts(&paths);
+    let (inflight_exact, inflight_wildcard) = store.inflight(dist, Instant::now());
+    let (max_exact, max_wildcard) = store.limits;
+    if (exact > 0 && inflight_exact + exact > max_exact)
+        || (wildcard > 0 && inflight_wildcard + wildcard > max_wildcard)
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "TooManyInvalidationsInProgress",
+            format!(
+                "Processing your request will cause you to exceed the maximum number of \
+                 in-progress invalidations ({max_exact} paths, {max_wildcard} wildcard paths)."
+            ),
+        ));
+    }
+    Ok((store.insert(dist, caller_reference, paths, false), false))
+}
+
+fn invalidation_xml(shared: &Shared, inv: &Invalidation, now: Instant) -> String {
+    let items: String = inv
+        .paths
+        .iter()
+        .map(|p| format!("<Path>{}</Path>", escape(p)))
+        .collect();
+    format!(
+        "<?xml version=\"1.0\"?>\n<Invalidation xmlns=\"{XMLNS}\"><Id>{}</Id><Status>{}</Status>\
+         <CreateTime>{}</CreateTime><InvalidationBatch><Paths><Quantity>{}</Quantity>\
+         <Items>{items}</Items></Paths><CallerReference>{}</CallerReference>\
+         </InvalidationBatch></Invalidation>",
+        escape(&inv.id),
+        inv.status(now),
+        create_time(shared, inv),
+        inv.paths.len(),
+        escape(&inv.caller_reference),
+    )
+}
+
+fn create_time(shared: &Shared, inv: &Invalidation) -> String {
+    shared
+        .wall_time(inv.created_at)
+        .fmt(DateTimeFormat::DateTime)
+        .expect("a time after the epoch formats")
+}
+
+async fn create_invalidation(
+    State(shared): State<Arc<Shared>>,
+    Path(dist): Path<String>,
+    body: Bytes,
+) -> Response {
+    let at = Instant::now();
+    let request_id = request_id(&shared);
+    let batch = parse_batch(&body);
+    let result = match preamble(&shared, Operation::CreateInvalidation).await {
+        Ok(()) => batch
+            .as_ref()
+            .map_err(|e| ApiError::new(e.status, e.code, e.message.clone()))
+            .and_then(|batch| create(&shared, &dist, batch)),
+        Err(e) => Err(e),
+    };
+    let batch = batch.unwrap_or_default();
+    let outcome = match &result {
+        Ok((inv, false)) => Outcome::Created { id: inv.id.clone() },
+        Ok((inv, true)) => Outcome::Replayed { id: inv.id.clone() },
+        Err(e) => e.outcome(),
+    };
+    shared.record(Call {
+        operation: Operation::CreateInvalidation,
+        distribution: dist.clone(),
+        at,
+        caller_reference: batch.caller_reference,
+        paths: batch.paths,
+        invalidation_id: None,
+        outcome,
+    });
+    postamble(&shared).await;
+    match result {
+        Ok((inv, _)) => {
+            let body = invalidation_xml(&shared, &inv, Instant::now());
+            let mut response = xml_response(StatusCode::CREATED, &request_id, body);
+            let location = format!(
+                "{}/2020-05-31/distribution/{dist}/invalidation/{}",
+                shared.endpoint, inv.id
+            );
+            if let Ok(value) = HeaderValue::from_str(&location) {
+                response.headers_mut().insert(header::LOCATION, value);
+            }
+            response
+        }
+        Err(e) => e.into_response(&request_id),
+    }
+}
+
+async fn get_invalidation(
+    State(shared): State<Arc<Shared>>,
+    Path((dist, id)): Path<(String, String)>,
+) -> Response {
+    let at = Instant::now();
+    let request_id = request_id(&shared);
+    let result = preamble(&shared, Operation::GetInvalidation)
+        .await
+        .and_then(|()| {
+            let store = shared.store();
+            let invalidations = store
+                .distributions
+                .get(&dist)
+                .ok_or_else(ApiError::no_such_distribution)?;
+            invalidations
+                .iter()
+                .find(|inv| inv.id == id)
+                .cloned()
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::NOT_FOUND,
+                        "NoSuchInvalidation",
+                        "The specified invalidation does not exist.",
+                    )
+                })
+        });
+    shared.record(Call {
+        operation: Operation::GetInvalidation,
+        distribution: dist,
+        at,
+        caller_reference: None,
+        paths: Vec::new(),
+        invalidation_id: Some(id),
+        outcome: result
+            .as_ref()
+            .map_or_else(ApiError::outcome, |_| Outcome::Ok),
+    });
+    postamble(&shared).await;
+    match result {
+        Ok(inv) => {
+            let body = invalidation_xml(&shared, &inv, Instant::now());
+            xml_response(StatusCode::OK, &request_id, body)
+        }
+        Err(e) => e.into_response(&request_id),
+    }
+}
+
+async fn list_invalidations(
+    State(shared): State<Arc<Shared>>,
+    Path(dist): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let at = Instant::now();
+    let request_id = request_id(&shared);
+    let result = match preamble(&shared, Operation::ListInvalidations).await {
+        Ok(()) => list(&shared, &dist, &query),
+        Err(e) => Err(e),
+    };
+    shared.record(Call {
+        operation: Operation::ListInvalidations,
+        distribution: dist,
+        at,
+        caller_reference: None,
+        paths: Vec::new(),
+        invalidation_id: None,
+        outcome: result
+            .as_ref()
+            .map_or_else(ApiError::outcome, |_| Outcome::Ok),
+    });
+    postamble(&shared).await;
+    match result {
+        Ok(body) => xml_response(StatusCode::OK, &request_id, body),
+        Err(e) => e.into_response(&request_id),
+    }
+}
+
+/// One ListInvalidations page, newest first; `Marker` is the id of the
+/// last invalidation of the previous page (its `NextMarker`).
+fn list(shared: &Shared, dist: &str, query: &HashMap<String, String>) -> Result<String, ApiError> {
+    let max_items = match query.get("MaxItems") {
+        None => DEFAULT_MAX_ITEMS,
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| ApiError::invalid_argument("MaxItems must be a positive integer."))?,
+    };
+    let marker = query.get("Marker").map(String::as_str).unwrap_or("");
+    let store = shared.store();
+    let newest_first: Vec<&Invalidation> = store
+        .distributions
+        .get(dist)
+        .ok_or_else(ApiError::no_such_distribution)?
+        .iter()
+        .rev()
+        .collect();
+    let start = if marker.is_empty() {
+        0
+    } else {
+        newest_first
+            .iter()
+            .position(|inv| inv.id == marker)
+            .map(|i| i + 1)
+            .ok_or_else(|| ApiError::invalid_argument("The Marker is not valid."))?
+    };
+    let page = &newest_first[start..(start + max_items).min(newest_first.len())];
+    let truncated = start + page.len() < newest_first.len();
+    let now = Instant::now();
+    let items: String = page
+        .iter()
+        .map(|inv| {
+            format!(
+                "<InvalidationSummary><Id>{}</Id><CreateTime>{}</CreateTime>\
+                 <Status>{}</Status></InvalidationSummary>",
+                escape(&inv.id),
+                create_time(shared, inv),
+                inv.status(now),
+            )
+        })
+        .collect();
+    let next_marker = match page.last() {
+        Some(last) if truncated => format!("<NextMarker>{}</NextMarker>", escape(&last.id)),
+        _ => String::new(),
+    };
+    Ok(format!(
+        "<?xml version=\"1.0\"?>\n<InvalidationList xmlns=\"{XMLNS}\"><Marker>{}</Marker>\
+         {next_marker}<MaxItems>{max_items}</MaxItems><IsTruncated>{truncated}</IsTruncated>\
+         <Quantity>{}</Quantity><Items>{items}</Items></InvalidationList>",
+        escape(marker),
+        page.len(),
+    ))
+}
