@@ -1,0 +1,822 @@
+//! [`Invalidator`] on Amazon CloudFront, through the AWS SDK.
+//!
+//! Every SDK error goes through `classify`, the one place that decides
+//! what an error means; the SDK itself already retries throttling and 5xx
+//! answers (standard mode, 3 attempts) before an error gets here, but not
+//! `TooManyInvalidationsInProgress`, which the submitter handles. Timeouts
+//! are set explicitly ([`timeouts`]): the SDK sets only a connect timeout by
+//! default, and a hung create would hold the submitter forever.
+
+use std::error::Error as StdError;
+use std::time::{Duration, SystemTime};
+
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_cloudfront::Client;
+use aws_sdk_cloudfront::config::http::HttpResponse;
+use aws_sdk_cloudfront::config::timeout::TimeoutConfig;
+use aws_sdk_cloudfront::config::{Region, retry::RetryConfig};
+use aws_sdk_cloudfront::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_cloudfront::operation::create_invalidation::CreateInvalidationError;
+use aws_sdk_cloudfront::operation::get_invalidation::GetInvalidationError;
+use aws_sdk_cloudfront::operation::list_invalidations::ListInvalidationsError;
+use aws_sdk_cloudfront::types::{InvalidationBatch, Paths};
+
+use super::invalidator::{
+    Invalidation, InvalidationSummary, Invalidator, InvalidatorError, MAX_LIST_ITEMS, Status,
+};
+use crate::config::AwsConfig;
+use crate::path::CfPath;
+
+/// Connect timeout: a reachable endpoint accepts a connection well within it.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One attempt's timeout. CloudFront answers these calls in well under a
+/// second; a create carrying 3,000 paths is still a small request.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Attempts per call: the SDK's standard retry mode, stated here so that the
+/// operation timeout below stays consistent with it.
+pub const MAX_ATTEMPTS: u32 = 3;
+
+/// The timeouts for a CloudFront client: connect [`CONNECT_TIMEOUT`], each
+/// attempt [`ATTEMPT_TIMEOUT`], the whole call, retries and their backoff
+/// included, [`MAX_ATTEMPTS`] attempts' worth plus 10 s. A call that hangs
+/// therefore fails as [`InvalidatorError::Timeout`].
+pub fn timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+        .operation_timeout(ATTEMPT_TIMEOUT * MAX_ATTEMPTS + Duration::from_secs(10))
+        .build()
+}
+
+/// A CloudFront client from the AWS provider chain (credentials, and the
+/// region unless `aws.region` names one; CloudFront is global, the region
+/// only signs), with `aws.cloudfront_endpoint_url`, else `aws.endpoint_url`,
+/// as the endpoint when set (else the SDK's own
+/// `AWS_ENDPOINT_URL_CLOUDFRONT` / `AWS_ENDPOINT_URL` apply), [`timeouts`]
+/// and standard retries.
+pub async fn client_for(aws: &AwsConfig) -> Client {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(region) = &aws.region {
+        loader = loader.region(Region::new(region.clone()));
+    }
+    let sdk = loader.load().await;
+    client_with(&sdk, aws)
+}
+
+/// [`client_for`] on an already loaded SDK configuration (tests hand in one
+/// with static credentials).
+pub fn client_with(sdk: &SdkConfig, aws: &AwsConfig) -> Client {
+    let mut config = aws_sdk_cloudfront::config::Builder::from(sdk)
+        .timeout_config(timeouts())
+        .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS));
+    if let Some(region) = &aws.region {
+        config = config.region(Region::new(region.clone()));
+    }
+    if let Some(url) = aws
+        .cloudfront_endpoint_url
+        .as_ref()
+        .or(aws.endpoint_url.as_ref())
+    {
+        config = config.endpoint_url(url.clone());
+    }
+    Client::from_conf(config.build())
+}
+
+/// CloudFront through the SDK. Cheap to clone (the client is an `Arc`).
+#[derive(Clone, Debug)]
+pub struct AwsInvalidator {
+    client: Client,
+}
+
+impl AwsInvalidator {
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+}
+
+impl Invalidator for AwsInvalidator {
+    async fn create(
+        &self,
+        distribution_id: &str,
+        caller_reference: &str,
+        paths: &[CfPath],
+    ) -> Result<Invalidation, InvalidatorError> {
+        let quantity = i32::try_from(paths.len()).map_err(|_| {
+            InvalidatorError::BatchTooLarge(format!("{} paths in one batch", paths.len()))
+        })?;
+        let items = Paths::builder()
+            .quantity(quantity)
+            .set_items(Some(paths.iter().map(|p| p.as_str().to_owned()).collect()))
+            .build()
+            .map_err(|e| InvalidatorError::InvalidArgument(e.to_string()))?;
+        let batch = InvalidationBatch::builder()
+            .paths(items)
+            .caller_reference(caller_reference)
+            .build()
+            .map_err(|e| InvalidatorError::InvalidArgument(e.to_string()))?;
+        let out = self
+            .client
+            .create_invalidation()
+            .distribution_id(distribution_id)
+            .invalidation_batch(batch)
+            .send()
+            .await
+            .map_err(classify)?;
+        let invalidation = out.invalidation().ok_or_else(|| {
+            InvalidatorError::ServerError(
+                "CreateInvalidation answered without an invalidation".into(),
+            )
+        })?;
+        convert_invalidation(invalidation)
+    }
+
+    async fn get(&self, distribution_id: &str, id: &str) -> Result<Invalidation, InvalidatorError> {
+        let out = self
+            .client
+            .get_invalidation()
+            .distribution_id(distribution_id)
+            .id(id)
+            .send()
+            .await
+            .map_err(classify)?;
+        let invalidation = out.invalidation().ok_or_else(|| {
+            InvalidatorError::ServerError("GetInvalidation answered without an invalidation".into())
+        })?;
+        convert_invalidation(invalidation)
+    }
+
+    async fn list(
+        &self,
+        distribution_id: &str,
+        marker: Option<&str>,
+        max_items: i32,
+    ) -> Result<(Vec<InvalidationSummary>, Option<String>), InvalidatorError> {
+        if max_items < 1 {
+            return Err(InvalidatorError::InvalidArgument(format!(
+                "max items {max_items}: must be at least 1"
+            )));
+        }
+        let out = self
+            .client
+            .list_invalidations()
+            .distribution_id(distribution_id)
+            .set_marker(marker.map(str::to_owned))
+            .max_items(max_items.min(MAX_LIST_ITEMS))
+            .send()
+            .await
+            .map_err(classify)?;
+        let Some(list) = out.invalidation_list() else {
+            return Ok((Vec::new(), None));
+        };
+        let items = list
+            .items()
+            .iter()
+            .map(|s| {
+                Ok(InvalidationSummary {
+                    id: s.id().to_owned(),
+                    status: convert_status(s.id(), s.status()),
+                    created_at: convert_time(s.id(), s.create_time())?,
+                })
+            })
+            .collect::<Result<Vec<_>, InvalidatorError>>()?;
+        // `NextMarker` is only meaningful when the list is truncated; moto
+        // may send one on the last page too.
+        let next = if list.is_truncated() {
+            list.next_marker()
+                .filter(|m| !m.is_empty())
+                .map(str::to_owned)
+        } else {
+            None
+        };
+        Ok((items, next))
+    }
+}
+
+/// An SDK invalidation as an [`Invalidation`]. Paths that [`CfPath`] does
+/// not accept (written by another tool) are left out, logged.
+fn convert_invalidation(
+    invalidation: &aws_sdk_cloudfront::types::Invalidation,
+) -> Result<Invalidation, InvalidatorError> {
+    let id = invalidation.id();
+    let batch = invalidation.invalidation_batch();
+    let raw_paths = batch
+        .and_then(|b| b.paths())
+        .map(|p| p.items())
+        .unwrap_or_default();
+    let mut paths = Vec::with_capacity(raw_paths.len());
+    let mut unreadable = 0usize;
+    for raw in raw_paths {
+        match CfPath::parse(raw) {
+            Ok(path) => paths.push(path),
+            Err(_) => unreadable += 1,
+        }
+    }
+    if unreadable > 0 {
+        tracing::warn!(invalidation = %id, paths = unreadable, "invalidation holds paths cfpurge cannot parse, left out");
+    }
+    Ok(Invalidation {
+        id: id.to_owned(),
+        status: convert_status(id, invalidation.status()),
+        created_at: convert_time(id, invalidation.create_time())?,
+        caller_reference: batch
+            .map(|b| b.caller_reference().to_owned())
+            .unwrap_or_default(),
+        paths,
+    })
+}
+
+/// The status, read case-insensitively (moto says `COMPLETED`). An unknown
+/// status counts as in progress: holding capacity a little longer is safe,
+/// releasing it early is not.
+fn convert_status(id: &str, text: &str) -> Status {
+    Status::parse(text).unwrap_or_else(|| {
+        tracing::warn!(invalidation = %id, status = %text, "unknown invalidation status, taken as in progress");
+        Status::InProgress
+    })
+}
+
+fn convert_time(
+    id: &str,
+    time: &aws_sdk_cloudfront::primitives::DateTime,
+) -> Result<SystemTime, InvalidatorError> {
+    SystemTime::try_from(*time).map_err(|e| {
+        InvalidatorError::ServerError(format!(
+            "invalidation {id} has an unreadable create time: {e}"
+        ))
+    })
+}
+
+/// What an error says, before the text is attached: every variant of
+/// [`InvalidatorError`] but `Other`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Throttled,
+    ServerError,
+    Timeout,
+    TooManyInProgress,
+    BatchAlreadyExists,
+    NoSuchDistribution,
+    AccessDenied,
+    InvalidArgument,
+    BatchTooLarge,
+    NoSuchInvalidation,
+}
+
+impl Kind {
+    fn error(self, text: String) -> InvalidatorError {
+        match self {
+            Kind::Throttled => InvalidatorError::Throttled(text),
+            Kind::ServerError => InvalidatorError::ServerError(text),
+            Kind::Timeout => InvalidatorError::Timeout(text),
+            Kind::TooManyInProgress => InvalidatorError::TooManyInProgress(text),
+            Kind::BatchAlreadyExists => InvalidatorError::BatchAlreadyExists(text),
+            Kind::NoSuchDistribution => InvalidatorError::NoSuchDistribution(text),
+            Kind::AccessDenied => InvalidatorError::AccessDenied(text),
+            Kind::InvalidArgument => InvalidatorError::InvalidArgument(text),
+            Kind::BatchTooLarge => InvalidatorError::BatchTooLarge(text),
+            Kind::NoSuchInvalidation => InvalidatorError::NoSuchInvalidation(text),
+        }
+    }
+}
+
+/// The typed variants of one operation's error that [`classify`] reads
+/// before any code string.
+trait TypedKind {
+    fn typed_kind(&self) -> Option<Kind>;
+}
+
+macro_rules! typed_kind {
+    ($error:ty { $($is:ident => $kind:ident),* $(,)? }) => {
+        impl TypedKind for $error {
+            fn typed_kind(&self) -> Option<Kind> {
+                $(if self.$is() {
+                    return Some(Kind::$kind);
+                })*
+                None
+            }
+        }
+    };
+}
+
+typed_kind!(CreateInvalidationError {
+    is_too_many_invalidations_in_progress => TooManyInProgress,
+    is_no_such_distribution => NoSuchDistribution,
+    is_access_denied => AccessDenied,
+    is_invalid_argument => InvalidArgument,
+    is_missing_body => InvalidArgument,
+    is_inconsistent_quantities => InvalidArgument,
+    is_batch_too_large => BatchTooLarge,
+});
+typed_kind!(GetInvalidationError {
+    is_no_such_distribution => NoSuchDistribution,
+    is_access_denied => AccessDenied,
+    is_no_such_invalidation => NoSuchInvalidation,
+});
+typed_kind!(ListInvalidationsError {
+    is_no_such_distribution => NoSuchDistribution,
+    is_access_denied => AccessDenied,
+    is_invalid_argument => InvalidArgument,
+});
+
+/// Error codes read from the response when no typed variant matched: the
+/// ones no operation models (throttling and server faults come from the
+/// front end, `InvalidationBatchAlreadyExists` is missing from the model,
+/// authentication failures are answered before the operation is known),
+/// and the modelled ones for operations that do not model them.
+const CODES: &[(&str, Kind)] = &[
+    ("Throttling", Kind::Throttled),
+    ("ThrottlingException", Kind::Throttled),
+    ("TooManyRequestsException", Kind::Throttled),
+    ("RequestLimitExceeded", Kind::Throttled),
+    ("ServiceUnavailable", Kind::ServerError),
+    ("InternalError", Kind::ServerError),
+    ("InternalFailure", Kind::ServerError),
+    ("RequestTimeout", Kind::Timeout),
+    ("InvalidationBatchAlreadyExists", Kind::BatchAlreadyExists),
+    ("TooManyInvalidationsInProgress", Kind::TooManyInProgress),
+    ("NoSuchDistribution", Kind::NoSuchDistribution),
+    ("NoSuchInvalidation", Kind::NoSuchInvalidation),
+    ("BatchTooLarge", Kind::BatchTooLarge),
+    ("InvalidArgument", Kind::InvalidArgument),
+    ("MissingBody", Kind::InvalidArgument),
+    ("InconsistentQuantities", Kind::InvalidArgument),
+    ("AccessDenied", Kind::AccessDenied),
+    ("InvalidClientTokenId", Kind::AccessDenied),
+    ("SignatureDoesNotMatch", Kind::AccessDenied),
+    ("ExpiredToken", Kind::AccessDenied),
+    ("MissingAuthenticationToken", Kind::AccessDenied),
+    ("IncompleteSignature", Kind::AccessDenied),
+];
+
+/// The one place that turns a CloudFront call's error into an
+/// [`InvalidatorError`]:
+/// - a service error by its typed variant first, then by its code, then by
+///   its HTTP status (5xx server error, 429 throttled, 403 access denied,
+///   413 batch too large), else `Other` with its code;
+/// - no answer in time ([`SdkError::TimeoutError`], or a connect timeout) is
+///   `Timeout`; any other failure to get an answer (connection refused, an
+///   unreadable response) is `ServerError`, so transient;
+/// - a request the SDK could not build, or a dispatch refused as the
+///   caller's fault (a bad endpoint, no credentials provider), is `Other`:
+///   the configuration is wrong, but the batch is not.
+fn classify<E>(err: SdkError<E, HttpResponse>) -> InvalidatorError
+where
+    E: ProvideErrorMetadata + TypedKind + StdError + Send + Sync + 'static,
+{
+    let text = DisplayErrorContext(&err).to_string();
+    match &err {
+        SdkError::ConstructionFailure(_) => InvalidatorError::Other {
+            code: "ConstructionFailure".into(),
+            message: text,
+        },
+        SdkError::TimeoutError(_) => InvalidatorError::Timeout(text),
+        SdkError::ResponseError(_) => InvalidatorError::ServerError(text),
+        SdkError::DispatchFailure(failure) => {
+            if failure.is_timeout() {
+                InvalidatorError::Timeout(text)
+            } else if failure.is_user() {
+                InvalidatorError::Other {
+                    code: "DispatchFailure".into(),
+                    message: text,
+                }
+            } else {
+                InvalidatorError::ServerError(text)
+            }
+        }
+        SdkError::ServiceError(service) => {
+            let code = service.err().code();
+            let kind = service.err().typed_kind().or_else(|| {
+                let code = code?;
+                CODES
+                    .iter()
+                    .find(|(c, _)| *c == code)
+                    .map(|&(_, kind)| kind)
+            });
+            let status = service.raw().status().as_u16();
+            let kind = kind.or(match status {
+                500..=599 => Some(Kind::ServerError),
+                429 => Some(Kind::Throttled),
+                403 => Some(Kind::AccessDenied),
+                413 => Some(Kind::BatchTooLarge),
+                _ => None,
+            });
+            match kind {
+                Some(kind) => kind.error(text),
+                None => InvalidatorError::Other {
+                    code: code.unwrap_or("Unknown").to_owned(),
+                    message: text,
+                },
+            }
+        }
+        // `SdkError` is non-exhaustive; a new kind of failure is safest
+        // retried.
+        _ => InvalidatorError::ServerError(text),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_cloudfront::error::{ConnectorError, ErrorMetadata};
+    use aws_sdk_cloudfront::types::error::{
+        AccessDenied, BatchTooLarge, InconsistentQuantities, InvalidArgument, MissingBody,
+        NoSuchDistribution, NoSuchInvalidation, TooManyInvalidationsInProgress,
+    };
+
+    use super::*;
+
+    fn response(status: u16) -> HttpResponse {
+        HttpResponse::new(status.try_into().unwrap(), "<ErrorResponse/>".into())
+    }
+
+    fn create(err: CreateInvalidationError, status: u16) -> InvalidatorError {
+        classify(SdkError::service_error(err, response(status)))
+    }
+
+    fn coded(code: &str, status: u16) -> InvalidatorError {
+        create(
+            CreateInvalidationError::generic(
+                ErrorMetadata::builder().code(code).message("m").build(),
+            ),
+            status,
+        )
+    }
+
+    #[test]
+    fn typed_variants_decide_first() {
+        use CreateInvalidationError as C;
+        let cases: Vec<(C, &str)> = vec![
+            (
+                C::TooManyInvalidationsInProgress(
+                    TooManyInvalidationsInProgress::builder().build(),
+                ),
+                "too_many_in_progress",
+            ),
+            (
+                C::NoSuchDistribution(NoSuchDistribution::builder().build()),
+                "no_such_distribution",
+            ),
+            (
+                C::AccessDenied(AccessDenied::builder().build()),
+                "access_denied",
+            ),
+            (
+                C::InvalidArgument(InvalidArgument::builder().build()),
+                "invalid_argument",
+            ),
+            (
+                C::MissingBody(MissingBody::builder().build()),
+                "invalid_argument",
+            ),
+            (
+                C::InconsistentQuantities(InconsistentQuantities::builder().build()),
+                "invalid_argument",
+            ),
+            (
+                C::BatchTooLarge(BatchTooLarge::builder().build()),
+                "batch_too_large",
+            ),
+        ];
+        for (err, label) in cases {
+            // A 500 status does not override the typed variant.
+            let got = create(err, 500);
+            assert_eq!(got.code_label(), label, "{got:?}");
+            assert!(!got.is_retryable());
+        }
+        let missing =
+            GetInvalidationError::NoSuchInvalidation(NoSuchInvalidation::builder().build());
+        assert!(matches!(
+            classify(SdkError::service_error(missing, response(404))),
+            InvalidatorError::NoSuchInvalidation(_)
+        ));
+        let denied = ListInvalidationsError::AccessDenied(AccessDenied::builder().build());
+        assert!(matches!(
+            classify(SdkError::service_error(denied, response(403))),
+            InvalidatorError::AccessDenied(_)
+        ));
+        let bad_marker =
+            ListInvalidationsError::InvalidArgument(InvalidArgument::builder().build());
+        assert!(matches!(
+            classify(SdkError::service_error(bad_marker, response(400))),
+            InvalidatorError::InvalidArgument(_)
+        ));
+    }
+
+    #[test]
+    fn unmodelled_codes_are_read_from_the_response() {
+        assert!(matches!(
+            coded("Throttling", 400),
+            InvalidatorError::Throttled(_)
+        ));
+        assert!(matches!(
+            coded("ServiceUnavailable", 503),
+            InvalidatorError::ServerError(_)
+        ));
+        assert!(matches!(
+            coded("InvalidationBatchAlreadyExists", 409),
+            InvalidatorError::BatchAlreadyExists(_)
+        ));
+        assert!(matches!(
+            coded("SignatureDoesNotMatch", 403),
+            InvalidatorError::AccessDenied(_)
+        ));
+        // The code decides over the status: Throttling comes as HTTP 400.
+        assert!(coded("Throttling", 400).is_retryable());
+        // A modelled code on an operation that does not model it.
+        let get = GetInvalidationError::generic(
+            ErrorMetadata::builder()
+                .code("TooManyInvalidationsInProgress")
+                .build(),
+        );
+        assert!(matches!(
+            classify(SdkError::service_error(get, response(400))),
+            InvalidatorError::TooManyInProgress(_)
+        ));
+    }
+
+    #[test]
+    fn unknown_codes_fall_back_on_the_status() {
+        assert!(matches!(
+            coded("SomethingNew", 500),
+            InvalidatorError::ServerError(_)
+        ));
+        assert!(matches!(
+            coded("SomethingNew", 502),
+            InvalidatorError::ServerError(_)
+        ));
+        assert!(matches!(
+            coded("SomethingNew", 429),
+            InvalidatorError::Throttled(_)
+        ));
+        assert!(matches!(
+            coded("SomethingNew", 403),
+            InvalidatorError::AccessDenied(_)
+        ));
+        assert!(matches!(
+            coded("SomethingNew", 413),
+            InvalidatorError::BatchTooLarge(_)
+        ));
+        let other = coded("SomethingNew", 400);
+        assert!(
+            matches!(&other, InvalidatorError::Other { code, .. } if code == "SomethingNew"),
+            "{other:?}"
+        );
+        assert_eq!(other.code_label(), "other");
+        assert!(!other.is_retryable());
+        let no_code = CreateInvalidationError::generic(ErrorMetadata::builder().build());
+        assert!(matches!(
+            create(no_code, 503),
+            InvalidatorError::ServerError(_)
+        ));
+        let no_code = CreateInvalidationError::generic(ErrorMetadata::builder().build());
+        assert!(matches!(
+            create(no_code, 400),
+            InvalidatorError::Other { code, .. } if code == "Unknown"
+        ));
+    }
+
+    #[test]
+    fn failures_without_an_answer() {
+        type E = SdkError<CreateInvalidationError, HttpResponse>;
+        let timeout: E = SdkError::timeout_error("operation timed out");
+        assert!(matches!(classify(timeout), InvalidatorError::Timeout(_)));
+        let slow: E = SdkError::dispatch_failure(ConnectorError::timeout("connect timeout".into()));
+        assert!(matches!(classify(slow), InvalidatorError::Timeout(_)));
+        let refused: E =
+            SdkError::dispatch_failure(ConnectorError::io("connection refused".into()));
+        assert!(matches!(
+            classify(refused),
+            InvalidatorError::ServerError(_)
+        ));
+        let other: E =
+            SdkError::dispatch_failure(ConnectorError::other("tls failure".into(), None));
+        assert!(matches!(classify(other), InvalidatorError::ServerError(_)));
+        let garbled: E = SdkError::response_error("truncated body", response(200));
+        assert!(matches!(
+            classify(garbled),
+            InvalidatorError::ServerError(_)
+        ));
+        let user: E = SdkError::dispatch_failure(ConnectorError::user("bad uri".into()));
+        let user = classify(user);
+        assert!(matches!(&user, InvalidatorError::Other { code, .. } if code == "DispatchFailure"));
+        assert!(!user.is_retryable());
+        let unbuilt: E = SdkError::construction_failure("missing distribution id");
+        assert!(matches!(
+            classify(unbuilt),
+            InvalidatorError::Other { code, .. } if code == "ConstructionFailure"
+        ));
+    }
+
+    #[test]
+    fn the_error_text_carries_the_code() {
+        let InvalidatorError::InvalidArgument(text) = coded("InvalidArgument", 400) else {
+            panic!("not InvalidArgument");
+        };
+        assert!(text.contains("InvalidArgument"), "{text}");
+    }
+
+    #[test]
+    fn timeouts_are_all_set() {
+        let t = timeouts();
+        assert_eq!(t.connect_timeout(), Some(CONNECT_TIMEOUT));
+        assert_eq!(t.operation_attempt_timeout(), Some(ATTEMPT_TIMEOUT));
+        assert_eq!(t.operation_timeout(), Some(Duration::from_secs(55)));
+    }
+
+    #[test]
+    fn invalidations_are_converted_with_any_status_case() {
+        let time = aws_sdk_cloudfront::primitives::DateTime::from_secs(1_700_000_000);
+        let inv = aws_sdk_cloudfront::types::Invalidation::builder()
+            .id("I2J3K4L5M6N7O8")
+            .status("COMPLETED")
+            .create_time(time)
+            .invalidation_batch(
+                InvalidationBatch::builder()
+                    .caller_reference("cfpurge-1")
+                    .paths(
+                        Paths::builder()
+                            .quantity(3)
+                            .items("/a.js")
+                            .items("/b/*")
+                            .items("no-slash")
+                            .build()
+                            .unwrap(),
+                    )
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap();
+        let got = convert_invalidation(&inv).unwrap();
+        assert_eq!(got.id, "I2J3K4L5M6N7O8");
+        assert_eq!(got.status, Status::Completed);
+        assert_eq!(
+            got.created_at,
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+        );
+        assert_eq!(got.caller_reference, "cfpurge-1");
+        // The unparsable path is left out.
+        assert_eq!(
+            got.paths,
+            vec![
+                CfPath::parse("/a.js").unwrap(),
+                CfPath::parse("/b/*").unwrap()
+            ]
+        );
+        assert_eq!(convert_status("I1", "InProgress"), Status::InProgress);
+        assert_eq!(convert_status("I1", "Weird"), Status::InProgress);
+    }
+
+    /// A one-shot HTTP server answering each request with the next canned
+    /// `(status, body)`, recording `method path` and the request body; it
+    /// proves the adapter reads CloudFront's REST-XML answers as expected.
+    async fn serve(
+        answers: Vec<(u16, &'static str)>,
+    ) -> (String, tokio::task::JoinHandle<Vec<(String, String)>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            for (status, body) in answers {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let mut request = Vec::new();
+                let mut buf = [0u8; 8192];
+                let (head, content) = loop {
+                    let n = socket.read(&mut buf).await.unwrap();
+                    request.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&request).into_owned();
+                    if let Some((head, rest)) = text.split_once("\r\n\r\n") {
+                        let length = head
+                            .lines()
+                            .find_map(|l| {
+                                let (name, value) = l.split_once(':')?;
+                                name.eq_ignore_ascii_case("content-length")
+                                    .then(|| value.trim().parse::<usize>().ok())?
+                            })
+                            .unwrap_or(0);
+                        if rest.len() >= length {
+                            break (head.to_owned(), rest.to_owned());
+                        }
+                    }
+                };
+                let line = head.lines().next().unwrap_or_default();
+                let target: Vec<&str> = line.split(' ').take(2).collect();
+                seen.push((target.join(" "), content));
+                let reply = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-type: text/xml\r\ncontent-length: {}\r\n\
+                     connection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                socket.write_all(reply.as_bytes()).await.unwrap();
+                socket.shutdown().await.unwrap();
+            }
+            seen
+        });
+        (url, task)
+    }
+
+    fn test_client(url: &str) -> AwsInvalidator {
+        let sdk = SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_cloudfront::config::SharedCredentialsProvider::new(
+                aws_sdk_cloudfront::config::Credentials::new("AKID", "SECRET", None, None, "test"),
+            ))
+            .build();
+        let aws = AwsConfig {
+            cloudfront_endpoint_url: Some(url.to_owned()),
+            endpoint_url: Some("http://127.0.0.1:9".into()),
+            ..AwsConfig::default()
+        };
+        AwsInvalidator::new(client_with(&sdk, &aws))
+    }
+
+    const CREATED: &str = r#"<?xml version="1.0"?>
+<Invalidation xmlns="http://cloudfront.amazonaws.com/doc/2020-05-31/"><Id>I2J3K4L5M6N7O8</Id><Status>InProgress</Status><CreateTime>2026-11-24T19:00:00Z</CreateTime><InvalidationBatch><Paths><Quantity>2</Quantity><Items><Path>/a.js</Path><Path>/b/*</Path></Items></Paths><CallerReference>cfpurge-1</CallerReference></InvalidationBatch></Invalidation>"#;
+
+    const ALREADY_EXISTS: &str = r#"<?xml version="1.0"?>
+<ErrorResponse xmlns="http://cloudfront.amazonaws.com/doc/2020-05-31/"><Error><Type>Sender</Type><Code>InvalidationBatchAlreadyExists</Code><Message>caller reference reused</Message></Error><RequestId>r-1</RequestId></ErrorResponse>"#;
+
+    const TOO_MANY: &str = r#"<?xml version="1.0"?>
+<ErrorResponse xmlns="http://cloudfront.amazonaws.com/doc/2020-05-31/"><Error><Type>Sender</Type><Code>TooManyInvalidationsInProgress</Code><Message>too many</Message></Error><RequestId>r-2</RequestId></ErrorResponse>"#;
+
+    const LISTED: &str = r#"<?xml version="1.0"?>
+<InvalidationList xmlns="http://cloudfront.amazonaws.com/doc/2020-05-31/"><Marker>IPREV</Marker><NextMarker>IB</NextMarker><MaxItems>2</MaxItems><IsTruncated>true</IsTruncated><Quantity>2</Quantity><Items><InvalidationSummary><Id>IA</Id><CreateTime>2026-11-24T19:00:00Z</CreateTime><Status>InProgress</Status></InvalidationSummary><InvalidationSummary><Id>IB</Id><CreateTime>2026-11-24T18:00:00Z</CreateTime><Status>COMPLETED</Status></InvalidationSummary></Items></InvalidationList>"#;
+
+    const LAST_PAGE: &str = r#"<?xml version="1.0"?>
+<InvalidationList xmlns="http://cloudfront.amazonaws.com/doc/2020-05-31/"><Marker></Marker><NextMarker>IZ</NextMarker><MaxItems>100</MaxItems><IsTruncated>false</IsTruncated><Quantity>0</Quantity></InvalidationList>"#;
+
+    #[tokio::test]
+    async fn the_adapter_speaks_cloudfronts_rest_xml() {
+        let (url, server) = serve(vec![
+            (201, CREATED),
+            (200, CREATED),
+            (409, ALREADY_EXISTS),
+            (400, TOO_MANY),
+            (200, LISTED),
+            (200, LAST_PAGE),
+        ])
+        .await;
+        let cf = test_client(&url);
+        let paths = vec![
+            CfPath::parse("/a.js").unwrap(),
+            CfPath::parse("/b/*").unwrap(),
+        ];
+
+        let created = cf.create("E1DIST", "cfpurge-1", &paths).await.unwrap();
+        assert_eq!(created.id, "I2J3K4L5M6N7O8");
+        assert_eq!(created.status, Status::InProgress);
+        assert_eq!(created.caller_reference, "cfpurge-1");
+        assert_eq!(created.paths, paths);
+        let got = cf.get("E1DIST", "I2J3K4L5M6N7O8").await.unwrap();
+        assert_eq!(got, created);
+
+        // Not in the model: the SDK gives it as unhandled, read by its code.
+        let err = cf
+            .create("E1DIST", "cfpurge-1", &paths[..1])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, InvalidatorError::BatchAlreadyExists(_)),
+            "{err:?}"
+        );
+        let err = cf.create("E1DIST", "cfpurge-2", &paths).await.unwrap_err();
+        assert!(
+            matches!(err, InvalidatorError::TooManyInProgress(_)),
+            "{err:?}"
+        );
+
+        let (page, next) = cf.list("E1DIST", Some("IPREV"), 500).await.unwrap();
+        assert_eq!(page.len(), 2);
+        assert_eq!(page[1].status, Status::Completed);
+        assert!(page[0].created_at > page[1].created_at);
+        assert_eq!(next.as_deref(), Some("IB"));
+        // A next marker on an untruncated page is ignored.
+        let (page, next) = cf.list("E1DIST", None, 100).await.unwrap();
+        assert!(page.is_empty());
+        assert_eq!(next, None);
+
+        let seen = server.await.unwrap();
+        let targets: Vec<&str> = seen.iter().map(|(t, _)| t.as_str()).collect();
+        assert_eq!(
+            targets,
+            [
+                "POST /2020-05-31/distribution/E1DIST/invalidation",
+                "GET /2020-05-31/distribution/E1DIST/invalidation/I2J3K4L5M6N7O8",
+                "POST /2020-05-31/distribution/E1DIST/invalidation",
+                "POST /2020-05-31/distribution/E1DIST/invalidation",
+                "GET /2020-05-31/distribution/E1DIST/invalidation?Marker=IPREV&MaxItems=100",
+                "GET /2020-05-31/distribution/E1DIST/invalidation?MaxItems=100",
+            ]
+        );
+        let body = &seen[0].1;
+        assert!(body.contains("<Quantity>2</Quantity>"), "{body}");
+        assert!(body.contains("<Path>/b/*</Path>"), "{body}");
+        assert!(
+            body.contains("<CallerReference>cfpurge-1</CallerReference>"),
+            "{body}"
+        );
+    }
+}

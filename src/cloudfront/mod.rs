@@ -1,0 +1,125 @@
+//! The CloudFront stage: the calls the submitter and the tracker make.
+//! The submitter creates invalidations (CreateInvalidation, with a
+//! CallerReference that makes retries idempotent); the tracker follows them
+//! to completion (GetInvalidation) and counts what other tools have in
+//! flight (ListInvalidations), since CloudFront's per-distribution limits
+//! are shared.
+//!
+//! [`invalidator::Invalidator`] is the narrow contract the rest of the
+//! daemon relies on; [`aws::AwsInvalidator`] implements it on CloudFront
+//! through the AWS SDK and [`simulate::SimulatedCloudFront`] in memory (for
+//! `cloudfront.mode = "simulate"` and as the fake in tests).
+//! [`AnyInvalidator`] picks one at start-up, since the trait's
+//! `impl Future` methods rule out `dyn Invalidator`.
+
+pub mod aws;
+pub mod invalidator;
+pub mod simulate;
+
+use std::time::Duration;
+
+use self::aws::AwsInvalidator;
+use self::invalidator::{Invalidation, InvalidationSummary, Invalidator, InvalidatorError};
+use self::simulate::SimulatedCloudFront;
+use crate::config::{CloudFrontMode, Config};
+use crate::path::CfPath;
+
+/// The invalidator chosen by `cloudfront.mode`, dispatching to the one
+/// inside.
+#[derive(Clone, Debug)]
+pub enum AnyInvalidator {
+    /// `mode = "aws"`.
+    Aws(AwsInvalidator),
+    /// `mode = "simulate"`; clones share one simulated account.
+    Simulate(SimulatedCloudFront),
+}
+
+/// The invalidator `config.cloudfront.mode` asks for: the AWS SDK with
+/// `[aws]`'s endpoints, or a simulation holding the configured
+/// distributions' ids whose invalidations complete after
+/// `cloudfront.simulate_completion_seconds`.
+pub async fn from_config(config: &Config) -> AnyInvalidator {
+    match config.cloudfront.mode {
+        CloudFrontMode::Aws => {
+            AnyInvalidator::Aws(AwsInvalidator::new(aws::client_for(&config.aws).await))
+        }
+        CloudFrontMode::Simulate => AnyInvalidator::Simulate(SimulatedCloudFront::new(
+            config.distributions.values().map(|d| d.id.clone()),
+            Duration::from_secs(config.cloudfront.simulate_completion_seconds),
+        )),
+    }
+}
+
+impl Invalidator for AnyInvalidator {
+    async fn create(
+        &self,
+        distribution_id: &str,
+        caller_reference: &str,
+        paths: &[CfPath],
+    ) -> Result<Invalidation, InvalidatorError> {
+        match self {
+            Self::Aws(c) => c.create(distribution_id, caller_reference, paths).await,
+            Self::Simulate(c) => c.create(distribution_id, caller_reference, paths).await,
+        }
+    }
+
+    async fn get(&self, distribution_id: &str, id: &str) -> Result<Invalidation, InvalidatorError> {
+        match self {
+            Self::Aws(c) => c.get(distribution_id, id).await,
+            Self::Simulate(c) => c.get(distribution_id, id).await,
+        }
+    }
+
+    async fn list(
+        &self,
+        distribution_id: &str,
+        marker: Option<&str>,
+        max_items: i32,
+    ) -> Result<(Vec<InvalidationSummary>, Option<String>), InvalidatorError> {
+        match self {
+            Self::Aws(c) => c.list(distribution_id, marker, max_items).await,
+            Self::Simulate(c) => c.list(distribution_id, marker, max_items).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloudfront::invalidator::Status;
+    use crate::config::DistributionConfig;
+
+    #[tokio::test(start_paused = true)]
+    async fn simulate_mode_holds_the_configured_distributions() {
+        let mut config = Config::default();
+        config.cloudfront.mode = CloudFrontMode::Simulate;
+        config.cloudfront.simulate_completion_seconds = 30;
+        config.distributions.insert(
+            "www".into(),
+            DistributionConfig {
+                id: "E1WWW".into(),
+                ..DistributionConfig::default()
+            },
+        );
+        let cf = from_config(&config).await;
+        assert!(matches!(cf, AnyInvalidator::Simulate(_)));
+        let paths = [CfPath::parse("/a").unwrap()];
+        let created = cf.create("E1WWW", "cfpurge-1", &paths).await.unwrap();
+        assert_eq!(created.status, Status::InProgress);
+        let err = cf.create("www", "cfpurge-2", &paths).await.unwrap_err();
+        assert!(matches!(err, InvalidatorError::NoSuchDistribution(_)));
+        tokio::time::advance(Duration::from_secs(30)).await;
+        let got = cf.get("E1WWW", &created.id).await.unwrap();
+        assert_eq!(got.status, Status::Completed);
+        let (listed, _) = cf.list("E1WWW", None, 10).await.unwrap();
+        assert_eq!(listed.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn aws_mode_builds_an_sdk_client() {
+        let mut config = Config::default();
+        config.aws.region = Some("us-east-1".into());
+        config.aws.cloudfront_endpoint_url = Some("http://127.0.0.1:9".into());
+        assert!(matches!(from_config(&config).await, AnyInvalidator::Aws(_)));
+    }
+}
