@@ -22,3 +22,4 @@ pub mod pending;
 pub mod pipeline;
 pub mod planner;
 pub mod source;
+pub mod submitter;

@@ -1,0 +1,187 @@
+//! The submitter's decisions, kept pure so that they can be tested without
+//! CloudFront: the CallerReference of a batch, and what to do about each
+//! error CreateInvalidation can answer. The one place that says what is
+//! retried, what waits for capacity and what is a configuration fault.
+
+use std::time::Duration;
+
+use crate::cloudfront::invalidator::InvalidatorError;
+use crate::path::CfPath;
+
+/// What every CallerReference cfpurge makes starts with; invalidations
+/// without it were made by other tools.
+pub const REFERENCE_PREFIX: &str = "cfpurge-";
+
+/// The CallerReference of one batch: stable across retries of that batch
+/// (the same arguments give the same reference, so a retry after an unknown
+/// outcome finds the invalidation already made instead of making another)
+/// and unique across batches (`run` is the process's start time in
+/// milliseconds, `batch` counts batches within the process, and the paths'
+/// fingerprint guards against reusing a reference for other paths).
+pub fn caller_reference(distribution: &str, run: u64, batch: u64, paths: &[CfPath]) -> String {
+    format!(
+        "{REFERENCE_PREFIX}{distribution}-{run}-{batch}-{:016x}",
+        fingerprint(paths)
+    )
+}
+
+/// FNV-1a over the sorted paths: order-free, stable across builds and
+/// platforms (unlike `std`'s hasher, whose output may change).
+fn fingerprint(paths: &[CfPath]) -> u64 {
+    let mut sorted: Vec<&str> = paths.iter().map(CfPath::as_str).collect();
+    sorted.sort_unstable();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in sorted {
+        for b in p.bytes().chain(std::iter::once(b'\n')) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    h
+}
+
+/// What to do after CreateInvalidation failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Throttling, a server error or a timeout: the same batch again, with
+    /// the same CallerReference, after this delay.
+    Retry(Duration),
+    /// Too many invalidations in progress: refresh the in-flight view and
+    /// wait for capacity; replan then.
+    WaitForCapacity,
+    /// The CallerReference was used before with other paths. That is a bug
+    /// (references are unique per batch): log it loudly and go again with a
+    /// new reference.
+    NewReference,
+    /// The distribution is missing or access is denied: keep its requests
+    /// queued, report not ready, and try again after this delay.
+    ConfigurationFault(Duration),
+    /// CloudFront refused a path that passed validation: find the offending
+    /// entries, reject their messages, submit the rest.
+    Isolate,
+    /// The batch is too large for one request: replan it smaller.
+    Split,
+}
+
+/// How long a configuration fault waits before the next try.
+pub const CONFIGURATION_RETRY: Duration = Duration::from_secs(60);
+
+/// First and largest retry delay for throttling and server errors.
+pub const RETRY_BASE: Duration = Duration::from_millis(500);
+pub const RETRY_CAP: Duration = Duration::from_secs(60);
+
+/// The one function that decides what an error means. `attempt` counts the
+/// tries of this batch so far (1 after the first failure); `jitter` is a
+/// random number in `[0, 1)`.
+pub fn action(error: &InvalidatorError, attempt: u32, jitter: f64) -> Action {
+    match error {
+        InvalidatorError::Throttled(_)
+        | InvalidatorError::ServerError(_)
+        | InvalidatorError::Timeout(_) => Action::Retry(backoff(attempt, jitter)),
+        InvalidatorError::TooManyInProgress(_) => Action::WaitForCapacity,
+        InvalidatorError::BatchAlreadyExists(_) => Action::NewReference,
+        InvalidatorError::NoSuchDistribution(_) | InvalidatorError::AccessDenied(_) => {
+            Action::ConfigurationFault(CONFIGURATION_RETRY)
+        }
+        InvalidatorError::InvalidArgument(_) => Action::Isolate,
+        InvalidatorError::BatchTooLarge(_) => Action::Split,
+        // Not an answer CreateInvalidation gives; treat as transient rather
+        // than drop anything.
+        InvalidatorError::NoSuchInvalidation(_) | InvalidatorError::Other { .. } => {
+            Action::Retry(backoff(attempt, jitter))
+        }
+    }
+}
+
+/// Exponential backoff with full jitter: a delay drawn uniformly from zero
+/// to `RETRY_BASE * 2^(attempt-1)`, capped at `RETRY_CAP`, so that retries
+/// from several batches spread out instead of arriving together.
+pub fn backoff(attempt: u32, jitter: f64) -> Duration {
+    let exp = attempt.saturating_sub(1).min(20);
+    let ceiling = RETRY_BASE.saturating_mul(1 << exp).min(RETRY_CAP);
+    ceiling.mul_f64(jitter.clamp(0.0, 1.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paths(v: &[&str]) -> Vec<CfPath> {
+        v.iter().map(|s| CfPath::parse(s).unwrap()).collect()
+    }
+
+    #[test]
+    fn a_reference_is_stable_for_a_batch_and_unique_across_batches() {
+        let a = paths(&["/a", "/b/*"]);
+        let r = caller_reference("www", 1_700_000_000_000, 7, &a);
+        assert!(r.starts_with("cfpurge-www-1700000000000-7-"));
+        assert_eq!(
+            r,
+            caller_reference("www", 1_700_000_000_000, 7, &paths(&["/b/*", "/a"]))
+        );
+        assert_ne!(r, caller_reference("www", 1_700_000_000_000, 8, &a));
+        assert_ne!(r, caller_reference("www", 1_700_000_000_001, 7, &a));
+        assert_ne!(r, caller_reference("img", 1_700_000_000_000, 7, &a));
+        assert_ne!(
+            r,
+            caller_reference("www", 1_700_000_000_000, 7, &paths(&["/a"]))
+        );
+        // Path boundaries count: ["/a", "/b"] is not ["/a/b"].
+        assert_ne!(
+            fingerprint(&paths(&["/a", "/b"])),
+            fingerprint(&paths(&["/a/b"]))
+        );
+    }
+
+    #[test]
+    fn every_error_has_an_action() {
+        let s = String::new;
+        assert!(matches!(
+            action(&InvalidatorError::Throttled(s()), 1, 0.5),
+            Action::Retry(_)
+        ));
+        assert!(matches!(
+            action(&InvalidatorError::ServerError(s()), 1, 0.5),
+            Action::Retry(_)
+        ));
+        assert!(matches!(
+            action(&InvalidatorError::Timeout(s()), 1, 0.5),
+            Action::Retry(_)
+        ));
+        assert_eq!(
+            action(&InvalidatorError::TooManyInProgress(s()), 1, 0.5),
+            Action::WaitForCapacity
+        );
+        assert_eq!(
+            action(&InvalidatorError::BatchAlreadyExists(s()), 1, 0.5),
+            Action::NewReference
+        );
+        assert_eq!(
+            action(&InvalidatorError::NoSuchDistribution(s()), 1, 0.5),
+            Action::ConfigurationFault(CONFIGURATION_RETRY)
+        );
+        assert_eq!(
+            action(&InvalidatorError::AccessDenied(s()), 1, 0.5),
+            Action::ConfigurationFault(CONFIGURATION_RETRY)
+        );
+        assert_eq!(
+            action(&InvalidatorError::InvalidArgument(s()), 1, 0.5),
+            Action::Isolate
+        );
+        assert_eq!(
+            action(&InvalidatorError::BatchTooLarge(s()), 1, 0.5),
+            Action::Split
+        );
+    }
+
+    #[test]
+    fn backoff_grows_exponentially_with_full_jitter_and_a_cap() {
+        assert_eq!(backoff(1, 0.0), Duration::ZERO);
+        assert_eq!(backoff(1, 1.0), RETRY_BASE);
+        assert_eq!(backoff(2, 1.0), RETRY_BASE * 2);
+        assert_eq!(backoff(4, 0.5), RETRY_BASE * 4);
+        assert_eq!(backoff(30, 1.0), RETRY_CAP);
+        assert_eq!(backoff(u32::MAX, 1.0), RETRY_CAP);
+        assert!(backoff(3, 0.999) < RETRY_BASE * 4);
+    }
+}
