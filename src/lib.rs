@@ -23,3 +23,4 @@ pub mod pipeline;
 pub mod planner;
 pub mod source;
 pub mod submitter;
+pub mod tracker;
