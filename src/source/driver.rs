@@ -433,8 +433,8 @@ impl<Q: Queue> Source<Q> {
                 lock(&self.shared.counts).rejected += 1;
                 self.forget(std::slice::from_ref(id));
             }
-            // Left held: it becomes visible again when its timeout runs out
-            // (it is no longer extended) and is rejected again then.
+            // Forgotten all the same: no longer extended, it becomes visible
+            // again when its timeout runs out and is rejected again then.
             Err(e) => {
                 tracing::warn!(message = %id, error = %e, "reject failed; the message will come back");
                 self.forget(std::slice::from_ref(id));
