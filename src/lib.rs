@@ -16,6 +16,7 @@
 pub mod cloudfront;
 pub mod commands;
 pub mod config;
+pub mod daemon;
 pub mod decode;
 pub mod path;
 pub mod pending;

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use cfpurge::commands::plan::{Format, PlanOptions};
-use cfpurge::commands::{check_config, plan};
+use cfpurge::commands::{self, check_config, plan};
 use cfpurge::config::{self, Config};
 use cfpurge::planner::{Capacity, Settings};
 
@@ -25,6 +25,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the daemon until SIGTERM or SIGINT.
+    Run {
+        /// Configuration file (else $CFPURGE_CONFIG, else /etc/cfpurge/cfpurge.toml).
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+    },
     /// Load and validate the configuration; print it with secrets redacted.
     CheckConfig {
         /// Configuration file (else $CFPURGE_CONFIG, else /etc/cfpurge/cfpurge.toml).
@@ -113,6 +119,19 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<u8, Failure> {
     match cli.command {
+        Command::Run { config } => {
+            let path = config::config_path(config.as_deref());
+            let config = Config::load(&path).map_err(Failure::usage)?;
+            commands::run::init_logging(&config);
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(Failure::runtime)?;
+            runtime
+                .block_on(commands::run::run(config))
+                .map_err(Failure::runtime)?;
+            Ok(0)
+        }
         Command::CheckConfig { config } => {
             let path = config::config_path(config.as_deref());
             check_config::check_config(&path, &mut io::stdout().lock()).map_err(Failure::usage)?;

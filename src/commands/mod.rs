@@ -3,3 +3,4 @@
 
 pub mod check_config;
 pub mod plan;
+pub mod run;

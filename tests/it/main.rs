@@ -4,5 +4,6 @@ mod config;
 mod fake_cloudfront;
 mod ingest;
 mod plan;
+mod run;
 mod sqs;
 mod support;

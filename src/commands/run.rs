@@ -1,0 +1,107 @@
+//! `cfpurge run`: builds the queue and CloudFront side the configuration
+//! names, runs the daemon until SIGTERM or SIGINT, and drains within the
+//! grace period. A second signal ends the process at once.
+
+use std::time::Duration;
+
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+
+use crate::cloudfront;
+use crate::config::{Config, LogFormat, SourceKind};
+use crate::daemon::Daemon;
+use crate::source::AnySource;
+use crate::source::local::LocalQueue;
+use crate::source::sqs::{SqsQueue, client_for};
+
+/// Sets up logging to stderr from `[log]`; `RUST_LOG` overrides the level. Under
+/// systemd (`JOURNAL_STREAM` set) lines carry no timestamp or colour: the
+/// journal adds its own.
+pub fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let journal = std::env::var_os("JOURNAL_STREAM").is_some();
+    let result = match (config.log.format, journal) {
+        (LogFormat::Json, _) => builder.json().try_init(),
+        (LogFormat::Text, true) => builder.without_time().with_ansi(false).try_init(),
+        (LogFormat::Text, false) => builder.try_init(),
+    };
+    // Already set (a second call in one process): keep the first.
+    let _ = result;
+}
+
+/// Runs the daemon until a signal.
+pub async fn run(config: Config) -> std::io::Result<()> {
+    // Handlers first, so that a signal during start-up is not fatal.
+    let mut signals = Signals::install()?;
+    let queue = match config.source.kind {
+        SourceKind::Local => AnySource::Local(LocalQueue::new(Duration::from_secs(
+            config.source.visibility_timeout_seconds,
+        ))),
+        SourceKind::Sqs => {
+            let wait = Duration::from_secs(config.source.wait_time_seconds);
+            let client = client_for(&config.aws, wait).await;
+            AnySource::Sqs(
+                SqsQueue::new(
+                    client,
+                    config.source.queue_url.clone().unwrap_or_default(),
+                    config.source.dead_letter_queue_url.clone(),
+                )
+                .with_visibility_timeout(Duration::from_secs(
+                    config.source.visibility_timeout_seconds,
+                )),
+            )
+        }
+    };
+    let invalidator = cloudfront::from_config(&config).await;
+    let daemon = Daemon::new(&config, queue, invalidator);
+    let cancel = CancellationToken::new();
+    let stop = cancel.clone();
+    tokio::spawn(async move {
+        signals.next().await;
+        tracing::info!("stopping: submitting what is due, releasing the rest");
+        stop.cancel();
+        signals.next().await;
+        tracing::warn!("second signal: exiting at once");
+        std::process::exit(1);
+    });
+    tracing::info!(
+        source = config.source.kind.as_str(),
+        cloudfront = config.cloudfront.mode.as_str(),
+        distributions = config.distributions.len(),
+        "cfpurge running"
+    );
+    let totals = daemon.run(cancel).await;
+    tracing::info!(
+        invalidations = totals.invalidations,
+        paths = totals.paths_submitted,
+        messages_deleted = totals.messages_deleted,
+        "stopped"
+    );
+    Ok(())
+}
+
+/// SIGTERM and SIGINT, both meaning "stop".
+struct Signals {
+    term: Signal,
+    int: Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
+}

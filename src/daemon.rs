@@ -1,0 +1,409 @@
+//! The daemon's main loop: messages in from the source, into the pending
+//! set; due batches planned with the tracker's capacity, rate limited,
+//! submitted with a stable CallerReference; covered messages deleted; our
+//! invalidations polled to completion and others' counted. One task owns
+//! the pending set, so the decisions need no locks.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::time::{Duration, SystemTime};
+
+use governor::clock::{Clock as _, DefaultClock};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::cloudfront::invalidator::Invalidator;
+use crate::config::Config;
+use crate::decode::Router;
+use crate::path::CfPath;
+use crate::pending::{BatchRules, Millis, PendingSet};
+use crate::pipeline::{Clock, ingest};
+use crate::planner::{self, Settings};
+use crate::source::driver::{Source, SourceSettings};
+use crate::source::queue::Queue;
+use crate::submitter::{self, Action};
+use crate::tracker::{InflightView, Tracker};
+
+/// A batch being retried: the same paths under the same reference.
+#[derive(Clone, Debug)]
+struct Retry {
+    batch: u64,
+    paths: Vec<CfPath>,
+    attempts: u32,
+    /// When the first attempt was sent: the invalidation, if that attempt
+    /// made one, was created after this, so only messages received before
+    /// it count as covered.
+    first_sent_at: Millis,
+    /// Not to be sent before this time (backoff, rate limit).
+    after: Millis,
+}
+
+/// What the daemon did, for tests and logs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub invalidations: u64,
+    pub paths_submitted: u64,
+    pub messages_deleted: u64,
+    pub create_errors: u64,
+}
+
+pub struct Daemon<Q, I> {
+    source: Source<Q>,
+    invalidator: I,
+    tracker: Tracker<I>,
+    pending: PendingSet,
+    router: Router,
+    settings: Settings,
+    ids: HashMap<String, String>,
+    clock: Clock,
+    limiter: DefaultDirectRateLimiter,
+    poll_interval: Duration,
+    reconcile_interval: Duration,
+    grace: Duration,
+    /// Distinguishes this process's CallerReferences from a previous run's.
+    run: u64,
+    next_batch: u64,
+    retries: HashMap<String, Retry>,
+    totals: Totals,
+}
+
+impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
+    pub fn new(config: &Config, queue: Q, invalidator: I) -> Daemon<Q, I> {
+        let cf = &config.cloudfront;
+        let period = Duration::from_secs_f64(1.0 / cf.create_per_second);
+        let burst = NonZeroU32::new(cf.create_burst).unwrap_or(NonZeroU32::MIN);
+        // Validation keeps create_per_second within (0, 100], so a period
+        // always exists; fall back to one a second all the same.
+        let quota = Quota::with_period(period)
+            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+            .allow_burst(burst);
+        let poll_interval = Duration::from_secs(cf.poll_interval_seconds);
+        Daemon {
+            source: Source::new(queue, SourceSettings::from(&config.source)),
+            tracker: Tracker::new(
+                invalidator.clone(),
+                InflightView::new(config.distributions.iter()),
+                poll_interval,
+            ),
+            invalidator,
+            pending: PendingSet::new(BatchRules::from(&config.batching)),
+            router: Router::new(config),
+            settings: Settings::from(&config.coalesce),
+            ids: config
+                .distributions
+                .iter()
+                .map(|(alias, d)| (alias.clone(), d.id.clone()))
+                .collect(),
+            clock: Clock::new(),
+            limiter: RateLimiter::direct(quota),
+            poll_interval,
+            reconcile_interval: Duration::from_secs(cf.reconcile_interval_seconds),
+            grace: Duration::from_secs(config.shutdown.grace_seconds),
+            run: SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            next_batch: 0,
+            retries: HashMap::new(),
+            totals: Totals::default(),
+        }
+    }
+
+    pub fn source(&self) -> &Source<Q> {
+        &self.source
+    }
+
+    /// Runs until `cancel` fires, then drains within the grace period:
+    /// everything pending is due at once, what cannot be submitted in time
+    /// is made visible again.
+    pub async fn run(mut self, cancel: CancellationToken) -> Totals {
+        let tasks = TaskTracker::new();
+        let stop_source = CancellationToken::new();
+        let mut events = self.source.start(&tasks, &stop_source);
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let mut poll = tokio::time::interval(self.poll_interval);
+        let mut reconcile = tokio::time::interval(self.reconcile_interval);
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                Some(event) = events.recv() => {
+                    ingest(&self.source, &self.router, &mut self.pending, &self.clock, event).await;
+                }
+                _ = tick.tick() => self.submit_due().await,
+                _ = poll.tick() => self.poll().await,
+                _ = reconcile.tick() => self.reconcile().await,
+            }
+        }
+        // Shutdown: stop receiving, submit what can be, release the rest.
+        stop_source.cancel();
+        tasks.close();
+        while let Ok(event) = events.try_recv() {
+            ingest(
+                &self.source,
+                &self.router,
+                &mut self.pending,
+                &self.clock,
+                event,
+            )
+            .await;
+        }
+        self.pending.flush_all();
+        let deadline = Instant::now() + self.grace;
+        while Instant::now() < deadline && self.pending.pending_messages() > 0 {
+            let before = self.totals.invalidations;
+            self.submit_due().await;
+            if self.totals.invalidations == before {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+        let left: Vec<_> = self.pending.message_ids().cloned().collect();
+        if !left.is_empty() {
+            tracing::info!(
+                messages = left.len(),
+                "releasing messages not covered before the grace period ended"
+            );
+            self.source.release(&left).await;
+        }
+        tasks.wait().await;
+        self.totals
+    }
+
+    async fn poll(&mut self) {
+        let report = self.tracker.poll_all(Instant::now()).await;
+        for c in report.completed {
+            tracing::info!(distribution = %c.alias, invalidation = %c.id, seconds = c.took.as_secs(), "invalidation completed");
+        }
+        for (alias, id, e) in report.failed {
+            tracing::warn!(distribution = %alias, invalidation = %id, error = %e, "checking an invalidation failed");
+        }
+    }
+
+    async fn reconcile(&mut self) {
+        let aliases: Vec<String> = self.ids.keys().cloned().collect();
+        for alias in aliases {
+            if let Err(e) = self
+                .tracker
+                .reconcile(&alias, Instant::now(), SystemTime::now())
+                .await
+            {
+                tracing::warn!(distribution = %alias, error = %e, "counting invalidations in flight failed");
+            }
+        }
+    }
+
+    /// Plans and submits every due batch.
+    async fn submit_due(&mut self) {
+        let mut due = self.pending.due(self.clock.now());
+        due.extend(
+            self.retries
+                .keys()
+                .filter(|a| !due.contains(a))
+                .cloned()
+                .collect::<Vec<_>>(),
+        );
+        for alias in due {
+            self.submit(&alias).await;
+        }
+    }
+
+    async fn submit(&mut self, alias: &str) {
+        let now = self.clock.now();
+        let Some(id) = self.ids.get(alias).cloned() else {
+            return;
+        };
+        let retry = match self.retries.remove(alias) {
+            Some(r) if r.after > now => {
+                self.retries.insert(alias.to_owned(), r);
+                return;
+            }
+            Some(r) => r,
+            None => {
+                if !self.pending.due(now).iter().any(|a| a == alias) {
+                    return;
+                }
+                let Some(capacity) = self.tracker.capacity(alias) else {
+                    return;
+                };
+                let plan = planner::plan(&self.pending.batch(alias), capacity, &self.settings);
+                if !plan.deferred.is_empty() {
+                    tracing::info!(distribution = %alias, deferred = plan.deferred.len(), "not enough room in flight; the rest waits");
+                    self.pending
+                        .hold(alias, now + self.poll_interval.as_millis() as Millis);
+                }
+                if plan.paths.is_empty() {
+                    return;
+                }
+                self.next_batch += 1;
+                Retry {
+                    batch: self.next_batch,
+                    paths: plan.paths,
+                    attempts: 0,
+                    first_sent_at: now,
+                    after: now,
+                }
+            }
+        };
+        if let Err(not_until) = self.limiter.check() {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            let after = now + wait.as_millis() as Millis + 1;
+            self.pending.hold(alias, after);
+            self.retries
+                .insert(alias.to_owned(), Retry { after, ..retry });
+            return;
+        }
+        let reference = submitter::caller_reference(alias, self.run, retry.batch, &retry.paths);
+        let sent_at = if retry.attempts == 0 {
+            self.clock.now()
+        } else {
+            retry.first_sent_at
+        };
+        match self.invalidator.create(&id, &reference, &retry.paths).await {
+            Ok(invalidation) => {
+                self.tracker
+                    .record_created(alias, &invalidation, Instant::now());
+                let covered = self.pending.apply(alias, &retry.paths, sent_at);
+                let deleted = self.source.delete(&covered).await;
+                self.totals.invalidations += 1;
+                self.totals.paths_submitted += retry.paths.len() as u64;
+                self.totals.messages_deleted += deleted as u64;
+                tracing::info!(
+                    distribution = %alias,
+                    invalidation = %invalidation.id,
+                    paths = retry.paths.len(),
+                    wildcards = retry.paths.iter().filter(|p| p.is_wildcard()).count(),
+                    messages_deleted = deleted,
+                    "invalidation created"
+                );
+            }
+            Err(e) => {
+                self.totals.create_errors += 1;
+                let attempts = retry.attempts + 1;
+                let action = submitter::action(&e, attempts, rand::random::<f64>());
+                tracing::warn!(distribution = %alias, error = %e, ?action, "CreateInvalidation failed");
+                let later = |d: Duration| now + d.as_millis() as Millis;
+                match action {
+                    Action::Retry(d) => {
+                        self.pending.hold(alias, later(d));
+                        self.retries.insert(
+                            alias.to_owned(),
+                            Retry {
+                                attempts,
+                                first_sent_at: sent_at,
+                                after: later(d),
+                                ..retry
+                            },
+                        );
+                    }
+                    Action::WaitForCapacity => {
+                        if let Err(e) = self
+                            .tracker
+                            .reconcile(alias, Instant::now(), SystemTime::now())
+                            .await
+                        {
+                            tracing::warn!(distribution = %alias, error = %e, "counting invalidations in flight failed");
+                        }
+                        self.pending.hold(alias, later(self.poll_interval));
+                    }
+                    Action::NewReference => {
+                        tracing::error!(distribution = %alias, reference = %reference, "CallerReference reused with other paths: a bug; replanning under a new reference");
+                    }
+                    Action::ConfigurationFault(d) => self.pending.hold(alias, later(d)),
+                    // Not handled yet: the batch is planned again later.
+                    Action::Isolate | Action::Split => {
+                        self.pending
+                            .hold(alias, later(submitter::CONFIGURATION_RETRY));
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloudfront::simulate::SimulatedCloudFront;
+    use crate::source::local::LocalQueue;
+
+    const CONFIG: &str = r#"
+[source]
+kind = "local"
+visibility_timeout_seconds = 60
+[distributions.www]
+id = "E2ABCDEF123456"
+[batching]
+quiet_seconds = 2
+max_delay_seconds = 10
+[cloudfront]
+mode = "simulate"
+create_per_second = 100
+create_burst = 100
+poll_interval_seconds = 5
+simulate_completion_seconds = 30
+[budget]
+ledger_path = "unused.json"
+"#;
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_end_covered_by_invalidations_and_the_queue_ends_empty() {
+        let config = Config::from_parts(Some(CONFIG), "test", std::iter::empty()).expect("config");
+        let queue = LocalQueue::new(Duration::from_secs(60));
+        let cloudfront =
+            SimulatedCloudFront::new(["E2ABCDEF123456".to_owned()], Duration::from_secs(30));
+        let mut asked = Vec::new();
+        for i in 0..40 {
+            let path = format!("/docs/{}/page-{i}/", i % 4);
+            queue
+                .send(&format!(r#"{{"paths":["{path}"]}}"#))
+                .await
+                .expect("send");
+            asked.push(CfPath::parse(&path).expect("path"));
+        }
+        queue.send("not a path").await.expect("send");
+        let daemon = Daemon::new(&config, queue.clone(), cloudfront.clone());
+        let cancel = CancellationToken::new();
+        let run = tokio::spawn(daemon.run(cancel.clone()));
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert!(queue.is_empty(), "{} messages left", queue.len());
+        let created = cloudfront.created();
+        for p in &asked {
+            assert!(
+                created
+                    .iter()
+                    .any(|(_, inv)| inv.paths.iter().any(|q| q.covers(p))),
+                "{p} not covered"
+            );
+        }
+        assert_eq!(queue.dead_letters().len(), 1);
+        cancel.cancel();
+        let totals = run.await.expect("run ends");
+        assert_eq!(totals.messages_deleted, 40);
+        assert_eq!(totals.invalidations as usize, created.len());
+        assert!(
+            created
+                .iter()
+                .all(|(_, inv)| inv.caller_reference.starts_with("cfpurge-www-"))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_submits_what_is_pending_within_the_grace_period() {
+        let config = Config::from_parts(Some(CONFIG), "test", std::iter::empty()).expect("config");
+        let queue = LocalQueue::new(Duration::from_secs(60));
+        let cloudfront =
+            SimulatedCloudFront::new(["E2ABCDEF123456".to_owned()], Duration::from_secs(30));
+        queue.send("/late.html").await.expect("send");
+        let daemon = Daemon::new(&config, queue.clone(), cloudfront.clone());
+        let cancel = CancellationToken::new();
+        let run = tokio::spawn(daemon.run(cancel.clone()));
+        // Received, but the quiet window has not closed.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert!(cloudfront.created().is_empty());
+        cancel.cancel();
+        let totals = run.await.expect("run ends");
+        assert_eq!(totals.invalidations, 1);
+        assert_eq!(totals.messages_deleted, 1);
+        assert!(queue.is_empty());
+    }
+}
