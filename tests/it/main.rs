@@ -1,6 +1,7 @@
 //! All integration tests in one binary (one link step, shared helpers).
 
 mod config;
+mod daemon;
 mod fake_cloudfront;
 mod ingest;
 mod plan;

@@ -1,0 +1,227 @@
+//! The daemon end to end: moto's SQS and the fake CloudFront endpoint, both
+//! through the real AWS SDK.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use cfpurge::cloudfront::aws::AwsInvalidator;
+use cfpurge::config::Config;
+use cfpurge::daemon::{Daemon, Totals};
+use cfpurge::path::CfPath;
+use cfpurge::source::queue::Queue;
+use cfpurge::source::sqs::SqsQueue;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::support::fake_cloudfront::{FakeCloudFront, Fault, Operation};
+use crate::support::moto::Moto;
+
+const DIST: &str = "E2ABCDEF123456";
+
+fn config(queue_url: &str) -> Config {
+    let toml = format!(
+        r#"
+[source]
+queue_url = "{queue_url}"
+pollers = 2
+wait_time_seconds = 1
+visibility_timeout_seconds = 30
+[distributions.www]
+id = "{DIST}"
+[[routing.s3]]
+bucket = "site-bucket"
+distribution = "www"
+[batching]
+quiet_seconds = 1
+max_delay_seconds = 3
+[cloudfront]
+create_per_second = 20
+create_burst = 5
+poll_interval_seconds = 1
+reconcile_interval_seconds = 1
+[shutdown]
+grace_seconds = 5
+"#
+    );
+    Config::from_parts(Some(&toml), "test", std::iter::empty()).expect("config")
+}
+
+/// Sends `bodies`, runs the daemon until the queue is empty (or `limit`),
+/// stops it, and returns what it did and when each body was sent.
+async fn run_until_drained(
+    moto: &Moto,
+    fake: &FakeCloudFront,
+    name: &str,
+    bodies: &[String],
+    limit: Duration,
+) -> (Totals, Vec<Instant>, String) {
+    let url = moto.create_queue(name, &[]).await;
+    let queue = SqsQueue::new(moto.sqs_client(), url.clone(), None);
+    let mut sent = Vec::new();
+    for b in bodies {
+        sent.push(Instant::now());
+        queue.send(b).await.expect("send");
+    }
+    let daemon = Daemon::new(
+        &config(&url),
+        queue.clone(),
+        AwsInvalidator::new(fake.client()),
+    );
+    let cancel = CancellationToken::new();
+    let run = tokio::spawn(daemon.run(cancel.clone()));
+    let deadline = Instant::now() + limit;
+    loop {
+        let d = queue.depth().await.expect("depth");
+        if d.visible + d.in_flight + d.delayed == 0 || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    cancel.cancel();
+    let totals = run.await.expect("daemon ends");
+    (totals, sent, url)
+}
+
+/// Every path, covered by an invalidation created after its request was
+/// sent.
+fn assert_covered(fake: &FakeCloudFront, wanted: &[(&str, Instant)]) {
+    let invalidations = fake.invalidations(DIST);
+    for (path, sent) in wanted {
+        let p = CfPath::parse(path).expect("path");
+        let ok = invalidations.iter().any(|inv| {
+            inv.created_at > *sent
+                && inv
+                    .paths
+                    .iter()
+                    .any(|q| CfPath::parse(q).expect("fake path").covers(&p))
+        });
+        assert!(
+            ok,
+            "{path} not covered by an invalidation made after it was sent"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_in_every_format_end_covered_and_the_queue_ends_empty() {
+    let moto = Moto::shared();
+    let _guard = moto.exclusive().await;
+    let fake = FakeCloudFront::start(Duration::from_secs(2)).await;
+    fake.add_distribution(DIST);
+    let bodies = vec![
+        r#"{"distribution":"www","paths":["/a/1.html","/a/2.html"]}"#.to_owned(),
+        "/plain/one.html\n/plain/two.html\n".to_owned(),
+        r#"{"Records":[{"eventSource":"aws:s3","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"site-bucket"},"object":{"key":"img/my+photo.png"}}}]}"#.to_owned(),
+        r#"{"source":"aws.s3","detail-type":"Object Deleted","detail":{"bucket":{"name":"site-bucket"},"object":{"key":"old/page.html"}}}"#.to_owned(),
+        serde_json::json!({"Type": "Notification", "MessageId": "x", "Message": "/sns/wrapped.html"}).to_string(),
+    ];
+    let (totals, sent, _) = run_until_drained(
+        moto,
+        &fake,
+        "daemon-formats",
+        &bodies,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(totals.messages_deleted, 5, "{totals:?}");
+    assert_covered(
+        &fake,
+        &[
+            ("/a/1.html", sent[0]),
+            ("/a/2.html", sent[0]),
+            ("/plain/one.html", sent[1]),
+            ("/plain/two.html", sent[1]),
+            ("/img/my%20photo.png", sent[2]),
+            ("/old/page.html", sent[3]),
+            ("/sns/wrapped.html", sent[4]),
+        ],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_and_server_errors_lose_nothing_and_never_duplicate_a_batch() {
+    let moto = Moto::shared();
+    let _guard = moto.exclusive().await;
+    let fake = FakeCloudFront::start(Duration::from_secs(2)).await;
+    fake.add_distribution(DIST);
+    let faults = fake.faults();
+    faults.seed(7);
+    faults.fail_with_probability(Fault::Throttling, 0.3);
+    faults.fail_with_probability(Fault::ServiceUnavailable, 0.1);
+    let bodies: Vec<String> = (0..30)
+        .map(|i| format!(r#"{{"paths":["/f/{}/{i}.html"]}}"#, i % 5))
+        .collect();
+    let (totals, sent, _) = run_until_drained(
+        moto,
+        &fake,
+        "daemon-faults",
+        &bodies,
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(totals.messages_deleted, 30, "{totals:?}");
+    let wanted: Vec<(String, Instant)> = (0..30)
+        .map(|i| (format!("/f/{}/{i}.html", i % 5), sent[i]))
+        .collect();
+    let refs: Vec<(&str, Instant)> = wanted.iter().map(|(p, t)| (p.as_str(), *t)).collect();
+    assert_covered(&fake, &refs);
+    // The faults hit every operation: creates, polls and listings.
+    let errors = fake
+        .calls()
+        .iter()
+        .filter(|c| !c.outcome.is_success())
+        .count();
+    assert!(errors > 0, "the faults were injected");
+    assert!(
+        fake.invalidations_per_caller_reference()
+            .values()
+            .all(|&n| n == 1),
+        "a batch made two invalidations"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn others_in_flight_and_a_burst_never_trip_the_limits() {
+    let moto = Moto::shared();
+    let _guard = moto.exclusive().await;
+    let fake = FakeCloudFront::start(Duration::from_secs(3)).await;
+    fake.add_distribution(DIST);
+    // Another tool holds most of the room: 2,990 exact paths and 14 wildcards.
+    let exact: Vec<String> = (0..2990).map(|i| format!("/other/{i}")).collect();
+    let exact_refs: Vec<&str> = exact.iter().map(String::as_str).collect();
+    fake.add_external(DIST, &exact_refs, "deploy-tool-1");
+    let wild: Vec<String> = (0..14).map(|i| format!("/w{i}/*")).collect();
+    let wild_refs: Vec<&str> = wild.iter().map(String::as_str).collect();
+    fake.add_external(DIST, &wild_refs, "deploy-tool-2");
+    // A burst in 40 directories of 3 files: far more than 10 exact paths
+    // and one wildcard.
+    let bodies: Vec<String> = (0..40)
+        .map(|d| format!(r#"{{"paths":["/b{d}/1.html","/b{d}/2.html","/b{d}/3.html"]}}"#))
+        .collect();
+    let (totals, _, _) = run_until_drained(
+        moto,
+        &fake,
+        "daemon-limits",
+        &bodies,
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(totals.messages_deleted, 40, "{totals:?}");
+    let (peak_exact, peak_wild) = fake.peak_inflight(DIST);
+    assert!(
+        peak_exact <= 3000 && peak_wild <= 15,
+        "peak {peak_exact}/{peak_wild}"
+    );
+    let refused: HashMap<String, usize> = fake
+        .calls_of(Operation::CreateInvalidation)
+        .iter()
+        .filter(|c| !c.outcome.is_success())
+        .fold(HashMap::new(), |mut m, c| {
+            *m.entry(c.outcome.code().to_owned()).or_default() += 1;
+            m
+        });
+    assert!(
+        refused.is_empty(),
+        "CloudFront refused creates: {refused:?}"
+    );
+}
