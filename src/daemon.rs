@@ -192,7 +192,9 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
         }
     }
 
-    /// Plans and submits every due batch.
+    /// Plans and submits every due batch, and every batch waiting to be
+    /// retried (each of those has a retry entry, so `submit` takes it from
+    /// there and never replans a distribution that is not due).
     async fn submit_due(&mut self) {
         let mut due = self.pending.due(self.clock.now());
         due.extend(
@@ -219,9 +221,6 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
             }
             Some(r) => r,
             None => {
-                if !self.pending.due(now).iter().any(|a| a == alias) {
-                    return;
-                }
                 let Some(capacity) = self.tracker.capacity(alias) else {
                     return;
                 };
