@@ -5,6 +5,7 @@ mod daemon;
 mod fake_cloudfront;
 mod ingest;
 mod plan;
+mod replay;
 mod run;
 mod sqs;
 mod support;

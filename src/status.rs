@@ -1,0 +1,1 @@
+//! Status and readiness shared between the daemon and the HTTP surface (being written).

@@ -1,0 +1,1 @@
+//! Replaying the astro trace (being written).
