@@ -4,7 +4,7 @@
 //! invalidations polled to completion and others' counted. One task owns
 //! the pending set, so the decisions need no locks.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::num::NonZeroU32;
 use std::time::{Duration, SystemTime};
 
@@ -16,7 +16,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::cloudfront::invalidator::Invalidator;
 use crate::config::Config;
-use crate::decode::Router;
+use crate::decode::{RejectReason, Router};
 use crate::path::CfPath;
 use crate::pending::{BatchRules, Millis, PendingSet};
 use crate::pipeline::{Clock, ingest};
@@ -65,7 +65,11 @@ pub struct Daemon<Q, I> {
     /// Distinguishes this process's CallerReferences from a previous run's.
     run: u64,
     next_batch: u64,
-    retries: HashMap<String, Retry>,
+    /// Per distribution, the batches planned and not yet accepted, in the
+    /// order they go out: one after a failure to retry, several while a
+    /// refused batch is being split to find what CloudFront refuses. While a
+    /// distribution has any, nothing new is planned for it.
+    retries: HashMap<String, VecDeque<Retry>>,
     totals: Totals,
 }
 
@@ -199,9 +203,9 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
         let mut due = self.pending.due(self.clock.now());
         due.extend(
             self.retries
-                .keys()
-                .filter(|a| !due.contains(a))
-                .cloned()
+                .iter()
+                .filter(|(a, q)| !q.is_empty() && !due.contains(a))
+                .map(|(a, _)| a.clone())
                 .collect::<Vec<_>>(),
         );
         for alias in due {
@@ -214,9 +218,10 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
         let Some(id) = self.ids.get(alias).cloned() else {
             return;
         };
-        let retry = match self.retries.remove(alias) {
+        let queued = self.retries.get_mut(alias).and_then(VecDeque::pop_front);
+        let retry = match queued {
             Some(r) if r.after > now => {
-                self.retries.insert(alias.to_owned(), r);
+                self.requeue_front(alias, r);
                 return;
             }
             Some(r) => r,
@@ -233,22 +238,14 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
                 if plan.paths.is_empty() {
                     return;
                 }
-                self.next_batch += 1;
-                Retry {
-                    batch: self.next_batch,
-                    paths: plan.paths,
-                    attempts: 0,
-                    first_sent_at: now,
-                    after: now,
-                }
+                self.new_batch(plan.paths, now)
             }
         };
         if let Err(not_until) = self.limiter.check() {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             let after = now + wait.as_millis() as Millis + 1;
             self.pending.hold(alias, after);
-            self.retries
-                .insert(alias.to_owned(), Retry { after, ..retry });
+            self.requeue_front(alias, Retry { after, ..retry });
             return;
         }
         let reference = submitter::caller_reference(alias, self.run, retry.batch, &retry.paths);
@@ -284,8 +281,8 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
                 match action {
                     Action::Retry(d) => {
                         self.pending.hold(alias, later(d));
-                        self.retries.insert(
-                            alias.to_owned(),
+                        self.requeue_front(
+                            alias,
                             Retry {
                                 attempts,
                                 first_sent_at: sent_at,
@@ -307,14 +304,90 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
                     Action::NewReference => {
                         tracing::error!(distribution = %alias, reference = %reference, "CallerReference reused with other paths: a bug; replanning under a new reference");
                     }
-                    Action::ConfigurationFault(d) => self.pending.hold(alias, later(d)),
-                    // Not handled yet: the batch is planned again later.
+                    Action::ConfigurationFault(d) => {
+                        // The batch waits as it is: when the fault is fixed
+                        // it goes out under the same reference.
+                        self.pending.hold(alias, later(d));
+                        self.requeue_front(
+                            alias,
+                            Retry {
+                                attempts,
+                                first_sent_at: sent_at,
+                                after: later(d),
+                                ..retry
+                            },
+                        );
+                    }
                     Action::Isolate | Action::Split => {
-                        self.pending
-                            .hold(alias, later(submitter::CONFIGURATION_RETRY));
+                        self.split_refused(alias, retry.paths, &e.to_string(), now)
+                            .await;
                     }
                 }
             }
+        }
+    }
+
+    fn new_batch(&mut self, paths: Vec<CfPath>, now: Millis) -> Retry {
+        self.next_batch += 1;
+        Retry {
+            batch: self.next_batch,
+            paths,
+            attempts: 0,
+            first_sent_at: now,
+            after: now,
+        }
+    }
+
+    fn requeue_front(&mut self, alias: &str, retry: Retry) {
+        self.retries
+            .entry(alias.to_owned())
+            .or_default()
+            .push_front(retry);
+    }
+
+    /// CloudFront refused a batch that passed validation (InvalidArgument),
+    /// or found it too large (BatchTooLarge). Halves go out as batches of
+    /// their own, so a bad path is found in a logarithmic number of calls
+    /// while the good ones are submitted. A single refused path that was
+    /// requested is the offender: the messages asking for it go to the
+    /// dead-letter queue. A single refused wildcard the planner made goes
+    /// out again as the requested paths under it.
+    async fn split_refused(&mut self, alias: &str, paths: Vec<CfPath>, error: &str, now: Millis) {
+        let mut parts: Vec<Vec<CfPath>> = Vec::new();
+        if paths.len() > 1 {
+            let mut first = paths;
+            let second = first.split_off(first.len() / 2);
+            parts.push(first);
+            parts.push(second);
+        } else if let Some(path) = paths.into_iter().next() {
+            let requested: Vec<CfPath> = self
+                .pending
+                .batch(alias)
+                .into_iter()
+                .map(|e| e.path)
+                .filter(|p| path.covers(p))
+                .collect();
+            if requested.contains(&path) {
+                let offenders = self
+                    .pending
+                    .messages_waiting_on(alias, std::slice::from_ref(&path));
+                tracing::error!(distribution = %alias, messages = offenders.len(), error, "CloudFront refused a requested path that passed validation; rejecting the messages that ask for it");
+                let detail = format!("CloudFront refused the path: {error}");
+                for id in offenders {
+                    self.pending.remove(&id);
+                    self.source
+                        .reject(&id, RejectReason::InvalidPath.as_str(), &detail)
+                        .await;
+                }
+                // Other requests under a refused wildcard are planned anew.
+            } else if !requested.is_empty() {
+                tracing::warn!(distribution = %alias, paths = requested.len(), error, "CloudFront refused a wildcard; submitting the requested paths under it instead");
+                parts.push(requested);
+            }
+        }
+        let batches: Vec<Retry> = parts.into_iter().map(|p| self.new_batch(p, now)).collect();
+        for batch in batches.into_iter().rev() {
+            self.requeue_front(alias, batch);
         }
     }
 }

@@ -19,10 +19,16 @@ use crate::support::moto::Moto;
 const DIST: &str = "E2ABCDEF123456";
 
 fn config(queue_url: &str) -> Config {
+    config_with(queue_url, "")
+}
+
+/// The test configuration with `extra` TOML appended to `[source]`.
+fn config_with(queue_url: &str, source_extra: &str) -> Config {
     let toml = format!(
         r#"
 [source]
 queue_url = "{queue_url}"
+{source_extra}
 pollers = 2
 wait_time_seconds = 1
 visibility_timeout_seconds = 30
@@ -56,17 +62,29 @@ async fn run_until_drained(
     limit: Duration,
 ) -> (Totals, Vec<Instant>, String) {
     let url = moto.create_queue(name, &[]).await;
-    let queue = SqsQueue::new(moto.sqs_client(), url.clone(), None);
+    run_queue_until_drained(fake, config(&url), moto.sqs_client(), bodies, limit).await
+}
+
+/// As `run_until_drained`, with the queue and the configuration given.
+async fn run_queue_until_drained(
+    fake: &FakeCloudFront,
+    config: Config,
+    client: aws_sdk_sqs::Client,
+    bodies: &[String],
+    limit: Duration,
+) -> (Totals, Vec<Instant>, String) {
+    let url = config.source.queue_url.clone().expect("queue url");
+    let queue = SqsQueue::new(
+        client,
+        url.clone(),
+        config.source.dead_letter_queue_url.clone(),
+    );
     let mut sent = Vec::new();
     for b in bodies {
         sent.push(Instant::now());
         queue.send(b).await.expect("send");
     }
-    let daemon = Daemon::new(
-        &config(&url),
-        queue.clone(),
-        AwsInvalidator::new(fake.client()),
-    );
+    let daemon = Daemon::new(&config, queue.clone(), AwsInvalidator::new(fake.client()));
     let cancel = CancellationToken::new();
     let run = tokio::spawn(daemon.run(cancel.clone()));
     let deadline = Instant::now() + limit;
@@ -224,4 +242,188 @@ async fn others_in_flight_and_a_burst_never_trip_the_limits() {
         refused.is_empty(),
         "CloudFront refused creates: {refused:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_path_cloudfront_refuses_sends_only_the_messages_asking_for_it_to_the_dead_letter_queue()
+{
+    let moto = Moto::shared();
+    let _guard = moto.exclusive().await;
+    let fake = FakeCloudFront::start(Duration::from_secs(2)).await;
+    fake.add_distribution(DIST);
+    // A rule cfpurge's validation does not know: CloudFront refuses the
+    // path, whatever else is in the batch.
+    fake.faults().refuse_path("/odd/refused.html");
+    let url = moto.create_queue("daemon-refused", &[]).await;
+    let dlq = moto.create_queue("daemon-refused-dlq", &[]).await;
+    let config = config_with(&url, &format!("dead_letter_queue_url = \"{dlq}\""));
+    // Twenty messages in twenty directories (nothing to coalesce), one of
+    // them also asking for the refused path.
+    let bodies: Vec<String> = (0..20)
+        .map(|i| {
+            if i == 7 {
+                format!(r#"{{"paths":["/d{i}/page.html","/odd/refused.html"]}}"#)
+            } else {
+                format!(r#"{{"paths":["/d{i}/page.html"]}}"#)
+            }
+        })
+        .collect();
+    let (totals, sent, _) = run_queue_until_drained(
+        &fake,
+        config,
+        moto.sqs_client(),
+        &bodies,
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(totals.messages_deleted, 19, "{totals:?}");
+    let wanted: Vec<(String, Instant)> = (0..20)
+        .filter(|&i| i != 7)
+        .map(|i| (format!("/d{i}/page.html"), sent[i]))
+        .collect();
+    let refs: Vec<(&str, Instant)> = wanted.iter().map(|(p, t)| (p.as_str(), *t)).collect();
+    assert_covered(&fake, &refs);
+    let dead = SqsQueue::new(moto.sqs_client(), dlq, None);
+    let forwarded = dead
+        .receive(10, Duration::from_secs(1))
+        .await
+        .expect("receive from the dead-letter queue");
+    assert_eq!(
+        forwarded.len(),
+        1,
+        "only the message asking for the refused path"
+    );
+    assert_eq!(forwarded[0].body, bodies[7]);
+    assert_eq!(
+        forwarded[0].attributes["cfpurge-reject-reason"],
+        "invalid_path"
+    );
+    assert!(
+        forwarded[0].attributes["cfpurge-reject-detail"].contains("/odd/refused.html"),
+        "the detail names the refused path: {:?}",
+        forwarded[0].attributes
+    );
+    // Finding it took a few halvings, not a call per path.
+    let refused = fake
+        .calls_of(Operation::CreateInvalidation)
+        .iter()
+        .filter(|c| c.outcome.code() == "InvalidArgument")
+        .count();
+    assert!((1..=6).contains(&refused), "{refused} refused creates");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_refused_as_too_large_or_invalid_is_split_and_everything_is_covered() {
+    let moto = Moto::shared();
+    let _guard = moto.exclusive().await;
+    let fake = FakeCloudFront::start(Duration::from_secs(2)).await;
+    fake.add_distribution(DIST);
+    // The first create is refused as too large, the next as invalid, for
+    // no reason the paths show: each halving goes out on its own.
+    fake.faults().fail_next(Fault::BatchTooLarge, 1);
+    fake.faults().fail_next(Fault::InvalidArgument, 1);
+    let url = moto.create_queue("daemon-split", &[]).await;
+    let dlq = moto.create_queue("daemon-split-dlq", &[]).await;
+    let config = config_with(&url, &format!("dead_letter_queue_url = \"{dlq}\""));
+    let bodies: Vec<String> = (0..12)
+        .map(|i| format!(r#"{{"paths":["/s{i}/index.html"]}}"#))
+        .collect();
+    let (totals, sent, _) = run_queue_until_drained(
+        &fake,
+        config,
+        moto.sqs_client(),
+        &bodies,
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(totals.messages_deleted, 12, "{totals:?}");
+    let wanted: Vec<(String, Instant)> = (0..12)
+        .map(|i| (format!("/s{i}/index.html"), sent[i]))
+        .collect();
+    let refs: Vec<(&str, Instant)> = wanted.iter().map(|(p, t)| (p.as_str(), *t)).collect();
+    assert_covered(&fake, &refs);
+    let codes: Vec<String> = fake
+        .calls_of(Operation::CreateInvalidation)
+        .iter()
+        .map(|c| c.outcome.code().to_owned())
+        .collect();
+    assert!(
+        codes.iter().any(|c| c == "BatchTooLarge") && codes.iter().any(|c| c == "InvalidArgument"),
+        "{codes:?}"
+    );
+    let dead = SqsQueue::new(moto.sqs_client(), dlq, None);
+    assert_eq!(dead.depth().await.expect("depth"), Default::default());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creates_never_exceed_the_configured_rate() {
+    let moto = Moto::shared();
+    let _guard = moto.exclusive().await;
+    let fake = FakeCloudFront::start(Duration::from_secs(1)).await;
+    // Twelve distributions whose batches all fall due together: far more
+    // creates than the limiter lets out at once.
+    let mut toml = String::new();
+    for d in 0..12 {
+        let id = format!("E{d:02}ABCDEFGHIJ");
+        fake.add_distribution(&id);
+        toml.push_str(&format!("[distributions.d{d}]\nid = \"{id}\"\n"));
+    }
+    let url = moto.create_queue("daemon-rate", &[]).await;
+    let (rate, burst) = (4.0, 2.0);
+    let config = Config::from_parts(
+        Some(&format!(
+            r#"
+[source]
+queue_url = "{url}"
+wait_time_seconds = 1
+{toml}
+[batching]
+quiet_seconds = 1
+max_delay_seconds = 2
+[cloudfront]
+create_per_second = {rate}
+create_burst = {burst}
+poll_interval_seconds = 1
+"#
+        )),
+        "test",
+        std::iter::empty(),
+    )
+    .expect("config");
+    let bodies: Vec<String> = (0..36)
+        .map(|i| {
+            format!(
+                r#"{{"distribution":"d{}","paths":["/r/{i}.html"]}}"#,
+                i % 12
+            )
+        })
+        .collect();
+    let (totals, _, _) = run_queue_until_drained(
+        &fake,
+        config,
+        moto.sqs_client(),
+        &bodies,
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(totals.messages_deleted, 36, "{totals:?}");
+    let mut times: Vec<Instant> = fake
+        .calls_of(Operation::CreateInvalidation)
+        .iter()
+        .map(|c| c.at)
+        .collect();
+    times.sort_unstable();
+    assert!(times.len() >= 12, "{} creates", times.len());
+    // In any stretch of the record, no more calls than the burst plus the
+    // rate over its length; one call of slack for the two clocks.
+    for i in 0..times.len() {
+        for j in i + 1..times.len() {
+            let span = times[j].duration_since(times[i]).as_secs_f64();
+            let calls = (j - i + 1) as f64;
+            assert!(
+                calls <= burst + rate * span + 1.0,
+                "{calls} creates in {span:.3} s (rate {rate}/s, burst {burst})"
+            );
+        }
+    }
 }

@@ -235,6 +235,9 @@ struct FaultConfig {
     delay_after: Duration,
     /// CreateInvalidation rate limit, off unless set.
     rate_limit: Option<Bucket>,
+    /// Paths CloudFront refuses with InvalidArgument whatever else is in the
+    /// batch (a rule cfpurge's validation does not know about).
+    refused_paths: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -308,9 +311,16 @@ impl Faults {
         });
     }
 
-    /// No injected faults, no delays, no rate limit.
+    /// Every CreateInvalidation whose batch holds `path` answers
+    /// InvalidArgument naming it, until `clear`.
+    pub fn refuse_path(&self, path: &str) {
+        self.config().refused_paths.push(path.to_owned());
+    }
+
+    /// No injected faults, no delays, no rate limit, no refused paths.
     pub fn clear(&self) {
         let mut config = self.config();
+        config.refused_paths.clear();
         config.counts.clear();
         config.probabilities.clear();
         config.delay_before = Duration::ZERO;
@@ -431,6 +441,7 @@ impl FakeCloudFront {
                 delay_before: Duration::ZERO,
                 delay_after: Duration::ZERO,
                 rate_limit: None,
+                refused_paths: Vec::new(),
             }),
             endpoint: format!("http://{addr}"),
             epoch: (SystemTime::now(), Instant::now()),
@@ -908,6 +919,20 @@ fn create(shared: &Shared, dist: &str, batch: &Batch) -> Result<(Invalidation, b
         return Err(ApiError::no_such_distribution());
     }
     let (caller_reference, paths) = validate(batch)?;
+    let refused = {
+        let faults = shared.faults.lock().expect("fault config lock");
+        paths
+            .iter()
+            .find(|p| faults.refused_paths.iter().any(|r| r == *p))
+            .cloned()
+    };
+    if let Some(path) = refused {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidArgument",
+            format!("The path {path} is not valid."),
+        ));
+    }
     let mut store = shared.store();
     let existing = store
         .distributions
