@@ -427,3 +427,126 @@ poll_interval_seconds = 1
         }
     }
 }
+
+/// Creates a distribution in moto's CloudFront and returns its id.
+async fn moto_distribution(client: &aws_sdk_cloudfront::Client) -> String {
+    use aws_sdk_cloudfront::types::{
+        DefaultCacheBehavior, DistributionConfig, Origin, Origins, S3OriginConfig,
+        ViewerProtocolPolicy,
+    };
+    let origin = Origin::builder()
+        .id("site")
+        .domain_name("site-bucket.s3.amazonaws.com")
+        .s3_origin_config(
+            S3OriginConfig::builder()
+                .origin_access_identity("")
+                .build(),
+        )
+        .build()
+        .expect("origin");
+    let config = DistributionConfig::builder()
+        .caller_reference("daemon-moto-cloudfront")
+        .comment("cfpurge test")
+        .enabled(true)
+        .origins(
+            Origins::builder()
+                .quantity(1)
+                .items(origin)
+                .build()
+                .expect("origins"),
+        )
+        .default_cache_behavior(
+            DefaultCacheBehavior::builder()
+                .target_origin_id("site")
+                .viewer_protocol_policy(ViewerProtocolPolicy::AllowAll)
+                .cache_policy_id("658327ea-f89d-4fab-a63d-7e88639e58f6")
+                .build()
+                .expect("cache behavior"),
+        )
+        .build()
+        .expect("distribution config");
+    let out = client
+        .create_distribution()
+        .distribution_config(config)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("create distribution in moto: {e:?}"));
+    out.distribution().expect("distribution").id().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn against_motos_own_cloudfront_requests_end_covered_and_the_queue_ends_empty() {
+    let moto = Moto::shared();
+    let _guard = moto.exclusive().await;
+    let aws = cfpurge::config::AwsConfig {
+        endpoint_url: Some(moto.endpoint().to_owned()),
+        ..Default::default()
+    };
+    let cloudfront = cfpurge::cloudfront::aws::client_with(&Moto::sdk_config(), &aws);
+    let id = moto_distribution(&cloudfront).await;
+    let url = moto.create_queue("daemon-moto-cloudfront", &[]).await;
+    let toml = format!(
+        r#"
+[source]
+queue_url = "{url}"
+wait_time_seconds = 1
+[distributions.www]
+id = "{id}"
+[batching]
+quiet_seconds = 1
+max_delay_seconds = 3
+[cloudfront]
+poll_interval_seconds = 1
+"#
+    );
+    let config = Config::from_parts(Some(&toml), "test", std::iter::empty()).expect("config");
+    let queue = SqsQueue::new(moto.sqs_client(), url, None);
+    let mut sent = Vec::new();
+    for i in 0..8 {
+        let path = format!("/m/{i}.html");
+        queue
+            .send(&format!(r#"{{"paths":["{path}"]}}"#))
+            .await
+            .expect("send");
+        sent.push(path);
+    }
+    let daemon = Daemon::new(&config, queue.clone(), AwsInvalidator::new(cloudfront.clone()));
+    let cancel = CancellationToken::new();
+    let run = tokio::spawn(daemon.run(cancel.clone()));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while queue.depth().await.expect("depth") != Default::default() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    cancel.cancel();
+    let totals = run.await.expect("daemon ends");
+    assert_eq!(totals.messages_deleted, 8, "{totals:?}");
+    // What moto recorded covers every path.
+    let listed = cloudfront
+        .list_invalidations()
+        .distribution_id(&id)
+        .send()
+        .await
+        .expect("list invalidations");
+    let mut paths: Vec<String> = Vec::new();
+    for summary in listed.invalidation_list().map(|l| l.items()).unwrap_or_default() {
+        let inv = cloudfront
+            .get_invalidation()
+            .distribution_id(&id)
+            .id(summary.id())
+            .send()
+            .await
+            .expect("get invalidation");
+        let inv = inv.invalidation().expect("invalidation");
+        assert!(inv.status().eq_ignore_ascii_case("completed"), "{}", inv.status());
+        if let Some(batch) = inv.invalidation_batch() {
+            paths.extend(batch.paths().and_then(|p| p.items.clone()).unwrap_or_default());
+        }
+    }
+    for p in &sent {
+        let p = CfPath::parse(p).expect("path");
+        assert!(
+            paths.iter().any(|q| CfPath::parse(q).expect("moto path").covers(&p)),
+            "{p} not covered in {paths:?}"
+        );
+    }
+}
