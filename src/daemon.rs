@@ -14,15 +14,17 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::cloudfront::invalidator::Invalidator;
+use crate::cloudfront::invalidator::{Invalidator, InvalidatorError};
 use crate::config::Config;
 use crate::decode::{RejectReason, Router};
+use crate::metrics::Metrics;
 use crate::path::CfPath;
 use crate::pending::{BatchRules, Millis, PendingSet};
-use crate::pipeline::{Clock, ingest};
+use crate::pipeline::{Clock, Ingested, ingest};
 use crate::planner::{self, Settings};
-use crate::source::driver::{Source, SourceSettings};
+use crate::source::driver::{QueueHealth, Source, SourceSettings};
 use crate::source::queue::Queue;
+use crate::status::{self, Heartbeat, Readiness, Status, StatusBoard};
 use crate::submitter::{self, Action};
 use crate::tracker::{InflightView, Tracker};
 
@@ -38,6 +40,40 @@ struct Retry {
     first_sent_at: Millis,
     /// Not to be sent before this time (backoff, rate limit).
     after: Millis,
+}
+
+/// How often the queue's depth is asked for (GetQueueAttributes).
+const DEPTH_INTERVAL: Duration = Duration::from_secs(30);
+
+/// What the daemon shows of itself, for the HTTP server: its metrics (and
+/// the registry they are in), the status snapshot, the readiness reasons and
+/// the heartbeat of its main loop. Clones share the same state.
+#[derive(Clone, Debug)]
+pub struct Observers {
+    pub registry: prometheus::Registry,
+    pub metrics: Metrics,
+    pub status: StatusBoard,
+    pub readiness: Readiness,
+    pub heartbeat: Heartbeat,
+}
+
+impl Observers {
+    /// Fresh observers for `config`: a registry of its own with every
+    /// metric at zero, the initial status, ready, beating.
+    pub fn new(config: &Config) -> Observers {
+        let registry = prometheus::Registry::new();
+        let aliases: Vec<&str> = config.distributions.keys().map(String::as_str).collect();
+        // A fresh registry refuses a metric only when two share a name,
+        // which the metrics module's own tests rule out.
+        let metrics = Metrics::new(&registry, &aliases).expect("metric names are unique");
+        Observers {
+            registry,
+            metrics,
+            status: StatusBoard::new(Status::initial(config)),
+            readiness: Readiness::new(),
+            heartbeat: Heartbeat::new(),
+        }
+    }
 }
 
 /// What the daemon did, for tests and logs.
@@ -70,6 +106,9 @@ pub struct Daemon<Q, I> {
     /// refused batch is being split to find what CloudFront refuses. While a
     /// distribution has any, nothing new is planned for it.
     retries: HashMap<String, VecDeque<Retry>>,
+    observers: Observers,
+    /// The queue's counts as last asked for.
+    depth: crate::source::queue::QueueDepth,
     totals: Totals,
 }
 
@@ -110,8 +149,15 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
                 .map_or(0, |d| d.as_millis() as u64),
             next_batch: 0,
             retries: HashMap::new(),
+            observers: Observers::new(config),
+            depth: Default::default(),
             totals: Totals::default(),
         }
+    }
+
+    /// The daemon's metrics, status, readiness and heartbeat, to serve.
+    pub fn observers(&self) -> Observers {
+        self.observers.clone()
     }
 
     pub fn source(&self) -> &Source<Q> {
@@ -128,22 +174,28 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         let mut poll = tokio::time::interval(self.poll_interval);
         let mut reconcile = tokio::time::interval(self.reconcile_interval);
+        let mut depth = tokio::time::interval(DEPTH_INTERVAL);
         loop {
             tokio::select! {
                 () = cancel.cancelled() => break,
                 Some(event) = events.recv() => {
-                    ingest(&self.source, &self.router, &mut self.pending, &self.clock, event).await;
+                    let ingested = ingest(&self.source, &self.router, &mut self.pending, &self.clock, event).await;
+                    self.count(&ingested);
                 }
-                _ = tick.tick() => self.submit_due().await,
+                _ = tick.tick() => {
+                    self.submit_due().await;
+                    self.observe();
+                }
                 _ = poll.tick() => self.poll().await,
                 _ = reconcile.tick() => self.reconcile().await,
+                _ = depth.tick() => self.ask_depth().await,
             }
         }
         // Shutdown: stop receiving, submit what can be, release the rest.
         stop_source.cancel();
         tasks.close();
         while let Ok(event) = events.try_recv() {
-            ingest(
+            let ingested = ingest(
                 &self.source,
                 &self.router,
                 &mut self.pending,
@@ -151,6 +203,7 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
                 event,
             )
             .await;
+            self.count(&ingested);
         }
         self.pending.flush_all();
         let deadline = Instant::now() + self.grace;
@@ -170,15 +223,118 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
             self.source.release(&left).await;
         }
         tasks.wait().await;
+        self.observe();
         self.totals
+    }
+
+    /// Counts one ingested message in the metrics.
+    fn count(&self, ingested: &Ingested) {
+        let metrics = &self.observers.metrics;
+        match ingested {
+            Ingested::Forgotten => return,
+            Ingested::Pending { requested, .. } => {
+                for (alias, n) in requested {
+                    metrics.paths_requested(alias, *n as u64);
+                }
+            }
+            Ingested::Rejected(reason) => metrics.rejected(*reason),
+            Ingested::Deleted => metrics.deleted(1),
+            Ingested::Duplicate => {}
+        }
+        metrics.received(1);
+    }
+
+    /// Refreshes the gauges, readiness and the status snapshot from the
+    /// pending set, the tracker and the source, and beats the heartbeat.
+    fn observe(&self) {
+        let Observers {
+            metrics,
+            status,
+            readiness,
+            heartbeat,
+            ..
+        } = &self.observers;
+        heartbeat.beat();
+        match self.source.health() {
+            QueueHealth::Ready => readiness.clear("queue"),
+            QueueHealth::NotReady(reason) => readiness.set("queue", reason),
+        }
+        let now = self.clock.now();
+        let view = self.tracker.view();
+        let mut snapshot = status.snapshot().as_ref().clone();
+        for (alias, d) in &mut snapshot.distributions {
+            let paths = self.pending.pending_paths(alias) as u64;
+            let oldest = Duration::from_millis(self.pending.oldest_age(alias, now).unwrap_or(0));
+            let inflight = view.inflight(alias).unwrap_or_default();
+            metrics.set_pending(alias, paths, oldest);
+            metrics.set_inflight(alias, inflight.exact as u64, inflight.wildcard as u64);
+            d.pending_paths = paths;
+            d.oldest_pending_seconds = oldest.as_secs();
+            d.inflight_exact = inflight.exact as u64;
+            d.inflight_wildcard = inflight.wildcard as u64;
+            d.last_invalidation =
+                view.last_invalidation(alias)
+                    .map(|last| status::LastInvalidation {
+                        id: last.id.clone(),
+                        status: last.status.as_str().to_owned(),
+                        paths: last.paths.len() as u64,
+                        created_at: last.created_at,
+                    });
+        }
+        drop(view);
+        let messages = self.pending.pending_messages() as u64;
+        metrics.set_pending_messages(messages);
+        snapshot.queue = status::QueueStatus {
+            visible: self.depth.visible,
+            in_flight: self.depth.in_flight,
+            delayed: self.depth.delayed,
+            pending_messages: messages,
+        };
+        snapshot.budget.month = status::format_time(SystemTime::now())
+            .get(..7)
+            .unwrap_or_default()
+            .to_owned();
+        status.publish(snapshot);
+    }
+
+    async fn ask_depth(&mut self) {
+        match self.source.depth().await {
+            Ok(depth) => {
+                self.depth = depth;
+                self.observers
+                    .metrics
+                    .set_queue(depth.visible, depth.in_flight, depth.delayed);
+            }
+            Err(e) => tracing::warn!(error = %e, "asking for the queue's depth failed"),
+        }
+    }
+
+    /// Marks a distribution not ready while CloudFront refuses it as
+    /// configured (missing, or access denied), ready again otherwise.
+    fn judge_distribution(&self, alias: &str, outcome: Result<(), &InvalidatorError>) {
+        let component = format!("distribution:{alias}");
+        match outcome {
+            Err(
+                e @ (InvalidatorError::NoSuchDistribution(_) | InvalidatorError::AccessDenied(_)),
+            ) => self.observers.readiness.set(
+                &component,
+                format!("CloudFront refuses distribution {alias}: {e}"),
+            ),
+            Err(_) => {}
+            Ok(()) => self.observers.readiness.clear(&component),
+        }
     }
 
     async fn poll(&mut self) {
         let report = self.tracker.poll_all(Instant::now()).await;
         for c in report.completed {
+            self.observers
+                .metrics
+                .invalidation_completed(&c.alias, c.took);
             tracing::info!(distribution = %c.alias, invalidation = %c.id, seconds = c.took.as_secs(), "invalidation completed");
         }
         for (alias, id, e) in report.failed {
+            self.observers.metrics.cloudfront_error(&alias, &e);
             tracing::warn!(distribution = %alias, invalidation = %id, error = %e, "checking an invalidation failed");
         }
     }
@@ -186,11 +342,20 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
     async fn reconcile(&mut self) {
         let aliases: Vec<String> = self.ids.keys().cloned().collect();
         for alias in aliases {
-            if let Err(e) = self
-                .tracker
-                .reconcile(&alias, Instant::now(), SystemTime::now())
-                .await
-            {
+            self.reconcile_one(&alias).await;
+        }
+    }
+
+    async fn reconcile_one(&mut self, alias: &str) {
+        let result = self
+            .tracker
+            .reconcile(alias, Instant::now(), SystemTime::now())
+            .await;
+        match &result {
+            Ok(_) => self.judge_distribution(alias, Ok(())),
+            Err(e) => {
+                self.observers.metrics.cloudfront_error(alias, e);
+                self.judge_distribution(alias, Err(e));
                 tracing::warn!(distribution = %alias, error = %e, "counting invalidations in flight failed");
             }
         }
@@ -258,8 +423,20 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
             Ok(invalidation) => {
                 self.tracker
                     .record_created(alias, &invalidation, Instant::now());
-                let covered = self.pending.apply(alias, &retry.paths, sent_at);
+                self.judge_distribution(alias, Ok(()));
+                let accepted_at = self.clock.now();
+                let covered = self.pending.apply_timed(alias, &retry.paths, sent_at);
+                let metrics = &self.observers.metrics;
+                for (_, received_at) in &covered {
+                    let waited = accepted_at.saturating_sub(*received_at);
+                    metrics.request_to_invalidation(alias, Duration::from_millis(waited));
+                }
+                let wildcards = retry.paths.iter().filter(|p| p.is_wildcard()).count() as u64;
+                metrics.paths_submitted(alias, retry.paths.len() as u64 - wildcards, wildcards);
+                metrics.invalidation_created(alias);
+                let covered: Vec<_> = covered.into_iter().map(|(id, _)| id).collect();
                 let deleted = self.source.delete(&covered).await;
+                metrics.deleted(deleted as u64);
                 self.totals.invalidations += 1;
                 self.totals.paths_submitted += retry.paths.len() as u64;
                 self.totals.messages_deleted += deleted as u64;
@@ -274,6 +451,8 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
             }
             Err(e) => {
                 self.totals.create_errors += 1;
+                self.observers.metrics.cloudfront_error(alias, &e);
+                self.judge_distribution(alias, Err(&e));
                 let attempts = retry.attempts + 1;
                 let action = submitter::action(&e, attempts, rand::random::<f64>());
                 tracing::warn!(distribution = %alias, error = %e, ?action, "CreateInvalidation failed");
@@ -292,13 +471,7 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
                         );
                     }
                     Action::WaitForCapacity => {
-                        if let Err(e) = self
-                            .tracker
-                            .reconcile(alias, Instant::now(), SystemTime::now())
-                            .await
-                        {
-                            tracing::warn!(distribution = %alias, error = %e, "counting invalidations in flight failed");
-                        }
+                        self.reconcile_one(alias).await;
                         self.pending.hold(alias, later(self.poll_interval));
                     }
                     Action::NewReference => {
@@ -375,6 +548,7 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
                 let detail = format!("CloudFront refused the path: {error}");
                 for id in offenders {
                     self.pending.remove(&id);
+                    self.observers.metrics.rejected(RejectReason::InvalidPath);
                     self.source
                         .reject(&id, RejectReason::InvalidPath.as_str(), &detail)
                         .await;
@@ -434,6 +608,7 @@ ledger_path = "unused.json"
         }
         queue.send("not a path").await.expect("send");
         let daemon = Daemon::new(&config, queue.clone(), cloudfront.clone());
+        let observers = daemon.observers();
         let cancel = CancellationToken::new();
         let run = tokio::spawn(daemon.run(cancel.clone()));
         tokio::time::sleep(Duration::from_secs(30)).await;
@@ -457,6 +632,58 @@ ledger_path = "unused.json"
                 .iter()
                 .all(|(_, inv)| inv.caller_reference.starts_with("cfpurge-www-"))
         );
+
+        // The metrics and the status tell the same story.
+        let text = crate::metrics::encode(&observers.registry);
+        let value = |series: &str| -> f64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+                .unwrap_or_else(|| panic!("{series} missing from\n{text}"))
+                .parse()
+                .expect("a number")
+        };
+        let billed: usize = created.iter().map(|(_, inv)| inv.paths.len()).sum();
+        let wildcards = created
+            .iter()
+            .flat_map(|(_, inv)| &inv.paths)
+            .filter(|p| p.is_wildcard())
+            .count();
+        assert_eq!(value("cfpurge_messages_received_total"), 41.0);
+        assert_eq!(value("cfpurge_messages_deleted_total"), 40.0);
+        assert_eq!(
+            value("cfpurge_paths_requested_total{distribution=\"www\"}"),
+            40.0
+        );
+        assert_eq!(
+            value("cfpurge_invalidations_created_total{distribution=\"www\"}"),
+            created.len() as f64
+        );
+        assert_eq!(
+            value("cfpurge_paths_submitted_total{distribution=\"www\",kind=\"exact\"}")
+                + value("cfpurge_paths_submitted_total{distribution=\"www\",kind=\"wildcard\"}"),
+            billed as f64
+        );
+        assert_eq!(
+            value("cfpurge_paths_submitted_total{distribution=\"www\",kind=\"wildcard\"}"),
+            wildcards as f64
+        );
+        let rejected: f64 = text
+            .lines()
+            .filter(|l| l.starts_with("cfpurge_messages_rejected_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        assert_eq!(rejected, 1.0);
+        assert_eq!(
+            value("cfpurge_request_to_invalidation_seconds_count{distribution=\"www\"}"),
+            40.0
+        );
+        assert_eq!(value("cfpurge_pending_messages"), 0.0);
+        let snapshot = observers.status.snapshot();
+        let www = &snapshot.distributions["www"];
+        let last = www.last_invalidation.as_ref().expect("a last invalidation");
+        assert!(created.iter().any(|(_, inv)| inv.id == last.id));
+        assert_eq!(www.pending_paths, 0);
+        assert!(observers.readiness.is_ready());
     }
 
     #[tokio::test(start_paused = true)]

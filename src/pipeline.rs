@@ -40,10 +40,14 @@ impl Default for Clock {
 }
 
 /// What became of one source event.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Ingested {
-    /// Its paths now wait in the pending set.
-    Pending { paths: usize },
+    /// Its paths now wait in the pending set. `requested` counts the
+    /// request's paths per distribution alias, duplicates included.
+    Pending {
+        paths: usize,
+        requested: Vec<(String, usize)>,
+    },
     /// Already pending: nothing changed.
     Duplicate,
     /// Nothing to purge (an S3 test event, only skipped keys): deleted.
@@ -80,7 +84,13 @@ pub async fn ingest<Q: Queue>(
                 Ingested::Rejected(reason)
             }
             Ok(requests) => match pending.add(&id, clock.at(received_at), &requests) {
-                Added::Pending { paths } => Ingested::Pending { paths },
+                Added::Pending { paths } => Ingested::Pending {
+                    paths,
+                    requested: requests
+                        .iter()
+                        .map(|r| (r.distribution.clone(), r.paths.len()))
+                        .collect(),
+                },
                 Added::Duplicate => Ingested::Duplicate,
                 Added::Empty => {
                     source.delete(std::slice::from_ref(&id)).await;

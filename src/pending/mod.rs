@@ -276,6 +276,20 @@ impl PendingSet {
         paths: &[CfPath],
         submitted_at: Millis,
     ) -> Vec<MessageId> {
+        self.apply_timed(distribution, paths, submitted_at)
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect()
+    }
+
+    /// As [`PendingSet::apply`], with each covered message's receive time
+    /// (for the request-to-invalidation latency).
+    pub fn apply_timed(
+        &mut self,
+        distribution: &str,
+        paths: &[CfPath],
+        submitted_at: Millis,
+    ) -> Vec<(MessageId, Millis)> {
         let Some(dist) = self.distributions.get_mut(distribution) else {
             return Vec::new();
         };
@@ -316,9 +330,10 @@ impl PendingSet {
             }
         }
         dist.recompute_oldest();
-        for id in &done {
-            self.messages.remove(id);
-        }
+        let done = done
+            .into_iter()
+            .filter_map(|id| self.messages.remove(&id).map(|m| (id, m.received_at)))
+            .collect();
         if dist.entries.is_empty() {
             self.distributions.remove(distribution);
         }

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::queue::{Handle, Message, Queue, QueueError};
+use super::queue::{Handle, Message, Queue, QueueDepth, QueueError};
 use crate::pending::MessageId;
 
 /// How the source runs; from `[source]`.
@@ -173,6 +173,11 @@ impl<Q: Queue> Source<Q> {
 
     pub fn counts(&self) -> SourceCounts {
         *lock(&self.shared.counts)
+    }
+
+    /// The queue's approximate counts (GetQueueAttributes).
+    pub async fn depth(&self) -> Result<QueueDepth, QueueError> {
+        self.shared.queue.depth().await
     }
 
     /// Messages received and not yet deleted, rejected or released.
