@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use cfpurge::commands::plan::{Format, PlanOptions};
-use cfpurge::commands::{self, check_config, plan};
+use cfpurge::commands::{self, check_config, enqueue, plan};
 use cfpurge::config::{self, Config};
 use cfpurge::planner::{Capacity, Settings};
 
@@ -75,6 +75,47 @@ enum Command {
         /// Overrides coalesce.allow_root_wildcard.
         #[arg(long)]
         allow_root_wildcard: Option<bool>,
+    },
+    /// Send one purge request to the configured queue, or with --url to a
+    /// running daemon's POST /v1/purge.
+    Enqueue {
+        /// Configuration file (else $CFPURGE_CONFIG, else
+        /// /etc/cfpurge/cfpurge.toml); optional with --url, where it only
+        /// adds a check of the distribution name.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        /// Distribution alias or id (default: the default distribution).
+        #[arg(long)]
+        distribution: Option<String>,
+        /// Skip the quiet window.
+        #[arg(long)]
+        urgent: bool,
+        /// Free text for the daemon's logs (at most 256 characters).
+        #[arg(long)]
+        reason: Option<String>,
+        /// Who asks, for the daemon's logs (at most 256 characters).
+        #[arg(long)]
+        requested_by: Option<String>,
+        /// Read the paths from stdin, one per line, instead of the arguments.
+        #[arg(long, conflicts_with = "paths")]
+        stdin: bool,
+        /// A daemon's HTTP listener, e.g. http://127.0.0.1:9470.
+        #[arg(long)]
+        url: Option<String>,
+        /// Bearer token for --url (http.enqueue_token on the daemon).
+        #[arg(long, env = "CFPURGE_ENQUEUE_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Paths to purge, e.g. /index.html /assets/*.
+        #[arg(required_unless_present = "stdin")]
+        paths: Vec<String>,
+    },
+    /// Print a running daemon's status (GET /v1/status).
+    Status {
+        /// The daemon's HTTP listener.
+        #[arg(long, default_value = commands::status::DEFAULT_URL)]
+        url: String,
+        #[arg(long, value_enum, default_value = "text")]
+        format: OutputFormat,
     },
 }
 
@@ -198,7 +239,90 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             .map_err(Failure::runtime)?;
             Ok(if bad > 0 { 1 } else { 0 })
         }
+        Command::Enqueue {
+            config,
+            distribution,
+            urgent,
+            reason,
+            requested_by,
+            stdin,
+            url,
+            token,
+            paths,
+        } => {
+            let paths = if stdin {
+                enqueue::read_paths(io::stdin().lock())
+                    .map_err(|e| Failure::runtime(format!("cannot read the paths: {e}")))?
+            } else {
+                paths
+            };
+            if paths.is_empty() {
+                return Err(Failure::usage("no paths to purge"));
+            }
+            let loaded = match &url {
+                Some(_) => optional_config(config.as_deref())?,
+                None => {
+                    let path = config::config_path(config.as_deref());
+                    Some(Config::load(&path).map_err(Failure::usage)?)
+                }
+            };
+            let request = enqueue::EnqueueRequest {
+                distribution,
+                paths,
+                urgent,
+                reason,
+                requested_by,
+            };
+            let body = request.to_body();
+            let decoded = enqueue::validate(&body, loaded.as_ref()).map_err(Failure::usage)?;
+            let target = match (&url, &loaded) {
+                (Some(url), _) => enqueue::Target::Url {
+                    url,
+                    token: token.as_deref(),
+                },
+                (None, Some(cfg)) => enqueue::Target::Queue(cfg),
+                // Loaded above whenever there is no URL.
+                (None, None) => return Err(Failure::usage("no configuration")),
+            };
+            let accepted = current_thread()?
+                .block_on(enqueue::send(&body, decoded.paths.len(), target))
+                .map_err(|e| Failure {
+                    status: e.exit_status(),
+                    message: e.to_string(),
+                })?;
+            let _ = writeln!(
+                io::stdout(),
+                "accepted {accepted} path{}",
+                if accepted == 1 { "" } else { "s" }
+            );
+            Ok(0)
+        }
+        Command::Status { url, format } => {
+            let format = match format {
+                OutputFormat::Text => commands::status::Format::Text,
+                OutputFormat::Json => commands::status::Format::Json,
+            };
+            current_thread()?
+                .block_on(commands::status::run(
+                    &url,
+                    format,
+                    &mut io::stdout().lock(),
+                ))
+                .map_err(|e| Failure {
+                    status: e.exit_status(),
+                    message: e.to_string(),
+                })?;
+            Ok(0)
+        }
     }
+}
+
+/// A runtime for the commands that make one or two network calls.
+fn current_thread() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(Failure::runtime)
 }
 
 /// The configuration for commands that can do without one: the named file

@@ -1,1 +1,429 @@
-//! Status and readiness shared between the daemon and the HTTP surface (being written).
+//! What the daemon shows of itself: the `/v1/status` snapshot, the readiness
+//! reasons behind `/readyz` and the heartbeat behind `/healthz`. The daemon
+//! writes them, the HTTP server reads them; each is cheap to clone and
+//! clones share one state, so the two sides never wait on each other for
+//! longer than a copy.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use crate::config::Config;
+
+/// The body of `GET /v1/status`, in CONTRACT.md's shape. Keys may be added
+/// later, never renamed; reading ignores unknown keys and fills missing ones
+/// with defaults so that `cfpurge status` works across versions.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Status {
+    /// The daemon's version (`CARGO_PKG_VERSION`).
+    pub version: String,
+    /// Per distribution, by alias.
+    pub distributions: BTreeMap<String, DistributionStatus>,
+    /// The month's path budget.
+    pub budget: BudgetStatus,
+    /// The source queue's depth and what the daemon holds of it.
+    pub queue: QueueStatus,
+}
+
+/// One distribution in [`Status`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DistributionStatus {
+    /// The CloudFront distribution id.
+    pub id: String,
+    /// Entries waiting to be submitted.
+    pub pending_paths: u64,
+    /// Age of the oldest waiting entry, in whole seconds; 0 when none waits.
+    pub oldest_pending_seconds: u64,
+    /// Exact paths in progress at CloudFront, others' included.
+    pub inflight_exact: u64,
+    /// Wildcard paths in progress at CloudFront, others' included.
+    pub inflight_wildcard: u64,
+    /// The latest invalidation this daemon created; `null` until the first.
+    pub last_invalidation: Option<LastInvalidation>,
+}
+
+/// The latest invalidation created on a distribution.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastInvalidation {
+    /// CloudFront's invalidation id.
+    pub id: String,
+    /// CloudFront's status: `InProgress` or `Completed`.
+    pub status: String,
+    /// Paths it holds (billed paths).
+    pub paths: u64,
+    /// When CloudFront created it; RFC 3339 UTC to the second
+    /// (`2026-11-24T15:00:00Z`).
+    #[serde(with = "rfc3339")]
+    pub created_at: SystemTime,
+}
+
+/// The budget in [`Status`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BudgetStatus {
+    /// The calendar month (UTC) the figures are for, `YYYY-MM`.
+    pub month: String,
+    /// `budget.monthly_paths`.
+    pub limit: u64,
+    /// Paths spent this month as the ledger knows them.
+    pub used: u64,
+    /// Paths the pacing allows to have been spent by now.
+    pub allowed: u64,
+    /// `budget.on_exhausted`: `hold`, `coalesce` or `overspend`.
+    pub policy: String,
+}
+
+/// The queue in [`Status`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct QueueStatus {
+    /// Messages available to receive (approximate, as SQS reports).
+    pub visible: u64,
+    /// Messages received and not yet deleted or visible again (approximate).
+    pub in_flight: u64,
+    /// Messages sent with a delay not yet passed (approximate).
+    pub delayed: u64,
+    /// Messages this daemon holds, received and not yet deleted.
+    pub pending_messages: u64,
+}
+
+impl Status {
+    /// The status before the daemon has done anything: every configured
+    /// distribution with zero counts, the budget's limit and policy, this
+    /// build's version. The month is left empty for the daemon to fill.
+    pub fn initial(config: &Config) -> Status {
+        Status {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            distributions: config
+                .distributions
+                .iter()
+                .map(|(alias, d)| {
+                    (
+                        alias.clone(),
+                        DistributionStatus {
+                            id: d.id.clone(),
+                            ..DistributionStatus::default()
+                        },
+                    )
+                })
+                .collect(),
+            budget: BudgetStatus {
+                limit: config.budget.monthly_paths,
+                policy: config.budget.on_exhausted.as_str().to_owned(),
+                ..BudgetStatus::default()
+            },
+            queue: QueueStatus::default(),
+        }
+    }
+}
+
+/// `created_at` as RFC 3339 in UTC, whole seconds.
+mod rfc3339 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    use aws_sdk_cloudfront::primitives::{DateTime, DateTimeFormat};
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format(*time))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
+        let text = String::deserialize(d)?;
+        let parsed = DateTime::from_str(&text, DateTimeFormat::DateTime)
+            .map_err(|e| D::Error::custom(format_args!("{text:?} is not an RFC 3339 time: {e}")))?;
+        SystemTime::try_from(parsed)
+            .map_err(|e| D::Error::custom(format_args!("{text:?} is out of range: {e}")))
+    }
+
+    /// Whole seconds, so the text reads like CONTRACT.md's example; times
+    /// before 1970 do not occur and print as the epoch.
+    pub fn format(time: SystemTime) -> String {
+        let secs = time
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        DateTime::from_secs(secs)
+            .fmt(DateTimeFormat::DateTime)
+            // Formatting fails only for years past 9999.
+            .unwrap_or_else(|_| "9999-12-31T23:59:59Z".to_owned())
+    }
+}
+
+/// `time` as `/v1/status` writes it: RFC 3339 UTC to the second.
+pub fn format_time(time: SystemTime) -> String {
+    rfc3339::format(time)
+}
+
+/// The latest [`Status`]: the daemon publishes, the HTTP server reads.
+/// Clones share the board.
+#[derive(Clone, Debug, Default)]
+pub struct StatusBoard {
+    current: Arc<RwLock<Arc<Status>>>,
+}
+
+impl StatusBoard {
+    /// A board showing `initial` until the first publish.
+    pub fn new(initial: Status) -> StatusBoard {
+        StatusBoard {
+            current: Arc::new(RwLock::new(Arc::new(initial))),
+        }
+    }
+
+    /// Replaces the snapshot.
+    pub fn publish(&self, status: Status) {
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(status);
+    }
+
+    /// Changes part of the snapshot, for writers that own one section
+    /// (e.g. a queue-depth poller filling `queue`).
+    pub fn update(&self, change: impl FnOnce(&mut Status)) {
+        let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
+        change(Arc::make_mut(&mut current));
+    }
+
+    /// The current snapshot; readers never hold the lock while they use it.
+    pub fn snapshot(&self) -> Arc<Status> {
+        Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+/// Why the daemon is not ready, by component (`queue`, `ledger`,
+/// `distribution:www`, ...). Ready when no component has a reason. Clones
+/// share the set.
+#[derive(Clone, Debug, Default)]
+pub struct Readiness {
+    reasons: Arc<Mutex<BTreeMap<String, String>>>,
+}
+
+impl Readiness {
+    /// Ready: no reason set.
+    pub fn new() -> Readiness {
+        Readiness::default()
+    }
+
+    /// Marks `component` not ready for `reason`, replacing its earlier one.
+    pub fn set(&self, component: &str, reason: String) {
+        self.lock().insert(component.to_owned(), reason);
+    }
+
+    /// Marks `component` ready again; a no-op when it had no reason.
+    pub fn clear(&self, component: &str) {
+        self.lock().remove(component);
+    }
+
+    /// Every reason as `component: reason`, sorted by component.
+    pub fn reasons(&self) -> Vec<String> {
+        self.lock()
+            .iter()
+            .map(|(component, reason)| format!("{component}: {reason}"))
+            .collect()
+    }
+
+    /// True when no component has a reason.
+    pub fn is_ready(&self) -> bool {
+        self.lock().is_empty()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, String>> {
+        self.reasons.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The daemon loop's sign of life. Created beating, so that a daemon still
+/// starting counts as alive for one threshold. On tokio's clock, so that
+/// paused-time tests drive it. Clones share it.
+#[derive(Clone, Debug)]
+pub struct Heartbeat {
+    last: Arc<Mutex<Instant>>,
+}
+
+impl Default for Heartbeat {
+    fn default() -> Self {
+        Heartbeat::new()
+    }
+}
+
+impl Heartbeat {
+    /// A heartbeat whose first beat is now.
+    pub fn new() -> Heartbeat {
+        Heartbeat {
+            last: Arc::new(Mutex::new(Instant::now())),
+        }
+    }
+
+    /// Records that the loop ran.
+    pub fn beat(&self) {
+        *self.lock() = Instant::now();
+    }
+
+    /// Time since the last beat.
+    pub fn age(&self) -> Duration {
+        self.lock().elapsed()
+    }
+
+    /// True while the last beat is at most `max_age` old.
+    pub fn is_alive(&self, max_age: Duration) -> bool {
+        self.age() <= max_age
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Instant> {
+        self.last.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONTRACT_EXAMPLE: &str = r#"{"version": "0.1.0",
+ "distributions": {"www": {"id": "E2ABCDEF123456", "pending_paths": 0, "oldest_pending_seconds": 0,
+                           "inflight_exact": 0, "inflight_wildcard": 0,
+                           "last_invalidation": {"id": "I2J3...", "status": "InProgress",
+                                                 "paths": 12, "created_at": "2026-11-24T15:00:00Z"}}},
+ "budget": {"month": "2026-11", "limit": 1000, "used": 12, "allowed": 140, "policy": "coalesce"},
+ "queue": {"visible": 0, "in_flight": 0, "delayed": 0, "pending_messages": 0}}"#;
+
+    fn example() -> Status {
+        let mut status = Status {
+            version: "0.1.0".into(),
+            ..Status::default()
+        };
+        status.distributions.insert(
+            "www".into(),
+            DistributionStatus {
+                id: "E2ABCDEF123456".into(),
+                last_invalidation: Some(LastInvalidation {
+                    id: "I2J3...".into(),
+                    status: "InProgress".into(),
+                    paths: 12,
+                    // 2026-11-24T15:00:00Z
+                    created_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_532_400),
+                }),
+                ..DistributionStatus::default()
+            },
+        );
+        status.budget = BudgetStatus {
+            month: "2026-11".into(),
+            limit: 1000,
+            used: 12,
+            allowed: 140,
+            policy: "coalesce".into(),
+        };
+        status
+    }
+
+    #[test]
+    fn serializes_to_the_contract_example() {
+        let expected: serde_json::Value = serde_json::from_str(CONTRACT_EXAMPLE).unwrap();
+        assert_eq!(serde_json::to_value(example()).unwrap(), expected);
+    }
+
+    #[test]
+    fn reads_the_contract_example_back() {
+        let read: Status = serde_json::from_str(CONTRACT_EXAMPLE).unwrap();
+        assert_eq!(read, example());
+    }
+
+    #[test]
+    fn last_invalidation_is_null_until_the_first() {
+        let mut status = example();
+        status
+            .distributions
+            .get_mut("www")
+            .unwrap()
+            .last_invalidation = None;
+        let value = serde_json::to_value(&status).unwrap();
+        assert_eq!(
+            value["distributions"]["www"]["last_invalidation"],
+            serde_json::Value::Null
+        );
+        assert_eq!(serde_json::from_value::<Status>(value).unwrap(), status);
+    }
+
+    #[test]
+    fn unknown_keys_are_ignored_and_missing_ones_default() {
+        let read: Status =
+            serde_json::from_str(r#"{"version": "9.9.9", "new_section": {"x": 1}}"#).unwrap();
+        assert_eq!(read.version, "9.9.9");
+        assert!(read.distributions.is_empty());
+    }
+
+    #[test]
+    fn times_print_to_the_second() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_532_400_750);
+        assert_eq!(format_time(t), "2026-11-24T15:00:00Z");
+    }
+
+    #[test]
+    fn initial_lists_the_configured_distributions() {
+        let config = Config::from_parts(
+            Some("[source]\nkind = \"local\"\n[distributions.www]\nid = \"E2ABCDEF123456\"\n"),
+            "test",
+            Vec::new(),
+        )
+        .unwrap();
+        let status = Status::initial(&config);
+        assert_eq!(status.version, env!("CARGO_PKG_VERSION"));
+        assert_eq!(status.distributions["www"].id, "E2ABCDEF123456");
+        assert_eq!(status.distributions["www"].last_invalidation, None);
+        assert_eq!(status.budget.limit, 1000);
+        assert_eq!(status.budget.policy, "coalesce");
+    }
+
+    #[test]
+    fn board_publishes_and_updates() {
+        let board = StatusBoard::new(Status::default());
+        let reader = board.clone();
+        let before = reader.snapshot();
+        board.publish(example());
+        assert_eq!(*reader.snapshot(), example());
+        board.update(|s| s.queue.visible = 7);
+        assert_eq!(reader.snapshot().queue.visible, 7);
+        // A snapshot taken earlier is not changed under its reader.
+        assert_eq!(*before, Status::default());
+    }
+
+    #[test]
+    fn readiness_sets_and_clears_reasons() {
+        let readiness = Readiness::new();
+        assert!(readiness.is_ready());
+        readiness.set("queue", "queue not found".into());
+        readiness.set("distribution:www", "NoSuchDistribution".into());
+        readiness.set("queue", "access denied".into());
+        let shared = readiness.clone();
+        assert!(!shared.is_ready());
+        assert_eq!(
+            shared.reasons(),
+            [
+                "distribution:www: NoSuchDistribution",
+                "queue: access denied"
+            ]
+        );
+        readiness.clear("queue");
+        readiness.clear("ledger");
+        assert_eq!(shared.reasons(), ["distribution:www: NoSuchDistribution"]);
+        readiness.clear("distribution:www");
+        assert!(shared.is_ready());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn heartbeat_goes_stale_without_beats() {
+        let threshold = Duration::from_secs(30);
+        let heartbeat = Heartbeat::new();
+        let watcher = heartbeat.clone();
+        assert!(watcher.is_alive(threshold));
+        tokio::time::advance(Duration::from_secs(30)).await;
+        assert!(watcher.is_alive(threshold));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(!watcher.is_alive(threshold));
+        heartbeat.beat();
+        assert!(watcher.is_alive(threshold));
+        assert_eq!(watcher.age(), Duration::ZERO);
+    }
+}

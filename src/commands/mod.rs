@@ -2,5 +2,7 @@
 //! input and output streams so that tests can drive them.
 
 pub mod check_config;
+pub mod enqueue;
 pub mod plan;
 pub mod run;
+pub mod status;

@@ -3,6 +3,7 @@
 mod config;
 mod daemon;
 mod fake_cloudfront;
+mod http;
 mod ingest;
 mod plan;
 mod replay;

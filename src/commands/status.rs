@@ -1,0 +1,266 @@
+//! `cfpurge status`: reads a running daemon's `GET /v1/status` and prints it
+//! as a table for people or as JSON for scripts.
+
+use std::io::{self, Write};
+
+use crate::status::{Status, format_time};
+
+use super::enqueue::{EnqueueError, endpoint, error_chain, http_client, short};
+
+/// Where `cfpurge status` looks without `--url`: `[http] listen`'s default.
+pub const DEFAULT_URL: &str = "http://127.0.0.1:9470";
+
+/// Output format of `cfpurge status`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Format {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Why `cfpurge status` failed; every case exits 1 except a malformed URL
+/// (2).
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    #[error("{0}")]
+    Usage(String),
+    #[error("cannot reach the daemon at {url}: {detail}")]
+    Unreachable { url: String, detail: String },
+    #[error("{url} answered {status}: {message}")]
+    Http {
+        url: String,
+        status: u16,
+        message: String,
+    },
+    #[error("{url} answered something that is not a status: {detail}")]
+    Unreadable { url: String, detail: String },
+    #[error("cannot write the status: {0}")]
+    Output(#[source] io::Error),
+}
+
+impl StatusError {
+    /// 2 for a bad `--url`, 1 otherwise.
+    pub fn exit_status(&self) -> u8 {
+        match self {
+            StatusError::Usage(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// Fetches `URL/v1/status` and writes it to `out` in `format`.
+pub async fn run(url: &str, format: Format, out: &mut dyn Write) -> Result<(), StatusError> {
+    let (endpoint, body) = fetch(url).await?;
+    let unreadable = |e: serde_json::Error| StatusError::Unreadable {
+        url: endpoint.clone(),
+        detail: e.to_string(),
+    };
+    match format {
+        Format::Json => {
+            // As received, keys this build does not know included.
+            let value: serde_json::Value = serde_json::from_str(&body).map_err(unreadable)?;
+            serde_json::to_writer_pretty(&mut *out, &value)
+                .map_err(io::Error::from)
+                .and_then(|()| writeln!(out))
+                .map_err(StatusError::Output)?;
+        }
+        Format::Text => {
+            let status: Status = serde_json::from_str(&body).map_err(unreadable)?;
+            write_text(&status, out).map_err(StatusError::Output)?;
+        }
+    }
+    Ok(())
+}
+
+/// `GET URL/v1/status`: the endpoint asked and the body of a 200 answer.
+pub async fn fetch(url: &str) -> Result<(String, String), StatusError> {
+    let from_enqueue = |e: EnqueueError| match e {
+        EnqueueError::Usage(m) => StatusError::Usage(m),
+        other => StatusError::Unreachable {
+            url: url.to_owned(),
+            detail: other.to_string(),
+        },
+    };
+    let endpoint = endpoint(url, "/v1/status").map_err(from_enqueue)?;
+    let client = http_client(&endpoint).map_err(from_enqueue)?;
+    let unreachable = |e: reqwest::Error| StatusError::Unreachable {
+        url: endpoint.clone(),
+        detail: error_chain(&e),
+    };
+    let response = client.get(&endpoint).send().await.map_err(unreachable)?;
+    let status = response.status();
+    let body = response.text().await.map_err(unreachable)?;
+    if status != reqwest::StatusCode::OK {
+        return Err(StatusError::Http {
+            url: endpoint,
+            status: status.as_u16(),
+            message: short(&body),
+        });
+    }
+    Ok((endpoint, body))
+}
+
+/// The status as a table, one line per distribution, then the budget and
+/// the queue.
+pub fn write_text(status: &Status, out: &mut dyn Write) -> io::Result<()> {
+    let header = [
+        "DISTRIBUTION",
+        "ID",
+        "PENDING",
+        "OLDEST",
+        "IN-FLIGHT EXACT/WILDCARD",
+        "LAST INVALIDATION",
+    ];
+    let rows: Vec<[String; 6]> = status
+        .distributions
+        .iter()
+        .map(|(alias, d)| {
+            let last = match &d.last_invalidation {
+                Some(l) => format!(
+                    "{} {} {} paths {}",
+                    l.id,
+                    l.status,
+                    l.paths,
+                    format_time(l.created_at)
+                ),
+                None => "-".to_owned(),
+            };
+            [
+                alias.clone(),
+                d.id.clone(),
+                d.pending_paths.to_string(),
+                age(d.oldest_pending_seconds),
+                format!("{}/{}", d.inflight_exact, d.inflight_wildcard),
+                last,
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[&str]| {
+        let mut text = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            if i + 1 == cells.len() {
+                text.push_str(cell);
+            } else {
+                text.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        text
+    };
+    writeln!(out, "cfpurge {}", status.version)?;
+    writeln!(out, "{}", line(&header))?;
+    for row in &rows {
+        let cells: Vec<&str> = row.iter().map(String::as_str).collect();
+        writeln!(out, "{}", line(&cells))?;
+    }
+    let b = &status.budget;
+    writeln!(
+        out,
+        "budget {}: used {} of {}, allowed now {}, policy {}",
+        if b.month.is_empty() { "-" } else { &b.month },
+        b.used,
+        b.limit,
+        b.allowed,
+        b.policy
+    )?;
+    let q = &status.queue;
+    writeln!(
+        out,
+        "queue: visible {}, in flight {}, delayed {}, pending messages {}",
+        q.visible, q.in_flight, q.delayed, q.pending_messages
+    )?;
+    out.flush()
+}
+
+/// `42s`, `3m05s`, `2h07m`.
+fn age(seconds: u64) -> String {
+    match seconds {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m{:02}s", s / 60, s % 60),
+        s => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::status::{DistributionStatus, LastInvalidation};
+
+    #[test]
+    fn text_has_a_line_per_distribution_then_budget_and_queue() {
+        let mut status = Status {
+            version: "0.1.0".into(),
+            ..Status::default()
+        };
+        status.distributions.insert(
+            "www".into(),
+            DistributionStatus {
+                id: "E2ABCDEF123456".into(),
+                pending_paths: 4,
+                oldest_pending_seconds: 75,
+                inflight_exact: 12,
+                inflight_wildcard: 1,
+                last_invalidation: Some(LastInvalidation {
+                    id: "I2J3".into(),
+                    status: "InProgress".into(),
+                    paths: 13,
+                    created_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_532_400),
+                }),
+            },
+        );
+        status.distributions.insert(
+            "api".into(),
+            DistributionStatus {
+                id: "EAPI".into(),
+                ..DistributionStatus::default()
+            },
+        );
+        status.budget.month = "2026-11".into();
+        status.budget.limit = 1000;
+        status.budget.used = 13;
+        status.budget.allowed = 140;
+        status.budget.policy = "coalesce".into();
+        let mut out = Vec::new();
+        write_text(&status, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "cfpurge 0.1.0");
+        assert!(lines[1].starts_with("DISTRIBUTION  ID "), "{}", lines[1]);
+        assert!(lines[2].starts_with("api  "), "{}", lines[2]);
+        assert!(
+            lines[2].ends_with(&format!("0/0{}-", " ".repeat(23))),
+            "{}",
+            lines[2]
+        );
+        assert!(lines[3].contains("1m15s"), "{}", lines[3]);
+        assert!(lines[3].contains("12/1"), "{}", lines[3]);
+        assert!(
+            lines[3].ends_with("I2J3 InProgress 13 paths 2026-11-24T15:00:00Z"),
+            "{}",
+            lines[3]
+        );
+        assert_eq!(
+            lines[4],
+            "budget 2026-11: used 13 of 1000, allowed now 140, policy coalesce"
+        );
+        assert_eq!(
+            lines[5],
+            "queue: visible 0, in flight 0, delayed 0, pending messages 0"
+        );
+    }
+
+    #[test]
+    fn ages_read_at_a_glance() {
+        assert_eq!(age(0), "0s");
+        assert_eq!(age(59), "59s");
+        assert_eq!(age(185), "3m05s");
+        assert_eq!(age(7620), "2h07m");
+    }
+}
