@@ -33,6 +33,8 @@ use crate::tracker::{InflightView, Tracker};
 struct Retry {
     batch: u64,
     paths: Vec<CfPath>,
+    /// Requested entries the paths stand for (for the log).
+    requested: usize,
     attempts: u32,
     /// When the first attempt was sent: the invalidation, if that attempt
     /// made one, was created after this, so only messages received before
@@ -44,6 +46,9 @@ struct Retry {
 
 /// How often the queue's depth is asked for (GetQueueAttributes).
 const DEPTH_INTERVAL: Duration = Duration::from_secs(30);
+
+/// The readiness component that holds until the queue first answers.
+const STARTUP: &str = "startup";
 
 /// What the daemon shows of itself, for the HTTP server: its metrics (and
 /// the registry they are in), the status snapshot, the readiness reasons and
@@ -66,11 +71,16 @@ impl Observers {
         // A fresh registry refuses a metric only when two share a name,
         // which the metrics module's own tests rule out.
         let metrics = Metrics::new(&registry, &aliases).expect("metric names are unique");
+        let readiness = Readiness::new();
+        readiness.set(
+            STARTUP,
+            "starting: the queue has not answered yet".to_owned(),
+        );
         Observers {
             registry,
             metrics,
             status: StatusBoard::new(Status::initial(config)),
-            readiness: Readiness::new(),
+            readiness,
             heartbeat: Heartbeat::new(),
         }
     }
@@ -300,6 +310,7 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
     async fn ask_depth(&mut self) {
         match self.source.depth().await {
             Ok(depth) => {
+                self.observers.readiness.clear(STARTUP);
                 self.depth = depth;
                 self.observers
                     .metrics
@@ -403,7 +414,11 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
                 if plan.paths.is_empty() {
                     return;
                 }
-                self.new_batch(plan.paths, now)
+                let requested = self.pending.pending_paths(alias) - plan.deferred.len();
+                Retry {
+                    requested,
+                    ..self.new_batch(plan.paths, now)
+                }
             }
         };
         if let Err(not_until) = self.limiter.check() {
@@ -443,7 +458,8 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
                 tracing::info!(
                     distribution = %alias,
                     invalidation = %invalidation.id,
-                    paths = retry.paths.len(),
+                    requested = retry.requested,
+                    billed = retry.paths.len(),
                     wildcards = retry.paths.iter().filter(|p| p.is_wildcard()).count(),
                     messages_deleted = deleted,
                     "invalidation created"
@@ -504,6 +520,7 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
         self.next_batch += 1;
         Retry {
             batch: self.next_batch,
+            requested: paths.len(),
             paths,
             attempts: 0,
             first_sent_at: now,

@@ -10,6 +10,8 @@ use tokio_util::sync::CancellationToken;
 use crate::cloudfront;
 use crate::config::{Config, LogFormat, SourceKind};
 use crate::daemon::Daemon;
+use crate::decode::Router;
+use crate::http::{self, HttpState};
 use crate::source::AnySource;
 use crate::source::local::LocalQueue;
 use crate::source::sqs::{SqsQueue, client_for};
@@ -56,8 +58,28 @@ pub async fn run(config: Config) -> std::io::Result<()> {
             )
         }
     };
+    // Bound before anything runs, so that a port in use fails the start.
+    let listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .map_err(|e| {
+            std::io::Error::new(e.kind(), format!("http.listen {}: {e}", config.http.listen))
+        })?;
     let invalidator = cloudfront::from_config(&config).await;
-    let daemon = Daemon::new(&config, queue, invalidator);
+    let daemon = Daemon::new(&config, queue.clone(), invalidator);
+    let observers = daemon.observers();
+    let mut state = HttpState::new(
+        observers.registry,
+        Router::new(&config),
+        queue,
+        config.http.enqueue_token.clone(),
+    );
+    state.status = observers.status;
+    state.readiness = observers.readiness;
+    state.heartbeat = observers.heartbeat;
+    // The server outlives the daemon's drain, so that status stays
+    // readable while it runs.
+    let stop_http = CancellationToken::new();
+    let server = tokio::spawn(http::serve(listener, state, stop_http.clone()));
     let cancel = CancellationToken::new();
     let stop = cancel.clone();
     tokio::spawn(async move {
@@ -72,9 +94,16 @@ pub async fn run(config: Config) -> std::io::Result<()> {
         source = config.source.kind.as_str(),
         cloudfront = config.cloudfront.mode.as_str(),
         distributions = config.distributions.len(),
+        http = %config.http.listen,
         "cfpurge running"
     );
     let totals = daemon.run(cancel).await;
+    stop_http.cancel();
+    match server.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "the HTTP server failed"),
+        Err(e) => tracing::warn!(error = %e, "the HTTP server task failed"),
+    }
     tracing::info!(
         invalidations = totals.invalidations,
         paths = totals.paths_submitted,
