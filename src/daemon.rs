@@ -71,6 +71,8 @@ impl Observers {
         // A fresh registry refuses a metric only when two share a name,
         // which the metrics module's own tests rule out.
         let metrics = Metrics::new(&registry, &aliases).expect("metric names are unique");
+        // The ledger fills in used and allowed; the limit is known now.
+        metrics.set_budget(config.budget.monthly_paths, 0, 0);
         let readiness = Readiness::new();
         readiness.set(
             STARTUP,

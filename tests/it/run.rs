@@ -6,11 +6,17 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use crate::support::moto::free_port;
+
 #[test]
 fn runs_with_the_local_configuration_until_sigterm_and_exits_0() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_cfpurge"))
         .args(["run", "-c", "config/local.toml"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env(
+            "CFPURGE__HTTP__LISTEN",
+            format!("127.0.0.1:{}", free_port()),
+        )
         .env_remove("RUST_LOG")
         .env("NO_COLOR", "1")
         .stdout(Stdio::null())
@@ -68,4 +74,234 @@ fn a_bad_configuration_exits_2_before_running() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("batching.quiet_seconds"), "{err}");
+}
+
+/// CONTRACT.md's metrics: name, type, label names (histograms without `le`).
+const CONTRACT_METRICS: &[(&str, &str, &[&str])] = &[
+    ("cfpurge_build_info", "gauge", &["version"]),
+    ("cfpurge_messages_received_total", "counter", &[]),
+    ("cfpurge_messages_deleted_total", "counter", &[]),
+    ("cfpurge_messages_rejected_total", "counter", &["reason"]),
+    (
+        "cfpurge_paths_requested_total",
+        "counter",
+        &["distribution"],
+    ),
+    (
+        "cfpurge_paths_submitted_total",
+        "counter",
+        &["distribution", "kind"],
+    ),
+    (
+        "cfpurge_invalidations_created_total",
+        "counter",
+        &["distribution"],
+    ),
+    (
+        "cfpurge_invalidations_completed_total",
+        "counter",
+        &["distribution"],
+    ),
+    (
+        "cfpurge_cloudfront_errors_total",
+        "counter",
+        &["code", "distribution"],
+    ),
+    ("cfpurge_pending_paths", "gauge", &["distribution"]),
+    ("cfpurge_pending_messages", "gauge", &[]),
+    ("cfpurge_oldest_pending_seconds", "gauge", &["distribution"]),
+    ("cfpurge_inflight_paths", "gauge", &["distribution", "kind"]),
+    ("cfpurge_queue_messages", "gauge", &["state"]),
+    ("cfpurge_budget_paths_limit", "gauge", &[]),
+    ("cfpurge_budget_paths_used", "gauge", &[]),
+    ("cfpurge_budget_paths_allowed", "gauge", &[]),
+    (
+        "cfpurge_request_to_invalidation_seconds",
+        "histogram",
+        &["distribution"],
+    ),
+    (
+        "cfpurge_invalidation_completion_seconds",
+        "histogram",
+        &["distribution"],
+    ),
+];
+
+/// The label names of a sample line (`name{a="x",b="y"} 1`).
+fn label_names(line: &str) -> Vec<String> {
+    let Some(start) = line.find('{') else {
+        return Vec::new();
+    };
+    let end = line.rfind('}').expect("closing brace");
+    let mut names: Vec<String> = line[start + 1..end]
+        .split("\",")
+        .filter_map(|pair| {
+            pair.split_once('=')
+                .map(|(k, _)| k.trim_matches(',').to_owned())
+        })
+        .filter(|k| k != "le")
+        .collect();
+    names.sort();
+    names
+}
+
+/// The value of one series, e.g. `cfpurge_messages_received_total`.
+fn value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("{series} missing from\n{text}"))
+        .parse()
+        .expect("a number")
+}
+
+/// Starts `cfpurge run -c config/local.toml` on a free port and returns the
+/// child and its base URL once `/healthz` answers.
+async fn start_local(extra_env: &[(&str, &str)]) -> (std::process::Child, String) {
+    let port = free_port();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cfpurge"));
+    command
+        .args(["run", "-c", "config/local.toml"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("CFPURGE__HTTP__LISTEN", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (k, v) in extra_env {
+        command.env(k, v);
+    }
+    let child = command.spawn().expect("start cfpurge");
+    let url = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    for _ in 0..200 {
+        if let Ok(r) = client.get(format!("{url}/healthz")).send().await
+            && r.status().is_success()
+        {
+            return (child, url);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("cfpurge did not answer /healthz within 20 s");
+}
+
+fn stop(mut child: std::process::Child) -> Option<i32> {
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status.code();
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("did not stop within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scripted_run_exposes_every_contract_metric_and_counts_what_happened() {
+    let (child, url) = start_local(&[("CFPURGE__BATCHING__QUIET_SECONDS", "1")]).await;
+    let client = reqwest::Client::new();
+    let bodies = [
+        r#"{"paths": ["/docs/a.html", "/docs/b.html"]}"#,
+        r#"{"paths": ["/docs/c.html"]}"#,
+        r#"{"paths": ["/img/1.png", "/img/2.png"], "reason": "deploy"}"#,
+    ];
+    for body in bodies {
+        let r = client
+            .post(format!("{url}/v1/purge"))
+            .body(body)
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(r.status(), 202, "{body}");
+    }
+    let bad = client
+        .post(format!("{url}/v1/purge"))
+        .body(r#"{"paths": ["no-slash"]}"#)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(bad.status(), 400);
+    // Wait for every message to be covered and deleted.
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = client
+            .get(format!("{url}/metrics"))
+            .send()
+            .await
+            .expect("scrape")
+            .text()
+            .await
+            .expect("text");
+        if value(&text, "cfpurge_messages_deleted_total") >= 3.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let code = stop(child);
+    assert_eq!(code, Some(0));
+
+    for (name, kind, labels) in CONTRACT_METRICS {
+        assert!(
+            text.lines().any(|l| l == format!("# TYPE {name} {kind}")),
+            "{name} is not a {kind}"
+        );
+        let sample = if *kind == "histogram" {
+            format!("{name}_bucket")
+        } else {
+            (*name).to_owned()
+        };
+        let samples: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with(&sample) && l[sample.len()..].starts_with([' ', '{']))
+            .collect();
+        assert!(!samples.is_empty(), "no samples of {name}");
+        for line in samples {
+            assert_eq!(label_names(line), *labels, "labels of {line}");
+        }
+    }
+    // The standard process metrics keep their names.
+    assert!(text.contains("\nprocess_cpu_seconds_total "));
+    // What this run did.
+    assert_eq!(value(&text, "cfpurge_messages_received_total"), 3.0);
+    assert_eq!(value(&text, "cfpurge_messages_deleted_total"), 3.0);
+    assert_eq!(
+        value(&text, "cfpurge_paths_requested_total{distribution=\"www\"}"),
+        5.0
+    );
+    let created = value(
+        &text,
+        "cfpurge_invalidations_created_total{distribution=\"www\"}",
+    );
+    assert!((1.0..=3.0).contains(&created), "{created} invalidations");
+    let billed = value(
+        &text,
+        "cfpurge_paths_submitted_total{distribution=\"www\",kind=\"exact\"}",
+    ) + value(
+        &text,
+        "cfpurge_paths_submitted_total{distribution=\"www\",kind=\"wildcard\"}",
+    );
+    assert!((1.0..=5.0).contains(&billed), "{billed} billed");
+    assert_eq!(
+        value(
+            &text,
+            "cfpurge_request_to_invalidation_seconds_count{distribution=\"www\"}"
+        ),
+        3.0
+    );
+    assert_eq!(value(&text, "cfpurge_pending_messages"), 0.0);
+    assert_eq!(
+        value(
+            &text,
+            "cfpurge_messages_rejected_total{reason=\"invalid_path\"}"
+        ),
+        0.0,
+        "HTTP refuses bad input before it is queued"
+    );
+    assert_eq!(value(&text, "cfpurge_budget_paths_limit"), 1000.0);
 }
