@@ -783,3 +783,66 @@ async fn status_exits_1_on_a_non_200_answer() {
     let out = cfpurge(&["status", "--url", "https://example.invalid"]).await;
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Polls `url` until it answers `want` (or 60 s pass); returns the body.
+async fn wait_for_status(url: &str, want: u16) -> String {
+    let client = reqwest::Client::new();
+    let mut last = String::new();
+    for _ in 0..300 {
+        if let Ok(r) = client.get(url).send().await {
+            let code = r.status().as_u16();
+            last = r.text().await.unwrap_or_default();
+            if code == want {
+                return last;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("{url} never answered {want}; last body: {last}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_is_503_while_moto_is_down_and_200_once_it_is_back() {
+    use cfpurge::cloudfront::simulate::SimulatedCloudFront;
+    use cfpurge::daemon::Daemon;
+    use cfpurge::source::sqs::SqsQueue;
+
+    let mut moto = Moto::start_new();
+    let url = moto.create_queue("readyz", &[]).await;
+    let config = Config::from_parts(
+        Some(&format!(
+            "[source]\nqueue_url = \"{url}\"\nwait_time_seconds = 1\n\
+             [distributions.www]\nid = \"E2ABCDEF123456\"\n"
+        )),
+        "test.toml",
+        Vec::new(),
+    )
+    .expect("config");
+    let queue = SqsQueue::new(moto.sqs_client(), url.clone(), None);
+    let cloudfront =
+        SimulatedCloudFront::new(["E2ABCDEF123456".to_owned()], Duration::from_secs(5));
+    let daemon = Daemon::new(&config, queue.clone(), cloudfront);
+    let observers = daemon.observers();
+    let mut state = HttpState::new(observers.registry, Router::new(&config), queue, None);
+    state.status = observers.status;
+    state.readiness = observers.readiness;
+    state.heartbeat = observers.heartbeat;
+    let server = Server::start(state).await;
+    let cancel = CancellationToken::new();
+    let run = tokio::spawn(daemon.run(cancel.clone()));
+    let readyz = format!("{}/readyz", server.url());
+
+    wait_for_status(&readyz, 200).await;
+    moto.stop();
+    let reason = wait_for_status(&readyz, 503).await;
+    assert!(reason.starts_with("queue: "), "{reason}");
+    // The liveness check stays green: the loop still runs.
+    wait_for_status(&format!("{}/healthz", server.url()), 200).await;
+    moto.restart();
+    assert_eq!(moto.create_queue("readyz", &[]).await, url);
+    assert_eq!(wait_for_status(&readyz, 200).await, "ready");
+
+    cancel.cancel();
+    run.await.expect("daemon ends");
+    server.stop().await;
+}
