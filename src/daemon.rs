@@ -4,7 +4,7 @@
 //! invalidations polled to completion and others' counted. One task owns
 //! the pending set, so the decisions need no locks.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::num::NonZeroU32;
 use std::time::{Duration, SystemTime};
 
@@ -119,6 +119,8 @@ pub struct Daemon<Q, I> {
     /// distribution has any, nothing new is planned for it.
     retries: HashMap<String, VecDeque<Retry>>,
     observers: Observers,
+    /// Distributions CloudFront refuses (NoSuchDistribution, AccessDenied).
+    refused: HashSet<String>,
     /// The queue's counts as last asked for.
     depth: crate::source::queue::QueueDepth,
     totals: Totals,
@@ -162,6 +164,7 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
             next_batch: 0,
             retries: HashMap::new(),
             observers: Observers::new(config),
+            refused: HashSet::new(),
             depth: Default::default(),
             totals: Totals::default(),
         }
@@ -323,18 +326,33 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
     }
 
     /// Marks a distribution not ready while CloudFront refuses it as
-    /// configured (missing, or access denied), ready again otherwise.
-    fn judge_distribution(&self, alias: &str, outcome: Result<(), &InvalidatorError>) {
+    /// configured (missing, or access denied), ready again otherwise. When
+    /// a refused distribution is accepted again (a reconcile got through),
+    /// its held batch goes out now instead of after the slow retry.
+    fn judge_distribution(&mut self, alias: &str, outcome: Result<(), &InvalidatorError>) {
         let component = format!("distribution:{alias}");
         match outcome {
             Err(
                 e @ (InvalidatorError::NoSuchDistribution(_) | InvalidatorError::AccessDenied(_)),
-            ) => self.observers.readiness.set(
-                &component,
-                format!("CloudFront refuses distribution {alias}: {e}"),
-            ),
+            ) => {
+                self.refused.insert(alias.to_owned());
+                self.observers.readiness.set(
+                    &component,
+                    format!("CloudFront refuses distribution {alias}: {e}"),
+                );
+            }
             Err(_) => {}
-            Ok(()) => self.observers.readiness.clear(&component),
+            Ok(()) => {
+                if self.refused.remove(alias) {
+                    tracing::info!(distribution = %alias, "CloudFront accepts the distribution again");
+                    let now = self.clock.now();
+                    self.pending.hold(alias, now);
+                    for retry in self.retries.get_mut(alias).into_iter().flatten() {
+                        retry.after = retry.after.min(now);
+                    }
+                }
+                self.observers.readiness.clear(&component);
+            }
         }
     }
 

@@ -437,11 +437,7 @@ async fn moto_distribution(client: &aws_sdk_cloudfront::Client) -> String {
     let origin = Origin::builder()
         .id("site")
         .domain_name("site-bucket.s3.amazonaws.com")
-        .s3_origin_config(
-            S3OriginConfig::builder()
-                .origin_access_identity("")
-                .build(),
-        )
+        .s3_origin_config(S3OriginConfig::builder().origin_access_identity("").build())
         .build()
         .expect("origin");
     let config = DistributionConfig::builder()
@@ -510,7 +506,11 @@ poll_interval_seconds = 1
             .expect("send");
         sent.push(path);
     }
-    let daemon = Daemon::new(&config, queue.clone(), AwsInvalidator::new(cloudfront.clone()));
+    let daemon = Daemon::new(
+        &config,
+        queue.clone(),
+        AwsInvalidator::new(cloudfront.clone()),
+    );
     let cancel = CancellationToken::new();
     let run = tokio::spawn(daemon.run(cancel.clone()));
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -528,7 +528,11 @@ poll_interval_seconds = 1
         .await
         .expect("list invalidations");
     let mut paths: Vec<String> = Vec::new();
-    for summary in listed.invalidation_list().map(|l| l.items()).unwrap_or_default() {
+    for summary in listed
+        .invalidation_list()
+        .map(|l| l.items())
+        .unwrap_or_default()
+    {
         let inv = cloudfront
             .get_invalidation()
             .distribution_id(&id)
@@ -537,16 +541,98 @@ poll_interval_seconds = 1
             .await
             .expect("get invalidation");
         let inv = inv.invalidation().expect("invalidation");
-        assert!(inv.status().eq_ignore_ascii_case("completed"), "{}", inv.status());
+        assert!(
+            inv.status().eq_ignore_ascii_case("completed"),
+            "{}",
+            inv.status()
+        );
         if let Some(batch) = inv.invalidation_batch() {
-            paths.extend(batch.paths().and_then(|p| p.items.clone()).unwrap_or_default());
+            paths.extend(
+                batch
+                    .paths()
+                    .and_then(|p| p.items.clone())
+                    .unwrap_or_default(),
+            );
         }
     }
     for p in &sent {
         let p = CfPath::parse(p).expect("path");
         assert!(
-            paths.iter().any(|q| CfPath::parse(q).expect("moto path").covers(&p)),
+            paths
+                .iter()
+                .any(|q| CfPath::parse(q).expect("moto path").covers(&p)),
             "{p} not covered in {paths:?}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_distribution_cloudfront_refuses_keeps_its_requests_queued_and_not_ready_until_it_exists()
+{
+    let moto = Moto::shared();
+    let _guard = moto.exclusive().await;
+    // The distribution does not exist yet: NoSuchDistribution on every call.
+    let fake = FakeCloudFront::start(Duration::from_secs(2)).await;
+    let url = moto.create_queue("daemon-missing-distribution", &[]).await;
+    let dlq = moto
+        .create_queue("daemon-missing-distribution-dlq", &[])
+        .await;
+    let config = config_with(&url, &format!("dead_letter_queue_url = \"{dlq}\""));
+    let queue = SqsQueue::new(moto.sqs_client(), url, Some(dlq.clone()));
+    let mut sent = Vec::new();
+    for i in 0..3 {
+        sent.push(Instant::now());
+        queue
+            .send(&format!(r#"{{"paths":["/n/{i}.html"]}}"#))
+            .await
+            .expect("send");
+    }
+    let daemon = Daemon::new(&config, queue.clone(), AwsInvalidator::new(fake.client()));
+    let observers = daemon.observers();
+    let cancel = CancellationToken::new();
+    let run = tokio::spawn(daemon.run(cancel.clone()));
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !observers
+        .readiness
+        .reasons()
+        .iter()
+        .any(|r| r.starts_with("distribution:www: ") && r.contains("NoSuchDistribution"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "never not ready: {:?}",
+            observers.readiness.reasons()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Past the quiet window and the longest delay: still queued, nothing
+    // rejected, nothing created.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let depth = queue.depth().await.expect("depth");
+    assert_eq!(depth.visible + depth.in_flight, 3, "{depth:?}");
+    let dead = SqsQueue::new(moto.sqs_client(), dlq, None);
+    assert_eq!(dead.depth().await.expect("dlq depth"), Default::default());
+    assert!(fake.invalidations(DIST).is_empty());
+
+    // Created: the next reconcile sees it, and the held batch goes out at
+    // once rather than after the one-minute retry.
+    fake.add_distribution(DIST);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while queue.depth().await.expect("depth") != Default::default() {
+        assert!(Instant::now() < deadline, "not drained after the fix");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        observers.readiness.is_ready(),
+        "{:?}",
+        observers.readiness.reasons()
+    );
+    cancel.cancel();
+    let totals = run.await.expect("daemon ends");
+    assert_eq!(totals.messages_deleted, 3, "{totals:?}");
+    let wanted: Vec<(String, Instant)> =
+        (0..3).map(|i| (format!("/n/{i}.html"), sent[i])).collect();
+    let refs: Vec<(&str, Instant)> = wanted.iter().map(|(p, t)| (p.as_str(), *t)).collect();
+    assert_covered(&fake, &refs);
 }
