@@ -169,7 +169,7 @@ async fn start_local(extra_env: &[(&str, &str)]) -> (std::process::Child, String
     for (k, v) in extra_env {
         command.env(k, v);
     }
-    let child = command.spawn().expect("start cfpurge");
+    let mut child = command.spawn().expect("start cfpurge");
     let url = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
     for _ in 0..200 {
@@ -180,6 +180,8 @@ async fn start_local(extra_env: &[(&str, &str)]) -> (std::process::Child, String
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("cfpurge did not answer /healthz within 20 s");
 }
 
