@@ -12,6 +12,7 @@
 //! distribution or denied access means "not ready"); a failed reconcile
 //! leaves the previous view in place.
 
+pub mod external;
 pub mod view;
 
 use std::sync::{Mutex, MutexGuard};
