@@ -24,7 +24,7 @@ mod tree;
 
 use std::collections::HashSet;
 
-use crate::path::CfPath;
+use crate::path::{CfPath, directory_depth};
 
 /// One path waiting to be invalidated.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -305,6 +305,33 @@ impl<'a> Dedup<'a> {
             unique,
         }
     }
+}
+
+/// The one path that covers every entry, for `on_exhausted = "coalesce"`
+/// once the budget is spent: the entry itself when there is one distinct
+/// path, else the wildcard of the deepest directory holding them all when
+/// that directory is at least `min_wildcard_depth` deep, else `/*` (allowed
+/// here whatever `allow_root_wildcard` says). `None` for no entries.
+pub fn single_covering(entries: &[Entry], settings: &Settings) -> Option<CfPath> {
+    let first = entries.first()?;
+    if entries.iter().all(|e| e.path == first.path) {
+        return Some(first.path.clone());
+    }
+    // The longest common directory prefix: shorten the first entry's
+    // directory until every other entry lies under it.
+    let mut dir: &str = first.path.directory();
+    for e in &entries[1..] {
+        let own = e.path.directory();
+        while !own.starts_with(dir) {
+            let parent = dir[..dir.len() - 1].rfind('/').map_or(0, |i| i + 1);
+            dir = &dir[..parent];
+        }
+    }
+    let root = || CfPath::parse("/*").ok();
+    if dir.len() <= 1 || directory_depth(dir) < settings.min_wildcard_depth.max(1) {
+        return root();
+    }
+    CfPath::directory_wildcard(dir).or_else(root)
 }
 
 /// Over-reach of a plan: how many paths of `universe` (what the site serves)

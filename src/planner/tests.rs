@@ -357,3 +357,48 @@ proptest! {
         prop_assert!(roomy.deferred.len() <= tight.deferred.len());
     }
 }
+
+#[test]
+fn single_covering_is_the_narrowest_allowed_path_over_everything() {
+    let e = |paths: &[&str]| -> Vec<Entry> {
+        paths
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Entry::new(CfPath::parse(p).unwrap(), i as u64))
+            .collect()
+    };
+    let s = Settings::default();
+    let one =
+        |paths: &[&str], s: &Settings| single_covering(&e(paths), s).map(|p| p.as_str().to_owned());
+    assert_eq!(one(&[], &s), None);
+    assert_eq!(
+        one(&["/a/b.html", "/a/b.html"], &s).as_deref(),
+        Some("/a/b.html")
+    );
+    assert_eq!(
+        one(
+            &["/en/guides/a/", "/en/guides/b/x.html", "/en/guides/c*"],
+            &s
+        )
+        .as_deref(),
+        Some("/en/guides/*")
+    );
+    assert_eq!(
+        one(&["/en/a.html", "/de/a.html"], &s).as_deref(),
+        Some("/*")
+    );
+    // Deep enough only from depth 2.
+    let deep = Settings {
+        min_wildcard_depth: 2,
+        ..s
+    };
+    assert_eq!(one(&["/en/a/x", "/en/b/y"], &deep).as_deref(), Some("/*"));
+    assert_eq!(
+        one(&["/en/a/x", "/en/a/b/y"], &deep).as_deref(),
+        Some("/en/a/*")
+    );
+    // What it returns covers every entry.
+    let all = e(&["/x/1", "/x/y/2", "/x/y/z/3*"]);
+    let cover = single_covering(&all, &s).unwrap();
+    assert!(all.iter().all(|entry| cover.covers(&entry.path)), "{cover}");
+}
