@@ -13,6 +13,7 @@
 //! parses arguments.
 #![forbid(unsafe_code)]
 
+pub mod budget;
 pub mod cloudfront;
 pub mod commands;
 pub mod config;

@@ -1,0 +1,100 @@
+//! The ledger as one JSON file (`budget.ledger_path`), replaced atomically
+//! on every save.
+
+use std::io::{ErrorKind, Write};
+use std::path::{Path, PathBuf};
+
+use atomic_write_file::AtomicWriteFile;
+
+use super::ledger::{LEDGER_VERSION, LedgerError, LedgerState, LedgerStore};
+
+/// The ledger in one file. `save` writes the whole state to a temporary file
+/// in the same folder (`.NAME.XXXXXX`), fsyncs it, renames it over the
+/// ledger and fsyncs the folder (the `atomic-write-file` crate), so a crash
+/// leaves either the old ledger or the new one. `load` reads only the
+/// ledger's own name: a temporary file left by a crash is never read.
+#[derive(Clone, Debug)]
+pub struct FileStore {
+    path: PathBuf,
+}
+
+impl FileStore {
+    /// A store for the ledger at `path`; nothing is touched until the first
+    /// `load` or `save`.
+    pub fn new(path: impl Into<PathBuf>) -> FileStore {
+        FileStore { path: path.into() }
+    }
+
+    /// The ledger file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn io(&self, action: &'static str) -> impl FnOnce(std::io::Error) -> LedgerError + '_ {
+        move |source| LedgerError::Io {
+            path: self.path.clone(),
+            action,
+            source,
+        }
+    }
+
+    fn corrupt(&self, detail: String) -> LedgerError {
+        LedgerError::Corrupt {
+            path: self.path.clone(),
+            detail,
+        }
+    }
+
+    /// Parses a ledger's bytes: the version first, so that a newer format
+    /// is reported as such rather than as corruption.
+    fn parse(&self, bytes: &[u8]) -> Result<LedgerState, LedgerError> {
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(self.corrupt("the file is empty".to_owned()));
+        }
+        let value: serde_json::Value = serde_json::from_slice(bytes)
+            .map_err(|e| self.corrupt(format!("not valid JSON: {e}")))?;
+        let version = value
+            .get("version")
+            .ok_or_else(|| self.corrupt("no \"version\" key".to_owned()))?;
+        let found = version
+            .as_u64()
+            .ok_or_else(|| self.corrupt(format!("\"version\" is {version}, not a whole number")))?;
+        if found != LEDGER_VERSION {
+            return Err(LedgerError::Version {
+                path: self.path.clone(),
+                found,
+            });
+        }
+        serde_json::from_slice(bytes).map_err(|e| self.corrupt(e.to_string()))
+    }
+}
+
+impl LedgerStore for FileStore {
+    fn load(&self) -> Result<Option<LedgerState>, LedgerError> {
+        match std::fs::read(&self.path) {
+            Ok(bytes) => self.parse(&bytes).map(Some),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.io("read the ledger")(e)),
+        }
+    }
+
+    fn save(&self, state: &LedgerState) -> Result<(), LedgerError> {
+        if let Some(folder) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(folder).map_err(|source| LedgerError::Io {
+                path: folder.to_path_buf(),
+                action: "create the ledger's folder",
+                source,
+            })?;
+        }
+        let mut bytes = serde_json::to_vec_pretty(state)
+            .map_err(|e| LedgerError::Store(format!("cannot encode the ledger: {e}")))?;
+        bytes.push(b'\n');
+        let mut file = AtomicWriteFile::options()
+            .open(&self.path)
+            .map_err(self.io("create a temporary file in its folder"))?;
+        file.write_all(&bytes)
+            .map_err(self.io("write the temporary file"))?;
+        // fsync the file, rename it over the ledger, fsync the folder.
+        file.commit().map_err(self.io("replace the ledger"))
+    }
+}
