@@ -14,19 +14,20 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::budget::{AnyStore, Budget, FileStore};
 use crate::cloudfront::invalidator::{Invalidator, InvalidatorError};
-use crate::config::Config;
+use crate::config::{BudgetConfig, Config, OnExhausted};
 use crate::decode::{RejectReason, Router};
 use crate::metrics::Metrics;
 use crate::path::CfPath;
 use crate::pending::{BatchRules, Millis, PendingSet};
 use crate::pipeline::{Clock, Ingested, ingest};
-use crate::planner::{self, Settings};
+use crate::planner::{self, Capacity, Settings};
 use crate::source::driver::{QueueHealth, Source, SourceSettings};
 use crate::source::queue::Queue;
 use crate::status::{self, Heartbeat, Readiness, Status, StatusBoard};
 use crate::submitter::{self, Action};
-use crate::tracker::{InflightView, Tracker};
+use crate::tracker::{InflightView, Tracker, external};
 
 /// A batch being retried: the same paths under the same reference.
 #[derive(Clone, Debug)]
@@ -43,6 +44,14 @@ struct Retry {
     /// Not to be sent before this time (backoff, rate limit).
     after: Millis,
 }
+
+/// How long to wait before trying a ledger that could not be opened or
+/// written again.
+const LEDGER_RETRY: Duration = Duration::from_secs(5);
+
+/// At most this many ListInvalidations pages per budget scan (100
+/// invalidations each); the rest waits for the next scan.
+const SCAN_PAGES: usize = 50;
 
 /// How often the queue's depth is asked for (GetQueueAttributes).
 const DEPTH_INTERVAL: Duration = Duration::from_secs(30);
@@ -119,6 +128,16 @@ pub struct Daemon<Q, I> {
     /// distribution has any, nothing new is planned for it.
     retries: HashMap<String, VecDeque<Retry>>,
     observers: Observers,
+    /// The month's path budget; `None` until the ledger could be opened,
+    /// and nothing is submitted until then.
+    budget: Option<Budget<AnyStore>>,
+    store: AnyStore,
+    budget_config: BudgetConfig,
+    /// When to try the ledger again after it failed.
+    ledger_retry_at: Millis,
+    /// Whether reservations a crash left open have been looked for at
+    /// CloudFront since the ledger was opened.
+    confirmed_leftovers: bool,
     /// Distributions CloudFront refuses (NoSuchDistribution, AccessDenied).
     refused: HashSet<String>,
     /// The queue's counts as last asked for.
@@ -164,10 +183,22 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
             next_batch: 0,
             retries: HashMap::new(),
             observers: Observers::new(config),
+            budget: None,
+            store: AnyStore::File(FileStore::new(config.budget.ledger_path.clone())),
+            budget_config: config.budget.clone(),
+            ledger_retry_at: 0,
+            confirmed_leftovers: false,
             refused: HashSet::new(),
             depth: Default::default(),
             totals: Totals::default(),
         }
+    }
+
+    /// Keeps the budget ledger in `store` instead of the configured file
+    /// (tests use memory).
+    pub fn with_ledger(mut self, store: AnyStore) -> Self {
+        self.store = store;
+        self
     }
 
     /// The daemon's metrics, status, readiness and heartbeat, to serve.
@@ -185,6 +216,7 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
     pub async fn run(mut self, cancel: CancellationToken) -> Totals {
         let tasks = TaskTracker::new();
         let stop_source = CancellationToken::new();
+        self.open_budget();
         let mut events = self.source.start(&tasks, &stop_source);
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         let mut poll = tokio::time::interval(self.poll_interval);
@@ -198,6 +230,7 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
                     self.count(&ingested);
                 }
                 _ = tick.tick() => {
+                    self.keep_budget();
                     self.submit_due().await;
                     self.observe();
                 }
@@ -305,10 +338,16 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
             delayed: self.depth.delayed,
             pending_messages: messages,
         };
-        snapshot.budget.month = status::format_time(SystemTime::now())
-            .get(..7)
-            .unwrap_or_default()
-            .to_owned();
+        if let Some(budget) = &self.budget {
+            let wall = SystemTime::now();
+            snapshot.budget = budget.status(wall);
+            metrics.set_budget(budget.limit(), budget.used(), budget.allowed(wall));
+        } else {
+            snapshot.budget.month = status::format_time(SystemTime::now())
+                .get(..7)
+                .unwrap_or_default()
+                .to_owned();
+        }
         status.publish(snapshot);
     }
 
@@ -356,6 +395,122 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
         }
     }
 
+    /// Opens the ledger (at start, and again after a failure); not ready
+    /// while it cannot be read or written.
+    fn open_budget(&mut self) {
+        let now = self.clock.now();
+        if self.budget.is_some() || now < self.ledger_retry_at {
+            return;
+        }
+        match Budget::open(
+            self.store.clone(),
+            self.budget_config.clone(),
+            SystemTime::now(),
+        ) {
+            Ok(budget) => {
+                let leftovers = budget.unconfirmed();
+                if !leftovers.is_empty() {
+                    tracing::warn!(
+                        reservations = leftovers.len(),
+                        paths = leftovers.iter().map(|(_, _, p)| p).sum::<u64>(),
+                        "the ledger holds reservations a crash left open; counted as spent"
+                    );
+                }
+                tracing::info!(month = %budget.month(), used = budget.used(), limit = budget.limit(), "budget ledger open");
+                self.observers.readiness.clear("ledger");
+                self.confirmed_leftovers = leftovers.is_empty();
+                self.budget = Some(budget);
+            }
+            Err(e) => self.ledger_failed(&e),
+        }
+    }
+
+    fn ledger_failed(&mut self, error: &crate::budget::LedgerError) {
+        tracing::error!(error = %error, "budget ledger not usable; submitting nothing until it is");
+        self.observers.readiness.set(
+            "ledger",
+            format!("the budget ledger is not usable: {error}"),
+        );
+        self.ledger_retry_at = self.clock.now() + LEDGER_RETRY.as_millis() as Millis;
+    }
+
+    /// Opens the ledger if it is not yet, and rolls the month over when it
+    /// has turned.
+    fn keep_budget(&mut self) {
+        self.open_budget();
+        let rolled = match &mut self.budget {
+            Some(budget) => budget.rollover(SystemTime::now()),
+            None => return,
+        };
+        match rolled {
+            Ok(true) => tracing::info!("a new month: the budget starts again"),
+            Ok(false) => {}
+            Err(e) => self.ledger_failed(&e),
+        }
+    }
+
+    /// Counts other tools' invalidations of this month on `alias` into the
+    /// ledger (with `count_external`), and confirms reservations a crash
+    /// left open whose invalidation CloudFront shows.
+    async fn scan_budget(&mut self, alias: &str) {
+        let confirm = !self.confirmed_leftovers;
+        let Some(budget) = &self.budget else {
+            return;
+        };
+        if !self.budget_config.count_external && !confirm {
+            return;
+        }
+        let Some(id) = self.ids.get(alias) else {
+            return;
+        };
+        let seen = &budget.state().external_seen;
+        let found = external::scan(
+            &self.invalidator,
+            id,
+            budget.month().start(),
+            |id| seen.contains(id),
+            SCAN_PAGES,
+        )
+        .await;
+        let found = match found {
+            Ok(found) => found,
+            Err(e) => {
+                self.observers.metrics.cloudfront_error(alias, &e);
+                tracing::warn!(distribution = %alias, error = %e, "listing this month's invalidations failed");
+                return;
+            }
+        };
+        let Some(budget) = &mut self.budget else {
+            return;
+        };
+        let leftovers: HashSet<String> = budget
+            .unconfirmed()
+            .into_iter()
+            .map(|(reference, _, _)| reference)
+            .collect();
+        for f in found {
+            let result = if f.ours {
+                if leftovers.contains(&f.caller_reference) {
+                    tracing::info!(distribution = %alias, invalidation = %f.id, paths = f.paths, "a reservation left by a crash was created: confirmed");
+                    if let Err(e) = budget.confirm(&f.caller_reference) {
+                        tracing::warn!(error = %e, "confirming a reservation failed");
+                    }
+                }
+                budget.count_external(&f.id, 0, f.created_at)
+            } else {
+                let counted = budget.count_external(&f.id, f.paths, f.created_at);
+                if matches!(counted, Ok(true)) {
+                    tracing::info!(distribution = %alias, invalidation = %f.id, paths = f.paths, "counted another tool's invalidation in the budget");
+                }
+                counted
+            };
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "counting an invalidation in the ledger failed; it is counted at the next scan");
+                break;
+            }
+        }
+    }
+
     async fn poll(&mut self) {
         let report = self.tracker.poll_all(Instant::now()).await;
         for c in report.completed {
@@ -372,8 +527,13 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
 
     async fn reconcile(&mut self) {
         let aliases: Vec<String> = self.ids.keys().cloned().collect();
-        for alias in aliases {
-            self.reconcile_one(&alias).await;
+        for alias in &aliases {
+            self.reconcile_one(alias).await;
+            self.scan_budget(alias).await;
+        }
+        if self.budget.is_some() {
+            // Whatever a crash left and CloudFront did not show stays spent.
+            self.confirmed_leftovers = true;
         }
     }
 
@@ -425,19 +585,18 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
                 let Some(capacity) = self.tracker.capacity(alias) else {
                     return;
                 };
-                let plan = planner::plan(&self.pending.batch(alias), capacity, &self.settings);
-                if !plan.deferred.is_empty() {
-                    tracing::info!(distribution = %alias, deferred = plan.deferred.len(), "not enough room in flight; the rest waits");
-                    self.pending
-                        .hold(alias, now + self.poll_interval.as_millis() as Millis);
-                }
-                if plan.paths.is_empty() {
+                let Some(remaining) = self.budget.as_ref().map(|b| b.remaining(SystemTime::now()))
+                else {
+                    // No ledger: nothing may be spent.
                     return;
-                }
-                let requested = self.pending.pending_paths(alias) - plan.deferred.len();
+                };
+                let Some((paths, requested)) = self.plan_batch(alias, capacity, remaining, now)
+                else {
+                    return;
+                };
                 Retry {
                     requested,
-                    ..self.new_batch(plan.paths, now)
+                    ..self.new_batch(paths, now)
                 }
             }
         };
@@ -449,6 +608,29 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
             return;
         }
         let reference = submitter::caller_reference(alias, self.run, retry.batch, &retry.paths);
+        // The reservation is on disk before CloudFront is called.
+        let reserved = match &mut self.budget {
+            Some(budget) => budget
+                .reserve(
+                    &reference,
+                    alias,
+                    retry.paths.len() as u64,
+                    SystemTime::now(),
+                )
+                .map_err(|e| e.to_string()),
+            None => Err("the budget ledger is not open".to_owned()),
+        };
+        if let Err(e) = reserved {
+            tracing::error!(distribution = %alias, error = %e, "could not reserve the batch in the ledger; not submitting it");
+            self.observers
+                .readiness
+                .set("ledger", format!("the budget ledger is not usable: {e}"));
+            let after = now + LEDGER_RETRY.as_millis() as Millis;
+            self.pending.hold(alias, after);
+            self.requeue_front(alias, Retry { after, ..retry });
+            return;
+        }
+        self.observers.readiness.clear("ledger");
         let sent_at = if retry.attempts == 0 {
             self.clock.now()
         } else {
@@ -456,6 +638,14 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
         };
         match self.invalidator.create(&id, &reference, &retry.paths).await {
             Ok(invalidation) => {
+                if let Some(budget) = &mut self.budget {
+                    // Should the commit fail, the reservation stays: spent.
+                    if let Err(e) = budget.commit(&reference) {
+                        tracing::warn!(error = %e, "recording the spending failed; the reservation counts as spent");
+                    }
+                    // Ours: a later scan of the month must not count it.
+                    let _ = budget.count_external(&invalidation.id, 0, invalidation.created_at);
+                }
                 self.tracker
                     .record_created(alias, &invalidation, Instant::now());
                 self.judge_distribution(alias, Ok(()));
@@ -487,6 +677,12 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
             }
             Err(e) => {
                 self.totals.create_errors += 1;
+                if submitter::created_nothing(&e)
+                    && let Some(budget) = &mut self.budget
+                    && let Err(le) = budget.release(&reference)
+                {
+                    tracing::warn!(error = %le, "giving a refused batch's reservation back failed; it stays spent");
+                }
                 self.observers.metrics.cloudfront_error(alias, &e);
                 self.judge_distribution(alias, Err(&e));
                 let attempts = retry.attempts + 1;
@@ -534,6 +730,68 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
                 }
             }
         }
+    }
+
+    /// Plans `alias`'s pending entries within the in-flight `capacity` and
+    /// the budget's `remaining` paths, following `on_exhausted` once the
+    /// budget is spent. Returns the paths and how many requested entries
+    /// they stand for, or `None` when nothing goes out now (the
+    /// distribution is then held for a poll interval).
+    fn plan_batch(
+        &mut self,
+        alias: &str,
+        capacity: Capacity,
+        remaining: u64,
+        now: Millis,
+    ) -> Option<(Vec<CfPath>, usize)> {
+        let entries = self.pending.batch(alias);
+        let later = now + self.poll_interval.as_millis() as Millis;
+        let policy = self.budget_config.on_exhausted;
+        if remaining == 0 {
+            match policy {
+                OnExhausted::Hold => {
+                    tracing::debug!(distribution = %alias, waiting = entries.len(), "budget spent: holding");
+                    self.pending.hold(alias, later);
+                    return None;
+                }
+                OnExhausted::Coalesce => {
+                    let path = planner::single_covering(&entries, &self.settings)?;
+                    let (exact, wildcard) = if path.is_wildcard() { (0, 1) } else { (1, 0) };
+                    if !capacity.fits(exact, wildcard) {
+                        self.pending.hold(alias, later);
+                        return None;
+                    }
+                    tracing::warn!(distribution = %alias, path = %path, requested = entries.len(), "budget spent: one path covers the batch (overspending by one)");
+                    return Some((vec![path], entries.len()));
+                }
+                OnExhausted::Overspend => {}
+            }
+        }
+        let budgeted = Capacity {
+            paths: usize::try_from(remaining).unwrap_or(usize::MAX),
+            ..capacity
+        };
+        let mut plan = if remaining == 0 {
+            planner::plan(&entries, capacity, &self.settings)
+        } else {
+            planner::plan(&entries, budgeted, &self.settings)
+        };
+        if remaining == 0 || !plan.deferred.is_empty() && policy == OnExhausted::Overspend {
+            if remaining > 0 {
+                plan = planner::plan(&entries, capacity, &self.settings);
+            }
+            if plan.figures.billed() as u64 > remaining {
+                tracing::warn!(distribution = %alias, billed = plan.figures.billed(), remaining, "budget spent: overspending as configured");
+            }
+        }
+        if !plan.deferred.is_empty() {
+            tracing::info!(distribution = %alias, deferred = plan.deferred.len(), remaining, "not enough room in flight or budget; the rest waits");
+            self.pending.hold(alias, later);
+        }
+        if plan.paths.is_empty() {
+            return None;
+        }
+        Some((plan.paths, entries.len() - plan.deferred.len()))
     }
 
     fn new_batch(&mut self, paths: Vec<CfPath>, now: Millis) -> Retry {
@@ -625,7 +883,7 @@ create_burst = 100
 poll_interval_seconds = 5
 simulate_completion_seconds = 30
 [budget]
-ledger_path = "unused.json"
+pacing = "none"
 "#;
 
     #[tokio::test(start_paused = true)]
@@ -644,7 +902,8 @@ ledger_path = "unused.json"
             asked.push(CfPath::parse(&path).expect("path"));
         }
         queue.send("not a path").await.expect("send");
-        let daemon = Daemon::new(&config, queue.clone(), cloudfront.clone());
+        let daemon = Daemon::new(&config, queue.clone(), cloudfront.clone())
+            .with_ledger(AnyStore::Memory(crate::budget::MemoryStore::new()));
         let observers = daemon.observers();
         let cancel = CancellationToken::new();
         let run = tokio::spawn(daemon.run(cancel.clone()));
@@ -730,7 +989,8 @@ ledger_path = "unused.json"
         let cloudfront =
             SimulatedCloudFront::new(["E2ABCDEF123456".to_owned()], Duration::from_secs(30));
         queue.send("/late.html").await.expect("send");
-        let daemon = Daemon::new(&config, queue.clone(), cloudfront.clone());
+        let daemon = Daemon::new(&config, queue.clone(), cloudfront.clone())
+            .with_ledger(AnyStore::Memory(crate::budget::MemoryStore::new()));
         let cancel = CancellationToken::new();
         let run = tokio::spawn(daemon.run(cancel.clone()));
         // Received, but the quiet window has not closed.

@@ -93,6 +93,26 @@ pub fn action(error: &InvalidatorError, attempt: u32, jitter: f64) -> Action {
     }
 }
 
+/// Whether a failed CreateInvalidation certainly created nothing, so that
+/// the budget may take the batch's reservation back. A server error, a
+/// timeout or an answer that fits nothing known leaves the outcome unknown:
+/// the reservation stays spent.
+pub fn created_nothing(error: &InvalidatorError) -> bool {
+    match error {
+        InvalidatorError::Throttled(_)
+        | InvalidatorError::TooManyInProgress(_)
+        | InvalidatorError::BatchAlreadyExists(_)
+        | InvalidatorError::NoSuchDistribution(_)
+        | InvalidatorError::AccessDenied(_)
+        | InvalidatorError::InvalidArgument(_)
+        | InvalidatorError::BatchTooLarge(_) => true,
+        InvalidatorError::ServerError(_)
+        | InvalidatorError::Timeout(_)
+        | InvalidatorError::NoSuchInvalidation(_)
+        | InvalidatorError::Other { .. } => false,
+    }
+}
+
 /// Exponential backoff with full jitter: a delay drawn uniformly from zero
 /// to `RETRY_BASE * 2^(attempt-1)`, capped at `RETRY_CAP`, so that retries
 /// from several batches spread out instead of arriving together.
@@ -131,6 +151,16 @@ mod tests {
             fingerprint(&paths(&["/a", "/b"])),
             fingerprint(&paths(&["/a/b"]))
         );
+    }
+
+    #[test]
+    fn only_refusals_say_nothing_was_created() {
+        let s = String::new;
+        assert!(created_nothing(&InvalidatorError::Throttled(s())));
+        assert!(created_nothing(&InvalidatorError::TooManyInProgress(s())));
+        assert!(created_nothing(&InvalidatorError::InvalidArgument(s())));
+        assert!(!created_nothing(&InvalidatorError::ServerError(s())));
+        assert!(!created_nothing(&InvalidatorError::Timeout(s())));
     }
 
     #[test]

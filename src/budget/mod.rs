@@ -59,6 +59,29 @@ pub use self::ledger::{
 };
 pub use self::month::{MAX_YEAR, MIN_YEAR, Month, ParseMonthError, allowance};
 
+/// The stores the daemon runs on: the file in production, memory in tests.
+#[derive(Clone, Debug)]
+pub enum AnyStore {
+    File(FileStore),
+    Memory(MemoryStore),
+}
+
+impl LedgerStore for AnyStore {
+    fn load(&self) -> Result<Option<LedgerState>, LedgerError> {
+        match self {
+            AnyStore::File(s) => s.load(),
+            AnyStore::Memory(s) => s.load(),
+        }
+    }
+
+    fn save(&self, state: &LedgerState) -> Result<(), LedgerError> {
+        match self {
+            AnyStore::File(s) => s.save(state),
+            AnyStore::Memory(s) => s.save(state),
+        }
+    }
+}
+
 /// A reservation made this close before a month's end also counts in the
 /// next month: its CreateInvalidation call (with the SDK's retries) may
 /// reach CloudFront after midnight and be billed there.

@@ -25,6 +25,8 @@ pub struct Found {
     /// Made by cfpurge (CallerReference `cfpurge-…`): already counted when
     /// it was reserved.
     pub ours: bool,
+    /// Its CallerReference, to match a reservation left open by a crash.
+    pub caller_reference: String,
 }
 
 /// Lists `distribution_id`'s invalidations created at or after
@@ -68,6 +70,7 @@ pub async fn scan<I: Invalidator>(
             paths: got.paths.len() as u64,
             created_at: got.created_at,
             ours: is_ours(&got.caller_reference),
+            caller_reference: got.caller_reference,
         });
     }
     Ok(found)

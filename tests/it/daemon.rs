@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use cfpurge::budget::{AnyStore, MemoryStore};
 use cfpurge::cloudfront::aws::AwsInvalidator;
 use cfpurge::config::Config;
 use cfpurge::daemon::{Daemon, Totals};
@@ -15,6 +16,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::support::fake_cloudfront::{FakeCloudFront, Fault, Operation};
 use crate::support::moto::Moto;
+
+/// A ledger in memory: the budget without a file.
+fn memory_ledger() -> AnyStore {
+    AnyStore::Memory(MemoryStore::new())
+}
 
 const DIST: &str = "E2ABCDEF123456";
 
@@ -47,6 +53,9 @@ poll_interval_seconds = 1
 reconcile_interval_seconds = 1
 [shutdown]
 grace_seconds = 5
+[budget]
+pacing = "none"
+monthly_paths = 1000000
 "#
     );
     Config::from_parts(Some(&toml), "test", std::iter::empty()).expect("config")
@@ -84,7 +93,8 @@ async fn run_queue_until_drained(
         sent.push(Instant::now());
         queue.send(b).await.expect("send");
     }
-    let daemon = Daemon::new(&config, queue.clone(), AwsInvalidator::new(fake.client()));
+    let daemon = Daemon::new(&config, queue.clone(), AwsInvalidator::new(fake.client()))
+        .with_ledger(memory_ledger());
     let cancel = CancellationToken::new();
     let run = tokio::spawn(daemon.run(cancel.clone()));
     let deadline = Instant::now() + limit;
@@ -384,6 +394,8 @@ max_delay_seconds = 2
 create_per_second = {rate}
 create_burst = {burst}
 poll_interval_seconds = 1
+[budget]
+pacing = "none"
 "#
         )),
         "test",
@@ -493,6 +505,8 @@ quiet_seconds = 1
 max_delay_seconds = 3
 [cloudfront]
 poll_interval_seconds = 1
+[budget]
+pacing = "none"
 "#
     );
     let config = Config::from_parts(Some(&toml), "test", std::iter::empty()).expect("config");
@@ -510,7 +524,8 @@ poll_interval_seconds = 1
         &config,
         queue.clone(),
         AwsInvalidator::new(cloudfront.clone()),
-    );
+    )
+    .with_ledger(memory_ledger());
     let cancel = CancellationToken::new();
     let run = tokio::spawn(daemon.run(cancel.clone()));
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -587,7 +602,8 @@ async fn a_distribution_cloudfront_refuses_keeps_its_requests_queued_and_not_rea
             .await
             .expect("send");
     }
-    let daemon = Daemon::new(&config, queue.clone(), AwsInvalidator::new(fake.client()));
+    let daemon = Daemon::new(&config, queue.clone(), AwsInvalidator::new(fake.client()))
+        .with_ledger(memory_ledger());
     let observers = daemon.observers();
     let cancel = CancellationToken::new();
     let run = tokio::spawn(daemon.run(cancel.clone()));

@@ -821,7 +821,9 @@ async fn readyz_is_503_while_moto_is_down_and_200_once_it_is_back() {
     let queue = SqsQueue::new(moto.sqs_client(), url.clone(), None);
     let cloudfront =
         SimulatedCloudFront::new(["E2ABCDEF123456".to_owned()], Duration::from_secs(5));
-    let daemon = Daemon::new(&config, queue.clone(), cloudfront);
+    let daemon = Daemon::new(&config, queue.clone(), cloudfront).with_ledger(
+        cfpurge::budget::AnyStore::Memory(cfpurge::budget::MemoryStore::new()),
+    );
     let observers = daemon.observers();
     let mut state = HttpState::new(observers.registry, Router::new(&config), queue, None);
     state.status = observers.status;

@@ -10,12 +10,17 @@ use crate::support::moto::free_port;
 
 #[test]
 fn runs_with_the_local_configuration_until_sigterm_and_exits_0() {
+    let ledger = tempfile::tempdir().expect("ledger folder");
     let mut child = Command::new(env!("CARGO_BIN_EXE_cfpurge"))
         .args(["run", "-c", "config/local.toml"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env(
             "CFPURGE__HTTP__LISTEN",
             format!("127.0.0.1:{}", free_port()),
+        )
+        .env(
+            "CFPURGE__BUDGET__LEDGER_PATH",
+            ledger.path().join("ledger.json"),
         )
         .env_remove("RUST_LOG")
         .env("NO_COLOR", "1")
@@ -156,13 +161,17 @@ fn value(text: &str, series: &str) -> f64 {
 
 /// Starts `cfpurge run -c config/local.toml` on a free port and returns the
 /// child and its base URL once `/healthz` answers.
-async fn start_local(extra_env: &[(&str, &str)]) -> (std::process::Child, String) {
+async fn start_local(
+    ledger: &std::path::Path,
+    extra_env: &[(&str, &str)],
+) -> (std::process::Child, String) {
     let port = free_port();
     let mut command = Command::new(env!("CARGO_BIN_EXE_cfpurge"));
     command
         .args(["run", "-c", "config/local.toml"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("CFPURGE__HTTP__LISTEN", format!("127.0.0.1:{port}"))
+        .env("CFPURGE__BUDGET__LEDGER_PATH", ledger.join("ledger.json"))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -206,7 +215,9 @@ fn stop(mut child: std::process::Child) -> Option<i32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scripted_run_exposes_every_contract_metric_and_counts_what_happened() {
-    let (child, url) = start_local(&[("CFPURGE__BATCHING__QUIET_SECONDS", "1")]).await;
+    let ledger = tempfile::tempdir().expect("ledger folder");
+    let (child, url) =
+        start_local(ledger.path(), &[("CFPURGE__BATCHING__QUIET_SECONDS", "1")]).await;
     let client = reqwest::Client::new();
     let bodies = [
         r#"{"paths": ["/docs/a.html", "/docs/b.html"]}"#,
@@ -306,4 +317,7 @@ async fn a_scripted_run_exposes_every_contract_metric_and_counts_what_happened()
         "HTTP refuses bad input before it is queued"
     );
     assert_eq!(value(&text, "cfpurge_budget_paths_limit"), 1000.0);
+    // The ledger counts exactly what was billed.
+    assert_eq!(value(&text, "cfpurge_budget_paths_used"), billed);
+    assert!(value(&text, "cfpurge_budget_paths_allowed") >= billed);
 }
