@@ -638,6 +638,8 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
         };
         match self.invalidator.create(&id, &reference, &retry.paths).await {
             Ok(invalidation) => {
+                // A crash here: created, still only reserved in the ledger.
+                fail::fail_point!("daemon::after_create");
                 if let Some(budget) = &mut self.budget {
                     // Should the commit fail, the reservation stays: spent.
                     if let Err(e) = budget.commit(&reference) {

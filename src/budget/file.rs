@@ -94,7 +94,11 @@ impl LedgerStore for FileStore {
             .map_err(self.io("create a temporary file in its folder"))?;
         file.write_all(&bytes)
             .map_err(self.io("write the temporary file"))?;
+        // A crash here leaves the old ledger and a temporary file.
+        fail::fail_point!("ledger::before_rename");
         // fsync the file, rename it over the ledger, fsync the folder.
-        file.commit().map_err(self.io("replace the ledger"))
+        file.commit().map_err(self.io("replace the ledger"))?;
+        fail::fail_point!("ledger::after_rename");
+        Ok(())
     }
 }
