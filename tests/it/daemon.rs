@@ -652,3 +652,44 @@ async fn a_distribution_cloudfront_refuses_keeps_its_requests_queued_and_not_rea
     let refs: Vec<(&str, Instant)> = wanted.iter().map(|(p, t)| (p.as_str(), *t)).collect();
     assert_covered(&fake, &refs);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_tools_invalidations_this_month_are_counted_once_and_ours_not_twice() {
+    use cfpurge::budget::LedgerStore as _;
+
+    let moto = Moto::shared();
+    let _guard = moto.exclusive().await;
+    let fake = FakeCloudFront::start(Duration::from_secs(1)).await;
+    fake.add_distribution(DIST);
+    // Another tool: 3 paths (one a wildcard, billed as one) and 2 paths.
+    fake.add_external(DIST, &["/a.html", "/b.html", "/c/*"], "deploy-tool-1");
+    fake.add_external(DIST, &["/d.html", "/e.html"], "deploy-tool-2");
+    let url = moto.create_queue("daemon-external", &[]).await;
+    let config = config(&url);
+    let queue = SqsQueue::new(moto.sqs_client(), url, None);
+    queue
+        .send(r#"{"paths":["/ours.html"]}"#)
+        .await
+        .expect("send");
+    let store = MemoryStore::new();
+    let daemon = Daemon::new(&config, queue.clone(), AwsInvalidator::new(fake.client()))
+        .with_ledger(AnyStore::Memory(store.clone()));
+    let cancel = CancellationToken::new();
+    let run = tokio::spawn(daemon.run(cancel.clone()));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while queue.depth().await.expect("depth") != Default::default() {
+        assert!(Instant::now() < deadline, "not drained");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // A few more reconciles (one a second here) find nothing new.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    fake.add_external(DIST, &["/f.html"], "deploy-tool-3");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    cancel.cancel();
+    run.await.expect("daemon ends");
+    let state = store.load().expect("load").expect("a ledger");
+    assert_eq!(state.external, 6, "{state:?}");
+    assert_eq!(state.spent, 1, "our own path, once");
+    // The other tools' three and ours are all remembered as looked at.
+    assert_eq!(state.external_seen.len(), 4, "{state:?}");
+}
