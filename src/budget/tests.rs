@@ -1041,3 +1041,55 @@ fn a_budget_on_a_file_survives_a_restart() {
     assert_eq!(b.unconfirmed().len(), 1);
     assert_eq!(b.store().path(), path);
 }
+
+#[test]
+fn months_of_every_length_turn_over_at_their_own_end() {
+    for (name, days) in [
+        ("2027-02", 28),
+        ("2028-02", 29),
+        ("2100-02", 28),
+        ("2000-02", 29),
+        ("2026-04", 30),
+        ("2026-12", 31),
+    ] {
+        let m = month(name);
+        assert_eq!(m.length(), Duration::from_secs(days * DAY), "{name}");
+        let store = MemoryStore::new();
+        let mut b = open(&store, config(1000, 0, Pacing::Even), m.start());
+        b.reserve("cfpurge-x", "www", 10, m.start()).unwrap();
+        b.commit("cfpurge-x").unwrap();
+        let last_second = m.end() - Duration::from_secs(1);
+        assert!(!b.rollover(last_second).unwrap(), "{name}");
+        assert_eq!(b.used(), 10);
+        assert!(
+            b.allowed(last_second) >= 999,
+            "{name}: {}",
+            b.allowed(last_second)
+        );
+        assert!(b.rollover(m.end()).unwrap(), "{name}");
+        assert_eq!((b.month(), b.used()), (m.next(), 0), "{name}");
+        assert_eq!(
+            b.allowed(m.end()),
+            0,
+            "{name}: even pacing starts the month at zero"
+        );
+    }
+}
+
+proptest! {
+    /// Any second of any month between 1970 and 2200: the rollover happens
+    /// at the first second of the next month and not a second before.
+    #[test]
+    fn rollover_is_exact_for_any_month(days in 0u64..84_000, second in 0u64..DAY) {
+        let now = UNIX_EPOCH + Duration::from_secs(days * DAY + second);
+        let m = Month::of(now);
+        prop_assert!(m.start() <= now && now < m.end());
+        let store = MemoryStore::new();
+        let mut b = open(&store, config(1000, 100, Pacing::Even), now);
+        prop_assert!(!b.rollover(m.end() - Duration::from_secs(1)).unwrap());
+        prop_assert_eq!(b.month(), m);
+        prop_assert!(b.rollover(m.end()).unwrap());
+        prop_assert_eq!(b.month(), m.next());
+        prop_assert_eq!(m.next().start(), m.end());
+    }
+}
