@@ -97,6 +97,14 @@ impl Observers {
     }
 }
 
+/// Tells systemd (`NOTIFY_SOCKET`) about a state change; nothing outside
+/// systemd.
+fn notify(states: &[sd_notify::NotifyState]) {
+    if let Err(e) = sd_notify::notify(states) {
+        tracing::debug!(error = %e, "notifying the service manager failed");
+    }
+}
+
 /// What the daemon did, for tests and logs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Totals {
@@ -138,6 +146,8 @@ pub struct Daemon<Q, I> {
     /// Whether reservations a crash left open have been looked for at
     /// CloudFront since the ledger was opened.
     confirmed_leftovers: bool,
+    /// Whether systemd expects watchdog pings (`WatchdogSec=`).
+    watchdog: bool,
     /// Distributions CloudFront refuses (NoSuchDistribution, AccessDenied).
     refused: HashSet<String>,
     /// The queue's counts as last asked for.
@@ -188,6 +198,7 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
             budget_config: config.budget.clone(),
             ledger_retry_at: 0,
             confirmed_leftovers: false,
+            watchdog: sd_notify::watchdog_enabled().is_some(),
             refused: HashSet::new(),
             depth: Default::default(),
             totals: Totals::default(),
@@ -222,6 +233,9 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
         let mut poll = tokio::time::interval(self.poll_interval);
         let mut reconcile = tokio::time::interval(self.reconcile_interval);
         let mut depth = tokio::time::interval(DEPTH_INTERVAL);
+        // Under systemd (Type=notify) the start is over once the loop runs;
+        // outside it this does nothing.
+        notify(&[sd_notify::NotifyState::Ready]);
         loop {
             tokio::select! {
                 () = cancel.cancelled() => break,
@@ -240,6 +254,10 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
             }
         }
         // Shutdown: stop receiving, submit what can be, release the rest.
+        notify(&[
+            sd_notify::NotifyState::Stopping,
+            sd_notify::NotifyState::Status("draining"),
+        ]);
         stop_source.cancel();
         tasks.close();
         while let Ok(event) = events.try_recv() {
@@ -303,6 +321,10 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
             ..
         } = &self.observers;
         heartbeat.beat();
+        // From the loop that does the work: a stuck loop stops pinging.
+        if self.watchdog {
+            notify(&[sd_notify::NotifyState::Watchdog]);
+        }
         match self.source.health() {
             QueueHealth::Ready => readiness.clear("queue"),
             QueueHealth::NotReady(reason) => readiness.set("queue", reason),

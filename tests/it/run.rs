@@ -321,3 +321,70 @@ async fn a_scripted_run_exposes_every_contract_metric_and_counts_what_happened()
     assert_eq!(value(&text, "cfpurge_budget_paths_used"), billed);
     assert!(value(&text, "cfpurge_budget_paths_allowed") >= billed);
 }
+
+#[test]
+fn under_systemd_it_says_ready_pings_the_watchdog_and_says_stopping() {
+    use std::os::unix::net::UnixDatagram;
+
+    let folder = tempfile::tempdir().expect("socket folder");
+    let socket_path = folder.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).expect("bind the notify socket");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cfpurge"))
+        .args(["run", "-c", "config/local.toml"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env(
+            "CFPURGE__HTTP__LISTEN",
+            format!("127.0.0.1:{}", free_port()),
+        )
+        .env(
+            "CFPURGE__BUDGET__LEDGER_PATH",
+            folder.path().join("ledger.json"),
+        )
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "2000000")
+        .env_remove("WATCHDOG_PID")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start cfpurge");
+    let mut buf = [0u8; 512];
+    let mut next = || -> String {
+        match socket.recv(&mut buf) {
+            Ok(n) => String::from_utf8_lossy(&buf[..n]).into_owned(),
+            Err(e) => format!("<{e}>"),
+        }
+    };
+    let first = next();
+    assert!(first.lines().any(|l| l == "READY=1"), "{first:?}");
+    let mut pings = 0;
+    for _ in 0..20 {
+        if next().lines().any(|l| l == "WATCHDOG=1") {
+            pings += 1;
+        }
+        if pings >= 3 {
+            break;
+        }
+    }
+    assert!(pings >= 3, "{pings} watchdog pings");
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    let mut stopping = false;
+    for _ in 0..50 {
+        let m = next();
+        if m.lines().any(|l| l == "STOPPING=1") {
+            stopping = true;
+            break;
+        }
+        if m.starts_with('<') {
+            break;
+        }
+    }
+    let status = child.wait().expect("wait");
+    assert!(stopping, "no STOPPING=1");
+    assert_eq!(status.code(), Some(0));
+}
