@@ -8,5 +8,6 @@ mod ingest;
 mod plan;
 mod replay;
 mod run;
+mod shutdown;
 mod sqs;
 mod support;
