@@ -1,5 +1,6 @@
 //! All integration tests in one binary (one link step, shared helpers).
 
+mod chaos;
 mod config;
 mod daemon;
 mod fake_cloudfront;

@@ -69,14 +69,14 @@ const DEPTH_EVERY: Duration = Duration::from_millis(100);
 
 /// One request of the trace.
 #[derive(Clone, Debug)]
-struct Request {
+pub(crate) struct Request {
     /// Seconds since the trace's first request.
-    t: f64,
-    paths: Vec<String>,
+    pub(crate) t: f64,
+    pub(crate) paths: Vec<String>,
 }
 
 /// Reads the first `limit` requests of the trace (all with `None`).
-fn load_trace(limit: Option<usize>) -> Vec<Request> {
+pub(crate) fn load_trace(limit: Option<usize>) -> Vec<Request> {
     let file = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/benches/data/astro-docs-commits.jsonl"

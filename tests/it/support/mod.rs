@@ -2,3 +2,4 @@
 
 pub mod fake_cloudfront;
 pub mod moto;
+pub mod proxy;
