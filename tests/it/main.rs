@@ -6,6 +6,7 @@ mod daemon;
 mod fake_cloudfront;
 mod http;
 mod ingest;
+mod ops;
 mod plan;
 mod replay;
 mod run;
