@@ -713,18 +713,17 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
                 let action = submitter::action(&e, attempts, rand::random::<f64>());
                 tracing::warn!(distribution = %alias, error = %e, ?action, "CreateInvalidation failed");
                 let later = |d: Duration| now + d.as_millis() as Millis;
+                // The same batch again after `d`, under the same reference.
+                let again = |d: Duration| Retry {
+                    attempts,
+                    first_sent_at: sent_at,
+                    after: later(d),
+                    ..retry.clone()
+                };
                 match action {
                     Action::Retry(d) => {
                         self.pending.hold(alias, later(d));
-                        self.requeue_front(
-                            alias,
-                            Retry {
-                                attempts,
-                                first_sent_at: sent_at,
-                                after: later(d),
-                                ..retry
-                            },
-                        );
+                        self.requeue_front(alias, again(d));
                     }
                     Action::WaitForCapacity => {
                         self.reconcile_one(alias).await;
@@ -737,15 +736,7 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
                         // The batch waits as it is: when the fault is fixed
                         // it goes out under the same reference.
                         self.pending.hold(alias, later(d));
-                        self.requeue_front(
-                            alias,
-                            Retry {
-                                attempts,
-                                first_sent_at: sent_at,
-                                after: later(d),
-                                ..retry
-                            },
-                        );
+                        self.requeue_front(alias, again(d));
                     }
                     Action::Isolate | Action::Split => {
                         self.split_refused(alias, retry.paths, &e.to_string(), now)

@@ -97,24 +97,32 @@ async fn run_queue_until_drained(
         .with_ledger(memory_ledger());
     let cancel = CancellationToken::new();
     let run = tokio::spawn(daemon.run(cancel.clone()));
-    let deadline = Instant::now() + limit;
-    loop {
-        let d = queue.depth().await.expect("depth");
-        if d.visible + d.in_flight + d.delayed == 0 || Instant::now() > deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    drained(&queue, limit).await;
     cancel.cancel();
     let totals = run.await.expect("daemon ends");
     (totals, sent, url)
 }
 
+/// Waits until the queue holds nothing (true), or `limit` passes (false).
+async fn drained(queue: &SqsQueue, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if queue.depth().await.expect("depth") == Default::default() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Every path, covered by an invalidation created after its request was
 /// sent.
-fn assert_covered(fake: &FakeCloudFront, wanted: &[(&str, Instant)]) {
+fn assert_covered<P: AsRef<str>>(fake: &FakeCloudFront, wanted: &[(P, Instant)]) {
     let invalidations = fake.invalidations(DIST);
     for (path, sent) in wanted {
+        let path = path.as_ref();
         let p = CfPath::parse(path).expect("path");
         let ok = invalidations.iter().any(|inv| {
             inv.created_at > *sent
@@ -191,8 +199,7 @@ async fn throttling_and_server_errors_lose_nothing_and_never_duplicate_a_batch()
     let wanted: Vec<(String, Instant)> = (0..30)
         .map(|i| (format!("/f/{}/{i}.html", i % 5), sent[i]))
         .collect();
-    let refs: Vec<(&str, Instant)> = wanted.iter().map(|(p, t)| (p.as_str(), *t)).collect();
-    assert_covered(&fake, &refs);
+    assert_covered(&fake, &wanted);
     // The faults hit every operation: creates, polls and listings.
     let errors = fake
         .calls()
@@ -291,8 +298,7 @@ async fn a_path_cloudfront_refuses_sends_only_the_messages_asking_for_it_to_the_
         .filter(|&i| i != 7)
         .map(|i| (format!("/d{i}/page.html"), sent[i]))
         .collect();
-    let refs: Vec<(&str, Instant)> = wanted.iter().map(|(p, t)| (p.as_str(), *t)).collect();
-    assert_covered(&fake, &refs);
+    assert_covered(&fake, &wanted);
     let dead = SqsQueue::new(moto.sqs_client(), dlq, None);
     let forwarded = dead
         .receive(10, Duration::from_secs(1))
@@ -350,8 +356,7 @@ async fn a_batch_refused_as_too_large_or_invalid_is_split_and_everything_is_cove
     let wanted: Vec<(String, Instant)> = (0..12)
         .map(|i| (format!("/s{i}/index.html"), sent[i]))
         .collect();
-    let refs: Vec<(&str, Instant)> = wanted.iter().map(|(p, t)| (p.as_str(), *t)).collect();
-    assert_covered(&fake, &refs);
+    assert_covered(&fake, &wanted);
     let codes: Vec<String> = fake
         .calls_of(Operation::CreateInvalidation)
         .iter()
@@ -528,10 +533,7 @@ pacing = "none"
     .with_ledger(memory_ledger());
     let cancel = CancellationToken::new();
     let run = tokio::spawn(daemon.run(cancel.clone()));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while queue.depth().await.expect("depth") != Default::default() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    drained(&queue, Duration::from_secs(30)).await;
     cancel.cancel();
     let totals = run.await.expect("daemon ends");
     assert_eq!(totals.messages_deleted, 8, "{totals:?}");
@@ -634,11 +636,10 @@ async fn a_distribution_cloudfront_refuses_keeps_its_requests_queued_and_not_rea
     // Created: the next reconcile sees it, and the held batch goes out at
     // once rather than after the one-minute retry.
     fake.add_distribution(DIST);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while queue.depth().await.expect("depth") != Default::default() {
-        assert!(Instant::now() < deadline, "not drained after the fix");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    assert!(
+        drained(&queue, Duration::from_secs(20)).await,
+        "not drained after the fix"
+    );
     assert!(
         observers.readiness.is_ready(),
         "{:?}",
@@ -649,8 +650,7 @@ async fn a_distribution_cloudfront_refuses_keeps_its_requests_queued_and_not_rea
     assert_eq!(totals.messages_deleted, 3, "{totals:?}");
     let wanted: Vec<(String, Instant)> =
         (0..3).map(|i| (format!("/n/{i}.html"), sent[i])).collect();
-    let refs: Vec<(&str, Instant)> = wanted.iter().map(|(p, t)| (p.as_str(), *t)).collect();
-    assert_covered(&fake, &refs);
+    assert_covered(&fake, &wanted);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -676,11 +676,10 @@ async fn other_tools_invalidations_this_month_are_counted_once_and_ours_not_twic
         .with_ledger(AnyStore::Memory(store.clone()));
     let cancel = CancellationToken::new();
     let run = tokio::spawn(daemon.run(cancel.clone()));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while queue.depth().await.expect("depth") != Default::default() {
-        assert!(Instant::now() < deadline, "not drained");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    assert!(
+        drained(&queue, Duration::from_secs(20)).await,
+        "not drained"
+    );
     // A few more reconciles (one a second here) find nothing new.
     tokio::time::sleep(Duration::from_secs(3)).await;
     fake.add_external(DIST, &["/f.html"], "deploy-tool-3");
