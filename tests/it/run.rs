@@ -11,17 +11,7 @@ use crate::support::moto::free_port;
 #[test]
 fn runs_with_the_local_configuration_until_sigterm_and_exits_0() {
     let ledger = tempfile::tempdir().expect("ledger folder");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cfpurge"))
-        .args(["run", "-c", "config/local.toml"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env(
-            "CFPURGE__HTTP__LISTEN",
-            format!("127.0.0.1:{}", free_port()),
-        )
-        .env(
-            "CFPURGE__BUDGET__LEDGER_PATH",
-            ledger.path().join("ledger.json"),
-        )
+    let mut child = local_run(ledger.path(), free_port())
         .env_remove("RUST_LOG")
         .env("NO_COLOR", "1")
         .stdout(Stdio::null())
@@ -79,6 +69,18 @@ fn a_bad_configuration_exits_2_before_running() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("batching.quiet_seconds"), "{err}");
+}
+
+/// `cfpurge run -c config/local.toml` from the repository root, listening
+/// on `port`, its ledger in `folder`.
+fn local_run(folder: &std::path::Path, port: u16) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cfpurge"));
+    command
+        .args(["run", "-c", "config/local.toml"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("CFPURGE__HTTP__LISTEN", format!("127.0.0.1:{port}"))
+        .env("CFPURGE__BUDGET__LEDGER_PATH", folder.join("ledger.json"));
+    command
 }
 
 /// CONTRACT.md's metrics: name, type, label names (histograms without `le`).
@@ -166,12 +168,8 @@ async fn start_local(
     extra_env: &[(&str, &str)],
 ) -> (std::process::Child, String) {
     let port = free_port();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_cfpurge"));
+    let mut command = local_run(ledger, port);
     command
-        .args(["run", "-c", "config/local.toml"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("CFPURGE__HTTP__LISTEN", format!("127.0.0.1:{port}"))
-        .env("CFPURGE__BUDGET__LEDGER_PATH", ledger.join("ledger.json"))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -332,17 +330,7 @@ fn under_systemd_it_says_ready_pings_the_watchdog_and_says_stopping() {
     socket
         .set_read_timeout(Some(Duration::from_secs(20)))
         .expect("timeout");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cfpurge"))
-        .args(["run", "-c", "config/local.toml"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env(
-            "CFPURGE__HTTP__LISTEN",
-            format!("127.0.0.1:{}", free_port()),
-        )
-        .env(
-            "CFPURGE__BUDGET__LEDGER_PATH",
-            folder.path().join("ledger.json"),
-        )
+    let mut child = local_run(folder.path(), free_port())
         .env("NOTIFY_SOCKET", &socket_path)
         .env("WATCHDOG_USEC", "2000000")
         .env_remove("WATCHDOG_PID")
