@@ -1065,6 +1065,8 @@ impl Config {
     fn check_budget(&self, v: &mut Validator) {
         let b = &self.budget;
         v.at_least("budget.monthly_paths", b.monthly_paths, 1);
+        // Any burst is fine; only the TOML limit applies.
+        v.at_least("budget.burst_paths", b.burst_paths, 0);
         if b.ledger_path.as_os_str().is_empty() {
             v.push("budget.ledger_path", "must not be empty");
         } else if b.ledger_path.to_str().is_none() {
@@ -1095,6 +1097,9 @@ impl Config {
     }
 }
 
+/// The largest integer TOML has (a signed 64-bit one).
+const TOML_INTEGER_MAX: u64 = i64::MAX as u64;
+
 /// Collects problems; each check adds what it finds and goes on.
 #[derive(Default)]
 struct Validator {
@@ -1106,9 +1111,19 @@ impl Validator {
         self.problems.push(Problem::new(key, message));
     }
 
+    /// `min` or more, and no more than a TOML file can hold: an override
+    /// can set more, but `check-config` would then print a file that does
+    /// not load.
     fn at_least(&mut self, key: &str, value: u64, min: u64) {
         if value < min {
             self.push(key, format!("must be ≥ {min} (got {value})"));
+        } else if value > TOML_INTEGER_MAX {
+            self.push(
+                key,
+                format!(
+                    "must be ≤ {TOML_INTEGER_MAX}, the largest number a TOML file holds (got {value})"
+                ),
+            );
         }
     }
 
@@ -1590,6 +1605,41 @@ mod tests {
         );
         assert!(misspelt_override("CFPURGE__SOURCE__QUEUE_URL").is_none());
         assert!(misspelt_override("CFPURGE_URL").is_none());
+    }
+
+    /// Found by fuzzing (fuzz/regressions/config/): an override may set a
+    /// number above TOML's integer range, and `check-config` then printed a
+    /// file that does not load ("u64 value was too large").
+    #[test]
+    fn overrides_above_the_toml_integer_range_are_a_problem() {
+        let text = "[source]\nkind = \"local\"\n[distributions.www]\nid = \"E2ABCDEF123456\"\n";
+        for key in [
+            "BUDGET__MONTHLY_PATHS",
+            "BUDGET__BURST_PATHS",
+            "SOURCE__MAX_PENDING_MESSAGES",
+            "COALESCE__WILDCARD_THRESHOLD",
+        ] {
+            let env = [(format!("CFPURGE__{key}"), "18446744073709551615".to_owned())];
+            let Err(ConfigError::Invalid { problems, .. }) =
+                Config::from_parts(Some(text), "t.toml", env)
+            else {
+                panic!("{key} = u64::MAX was accepted");
+            };
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            assert!(
+                problems[0]
+                    .message
+                    .starts_with("must be ≤ 9223372036854775807"),
+                "{problems:?}"
+            );
+        }
+        let env = [(
+            "CFPURGE__BUDGET__MONTHLY_PATHS".to_owned(),
+            "9223372036854775807".to_owned(),
+        )];
+        let cfg = Config::from_parts(Some(text), "t.toml", env).unwrap();
+        let printed = toml::to_string(&cfg).unwrap();
+        Config::from_parts(Some(&printed), "printed.toml", []).unwrap();
     }
 
     #[test]
