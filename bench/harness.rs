@@ -1,0 +1,1185 @@
+//! End-to-end benchmark: one trace replayed through moto's SQS into three
+//! consumers in turn, each against a fresh fake CloudFront that behaves like
+//! AWS in real time, then one table of what each cost and how fast it
+//! drained. Run it through `bench/run`, which builds everything and starts
+//! this program; `bench/run --help` lists the options.
+//!
+//! The consumers run as child processes, so that the peak RSS (`VmHWM`) and
+//! CPU seconds (`utime + stime`) read from `/proc` are theirs alone:
+//!
+//! - `cfpurge`: the release binary, `cfpurge run` with the default settings
+//!   except the queue, the endpoints, the ledger (fresh, in a temporary
+//!   folder) and the HTTP port;
+//! - `naive`: one CreateInvalidation per message (`bench/naive.rs`);
+//! - `ceiling`: receive and delete only (`bench/ceiling.rs`).
+//!
+//! Time: the trace's gaps are divided by the compression; CloudFront is not
+//! sped up (invalidations stay in progress for `--in-progress` seconds,
+//! creates are limited to AWS's reported 0.5 a second with a burst of 6, and
+//! the 3,000/15 in-flight limits hold), since that is what a consumer meets.
+//! A compression that fits the trace into minutes therefore asks for far
+//! more than 0.5 invalidations a second from a consumer that makes one per
+//! message.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use aws_sdk_sqs::types::{QueueAttributeName, SendMessageBatchRequestEntry};
+use cfpurge::path::CfPath;
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tokio::process::{Child, Command};
+use tokio::time::Instant;
+
+#[allow(dead_code)] // the benchmark uses a few of the test fake's helpers
+#[path = "../tests/it/support/fake_cloudfront.rs"]
+mod fake_cloudfront;
+
+use fake_cloudfront::{FakeCloudFront, Invalidation, Operation, RateLimit};
+
+/// The distribution every request goes to.
+const DIST: &str = "E3ASTRODOCS0001";
+const REGION: &str = "us-east-1";
+/// How often the queue's depth is asked once everything is sent.
+const DEPTH_EVERY: Duration = Duration::from_millis(250);
+/// How often the consumer's `/proc` figures are read.
+const SAMPLE_EVERY: Duration = Duration::from_millis(200);
+/// Queue visibility timeout: long enough that the naive consumer, which
+/// holds ten messages while it works through them one create at a time, does
+/// not see them delivered again mid-batch (AWS's advice for a Lambda
+/// consumer is six times the function's timeout).
+const QUEUE_VISIBILITY: &str = "300";
+/// Scale mode: paths per message on average (1,000,000 in 100,000).
+const SCALE_PATHS_PER_MESSAGE: usize = 10;
+
+const USAGE: &str = "\
+usage: bench/run [--compression N] [--trace FILE] [--only cfpurge,naive,ceiling]
+                 [--deadline SECONDS] [--in-progress SECONDS] [--budget-paths N]
+       bench/run --scale [--messages N[,N...]] [--compression N|max] [--only ...]
+
+  --compression N    divide the trace's gaps by N (default 300000: the astro-docs
+                     trace, 829 days, is sent in 239 s); in --scale mode the
+                     default is max: send as fast as SQS takes it
+  --trace FILE       JSON lines {\"t\": seconds, \"paths\": [...]}
+                     (default benches/data/astro-docs-commits.jsonl)
+  --only LIST        consumers to run, in this order (default all three;
+                     --scale: cfpurge,ceiling)
+  --deadline S       stop a consumer that has not drained the queue S seconds
+                     after the last send (default 120)
+  --in-progress S    how long an invalidation stays in progress (default 180)
+  --budget-paths N   cfpurge's budget.monthly_paths (default: the default, 1000)
+  --scale            generated messages of the trace's shape, 10 paths each on
+                     average (1,000,000 paths in 100,000 messages)
+  --messages LIST    --scale: message counts to run, one after the other
+                     (default 100000)";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Consumer {
+    Cfpurge,
+    Naive,
+    Ceiling,
+}
+
+impl Consumer {
+    fn name(self) -> &'static str {
+        match self {
+            Consumer::Cfpurge => "cfpurge",
+            Consumer::Naive => "naive",
+            Consumer::Ceiling => "ceiling",
+        }
+    }
+
+    fn parse(name: &str) -> Option<Consumer> {
+        match name {
+            "cfpurge" => Some(Consumer::Cfpurge),
+            "naive" => Some(Consumer::Naive),
+            "ceiling" => Some(Consumer::Ceiling),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Args {
+    /// `None`: as fast as possible.
+    compression: Option<f64>,
+    trace: PathBuf,
+    only: Vec<Consumer>,
+    deadline: Duration,
+    in_progress: Duration,
+    budget_paths: Option<u64>,
+    scale: Option<Vec<usize>>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut compression: Option<Option<f64>> = None;
+    let mut trace = root.join("benches/data/astro-docs-commits.jsonl");
+    let mut only = None;
+    let mut deadline = Duration::from_secs(120);
+    let mut in_progress = Duration::from_secs(180);
+    let mut budget_paths = None;
+    let mut scale = false;
+    let mut messages = vec![100_000];
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--compression" => {
+                let v = value()?;
+                compression = Some(if v == "max" {
+                    None
+                } else {
+                    Some(
+                        v.parse::<f64>()
+                            .ok()
+                            .filter(|c| c.is_finite() && *c > 0.0)
+                            .ok_or_else(|| format!("--compression {v}: want a number > 0"))?,
+                    )
+                });
+            }
+            "--trace" => trace = PathBuf::from(value()?),
+            "--only" => {
+                let v = value()?;
+                only = Some(
+                    v.split(',')
+                        .map(|n| {
+                            Consumer::parse(n.trim()).ok_or_else(|| format!("--only: unknown {n}"))
+                        })
+                        .collect::<Result<Vec<_>, _>>()?,
+                );
+            }
+            "--deadline" => deadline = Duration::from_secs_f64(number(&value()?, &arg)?),
+            "--in-progress" => in_progress = Duration::from_secs_f64(number(&value()?, &arg)?),
+            "--budget-paths" => budget_paths = Some(number(&value()?, &arg)? as u64),
+            "--scale" => scale = true,
+            "--messages" => {
+                messages = value()?
+                    .split(',')
+                    .map(|n| {
+                        n.trim()
+                            .parse::<usize>()
+                            .ok()
+                            .filter(|n| *n > 0)
+                            .ok_or_else(|| format!("--messages: {n} is not a count"))
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    let default_only = if scale {
+        vec![Consumer::Cfpurge, Consumer::Ceiling]
+    } else {
+        vec![Consumer::Cfpurge, Consumer::Naive, Consumer::Ceiling]
+    };
+    Ok(Args {
+        compression: compression.unwrap_or(if scale { None } else { Some(300_000.0) }),
+        trace,
+        only: only.unwrap_or(default_only),
+        deadline,
+        in_progress,
+        budget_paths,
+        scale: scale.then_some(messages),
+    })
+}
+
+fn number(text: &str, arg: &str) -> Result<f64, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|n| n.is_finite() && *n >= 0.0)
+        .ok_or_else(|| format!("{arg} {text}: want a number ≥ 0"))
+}
+
+/// One purge request to send.
+#[derive(Clone, Debug)]
+struct Request {
+    /// Seconds since the first request, before compression.
+    t: f64,
+    paths: Vec<String>,
+}
+
+fn load_trace(file: &Path) -> Vec<Request> {
+    let text = std::fs::read_to_string(file)
+        .unwrap_or_else(|e| panic!("read trace {}: {e}", file.display()));
+    let mut requests: Vec<Request> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).expect("trace line is JSON");
+            Request {
+                t: v["t"].as_f64().expect("trace line has t"),
+                paths: v["paths"]
+                    .as_array()
+                    .expect("trace line has paths")
+                    .iter()
+                    .map(|p| p.as_str().expect("path is a string").to_owned())
+                    .collect(),
+            }
+        })
+        .collect();
+    requests.sort_by(|a, b| a.t.total_cmp(&b.t));
+    let t0 = requests.first().map_or(0.0, |r| r.t);
+    for r in &mut requests {
+        r.t -= t0;
+    }
+    requests
+}
+
+/// `n` messages in the trace's shape with [`SCALE_PATHS_PER_MESSAGE`] paths
+/// each on average: each message takes whole consecutive requests of the
+/// trace (cycled) until the running total reaches its share, so a commit's
+/// paths stay together and large commits stay large; every path of a
+/// message gets the message's variant of its last segment (`/en/guides/x/`
+/// becomes `/en/guides/x-7/`, one of `n / 10` variants), so the site grows
+/// wider at the same depth and some paths repeat across messages. Gaps are
+/// the trace's own. Deterministic.
+fn generate(trace: &[Request], n: usize, seed: u64) -> Vec<Request> {
+    let span = trace.last().map_or(0.0, |r| r.t) + 1.0;
+    let variants = (n / 10).max(1) as u64;
+    let mut state = seed;
+    let mut cursor = 0usize;
+    let mut total = 0usize;
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let v = splitmix(&mut state) % variants;
+        let cycle = (cursor / trace.len()) as f64;
+        let t = trace[cursor % trace.len()].t + cycle * span;
+        let mut paths = Vec::new();
+        while paths.is_empty() || total < SCALE_PATHS_PER_MESSAGE * (i + 1) {
+            let r = &trace[cursor % trace.len()];
+            cursor += 1;
+            total += r.paths.len();
+            paths.extend(r.paths.iter().map(|p| with_variant(p, v)));
+            if paths.len() >= 3_000 {
+                break;
+            }
+        }
+        paths.truncate(3_000);
+        out.push(Request { t, paths });
+    }
+    out
+}
+
+/// `/en/guides/x/` with variant 7 is `/en/guides/x-7/`; `/a.png` is `/a-7.png`.
+fn with_variant(path: &str, v: u64) -> String {
+    let trimmed = path.trim_end_matches('/');
+    let slash = &path[trimmed.len()..];
+    let cut = trimmed.rfind('/').map_or(0, |i| i + 1);
+    let (dir, last) = trimmed.split_at(cut);
+    match last.rsplit_once('.') {
+        Some((stem, ext)) if !stem.is_empty() => format!("{dir}{stem}-{v}.{ext}{slash}"),
+        _ if last.is_empty() => path.to_owned(),
+        _ => format!("{dir}{last}-{v}{slash}"),
+    }
+}
+
+/// splitmix64: the sets only need to be the same on every run.
+fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// `moto_server` on a free loopback port, under a shell that kills it (by
+/// its PID) when the pipe to the shell's stdin closes: when this is dropped,
+/// or however the benchmark ends.
+struct Moto {
+    shell: std::process::Child,
+    endpoint: String,
+}
+
+impl Moto {
+    async fn start(program: &Path, log: &Path) -> Moto {
+        let port = free_port();
+        let log = std::fs::File::create(log).expect("moto log file");
+        let shell = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(r#""$0" -H 127.0.0.1 -p "$1" & pid=$!; read _; kill "$pid"; wait "$pid""#)
+            .arg(program)
+            .arg(port.to_string())
+            .stdin(Stdio::piped())
+            .stdout(log.try_clone().expect("moto log handle"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", program.display()));
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let answer = http.get(format!("{endpoint}/moto-api/")).send().await;
+            if answer.is_ok_and(|a| a.status().is_success()) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "moto_server did not start");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Moto { shell, endpoint }
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        drop(self.shell.stdin.take());
+        let _ = self.shell.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local address").port()
+}
+
+fn sqs_client(endpoint: &str) -> aws_sdk_sqs::Client {
+    let config = aws_sdk_sqs::Config::builder()
+        .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+        .region(aws_sdk_sqs::config::Region::new(REGION))
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+            "testing", "testing", None, None, "bench",
+        ))
+        .endpoint_url(endpoint)
+        .build();
+    aws_sdk_sqs::Client::from_conf(config)
+}
+
+/// Peak RSS and CPU of a process, from `/proc`.
+#[derive(Clone, Copy, Debug, Default)]
+struct Usage {
+    peak_rss_kib: u64,
+    cpu_seconds: f64,
+}
+
+fn read_usage(pid: u32, ticks_per_second: f64) -> Option<Usage> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let peak_rss_kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces): state is the
+    // first, utime the 12th, stime the 13th.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some(Usage {
+        peak_rss_kib,
+        cpu_seconds: (utime + stime) / ticks_per_second,
+    })
+}
+
+fn ticks_per_second() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".to_owned())
+}
+
+/// Where the programs are and what they share across runs.
+struct Env {
+    root: PathBuf,
+    moto: Moto,
+    work: PathBuf,
+    ticks: f64,
+    args: Args,
+}
+
+/// What one consumer's run measured.
+#[derive(Debug)]
+struct Run {
+    consumer: Consumer,
+    messages: usize,
+    requested_paths: usize,
+    billed_paths: usize,
+    create_calls: usize,
+    throttling: usize,
+    too_many: usize,
+    /// First send to last send.
+    send_span: Duration,
+    /// First send until the queue was seen empty; `None`: not by the
+    /// deadline.
+    drain: Option<Duration>,
+    /// First send until the consumer was stopped.
+    ran_for: Duration,
+    /// Messages still in the queue when the consumer was stopped.
+    left: u64,
+    /// Send to covering invalidation, of the covered requests, sorted.
+    latencies: Vec<Duration>,
+    usage: Usage,
+    /// cfpurge: the budget's allowance and spending at the start and end.
+    budget: Option<(serde_json::Value, serde_json::Value)>,
+}
+
+impl Run {
+    /// Nearest-rank percentile over all requests, uncovered ones counted as
+    /// later than any covered one: `None` when the rank falls on those.
+    fn percentile(&self, q: f64) -> Option<Duration> {
+        let rank = ((q * self.messages as f64).ceil() as usize).clamp(1, self.messages.max(1));
+        self.latencies.get(rank - 1).copied()
+    }
+}
+
+async fn depth(sqs: &aws_sdk_sqs::Client, url: &str) -> Option<u64> {
+    let out = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+        .send()
+        .await
+        .ok()?;
+    let attrs = out.attributes()?;
+    let get = |k: QueueAttributeName| -> Option<u64> { attrs.get(&k)?.parse().ok() };
+    Some(
+        get(QueueAttributeName::ApproximateNumberOfMessages)?
+            + get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)?
+            + get(QueueAttributeName::ApproximateNumberOfMessagesDelayed)?,
+    )
+}
+
+/// Starts a consumer process and waits until it is ready to receive.
+async fn spawn_consumer(
+    env: &Env,
+    consumer: Consumer,
+    queue_url: &str,
+    cloudfront: &str,
+    tag: &str,
+) -> (Child, Option<String>) {
+    let release = env.root.join("target/release");
+    let log = std::fs::File::create(env.work.join(format!("{tag}.log"))).expect("consumer log");
+    let mut command = match consumer {
+        Consumer::Cfpurge => {
+            let port = free_port();
+            let ledger = env.work.join(format!("{tag}-ledger/ledger.json"));
+            std::fs::create_dir_all(ledger.parent().expect("ledger folder"))
+                .expect("create ledger folder");
+            let budget = env
+                .args
+                .budget_paths
+                .map(|n| format!("monthly_paths = {n}\n"))
+                .unwrap_or_default();
+            let config = format!(
+                "[aws]\nregion = \"{REGION}\"\nsqs_endpoint_url = \"{}\"\n\
+                 cloudfront_endpoint_url = \"{cloudfront}\"\n\
+                 [source]\nqueue_url = \"{queue_url}\"\n\
+                 [distributions.docs]\nid = \"{DIST}\"\n\
+                 [budget]\n{budget}ledger_path = \"{}\"\n\
+                 [http]\nlisten = \"127.0.0.1:{port}\"\n",
+                env.moto.endpoint,
+                ledger.display(),
+            );
+            let file = env.work.join(format!("{tag}.toml"));
+            std::fs::write(&file, config).expect("write cfpurge config");
+            let mut c = Command::new(release.join("cfpurge"));
+            c.arg("run").arg("-c").arg(&file);
+            c.env("CFPURGE_BENCH_HTTP", format!("http://127.0.0.1:{port}"));
+            c
+        }
+        Consumer::Naive => {
+            let mut c = Command::new(release.join("examples/bench_naive"));
+            c.arg(queue_url).arg(DIST);
+            c
+        }
+        Consumer::Ceiling => {
+            let mut c = Command::new(release.join("examples/bench_ceiling"));
+            c.arg(queue_url);
+            c
+        }
+    };
+    command
+        .env_remove("RUST_LOG")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", REGION)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_ENDPOINT_URL_SQS", &env.moto.endpoint)
+        .env("AWS_ENDPOINT_URL_CLOUDFRONT", cloudfront)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .kill_on_drop(true);
+    let http = command
+        .as_std()
+        .get_envs()
+        .find(|(k, _)| *k == "CFPURGE_BENCH_HTTP")
+        .and_then(|(_, v)| v.map(|v| v.to_string_lossy().into_owned()));
+    let mut child = command.spawn().expect("start consumer");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    match &http {
+        Some(base) => {
+            // cfpurge: ready once its queue has answered.
+            let client = reqwest::Client::new();
+            loop {
+                let ready = client.get(format!("{base}/readyz")).send().await;
+                if ready.is_ok_and(|r| r.status().is_success()) {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "cfpurge not ready within a minute; see {tag}.log"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        None => {
+            let stdout = child.stdout.take().expect("piped stdout");
+            let mut lines = BufReader::new(stdout).lines();
+            let line = tokio::time::timeout_at(deadline, lines.next_line())
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .flatten();
+            assert_eq!(line.as_deref(), Some("ready"), "{tag} did not start");
+        }
+    }
+    (child, http)
+}
+
+async fn budget_of(base: &str) -> serde_json::Value {
+    let answer = reqwest::Client::new()
+        .get(format!("{base}/v1/status"))
+        .send()
+        .await;
+    match answer {
+        Ok(a) => a
+            .json::<serde_json::Value>()
+            .await
+            .map(|v| v["budget"].clone())
+            .unwrap_or_default(),
+        Err(_) => serde_json::Value::Null,
+    }
+}
+
+/// Replays `requests` into one consumer and measures it.
+async fn run_one(env: &Env, consumer: Consumer, requests: &[Request], tag: &str) -> Run {
+    let fake = FakeCloudFront::start(env.args.in_progress).await;
+    fake.add_distribution(DIST);
+    fake.faults().set_rate_limit(Some(RateLimit::AWS));
+    let sqs = sqs_client(&env.moto.endpoint);
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(format!("bench-{tag}"))
+        .attributes(QueueAttributeName::VisibilityTimeout, QUEUE_VISIBILITY)
+        .send()
+        .await
+        .expect("create queue")
+        .queue_url()
+        .expect("queue url")
+        .to_owned();
+    let (mut child, http) = spawn_consumer(env, consumer, &queue_url, &fake.endpoint(), tag).await;
+    let pid = child.id().expect("consumer pid");
+    let budget_start = match &http {
+        Some(base) => Some(budget_of(base).await),
+        None => None,
+    };
+
+    // The consumer's figures, read until it is stopped.
+    let ticks = env.ticks;
+    let sampler = tokio::spawn(async move {
+        let mut last = Usage::default();
+        loop {
+            match read_usage(pid, ticks) {
+                Some(u) => last = u,
+                None => return last,
+            }
+            tokio::time::sleep(SAMPLE_EVERY).await;
+        }
+    });
+
+    let start = Instant::now();
+    let mut sent = vec![start; requests.len()];
+    let mut next = 0;
+    while next < requests.len() {
+        if let Some(c) = env.args.compression {
+            let due = start + Duration::from_secs_f64(requests[next].t / c);
+            tokio::time::sleep_until(due).await;
+        }
+        // Whatever is due now goes in one batch of up to ten.
+        let now = start.elapsed().as_secs_f64();
+        let mut end = next + 1;
+        while end < requests.len()
+            && end - next < 10
+            && env
+                .args
+                .compression
+                .is_none_or(|c| requests[end].t / c <= now)
+        {
+            end += 1;
+        }
+        // The send time is when the sender asks, as a service would log it.
+        let at = Instant::now();
+        send_batch(&sqs, &queue_url, &requests[next..end]).await;
+        for s in &mut sent[next..end] {
+            *s = at;
+        }
+        next = end;
+    }
+    let send_span = sent.last().map_or(Duration::ZERO, |t| *t - start);
+
+    let deadline = Instant::now() + env.args.deadline;
+    let mut drain = None;
+    let mut left = u64::MAX;
+    while Instant::now() < deadline {
+        if let Some(d) = depth(&sqs, &queue_url).await {
+            left = d;
+            if d == 0 {
+                drain = Some(start.elapsed());
+                break;
+            }
+        }
+        tokio::time::sleep(DEPTH_EVERY).await;
+    }
+    let ran_for = start.elapsed();
+    let budget_end = match &http {
+        Some(base) => Some(budget_of(base).await),
+        None => None,
+    };
+    // The last reading before the stop: what shutting down costs is not
+    // part of the consumer's work on the trace.
+    let usage = read_usage(pid, ticks).unwrap_or_default();
+    sampler.abort();
+    let _ = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status();
+    if tokio::time::timeout(Duration::from_secs(40), child.wait())
+        .await
+        .is_err()
+    {
+        eprintln!("{tag}: no exit 40 s after SIGTERM; killing it");
+        let _ = child.kill().await;
+    }
+    let _ = sqs.delete_queue().queue_url(&queue_url).send().await;
+
+    let invalidations = fake.invalidations(DIST);
+    let latencies = if consumer == Consumer::Ceiling {
+        Vec::new()
+    } else {
+        coverage(requests, &sent, &invalidations)
+    };
+    let creates = fake.calls_of(Operation::CreateInvalidation);
+    let answered = |code: &str| creates.iter().filter(|c| c.outcome.code() == code).count();
+    Run {
+        consumer,
+        messages: requests.len(),
+        requested_paths: requests.iter().map(|r| r.paths.len()).sum(),
+        billed_paths: invalidations.iter().map(|i| i.paths.len()).sum(),
+        create_calls: creates.len(),
+        throttling: answered("Throttling"),
+        too_many: answered("TooManyInvalidationsInProgress"),
+        send_span,
+        drain,
+        ran_for,
+        left: if drain.is_some() { 0 } else { left },
+        latencies,
+        usage,
+        budget: budget_start.zip(budget_end),
+    }
+}
+
+async fn send_batch(sqs: &aws_sdk_sqs::Client, url: &str, requests: &[Request]) {
+    let entries: Vec<SendMessageBatchRequestEntry> = requests
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            SendMessageBatchRequestEntry::builder()
+                .id(i.to_string())
+                .message_body(serde_json::json!({ "paths": r.paths }).to_string())
+                .build()
+                .expect("an entry with an id and a body")
+        })
+        .collect();
+    let mut pending = entries;
+    for attempt in 0..10 {
+        let result = sqs
+            .send_message_batch()
+            .queue_url(url)
+            .set_entries(Some(pending.clone()))
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                let failed: HashSet<&str> = out.failed().iter().map(|f| f.id()).collect();
+                pending.retain(|e| failed.contains(e.id()));
+                if pending.is_empty() {
+                    return;
+                }
+            }
+            Err(e) if attempt < 9 => eprintln!("send to moto: {e}; again"),
+            Err(e) => panic!("send to moto: {e:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("moto refused {} messages ten times", pending.len());
+}
+
+/// An invalidation's paths, indexed for the coverage check.
+struct Cover {
+    created_at: Instant,
+    exact: HashSet<String>,
+    wildcards: Vec<CfPath>,
+}
+
+impl Cover {
+    fn new(inv: &Invalidation) -> Cover {
+        let paths: Vec<CfPath> = inv
+            .paths
+            .iter()
+            .map(|p| CfPath::parse(p).expect("the fake holds valid paths"))
+            .collect();
+        Cover {
+            created_at: inv.created_at,
+            exact: paths
+                .iter()
+                .filter(|p| !p.is_wildcard())
+                .map(|p| p.as_str().to_owned())
+                .collect(),
+            wildcards: paths.into_iter().filter(CfPath::is_wildcard).collect(),
+        }
+    }
+
+    fn covers(&self, path: &CfPath) -> bool {
+        self.exact.contains(path.as_str()) || self.wildcards.iter().any(|w| w.covers(path))
+    }
+}
+
+/// For each request, the wait from its send until every one of its paths
+/// is covered by an invalidation created after the send (the paths of one
+/// request may be covered by different invalidations, as the daemon may
+/// split a batch); sorted, requests never fully covered left out.
+fn coverage(
+    requests: &[Request],
+    sent: &[Instant],
+    invalidations: &[Invalidation],
+) -> Vec<Duration> {
+    let mut covers: Vec<Cover> = invalidations.iter().map(Cover::new).collect();
+    covers.sort_by_key(|c| c.created_at);
+    let mut latencies = Vec::with_capacity(requests.len());
+    'requests: for (request, &at) in requests.iter().zip(sent) {
+        let first_after = covers.partition_point(|c| c.created_at <= at);
+        let mut latest = Duration::ZERO;
+        for p in &request.paths {
+            let path = CfPath::parse(p).expect("the trace holds valid paths");
+            match covers[first_after..].iter().find(|c| c.covers(&path)) {
+                Some(c) => latest = latest.max(c.created_at - at),
+                None => continue 'requests,
+            }
+        }
+        latencies.push(latest);
+    }
+    latencies.sort();
+    latencies
+}
+
+fn secs(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s < 10.0 {
+        format!("{s:.2} s")
+    } else {
+        format!("{s:.1} s")
+    }
+}
+
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A figure of one run: its text, and a number for the ratios (with
+/// `lower_bound` when the run only shows a lower bound, e.g. a drain that
+/// did not finish).
+#[derive(Clone)]
+struct Cell {
+    text: String,
+    value: Option<f64>,
+    lower_bound: bool,
+}
+
+impl Cell {
+    fn count(n: usize) -> Cell {
+        Cell {
+            text: thousands(n as u64),
+            value: Some(n as f64),
+            lower_bound: false,
+        }
+    }
+
+    fn na() -> Cell {
+        Cell {
+            text: "n/a".to_owned(),
+            value: None,
+            lower_bound: false,
+        }
+    }
+
+    fn text(text: String) -> Cell {
+        Cell {
+            text,
+            value: None,
+            lower_bound: false,
+        }
+    }
+}
+
+fn ratio(a: &Cell, b: &Cell) -> String {
+    match (a.value, b.value) {
+        (Some(x), Some(y)) if y > 0.0 => {
+            let r = x / y;
+            let text = if r != 0.0 && r < 0.01 {
+                format!("{r:.4}")
+            } else {
+                format!("{r:.2}")
+            };
+            match (a.lower_bound, b.lower_bound) {
+                (false, false) => text,
+                (false, true) => format!("< {text}"),
+                (true, false) => format!("> {text}"),
+                (true, true) => "–".to_owned(),
+            }
+        }
+        _ => "–".to_owned(),
+    }
+}
+
+fn latency_cell(run: &Run, q: f64) -> Cell {
+    if run.consumer == Consumer::Ceiling {
+        return Cell::na();
+    }
+    match run.percentile(q) {
+        Some(d) => Cell {
+            text: secs(d),
+            value: Some(d.as_secs_f64()),
+            lower_bound: false,
+        },
+        None => Cell::text("not covered by the end".to_owned()),
+    }
+}
+
+fn drain_cell(run: &Run) -> Cell {
+    match run.drain {
+        Some(d) => Cell {
+            text: secs(d),
+            value: Some(d.as_secs_f64()),
+            lower_bound: false,
+        },
+        None => Cell {
+            text: format!(
+                "> {} ({} of {} left)",
+                secs(run.ran_for),
+                thousands(run.left),
+                thousands(run.messages as u64)
+            ),
+            value: Some(run.ran_for.as_secs_f64()),
+            lower_bound: true,
+        },
+    }
+}
+
+fn rows(run: &Run) -> Vec<(&'static str, Cell)> {
+    let creates = |n: usize| {
+        if run.consumer == Consumer::Ceiling {
+            Cell::na()
+        } else {
+            Cell::count(n)
+        }
+    };
+    let covered = if run.consumer == Consumer::Ceiling {
+        Cell::na()
+    } else {
+        Cell::text(format!(
+            "{} of {}",
+            thousands(run.latencies.len() as u64),
+            thousands(run.messages as u64)
+        ))
+    };
+    vec![
+        ("messages", Cell::count(run.messages)),
+        ("requested paths", Cell::count(run.requested_paths)),
+        ("billed paths", creates(run.billed_paths)),
+        ("CreateInvalidation calls", creates(run.create_calls)),
+        ("Throttling answers", creates(run.throttling)),
+        (
+            "TooManyInvalidationsInProgress answers",
+            creates(run.too_many),
+        ),
+        ("last message sent (after the first)", {
+            Cell::text(secs(run.send_span))
+        }),
+        ("time to drain (first send to empty queue)", drain_cell(run)),
+        (
+            "send → covering invalidation created, p50",
+            latency_cell(run, 0.50),
+        ),
+        (
+            "send → covering invalidation created, p99",
+            latency_cell(run, 0.99),
+        ),
+        (
+            "requests fully covered by invalidations created after their send",
+            covered,
+        ),
+        (
+            "consumer peak RSS (VmHWM)",
+            Cell {
+                text: format!("{:.1} MiB", run.usage.peak_rss_kib as f64 / 1024.0),
+                value: Some(run.usage.peak_rss_kib as f64),
+                lower_bound: false,
+            },
+        ),
+        (
+            "consumer CPU (user + system)",
+            Cell {
+                text: format!("{:.2} s", run.usage.cpu_seconds),
+                value: Some(run.usage.cpu_seconds),
+                lower_bound: false,
+            },
+        ),
+    ]
+}
+
+fn table(runs: &[Run]) -> String {
+    let find = |c: Consumer| runs.iter().position(|r| r.consumer == c);
+    let cf = find(Consumer::Cfpurge);
+    let mut ratio_columns: Vec<(String, usize)> = Vec::new();
+    if cf.is_some() {
+        for other in [Consumer::Naive, Consumer::Ceiling] {
+            if let Some(o) = find(other) {
+                ratio_columns.push((format!("cfpurge ÷ {}", other.name()), o));
+            }
+        }
+    }
+    let per_run: Vec<Vec<(&str, Cell)>> = runs.iter().map(rows).collect();
+    let mut out = String::from("| |");
+    for r in runs {
+        out.push_str(&format!(" {} |", r.consumer.name()));
+    }
+    for (name, _) in &ratio_columns {
+        out.push_str(&format!(" {name} |"));
+    }
+    out.push_str("\n|---|");
+    for _ in 0..runs.len() + ratio_columns.len() {
+        out.push_str("---:|");
+    }
+    out.push('\n');
+    for (i, (label, _)) in per_run[0].iter().enumerate() {
+        out.push_str(&format!("| {label} |"));
+        for cells in &per_run {
+            out.push_str(&format!(" {} |", cells[i].1.text));
+        }
+        for (_, o) in &ratio_columns {
+            let cf = cf.expect("ratio columns need cfpurge");
+            let text = if matches!(*label, "messages" | "requested paths")
+                || label.starts_with("last message")
+                || label.starts_with("requests fully covered")
+            {
+                "–".to_owned()
+            } else {
+                ratio(&per_run[cf][i].1, &per_run[*o][i].1)
+            };
+            out.push_str(&format!(" {text} |"));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+const SCALE_HEADER: &str = "| consumer | messages | paths | time to drain | messages/s | \
+     billed paths | CreateInvalidation calls | TooMany answers | peak RSS | CPU | \
+     CPU per 1,000 messages | p50 / p99 send → covered |\n\
+     |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|";
+
+/// One row of the scale table.
+fn scale_row(run: &Run) -> String {
+    let drain = drain_cell(run);
+    let rate = match run.drain {
+        Some(d) => format!("{:.1}", run.messages as f64 / d.as_secs_f64()),
+        None => format!("< {:.1}", run.messages as f64 / run.ran_for.as_secs_f64()),
+    };
+    let na_or = |n: usize| {
+        if run.consumer == Consumer::Ceiling {
+            "n/a".to_owned()
+        } else {
+            thousands(n as u64)
+        }
+    };
+    format!(
+        "| {} | {} | {} | {} | {} | {} | {} | {} | {:.1} MiB | {:.2} s | {:.3} s | {} / {} |",
+        run.consumer.name(),
+        thousands(run.messages as u64),
+        thousands(run.requested_paths as u64),
+        drain.text,
+        rate,
+        na_or(run.billed_paths),
+        na_or(run.create_calls),
+        na_or(run.too_many),
+        run.usage.peak_rss_kib as f64 / 1024.0,
+        run.usage.cpu_seconds,
+        run.usage.cpu_seconds * 1000.0 / run.messages as f64,
+        latency_cell(run, 0.5).text,
+        latency_cell(run, 0.99).text,
+    )
+}
+
+fn budget_line(run: &Run) -> Option<String> {
+    let (start, end) = run.budget.as_ref()?;
+    Some(format!(
+        "cfpurge budget ({}): limit {}, allowance at start {} (used {}), at end {} (used {}), \
+         policy when spent: {}",
+        start["month"].as_str().unwrap_or("?"),
+        start["limit"],
+        start["allowed"],
+        start["used"],
+        end["allowed"],
+        end["used"],
+        start["policy"].as_str().unwrap_or("?"),
+    ))
+}
+
+async fn bench(env: Env) {
+    let trace = load_trace(&env.args.trace);
+    let fake = format!(
+        "fake CloudFront, real time: in progress {} s, creates {}/s with a burst of {}, \
+         3,000 exact / 15 wildcard paths in flight; one fresh fake and queue per consumer",
+        env.args.in_progress.as_secs_f64(),
+        RateLimit::AWS.per_second,
+        RateLimit::AWS.burst,
+    );
+    match env.args.scale.clone() {
+        None => {
+            let span = trace.last().map_or(0.0, |r| r.t);
+            println!(
+                "trace: {} ({} messages, {} paths over {:.1} days), {}",
+                env.args
+                    .trace
+                    .file_name()
+                    .map_or_else(String::new, |f| f.to_string_lossy().into_owned()),
+                thousands(trace.len() as u64),
+                thousands(trace.iter().map(|r| r.paths.len() as u64).sum()),
+                span / 86_400.0,
+                match env.args.compression {
+                    Some(c) => format!("compressed {c}× into {:.1} s", span / c),
+                    None => "sent as fast as SQS takes it".to_owned(),
+                }
+            );
+            println!("{fake}");
+            let mut runs = Vec::new();
+            for &consumer in &env.args.only {
+                let load = load_average();
+                let tag = format!("{}-{}", consumer.name(), std::process::id());
+                eprintln!("running {} (load {load})", consumer.name());
+                let run = run_one(&env, consumer, &trace, &tag).await;
+                println!(
+                    "{}: load average before {load}, after {}",
+                    consumer.name(),
+                    load_average()
+                );
+                if let Some(line) = budget_line(&run) {
+                    println!("{line}");
+                }
+                runs.push(run);
+            }
+            println!();
+            println!("{}", table(&runs));
+        }
+        Some(counts) => {
+            println!("{fake}");
+            println!("{SCALE_HEADER}");
+            let mut runs = Vec::new();
+            for &n in &counts {
+                let set = generate(&trace, n, 0x5EED);
+                let span = set.last().map_or(0.0, |r| r.t);
+                println!(
+                    "generated: {} messages, {} paths, the trace's gaps over {:.0} days, {}",
+                    thousands(n as u64),
+                    thousands(set.iter().map(|r| r.paths.len() as u64).sum()),
+                    span / 86_400.0,
+                    match env.args.compression {
+                        Some(c) => format!("compressed {c}× into {:.1} s", span / c),
+                        None => "sent as fast as SQS takes it (batches of 10)".to_owned(),
+                    }
+                );
+                for &consumer in &env.args.only {
+                    let load = load_average();
+                    let tag = format!("{}-{n}-{}", consumer.name(), std::process::id());
+                    eprintln!("running {} on {n} messages (load {load})", consumer.name());
+                    let run = run_one(&env, consumer, &set, &tag).await;
+                    println!(
+                        "{} on {n}: load average before {load}, after {}",
+                        consumer.name(),
+                        load_average()
+                    );
+                    if let Some(line) = budget_line(&run) {
+                        println!("{line}");
+                    }
+                    // Each row as soon as it is known: a long run may be cut short.
+                    println!("{}", scale_row(&run));
+                    runs.push(scale_row(&run));
+                }
+            }
+            println!();
+            println!("{SCALE_HEADER}");
+            for row in &runs {
+                println!("{row}");
+            }
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(e) => {
+            if !e.is_empty() {
+                eprintln!("{e}");
+            }
+            eprintln!("{USAGE}");
+            std::process::exit(if e.is_empty() { 0 } else { 2 });
+        }
+    };
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let work = root.join(format!("target/bench/{}", std::process::id()));
+    std::fs::create_dir_all(&work).expect("create the run's folder");
+    let moto_program = std::env::var_os("CFPURGE_MOTO_SERVER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join(".venv/bin/moto_server"));
+    let moto = Moto::start(&moto_program, &work.join("moto.log")).await;
+    eprintln!("logs and configurations in {}", work.display());
+    let env = Env {
+        root,
+        moto,
+        work,
+        ticks: ticks_per_second(),
+        args,
+    };
+    // Ctrl-C drops the run: the consumer (kill_on_drop) and moto stop.
+    tokio::select! {
+        () = bench(env) => {}
+        _ = tokio::signal::ctrl_c() => eprintln!("interrupted"),
+    }
+}
