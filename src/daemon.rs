@@ -146,6 +146,8 @@ pub struct Daemon<Q, I> {
     /// Whether reservations a crash left open have been looked for at
     /// CloudFront since the ledger was opened.
     confirmed_leftovers: bool,
+    /// When each distribution's deferral was last logged.
+    deferral_logged: HashMap<String, Millis>,
     /// Whether systemd expects watchdog pings (`WatchdogSec=`).
     watchdog: bool,
     /// Distributions CloudFront refuses (NoSuchDistribution, AccessDenied).
@@ -198,6 +200,7 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
             budget_config: config.budget.clone(),
             ledger_retry_at: 0,
             confirmed_leftovers: false,
+            deferral_logged: HashMap::new(),
             watchdog: sd_notify::watchdog_enabled().is_some(),
             refused: HashSet::new(),
             depth: Default::default(),
@@ -800,7 +803,16 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
             }
         }
         if !plan.deferred.is_empty() {
-            tracing::info!(distribution = %alias, deferred = plan.deferred.len(), remaining, "not enough room in flight or budget; the rest waits");
+            // Said once a minute per distribution at most: while room is
+            // short the same batch is planned again every round.
+            if self
+                .deferral_logged
+                .get(alias)
+                .is_none_or(|&at| now >= at + 60_000)
+            {
+                self.deferral_logged.insert(alias.to_owned(), now);
+                tracing::info!(distribution = %alias, deferred = plan.deferred.len(), remaining, "not enough room in flight or budget; the rest waits");
+            }
             self.pending.hold(alias, later);
         }
         if plan.paths.is_empty() {
