@@ -13,7 +13,8 @@
 //!    slots, then the budget, then merge wildcards into their parent to fit
 //!    the wildcard slots.
 //! 4. What still does not fit is deferred, the outputs covering the oldest
-//!    entries kept first.
+//!    entries kept first; an exact entry whose wildcard does not fit goes
+//!    out as itself while exact slots and budget last.
 //!
 //! Entries are sorted by their prefix once; after that every step is a
 //! linear pass or a heap of directories, so planning grows with
@@ -160,24 +161,12 @@ pub fn plan(entries: &[Entry], capacity: Capacity, settings: &Settings) -> Plan 
         .map(|&k| outputs.of_kept[k as usize])
         .collect();
 
-    let mut keep = vec![true; outputs.paths.len()];
     let (exact, wildcard) = count_kinds(&outputs.paths);
-    if !capacity.fits(exact, wildcard) {
-        keep = oldest_first_that_fit(&outputs.paths, entries, &output_of_entry, capacity);
-    }
-
-    let deferred: Vec<usize> = output_of_entry
-        .iter()
-        .enumerate()
-        .filter(|&(_, &o)| !keep[o as usize])
-        .map(|(i, _)| i)
-        .collect();
-    let mut paths: Vec<CfPath> = outputs
-        .paths
-        .into_iter()
-        .zip(keep)
-        .filter_map(|(p, k)| k.then_some(p))
-        .collect();
+    let (mut paths, deferred) = if capacity.fits(exact, wildcard) {
+        (outputs.paths, Vec::new())
+    } else {
+        oldest_first_that_fit(outputs.paths, entries, &output_of_entry, capacity)
+    };
     paths.sort_unstable();
     let (exact, wildcard) = count_kinds(&paths);
     Plan {
@@ -198,39 +187,79 @@ fn count_kinds(paths: &[CfPath]) -> (usize, usize) {
     (paths.len() - wildcard, wildcard)
 }
 
-/// Chooses which outputs to keep when not all fit: outputs in the order of
-/// the oldest entry each covers, each kept if it still fits.
+/// Step 4, when not every output fits: entries oldest first, each covered
+/// by its output if that output is kept or still fits. An exact entry whose
+/// output is a wildcard that does not fit goes out as itself while exact
+/// slots and budget last, so that when the wildcard slots are what is short,
+/// the oldest entries of a directory the planner would collapse do not wait
+/// behind newer ones elsewhere. Returns the paths and the deferred entries.
 fn oldest_first_that_fit(
-    paths: &[CfPath],
+    outputs: Vec<CfPath>,
     entries: &[Entry],
     output_of_entry: &[u32],
     capacity: Capacity,
-) -> Vec<bool> {
-    let mut oldest = vec![u64::MAX; paths.len()];
-    for (entry, &o) in entries.iter().zip(output_of_entry) {
-        let slot = &mut oldest[o as usize];
-        *slot = (*slot).min(entry.since);
+) -> (Vec<CfPath>, Vec<usize>) {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Choice {
+        Open,
+        Kept,
+        Dropped,
     }
-    let mut order: Vec<usize> = (0..paths.len()).collect();
+    let output = |i: usize| &outputs[output_of_entry[i] as usize];
+    let mut order: Vec<usize> = (0..entries.len()).collect();
     order.sort_unstable_by(|&a, &b| {
-        oldest[a]
-            .cmp(&oldest[b])
-            .then_with(|| paths[a].cmp(&paths[b]))
+        (entries[a].since, output(a), a).cmp(&(entries[b].since, output(b), b))
     });
-    let mut keep = vec![false; paths.len()];
+    let mut choice = vec![Choice::Open; outputs.len()];
     let (mut exact, mut wildcard) = (0, 0);
-    for o in order {
-        let (e, w) = if paths[o].is_wildcard() {
-            (exact, wildcard + 1)
-        } else {
-            (exact + 1, wildcard)
-        };
-        if capacity.fits(e, w) {
-            keep[o] = true;
-            (exact, wildcard) = (e, w);
+    // Exact entries going out as themselves, instead of their wildcard.
+    let mut alone: HashSet<&str> = HashSet::new();
+    let mut deferred = Vec::new();
+    for i in order {
+        let o = output_of_entry[i] as usize;
+        if choice[o] == Choice::Open {
+            let (e, w) = if outputs[o].is_wildcard() {
+                (exact, wildcard + 1)
+            } else {
+                (exact + 1, wildcard)
+            };
+            choice[o] = if capacity.fits(e, w) {
+                (exact, wildcard) = (e, w);
+                Choice::Kept
+            } else {
+                Choice::Dropped
+            };
         }
+        if choice[o] == Choice::Kept {
+            continue;
+        }
+        let path = entries[i].path.as_str();
+        if outputs[o].is_wildcard() && !entries[i].path.is_wildcard() {
+            if alone.contains(path) {
+                continue;
+            }
+            if capacity.fits(exact + 1, wildcard) {
+                exact += 1;
+                alone.insert(path);
+                continue;
+            }
+        }
+        deferred.push(i);
     }
-    keep
+    deferred.sort_unstable();
+    let mut paths: Vec<CfPath> = outputs
+        .into_iter()
+        .zip(choice)
+        .filter_map(|(p, c)| (c == Choice::Kept).then_some(p))
+        .collect();
+    // One owned copy of each: `remove` skips later duplicates.
+    paths.extend(
+        entries
+            .iter()
+            .filter(|e| alone.remove(e.path.as_str()))
+            .map(|e| e.path.clone()),
+    );
+    (paths, deferred)
 }
 
 /// A kept entry: its path, and its index in the input.

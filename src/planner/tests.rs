@@ -151,6 +151,22 @@ fn what_cannot_fit_is_deferred_oldest_kept_first() {
 }
 
 #[test]
+fn with_no_wildcard_slot_the_oldest_entries_go_out_exact() {
+    // The directory would collapse, but no wildcard slot is free: its
+    // oldest entries go out one by one within the budget rather than the
+    // newer file outside it.
+    let e = entries(&["/a/b/1", "/a/b/2", "/a/b/3", "/a/b/4", "/c"]);
+    let cap = Capacity {
+        wildcard: 0,
+        paths: 3,
+        ..Capacity::AWS
+    };
+    let plan = plan(&e, cap, &settings(2));
+    assert_eq!(strs(&plan), ["/a/b/1", "/a/b/2", "/a/b/3"]);
+    assert_eq!(plan.deferred, [3, 4]);
+}
+
+#[test]
 fn deferring_a_duplicate_defers_all_its_copies() {
     let e = entries(&["/x", "/y", "/x"]);
     let cap = Capacity {
