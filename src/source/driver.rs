@@ -75,6 +75,9 @@ struct Held {
     first_seen: Instant,
     /// When its current visibility timeout runs out.
     visible_at: Instant,
+    /// A delete is under way: extending it would race the delete and be
+    /// refused once the message is gone.
+    deleting: bool,
 }
 
 #[derive(Debug, Default)]
@@ -295,6 +298,7 @@ impl<Q: Queue> Source<Q> {
                     message: m,
                     first_seen: now,
                     visible_at,
+                    deleting: false,
                 },
             );
         }
@@ -318,6 +322,9 @@ impl<Q: Queue> Source<Q> {
                 let mut extend = Vec::new();
                 let mut requeue = Vec::new();
                 for (id, h) in &register.held {
+                    if h.deleting {
+                        continue;
+                    }
                     if now.duration_since(h.first_seen) >= self.shared.settings.requeue_after {
                         requeue.push((id.clone(), h.message.clone()));
                     } else if h.visible_at.saturating_duration_since(now) <= visibility / 3 {
@@ -373,6 +380,14 @@ impl<Q: Queue> Source<Q> {
     pub async fn delete(&self, ids: &[MessageId]) -> usize {
         let mut todo: Vec<MessageId> = ids.to_vec();
         let mut deleted = 0;
+        {
+            let mut register = lock(&self.shared.register);
+            for id in &todo {
+                if let Some(held) = register.held.get_mut(id) {
+                    held.deleting = true;
+                }
+            }
+        }
         for attempt in 1..=DELETE_ATTEMPTS {
             let handles = self.handles(&todo);
             if handles.is_empty() {
@@ -520,6 +535,7 @@ fn backoff(e: &QueueError, failures: u32) -> Duration {
 mod tests {
     use super::*;
     use crate::source::local::LocalQueue;
+    use crate::source::queue::Failed;
 
     fn settings() -> SourceSettings {
         SourceSettings {
@@ -612,6 +628,75 @@ mod tests {
         let dead = queue.dead_letters();
         assert_eq!(dead.len(), 1);
         assert!(queue.is_empty());
+        cancel.cancel();
+        tasks.close();
+        tasks.wait().await;
+    }
+
+    /// The local queue, with deletes that take `delay` and a record of the
+    /// messages whose visibility was changed.
+    struct SlowDeletes {
+        inner: LocalQueue,
+        delay: Duration,
+        extended: Mutex<Vec<String>>,
+    }
+
+    impl Queue for SlowDeletes {
+        async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Message>, QueueError> {
+            self.inner.receive(max, wait).await
+        }
+        async fn set_visibility(
+            &self,
+            handles: &[Handle],
+            timeout: Duration,
+        ) -> Result<Vec<Failed>, QueueError> {
+            lock(&self.extended).extend(handles.iter().map(|h| h.id.clone()));
+            self.inner.set_visibility(handles, timeout).await
+        }
+        async fn delete(&self, handles: &[Handle]) -> Result<Vec<Failed>, QueueError> {
+            tokio::time::sleep(self.delay).await;
+            self.inner.delete(handles).await
+        }
+        async fn reject(
+            &self,
+            message: &Message,
+            reason: &str,
+            detail: &str,
+        ) -> Result<bool, QueueError> {
+            self.inner.reject(message, reason, detail).await
+        }
+        async fn requeue(&self, message: &Message) -> Result<(), QueueError> {
+            self.inner.requeue(message).await
+        }
+        async fn depth(&self) -> Result<QueueDepth, QueueError> {
+            self.inner.depth().await
+        }
+        async fn send(&self, body: &str) -> Result<String, QueueError> {
+            self.inner.send(body).await
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_message_being_deleted_is_not_extended() {
+        // A delete of many messages takes a while; extending them meanwhile
+        // races it and is refused once they are gone.
+        let inner = LocalQueue::new(Duration::from_secs(30));
+        inner.send("/a").await.expect("send");
+        let queue = SlowDeletes {
+            inner: inner.clone(),
+            delay: Duration::from_secs(28),
+            extended: Mutex::default(),
+        };
+        let source = Source::new(queue, settings());
+        let (tasks, cancel) = (TaskTracker::new(), CancellationToken::new());
+        let mut events = source.start(&tasks, &cancel);
+        let SourceEvent::Received { id, .. } = next(&mut events).await else {
+            panic!("expected a message");
+        };
+        // Within 28 s its 30 s timeout comes within the extension margin.
+        assert_eq!(source.delete(&[id]).await, 1);
+        assert_eq!(*lock(&source.queue().extended), Vec::<String>::new());
+        assert!(inner.is_empty());
         cancel.cancel();
         tasks.close();
         tasks.wait().await;
