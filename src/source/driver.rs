@@ -8,7 +8,7 @@
 //! again after its visibility ran out) only updates its receipt handle: it is
 //! not passed on twice (invariant 5).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -339,17 +339,28 @@ impl<Q: Queue> Source<Q> {
             if !extend.is_empty() {
                 match self.shared.queue.set_visibility(&extend, visibility).await {
                     Ok(failed) => {
+                        let refused: HashSet<&str> = failed.iter().map(|f| f.id.as_str()).collect();
                         let mut register = lock(&self.shared.register);
                         for h in &extend {
-                            if failed.iter().any(|f| f.id == h.id) {
+                            if refused.contains(h.id.as_str()) {
                                 continue;
                             }
                             if let Some(held) = register.held.get_mut(h.id.as_str()) {
                                 held.visible_at = now + visibility;
                             }
                         }
-                        for f in failed {
-                            tracing::warn!(message = %f.id, code = %f.code, "visibility extension refused");
+                        drop(register);
+                        // One line per code, not per message: a failed batch
+                        // call refuses ten at once.
+                        let mut by_code: BTreeMap<&str, (usize, &str)> = BTreeMap::new();
+                        for f in &failed {
+                            by_code
+                                .entry(f.code.as_str())
+                                .or_insert((0, f.id.as_str()))
+                                .0 += 1;
+                        }
+                        for (code, (messages, example)) in by_code {
+                            tracing::warn!(code, messages, example, "visibility extension refused");
                         }
                     }
                     Err(e) => {

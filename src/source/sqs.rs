@@ -28,6 +28,7 @@ use aws_sdk_sqs::types::{
     DeleteMessageBatchRequestEntry, MessageAttributeValue, MessageSystemAttributeName,
     QueueAttributeName,
 };
+use futures_util::{StreamExt, stream};
 
 use super::queue::{
     Failed, Handle, MAX_BATCH, MAX_WAIT, Message, Queue, QueueDepth, QueueError, check_body,
@@ -88,6 +89,55 @@ pub fn client_with(sdk: &SdkConfig, aws: &AwsConfig, long_poll_wait: Duration) -
         config = config.endpoint_url(url.clone());
     }
     Client::from_conf(config.build())
+}
+
+/// Batch calls under way at once when many messages are deleted or have
+/// their visibility changed together (thousands, when one invalidation
+/// covers a burst): one call after the other, they would take seconds.
+const CONCURRENT_BATCHES: usize = 8;
+
+/// Code of the entries of a batch whose whole call failed, while other
+/// batches of the same set went through.
+pub const REQUEST_FAILED: &str = "RequestFailed";
+
+/// Runs `call` on the handles in batches of [`MAX_BATCH`], up to
+/// [`CONCURRENT_BATCHES`] at once, and gathers the refused entries. A batch
+/// whose call fails has all its entries refused with [`REQUEST_FAILED`]
+/// (sender's fault if retrying would not help); only when every call fails
+/// is the first error returned instead.
+async fn in_batches<'a, F, Fut>(handles: &'a [Handle], call: F) -> Result<Vec<Failed>, QueueError>
+where
+    F: Fn(&'a [Handle]) -> Fut,
+    Fut: Future<Output = Result<Vec<Failed>, QueueError>>,
+{
+    // Futures do nothing until polled: the stream starts a few at a time.
+    let calls: Vec<_> = handles.chunks(MAX_BATCH).map(&call).collect();
+    let results: Vec<Result<Vec<Failed>, QueueError>> = stream::iter(calls)
+        .buffered(CONCURRENT_BATCHES)
+        .collect()
+        .await;
+    let mut failed = Vec::new();
+    let (mut succeeded, mut first_error) = (false, None);
+    for (chunk, result) in handles.chunks(MAX_BATCH).zip(results) {
+        match result {
+            Ok(refused) => {
+                succeeded = true;
+                failed.extend(refused);
+            }
+            Err(e) => {
+                failed.extend(chunk.iter().map(|h| Failed {
+                    id: h.id.clone(),
+                    code: REQUEST_FAILED.to_owned(),
+                    sender_fault: !e.is_transient(),
+                }));
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match first_error {
+        Some(e) if !succeeded => Err(e),
+        _ => Ok(failed),
+    }
 }
 
 /// The SQS queue the daemon consumes, and the dead-letter queue it forwards
@@ -194,8 +244,7 @@ impl Queue for SqsQueue {
         timeout: Duration,
     ) -> Result<Vec<Failed>, QueueError> {
         let seconds = i32::try_from(visibility_seconds(timeout)?).unwrap_or(i32::MAX);
-        let mut failed = Vec::new();
-        for chunk in handles.chunks(MAX_BATCH) {
+        in_batches(handles, |chunk| async move {
             let mut request = self
                 .client
                 .change_message_visibility_batch()
@@ -210,18 +259,17 @@ impl Queue for SqsQueue {
                 request = request.entries(entry);
             }
             let out = request.send().await.map_err(classify)?;
-            failed.extend(
-                out.failed()
-                    .iter()
-                    .map(|entry| convert_failed(chunk, entry)),
-            );
-        }
-        Ok(failed)
+            Ok(out
+                .failed()
+                .iter()
+                .map(|entry| convert_failed(chunk, entry))
+                .collect())
+        })
+        .await
     }
 
     async fn delete(&self, handles: &[Handle]) -> Result<Vec<Failed>, QueueError> {
-        let mut failed = Vec::new();
-        for chunk in handles.chunks(MAX_BATCH) {
+        in_batches(handles, |chunk| async move {
             let mut request = self
                 .client
                 .delete_message_batch()
@@ -235,13 +283,13 @@ impl Queue for SqsQueue {
                 request = request.entries(entry);
             }
             let out = request.send().await.map_err(classify)?;
-            failed.extend(
-                out.failed()
-                    .iter()
-                    .map(|entry| convert_failed(chunk, entry)),
-            );
-        }
-        Ok(failed)
+            Ok(out
+                .failed()
+                .iter()
+                .map(|entry| convert_failed(chunk, entry))
+                .collect())
+        })
+        .await
     }
 
     async fn reject(
@@ -504,6 +552,85 @@ mod tests {
 
     fn response(status: u16) -> HttpResponse {
         HttpResponse::new(status.try_into().unwrap(), "{}".into())
+    }
+
+    fn numbered(n: usize) -> Vec<Handle> {
+        (0..n)
+            .map(|i| Handle {
+                id: i.to_string(),
+                receipt: format!("receipt-{i}"),
+            })
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn batches_run_a_few_at_a_time() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let handles = numbered(100);
+        let (running, peak, calls) = (
+            AtomicUsize::new(0),
+            AtomicUsize::new(0),
+            AtomicUsize::new(0),
+        );
+        let failed = in_batches(&handles, |chunk| {
+            let (running, peak, calls) = (&running, &peak, &calls);
+            async move {
+                assert_eq!(chunk.len(), MAX_BATCH);
+                calls.fetch_add(1, Ordering::SeqCst);
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                running.fetch_sub(1, Ordering::SeqCst);
+                Ok(Vec::new())
+            }
+        })
+        .await
+        .expect("every batch went through");
+        assert_eq!(failed, vec![]);
+        assert_eq!(calls.load(Ordering::SeqCst), 10);
+        assert_eq!(peak.load(Ordering::SeqCst), CONCURRENT_BATCHES);
+    }
+
+    #[tokio::test]
+    async fn a_failed_batch_refuses_its_entries_and_the_others_go_through() {
+        let handles = numbered(25);
+        let failed = in_batches(&handles, |chunk| async move {
+            if chunk[0].id == "10" {
+                Err(QueueError::Transient("503".into()))
+            } else if chunk[0].id == "20" {
+                Ok(vec![Failed {
+                    id: "22".into(),
+                    code: "ReceiptHandleIsInvalid".into(),
+                    sender_fault: true,
+                }])
+            } else {
+                Ok(Vec::new())
+            }
+        })
+        .await
+        .expect("two batches went through");
+        let ids: Vec<&str> = failed.iter().map(|f| f.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "10", "11", "12", "13", "14", "15", "16", "17", "18", "19", "22"
+            ]
+        );
+        assert!(
+            failed[..10]
+                .iter()
+                .all(|f| f.code == REQUEST_FAILED && !f.sender_fault)
+        );
+
+        // Every call failing is the call's error.
+        let all = in_batches(&handles, |_| async {
+            Err(QueueError::AccessDenied("no".into()))
+        })
+        .await;
+        assert!(matches!(all, Err(QueueError::AccessDenied(_))), "{all:?}");
+        // Nothing to do makes no call and refuses nothing.
+        let none = in_batches(&[], |_| async { Err(QueueError::Invalid("called".into())) }).await;
+        assert_eq!(none.expect("no call"), vec![]);
     }
 
     fn service(err: ReceiveMessageError, status: u16) -> QueueError {
