@@ -27,7 +27,6 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use aws_sdk_sqs::types::{QueueAttributeName, SendMessageBatchRequestEntry};
-use cfpurge::path::CfPath;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
@@ -36,7 +35,7 @@ use tokio::time::Instant;
 #[path = "../tests/it/support/fake_cloudfront.rs"]
 mod fake_cloudfront;
 
-use fake_cloudfront::{FakeCloudFront, Invalidation, Operation, RateLimit};
+use fake_cloudfront::{FakeCloudFront, Operation, RateLimit, coverage};
 
 /// The distribution every request goes to.
 const DIST: &str = "E3ASTRODOCS0001";
@@ -673,7 +672,19 @@ async fn run_one(env: &Env, consumer: Consumer, requests: &[Request], tag: &str)
     let latencies = if consumer == Consumer::Ceiling {
         Vec::new()
     } else {
-        coverage(requests, &sent, &invalidations)
+        // Requests never fully covered are left out.
+        let mut waits: Vec<Duration> = coverage(
+            requests
+                .iter()
+                .map(|r| r.paths.as_slice())
+                .zip(sent.iter().copied()),
+            &invalidations,
+        )
+        .into_iter()
+        .flatten()
+        .collect();
+        waits.sort();
+        waits
     };
     let creates = fake.calls_of(Operation::CreateInvalidation);
     let answered = |code: &str| creates.iter().filter(|c| c.outcome.code() == code).count();
@@ -729,64 +740,6 @@ async fn send_batch(sqs: &aws_sdk_sqs::Client, url: &str, requests: &[Request]) 
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     panic!("moto refused {} messages ten times", pending.len());
-}
-
-/// An invalidation's paths, indexed for the coverage check.
-struct Cover {
-    created_at: Instant,
-    exact: HashSet<String>,
-    wildcards: Vec<CfPath>,
-}
-
-impl Cover {
-    fn new(inv: &Invalidation) -> Cover {
-        let paths: Vec<CfPath> = inv
-            .paths
-            .iter()
-            .map(|p| CfPath::parse(p).expect("the fake holds valid paths"))
-            .collect();
-        Cover {
-            created_at: inv.created_at,
-            exact: paths
-                .iter()
-                .filter(|p| !p.is_wildcard())
-                .map(|p| p.as_str().to_owned())
-                .collect(),
-            wildcards: paths.into_iter().filter(CfPath::is_wildcard).collect(),
-        }
-    }
-
-    fn covers(&self, path: &CfPath) -> bool {
-        self.exact.contains(path.as_str()) || self.wildcards.iter().any(|w| w.covers(path))
-    }
-}
-
-/// For each request, the wait from its send until every one of its paths
-/// is covered by an invalidation created after the send (the paths of one
-/// request may be covered by different invalidations, as the daemon may
-/// split a batch); sorted, requests never fully covered left out.
-fn coverage(
-    requests: &[Request],
-    sent: &[Instant],
-    invalidations: &[Invalidation],
-) -> Vec<Duration> {
-    let mut covers: Vec<Cover> = invalidations.iter().map(Cover::new).collect();
-    covers.sort_by_key(|c| c.created_at);
-    let mut latencies = Vec::with_capacity(requests.len());
-    'requests: for (request, &at) in requests.iter().zip(sent) {
-        let first_after = covers.partition_point(|c| c.created_at <= at);
-        let mut latest = Duration::ZERO;
-        for p in &request.paths {
-            let path = CfPath::parse(p).expect("the trace holds valid paths");
-            match covers[first_after..].iter().find(|c| c.covers(&path)) {
-                Some(c) => latest = latest.max(c.created_at - at),
-                None => continue 'requests,
-            }
-        }
-        latencies.push(latest);
-    }
-    latencies.sort();
-    latencies
 }
 
 fn secs(d: Duration) -> String {

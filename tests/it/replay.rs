@@ -12,7 +12,6 @@
 //! (`CFPURGE_REPLAY_COMPRESSION` sets the compression, default
 //! [`DEFAULT_COMPRESSION`]).
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use aws_sdk_cloudfront::error::ProvideErrorMetadata as _;
@@ -20,13 +19,12 @@ use aws_sdk_cloudfront::types::{InvalidationBatch, Paths};
 use cfpurge::cloudfront::aws::AwsInvalidator;
 use cfpurge::config::Config;
 use cfpurge::daemon::Daemon;
-use cfpurge::path::CfPath;
 use cfpurge::source::queue::{MAX_RECEIVE, Queue};
 use cfpurge::source::sqs::SqsQueue;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::fake_cloudfront::{FakeCloudFront, Invalidation, Operation, RateLimit};
+use crate::support::fake_cloudfront::{FakeCloudFront, Operation, RateLimit, coverage};
 use crate::support::moto::Moto;
 
 const DIST: &str = "E3ASTRODOCS0001";
@@ -344,7 +342,16 @@ async fn replay(
         .is_ok_and(|d| d.visible + d.in_flight + d.delayed == 0);
 
     let invalidations = fake.invalidations(DIST);
-    let (latencies, uncovered) = coverage(requests, &sent, &invalidations);
+    let waits = coverage(
+        requests
+            .iter()
+            .map(|r| r.paths.as_slice())
+            .zip(sent.iter().copied()),
+        &invalidations,
+    );
+    let uncovered = waits.iter().filter(|w| w.is_none()).count();
+    let mut latencies: Vec<Duration> = waits.into_iter().flatten().collect();
+    latencies.sort();
     let creates = fake.calls_of(Operation::CreateInvalidation);
     let answered = |code: &str| creates.iter().filter(|c| c.outcome.code() == code).count();
     Run {
@@ -375,67 +382,6 @@ async fn send_with_retries(queue: &SqsQueue, body: &str) {
             Err(e) => panic!("send to moto: {e}"),
         }
     }
-}
-
-/// An invalidation's paths, indexed for the coverage check.
-struct Cover {
-    created_at: Instant,
-    exact: HashSet<String>,
-    wildcards: Vec<CfPath>,
-}
-
-impl Cover {
-    fn new(inv: &Invalidation) -> Cover {
-        let paths: Vec<CfPath> = inv
-            .paths
-            .iter()
-            .map(|p| CfPath::parse(p).expect("the fake holds valid paths"))
-            .collect();
-        Cover {
-            created_at: inv.created_at,
-            exact: paths
-                .iter()
-                .filter(|p| !p.is_wildcard())
-                .map(|p| p.as_str().to_owned())
-                .collect(),
-            wildcards: paths.into_iter().filter(CfPath::is_wildcard).collect(),
-        }
-    }
-
-    fn covers(&self, path: &CfPath) -> bool {
-        self.exact.contains(path.as_str()) || self.wildcards.iter().any(|w| w.covers(path))
-    }
-}
-
-/// For each request, the wait from its send to the first invalidation
-/// created after it that covers all its paths (sorted), and how many
-/// requests have none.
-fn coverage(
-    requests: &[Request],
-    sent: &[Instant],
-    invalidations: &[Invalidation],
-) -> (Vec<Duration>, usize) {
-    let mut covers: Vec<Cover> = invalidations.iter().map(Cover::new).collect();
-    covers.sort_by_key(|c| c.created_at);
-    let mut latencies = Vec::with_capacity(requests.len());
-    let mut uncovered = 0;
-    for (request, &at) in requests.iter().zip(sent) {
-        let paths: Vec<CfPath> = request
-            .paths
-            .iter()
-            .map(|p| CfPath::parse(p).expect("the trace holds valid paths"))
-            .collect();
-        let first_after = covers.partition_point(|c| c.created_at <= at);
-        match covers[first_after..]
-            .iter()
-            .find(|c| paths.iter().all(|p| c.covers(p)))
-        {
-            Some(c) => latencies.push(c.created_at - at),
-            None => uncovered += 1,
-        }
-    }
-    latencies.sort();
-    (latencies, uncovered)
 }
 
 fn secs(d: Option<Duration>) -> String {

@@ -16,7 +16,7 @@
 //! (`protocol_serde/shape_invalidation*.rs`, `rest_xml_wrapped_errors.rs`).
 //! Its own tests are in `tests/it/fake_cloudfront.rs`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -31,6 +31,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use cfpurge::path::CfPath;
 use rand::rngs::StdRng;
 use rand::{RngExt as _, SeedableRng as _};
 use tokio::time::Instant;
@@ -170,6 +171,60 @@ pub struct Call {
     /// The invalidation id of a GetInvalidation.
     pub invalidation_id: Option<String>,
     pub outcome: Outcome,
+}
+
+/// For each request (its paths, and when it was sent), the wait from the
+/// send until every one of its paths is covered by an invalidation created
+/// after it, or `None` when some path never is. The paths of one request may
+/// be covered by different invalidations: a daemon may submit part of a
+/// batch now and the rest later.
+pub fn coverage<'a>(
+    requests: impl IntoIterator<Item = (&'a [String], Instant)>,
+    invalidations: &[Invalidation],
+) -> Vec<Option<Duration>> {
+    let mut covers: Vec<Cover> = invalidations.iter().map(Cover::new).collect();
+    covers.sort_by_key(|c| c.created_at);
+    requests
+        .into_iter()
+        .map(|(paths, at)| {
+            let first_after = covers.partition_point(|c| c.created_at <= at);
+            paths.iter().try_fold(Duration::ZERO, |latest, p| {
+                let path = CfPath::parse(p).expect("requests hold valid paths");
+                let c = covers[first_after..].iter().find(|c| c.covers(&path))?;
+                Some(latest.max(c.created_at - at))
+            })
+        })
+        .collect()
+}
+
+/// An invalidation's paths, indexed for [`coverage`].
+struct Cover {
+    created_at: Instant,
+    exact: HashSet<String>,
+    wildcards: Vec<CfPath>,
+}
+
+impl Cover {
+    fn new(inv: &Invalidation) -> Cover {
+        let paths: Vec<CfPath> = inv
+            .paths
+            .iter()
+            .map(|p| CfPath::parse(p).expect("the fake holds valid paths"))
+            .collect();
+        Cover {
+            created_at: inv.created_at,
+            exact: paths
+                .iter()
+                .filter(|p| !p.is_wildcard())
+                .map(|p| p.as_str().to_owned())
+                .collect(),
+            wildcards: paths.into_iter().filter(CfPath::is_wildcard).collect(),
+        }
+    }
+
+    fn covers(&self, path: &CfPath) -> bool {
+        self.exact.contains(path.as_str()) || self.wildcards.iter().any(|w| w.covers(path))
+    }
 }
 
 /// One invalidation the fake holds (they are never removed, like AWS's).
