@@ -418,7 +418,7 @@ impl<Q: Queue> Source<Q> {
                         .iter()
                         .map(|h| super::queue::Failed {
                             id: h.id.clone(),
-                            code: "RequestFailed".to_owned(),
+                            code: super::queue::REQUEST_FAILED.to_owned(),
                             sender_fault: false,
                         })
                         .collect()

@@ -88,6 +88,10 @@ pub struct Handle {
     pub receipt: String,
 }
 
+/// The [`Failed::code`] of entries whose whole call failed (an error, not a
+/// partial failure): a batch among several, or a retry's bookkeeping.
+pub const REQUEST_FAILED: &str = "RequestFailed";
+
 /// One entry of a batch call that the queue refused while the call itself
 /// succeeded (SQS answers such partial failures with HTTP 200).
 #[derive(Clone, Debug, PartialEq, Eq)]

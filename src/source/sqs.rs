@@ -30,8 +30,8 @@ use aws_sdk_sqs::types::{
 };
 
 use super::queue::{
-    Failed, Handle, MAX_BATCH, MAX_WAIT, Message, Queue, QueueDepth, QueueError, check_body,
-    check_receive, reject_attributes, visibility_seconds,
+    Failed, Handle, MAX_BATCH, MAX_WAIT, Message, Queue, QueueDepth, QueueError, REQUEST_FAILED,
+    check_body, check_receive, reject_attributes, visibility_seconds,
 };
 use crate::config::AwsConfig;
 
@@ -89,10 +89,6 @@ pub fn client_with(sdk: &SdkConfig, aws: &AwsConfig, long_poll_wait: Duration) -
     }
     Client::from_conf(config.build())
 }
-
-/// Code of the entries of a batch whose whole call failed, while other
-/// batches of the same set went through.
-pub const REQUEST_FAILED: &str = "RequestFailed";
 
 /// Runs `call` on the handles in batches of [`MAX_BATCH`] and gathers the
 /// refused entries. A batch whose call fails has all its entries refused
