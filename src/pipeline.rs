@@ -1,43 +1,17 @@
 //! The glue between the source and the pending set: one received message
 //! is decoded, rejected, deleted at once (nothing to purge) or added to the
-//! pending set; and covered messages are deleted. The daemon's main loop
-//! and the ingestion tests both go through here, so they cannot drift apart.
-
-use tokio::time::Instant;
+//! pending set. [`accept`] decides and changes the pending set only; the
+//! queue calls it asks for come back as an [`Effect`], which the daemon
+//! hands to a task of its own ([`carry_out`]) so that a slow queue never
+//! holds up its loop. The daemon and the ingestion tests both go through
+//! here, so they cannot drift apart.
 
 use crate::decode::{self, RejectReason, Router};
-use crate::pending::{Added, Millis, PendingSet};
+use crate::pending::{Added, MessageId, PendingSet};
 use crate::source::driver::{Source, SourceEvent};
 use crate::source::queue::Queue;
 
-/// The process's clock for the pure stages: milliseconds since start-up,
-/// on tokio's clock so that tests can pause and advance it.
-#[derive(Clone, Copy, Debug)]
-pub struct Clock {
-    start: Instant,
-}
-
-impl Clock {
-    pub fn new() -> Clock {
-        Clock {
-            start: Instant::now(),
-        }
-    }
-
-    pub fn now(&self) -> Millis {
-        self.at(Instant::now())
-    }
-
-    pub fn at(&self, t: Instant) -> Millis {
-        t.saturating_duration_since(self.start).as_millis() as Millis
-    }
-}
-
-impl Default for Clock {
-    fn default() -> Self {
-        Clock::new()
-    }
-}
+pub use crate::clock::{Clock, Now};
 
 /// What became of one source event.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,7 +32,95 @@ pub enum Ingested {
     Forgotten,
 }
 
-/// Handles one event from the source.
+/// A queue call that ingesting asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Delete these messages (covered, or nothing to purge).
+    Delete(Vec<MessageId>),
+    /// Reject one message: to the dead-letter queue with the reason.
+    Reject {
+        id: MessageId,
+        reason: RejectReason,
+        detail: String,
+    },
+}
+
+/// Carries one effect out on the queue; returns how many messages were
+/// deleted.
+pub async fn carry_out<Q: Queue>(source: &Source<Q>, effect: Effect) -> usize {
+    match effect {
+        Effect::Delete(ids) => source.delete(&ids).await,
+        Effect::Reject { id, reason, detail } => {
+            source.reject(&id, reason.as_str(), &detail).await;
+            0
+        }
+    }
+}
+
+/// Handles one event from the source: decides, changes the pending set, and
+/// returns what to do on the queue.
+pub fn accept(
+    router: &Router,
+    pending: &mut PendingSet,
+    clock: &Clock,
+    now: &Now,
+    event: SourceEvent,
+) -> (Ingested, Option<Effect>) {
+    match event {
+        SourceEvent::Requeued { id } => {
+            pending.remove(&id);
+            (Ingested::Forgotten, None)
+        }
+        SourceEvent::Received {
+            id,
+            body,
+            received_at,
+            first_received_at,
+        } => match decode::decode(&body, router) {
+            Err(rejection) => {
+                let reason = rejection.reason();
+                let effect = Effect::Reject {
+                    id,
+                    reason,
+                    detail: rejection.to_string(),
+                };
+                (Ingested::Rejected(reason), Some(effect))
+            }
+            Ok(requests) => match pending.add(&id, clock.at(received_at), &requests) {
+                Added::Pending { paths } => {
+                    if let Some(first) = first_received_at {
+                        pending.set_first_received(&id, now.mono_of(first));
+                    }
+                    for r in &requests {
+                        if r.reason.is_some() || r.requested_by.is_some() {
+                            tracing::info!(
+                                message = %id,
+                                distribution = %r.distribution,
+                                paths = r.paths.len(),
+                                reason = r.reason.as_deref().unwrap_or(""),
+                                requested_by = r.requested_by.as_deref().unwrap_or(""),
+                                "purge request"
+                            );
+                        }
+                    }
+                    let ingested = Ingested::Pending {
+                        paths,
+                        requested: requests
+                            .iter()
+                            .map(|r| (r.distribution.clone(), r.paths.len()))
+                            .collect(),
+                    };
+                    (ingested, None)
+                }
+                Added::Duplicate => (Ingested::Duplicate, None),
+                Added::Empty => (Ingested::Deleted, Some(Effect::Delete(vec![id]))),
+            },
+        },
+    }
+}
+
+/// [`accept`] and [`carry_out`] in one, for callers without a task for the
+/// queue's calls.
 pub async fn ingest<Q: Queue>(
     source: &Source<Q>,
     router: &Router,
@@ -66,37 +128,9 @@ pub async fn ingest<Q: Queue>(
     clock: &Clock,
     event: SourceEvent,
 ) -> Ingested {
-    match event {
-        SourceEvent::Requeued { id } => {
-            pending.remove(&id);
-            Ingested::Forgotten
-        }
-        SourceEvent::Received {
-            id,
-            body,
-            received_at,
-        } => match decode::decode(&body, router) {
-            Err(rejection) => {
-                let reason = rejection.reason();
-                source
-                    .reject(&id, reason.as_str(), &rejection.to_string())
-                    .await;
-                Ingested::Rejected(reason)
-            }
-            Ok(requests) => match pending.add(&id, clock.at(received_at), &requests) {
-                Added::Pending { paths } => Ingested::Pending {
-                    paths,
-                    requested: requests
-                        .iter()
-                        .map(|r| (r.distribution.clone(), r.paths.len()))
-                        .collect(),
-                },
-                Added::Duplicate => Ingested::Duplicate,
-                Added::Empty => {
-                    source.delete(std::slice::from_ref(&id)).await;
-                    Ingested::Deleted
-                }
-            },
-        },
+    let (ingested, effect) = accept(router, pending, clock, &clock.now(), event);
+    if let Some(effect) = effect {
+        carry_out(source, effect).await;
     }
+    ingested
 }

@@ -72,6 +72,10 @@ struct Waiter {
 #[derive(Clone, Debug)]
 struct Message {
     received_at: Millis,
+    /// When the queue first handed the message to any consumer (SQS's
+    /// `ApproximateFirstReceiveTimestamp`), if earlier than `received_at`:
+    /// a process that crashed may have received it and covered it.
+    first_received: Millis,
     /// Paths (over all distributions) of the message not yet covered.
     outstanding: usize,
 }
@@ -182,10 +186,20 @@ impl PendingSet {
             message,
             Message {
                 received_at,
+                first_received: received_at,
                 outstanding,
             },
         );
         Added::Pending { paths: outstanding }
+    }
+
+    /// Records when the queue first handed a pending message to any
+    /// consumer, for [`PendingSet::apply_recovered`]; a time after this
+    /// process's own receive changes nothing.
+    pub fn set_first_received(&mut self, id: &str, at: Millis) {
+        if let Some(m) = self.messages.get_mut(id) {
+            m.first_received = m.first_received.min(at);
+        }
     }
 
     /// Whether a message is pending.
@@ -290,6 +304,36 @@ impl PendingSet {
         paths: &[CfPath],
         submitted_at: Millis,
     ) -> Vec<(MessageId, Millis)> {
+        self.apply_where(distribution, paths, |w, _| w.received_at < submitted_at)
+    }
+
+    /// An invalidation that a process before this one created at
+    /// `created_at` (CloudFront's time, on this clock) and that this one
+    /// found confirmed in the ledger after a crash: it covers the waiters of
+    /// messages first handed out (to the crashed process) before it was
+    /// created, so their redelivery is not paid for twice. Returns the
+    /// messages now fully covered.
+    pub fn apply_recovered(
+        &mut self,
+        distribution: &str,
+        paths: &[CfPath],
+        created_at: Millis,
+    ) -> Vec<MessageId> {
+        self.apply_where(distribution, paths, |_, m| {
+            m.is_some_and(|m| m.first_received < created_at)
+        })
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect()
+    }
+
+    /// Covers the waiters on `paths` for which `covers` holds.
+    fn apply_where(
+        &mut self,
+        distribution: &str,
+        paths: &[CfPath],
+        covers: impl Fn(&Waiter, Option<&Message>) -> bool,
+    ) -> Vec<(MessageId, Millis)> {
         let Some(dist) = self.distributions.get_mut(distribution) else {
             return Vec::new();
         };
@@ -313,7 +357,7 @@ impl PendingSet {
                 continue; // covered twice by this invalidation
             };
             waiters.retain(|w| {
-                if w.received_at >= submitted_at {
+                if !covers(w, self.messages.get(&w.message)) {
                     return true;
                 }
                 dist.urgent -= usize::from(w.urgent);

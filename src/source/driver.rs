@@ -52,6 +52,8 @@ pub enum SourceEvent {
         id: MessageId,
         body: String,
         received_at: Instant,
+        /// When the queue first handed it to any consumer, if it says.
+        first_received_at: Option<std::time::SystemTime>,
     },
     /// A held message was re-queued as a fresh copy (which will arrive as a
     /// new message): forget the old one.
@@ -156,18 +158,21 @@ impl<Q: Queue> Source<Q> {
     }
 
     /// Starts the pollers and the visibility keeper. Events arrive on the
-    /// returned channel until `cancel` fires.
+    /// returned channel until `stop_receiving` fires; held messages are
+    /// kept hidden until `stop_keeping` fires, which the daemon does only
+    /// once each has been deleted or released (shutdown included).
     pub fn start(
         &self,
         tasks: &TaskTracker,
-        cancel: &CancellationToken,
+        stop_receiving: &CancellationToken,
+        stop_keeping: &CancellationToken,
     ) -> mpsc::Receiver<SourceEvent> {
         let (tx, rx) = mpsc::channel(1024);
         for n in 0..self.shared.settings.pollers.max(1) {
-            let (me, tx, cancel) = (self.clone(), tx.clone(), cancel.clone());
+            let (me, tx, cancel) = (self.clone(), tx.clone(), stop_receiving.clone());
             tasks.spawn(async move { me.poll_loop(n, tx, cancel).await });
         }
-        let (me, cancel) = (self.clone(), cancel.clone());
+        let (me, cancel) = (self.clone(), stop_keeping.clone());
         tasks.spawn(async move { me.keep_loop(tx, cancel).await });
         rx
     }
@@ -293,6 +298,7 @@ impl<Q: Queue> Source<Q> {
                 id: id.clone(),
                 body: m.body.clone(),
                 received_at: now,
+                first_received_at: m.first_received_at,
             });
             register.held.insert(
                 id,
@@ -577,7 +583,7 @@ mod tests {
         queue.send("/a").await.expect("send");
         let source = Source::new(queue.clone(), settings());
         let (tasks, cancel) = (TaskTracker::new(), CancellationToken::new());
-        let mut events = source.start(&tasks, &cancel);
+        let mut events = source.start(&tasks, &cancel, &cancel);
         let SourceEvent::Received { id, .. } = next(&mut events).await else {
             panic!("expected a message");
         };
@@ -606,7 +612,7 @@ mod tests {
         queue.send("/old").await.expect("send");
         let source = Source::new(queue.clone(), settings());
         let (tasks, cancel) = (TaskTracker::new(), CancellationToken::new());
-        let mut events = source.start(&tasks, &cancel);
+        let mut events = source.start(&tasks, &cancel, &cancel);
         let SourceEvent::Received { id: first, .. } = next(&mut events).await else {
             panic!("expected a message");
         };
@@ -633,7 +639,7 @@ mod tests {
         queue.send("not a path").await.expect("send");
         let source = Source::new(queue.clone(), settings());
         let (tasks, cancel) = (TaskTracker::new(), CancellationToken::new());
-        let mut events = source.start(&tasks, &cancel);
+        let mut events = source.start(&tasks, &cancel, &cancel);
         let SourceEvent::Received { id, .. } = next(&mut events).await else {
             panic!("expected a message");
         };
@@ -707,7 +713,7 @@ mod tests {
         };
         let source = Source::new(queue, settings());
         let (tasks, cancel) = (TaskTracker::new(), CancellationToken::new());
-        let mut events = source.start(&tasks, &cancel);
+        let mut events = source.start(&tasks, &cancel, &cancel);
         let SourceEvent::Received { id, .. } = next(&mut events).await else {
             panic!("expected a message");
         };

@@ -27,6 +27,9 @@ pub struct Found {
     pub ours: bool,
     /// Its CallerReference, to match a reservation left open by a crash.
     pub caller_reference: String,
+    /// Its paths, for ours only (to cover what a crashed process's batch
+    /// covered); empty for others', whose count is all that matters.
+    pub items: Vec<crate::path::CfPath>,
 }
 
 /// Lists `distribution_id`'s invalidations created at or after
@@ -65,12 +68,14 @@ pub async fn scan<I: Invalidator>(
     let mut found = Vec::with_capacity(fresh.len());
     for id in fresh {
         let got = invalidator.get(distribution_id, &id).await?;
+        let ours = is_ours(&got.caller_reference);
         found.push(Found {
             id: got.id,
             paths: got.paths.len() as u64,
             created_at: got.created_at,
-            ours: is_ours(&got.caller_reference),
+            ours,
             caller_reference: got.caller_reference,
+            items: if ours { got.paths } else { Vec::new() },
         });
     }
     Ok(found)

@@ -74,7 +74,7 @@ async fn wire<Q: Queue>(
     let clock = Clock::new();
     let tasks = TaskTracker::new();
     let cancel = CancellationToken::new();
-    let mut events = source.start(&tasks, &cancel);
+    let mut events = source.start(&tasks, &cancel, &cancel);
     let mut pending = PendingSet::new(RULES);
     let mut out = Outcome::default();
     let deadline = tokio::time::Instant::now() + limit;
@@ -137,7 +137,7 @@ struct Running<Q> {
 impl<Q: Queue> Running<Q> {
     fn start(source: Source<Q>) -> Running<Q> {
         let (tasks, cancel) = (TaskTracker::new(), CancellationToken::new());
-        let events = source.start(&tasks, &cancel);
+        let events = source.start(&tasks, &cancel, &cancel);
         Running {
             source,
             tasks,

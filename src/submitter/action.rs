@@ -1,44 +1,10 @@
-//! The submitter's decisions, kept pure so that they can be tested without
-//! CloudFront: the CallerReference of a batch, and what to do about each
-//! error CreateInvalidation can answer. The one place that says what is
-//! retried, what waits for capacity and what is a configuration fault.
+//! What each error CreateInvalidation can answer means for the batch: the
+//! one place that says what is retried, what waits for capacity, what is a
+//! configuration fault and what proves that nothing was created.
 
 use std::time::Duration;
 
 use crate::cloudfront::invalidator::InvalidatorError;
-use crate::path::CfPath;
-
-/// What every CallerReference cfpurge makes starts with; invalidations
-/// without it were made by other tools.
-pub const REFERENCE_PREFIX: &str = "cfpurge-";
-
-/// The CallerReference of one batch: stable across retries of that batch
-/// (the same arguments give the same reference, so a retry after an unknown
-/// outcome finds the invalidation already made instead of making another)
-/// and unique across batches (`run` is the process's start time in
-/// milliseconds, `batch` counts batches within the process, and the paths'
-/// fingerprint guards against reusing a reference for other paths).
-pub fn caller_reference(distribution: &str, run: u64, batch: u64, paths: &[CfPath]) -> String {
-    format!(
-        "{REFERENCE_PREFIX}{distribution}-{run}-{batch}-{:016x}",
-        fingerprint(paths)
-    )
-}
-
-/// FNV-1a over the sorted paths: order-free, stable across builds and
-/// platforms (unlike `std`'s hasher, whose output may change).
-fn fingerprint(paths: &[CfPath]) -> u64 {
-    let mut sorted: Vec<&str> = paths.iter().map(CfPath::as_str).collect();
-    sorted.sort_unstable();
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for p in sorted {
-        for b in p.bytes().chain(std::iter::once(b'\n')) {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-    h
-}
 
 /// What to do after CreateInvalidation failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -128,29 +94,6 @@ mod tests {
 
     fn paths(v: &[&str]) -> Vec<CfPath> {
         v.iter().map(|s| CfPath::parse(s).unwrap()).collect()
-    }
-
-    #[test]
-    fn a_reference_is_stable_for_a_batch_and_unique_across_batches() {
-        let a = paths(&["/a", "/b/*"]);
-        let r = caller_reference("www", 1_700_000_000_000, 7, &a);
-        assert!(r.starts_with("cfpurge-www-1700000000000-7-"));
-        assert_eq!(
-            r,
-            caller_reference("www", 1_700_000_000_000, 7, &paths(&["/b/*", "/a"]))
-        );
-        assert_ne!(r, caller_reference("www", 1_700_000_000_000, 8, &a));
-        assert_ne!(r, caller_reference("www", 1_700_000_000_001, 7, &a));
-        assert_ne!(r, caller_reference("img", 1_700_000_000_000, 7, &a));
-        assert_ne!(
-            r,
-            caller_reference("www", 1_700_000_000_000, 7, &paths(&["/a"]))
-        );
-        // Path boundaries count: ["/a", "/b"] is not ["/a/b"].
-        assert_ne!(
-            fingerprint(&paths(&["/a", "/b"])),
-            fingerprint(&paths(&["/a/b"]))
-        );
     }
 
     #[test]

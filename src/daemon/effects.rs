@@ -1,0 +1,227 @@
+//! The daemon's slow effects, each in a task of its own so that the main
+//! loop never waits on the network: CreateInvalidation calls, the polls and
+//! reconciles of the tracker, the queue's depth, and the deletes and
+//! rejects of messages. Every task reports back over one channel as a
+//! [`Done`]; the loop owns the state and applies the reports.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
+
+use crate::cloudfront::invalidator::{Invalidation, Invalidator, InvalidatorError};
+use crate::pipeline::{self, Effect};
+use crate::source::driver::Source;
+use crate::source::queue::{Queue, QueueDepth, QueueError};
+use crate::submitter::Batch;
+use crate::tracker::external::{self, Found};
+use crate::tracker::{PollReport, Tracker};
+
+/// At most this many ListInvalidations pages per budget scan (100
+/// invalidations each); the rest waits for the next scan.
+const SCAN_PAGES: usize = 50;
+
+/// What a task reports back to the loop.
+#[derive(Debug)]
+pub enum Done {
+    /// A CreateInvalidation call's answer.
+    Created {
+        alias: String,
+        batch: Batch,
+        result: Result<Invalidation, InvalidatorError>,
+    },
+    /// A round of polls of invalidations in progress.
+    Polled(PollReport),
+    /// One distribution's reconcile, and the budget scan if one was asked.
+    Reconciled {
+        alias: String,
+        result: Result<(), InvalidatorError>,
+        scan: Option<Result<Vec<Found>, InvalidatorError>>,
+    },
+    /// A reconcile round is over (every distribution tried).
+    RoundOver,
+    /// Messages deleted by the queue task.
+    Deleted(usize),
+    /// The queue task has made every call asked of it and stopped.
+    QueueClosed,
+    /// The queue's depth, or why it could not be read.
+    Depth(Result<QueueDepth, QueueError>),
+}
+
+/// What a budget scan needs: the ids already looked at and where the month
+/// starts.
+pub struct ScanBasis {
+    pub seen: HashSet<String>,
+    pub month_start: SystemTime,
+}
+
+/// Starts the tasks.
+pub struct Effects<Q, I> {
+    tasks: TaskTracker,
+    done: mpsc::UnboundedSender<Done>,
+    queue_calls: Option<mpsc::UnboundedSender<Effect>>,
+    invalidator: I,
+    tracker: Arc<Tracker<I>>,
+    source: Source<Q>,
+    /// Calls started while draining give up at this moment.
+    deadline: Option<Instant>,
+}
+
+impl<Q: Queue, I: Invalidator> Effects<Q, I> {
+    /// The queue task starts at once; it deletes and rejects in the order
+    /// asked, until [`Effects::close_queue`].
+    pub fn start(
+        tasks: TaskTracker,
+        source: Source<Q>,
+        invalidator: I,
+        tracker: Arc<Tracker<I>>,
+    ) -> (Self, mpsc::UnboundedReceiver<Done>) {
+        let (done, reports) = mpsc::unbounded_channel();
+        let (queue_calls, mut calls) = mpsc::unbounded_channel::<Effect>();
+        let (queue_source, queue_done) = (source.clone(), done.clone());
+        tasks.spawn(async move {
+            while let Some(effect) = calls.recv().await {
+                let deleted = pipeline::carry_out(&queue_source, effect).await;
+                if deleted > 0 {
+                    let _ = queue_done.send(Done::Deleted(deleted));
+                }
+            }
+            let _ = queue_done.send(Done::QueueClosed);
+        });
+        let effects = Effects {
+            tasks,
+            done,
+            queue_calls: Some(queue_calls),
+            invalidator,
+            tracker,
+            source,
+            deadline: None,
+        };
+        (effects, reports)
+    }
+
+    /// From now on, calls give up at `deadline` (shutdown).
+    pub fn set_deadline(&mut self, deadline: Instant) {
+        self.deadline = Some(deadline);
+    }
+
+    /// Deletes or rejects on the queue, after those asked before.
+    pub fn queue(&self, effect: Effect) {
+        if let Some(calls) = &self.queue_calls
+            && calls.send(effect).is_err()
+        {
+            tracing::error!("the queue task has stopped; the message comes back when its visibility runs out");
+        }
+    }
+
+    /// No more queue calls: the queue task ends once it has made those
+    /// asked.
+    pub fn close_queue(&mut self) {
+        self.queue_calls = None;
+    }
+
+    /// Calls CreateInvalidation for `batch`.
+    pub fn create(&self, alias: &str, distribution_id: &str, batch: Batch) {
+        let (invalidator, done, deadline) =
+            (self.invalidator.clone(), self.done.clone(), self.deadline);
+        let (alias, id) = (alias.to_owned(), distribution_id.to_owned());
+        self.tasks.spawn(async move {
+            let call = invalidator.create(&id, &batch.reference, &batch.paths);
+            let result = within(deadline, call).await;
+            let _ = done.send(Done::Created {
+                alias,
+                batch,
+                result,
+            });
+        });
+    }
+
+    /// Checks the invalidations in progress that are due a check at `now`.
+    pub fn poll(&self, now: Instant) {
+        let (tracker, done) = (self.tracker.clone(), self.done.clone());
+        self.tasks.spawn(async move {
+            let report = tracker.poll_all(now).await;
+            let _ = done.send(Done::Polled(report));
+        });
+    }
+
+    /// Reconciles every distribution in `aliases` with CloudFront, one
+    /// after the other, and scans their month for the budget with `scan`.
+    pub fn reconcile(
+        &self,
+        aliases: Vec<(String, String)>,
+        now: Instant,
+        wall: SystemTime,
+        scan: Option<ScanBasis>,
+    ) {
+        let (tracker, invalidator, done) = (
+            self.tracker.clone(),
+            self.invalidator.clone(),
+            self.done.clone(),
+        );
+        let deadline = self.deadline;
+        self.tasks.spawn(async move {
+            for (alias, id) in aliases {
+                let result = within(deadline, tracker.reconcile(&alias, now, wall))
+                    .await
+                    .map(|_| ());
+                let scan = match &scan {
+                    Some(basis) => Some(
+                        within(
+                            deadline,
+                            external::scan(
+                                &invalidator,
+                                &id,
+                                basis.month_start,
+                                |id| basis.seen.contains(id),
+                                SCAN_PAGES,
+                            ),
+                        )
+                        .await,
+                    ),
+                    None => None,
+                };
+                let _ = done.send(Done::Reconciled {
+                    alias,
+                    result,
+                    scan,
+                });
+            }
+            let _ = done.send(Done::RoundOver);
+        });
+    }
+
+    /// Asks for the queue's depth.
+    pub fn depth(&self) {
+        let (source, done) = (self.source.clone(), self.done.clone());
+        self.tasks.spawn(async move {
+            let _ = done.send(Done::Depth(source.depth().await));
+        });
+    }
+}
+
+/// A CloudFront call, given up at `deadline` (if any) as a timeout: its
+/// outcome is then unknown, as with any timeout.
+async fn within<T>(
+    deadline: Option<Instant>,
+    call: impl Future<Output = Result<T, InvalidatorError>>,
+) -> Result<T, InvalidatorError> {
+    match deadline {
+        None => call.await,
+        Some(at) => tokio::time::timeout_at(at, call).await.unwrap_or_else(|_| {
+            Err(InvalidatorError::Timeout(
+                "no answer before the shutdown deadline".to_owned(),
+            ))
+        }),
+    }
+}
+
+/// How often a round of polls runs: each invalidation is still checked once
+/// per poll interval, but one created just after a round is not left
+/// waiting for almost two.
+pub fn poll_round(poll_interval: Duration) -> Duration {
+    (poll_interval / 4).max(Duration::from_secs(1))
+}

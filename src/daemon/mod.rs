@@ -1,0 +1,660 @@
+//! The daemon's shell: one event loop that owns the state (the pending set,
+//! the submit core, the ledger, the tracker's view) and sleeps until the
+//! next thing is due, and tasks that carry out the slow effects and report
+//! back ([`effects`]). The decisions are the pure stages': the pipeline
+//! decodes and adds, the submitter decides what to send, the planner plans,
+//! the budget counts. Time is read once per turn of the loop and passed
+//! down.
+//!
+//! The loop never awaits the network itself: a slow CreateInvalidation, a
+//! slow delete or a hanging poll holds up only its own task, while other
+//! distributions' batches go out on time and the watchdog keeps beating.
+
+mod effects;
+mod ledger;
+mod observe;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::budget::{AnyStore, FileStore};
+use crate::clock::{Clock, Millis, Now};
+use crate::cloudfront::invalidator::{Invalidation, Invalidator, InvalidatorError};
+use crate::config::Config;
+use crate::decode::{RejectReason, Router};
+use crate::pending::{BatchRules, PendingSet};
+use crate::pipeline::{self, Effect, Ingested};
+use crate::planner::Settings;
+use crate::source::driver::{Source, SourceSettings};
+use crate::source::queue::Queue;
+use crate::submitter::{Batch, RateLimit, Situation, Step, SubmitSettings, Submitter};
+use crate::tracker::{InflightView, Tracker};
+
+use self::effects::{Done, Effects, ScanBasis};
+use self::ledger::{Ledger, Recovered};
+pub use self::observe::Observers;
+
+/// How often the queue's depth is asked for (GetQueueAttributes).
+const DEPTH_INTERVAL: Duration = Duration::from_secs(30);
+
+/// The longest the loop sleeps: the gauges, the status snapshot and the
+/// watchdog are refreshed at least this often.
+const OBSERVE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long an invalidation a crashed process created keeps covering the
+/// redeliveries of its messages: SQS keeps a message in flight for at most
+/// 12 hours.
+const RECOVERED_FOR: Duration = Duration::from_secs(12 * 3600);
+
+/// The readiness component that holds until the queue first answers.
+const STARTUP: &str = "startup";
+
+/// What the daemon did, for tests and logs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub invalidations: u64,
+    pub paths_submitted: u64,
+    pub messages_deleted: u64,
+    pub create_errors: u64,
+}
+
+/// When the loop's own periodic work is next due.
+#[derive(Clone, Copy, Debug, Default)]
+struct Timers {
+    poll: Millis,
+    reconcile: Millis,
+    depth: Millis,
+    /// A task of that kind is under way: no second one.
+    polling: bool,
+    reconciling: bool,
+    asking_depth: bool,
+    /// When the gauges and the status are next refreshed.
+    observe: Millis,
+    /// The queue task has made every call asked of it (shutdown).
+    queue_closed: bool,
+    /// The first reconcile round is over: in-flight invalidations of an
+    /// earlier run are known and reservations a crash left are confirmed,
+    /// so nothing is paid for twice. Nothing is submitted before.
+    started: bool,
+}
+
+pub struct Daemon<Q, I> {
+    source: Source<Q>,
+    tracker: Arc<Tracker<I>>,
+    invalidator: I,
+    pending: PendingSet,
+    router: Router,
+    submitter: Submitter,
+    ledger: Ledger,
+    /// Alias → CloudFront distribution id.
+    ids: HashMap<String, String>,
+    clock: Clock,
+    poll_interval: Duration,
+    reconcile_interval: Duration,
+    grace: Duration,
+    observers: Observers,
+    /// Distributions CloudFront refuses (NoSuchDistribution, AccessDenied).
+    refused: HashSet<String>,
+    /// Invalidations a crashed process created, covering redeliveries.
+    recovered: Vec<Recovered>,
+    /// Per distribution with a call under way, how long what its batch
+    /// left behind waits once the answer is in.
+    calls_hold: HashMap<String, Option<Millis>>,
+    totals: Totals,
+}
+
+impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
+    pub fn new(config: &Config, queue: Q, invalidator: I) -> Daemon<Q, I> {
+        let cf = &config.cloudfront;
+        let poll_interval = Duration::from_secs(cf.poll_interval_seconds);
+        let clock = Clock::new();
+        let started = clock.now();
+        let run = started
+            .wall
+            .duration_since(std::time::SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis())
+            .to_string();
+        Daemon {
+            source: Source::new(queue, SourceSettings::from(&config.source)),
+            tracker: Arc::new(Tracker::new(
+                invalidator.clone(),
+                InflightView::new(config.distributions.iter()),
+                poll_interval,
+            )),
+            invalidator,
+            pending: PendingSet::new(BatchRules::from(&config.batching)),
+            router: Router::new(config),
+            submitter: Submitter::new(
+                SubmitSettings {
+                    planner: Settings::from(&config.coalesce),
+                    on_exhausted: config.budget.on_exhausted,
+                    recheck: poll_interval,
+                },
+                RateLimit::new(cf.create_per_second, cf.create_burst),
+                run,
+            ),
+            ledger: Ledger::new(
+                AnyStore::File(FileStore::new(config.budget.ledger_path.clone())),
+                config.budget.clone(),
+            ),
+            ids: config
+                .distributions
+                .iter()
+                .map(|(alias, d)| (alias.clone(), d.id.clone()))
+                .collect(),
+            clock,
+            poll_interval,
+            reconcile_interval: Duration::from_secs(cf.reconcile_interval_seconds),
+            grace: Duration::from_secs(config.shutdown.grace_seconds),
+            observers: Observers::new(config),
+            refused: HashSet::new(),
+            recovered: Vec::new(),
+            calls_hold: HashMap::new(),
+            totals: Totals::default(),
+        }
+    }
+
+    /// Keeps the budget ledger in `store` instead of the configured file
+    /// (tests use memory).
+    pub fn with_ledger(mut self, store: AnyStore) -> Self {
+        self.ledger.set_store(store);
+        self
+    }
+
+    /// Runs on `clock` instead of the system's (tests whose paused time
+    /// also moves the wall clock).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The daemon's metrics, status, readiness and heartbeat, to serve.
+    pub fn observers(&self) -> Observers {
+        self.observers.clone()
+    }
+
+    pub fn source(&self) -> &Source<Q> {
+        &self.source
+    }
+
+    /// Runs until `cancel` fires, then drains within the grace period:
+    /// everything pending is due at once, what cannot be submitted in time
+    /// is made visible again.
+    pub async fn run(mut self, cancel: CancellationToken) -> Totals {
+        let tasks = TaskTracker::new();
+        let stop_receiving = CancellationToken::new();
+        let stop_keeping = CancellationToken::new();
+        let mut events = self.source.start(&tasks, &stop_receiving, &stop_keeping);
+        let (mut effects, mut reports) = Effects::start(
+            tasks.clone(),
+            self.source.clone(),
+            self.invalidator.clone(),
+            self.tracker.clone(),
+        );
+        let mut timers = Timers::default();
+        // Under systemd (Type=notify) the start is over once the loop runs;
+        // outside it this does nothing.
+        observe::notify(&[sd_notify::NotifyState::Ready]);
+        let mut now = self.clock.now();
+        loop {
+            self.turn(&now, &mut timers, &effects);
+            let wake = self.clock.instant(self.next_wake(&now, &timers));
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                Some(event) = events.recv() => {
+                    now = self.clock.now();
+                    self.ingest(event, &now, &effects);
+                }
+                Some(done) = reports.recv() => {
+                    now = self.clock.now();
+                    self.apply(done, &now, &mut timers, &effects);
+                }
+                () = tokio::time::sleep_until(wake) => now = self.clock.now(),
+            }
+        }
+
+        // Shutdown: stop receiving, submit what can be, release the rest.
+        observe::notify(&[
+            sd_notify::NotifyState::Stopping,
+            sd_notify::NotifyState::Status("draining"),
+        ]);
+        stop_receiving.cancel();
+        let deadline = Instant::now() + self.grace;
+        effects.set_deadline(deadline);
+        now = self.clock.now();
+        while let Ok(event) = events.try_recv() {
+            self.ingest(event, &now, &effects);
+        }
+        self.pending.flush_all();
+        // Whatever the first reconcile has not confirmed by now stays spent.
+        timers.started = true;
+        loop {
+            self.turn(&now, &mut timers, &effects);
+            if self.pending.pending_messages() == 0 && !self.submitter.is_calling() {
+                break;
+            }
+            let wake = self.clock.instant(self.next_wake(&now, &timers)).min(deadline);
+            tokio::select! {
+                Some(done) = reports.recv() => {
+                    now = self.clock.now();
+                    self.apply(done, &now, &mut timers, &effects);
+                }
+                () = tokio::time::sleep_until(wake) => {}
+            }
+            now = self.clock.now();
+            if now.instant >= deadline {
+                break;
+            }
+        }
+        let left: Vec<_> = self.pending.message_ids().cloned().collect();
+        if !left.is_empty() {
+            tracing::info!(
+                messages = left.len(),
+                "releasing messages not covered before the grace period ended"
+            );
+            self.source.release(&left).await;
+            // A create still under way may yet be accepted: its spending is
+            // recorded, but these messages are no longer ours to delete.
+            for id in &left {
+                self.pending.remove(id);
+            }
+        }
+        // Deletes already asked for still go, and messages stay hidden
+        // (extended) until they are done; answers to creates still under
+        // way are recorded in the ledger.
+        effects.close_queue();
+        tasks.close();
+        let late = deadline.max(Instant::now() + Duration::from_secs(2));
+        while !timers.queue_closed || self.submitter.is_calling() {
+            let Ok(Some(done)) = tokio::time::timeout_at(late, reports.recv()).await else {
+                tracing::warn!("some calls were still under way at the end of the grace period");
+                break;
+            };
+            let now = self.clock.now();
+            self.apply(done, &now, &mut timers, &effects);
+        }
+        stop_keeping.cancel();
+        drop(effects);
+        let _ = tokio::time::timeout_at(late + Duration::from_secs(1), tasks.wait()).await;
+        timers.observe = 0;
+        self.observe(&self.clock.now(), &mut timers);
+        self.totals
+    }
+
+    /// One turn of the loop: the ledger, due batches, periodic tasks, the
+    /// gauges.
+    fn turn(&mut self, now: &Now, timers: &mut Timers, effects: &Effects<Q, I>) {
+        self.keep_ledger(now);
+        if timers.started {
+            self.submit_due(now, effects);
+        }
+        if !timers.polling && now.mono >= timers.poll {
+            timers.polling = true;
+            effects.poll(now.instant);
+        }
+        if !timers.reconciling && now.mono >= timers.reconcile {
+            self.start_reconcile(now, timers, effects);
+        }
+        if !timers.asking_depth && now.mono >= timers.depth {
+            timers.asking_depth = true;
+            effects.depth();
+        }
+        self.observe(now, timers);
+    }
+
+    /// The next moment something is due.
+    fn next_wake(&self, now: &Now, timers: &Timers) -> Millis {
+        let mut wake = timers.observe.max(now.mono + 1);
+        let mut due = |at: Option<Millis>| {
+            if let Some(at) = at {
+                wake = wake.min(at.max(now.mono + 1));
+            }
+        };
+        if timers.started {
+            due(self.pending.next_due());
+            due(self.submitter.next_after());
+        }
+        due((!timers.polling).then_some(timers.poll));
+        due((!timers.reconciling).then_some(timers.reconcile));
+        due((!timers.asking_depth).then_some(timers.depth));
+        wake
+    }
+
+    fn ingest(&mut self, event: crate::source::driver::SourceEvent, now: &Now, effects: &Effects<Q, I>) {
+        let (ingested, effect) =
+            pipeline::accept(&self.router, &mut self.pending, &self.clock, now, event);
+        if let Some(effect) = effect {
+            effects.queue(effect);
+        }
+        let metrics = &self.observers.metrics;
+        match &ingested {
+            Ingested::Pending { requested, .. } => {
+                for (alias, n) in requested {
+                    metrics.paths_requested(alias, *n as u64);
+                }
+                self.cover_recovered(now, effects);
+            }
+            Ingested::Rejected(reason) => metrics.rejected(*reason),
+            Ingested::Forgotten | Ingested::Deleted | Ingested::Duplicate => {}
+        }
+    }
+
+    /// Messages first handed to a process that crashed after creating
+    /// their invalidation are covered by it: deleted without another.
+    fn cover_recovered(&mut self, now: &Now, effects: &Effects<Q, I>) {
+        let keep = RECOVERED_FOR.as_millis() as Millis;
+        self.recovered
+            .retain(|r| now.mono.saturating_sub(r.created_at) < keep);
+        for r in &self.recovered {
+            let covered = self.pending.apply_recovered(&r.alias, &r.paths, r.created_at);
+            if !covered.is_empty() {
+                tracing::info!(distribution = %r.alias, messages = covered.len(), "redelivered messages covered by an invalidation made before a crash");
+                effects.queue(Effect::Delete(covered));
+            }
+        }
+    }
+
+    /// Opens the ledger if it is not yet, and rolls the month over.
+    fn keep_ledger(&mut self, now: &Now) {
+        match self.ledger.keep(now) {
+            Ok(()) if self.ledger.budget().is_some() => self.observers.readiness.clear("ledger"),
+            Ok(()) => {}
+            Err(e) => self
+                .observers
+                .readiness
+                .set("ledger", format!("the budget ledger is not usable: {e}")),
+        }
+    }
+
+    fn start_reconcile(&mut self, now: &Now, timers: &mut Timers, effects: &Effects<Q, I>) {
+        timers.reconciling = true;
+        let scan = if self.ledger.wants_scan() {
+            self.ledger
+                .scan_basis()
+                .map(|(seen, month_start)| ScanBasis { seen, month_start })
+        } else {
+            None
+        };
+        let aliases = self
+            .ids
+            .iter()
+            .map(|(a, id)| (a.clone(), id.clone()))
+            .collect();
+        effects.reconcile(aliases, now.instant, now.wall, scan);
+    }
+
+    /// Plans and submits every due batch, and every batch waiting to be
+    /// retried.
+    fn submit_due(&mut self, now: &Now, effects: &Effects<Q, I>) {
+        let mut aliases = self.pending.due(now.mono);
+        for alias in self.submitter.queued_aliases() {
+            if !aliases.iter().any(|a| a == alias) {
+                aliases.push(alias.to_owned());
+            }
+        }
+        for alias in aliases {
+            self.submit(&alias, now, effects);
+        }
+    }
+
+    fn submit(&mut self, alias: &str, now: &Now, effects: &Effects<Q, I>) {
+        let Some(id) = self.ids.get(alias).cloned() else {
+            return;
+        };
+        let due = self.pending.due(now.mono).iter().any(|a| a == alias);
+        let entries = if due && !self.submitter.has_queued(alias) {
+            self.pending.batch(alias)
+        } else {
+            Vec::new()
+        };
+        let situation = Situation {
+            due,
+            entries: &entries,
+            capacity: self.tracker.capacity(alias),
+            remaining: self.ledger.budget().map(|b| b.remaining(now.wall)),
+        };
+        match self.submitter.next(alias, now.mono, situation) {
+            Step::Idle => {}
+            Step::Wait { until, why } => {
+                tracing::trace!(distribution = %alias, ?why, "waiting");
+                self.pending.hold(alias, until);
+            }
+            Step::Send { batch, hold } => {
+                if let Some(until) = hold {
+                    tracing::info!(distribution = %alias, "not enough room in flight or budget; the rest waits");
+                    self.pending.hold(alias, until);
+                }
+                // The reservation is on disk before CloudFront is called.
+                let reserved =
+                    self.ledger
+                        .reserve(&batch.reference, alias, batch.paths.len() as u64, now);
+                if let Err(e) = reserved {
+                    tracing::error!(distribution = %alias, error = %e, "could not reserve the batch in the ledger; not submitting it");
+                    self.observers
+                        .readiness
+                        .set("ledger", format!("the budget ledger is not usable: {e}"));
+                    let until = self.submitter.not_reserved(alias, batch, now.mono);
+                    self.pending.hold(alias, until);
+                    return;
+                }
+                self.observers.readiness.clear("ledger");
+                // Not due again while its call is under way; the answer
+                // says when.
+                self.pending.hold(alias, Millis::MAX);
+                self.calls_hold.insert(alias.to_owned(), hold);
+                effects.create(alias, &id, batch);
+            }
+        }
+    }
+
+    /// Applies one task's report.
+    fn apply(&mut self, done: Done, now: &Now, timers: &mut Timers, effects: &Effects<Q, I>) {
+        match done {
+            Done::Created {
+                alias,
+                batch,
+                result: Ok(invalidation),
+            } => self.created(&alias, batch, &invalidation, now, effects),
+            Done::Created {
+                alias,
+                batch,
+                result: Err(e),
+            } => self.create_failed(&alias, batch, &e, now, timers, effects),
+            Done::Polled(report) => {
+                timers.polling = false;
+                timers.poll = now.after(effects::poll_round(self.poll_interval));
+                for c in report.completed {
+                    self.observers
+                        .metrics
+                        .invalidation_completed(&c.alias, c.took);
+                    tracing::info!(distribution = %c.alias, invalidation = %c.id, seconds = c.took.as_secs(), "invalidation completed");
+                }
+                for (alias, id, e) in report.failed {
+                    self.observers.metrics.cloudfront_error(&alias, &e);
+                    tracing::warn!(distribution = %alias, invalidation = %id, error = %e, "checking an invalidation failed");
+                }
+            }
+            Done::Reconciled {
+                alias,
+                result,
+                scan,
+            } => {
+                match &result {
+                    Ok(()) => self.judge_distribution(&alias, Ok(()), now),
+                    Err(e) => {
+                        self.observers.metrics.cloudfront_error(&alias, e);
+                        self.judge_distribution(&alias, Err(e), now);
+                        tracing::warn!(distribution = %alias, error = %e, "counting invalidations in flight failed");
+                    }
+                }
+                match scan {
+                    Some(Ok(found)) => {
+                        let recovered = self.ledger.take_scan(&alias, found, now);
+                        if !recovered.is_empty() {
+                            self.recovered.extend(recovered);
+                            self.cover_recovered(now, effects);
+                        }
+                    }
+                    Some(Err(e)) => {
+                        self.observers.metrics.cloudfront_error(&alias, &e);
+                        tracing::warn!(distribution = %alias, error = %e, "listing this month's invalidations failed");
+                    }
+                    None => {}
+                }
+            }
+            Done::RoundOver => {
+                timers.reconciling = false;
+                timers.reconcile = now.after(self.reconcile_interval);
+                self.ledger.round_over();
+                timers.started = true;
+            }
+            Done::QueueClosed => timers.queue_closed = true,
+            Done::Deleted(n) => {
+                self.observers.metrics.deleted(n as u64);
+                self.totals.messages_deleted += n as u64;
+            }
+            Done::Depth(result) => {
+                timers.asking_depth = false;
+                timers.depth = now.after(DEPTH_INTERVAL);
+                match result {
+                    Ok(depth) => {
+                        self.observers.readiness.clear(STARTUP);
+                        self.observers.set_depth(depth);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "asking for the queue's depth failed"),
+                }
+            }
+        }
+    }
+
+    fn created(
+        &mut self,
+        alias: &str,
+        batch: Batch,
+        invalidation: &Invalidation,
+        now: &Now,
+        effects: &Effects<Q, I>,
+    ) {
+        // A crash here: created, still only reserved in the ledger.
+        fail::fail_point!("daemon::after_create");
+        self.submitter.created(alias);
+        let hold = self.calls_hold.remove(alias).flatten();
+        self.pending.hold(alias, hold.unwrap_or(now.mono));
+        self.ledger
+            .commit(&batch.reference, &invalidation.id, invalidation.created_at);
+        self.tracker
+            .record_created(alias, invalidation, now.instant);
+        self.judge_distribution(alias, Ok(()), now);
+        let covered = self
+            .pending
+            .apply_timed(alias, &batch.paths, batch.first_sent_at);
+        let metrics = &self.observers.metrics;
+        for (_, received_at) in &covered {
+            let waited = now.mono.saturating_sub(*received_at);
+            metrics.request_to_invalidation(alias, Duration::from_millis(waited));
+        }
+        let wildcards = batch.paths.iter().filter(|p| p.is_wildcard()).count() as u64;
+        metrics.paths_submitted(alias, batch.paths.len() as u64 - wildcards, wildcards);
+        metrics.invalidation_created(alias);
+        self.totals.invalidations += 1;
+        self.totals.paths_submitted += batch.paths.len() as u64;
+        tracing::info!(
+            distribution = %alias,
+            invalidation = %invalidation.id,
+            requested = batch.requested,
+            billed = batch.paths.len(),
+            wildcards,
+            messages_covered = covered.len(),
+            "invalidation created"
+        );
+        if !covered.is_empty() {
+            effects.queue(Effect::Delete(covered.into_iter().map(|(id, _)| id).collect()));
+        }
+    }
+
+    fn create_failed(
+        &mut self,
+        alias: &str,
+        batch: Batch,
+        e: &InvalidatorError,
+        now: &Now,
+        timers: &mut Timers,
+        effects: &Effects<Q, I>,
+    ) {
+        self.totals.create_errors += 1;
+        self.observers.metrics.cloudfront_error(alias, e);
+        self.judge_distribution(alias, Err(e), now);
+        let reference = batch.reference.clone();
+        let entries = self.pending.batch(alias);
+        let after = self.submitter.failed(
+            alias,
+            batch,
+            e,
+            &entries,
+            now.mono,
+            rand::random::<f64>(),
+        );
+        tracing::warn!(distribution = %alias, error = %e, action = ?after.action, "CreateInvalidation failed");
+        if after.release {
+            self.ledger.release(&reference);
+        }
+        let hold = self.calls_hold.remove(alias).flatten();
+        self.pending
+            .hold(alias, after.hold.or(hold).unwrap_or(now.mono));
+        if after.reconcile && !timers.reconciling {
+            self.start_reconcile(now, timers, effects);
+        }
+        if let Some(path) = after.reject {
+            let offenders = self
+                .pending
+                .messages_waiting_on(alias, std::slice::from_ref(&path));
+            tracing::error!(distribution = %alias, messages = offenders.len(), error = %e, "CloudFront refused a requested path that passed validation; rejecting the messages that ask for it");
+            let detail = format!("CloudFront refused the path: {e}");
+            for id in offenders {
+                self.pending.remove(&id);
+                self.observers.metrics.rejected(RejectReason::InvalidPath);
+                effects.queue(Effect::Reject {
+                    id,
+                    reason: RejectReason::InvalidPath,
+                    detail: detail.clone(),
+                });
+            }
+        }
+    }
+
+    /// Marks a distribution not ready while CloudFront refuses it as
+    /// configured (missing, or access denied), ready again otherwise. When
+    /// a refused distribution is accepted again, its held batch goes out
+    /// now instead of after the slow retry.
+    fn judge_distribution(&mut self, alias: &str, outcome: Result<(), &InvalidatorError>, now: &Now) {
+        let component = format!("distribution:{alias}");
+        match outcome {
+            Err(
+                e @ (InvalidatorError::NoSuchDistribution(_) | InvalidatorError::AccessDenied(_)),
+            ) => {
+                self.refused.insert(alias.to_owned());
+                self.observers.readiness.set(
+                    &component,
+                    format!("CloudFront refuses distribution {alias}: {e}"),
+                );
+            }
+            Err(_) => {}
+            Ok(()) => {
+                if self.refused.remove(alias) {
+                    tracing::info!(distribution = %alias, "CloudFront accepts the distribution again");
+                    self.pending.hold(alias, now.mono);
+                    self.submitter.expedite(alias, now.mono);
+                }
+                self.observers.readiness.clear(&component);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,153 @@
+//! What the daemon shows of itself: its metrics, the `/v1/status` snapshot,
+//! the readiness reasons and the heartbeat, refreshed from the loop that
+//! does the work, so that a stuck loop stops beating (and stops pinging
+//! systemd's watchdog).
+
+use std::time::Duration;
+
+use crate::clock::Now;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::source::queue::{Queue, QueueDepth};
+use crate::status::{self, Heartbeat, Readiness, Status, StatusBoard};
+use crate::cloudfront::invalidator::Invalidator;
+use crate::source::driver::QueueHealth;
+
+use super::{Daemon, STARTUP, Timers};
+
+/// What the daemon shows of itself, for the HTTP server: its metrics (and
+/// the registry they are in), the status snapshot, the readiness reasons and
+/// the heartbeat of its main loop. Clones share the same state.
+#[derive(Clone, Debug)]
+pub struct Observers {
+    pub registry: prometheus::Registry,
+    pub metrics: Metrics,
+    pub status: StatusBoard,
+    pub readiness: Readiness,
+    pub heartbeat: Heartbeat,
+    /// Messages the source had received at the last refresh, so that the
+    /// received counter grows by what came since, redeliveries included.
+    received: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// The queue's counts as last asked for.
+    depth: std::sync::Arc<std::sync::Mutex<QueueDepth>>,
+    /// Whether systemd expects watchdog pings (`WatchdogSec=`).
+    watchdog: bool,
+}
+
+impl Observers {
+    /// Fresh observers for `config`: a registry of its own with every
+    /// metric at zero, the initial status, ready, beating.
+    pub fn new(config: &Config) -> Observers {
+        let registry = prometheus::Registry::new();
+        let aliases: Vec<&str> = config.distributions.keys().map(String::as_str).collect();
+        // A fresh registry refuses a metric only when two share a name,
+        // which the metrics module's own tests rule out.
+        let metrics = Metrics::new(&registry, &aliases).expect("metric names are unique");
+        // The ledger fills in used and allowed; the limit is known now.
+        metrics.set_budget(config.budget.monthly_paths, 0, 0);
+        let readiness = Readiness::new();
+        readiness.set(
+            STARTUP,
+            "starting: the queue has not answered yet".to_owned(),
+        );
+        Observers {
+            registry,
+            metrics,
+            status: StatusBoard::new(Status::initial(config)),
+            readiness,
+            heartbeat: Heartbeat::new(),
+            received: Default::default(),
+            depth: Default::default(),
+            watchdog: sd_notify::watchdog_enabled().is_some(),
+        }
+    }
+
+    pub(super) fn set_depth(&self, depth: QueueDepth) {
+        *self.depth.lock().unwrap_or_else(|p| p.into_inner()) = depth;
+        self.metrics
+            .set_queue(depth.visible, depth.in_flight, depth.delayed);
+    }
+}
+
+/// Tells systemd (`NOTIFY_SOCKET`) about a state change; nothing outside
+/// systemd.
+pub(super) fn notify(states: &[sd_notify::NotifyState]) {
+    if let Err(e) = sd_notify::notify(states) {
+        tracing::debug!(error = %e, "notifying the service manager failed");
+    }
+}
+
+impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
+    /// Refreshes the gauges, readiness and the status snapshot from the
+    /// pending set, the tracker and the source, and beats the heartbeat.
+    pub(super) fn observe(&self, now: &Now, timers: &mut Timers) {
+        if now.mono < timers.observe {
+            return;
+        }
+        timers.observe = now.after(super::OBSERVE_INTERVAL);
+        let Observers {
+            metrics,
+            status,
+            readiness,
+            heartbeat,
+            received,
+            depth,
+            watchdog,
+            ..
+        } = &self.observers;
+        heartbeat.beat();
+        // From the loop that does the work: a stuck loop stops pinging.
+        if *watchdog {
+            notify(&[sd_notify::NotifyState::Watchdog]);
+        }
+        match self.source.health() {
+            QueueHealth::Ready => readiness.clear("queue"),
+            QueueHealth::NotReady(reason) => readiness.set("queue", reason),
+        }
+        let counts = self.source.counts();
+        let before = received.swap(counts.received, std::sync::atomic::Ordering::Relaxed);
+        metrics.received(counts.received.saturating_sub(before));
+        let view = self.tracker.view();
+        let mut snapshot = status.snapshot().as_ref().clone();
+        for (alias, d) in &mut snapshot.distributions {
+            let paths = self.pending.pending_paths(alias) as u64;
+            let oldest =
+                Duration::from_millis(self.pending.oldest_age(alias, now.mono).unwrap_or(0));
+            let inflight = view.inflight(alias).unwrap_or_default();
+            metrics.set_pending(alias, paths, oldest);
+            metrics.set_inflight(alias, inflight.exact as u64, inflight.wildcard as u64);
+            d.pending_paths = paths;
+            d.oldest_pending_seconds = oldest.as_secs();
+            d.inflight_exact = inflight.exact as u64;
+            d.inflight_wildcard = inflight.wildcard as u64;
+            d.last_invalidation =
+                view.last_invalidation(alias)
+                    .map(|last| status::LastInvalidation {
+                        id: last.id.clone(),
+                        status: last.status.as_str().to_owned(),
+                        paths: last.paths.len() as u64,
+                        created_at: last.created_at,
+                    });
+        }
+        drop(view);
+        let messages = self.pending.pending_messages() as u64;
+        metrics.set_pending_messages(messages);
+        let depth = *depth.lock().unwrap_or_else(|p| p.into_inner());
+        snapshot.queue = status::QueueStatus {
+            visible: depth.visible,
+            in_flight: depth.in_flight,
+            delayed: depth.delayed,
+            pending_messages: messages,
+        };
+        if let Some(budget) = self.ledger.budget() {
+            snapshot.budget = budget.status(now.wall);
+            metrics.set_budget(budget.limit(), budget.used(), budget.allowed(now.wall));
+        } else {
+            snapshot.budget.month = status::format_time(now.wall)
+                .get(..7)
+                .unwrap_or_default()
+                .to_owned();
+        }
+        status.publish(snapshot);
+    }
+}

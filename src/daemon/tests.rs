@@ -1,0 +1,357 @@
+//! The daemon run whole, on paused time, against the local queue and the
+//! simulated CloudFront.
+
+mod run {
+    use super::super::*;
+    use crate::cloudfront::simulate::SimulatedCloudFront;
+    use crate::source::local::LocalQueue;
+
+    const CONFIG: &str = r#"
+[source]
+kind = "local"
+visibility_timeout_seconds = 60
+[distributions.www]
+id = "E2ABCDEF123456"
+[batching]
+quiet_seconds = 2
+max_delay_seconds = 10
+[cloudfront]
+mode = "simulate"
+create_per_second = 100
+create_burst = 100
+poll_interval_seconds = 5
+simulate_completion_seconds = 30
+[budget]
+pacing = "none"
+"#;
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_end_covered_by_invalidations_and_the_queue_ends_empty() {
+        let config = Config::from_parts(Some(CONFIG), "test", std::iter::empty()).expect("config");
+        let queue = LocalQueue::new(Duration::from_secs(60));
+        let cloudfront =
+            SimulatedCloudFront::new(["E2ABCDEF123456".to_owned()], Duration::from_secs(30));
+        let mut asked = Vec::new();
+        for i in 0..40 {
+            let path = format!("/docs/{}/page-{i}/", i % 4);
+            queue
+                .send(&format!(r#"{{"paths":["{path}"]}}"#))
+                .await
+                .expect("send");
+            asked.push(CfPath::parse(&path).expect("path"));
+        }
+        queue.send("not a path").await.expect("send");
+        let daemon = Daemon::new(&config, queue.clone(), cloudfront.clone())
+            .with_ledger(AnyStore::Memory(crate::budget::MemoryStore::new()));
+        let observers = daemon.observers();
+        let cancel = CancellationToken::new();
+        let run = tokio::spawn(daemon.run(cancel.clone()));
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert!(queue.is_empty(), "{} messages left", queue.len());
+        let created = cloudfront.created();
+        for p in &asked {
+            assert!(
+                created
+                    .iter()
+                    .any(|(_, inv)| inv.paths.iter().any(|q| q.covers(p))),
+                "{p} not covered"
+            );
+        }
+        assert_eq!(queue.dead_letters().len(), 1);
+        cancel.cancel();
+        let totals = run.await.expect("run ends");
+        assert_eq!(totals.messages_deleted, 40);
+        assert_eq!(totals.invalidations as usize, created.len());
+        assert!(
+            created
+                .iter()
+                .all(|(_, inv)| inv.caller_reference.starts_with("cfpurge-www-"))
+        );
+
+        // The metrics and the status tell the same story.
+        let text = crate::metrics::encode(&observers.registry);
+        let value = |series: &str| -> f64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+                .unwrap_or_else(|| panic!("{series} missing from\n{text}"))
+                .parse()
+                .expect("a number")
+        };
+        let billed: usize = created.iter().map(|(_, inv)| inv.paths.len()).sum();
+        let wildcards = created
+            .iter()
+            .flat_map(|(_, inv)| &inv.paths)
+            .filter(|p| p.is_wildcard())
+            .count();
+        assert_eq!(value("cfpurge_messages_received_total"), 41.0);
+        assert_eq!(value("cfpurge_messages_deleted_total"), 40.0);
+        assert_eq!(
+            value("cfpurge_paths_requested_total{distribution=\"www\"}"),
+            40.0
+        );
+        assert_eq!(
+            value("cfpurge_invalidations_created_total{distribution=\"www\"}"),
+            created.len() as f64
+        );
+        assert_eq!(
+            value("cfpurge_paths_submitted_total{distribution=\"www\",kind=\"exact\"}")
+                + value("cfpurge_paths_submitted_total{distribution=\"www\",kind=\"wildcard\"}"),
+            billed as f64
+        );
+        assert_eq!(
+            value("cfpurge_paths_submitted_total{distribution=\"www\",kind=\"wildcard\"}"),
+            wildcards as f64
+        );
+        let rejected: f64 = text
+            .lines()
+            .filter(|l| l.starts_with("cfpurge_messages_rejected_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        assert_eq!(rejected, 1.0);
+        assert_eq!(
+            value("cfpurge_request_to_invalidation_seconds_count{distribution=\"www\"}"),
+            40.0
+        );
+        assert_eq!(value("cfpurge_pending_messages"), 0.0);
+        let snapshot = observers.status.snapshot();
+        let www = &snapshot.distributions["www"];
+        let last = www.last_invalidation.as_ref().expect("a last invalidation");
+        assert!(created.iter().any(|(_, inv)| inv.id == last.id));
+        assert_eq!(www.pending_paths, 0);
+        assert!(observers.readiness.is_ready());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_submits_what_is_pending_within_the_grace_period() {
+        let config = Config::from_parts(Some(CONFIG), "test", std::iter::empty()).expect("config");
+        let queue = LocalQueue::new(Duration::from_secs(60));
+        let cloudfront =
+            SimulatedCloudFront::new(["E2ABCDEF123456".to_owned()], Duration::from_secs(30));
+        queue.send("/late.html").await.expect("send");
+        let daemon = Daemon::new(&config, queue.clone(), cloudfront.clone())
+            .with_ledger(AnyStore::Memory(crate::budget::MemoryStore::new()));
+        let cancel = CancellationToken::new();
+        let run = tokio::spawn(daemon.run(cancel.clone()));
+        // Received, but the quiet window has not closed.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert!(cloudfront.created().is_empty());
+        cancel.cancel();
+        let totals = run.await.expect("run ends");
+        assert_eq!(totals.invalidations, 1);
+        assert_eq!(totals.messages_deleted, 1);
+        assert!(queue.is_empty());
+    }
+}
+
+mod budget {
+    use super::super::*;
+    use crate::budget::{LedgerStore as _, MemoryStore};
+    use crate::cloudfront::simulate::SimulatedCloudFront;
+    use crate::source::local::LocalQueue;
+
+    const DIST: &str = "E2ABCDEF123456";
+
+    fn config(monthly: u64, policy: &str) -> Config {
+        let toml = format!(
+            r#"
+[source]
+kind = "local"
+visibility_timeout_seconds = 60
+[distributions.www]
+id = "{DIST}"
+[batching]
+quiet_seconds = 1
+max_delay_seconds = 5
+[cloudfront]
+mode = "simulate"
+create_per_second = 100
+create_burst = 100
+poll_interval_seconds = 5
+simulate_completion_seconds = 30
+[budget]
+monthly_paths = {monthly}
+pacing = "none"
+on_exhausted = "{policy}"
+"#
+        );
+        Config::from_parts(Some(&toml), "test", std::iter::empty()).expect("config")
+    }
+
+    struct Run {
+        queue: LocalQueue,
+        cloudfront: SimulatedCloudFront,
+        store: MemoryStore,
+        cancel: CancellationToken,
+        task: tokio::task::JoinHandle<Totals>,
+    }
+
+    fn start(config: &Config) -> Run {
+        let queue = LocalQueue::new(Duration::from_secs(60));
+        let cloudfront = SimulatedCloudFront::new([DIST.to_owned()], Duration::from_secs(30));
+        let store = MemoryStore::new();
+        let daemon = Daemon::new(config, queue.clone(), cloudfront.clone())
+            .with_ledger(AnyStore::Memory(store.clone()));
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(daemon.run(cancel.clone()));
+        Run {
+            queue,
+            cloudfront,
+            store,
+            cancel,
+            task,
+        }
+    }
+
+    impl Run {
+        async fn send(&self, paths: &[&str]) {
+            for p in paths {
+                self.queue
+                    .send(&format!(r#"{{"paths":["{p}"]}}"#))
+                    .await
+                    .expect("send");
+            }
+        }
+
+        fn created(&self) -> Vec<Vec<String>> {
+            self.cloudfront
+                .created()
+                .into_iter()
+                .map(|(_, inv)| inv.paths.iter().map(|p| p.as_str().to_owned()).collect())
+                .collect()
+        }
+
+        fn spent(&self) -> u64 {
+            let state = self.store.load().expect("load").expect("a ledger");
+            state.spent + state.external
+        }
+
+        async fn stop(self) -> Totals {
+            self.cancel.cancel();
+            self.task.await.expect("run ends")
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn hold_spends_no_more_than_the_budget_and_keeps_the_rest_queued() {
+        let run = start(&config(5, "hold"));
+        run.send(&[
+            "/a/1.html",
+            "/b/1.html",
+            "/c/1.html",
+            "/d/1.html",
+            "/e/1.html",
+        ])
+        .await;
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(run.created().len(), 1);
+        assert_eq!(run.spent(), 5);
+        // Spent: later requests wait, neither deleted nor rejected.
+        run.send(&["/f/1.html", "/g/1.html"]).await;
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        assert_eq!(run.created().len(), 1, "{:?}", run.created());
+        assert_eq!(run.queue.len(), 2);
+        assert!(run.queue.dead_letters().is_empty());
+        assert_eq!(run.spent(), 5);
+        // Shutdown releases them for another consumer.
+        let totals = run.stop().await;
+        assert_eq!(totals.messages_deleted, 5);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_binding_budget_makes_the_planner_coalesce_harder() {
+        let run = start(&config(3, "hold"));
+        // Seven files in one directory: seven exact paths would fit the
+        // in-flight limits, but only three paths are left to spend.
+        let paths: Vec<String> = (1..=7).map(|i| format!("/docs/{i}.html")).collect();
+        let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
+        run.send(&refs).await;
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(run.created(), vec![vec!["/docs/*".to_owned()]]);
+        assert_eq!(run.spent(), 1);
+        assert!(run.queue.is_empty());
+        run.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn coalesce_sends_one_covering_path_once_spent() {
+        let run = start(&config(2, "coalesce"));
+        run.send(&["/a/1.html", "/b/1.html"]).await;
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(run.spent(), 2);
+        run.send(&["/docs/en/a.html", "/docs/de/b.html", "/docs/c.html"])
+            .await;
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let created = run.created();
+        assert_eq!(created.len(), 2, "{created:?}");
+        assert!(created.contains(&vec!["/docs/*".to_owned()]), "{created:?}");
+        assert_eq!(run.spent(), 3, "the overspend is counted");
+        assert!(run.queue.is_empty());
+        // Requests with nothing in common beyond the root: `/*`, allowed
+        // here though allow_root_wildcard is off.
+        run.send(&["/x/1.html", "/y/1.html"]).await;
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert!(
+            run.created().contains(&vec!["/*".to_owned()]),
+            "{:?}",
+            run.created()
+        );
+        run.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn overspend_plans_as_usual_and_counts_it() {
+        let run = start(&config(2, "overspend"));
+        run.send(&["/a/1.html", "/b/1.html", "/c/1.html", "/d/1.html"])
+            .await;
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let created = run.created();
+        let billed: usize = created.iter().map(Vec::len).sum();
+        assert_eq!(billed, 4, "{created:?}");
+        assert_eq!(run.spent(), 4);
+        assert!(run.queue.is_empty());
+        run.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_ledger_that_cannot_be_written_submits_nothing_and_is_not_ready() {
+        let config = config(100, "hold");
+        let queue = LocalQueue::new(Duration::from_secs(60));
+        let cloudfront = SimulatedCloudFront::new([DIST.to_owned()], Duration::from_secs(30));
+        let store = MemoryStore::new();
+        store.fail_saves(1000);
+        let daemon = Daemon::new(&config, queue.clone(), cloudfront.clone())
+            .with_ledger(AnyStore::Memory(store.clone()));
+        let observers = daemon.observers();
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(daemon.run(cancel.clone()));
+        queue.send("/a.html").await.expect("send");
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        assert!(cloudfront.created().is_empty());
+        assert!(
+            observers
+                .readiness
+                .reasons()
+                .iter()
+                .any(|r| r.starts_with("ledger: ")),
+            "{:?}",
+            observers.readiness.reasons()
+        );
+        assert_eq!(queue.len(), 1);
+        // Writable again: ready, and the request goes out.
+        store.fail_saves(0);
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        assert_eq!(cloudfront.created().len(), 1);
+        assert!(queue.is_empty());
+        assert!(
+            !observers
+                .readiness
+                .reasons()
+                .iter()
+                .any(|r| r.starts_with("ledger")),
+            "{:?}",
+            observers.readiness.reasons()
+        );
+        cancel.cancel();
+        task.await.expect("run ends");
+    }
+}
