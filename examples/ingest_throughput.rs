@@ -134,7 +134,7 @@ async fn main() {
     let (tasks, cancel) = (TaskTracker::new(), CancellationToken::new());
     let clock = Clock::new();
     let started = Instant::now();
-    let mut events = source.start(&tasks, &cancel);
+    let mut events = source.start(&tasks, &cancel, &cancel);
     let mut pending = PendingSet::new(rules);
     let mut done = 0;
     let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -144,9 +144,9 @@ async fn main() {
                 ingest(&source, &router, &mut pending, &clock, event).await;
             }
             _ = tick.tick() => {
-                for dist in pending.due(clock.now()) {
+                for dist in pending.due(clock.now().mono) {
                     let plan = planner::plan(&pending.batch(&dist), Capacity::AWS, &Settings::default());
-                    let covered = pending.apply(&dist, &plan.paths, clock.now());
+                    let covered = pending.apply(&dist, &plan.paths, clock.now().mono);
                     done += source.delete(&covered).await;
                 }
             }

@@ -3,6 +3,7 @@
 
 mod run {
     use super::super::*;
+    use crate::path::CfPath;
     use crate::cloudfront::simulate::SimulatedCloudFront;
     use crate::source::local::LocalQueue;
 

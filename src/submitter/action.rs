@@ -92,10 +92,6 @@ pub fn backoff(attempt: u32, jitter: f64) -> Duration {
 mod tests {
     use super::*;
 
-    fn paths(v: &[&str]) -> Vec<CfPath> {
-        v.iter().map(|s| CfPath::parse(s).unwrap()).collect()
-    }
-
     #[test]
     fn only_refusals_say_nothing_was_created() {
         let s = String::new;

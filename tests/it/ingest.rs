@@ -92,11 +92,11 @@ async fn wire<Q: Queue>(
                 }
             }
             _ = tick.tick() => {
-                let now = clock.now();
+                let now = clock.now().mono;
                 for dist in pending.due(now) {
                     let plan = planner::plan(&pending.batch(&dist), Capacity::AWS, &Settings::default());
                     // The fake submitter accepts at once.
-                    let submitted_at = clock.now();
+                    let submitted_at = clock.now().mono;
                     out.invalidations.push(plan.paths.iter().map(|p| p.to_string()).collect());
                     let covered = pending.apply(&dist, &plan.paths, submitted_at);
                     out.deleted += source.delete(&covered).await;
