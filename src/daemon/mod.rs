@@ -452,8 +452,10 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
         }
     }
 
-    /// Applies one task's report.
+    /// Applies one task's report. What a report changes shows in the
+    /// gauges and the status at once; ingesting waits for the next refresh.
     fn apply(&mut self, done: Done, now: &Now, timers: &mut Timers, effects: &Effects<Q, I>) {
+        timers.observe = 0;
         match done {
             Done::Created {
                 alias,
