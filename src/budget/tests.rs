@@ -709,10 +709,12 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 proptest! {
-    /// With `hold` (reserve only what remains), spending never runs ahead
-    /// of the allowance within a month.
+    /// The ledger's arithmetic: reserving only what remains never runs
+    /// ahead of the allowance within a month. (That the daemon reserves only
+    /// what remains under `hold` is the submit core's test
+    /// `hold_never_sends_more_than_the_budget_allows`.)
     #[test]
-    fn hold_never_spends_past_the_allowance(
+    fn reserving_only_what_remains_never_runs_past_the_allowance(
         monthly in 0u64..5_000,
         burst in 0u64..500,
         even in any::<bool>(),

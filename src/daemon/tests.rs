@@ -356,3 +356,156 @@ on_exhausted = "{policy}"
         task.await.expect("run ends");
     }
 }
+
+/// One slow effect never holds up the loop: a hanging delete and hanging
+/// polls of one distribution, while another's batch is due.
+mod slow_effects {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::SystemTime;
+
+    use super::super::*;
+    use crate::cloudfront::invalidator::InvalidationSummary;
+    use crate::cloudfront::simulate::SimulatedCloudFront;
+    use crate::path::CfPath;
+    use crate::source::local::LocalQueue;
+    use crate::source::queue::{Failed, Handle, Message, QueueDepth, QueueError};
+
+    /// Long enough to outlast every window of the test.
+    const HANG: Duration = Duration::from_secs(3600);
+
+    /// The local queue, whose deletes hang while `hang` is set.
+    #[derive(Clone)]
+    struct SlowDeletes {
+        inner: LocalQueue,
+        hang: Arc<AtomicBool>,
+    }
+
+    impl Queue for SlowDeletes {
+        async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Message>, QueueError> {
+            self.inner.receive(max, wait).await
+        }
+        async fn set_visibility(
+            &self,
+            handles: &[Handle],
+            timeout: Duration,
+        ) -> Result<Vec<Failed>, QueueError> {
+            self.inner.set_visibility(handles, timeout).await
+        }
+        async fn delete(&self, handles: &[Handle]) -> Result<Vec<Failed>, QueueError> {
+            if self.hang.load(Ordering::SeqCst) {
+                tokio::time::sleep(HANG).await;
+            }
+            self.inner.delete(handles).await
+        }
+        async fn reject(&self, m: &Message, reason: &str, detail: &str) -> Result<bool, QueueError> {
+            self.inner.reject(m, reason, detail).await
+        }
+        async fn requeue(&self, message: &Message) -> Result<(), QueueError> {
+            self.inner.requeue(message).await
+        }
+        async fn depth(&self) -> Result<QueueDepth, QueueError> {
+            self.inner.depth().await
+        }
+        async fn send(&self, body: &str) -> Result<String, QueueError> {
+            self.inner.send(body).await
+        }
+    }
+
+    /// The simulated CloudFront, whose GetInvalidation hangs while `hang`
+    /// is set.
+    #[derive(Clone, Debug)]
+    struct HangingPolls {
+        inner: SimulatedCloudFront,
+        hang: Arc<AtomicBool>,
+    }
+
+    impl Invalidator for HangingPolls {
+        async fn create(
+            &self,
+            distribution_id: &str,
+            caller_reference: &str,
+            paths: &[CfPath],
+        ) -> Result<Invalidation, InvalidatorError> {
+            self.inner.create(distribution_id, caller_reference, paths).await
+        }
+        async fn get(&self, distribution_id: &str, id: &str) -> Result<Invalidation, InvalidatorError> {
+            if self.hang.load(Ordering::SeqCst) {
+                tokio::time::sleep(HANG).await;
+            }
+            self.inner.get(distribution_id, id).await
+        }
+        async fn list(
+            &self,
+            distribution_id: &str,
+            marker: Option<&str>,
+            max_items: i32,
+        ) -> Result<(Vec<InvalidationSummary>, Option<String>), InvalidatorError> {
+            self.inner.list(distribution_id, marker, max_items).await
+        }
+    }
+
+    /// The defaults where they matter here: even pacing, 0.5 creates a
+    /// second with a burst of 3.
+    const CONFIG: &str = r#"
+[source]
+kind = "local"
+visibility_timeout_seconds = 60
+[distributions.www]
+id = "EWWW"
+[distributions.img]
+id = "EIMG"
+[batching]
+quiet_seconds = 2
+[cloudfront]
+mode = "simulate"
+poll_interval_seconds = 5
+simulate_completion_seconds = 30
+"#;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hanging_delete_and_hanging_polls_hold_up_no_other_batch_nor_the_heartbeat() {
+        let config = Config::from_parts(Some(CONFIG), "test", std::iter::empty()).expect("config");
+        assert_eq!(config.budget.pacing, crate::config::Pacing::Even);
+        let hang = Arc::new(AtomicBool::new(true));
+        let queue = SlowDeletes {
+            inner: LocalQueue::new(Duration::from_secs(60)),
+            hang: hang.clone(),
+        };
+        let simulated = SimulatedCloudFront::new(["EWWW".into(), "EIMG".into()], Duration::from_secs(30));
+        let cloudfront = HangingPolls {
+            inner: simulated.clone(),
+            hang: hang.clone(),
+        };
+        // The middle of a month, on a wall clock that moves with paused time.
+        let mid_month = SystemTime::UNIX_EPOCH + Duration::from_secs(1_794_000_000);
+        let daemon = Daemon::new(&config, queue.clone(), cloudfront)
+            .with_ledger(AnyStore::Memory(crate::budget::MemoryStore::new()))
+            .with_clock(Clock::following_tokio(mid_month));
+        let observers = daemon.observers();
+        let cancel = CancellationToken::new();
+        let run = tokio::spawn(daemon.run(cancel.clone()));
+
+        queue.send(r#"{"distribution":"www","paths":["/a.html"]}"#).await.expect("send");
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        assert_eq!(simulated.created().len(), 1, "www's batch went out");
+        // Its delete now hangs, and so do the polls of its invalidation.
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        let sent = tokio::time::Instant::now();
+        queue.send(r#"{"distribution":"img","paths":["/b.png"]}"#).await.expect("send");
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let created = simulated.created();
+        assert_eq!(created.len(), 2, "img's batch is not held up: {created:?}");
+        assert_eq!(created[1].0, "EIMG");
+        assert!(observers.heartbeat.age() <= Duration::from_secs(1), "the loop keeps beating");
+        assert!(tokio::time::Instant::now() - sent <= Duration::from_secs(4));
+        // Once the delete gets through, the queue ends empty.
+        hang.store(false, Ordering::SeqCst);
+        tokio::time::sleep(HANG + Duration::from_secs(10)).await;
+        assert!(queue.inner.is_empty(), "{} left", queue.inner.len());
+        cancel.cancel();
+        let totals = run.await.expect("run ends");
+        assert_eq!(totals.invalidations, 2);
+        assert_eq!(totals.messages_deleted, 2);
+    }
+}

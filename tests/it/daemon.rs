@@ -215,6 +215,47 @@ async fn throttling_and_server_errors_lose_nothing_and_never_duplicate_a_batch()
     );
 }
 
+/// The fake creates the invalidation, then answers after the client has
+/// given up: the outcome is unknown to the daemon. Its retry must go under
+/// the same CallerReference, which CloudFront answers with the existing
+/// invalidation; a retry under a new reference would make (and bill) a
+/// second invalidation of the same paths.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_answered_too_late_is_retried_under_its_reference_and_made_once() {
+    let moto = Moto::shared();
+    let _guard = moto.exclusive().await;
+    let fake = FakeCloudFront::start(Duration::from_secs(2)).await;
+    fake.add_distribution(DIST);
+    fake.faults().set_late_creates(1, Duration::from_secs(3));
+    let url = moto.create_queue("daemon-late-create", &[]).await;
+    let config = config(&url);
+    let queue = SqsQueue::new(moto.sqs_client(), url.clone(), None);
+    for i in 0..3 {
+        queue
+            .send(&format!(r#"{{"paths":["/late/{i}.html"]}}"#))
+            .await
+            .expect("send");
+    }
+    let invalidator = AwsInvalidator::new(fake.client_with_timeout(Duration::from_secs(1)));
+    let daemon = Daemon::new(&config, queue.clone(), invalidator).with_ledger(memory_ledger());
+    let cancel = CancellationToken::new();
+    let run = tokio::spawn(daemon.run(cancel.clone()));
+    assert!(drained(&queue, Duration::from_secs(60)).await, "not drained");
+    cancel.cancel();
+    let totals = run.await.expect("daemon ends");
+    assert_eq!(totals.messages_deleted, 3, "{totals:?}");
+    let creates = fake.calls_of(Operation::CreateInvalidation);
+    assert!(creates.len() >= 2, "the late create was retried: {creates:?}");
+    let mut made: HashMap<String, usize> = HashMap::new();
+    for inv in fake.invalidations(DIST) {
+        for p in inv.paths {
+            *made.entry(p).or_default() += 1;
+        }
+    }
+    assert_eq!(made.len(), 3, "{made:?}");
+    assert!(made.values().all(|&n| n == 1), "a path was invalidated twice: {made:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn others_in_flight_and_a_burst_never_trip_the_limits() {
     let moto = Moto::shared();

@@ -288,6 +288,9 @@ struct FaultConfig {
     /// Wait after a call took effect, before answering (a slow answer whose
     /// effect already happened, e.g. a client timeout after the create).
     delay_after: Duration,
+    /// The next CreateInvalidation calls that take effect answer this late
+    /// (count, delay): a client timeout after the create happened.
+    late_creates: (u32, Duration),
     /// CreateInvalidation rate limit, off unless set.
     rate_limit: Option<Bucket>,
     /// Paths CloudFront refuses with InvalidArgument whatever else is in the
@@ -357,6 +360,12 @@ impl Faults {
         self.config().delay_after = delay;
     }
 
+    /// The next `n` CreateInvalidation calls that take effect answer only
+    /// after `delay`.
+    pub fn set_late_creates(&self, n: u32, delay: Duration) {
+        self.config().late_creates = (n, delay);
+    }
+
     /// Turns the CreateInvalidation rate limit on (full bucket) or off.
     pub fn set_rate_limit(&self, limit: Option<RateLimit>) {
         self.config().rate_limit = limit.map(|limit| Bucket {
@@ -380,6 +389,7 @@ impl Faults {
         config.probabilities.clear();
         config.delay_before = Duration::ZERO;
         config.delay_after = Duration::ZERO;
+        config.late_creates = (0, Duration::ZERO);
         config.rate_limit = None;
     }
 }
@@ -495,6 +505,7 @@ impl FakeCloudFront {
                 rng: StdRng::seed_from_u64(DEFAULT_SEED),
                 delay_before: Duration::ZERO,
                 delay_after: Duration::ZERO,
+                late_creates: (0, Duration::ZERO),
                 rate_limit: None,
                 refused_paths: Vec::new(),
             }),
@@ -652,8 +663,26 @@ impl FakeCloudFront {
         self.client_with(RetryConfig::standard())
     }
 
+    /// A client that does not retry and gives up on a call after
+    /// `timeout`, as the daemon's own client does after its timeouts.
+    pub fn client_with_timeout(&self, timeout: Duration) -> aws_sdk_cloudfront::Client {
+        let config = self
+            .config_with(RetryConfig::standard().with_max_attempts(1))
+            .timeout_config(
+                aws_sdk_cloudfront::config::timeout::TimeoutConfig::builder()
+                    .operation_timeout(timeout)
+                    .build(),
+            )
+            .build();
+        aws_sdk_cloudfront::Client::from_conf(config)
+    }
+
     fn client_with(&self, retry: RetryConfig) -> aws_sdk_cloudfront::Client {
-        let config = aws_sdk_cloudfront::Config::builder()
+        aws_sdk_cloudfront::Client::from_conf(self.config_with(retry).build())
+    }
+
+    fn config_with(&self, retry: RetryConfig) -> aws_sdk_cloudfront::config::Builder {
+        aws_sdk_cloudfront::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new("us-east-1"))
             .credentials_provider(Credentials::new(
@@ -668,8 +697,6 @@ impl FakeCloudFront {
             // The fake is local; with paused tokio time the throughput
             // checks could misfire.
             .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
-            .build();
-        aws_sdk_cloudfront::Client::from_conf(config)
     }
 }
 
@@ -797,6 +824,24 @@ async fn postamble(shared: &Shared) {
     let delay = shared.faults.lock().expect("fault config lock").delay_after;
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
+    }
+}
+
+/// A create's [`postamble`], plus the late answers of `late_creates`.
+async fn create_postamble(shared: &Shared, took_effect: bool) {
+    let late = {
+        let mut config = shared.faults.lock().expect("fault config lock");
+        let (n, delay) = config.late_creates;
+        if took_effect && n > 0 {
+            config.late_creates.0 -= 1;
+            delay
+        } else {
+            Duration::ZERO
+        }
+    };
+    postamble(shared).await;
+    if !late.is_zero() {
+        tokio::time::sleep(late).await;
     }
 }
 
@@ -1086,7 +1131,7 @@ async fn create_invalidation(
         invalidation_id: None,
         outcome,
     });
-    postamble(&shared).await;
+    create_postamble(&shared, result.is_ok()).await;
     match result {
         Ok((inv, _)) => {
             let body = invalidation_xml(&shared, &inv, Instant::now());
