@@ -509,3 +509,78 @@ simulate_completion_seconds = 30
         assert_eq!(totals.messages_deleted, 2);
     }
 }
+
+/// A crash between CreateInvalidation and the deletes: the next process
+/// pays nothing twice.
+mod after_a_crash {
+    use std::time::SystemTime;
+
+    use super::super::*;
+    use crate::budget::{Budget, LedgerStore as _, MemoryStore};
+    use crate::cloudfront::simulate::SimulatedCloudFront;
+    use crate::path::CfPath;
+    use crate::source::local::LocalQueue;
+
+    const CONFIG: &str = r#"
+[source]
+kind = "local"
+visibility_timeout_seconds = 60
+[distributions.www]
+id = "EWWW"
+[batching]
+quiet_seconds = 2
+[cloudfront]
+mode = "simulate"
+poll_interval_seconds = 5
+simulate_completion_seconds = 30
+"#;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_created_before_a_crash_covers_its_redelivered_messages() {
+        let config = Config::from_parts(Some(CONFIG), "test", std::iter::empty()).expect("config");
+        let queue = LocalQueue::new(Duration::from_secs(60));
+        let cloudfront = SimulatedCloudFront::new(["EWWW".into()], Duration::from_secs(30));
+        queue.send(r#"{"paths":["/a.html","/b.html"]}"#).await.expect("send");
+        queue.send(r#"{"paths":["/c.html"]}"#).await.expect("send");
+        // The process that crashed: it received both messages, reserved
+        // and created a batch for the first, and died before committing
+        // and deleting.
+        assert_eq!(queue.receive(10, Duration::ZERO).await.expect("receive").len(), 2);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let store = MemoryStore::new();
+        let reference = "cfpurge-www-1700000000000-1-00000000000000aa";
+        let paths = [CfPath::parse("/a.html").unwrap(), CfPath::parse("/b.html").unwrap()];
+        {
+            let mut budget =
+                Budget::open(AnyStore::Memory(store.clone()), config.budget.clone(), SystemTime::now())
+                    .expect("ledger");
+            budget.reserve(reference, "www", 2, SystemTime::now()).expect("reserve");
+        }
+        cloudfront.create("EWWW", reference, &paths).await.expect("create");
+        // The messages come back once their visibility runs out.
+        tokio::time::advance(Duration::from_secs(61)).await;
+
+        let daemon = Daemon::new(&config, queue.clone(), cloudfront.clone())
+            .with_ledger(AnyStore::Memory(store.clone()))
+            .with_clock(Clock::following_tokio(SystemTime::now()));
+        let cancel = CancellationToken::new();
+        let run = tokio::spawn(daemon.run(cancel.clone()));
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        let created: Vec<Vec<String>> = cloudfront
+            .created()
+            .into_iter()
+            .map(|(_, inv)| inv.paths.iter().map(|p| p.to_string()).collect())
+            .collect();
+        assert_eq!(
+            created,
+            vec![vec!["/a.html".to_owned(), "/b.html".to_owned()], vec!["/c.html".to_owned()]],
+            "only the message the crashed batch did not cover is paid for"
+        );
+        assert!(queue.is_empty(), "{} left", queue.len());
+        let state = store.load().expect("load").expect("a ledger");
+        assert_eq!(state.spent, 3, "the crashed batch confirmed, the new one committed");
+        assert!(state.reservations.is_empty(), "{:?}", state.reservations);
+        cancel.cancel();
+        run.await.expect("run ends");
+    }
+}

@@ -66,6 +66,22 @@ fn an_invalidation_submitted_before_the_message_arrived_does_not_cover_it() {
 }
 
 #[test]
+fn a_recovered_invalidation_covers_only_messages_first_received_before_it() {
+    let mut set = PendingSet::new(RULES);
+    // Both received by this process at 1000; "redelivered" was first
+    // handed to a process that crashed, at 100.
+    set.add("redelivered", 1_000, &[req("www", &["/x", "/y"])]);
+    set.set_first_received("redelivered", 100);
+    set.add("new", 1_000, &[req("www", &["/x"])]);
+    // A later first receive changes nothing.
+    set.set_first_received("new", 5_000);
+    assert_eq!(ids(set.apply_recovered("www", &[p("/x")], 200)), Vec::<String>::new());
+    assert_eq!(ids(set.apply_recovered("www", &[p("/y")], 200)), ["redelivered"]);
+    assert!(set.contains("new"), "first received after the invalidation");
+    assert_eq!(set.pending_paths("www"), 1);
+}
+
+#[test]
 fn a_message_spanning_distributions_needs_both() {
     let mut set = PendingSet::new(RULES);
     set.add("m", 0, &[req("www", &["/a"]), req("img", &["/b"])]);
