@@ -133,7 +133,13 @@ mod tests {
         let a_minute_ago = now.mono_of(now.wall - Duration::from_secs(60));
         assert!(an_hour_ago < a_minute_ago && a_minute_ago < now.mono);
         assert_eq!(now.mono - a_minute_ago, 60_000);
-        assert_eq!(now.mono_of(now.wall + Duration::from_secs(1)), now.mono + 1_000);
-        assert_eq!(clock.instant(now.after(Duration::from_secs(2))), now.instant + Duration::from_secs(2));
+        assert_eq!(
+            now.mono_of(now.wall + Duration::from_secs(1)),
+            now.mono + 1_000
+        );
+        assert_eq!(
+            clock.instant(now.after(Duration::from_secs(2))),
+            now.instant + Duration::from_secs(2)
+        );
     }
 }

@@ -13,6 +13,7 @@
 //! parses arguments.
 #![forbid(unsafe_code)]
 
+pub mod aws_error;
 pub mod budget;
 pub mod clock;
 pub mod cloudfront;

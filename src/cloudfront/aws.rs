@@ -1,7 +1,7 @@
 //! [`Invalidator`] on Amazon CloudFront, through the AWS SDK.
 //!
-//! Every SDK error goes through `classify`, the one place that decides
-//! what an error means; the SDK itself already retries throttling and 5xx
+//! Every SDK error goes through `classify`, which reads what the crate's
+//! one classifier ([`crate::aws_error`]) makes of it; the SDK itself already retries throttling and 5xx
 //! answers (standard mode, 3 attempts) before an error gets here, but not
 //! `TooManyInvalidationsInProgress`, which the submitter handles. Timeouts
 //! are set explicitly ([`timeouts`]): the SDK sets only a connect timeout by
@@ -15,7 +15,7 @@ use aws_sdk_cloudfront::Client;
 use aws_sdk_cloudfront::config::http::HttpResponse;
 use aws_sdk_cloudfront::config::timeout::TimeoutConfig;
 use aws_sdk_cloudfront::config::{Region, retry::RetryConfig};
-use aws_sdk_cloudfront::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_cloudfront::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_cloudfront::operation::create_invalidation::CreateInvalidationError;
 use aws_sdk_cloudfront::operation::get_invalidation::GetInvalidationError;
 use aws_sdk_cloudfront::operation::list_invalidations::ListInvalidationsError;
@@ -24,6 +24,7 @@ use aws_sdk_cloudfront::types::{InvalidationBatch, Paths};
 use super::invalidator::{
     Invalidation, InvalidationSummary, Invalidator, InvalidatorError, MAX_LIST_ITEMS, Status,
 };
+use crate::aws_error::{self, Class};
 use crate::config::AwsConfig;
 use crate::path::CfPath;
 
@@ -248,51 +249,18 @@ fn convert_time(
     })
 }
 
-/// What an error says, before the text is attached: every variant of
-/// [`InvalidatorError`] but `Other`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
-    Throttled,
-    ServerError,
-    Timeout,
-    TooManyInProgress,
-    BatchAlreadyExists,
-    NoSuchDistribution,
-    AccessDenied,
-    InvalidArgument,
-    BatchTooLarge,
-    NoSuchInvalidation,
+/// The typed variants of one operation's error, by the code they stand
+/// for.
+trait TypedCode {
+    fn typed_code(&self) -> Option<&'static str>;
 }
 
-impl Kind {
-    fn error(self, text: String) -> InvalidatorError {
-        match self {
-            Kind::Throttled => InvalidatorError::Throttled(text),
-            Kind::ServerError => InvalidatorError::ServerError(text),
-            Kind::Timeout => InvalidatorError::Timeout(text),
-            Kind::TooManyInProgress => InvalidatorError::TooManyInProgress(text),
-            Kind::BatchAlreadyExists => InvalidatorError::BatchAlreadyExists(text),
-            Kind::NoSuchDistribution => InvalidatorError::NoSuchDistribution(text),
-            Kind::AccessDenied => InvalidatorError::AccessDenied(text),
-            Kind::InvalidArgument => InvalidatorError::InvalidArgument(text),
-            Kind::BatchTooLarge => InvalidatorError::BatchTooLarge(text),
-            Kind::NoSuchInvalidation => InvalidatorError::NoSuchInvalidation(text),
-        }
-    }
-}
-
-/// The typed variants of one operation's error that [`classify`] reads
-/// before any code string.
-trait TypedKind {
-    fn typed_kind(&self) -> Option<Kind>;
-}
-
-macro_rules! typed_kind {
-    ($error:ty { $($is:ident => $kind:ident),* $(,)? }) => {
-        impl TypedKind for $error {
-            fn typed_kind(&self) -> Option<Kind> {
+macro_rules! typed_code {
+    ($error:ty { $($is:ident => $code:literal),* $(,)? }) => {
+        impl TypedCode for $error {
+            fn typed_code(&self) -> Option<&'static str> {
                 $(if self.$is() {
-                    return Some(Kind::$kind);
+                    return Some($code);
                 })*
                 None
             }
@@ -300,119 +268,61 @@ macro_rules! typed_kind {
     };
 }
 
-typed_kind!(CreateInvalidationError {
-    is_too_many_invalidations_in_progress => TooManyInProgress,
-    is_no_such_distribution => NoSuchDistribution,
-    is_access_denied => AccessDenied,
-    is_invalid_argument => InvalidArgument,
-    is_missing_body => InvalidArgument,
-    is_inconsistent_quantities => InvalidArgument,
-    is_batch_too_large => BatchTooLarge,
+typed_code!(CreateInvalidationError {
+    is_too_many_invalidations_in_progress => "TooManyInvalidationsInProgress",
+    is_no_such_distribution => "NoSuchDistribution",
+    is_access_denied => "AccessDenied",
+    is_invalid_argument => "InvalidArgument",
+    is_missing_body => "MissingBody",
+    is_inconsistent_quantities => "InconsistentQuantities",
+    is_batch_too_large => "BatchTooLarge",
 });
-typed_kind!(GetInvalidationError {
-    is_no_such_distribution => NoSuchDistribution,
-    is_access_denied => AccessDenied,
-    is_no_such_invalidation => NoSuchInvalidation,
+typed_code!(GetInvalidationError {
+    is_no_such_distribution => "NoSuchDistribution",
+    is_access_denied => "AccessDenied",
+    is_no_such_invalidation => "NoSuchInvalidation",
 });
-typed_kind!(ListInvalidationsError {
-    is_no_such_distribution => NoSuchDistribution,
-    is_access_denied => AccessDenied,
-    is_invalid_argument => InvalidArgument,
+typed_code!(ListInvalidationsError {
+    is_no_such_distribution => "NoSuchDistribution",
+    is_access_denied => "AccessDenied",
+    is_invalid_argument => "InvalidArgument",
 });
 
-/// Error codes read from the response when no typed variant matched: the
-/// ones no operation models (throttling and server faults come from the
-/// front end, `InvalidationBatchAlreadyExists` is missing from the model,
-/// authentication failures are answered before the operation is known),
-/// and the modelled ones for operations that do not model them.
-const CODES: &[(&str, Kind)] = &[
-    ("Throttling", Kind::Throttled),
-    ("ThrottlingException", Kind::Throttled),
-    ("TooManyRequestsException", Kind::Throttled),
-    ("RequestLimitExceeded", Kind::Throttled),
-    ("ServiceUnavailable", Kind::ServerError),
-    ("InternalError", Kind::ServerError),
-    ("InternalFailure", Kind::ServerError),
-    ("RequestTimeout", Kind::Timeout),
-    ("InvalidationBatchAlreadyExists", Kind::BatchAlreadyExists),
-    ("TooManyInvalidationsInProgress", Kind::TooManyInProgress),
-    ("NoSuchDistribution", Kind::NoSuchDistribution),
-    ("NoSuchInvalidation", Kind::NoSuchInvalidation),
-    ("BatchTooLarge", Kind::BatchTooLarge),
-    ("InvalidArgument", Kind::InvalidArgument),
-    ("MissingBody", Kind::InvalidArgument),
-    ("InconsistentQuantities", Kind::InvalidArgument),
-    ("AccessDenied", Kind::AccessDenied),
-    ("InvalidClientTokenId", Kind::AccessDenied),
-    ("SignatureDoesNotMatch", Kind::AccessDenied),
-    ("ExpiredToken", Kind::AccessDenied),
-    ("MissingAuthenticationToken", Kind::AccessDenied),
-    ("IncompleteSignature", Kind::AccessDenied),
-];
-
-/// The one place that turns a CloudFront call's error into an
-/// [`InvalidatorError`]:
-/// - a service error by its typed variant first, then by its code, then by
-///   its HTTP status (5xx server error, 429 throttled, 403 access denied,
-///   413 batch too large), else `Other` with its code;
-/// - no answer in time ([`SdkError::TimeoutError`], or a connect timeout) is
-///   `Timeout`; any other failure to get an answer (connection refused, an
-///   unreadable response) is `ServerError`, so transient;
-/// - a request the SDK could not build, or a dispatch refused as the
-///   caller's fault (a bad endpoint, no credentials provider), is `Other`:
-///   the configuration is wrong, but the batch is not.
+/// A CloudFront call's error as an [`InvalidatorError`], by what
+/// [`aws_error::classify`] makes of it. A refusal is read by its code
+/// (`InvalidationBatchAlreadyExists` is missing from the model, so only
+/// its code tells it), else by its status (403 access denied, 413 batch too
+/// large), else `Other` with its code. A call the SDK could not make is
+/// `Other` too: the configuration is wrong, but the batch is not.
 fn classify<E>(err: SdkError<E, HttpResponse>) -> InvalidatorError
 where
-    E: ProvideErrorMetadata + TypedKind + StdError + Send + Sync + 'static,
+    E: ProvideErrorMetadata + TypedCode + StdError + Send + Sync + 'static,
 {
-    let text = DisplayErrorContext(&err).to_string();
-    match &err {
-        SdkError::ConstructionFailure(_) => InvalidatorError::Other {
-            code: "ConstructionFailure".into(),
-            message: text,
+    let c = aws_error::classify(&err, TypedCode::typed_code);
+    let text = c.text;
+    match c.class {
+        Class::Throttling => InvalidatorError::Throttled(text),
+        Class::Server | Class::Transport => InvalidatorError::ServerError(text),
+        Class::Timeout => InvalidatorError::Timeout(text),
+        Class::Client => match c.code.as_deref() {
+            Some("TooManyInvalidationsInProgress") => InvalidatorError::TooManyInProgress(text),
+            Some("InvalidationBatchAlreadyExists") => InvalidatorError::BatchAlreadyExists(text),
+            Some("NoSuchDistribution") => InvalidatorError::NoSuchDistribution(text),
+            Some("NoSuchInvalidation") => InvalidatorError::NoSuchInvalidation(text),
+            Some("BatchTooLarge") => InvalidatorError::BatchTooLarge(text),
+            Some("InvalidArgument" | "MissingBody" | "InconsistentQuantities") => {
+                InvalidatorError::InvalidArgument(text)
+            }
+            Some(code) if aws_error::ACCESS_DENIED.contains(&code) => {
+                InvalidatorError::AccessDenied(text)
+            }
+            _ if c.status == Some(403) => InvalidatorError::AccessDenied(text),
+            _ if c.status == Some(413) => InvalidatorError::BatchTooLarge(text),
+            code => InvalidatorError::Other {
+                code: code.unwrap_or("Unknown").to_owned(),
+                message: text,
+            },
         },
-        SdkError::TimeoutError(_) => InvalidatorError::Timeout(text),
-        SdkError::ResponseError(_) => InvalidatorError::ServerError(text),
-        SdkError::DispatchFailure(failure) => {
-            if failure.is_timeout() {
-                InvalidatorError::Timeout(text)
-            } else if failure.is_user() {
-                InvalidatorError::Other {
-                    code: "DispatchFailure".into(),
-                    message: text,
-                }
-            } else {
-                InvalidatorError::ServerError(text)
-            }
-        }
-        SdkError::ServiceError(service) => {
-            let code = service.err().code();
-            let kind = service.err().typed_kind().or_else(|| {
-                let code = code?;
-                CODES
-                    .iter()
-                    .find(|(c, _)| *c == code)
-                    .map(|&(_, kind)| kind)
-            });
-            let status = service.raw().status().as_u16();
-            let kind = kind.or(match status {
-                500..=599 => Some(Kind::ServerError),
-                429 => Some(Kind::Throttled),
-                403 => Some(Kind::AccessDenied),
-                413 => Some(Kind::BatchTooLarge),
-                _ => None,
-            });
-            match kind {
-                Some(kind) => kind.error(text),
-                None => InvalidatorError::Other {
-                    code: code.unwrap_or("Unknown").to_owned(),
-                    message: text,
-                },
-            }
-        }
-        // `SdkError` is non-exhaustive; a new kind of failure is safest
-        // retried.
-        _ => InvalidatorError::ServerError(text),
     }
 }
 
@@ -482,7 +392,12 @@ mod tests {
             // A 500 status does not override the typed variant.
             let got = create(err, 500);
             assert_eq!(got.code_label(), label, "{got:?}");
-            assert!(!got.is_retryable());
+            assert!(!matches!(
+                got,
+                InvalidatorError::Throttled(_)
+                    | InvalidatorError::ServerError(_)
+                    | InvalidatorError::Timeout(_)
+            ));
         }
         let missing =
             GetInvalidationError::NoSuchInvalidation(NoSuchInvalidation::builder().build());
@@ -522,7 +437,10 @@ mod tests {
             InvalidatorError::AccessDenied(_)
         ));
         // The code decides over the status: Throttling comes as HTTP 400.
-        assert!(coded("Throttling", 400).is_retryable());
+        assert!(matches!(
+            coded("Throttling", 400),
+            InvalidatorError::Throttled(_)
+        ));
         // A modelled code on an operation that does not model it.
         let get = GetInvalidationError::generic(
             ErrorMetadata::builder()
@@ -563,7 +481,6 @@ mod tests {
             "{other:?}"
         );
         assert_eq!(other.code_label(), "other");
-        assert!(!other.is_retryable());
         let no_code = CreateInvalidationError::generic(ErrorMetadata::builder().build());
         assert!(matches!(
             create(no_code, 503),
@@ -600,7 +517,6 @@ mod tests {
         let user: E = SdkError::dispatch_failure(ConnectorError::user("bad uri".into()));
         let user = classify(user);
         assert!(matches!(&user, InvalidatorError::Other { code, .. } if code == "DispatchFailure"));
-        assert!(!user.is_retryable());
         let unbuilt: E = SdkError::construction_failure("missing distribution id");
         assert!(matches!(
             classify(unbuilt),

@@ -94,10 +94,10 @@ pub struct InvalidationSummary {
     pub created_at: SystemTime,
 }
 
-/// Why an invalidation call failed. Only [`InvalidatorError::Throttled`],
-/// [`InvalidatorError::ServerError`] and [`InvalidatorError::Timeout`] are
-/// worth retrying as they are ([`InvalidatorError::is_retryable`]); the SDK
-/// has already retried those a few times before they get here.
+/// Why an invalidation call failed. What each means for a batch (retried,
+/// waiting for room, a configuration fault, ...) is decided in one place,
+/// [`crate::submitter::action`]; the SDK has already retried throttling and
+/// server errors a few times before they get here.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidatorError {
     /// `Throttling` ("Rate exceeded") or HTTP 429: the account's API rate
@@ -179,16 +179,6 @@ impl InvalidatorError {
             }
         }
     }
-
-    /// True when the same call may succeed if simply made again later.
-    /// [`InvalidatorError::TooManyInProgress`] is not: it needs capacity to
-    /// come back first, and possibly a smaller batch.
-    pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            Self::Throttled(_) | Self::ServerError(_) | Self::Timeout(_)
-        )
-    }
 }
 
 /// CloudFront's invalidation API, narrowed to what the daemon calls.
@@ -202,7 +192,8 @@ impl InvalidatorError {
 /// - Every call is one API request (the SDK may retry it on throttling and
 ///   5xx answers). Nothing is cached: each answer is CloudFront's view at
 ///   the time of the call.
-/// - A retryable error ([`InvalidatorError::is_retryable`]) after a create
+/// - An error that does not prove a refusal
+///   ([`crate::submitter::created_nothing`] is false) after a create
 ///   leaves the outcome unknown: the invalidation may exist. Repeating the
 ///   create with the same caller reference and the same paths is safe; it
 ///   returns the existing invalidation and creates (and bills) nothing new.
@@ -296,15 +287,6 @@ mod tests {
                 "{e:?}"
             );
         }
-        let retryable: Vec<_> = all.iter().filter(|e| e.is_retryable()).collect();
-        assert_eq!(
-            retryable,
-            [
-                &InvalidatorError::Throttled(String::new()),
-                &InvalidatorError::ServerError(String::new()),
-                &InvalidatorError::Timeout(String::new()),
-            ]
-        );
         assert_eq!(
             InvalidatorError::TooManyInProgress(String::new()).code_label(),
             "too_many_in_progress"

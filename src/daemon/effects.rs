@@ -113,7 +113,9 @@ impl<Q: Queue, I: Invalidator> Effects<Q, I> {
         if let Some(calls) = &self.queue_calls
             && calls.send(effect).is_err()
         {
-            tracing::error!("the queue task has stopped; the message comes back when its visibility runs out");
+            tracing::error!(
+                "the queue task has stopped; the message comes back when its visibility runs out"
+            );
         }
     }
 

@@ -238,7 +238,10 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
             if self.pending.pending_messages() == 0 && !self.submitter.is_calling() {
                 break;
             }
-            let wake = self.clock.instant(self.next_wake(&now, &timers)).min(deadline);
+            let wake = self
+                .clock
+                .instant(self.next_wake(&now, &timers))
+                .min(deadline);
             tokio::select! {
                 Some(done) = reports.recv() => {
                     now = self.clock.now();
@@ -325,7 +328,12 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
         wake
     }
 
-    fn ingest(&mut self, event: crate::source::driver::SourceEvent, now: &Now, effects: &Effects<Q, I>) {
+    fn ingest(
+        &mut self,
+        event: crate::source::driver::SourceEvent,
+        now: &Now,
+        effects: &Effects<Q, I>,
+    ) {
         let (ingested, effect) =
             pipeline::accept(&self.router, &mut self.pending, &self.clock, now, event);
         if let Some(effect) = effect {
@@ -351,7 +359,9 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
         self.recovered
             .retain(|r| now.mono.saturating_sub(r.created_at) < keep);
         for r in &self.recovered {
-            let covered = self.pending.apply_recovered(&r.alias, &r.paths, r.created_at);
+            let covered = self
+                .pending
+                .apply_recovered(&r.alias, &r.paths, r.created_at);
             if !covered.is_empty() {
                 tracing::info!(distribution = %r.alias, messages = covered.len(), "redelivered messages covered by an invalidation made before a crash");
                 effects.queue(Effect::Delete(covered));
@@ -575,7 +585,9 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
             "invalidation created"
         );
         if !covered.is_empty() {
-            effects.queue(Effect::Delete(covered.into_iter().map(|(id, _)| id).collect()));
+            effects.queue(Effect::Delete(
+                covered.into_iter().map(|(id, _)| id).collect(),
+            ));
         }
     }
 
@@ -593,14 +605,9 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
         self.judge_distribution(alias, Err(e), now);
         let reference = batch.reference.clone();
         let entries = self.pending.batch(alias);
-        let after = self.submitter.failed(
-            alias,
-            batch,
-            e,
-            &entries,
-            now.mono,
-            rand::random::<f64>(),
-        );
+        let after =
+            self.submitter
+                .failed(alias, batch, e, &entries, now.mono, rand::random::<f64>());
         tracing::warn!(distribution = %alias, error = %e, action = ?after.action, "CreateInvalidation failed");
         if after.release {
             self.ledger.release(&reference);
@@ -633,7 +640,12 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
     /// configured (missing, or access denied), ready again otherwise. When
     /// a refused distribution is accepted again, its held batch goes out
     /// now instead of after the slow retry.
-    fn judge_distribution(&mut self, alias: &str, outcome: Result<(), &InvalidatorError>, now: &Now) {
+    fn judge_distribution(
+        &mut self,
+        alias: &str,
+        outcome: Result<(), &InvalidatorError>,
+        now: &Now,
+    ) {
         let component = format!("distribution:{alias}");
         match outcome {
             Err(

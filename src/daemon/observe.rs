@@ -6,12 +6,12 @@
 use std::time::Duration;
 
 use crate::clock::Now;
+use crate::cloudfront::invalidator::Invalidator;
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::source::driver::QueueHealth;
 use crate::source::queue::{Queue, QueueDepth};
 use crate::status::{self, Heartbeat, Readiness, Status, StatusBoard};
-use crate::cloudfront::invalidator::Invalidator;
-use crate::source::driver::QueueHealth;
 
 use super::{Daemon, STARTUP, Timers};
 

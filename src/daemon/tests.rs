@@ -3,8 +3,8 @@
 
 mod run {
     use super::super::*;
-    use crate::path::CfPath;
     use crate::cloudfront::simulate::SimulatedCloudFront;
+    use crate::path::CfPath;
     use crate::source::local::LocalQueue;
 
     const CONFIG: &str = r#"
@@ -398,7 +398,12 @@ mod slow_effects {
             }
             self.inner.delete(handles).await
         }
-        async fn reject(&self, m: &Message, reason: &str, detail: &str) -> Result<bool, QueueError> {
+        async fn reject(
+            &self,
+            m: &Message,
+            reason: &str,
+            detail: &str,
+        ) -> Result<bool, QueueError> {
             self.inner.reject(m, reason, detail).await
         }
         async fn requeue(&self, message: &Message) -> Result<(), QueueError> {
@@ -427,9 +432,15 @@ mod slow_effects {
             caller_reference: &str,
             paths: &[CfPath],
         ) -> Result<Invalidation, InvalidatorError> {
-            self.inner.create(distribution_id, caller_reference, paths).await
+            self.inner
+                .create(distribution_id, caller_reference, paths)
+                .await
         }
-        async fn get(&self, distribution_id: &str, id: &str) -> Result<Invalidation, InvalidatorError> {
+        async fn get(
+            &self,
+            distribution_id: &str,
+            id: &str,
+        ) -> Result<Invalidation, InvalidatorError> {
             if self.hang.load(Ordering::SeqCst) {
                 tokio::time::sleep(HANG).await;
             }
@@ -472,7 +483,8 @@ simulate_completion_seconds = 30
             inner: LocalQueue::new(Duration::from_secs(60)),
             hang: hang.clone(),
         };
-        let simulated = SimulatedCloudFront::new(["EWWW".into(), "EIMG".into()], Duration::from_secs(30));
+        let simulated =
+            SimulatedCloudFront::new(["EWWW".into(), "EIMG".into()], Duration::from_secs(30));
         let cloudfront = HangingPolls {
             inner: simulated.clone(),
             hang: hang.clone(),
@@ -486,18 +498,27 @@ simulate_completion_seconds = 30
         let cancel = CancellationToken::new();
         let run = tokio::spawn(daemon.run(cancel.clone()));
 
-        queue.send(r#"{"distribution":"www","paths":["/a.html"]}"#).await.expect("send");
+        queue
+            .send(r#"{"distribution":"www","paths":["/a.html"]}"#)
+            .await
+            .expect("send");
         tokio::time::sleep(Duration::from_secs(4)).await;
         assert_eq!(simulated.created().len(), 1, "www's batch went out");
         // Its delete now hangs, and so do the polls of its invalidation.
         tokio::time::sleep(Duration::from_secs(20)).await;
         let sent = tokio::time::Instant::now();
-        queue.send(r#"{"distribution":"img","paths":["/b.png"]}"#).await.expect("send");
+        queue
+            .send(r#"{"distribution":"img","paths":["/b.png"]}"#)
+            .await
+            .expect("send");
         tokio::time::sleep(Duration::from_secs(4)).await;
         let created = simulated.created();
         assert_eq!(created.len(), 2, "img's batch is not held up: {created:?}");
         assert_eq!(created[1].0, "EIMG");
-        assert!(observers.heartbeat.age() <= Duration::from_secs(1), "the loop keeps beating");
+        assert!(
+            observers.heartbeat.age() <= Duration::from_secs(1),
+            "the loop keeps beating"
+        );
         assert!(tokio::time::Instant::now() - sent <= Duration::from_secs(4));
         // Once the delete gets through, the queue ends empty.
         hang.store(false, Ordering::SeqCst);
@@ -540,23 +561,44 @@ simulate_completion_seconds = 30
         let config = Config::from_parts(Some(CONFIG), "test", std::iter::empty()).expect("config");
         let queue = LocalQueue::new(Duration::from_secs(60));
         let cloudfront = SimulatedCloudFront::new(["EWWW".into()], Duration::from_secs(30));
-        queue.send(r#"{"paths":["/a.html","/b.html"]}"#).await.expect("send");
+        queue
+            .send(r#"{"paths":["/a.html","/b.html"]}"#)
+            .await
+            .expect("send");
         queue.send(r#"{"paths":["/c.html"]}"#).await.expect("send");
         // The process that crashed: it received both messages, reserved
         // and created a batch for the first, and died before committing
         // and deleting.
-        assert_eq!(queue.receive(10, Duration::ZERO).await.expect("receive").len(), 2);
+        assert_eq!(
+            queue
+                .receive(10, Duration::ZERO)
+                .await
+                .expect("receive")
+                .len(),
+            2
+        );
         tokio::time::advance(Duration::from_secs(1)).await;
         let store = MemoryStore::new();
         let reference = "cfpurge-www-1700000000000-1-00000000000000aa";
-        let paths = [CfPath::parse("/a.html").unwrap(), CfPath::parse("/b.html").unwrap()];
+        let paths = [
+            CfPath::parse("/a.html").unwrap(),
+            CfPath::parse("/b.html").unwrap(),
+        ];
         {
-            let mut budget =
-                Budget::open(AnyStore::Memory(store.clone()), config.budget.clone(), SystemTime::now())
-                    .expect("ledger");
-            budget.reserve(reference, "www", 2, SystemTime::now()).expect("reserve");
+            let mut budget = Budget::open(
+                AnyStore::Memory(store.clone()),
+                config.budget.clone(),
+                SystemTime::now(),
+            )
+            .expect("ledger");
+            budget
+                .reserve(reference, "www", 2, SystemTime::now())
+                .expect("reserve");
         }
-        cloudfront.create("EWWW", reference, &paths).await.expect("create");
+        cloudfront
+            .create("EWWW", reference, &paths)
+            .await
+            .expect("create");
         // The messages come back once their visibility runs out.
         tokio::time::advance(Duration::from_secs(61)).await;
 
@@ -573,12 +615,18 @@ simulate_completion_seconds = 30
             .collect();
         assert_eq!(
             created,
-            vec![vec!["/a.html".to_owned(), "/b.html".to_owned()], vec!["/c.html".to_owned()]],
+            vec![
+                vec!["/a.html".to_owned(), "/b.html".to_owned()],
+                vec!["/c.html".to_owned()]
+            ],
             "only the message the crashed batch did not cover is paid for"
         );
         assert!(queue.is_empty(), "{} left", queue.len());
         let state = store.load().expect("load").expect("a ledger");
-        assert_eq!(state.spent, 3, "the crashed batch confirmed, the new one committed");
+        assert_eq!(
+            state.spent, 3,
+            "the crashed batch confirmed, the new one committed"
+        );
         assert!(state.reservations.is_empty(), "{:?}", state.reservations);
         cancel.cancel();
         run.await.expect("run ends");

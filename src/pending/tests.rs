@@ -75,8 +75,14 @@ fn a_recovered_invalidation_covers_only_messages_first_received_before_it() {
     set.add("new", 1_000, &[req("www", &["/x"])]);
     // A later first receive changes nothing.
     set.set_first_received("new", 5_000);
-    assert_eq!(ids(set.apply_recovered("www", &[p("/x")], 200)), Vec::<String>::new());
-    assert_eq!(ids(set.apply_recovered("www", &[p("/y")], 200)), ["redelivered"]);
+    assert_eq!(
+        ids(set.apply_recovered("www", &[p("/x")], 200)),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        ids(set.apply_recovered("www", &[p("/y")], 200)),
+        ["redelivered"]
+    );
     assert!(set.contains("new"), "first received after the invalidation");
     assert_eq!(set.pending_paths("www"), 1);
 }

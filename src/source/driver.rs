@@ -541,17 +541,16 @@ impl<Q: Queue> Source<Q> {
     }
 }
 
-/// Exponential backoff with jitter (a random delay between half and all of
-/// the step, so pollers do not retry in step); slower for faults that waiting
-/// alone will not fix (a missing queue, denied access).
+/// The delay before the next receive after `failures` failures in a row:
+/// the crate's one retry policy ([`crate::aws_error::backoff`]), slower for
+/// faults that waiting alone will not fix (a missing queue, denied access).
 fn backoff(e: &QueueError, failures: u32) -> Duration {
     let (base, cap) = if e.is_transient() {
-        (200u64, 20_000u64)
+        (Duration::from_millis(200), Duration::from_secs(20))
     } else {
-        (5_000, 60_000)
+        (Duration::from_secs(5), Duration::from_secs(60))
     };
-    let ceiling = base.saturating_mul(1 << failures.min(16)).min(cap);
-    Duration::from_millis(rand::random_range(ceiling / 2..=ceiling))
+    crate::aws_error::backoff(failures, rand::random::<f64>(), base, cap)
 }
 
 #[cfg(test)]
@@ -732,11 +731,10 @@ mod tests {
         let transient = QueueError::Transient("503".into());
         let denied = QueueError::AccessDenied("no".into());
         for failures in 1..30 {
-            let d = backoff(&transient, failures);
-            assert!(d <= Duration::from_secs(20) && d >= Duration::from_millis(200));
-            let d = backoff(&denied, failures);
-            assert!(d <= Duration::from_secs(60) && d >= Duration::from_secs(5));
+            assert!(backoff(&transient, failures) <= Duration::from_secs(20));
+            assert!(backoff(&denied, failures) <= Duration::from_secs(60));
         }
-        assert!(backoff(&transient, 1) <= Duration::from_millis(400));
+        assert!(backoff(&transient, 1) <= Duration::from_millis(200));
+        assert!(backoff(&denied, 1) <= Duration::from_secs(5));
     }
 }

@@ -1,8 +1,9 @@
 //! [`Queue`] on Amazon SQS, through the AWS SDK.
 //!
-//! Every SDK error goes through `classify`, the one place that decides
-//! what is worth retrying; the SDK itself already retries throttling and
-//! 5xx answers (standard mode, 3 attempts) before an error gets here.
+//! Every SDK error goes through `classify`, which reads what the crate's
+//! one classifier ([`crate::aws_error`]) makes of it; the SDK itself already
+//! retries throttling and 5xx answers (standard mode, 3 attempts) before an
+//! error gets here.
 //! Timeouts are set explicitly ([`timeouts`]): the SDK sets only a connect
 //! timeout by default, and an attempt timeout shorter than the long-poll
 //! wait would cut every empty receive.
@@ -12,12 +13,13 @@ use std::error::Error as StdError;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use crate::aws_error::{self, Class};
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::config::http::HttpResponse;
 use aws_sdk_sqs::config::timeout::TimeoutConfig;
 use aws_sdk_sqs::config::{Region, retry::RetryConfig};
-use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::operation::change_message_visibility_batch::ChangeMessageVisibilityBatchError;
 use aws_sdk_sqs::operation::delete_message_batch::DeleteMessageBatchError;
 use aws_sdk_sqs::operation::get_queue_attributes::GetQueueAttributesError;
@@ -388,27 +390,19 @@ fn convert_failed(chunk: &[Handle], entry: &BatchResultErrorEntry) -> Failed {
     }
 }
 
-/// What an operation error says about retrying, from its typed variants.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
-    Transient,
-    NotFound,
-    AccessDenied,
-}
-
-/// The typed variants of one operation's error that [`classify`] can read
-/// without looking at code strings (which keep SQS's legacy query names,
+/// The typed variants of one operation's error, by the code they stand
+/// for, read before any code string (which keeps SQS's legacy query names,
 /// e.g. `AWS.SimpleQueueService.NonExistentQueue`).
-trait TypedKind {
-    fn typed_kind(&self) -> Option<Kind>;
+trait TypedCode {
+    fn typed_code(&self) -> Option<&'static str>;
 }
 
-macro_rules! typed_kind {
-    ($error:ty { $($is:ident => $kind:ident),* $(,)? }) => {
-        impl TypedKind for $error {
-            fn typed_kind(&self) -> Option<Kind> {
+macro_rules! typed_code {
+    ($error:ty { $($is:ident => $code:literal),* $(,)? }) => {
+        impl TypedCode for $error {
+            fn typed_code(&self) -> Option<&'static str> {
                 $(if self.$is() {
-                    return Some(Kind::$kind);
+                    return Some($code);
                 })*
                 None
             }
@@ -416,117 +410,60 @@ macro_rules! typed_kind {
     };
 }
 
-typed_kind!(ReceiveMessageError {
-    is_queue_does_not_exist => NotFound,
-    is_request_throttled => Transient,
-    is_kms_throttled => Transient,
-    is_over_limit => Transient,
-    is_invalid_security => AccessDenied,
-    is_kms_access_denied => AccessDenied,
+typed_code!(ReceiveMessageError {
+    is_queue_does_not_exist => "QueueDoesNotExist",
+    is_request_throttled => "RequestThrottled",
+    is_kms_throttled => "KmsThrottled",
+    is_over_limit => "OverLimit",
+    is_invalid_security => "InvalidSecurity",
+    is_kms_access_denied => "KmsAccessDenied",
 });
-typed_kind!(ChangeMessageVisibilityBatchError {
-    is_queue_does_not_exist => NotFound,
-    is_request_throttled => Transient,
-    is_invalid_security => AccessDenied,
+typed_code!(ChangeMessageVisibilityBatchError {
+    is_queue_does_not_exist => "QueueDoesNotExist",
+    is_request_throttled => "RequestThrottled",
+    is_invalid_security => "InvalidSecurity",
 });
-typed_kind!(DeleteMessageBatchError {
-    is_queue_does_not_exist => NotFound,
-    is_request_throttled => Transient,
-    is_invalid_security => AccessDenied,
+typed_code!(DeleteMessageBatchError {
+    is_queue_does_not_exist => "QueueDoesNotExist",
+    is_request_throttled => "RequestThrottled",
+    is_invalid_security => "InvalidSecurity",
 });
-typed_kind!(SendMessageError {
-    is_queue_does_not_exist => NotFound,
-    is_request_throttled => Transient,
-    is_kms_throttled => Transient,
-    is_invalid_security => AccessDenied,
-    is_kms_access_denied => AccessDenied,
+typed_code!(SendMessageError {
+    is_queue_does_not_exist => "QueueDoesNotExist",
+    is_request_throttled => "RequestThrottled",
+    is_kms_throttled => "KmsThrottled",
+    is_invalid_security => "InvalidSecurity",
+    is_kms_access_denied => "KmsAccessDenied",
 });
-typed_kind!(GetQueueAttributesError {
-    is_queue_does_not_exist => NotFound,
-    is_request_throttled => Transient,
-    is_invalid_security => AccessDenied,
+typed_code!(GetQueueAttributesError {
+    is_queue_does_not_exist => "QueueDoesNotExist",
+    is_request_throttled => "RequestThrottled",
+    is_invalid_security => "InvalidSecurity",
 });
 
-/// Error codes that no operation models, read from the response when no
-/// typed variant matched: authentication failures are answered before the
-/// operation is known, throttling and server faults by the front end.
-const TRANSIENT_CODES: &[&str] = &[
-    "RequestThrottled",
-    "ThrottlingException",
-    "Throttling",
-    "TooManyRequestsException",
-    "ServiceUnavailable",
-    "InternalError",
-    "InternalFailure",
-    "RequestTimeout",
-];
+/// The codes of a queue that does not exist.
 const NOT_FOUND_CODES: &[&str] = &[
     "QueueDoesNotExist",
     "AWS.SimpleQueueService.NonExistentQueue",
 ];
-const ACCESS_DENIED_CODES: &[&str] = &[
-    "AccessDenied",
-    "AccessDeniedException",
-    "InvalidClientTokenId",
-    "SignatureDoesNotMatch",
-    "UnrecognizedClientException",
-    "MissingAuthenticationToken",
-    "InvalidSecurity",
-    "ExpiredToken",
-    "IncompleteSignature",
-];
 
-/// The one place that turns an SQS call's error into a [`QueueError`]:
-/// - no answer (timeout, connection or credentials failure during dispatch,
-///   an unreadable response) is [`QueueError::Transient`], except a request
-///   the SDK could not build or a dispatch refused as the caller's fault
-///   ([`QueueError::Invalid`]);
-/// - a service error by its typed variant first, then by its code, then by
-///   its HTTP status (5xx and 429 transient);
-/// - anything else is [`QueueError::Invalid`].
+/// An SQS call's error as a [`QueueError`], by what [`aws_error::classify`]
+/// makes of it: every failure that may pass is transient; a refusal is a
+/// missing queue, denied access (by code, or a 403), or else invalid.
 fn classify<E>(err: SdkError<E, HttpResponse>) -> QueueError
 where
-    E: ProvideErrorMetadata + TypedKind + StdError + Send + Sync + 'static,
+    E: ProvideErrorMetadata + TypedCode + StdError + Send + Sync + 'static,
 {
-    let text = DisplayErrorContext(&err).to_string();
-    match &err {
-        SdkError::ConstructionFailure(_) => QueueError::Invalid(text),
-        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => QueueError::Transient(text),
-        SdkError::DispatchFailure(failure) => {
-            if failure.is_user() {
-                QueueError::Invalid(text)
-            } else {
-                QueueError::Transient(text)
-            }
+    let c = aws_error::classify(&err, TypedCode::typed_code);
+    match c.class {
+        Class::Client if c.code_in(NOT_FOUND_CODES) => QueueError::NotFound(c.text),
+        Class::Client if c.code_in(aws_error::ACCESS_DENIED) || c.status == Some(403) => {
+            QueueError::AccessDenied(c.text)
         }
-        SdkError::ServiceError(service) => {
-            let kind = service.err().typed_kind().or_else(|| {
-                let code = service.err().code()?;
-                if TRANSIENT_CODES.contains(&code) {
-                    Some(Kind::Transient)
-                } else if NOT_FOUND_CODES.contains(&code) {
-                    Some(Kind::NotFound)
-                } else if ACCESS_DENIED_CODES.contains(&code) {
-                    Some(Kind::AccessDenied)
-                } else {
-                    None
-                }
-            });
-            let status = service.raw().status();
-            match kind {
-                Some(Kind::Transient) => QueueError::Transient(text),
-                Some(Kind::NotFound) => QueueError::NotFound(text),
-                Some(Kind::AccessDenied) => QueueError::AccessDenied(text),
-                None if status.is_server_error() || status.as_u16() == 429 => {
-                    QueueError::Transient(text)
-                }
-                None if status.as_u16() == 403 => QueueError::AccessDenied(text),
-                None => QueueError::Invalid(text),
-            }
+        Class::Client => QueueError::Invalid(c.text),
+        Class::Transport | Class::Timeout | Class::Throttling | Class::Server => {
+            QueueError::Transient(c.text)
         }
-        // `SdkError` is non-exhaustive; a new kind of failure is safest
-        // retried.
-        _ => QueueError::Transient(text),
     }
 }
 

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use crate::aws_error;
 use crate::cloudfront::invalidator::InvalidatorError;
 
 /// What to do after CreateInvalidation failed.
@@ -79,13 +80,10 @@ pub fn created_nothing(error: &InvalidatorError) -> bool {
     }
 }
 
-/// Exponential backoff with full jitter: a delay drawn uniformly from zero
-/// to `RETRY_BASE * 2^(attempt-1)`, capped at `RETRY_CAP`, so that retries
-/// from several batches spread out instead of arriving together.
+/// The delay before retry `attempt` of a batch: the crate's one retry
+/// policy ([`aws_error::backoff`]) between [`RETRY_BASE`] and [`RETRY_CAP`].
 pub fn backoff(attempt: u32, jitter: f64) -> Duration {
-    let exp = attempt.saturating_sub(1).min(20);
-    let ceiling = RETRY_BASE.saturating_mul(1 << exp).min(RETRY_CAP);
-    ceiling.mul_f64(jitter.clamp(0.0, 1.0))
+    aws_error::backoff(attempt, jitter, RETRY_BASE, RETRY_CAP)
 }
 
 #[cfg(test)]
@@ -141,16 +139,5 @@ mod tests {
             action(&InvalidatorError::BatchTooLarge(s()), 1, 0.5),
             Action::Split
         );
-    }
-
-    #[test]
-    fn backoff_grows_exponentially_with_full_jitter_and_a_cap() {
-        assert_eq!(backoff(1, 0.0), Duration::ZERO);
-        assert_eq!(backoff(1, 1.0), RETRY_BASE);
-        assert_eq!(backoff(2, 1.0), RETRY_BASE * 2);
-        assert_eq!(backoff(4, 0.5), RETRY_BASE * 4);
-        assert_eq!(backoff(30, 1.0), RETRY_CAP);
-        assert_eq!(backoff(u32::MAX, 1.0), RETRY_CAP);
-        assert!(backoff(3, 0.999) < RETRY_BASE * 4);
     }
 }

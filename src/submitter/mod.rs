@@ -369,7 +369,11 @@ impl Submitter {
         if policy == OnExhausted::Overspend && (remaining == 0 || !plan.deferred.is_empty()) {
             plan = planner::plan(entries, capacity, settings);
             if plan.figures.billed() as u64 > remaining {
-                tracing::warn!(billed = plan.figures.billed(), remaining, "budget spent: overspending as configured");
+                tracing::warn!(
+                    billed = plan.figures.billed(),
+                    remaining,
+                    "budget spent: overspending as configured"
+                );
             }
         }
         if plan.paths.is_empty() {

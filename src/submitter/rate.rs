@@ -82,7 +82,10 @@ mod tests {
             t += 137;
         }
         for (i, &start) in taken.iter().enumerate() {
-            let in_window = taken[i..].iter().take_while(|&&x| x < start + 60_000).count();
+            let in_window = taken[i..]
+                .iter()
+                .take_while(|&&x| x < start + 60_000)
+                .count();
             assert!(in_window <= 3 + 30, "{in_window} calls within a minute");
         }
         assert!(taken.len() >= 300, "{}", taken.len());

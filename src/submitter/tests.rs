@@ -70,7 +70,10 @@ fn a_due_batch_is_sent_once_and_nothing_else_goes_while_its_call_is_under_way() 
     let e = entries(&["/c"]);
     assert_eq!(s.next("www", T0, due(&e, 1000)), Step::Idle);
     // Another distribution is not held up.
-    assert!(matches!(s.next("img", T0, due(&e, 1000)), Step::Send { .. }));
+    assert!(matches!(
+        s.next("img", T0, due(&e, 1000)),
+        Step::Send { .. }
+    ));
     s.created("www");
     let next = sent(s.next("www", T0 + 1, due(&e, 1000)));
     assert_ne!(next.reference, batch.reference);
@@ -91,10 +94,20 @@ fn a_retry_goes_again_under_the_same_reference_after_its_backoff() {
         let batch = first_send(&mut s, &["/a"]);
         let after = s.failed("www", batch.clone(), &error, &[], T0 + 10, 0.5);
         assert!(matches!(after.action, Action::Retry(_)), "{error:?}");
-        assert_eq!(after.release, matches!(error, InvalidatorError::Throttled(_)), "{error:?}");
+        assert_eq!(
+            after.release,
+            matches!(error, InvalidatorError::Throttled(_)),
+            "{error:?}"
+        );
         let until = after.hold.expect("held");
         assert!(until > T0 + 10);
-        assert_eq!(s.next("www", T0 + 11, idle()), Step::Wait { until, why: Wait::Backoff });
+        assert_eq!(
+            s.next("www", T0 + 11, idle()),
+            Step::Wait {
+                until,
+                why: Wait::Backoff
+            }
+        );
         let again = sent(s.next("www", until, idle()));
         assert_eq!(again.reference, batch.reference);
         assert_eq!(again.paths, batch.paths);
@@ -108,7 +121,14 @@ fn a_retry_goes_again_under_the_same_reference_after_its_backoff() {
 fn a_retry_is_checked_against_the_room_in_flight_like_a_new_batch() {
     let mut s = submitter(OnExhausted::Hold);
     let batch = first_send(&mut s, &["/a", "/b/*"]);
-    let after = s.failed("www", batch.clone(), &InvalidatorError::ServerError(String::new()), &[], T0, 0.0);
+    let after = s.failed(
+        "www",
+        batch.clone(),
+        &InvalidatorError::ServerError(String::new()),
+        &[],
+        T0,
+        0.0,
+    );
     let until = after.hold.unwrap();
     let no_wildcard_room = Situation {
         capacity: Some(Capacity {
@@ -131,7 +151,13 @@ fn a_retry_is_checked_against_the_room_in_flight_like_a_new_batch() {
         capacity: None,
         ..idle()
     };
-    assert!(matches!(s.next("www", until + 20_000, unknown), Step::Wait { why: Wait::Capacity, .. }));
+    assert!(matches!(
+        s.next("www", until + 20_000, unknown),
+        Step::Wait {
+            why: Wait::Capacity,
+            ..
+        }
+    ));
     let again = sent(s.next("www", until + 40_000, idle()));
     assert_eq!(again.reference, batch.reference);
 }
@@ -140,7 +166,14 @@ fn a_retry_is_checked_against_the_room_in_flight_like_a_new_batch() {
 fn too_many_in_progress_drops_the_batch_and_asks_for_a_reconcile() {
     let mut s = submitter(OnExhausted::Hold);
     let batch = first_send(&mut s, &["/a"]);
-    let after = s.failed("www", batch, &InvalidatorError::TooManyInProgress(String::new()), &[], T0, 0.5);
+    let after = s.failed(
+        "www",
+        batch,
+        &InvalidatorError::TooManyInProgress(String::new()),
+        &[],
+        T0,
+        0.5,
+    );
     assert_eq!(after.action, Action::WaitForCapacity);
     assert!(after.release && after.reconcile);
     assert_eq!(after.hold, Some(T0 + 20_000));
@@ -151,7 +184,14 @@ fn too_many_in_progress_drops_the_batch_and_asks_for_a_reconcile() {
 fn a_reused_reference_is_replanned_under_a_new_one() {
     let mut s = submitter(OnExhausted::Hold);
     let batch = first_send(&mut s, &["/a"]);
-    let after = s.failed("www", batch.clone(), &InvalidatorError::BatchAlreadyExists(String::new()), &[], T0, 0.5);
+    let after = s.failed(
+        "www",
+        batch.clone(),
+        &InvalidatorError::BatchAlreadyExists(String::new()),
+        &[],
+        T0,
+        0.5,
+    );
     assert_eq!(after.action, Action::NewReference);
     assert!(after.release);
     let e = entries(&["/a"]);
@@ -168,12 +208,24 @@ fn a_configuration_fault_keeps_the_batch_for_a_minute_unless_the_distribution_co
         let mut s = submitter(OnExhausted::Hold);
         let batch = first_send(&mut s, &["/a"]);
         let after = s.failed("www", batch.clone(), &error, &[], T0, 0.5);
-        assert_eq!(after.action, Action::ConfigurationFault(action::CONFIGURATION_RETRY));
+        assert_eq!(
+            after.action,
+            Action::ConfigurationFault(action::CONFIGURATION_RETRY)
+        );
         assert!(after.release);
         assert_eq!(after.hold, Some(T0 + 60_000));
-        assert!(matches!(s.next("www", T0 + 1_000, idle()), Step::Wait { why: Wait::Backoff, .. }));
+        assert!(matches!(
+            s.next("www", T0 + 1_000, idle()),
+            Step::Wait {
+                why: Wait::Backoff,
+                ..
+            }
+        ));
         s.expedite("www", T0 + 1_000);
-        assert_eq!(sent(s.next("www", T0 + 1_000, idle())).reference, batch.reference);
+        assert_eq!(
+            sent(s.next("www", T0 + 1_000, idle())).reference,
+            batch.reference
+        );
     }
 }
 
@@ -208,10 +260,20 @@ fn a_refused_wildcard_goes_out_as_the_requested_paths_under_it() {
         paths: vec![p("/d/*")],
         ..first_send(&mut s, &["/d/1", "/d/2"])
     };
-    let after = s.failed("www", batch, &InvalidatorError::BatchTooLarge(String::new()), &pending, T0, 0.5);
+    let after = s.failed(
+        "www",
+        batch,
+        &InvalidatorError::BatchTooLarge(String::new()),
+        &pending,
+        T0,
+        0.5,
+    );
     assert_eq!(after.action, Action::Split);
     assert_eq!(after.reject, None);
-    assert_eq!(sent(s.next("www", T0, idle())).paths, vec![p("/d/1"), p("/d/2")]);
+    assert_eq!(
+        sent(s.next("www", T0, idle())).paths,
+        vec![p("/d/1"), p("/d/2")]
+    );
 }
 
 #[test]
@@ -227,14 +289,20 @@ fn hold_waits_once_the_budget_is_spent() {
     );
     // What is left is spent where it covers most.
     let many = entries(&["/d/1", "/d/2", "/d/3"]);
-    assert_eq!(sent(s.next("www", T0, due(&many, 1))).paths, vec![p("/d/*")]);
+    assert_eq!(
+        sent(s.next("www", T0, due(&many, 1))).paths,
+        vec![p("/d/*")]
+    );
 }
 
 #[test]
 fn coalesce_sends_one_covering_path_once_the_budget_is_spent() {
     let mut s = submitter(OnExhausted::Coalesce);
     let e = entries(&["/docs/en/a", "/docs/de/b"]);
-    assert_eq!(sent(s.next("www", T0, due(&e, 0))).paths, vec![p("/docs/*")]);
+    assert_eq!(
+        sent(s.next("www", T0, due(&e, 0))).paths,
+        vec![p("/docs/*")]
+    );
     s.created("www");
     let no_room = Situation {
         capacity: Some(Capacity {
@@ -243,7 +311,13 @@ fn coalesce_sends_one_covering_path_once_the_budget_is_spent() {
         }),
         ..due(&e, 0)
     };
-    assert!(matches!(s.next("www", T0, no_room), Step::Wait { why: Wait::Capacity, .. }));
+    assert!(matches!(
+        s.next("www", T0, no_room),
+        Step::Wait {
+            why: Wait::Capacity,
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -296,7 +370,10 @@ fn creates_keep_to_the_rate_and_the_burst() {
     );
     let e = entries(&["/a"]);
     for alias in ["a", "b"] {
-        assert!(matches!(s.next(alias, T0, due(&e, 1000)), Step::Send { .. }));
+        assert!(matches!(
+            s.next(alias, T0, due(&e, 1000)),
+            Step::Send { .. }
+        ));
     }
     assert_eq!(
         s.next("c", T0, due(&e, 1000)),

@@ -240,12 +240,18 @@ async fn a_create_answered_too_late_is_retried_under_its_reference_and_made_once
     let daemon = Daemon::new(&config, queue.clone(), invalidator).with_ledger(memory_ledger());
     let cancel = CancellationToken::new();
     let run = tokio::spawn(daemon.run(cancel.clone()));
-    assert!(drained(&queue, Duration::from_secs(60)).await, "not drained");
+    assert!(
+        drained(&queue, Duration::from_secs(60)).await,
+        "not drained"
+    );
     cancel.cancel();
     let totals = run.await.expect("daemon ends");
     assert_eq!(totals.messages_deleted, 3, "{totals:?}");
     let creates = fake.calls_of(Operation::CreateInvalidation);
-    assert!(creates.len() >= 2, "the late create was retried: {creates:?}");
+    assert!(
+        creates.len() >= 2,
+        "the late create was retried: {creates:?}"
+    );
     let mut made: HashMap<String, usize> = HashMap::new();
     for inv in fake.invalidations(DIST) {
         for p in inv.paths {
@@ -253,7 +259,10 @@ async fn a_create_answered_too_late_is_retried_under_its_reference_and_made_once
         }
     }
     assert_eq!(made.len(), 3, "{made:?}");
-    assert!(made.values().all(|&n| n == 1), "a path was invalidated twice: {made:?}");
+    assert!(
+        made.values().all(|&n| n == 1),
+        "a path was invalidated twice: {made:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
