@@ -235,7 +235,7 @@ impl<I: Invalidator> Tracker<I> {
             }
         }
         report.others = others.len();
-        view.replace_others(alias, others);
+        view.replace_others(alias, others, now);
         Ok(report)
     }
 }

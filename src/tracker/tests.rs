@@ -127,12 +127,19 @@ async fn others_in_progress_take_capacity_until_they_complete() {
     assert_eq!(tracker.capacity(ALIAS), cap(2997, 13));
     assert!(tracker.view().is_reconciled(ALIAS));
     assert_eq!(tracker.view().others_in_progress(ALIAS), 1);
-    // Others are not polled.
+    // Others are polled like ours, a poll interval after they were seen.
     assert!(
         tracker
             .view()
-            .to_poll(ALIAS, Instant::now() + POLL, POLL)
+            .to_poll(ALIAS, Instant::now(), POLL)
             .is_empty()
+    );
+    assert_eq!(
+        tracker
+            .view()
+            .to_poll(ALIAS, Instant::now() + POLL, POLL)
+            .len(),
+        1
     );
     assert_eq!(cf.gets(), 1);
 
@@ -151,6 +158,39 @@ async fn others_in_progress_take_capacity_until_they_complete() {
         .await
         .unwrap();
     assert_eq!(report.others, 0);
+    assert_eq!(tracker.capacity(ALIAS), cap(3000, 15));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_poll_frees_the_room_of_another_tools_invalidation_once_it_completes() {
+    let (cf, tracker) = setup();
+    let other = cf
+        .create(DIST, "terraform-2", &paths(&["/a", "/x/*"]))
+        .await
+        .unwrap();
+    tracker
+        .reconcile(ALIAS, Instant::now(), wall(&cf).await)
+        .await
+        .unwrap();
+    assert_eq!(tracker.capacity(ALIAS), cap(2999, 14));
+    tokio::time::advance(POLL).await;
+    let report = tracker.poll(ALIAS, Instant::now()).await;
+    assert!(report.completed.is_empty() && report.failed.is_empty());
+    assert_eq!(tracker.capacity(ALIAS), cap(2999, 14), "still in progress");
+    tokio::time::advance(COMPLETION).await;
+    let report = tracker.poll(ALIAS, Instant::now()).await;
+    // Only ours are reported as completions (for the metric).
+    assert!(report.completed.is_empty());
+    assert_eq!(
+        tracker.capacity(ALIAS),
+        cap(3000, 15),
+        "freed without a reconcile"
+    );
+    // A reconcile that still lists it as in progress does not bring it back.
+    let counts = PathCounts::of(&other.paths);
+    tracker
+        .view()
+        .replace_others(ALIAS, [(other.id, counts)], Instant::now());
     assert_eq!(tracker.capacity(ALIAS), cap(3000, 15));
 }
 

@@ -106,8 +106,12 @@ struct Distribution {
     /// Ours in progress, by invalidation id.
     ours: BTreeMap<String, Ours>,
     /// Others' in progress at the last reconcile, by invalidation id. Only a
-    /// reconcile changes it: others' completions are not polled.
+    /// reconcile adds to it; a poll (or a reconcile no longer listing
+    /// them) removes those completed, so their room comes back when it
+    /// really does.
     others: HashMap<String, PathCounts>,
+    /// When each of `others` was last known in progress, for its polls.
+    others_checked: HashMap<String, Instant>,
     /// See [`RECENTLY_COMPLETED`]; oldest first.
     recently_completed: VecDeque<String>,
     /// The newest invalidation of ours this process knows of.
@@ -119,6 +123,14 @@ struct Distribution {
 }
 
 impl Distribution {
+    /// See [`RECENTLY_COMPLETED`].
+    fn remember_completed(&mut self, id: &str) {
+        if self.recently_completed.len() == RECENTLY_COMPLETED {
+            self.recently_completed.pop_front();
+        }
+        self.recently_completed.push_back(id.to_owned());
+    }
+
     fn inflight(&self) -> PathCounts {
         let mut total = PathCounts::default();
         for o in self.ours.values() {
@@ -171,6 +183,7 @@ impl InflightView {
                     max_wildcard: config.max_inflight_wildcards,
                     ours: BTreeMap::new(),
                     others: HashMap::new(),
+                    others_checked: HashMap::new(),
                     recently_completed: VecDeque::new(),
                     last: None,
                     reconciled: false,
@@ -206,6 +219,7 @@ impl InflightView {
             return;
         }
         d.others.remove(&invalidation.id);
+        d.others_checked.remove(&invalidation.id);
         d.ours.insert(
             invalidation.id.clone(),
             Ours {
@@ -239,6 +253,7 @@ impl InflightView {
         }
         d.note_last(invalidation);
         d.others.remove(&invalidation.id);
+        d.others_checked.remove(&invalidation.id);
         d.ours.insert(
             invalidation.id.clone(),
             Ours {
@@ -250,15 +265,18 @@ impl InflightView {
         );
     }
 
-    /// An invalidation of ours found completed at `now`: its paths leave the
-    /// in-flight count. `None` when it was not in progress here.
+    /// An invalidation found completed at `now`: its paths leave the
+    /// in-flight count. The [`Completion`] of one of ours; `None` for
+    /// another tool's, or one not in progress here.
     pub fn completed(&mut self, alias: &str, id: &str, now: Instant) -> Option<Completion> {
         let d = self.distributions.get_mut(alias)?;
-        let ours = d.ours.remove(id)?;
-        if d.recently_completed.len() == RECENTLY_COMPLETED {
-            d.recently_completed.pop_front();
+        if d.others.remove(id).is_some() {
+            d.others_checked.remove(id);
+            d.remember_completed(id);
+            return None;
         }
-        d.recently_completed.push_back(id.to_owned());
+        let ours = d.ours.remove(id)?;
+        d.remember_completed(id);
         if let Some(last) = d.last.as_mut().filter(|l| l.id == id) {
             last.status = Status::Completed;
         }
@@ -271,15 +289,16 @@ impl InflightView {
         })
     }
 
-    /// An invalidation of ours checked at `now` and still in progress (or
-    /// whose check failed): not due again for a poll interval.
+    /// An invalidation checked at `now` and still in progress (or whose
+    /// check failed): not due again for a poll interval.
     pub fn checked(&mut self, alias: &str, id: &str, now: Instant) {
-        if let Some(o) = self
-            .distributions
-            .get_mut(alias)
-            .and_then(|d| d.ours.get_mut(id))
-        {
+        let Some(d) = self.distributions.get_mut(alias) else {
+            return;
+        };
+        if let Some(o) = d.ours.get_mut(id) {
             o.checked = now;
+        } else if let Some(at) = d.others_checked.get_mut(id) {
+            *at = now;
         }
     }
 
@@ -297,12 +316,13 @@ impl InflightView {
     }
 
     /// Replaces the others' invalidations in progress on `alias` with what a
-    /// reconcile found, and marks the distribution reconciled. Ids that are
-    /// ours are ignored.
+    /// reconcile found at `now`, and marks the distribution reconciled. Ids
+    /// that are ours, or that a poll saw complete, are ignored.
     pub fn replace_others(
         &mut self,
         alias: &str,
         others: impl IntoIterator<Item = (String, PathCounts)>,
+        now: Instant,
     ) {
         let Some(d) = self.distributions.get_mut(alias) else {
             return;
@@ -310,6 +330,12 @@ impl InflightView {
         d.others = others
             .into_iter()
             .filter(|(id, _)| !d.ours.contains_key(id) && !d.was_completed(id))
+            .collect();
+        let checked = std::mem::take(&mut d.others_checked);
+        d.others_checked = d
+            .others
+            .keys()
+            .map(|id| (id.clone(), checked.get(id).copied().unwrap_or(now)))
             .collect();
         d.reconciled = true;
     }
@@ -354,17 +380,28 @@ impl InflightView {
         self.distributions.get(alias)?.last.as_ref()
     }
 
-    /// Ours in progress on `alias` not checked for `poll_interval` at `now`,
-    /// in id order.
+    /// Invalidations in progress on `alias`, ours (in id order) then
+    /// others', not checked for `poll_interval` at `now`.
     pub fn to_poll(&self, alias: &str, now: Instant, poll_interval: Duration) -> Vec<String> {
         let Some(d) = self.distributions.get(alias) else {
             return Vec::new();
         };
-        d.ours
+        let due = |checked: Instant| now.saturating_duration_since(checked) >= poll_interval;
+        let mut ids: Vec<String> = d
+            .ours
             .iter()
-            .filter(|(_, o)| now.saturating_duration_since(o.checked) >= poll_interval)
+            .filter(|(_, o)| due(o.checked))
             .map(|(id, _)| id.clone())
-            .collect()
+            .collect();
+        let mut others: Vec<String> = d
+            .others_checked
+            .iter()
+            .filter(|(_, at)| due(**at))
+            .map(|(id, _)| id.clone())
+            .collect();
+        others.sort_unstable();
+        ids.extend(others);
+        ids
     }
 }
 
@@ -438,6 +475,7 @@ mod tests {
                     wildcard: 1,
                 },
             )],
+            Instant::now(),
         );
         assert_eq!(v.capacity(ALIAS), cap(4, 1));
         assert_eq!(
@@ -465,6 +503,7 @@ mod tests {
                     wildcard: 4,
                 },
             )],
+            Instant::now(),
         );
         assert_eq!(v.capacity(ALIAS), cap(0, 0));
     }
@@ -500,7 +539,11 @@ mod tests {
             Status::Completed
         );
         v.adopt(ALIAS, &created, t0, t0);
-        v.replace_others(ALIAS, [("I1".to_owned(), PathCounts::of(&created.paths))]);
+        v.replace_others(
+            ALIAS,
+            [("I1".to_owned(), PathCounts::of(&created.paths))],
+            Instant::now(),
+        );
         assert_eq!(v.capacity(ALIAS), cap(10, 3));
     }
 
@@ -579,10 +622,14 @@ mod tests {
             exact: 1,
             wildcard: 0,
         };
-        v.replace_others(ALIAS, [("IA".to_owned(), one), ("IB".to_owned(), one)]);
+        v.replace_others(
+            ALIAS,
+            [("IA".to_owned(), one), ("IB".to_owned(), one)],
+            Instant::now(),
+        );
         assert!(v.is_reconciled(ALIAS));
         assert_eq!(v.others_counts(ALIAS, "IA"), Some(one));
-        v.replace_others(ALIAS, [("IB".to_owned(), one)]);
+        v.replace_others(ALIAS, [("IB".to_owned(), one)], Instant::now());
         assert_eq!(v.others_counts(ALIAS, "IA"), None);
         assert_eq!(v.capacity(ALIAS), cap(9, 3));
     }
