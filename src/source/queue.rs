@@ -167,8 +167,8 @@ impl QueueError {
 
 /// A message queue with SQS's semantics.
 ///
-/// Shared by several tasks (`pollers` receive loops, the deleter, the
-/// visibility extender), hence `Send + Sync + 'static` and `&self` methods
+/// Shared by several tasks (the `pollers` receive loops, the daemon's queue
+/// task that deletes and rejects, the visibility keeper), hence `Send + Sync + 'static` and `&self` methods
 /// whose futures are `Send`, so that they can be `tokio::spawn`ed.
 ///
 /// Common rules:
@@ -179,8 +179,10 @@ impl QueueError {
 ///   setting the same visibility again both succeed.
 /// - Batch calls ([`Queue::set_visibility`], [`Queue::delete`]) take any
 ///   number of handles and split them into calls of at most
-///   [`MAX_BATCH`], made one after the other; the first call that fails as a
-///   whole ends the operation with its error. Entries the queue refused
+///   [`MAX_BATCH`], made one after the other. A call that fails as a whole
+///   refuses its own entries (listed in [`Failed`] with [`REQUEST_FAILED`])
+///   and the other calls still go; only when every call fails is the
+///   operation's result that error. Entries the queue refused
 ///   individually come back as [`Failed`], in no particular order; every
 ///   handle not listed there succeeded. An empty slice makes no call.
 /// - Handles must be the latest receipt of each message. Real SQS (and moto)

@@ -48,7 +48,8 @@ pub struct ReconcileReport {
 }
 
 /// The in-flight view behind a lock, and the invalidator that feeds it.
-/// Share it in an `Arc`; the lock is never held across a call to
+/// The daemon shares it in an `Arc` between its loop and the tasks that
+/// poll and reconcile; the lock is never held across a call to
 /// CloudFront.
 #[derive(Debug)]
 pub struct Tracker<I> {
