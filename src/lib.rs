@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 pub mod budget;
+pub mod catalog;
 pub mod cloudfront;
 pub mod commands;
 pub mod config;
