@@ -9,9 +9,11 @@
 //! batch asked for), beside the **frontier**: the least total blast any
 //! planner could reach on the same batches billing no more paths, found by
 //! an exact min-plus sum of every batch's own frontier. Prints Markdown.
+//! With `--windows`, a batch is instead the 24 hours from its first
+//! request.
 
 use cfpurge::catalog::{self, Catalog};
-use cfpurge::path::{CfPath, directory_depth};
+use cfpurge::path::CfPath;
 use cfpurge::planner::least_blast;
 use cfpurge::planner::{Capacity, Entry, Settings, Strategy, plan_with};
 
@@ -29,7 +31,14 @@ fn main() {
     let trace = common::trace();
     let catalog =
         catalog::file::load(&common::data_file("astro-docs-tree.txt")).expect("catalog file");
-    let batches = days(&trace);
+    // `--windows`: a batch opens at its first request and takes the next
+    // 24 hours, as the daemon's `max_delay_seconds` cuts a stream.
+    let windows = std::env::args().any(|a| a == "--windows");
+    let batches = if windows {
+        common::windows(&trace, 86_400)
+    } else {
+        days(&trace)
+    };
     let settings = Settings::default();
     let capacity = Capacity::AWS;
     let n = batches.len() as f64;
@@ -45,8 +54,13 @@ fn main() {
     };
 
     println!(
-        "{} batches (one per day), {requested} requested paths, catalog of {} paths\n",
+        "{} batches ({}), {requested} requested paths, catalog of {} paths\n",
         batches.len(),
+        if windows {
+            "24-hour windows from each batch's first request"
+        } else {
+            "one per day, floor(t / 86400)"
+        },
         catalog.objects()
     );
     println!(
@@ -83,7 +97,10 @@ fn main() {
             blast: p.figures.blast,
         }
     });
-    row("threshold (`wildcard_threshold = 8`, the default)", threshold);
+    row(
+        "threshold (`wildcard_threshold = 8`, the default)",
+        threshold,
+    );
     for bpp in [1.0, 5.0, 20.0, 50.0, 200.0] {
         let o = total(&batches, |b| {
             let p = plan_with(
@@ -112,43 +129,44 @@ fn main() {
             }
         })
     };
-    row("s3deploy: climb until ≤ 8 paths, else `/*`", policy(s3deploy));
+    row(
+        "s3deploy: climb until ≤ 8 paths, else `/*`",
+        policy(s3deploy),
+    );
     row("C3: over 100 paths, `/*`", policy(c3));
     row(
-        "63Klabs: up to 3 files, else up to 10 directories, else `/*`",
+        "63Klabs: per directory up to 3 paths, else its wildcard; over 10 wildcards, `/*`",
         policy(klabs),
     );
 
-    println!("\nThe frontier itself (least blast per batch reachable with at most that many billed paths):\n");
+    println!(
+        "\nThe frontier itself (least blast per batch reachable with at most that many billed paths):\n"
+    );
     println!("| billed paths | least blast per batch |");
     println!("|---:|---:|");
     let unique: u64 = batches.iter().map(|b| distinct(b).len() as u64).sum();
     for billed in [
         1_500, 2_000, 2_500, 2_833, 3_000, 3_500, 4_000, 4_766, 5_140, 5_807, 6_500, 7_923, unique,
     ] {
-        if (billed as usize) < frontier.len() {
-            println!("| {billed} | {:.1} |", at(billed) as f64 / n);
+        match at(billed) {
+            u64::MAX => println!("| {billed} | none: no cover bills so few |"),
+            best => println!("| {billed} | {:.1} |", best as f64 / n),
         }
     }
 }
 
-/// The trace's requests grouped by day, `since` = request time.
+/// The trace's requests grouped by day (`floor(t / 86400)`), `since` =
+/// request time.
 fn days(trace: &[common::Request]) -> Vec<Vec<Entry>> {
-    let mut batches: Vec<Vec<Entry>> = Vec::new();
-    let mut day = None;
+    let mut by_day: std::collections::BTreeMap<u64, Vec<Entry>> = Default::default();
     for r in trace {
-        if day != Some(r.t / 86_400) {
-            day = Some(r.t / 86_400);
-            batches.push(Vec::new());
-        }
-        let batch = batches.last_mut().expect("a batch was opened");
-        batch.extend(
+        by_day.entry(r.t / 86_400).or_default().extend(
             r.paths
                 .iter()
                 .map(|p| Entry::new(CfPath::parse(p).expect("path"), r.t)),
         );
     }
-    batches
+    by_day.into_values().collect()
 }
 
 fn total(batches: &[Vec<Entry>], mut f: impl FnMut(&[Entry]) -> Outcome) -> Outcome {
@@ -221,8 +239,7 @@ fn s3deploy(batch: &[Entry]) -> Vec<CfPath> {
                     let clean = p.trim_end_matches('/').trim_end_matches('*');
                     let clean = clean.trim_end_matches('/');
                     let dir = &clean[..clean.rfind('/').unwrap_or(0)];
-                    let mut parts: Vec<&str> =
-                        dir.trim_start_matches('/').split('/').collect();
+                    let mut parts: Vec<&str> = dir.trim_start_matches('/').split('/').collect();
                     if parts.len() > 1 {
                         parts.pop();
                     }
@@ -255,27 +272,28 @@ fn c3(batch: &[Entry]) -> Vec<CfPath> {
     }
 }
 
-/// 63Klabs: up to 3 paths as they are; else the wildcards of their
-/// directories when there are at most 10 (a page `/a/b/` is in `/a/`);
-/// else `/*`.
+/// 63Klabs: per directory (a page `/a/b/` is in `/a/`), up to 3 paths as
+/// they are, more as the directory's wildcard; more than 10 directory
+/// wildcards, `/*`.
 fn klabs(batch: &[Entry]) -> Vec<CfPath> {
-    let d = distinct(batch);
-    if d.len() <= 3 {
-        return d.iter().map(|p| path(p)).collect();
+    let mut by_dir: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for p in distinct(batch) {
+        let trimmed = p.trim_end_matches('/');
+        let dir = trimmed[..=trimmed.rfind('/').unwrap_or(0)].to_owned();
+        by_dir.entry(dir).or_default().push(p);
     }
-    let mut dirs: Vec<String> = d
-        .iter()
-        .map(|p| {
-            let trimmed = p.trim_end_matches('/');
-            let dir = &trimmed[..=trimmed.rfind('/').unwrap_or(0)];
-            format!("{dir}*")
-        })
-        .collect();
-    dirs.sort_unstable();
-    dirs.dedup();
-    if dirs.len() <= 10 && dirs.iter().all(|w| directory_depth(&w[..w.len() - 1]) >= 1) {
-        dirs.iter().map(|p| path(p)).collect()
-    } else {
-        vec![path("/*")]
+    let mut out = Vec::new();
+    let mut wildcards = 0;
+    for (dir, paths) in by_dir {
+        if paths.len() <= 3 {
+            out.extend(paths.iter().map(|p| path(p)));
+        } else {
+            wildcards += 1;
+            out.push(path(&format!("{dir}*")));
+        }
     }
+    if wildcards > 10 || out.iter().any(|p| p.as_str() == "/*") {
+        return vec![path("/*")];
+    }
+    out
 }

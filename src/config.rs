@@ -1022,7 +1022,8 @@ impl Config {
             ),
             _ => {}
         }
-        if d.catalog == CatalogSource::S3 && !self.routing.s3.iter().any(|r| r.distribution == alias)
+        if d.catalog == CatalogSource::S3
+            && !self.routing.s3.iter().any(|r| r.distribution == alias)
         {
             v.push(
                 &format!("{key}.catalog"),

@@ -522,11 +522,7 @@ mod tests {
             "counter",
             &["distribution", "kind"],
         ),
-        (
-            "cfpurge_paths_blast_total",
-            "counter",
-            &["distribution"],
-        ),
+        ("cfpurge_paths_blast_total", "counter", &["distribution"]),
         ("cfpurge_catalog_objects", "gauge", &["distribution"]),
         (
             "cfpurge_invalidations_created_total",

@@ -170,7 +170,11 @@ impl Lister for SdkLister {
                 }
             })?;
             keys.clear();
-            keys.extend(out.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
+            keys.extend(
+                out.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_owned)),
+            );
             page(&keys);
         }
         Ok(())

@@ -112,7 +112,10 @@ fn a_bad_line_names_its_number() {
 fn a_missing_file_is_a_read_error() {
     let e = file::load(std::path::Path::new("/nonexistent/tree.txt")).unwrap_err();
     assert!(matches!(e, CatalogError::Read { .. }), "{e}");
-    assert!(e.to_string().starts_with("/nonexistent/tree.txt: cannot read"));
+    assert!(
+        e.to_string()
+            .starts_with("/nonexistent/tree.txt: cannot read")
+    );
 }
 
 fn block<T>(f: impl Future<Output = T>) -> T {

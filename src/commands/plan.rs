@@ -124,11 +124,7 @@ pub fn run(
         Some(file) => Some(catalog::file::load(file).map_err(PlanError::Catalog)?),
         None => None,
     };
-    let strategy = Strategy::new(
-        options.strategy,
-        catalog.as_ref(),
-        options.blast_per_path,
-    );
+    let strategy = Strategy::new(options.strategy, catalog.as_ref(), options.blast_per_path);
     if options.strategy == Configured::LeastBlast && catalog.is_none() {
         writeln!(
             err,

@@ -211,7 +211,17 @@ impl<'a> Tree<'a> {
     /// directory whether to collapse it, and the root's figures.
     fn priced(&self, price: f64) -> (Vec<bool>, Point) {
         let n = self.dirs.len();
-        let mut best: Vec<(f64, Point)> = vec![(0.0, Point { w: 0, e: 0, blast: 0 }); n];
+        let mut best: Vec<(f64, Point)> = vec![
+            (
+                0.0,
+                Point {
+                    w: 0,
+                    e: 0,
+                    blast: 0
+                }
+            );
+            n
+        ];
         let mut collapse = vec![false; n];
         for d in (0..n).rev() {
             let dir = &self.dirs[d];
@@ -241,7 +251,17 @@ impl<'a> Tree<'a> {
                 (open_cost, open)
             };
         }
-        (collapse, best.first().map_or(Point { w: 0, e: 0, blast: 0 }, |b| b.1))
+        (
+            collapse,
+            best.first().map_or(
+                Point {
+                    w: 0,
+                    e: 0,
+                    blast: 0,
+                },
+                |b| b.1,
+            ),
+        )
     }
 }
 
@@ -281,7 +301,13 @@ impl Tables {
 
     /// The table of `d` left open, into `bufs.out`; `each` sees the
     /// product after every child (for rebuilding a choice).
-    fn open(&self, tree: &Tree, d: usize, bufs: &mut Buffers, mut each: impl FnMut(usize, &[Point])) {
+    fn open(
+        &self,
+        tree: &Tree,
+        d: usize,
+        bufs: &mut Buffers,
+        mut each: impl FnMut(usize, &[Point]),
+    ) {
         let dir = &tree.dirs[d];
         bufs.out.clear();
         if self.caps.admits(dir.own_wildcard, dir.own_exact) {
@@ -295,7 +321,13 @@ impl Tables {
             if bufs.out.is_empty() {
                 return;
             }
-            product(&bufs.out, self.of(c), self.caps, &mut bufs.all, &mut bufs.next);
+            product(
+                &bufs.out,
+                self.of(c),
+                self.caps,
+                &mut bufs.all,
+                &mut bufs.next,
+            );
             std::mem::swap(&mut bufs.out, &mut bufs.next);
             each(c, &bufs.out);
         }
@@ -471,7 +503,9 @@ pub fn plan(
         });
         let Some(root) = root else {
             // No cover fits: the threshold planner defers oldest first.
-            let mut plan = super::plan(entries, capacity, settings);
+            drop(tables);
+            drop(tree);
+            let mut plan = super::plan_deduplicated(entries, &dedup, capacity, settings);
             plan.figures.blast = blast(&plan.paths, entries, catalog);
             return plan;
         };
@@ -576,8 +610,11 @@ pub fn frontier(
 pub fn blast(paths: &[CfPath], entries: &[Entry], catalog: &Catalog) -> u64 {
     let dedup = Dedup::new(entries);
     let kept = &dedup.kept;
-    let requested: std::collections::HashSet<&str> =
-        kept.iter().filter(|k| k.0.ends_with('*')).map(|k| k.0).collect();
+    let requested: std::collections::HashSet<&str> = kept
+        .iter()
+        .filter(|k| k.0.ends_with('*'))
+        .map(|k| k.0)
+        .collect();
     let mut prefixes: Vec<&str> = paths
         .iter()
         .filter(|p| p.is_wildcard() && !requested.contains(p.as_str()))

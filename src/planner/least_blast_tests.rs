@@ -135,7 +135,10 @@ fn full_exact_slots_force_the_least_blast_collapse() {
     let out = plan(&batch, capacity, &Settings::default(), &catalog, 1.0);
     assert!(out.deferred.is_empty());
     assert_eq!(out.figures.blast, 16);
-    assert_eq!(strs(&out.paths), ["/blog/b0.html", "/blog/b1.html", "/docs/*"]);
+    assert_eq!(
+        strs(&out.paths),
+        ["/blog/b0.html", "/blog/b1.html", "/docs/*"]
+    );
     let capacity = Capacity {
         exact: 4,
         ..Capacity::AWS
@@ -161,13 +164,22 @@ fn a_page_can_go_out_as_its_own_wildcard_when_exact_slots_are_full() {
 fn depth_rules_hold() {
     let mut catalog = Catalog::new();
     catalog.add("/a.html");
-    let batch = entries(&["/x.html", "/y.html", "/z.html", "/d/e/f.html", "/d/e/g.html"]);
+    let batch = entries(&[
+        "/x.html",
+        "/y.html",
+        "/z.html",
+        "/d/e/f.html",
+        "/d/e/g.html",
+    ]);
     let settings = Settings {
         min_wildcard_depth: 2,
         ..Settings::default()
     };
     let out = plan(&batch, Capacity::AWS, &settings, &catalog, 1000.0);
-    assert_eq!(strs(&out.paths), ["/d/e/*", "/x.html", "/y.html", "/z.html"]);
+    assert_eq!(
+        strs(&out.paths),
+        ["/d/e/*", "/x.html", "/y.html", "/z.html"]
+    );
     let settings = Settings {
         allow_root_wildcard: true,
         ..Settings::default()
@@ -227,7 +239,9 @@ fn the_strategy_falls_back_to_threshold_without_a_catalog() {
     let s = Planned::new(crate::config::Strategy::LeastBlast, Some(&catalog), 5.0);
     assert_eq!(s.name(), "least_blast");
     assert_eq!(
-        plan_with(&batch, Capacity::AWS, &Settings::default(), s).figures.exact,
+        plan_with(&batch, Capacity::AWS, &Settings::default(), s)
+            .figures
+            .exact,
         10
     );
 }
@@ -236,7 +250,12 @@ fn the_strategy_falls_back_to_threshold_without_a_catalog() {
 fn blast_counts_each_outermost_wildcard_once() {
     let catalog = site(10);
     let batch = entries(&["/docs/p1/", "/docs/p2/*", "/blog/*"]);
-    let paths = [p("/docs/*"), p("/docs/p3/*"), p("/blog/*"), p("/index.html")];
+    let paths = [
+        p("/docs/*"),
+        p("/docs/p3/*"),
+        p("/blog/*"),
+        p("/index.html"),
+    ];
     // /docs/*: 10 pages less p1 (asked) and p2 (under an asked wildcard);
     // /blog/* was itself asked for.
     assert_eq!(blast(&paths, &batch, &catalog), 8);
@@ -402,15 +421,7 @@ fn covered(plan_paths: &[CfPath], e: &Entry) -> bool {
     plan_paths.iter().any(|q| q.covers(&e.path))
 }
 
-fn case() -> impl Strategy<
-    Value = (
-        Vec<(String, bool)>,
-        Vec<String>,
-        Capacity,
-        Settings,
-        u32,
-    ),
-> {
+fn case() -> impl Strategy<Value = (Vec<(String, bool)>, Vec<String>, Capacity, Settings, u32)> {
     (
         prop::collection::vec(requested(), 1..8),
         prop::collection::vec(site_path(), 0..14),

@@ -142,7 +142,6 @@ impl Figures {
 
 /// Plans one batch. See the module documentation for the steps.
 pub fn plan(entries: &[Entry], capacity: Capacity, settings: &Settings) -> Plan {
-    let requested = entries.len();
     if entries.is_empty() {
         return Plan {
             paths: Vec::new(),
@@ -150,7 +149,18 @@ pub fn plan(entries: &[Entry], capacity: Capacity, settings: &Settings) -> Plan 
             figures: Figures::default(),
         };
     }
-    let dedup = Dedup::new(entries);
+    plan_deduplicated(entries, &Dedup::new(entries), capacity, settings)
+}
+
+/// [`plan`] once step 1 is done (the least-blast planner hands in its own
+/// when it falls back here).
+fn plan_deduplicated(
+    entries: &[Entry],
+    dedup: &Dedup<'_>,
+    capacity: Capacity,
+    settings: &Settings,
+) -> Plan {
+    let requested = entries.len();
     let mut tree = tree::Tree::build(&dedup.kept, settings);
     tree.fit(capacity);
     if !tree.fits(capacity) {

@@ -135,5 +135,8 @@ async fn a_missing_bucket_fails_the_listing_with_its_name() {
     let routes = vec![("nope".to_owned(), mapping("", "/", None))];
     let e = build(&lister, &routes).await.expect_err("no such bucket");
     let text = e.to_string();
-    assert!(text.starts_with("listing s3://nope/: NoSuchBucket"), "{text}");
+    assert!(
+        text.starts_with("listing s3://nope/: NoSuchBucket"),
+        "{text}"
+    );
 }

@@ -8,9 +8,9 @@ use std::process::{Command, Output};
 
 use cfpurge::commands::check_config::check_config;
 use cfpurge::config::{
-    BatchingConfig, BudgetConfig, CatalogConfig, CatalogSource, CloudFrontConfig, CloudFrontMode, CoalesceConfig, Config,
-    ConfigError, DistributionConfig, HttpConfig, LogConfig, OnExhausted, Pacing, Problem,
-    ShutdownConfig, SourceConfig, SourceKind, Strategy, config_path,
+    BatchingConfig, BudgetConfig, CatalogConfig, CatalogSource, CloudFrontConfig, CloudFrontMode,
+    CoalesceConfig, Config, ConfigError, DistributionConfig, HttpConfig, LogConfig, OnExhausted,
+    Pacing, Problem, ShutdownConfig, SourceConfig, SourceKind, Strategy, config_path,
 };
 
 const ORIGIN: &str = "test.toml";

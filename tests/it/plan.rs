@@ -234,7 +234,10 @@ fn least_blast_trades_billed_paths_for_blast_by_the_price() {
     // At half an object per path, nothing is worth purging beyond the
     // request (/blog/* would cost 0.5 + 1 / 0.5 for its three paths' 1.5).
     let v = run("0.5");
-    assert_eq!((v["billed"].as_u64(), v["blast"].as_u64()), (Some(13), Some(0)));
+    assert_eq!(
+        (v["billed"].as_u64(), v["blast"].as_u64()),
+        (Some(13), Some(0))
+    );
     assert_eq!(v["strategy"], "least_blast");
     // At 2: /docs/* saves 9 paths for 10 objects (cost 1 + 10/2 < 10),
     // /blog/* saves 2 for 1 (1 + 1/2 < 3).
@@ -249,7 +252,11 @@ fn least_blast_trades_billed_paths_for_blast_by_the_price() {
 fn least_blast_without_a_catalog_plans_with_threshold_and_says_so() {
     let o = cfpurge(&["plan", "--strategy", "least_blast"], BATCH);
     assert_eq!(o.status.code(), Some(0));
-    assert!(stderr(&o).contains("least_blast needs a catalog"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("least_blast needs a catalog"),
+        "{}",
+        stderr(&o)
+    );
     assert_eq!(stdout(&o).lines().next(), Some("/blog/b0.html"));
     assert!(!stdout(&o).contains("blast"), "{}", stdout(&o));
 }
@@ -268,7 +275,11 @@ fn a_catalog_that_cannot_be_read_is_a_runtime_error_with_its_line() {
     std::fs::write(&bad, "/a.html\n\n/b/*\n").expect("write");
     let o = cfpurge(&["plan", "--catalog", bad.to_str().expect("utf-8")], BATCH);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("bad.txt: line 3: \"/b/*\" is a wildcard"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("bad.txt: line 3: \"/b/*\" is a wildcard"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -277,16 +288,17 @@ fn bad_strategy_or_price_is_bad_usage() {
     assert_eq!(o.status.code(), Some(2));
     let o = cfpurge(&["plan", "--blast-per-path", "0"], BATCH);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("--blast-per-path must be > 0"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--blast-per-path must be > 0"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 fn config_with(dir: &std::path::Path, distribution: &str) -> String {
     let path = dir.join("cfpurge.toml");
-    std::fs::write(
-        &path,
-        format!("[source]\nkind = \"local\"\n{distribution}"),
-    )
-    .expect("write config");
+    std::fs::write(&path, format!("[source]\nkind = \"local\"\n{distribution}"))
+        .expect("write config");
     path.to_str().expect("utf-8").to_owned()
 }
 
@@ -303,10 +315,23 @@ fn the_catalog_command_describes_a_file_catalog() {
     let o = cfpurge(&["catalog", "-c", &config, "--distribution", "www"], "");
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let text = stdout(&o);
-    assert!(text.starts_with("distribution www: catalog from file\nobjects 25\ndirectories 23\nmemory "), "{text}");
+    assert!(
+        text.starts_with(
+            "distribution www: catalog from file\nobjects 25\ndirectories 23\nmemory "
+        ),
+        "{text}"
+    );
     assert!(text.contains("\ntime "), "{text}");
     let o = cfpurge(
-        &["catalog", "-c", &config, "--distribution", "E2ABCDEF123456", "--format", "json"],
+        &[
+            "catalog",
+            "-c",
+            &config,
+            "--distribution",
+            "E2ABCDEF123456",
+            "--format",
+            "json",
+        ],
         "",
     );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
@@ -331,12 +356,24 @@ fn the_catalog_command_fails_by_cause() {
     // The source cannot be read: 1.
     let o = cfpurge(&["catalog", "-c", &config, "--distribution", "www"], "");
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("/nonexistent/site.txt: cannot read"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("/nonexistent/site.txt: cannot read"),
+        "{}",
+        stderr(&o)
+    );
     // Nothing to build, or no such distribution: 2.
     let o = cfpurge(&["catalog", "-c", &config, "--distribution", "api"], "");
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("distributions.api.catalog is \"none\""), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("distributions.api.catalog is \"none\""),
+        "{}",
+        stderr(&o)
+    );
     let o = cfpurge(&["catalog", "-c", &config, "--distribution", "nope"], "");
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("\"nope\" is not a configured distribution"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("\"nope\" is not a configured distribution"),
+        "{}",
+        stderr(&o)
+    );
 }
