@@ -74,6 +74,8 @@ pub struct Config {
     pub cloudfront: CloudFrontConfig,
     /// The monthly path budget and what happens when it is spent.
     pub budget: BudgetConfig,
+    /// How the distributions' catalogs are kept.
+    pub catalog: CatalogConfig,
     /// What SIGTERM may still do before the process exits.
     pub shutdown: ShutdownConfig,
     /// The HTTP listener for metrics, health, status and enqueueing.
@@ -102,6 +104,10 @@ pub struct AwsConfig {
     /// CloudFront endpoint; overrides `endpoint_url` for the same reasons.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cloudfront_endpoint_url: Option<String>,
+    /// S3 endpoint, for listing the buckets of `catalog = "s3"`
+    /// distributions; overrides `endpoint_url` for the same reasons.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub s3_endpoint_url: Option<String>,
 }
 
 /// `[source]`: the queue the daemon reads purge requests from.
@@ -147,6 +153,12 @@ pub struct DistributionConfig {
     /// Wildcard paths this daemon may keep in progress (AWS allows 15, counted
     /// apart from exact paths); lower it to leave room for others.
     pub max_inflight_wildcards: usize,
+    /// What the site serves, for the least-blast planner to price a
+    /// wildcard by what it purges beyond the request.
+    pub catalog: CatalogSource,
+    /// With `catalog = "file"`: one served path per line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub catalog_file: Option<PathBuf>,
 }
 
 /// `[routing]`: where requests that do not name a distribution go.
@@ -202,6 +214,13 @@ pub struct BatchingConfig {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CoalesceConfig {
+    /// `threshold` collapses by a count of entries; `least_blast` picks the
+    /// cover that purges least beyond the request for what it bills, which
+    /// needs the distribution's catalog (without one, `threshold` applies).
+    pub strategy: Strategy,
+    /// `least_blast`: how many unrequested objects purged one billed path
+    /// is worth; the planner minimises billed + blast / blast_per_path.
+    pub blast_per_path: f64,
     /// A directory with at least this many pending entries under it becomes
     /// `dir/*`: one billed path instead of many, at the price of purging
     /// objects nobody asked for.
@@ -237,6 +256,15 @@ pub struct CloudFrontConfig {
     /// In `simulate` mode, how long a simulated invalidation stays in progress
     /// (AWS takes minutes); lets local runs show capacity being held.
     pub simulate_completion_seconds: u64,
+}
+
+/// `[catalog]`: how catalogs are kept current.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CatalogConfig {
+    /// How often an `s3` catalog is listed again in full; S3 events keep it
+    /// current in between, the full listing catches what they missed.
+    pub refresh_seconds: u64,
 }
 
 /// `[budget]`: the month's path allowance.
@@ -324,6 +352,8 @@ impl Default for DistributionConfig {
             id: String::new(),
             max_inflight_paths: 3000,
             max_inflight_wildcards: 15,
+            catalog: CatalogSource::None,
+            catalog_file: None,
         }
     }
 }
@@ -355,6 +385,8 @@ impl Default for BatchingConfig {
 impl Default for CoalesceConfig {
     fn default() -> Self {
         CoalesceConfig {
+            strategy: Strategy::Threshold,
+            blast_per_path: 50.0,
             wildcard_threshold: 8,
             min_wildcard_depth: 1,
             allow_root_wildcard: false,
@@ -371,6 +403,14 @@ impl Default for CloudFrontConfig {
             poll_interval_seconds: 20,
             reconcile_interval_seconds: 300,
             simulate_completion_seconds: 60,
+        }
+    }
+}
+
+impl Default for CatalogConfig {
+    fn default() -> Self {
+        CatalogConfig {
+            refresh_seconds: 3600,
         }
     }
 }
@@ -477,6 +517,30 @@ choice! {
         Sqs = "sqs",
         /// An in-memory queue fed by `POST /v1/purge`.
         Local = "local",
+    }
+}
+
+choice! {
+    /// `coalesce.strategy`
+    pub enum Strategy ("a coalesce strategy") {
+        /// A directory with `wildcard_threshold` entries becomes `dir/*`.
+        Threshold = "threshold",
+        /// The cover with the least `billed + blast / blast_per_path`.
+        LeastBlast = "least_blast",
+    }
+}
+
+choice! {
+    /// `distributions.NAME.catalog`
+    pub enum CatalogSource ("a catalog source") {
+        /// No catalog: the threshold planner.
+        None = "none",
+        /// The buckets routed to the distribution by `[[routing.s3]]`.
+        S3 = "s3",
+        /// `catalog_file`, one served path per line.
+        File = "file",
+        /// Every path requested so far.
+        Learned = "learned",
     }
 }
 
@@ -804,6 +868,12 @@ impl Config {
         self.check_cloudfront(&mut v);
         self.check_budget(&mut v);
         v.range(
+            "catalog.refresh_seconds",
+            self.catalog.refresh_seconds,
+            1,
+            7 * 86_400,
+        );
+        v.range(
             "shutdown.grace_seconds",
             self.shutdown.grace_seconds,
             0,
@@ -833,6 +903,7 @@ impl Config {
             "aws.cloudfront_endpoint_url",
             aws.cloudfront_endpoint_url.as_deref(),
         );
+        v.url("aws.s3_endpoint_url", aws.s3_endpoint_url.as_deref());
     }
 
     fn check_source(&self, v: &mut Validator) {
@@ -927,6 +998,39 @@ impl Config {
                 d.max_inflight_wildcards as u64,
                 1,
                 15,
+            );
+            self.check_catalog(v, &key, alias, d);
+        }
+    }
+
+    fn check_catalog(&self, v: &mut Validator, key: &str, alias: &str, d: &DistributionConfig) {
+        let file_key = format!("{key}.catalog_file");
+        match (d.catalog, &d.catalog_file) {
+            (CatalogSource::File, None) => v.push(
+                &file_key,
+                "is required with catalog = \"file\" (one served path per line)",
+            ),
+            (CatalogSource::File, Some(f)) if f.as_os_str().is_empty() => {
+                v.push(&file_key, "must not be empty")
+            }
+            (other, Some(_)) if other != CatalogSource::File => v.push(
+                &file_key,
+                format!(
+                    "is only read with catalog = \"file\" (catalog is \"{}\")",
+                    other.as_str()
+                ),
+            ),
+            _ => {}
+        }
+        if d.catalog == CatalogSource::S3
+            && !self.routing.s3.iter().any(|r| r.distribution == alias)
+        {
+            v.push(
+                &format!("{key}.catalog"),
+                format!(
+                    "is \"s3\" but no [[routing.s3]] route has distribution = {alias:?}: \
+                     there is no bucket to list"
+                ),
             );
         }
     }
@@ -1027,6 +1131,14 @@ impl Config {
             c.min_wildcard_depth as u64,
             1,
         );
+        // The upper bound catches a value meant for something else; past a
+        // billion every wildcard is free anyway.
+        if !(c.blast_per_path > 0.0 && c.blast_per_path <= 1e9) {
+            v.push(
+                "coalesce.blast_per_path",
+                format!("must be > 0 and ≤ 1000000000 (got {})", c.blast_per_path),
+            );
+        }
     }
 
     fn check_cloudfront(&self, v: &mut Validator) {
@@ -1172,6 +1284,7 @@ const SECTIONS: &[&str] = &[
     "coalesce",
     "cloudfront",
     "budget",
+    "catalog",
     "shutdown",
     "http",
     "log",

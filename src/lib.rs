@@ -15,6 +15,7 @@
 
 pub mod aws_error;
 pub mod budget;
+pub mod catalog;
 pub mod clock;
 pub mod cloudfront;
 pub mod commands;

@@ -55,6 +55,18 @@ enum Command {
         /// many of them the plan's wildcards reach without being requested.
         #[arg(long)]
         universe: Option<PathBuf>,
+        /// Catalog file (one served path per line): plan with it as the
+        /// daemon does with a distribution's catalog, and report the blast
+        /// (served paths the plan's wildcards purge that were not requested).
+        #[arg(long)]
+        catalog: Option<PathBuf>,
+        /// Overrides coalesce.strategy (least_blast needs --catalog).
+        #[arg(long, value_enum)]
+        strategy: Option<StrategyArg>,
+        /// Overrides coalesce.blast_per_path: unrequested objects purged
+        /// that one billed path is worth.
+        #[arg(long)]
+        blast_per_path: Option<f64>,
         /// Exact paths that may go in flight (default: the distribution's
         /// limit, else CloudFront's 3,000).
         #[arg(long)]
@@ -75,6 +87,18 @@ enum Command {
         /// Overrides coalesce.allow_root_wildcard.
         #[arg(long)]
         allow_root_wildcard: Option<bool>,
+    },
+    /// Build a distribution's catalog from its configured source once and
+    /// print its figures (objects, directories, memory, time).
+    Catalog {
+        /// Configuration file (else $CFPURGE_CONFIG, else /etc/cfpurge/cfpurge.toml).
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        /// Distribution alias or id.
+        #[arg(long)]
+        distribution: String,
+        #[arg(long, value_enum, default_value = "text")]
+        format: OutputFormat,
     },
     /// Send one purge request to the configured queue, or with --url to a
     /// running daemon's POST /v1/purge.
@@ -117,6 +141,13 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: OutputFormat,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum StrategyArg {
+    Threshold,
+    #[value(name = "least_blast", alias = "least-blast")]
+    LeastBlast,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -183,6 +214,9 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             distribution,
             format,
             universe,
+            catalog,
+            strategy,
+            blast_per_path,
             max_exact,
             max_wildcards,
             budget,
@@ -193,6 +227,19 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             let loaded = optional_config(config.as_deref())?;
             let mut capacity = Capacity::AWS;
             let mut settings = Settings::default();
+            let coalesce = loaded
+                .as_ref()
+                .map(|c| c.coalesce.clone())
+                .unwrap_or_default();
+            let blast_per_path = blast_per_path.unwrap_or(coalesce.blast_per_path);
+            if !(blast_per_path > 0.0 && blast_per_path.is_finite()) {
+                return Err(Failure::usage("--blast-per-path must be > 0"));
+            }
+            let strategy = match strategy {
+                Some(StrategyArg::Threshold) => config::Strategy::Threshold,
+                Some(StrategyArg::LeastBlast) => config::Strategy::LeastBlast,
+                None => coalesce.strategy,
+            };
             if let Some(cfg) = &loaded {
                 settings = Settings::from(&cfg.coalesce);
                 if let Some(name) = &distribution {
@@ -227,6 +274,9 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                     OutputFormat::Json => Format::Json,
                 },
                 universe,
+                catalog,
+                strategy,
+                blast_per_path,
                 capacity,
                 settings,
             };
@@ -238,6 +288,30 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             )
             .map_err(Failure::runtime)?;
             Ok(if bad > 0 { 1 } else { 0 })
+        }
+        Command::Catalog {
+            config,
+            distribution,
+            format,
+        } => {
+            let path = config::config_path(config.as_deref());
+            let config = Config::load(&path).map_err(Failure::usage)?;
+            let format = match format {
+                OutputFormat::Text => commands::catalog::Format::Text,
+                OutputFormat::Json => commands::catalog::Format::Json,
+            };
+            current_thread()?
+                .block_on(commands::catalog::run(
+                    &config,
+                    &distribution,
+                    format,
+                    &mut io::stdout().lock(),
+                ))
+                .map_err(|e| Failure {
+                    status: e.exit_status(),
+                    message: e.to_string(),
+                })?;
+            Ok(0)
         }
         Command::Enqueue {
             config,

@@ -61,6 +61,10 @@ pub struct Metrics {
     paths_requested: IntCounterVec,
     /// `cfpurge_paths_submitted_total{distribution,kind}`
     paths_submitted: IntCounterVec,
+    /// `cfpurge_paths_blast_total{distribution}`
+    paths_blast: IntCounterVec,
+    /// `cfpurge_catalog_objects{distribution}`
+    catalog_objects: IntGaugeVec,
     /// `cfpurge_invalidations_created_total{distribution}`
     invalidations_created: IntCounterVec,
     /// `cfpurge_invalidations_completed_total{distribution}`
@@ -153,6 +157,26 @@ impl Metrics {
                         "Paths sent in CreateInvalidation (billed).",
                     ),
                     &["distribution", "kind"],
+                )?,
+            )?,
+            paths_blast: register(
+                registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "cfpurge_paths_blast_total",
+                        "Catalog objects purged by submitted wildcards that nobody requested.",
+                    ),
+                    &["distribution"],
+                )?,
+            )?,
+            catalog_objects: register(
+                registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "cfpurge_catalog_objects",
+                        "Objects in the distribution's catalog.",
+                    ),
+                    &["distribution"],
                 )?,
             )?,
             invalidations_created: register(
@@ -293,6 +317,8 @@ impl Metrics {
     /// Creates every series of one distribution at zero.
     fn create_distribution(&self, alias: &str) {
         self.paths_requested.with_label_values(&[alias]);
+        self.paths_blast.with_label_values(&[alias]);
+        self.catalog_objects.with_label_values(&[alias]);
         self.invalidations_created.with_label_values(&[alias]);
         self.invalidations_completed.with_label_values(&[alias]);
         self.pending_paths.with_label_values(&[alias]);
@@ -340,6 +366,20 @@ impl Metrics {
         self.paths_submitted
             .with_label_values(&[alias, PathKind::Wildcard.as_str()])
             .inc_by(wildcard);
+    }
+
+    /// The blast of an invalidation CloudFront accepted for `alias`: the
+    /// catalog objects its wildcards purge that nobody requested (the
+    /// plan's `figures.blast`). Call with the paths submitted.
+    pub fn paths_blast(&self, alias: &str, blast: u64) {
+        self.paths_blast.with_label_values(&[alias]).inc_by(blast);
+    }
+
+    /// Objects in `alias`'s catalog, after each listing, reload or update.
+    pub fn set_catalog_objects(&self, alias: &str, objects: u64) {
+        self.catalog_objects
+            .with_label_values(&[alias])
+            .set(to_i64(objects));
     }
 
     /// One invalidation accepted by CloudFront for `alias`.
@@ -482,6 +522,8 @@ mod tests {
             "counter",
             &["distribution", "kind"],
         ),
+        ("cfpurge_paths_blast_total", "counter", &["distribution"]),
+        ("cfpurge_catalog_objects", "gauge", &["distribution"]),
         (
             "cfpurge_invalidations_created_total",
             "counter",
@@ -645,6 +687,8 @@ mod tests {
             let d = format!("distribution=\"{alias}\"");
             for name in [
                 "cfpurge_paths_requested_total",
+                "cfpurge_paths_blast_total",
+                "cfpurge_catalog_objects",
                 "cfpurge_invalidations_created_total",
                 "cfpurge_invalidations_completed_total",
                 "cfpurge_pending_paths",
@@ -680,6 +724,8 @@ mod tests {
         metrics.rejected(RejectReason::InvalidPath);
         metrics.paths_requested("www", 7);
         metrics.paths_submitted("www", 4, 1);
+        metrics.paths_blast("www", 90);
+        metrics.paths_blast("www", 10);
         metrics.invalidation_created("www");
         metrics.cloudfront_error("api", &InvalidatorError::Throttled("slow".into()));
         metrics.cloudfront_error(
@@ -691,6 +737,14 @@ mod tests {
         );
 
         let r = &registry;
+        assert_eq!(
+            value(r, "cfpurge_paths_blast_total{distribution=\"www\"}"),
+            100.0
+        );
+        assert_eq!(
+            value(r, "cfpurge_paths_blast_total{distribution=\"api\"}"),
+            0.0
+        );
         assert_eq!(value(r, "cfpurge_messages_received_total"), 3.0);
         assert_eq!(value(r, "cfpurge_messages_deleted_total"), 2.0);
         assert_eq!(
@@ -765,8 +819,14 @@ mod tests {
         metrics.set_inflight("www", 120, 3);
         metrics.set_queue(11, 5, 2);
         metrics.set_budget(1000, 300, 400);
+        metrics.set_catalog_objects("www", 2705);
+        metrics.set_catalog_objects("www", 2704);
 
         let r = &registry;
+        assert_eq!(
+            value(r, "cfpurge_catalog_objects{distribution=\"www\"}"),
+            2704.0
+        );
         assert_eq!(value(r, "cfpurge_pending_paths{distribution=\"www\"}"), 4.0);
         assert_eq!(
             value(r, "cfpurge_oldest_pending_seconds{distribution=\"www\"}"),

@@ -113,3 +113,40 @@ fn splitmix(state: &mut u64) -> u64 {
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
 }
+
+/// `n` distinct served paths in the shape of the astro-docs site: every
+/// path of its tree in turn, the last segment of each given a variant
+/// number (`/en/guides/x-7/`) after the first round, so directories keep
+/// their depth and grow wider.
+pub fn site_paths(n: usize) -> Vec<String> {
+    let text = std::fs::read_to_string(data_file("astro-docs-tree.txt")).expect("tree file");
+    let tree: Vec<&str> = text.lines().collect();
+    (0..n)
+        .map(|i| {
+            let base = tree[i % tree.len()];
+            match i / tree.len() {
+                0 => base.to_owned(),
+                v => with_variant(base, v as u64),
+            }
+        })
+        .collect()
+}
+
+/// `n` entries drawn from [`site_paths`]`(catalog)`, so that requests fall
+/// in the catalog as real ones do, `since` = position.
+pub fn site_entries(catalog: usize, n: usize, seed: u64) -> Vec<Entry> {
+    let text = std::fs::read_to_string(data_file("astro-docs-tree.txt")).expect("tree file");
+    let tree: Vec<&str> = text.lines().collect();
+    let rounds = catalog.div_ceil(tree.len()) as u64;
+    let mut state = seed;
+    (0..n)
+        .map(|i| {
+            let base = tree[(splitmix(&mut state) % tree.len() as u64) as usize];
+            let path = match splitmix(&mut state) % rounds {
+                0 => base.to_owned(),
+                v => with_variant(base, v),
+            };
+            Entry::new(CfPath::parse(&path).expect("site path"), i as u64)
+        })
+        .collect()
+}

@@ -8,8 +8,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::catalog::{self, Catalog, CatalogError};
+use crate::config::Strategy as Configured;
 use crate::path::{CfPath, PathError};
-use crate::planner::{self, Capacity, Entry, Settings};
+use crate::planner::{self, Capacity, Entry, Settings, Strategy};
 
 /// Output format of `cfpurge plan`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -27,6 +29,13 @@ pub struct PlanOptions {
     pub format: Format,
     /// Every path the site serves, to measure over-reach.
     pub universe: Option<PathBuf>,
+    /// What the site serves, one path per line: plan with it as the daemon
+    /// does with a distribution's catalog, and report the blast.
+    pub catalog: Option<PathBuf>,
+    /// `coalesce.strategy`; `least_blast` needs `catalog`.
+    pub strategy: Configured,
+    /// `coalesce.blast_per_path`.
+    pub blast_per_path: f64,
     pub capacity: Capacity,
     pub settings: Settings,
 }
@@ -49,6 +58,8 @@ pub enum PlanError {
         #[source]
         source: io::Error,
     },
+    #[error("cannot read the catalog: {0}")]
+    Catalog(#[source] CatalogError),
     #[error("cannot write the plan: {0}")]
     Output(#[source] io::Error),
 }
@@ -85,6 +96,10 @@ struct JsonPlan<'a> {
     wildcard: usize,
     billed: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
+    strategy: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    blast: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     overreach: Option<usize>,
 }
 
@@ -105,12 +120,25 @@ pub fn run(
         Some(file) => Some(read_universe(file, err)?),
         None => None,
     };
+    let catalog: Option<Catalog> = match &options.catalog {
+        Some(file) => Some(catalog::file::load(file).map_err(PlanError::Catalog)?),
+        None => None,
+    };
+    let strategy = Strategy::new(options.strategy, catalog.as_ref(), options.blast_per_path);
+    if options.strategy == Configured::LeastBlast && catalog.is_none() {
+        writeln!(
+            err,
+            "note: least_blast needs a catalog (--catalog FILE); planned with threshold"
+        )
+        .map_err(PlanError::Output)?;
+    }
     let entries: Vec<Entry> = paths
         .into_iter()
         .enumerate()
         .map(|(i, p)| Entry::new(p, i as u64))
         .collect();
-    let plan = planner::plan(&entries, options.capacity, &options.settings);
+    let plan = planner::plan_with(&entries, options.capacity, &options.settings, strategy);
+    let blast = catalog.as_ref().map(|_| plan.figures.blast);
     let overreach = universe.map(|u| {
         let requested: Vec<CfPath> = entries.iter().map(|e| e.path.clone()).collect();
         planner::overreach(&plan.paths, &requested, &u)
@@ -128,6 +156,8 @@ pub fn run(
                 exact: f.exact,
                 wildcard: f.wildcard,
                 billed: f.billed(),
+                strategy: catalog.as_ref().map(|_| strategy.name()),
+                blast,
                 overreach,
             };
             serde_json::to_writer_pretty(&mut *out, &doc)
@@ -151,6 +181,9 @@ pub fn run(
                 f.billed(),
                 f.deferred
             ));
+            if let Some(b) = blast {
+                summary.push_str(&format!(", blast {b} ({})", strategy.name()));
+            }
             if let Some(o) = overreach {
                 summary.push_str(&format!(", over-reach {o}"));
             }

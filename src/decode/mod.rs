@@ -39,7 +39,7 @@ use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use crate::path::CfPath;
 
 pub use rejection::{PathSource, RejectReason, Rejection, Snippet};
-pub use route::Router;
+pub use route::{KeyMapping, Router};
 
 /// SQS's limit on a message body; a larger body cannot have come from SQS
 /// and is not parsed.

@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::config::Config;
+use crate::config::{Config, S3Route};
 use crate::path::CfPath;
 
 use super::rejection::{PathSource, Rejection, Snippet};
@@ -28,9 +28,67 @@ struct Route {
     /// distribution (only possible with a configuration that was not
     /// validated), so that its events are rejected rather than sent nowhere.
     distribution: Result<String, String>,
+    mapping: KeyMapping,
+}
+
+/// How one `[[routing.s3]]` entry turns an S3 object key into CloudFront
+/// paths. The one place that says it: S3 events go through it, and so does
+/// the listing that builds a distribution's catalog, so that the catalog
+/// holds exactly the paths the events would purge.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyMapping {
     key_prefix: String,
     path_prefix: String,
+    /// `None` also for an empty `index_document`.
     index_document: Option<String>,
+}
+
+impl KeyMapping {
+    pub fn new(route: &S3Route) -> KeyMapping {
+        KeyMapping {
+            key_prefix: route.key_prefix.clone(),
+            path_prefix: route.path_prefix.clone(),
+            index_document: route.index_document.clone().filter(|i| !i.is_empty()),
+        }
+    }
+
+    /// The prefix a key must start with to be mapped (what a listing asks
+    /// S3 for).
+    pub fn key_prefix(&self) -> &str {
+        &self.key_prefix
+    }
+
+    /// The paths `key` (the literal name, already decoded) stands for, not
+    /// yet validated or encoded (see [`CfPath::literal`]): the key itself
+    /// under `path_prefix`, and for an index document its directory with and
+    /// without the trailing `/`. `None` when the key is outside
+    /// `key_prefix`.
+    pub fn paths(&self, key: &str) -> Option<impl Iterator<Item = String> + use<>> {
+        let rest = key.strip_prefix(self.key_prefix.as_str())?;
+        let own = join(&self.path_prefix, rest);
+        // CloudFront caches `/dir/`, `/dir` and `/dir/index.html` as three
+        // objects.
+        let (dir, bare) = match self.index_directory(rest) {
+            Some(dir) => {
+                let dir = join(&self.path_prefix, dir);
+                let bare = dir
+                    .strip_suffix('/')
+                    .filter(|b| !b.is_empty())
+                    .map(str::to_owned);
+                (Some(dir), bare)
+            }
+            None => (None, None),
+        };
+        Some(std::iter::once(own).chain(dir).chain(bare))
+    }
+
+    /// The directory part of `rest` (empty for the top) when `rest` names
+    /// the route's index document.
+    fn index_directory<'k>(&self, rest: &'k str) -> Option<&'k str> {
+        let index = self.index_document.as_deref()?;
+        let dir = rest.strip_suffix(index)?;
+        (dir.is_empty() || dir.ends_with('/')).then_some(dir)
+    }
 }
 
 impl Router {
@@ -51,9 +109,7 @@ impl Router {
                 .ok_or_else(|| r.distribution.clone());
             buckets.entry(r.bucket.clone()).or_default().push(Route {
                 distribution,
-                key_prefix: r.key_prefix.clone(),
-                path_prefix: r.path_prefix.clone(),
-                index_document: r.index_document.clone().filter(|i| !i.is_empty()),
+                mapping: KeyMapping::new(r),
             });
         }
         Router {
@@ -96,7 +152,7 @@ impl Router {
             })?;
         let mut routed = false;
         for route in routes {
-            let Some(rest) = key.strip_prefix(route.key_prefix.as_str()) else {
+            let Some(paths) = route.mapping.paths(key) else {
                 continue;
             };
             routed = true;
@@ -107,32 +163,16 @@ impl Router {
                     .map_err(|name| Rejection::UnknownDistribution {
                         name: Snippet::short(name),
                     })?;
-            let invalid = |path: &str, error| Rejection::InvalidPath {
-                location: PathSource::Key {
-                    bucket: Snippet::short(bucket),
-                    key: Snippet::new(key),
-                },
-                path: Snippet::new(path),
-                error,
-            };
-            let mut add = |path: String| {
-                let p = CfPath::literal(&path).map_err(|e| invalid(&path, e))?;
+            for path in paths {
+                let p = CfPath::literal(&path).map_err(|error| Rejection::InvalidPath {
+                    location: PathSource::Key {
+                        bucket: Snippet::short(bucket),
+                        key: Snippet::new(key),
+                    },
+                    path: Snippet::new(&path),
+                    error,
+                })?;
                 out.push(alias, p);
-                Ok::<(), Rejection>(())
-            };
-            add(join(&route.path_prefix, rest))?;
-            if let Some(dir) = route.index_directory(rest) {
-                // CloudFront caches `/dir/`, `/dir` and `/dir/index.html`
-                // as three objects.
-                let dir = join(&route.path_prefix, dir);
-                let bare = dir
-                    .strip_suffix('/')
-                    .filter(|b| !b.is_empty())
-                    .map(str::to_owned);
-                add(dir)?;
-                if let Some(bare) = bare {
-                    add(bare)?;
-                }
             }
         }
         if !routed {
@@ -143,16 +183,6 @@ impl Router {
             );
         }
         Ok(())
-    }
-}
-
-impl Route {
-    /// The directory part of `rest` (empty for the top) when `rest` names
-    /// the route's index document.
-    fn index_directory<'k>(&self, rest: &'k str) -> Option<&'k str> {
-        let index = self.index_document.as_deref()?;
-        let dir = rest.strip_suffix(index)?;
-        (dir.is_empty() || dir.ends_with('/')).then_some(dir)
     }
 }
 

@@ -21,10 +21,12 @@
 //! `n log n` in the number of entries and needs no allocation per entry
 //! beyond a few integers.
 
+pub mod least_blast;
 mod tree;
 
 use std::collections::HashSet;
 
+use crate::catalog::Catalog;
 use crate::path::{CfPath, directory_depth};
 
 /// One path waiting to be invalidated.
@@ -126,6 +128,9 @@ pub struct Figures {
     pub wildcard: usize,
     /// Entries deferred.
     pub deferred: usize,
+    /// Catalog objects the plan's wildcards purge that no entry asked for
+    /// (0 when planned without a catalog).
+    pub blast: u64,
 }
 
 impl Figures {
@@ -137,7 +142,6 @@ impl Figures {
 
 /// Plans one batch. See the module documentation for the steps.
 pub fn plan(entries: &[Entry], capacity: Capacity, settings: &Settings) -> Plan {
-    let requested = entries.len();
     if entries.is_empty() {
         return Plan {
             paths: Vec::new(),
@@ -145,7 +149,18 @@ pub fn plan(entries: &[Entry], capacity: Capacity, settings: &Settings) -> Plan 
             figures: Figures::default(),
         };
     }
-    let dedup = Dedup::new(entries);
+    plan_deduplicated(entries, &Dedup::new(entries), capacity, settings)
+}
+
+/// [`plan`] once step 1 is done (the least-blast planner hands in its own
+/// when it falls back here).
+fn plan_deduplicated(
+    entries: &[Entry],
+    dedup: &Dedup<'_>,
+    capacity: Capacity,
+    settings: &Settings,
+) -> Plan {
+    let requested = entries.len();
     let mut tree = tree::Tree::build(&dedup.kept, settings);
     tree.fit(capacity);
     if !tree.fits(capacity) {
@@ -176,10 +191,103 @@ pub fn plan(entries: &[Entry], capacity: Capacity, settings: &Settings) -> Plan 
             exact,
             wildcard,
             deferred: deferred.len(),
+            blast: 0,
         },
         paths,
         deferred,
     }
+}
+
+/// How to pick a batch's cover: `coalesce.strategy`, with what it needs.
+#[derive(Clone, Copy, Debug)]
+pub enum Strategy<'a> {
+    /// Collapse by `wildcard_threshold`; the catalog, when there is one,
+    /// only measures the blast.
+    Threshold { catalog: Option<&'a Catalog> },
+    /// The cover with the least `billed + blast / price` within capacity.
+    LeastBlast {
+        catalog: &'a Catalog,
+        /// Unrequested objects purged that one billed path is worth:
+        /// `coalesce.blast_per_path`, or [`price_for`]'s answer when the
+        /// price follows the budget.
+        price: f64,
+    },
+}
+
+impl<'a> Strategy<'a> {
+    /// The strategy the configuration asks for, given the distribution's
+    /// catalog if it has one ready: `least_blast` needs one and falls back
+    /// to `threshold` without it (as while the first listing runs).
+    pub fn new(
+        configured: crate::config::Strategy,
+        catalog: Option<&'a Catalog>,
+        price: f64,
+    ) -> Strategy<'a> {
+        match (configured, catalog) {
+            (crate::config::Strategy::LeastBlast, Some(catalog)) => {
+                Strategy::LeastBlast { catalog, price }
+            }
+            _ => Strategy::Threshold { catalog },
+        }
+    }
+
+    /// The name reported in logs and `cfpurge plan`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Strategy::Threshold { .. } => "threshold",
+            Strategy::LeastBlast { .. } => "least_blast",
+        }
+    }
+}
+
+/// Plans one batch by `strategy`: the one call the daemon and `cfpurge plan`
+/// make. With a catalog, `figures.blast` says what the plan purges beyond
+/// the request.
+pub fn plan_with(
+    entries: &[Entry],
+    capacity: Capacity,
+    settings: &Settings,
+    strategy: Strategy<'_>,
+) -> Plan {
+    match strategy {
+        Strategy::Threshold { catalog } => {
+            let mut p = plan(entries, capacity, settings);
+            if let Some(catalog) = catalog {
+                p.figures.blast = least_blast::blast(&p.paths, entries, catalog);
+            }
+            p
+        }
+        Strategy::LeastBlast { catalog, price } => {
+            least_blast::plan(entries, capacity, settings, catalog, price)
+        }
+    }
+}
+
+/// The price of a billed path, in unrequested objects purged, under even
+/// pacing: `blast_per_path` while spending keeps to the allowance, doubled
+/// for every `scale` paths that spending runs ahead of it and halved for
+/// every `scale` paths it lags behind, within `blast_per_path / 1024` and
+/// `blast_per_path × 1024`.
+///
+/// So while a month spends faster than its allowance, each batch buys fewer
+/// paths (wider wildcards, more blast) until spending is back on pace; while
+/// it lags, batches buy more exact paths, so the allowance is spent where
+/// it saves the most blast instead of being left over. `spent` and
+/// `allowance` are the month's paths spent and the paths the pacing allows
+/// by now (`monthly_paths × elapsed / length`, without the burst); `scale`
+/// is how many paths of lead double the price (the daemon passes
+/// `burst_paths`, the lead the pacing tolerates; below 1 it counts as 1).
+pub fn price_for(blast_per_path: f64, spent: f64, allowance: f64, scale: f64) -> f64 {
+    /// 2^10: far enough that the price decides alone, near enough that it
+    /// comes back within a few batches once spending is on pace again.
+    const MAX_DOUBLINGS: f64 = 10.0;
+    let lead = (spent - allowance) / scale.max(1.0);
+    let doublings = if lead.is_nan() {
+        0.0
+    } else {
+        lead.clamp(-MAX_DOUBLINGS, MAX_DOUBLINGS)
+    };
+    blast_per_path * doublings.exp2()
 }
 
 fn count_kinds(paths: &[CfPath]) -> (usize, usize) {

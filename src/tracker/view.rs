@@ -416,6 +416,7 @@ mod tests {
             id: "E1WWW".into(),
             max_inflight_paths: max_exact,
             max_inflight_wildcards: max_wildcard,
+            ..DistributionConfig::default()
         };
         let alias = ALIAS.to_owned();
         InflightView::new([(&alias, &config)])

@@ -8,9 +8,9 @@ use std::process::{Command, Output};
 
 use cfpurge::commands::check_config::check_config;
 use cfpurge::config::{
-    BatchingConfig, BudgetConfig, CloudFrontConfig, CloudFrontMode, CoalesceConfig, Config,
-    ConfigError, DistributionConfig, HttpConfig, LogConfig, OnExhausted, Pacing, Problem,
-    ShutdownConfig, SourceConfig, SourceKind, config_path,
+    BatchingConfig, BudgetConfig, CatalogConfig, CatalogSource, CloudFrontConfig, CloudFrontMode,
+    CoalesceConfig, Config, ConfigError, DistributionConfig, HttpConfig, LogConfig, OnExhausted,
+    Pacing, Problem, ShutdownConfig, SourceConfig, SourceKind, Strategy, config_path,
 };
 
 const ORIGIN: &str = "test.toml";
@@ -106,6 +106,11 @@ fn example_config_loads_and_shows_the_defaults() {
     );
     same(ser(&cfg.budget), ser(&BudgetConfig::default()), "[budget]");
     same(
+        ser(&cfg.catalog),
+        ser(&CatalogConfig::default()),
+        "[catalog]",
+    );
+    same(
         ser(&cfg.shutdown),
         ser(&ShutdownConfig::default()),
         "[shutdown]",
@@ -155,6 +160,8 @@ fn example_config_mentions_every_key() {
             "endpoint_url",
             "sqs_endpoint_url",
             "cloudfront_endpoint_url",
+            "s3_endpoint_url",
+            "catalog_file",
             "dead_letter_queue_url",
             "enqueue_token",
         ]
@@ -214,6 +221,7 @@ fn every_rule_names_its_key() {
         ("[aws]\nendpoint_url = \"127.0.0.1:5000\"\n".into(), "aws.endpoint_url", "http://"),
         ("[aws]\nsqs_endpoint_url = \"\"\n".into(), "aws.sqs_endpoint_url", "http://"),
         ("[aws]\ncloudfront_endpoint_url = \"ftp://x\"\n".into(), "aws.cloudfront_endpoint_url", "http://"),
+        ("[aws]\ns3_endpoint_url = \"s3.local\"\n".into(), "aws.s3_endpoint_url", "http://"),
         // [source]
         ("[source]\nkind = \"sqs\"\n".into(), "source.queue_url", "is required"),
         ("[source]\nqueue_url = \"\"\n".into(), "source.queue_url", "is required"),
@@ -234,6 +242,12 @@ fn every_rule_names_its_key() {
         (format!("{DIST}max_inflight_paths = 3001\n"), "distributions.www.max_inflight_paths", "must be 1..=3000 (got 3001)"),
         (format!("{DIST}max_inflight_wildcards = 0\n"), "distributions.www.max_inflight_wildcards", "must be 1..=15 (got 0)"),
         (format!("{DIST}max_inflight_wildcards = 16\n"), "distributions.www.max_inflight_wildcards", "must be 1..=15 (got 16)"),
+        (format!("{DIST}catalog = \"sitemap\"\n"), "distributions.www.catalog", "\"sitemap\" is not a catalog source: expected \"none\", \"s3\", \"file\" or \"learned\""),
+        (format!("{DIST}catalog = \"file\"\n"), "distributions.www.catalog_file", "is required with catalog = \"file\""),
+        (format!("{DIST}catalog = \"file\"\ncatalog_file = \"\"\n"), "distributions.www.catalog_file", "must not be empty"),
+        (format!("{DIST}catalog_file = \"/etc/paths.txt\"\n"), "distributions.www.catalog_file", "only read with catalog = \"file\" (catalog is \"none\")"),
+        (format!("{DIST}catalog = \"s3\"\n"), "distributions.www.catalog", "no [[routing.s3]] route has distribution = \"www\""),
+        (format!("{DIST}catalog = \"s3\"\n[[routing.s3]]\nbucket = \"b\"\ndistribution = \"www\"\n[distributions.api]\nid = \"EAPI\"\ncatalog = \"s3\"\n"), "distributions.api.catalog", "no [[routing.s3]] route has distribution = \"api\""),
         ("[distributions.WWW]\nid = \"E2ABCDEF123456\"\n".into(), "distributions.WWW", "lowercase"),
         ("[distributions.\"a b\"]\nid = \"E2ABCDEF123456\"\n".into(), "distributions.a b", "invalid alias"),
         (format!("{DIST}[distributions.www2]\nid = \"E2ABCDEF123456\"\n"), "distributions.www2.id", "also the id of distributions.www"),
@@ -254,6 +268,12 @@ fn every_rule_names_its_key() {
         // [coalesce]
         ("[coalesce]\nwildcard_threshold = 1\n".into(), "coalesce.wildcard_threshold", "must be ≥ 2 (got 1)"),
         ("[coalesce]\nmin_wildcard_depth = 0\n".into(), "coalesce.min_wildcard_depth", "must be ≥ 1 (got 0)"),
+        ("[coalesce]\nstrategy = \"cheapest\"\n".into(), "coalesce.strategy", "expected \"threshold\" or \"least_blast\""),
+        ("[coalesce]\nblast_per_path = 0\n".into(), "coalesce.blast_per_path", "must be > 0"),
+        ("[coalesce]\nblast_per_path = -5\n".into(), "coalesce.blast_per_path", "must be > 0"),
+        ("[coalesce]\nblast_per_path = \"lots\"\n".into(), "coalesce.blast_per_path", "wrong type"),
+        // [catalog]
+        ("[catalog]\nrefresh_seconds = 0\n".into(), "catalog.refresh_seconds", "must be 1..=604800 (got 0)"),
         // [cloudfront]
         ("[cloudfront]\ncreate_per_second = 0\n".into(), "cloudfront.create_per_second", "must be > 0"),
         ("[cloudfront]\ncreate_per_second = -1.5\n".into(), "cloudfront.create_per_second", "must be > 0"),
@@ -305,6 +325,31 @@ fn every_rule_names_its_key() {
         }
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+#[test]
+fn catalogs_load_with_their_sources() {
+    let cfg = load(
+        "[coalesce]\nstrategy = \"least_blast\"\nblast_per_path = 20\n\
+         [distributions.www]\nid = \"E2ABCDEF123456\"\ncatalog = \"s3\"\n\
+         [distributions.docs]\nid = \"E3DOCS\"\ncatalog = \"file\"\ncatalog_file = \"/etc/docs.txt\"\n\
+         [routing]\ndefault_distribution = \"www\"\n\
+         [[routing.s3]]\nbucket = \"site\"\ndistribution = \"www\"\n",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(cfg.coalesce.strategy, Strategy::LeastBlast);
+    assert_eq!(cfg.coalesce.blast_per_path, 20.0);
+    assert_eq!(cfg.distributions["www"].catalog, CatalogSource::S3);
+    assert_eq!(
+        cfg.distributions["docs"].catalog_file.as_deref(),
+        Some(Path::new("/etc/docs.txt"))
+    );
+    let defaults = load("", &[]).unwrap();
+    assert_eq!(defaults.coalesce.strategy, Strategy::Threshold);
+    assert_eq!(defaults.coalesce.blast_per_path, 50.0);
+    assert_eq!(defaults.distributions["www"].catalog, CatalogSource::None);
+    assert_eq!(defaults.catalog.refresh_seconds, 3600);
 }
 
 #[test]
@@ -388,9 +433,17 @@ fn env_overrides_numbers_floats_bools_and_choices() {
             ("CFPURGE__BUDGET__ON_EXHAUSTED", "hold"),
             ("CFPURGE__HTTP__LISTEN", "0.0.0.0:9999"),
             ("CFPURGE__AWS__REGION", "eu-west-1"),
+            ("CFPURGE__COALESCE__STRATEGY", "least_blast"),
+            ("CFPURGE__COALESCE__BLAST_PER_PATH", "12.5"),
+            ("CFPURGE__CATALOG__REFRESH_SECONDS", "600"),
+            ("CFPURGE__DISTRIBUTIONS__WWW__CATALOG", "learned"),
         ],
     )
     .unwrap();
+    assert_eq!(cfg.coalesce.strategy, Strategy::LeastBlast);
+    assert_eq!(cfg.coalesce.blast_per_path, 12.5);
+    assert_eq!(cfg.catalog.refresh_seconds, 600);
+    assert_eq!(cfg.distributions["www"].catalog, CatalogSource::Learned);
     assert_eq!(cfg.batching.quiet_seconds, 9);
     assert_eq!(cfg.cloudfront.create_per_second, 2.5);
     assert!(cfg.coalesce.allow_root_wildcard);

@@ -1,5 +1,6 @@
 //! All integration tests in one binary (one link step, shared helpers).
 
+mod catalog;
 mod chaos;
 mod config;
 mod daemon;

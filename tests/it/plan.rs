@@ -172,3 +172,208 @@ fn a_named_configuration_that_does_not_load_is_bad_usage() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).starts_with("error: "), "{}", stderr(&o));
 }
+
+/// A site: /docs/ serves 20 pages, /blog/ 4, and the home page.
+fn site(dir: &std::path::Path) -> String {
+    let mut text = String::from("# served paths\n/index.html\n");
+    for i in 0..20 {
+        text.push_str(&format!("/docs/p{i}/\n"));
+    }
+    for i in 0..4 {
+        text.push_str(&format!("/blog/b{i}.html\n"));
+    }
+    let path = dir.join("site.txt");
+    std::fs::write(&path, text).expect("write catalog");
+    path.to_str().expect("utf-8 path").to_owned()
+}
+
+/// Ten docs pages and three blog posts.
+const BATCH: &str = "/docs/p0/\n/docs/p1/\n/docs/p2/\n/docs/p3/\n/docs/p4/\n/docs/p5/\n\
+                     /docs/p6/\n/docs/p7/\n/docs/p8/\n/docs/p9/\n/blog/b0.html\n/blog/b1.html\n/blog/b2.html\n";
+
+#[test]
+fn a_catalog_reports_the_blast_of_the_threshold_plan() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let catalog = site(dir.path());
+    let o = cfpurge(&["plan", "--catalog", &catalog, "--format", "json"], BATCH);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
+    // /docs/* purges the 10 pages nobody asked for; the blog stays exact.
+    assert_eq!(
+        v["paths"],
+        serde_json::json!(["/blog/b0.html", "/blog/b1.html", "/blog/b2.html", "/docs/*"])
+    );
+    assert_eq!(v["blast"], 10);
+    assert_eq!(v["strategy"], "threshold");
+    let text = stdout(&cfpurge(&["plan", "--catalog", &catalog], BATCH));
+    assert!(text.ends_with(", blast 10 (threshold)\n"), "{text}");
+}
+
+#[test]
+fn least_blast_trades_billed_paths_for_blast_by_the_price() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let catalog = site(dir.path());
+    let run = |price: &str| {
+        let o = cfpurge(
+            &[
+                "plan",
+                "--catalog",
+                &catalog,
+                "--strategy",
+                "least_blast",
+                "--blast-per-path",
+                price,
+                "--format",
+                "json",
+            ],
+            BATCH,
+        );
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        serde_json::from_str::<serde_json::Value>(&stdout(&o)).expect("json")
+    };
+    // At half an object per path, nothing is worth purging beyond the
+    // request (/blog/* would cost 0.5 + 1 / 0.5 for its three paths' 1.5).
+    let v = run("0.5");
+    assert_eq!(
+        (v["billed"].as_u64(), v["blast"].as_u64()),
+        (Some(13), Some(0))
+    );
+    assert_eq!(v["strategy"], "least_blast");
+    // At 2: /docs/* saves 9 paths for 10 objects (cost 1 + 10/2 < 10),
+    // /blog/* saves 2 for 1 (1 + 1/2 < 3).
+    let v = run("2");
+    assert_eq!(v["paths"], serde_json::json!(["/blog/*", "/docs/*"]));
+    assert_eq!(v["blast"], 11);
+    // A higher price never bills more.
+    assert!(run("1000")["billed"].as_u64() <= Some(2));
+}
+
+#[test]
+fn least_blast_without_a_catalog_plans_with_threshold_and_says_so() {
+    let o = cfpurge(&["plan", "--strategy", "least_blast"], BATCH);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(
+        stderr(&o).contains("least_blast needs a catalog"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(stdout(&o).lines().next(), Some("/blog/b0.html"));
+    assert!(!stdout(&o).contains("blast"), "{}", stdout(&o));
+}
+
+#[test]
+fn a_catalog_that_cannot_be_read_is_a_runtime_error_with_its_line() {
+    let o = cfpurge(&["plan", "--catalog", "/nonexistent/site.txt"], BATCH);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("cannot read the catalog: /nonexistent/site.txt: cannot read"),
+        "{}",
+        stderr(&o)
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("bad.txt");
+    std::fs::write(&bad, "/a.html\n\n/b/*\n").expect("write");
+    let o = cfpurge(&["plan", "--catalog", bad.to_str().expect("utf-8")], BATCH);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("bad.txt: line 3: \"/b/*\" is a wildcard"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn bad_strategy_or_price_is_bad_usage() {
+    let o = cfpurge(&["plan", "--strategy", "cheapest"], BATCH);
+    assert_eq!(o.status.code(), Some(2));
+    let o = cfpurge(&["plan", "--blast-per-path", "0"], BATCH);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("--blast-per-path must be > 0"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+fn config_with(dir: &std::path::Path, distribution: &str) -> String {
+    let path = dir.join("cfpurge.toml");
+    std::fs::write(&path, format!("[source]\nkind = \"local\"\n{distribution}"))
+        .expect("write config");
+    path.to_str().expect("utf-8").to_owned()
+}
+
+#[test]
+fn the_catalog_command_describes_a_file_catalog() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let catalog = site(dir.path());
+    let config = config_with(
+        dir.path(),
+        &format!(
+            "[distributions.www]\nid = \"E2ABCDEF123456\"\ncatalog = \"file\"\ncatalog_file = \"{catalog}\"\n"
+        ),
+    );
+    let o = cfpurge(&["catalog", "-c", &config, "--distribution", "www"], "");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(
+        text.starts_with(
+            "distribution www: catalog from file\nobjects 25\ndirectories 23\nmemory "
+        ),
+        "{text}"
+    );
+    assert!(text.contains("\ntime "), "{text}");
+    let o = cfpurge(
+        &[
+            "catalog",
+            "-c",
+            &config,
+            "--distribution",
+            "E2ABCDEF123456",
+            "--format",
+            "json",
+        ],
+        "",
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
+    assert_eq!(v["distribution"], "www");
+    assert_eq!(v["source"], "file");
+    assert_eq!(v["objects"], 25);
+    // "/", "/docs/", "/blog/" and each page.
+    assert_eq!(v["directories"], 23);
+    assert!(v["memory_bytes"].as_u64() > Some(0));
+    assert!(v["seconds"].as_f64().is_some());
+}
+
+#[test]
+fn the_catalog_command_fails_by_cause() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config_with(
+        dir.path(),
+        "[distributions.www]\nid = \"E2ABCDEF123456\"\ncatalog = \"file\"\ncatalog_file = \"/nonexistent/site.txt\"\n\
+         [distributions.api]\nid = \"E3API\"\n",
+    );
+    // The source cannot be read: 1.
+    let o = cfpurge(&["catalog", "-c", &config, "--distribution", "www"], "");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("/nonexistent/site.txt: cannot read"),
+        "{}",
+        stderr(&o)
+    );
+    // Nothing to build, or no such distribution: 2.
+    let o = cfpurge(&["catalog", "-c", &config, "--distribution", "api"], "");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("distributions.api.catalog is \"none\""),
+        "{}",
+        stderr(&o)
+    );
+    let o = cfpurge(&["catalog", "-c", &config, "--distribution", "nope"], "");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("\"nope\" is not a configured distribution"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -1,0 +1,76 @@
+//! Memory and time to build a catalog of 1,000,000 served paths of the
+//! astro-docs shape from a file, counted by a counting allocator:
+//! `cargo run --release --example catalog_memory [OBJECTS]`.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::time::Instant;
+
+use cfpurge::catalog::file;
+
+#[path = "../benches/common/mod.rs"]
+mod common;
+
+/// The system allocator, counting live bytes and their peak.
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call is forwarded unchanged to the system allocator; the
+// counters are only statistics.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            let live = LIVE.fetch_add(layout.size(), Relaxed) + layout.size();
+            PEAK.fetch_max(live, Relaxed);
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) };
+        LIVE.fetch_sub(layout.size(), Relaxed);
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+fn main() {
+    let n: usize = std::env::args()
+        .nth(1)
+        .map(|a| a.parse().expect("OBJECTS is a whole number"))
+        .unwrap_or(1_000_000);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("site.txt");
+    {
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&path).expect("create"));
+        for p in common::site_paths(n) {
+            writeln!(out, "{p}").expect("write");
+        }
+    }
+    let bytes = std::fs::metadata(&path).expect("metadata").len();
+    let before = LIVE.load(Relaxed);
+    PEAK.store(before, Relaxed);
+    let started = Instant::now();
+    let catalog = file::load(&path).expect("load");
+    let took = started.elapsed();
+    let peak = PEAK.load(Relaxed) - before;
+    let kept = LIVE.load(Relaxed) - before;
+    println!(
+        "{} objects ({:.1} MB file), {} directories: built in {:.2} s, \
+         peak {:.1} MB allocated while building, {:.1} MB kept ({:.1} bytes an object; \
+         memory_bytes() says {:.1} MB)",
+        catalog.objects(),
+        bytes as f64 / 1e6,
+        catalog.directories(),
+        took.as_secs_f64(),
+        peak as f64 / 1e6,
+        kept as f64 / 1e6,
+        kept as f64 / catalog.objects() as f64,
+        catalog.memory_bytes() as f64 / 1e6,
+    );
+}

@@ -1,0 +1,58 @@
+//! `catalog = "file"`: one served path per line, as CloudFront would be
+//! asked to purge it (made from a sitemap, a build's output listing, ...).
+//! Blank lines and lines starting with `#` are skipped; paths are encoded
+//! by the same rules as requested paths, so that both compare equal.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+
+use super::{Catalog, CatalogError};
+use crate::path::CfPath;
+
+/// Builds a catalog from the file at `path`. The first line that is not a
+/// served path fails the whole build with its line number: a catalog
+/// silently missing part of the site would make wildcards look cheap.
+pub fn load(path: &Path) -> Result<Catalog, CatalogError> {
+    let name = path.display().to_string();
+    let file = std::fs::File::open(path).map_err(|source| CatalogError::Read {
+        path: name.clone(),
+        source,
+    })?;
+    read(BufReader::with_capacity(1 << 16, file), &name)
+}
+
+/// Builds a catalog from `input`; `name` names it in errors.
+pub fn read(mut input: impl BufRead, name: &str) -> Result<Catalog, CatalogError> {
+    let mut catalog = Catalog::new();
+    let mut line = String::new();
+    let mut number = 0;
+    loop {
+        line.clear();
+        let read = input
+            .read_line(&mut line)
+            .map_err(|source| CatalogError::Read {
+                path: name.to_owned(),
+                source,
+            })?;
+        if read == 0 {
+            return Ok(catalog);
+        }
+        number += 1;
+        let text = line.trim();
+        if text.is_empty() || text.starts_with('#') {
+            continue;
+        }
+        let bad = |message: String| CatalogError::Line {
+            path: name.to_owned(),
+            line: number,
+            message,
+        };
+        let path = CfPath::parse(text).map_err(|e| bad(e.to_string()))?;
+        if path.is_wildcard() {
+            return Err(bad(format!(
+                "{text:?} is a wildcard; a catalog lists served objects"
+            )));
+        }
+        catalog.add(path.as_str());
+    }
+}

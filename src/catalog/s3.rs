@@ -1,0 +1,239 @@
+//! `catalog = "s3"`: the buckets that `[[routing.s3]]` routes to the
+//! distribution, listed with ListObjectsV2 and mapped to paths by the same
+//! [`KeyMapping`] as S3 events, so the catalog holds exactly the paths those
+//! events purge. The listing sits behind [`Lister`] so that the building is
+//! tested on an in-memory fake and the SDK adapter against an emulator.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use aws_config::SdkConfig;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
+use aws_sdk_s3::config::{Region, retry::RetryConfig};
+
+use super::{Catalog, CatalogError};
+use crate::config::{AwsConfig, Config};
+use crate::decode::KeyMapping;
+use crate::path::CfPath;
+
+/// Lists object keys. Contract: `list` calls `page` with every key under
+/// `prefix` in `bucket`, each exactly once, in pages (S3 sends up to 1,000
+/// keys a page), and returns `Ok` only once the listing is complete; on an
+/// error some pages may already have been given.
+pub trait Lister {
+    fn list(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        page: &mut (dyn FnMut(&[String]) + Send),
+    ) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+/// What a listing built.
+#[derive(Debug)]
+pub struct Listed {
+    pub catalog: Catalog,
+    /// Keys listed (under every route's `key_prefix`).
+    pub keys: u64,
+    /// Paths left out because CloudFront could not take them (too long).
+    pub skipped: u64,
+}
+
+/// The `[[routing.s3]]` routes of distribution `alias`, each with its bucket.
+pub fn routes(config: &Config, alias: &str) -> Vec<(String, KeyMapping)> {
+    config
+        .routing
+        .s3
+        .iter()
+        .filter(|r| r.distribution == alias)
+        .map(|r| (r.bucket.clone(), KeyMapping::new(r)))
+        .collect()
+}
+
+/// Lists every route's bucket under its `key_prefix` and adds the paths
+/// each key stands for.
+pub async fn build(
+    lister: &impl Lister,
+    routes: &[(String, KeyMapping)],
+) -> Result<Listed, CatalogError> {
+    let mut listed = Listed {
+        catalog: Catalog::new(),
+        keys: 0,
+        skipped: 0,
+    };
+    for (bucket, mapping) in routes {
+        let prefix = mapping.key_prefix();
+        let mut page = |keys: &[String]| {
+            for key in keys {
+                listed.keys += 1;
+                let Some(paths) = mapping.paths(key) else {
+                    continue;
+                };
+                for path in paths {
+                    match CfPath::literal(&path) {
+                        Ok(p) => {
+                            listed.catalog.add(p.as_str());
+                        }
+                        Err(_) => listed.skipped += 1,
+                    }
+                }
+            }
+        };
+        lister
+            .list(bucket, prefix, &mut page)
+            .await
+            .map_err(|message| CatalogError::List {
+                bucket: bucket.clone(),
+                prefix: prefix.to_owned(),
+                message,
+            })?;
+    }
+    if listed.skipped > 0 {
+        tracing::warn!(
+            skipped = listed.skipped,
+            "s3 keys whose paths CloudFront cannot take were left out of the catalog"
+        );
+    }
+    Ok(listed)
+}
+
+/// Connect timeout of the S3 client.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// One ListObjectsV2 page, retries included: S3 answers a page in well
+/// under a second; a stalled one is retried by the SDK, then fails the
+/// listing, which the next refresh repeats.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
+const MAX_ATTEMPTS: u32 = 3;
+
+/// An S3 client for listing: `aws.s3_endpoint_url`, else
+/// `aws.endpoint_url`, as the endpoint when set (then with path-style
+/// addressing, which emulators need), the region from `aws.region` when
+/// set.
+pub fn client_with(sdk: &SdkConfig, aws: &AwsConfig) -> aws_sdk_s3::Client {
+    let mut config = aws_sdk_s3::config::Builder::from(sdk)
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                .operation_timeout(ATTEMPT_TIMEOUT * MAX_ATTEMPTS)
+                .build(),
+        )
+        .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS));
+    if let Some(region) = &aws.region {
+        config = config.region(Region::new(region.clone()));
+    }
+    if let Some(url) = aws.s3_endpoint_url.as_ref().or(aws.endpoint_url.as_ref()) {
+        config = config.endpoint_url(url.clone()).force_path_style(true);
+    }
+    aws_sdk_s3::Client::from_conf(config.build())
+}
+
+/// [`client_with`] on the AWS provider chain's configuration.
+pub async fn client_for(aws: &AwsConfig) -> aws_sdk_s3::Client {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(region) = &aws.region {
+        loader = loader.region(Region::new(region.clone()));
+    }
+    client_with(&loader.load().await, aws)
+}
+
+/// The SDK adapter: ListObjectsV2 through the SDK's paginator.
+pub struct SdkLister {
+    client: aws_sdk_s3::Client,
+}
+
+impl SdkLister {
+    pub fn new(client: aws_sdk_s3::Client) -> SdkLister {
+        SdkLister { client }
+    }
+}
+
+impl Lister for SdkLister {
+    async fn list(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        page: &mut (dyn FnMut(&[String]) + Send),
+    ) -> Result<(), String> {
+        let mut request = self.client.list_objects_v2().bucket(bucket);
+        if !prefix.is_empty() {
+            request = request.prefix(prefix);
+        }
+        let mut pages = request.into_paginator().send();
+        let mut keys = Vec::new();
+        while let Some(result) = pages.next().await {
+            let out = result.map_err(|e| {
+                let e = e.into_service_error();
+                match aws_sdk_s3::error::ProvideErrorMetadata::code(&e) {
+                    Some(code) => format!("{code}: {e}"),
+                    None => e.to_string(),
+                }
+            })?;
+            keys.clear();
+            keys.extend(
+                out.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_owned)),
+            );
+            page(&keys);
+        }
+        Ok(())
+    }
+}
+
+/// An in-memory bucket store with S3's listing behaviour (keys in byte
+/// order, pages of at most `page_size`), for tests of what builds on
+/// [`Lister`].
+#[derive(Debug, Clone)]
+pub struct MemoryLister {
+    buckets: BTreeMap<String, BTreeSet<String>>,
+    page_size: usize,
+    /// Buckets whose listing fails, as one without `s3:ListBucket` would.
+    denied: BTreeSet<String>,
+}
+
+impl MemoryLister {
+    pub fn new(page_size: usize) -> MemoryLister {
+        MemoryLister {
+            buckets: BTreeMap::new(),
+            page_size: page_size.max(1),
+            denied: BTreeSet::new(),
+        }
+    }
+
+    pub fn put(&mut self, bucket: &str, key: &str) {
+        self.buckets
+            .entry(bucket.to_owned())
+            .or_default()
+            .insert(key.to_owned());
+    }
+
+    pub fn deny(&mut self, bucket: &str) {
+        self.denied.insert(bucket.to_owned());
+    }
+}
+
+impl Lister for MemoryLister {
+    async fn list(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        page: &mut (dyn FnMut(&[String]) + Send),
+    ) -> Result<(), String> {
+        if self.denied.contains(bucket) {
+            return Err("AccessDenied: Access Denied".to_owned());
+        }
+        let Some(keys) = self.buckets.get(bucket) else {
+            return Err("NoSuchBucket: The specified bucket does not exist".to_owned());
+        };
+        let under: Vec<String> = keys
+            .range(prefix.to_owned()..)
+            .take_while(|k| k.starts_with(prefix))
+            .cloned()
+            .collect();
+        for chunk in under.chunks(self.page_size) {
+            page(chunk);
+        }
+        Ok(())
+    }
+}
