@@ -1022,6 +1022,12 @@ impl Config {
             ),
             _ => {}
         }
+        if d.catalog == CatalogSource::Learned {
+            v.push(
+                &format!("{key}.catalog"),
+                "\"learned\" is not available in this version; use \"s3\" or \"file\"",
+            );
+        }
         if d.catalog == CatalogSource::S3
             && !self.routing.s3.iter().any(|r| r.distribution == alias)
         {

@@ -21,6 +21,9 @@ pub enum Ingested {
     Pending {
         paths: usize,
         requested: Vec<(String, usize)>,
+        /// Per distribution, the paths of an S3 event and those of them
+        /// whose objects were deleted, for the catalog.
+        s3_objects: Vec<(String, Vec<crate::path::CfPath>, Vec<crate::path::CfPath>)>,
     },
     /// Already pending: nothing changed.
     Duplicate,
@@ -108,6 +111,10 @@ pub fn accept(
                         requested: requests
                             .iter()
                             .map(|r| (r.distribution.clone(), r.paths.len()))
+                            .collect(),
+                        s3_objects: requests
+                            .into_iter()
+                            .filter_map(|r| Some((r.distribution, r.paths, r.s3_removed?)))
                             .collect(),
                     };
                     (ingested, None)

@@ -45,6 +45,21 @@ pub struct DistributionStatus {
     pub inflight_wildcard: u64,
     /// The latest invalidation this daemon created; `null` until the first.
     pub last_invalidation: Option<LastInvalidation>,
+    /// What the distribution serves, when it has a catalog.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub catalog: Option<CatalogStatus>,
+}
+
+/// A distribution's catalog in [`Status`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CatalogStatus {
+    /// Objects it counts (0 until the first build is done).
+    pub objects: u64,
+    /// `s3` or `file`.
+    pub source: String,
+    /// When it was last built, RFC 3339 UTC; `null` until then.
+    pub refreshed_at: Option<String>,
 }
 
 /// The latest invalidation created on a distribution.

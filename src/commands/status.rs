@@ -213,6 +213,7 @@ mod tests {
                     paths: 13,
                     created_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_532_400),
                 }),
+                catalog: None,
             },
         );
         status.distributions.insert(

@@ -49,6 +49,11 @@ pub enum Done {
     QueueClosed,
     /// The queue's depth, or why it could not be read.
     Depth(Result<QueueDepth, QueueError>),
+    /// A distribution's catalog, built or not.
+    Catalog {
+        alias: String,
+        result: Result<super::catalogs::Built, String>,
+    },
 }
 
 /// What a budget scan needs: the ids already looked at and where the month
@@ -193,6 +198,15 @@ impl<Q: Queue, I: Invalidator> Effects<Q, I> {
                 });
             }
             let _ = done.send(Done::RoundOver);
+        });
+    }
+
+    /// Builds a distribution's catalog.
+    pub fn catalog(&self, alias: String, job: super::catalogs::Job) {
+        let done = self.done.clone();
+        self.tasks.spawn(async move {
+            let result = super::catalogs::build(job).await;
+            let _ = done.send(Done::Catalog { alias, result });
         });
     }
 

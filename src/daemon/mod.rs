@@ -10,6 +10,7 @@
 //! slow delete or a hanging poll holds up only its own task, while other
 //! distributions' batches go out on time and the watchdog keeps beating.
 
+mod catalogs;
 mod effects;
 mod ledger;
 mod observe;
@@ -35,6 +36,7 @@ use crate::source::queue::Queue;
 use crate::submitter::{Batch, RateLimit, Situation, Step, SubmitSettings, Submitter};
 use crate::tracker::{InflightView, Tracker};
 
+use self::catalogs::Catalogs;
 use self::effects::{Done, Effects, ScanBasis};
 use self::ledger::{Ledger, Recovered};
 pub use self::observe::Observers;
@@ -105,6 +107,12 @@ pub struct Daemon<Q, I> {
     /// Per distribution with a call under way, how long what its batch
     /// left behind waits once the answer is in.
     calls_hold: HashMap<String, Option<Millis>>,
+    /// What the distributions serve, for the least-blast planner.
+    catalogs: Catalogs,
+    /// `coalesce.blast_per_path`, and whether its price follows the budget
+    /// (even pacing), with `burst_paths` as the lead that doubles it.
+    blast_per_path: f64,
+    price_follows_budget: Option<f64>,
     totals: Totals,
 }
 
@@ -132,6 +140,7 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
             submitter: Submitter::new(
                 SubmitSettings {
                     planner: Settings::from(&config.coalesce),
+                    strategy: config.coalesce.strategy,
                     on_exhausted: config.budget.on_exhausted,
                     recheck: poll_interval,
                 },
@@ -155,6 +164,10 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
             refused: HashSet::new(),
             recovered: Vec::new(),
             calls_hold: HashMap::new(),
+            catalogs: Catalogs::new(config),
+            blast_per_path: config.coalesce.blast_per_path,
+            price_follows_budget: (config.budget.pacing == crate::config::Pacing::Even)
+                .then_some(config.budget.burst_paths as f64),
             totals: Totals::default(),
         }
     }
@@ -307,6 +320,9 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
             timers.asking_depth = true;
             effects.depth();
         }
+        for (alias, job) in self.catalogs.due(now) {
+            effects.catalog(alias, job);
+        }
         self.observe(now, timers);
     }
 
@@ -325,6 +341,7 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
         due((!timers.polling).then_some(timers.poll));
         due((!timers.reconciling).then_some(timers.reconcile));
         due((!timers.asking_depth).then_some(timers.depth));
+        due(self.catalogs.next_due());
         wake
     }
 
@@ -341,9 +358,16 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
         }
         let metrics = &self.observers.metrics;
         match &ingested {
-            Ingested::Pending { requested, .. } => {
+            Ingested::Pending {
+                requested,
+                s3_objects,
+                ..
+            } => {
                 for (alias, n) in requested {
                     metrics.paths_requested(alias, *n as u64);
+                }
+                for (alias, paths, removed) in s3_objects {
+                    self.catalogs.follow(alias, paths, removed);
                 }
                 self.cover_recovered(now, effects);
             }
@@ -422,11 +446,23 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
         } else {
             Vec::new()
         };
+        let budget = self.ledger.budget();
+        let price = match (self.price_follows_budget, budget) {
+            (Some(burst), Some(b)) => crate::planner::price_for(
+                self.blast_per_path,
+                b.used() as f64,
+                b.allowed(now.wall) as f64 - burst,
+                burst,
+            ),
+            _ => self.blast_per_path,
+        };
         let situation = Situation {
             due,
             entries: &entries,
             capacity: self.tracker.capacity(alias),
-            remaining: self.ledger.budget().map(|b| b.remaining(now.wall)),
+            remaining: budget.map(|b| b.remaining(now.wall)),
+            catalog: self.catalogs.get(alias),
+            price,
         };
         match self.submitter.next(alias, now.mono, situation) {
             Step::Idle => {}
@@ -526,6 +562,7 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
                 timers.started = true;
             }
             Done::QueueClosed => timers.queue_closed = true,
+            Done::Catalog { alias, result } => self.catalogs.built(&alias, result, now),
             Done::Deleted(n) => {
                 self.observers.metrics.deleted(n as u64);
                 self.totals.messages_deleted += n as u64;
@@ -573,6 +610,7 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
         let wildcards = batch.paths.iter().filter(|p| p.is_wildcard()).count() as u64;
         metrics.paths_submitted(alias, batch.paths.len() as u64 - wildcards, wildcards);
         metrics.invalidation_created(alias);
+        metrics.paths_blast(alias, batch.blast);
         self.totals.invalidations += 1;
         self.totals.paths_submitted += batch.paths.len() as u64;
         tracing::info!(
@@ -581,6 +619,7 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
             requested = batch.requested,
             billed = batch.paths.len(),
             wildcards,
+            blast = batch.blast,
             messages_covered = covered.len(),
             "invalidation created"
         );

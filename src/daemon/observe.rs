@@ -120,6 +120,10 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
             d.oldest_pending_seconds = oldest.as_secs();
             d.inflight_exact = inflight.exact as u64;
             d.inflight_wildcard = inflight.wildcard as u64;
+            d.catalog = self.catalogs.status(alias);
+            if let Some(c) = &d.catalog {
+                metrics.set_catalog_objects(alias, c.objects);
+            }
             d.last_invalidation =
                 view.last_invalidation(alias)
                     .map(|last| status::LastInvalidation {

@@ -69,6 +69,10 @@ pub struct PurgeRequest {
     pub reason: Option<String>,
     /// Who asked (native requests only); same limits as `reason`.
     pub requested_by: Option<String>,
+    /// From S3 events: which of `paths` stand for objects deleted
+    /// (`ObjectRemoved`); the others were created or overwritten. A
+    /// distribution's catalog follows them between full listings.
+    pub s3_removed: Option<Vec<CfPath>>,
 }
 
 /// Decodes an SQS message body into purge requests, one per distribution.

@@ -63,6 +63,7 @@ pub(super) fn decode(body: &str, router: &Router) -> Result<PurgeRequest, Reject
         urgent: req.urgent,
         reason,
         requested_by,
+        s3_removed: None,
     })
 }
 

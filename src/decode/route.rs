@@ -204,6 +204,10 @@ fn join(prefix: &str, rest: &str) -> String {
 pub(super) struct Grouper {
     groups: Vec<(String, Vec<CfPath>)>,
     seen: HashSet<(usize, CfPath)>,
+    /// The record being routed deletes its object.
+    pub(super) removing: bool,
+    /// Per group, the paths of deleted objects.
+    removed: Vec<Vec<CfPath>>,
 }
 
 impl Grouper {
@@ -212,9 +216,15 @@ impl Grouper {
             Some(i) => i,
             None => {
                 self.groups.push((alias.to_owned(), Vec::new()));
+                self.removed.push(Vec::new());
                 self.groups.len() - 1
             }
         };
+        // The last record of an object says what became of it.
+        self.removed[group].retain(|p| p != &path);
+        if self.removing {
+            self.removed[group].push(path.clone());
+        }
         if self.seen.insert((group, path.clone())) {
             self.groups[group].1.push(path);
         }
@@ -229,12 +239,14 @@ impl Grouper {
         Ok(self
             .groups
             .into_iter()
-            .map(|(distribution, paths)| PurgeRequest {
+            .zip(self.removed)
+            .map(|((distribution, paths), removed)| PurgeRequest {
                 distribution,
                 paths,
                 urgent: false,
                 reason: None,
                 requested_by: None,
+                s3_removed: Some(removed),
             })
             .collect())
     }

@@ -86,6 +86,7 @@ pub(super) fn decode_notification(
             tracing::debug!(event = name, "s3 event changes no content; skipped");
             continue;
         }
+        out.removing = name.starts_with("ObjectRemoved:");
         let key = form_decode(&r.s3.object.key).ok_or_else(|| {
             Rejection::malformed(
                 NOTIFICATION,
@@ -130,6 +131,7 @@ pub(super) fn decode_eventbridge(
     let e: EventBridge =
         serde_json::from_str(body).map_err(|e| Rejection::from_json(EVENTBRIDGE, &e))?;
     let mut out = Grouper::default();
+    out.removing = detail_type == "Object Deleted";
     // EventBridge gives the key as it is, not form-encoded.
     route(
         EVENTBRIDGE,

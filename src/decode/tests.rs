@@ -249,6 +249,7 @@ fn native_request_with_every_field() {
             urgent: true,
             reason: Some("deploy 4812".into()),
             requested_by: Some("checkout".into()),
+            s3_removed: None,
         }]
     );
 }
@@ -689,6 +690,21 @@ fn s3_several_records_group_by_distribution() {
     assert_eq!(strs(&reqs[0]), ["/a.js", "/b.js", "/static/css/site.css"]);
     assert_eq!(reqs[1].distribution, "docs");
     assert_eq!(strs(&reqs[1]), ["/guide/intro.html"]);
+    // For the catalog: what the last record of each object deleted.
+    let removed: Vec<&str> = reqs[0]
+        .s3_removed
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(CfPath::as_str)
+        .collect();
+    assert_eq!(removed, ["/b.js", "/a.js"]);
+    assert_eq!(reqs[1].s3_removed, Some(Vec::new()));
+    let created_again = s3_event(&[
+        ("ObjectRemoved:Delete", "www-site-bucket", "a.js"),
+        ("ObjectCreated:Put", "www-site-bucket", "a.js"),
+    ]);
+    assert_eq!(ok(&created_again)[0].s3_removed, Some(Vec::new()));
 }
 
 #[test]

@@ -42,5 +42,6 @@ pub(super) fn decode(body: &str, router: &Router) -> Result<Option<PurgeRequest>
         urgent: false,
         reason: None,
         requested_by: None,
+        s3_removed: None,
     }))
 }

@@ -21,6 +21,7 @@ fn req(dist: &str, paths: &[&str]) -> PurgeRequest {
         urgent: false,
         reason: None,
         requested_by: None,
+        s3_removed: None,
     }
 }
 

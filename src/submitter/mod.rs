@@ -18,9 +18,10 @@ pub mod reference;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
+use crate::catalog::Catalog;
 use crate::clock::Millis;
 use crate::cloudfront::invalidator::InvalidatorError;
-use crate::config::OnExhausted;
+use crate::config::{OnExhausted, Strategy};
 use crate::path::CfPath;
 use crate::planner::{self, Capacity, Entry, Settings};
 use crate::tracker::PathCounts;
@@ -42,6 +43,9 @@ pub struct Batch {
     pub paths: Vec<CfPath>,
     /// Requested entries the paths stand for (for the log).
     pub requested: usize,
+    /// Catalog objects the paths' wildcards purge that nobody requested
+    /// (0 without a catalog).
+    pub blast: u64,
     /// Calls made so far.
     pub attempts: u32,
     /// When the first call was made. An invalidation that call made was
@@ -70,6 +74,10 @@ pub struct Situation<'a> {
     pub capacity: Option<Capacity>,
     /// Paths the budget allows now; `None` while the ledger is not open.
     pub remaining: Option<u64>,
+    /// What the distribution serves, once its catalog is ready.
+    pub catalog: Option<&'a Catalog>,
+    /// With `least_blast`: unrequested objects one billed path is worth now.
+    pub price: f64,
 }
 
 /// What to do now for one distribution.
@@ -119,6 +127,8 @@ pub struct AfterFailure {
 #[derive(Clone, Debug)]
 pub struct SubmitSettings {
     pub planner: Settings,
+    /// `coalesce.strategy`: `least_blast` applies where a catalog is ready.
+    pub strategy: Strategy,
     pub on_exhausted: OnExhausted,
     /// How long a distribution waits when it cannot go now for lack of
     /// room (`cloudfront.poll_interval_seconds`: room comes back when a
@@ -234,14 +244,17 @@ impl Submitter {
                         why: Wait::Ledger,
                     };
                 };
-                match self.plan(s.entries, capacity, remaining) {
+                let strategy = planner::Strategy::new(self.settings.strategy, s.catalog, s.price);
+                match self.plan(s.entries, capacity, remaining, strategy) {
                     Planned::Paths {
                         paths,
                         requested,
                         deferred,
+                        blast,
                     } => {
                         let mut b = self.new_batch(alias, paths, now);
                         b.requested = requested;
+                        b.blast = blast;
                         (b, deferred.then_some(recheck))
                     }
                     Planned::Nothing(why) => {
@@ -337,7 +350,13 @@ impl Submitter {
 
     /// Plans a new batch from `entries` within `capacity` and `remaining`
     /// budget, following `on_exhausted` once the budget is spent.
-    fn plan(&self, entries: &[Entry], capacity: Capacity, remaining: u64) -> Planned {
+    fn plan(
+        &self,
+        entries: &[Entry],
+        capacity: Capacity,
+        remaining: u64,
+        strategy: planner::Strategy<'_>,
+    ) -> Planned {
         let settings = &self.settings.planner;
         let policy = self.settings.on_exhausted;
         if remaining == 0 {
@@ -352,10 +371,18 @@ impl Submitter {
                         return Planned::Nothing(Wait::Capacity);
                     }
                     tracing::warn!(path = %path, requested = entries.len(), "budget spent: one path covers the batch (overspending by one)");
+                    let blast = match strategy {
+                        planner::Strategy::Threshold { catalog: Some(c) }
+                        | planner::Strategy::LeastBlast { catalog: c, .. } => {
+                            planner::least_blast::blast(std::slice::from_ref(&path), entries, c)
+                        }
+                        planner::Strategy::Threshold { catalog: None } => 0,
+                    };
                     return Planned::Paths {
                         paths: vec![path],
                         requested: entries.len(),
                         deferred: false,
+                        blast,
                     };
                 }
                 OnExhausted::Overspend => {}
@@ -365,9 +392,9 @@ impl Submitter {
             paths: usize::try_from(remaining).unwrap_or(usize::MAX),
             ..capacity
         };
-        let mut plan = planner::plan(entries, budgeted, settings);
+        let mut plan = planner::plan_with(entries, budgeted, settings, strategy);
         if policy == OnExhausted::Overspend && (remaining == 0 || !plan.deferred.is_empty()) {
-            plan = planner::plan(entries, capacity, settings);
+            plan = planner::plan_with(entries, capacity, settings, strategy);
             if plan.figures.billed() as u64 > remaining {
                 tracing::warn!(
                     billed = plan.figures.billed(),
@@ -382,6 +409,7 @@ impl Submitter {
         Planned::Paths {
             requested: entries.len() - plan.deferred.len(),
             deferred: !plan.deferred.is_empty(),
+            blast: plan.figures.blast,
             paths: plan.paths,
         }
     }
@@ -393,6 +421,7 @@ impl Submitter {
             reference: caller_reference(alias, &self.run, self.next_number, &paths),
             requested: paths.len(),
             paths,
+            blast: 0,
             attempts: 0,
             first_sent_at: now,
             after: now,
@@ -459,6 +488,7 @@ enum Planned {
         requested: usize,
         /// Some entries did not fit and wait.
         deferred: bool,
+        blast: u64,
     },
     Nothing(Wait),
 }

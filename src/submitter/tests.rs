@@ -1,4 +1,5 @@
 use proptest::prelude::*;
+use proptest::strategy::Strategy;
 
 use super::*;
 
@@ -20,6 +21,7 @@ fn submitter(policy: OnExhausted) -> Submitter {
     Submitter::new(
         SubmitSettings {
             planner: Settings::default(),
+            strategy: crate::config::Strategy::Threshold,
             on_exhausted: policy,
             recheck: Duration::from_secs(20),
         },
@@ -34,6 +36,8 @@ fn due<'a>(entries: &'a [Entry], remaining: u64) -> Situation<'a> {
         entries,
         capacity: Some(Capacity::AWS),
         remaining: Some(remaining),
+        catalog: None,
+        price: 50.0,
     }
 }
 
@@ -43,6 +47,8 @@ fn idle() -> Situation<'static> {
         entries: &[],
         capacity: Some(Capacity::AWS),
         remaining: Some(1000),
+        catalog: None,
+        price: 50.0,
     }
 }
 
@@ -362,6 +368,7 @@ fn creates_keep_to_the_rate_and_the_burst() {
     let mut s = Submitter::new(
         SubmitSettings {
             planner: Settings::default(),
+            strategy: crate::config::Strategy::Threshold,
             on_exhausted: OnExhausted::Hold,
             recheck: Duration::from_secs(20),
         },
@@ -421,4 +428,46 @@ proptest! {
             Step::Idle => prop_assert!(false, "a due batch is never idle"),
         }
     }
+}
+
+#[test]
+fn with_a_catalog_least_blast_weighs_what_a_wildcard_purges() {
+    let mut s = Submitter::new(
+        SubmitSettings {
+            planner: Settings::default(),
+            strategy: crate::config::Strategy::LeastBlast,
+            on_exhausted: OnExhausted::Hold,
+            recheck: Duration::from_secs(20),
+        },
+        RateLimit::new(100.0, 100),
+        "r".to_owned(),
+    );
+    let wanted: Vec<String> = (0..8).map(|i| format!("/d/{i}.html")).collect();
+    let served: Vec<CfPath> = (0..100).map(|i| p(&format!("/d/{i}.html"))).collect();
+    let catalog = Catalog::of(&served);
+    let refs: Vec<&str> = wanted.iter().map(String::as_str).collect();
+    let e = entries(&refs);
+    // Without a catalog ready: the threshold strategy makes a wildcard.
+    assert_eq!(
+        sent(s.next("www", T0, due(&e, 1000))).paths,
+        vec![p("/d/*")]
+    );
+    s.created("www");
+    // With it, at one path worth 1 object, 92 unrequested objects cost
+    // more than 7 more paths.
+    let cheap_paths = Situation {
+        catalog: Some(&catalog),
+        price: 1.0,
+        ..due(&e, 1000)
+    };
+    let b = sent(s.next("www", T0, cheap_paths));
+    assert_eq!((b.paths.len(), b.blast), (8, 0));
+    s.created("www");
+    let dear_paths = Situation {
+        catalog: Some(&catalog),
+        price: 1000.0,
+        ..due(&e, 1000)
+    };
+    let b = sent(s.next("www", T0, dear_paths));
+    assert_eq!((b.paths, b.blast), (vec![p("/d/*")], 92));
 }
