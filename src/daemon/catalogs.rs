@@ -21,9 +21,11 @@ const FILE_CHECK: Duration = Duration::from_secs(10);
 /// What to build a catalog from.
 #[derive(Clone, Debug)]
 pub enum Job {
-    /// List these buckets.
+    /// List these buckets, with `client` if given (else one built from
+    /// `aws`).
     S3 {
         aws: AwsConfig,
+        client: Option<aws_sdk_s3::Client>,
         routes: Vec<(String, KeyMapping)>,
     },
     /// Read this file if it changed since `seen` (its modification time).
@@ -73,6 +75,7 @@ impl Catalogs {
                 (CatalogSource::S3, _) => (
                     Job::S3 {
                         aws: config.aws.clone(),
+                        client: None,
                         routes: routes(config, alias),
                     },
                     Duration::from_secs(config.catalog.refresh_seconds),
@@ -100,6 +103,15 @@ impl Catalogs {
             );
         }
         Catalogs { kept }
+    }
+
+    /// Lists S3 with `client` instead of one built from the configuration.
+    pub fn set_s3_client(&mut self, client: &aws_sdk_s3::Client) {
+        for k in self.kept.values_mut() {
+            if let Job::S3 { client: c, .. } = &mut k.job {
+                *c = Some(client.clone());
+            }
+        }
     }
 
     /// The builds due at `now`, each marked under way.
@@ -194,8 +206,15 @@ impl Catalogs {
 /// Builds a catalog: lists the buckets, or reads the file.
 pub async fn build(job: Job) -> Result<Built, String> {
     match job {
-        Job::S3 { aws, routes } => {
-            let client = crate::catalog::s3::client_for(&aws).await;
+        Job::S3 {
+            aws,
+            client,
+            routes,
+        } => {
+            let client = match client {
+                Some(c) => c,
+                None => crate::catalog::s3::client_for(&aws).await,
+            };
             let lister = crate::catalog::s3::SdkLister::new(client);
             let listed = crate::catalog::s3::build(&lister, &routes)
                 .await

@@ -186,6 +186,13 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
         self
     }
 
+    /// Lists the buckets of `catalog = "s3"` distributions with `client`
+    /// (tests give one with their credentials).
+    pub fn with_s3_client(mut self, client: &aws_sdk_s3::Client) -> Self {
+        self.catalogs.set_s3_client(client);
+        self
+    }
+
     /// The daemon's metrics, status, readiness and heartbeat, to serve.
     pub fn observers(&self) -> Observers {
         self.observers.clone()

@@ -140,3 +140,124 @@ async fn a_missing_bucket_fails_the_listing_with_its_name() {
         "{text}"
     );
 }
+
+/// The daemon with `catalog = "s3"` and `least_blast`: the threshold
+/// strategy until the bucket can be listed, least blast once the catalog is
+/// ready, and the catalog following the S3 events it receives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_plans_by_threshold_until_its_catalog_is_ready_then_by_least_blast() {
+    use std::time::Duration;
+
+    use cfpurge::budget::{AnyStore, MemoryStore};
+    use cfpurge::cloudfront::aws::AwsInvalidator;
+    use cfpurge::config::Config;
+    use cfpurge::daemon::Daemon;
+    use cfpurge::source::queue::Queue;
+    use cfpurge::source::sqs::SqsQueue;
+    use tokio_util::sync::CancellationToken;
+
+    use crate::support::fake_cloudfront::FakeCloudFront;
+
+    const DIST: &str = "E1CATALOG";
+    let moto = Moto::shared();
+    let _guard = moto.exclusive().await;
+    let s3 = s3_client(moto);
+    let fake = FakeCloudFront::start(Duration::from_secs(2)).await;
+    fake.add_distribution(DIST);
+    let url = moto.create_queue("daemon-catalog", &[]).await;
+    let toml = format!(
+        r#"
+[aws]
+s3_endpoint_url = "{endpoint}"
+[source]
+queue_url = "{url}"
+wait_time_seconds = 1
+[distributions.www]
+id = "{DIST}"
+catalog = "s3"
+[[routing.s3]]
+bucket = "catalog-site"
+distribution = "www"
+[batching]
+quiet_seconds = 1
+[coalesce]
+strategy = "least_blast"
+blast_per_path = 1
+[catalog]
+refresh_seconds = 1
+[cloudfront]
+create_per_second = 20
+create_burst = 5
+poll_interval_seconds = 1
+reconcile_interval_seconds = 1
+[budget]
+pacing = "none"
+"#,
+        endpoint = moto.endpoint()
+    );
+    let config = Config::from_parts(Some(&toml), "test", std::iter::empty()).expect("config");
+    let queue = SqsQueue::new(moto.sqs_client(), url.clone(), None);
+    let daemon = Daemon::new(&config, queue.clone(), AwsInvalidator::new(fake.client()))
+        .with_ledger(AnyStore::Memory(MemoryStore::new()))
+        .with_s3_client(&s3);
+    let observers = daemon.observers();
+    let cancel = CancellationToken::new();
+    let run = tokio::spawn(daemon.run(cancel.clone()));
+    let created = |n: usize| {
+        let fake = &fake;
+        async move {
+            for _ in 0..200 {
+                let all = fake.invalidations(DIST);
+                if all.len() >= n {
+                    return all;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!(
+                "fewer than {n} invalidations: {:?}",
+                fake.invalidations(DIST)
+            );
+        }
+    };
+    let eight = |dir: &str| {
+        let paths: Vec<String> = (0..8).map(|i| format!("\"/{dir}/{i}.html\"")).collect();
+        format!(r#"{{"paths":[{}]}}"#, paths.join(","))
+    };
+
+    // The bucket does not exist yet: no catalog, the threshold strategy.
+    queue.send(&eight("d")).await.expect("send");
+    let first = created(1).await;
+    assert_eq!(first[0].paths, ["/d/*"]);
+
+    // Once it can be listed, 92 unrequested objects under /e/ cost more
+    // than the 7 paths the wildcard would save, at one object a path.
+    create_bucket(&s3, "catalog-site").await;
+    let keys: Vec<String> = (0..100).map(|i| format!("e/{i}.html")).collect();
+    put_all(&s3, "catalog-site", &keys).await;
+    for _ in 0..100 {
+        let status = observers.status.snapshot();
+        if status.distributions["www"]
+            .catalog
+            .as_ref()
+            .is_some_and(|c| c.objects == 100)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    queue.send(&eight("e")).await.expect("send");
+    let second = created(2).await;
+    assert_eq!(second[1].paths.len(), 8, "{:?}", second[1].paths);
+    assert!(second[1].paths.iter().all(|p| !p.ends_with('*')));
+    let text = cfpurge::metrics::encode(&observers.registry);
+    assert!(
+        text.contains("cfpurge_catalog_objects{distribution=\"www\"} 100"),
+        "{text}"
+    );
+    assert!(
+        text.contains("cfpurge_paths_blast_total{distribution=\"www\"} 0"),
+        "{text}"
+    );
+    cancel.cancel();
+    run.await.expect("daemon ends");
+}
