@@ -40,6 +40,12 @@ const CLOUDFRONT_OPERATIONS: &[(&str, &str)] = &[
     ("list_invalidations", "cloudfront:ListInvalidations"),
 ];
 
+/// S3's operations (listing the buckets of `catalog = "s3"`).
+const S3_OPERATIONS: &[(&str, &str)] = &[
+    ("list_objects_v2", "s3:ListBucket"),
+    ("get_object", "s3:GetObject"),
+];
+
 /// Methods of an SDK client that are not AWS operations.
 const CLIENT_METHODS: &[&str] = &["clone", "config"];
 
@@ -111,6 +117,9 @@ fn required_actions() -> BTreeMap<String, BTreeSet<String>> {
         }
         if text.contains("aws_sdk_cloudfront") {
             tables.push(CLOUDFRONT_OPERATIONS);
+        }
+        if text.contains("aws_sdk_s3") {
+            tables.push(S3_OPERATIONS);
         }
         if tables.is_empty() {
             continue;
@@ -193,6 +202,8 @@ fn policy_statements() -> Vec<(String, Vec<String>, Vec<String>)> {
                     "sqs" => "arn:aws:sqs:REGION:ACCOUNT_ID:",
                     // CloudFront is global: its ARNs have no region.
                     "cloudfront" => "arn:aws:cloudfront::ACCOUNT_ID:distribution/",
+                    // ListBucket is on the bucket itself, never its objects.
+                    "s3" => "arn:aws:s3:::",
                     other => panic!("{sid}: unexpected service {other} in {action}"),
                 };
                 for resource in &resources {
@@ -222,6 +233,7 @@ fn iam_policy_allows_exactly_the_operations_the_code_calls() {
         "cloudfront:CreateInvalidation",
         "cloudfront:GetInvalidation",
         "cloudfront:ListInvalidations",
+        "s3:ListBucket",
     ] {
         assert!(
             needed.contains_key(action),
@@ -250,6 +262,14 @@ fn iam_policy_allows_exactly_the_operations_the_code_calls() {
         extra.is_empty(),
         "config/iam-policy.json allows actions no code calls: {extra:?}"
     );
+
+    // Buckets are only listed, and only the buckets themselves.
+    for (sid, actions, resources) in &statements {
+        if actions.iter().any(|a| a.starts_with("s3:")) {
+            assert_eq!(actions, &["s3:ListBucket"], "{sid}");
+            assert!(resources.iter().all(|r| !r.contains('/')), "{sid}: {resources:?}");
+        }
+    }
 
     // The dead-letter queue is only ever sent to (rejects are forwarded).
     for (sid, actions, resources) in &statements {
