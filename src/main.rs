@@ -55,6 +55,10 @@ enum Command {
         /// many of them the plan's wildcards reach without being requested.
         #[arg(long)]
         universe: Option<PathBuf>,
+        /// With --universe: also list the paths the wildcards reach without
+        /// being requested.
+        #[arg(long, requires = "universe")]
+        show_overreach: bool,
         /// Exact paths that may go in flight (default: the distribution's
         /// limit, else CloudFront's 3,000).
         #[arg(long)]
@@ -183,6 +187,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             distribution,
             format,
             universe,
+            show_overreach,
             max_exact,
             max_wildcards,
             budget,
@@ -227,6 +232,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                     OutputFormat::Json => Format::Json,
                 },
                 universe,
+                show_overreach,
                 capacity,
                 settings,
             };

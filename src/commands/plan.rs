@@ -27,6 +27,9 @@ pub struct PlanOptions {
     pub format: Format,
     /// Every path the site serves, to measure over-reach.
     pub universe: Option<PathBuf>,
+    /// List the over-reach (the universe's paths the wildcards purge
+    /// beyond the request), not only count it; needs `universe`.
+    pub show_overreach: bool,
     pub capacity: Capacity,
     pub settings: Settings,
 }
@@ -86,6 +89,8 @@ struct JsonPlan<'a> {
     billed: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     overreach: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    overreach_paths: Option<&'a [&'a CfPath]>,
 }
 
 /// Plans the paths read from `input`, writes the plan to `out` and the bad
@@ -111,10 +116,12 @@ pub fn run(
         .map(|(i, p)| Entry::new(p, i as u64))
         .collect();
     let plan = planner::plan(&entries, options.capacity, &options.settings);
-    let overreach = universe.map(|u| {
-        let requested: Vec<CfPath> = entries.iter().map(|e| e.path.clone()).collect();
-        planner::overreach(&plan.paths, &requested, &u)
-    });
+    let requested: Vec<CfPath> = entries.iter().map(|e| e.path.clone()).collect();
+    let reached = universe
+        .as_deref()
+        .map(|u| planner::overreach_paths(&plan.paths, &requested, u));
+    let overreach = reached.as_ref().map(Vec::len);
+    let listed = reached.as_deref().filter(|_| options.show_overreach);
     let deferred: Vec<&CfPath> = plan.deferred.iter().map(|&i| &entries[i].path).collect();
     let f = plan.figures;
     let written = match options.format {
@@ -129,6 +136,7 @@ pub fn run(
                 wildcard: f.wildcard,
                 billed: f.billed(),
                 overreach,
+                overreach_paths: listed,
             };
             serde_json::to_writer_pretty(&mut *out, &doc)
                 .map_err(io::Error::from)
@@ -157,6 +165,9 @@ pub fn run(
             writeln!(out, "{summary}")?;
             for d in deferred {
                 writeln!(out, "# deferred {d}")?;
+            }
+            for r in listed.into_iter().flatten() {
+                writeln!(out, "# over-reach {r}")?;
             }
             Ok(())
         })(),
