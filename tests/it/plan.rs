@@ -190,6 +190,30 @@ fn show_overreach_lists_the_pages_the_wildcards_reach_unasked() {
 }
 
 #[test]
+fn a_reader_that_stops_early_ends_the_plan_quietly() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cfpurge"))
+        .args(["plan"])
+        .env_remove("CFPURGE_CONFIG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start cfpurge");
+    // Closed before cfpurge writes anything (it reads all its input first).
+    drop(child.stdout.take());
+    let input: String = (0..2000).map(|i| format!("/p/{i}.html\n")).collect();
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write the paths");
+    let o = child.wait_with_output().expect("wait for cfpurge");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stderr(&o), "");
+}
+
+#[test]
 fn a_missing_universe_file_is_a_runtime_error() {
     let o = cfpurge(&["plan", "--universe", "/nonexistent/tree.txt"], DENSE);
     assert_eq!(o.status.code(), Some(1));
