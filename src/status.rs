@@ -44,6 +44,13 @@ pub struct DistributionStatus {
     pub inflight_exact: u64,
     /// Wildcard paths in progress at CloudFront, others' included.
     pub inflight_wildcard: u64,
+    /// `max_inflight_paths` of the distribution, for the status page's
+    /// bars. Not in `/v1/status`, whose keys are fixed: 0 when read from it.
+    #[serde(skip)]
+    pub max_inflight_exact: u64,
+    /// `max_inflight_wildcards` of the distribution, as `max_inflight_exact`.
+    #[serde(skip)]
+    pub max_inflight_wildcard: u64,
     /// The latest invalidation this daemon created; `null` until the first.
     pub last_invalidation: Option<LastInvalidation>,
 }
@@ -108,6 +115,8 @@ impl Status {
                         alias.clone(),
                         DistributionStatus {
                             id: d.id.clone(),
+                            max_inflight_exact: d.max_inflight_paths as u64,
+                            max_inflight_wildcard: d.max_inflight_wildcards as u64,
                             ..DistributionStatus::default()
                         },
                     )
@@ -411,6 +420,8 @@ mod tests {
         assert_eq!(status.version, env!("CARGO_PKG_VERSION"));
         assert_eq!(status.distributions["www"].id, "E2ABCDEF123456");
         assert_eq!(status.distributions["www"].last_invalidation, None);
+        assert_eq!(status.distributions["www"].max_inflight_exact, 3000);
+        assert_eq!(status.distributions["www"].max_inflight_wildcard, 15);
         assert_eq!(status.budget.limit, 1000);
         assert_eq!(status.budget.policy, "coalesce");
     }

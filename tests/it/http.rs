@@ -185,6 +185,7 @@ fn sample_status() -> Status {
                 paths: 13,
                 created_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_532_400),
             }),
+            ..DistributionStatus::default()
         },
     );
     status
