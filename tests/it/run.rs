@@ -112,6 +112,22 @@ async fn the_status_counts_a_request_at_once_and_the_logs_are_plain_off_a_termin
         "{queue}"
     );
 
+    // The status page shows the same, and loads nothing from elsewhere.
+    let page = client.get(format!("{url}/")).send().await.expect("GET /");
+    assert_eq!(page.status(), 200);
+    let header = |name: &str| {
+        page.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(header("content-type").starts_with("text/html"));
+    assert!(header("content-security-policy").starts_with("default-src 'none'"));
+    let html = page.text().await.expect("page");
+    assert!(html.contains("<meta http-equiv=\"refresh\""), "{html}");
+    assert!(html.contains("E1LOCALWWW0001"), "{html}");
+
     // A reader that stops early: cfpurge ends quietly.
     let mut reader = Command::new(env!("CARGO_BIN_EXE_cfpurge"))
         .args(["status", "--url", &url, "--format", "json"])
