@@ -97,6 +97,7 @@ pub fn app(state: HttpState) -> AxumRouter {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/v1/status", get(status))
+        .route("/", get(crate::status_page::page))
         .route(
             "/v1/purge",
             post(purge).layer(DefaultBodyLimit::max(MAX_BODY_BYTES)),

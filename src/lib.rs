@@ -30,5 +30,6 @@ pub mod pipeline;
 pub mod planner;
 pub mod source;
 pub mod status;
+pub mod status_page;
 pub mod submitter;
 pub mod tracker;

@@ -1,5 +1,7 @@
 //! The `cfpurge` binary: parses the command line and calls into the library.
 //! Exit status: 0 success, 1 runtime failure, 2 bad usage or configuration.
+//! A reader that stops early (`cfpurge status --format json | head`) ends
+//! the output quietly, with 0: the rest was not wanted.
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -8,6 +10,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use cfpurge::commands::plan::{Format, PlanOptions};
+use cfpurge::commands::status::StatusError;
 use cfpurge::commands::{self, check_config, enqueue, plan};
 use cfpurge::config::{self, Config};
 use cfpurge::planner::{Capacity, Settings};
@@ -67,6 +70,10 @@ enum Command {
         /// that one billed path is worth.
         #[arg(long)]
         blast_per_path: Option<f64>,
+        /// With --universe: also list the paths the wildcards reach without
+        /// being requested.
+        #[arg(long, requires = "universe")]
+        show_overreach: bool,
         /// Exact paths that may go in flight (default: the distribution's
         /// limit, else CloudFront's 3,000).
         #[arg(long)]
@@ -192,7 +199,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<u8, Failure> {
     match cli.command {
         Command::Run { config } => {
-            let path = config::config_path(config.as_deref());
+            let path = config_path(config.as_deref())?;
             let config = Config::load(&path).map_err(Failure::usage)?;
             commands::run::init_logging(&config);
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -205,7 +212,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             Ok(0)
         }
         Command::CheckConfig { config } => {
-            let path = config::config_path(config.as_deref());
+            let path = config_path(config.as_deref())?;
             check_config::check_config(&path, &mut io::stdout().lock()).map_err(Failure::usage)?;
             Ok(0)
         }
@@ -217,6 +224,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             catalog,
             strategy,
             blast_per_path,
+            show_overreach,
             max_exact,
             max_wildcards,
             budget,
@@ -277,16 +285,22 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 catalog,
                 strategy,
                 blast_per_path,
+                show_overreach,
                 capacity,
                 settings,
             };
-            let bad = plan::run(
+            let bad = match plan::run(
                 &options,
                 io::stdin().lock(),
                 &mut io::stdout().lock(),
                 &mut io::stderr().lock(),
-            )
-            .map_err(Failure::runtime)?;
+            ) {
+                Ok(bad) => bad,
+                Err(plan::PlanError::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => {
+                    return Ok(0);
+                }
+                Err(e) => return Err(Failure::runtime(e)),
+            };
             Ok(if bad > 0 { 1 } else { 0 })
         }
         Command::Catalog {
@@ -336,7 +350,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             let loaded = match &url {
                 Some(_) => optional_config(config.as_deref())?,
                 None => {
-                    let path = config::config_path(config.as_deref());
+                    let path = config_path(config.as_deref())?;
                     Some(Config::load(&path).map_err(Failure::usage)?)
                 }
             };
@@ -376,19 +390,38 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 OutputFormat::Text => commands::status::Format::Text,
                 OutputFormat::Json => commands::status::Format::Json,
             };
-            current_thread()?
-                .block_on(commands::status::run(
-                    &url,
-                    format,
-                    &mut io::stdout().lock(),
-                ))
-                .map_err(|e| Failure {
+            let shown = current_thread()?.block_on(commands::status::run(
+                &url,
+                format,
+                &mut io::stdout().lock(),
+            ));
+            match shown {
+                Ok(()) => Ok(0),
+                Err(StatusError::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => Ok(0),
+                Err(e) => Err(Failure {
                     status: e.exit_status(),
                     message: e.to_string(),
-                })?;
-            Ok(0)
+                }),
+            }
         }
     }
+}
+
+/// The configuration file to load: `-c`, else `$CFPURGE_CONFIG`, else the
+/// default place. When the default is all there is and it does not exist,
+/// says how to name one instead of only that it cannot be read.
+fn config_path(cli: Option<&Path>) -> Result<PathBuf, Failure> {
+    let path = config::config_path(cli);
+    let named = cli.is_some() || std::env::var_os("CFPURGE_CONFIG").is_some_and(|v| !v.is_empty());
+    if !named && !path.exists() {
+        return Err(Failure::usage(format!(
+            "no configuration: {} does not exist; name a file with -c FILE or the \
+             CFPURGE_CONFIG environment variable (config/local.toml in the repository \
+             runs without an AWS account)",
+            path.display()
+        )));
+    }
+    Ok(path)
 }
 
 /// A runtime for the commands that make one or two network calls.

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::config::Config;
+use crate::source::queue::QueueDepth;
 
 /// The body of `GET /v1/status`, in CONTRACT.md's shape. Keys may be added
 /// later, never renamed; reading ignores unknown keys and fills missing ones
@@ -43,6 +44,13 @@ pub struct DistributionStatus {
     pub inflight_exact: u64,
     /// Wildcard paths in progress at CloudFront, others' included.
     pub inflight_wildcard: u64,
+    /// `max_inflight_paths` of the distribution, for the status page's
+    /// bars. Not in `/v1/status`, whose keys are fixed: 0 when read from it.
+    #[serde(skip)]
+    pub max_inflight_exact: u64,
+    /// `max_inflight_wildcards` of the distribution, as `max_inflight_exact`.
+    #[serde(skip)]
+    pub max_inflight_wildcard: u64,
     /// The latest invalidation this daemon created; `null` until the first.
     pub last_invalidation: Option<LastInvalidation>,
     /// What the distribution serves, when it has a catalog.
@@ -122,6 +130,8 @@ impl Status {
                         alias.clone(),
                         DistributionStatus {
                             id: d.id.clone(),
+                            max_inflight_exact: d.max_inflight_paths as u64,
+                            max_inflight_wildcard: d.max_inflight_wildcards as u64,
                             ..DistributionStatus::default()
                         },
                     )
@@ -177,9 +187,24 @@ pub fn format_time(time: SystemTime) -> String {
 
 /// The latest [`Status`]: the daemon publishes, the HTTP server reads.
 /// Clones share the board.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct StatusBoard {
     current: Arc<RwLock<Arc<Status>>>,
+    /// When set, [`StatusBoard::snapshot`] takes the queue's counts from it
+    /// at the moment of reading instead of from the last publish.
+    live_queue: Option<Arc<LiveQueue>>,
+}
+
+/// Reads a queue's depth at once.
+type LiveQueue = dyn Fn() -> QueueDepth + Send + Sync;
+
+impl std::fmt::Debug for StatusBoard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StatusBoard")
+            .field("current", &self.current)
+            .field("live_queue", &self.live_queue.is_some())
+            .finish()
+    }
 }
 
 impl StatusBoard {
@@ -187,7 +212,21 @@ impl StatusBoard {
     pub fn new(initial: Status) -> StatusBoard {
         StatusBoard {
             current: Arc::new(RwLock::new(Arc::new(initial))),
+            live_queue: None,
         }
+    }
+
+    /// This board, with the queue's visible and in-flight counts read from
+    /// `depth` at each snapshot. For a queue held in the process (the local
+    /// one): a request just sent shows in the status at once, not at the
+    /// daemon's next depth poll, half a minute later. Meant for the
+    /// readers' clone; the daemon's keeps publishing what it knows.
+    pub fn with_live_queue(
+        mut self,
+        depth: impl Fn() -> QueueDepth + Send + Sync + 'static,
+    ) -> StatusBoard {
+        self.live_queue = Some(Arc::new(depth));
+        self
     }
 
     /// Replaces the snapshot.
@@ -204,7 +243,16 @@ impl StatusBoard {
 
     /// The current snapshot; readers never hold the lock while they use it.
     pub fn snapshot(&self) -> Arc<Status> {
-        Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner))
+        let current = Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner));
+        let Some(live) = &self.live_queue else {
+            return current;
+        };
+        let depth = live();
+        let mut status = current.as_ref().clone();
+        status.queue.visible = depth.visible;
+        status.queue.in_flight = depth.in_flight;
+        status.queue.delayed = depth.delayed;
+        Arc::new(status)
     }
 }
 
@@ -387,6 +435,8 @@ mod tests {
         assert_eq!(status.version, env!("CARGO_PKG_VERSION"));
         assert_eq!(status.distributions["www"].id, "E2ABCDEF123456");
         assert_eq!(status.distributions["www"].last_invalidation, None);
+        assert_eq!(status.distributions["www"].max_inflight_exact, 3000);
+        assert_eq!(status.distributions["www"].max_inflight_wildcard, 15);
         assert_eq!(status.budget.limit, 1000);
         assert_eq!(status.budget.policy, "coalesce");
     }
@@ -402,6 +452,29 @@ mod tests {
         assert_eq!(reader.snapshot().queue.visible, 7);
         // A snapshot taken earlier is not changed under its reader.
         assert_eq!(*before, Status::default());
+    }
+
+    #[test]
+    fn a_live_queue_is_read_at_each_snapshot() {
+        let depth = Arc::new(Mutex::new(QueueDepth::default()));
+        let board = StatusBoard::new(example());
+        let source = Arc::clone(&depth);
+        let reader = board
+            .clone()
+            .with_live_queue(move || *source.lock().unwrap());
+        board.update(|s| s.queue.visible = 9);
+        assert_eq!(reader.snapshot().queue.visible, 0);
+        *depth.lock().unwrap() = QueueDepth {
+            visible: 1,
+            in_flight: 2,
+            delayed: 3,
+        };
+        let read = reader.snapshot();
+        assert_eq!((read.queue.visible, read.queue.in_flight), (1, 2));
+        assert_eq!(read.queue.delayed, 3);
+        // The rest is the published status; the writer's clone is unchanged.
+        assert_eq!(read.budget, example().budget);
+        assert_eq!(board.snapshot().queue.visible, 9);
     }
 
     #[test]

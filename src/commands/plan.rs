@@ -36,6 +36,9 @@ pub struct PlanOptions {
     pub strategy: Configured,
     /// `coalesce.blast_per_path`.
     pub blast_per_path: f64,
+    /// List the over-reach (the universe's paths the wildcards purge
+    /// beyond the request), not only count it; needs `universe`.
+    pub show_overreach: bool,
     pub capacity: Capacity,
     pub settings: Settings,
 }
@@ -101,6 +104,8 @@ struct JsonPlan<'a> {
     blast: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     overreach: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    overreach_paths: Option<&'a [&'a CfPath]>,
 }
 
 /// Plans the paths read from `input`, writes the plan to `out` and the bad
@@ -139,10 +144,12 @@ pub fn run(
         .collect();
     let plan = planner::plan_with(&entries, options.capacity, &options.settings, strategy);
     let blast = catalog.as_ref().map(|_| plan.figures.blast);
-    let overreach = universe.map(|u| {
-        let requested: Vec<CfPath> = entries.iter().map(|e| e.path.clone()).collect();
-        planner::overreach(&plan.paths, &requested, &u)
-    });
+    let requested: Vec<CfPath> = entries.iter().map(|e| e.path.clone()).collect();
+    let reached = universe
+        .as_deref()
+        .map(|u| planner::overreach_paths(&plan.paths, &requested, u));
+    let overreach = reached.as_ref().map(Vec::len);
+    let listed = reached.as_deref().filter(|_| options.show_overreach);
     let deferred: Vec<&CfPath> = plan.deferred.iter().map(|&i| &entries[i].path).collect();
     let f = plan.figures;
     let written = match options.format {
@@ -159,6 +166,7 @@ pub fn run(
                 strategy: catalog.as_ref().map(|_| strategy.name()),
                 blast,
                 overreach,
+                overreach_paths: listed,
             };
             serde_json::to_writer_pretty(&mut *out, &doc)
                 .map_err(io::Error::from)
@@ -190,6 +198,9 @@ pub fn run(
             writeln!(out, "{summary}")?;
             for d in deferred {
                 writeln!(out, "# deferred {d}")?;
+            }
+            for r in listed.into_iter().flatten() {
+                writeln!(out, "# over-reach {r}")?;
             }
             Ok(())
         })(),

@@ -2,6 +2,7 @@
 //! names, runs the daemon until SIGTERM or SIGINT, and drains within the
 //! grace period. A second signal ends the process at once.
 
+use std::io::IsTerminal;
 use std::time::Duration;
 
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -16,19 +17,23 @@ use crate::source::AnySource;
 use crate::source::local::LocalQueue;
 use crate::source::sqs::{SqsQueue, client_for};
 
-/// Sets up logging to stderr from `[log]`; `RUST_LOG` overrides the level. Under
-/// systemd (`JOURNAL_STREAM` set) lines carry no timestamp or colour: the
-/// journal adds its own.
+/// Sets up logging to stderr from `[log]`; `RUST_LOG` overrides the level.
+/// Colour only when stderr is a terminal and `NO_COLOR` is unset: a log
+/// file or `docker logs` gets plain text. Under systemd (`JOURNAL_STREAM`
+/// set) lines carry no timestamp either: the journal adds its own.
 pub fn init_logging(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(colour);
     let journal = std::env::var_os("JOURNAL_STREAM").is_some();
     let result = match (config.log.format, journal) {
         (LogFormat::Json, _) => builder.json().try_init(),
-        (LogFormat::Text, true) => builder.without_time().with_ansi(false).try_init(),
+        (LogFormat::Text, true) => builder.without_time().try_init(),
         (LogFormat::Text, false) => builder.try_init(),
     };
     // Already set (a second call in one process): keep the first.
@@ -67,13 +72,22 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     let invalidator = cloudfront::from_config(&config).await;
     let daemon = Daemon::new(&config, queue.clone(), invalidator);
     let observers = daemon.observers();
+    // The local queue is in this process: the status counts what it holds
+    // at each read, so a request just sent never looks lost.
+    let board = match &queue {
+        AnySource::Local(local) => {
+            let local = local.clone();
+            observers.status.with_live_queue(move || local.depth_now())
+        }
+        AnySource::Sqs(_) => observers.status,
+    };
     let mut state = HttpState::new(
         observers.registry,
         Router::new(&config),
         queue,
         config.http.enqueue_token.clone(),
     );
-    state.status = observers.status;
+    state.status = board;
     state.readiness = observers.readiness;
     state.heartbeat = observers.heartbeat;
     // The server outlives the daemon's drain, so that status stays

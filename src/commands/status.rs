@@ -178,7 +178,7 @@ pub fn write_text(status: &Status, out: &mut dyn Write) -> io::Result<()> {
 }
 
 /// `42s`, `3m05s`, `2h07m`.
-fn age(seconds: u64) -> String {
+pub fn age(seconds: u64) -> String {
     match seconds {
         s if s < 60 => format!("{s}s"),
         s if s < 3600 => format!("{}m{:02}s", s / 60, s % 60),
@@ -214,6 +214,7 @@ mod tests {
                     created_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_532_400),
                 }),
                 catalog: None,
+                ..DistributionStatus::default()
             },
         );
         status.distributions.insert(

@@ -484,6 +484,24 @@ pub fn overreach(plan_paths: &[CfPath], requested: &[CfPath], universe: &[CfPath
         .count()
 }
 
+/// The paths behind [`overreach`]'s count: each path of `universe` that the
+/// plan's wildcards invalidate although no entry asked for it, once, sorted.
+pub fn overreach_paths<'u>(
+    plan_paths: &[CfPath],
+    requested: &[CfPath],
+    universe: &'u [CfPath],
+) -> Vec<&'u CfPath> {
+    let plan_cover = Cover::new(plan_paths);
+    let requested_cover = Cover::new(requested);
+    let mut reached: Vec<&CfPath> = universe
+        .iter()
+        .filter(|u| plan_cover.covers(u) && !requested_cover.covers(u))
+        .collect();
+    reached.sort_unstable();
+    reached.dedup();
+    reached
+}
+
 /// A set of paths that answers "is this path covered" in `log n`.
 struct Cover<'a> {
     exact: HashSet<&'a str>,

@@ -136,6 +136,24 @@ struct Stored {
 }
 
 impl LocalQueue {
+    /// The exact depth now, without waiting: what [`Queue::depth`] answers,
+    /// for readers that cannot await (the status board).
+    pub fn depth_now(&self) -> QueueDepth {
+        let now = Instant::now();
+        let state = self.state();
+        let total = state.schedule.len() as u64;
+        let visible = state
+            .schedule
+            .iter()
+            .take_while(|&&(at, _)| at <= now)
+            .count() as u64;
+        QueueDepth {
+            visible,
+            in_flight: total - visible,
+            delayed: 0,
+        }
+    }
+
     /// An empty queue whose receives hide a message for
     /// `visibility_timeout`, with rejects kept in [`Self::dead_letters`]
     /// (as with a dead-letter queue configured).
@@ -421,19 +439,7 @@ impl Queue for LocalQueue {
     }
 
     async fn depth(&self) -> Result<QueueDepth, QueueError> {
-        let now = Instant::now();
-        let state = self.state();
-        let total = state.schedule.len() as u64;
-        let visible = state
-            .schedule
-            .iter()
-            .take_while(|&&(at, _)| at <= now)
-            .count() as u64;
-        Ok(QueueDepth {
-            visible,
-            in_flight: total - visible,
-            delayed: 0,
-        })
+        Ok(self.depth_now())
     }
 
     async fn send(&self, body: &str) -> Result<String, QueueError> {

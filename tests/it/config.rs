@@ -725,3 +725,36 @@ fn binary_check_config_exits_2_on_a_bad_file() {
             .contains("source.pollers must be 1..=64 (got 0) (set by CFPURGE__SOURCE__POLLERS)")
     );
 }
+
+#[test]
+fn binary_without_any_configuration_says_how_to_name_one() {
+    let default = std::path::Path::new(cfpurge::config::DEFAULT_CONFIG_PATH);
+    assert!(
+        !default.exists(),
+        "{} exists on this machine: the test needs it absent",
+        default.display()
+    );
+    for args in [&["run"][..], &["check-config"], &["enqueue", "/x"]] {
+        let out = cfpurge(args, &[]);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(cfpurge::config::DEFAULT_CONFIG_PATH)
+                && stderr.contains("-c FILE")
+                && stderr.contains("CFPURGE_CONFIG"),
+            "{args:?}: {stderr}"
+        );
+    }
+    // A file named and missing is reported as such, without the hint.
+    let out = cfpurge(
+        &["check-config"],
+        &[("CFPURGE_CONFIG", "/nonexistent/c.toml")],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("/nonexistent/c.toml: cannot read"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("-c FILE"), "{stderr}");
+}

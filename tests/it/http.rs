@@ -186,6 +186,7 @@ fn sample_status() -> Status {
                 created_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_532_400),
             }),
             catalog: None,
+            ..DistributionStatus::default()
         },
     );
     status

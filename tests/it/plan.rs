@@ -150,6 +150,70 @@ fn universe_reports_overreach() {
 }
 
 #[test]
+fn show_overreach_lists_the_pages_the_wildcards_reach_unasked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let universe = dir.path().join("tree.txt");
+    std::fs::write(
+        &universe,
+        "/docs/f/\n/docs/a/\n/docs/e/\n/docs/e/\n/other/\n/docs/b/\n",
+    )
+    .expect("write universe");
+    let u = universe.to_str().expect("utf-8 path");
+    let args = ["plan", "--wildcard-threshold", "4", "--universe", u];
+    let o = cfpurge(&[&args[..], &["--show-overreach"]].concat(), DENSE);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        "/docs/*\n/index.html\n\
+         # requested 6, unique 5, submitted 1 exact + 1 wildcard = 2 billed, deferred 0, over-reach 2\n\
+         # over-reach /docs/e/\n\
+         # over-reach /docs/f/\n"
+    );
+    let o = cfpurge(
+        &[&args[..], &["--show-overreach", "--format", "json"]].concat(),
+        DENSE,
+    );
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
+    assert_eq!(v["overreach"], 2);
+    assert_eq!(
+        v["overreach_paths"],
+        serde_json::json!(["/docs/e/", "/docs/f/"])
+    );
+    // Listed only when asked for.
+    let o = cfpurge(&[&args[..], &["--format", "json"]].concat(), DENSE);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
+    assert!(v.get("overreach_paths").is_none(), "{v}");
+    // It needs a universe to list from.
+    let o = cfpurge(&["plan", "--show-overreach"], DENSE);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--universe"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_reader_that_stops_early_ends_the_plan_quietly() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cfpurge"))
+        .args(["plan"])
+        .env_remove("CFPURGE_CONFIG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start cfpurge");
+    // Closed before cfpurge writes anything (it reads all its input first).
+    drop(child.stdout.take());
+    let input: String = (0..2000).map(|i| format!("/p/{i}.html\n")).collect();
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write the paths");
+    let o = child.wait_with_output().expect("wait for cfpurge");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stderr(&o), "");
+}
+
+#[test]
 fn a_missing_universe_file_is_a_runtime_error() {
     let o = cfpurge(&["plan", "--universe", "/nonexistent/tree.txt"], DENSE);
     assert_eq!(o.status.code(), Some(1));

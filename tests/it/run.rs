@@ -56,6 +56,99 @@ fn runs_with_the_local_configuration_until_sigterm_and_exits_0() {
     assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:?}");
 }
 
+/// Runs `cfpurge ARGS` and returns its output.
+fn cfpurge(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_cfpurge"))
+        .args(args)
+        .output()
+        .expect("run cfpurge")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_counts_a_request_at_once_and_the_logs_are_plain_off_a_terminal() {
+    let ledger = tempfile::tempdir().expect("ledger folder");
+    let port = free_port();
+    // As `docker logs` or a log file sees it: stderr is a pipe, and nothing
+    // asks for plain output.
+    let mut child = local_run(ledger.path(), port)
+        .env_remove("RUST_LOG")
+        .env_remove("NO_COLOR")
+        .env_remove("JOURNAL_STREAM")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start cfpurge");
+    let stderr = child.stderr.take().expect("stderr");
+    let log = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut text).expect("read log");
+        text
+    });
+    let url = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let mut up = false;
+    for _ in 0..200 {
+        if let Ok(r) = client.get(format!("{url}/healthz")).send().await
+            && r.status().is_success()
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(up, "cfpurge did not answer /healthz within 20 s");
+
+    let sent = cfpurge(&["enqueue", "--url", &url, "/docs/", "/blog/"]);
+    assert_eq!(sent.status.code(), Some(0), "{sent:?}");
+    // Within the quiet window (2 s), before the daemon's next look at the
+    // queue: the request is in the local queue, received or not.
+    let shown = cfpurge(&["status", "--url", &url, "--format", "json"]);
+    assert_eq!(shown.status.code(), Some(0), "{shown:?}");
+    let status: serde_json::Value = serde_json::from_slice(&shown.stdout).expect("json");
+    let queue = &status["queue"];
+    assert_eq!(
+        queue["visible"].as_u64().unwrap() + queue["in_flight"].as_u64().unwrap(),
+        1,
+        "{queue}"
+    );
+
+    // The status page shows the same, and loads nothing from elsewhere.
+    let page = client.get(format!("{url}/")).send().await.expect("GET /");
+    assert_eq!(page.status(), 200);
+    let header = |name: &str| {
+        page.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(header("content-type").starts_with("text/html"));
+    assert!(header("content-security-policy").starts_with("default-src 'none'"));
+    let html = page.text().await.expect("page");
+    assert!(html.contains("<meta http-equiv=\"refresh\""), "{html}");
+    assert!(html.contains("E1LOCALWWW0001"), "{html}");
+
+    // A reader that stops early: cfpurge ends quietly.
+    let mut reader = Command::new(env!("CARGO_BIN_EXE_cfpurge"))
+        .args(["status", "--url", &url, "--format", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start cfpurge status");
+    drop(reader.stdout.take());
+    let out = reader.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+
+    assert_eq!(stop(child), Some(0));
+    let log = log.join().expect("log reader");
+    assert!(log.contains("cfpurge running"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "colour codes in a piped log: {log}"
+    );
+}
+
 #[test]
 fn a_bad_configuration_exits_2_before_running() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -1,0 +1,365 @@
+//! The read-only status page at `GET /`: the `/v1/status` snapshot as one
+//! server-rendered HTML page for a person to open when something seems
+//! stuck. Per distribution the pending paths and their age, the paths in
+//! flight against the limits, the last invalidation; the month's budget
+//! with the pacing allowance marked; the queue.
+//!
+//! [`render`] is a pure function of the snapshot and the time; every value
+//! it prints goes through [`escape`]. The page loads nothing else (inline
+//! CSS, no script: a meta refresh reloads it), and its response forbids
+//! loading anything else, so it works on a host with no way out.
+
+use std::fmt::Write as _;
+use std::time::SystemTime;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{Html, IntoResponse, Response};
+
+use crate::commands::status::age;
+use crate::http::HttpState;
+use crate::status::{Status, format_time};
+
+/// How often the page reloads itself, in seconds.
+pub const REFRESH_SECONDS: u32 = 5;
+
+/// The response's content security policy: inline styles, nothing loaded.
+const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:";
+
+/// `GET /`: the page for the current snapshot.
+pub async fn page(State(state): State<HttpState>) -> Response {
+    let html = render(&state.status.snapshot(), SystemTime::now(), REFRESH_SECONDS);
+    (
+        [
+            (header::CACHE_CONTROL, "no-store"),
+            (header::CONTENT_SECURITY_POLICY, CSP),
+        ],
+        Html(html),
+    )
+        .into_response()
+}
+
+/// `text` with the five characters that matter in HTML text and quoted
+/// attribute values replaced by references.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+const STYLE: &str = "\
+body{font:14px/1.4 system-ui,sans-serif;margin:0;background:#f4f5f7;color:#1d2330}\
+header{background:#1d2330;color:#fff;padding:12px 24px;display:flex;justify-content:space-between;align-items:baseline}\
+header h1{font-size:18px;margin:0}header span{color:#b8c0cc;font-size:12px}\
+main{padding:16px 24px;display:grid;grid-template-columns:repeat(auto-fill,minmax(380px,1fr));gap:16px}\
+section{background:#fff;border:1px solid #dde1e7;border-radius:6px;padding:14px 16px}\
+h2{font-size:15px;margin:0 0 10px}h2 small{color:#6b7585;font-weight:normal}\
+.figures{display:flex;gap:24px;margin-bottom:10px}.figure b{display:block;font-size:22px}\
+.figure span,.label{color:#6b7585;font-size:12px}\
+.bar{position:relative;height:12px;background:#e6e9ee;border-radius:3px;margin:3px 0 10px}\
+.fill{position:absolute;left:0;top:0;bottom:0;background:#3b82f6;border-radius:3px}\
+.fill.high{background:#e08a00}.fill.full{background:#d1343a}\
+.mark{position:absolute;top:-4px;bottom:-4px;width:2px;background:#1d2330}\
+table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:3px 6px 3px 0;font-size:13px}\
+th{color:#6b7585;font-weight:normal}code{font-size:12px}\
+.st{padding:1px 6px;border-radius:3px;font-size:12px}.InProgress{background:#fff1d6}.Completed{background:#dcf5e3}";
+
+/// The page for `status` as of `now`, reloading every `refresh_seconds`.
+pub fn render(status: &Status, now: SystemTime, refresh_seconds: u32) -> String {
+    let mut html = String::with_capacity(8 * 1024);
+    // Writing to a String cannot fail.
+    let _ = write!(
+        html,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta http-equiv=\"refresh\" content=\"{refresh_seconds}\">\
+         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+         <title>cfpurge status</title><style>{STYLE}</style></head><body>\
+         <header><h1>cfpurge {version}</h1>\
+         <span>as of {now} · refreshes every {refresh_seconds} s · \
+         <a href=\"/v1/status\" style=\"color:#b8c0cc\">JSON</a></span></header><main>",
+        version = escape(&status.version),
+        now = escape(&format_time(now)),
+    );
+    if status.distributions.is_empty() {
+        html.push_str("<section><h2>No distributions</h2></section>");
+    }
+    for (alias, d) in &status.distributions {
+        let _ = write!(
+            html,
+            "<section><h2>{alias} <small>{id}</small></h2>\
+             <div class=\"figures\">\
+             <div class=\"figure\"><b>{pending}</b><span>pending paths</span></div>\
+             <div class=\"figure\"><b>{oldest}</b><span>oldest pending</span></div></div>",
+            alias = escape(alias),
+            id = escape(&d.id),
+            pending = d.pending_paths,
+            oldest = escape(&age(d.oldest_pending_seconds)),
+        );
+        bar(
+            &mut html,
+            "exact paths in flight",
+            d.inflight_exact,
+            d.max_inflight_exact,
+            None,
+        );
+        bar(
+            &mut html,
+            "wildcard paths in flight",
+            d.inflight_wildcard,
+            d.max_inflight_wildcard,
+            None,
+        );
+        match &d.last_invalidation {
+            Some(last) => {
+                let _ = write!(
+                    html,
+                    "<table><tr><th>last invalidation</th><th>status</th><th>paths</th>\
+                     <th>created</th></tr><tr><td><code>{id}</code></td>\
+                     <td><span class=\"st {status}\">{status}</span></td><td>{paths}</td>\
+                     <td>{created}</td></tr></table>",
+                    id = escape(&last.id),
+                    status = escape(&last.status),
+                    paths = last.paths,
+                    created = escape(&format_time(last.created_at)),
+                );
+            }
+            None => html.push_str("<p class=\"label\">no invalidation created yet</p>"),
+        }
+        html.push_str("</section>");
+    }
+
+    let b = &status.budget;
+    let month = if b.month.is_empty() { "-" } else { &b.month };
+    let _ = write!(
+        html,
+        "<section><h2>Budget <small>{month}, policy {policy}</small></h2>\
+         <div class=\"figures\">\
+         <div class=\"figure\"><b>{used}</b><span>paths used</span></div>\
+         <div class=\"figure\"><b>{allowed}</b><span>allowed by now</span></div>\
+         <div class=\"figure\"><b>{limit}</b><span>monthly limit</span></div></div>",
+        month = escape(month),
+        policy = escape(&b.policy),
+        used = b.used,
+        allowed = b.allowed,
+        limit = b.limit,
+    );
+    bar(
+        &mut html,
+        "used this month; the mark is what the pacing allows by now",
+        b.used,
+        b.limit,
+        Some(b.allowed),
+    );
+    html.push_str("</section>");
+
+    let q = &status.queue;
+    let _ = write!(
+        html,
+        "<section><h2>Queue</h2><table>\
+         <tr><th>visible</th><th>in flight</th><th>delayed</th><th>held by cfpurge</th></tr>\
+         <tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr></table></section>",
+        q.visible, q.in_flight, q.delayed, q.pending_messages
+    );
+    html.push_str("</main></body></html>\n");
+    html
+}
+
+/// A labelled bar of `value` out of `limit`, with an optional mark; a limit
+/// of 0 (unknown) draws an empty bar.
+fn bar(html: &mut String, label: &str, value: u64, limit: u64, mark: Option<u64>) {
+    let share = |v: u64| {
+        if limit == 0 {
+            0.0
+        } else {
+            (v as f64 / limit as f64 * 100.0).min(100.0)
+        }
+    };
+    let fill = share(value);
+    let class = if limit > 0 && value >= limit {
+        "fill full"
+    } else if fill >= 80.0 {
+        "fill high"
+    } else {
+        "fill"
+    };
+    let shown_limit = if limit == 0 {
+        "?".to_owned()
+    } else {
+        limit.to_string()
+    };
+    let _ = write!(
+        html,
+        "<div class=\"label\">{label}: {value} / {shown_limit}</div>\
+         <div class=\"bar\"><div class=\"{class}\" style=\"width:{fill:.1}%\"></div>",
+        label = escape(label),
+    );
+    if let Some(mark) = mark {
+        let _ = write!(
+            html,
+            "<div class=\"mark\" style=\"left:{:.1}%\" title=\"{mark}\"></div>",
+            share(mark)
+        );
+    }
+    html.push_str("</div>");
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::status::{BudgetStatus, DistributionStatus, LastInvalidation, QueueStatus};
+
+    /// 2026-11-24T15:00:00Z
+    fn at() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_532_400)
+    }
+
+    fn sample() -> Status {
+        let mut status = Status {
+            version: "0.1.0".into(),
+            budget: BudgetStatus {
+                month: "2026-11".into(),
+                limit: 1000,
+                used: 250,
+                allowed: 600,
+                policy: "coalesce".into(),
+            },
+            queue: QueueStatus {
+                visible: 4,
+                in_flight: 2,
+                delayed: 0,
+                pending_messages: 2,
+            },
+            ..Status::default()
+        };
+        status.distributions.insert(
+            "www".into(),
+            DistributionStatus {
+                id: "E2ABCDEF123456".into(),
+                pending_paths: 17,
+                oldest_pending_seconds: 75,
+                inflight_exact: 1500,
+                inflight_wildcard: 15,
+                max_inflight_exact: 3000,
+                max_inflight_wildcard: 15,
+                last_invalidation: Some(LastInvalidation {
+                    id: "I2J3EXAMPLE".into(),
+                    status: "InProgress".into(),
+                    paths: 13,
+                    created_at: at(),
+                }),
+                catalog: None,
+            },
+        );
+        status
+    }
+
+    #[test]
+    fn shows_every_figure_of_the_snapshot() {
+        let html = render(&sample(), at(), 5);
+        for text in [
+            "<meta http-equiv=\"refresh\" content=\"5\">",
+            "cfpurge 0.1.0",
+            "as of 2026-11-24T15:00:00Z",
+            "<h2>www <small>E2ABCDEF123456</small></h2>",
+            "<b>17</b><span>pending paths</span>",
+            "<b>1m15s</b><span>oldest pending</span>",
+            "exact paths in flight: 1500 / 3000",
+            "wildcard paths in flight: 15 / 15",
+            "<code>I2J3EXAMPLE</code>",
+            "<span class=\"st InProgress\">InProgress</span>",
+            "<td>13</td>",
+            "2026-11, policy coalesce",
+            "<b>250</b><span>paths used</span>",
+            "<b>600</b><span>allowed by now</span>",
+            "<b>1000</b><span>monthly limit</span>",
+            "<td>4</td><td>2</td><td>0</td><td>2</td>",
+        ] {
+            assert!(html.contains(text), "{text:?} missing from {html}");
+        }
+    }
+
+    #[test]
+    fn bars_are_scaled_to_their_limit_and_the_budget_marks_the_allowance() {
+        let html = render(&sample(), at(), 5);
+        // Half the exact limit; the wildcard limit reached.
+        assert!(
+            html.contains("<div class=\"fill\" style=\"width:50.0%\">"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<div class=\"fill full\" style=\"width:100.0%\">"),
+            "{html}"
+        );
+        // Budget: 250 of 1000 used, the pacing allows 600.
+        assert!(
+            html.contains("<div class=\"fill\" style=\"width:25.0%\">"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<div class=\"mark\" style=\"left:60.0%\" title=\"600\">"),
+            "{html}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_limit_draws_an_empty_bar() {
+        let mut status = sample();
+        let d = status.distributions.get_mut("www").unwrap();
+        d.max_inflight_exact = 0;
+        let html = render(&status, at(), 5);
+        assert!(html.contains("exact paths in flight: 1500 / ?"), "{html}");
+        assert!(html.contains("style=\"width:0.0%\""), "{html}");
+    }
+
+    #[test]
+    fn before_the_first_invalidation_it_says_so() {
+        let mut status = sample();
+        status
+            .distributions
+            .get_mut("www")
+            .unwrap()
+            .last_invalidation = None;
+        let html = render(&status, at(), 5);
+        assert!(html.contains("no invalidation created yet"), "{html}");
+    }
+
+    #[test]
+    fn every_value_is_escaped() {
+        let evil = "<i>&\"'";
+        let mut status = sample();
+        status.version = evil.into();
+        status.budget.month = evil.into();
+        status.budget.policy = evil.into();
+        let mut d = status.distributions.remove("www").unwrap();
+        d.id = evil.into();
+        let last = d.last_invalidation.as_mut().unwrap();
+        last.id = evil.into();
+        last.status = evil.into();
+        status.distributions.insert(evil.into(), d);
+        let html = render(&status, at(), 5);
+        assert!(!html.contains("<i>"), "{html}");
+        assert!(!html.contains("&\""), "{html}");
+        // version, alias, id, invalidation id, status twice, month, policy.
+        assert_eq!(
+            html.matches("&lt;i&gt;&amp;&quot;&#39;").count(),
+            8,
+            "{html}"
+        );
+    }
+
+    #[test]
+    fn escape_replaces_the_html_specials_only() {
+        assert_eq!(escape("a<b>&\"c'd é"), "a&lt;b&gt;&amp;&quot;c&#39;d é");
+    }
+}
