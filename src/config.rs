@@ -286,6 +286,19 @@ pub struct HttpConfig {
     /// Never printed: `check-config` and `Debug` show `<redacted>`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub enqueue_token: Option<Secret>,
+    /// Connections served at once; further clients wait in the kernel's
+    /// accept queue, costing the daemon no file descriptor. Lowered at
+    /// start-up to leave a reserve below the open-file limit, so that a
+    /// flood of connections can never take the descriptors the ledger and
+    /// the AWS clients need.
+    pub max_connections: usize,
+    /// A client must send a request's headers within this long, or the
+    /// connection is closed; the same timer closes a keep-alive connection
+    /// that stays idle this long between requests.
+    pub header_timeout_seconds: u64,
+    /// A request, body included, must be read and answered within this
+    /// long, or it is answered 408 and the connection closed.
+    pub request_timeout_seconds: u64,
 }
 
 /// `[log]`
@@ -399,6 +412,9 @@ impl Default for HttpConfig {
         HttpConfig {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 9470)),
             enqueue_token: None,
+            max_connections: 256,
+            header_timeout_seconds: 10,
+            request_timeout_seconds: 30,
         }
     }
 }
@@ -809,6 +825,7 @@ impl Config {
             0,
             3600,
         );
+        self.check_http(&mut v);
         self.check_log(&mut v);
         v.problems
     }
@@ -1074,6 +1091,28 @@ impl Config {
         }
     }
 
+    fn check_http(&self, v: &mut Validator) {
+        let h = &self.http;
+        v.range(
+            "http.max_connections",
+            h.max_connections as u64,
+            1,
+            MAX_HTTP_CONNECTIONS,
+        );
+        v.range(
+            "http.header_timeout_seconds",
+            h.header_timeout_seconds,
+            1,
+            3600,
+        );
+        v.range(
+            "http.request_timeout_seconds",
+            h.request_timeout_seconds,
+            1,
+            3600,
+        );
+    }
+
     fn check_log(&self, v: &mut Validator) {
         const LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error", "off"];
         let level = self.log.level.trim();
@@ -1096,6 +1135,10 @@ impl Config {
         }
     }
 }
+
+/// Most `http.max_connections`: far more than an operations endpoint needs,
+/// and below any sensible open-file limit.
+const MAX_HTTP_CONNECTIONS: u64 = 65_536;
 
 /// The largest integer TOML has (a signed 64-bit one).
 const TOML_INTEGER_MAX: u64 = i64::MAX as u64;

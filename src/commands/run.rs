@@ -1,7 +1,13 @@
 //! `cfpurge run`: builds the queue and CloudFront side the configuration
-//! names, runs the daemon until SIGTERM or SIGINT, and drains within the
-//! grace period. A second signal ends the process at once.
+//! names, runs the daemon until SIGTERM, SIGINT or SIGHUP, and drains within
+//! the grace period. A second signal ends the process at once.
+//!
+//! SIGHUP drains like SIGTERM rather than re-reading the configuration: a
+//! restart by the supervisor gives the same result with one code path, and
+//! a daemon that dies on SIGHUP (the default action) would drop what it
+//! holds without releasing it.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -11,7 +17,7 @@ use crate::cloudfront;
 use crate::config::{Config, LogFormat, SourceKind};
 use crate::daemon::Daemon;
 use crate::decode::Router;
-use crate::http::{self, HttpState};
+use crate::http::{self, HttpLimits, HttpState};
 use crate::source::AnySource;
 use crate::source::local::LocalQueue;
 use crate::source::sqs::{SqsQueue, client_for};
@@ -76,14 +82,37 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     state.status = observers.status;
     state.readiness = observers.readiness;
     state.heartbeat = observers.heartbeat;
+    state.request_timeout = Duration::from_secs(config.http.request_timeout_seconds);
+    let configured = HttpLimits::from(&config.http);
+    let limits = configured.within(http::open_file_limit());
+    if limits.max_connections < configured.max_connections {
+        tracing::warn!(
+            configured = configured.max_connections,
+            serving = limits.max_connections,
+            reserve = http::DESCRIPTOR_RESERVE,
+            "http.max_connections lowered to keep descriptors in reserve below the open-file limit (raise LimitNOFILE or ulimit -n)"
+        );
+    }
     // The server outlives the daemon's drain, so that status stays
-    // readable while it runs.
+    // readable while it runs; what is left of the grace period then bounds
+    // its own drain.
+    let grace = Duration::from_secs(config.shutdown.grace_seconds);
+    let signalled: Arc<OnceLock<tokio::time::Instant>> = Arc::default();
     let stop_http = CancellationToken::new();
-    let server = tokio::spawn(http::serve(listener, state, stop_http.clone()));
+    let http_stop = {
+        let (stop_http, signalled) = (stop_http.clone(), signalled.clone());
+        async move {
+            stop_http.cancelled().await;
+            let now = tokio::time::Instant::now();
+            signalled.get().map_or(now, |at| (*at + grace).max(now))
+        }
+    };
+    let server = tokio::spawn(http::serve_with(listener, state, limits, http_stop));
     let cancel = CancellationToken::new();
     let stop = cancel.clone();
     tokio::spawn(async move {
         signals.next().await;
+        let _ = signalled.set(tokio::time::Instant::now());
         tracing::info!("stopping: submitting what is due, releasing the rest");
         stop.cancel();
         signals.next().await;
@@ -99,10 +128,8 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     );
     let totals = daemon.run(cancel).await;
     stop_http.cancel();
-    match server.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!(error = %e, "the HTTP server failed"),
-        Err(e) => tracing::warn!(error = %e, "the HTTP server task failed"),
+    if let Err(e) = server.await {
+        tracing::warn!(error = %e, "the HTTP server task failed");
     }
     tracing::info!(
         invalidations = totals.invalidations,
@@ -113,10 +140,12 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     Ok(())
 }
 
-/// SIGTERM and SIGINT, both meaning "stop".
+/// SIGTERM, SIGINT and SIGHUP, all meaning "stop" (see the module's
+/// comment for SIGHUP).
 struct Signals {
     term: Signal,
     int: Signal,
+    hup: Signal,
 }
 
 impl Signals {
@@ -124,6 +153,7 @@ impl Signals {
         Ok(Signals {
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
         })
     }
 
@@ -131,6 +161,7 @@ impl Signals {
         tokio::select! {
             _ = self.term.recv() => {}
             _ = self.int.recv() => {}
+            _ = self.hup.recv() => {}
         }
     }
 }

@@ -11,11 +11,12 @@ use axum::http::{Method, Request, StatusCode, header};
 use axum::response::Response;
 use cfpurge::config::{Config, Secret};
 use cfpurge::decode::{MAX_BODY_BYTES, Router};
-use cfpurge::http::{EnqueueFuture, Enqueuer, HttpState, app, serve};
+use cfpurge::http::{EnqueueFuture, Enqueuer, HttpLimits, HttpState, app, serve, serve_with};
 use cfpurge::source::local::LocalQueue;
 use cfpurge::source::queue::{Message, Queue, QueueError};
 use cfpurge::status::{DistributionStatus, LastInvalidation, Status};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
@@ -408,11 +409,13 @@ async fn without_a_token_configured_none_is_needed() {
 #[tokio::test]
 async fn unknown_paths_are_404_and_wrong_methods_405() {
     let (state, queue) = state(None);
-    assert_eq!(call(&state, get("/nope")).await.0, StatusCode::NOT_FOUND);
-    assert_eq!(
-        call(&state, get("/v1/purge")).await.0,
-        StatusCode::METHOD_NOT_ALLOWED
-    );
+    let (status, response) = call(&state, get("/nope")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(json(response).await["reason"], "not_found");
+    let (status, response) = call(&state, get("/v1/purge")).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(response.headers()[header::ALLOW], "POST");
+    assert_eq!(json(response).await["reason"], "method_not_allowed");
     for uri in ["/healthz", "/readyz", "/metrics", "/v1/status"] {
         let request = Request::builder()
             .method(Method::POST)
@@ -508,6 +511,207 @@ async fn serve_answers_on_loopback_and_stops_when_cancelled() {
     assert!(
         tokio::net::TcpStream::connect(addr).await.is_err(),
         "still listening after the cancel"
+    );
+}
+
+/// `serve_with` on a loopback port of its own, with `limits`; stops when
+/// `stop` is cancelled, draining for `drain`.
+struct LimitedServer {
+    addr: SocketAddr,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl LimitedServer {
+    async fn start(state: HttpState, limits: HttpLimits, drain: Duration) -> LimitedServer {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("address");
+        let stop = CancellationToken::new();
+        let shutdown = {
+            let stop = stop.clone();
+            async move {
+                stop.cancelled().await;
+                tokio::time::Instant::now() + drain
+            }
+        };
+        let task = tokio::spawn(serve_with(listener, state, limits, shutdown));
+        LimitedServer { addr, stop, task }
+    }
+
+    /// A connection that has sent the start of a request's headers and
+    /// then nothing more.
+    async fn half_open(&self) -> TcpStream {
+        let mut stream = TcpStream::connect(self.addr).await.expect("connect");
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .expect("write");
+        stream
+    }
+
+    /// `GET /healthz` with a fresh client; `None` when no answer came
+    /// within `wait`.
+    async fn healthz(&self, wait: Duration) -> Option<u16> {
+        let client = reqwest::Client::builder()
+            .timeout(wait)
+            .build()
+            .expect("client");
+        let response = client
+            .get(format!("http://{}/healthz", self.addr))
+            .send()
+            .await
+            .ok()?;
+        Some(response.status().as_u16())
+    }
+}
+
+/// Reads until the peer closes; `true` when it closed within `wait`.
+async fn closed_within(stream: &mut TcpStream, wait: Duration) -> bool {
+    let mut buf = [0u8; 4096];
+    let read_all = async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(wait, read_all).await.is_ok()
+}
+
+fn limits(max_connections: usize, header_timeout: Duration) -> HttpLimits {
+    HttpLimits {
+        max_connections,
+        header_timeout,
+    }
+}
+
+#[tokio::test]
+async fn connections_past_the_limit_wait_unaccepted_until_one_closes() {
+    let (state, _) = state(None);
+    let server = LimitedServer::start(
+        state,
+        limits(2, Duration::from_secs(60)),
+        Duration::from_millis(100),
+    )
+    .await;
+    let first = server.half_open().await;
+    let _second = server.half_open().await;
+    assert_eq!(
+        server.healthz(Duration::from_millis(700)).await,
+        None,
+        "a third connection was served past the limit of two"
+    );
+    drop(first);
+    assert_eq!(server.healthz(Duration::from_secs(5)).await, Some(200));
+    server.stop.cancel();
+    server.task.await.expect("serve");
+}
+
+#[tokio::test]
+async fn a_client_that_does_not_finish_its_headers_is_cut_off() {
+    let (state, _) = state(None);
+    let server = LimitedServer::start(
+        state,
+        limits(1, Duration::from_secs(1)),
+        Duration::from_millis(100),
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let mut slow = server.half_open().await;
+    // The only slot is taken until the header timeout frees it.
+    assert_eq!(server.healthz(Duration::from_secs(5)).await, Some(200));
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    assert!(closed_within(&mut slow, Duration::from_secs(1)).await);
+    server.stop.cancel();
+    server.task.await.expect("serve");
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
+    let (state, _) = state(None);
+    let server = LimitedServer::start(
+        state,
+        limits(4, Duration::from_secs(1)),
+        Duration::from_millis(100),
+    )
+    .await;
+    let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = [0u8; 1024];
+    let n = stream.read(&mut buf).await.expect("read");
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &buf[..n]);
+    // Kept alive, then closed once idle for the header timeout.
+    assert!(!closed_within(&mut stream, Duration::from_millis(500)).await);
+    assert!(closed_within(&mut stream, Duration::from_secs(2)).await);
+    server.stop.cancel();
+    server.task.await.expect("serve");
+}
+
+#[tokio::test]
+async fn a_body_that_does_not_arrive_in_time_is_408_with_a_reason() {
+    let (mut state, queue) = state(None);
+    state.request_timeout = Duration::from_secs(1);
+    let server = LimitedServer::start(
+        state,
+        limits(4, Duration::from_secs(10)),
+        Duration::from_millis(100),
+    )
+    .await;
+    let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+    stream
+        .write_all(b"POST /v1/purge HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"paths\"")
+        .await
+        .expect("write");
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer))
+        .await
+        .expect("answered and closed within 5 s")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains(r#""reason":"timeout""#), "{answer}");
+    assert!(queue.is_empty());
+    server.stop.cancel();
+    server.task.await.expect("serve");
+}
+
+#[tokio::test]
+async fn shutdown_closes_half_sent_requests_at_the_drain_deadline() {
+    let (state, _) = state(None);
+    let server = LimitedServer::start(
+        state,
+        limits(4, Duration::from_secs(60)),
+        Duration::from_millis(500),
+    )
+    .await;
+    let mut headers = server.half_open().await;
+    let mut body = TcpStream::connect(server.addr).await.expect("connect");
+    body.write_all(b"POST /v1/purge HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        .await
+        .expect("write");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stopped = std::time::Instant::now();
+    server.stop.cancel();
+    tokio::time::timeout(Duration::from_secs(3), server.task)
+        .await
+        .expect("serve returned within 3 s of the stop")
+        .expect("serve");
+    assert!(
+        stopped.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        stopped.elapsed()
+    );
+    assert!(closed_within(&mut headers, Duration::from_secs(1)).await);
+    assert!(closed_within(&mut body, Duration::from_secs(1)).await);
+    assert!(
+        TcpStream::connect(server.addr).await.is_err(),
+        "still listening after the drain"
     );
 }
 
