@@ -405,14 +405,18 @@ async fn status(State(state): State<HttpState>) -> Response {
 }
 
 /// `POST /v1/purge`: token, then size, then the native format, then the
-/// queue. Each refusal logs one line with its reason code and nothing from
-/// the body or the headers.
+/// queue. Every refusal is JSON with `error` and `reason`, and is logged
+/// with its reason and nothing from the body or the headers, at most once a
+/// second per reason ([`RefusalLog`]).
 async fn purge(State(state): State<HttpState>, request: Request) -> Response {
     if let Some(token) = &state.token
         && !authorized(request.headers(), token)
     {
-        tracing::warn!(reason = "unauthorized", "purge request refused");
-        let mut response = error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+        let mut response = state.refuse(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong bearer token",
+        );
         response
             .headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -421,32 +425,24 @@ async fn purge(State(state): State<HttpState>, request: Request) -> Response {
     let body = match Bytes::from_request(request, &state).await {
         Ok(body) => body,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            tracing::warn!(reason = "too_large", "purge request refused");
-            return error(
+            return state.refuse(
                 StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
                 &format!("body is over {MAX_BODY_BYTES} bytes"),
             );
         }
         Err(rejection) => {
-            tracing::warn!(reason = "unreadable", "purge request refused");
-            return error(rejection.status(), &rejection.body_text());
+            return state.refuse(rejection.status(), "unreadable", &rejection.body_text());
         }
     };
     let request = match decode_native(&body, &state.router) {
         Ok(request) => request,
         Err(rejection) => {
-            tracing::warn!(
-                reason = rejection.reason().as_str(),
-                bytes = body.len(),
-                "purge request refused"
-            );
-            return (
+            return state.refuse(
                 StatusCode::BAD_REQUEST,
-                Json(
-                    json!({"error": rejection.to_string(), "reason": rejection.reason().as_str()}),
-                ),
-            )
-                .into_response();
+                rejection.reason().as_str(),
+                &rejection.to_string(),
+            );
         }
     };
     // decode_native has checked that the body is UTF-8.
@@ -467,20 +463,36 @@ async fn purge(State(state): State<HttpState>, request: Request) -> Response {
                 .into_response()
         }
         // The queue refuses this body and would refuse it again.
-        Err(QueueError::Invalid(detail)) => {
-            tracing::warn!(reason = "queue_refused", "purge request refused");
-            error(
-                StatusCode::BAD_REQUEST,
-                &format!("the queue refuses this request: {detail}"),
-            )
+        Err(QueueError::Invalid(detail)) => state.refuse(
+            StatusCode::BAD_REQUEST,
+            "queue_refused",
+            &format!("the queue refuses this request: {detail}"),
+        ),
+        Err(e @ QueueError::Full(_)) => state.refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "queue_full",
+            &format!("{e}; retry later"),
+        ),
+        Err(e) => state.refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "queue_unavailable",
+            &format!("cannot queue the request, retry later: {e}"),
+        ),
+    }
+}
+
+impl HttpState {
+    /// An answer refusing a purge request, logged through the rate limit.
+    fn refuse(&self, status: StatusCode, reason: &'static str, message: &str) -> Response {
+        if let Some(count) = self.refusals.note(reason, Instant::now()) {
+            tracing::warn!(
+                reason,
+                status = status.as_u16(),
+                count,
+                "purge requests refused (count: since the last line for this reason)"
+            );
         }
-        Err(e) => {
-            tracing::warn!(reason = "queue_unavailable", error = %e, "purge request not queued");
-            error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &format!("cannot queue the request, retry later: {e}"),
-            )
-        }
+        (status, Json(json!({"error": message, "reason": reason}))).into_response()
     }
 }
 
@@ -496,10 +508,6 @@ fn authorized(headers: &HeaderMap, token: &Secret) -> bool {
         return false;
     };
     scheme.eq_ignore_ascii_case("bearer") && token.matches(candidate.trim())
-}
-
-fn error(status: StatusCode, message: &str) -> Response {
-    (status, Json(json!({"error": message}))).into_response()
 }
 
 #[cfg(test)]

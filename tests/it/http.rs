@@ -306,6 +306,148 @@ async fn bad_requests_are_400_naming_what_is_wrong() {
     assert_bad_request(&too_many, "too_large", "3001 paths").await;
 }
 
+/// One table run through the queue's decoder and through `POST /v1/purge`:
+/// a body in the native format (JSON, or what looks like it) is refused by
+/// the endpoint exactly when the queue would reject it, with the same
+/// reason; bodies in the other formats, which the queue takes, are refused
+/// by the endpoint, which takes the native format only.
+#[tokio::test]
+async fn purge_refuses_a_native_body_exactly_when_the_queue_decoder_would() {
+    let router = Router::new(&config());
+    let s3_event = r#"{"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+        "s3": {"bucket": {"name": "b"}, "object": {"key": "a.html"}}}]}"#;
+    let sns = r#"{"Type": "Notification", "Message": "{\"paths\": [\"/a\"]}"}"#;
+    // (body, in the native format)
+    let table: &[(&str, bool)] = &[
+        (r#"{"paths": ["/a"]}"#, true),
+        (
+            r#"{"distribution": "api", "paths": ["/a", "/b/*"], "urgent": true,
+                "reason": "deploy", "requested_by": "ci"}"#,
+            true,
+        ),
+        (r#"{"distribution": null, "paths": ["/a"]}"#, true),
+        (
+            r#"{"distribution": "E3APIAPIAPIAPI", "paths": ["/a"]}"#,
+            true,
+        ),
+        ("\u{feff}{\"paths\": [\"/a\"]}", true),
+        (" \n\t{\"paths\": [\"/a\"]} \n", true),
+        // The array form of the struct, which serde alone would take.
+        (r#"[null, ["/x"]]"#, true),
+        (r#"[null, ["/x"], true, "r", "me"]"#, true),
+        (r#"["/x"]"#, true),
+        ("[]", true),
+        ("{}", true),
+        ("{", true),
+        ("[", true),
+        (r#"{"paths": ["/a"]} trailing"#, true),
+        (r#"{"paths": ["/a"], "paths": ["/b"]}"#, true),
+        (r#"{"paths": []}"#, true),
+        (r#"{"paths": "/a"}"#, true),
+        (r#"{"paths": [1]}"#, true),
+        (r#"{"paths": ["a"]}"#, true),
+        (r#"{"paths": ["/a b\u0000"]}"#, true),
+        (r#"{"paths": ["/a"], "extra": 1}"#, true),
+        (r#"{"paths": ["/a"], "urgent": "yes"}"#, true),
+        (r#"{"distribution": "nope", "paths": ["/a"]}"#, true),
+        (r#"{"distribution": 7, "paths": ["/a"]}"#, true),
+        (r#"{"pathz": ["/a"]}"#, true),
+        // The queue's other formats.
+        ("/a\n/b\n", false),
+        ("# nothing to purge\n", false),
+        ("", false),
+        ("   \n", false),
+        ("42", false),
+        (s3_event, false),
+        (sns, false),
+        (r#"{"Event": "s3:TestEvent"}"#, false),
+    ];
+    for &(body, native) in table {
+        let queue_verdict = cfpurge::decode::decode(body, &router);
+        let (state, queue) = state(None);
+        let (status, response) = call(&state, purge(body.to_owned(), None)).await;
+        let answer = json(response).await;
+        let refused = status == StatusCode::BAD_REQUEST;
+        if !native {
+            assert!(refused, "{body:?}: {status} {answer}");
+            assert_eq!(answer["reason"], "malformed", "{body:?}: {answer}");
+            continue;
+        }
+        match &queue_verdict {
+            Err(rejection) => {
+                assert!(
+                    refused,
+                    "{body:?}: the queue rejects it ({rejection}), the endpoint answered {status}"
+                );
+                assert_eq!(
+                    answer["reason"],
+                    rejection.reason().as_str(),
+                    "{body:?}: {answer}"
+                );
+                assert!(queue.is_empty());
+            }
+            Ok(requests) => {
+                assert_eq!(status, StatusCode::ACCEPTED, "{body:?}: {answer}");
+                let paths: usize = requests.iter().map(|r| r.paths.len()).sum();
+                assert_eq!(answer["accepted"], paths, "{body:?}");
+                assert_eq!(received(&queue).await[0].body, body);
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_empty_body_is_400_body_is_empty() {
+    for body in ["", " \r\n"] {
+        let (state, queue) = state(None);
+        let (status, response) = call(&state, purge(body, None)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            json(response).await,
+            serde_json::json!({"error": "body is empty", "reason": "malformed"})
+        );
+        assert!(queue.is_empty());
+    }
+}
+
+/// A queue that refuses every body as SQS refuses a bad one.
+struct Refusing;
+
+impl Enqueuer for Refusing {
+    fn enqueue<'a>(&'a self, _body: &'a str) -> EnqueueFuture<'a> {
+        Box::pin(async { Err(QueueError::Invalid("InvalidMessageContents".into())) })
+    }
+}
+
+#[tokio::test]
+async fn every_refusal_carries_a_reason() {
+    let refusing = state_with(Refusing, None);
+    let (status, response) = call(&refusing, purge(r#"{"paths": ["/a"]}"#, None)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let v = json(response).await;
+    assert_eq!(v["reason"], "queue_refused", "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("InvalidMessageContents")
+    );
+
+    let unreachable = state_with(Unreachable, None);
+    let (status, response) = call(&unreachable, purge(r#"{"paths": ["/a"]}"#, None)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(json(response).await["reason"], "queue_unavailable");
+
+    let (guarded, _) = state(Some(TOKEN));
+    let (status, response) = call(&guarded, purge(r#"{"paths": ["/a"]}"#, None)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(json(response).await["reason"], "unauthorized");
+    let huge = "x".repeat(MAX_BODY_BYTES + 1);
+    let (status, response) = call(&guarded, purge(huge, Some(TOKEN))).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(json(response).await["reason"], "too_large");
+}
+
 #[tokio::test]
 async fn invalid_utf8_is_400() {
     let (state, queue) = state(None);
