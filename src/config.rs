@@ -132,6 +132,12 @@ pub struct SourceConfig {
     /// Receiving pauses while this many messages are held: backpressure so
     /// that a backlog stays in SQS rather than in memory.
     pub max_pending_messages: usize,
+    /// ...or while the messages held take this many bytes (an estimate:
+    /// bodies until decoded, then the decoded paths, and the receipts), so
+    /// that memory is bounded by size and not only by count. With
+    /// `kind = "local"`, the in-memory queue also refuses new requests (503)
+    /// once it holds this many bytes or `max_pending_messages` messages.
+    pub max_pending_bytes: u64,
 }
 
 /// `[distributions.ALIAS]`: one CloudFront distribution. The alias names it
@@ -326,6 +332,7 @@ impl Default for SourceConfig {
             wait_time_seconds: 20,
             visibility_timeout_seconds: 120,
             max_pending_messages: 50_000,
+            max_pending_bytes: 256 * MIB,
         }
     }
 }
@@ -884,10 +891,18 @@ impl Config {
             1,
             43_200,
         );
-        v.at_least(
+        v.range(
             "source.max_pending_messages",
             s.max_pending_messages as u64,
             1,
+            MAX_PENDING_MESSAGES,
+        );
+        // One message of the largest size must fit.
+        v.range(
+            "source.max_pending_bytes",
+            s.max_pending_bytes,
+            MIB,
+            MAX_PENDING_BYTES,
         );
     }
 
@@ -1135,6 +1150,17 @@ impl Config {
         }
     }
 }
+
+/// A mebibyte.
+const MIB: u64 = 1 << 20;
+
+/// Most `source.max_pending_messages`: SQS keeps at most 120,000 messages in
+/// flight per queue.
+const MAX_PENDING_MESSAGES: u64 = 120_000;
+
+/// Most `source.max_pending_bytes` (1 TiB): far above any machine's memory,
+/// and small enough to add to without overflow.
+const MAX_PENDING_BYTES: u64 = 1 << 40;
 
 /// Most `http.max_connections`: far more than an operations endpoint needs,
 /// and below any sensible open-file limit.
@@ -1659,7 +1685,6 @@ mod tests {
         for key in [
             "BUDGET__MONTHLY_PATHS",
             "BUDGET__BURST_PATHS",
-            "SOURCE__MAX_PENDING_MESSAGES",
             "COALESCE__WILDCARD_THRESHOLD",
         ] {
             let env = [(format!("CFPURGE__{key}"), "18446744073709551615".to_owned())];

@@ -168,15 +168,19 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
             .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
             .allow_burst(burst);
         let poll_interval = Duration::from_secs(cf.poll_interval_seconds);
+        let source = Source::new(queue, SourceSettings::from(&config.source));
+        // The source counts the decoded entries in source.max_pending_bytes.
+        let pending =
+            PendingSet::new(BatchRules::from(&config.batching)).with_meter(source.pending_meter());
         Daemon {
-            source: Source::new(queue, SourceSettings::from(&config.source)),
+            source,
             tracker: Tracker::new(
                 invalidator.clone(),
                 InflightView::new(config.distributions.iter()),
                 poll_interval,
             ),
             invalidator,
-            pending: PendingSet::new(BatchRules::from(&config.batching)),
+            pending,
             router: Router::new(config),
             settings: Settings::from(&config.coalesce),
             ids: config

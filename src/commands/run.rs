@@ -46,9 +46,12 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     // Handlers first, so that a signal during start-up is not fatal.
     let mut signals = Signals::install()?;
     let queue = match config.source.kind {
-        SourceKind::Local => AnySource::Local(LocalQueue::new(Duration::from_secs(
-            config.source.visibility_timeout_seconds,
-        ))),
+        SourceKind::Local => AnySource::Local(LocalQueue::bounded(
+            Duration::from_secs(config.source.visibility_timeout_seconds),
+            config.source.max_pending_messages,
+            // Validation keeps it within 1 TiB.
+            usize::try_from(config.source.max_pending_bytes).unwrap_or(usize::MAX),
+        )),
         SourceKind::Sqs => {
             let wait = Duration::from_secs(config.source.wait_time_seconds);
             let client = client_for(&config.aws, wait).await;

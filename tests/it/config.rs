@@ -224,7 +224,8 @@ fn every_rule_names_its_key() {
         (format!("{src}wait_time_seconds = 21\n"), "source.wait_time_seconds", "must be 0..=20 (got 21)"),
         (format!("{src}visibility_timeout_seconds = 0\n"), "source.visibility_timeout_seconds", "must be 1..=43200 (got 0)"),
         (format!("{src}visibility_timeout_seconds = 43201\n"), "source.visibility_timeout_seconds", "(got 43201)"),
-        (format!("{src}max_pending_messages = 0\n"), "source.max_pending_messages", "must be ≥ 1"),
+        (format!("{src}max_pending_messages = 0\n"), "source.max_pending_messages", "must be 1..=120000 (got 0)"),
+        (format!("{src}max_pending_bytes = 1000\n"), "source.max_pending_bytes", "must be 1048576..=1099511627776 (got 1000)"),
         ("[source]\nkind = \"sqsx\"\n".into(), "source.kind", "\"sqsx\" is not a source kind: expected \"sqs\" or \"local\""),
         // [distributions]
         ("[distributions.www]\nid = \"\"\n".into(), "distributions.www.id", "is required"),

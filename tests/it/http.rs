@@ -397,6 +397,28 @@ async fn purge_refuses_a_native_body_exactly_when_the_queue_decoder_would() {
 }
 
 #[tokio::test]
+async fn a_full_local_queue_is_503_with_a_reason() {
+    let queue = LocalQueue::bounded(Duration::from_secs(30), 2, MAX_BODY_BYTES);
+    let state = state_with(queue.clone(), None);
+    for _ in 0..2 {
+        let (status, _) = call(&state, purge(r#"{"paths": ["/a"]}"#, None)).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+    }
+    let (status, response) = call(&state, purge(r#"{"paths": ["/a"]}"#, None)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let v = json(response).await;
+    assert_eq!(v["reason"], "queue_full", "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("max_pending_messages"),
+        "{v}"
+    );
+    assert_eq!(queue.len(), 2);
+}
+
+#[tokio::test]
 async fn an_empty_body_is_400_body_is_empty() {
     for body in ["", " \r\n"] {
         let (state, queue) = state(None);
