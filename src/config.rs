@@ -1063,12 +1063,15 @@ impl Config {
 
     fn check_cloudfront(&self, v: &mut Validator) {
         let c = &self.cloudfront;
-        // The upper bound catches a rate written per minute or per hour.
-        if !(c.create_per_second > 0.0 && c.create_per_second <= 100.0) {
+        // The upper bound catches a rate written per minute or per hour; the
+        // lower one keeps the interval between calls, times the burst, a
+        // number the rate limiter can hold (1e-300 made it overflow).
+        if !(MIN_CREATE_PER_SECOND..=100.0).contains(&c.create_per_second) {
             v.push(
                 "cloudfront.create_per_second",
                 format!(
-                    "must be > 0 and ≤ 100 (got {}); AWS throttles at about 0.5",
+                    "must be ≥ {MIN_CREATE_PER_SECOND} (one call in 11.6 days) and ≤ 100 (got {:?}); \
+                     AWS throttles at about 0.5",
                     c.create_per_second
                 ),
             );
@@ -1108,6 +1111,12 @@ impl Config {
 
     fn check_http(&self, v: &mut Validator) {
         let h = &self.http;
+        if let Some(token) = &h.enqueue_token
+            && let Err(why) = token_problem(token.expose())
+        {
+            // The value itself is never printed.
+            v.push("http.enqueue_token", why);
+        }
         v.range(
             "http.max_connections",
             h.max_connections as u64,
@@ -1126,6 +1135,21 @@ impl Config {
             1,
             3600,
         );
+    }
+
+    /// What is allowed but probably a mistake, one line each: `check-config`
+    /// prints them and `run` logs them at start-up.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if !self.http.listen.ip().is_loopback() && self.http.enqueue_token.is_none() {
+            warnings.push(format!(
+                "http.listen {} is reachable from other machines and http.enqueue_token is not \
+                 set: anyone who reaches it can spend the invalidation budget through \
+                 POST /v1/purge; set a token (CFPURGE__HTTP__ENQUEUE_TOKEN) or listen on 127.0.0.1",
+                self.http.listen
+            ));
+        }
+        warnings
     }
 
     fn check_log(&self, v: &mut Validator) {
@@ -1149,6 +1173,32 @@ impl Config {
             );
         }
     }
+}
+
+/// Lowest `cloudfront.create_per_second`: one call in 11.6 days. The rate
+/// limiter keeps the interval times the burst (up to 100) in nanoseconds in
+/// 64 bits, which this leaves room for.
+const MIN_CREATE_PER_SECOND: f64 = 1e-6;
+
+/// Why a bearer token cannot work, if it cannot: a client sends it in an
+/// `Authorization` header, whose value is trimmed and must be visible ASCII.
+fn token_problem(token: &str) -> Result<(), String> {
+    if token.is_empty() {
+        return Err("must not be empty (leave it unset for no token)".into());
+    }
+    if token.trim() != token {
+        return Err(
+            "must not start or end with white space: a client's header value is trimmed, so it would never match"
+                .into(),
+        );
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(
+            "must be visible ASCII characters only (no spaces or control characters), as an HTTP header carries it"
+                .into(),
+        );
+    }
+    Ok(())
 }
 
 /// A mebibyte.

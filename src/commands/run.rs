@@ -45,6 +45,9 @@ pub fn init_logging(config: &Config) {
 pub async fn run(config: Config) -> std::io::Result<()> {
     // Handlers first, so that a signal during start-up is not fatal.
     let mut signals = Signals::install()?;
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
     let queue = match config.source.kind {
         SourceKind::Local => AnySource::Local(LocalQueue::bounded(
             Duration::from_secs(config.source.visibility_timeout_seconds),

@@ -256,8 +256,12 @@ fn every_rule_names_its_key() {
         ("[coalesce]\nwildcard_threshold = 1\n".into(), "coalesce.wildcard_threshold", "must be ≥ 2 (got 1)"),
         ("[coalesce]\nmin_wildcard_depth = 0\n".into(), "coalesce.min_wildcard_depth", "must be ≥ 1 (got 0)"),
         // [cloudfront]
-        ("[cloudfront]\ncreate_per_second = 0\n".into(), "cloudfront.create_per_second", "must be > 0"),
-        ("[cloudfront]\ncreate_per_second = -1.5\n".into(), "cloudfront.create_per_second", "must be > 0"),
+        ("[cloudfront]\ncreate_per_second = 0\n".into(), "cloudfront.create_per_second", "must be ≥ 0.000001"),
+        ("[cloudfront]\ncreate_per_second = -1.5\n".into(), "cloudfront.create_per_second", "must be ≥ 0.000001"),
+        ("[cloudfront]\ncreate_per_second = 1e-300\n".into(), "cloudfront.create_per_second", "(got 1e-300)"),
+        ("[cloudfront]\ncreate_per_second = 1e-9\n".into(), "cloudfront.create_per_second", "one call in 11.6 days"),
+        ("[cloudfront]\ncreate_per_second = nan\n".into(), "cloudfront.create_per_second", "(got NaN)"),
+        ("[cloudfront]\ncreate_per_second = inf\n".into(), "cloudfront.create_per_second", "(got inf)"),
         ("[cloudfront]\ncreate_per_second = 1800\n".into(), "cloudfront.create_per_second", "≤ 100"),
         ("[cloudfront]\ncreate_burst = 0\n".into(), "cloudfront.create_burst", "must be 1..=100 (got 0)"),
         ("[cloudfront]\npoll_interval_seconds = 0\n".into(), "cloudfront.poll_interval_seconds", "must be 1..=3600 (got 0)"),
@@ -274,6 +278,14 @@ fn every_rule_names_its_key() {
         // [http]
         ("[http]\nlisten = \"localhost:9470\"\n".into(), "http.listen", "is not an IP address and port"),
         ("[http]\nlisten = \"127.0.0.1\"\n".into(), "http.listen", "is not an IP address and port"),
+        ("[http]\nenqueue_token = \"\"\n".into(), "http.enqueue_token", "must not be empty"),
+        ("[http]\nenqueue_token = \" s3cret\"\n".into(), "http.enqueue_token", "must not start or end with white space"),
+        ("[http]\nenqueue_token = \"s3cret\\n\"\n".into(), "http.enqueue_token", "must not start or end with white space"),
+        ("[http]\nenqueue_token = \"s3 cret\"\n".into(), "http.enqueue_token", "visible ASCII"),
+        ("[http]\nenqueue_token = \"sécret\"\n".into(), "http.enqueue_token", "visible ASCII"),
+        ("[http]\nmax_connections = 0\n".into(), "http.max_connections", "must be 1..=65536 (got 0)"),
+        ("[http]\nheader_timeout_seconds = 0\n".into(), "http.header_timeout_seconds", "must be 1..=3600 (got 0)"),
+        ("[http]\nrequest_timeout_seconds = 3601\n".into(), "http.request_timeout_seconds", "must be 1..=3600 (got 3601)"),
         // [log]
         ("[log]\nformat = \"xml\"\n".into(), "log.format", "expected \"text\" or \"json\""),
         ("[log]\nlevel = \"loud\"\n".into(), "log.level", "is not a level"),
@@ -306,6 +318,35 @@ fn every_rule_names_its_key() {
         }
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+#[test]
+fn a_token_problem_never_shows_the_token() {
+    let found = problems("[http]\nenqueue_token = \" hunter2 \"\n", &[]);
+    assert_eq!(found.len(), 1);
+    assert!(!found[0].to_string().contains("hunter2"), "{}", found[0]);
+}
+
+#[test]
+fn an_exposed_listener_without_a_token_is_warned_about() {
+    let warnings = |extra: &str| load(extra, &[]).expect("valid").warnings();
+    for listen in ["0.0.0.0:9470", "10.1.2.3:9470", "[::]:9470"] {
+        let w = warnings(&format!("[http]\nlisten = \"{listen}\"\n"));
+        assert_eq!(w.len(), 1, "{listen}: {w:?}");
+        assert!(w[0].contains("http.enqueue_token is not set"), "{w:?}");
+        assert!(
+            w[0].contains(listen.trim_start_matches('[').split(']').next().unwrap()),
+            "{w:?}"
+        );
+    }
+    for quiet in [
+        "[http]\nlisten = \"127.0.0.1:9470\"\n",
+        "[http]\nlisten = \"[::1]:9470\"\n",
+        "[http]\nlisten = \"0.0.0.0:9470\"\nenqueue_token = \"s3cret\"\n",
+        "",
+    ] {
+        assert!(warnings(quiet).is_empty(), "{quiet}");
+    }
 }
 
 #[test]
@@ -344,7 +385,7 @@ fn unknown_keys_are_refused_by_name() {
     );
     assert_eq!(
         message(load("[http]\ntoken = \"x\"\n", &[])),
-        "test.toml: line 6: http.token is not a known key (expected `listen` or `enqueue_token`)"
+        "test.toml: line 6: http.token is not a known key (expected one of `listen`, `enqueue_token`, `max_connections`, `header_timeout_seconds`, `request_timeout_seconds`)"
     );
 }
 
