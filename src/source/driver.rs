@@ -33,7 +33,8 @@ use tokio_util::task::TaskTracker;
 use super::queue::{
     Handle, MAX_MESSAGE_BYTES, MAX_RECEIVE, Message, Queue, QueueDepth, QueueError,
 };
-use crate::pending::{MessageId, Meter};
+use crate::decode::MAX_PATHS_PER_MESSAGE;
+use crate::pending::{self, MessageId, Meter};
 
 /// Estimated heap bytes of a held message's record, beyond the lengths of
 /// its id, receipt, attributes and body: the map slot, the strings'
@@ -42,6 +43,25 @@ pub const HELD_BYTES: usize = 256;
 
 /// Estimated heap bytes of one message attribute beyond its name and value.
 const ATTRIBUTE_BYTES: usize = 64;
+
+/// What a body of `len` bytes counts while it waits to be decoded: itself
+/// and the most its decoded entries can take in the pending set, so that
+/// decoding never takes the total past what was counted. A path takes at
+/// most three times its bytes once percent-encoded, and a body holds at
+/// most one path per two bytes (`/` and a line break) and never more than
+/// [`MAX_PATHS_PER_MESSAGE`].
+pub const fn undecoded_bytes(len: usize) -> usize {
+    let paths = if len / 2 + 1 < MAX_PATHS_PER_MESSAGE {
+        len / 2 + 1
+    } else {
+        MAX_PATHS_PER_MESSAGE
+    };
+    len + 3 * len + paths * (pending::ENTRY_BYTES + pending::WAITER_BYTES) + pending::MESSAGE_BYTES
+}
+
+/// Bytes set aside for each message a receive asks for: the largest
+/// message, undecoded.
+pub const RESERVED_PER_MESSAGE: usize = HELD_BYTES + undecoded_bytes(MAX_MESSAGE_BYTES);
 
 /// How the source runs; from `[source]`.
 #[derive(Clone, Debug)]
@@ -100,16 +120,17 @@ pub enum QueueHealth {
 /// while decoding can forward the body; dropping it drops the register's
 /// share, and the body's memory goes with the last one.
 pub struct Body {
-    text: Arc<str>,
+    /// A `String` in the `Arc`, so that the received body is not copied.
+    text: Arc<String>,
     /// The register holding the other share, and the message's id.
     owner: Option<(Weak<Mutex<Register>>, MessageId)>,
 }
 
 impl Body {
     /// A body held by nobody else (for tests and tools).
-    pub fn new(text: impl Into<Arc<str>>) -> Body {
+    pub fn new(text: impl Into<String>) -> Body {
         Body {
-            text: text.into(),
+            text: Arc::new(text.into()),
             owner: None,
         }
     }
@@ -155,7 +176,7 @@ impl Drop for Body {
             && h.body.as_ref().is_some_and(|b| Arc::ptr_eq(b, &self.text))
         {
             h.body = None;
-            *bytes -= self.text.len();
+            *bytes -= undecoded_bytes(self.text.len());
         }
     }
 }
@@ -181,7 +202,7 @@ struct Held {
     /// Carried over by a reject or a re-queue.
     attributes: BTreeMap<String, String>,
     /// The body, while the pipeline decodes it.
-    body: Option<Arc<str>>,
+    body: Option<Arc<String>>,
     /// Bytes counted for the record, the body apart.
     weight: usize,
     /// When it was first received by this process.
@@ -199,7 +220,7 @@ struct Held {
 }
 
 impl Held {
-    fn new(m: &Message, body: Option<Arc<str>>, now: Instant, visible_at: Instant) -> Held {
+    fn new(m: &Message, body: Option<Arc<String>>, now: Instant, visible_at: Instant) -> Held {
         let attributes: usize = m
             .attributes
             .iter()
@@ -221,7 +242,7 @@ impl Held {
 
     /// Bytes counted for it now.
     fn bytes(&self) -> usize {
-        self.weight + self.body.as_ref().map_or(0, |b| b.len())
+        self.weight + self.body.as_ref().map_or(0, |b| undecoded_bytes(b.len()))
     }
 
     /// The message as the queue's reject takes it, while the body is held.
@@ -229,7 +250,7 @@ impl Held {
         Some(Message {
             id: id.to_owned(),
             receipt: self.receipt.clone(),
-            body: self.body.as_deref()?.to_owned(),
+            body: String::clone(self.body.as_deref()?),
             receive_count: self.receive_count,
             first_received_at: self.first_received_at,
             attributes: self.attributes.clone(),
@@ -250,8 +271,8 @@ struct Register {
     /// Room taken by receives under way, so that pollers together never
     /// hold more than `max_pending_messages`.
     reserved: usize,
-    /// Bytes set aside for receives under way ([`MAX_MESSAGE_BYTES`] per
-    /// message asked for).
+    /// Bytes set aside for receives under way ([`RESERVED_PER_MESSAGE`]
+    /// per message asked for).
     reserved_bytes: usize,
     /// The sum of the held messages' [`Held::bytes`].
     bytes: usize,
@@ -472,27 +493,28 @@ impl<Q: Queue> Source<Q> {
     }
 
     /// Takes room for up to ten messages; returns how many. By bytes, a
-    /// receive asks for no more messages than there are whole
-    /// [`MAX_MESSAGE_BYTES`] left below `max_bytes`, and for one when less
-    /// is left: the bound is passed by at most one message per poller.
+    /// receive asks for no more messages than the largest one's share
+    /// ([`RESERVED_PER_MESSAGE`]) fits below `max_bytes` times, and for one
+    /// when less is left: the bound is passed by at most one message per
+    /// poller.
     fn reserve(&self, max_messages: usize, max_bytes: usize) -> usize {
         let mut register = lock(&self.shared.register);
         let by_count = max_messages.saturating_sub(register.held.len() + register.reserved);
         let used = register.bytes + register.reserved_bytes + self.shared.pending_bytes.get();
         let by_bytes = match max_bytes.checked_sub(used) {
-            Some(left) if left > 0 => (left / MAX_MESSAGE_BYTES).max(1),
+            Some(left) if left > 0 => (left / RESERVED_PER_MESSAGE).max(1),
             _ => 0,
         };
         let room = by_count.min(by_bytes).min(MAX_RECEIVE);
         register.reserved += room;
-        register.reserved_bytes += room * MAX_MESSAGE_BYTES;
+        register.reserved_bytes += room * RESERVED_PER_MESSAGE;
         room
     }
 
     fn unreserve(&self, room: usize) {
         let mut register = lock(&self.shared.register);
         register.reserved -= room;
-        register.reserved_bytes -= room * MAX_MESSAGE_BYTES;
+        register.reserved_bytes -= room * RESERVED_PER_MESSAGE;
     }
 
     /// Records received messages, giving back the room reserved for them;
@@ -509,7 +531,7 @@ impl<Q: Queue> Source<Q> {
         let mut sighted = Vec::new();
         let mut register = lock(&self.shared.register);
         register.reserved -= reserved;
-        register.reserved_bytes -= reserved * MAX_MESSAGE_BYTES;
+        register.reserved_bytes -= reserved * RESERVED_PER_MESSAGE;
         let mut counts = lock(&self.shared.counts);
         for m in messages {
             counts.received += 1;
@@ -540,7 +562,8 @@ impl<Q: Queue> Source<Q> {
                 continue;
             }
             let id: MessageId = Arc::from(m.id.as_str());
-            let text: Arc<str> = Arc::from(m.body.as_str());
+            let mut m = m;
+            let text = Arc::new(std::mem::take(&mut m.body));
             register.insert(
                 id.clone(),
                 Held::new(&m, Some(text.clone()), now, visible_at),
@@ -980,10 +1003,10 @@ mod tests {
         };
         assert_eq!(body, text.as_str());
         let with_body = source.held_bytes();
-        assert!(with_body > text.len(), "{with_body}");
+        assert!(with_body > undecoded_bytes(text.len()), "{with_body}");
         drop(body);
         let without = source.held_bytes();
-        assert_eq!(with_body - without, text.len());
+        assert_eq!(with_body - without, undecoded_bytes(text.len()));
         assert!(without < 1_000, "{without}");
         // A redelivery does not bring the body back.
         queue
@@ -1046,9 +1069,9 @@ mod tests {
         }
         let mut s = settings();
         s.pollers = 1;
-        // Five messages of 400 kB stay below 2 MiB, so a sixth is received
-        // and no more: the bound is passed by at most one message.
-        s.max_pending_bytes = 2 * MAX_MESSAGE_BYTES;
+        // Messages are received until the one that takes the count past
+        // the bound, and no more.
+        s.max_pending_bytes = 8 * MAX_MESSAGE_BYTES;
         let source = Source::new(queue.clone(), s);
         let (tasks, cancel) = (TaskTracker::new(), CancellationToken::new());
         let mut events = source.start(&tasks, &cancel);
@@ -1059,15 +1082,20 @@ mod tests {
             bodies.push(event);
         }
         let held = source.held();
-        assert_eq!(held, 6);
         let bytes = source.held_bytes();
+        let one = bytes / held;
+        assert!(held < 8, "{held} held: no pause");
         assert!(
-            bytes >= 2 * MAX_MESSAGE_BYTES && bytes < 2 * MAX_MESSAGE_BYTES + big.len(),
-            "{bytes}"
+            bytes >= 8 * MAX_MESSAGE_BYTES,
+            "{held} held, {bytes} bytes: paused early"
+        );
+        assert!(
+            bytes - one < 8 * MAX_MESSAGE_BYTES,
+            "{held} held, {bytes} bytes: one too many"
         );
         // Decoded entries count too: with the bodies dropped, the pending
         // set's figure alone keeps receiving paused.
-        source.pending_meter().set_for_test(2 * MAX_MESSAGE_BYTES);
+        source.pending_meter().set_for_test(8 * MAX_MESSAGE_BYTES);
         bodies.clear();
         tokio::time::sleep(Duration::from_secs(5)).await;
         assert_eq!(
