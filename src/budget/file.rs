@@ -144,8 +144,7 @@ fn follow_links(path: &Path) -> std::io::Result<PathBuf> {
             _ => return Ok(current),
         }
     }
-    Err(std::io::Error::new(
-        ErrorKind::Other,
-        format!("more than {MAX_SYMLINKS} symbolic links to follow"),
-    ))
+    Err(std::io::Error::other(format!(
+        "more than {MAX_SYMLINKS} symbolic links to follow"
+    )))
 }
