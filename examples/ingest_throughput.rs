@@ -123,6 +123,7 @@ async fn main() {
         wait,
         visibility: Duration::from_secs(120),
         max_pending_messages: 50_000,
+        max_pending_bytes: 256 << 20,
         requeue_after: Duration::from_secs(11 * 3600),
     };
     let source = Source::new(SqsQueue::new(client.clone(), url.clone(), None), settings);

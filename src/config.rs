@@ -138,6 +138,12 @@ pub struct SourceConfig {
     /// Receiving pauses while this many messages are held: backpressure so
     /// that a backlog stays in SQS rather than in memory.
     pub max_pending_messages: usize,
+    /// ...or while the messages held take this many bytes (an estimate:
+    /// bodies until decoded, then the decoded paths, and the receipts), so
+    /// that memory is bounded by size and not only by count. With
+    /// `kind = "local"`, the in-memory queue also refuses new requests (503)
+    /// once it holds this many bytes or `max_pending_messages` messages.
+    pub max_pending_bytes: u64,
 }
 
 /// `[distributions.ALIAS]`: one CloudFront distribution. The alias names it
@@ -314,6 +320,19 @@ pub struct HttpConfig {
     /// Never printed: `check-config` and `Debug` show `<redacted>`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub enqueue_token: Option<Secret>,
+    /// Connections served at once; further clients wait in the kernel's
+    /// accept queue, costing the daemon no file descriptor. Lowered at
+    /// start-up to leave a reserve below the open-file limit, so that a
+    /// flood of connections can never take the descriptors the ledger and
+    /// the AWS clients need.
+    pub max_connections: usize,
+    /// A client must send a request's headers within this long, or the
+    /// connection is closed; the same timer closes a keep-alive connection
+    /// that stays idle this long between requests.
+    pub header_timeout_seconds: u64,
+    /// A request, body included, must be read and answered within this
+    /// long, or it is answered 408 and the connection closed.
+    pub request_timeout_seconds: u64,
 }
 
 /// `[log]`
@@ -341,6 +360,7 @@ impl Default for SourceConfig {
             wait_time_seconds: 20,
             visibility_timeout_seconds: 120,
             max_pending_messages: 50_000,
+            max_pending_bytes: 256 * MIB,
         }
     }
 }
@@ -439,6 +459,9 @@ impl Default for HttpConfig {
         HttpConfig {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 9470)),
             enqueue_token: None,
+            max_connections: 256,
+            header_timeout_seconds: 10,
+            request_timeout_seconds: 30,
         }
     }
 }
@@ -879,6 +902,7 @@ impl Config {
             0,
             3600,
         );
+        self.check_http(&mut v);
         self.check_log(&mut v);
         v.problems
     }
@@ -938,10 +962,18 @@ impl Config {
             1,
             43_200,
         );
-        v.at_least(
+        v.range(
             "source.max_pending_messages",
             s.max_pending_messages as u64,
             1,
+            MAX_PENDING_MESSAGES,
+        );
+        // One message of the largest size must fit.
+        v.range(
+            "source.max_pending_bytes",
+            s.max_pending_bytes,
+            MIB,
+            MAX_PENDING_BYTES,
         );
     }
 
@@ -1149,12 +1181,15 @@ impl Config {
 
     fn check_cloudfront(&self, v: &mut Validator) {
         let c = &self.cloudfront;
-        // The upper bound catches a rate written per minute or per hour.
-        if !(c.create_per_second > 0.0 && c.create_per_second <= 100.0) {
+        // The upper bound catches a rate written per minute or per hour; the
+        // lower one keeps the interval between calls, times the burst, a
+        // number the rate limiter can hold (1e-300 made it overflow).
+        if !(MIN_CREATE_PER_SECOND..=100.0).contains(&c.create_per_second) {
             v.push(
                 "cloudfront.create_per_second",
                 format!(
-                    "must be > 0 and ≤ 100 (got {}); AWS throttles at about 0.5",
+                    "must be ≥ {MIN_CREATE_PER_SECOND} (one call in 11.6 days) and ≤ 100 (got {:?}); \
+                     AWS throttles at about 0.5",
                     c.create_per_second
                 ),
             );
@@ -1192,6 +1227,49 @@ impl Config {
         }
     }
 
+    fn check_http(&self, v: &mut Validator) {
+        let h = &self.http;
+        if let Some(token) = &h.enqueue_token
+            && let Err(why) = token_problem(token.expose())
+        {
+            // The value itself is never printed.
+            v.push("http.enqueue_token", why);
+        }
+        v.range(
+            "http.max_connections",
+            h.max_connections as u64,
+            1,
+            MAX_HTTP_CONNECTIONS,
+        );
+        v.range(
+            "http.header_timeout_seconds",
+            h.header_timeout_seconds,
+            1,
+            3600,
+        );
+        v.range(
+            "http.request_timeout_seconds",
+            h.request_timeout_seconds,
+            1,
+            3600,
+        );
+    }
+
+    /// What is allowed but probably a mistake, one line each: `check-config`
+    /// prints them and `run` logs them at start-up.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if !self.http.listen.ip().is_loopback() && self.http.enqueue_token.is_none() {
+            warnings.push(format!(
+                "http.listen {} is reachable from other machines and http.enqueue_token is not \
+                 set: anyone who reaches it can spend the invalidation budget through \
+                 POST /v1/purge; set a token (CFPURGE__HTTP__ENQUEUE_TOKEN) or listen on 127.0.0.1",
+                self.http.listen
+            ));
+        }
+        warnings
+    }
+
     fn check_log(&self, v: &mut Validator) {
         const LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error", "off"];
         let level = self.log.level.trim();
@@ -1214,6 +1292,47 @@ impl Config {
         }
     }
 }
+
+/// Lowest `cloudfront.create_per_second`: one call in 11.6 days. The rate
+/// limiter keeps the interval times the burst (up to 100) in nanoseconds in
+/// 64 bits, which this leaves room for.
+const MIN_CREATE_PER_SECOND: f64 = 1e-6;
+
+/// Why a bearer token cannot work, if it cannot: a client sends it in an
+/// `Authorization` header, whose value is trimmed and must be visible ASCII.
+fn token_problem(token: &str) -> Result<(), String> {
+    if token.is_empty() {
+        return Err("must not be empty (leave it unset for no token)".into());
+    }
+    if token.trim() != token {
+        return Err(
+            "must not start or end with white space: a client's header value is trimmed, so it would never match"
+                .into(),
+        );
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(
+            "must be visible ASCII characters only (no spaces or control characters), as an HTTP header carries it"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// A mebibyte.
+const MIB: u64 = 1 << 20;
+
+/// Most `source.max_pending_messages`: SQS keeps at most 120,000 messages in
+/// flight per queue.
+const MAX_PENDING_MESSAGES: u64 = 120_000;
+
+/// Most `source.max_pending_bytes` (1 TiB): far above any machine's memory,
+/// and small enough to add to without overflow.
+const MAX_PENDING_BYTES: u64 = 1 << 40;
+
+/// Most `http.max_connections`: far more than an operations endpoint needs,
+/// and below any sensible open-file limit.
+const MAX_HTTP_CONNECTIONS: u64 = 65_536;
 
 /// The largest integer TOML has (a signed 64-bit one).
 const TOML_INTEGER_MAX: u64 = i64::MAX as u64;
@@ -1735,7 +1854,6 @@ mod tests {
         for key in [
             "BUDGET__MONTHLY_PATHS",
             "BUDGET__BURST_PATHS",
-            "SOURCE__MAX_PENDING_MESSAGES",
             "COALESCE__WILDCARD_THRESHOLD",
         ] {
             let env = [(format!("CFPURGE__{key}"), "18446744073709551615".to_owned())];

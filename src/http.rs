@@ -4,9 +4,10 @@
 //! it came; the daemon picks it up from there like any other message, so
 //! this endpoint never bypasses the at-least-once path.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::pin::Pin;
-use std::sync::Arc;
+use std::pin::{Pin, pin};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -15,9 +16,16 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router as AxumRouter};
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use serde_json::json;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower_http::timeout::TimeoutLayer;
 
 use crate::config::Secret;
 use crate::decode::{MAX_BODY_BYTES, Router, decode_native};
@@ -64,6 +72,11 @@ pub struct HttpState {
     /// `http.enqueue_token`: when set, `POST /v1/purge` needs it as a bearer
     /// token.
     pub token: Option<Secret>,
+    /// `http.request_timeout_seconds`: a request not read and answered
+    /// within this long is answered 408.
+    pub request_timeout: Duration,
+    /// Rate-limits the log lines of refused requests.
+    pub refusals: Arc<RefusalLog>,
 }
 
 impl HttpState {
@@ -85,13 +98,21 @@ impl HttpState {
             router: Arc::new(router),
             sink: Arc::new(sink),
             token,
+            request_timeout: Duration::from_secs(
+                crate::config::HttpConfig::default().request_timeout_seconds,
+            ),
+            refusals: Arc::new(RefusalLog::default()),
         }
     }
 }
 
-/// The routes of CONTRACT.md's HTTP table. Unknown paths answer 404 and
-/// wrong methods 405 (axum's defaults).
+/// The routes of the HTTP table. Unknown paths answer 404 and wrong methods
+/// 405; a request not read and answered within the state's
+/// `request_timeout` is answered 408 (a slow body cannot hold a connection
+/// for long). Every 4xx answer is JSON with `error` and `reason`.
 pub fn app(state: HttpState) -> AxumRouter {
+    let timeout =
+        TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, state.request_timeout);
     AxumRouter::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
@@ -103,18 +124,248 @@ pub fn app(state: HttpState) -> AxumRouter {
             post(purge).layer(DefaultBodyLimit::max(MAX_BODY_BYTES)),
         )
         .with_state(state)
+        .layer(timeout)
+        .layer(axum::middleware::map_response(explain_client_errors))
 }
 
-/// Serves [`app`] on `listener` until `shutdown` is cancelled, then lets
-/// requests in progress finish.
+/// Gives a 4xx answer that is not JSON yet (axum's 404 and 405, the 408 of
+/// the timeout layer) the body every refusal has: `error` and `reason`.
+async fn explain_client_errors(response: Response) -> Response {
+    let status = response.status();
+    let json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|t| t.as_bytes().starts_with(b"application/json"));
+    if !status.is_client_error() || json {
+        return response;
+    }
+    let reason = match status {
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::REQUEST_TIMEOUT => "timeout",
+        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        _ => "bad_request",
+    };
+    let message = match status {
+        StatusCode::REQUEST_TIMEOUT => "the request was not received in time".to_owned(),
+        _ => status
+            .canonical_reason()
+            .unwrap_or("refused")
+            .to_ascii_lowercase(),
+    };
+    let (mut parts, _) = response.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let body = json!({"error": message, "reason": reason}).to_string();
+    Response::from_parts(parts, axum::body::Body::from(body))
+}
+
+/// Serves [`app`] on `listener` with [`HttpLimits::default`] until
+/// `shutdown` is cancelled, then lets requests in progress finish for at
+/// most [`DEFAULT_DRAIN`].
 pub async fn serve(
     listener: TcpListener,
     state: HttpState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    let stop = async move {
+        shutdown.cancelled().await;
+        Instant::now() + DEFAULT_DRAIN
+    };
+    serve_with(listener, state, HttpLimits::default(), stop).await;
+    Ok(())
+}
+
+/// Serves [`app`] on `listener` until `shutdown` resolves, then drains:
+/// no new connection is accepted, idle ones are closed, requests in
+/// progress may finish until the instant `shutdown` resolved to, and
+/// whatever is still open then is closed.
+///
+/// Each connection holds one of `limits.max_connections` permits, taken
+/// before the accept: at the limit, new clients wait in the kernel's accept
+/// queue and cost no descriptor. hyper closes a connection whose request
+/// headers are not in within `limits.header_timeout` (which also ends an
+/// idle keep-alive connection), and [`app`] answers 408 to a request whose
+/// body is not in within the state's `request_timeout`.
+pub async fn serve_with(
+    listener: TcpListener,
+    state: HttpState,
+    limits: HttpLimits,
+    shutdown: impl Future<Output = Instant> + Send,
+) {
+    let log = state.refusals.clone();
+    let app = app(state);
+    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let connections = TaskTracker::new();
+    let closing = CancellationToken::new();
+    let force = CancellationToken::new();
+    let mut shutdown = pin!(shutdown);
+    let deadline = loop {
+        let permit = tokio::select! {
+            deadline = &mut shutdown => break deadline,
+            permit = permits.clone().acquire_owned() => permit,
+        };
+        // The semaphore is never closed.
+        let Ok(permit) = permit else { continue };
+        let stream = tokio::select! {
+            deadline = &mut shutdown => break deadline,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of descriptors (EMFILE) or a connection reset
+                    // before the accept: try again shortly, without a log
+                    // line per attempt.
+                    if let Some(count) = log.note("accept_failed", Instant::now()) {
+                        tracing::warn!(error = %e, count, "http accept failed");
+                    }
+                    tokio::time::sleep(ACCEPT_RETRY).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(app.clone());
+        let (closing, force) = (closing.clone(), force.clone());
+        connections.spawn(async move {
+            let mut builder = http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
+                .keep_alive(true);
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            let mut connection = pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                () = closing.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    tokio::select! {
+                        _ = connection.as_mut() => {}
+                        () = force.cancelled() => {}
+                    }
+                }
+            }
+            drop(permit);
+        });
+    };
+    // Stop accepting at once: later clients are refused by the kernel.
+    drop(listener);
+    closing.cancel();
+    connections.close();
+    if tokio::time::timeout_at(deadline, connections.wait())
         .await
+        .is_err()
+    {
+        tracing::warn!(
+            connections = connections.len(),
+            "closing http connections still open at the drain deadline"
+        );
+        force.cancel();
+        connections.wait().await;
+    }
+}
+
+/// How long [`serve`] lets requests in progress finish after its shutdown.
+pub const DEFAULT_DRAIN: Duration = Duration::from_secs(5);
+
+/// Pause after a failed accept (out of descriptors, most likely) before the
+/// next one.
+const ACCEPT_RETRY: Duration = Duration::from_millis(50);
+
+/// Descriptors kept out of the HTTP server's reach: the ledger, the AWS
+/// clients' connections, the logs and the runtime need some whatever the
+/// HTTP clients do.
+pub const DESCRIPTOR_RESERVE: u64 = 128;
+
+/// Connection limits of [`serve_with`]; from `[http]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// Time to send a request's headers, and longest idle keep-alive.
+    pub header_timeout: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits::from(&crate::config::HttpConfig::default())
+    }
+}
+
+impl From<&crate::config::HttpConfig> for HttpLimits {
+    fn from(c: &crate::config::HttpConfig) -> Self {
+        HttpLimits {
+            max_connections: c.max_connections,
+            header_timeout: Duration::from_secs(c.header_timeout_seconds),
+        }
+    }
+}
+
+impl HttpLimits {
+    /// These limits with `max_connections` lowered, when needed, to leave
+    /// [`DESCRIPTOR_RESERVE`] descriptors below `open_files` (the process's
+    /// soft `RLIMIT_NOFILE`, when known); at least one connection remains.
+    pub fn within(self, open_files: Option<u64>) -> HttpLimits {
+        let Some(open_files) = open_files else {
+            return self;
+        };
+        let room = open_files.saturating_sub(DESCRIPTOR_RESERVE).max(1);
+        let max = usize::try_from(room).unwrap_or(usize::MAX);
+        HttpLimits {
+            max_connections: self.max_connections.min(max),
+            ..self
+        }
+    }
+}
+
+/// The process's soft limit on open files, from `/proc/self/limits`
+/// (Linux); `None` where that cannot be read or says "unlimited".
+pub fn open_file_limit() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    parse_open_file_limit(&text)
+}
+
+fn parse_open_file_limit(limits: &str) -> Option<u64> {
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Logs a refusal at most once a second per reason, with how many
+/// refusals the line stands for: a client retrying a wrong token, or a
+/// flood of bad requests, must not fill the disk with identical lines.
+#[derive(Debug, Default)]
+pub struct RefusalLog {
+    /// Per reason: when a line was last written and the refusals since.
+    reasons: Mutex<HashMap<&'static str, (Option<Instant>, u64)>>,
+}
+
+impl RefusalLog {
+    /// Most one line per reason per this long.
+    pub const PERIOD: Duration = Duration::from_secs(1);
+
+    /// Counts one refusal for `reason` at `now`; returns the number of
+    /// refusals to report when a line is due (this one included), `None`
+    /// when this one is only counted.
+    pub fn note(&self, reason: &'static str, now: Instant) -> Option<u64> {
+        let mut reasons = self
+            .reasons
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (last, count) = reasons.entry(reason).or_insert((None, 0));
+        *count += 1;
+        if last.is_some_and(|at| now.saturating_duration_since(at) < Self::PERIOD) {
+            return None;
+        }
+        *last = Some(now);
+        Some(std::mem::take(count))
+    }
 }
 
 async fn metrics(State(state): State<HttpState>) -> Response {
@@ -155,14 +406,18 @@ async fn status(State(state): State<HttpState>) -> Response {
 }
 
 /// `POST /v1/purge`: token, then size, then the native format, then the
-/// queue. Each refusal logs one line with its reason code and nothing from
-/// the body or the headers.
+/// queue. Every refusal is JSON with `error` and `reason`, and is logged
+/// with its reason and nothing from the body or the headers, at most once a
+/// second per reason ([`RefusalLog`]).
 async fn purge(State(state): State<HttpState>, request: Request) -> Response {
     if let Some(token) = &state.token
         && !authorized(request.headers(), token)
     {
-        tracing::warn!(reason = "unauthorized", "purge request refused");
-        let mut response = error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+        let mut response = state.refuse(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong bearer token",
+        );
         response
             .headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -171,32 +426,24 @@ async fn purge(State(state): State<HttpState>, request: Request) -> Response {
     let body = match Bytes::from_request(request, &state).await {
         Ok(body) => body,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            tracing::warn!(reason = "too_large", "purge request refused");
-            return error(
+            return state.refuse(
                 StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
                 &format!("body is over {MAX_BODY_BYTES} bytes"),
             );
         }
         Err(rejection) => {
-            tracing::warn!(reason = "unreadable", "purge request refused");
-            return error(rejection.status(), &rejection.body_text());
+            return state.refuse(rejection.status(), "unreadable", &rejection.body_text());
         }
     };
     let request = match decode_native(&body, &state.router) {
         Ok(request) => request,
         Err(rejection) => {
-            tracing::warn!(
-                reason = rejection.reason().as_str(),
-                bytes = body.len(),
-                "purge request refused"
-            );
-            return (
+            return state.refuse(
                 StatusCode::BAD_REQUEST,
-                Json(
-                    json!({"error": rejection.to_string(), "reason": rejection.reason().as_str()}),
-                ),
-            )
-                .into_response();
+                rejection.reason().as_str(),
+                &rejection.to_string(),
+            );
         }
     };
     // decode_native has checked that the body is UTF-8.
@@ -217,20 +464,36 @@ async fn purge(State(state): State<HttpState>, request: Request) -> Response {
                 .into_response()
         }
         // The queue refuses this body and would refuse it again.
-        Err(QueueError::Invalid(detail)) => {
-            tracing::warn!(reason = "queue_refused", "purge request refused");
-            error(
-                StatusCode::BAD_REQUEST,
-                &format!("the queue refuses this request: {detail}"),
-            )
+        Err(QueueError::Invalid(detail)) => state.refuse(
+            StatusCode::BAD_REQUEST,
+            "queue_refused",
+            &format!("the queue refuses this request: {detail}"),
+        ),
+        Err(e @ QueueError::Full(_)) => state.refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "queue_full",
+            &format!("{e}; retry later"),
+        ),
+        Err(e) => state.refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "queue_unavailable",
+            &format!("cannot queue the request, retry later: {e}"),
+        ),
+    }
+}
+
+impl HttpState {
+    /// An answer refusing a purge request, logged through the rate limit.
+    fn refuse(&self, status: StatusCode, reason: &'static str, message: &str) -> Response {
+        if let Some(count) = self.refusals.note(reason, Instant::now()) {
+            tracing::warn!(
+                reason,
+                status = status.as_u16(),
+                count,
+                "purge requests refused (count: since the last line for this reason)"
+            );
         }
-        Err(e) => {
-            tracing::warn!(reason = "queue_unavailable", error = %e, "purge request not queued");
-            error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &format!("cannot queue the request, retry later: {e}"),
-            )
-        }
+        (status, Json(json!({"error": message, "reason": reason}))).into_response()
     }
 }
 
@@ -248,6 +511,68 @@ fn authorized(headers: &HeaderMap, token: &Secret) -> bool {
     scheme.eq_ignore_ascii_case("bearer") && token.matches(candidate.trim())
 }
 
-fn error(status: StatusCode, message: &str) -> Response {
-    (status, Json(json!({"error": message}))).into_response()
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_open_file_limit_is_read_from_proc_limits() {
+        let text = "Limit                     Soft Limit           Hard Limit           Units     \n\
+                    Max processes             63541                63541                processes \n\
+                    Max open files            1024                 524288               files     \n";
+        assert_eq!(parse_open_file_limit(text), Some(1024));
+        let unlimited =
+            "Max open files            unlimited            unlimited            files\n";
+        assert_eq!(parse_open_file_limit(unlimited), None);
+        assert_eq!(parse_open_file_limit(""), None);
+        assert!(open_file_limit().is_some(), "this is Linux");
+    }
+
+    #[test]
+    fn connections_leave_a_reserve_below_the_open_file_limit() {
+        let limits = HttpLimits {
+            max_connections: 256,
+            header_timeout: Duration::from_secs(10),
+        };
+        assert_eq!(limits.within(None), limits);
+        assert_eq!(limits.within(Some(65_536)).max_connections, 256);
+        assert_eq!(limits.within(Some(256)).max_connections, 128);
+        assert_eq!(limits.within(Some(300)).max_connections, 172);
+        assert_eq!(limits.within(Some(10)).max_connections, 1);
+        assert_eq!(
+            limits.within(Some(256)).header_timeout,
+            limits.header_timeout
+        );
+    }
+
+    #[test]
+    fn refusals_are_logged_once_a_second_per_reason_with_a_count() {
+        let log = RefusalLog::default();
+        let t0 = Instant::now();
+        assert_eq!(log.note("unauthorized", t0), Some(1));
+        for ms in [1, 200, 999] {
+            assert_eq!(
+                log.note("unauthorized", t0 + Duration::from_millis(ms)),
+                None
+            );
+        }
+        // Another reason has its own line.
+        assert_eq!(
+            log.note("malformed", t0 + Duration::from_millis(5)),
+            Some(1)
+        );
+        // A second on: one line for the three counted and this one.
+        assert_eq!(
+            log.note("unauthorized", t0 + Duration::from_secs(1)),
+            Some(4)
+        );
+        assert_eq!(
+            log.note("unauthorized", t0 + Duration::from_millis(1500)),
+            None
+        );
+        assert_eq!(
+            log.note("unauthorized", t0 + Duration::from_secs(5)),
+            Some(2)
+        );
+    }
 }

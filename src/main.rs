@@ -213,7 +213,11 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         }
         Command::CheckConfig { config } => {
             let path = config_path(config.as_deref())?;
-            check_config::check_config(&path, &mut io::stdout().lock()).map_err(Failure::usage)?;
+            let warnings = check_config::check_config(&path, &mut io::stdout().lock())
+                .map_err(Failure::usage)?;
+            for warning in warnings {
+                eprintln!("{}: warning: {warning}", path.display());
+            }
             Ok(0)
         }
         Command::Plan {

@@ -8,7 +8,7 @@
 
 use crate::decode::{self, RejectReason, Router};
 use crate::pending::{Added, MessageId, PendingSet};
-use crate::source::driver::{Source, SourceEvent};
+use crate::source::driver::{Body, Source, SourceEvent};
 use crate::source::queue::Queue;
 
 pub use crate::clock::{Clock, Now};
@@ -36,7 +36,7 @@ pub enum Ingested {
 }
 
 /// A queue call that ingesting asks for.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Effect {
     /// Delete these messages (covered, or nothing to purge).
     Delete(Vec<MessageId>),
@@ -45,6 +45,10 @@ pub enum Effect {
         id: MessageId,
         reason: RejectReason,
         detail: String,
+        /// The body, while the message is being decoded: held until the
+        /// reject is made, so that it is forwarded at once (without it, the
+        /// message is made visible again and forwarded when next received).
+        body: Option<Body>,
     },
 }
 
@@ -53,8 +57,14 @@ pub enum Effect {
 pub async fn carry_out<Q: Queue>(source: &Source<Q>, effect: Effect) -> usize {
     match effect {
         Effect::Delete(ids) => source.delete(&ids).await,
-        Effect::Reject { id, reason, detail } => {
+        Effect::Reject {
+            id,
+            reason,
+            detail,
+            body,
+        } => {
             source.reject(&id, reason.as_str(), &detail).await;
+            drop(body);
             0
         }
     }
@@ -86,6 +96,7 @@ pub fn accept(
                     id,
                     reason,
                     detail: rejection.to_string(),
+                    body: Some(body),
                 };
                 (Ingested::Rejected(reason), Some(effect))
             }

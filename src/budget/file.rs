@@ -1,10 +1,24 @@
 //! The ledger as one JSON file (`budget.ledger_path`), replaced atomically
 //! on every save.
+//!
+//! A symlinked ledger is followed: the file it points to is replaced and the
+//! link stays (writing over the link itself would turn it into a regular
+//! file carrying the link's mode, 0777, and leave its target stale). The
+//! replacement keeps the mode of the file it replaces; a new ledger is
+//! created 0600, as it is nobody else's business.
 
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 
 use atomic_write_file::AtomicWriteFile;
+use atomic_write_file::unix::OpenOptionsExt as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+
+/// Mode of a new ledger file (before the umask).
+const NEW_LEDGER_MODE: u32 = 0o600;
+
+/// Links followed before giving up, as the kernel does (`ELOOP`).
+const MAX_SYMLINKS: usize = 40;
 
 use super::ledger::{LEDGER_VERSION, LedgerError, LedgerState, LedgerStore};
 
@@ -78,8 +92,13 @@ impl LedgerStore for FileStore {
         }
     }
 
+    fn location(&self) -> String {
+        self.path.display().to_string()
+    }
+
     fn save(&self, state: &LedgerState) -> Result<(), LedgerError> {
-        if let Some(folder) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        let target = follow_links(&self.path).map_err(self.io("follow the ledger's symlink"))?;
+        if let Some(folder) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(folder).map_err(|source| LedgerError::Io {
                 path: folder.to_path_buf(),
                 action: "create the ledger's folder",
@@ -89,8 +108,11 @@ impl LedgerStore for FileStore {
         let mut bytes = serde_json::to_vec_pretty(state)
             .map_err(|e| LedgerError::Store(format!("cannot encode the ledger: {e}")))?;
         bytes.push(b'\n');
+        // preserve_mode (the default) copies the mode of the file replaced.
         let mut file = AtomicWriteFile::options()
-            .open(&self.path)
+            .mode(NEW_LEDGER_MODE)
+            .preserve_mode(true)
+            .open(&target)
             .map_err(self.io("create a temporary file in its folder"))?;
         file.write_all(&bytes)
             .map_err(self.io("write the temporary file"))?;
@@ -101,4 +123,28 @@ impl LedgerStore for FileStore {
         fail::fail_point!("ledger::after_rename");
         Ok(())
     }
+}
+
+/// The file `path` names once symbolic links are followed (also a dangling
+/// link's target, which the save then creates); `path` itself when it is
+/// not a link or does not exist.
+fn follow_links(path: &Path) -> std::io::Result<PathBuf> {
+    let mut current = path.to_path_buf();
+    for _ in 0..MAX_SYMLINKS {
+        match std::fs::symlink_metadata(&current) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                let link = std::fs::read_link(&current)?;
+                current = match current.parent() {
+                    Some(folder) if link.is_relative() => folder.join(link),
+                    _ => link,
+                };
+            }
+            // Not a link, or not there (yet): the save's own steps report
+            // a folder that cannot be made or written.
+            _ => return Ok(current),
+        }
+    }
+    Err(std::io::Error::other(format!(
+        "more than {MAX_SYMLINKS} symbolic links to follow"
+    )))
 }

@@ -121,6 +121,27 @@ pub enum LedgerError {
         /// The version found.
         found: u64,
     },
+    /// The ledger is for a month the clock has not reached: it was saved
+    /// while the clock was ahead (stepped over a month's end, then put
+    /// back). Counting from it would start the current month at zero and
+    /// ignore what it spent, and it would not roll over before its own
+    /// month came; so it is refused until the clock gets there or an
+    /// operator repairs it.
+    #[error(
+        "ledger {location} is for {month}, which the clock ({now}) has not reached: it was saved \
+         while the clock was ahead, and using it would count {now}'s spending from zero; check \
+         the clock, and if it is right repair the ledger: set \"month\" to \"{now}\", add the \
+         \"spent\" and \"external\" of its history entry for {now} (if there is one) to the \
+         top-level ones and delete that entry (cfpurge never rewrites it by itself)"
+    )]
+    AheadOfClock {
+        /// The ledger file, or the store's name.
+        location: String,
+        /// The ledger's month.
+        month: Month,
+        /// The clock's month.
+        now: Month,
+    },
     /// A backend other than the file failed (the test store on cue, a
     /// shared store later).
     #[error("ledger store failed: {0}")]
@@ -150,6 +171,10 @@ pub trait LedgerStore {
     fn load(&self) -> Result<Option<LedgerState>, LedgerError>;
     /// Replaces the saved state with `state`, durably.
     fn save(&self, state: &LedgerState) -> Result<(), LedgerError>;
+    /// Where the ledger lives, for messages (the file's path).
+    fn location(&self) -> String {
+        "(in memory)".to_owned()
+    }
 }
 
 /// An in-memory [`LedgerStore`] for tests: clones share one state, so a

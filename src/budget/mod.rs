@@ -80,6 +80,13 @@ impl LedgerStore for AnyStore {
             AnyStore::Memory(s) => s.save(state),
         }
     }
+
+    fn location(&self) -> String {
+        match self {
+            AnyStore::File(s) => s.location(),
+            AnyStore::Memory(s) => s.location(),
+        }
+    }
 }
 
 /// A reservation made this close before a month's end also counts in the
@@ -180,10 +187,23 @@ impl<S: LedgerStore> Budget<S> {
     /// Reservations found open were left by a crash: their outcome is
     /// unknown, so they stay counted as spent (in the month they were made
     /// in) and are listed by [`Budget::unconfirmed`].
+    ///
+    /// A ledger for a month after `now`'s is refused
+    /// ([`LedgerError::AheadOfClock`]): it was saved while the clock was
+    /// ahead, and taking it would under-count the current month.
     pub fn open(store: S, config: BudgetConfig, now: SystemTime) -> Result<Self, LedgerError> {
-        let mut state = store
-            .load()?
-            .unwrap_or_else(|| LedgerState::new(Month::of(now)));
+        let clock = Month::of(now);
+        let mut state = match store.load()? {
+            Some(state) if state.month > clock => {
+                return Err(LedgerError::AheadOfClock {
+                    location: store.location(),
+                    month: state.month,
+                    now: clock,
+                });
+            }
+            Some(state) => state,
+            None => LedgerState::new(clock),
+        };
         // `reserve` adds to `spent` in the same save, so this changes nothing
         // for a ledger this module wrote; it guards a hand-edited one.
         let reserved = state

@@ -1095,3 +1095,130 @@ proptest! {
         prop_assert_eq!(m.next().start(), m.end());
     }
 }
+
+// ---- the ledger's edges: a month ahead of the clock, modes, symlinks ----
+
+#[test]
+fn a_ledger_ahead_of_the_clock_is_refused_naming_both_months_and_the_repair() {
+    // The clock stepped over November's end, the ledger rolled over, then
+    // the clock was put back.
+    let store = MemoryStore::new();
+    let c = config(1000, 100, Pacing::None);
+    let mut b = open(&store, c.clone(), at("2026-11-20T00:00:00"));
+    b.reserve("cfpurge-a", "www", 400, at("2026-11-20T00:00:00"))
+        .unwrap();
+    b.commit("cfpurge-a").unwrap();
+    b.rollover(at("2026-12-01T00:00:05")).unwrap();
+    drop(b);
+
+    let error = Budget::open(store.clone(), c.clone(), at("2026-11-30T12:00:00")).unwrap_err();
+    assert!(
+        matches!(error, LedgerError::AheadOfClock { month, now, .. }
+            if month == self::month("2026-12") && now == self::month("2026-11")),
+        "{error:?}"
+    );
+    let text = error.to_string();
+    for part in [
+        "is for 2026-12",
+        "clock (2026-11)",
+        "set \"month\" to \"2026-11\"",
+        "history entry for 2026-11",
+    ] {
+        assert!(text.contains(part), "{part:?} missing from: {text}");
+    }
+    assert_eq!(
+        store.load().unwrap().unwrap().month,
+        month("2026-12"),
+        "a refused ledger is left as it is"
+    );
+    // Far ahead, too.
+    let far = MemoryStore::new();
+    open(&far, c.clone(), at("2099-01-15T00:00:00"));
+    assert!(Budget::open(far, c.clone(), at("2026-11-30T12:00:00")).is_err());
+
+    // The repair the message describes counts November's spending again.
+    let mut state = store.load().unwrap().unwrap();
+    let november = state.history.pop().unwrap();
+    state.month = november.month;
+    state.spent += november.spent;
+    state.external += november.external;
+    store.save(&state).unwrap();
+    let b = Budget::open(store, c, at("2026-11-30T12:00:00")).unwrap();
+    assert_eq!((b.month(), b.used()), (month("2026-11"), 400));
+}
+
+#[test]
+fn the_same_month_or_an_earlier_one_opens() {
+    let store = MemoryStore::new();
+    let c = config(1000, 100, Pacing::None);
+    open(&store, c.clone(), at("2026-11-30T23:59:59"));
+    open(&store, c.clone(), at("2026-11-01T00:00:00"));
+    let b = open(&store, c, at("2026-12-01T00:00:00"));
+    assert_eq!(b.month(), month("2026-12"));
+}
+
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+#[test]
+fn a_new_ledger_is_0600_and_a_saved_one_keeps_its_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.json");
+    let store = FileStore::new(&path);
+    store.save(&sample_state()).unwrap();
+    assert_eq!(mode(&path), 0o600);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+    store.save(&sample_state()).unwrap();
+    assert_eq!(mode(&path), 0o640);
+}
+
+#[test]
+fn a_symlinked_ledger_is_followed_the_link_stays_and_the_target_keeps_its_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let target = data.join("ledger.json");
+    FileStore::new(&target).save(&sample_state()).unwrap();
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // A relative link, followed from the link's folder.
+    let link = dir.path().join("ledger.json");
+    std::os::unix::fs::symlink("data/ledger.json", &link).unwrap();
+
+    let store = FileStore::new(&link);
+    let mut changed = sample_state();
+    changed.spent = 77;
+    store.save(&changed).unwrap();
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink(),
+        "the link was replaced by a file"
+    );
+    assert_eq!(FileStore::new(&target).load().unwrap().unwrap().spent, 77);
+    assert_eq!(store.load().unwrap().unwrap().spent, 77);
+    assert_eq!(mode(&target), 0o600);
+
+    // A link whose target does not exist yet: the target is created, 0600.
+    let dangling = dir.path().join("new.json");
+    std::os::unix::fs::symlink(data.join("new-target.json"), &dangling).unwrap();
+    FileStore::new(&dangling).save(&sample_state()).unwrap();
+    assert!(
+        std::fs::symlink_metadata(&dangling)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(mode(&data.join("new-target.json")), 0o600);
+
+    // A loop is an error, not a hang.
+    let a = dir.path().join("a.json");
+    let b = dir.path().join("b.json");
+    std::os::unix::fs::symlink(&b, &a).unwrap();
+    std::os::unix::fs::symlink(&a, &b).unwrap();
+    assert!(FileStore::new(&a).save(&sample_state()).is_err());
+}

@@ -9,11 +9,13 @@ use std::path::Path;
 use crate::config::{Config, ConfigError};
 
 /// Loads `path` with the process environment's overrides and writes the
-/// effective configuration to `out`. The binary maps an error to exit
-/// status 2 with the message on stderr.
-pub fn check_config(path: &Path, out: &mut dyn Write) -> Result<(), ConfigError> {
+/// effective configuration to `out`; returns the configuration's warnings
+/// ([`Config::warnings`]), which the binary prints to stderr. The binary
+/// maps an error to exit status 2 with the message on stderr.
+pub fn check_config(path: &Path, out: &mut dyn Write) -> Result<Vec<String>, ConfigError> {
     let cfg = Config::load(path)?;
-    write_effective(&cfg, path, out)
+    write_effective(&cfg, path, out)?;
+    Ok(cfg.warnings())
 }
 
 /// Writes `cfg` as TOML, headed by a comment naming its file.

@@ -1,8 +1,14 @@
 //! `cfpurge run`: builds the queue and CloudFront side the configuration
-//! names, runs the daemon until SIGTERM or SIGINT, and drains within the
-//! grace period. A second signal ends the process at once.
+//! names, runs the daemon until SIGTERM, SIGINT or SIGHUP, and drains within
+//! the grace period. A second signal ends the process at once.
+//!
+//! SIGHUP drains like SIGTERM rather than re-reading the configuration: a
+//! restart by the supervisor gives the same result with one code path, and
+//! a daemon that dies on SIGHUP (the default action) would drop what it
+//! holds without releasing it.
 
 use std::io::IsTerminal;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -12,7 +18,7 @@ use crate::cloudfront;
 use crate::config::{Config, LogFormat, SourceKind};
 use crate::daemon::Daemon;
 use crate::decode::Router;
-use crate::http::{self, HttpState};
+use crate::http::{self, HttpLimits, HttpState};
 use crate::source::AnySource;
 use crate::source::local::LocalQueue;
 use crate::source::sqs::{SqsQueue, client_for};
@@ -44,10 +50,16 @@ pub fn init_logging(config: &Config) {
 pub async fn run(config: Config) -> std::io::Result<()> {
     // Handlers first, so that a signal during start-up is not fatal.
     let mut signals = Signals::install()?;
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
     let queue = match config.source.kind {
-        SourceKind::Local => AnySource::Local(LocalQueue::new(Duration::from_secs(
-            config.source.visibility_timeout_seconds,
-        ))),
+        SourceKind::Local => AnySource::Local(LocalQueue::bounded(
+            Duration::from_secs(config.source.visibility_timeout_seconds),
+            config.source.max_pending_messages,
+            // Validation keeps it within 1 TiB.
+            usize::try_from(config.source.max_pending_bytes).unwrap_or(usize::MAX),
+        )),
         SourceKind::Sqs => {
             let wait = Duration::from_secs(config.source.wait_time_seconds);
             let client = client_for(&config.aws, wait).await;
@@ -90,14 +102,37 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     state.status = board;
     state.readiness = observers.readiness;
     state.heartbeat = observers.heartbeat;
+    state.request_timeout = Duration::from_secs(config.http.request_timeout_seconds);
+    let configured = HttpLimits::from(&config.http);
+    let limits = configured.within(http::open_file_limit());
+    if limits.max_connections < configured.max_connections {
+        tracing::warn!(
+            configured = configured.max_connections,
+            serving = limits.max_connections,
+            reserve = http::DESCRIPTOR_RESERVE,
+            "http.max_connections lowered to keep descriptors in reserve below the open-file limit (raise LimitNOFILE or ulimit -n)"
+        );
+    }
     // The server outlives the daemon's drain, so that status stays
-    // readable while it runs.
+    // readable while it runs; what is left of the grace period then bounds
+    // its own drain.
+    let grace = Duration::from_secs(config.shutdown.grace_seconds);
+    let signalled: Arc<OnceLock<tokio::time::Instant>> = Arc::default();
     let stop_http = CancellationToken::new();
-    let server = tokio::spawn(http::serve(listener, state, stop_http.clone()));
+    let http_stop = {
+        let (stop_http, signalled) = (stop_http.clone(), signalled.clone());
+        async move {
+            stop_http.cancelled().await;
+            let now = tokio::time::Instant::now();
+            signalled.get().map_or(now, |at| (*at + grace).max(now))
+        }
+    };
+    let server = tokio::spawn(http::serve_with(listener, state, limits, http_stop));
     let cancel = CancellationToken::new();
     let stop = cancel.clone();
     tokio::spawn(async move {
         signals.next().await;
+        let _ = signalled.set(tokio::time::Instant::now());
         tracing::info!("stopping: submitting what is due, releasing the rest");
         stop.cancel();
         signals.next().await;
@@ -113,10 +148,8 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     );
     let totals = daemon.run(cancel).await;
     stop_http.cancel();
-    match server.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!(error = %e, "the HTTP server failed"),
-        Err(e) => tracing::warn!(error = %e, "the HTTP server task failed"),
+    if let Err(e) = server.await {
+        tracing::warn!(error = %e, "the HTTP server task failed");
     }
     tracing::info!(
         invalidations = totals.invalidations,
@@ -127,10 +160,12 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     Ok(())
 }
 
-/// SIGTERM and SIGINT, both meaning "stop".
+/// SIGTERM, SIGINT and SIGHUP, all meaning "stop" (see the module's
+/// comment for SIGHUP).
 struct Signals {
     term: Signal,
     int: Signal,
+    hup: Signal,
 }
 
 impl Signals {
@@ -138,6 +173,7 @@ impl Signals {
         Ok(Signals {
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
         })
     }
 
@@ -145,6 +181,7 @@ impl Signals {
         tokio::select! {
             _ = self.term.recv() => {}
             _ = self.int.recv() => {}
+            _ = self.hup.recv() => {}
         }
     }
 }

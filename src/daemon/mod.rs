@@ -127,15 +127,19 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
             .duration_since(std::time::SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis())
             .to_string();
+        let source = Source::new(queue, SourceSettings::from(&config.source));
+        // The source counts the decoded entries in source.max_pending_bytes.
+        let pending =
+            PendingSet::new(BatchRules::from(&config.batching)).with_meter(source.pending_meter());
         Daemon {
-            source: Source::new(queue, SourceSettings::from(&config.source)),
+            source,
             tracker: Arc::new(Tracker::new(
                 invalidator.clone(),
                 InflightView::new(config.distributions.iter()),
                 poll_interval,
             )),
             invalidator,
-            pending: PendingSet::new(BatchRules::from(&config.batching)),
+            pending,
             router: Router::new(config),
             submitter: Submitter::new(
                 SubmitSettings {
@@ -677,6 +681,7 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
                     id,
                     reason: RejectReason::InvalidPath,
                     detail: detail.clone(),
+                    body: None,
                 });
             }
         }

@@ -92,11 +92,42 @@ pub fn decode_bytes(body: &[u8], router: &Router) -> Result<Vec<PurgeRequest>, R
     decode(utf8(body)?, router)
 }
 
-/// Decodes only the native JSON format, for `POST /v1/purge`: no envelope,
-/// no S3 events, no plain text.
+/// Decodes a body for `POST /v1/purge`, which takes only the native format:
+/// the body goes through the same steps as an SQS message's (size, UTF-8,
+/// byte-order mark, the first pass that tells the JSON formats apart, the
+/// native parser), so it is refused exactly when [`decode`] would reject it,
+/// and also when it is in another format than the native one (plain text,
+/// an S3 event, an SNS envelope...) or empty.
 pub fn decode_native(body: &[u8], router: &Router) -> Result<PurgeRequest, Rejection> {
     let body = utf8(body)?;
-    native::decode(body.strip_prefix('\u{FEFF}').unwrap_or(body), router)
+    let body = body.strip_prefix('\u{FEFF}').unwrap_or(body);
+    if body.trim().is_empty() {
+        return Err(Rejection::EmptyBody);
+    }
+    if !looks_like_json(body) {
+        // Plain text for the queue; here, JSON that is not valid.
+        return Err(match serde_json::from_str::<IgnoredAny>(body) {
+            Err(e) => Rejection::InvalidJson(rejection::one_line(&e.to_string())),
+            Ok(_) => Rejection::malformed(
+                native::FORMAT,
+                "the body is a JSON value, not an object; POST /v1/purge takes the native format only",
+            ),
+        });
+    }
+    let keys = first_pass(body)?;
+    match keys.format() {
+        Format::Native => native::decode(body, router),
+        Format::Unknown => Err(Rejection::UnknownShape {
+            found: keys.describe(),
+        }),
+        other => Err(Rejection::malformed(
+            native::FORMAT,
+            format!(
+                "the body is {}; POST /v1/purge takes the native format only",
+                other.describe()
+            ),
+        )),
+    }
 }
 
 /// The size check, then UTF-8: the order matters, so that an oversize body
@@ -126,9 +157,50 @@ fn decode_any(
     // Some tools put a byte-order mark in front of text; it is never part of
     // a path.
     let body = body.strip_prefix('\u{FEFF}').unwrap_or(body);
-    match body.trim_start().chars().next() {
-        Some('{' | '[') => decode_json(body, router, envelope),
-        _ => text::decode(body, router).map(|r| r.into_iter().collect()),
+    if looks_like_json(body) {
+        decode_json(body, router, envelope)
+    } else {
+        text::decode(body, router).map(|r| r.into_iter().collect())
+    }
+}
+
+/// A body starting with `{` or `[` is JSON and never plain text.
+fn looks_like_json(body: &str) -> bool {
+    matches!(body.trim_start().chars().next(), Some('{' | '['))
+}
+
+/// The first pass over a JSON body: which keys tell its format.
+fn first_pass(body: &str) -> Result<Keys<'_>, Rejection> {
+    match serde_json::from_str::<Shape>(body) {
+        Ok(Shape::Object(keys)) => Ok(keys),
+        Ok(Shape::Array) => Err(Rejection::UnknownShape {
+            found: "an array".into(),
+        }),
+        Err(e) => Err(Rejection::InvalidJson(rejection::one_line(&e.to_string()))),
+    }
+}
+
+/// The JSON formats, in the order their keys are looked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    Sns,
+    S3Notification,
+    S3TestEvent,
+    EventBridge,
+    Native,
+    Unknown,
+}
+
+impl Format {
+    fn describe(self) -> &'static str {
+        match self {
+            Format::Sns => "an SNS message",
+            Format::S3Notification => "an S3 event notification",
+            Format::S3TestEvent => "an S3 test event",
+            Format::EventBridge => "an EventBridge event",
+            Format::Native => "a native request",
+            Format::Unknown => "of no known format",
+        }
     }
 }
 
@@ -137,62 +209,52 @@ fn decode_json(
     router: &Router,
     envelope: Envelope,
 ) -> Result<Vec<PurgeRequest>, Rejection> {
-    let keys = match serde_json::from_str::<Shape>(body) {
-        Ok(Shape::Object(keys)) => keys,
-        Ok(Shape::Array) => {
-            return Err(Rejection::UnknownShape {
-                found: "an array".into(),
-            });
+    let keys = first_pass(body)?;
+    match keys.format() {
+        Format::Sns => {
+            if envelope == Envelope::InsideSns {
+                return Err(Rejection::malformed(
+                    "SNS notification",
+                    "its Message is itself an SNS envelope; only one is unwrapped",
+                ));
+            }
+            let kind = keys.sns_type.as_deref().unwrap_or_default();
+            match (kind, keys.sns_message) {
+                ("Notification", Some(message)) => {
+                    decode_any(&message, router, Envelope::InsideSns)
+                }
+                ("Notification", None) => Err(Rejection::malformed(
+                    "SNS notification",
+                    "has no \"Message\" string",
+                )),
+                // A subscription that needs confirming lands in the queue
+                // once; rejecting it keeps its SubscribeURL in the
+                // dead-letter queue where an operator can find it.
+                (other, _) => Err(Rejection::malformed(
+                    "SNS message",
+                    format!(
+                        "Type {} is not a Notification (confirm a subscription with its SubscribeURL)",
+                        Snippet::short(other)
+                    ),
+                )),
+            }
         }
-        Err(e) => return Err(Rejection::InvalidJson(rejection::one_line(&e.to_string()))),
-    };
-
-    if let Some(kind) = &keys.sns_type {
-        if envelope == Envelope::InsideSns {
-            return Err(Rejection::malformed(
-                "SNS notification",
-                "its Message is itself an SNS envelope; only one is unwrapped",
-            ));
+        Format::S3Notification => s3::decode_notification(body, router),
+        Format::S3TestEvent => {
+            tracing::debug!("s3 test event; nothing to purge");
+            Ok(Vec::new())
         }
-        return match (&**kind, keys.sns_message) {
-            ("Notification", Some(message)) => decode_any(&message, router, Envelope::InsideSns),
-            ("Notification", None) => Err(Rejection::malformed(
-                "SNS notification",
-                "has no \"Message\" string",
-            )),
-            // A subscription that needs confirming lands in the queue once;
-            // rejecting it keeps its SubscribeURL in the dead-letter queue
-            // where an operator can find it.
-            (other, _) => Err(Rejection::malformed(
-                "SNS message",
-                format!(
-                    "Type {} is not a Notification (confirm a subscription with its SubscribeURL)",
-                    Snippet::short(other)
-                ),
-            )),
-        };
-    }
-    if keys.records {
-        return s3::decode_notification(body, router);
-    }
-    if keys.s3_test_event {
-        tracing::debug!("s3 test event; nothing to purge");
-        return Ok(Vec::new());
-    }
-    if keys.eventbridge {
-        return s3::decode_eventbridge(
+        Format::EventBridge => s3::decode_eventbridge(
             body,
             keys.source.as_deref(),
             keys.detail_type.as_deref(),
             router,
-        );
+        ),
+        Format::Native => native::decode(body, router).map(|r| vec![r]),
+        Format::Unknown => Err(Rejection::UnknownShape {
+            found: keys.describe(),
+        }),
     }
-    if keys.native {
-        return native::decode(body, router).map(|r| vec![r]);
-    }
-    Err(Rejection::UnknownShape {
-        found: keys.describe(),
-    })
 }
 
 /// The top level of a JSON body, as much as is needed to pick its format.
@@ -230,6 +292,23 @@ struct Keys<'a> {
 const QUOTED_KEYS: usize = 3;
 
 impl Keys<'_> {
+    /// The format these keys make the body, in the queue decoder's order.
+    fn format(&self) -> Format {
+        if self.sns_type.is_some() {
+            Format::Sns
+        } else if self.records {
+            Format::S3Notification
+        } else if self.s3_test_event {
+            Format::S3TestEvent
+        } else if self.eventbridge {
+            Format::EventBridge
+        } else if self.native {
+            Format::Native
+        } else {
+            Format::Unknown
+        }
+    }
+
     fn describe(&self) -> String {
         if self.other_count == 0 {
             return "an empty JSON object".into();

@@ -9,7 +9,7 @@ use crate::path::CfPath;
 use super::rejection::{PathSource, Rejection, Snippet};
 use super::{MAX_PATHS_PER_MESSAGE, MAX_TEXT_CHARS, PurgeRequest, Router, Str};
 
-const FORMAT: &str = "native request";
+pub(super) const FORMAT: &str = "native request";
 
 /// Unknown fields are refused: a misspelt `"urgnet": true` or `"path"`
 /// would otherwise be dropped without a word.

@@ -77,6 +77,10 @@ impl fmt::Display for PathSource {
 pub enum Rejection {
     #[error("body is {bytes} bytes; the limit is {MAX_BODY_BYTES}")]
     BodyTooLarge { bytes: usize },
+    /// Nothing but white space (only `POST /v1/purge` refuses it: for the
+    /// queue an empty plain-text body asks for nothing).
+    #[error("body is empty")]
+    EmptyBody,
     #[error("body is not valid UTF-8 (first bad byte at offset {offset})")]
     NotUtf8 { offset: usize },
     #[error("body is not valid JSON: {0}")]
@@ -121,6 +125,7 @@ impl Rejection {
             | Rejection::TooManyPaths { .. }
             | Rejection::TextTooLong { .. } => RejectReason::TooLarge,
             Rejection::NotUtf8 { .. }
+            | Rejection::EmptyBody
             | Rejection::InvalidJson(_)
             | Rejection::UnknownShape { .. }
             | Rejection::Malformed { .. } => RejectReason::Malformed,

@@ -443,6 +443,29 @@ fn decode_native_takes_only_the_native_format() {
     assert_eq!(e, Rejection::NotUtf8 { offset: 13 });
 }
 
+#[test]
+fn decode_native_refuses_the_array_form_as_the_queue_does() {
+    let r = router();
+    for body in [r#"[null, ["/x"]]"#, r#"["/x"]"#, r#"[null, ["/x"], true]"#] {
+        let e = decode_native(body.as_bytes(), &r).unwrap_err();
+        assert_eq!(e, decode(body, &r).unwrap_err(), "{body}");
+        assert!(e.to_string().starts_with("body is an array"), "{e}");
+    }
+}
+
+#[test]
+fn decode_native_says_an_empty_body_is_empty() {
+    let r = router();
+    for body in ["", "  \r\n", "\u{FEFF}"] {
+        let e = decode_native(body.as_bytes(), &r).unwrap_err();
+        assert_eq!(e, Rejection::EmptyBody);
+        assert_eq!(e.to_string(), "body is empty");
+        assert_eq!(e.reason(), RejectReason::Malformed);
+    }
+    // For the queue an empty plain-text body asks for nothing.
+    assert_eq!(decode("", &r), Ok(Vec::new()));
+}
+
 // --------------------------------------------------------------- plain text
 
 #[test]

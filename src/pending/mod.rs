@@ -13,10 +13,16 @@
 //! "Submitted" is the local time just before CreateInvalidation was called:
 //! CloudFront creates the invalidation after that, so comparing it with the
 //! local receive time needs no clock agreement with AWS.
+//!
+//! It also keeps an estimate of the heap it takes ([`PendingSet::bytes`]),
+//! published to a shared [`Meter`] that the source reads to pause receiving
+//! once the messages held take `source.max_pending_bytes`.
 
+use std::collections::btree_map;
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::decode::PurgeRequest;
 use crate::path::CfPath;
@@ -129,6 +135,40 @@ impl Distribution {
     }
 }
 
+/// Estimated heap bytes of one pending message's record (its id apart):
+/// the map slot, the shared id's counts and the allocator's overhead.
+pub const MESSAGE_BYTES: usize = 128;
+/// ... of one distribution's record (its alias apart).
+pub const DISTRIBUTION_BYTES: usize = 256;
+/// ... of one waiting path (the path's own bytes apart): the tree's slot,
+/// the path's allocation and its waiter list's first allocation.
+pub const ENTRY_BYTES: usize = 256;
+/// ... of one message waiting on one path (its share of a waiter list that
+/// may be up to twice as large as needed).
+pub const WAITER_BYTES: usize = 64;
+
+/// Where a [`PendingSet`] publishes its [`PendingSet::bytes`]; a clone
+/// reads the same figure.
+#[derive(Clone, Debug, Default)]
+pub struct Meter(Arc<AtomicUsize>);
+
+impl Meter {
+    /// The last figure published.
+    pub fn get(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn set(&self, bytes: usize) {
+        self.0.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Sets the figure as a pending set would (tests of the source).
+    #[cfg(test)]
+    pub(crate) fn set_for_test(&self, bytes: usize) {
+        self.set(bytes);
+    }
+}
+
 /// Everything waiting, for all distributions.
 #[derive(Clone, Debug)]
 pub struct PendingSet {
@@ -137,6 +177,10 @@ pub struct PendingSet {
     messages: HashMap<MessageId, Message>,
     /// Shutting down: everything is due.
     flushing: bool,
+    /// The heap estimate, kept up to date by every change.
+    bytes: usize,
+    /// Where `bytes` is published.
+    meter: Option<Meter>,
 }
 
 impl PendingSet {
@@ -146,6 +190,53 @@ impl PendingSet {
             distributions: BTreeMap::new(),
             messages: HashMap::new(),
             flushing: false,
+            bytes: 0,
+            meter: None,
+        }
+    }
+
+    /// Publishes [`PendingSet::bytes`] to `meter` after every change.
+    pub fn with_meter(mut self, meter: Meter) -> PendingSet {
+        meter.set(self.bytes);
+        self.meter = Some(meter);
+        self
+    }
+
+    /// An estimate of the heap the pending paths and messages take, from
+    /// the per-item figures above ([`ENTRY_BYTES`], ...) and the lengths of
+    /// the paths, ids and aliases.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// [`PendingSet::bytes`] counted afresh from the contents, to check
+    /// that the running figure is kept right.
+    pub fn recount_bytes(&self) -> usize {
+        let messages: usize = self
+            .messages
+            .keys()
+            .map(|id| MESSAGE_BYTES + id.len())
+            .sum();
+        let distributions: usize = self
+            .distributions
+            .iter()
+            .map(|(alias, d)| {
+                DISTRIBUTION_BYTES
+                    + alias.len()
+                    + d.entries
+                        .iter()
+                        .map(|(path, ws)| {
+                            ENTRY_BYTES + path.as_str().len() + WAITER_BYTES * ws.len()
+                        })
+                        .sum::<usize>()
+            })
+            .sum();
+        messages + distributions
+    }
+
+    fn publish(&self) {
+        if let Some(meter) = &self.meter {
+            meter.set(self.bytes);
         }
     }
 
@@ -158,16 +249,26 @@ impl PendingSet {
         let message: MessageId = Arc::from(id);
         let mut outstanding = 0;
         for request in requests {
-            let dist = self
-                .distributions
-                .entry(request.distribution.clone())
-                .or_default();
+            let dist = match self.distributions.entry(request.distribution.clone()) {
+                btree_map::Entry::Occupied(d) => d.into_mut(),
+                btree_map::Entry::Vacant(d) => {
+                    self.bytes += DISTRIBUTION_BYTES + request.distribution.len();
+                    d.insert(Distribution::default())
+                }
+            };
             for path in &request.paths {
-                let waiters = dist.entries.entry(path.clone()).or_default();
+                let waiters = match dist.entries.entry(path.clone()) {
+                    btree_map::Entry::Occupied(w) => w.into_mut(),
+                    btree_map::Entry::Vacant(w) => {
+                        self.bytes += ENTRY_BYTES + path.as_str().len();
+                        w.insert(Vec::new())
+                    }
+                };
                 // The same path twice in one message waits once.
                 if waiters.iter().any(|w| w.message == message) {
                     continue;
                 }
+                self.bytes += WAITER_BYTES;
                 waiters.push(Waiter {
                     message: message.clone(),
                     received_at,
@@ -179,9 +280,13 @@ impl PendingSet {
                 dist.oldest = Some(dist.oldest.map_or(received_at, |o| o.min(received_at)));
             }
         }
+        // A request without paths (decode never makes one) leaves nothing.
+        self.drop_empty_distributions();
         if outstanding == 0 {
+            self.publish();
             return Added::Empty;
         }
+        self.bytes += MESSAGE_BYTES + message.len();
         self.messages.insert(
             message,
             Message {
@@ -190,6 +295,7 @@ impl PendingSet {
                 outstanding,
             },
         );
+        self.publish();
         Added::Pending { paths: outstanding }
     }
 
@@ -352,6 +458,7 @@ impl PendingSet {
             }
         }
         let mut done = Vec::new();
+        let mut freed = 0;
         for path in covered_paths {
             let Some(waiters) = dist.entries.get_mut(path.as_str()) else {
                 continue; // covered twice by this invalidation
@@ -360,6 +467,7 @@ impl PendingSet {
                 if !covers(w, self.messages.get(&w.message)) {
                     return true;
                 }
+                freed += WAITER_BYTES;
                 dist.urgent -= usize::from(w.urgent);
                 if let Some(m) = self.messages.get_mut(&w.message) {
                     m.outstanding -= 1;
@@ -371,16 +479,24 @@ impl PendingSet {
             });
             if waiters.is_empty() {
                 dist.entries.remove(path.as_str());
+                freed += ENTRY_BYTES + path.as_str().len();
             }
         }
         dist.recompute_oldest();
         let done = done
             .into_iter()
-            .filter_map(|id| self.messages.remove(&id).map(|m| (id, m.received_at)))
+            .filter_map(|id| {
+                let m = self.messages.remove(&id)?;
+                freed += MESSAGE_BYTES + id.len();
+                Some((id, m.received_at))
+            })
             .collect();
         if dist.entries.is_empty() {
             self.distributions.remove(distribution);
+            freed += DISTRIBUTION_BYTES + distribution.len();
         }
+        self.bytes -= freed;
+        self.publish();
         done
     }
 
@@ -390,25 +506,47 @@ impl PendingSet {
         if self.messages.remove(id).is_none() {
             return false;
         }
-        self.distributions.retain(|_, dist| {
+        let mut freed = MESSAGE_BYTES + id.len();
+        self.distributions.retain(|alias, dist| {
             let mut touched = false;
-            dist.entries.retain(|_, waiters| {
+            dist.entries.retain(|path, waiters| {
                 waiters.retain(|w| {
                     let keep = &*w.message != id;
                     if !keep {
                         touched = true;
+                        freed += WAITER_BYTES;
                         dist.urgent -= usize::from(w.urgent);
                     }
                     keep
                 });
+                if waiters.is_empty() {
+                    freed += ENTRY_BYTES + path.as_str().len();
+                }
                 !waiters.is_empty()
             });
             if touched {
                 dist.recompute_oldest();
             }
+            if dist.entries.is_empty() {
+                freed += DISTRIBUTION_BYTES + alias.len();
+            }
             !dist.entries.is_empty()
         });
+        self.bytes -= freed;
+        self.publish();
         true
+    }
+
+    /// Drops distributions left without entries.
+    fn drop_empty_distributions(&mut self) {
+        let mut freed = 0;
+        self.distributions.retain(|alias, d| {
+            if d.entries.is_empty() {
+                freed += DISTRIBUTION_BYTES + alias.len();
+            }
+            !d.entries.is_empty()
+        });
+        self.bytes -= freed;
     }
 
     /// The messages waiting on any of `paths` in a distribution (to find

@@ -298,6 +298,7 @@ proptest! {
                 }
                 Op::Tick(d) => now += d,
             }
+            prop_assert_eq!(set.bytes(), set.recount_bytes());
         }
         for (id, received, paths) in &sent {
             if !paths.is_empty() && covered_by_model(paths, *received, &applied) {
@@ -307,6 +308,41 @@ proptest! {
                 prop_assert!(!set.contains(id));
             }
         }
+    }
+
+    /// The heap estimate follows every change, removals included, and is
+    /// published to the meter.
+    #[test]
+    fn bytes_follow_every_change(ops in prop::collection::vec((arb_op(), 0usize..8), 1..60)) {
+        let meter = Meter::default();
+        let mut set = PendingSet::new(RULES).with_meter(meter.clone());
+        let mut now: Millis = 0;
+        let mut next = 0;
+        for (op, pick) in ops {
+            match op {
+                Op::Add { dist, paths } => {
+                    let r = req(DISTS[dist], &paths.iter().map(String::as_str).collect::<Vec<_>>());
+                    set.add(&format!("message-{next}"), now, &[r]);
+                    next += 1;
+                }
+                Op::Apply { dist, paths } => {
+                    let ps: Vec<CfPath> = paths.iter().map(|s| p(s)).collect();
+                    set.apply(DISTS[dist], &ps, now);
+                }
+                Op::Redeliver(_) => {
+                    set.remove(&format!("message-{pick}"));
+                }
+                Op::Tick(d) => now += d,
+            }
+            prop_assert_eq!(set.bytes(), set.recount_bytes());
+            prop_assert_eq!(meter.get(), set.bytes());
+        }
+        let ids: Vec<MessageId> = set.message_ids().cloned().collect();
+        for id in ids {
+            set.remove(&id);
+        }
+        prop_assert_eq!(set.bytes(), 0);
+        prop_assert_eq!(meter.get(), 0);
     }
 
     /// The due rules, checked against their definition at every time.

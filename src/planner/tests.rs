@@ -337,13 +337,21 @@ proptest! {
         prop_assert_eq!(distinct.len(), plan.paths.len());
     }
 
+    /// Replanning a plan's output fits, defers nothing and bills no more.
+    /// It is not always the same output: when only the exact search's
+    /// fallback finds a cover that fits, it may find a smaller one for the
+    /// output than for the original batch (the case kept in
+    /// proptest-regressions/planner/tests.txt: five paths, then four).
     #[test]
-    fn planning_the_output_again_changes_nothing(e in arb_entries(), cap in arb_capacity(), s in arb_settings()) {
+    fn planning_the_output_again_defers_nothing_and_bills_no_more(e in arb_entries(), cap in arb_capacity(), s in arb_settings()) {
         let first = plan(&e, cap, &s);
         let again: Vec<Entry> = first.paths.iter().map(|o| Entry::new(o.clone(), 0)).collect();
         let second = plan(&again, cap, &s);
-        prop_assert_eq!(&second.paths, &first.paths);
+        prop_assert!(second.paths.len() <= first.paths.len(), "{:?} then {:?}", first.paths, second.paths);
         prop_assert!(second.deferred.is_empty());
+        for o in &first.paths {
+            prop_assert!(second.paths.iter().any(|p| p.covers(o)), "{o} lost: {:?}", second.paths);
+        }
     }
 
     #[test]

@@ -7,18 +7,61 @@
 //! A message received again while held (SQS may deliver a message twice, or
 //! again after its visibility ran out) only updates its receipt handle: it is
 //! not passed on twice (invariant 5).
+//!
+//! Memory: a held message keeps its receipt, ids and attributes; its body
+//! only while the pipeline decodes it (the [`Body`] handed over drops the
+//! register's copy when the pipeline lets go of it), since afterwards the
+//! pending set holds the decoded paths. The two later steps that need the
+//! body again, a reject decided after decoding and the re-queue near SQS's
+//! 12-hour limit, re-read it: the message is made visible again and the
+//! step is carried out when it is next received ("on sight"). Receiving
+//! pauses while the messages held take `max_pending_messages` or
+//! `max_pending_bytes` (bodies and receipts here, decoded entries in the
+//! pending set, read through its [`Meter`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::fmt;
+use std::ops::Deref;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::queue::{Handle, Message, Queue, QueueDepth, QueueError};
-use crate::pending::MessageId;
+use super::queue::{
+    Handle, MAX_MESSAGE_BYTES, MAX_RECEIVE, Message, Queue, QueueDepth, QueueError,
+};
+use crate::decode::MAX_PATHS_PER_MESSAGE;
+use crate::pending::{self, MessageId, Meter};
+
+/// Estimated heap bytes of a held message's record, beyond the lengths of
+/// its id, receipt, attributes and body: the map slot, the strings'
+/// allocations and the allocator's overhead.
+pub const HELD_BYTES: usize = 256;
+
+/// Estimated heap bytes of one message attribute beyond its name and value.
+const ATTRIBUTE_BYTES: usize = 64;
+
+/// What a body of `len` bytes counts while it waits to be decoded: itself
+/// and the most its decoded entries can take in the pending set, so that
+/// decoding never takes the total past what was counted. A path takes at
+/// most three times its bytes once percent-encoded, and a body holds at
+/// most one path per two bytes (`/` and a line break) and never more than
+/// [`MAX_PATHS_PER_MESSAGE`].
+pub const fn undecoded_bytes(len: usize) -> usize {
+    let paths = if len / 2 + 1 < MAX_PATHS_PER_MESSAGE {
+        len / 2 + 1
+    } else {
+        MAX_PATHS_PER_MESSAGE
+    };
+    len + 3 * len + paths * (pending::ENTRY_BYTES + pending::WAITER_BYTES) + pending::MESSAGE_BYTES
+}
+
+/// Bytes set aside for each message a receive asks for: the largest
+/// message, undecoded.
+pub const RESERVED_PER_MESSAGE: usize = HELD_BYTES + undecoded_bytes(MAX_MESSAGE_BYTES);
 
 /// How the source runs; from `[source]`.
 #[derive(Clone, Debug)]
@@ -27,6 +70,9 @@ pub struct SourceSettings {
     pub wait: Duration,
     pub visibility: Duration,
     pub max_pending_messages: usize,
+    /// Receiving pauses while the messages held take this many bytes (an
+    /// estimate: see [`Source::held_bytes`]).
+    pub max_pending_bytes: usize,
     /// A message held this long since its first receive is re-queued as a
     /// fresh copy: SQS refuses to keep a message in flight past 12 hours.
     pub requeue_after: Duration,
@@ -39,6 +85,8 @@ impl From<&crate::config::SourceConfig> for SourceSettings {
             wait: Duration::from_secs(c.wait_time_seconds),
             visibility: Duration::from_secs(c.visibility_timeout_seconds),
             max_pending_messages: c.max_pending_messages,
+            // Validation keeps it within 1 TiB.
+            max_pending_bytes: usize::try_from(c.max_pending_bytes).unwrap_or(usize::MAX),
             requeue_after: Duration::from_secs(11 * 3600 + 30 * 60),
         }
     }
@@ -50,7 +98,7 @@ pub enum SourceEvent {
     /// A message seen for the first time (or again after it was let go).
     Received {
         id: MessageId,
-        body: String,
+        body: Body,
         received_at: Instant,
         /// When the queue first handed it to any consumer, if it says.
         first_received_at: Option<std::time::SystemTime>,
@@ -69,10 +117,96 @@ pub enum QueueHealth {
     NotReady(String),
 }
 
-/// A message cfpurge holds.
+/// A received message's body, as the pipeline gets it. The register keeps
+/// the same text (not a copy) while this lives, so that a reject decided
+/// while decoding can forward the body; dropping it drops the register's
+/// share, and the body's memory goes with the last one.
+pub struct Body {
+    /// A `String` in the `Arc`, so that the received body is not copied.
+    text: Arc<String>,
+    /// The register holding the other share, and the message's id.
+    owner: Option<(Weak<Mutex<Register>>, MessageId)>,
+}
+
+impl Body {
+    /// A body held by nobody else (for tests and tools).
+    pub fn new(text: impl Into<String>) -> Body {
+        Body {
+            text: Arc::new(text.into()),
+            owner: None,
+        }
+    }
+}
+
+impl Deref for Body {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.text
+    }
+}
+
+impl fmt::Debug for Body {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.text, f)
+    }
+}
+
+impl PartialEq<str> for Body {
+    fn eq(&self, other: &str) -> bool {
+        *self.text == *other
+    }
+}
+
+impl PartialEq<&str> for Body {
+    fn eq(&self, other: &&str) -> bool {
+        *self.text == **other
+    }
+}
+
+impl Drop for Body {
+    fn drop(&mut self) {
+        let Some((register, id)) = self.owner.take() else {
+            return;
+        };
+        let Some(register) = register.upgrade() else {
+            return;
+        };
+        let mut register = lock(&register);
+        let Register { held, bytes, .. } = &mut *register;
+        if let Some(h) = held.get_mut(&id)
+            && h.body.as_ref().is_some_and(|b| Arc::ptr_eq(b, &self.text))
+        {
+            h.body = None;
+            *bytes -= undecoded_bytes(self.text.len());
+        }
+    }
+}
+
+/// What to do with a held message when it is next received: the steps
+/// that need its body once the register has let go of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum OnSight {
+    /// Reject it with this reason and detail.
+    Reject { reason: String, detail: String },
+    /// Send a fresh copy and delete it (near the 12-hour limit).
+    Requeue,
+}
+
+/// A message cfpurge holds: what later calls need, not the body (see the
+/// module's comment).
 #[derive(Debug)]
 struct Held {
-    message: Message,
+    /// The latest receipt handle: the one that deletes.
+    receipt: String,
+    receive_count: u32,
+    first_received_at: Option<SystemTime>,
+    /// Carried over by a reject or a re-queue.
+    attributes: BTreeMap<String, String>,
+    /// The body, while the pipeline decodes it.
+    body: Option<Arc<String>>,
+    /// Bytes counted for the record, the body apart.
+    weight: usize,
     /// When it was first received by this process.
     first_seen: Instant,
     /// When its current visibility timeout runs out.
@@ -82,6 +216,55 @@ struct Held {
     /// delete holds stale), and the extension may be refused once the
     /// delete went through: that refusal is expected, not worth a warning.
     deleting: bool,
+    /// Made visible again to be re-read, and what to do then; since when.
+    /// Not extended meanwhile.
+    on_sight: Option<(OnSight, Instant)>,
+}
+
+impl Held {
+    fn new(m: &Message, body: Option<Arc<String>>, now: Instant, visible_at: Instant) -> Held {
+        let attributes: usize = m
+            .attributes
+            .iter()
+            .map(|(k, v)| ATTRIBUTE_BYTES + k.len() + v.len())
+            .sum();
+        Held {
+            receipt: m.receipt.clone(),
+            receive_count: m.receive_count,
+            first_received_at: m.first_received_at,
+            attributes: m.attributes.clone(),
+            body,
+            weight: HELD_BYTES + 2 * m.id.len() + m.receipt.len() + attributes,
+            first_seen: now,
+            visible_at,
+            deleting: false,
+            on_sight: None,
+        }
+    }
+
+    /// Bytes counted for it now.
+    fn bytes(&self) -> usize {
+        self.weight + self.body.as_ref().map_or(0, |b| undecoded_bytes(b.len()))
+    }
+
+    /// The message as the queue's reject takes it, while the body is held.
+    fn message(&self, id: &str) -> Option<Message> {
+        Some(Message {
+            id: id.to_owned(),
+            receipt: self.receipt.clone(),
+            body: String::clone(self.body.as_deref()?),
+            receive_count: self.receive_count,
+            first_received_at: self.first_received_at,
+            attributes: self.attributes.clone(),
+        })
+    }
+
+    fn handle(&self, id: &str) -> Handle {
+        Handle {
+            id: id.to_owned(),
+            receipt: self.receipt.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -90,6 +273,33 @@ struct Register {
     /// Room taken by receives under way, so that pollers together never
     /// hold more than `max_pending_messages`.
     reserved: usize,
+    /// Bytes set aside for receives under way ([`RESERVED_PER_MESSAGE`]
+    /// per message asked for).
+    reserved_bytes: usize,
+    /// The sum of the held messages' [`Held::bytes`].
+    bytes: usize,
+}
+
+impl Register {
+    fn insert(&mut self, id: MessageId, held: Held) {
+        self.bytes += held.bytes();
+        if let Some(old) = self.held.insert(id, held) {
+            self.bytes -= old.bytes();
+        }
+    }
+
+    fn remove(&mut self, id: &str) -> Option<Held> {
+        let held = self.held.remove(id)?;
+        self.bytes -= held.bytes();
+        Some(held)
+    }
+}
+
+/// A held message received again with a step waiting for its body.
+struct Sighted {
+    id: MessageId,
+    message: Message,
+    step: OnSight,
 }
 
 /// Counts for metrics and tests.
@@ -109,7 +319,10 @@ pub struct SourceCounts {
 struct Shared<Q> {
     queue: Q,
     settings: SourceSettings,
-    register: Mutex<Register>,
+    register: Arc<Mutex<Register>>,
+    /// The pending set's heap estimate (the decoded entries of the held
+    /// messages).
+    pending_bytes: Meter,
     /// Signalled when held messages go, so paused pollers look again.
     room: Notify,
     health: Mutex<QueueHealth>,
@@ -145,7 +358,8 @@ impl<Q: Queue> Source<Q> {
             shared: Arc::new(Shared {
                 queue,
                 settings,
-                register: Mutex::new(Register::default()),
+                register: Arc::default(),
+                pending_bytes: Meter::default(),
                 room: Notify::new(),
                 health: Mutex::new(QueueHealth::Ready),
                 counts: Mutex::new(SourceCounts::default()),
@@ -172,8 +386,9 @@ impl<Q: Queue> Source<Q> {
             let (me, tx, cancel) = (self.clone(), tx.clone(), stop_receiving.clone());
             tasks.spawn(async move { me.poll_loop(n, tx, cancel).await });
         }
+        drop(tx);
         let (me, cancel) = (self.clone(), stop_keeping.clone());
-        tasks.spawn(async move { me.keep_loop(tx, cancel).await });
+        tasks.spawn(async move { me.keep_loop(cancel).await });
         rx
     }
 
@@ -195,6 +410,20 @@ impl<Q: Queue> Source<Q> {
         lock(&self.shared.register).held.len()
     }
 
+    /// The estimated bytes the held messages take: their records and
+    /// bodies here ([`HELD_BYTES`] each, plus the lengths of id, receipt,
+    /// attributes and the body while it is decoded), and their decoded
+    /// entries in the pending set (its [`Meter`]).
+    pub fn held_bytes(&self) -> usize {
+        lock(&self.shared.register).bytes + self.shared.pending_bytes.get()
+    }
+
+    /// The meter the pending set must publish its size to, so that
+    /// `max_pending_bytes` counts the decoded entries.
+    pub fn pending_meter(&self) -> Meter {
+        self.shared.pending_bytes.clone()
+    }
+
     fn set_health(&self, h: QueueHealth) {
         let mut current = lock(&self.shared.health);
         if *current != h {
@@ -213,7 +442,7 @@ impl<Q: Queue> Source<Q> {
             // Backpressure: wait for room before asking for more, and ask
             // for no more than there is room for.
             let room = loop {
-                let room = self.reserve(settings.max_pending_messages);
+                let room = self.reserve(settings.max_pending_messages, settings.max_pending_bytes);
                 if room > 0 {
                     break room;
                 }
@@ -236,9 +465,16 @@ impl<Q: Queue> Source<Q> {
                 self.unreserve(room);
             }
             match received {
-                Ok(events) => {
+                Ok((events, sighted)) => {
                     failures = 0;
                     self.set_health(QueueHealth::Ready);
+                    for s in sighted {
+                        if let Some(event) = self.carry_out(s).await
+                            && tx.send(event).await.is_err()
+                        {
+                            return;
+                        }
+                    }
                     for event in events {
                         if tx.send(event).await.is_err() {
                             return;
@@ -261,62 +497,125 @@ impl<Q: Queue> Source<Q> {
         }
     }
 
-    /// Takes room for up to ten messages; returns how many.
-    fn reserve(&self, max: usize) -> usize {
+    /// Takes room for up to ten messages; returns how many. By bytes, a
+    /// receive asks for no more messages than the largest one's share
+    /// ([`RESERVED_PER_MESSAGE`]) fits below `max_bytes` times, and for one
+    /// when less is left: the bound is passed by at most one message per
+    /// poller.
+    fn reserve(&self, max_messages: usize, max_bytes: usize) -> usize {
         let mut register = lock(&self.shared.register);
-        let used = register.held.len() + register.reserved;
-        let room = max.saturating_sub(used).min(10);
+        let by_count = max_messages.saturating_sub(register.held.len() + register.reserved);
+        let used = register.bytes + register.reserved_bytes + self.shared.pending_bytes.get();
+        let by_bytes = match max_bytes.checked_sub(used) {
+            Some(left) if left > 0 => (left / RESERVED_PER_MESSAGE).max(1),
+            _ => 0,
+        };
+        let room = by_count.min(by_bytes).min(MAX_RECEIVE);
         register.reserved += room;
+        register.reserved_bytes += room * RESERVED_PER_MESSAGE;
         room
     }
 
     fn unreserve(&self, room: usize) {
-        lock(&self.shared.register).reserved -= room;
+        let mut register = lock(&self.shared.register);
+        register.reserved -= room;
+        register.reserved_bytes -= room * RESERVED_PER_MESSAGE;
     }
 
     /// Records received messages, giving back the room reserved for them;
-    /// returns the events for the new ones.
-    fn register_received(&self, messages: Vec<Message>, reserved: usize) -> Vec<SourceEvent> {
+    /// returns the events for the new ones, and the held ones received
+    /// again with a step waiting for their body.
+    fn register_received(
+        &self,
+        messages: Vec<Message>,
+        reserved: usize,
+    ) -> (Vec<SourceEvent>, Vec<Sighted>) {
         let now = Instant::now();
         let visible_at = now + self.shared.settings.visibility;
         let mut events = Vec::new();
+        let mut sighted = Vec::new();
         let mut register = lock(&self.shared.register);
         register.reserved -= reserved;
+        register.reserved_bytes -= reserved * RESERVED_PER_MESSAGE;
         let mut counts = lock(&self.shared.counts);
         for m in messages {
             counts.received += 1;
             if let Some(held) = register.held.get_mut(m.id.as_str()) {
                 // The latest receipt handle is the one that deletes.
                 counts.redelivered += 1;
-                held.message.receipt = m.receipt;
-                held.message.receive_count = m.receive_count;
+                let grown = m.receipt.len().saturating_sub(held.receipt.len());
+                let shrunk = held.receipt.len().saturating_sub(m.receipt.len());
+                held.weight = held.weight + grown - shrunk;
+                held.receipt.clone_from(&m.receipt);
+                held.receive_count = m.receive_count;
                 held.visible_at = visible_at;
+                let step = held.on_sight.take();
+                register.bytes = register.bytes + grown - shrunk;
+                if let Some((step, _)) = step {
+                    let id = register
+                        .held
+                        .get_key_value(m.id.as_str())
+                        .map(|(id, _)| id.clone());
+                    if let Some(id) = id {
+                        sighted.push(Sighted {
+                            id,
+                            message: m,
+                            step,
+                        });
+                    }
+                }
                 continue;
             }
             let id: MessageId = Arc::from(m.id.as_str());
+            let mut m = m;
+            let text = Arc::new(std::mem::take(&mut m.body));
+            register.insert(
+                id.clone(),
+                Held::new(&m, Some(text.clone()), now, visible_at),
+            );
             events.push(SourceEvent::Received {
                 id: id.clone(),
-                body: m.body.clone(),
+                body: Body {
+                    text,
+                    owner: Some((Arc::downgrade(&self.shared.register), id)),
+                },
                 received_at: now,
                 first_received_at: m.first_received_at,
             });
-            register.held.insert(
-                id,
-                Held {
-                    message: m,
-                    first_seen: now,
-                    visible_at,
-                    deleting: false,
-                },
-            );
         }
-        events
+        (events, sighted)
+    }
+
+    /// Carries out the step a held message waited for, now that it was
+    /// received again with its body; returns the event to pass on.
+    async fn carry_out(&self, sighted: Sighted) -> Option<SourceEvent> {
+        let Sighted { id, message, step } = sighted;
+        match step {
+            OnSight::Reject { reason, detail } => {
+                self.reject_now(&id, &message, &reason, &detail).await;
+                None
+            }
+            OnSight::Requeue => match self.shared.queue.requeue(&message).await {
+                Ok(()) => {
+                    self.forget(std::slice::from_ref(&id));
+                    lock(&self.shared.counts).requeued += 1;
+                    tracing::info!(message = %id, "re-queued a message near the 12-hour in-flight limit");
+                    Some(SourceEvent::Requeued { id })
+                }
+                // Still held, with the receipt of this receive: the keeper
+                // extends it and tries again on its next round.
+                Err(e) => {
+                    tracing::warn!(message = %id, error = %e, "re-queue failed");
+                    None
+                }
+            },
+        }
     }
 
     /// Keeps held messages invisible: extends each one when a third of its
     /// visibility timeout is left, and re-queues those near SQS's 12-hour
     /// limit.
-    async fn keep_loop(self, tx: mpsc::Sender<SourceEvent>, cancel: CancellationToken) {
+    async fn keep_loop(self, cancel: CancellationToken) {
         let visibility = self.shared.settings.visibility;
         let period = (visibility / 6).clamp(Duration::from_millis(200), Duration::from_secs(10));
         loop {
@@ -325,22 +624,47 @@ impl<Q: Queue> Source<Q> {
                 () = tokio::time::sleep(period) => {}
             }
             let now = Instant::now();
-            let (extend, requeue) = {
-                let register = lock(&self.shared.register);
+            let (extend, release) = {
+                let mut register = lock(&self.shared.register);
                 let mut extend = Vec::new();
-                let mut requeue = Vec::new();
-                for (id, h) in &register.held {
-                    if now.duration_since(h.first_seen) >= self.shared.settings.requeue_after {
-                        requeue.push((id.clone(), h.message.clone()));
+                let mut release = Vec::new();
+                let mut given_up = Vec::new();
+                for (id, h) in register.held.iter_mut() {
+                    if let Some((_, since)) = &h.on_sight {
+                        // Not received again within a visibility timeout
+                        // (a long backlog in front of it): let it go; it
+                        // comes back as a new delivery and is decoded anew.
+                        if now.duration_since(*since) >= visibility {
+                            given_up.push(id.clone());
+                        }
+                        continue;
+                    }
+                    if !h.deleting
+                        && now.duration_since(h.first_seen) >= self.shared.settings.requeue_after
+                    {
+                        // The copy needs the body: re-read it.
+                        h.on_sight = Some((OnSight::Requeue, now));
+                        release.push(h.handle(id));
                     } else if h.visible_at.saturating_duration_since(now) <= visibility / 3 {
-                        extend.push(Handle {
-                            id: id.to_string(),
-                            receipt: h.message.receipt.clone(),
-                        });
+                        extend.push(h.handle(id));
                     }
                 }
-                (extend, requeue)
+                for id in &given_up {
+                    register.remove(id);
+                }
+                (extend, release)
             };
+            if !release.is_empty() {
+                self.shared.room.notify_waiters();
+                if let Err(e) = self
+                    .shared
+                    .queue
+                    .set_visibility(&release, Duration::ZERO)
+                    .await
+                {
+                    tracing::warn!(error = %e, messages = release.len(), "releasing messages to re-queue them failed; they reappear when their timeout runs out");
+                }
+            }
             if !extend.is_empty() {
                 match self.shared.queue.set_visibility(&extend, visibility).await {
                     Ok(failed) => {
@@ -378,20 +702,6 @@ impl<Q: Queue> Source<Q> {
                     Err(e) => {
                         tracing::warn!(error = %e, messages = extend.len(), "visibility extension failed")
                     }
-                }
-            }
-            for (id, message) in requeue {
-                match self.shared.queue.requeue(&message).await {
-                    Ok(()) => {
-                        lock(&self.shared.register).held.remove(&id);
-                        lock(&self.shared.counts).requeued += 1;
-                        self.shared.room.notify_waiters();
-                        tracing::info!(message = %id, "re-queued a message near the 12-hour in-flight limit");
-                        if tx.send(SourceEvent::Requeued { id }).await.is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) => tracing::warn!(message = %id, error = %e, "re-queue failed"),
                 }
             }
         }
@@ -461,16 +771,46 @@ impl<Q: Queue> Source<Q> {
     }
 
     /// Rejects a message: forwarded to the dead-letter queue with the
-    /// reason, or left for the queue's redrive policy.
+    /// reason, or left for the queue's redrive policy. While its body is
+    /// held (the pipeline is decoding it) this happens at once; later the
+    /// message is made visible again and rejected when next received,
+    /// body and all.
     pub async fn reject(&self, id: &MessageId, reason: &str, detail: &str) {
-        let message = lock(&self.shared.register)
-            .held
-            .get(id)
-            .map(|h| h.message.clone());
-        let Some(message) = message else {
-            return;
+        let (message, handle) = {
+            let mut register = lock(&self.shared.register);
+            let Some(held) = register.held.get_mut(id) else {
+                return;
+            };
+            match held.message(id) {
+                Some(message) => (Some(message), None),
+                None => {
+                    let step = OnSight::Reject {
+                        reason: reason.to_owned(),
+                        detail: detail.to_owned(),
+                    };
+                    held.on_sight = Some((step, Instant::now()));
+                    (None, Some(held.handle(id)))
+                }
+            }
         };
-        match self.shared.queue.reject(&message, reason, detail).await {
+        if let Some(message) = message {
+            self.reject_now(id, &message, reason, detail).await;
+            return;
+        }
+        tracing::info!(message = %id, reason, "rejecting a message: made visible again, to be forwarded with its body when next received");
+        if let Some(handle) = handle
+            && let Err(e) = self
+                .shared
+                .queue
+                .set_visibility(std::slice::from_ref(&handle), Duration::ZERO)
+                .await
+        {
+            tracing::warn!(message = %id, error = %e, "could not make the message visible again; it reappears when its timeout runs out");
+        }
+    }
+
+    async fn reject_now(&self, id: &MessageId, message: &Message, reason: &str, detail: &str) {
+        match self.shared.queue.reject(message, reason, detail).await {
             Ok(forwarded) => {
                 tracing::warn!(message = %id, reason, detail, forwarded, "message rejected");
                 lock(&self.shared.counts).rejected += 1;
@@ -516,25 +856,20 @@ impl<Q: Queue> Source<Q> {
         lock(&self.shared.register)
             .held
             .get(id)
-            .map(|h| h.message.receipt.clone())
+            .map(|h| h.receipt.clone())
     }
 
     fn handles(&self, ids: &[MessageId]) -> Vec<Handle> {
         let register = lock(&self.shared.register);
         ids.iter()
-            .filter_map(|id| {
-                register.held.get(id).map(|h| Handle {
-                    id: id.to_string(),
-                    receipt: h.message.receipt.clone(),
-                })
-            })
+            .filter_map(|id| register.held.get(id).map(|h| h.handle(id)))
             .collect()
     }
 
     fn forget(&self, ids: &[MessageId]) {
         let mut register = lock(&self.shared.register);
         for id in ids {
-            register.held.remove(id);
+            register.remove(id);
         }
         drop(register);
         self.shared.room.notify_waiters();
@@ -565,6 +900,7 @@ mod tests {
             wait: Duration::from_secs(20),
             visibility: Duration::from_secs(30),
             max_pending_messages: 100,
+            max_pending_bytes: usize::MAX,
             requeue_after: Duration::from_secs(3600),
         }
     }
@@ -639,17 +975,142 @@ mod tests {
         let source = Source::new(queue.clone(), settings());
         let (tasks, cancel) = (TaskTracker::new(), CancellationToken::new());
         let mut events = source.start(&tasks, &cancel, &cancel);
-        let SourceEvent::Received { id, .. } = next(&mut events).await else {
+        let SourceEvent::Received { id, body, .. } = next(&mut events).await else {
             panic!("expected a message");
         };
+        // While decoding, the body is at hand: the reject happens at once.
         source
             .reject(&id, "invalid_path", "line 1: path must start with \"/\"")
             .await;
+        drop(body);
         assert_eq!(source.held(), 0);
+        assert_eq!(source.held_bytes(), 0);
         assert_eq!(source.counts().rejected, 1);
         let dead = queue.dead_letters();
         assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].body, "not a path");
         assert!(queue.is_empty());
+        cancel.cancel();
+        tasks.close();
+        tasks.wait().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_is_held_only_while_the_pipeline_has_it() {
+        let queue = LocalQueue::new(Duration::from_secs(30));
+        let text = "/a".repeat(50_000);
+        queue.send(&text).await.expect("send");
+        let source = Source::new(queue.clone(), settings());
+        let (tasks, cancel) = (TaskTracker::new(), CancellationToken::new());
+        let mut events = source.start(&tasks, &cancel, &cancel);
+        let SourceEvent::Received { id, body, .. } = next(&mut events).await else {
+            panic!("expected a message");
+        };
+        assert_eq!(body, text.as_str());
+        let with_body = source.held_bytes();
+        assert!(with_body > undecoded_bytes(text.len()), "{with_body}");
+        drop(body);
+        let without = source.held_bytes();
+        assert_eq!(with_body - without, undecoded_bytes(text.len()));
+        assert!(without < 1_000, "{without}");
+        // A redelivery does not bring the body back.
+        queue
+            .set_visibility(
+                &[Handle {
+                    id: id.to_string(),
+                    receipt: source.receipt(&id).unwrap(),
+                }],
+                Duration::ZERO,
+            )
+            .await
+            .expect("release");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(source.counts().redelivered, 1);
+        assert_eq!(source.held_bytes(), without);
+        cancel.cancel();
+        tasks.close();
+        tasks.wait().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reject_after_decoding_re_reads_the_body_and_forwards_it() {
+        let queue = LocalQueue::new(Duration::from_secs(30));
+        queue
+            .send(r#"{"paths": ["/refused"]}"#)
+            .await
+            .expect("send");
+        let source = Source::new(queue.clone(), settings());
+        let (tasks, cancel) = (TaskTracker::new(), CancellationToken::new());
+        let mut events = source.start(&tasks, &cancel, &cancel);
+        let SourceEvent::Received { id, .. } = next(&mut events).await else {
+            panic!("expected a message");
+        };
+        // The body was dropped with the event: the message is made visible
+        // again and forwarded once received again.
+        source
+            .reject(&id, "invalid_path", "CloudFront refused the path")
+            .await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let dead = queue.dead_letters();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].body, r#"{"paths": ["/refused"]}"#);
+        assert_eq!(dead[0].reason, "invalid_path");
+        assert_eq!(dead[0].detail, "CloudFront refused the path");
+        assert_eq!(source.held(), 0);
+        assert_eq!(source.counts().rejected, 1);
+        assert!(queue.is_empty());
+        assert!(events.try_recv().is_err(), "not passed on again");
+        cancel.cancel();
+        tasks.close();
+        tasks.wait().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn receiving_pauses_at_max_pending_bytes_and_resumes_below() {
+        let queue = LocalQueue::new(Duration::from_secs(300));
+        let big = format!("/{}", "a".repeat(400_000));
+        for _ in 0..8 {
+            queue.send(&big).await.expect("send");
+        }
+        let mut s = settings();
+        s.pollers = 1;
+        // Messages are received until the one that takes the count past
+        // the bound, and no more.
+        s.max_pending_bytes = 8 * MAX_MESSAGE_BYTES;
+        let source = Source::new(queue.clone(), s);
+        let (tasks, cancel) = (TaskTracker::new(), CancellationToken::new());
+        let mut events = source.start(&tasks, &cancel, &cancel);
+        let mut bodies = Vec::new();
+        while let Ok(Some(event)) =
+            tokio::time::timeout(Duration::from_secs(5), events.recv()).await
+        {
+            bodies.push(event);
+        }
+        let held = source.held();
+        let bytes = source.held_bytes();
+        let one = bytes / held;
+        assert!(held < 8, "{held} held: no pause");
+        assert!(
+            bytes >= 8 * MAX_MESSAGE_BYTES,
+            "{held} held, {bytes} bytes: paused early"
+        );
+        assert!(
+            bytes - one < 8 * MAX_MESSAGE_BYTES,
+            "{held} held, {bytes} bytes: one too many"
+        );
+        // Decoded entries count too: with the bodies dropped, the pending
+        // set's figure alone keeps receiving paused.
+        source.pending_meter().set_for_test(8 * MAX_MESSAGE_BYTES);
+        bodies.clear();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(
+            source.held(),
+            held,
+            "received while the pending set was full"
+        );
+        source.pending_meter().set_for_test(0);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(source.held() > held, "did not resume");
         cancel.cancel();
         tasks.close();
         tasks.wait().await;

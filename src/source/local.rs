@@ -22,6 +22,13 @@
 //! 120,000 in-flight limit, message retention, and the lag of SQS's
 //! approximate counts (depth here is exact).
 //!
+//! What it adds: a bound ([`LocalQueue::bounded`]). SQS stores a backlog on
+//! disk; this queue holds it in memory, so with `source.kind = "local"` it
+//! refuses a send ([`QueueError::Full`], which `POST /v1/purge` answers
+//! 503) once it holds `max_pending_messages` messages or
+//! `max_pending_bytes` bytes of bodies and attributes, visible or in
+//! flight.
+//!
 //! Time is `tokio::time::Instant`, so tests with paused time
 //! (`#[tokio::test(start_paused = true)]`) drive visibility and long polls
 //! without sleeping; `first_received_at` follows the same clock.
@@ -89,6 +96,10 @@ struct Inner {
     /// A point of the tokio clock and the wall-clock time it stood for, so
     /// that `first_received_at` moves with paused test time.
     epoch: (Instant, SystemTime),
+    /// Most messages held before a send is refused.
+    max_messages: usize,
+    /// Most bytes of bodies and attributes held before a send is refused.
+    max_bytes: usize,
 }
 
 #[derive(Debug, Default)]
@@ -113,6 +124,8 @@ struct State {
     next_seq: u64,
     /// Counter making every receipt handle unique.
     next_receipt: u64,
+    /// Bytes of the messages' bodies and attributes.
+    bytes: usize,
 }
 
 #[derive(Debug)]
@@ -158,16 +171,28 @@ impl LocalQueue {
     /// `visibility_timeout`, with rejects kept in [`Self::dead_letters`]
     /// (as with a dead-letter queue configured).
     pub fn new(visibility_timeout: Duration) -> Self {
-        Self::build(visibility_timeout, true)
+        Self::build(visibility_timeout, true, usize::MAX, usize::MAX)
+    }
+
+    /// Like [`Self::new`], refusing sends ([`QueueError::Full`]) while it
+    /// holds `max_messages` messages or `max_bytes` bytes of bodies and
+    /// attributes. A re-queue, which replaces a message, is never refused.
+    pub fn bounded(visibility_timeout: Duration, max_messages: usize, max_bytes: usize) -> Self {
+        Self::build(visibility_timeout, true, max_messages, max_bytes)
     }
 
     /// Like [`Self::new`] but without a dead-letter queue: [`Queue::reject`]
     /// leaves the message in place and returns `Ok(false)`.
     pub fn without_dead_letter_queue(visibility_timeout: Duration) -> Self {
-        Self::build(visibility_timeout, false)
+        Self::build(visibility_timeout, false, usize::MAX, usize::MAX)
     }
 
-    fn build(visibility_timeout: Duration, dead_letter_queue: bool) -> Self {
+    fn build(
+        visibility_timeout: Duration,
+        dead_letter_queue: bool,
+        max_messages: usize,
+        max_bytes: usize,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 state: Mutex::new(State::default()),
@@ -175,6 +200,8 @@ impl LocalQueue {
                 visibility_timeout: visibility_timeout.min(MAX_VISIBILITY),
                 dead_letter_queue,
                 epoch: (Instant::now(), SystemTime::now()),
+                max_messages,
+                max_bytes,
             }),
         }
     }
@@ -202,10 +229,38 @@ impl LocalQueue {
         body: &str,
         attributes: BTreeMap<String, String>,
     ) -> Result<String, QueueError> {
+        self.store(body, attributes, true)
+    }
+
+    /// Bytes of the bodies and attributes held, visible or in flight.
+    pub fn bytes(&self) -> usize {
+        self.state().bytes
+    }
+
+    fn store(
+        &self,
+        body: &str,
+        attributes: BTreeMap<String, String>,
+        bounded: bool,
+    ) -> Result<String, QueueError> {
         check_body(body)?;
+        let size = stored_size(body, &attributes);
         let now = Instant::now();
         let id = {
             let mut state = self.state();
+            if bounded && state.messages.len() >= self.inner.max_messages {
+                return Err(QueueError::Full(format!(
+                    "{} messages wait (source.max_pending_messages)",
+                    state.messages.len()
+                )));
+            }
+            if bounded && state.bytes.saturating_add(size) > self.inner.max_bytes {
+                return Err(QueueError::Full(format!(
+                    "{} bytes wait and this message has {size} (source.max_pending_bytes = {})",
+                    state.bytes, self.inner.max_bytes
+                )));
+            }
+            state.bytes += size;
             let seq = state.next_seq;
             state.next_seq += 1;
             let id = message_id(seq);
@@ -297,6 +352,7 @@ impl LocalQueue {
         };
         if let Some(stored) = state.messages.remove(&seq) {
             state.schedule.remove(&(stored.visible_at, seq));
+            state.bytes -= stored_size(&stored.body, &stored.attributes);
         }
         state.deleted_set.insert(handle.receipt.clone());
         state.deleted.push_back(handle.receipt.clone());
@@ -431,7 +487,9 @@ impl Queue for LocalQueue {
     }
 
     async fn requeue(&self, message: &Message) -> Result<(), QueueError> {
-        self.send_with_attributes(&message.body, message.attributes.clone())?;
+        // A copy replacing the original: allowed past the bound, which it
+        // leaves as it was once the original is deleted.
+        self.store(&message.body, message.attributes.clone(), false)?;
         match self.delete_handles(&[message.handle()]).pop() {
             None => Ok(()),
             Some(failed) => Err(failed.into_error()),
@@ -445,6 +503,15 @@ impl Queue for LocalQueue {
     async fn send(&self, body: &str) -> Result<String, QueueError> {
         self.send_with_attributes(body, BTreeMap::new())
     }
+}
+
+/// What a message counts against `max_bytes`: body and attributes.
+fn stored_size(body: &str, attributes: &BTreeMap<String, String>) -> usize {
+    body.len()
+        + attributes
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>()
 }
 
 fn invalid_receipt(handle: &Handle) -> Failed {
@@ -886,6 +953,40 @@ mod tests {
         let dead = q.dead_letters();
         assert_eq!(dead.len(), DEAD_LETTER_CAPACITY);
         assert_eq!(dead[0].body, "5");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_bounded_queue_refuses_sends_past_its_messages_or_bytes() {
+        let q = LocalQueue::bounded(VISIBILITY, 3, 100);
+        for body in ["/a", "/b", "/c"] {
+            q.send(body).await.unwrap();
+        }
+        let full = q.send("/d").await.unwrap_err();
+        assert!(
+            matches!(&full, QueueError::Full(why) if why.contains("max_pending_messages")),
+            "{full}"
+        );
+        assert!(full.is_transient());
+        // Room again once one is deleted, in flight or not.
+        let m = q.receive(1, Duration::ZERO).await.unwrap().remove(0);
+        q.delete(&[m.handle()]).await.unwrap();
+        q.send("/d").await.unwrap();
+
+        let q = LocalQueue::bounded(VISIBILITY, 100, 100);
+        let body = format!("/{}", "x".repeat(59));
+        q.send(&body).await.unwrap();
+        assert_eq!(q.bytes(), 60);
+        let full = q.send(&body).await.unwrap_err();
+        assert!(
+            matches!(&full, QueueError::Full(why) if why.contains("max_pending_bytes")),
+            "{full}"
+        );
+        q.send(&"/y".repeat(20)).await.unwrap();
+        assert_eq!(q.bytes(), 100);
+        // A re-queue replaces a message: never refused.
+        let m = q.receive(1, Duration::ZERO).await.unwrap().remove(0);
+        q.requeue(&m).await.unwrap();
+        assert_eq!((q.len(), q.bytes()), (2, 100));
     }
 
     #[tokio::test(start_paused = true)]

@@ -156,12 +156,16 @@ pub enum QueueError {
     /// single-message operation.
     #[error("request refused by the queue: {0}")]
     Invalid(String),
+    /// A send to the in-memory queue while it holds as many messages or
+    /// bytes as it may: retry once the daemon has caught up.
+    #[error("the queue is full: {0}")]
+    Full(String),
 }
 
 impl QueueError {
     /// True when the same call may succeed if made again later.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Transient(_))
+        matches!(self, Self::Transient(_) | Self::Full(_))
     }
 }
 

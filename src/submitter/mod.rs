@@ -275,7 +275,11 @@ impl Submitter {
             };
         }
         if batch.attempts == 0 {
-            batch.first_sent_at = now;
+            // The call goes out after everything this turn has taken in,
+            // and a message received within this millisecond was sent to
+            // the queue before the call starts: it counts as received
+            // before the invalidation.
+            batch.first_sent_at = now + 1;
         }
         batch.attempts += 1;
         self.calling.insert(alias.to_owned());

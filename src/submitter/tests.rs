@@ -71,7 +71,7 @@ fn a_due_batch_is_sent_once_and_nothing_else_goes_while_its_call_is_under_way() 
     let batch = first_send(&mut s, &["/a", "/b"]);
     assert_eq!(batch.paths, vec![p("/a"), p("/b")]);
     assert!(batch.reference.starts_with("cfpurge-www-1700000000000-1-"));
-    assert_eq!((batch.attempts, batch.first_sent_at), (1, T0));
+    assert_eq!((batch.attempts, batch.first_sent_at), (1, T0 + 1));
     assert!(s.is_calling());
     let e = entries(&["/c"]);
     assert_eq!(s.next("www", T0, due(&e, 1000)), Step::Idle);
@@ -119,7 +119,7 @@ fn a_retry_goes_again_under_the_same_reference_after_its_backoff() {
         assert_eq!(again.paths, batch.paths);
         assert_eq!(again.attempts, 2);
         // Coverage counts from the first call, whichever is answered.
-        assert_eq!(again.first_sent_at, T0);
+        assert_eq!(again.first_sent_at, T0 + 1);
     }
 }
 

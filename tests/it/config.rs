@@ -232,7 +232,8 @@ fn every_rule_names_its_key() {
         (format!("{src}wait_time_seconds = 21\n"), "source.wait_time_seconds", "must be 0..=20 (got 21)"),
         (format!("{src}visibility_timeout_seconds = 0\n"), "source.visibility_timeout_seconds", "must be 1..=43200 (got 0)"),
         (format!("{src}visibility_timeout_seconds = 43201\n"), "source.visibility_timeout_seconds", "(got 43201)"),
-        (format!("{src}max_pending_messages = 0\n"), "source.max_pending_messages", "must be ≥ 1"),
+        (format!("{src}max_pending_messages = 0\n"), "source.max_pending_messages", "must be 1..=120000 (got 0)"),
+        (format!("{src}max_pending_bytes = 1000\n"), "source.max_pending_bytes", "must be 1048576..=1099511627776 (got 1000)"),
         ("[source]\nkind = \"sqsx\"\n".into(), "source.kind", "\"sqsx\" is not a source kind: expected \"sqs\" or \"local\""),
         // [distributions]
         ("[distributions.www]\nid = \"\"\n".into(), "distributions.www.id", "is required"),
@@ -275,8 +276,12 @@ fn every_rule_names_its_key() {
         // [catalog]
         ("[catalog]\nrefresh_seconds = 0\n".into(), "catalog.refresh_seconds", "must be 1..=604800 (got 0)"),
         // [cloudfront]
-        ("[cloudfront]\ncreate_per_second = 0\n".into(), "cloudfront.create_per_second", "must be > 0"),
-        ("[cloudfront]\ncreate_per_second = -1.5\n".into(), "cloudfront.create_per_second", "must be > 0"),
+        ("[cloudfront]\ncreate_per_second = 0\n".into(), "cloudfront.create_per_second", "must be ≥ 0.000001"),
+        ("[cloudfront]\ncreate_per_second = -1.5\n".into(), "cloudfront.create_per_second", "must be ≥ 0.000001"),
+        ("[cloudfront]\ncreate_per_second = 1e-300\n".into(), "cloudfront.create_per_second", "(got 1e-300)"),
+        ("[cloudfront]\ncreate_per_second = 1e-9\n".into(), "cloudfront.create_per_second", "one call in 11.6 days"),
+        ("[cloudfront]\ncreate_per_second = nan\n".into(), "cloudfront.create_per_second", "(got NaN)"),
+        ("[cloudfront]\ncreate_per_second = inf\n".into(), "cloudfront.create_per_second", "(got inf)"),
         ("[cloudfront]\ncreate_per_second = 1800\n".into(), "cloudfront.create_per_second", "≤ 100"),
         ("[cloudfront]\ncreate_burst = 0\n".into(), "cloudfront.create_burst", "must be 1..=100 (got 0)"),
         ("[cloudfront]\npoll_interval_seconds = 0\n".into(), "cloudfront.poll_interval_seconds", "must be 1..=3600 (got 0)"),
@@ -293,6 +298,14 @@ fn every_rule_names_its_key() {
         // [http]
         ("[http]\nlisten = \"localhost:9470\"\n".into(), "http.listen", "is not an IP address and port"),
         ("[http]\nlisten = \"127.0.0.1\"\n".into(), "http.listen", "is not an IP address and port"),
+        ("[http]\nenqueue_token = \"\"\n".into(), "http.enqueue_token", "must not be empty"),
+        ("[http]\nenqueue_token = \" s3cret\"\n".into(), "http.enqueue_token", "must not start or end with white space"),
+        ("[http]\nenqueue_token = \"s3cret\\n\"\n".into(), "http.enqueue_token", "must not start or end with white space"),
+        ("[http]\nenqueue_token = \"s3 cret\"\n".into(), "http.enqueue_token", "visible ASCII"),
+        ("[http]\nenqueue_token = \"sécret\"\n".into(), "http.enqueue_token", "visible ASCII"),
+        ("[http]\nmax_connections = 0\n".into(), "http.max_connections", "must be 1..=65536 (got 0)"),
+        ("[http]\nheader_timeout_seconds = 0\n".into(), "http.header_timeout_seconds", "must be 1..=3600 (got 0)"),
+        ("[http]\nrequest_timeout_seconds = 3601\n".into(), "http.request_timeout_seconds", "must be 1..=3600 (got 3601)"),
         // [log]
         ("[log]\nformat = \"xml\"\n".into(), "log.format", "expected \"text\" or \"json\""),
         ("[log]\nlevel = \"loud\"\n".into(), "log.level", "is not a level"),
@@ -353,6 +366,35 @@ fn catalogs_load_with_their_sources() {
 }
 
 #[test]
+fn a_token_problem_never_shows_the_token() {
+    let found = problems("[http]\nenqueue_token = \" hunter2 \"\n", &[]);
+    assert_eq!(found.len(), 1);
+    assert!(!found[0].to_string().contains("hunter2"), "{}", found[0]);
+}
+
+#[test]
+fn an_exposed_listener_without_a_token_is_warned_about() {
+    let warnings = |extra: &str| load(extra, &[]).expect("valid").warnings();
+    for listen in ["0.0.0.0:9470", "10.1.2.3:9470", "[::]:9470"] {
+        let w = warnings(&format!("[http]\nlisten = \"{listen}\"\n"));
+        assert_eq!(w.len(), 1, "{listen}: {w:?}");
+        assert!(w[0].contains("http.enqueue_token is not set"), "{w:?}");
+        assert!(
+            w[0].contains(listen.trim_start_matches('[').split(']').next().unwrap()),
+            "{w:?}"
+        );
+    }
+    for quiet in [
+        "[http]\nlisten = \"127.0.0.1:9470\"\n",
+        "[http]\nlisten = \"[::1]:9470\"\n",
+        "[http]\nlisten = \"0.0.0.0:9470\"\nenqueue_token = \"s3cret\"\n",
+        "",
+    ] {
+        assert!(warnings(quiet).is_empty(), "{quiet}");
+    }
+}
+
+#[test]
 fn no_distribution_is_an_error() {
     let msg = message(Config::from_parts(
         Some("[source]\nkind = \"local\"\n"),
@@ -388,7 +430,7 @@ fn unknown_keys_are_refused_by_name() {
     );
     assert_eq!(
         message(load("[http]\ntoken = \"x\"\n", &[])),
-        "test.toml: line 6: http.token is not a known key (expected `listen` or `enqueue_token`)"
+        "test.toml: line 6: http.token is not a known key (expected one of `listen`, `enqueue_token`, `max_connections`, `header_timeout_seconds`, `request_timeout_seconds`)"
     );
 }
 
@@ -436,14 +478,12 @@ fn env_overrides_numbers_floats_bools_and_choices() {
             ("CFPURGE__COALESCE__STRATEGY", "least_blast"),
             ("CFPURGE__COALESCE__BLAST_PER_PATH", "12.5"),
             ("CFPURGE__CATALOG__REFRESH_SECONDS", "600"),
-            ("CFPURGE__DISTRIBUTIONS__WWW__CATALOG", "learned"),
         ],
     )
     .unwrap();
     assert_eq!(cfg.coalesce.strategy, Strategy::LeastBlast);
     assert_eq!(cfg.coalesce.blast_per_path, 12.5);
     assert_eq!(cfg.catalog.refresh_seconds, 600);
-    assert_eq!(cfg.distributions["www"].catalog, CatalogSource::Learned);
     assert_eq!(cfg.batching.quiet_seconds, 9);
     assert_eq!(cfg.cloudfront.create_per_second, 2.5);
     assert!(cfg.coalesce.allow_root_wildcard);
@@ -451,6 +491,22 @@ fn env_overrides_numbers_floats_bools_and_choices() {
     assert_eq!(cfg.budget.on_exhausted, OnExhausted::Hold);
     assert_eq!(cfg.http.listen.to_string(), "0.0.0.0:9999");
     assert_eq!(cfg.aws.region.as_deref(), Some("eu-west-1"));
+}
+
+#[test]
+fn a_learned_catalog_is_refused_for_now() {
+    let found = problems(
+        "[distributions.www]\nid = \"E2ABCDEF123456\"\ncatalog = \"learned\"\n",
+        &[],
+    );
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0]
+            .to_string()
+            .contains("\"learned\" is not available"),
+        "{}",
+        found[0]
+    );
 }
 
 #[test]

@@ -11,11 +11,12 @@ use axum::http::{Method, Request, StatusCode, header};
 use axum::response::Response;
 use cfpurge::config::{Config, Secret};
 use cfpurge::decode::{MAX_BODY_BYTES, Router};
-use cfpurge::http::{EnqueueFuture, Enqueuer, HttpState, app, serve};
+use cfpurge::http::{EnqueueFuture, Enqueuer, HttpLimits, HttpState, app, serve, serve_with};
 use cfpurge::source::local::LocalQueue;
 use cfpurge::source::queue::{Message, Queue, QueueError};
 use cfpurge::status::{DistributionStatus, LastInvalidation, Status};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
@@ -307,6 +308,170 @@ async fn bad_requests_are_400_naming_what_is_wrong() {
     assert_bad_request(&too_many, "too_large", "3001 paths").await;
 }
 
+/// One table run through the queue's decoder and through `POST /v1/purge`:
+/// a body in the native format (JSON, or what looks like it) is refused by
+/// the endpoint exactly when the queue would reject it, with the same
+/// reason; bodies in the other formats, which the queue takes, are refused
+/// by the endpoint, which takes the native format only.
+#[tokio::test]
+async fn purge_refuses_a_native_body_exactly_when_the_queue_decoder_would() {
+    let router = Router::new(&config());
+    let s3_event = r#"{"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+        "s3": {"bucket": {"name": "b"}, "object": {"key": "a.html"}}}]}"#;
+    let sns = r#"{"Type": "Notification", "Message": "{\"paths\": [\"/a\"]}"}"#;
+    // (body, in the native format)
+    let table: &[(&str, bool)] = &[
+        (r#"{"paths": ["/a"]}"#, true),
+        (
+            r#"{"distribution": "api", "paths": ["/a", "/b/*"], "urgent": true,
+                "reason": "deploy", "requested_by": "ci"}"#,
+            true,
+        ),
+        (r#"{"distribution": null, "paths": ["/a"]}"#, true),
+        (
+            r#"{"distribution": "E3APIAPIAPIAPI", "paths": ["/a"]}"#,
+            true,
+        ),
+        ("\u{feff}{\"paths\": [\"/a\"]}", true),
+        (" \n\t{\"paths\": [\"/a\"]} \n", true),
+        // The array form of the struct, which serde alone would take.
+        (r#"[null, ["/x"]]"#, true),
+        (r#"[null, ["/x"], true, "r", "me"]"#, true),
+        (r#"["/x"]"#, true),
+        ("[]", true),
+        ("{}", true),
+        ("{", true),
+        ("[", true),
+        (r#"{"paths": ["/a"]} trailing"#, true),
+        (r#"{"paths": ["/a"], "paths": ["/b"]}"#, true),
+        (r#"{"paths": []}"#, true),
+        (r#"{"paths": "/a"}"#, true),
+        (r#"{"paths": [1]}"#, true),
+        (r#"{"paths": ["a"]}"#, true),
+        (r#"{"paths": ["/a b\u0000"]}"#, true),
+        (r#"{"paths": ["/a"], "extra": 1}"#, true),
+        (r#"{"paths": ["/a"], "urgent": "yes"}"#, true),
+        (r#"{"distribution": "nope", "paths": ["/a"]}"#, true),
+        (r#"{"distribution": 7, "paths": ["/a"]}"#, true),
+        (r#"{"pathz": ["/a"]}"#, true),
+        // The queue's other formats.
+        ("/a\n/b\n", false),
+        ("# nothing to purge\n", false),
+        ("", false),
+        ("   \n", false),
+        ("42", false),
+        (s3_event, false),
+        (sns, false),
+        (r#"{"Event": "s3:TestEvent"}"#, false),
+    ];
+    for &(body, native) in table {
+        let queue_verdict = cfpurge::decode::decode(body, &router);
+        let (state, queue) = state(None);
+        let (status, response) = call(&state, purge(body.to_owned(), None)).await;
+        let answer = json(response).await;
+        let refused = status == StatusCode::BAD_REQUEST;
+        if !native {
+            assert!(refused, "{body:?}: {status} {answer}");
+            assert_eq!(answer["reason"], "malformed", "{body:?}: {answer}");
+            continue;
+        }
+        match &queue_verdict {
+            Err(rejection) => {
+                assert!(
+                    refused,
+                    "{body:?}: the queue rejects it ({rejection}), the endpoint answered {status}"
+                );
+                assert_eq!(
+                    answer["reason"],
+                    rejection.reason().as_str(),
+                    "{body:?}: {answer}"
+                );
+                assert!(queue.is_empty());
+            }
+            Ok(requests) => {
+                assert_eq!(status, StatusCode::ACCEPTED, "{body:?}: {answer}");
+                let paths: usize = requests.iter().map(|r| r.paths.len()).sum();
+                assert_eq!(answer["accepted"], paths, "{body:?}");
+                assert_eq!(received(&queue).await[0].body, body);
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_full_local_queue_is_503_with_a_reason() {
+    let queue = LocalQueue::bounded(Duration::from_secs(30), 2, MAX_BODY_BYTES);
+    let state = state_with(queue.clone(), None);
+    for _ in 0..2 {
+        let (status, _) = call(&state, purge(r#"{"paths": ["/a"]}"#, None)).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+    }
+    let (status, response) = call(&state, purge(r#"{"paths": ["/a"]}"#, None)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let v = json(response).await;
+    assert_eq!(v["reason"], "queue_full", "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("max_pending_messages"),
+        "{v}"
+    );
+    assert_eq!(queue.len(), 2);
+}
+
+#[tokio::test]
+async fn an_empty_body_is_400_body_is_empty() {
+    for body in ["", " \r\n"] {
+        let (state, queue) = state(None);
+        let (status, response) = call(&state, purge(body, None)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            json(response).await,
+            serde_json::json!({"error": "body is empty", "reason": "malformed"})
+        );
+        assert!(queue.is_empty());
+    }
+}
+
+/// A queue that refuses every body as SQS refuses a bad one.
+struct Refusing;
+
+impl Enqueuer for Refusing {
+    fn enqueue<'a>(&'a self, _body: &'a str) -> EnqueueFuture<'a> {
+        Box::pin(async { Err(QueueError::Invalid("InvalidMessageContents".into())) })
+    }
+}
+
+#[tokio::test]
+async fn every_refusal_carries_a_reason() {
+    let refusing = state_with(Refusing, None);
+    let (status, response) = call(&refusing, purge(r#"{"paths": ["/a"]}"#, None)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let v = json(response).await;
+    assert_eq!(v["reason"], "queue_refused", "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("InvalidMessageContents")
+    );
+
+    let unreachable = state_with(Unreachable, None);
+    let (status, response) = call(&unreachable, purge(r#"{"paths": ["/a"]}"#, None)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(json(response).await["reason"], "queue_unavailable");
+
+    let (guarded, _) = state(Some(TOKEN));
+    let (status, response) = call(&guarded, purge(r#"{"paths": ["/a"]}"#, None)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(json(response).await["reason"], "unauthorized");
+    let huge = "x".repeat(MAX_BODY_BYTES + 1);
+    let (status, response) = call(&guarded, purge(huge, Some(TOKEN))).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(json(response).await["reason"], "too_large");
+}
+
 #[tokio::test]
 async fn invalid_utf8_is_400() {
     let (state, queue) = state(None);
@@ -410,11 +575,13 @@ async fn without_a_token_configured_none_is_needed() {
 #[tokio::test]
 async fn unknown_paths_are_404_and_wrong_methods_405() {
     let (state, queue) = state(None);
-    assert_eq!(call(&state, get("/nope")).await.0, StatusCode::NOT_FOUND);
-    assert_eq!(
-        call(&state, get("/v1/purge")).await.0,
-        StatusCode::METHOD_NOT_ALLOWED
-    );
+    let (status, response) = call(&state, get("/nope")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(json(response).await["reason"], "not_found");
+    let (status, response) = call(&state, get("/v1/purge")).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(response.headers()[header::ALLOW], "POST");
+    assert_eq!(json(response).await["reason"], "method_not_allowed");
     for uri in ["/healthz", "/readyz", "/metrics", "/v1/status"] {
         let request = Request::builder()
             .method(Method::POST)
@@ -510,6 +677,207 @@ async fn serve_answers_on_loopback_and_stops_when_cancelled() {
     assert!(
         tokio::net::TcpStream::connect(addr).await.is_err(),
         "still listening after the cancel"
+    );
+}
+
+/// `serve_with` on a loopback port of its own, with `limits`; stops when
+/// `stop` is cancelled, draining for `drain`.
+struct LimitedServer {
+    addr: SocketAddr,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl LimitedServer {
+    async fn start(state: HttpState, limits: HttpLimits, drain: Duration) -> LimitedServer {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("address");
+        let stop = CancellationToken::new();
+        let shutdown = {
+            let stop = stop.clone();
+            async move {
+                stop.cancelled().await;
+                tokio::time::Instant::now() + drain
+            }
+        };
+        let task = tokio::spawn(serve_with(listener, state, limits, shutdown));
+        LimitedServer { addr, stop, task }
+    }
+
+    /// A connection that has sent the start of a request's headers and
+    /// then nothing more.
+    async fn half_open(&self) -> TcpStream {
+        let mut stream = TcpStream::connect(self.addr).await.expect("connect");
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .expect("write");
+        stream
+    }
+
+    /// `GET /healthz` with a fresh client; `None` when no answer came
+    /// within `wait`.
+    async fn healthz(&self, wait: Duration) -> Option<u16> {
+        let client = reqwest::Client::builder()
+            .timeout(wait)
+            .build()
+            .expect("client");
+        let response = client
+            .get(format!("http://{}/healthz", self.addr))
+            .send()
+            .await
+            .ok()?;
+        Some(response.status().as_u16())
+    }
+}
+
+/// Reads until the peer closes; `true` when it closed within `wait`.
+async fn closed_within(stream: &mut TcpStream, wait: Duration) -> bool {
+    let mut buf = [0u8; 4096];
+    let read_all = async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(wait, read_all).await.is_ok()
+}
+
+fn limits(max_connections: usize, header_timeout: Duration) -> HttpLimits {
+    HttpLimits {
+        max_connections,
+        header_timeout,
+    }
+}
+
+#[tokio::test]
+async fn connections_past_the_limit_wait_unaccepted_until_one_closes() {
+    let (state, _) = state(None);
+    let server = LimitedServer::start(
+        state,
+        limits(2, Duration::from_secs(60)),
+        Duration::from_millis(100),
+    )
+    .await;
+    let first = server.half_open().await;
+    let _second = server.half_open().await;
+    assert_eq!(
+        server.healthz(Duration::from_millis(700)).await,
+        None,
+        "a third connection was served past the limit of two"
+    );
+    drop(first);
+    assert_eq!(server.healthz(Duration::from_secs(5)).await, Some(200));
+    server.stop.cancel();
+    server.task.await.expect("serve");
+}
+
+#[tokio::test]
+async fn a_client_that_does_not_finish_its_headers_is_cut_off() {
+    let (state, _) = state(None);
+    let server = LimitedServer::start(
+        state,
+        limits(1, Duration::from_secs(1)),
+        Duration::from_millis(100),
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let mut slow = server.half_open().await;
+    // The only slot is taken until the header timeout frees it.
+    assert_eq!(server.healthz(Duration::from_secs(5)).await, Some(200));
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    assert!(closed_within(&mut slow, Duration::from_secs(1)).await);
+    server.stop.cancel();
+    server.task.await.expect("serve");
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
+    let (state, _) = state(None);
+    let server = LimitedServer::start(
+        state,
+        limits(4, Duration::from_secs(1)),
+        Duration::from_millis(100),
+    )
+    .await;
+    let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = [0u8; 1024];
+    let n = stream.read(&mut buf).await.expect("read");
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &buf[..n]);
+    // Kept alive, then closed once idle for the header timeout.
+    assert!(!closed_within(&mut stream, Duration::from_millis(500)).await);
+    assert!(closed_within(&mut stream, Duration::from_secs(2)).await);
+    server.stop.cancel();
+    server.task.await.expect("serve");
+}
+
+#[tokio::test]
+async fn a_body_that_does_not_arrive_in_time_is_408_with_a_reason() {
+    let (mut state, queue) = state(None);
+    state.request_timeout = Duration::from_secs(1);
+    let server = LimitedServer::start(
+        state,
+        limits(4, Duration::from_secs(10)),
+        Duration::from_millis(100),
+    )
+    .await;
+    let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+    stream
+        .write_all(b"POST /v1/purge HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"paths\"")
+        .await
+        .expect("write");
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer))
+        .await
+        .expect("answered and closed within 5 s")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains(r#""reason":"timeout""#), "{answer}");
+    assert!(queue.is_empty());
+    server.stop.cancel();
+    server.task.await.expect("serve");
+}
+
+#[tokio::test]
+async fn shutdown_closes_half_sent_requests_at_the_drain_deadline() {
+    let (state, _) = state(None);
+    let server = LimitedServer::start(
+        state,
+        limits(4, Duration::from_secs(60)),
+        Duration::from_millis(500),
+    )
+    .await;
+    let mut headers = server.half_open().await;
+    let mut body = TcpStream::connect(server.addr).await.expect("connect");
+    body.write_all(b"POST /v1/purge HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        .await
+        .expect("write");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stopped = std::time::Instant::now();
+    server.stop.cancel();
+    tokio::time::timeout(Duration::from_secs(3), server.task)
+        .await
+        .expect("serve returned within 3 s of the stop")
+        .expect("serve");
+    assert!(
+        stopped.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        stopped.elapsed()
+    );
+    assert!(closed_within(&mut headers, Duration::from_secs(1)).await);
+    assert!(closed_within(&mut body, Duration::from_secs(1)).await);
+    assert!(
+        TcpStream::connect(server.addr).await.is_err(),
+        "still listening after the drain"
     );
 }
 

@@ -40,6 +40,7 @@ fn settings(pollers: usize, visibility_secs: u64, max_pending: usize) -> SourceS
         wait: Duration::from_secs(1),
         visibility: Duration::from_secs(visibility_secs),
         max_pending_messages: max_pending,
+        max_pending_bytes: usize::MAX,
         requeue_after: Duration::from_secs(11 * 3600),
     }
 }

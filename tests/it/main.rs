@@ -5,6 +5,7 @@ mod chaos;
 mod config;
 mod daemon;
 mod fake_cloudfront;
+mod hardening;
 mod http;
 mod ingest;
 mod ops;

@@ -269,7 +269,10 @@ fn iam_policy_allows_exactly_the_operations_the_code_calls() {
     for (sid, actions, resources) in &statements {
         if actions.iter().any(|a| a.starts_with("s3:")) {
             assert_eq!(actions, &["s3:ListBucket"], "{sid}");
-            assert!(resources.iter().all(|r| !r.contains('/')), "{sid}: {resources:?}");
+            assert!(
+                resources.iter().all(|r| !r.contains('/')),
+                "{sid}: {resources:?}"
+            );
         }
     }
 
