@@ -27,6 +27,11 @@ pub struct Status {
     pub budget: BudgetStatus,
     /// The source queue's depth and what the daemon holds of it.
     pub queue: QueueStatus,
+    /// `leader` or `standby` with coordination, `single` without.
+    pub role: String,
+    /// This replica's id, with coordination.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
 }
 
 /// One distribution in [`Status`].
@@ -118,6 +123,12 @@ impl Status {
                 ..BudgetStatus::default()
             },
             queue: QueueStatus::default(),
+            role: match config.coordination.kind {
+                crate::config::CoordinationKind::None => "single".to_owned(),
+                crate::config::CoordinationKind::Dynamodb => "standby".to_owned(),
+            },
+            replica: (config.coordination.kind == crate::config::CoordinationKind::Dynamodb)
+                .then(|| config.coordination.replica()),
         }
     }
 }

@@ -104,6 +104,22 @@ impl LeaseTable for MemoryTable {
     }
 }
 
+/// The tables the daemon runs on: DynamoDB in production, memory in tests.
+#[derive(Clone, Debug)]
+pub enum AnyTable {
+    Dynamo(dynamo::DynamoTable),
+    Memory(MemoryTable),
+}
+
+impl LeaseTable for AnyTable {
+    async fn call(&self, replica: &str, call: Call, wall: u64, lease_ms: u64) -> Answer {
+        match self {
+            AnyTable::Dynamo(t) => t.call(replica, call, wall, lease_ms).await,
+            AnyTable::Memory(t) => t.call(replica, call, wall, lease_ms).await,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;

@@ -13,6 +13,7 @@
 mod effects;
 mod ledger;
 mod observe;
+mod replica;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use tokio_util::task::TaskTracker;
 use crate::budget::{AnyStore, FileStore};
 use crate::clock::{Clock, Millis, Now};
 use crate::cloudfront::invalidator::{Invalidation, Invalidator, InvalidatorError};
+use crate::config::BudgetConfig;
 use crate::config::Config;
 use crate::decode::{RejectReason, Router};
 use crate::pending::{BatchRules, PendingSet};
@@ -38,6 +40,8 @@ use crate::tracker::{InflightView, Tracker};
 use self::effects::{Done, Effects, ScanBasis};
 use self::ledger::{Ledger, Recovered};
 pub use self::observe::Observers;
+use self::replica::Receivers;
+pub use self::replica::Replica;
 
 /// How often the queue's depth is asked for (GetQueueAttributes).
 const DEPTH_INTERVAL: Duration = Duration::from_secs(30);
@@ -81,6 +85,8 @@ struct Timers {
     /// earlier run are known and reservations a crash left are confirmed,
     /// so nothing is paid for twice. Nothing is submitted before.
     started: bool,
+    /// The replica's term the reconcile under way was started in.
+    round_term: u64,
 }
 
 pub struct Daemon<Q, I> {
@@ -106,6 +112,15 @@ pub struct Daemon<Q, I> {
     /// left behind waits once the answer is in.
     calls_hold: HashMap<String, Option<Millis>>,
     totals: Totals,
+    /// With coordination: the lease and this replica's part.
+    replica: Option<Replica>,
+    /// What a new term's submitter and pending set are made with.
+    submit_settings: SubmitSettings,
+    create_rate: (f64, u32),
+    batch_rules: BatchRules,
+    budget_config: BudgetConfig,
+    /// Where a new term's pollers send (set while running).
+    receivers: Option<Receivers>,
 }
 
 impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
@@ -119,6 +134,11 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
             .duration_since(std::time::SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis())
             .to_string();
+        let submit_settings = SubmitSettings {
+            planner: Settings::from(&config.coalesce),
+            on_exhausted: config.budget.on_exhausted,
+            recheck: poll_interval,
+        };
         Daemon {
             source: Source::new(queue, SourceSettings::from(&config.source)),
             tracker: Arc::new(Tracker::new(
@@ -130,11 +150,7 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
             pending: PendingSet::new(BatchRules::from(&config.batching)),
             router: Router::new(config),
             submitter: Submitter::new(
-                SubmitSettings {
-                    planner: Settings::from(&config.coalesce),
-                    on_exhausted: config.budget.on_exhausted,
-                    recheck: poll_interval,
-                },
+                submit_settings.clone(),
                 RateLimit::new(cf.create_per_second, cf.create_burst),
                 run,
             ),
@@ -156,7 +172,20 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
             recovered: Vec::new(),
             calls_hold: HashMap::new(),
             totals: Totals::default(),
+            replica: None,
+            submit_settings,
+            create_rate: (cf.create_per_second, cf.create_burst),
+            batch_rules: BatchRules::from(&config.batching),
+            budget_config: config.budget.clone(),
+            receivers: None,
         }
+    }
+
+    /// Runs as one of several replicas: receives and submits only while
+    /// holding the lease.
+    pub fn with_replica(mut self, replica: Replica) -> Self {
+        self.replica = Some(replica);
+        self
     }
 
     /// Keeps the budget ledger in `store` instead of the configured file
@@ -189,29 +218,45 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
         let tasks = TaskTracker::new();
         let stop_receiving = CancellationToken::new();
         let stop_keeping = CancellationToken::new();
-        let mut events = self.source.start(&tasks, &stop_receiving, &stop_keeping);
+        let (events_tx, mut events) = self.source.start_keeping(&tasks, &stop_keeping);
+        if self.replica.is_none() {
+            self.source
+                .start_receiving(&tasks, &events_tx, &stop_receiving);
+        }
+        self.receivers = Some(Receivers {
+            tasks: tasks.clone(),
+            tx: events_tx,
+        });
         let (mut effects, mut reports) = Effects::start(
             tasks.clone(),
             self.source.clone(),
             self.invalidator.clone(),
             self.tracker.clone(),
         );
+        if let Some(replica) = &self.replica {
+            effects.set_leader_until(replica.leader_until.clone());
+        }
         let mut timers = Timers::default();
         // Under systemd (Type=notify) the start is over once the loop runs;
         // outside it this does nothing.
         observe::notify(&[sd_notify::NotifyState::Ready]);
         let mut now = self.clock.now();
         loop {
+            self.lease_turn(&now, &mut timers, &effects, true);
             self.turn(&now, &mut timers, &effects);
             let wake = self.clock.instant(self.next_wake(&now, &timers));
             tokio::select! {
                 () = cancel.cancelled() => break,
                 Some(event) = events.recv() => {
                     now = self.clock.now();
-                    self.ingest(event, &now, &effects);
+                    // First the lease: a process resumed after a pause must
+                    // not take in what it may no longer work on.
+                    self.lease_turn(&now, &mut timers, &effects, true);
+                    self.ingest_as_leader(event, &now, &effects);
                 }
                 Some(done) = reports.recv() => {
                     now = self.clock.now();
+                    self.lease_turn(&now, &mut timers, &effects, true);
                     self.apply(done, &now, &mut timers, &effects);
                 }
                 () = tokio::time::sleep_until(wake) => now = self.clock.now(),
@@ -224,16 +269,19 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
             sd_notify::NotifyState::Status("draining"),
         ]);
         stop_receiving.cancel();
+        self.stop_receiving();
         let deadline = Instant::now() + self.grace;
         effects.set_deadline(deadline);
         now = self.clock.now();
         while let Ok(event) = events.try_recv() {
-            self.ingest(event, &now, &effects);
+            self.ingest_as_leader(event, &now, &effects);
         }
         self.pending.flush_all();
         // Whatever the first reconcile has not confirmed by now stays spent.
         timers.started = true;
         loop {
+            // The lease is still renewed while draining, never taken.
+            self.lease_turn(&now, &mut timers, &effects, false);
             self.turn(&now, &mut timers, &effects);
             if self.pending.pending_messages() == 0 && !self.submitter.is_calling() {
                 break;
@@ -281,6 +329,9 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
             let now = self.clock.now();
             self.apply(done, &now, &mut timers, &effects);
         }
+        // Every answer is in and recorded: the lease goes back, so that a
+        // standby takes over now rather than when it lapses.
+        self.hand_back().await;
         stop_keeping.cancel();
         drop(effects);
         let _ = tokio::time::timeout_at(late + Duration::from_secs(1), tasks.wait()).await;
@@ -292,15 +343,18 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
     /// One turn of the loop: the ledger, due batches, periodic tasks, the
     /// gauges.
     fn turn(&mut self, now: &Now, timers: &mut Timers, effects: &Effects<Q, I>) {
-        self.keep_ledger(now);
-        if timers.started {
+        let leader = self.is_leader(now);
+        if leader {
+            self.keep_ledger(now);
+        }
+        if leader && timers.started {
             self.submit_due(now, effects);
         }
-        if !timers.polling && now.mono >= timers.poll {
+        if leader && !timers.polling && now.mono >= timers.poll {
             timers.polling = true;
             effects.poll(now.instant);
         }
-        if !timers.reconciling && now.mono >= timers.reconcile {
+        if leader && !timers.reconciling && now.mono >= timers.reconcile {
             self.start_reconcile(now, timers, effects);
         }
         if !timers.asking_depth && now.mono >= timers.depth {
@@ -318,14 +372,31 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
                 wake = wake.min(at.max(now.mono + 1));
             }
         };
-        if timers.started {
+        let leader = self.is_leader(now);
+        if leader && timers.started {
             due(self.pending.next_due());
             due(self.submitter.next_after());
         }
-        due((!timers.polling).then_some(timers.poll));
-        due((!timers.reconciling).then_some(timers.reconcile));
+        due((leader && !timers.polling).then_some(timers.poll));
+        due((leader && !timers.reconciling).then_some(timers.reconcile));
         due((!timers.asking_depth).then_some(timers.depth));
+        due(self.lease_wake());
         wake
+    }
+
+    /// Ingests an event while leading; a replica that is not (it stood
+    /// down while the event was on its way) lets the message go at once.
+    fn ingest_as_leader(
+        &mut self,
+        event: crate::source::driver::SourceEvent,
+        now: &Now,
+        effects: &Effects<Q, I>,
+    ) {
+        if self.is_leader(now) {
+            self.ingest(event, now, effects);
+        } else if let crate::source::driver::SourceEvent::Received { id, .. } = event {
+            effects.release(vec![id]);
+        }
     }
 
     fn ingest(
@@ -383,6 +454,7 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
 
     fn start_reconcile(&mut self, now: &Now, timers: &mut Timers, effects: &Effects<Q, I>) {
         timers.reconciling = true;
+        timers.round_term = self.replica.as_ref().map_or(0, |r| r.term);
         let scan = if self.ledger.wants_scan() {
             self.ledger
                 .scan_basis()
@@ -521,10 +593,17 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
             }
             Done::RoundOver => {
                 timers.reconciling = false;
+                if timers.round_term != self.replica.as_ref().map_or(0, |r| r.term) {
+                    // A round of an earlier term: this term needs its own.
+                    timers.reconcile = now.mono;
+                    return;
+                }
                 timers.reconcile = now.after(self.reconcile_interval);
                 self.ledger.round_over();
                 timers.started = true;
             }
+            Done::Lease(answer) => self.lease_answered(answer, now, timers, effects),
+            Done::SharedLedger(read) => self.ledger_read(read, now),
             Done::QueueClosed => timers.queue_closed = true,
             Done::Deleted(n) => {
                 self.observers.metrics.deleted(n as u64);
@@ -615,7 +694,7 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
         let hold = self.calls_hold.remove(alias).flatten();
         self.pending
             .hold(alias, after.hold.or(hold).unwrap_or(now.mono));
-        if after.reconcile && !timers.reconciling {
+        if after.reconcile && !timers.reconciling && self.is_leader(now) {
             self.start_reconcile(now, timers, effects);
         }
         if let Some(path) = after.reject {
