@@ -25,7 +25,7 @@ use crate::clock::Millis;
 
 /// How often a standby looks at the lease (a consistent read) at most: a
 /// handed-back lease is taken within this.
-pub const LOOK_EVERY: Duration = Duration::from_secs(1);
+pub const LOOK_EVERY: Duration = Duration::from_millis(500);
 
 /// After a failed call, the next attempt waits this long (within the
 /// leader's deadline).
@@ -475,9 +475,9 @@ mod tests {
         assert_eq!(l.next_call(0, true), Some(Call::Look));
         // Held by another, not lapsed: look again a second later.
         assert_eq!(l.answered(seen("b", WALL + 1, 4), 10, WALL), None);
-        assert_eq!(l.next_call(500, true), None);
-        assert_eq!(l.next_wake(), Some(1_010));
-        assert_eq!(l.next_call(1_010, true), Some(Call::Look));
+        assert_eq!(l.next_call(400, true), None);
+        assert_eq!(l.next_wake(), Some(510));
+        assert_eq!(l.next_call(510, true), Some(Call::Look));
         // Lapsed: take it at once.
         assert_eq!(l.answered(seen("b", WALL - 1, 4), 1_020, WALL), None);
         assert_eq!(l.next_call(1_020, true), Some(Call::Acquire));
