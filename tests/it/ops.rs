@@ -40,6 +40,17 @@ const CLOUDFRONT_OPERATIONS: &[(&str, &str)] = &[
     ("list_invalidations", "cloudfront:ListInvalidations"),
 ];
 
+/// DynamoDB operations and their IAM actions, as [`SQS_OPERATIONS`]. A
+/// TransactWriteItems is authorised item by item: its condition check needs
+/// `ConditionCheckItem` (and its put `PutItem`, needed anyway).
+const DYNAMODB_OPERATIONS: &[(&str, &str)] = &[
+    ("delete_item", "dynamodb:DeleteItem"),
+    ("get_item", "dynamodb:GetItem"),
+    ("put_item", "dynamodb:PutItem"),
+    ("transact_write_items", "dynamodb:ConditionCheckItem"),
+    ("update_item", "dynamodb:UpdateItem"),
+];
+
 /// Methods of an SDK client that are not AWS operations.
 const CLIENT_METHODS: &[&str] = &["clone", "config"];
 
@@ -111,6 +122,9 @@ fn required_actions() -> BTreeMap<String, BTreeSet<String>> {
         }
         if text.contains("aws_sdk_cloudfront") {
             tables.push(CLOUDFRONT_OPERATIONS);
+        }
+        if text.contains("aws_sdk_dynamodb") {
+            tables.push(DYNAMODB_OPERATIONS);
         }
         if tables.is_empty() {
             continue;
@@ -193,6 +207,9 @@ fn policy_statements() -> Vec<(String, Vec<String>, Vec<String>)> {
                     "sqs" => "arn:aws:sqs:REGION:ACCOUNT_ID:",
                     // CloudFront is global: its ARNs have no region.
                     "cloudfront" => "arn:aws:cloudfront::ACCOUNT_ID:distribution/",
+                    // Items of the coordination table only: no table
+                    // management, no other table.
+                    "dynamodb" => "arn:aws:dynamodb:REGION:ACCOUNT_ID:table/TABLE_NAME",
                     other => panic!("{sid}: unexpected service {other} in {action}"),
                 };
                 for resource in &resources {
@@ -222,6 +239,10 @@ fn iam_policy_allows_exactly_the_operations_the_code_calls() {
         "cloudfront:CreateInvalidation",
         "cloudfront:GetInvalidation",
         "cloudfront:ListInvalidations",
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:ConditionCheckItem",
     ] {
         assert!(
             needed.contains_key(action),
