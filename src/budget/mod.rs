@@ -90,6 +90,37 @@ impl LedgerStore for AnyStore {
     }
 }
 
+/// `source` merged into `target` without lowering anything `target`
+/// counts: both are first rolled to the later of their months, then each
+/// figure is the larger of the two, open reservations and counted ids are
+/// united, and each closed month keeps the larger figures (`cfpurge ledger
+/// import`).
+pub fn merge(target: &LedgerState, source: &LedgerState) -> LedgerState {
+    let month = target.month.max(source.month);
+    let (mut merged, mut other) = (target.clone(), source.clone());
+    roll_to(&mut merged, month);
+    roll_to(&mut other, month);
+    merged.spent = merged.spent.max(other.spent);
+    merged.external = merged.external.max(other.external);
+    for (reference, r) in other.reservations {
+        merged.reservations.entry(reference).or_insert(r);
+    }
+    merged.external_seen.extend(other.external_seen);
+    for record in other.history {
+        match merged.history.iter_mut().find(|r| r.month == record.month) {
+            Some(mine) => {
+                mine.spent = mine.spent.max(record.spent);
+                mine.external = mine.external.max(record.external);
+            }
+            None => merged.history.push(record),
+        }
+    }
+    merged.history.sort_by_key(|r| r.month);
+    let excess = merged.history.len().saturating_sub(HISTORY_MONTHS);
+    merged.history.drain(..excess);
+    merged
+}
+
 /// The `budget` block of `/v1/status` for a ledger read from a store
 /// without holding it (a standby): its figures as of `now`'s month.
 pub fn status_of(config: &BudgetConfig, state: &LedgerState, now: SystemTime) -> BudgetStatus {

@@ -3,6 +3,7 @@
 
 pub mod check_config;
 pub mod enqueue;
+pub mod ledger;
 pub mod plan;
 pub mod run;
 pub mod status;

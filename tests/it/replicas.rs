@@ -595,3 +595,73 @@ async fn a_leader_paused_past_its_lease_stands_down_and_creates_nothing_after_it
     let log = fleet.log(&old.id);
     assert!(log.contains("stood down"), "{log}");
 }
+
+/// `cfpurge ledger` with the binary, on a file ledger and moto's DynamoDB.
+fn cfpurge_ledger(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cfpurge"))
+        .arg("ledger")
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE")
+        .env_remove("CFPURGE_CONFIG")
+        .output()
+        .expect("run cfpurge ledger");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ledger_import_fills_the_table_and_never_lowers_it() {
+    let moto = Moto::shared();
+    let _guard = moto.exclusive().await;
+    create_table(moto, "cfpurge").await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("cfpurge.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[aws]\ndynamodb_endpoint_url = \"{}\"\n[source]\nkind = \"local\"\n\
+             [distributions.www]\nid = \"E2ABCDEF123456\"\n[budget]\nstore = \"dynamodb\"\n",
+            moto.endpoint()
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let (code, out, err) = cfpurge_ledger(&["show", "-c", config]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("empty"), "{out}");
+
+    let big = dir.path().join("big.json");
+    let mut state = contract::sample_state();
+    state.spent = 420;
+    cfpurge::budget::FileStore::new(&big).save(&state).unwrap();
+    let (code, out, err) = cfpurge_ledger(&["import", big.to_str().unwrap(), "-c", config]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("cfpurge 420"), "{out}");
+    // A smaller ledger lowers nothing.
+    let small = dir.path().join("small.json");
+    state.spent = 5;
+    cfpurge::budget::FileStore::new(&small)
+        .save(&state)
+        .unwrap();
+    let (code, _, err) = cfpurge_ledger(&["import", small.to_str().unwrap(), "-c", config]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, out, _) = cfpurge_ledger(&["show", "-c", config]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("month: 2026-11"), "{out}");
+    assert!(
+        out.contains("spent: 423 (cfpurge 420, other tools 3)"),
+        "{out}"
+    );
+    assert!(out.contains("DynamoDB table cfpurge"), "{out}");
+    // A missing file: exit 1, named.
+    let (code, _, err) = cfpurge_ledger(&["import", "/nonexistent/ledger.json", "-c", config]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("/nonexistent/ledger.json"), "{err}");
+}
