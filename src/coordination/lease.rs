@@ -244,9 +244,7 @@ impl Lease {
     /// Unix milliseconds now (to tell a lapsed lease). Returns the change
     /// of role it makes, if any.
     pub fn answered(&mut self, answer: Answer, now: Millis, wall: u64) -> Option<Change> {
-        let Some((call, sent_at)) = self.calling.take() else {
-            return None;
-        };
+        let (call, sent_at) = self.calling.take()?;
         // A late answer may find the leader already stood down.
         let change = self.check(now);
         let retry = now.saturating_add(RETRY_AFTER.as_millis() as Millis);
