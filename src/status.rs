@@ -27,7 +27,9 @@ pub struct Status {
     pub budget: BudgetStatus,
     /// The source queue's depth and what the daemon holds of it.
     pub queue: QueueStatus,
-    /// `leader` or `standby` with coordination, `single` without.
+    /// `leader` or `standby` with coordination, `single` without (the
+    /// daemon always sets it; empty only in a hand-made status).
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub role: String,
     /// This replica's id, with coordination.
     #[serde(skip_serializing_if = "Option::is_none")]
