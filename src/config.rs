@@ -76,6 +76,8 @@ pub struct Config {
     pub budget: BudgetConfig,
     /// How the distributions' catalogs are kept.
     pub catalog: CatalogConfig,
+    /// Whether several replicas share the work through a lease.
+    pub coordination: CoordinationConfig,
     /// What SIGTERM may still do before the process exits.
     pub shutdown: ShutdownConfig,
     /// The HTTP listener for metrics, health, status and enqueueing.
@@ -108,6 +110,9 @@ pub struct AwsConfig {
     /// distributions; overrides `endpoint_url` for the same reasons.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub s3_endpoint_url: Option<String>,
+    /// DynamoDB endpoint (the coordination table); overrides `endpoint_url`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dynamodb_endpoint_url: Option<String>,
 }
 
 /// `[source]`: the queue the daemon reads purge requests from.
@@ -295,6 +300,28 @@ pub struct BudgetConfig {
     /// Count invalidation paths other tools create on the configured
     /// distributions, since AWS bills the account for them too.
     pub count_external: bool,
+    /// Where the ledger lives: the file at `ledger_path`, or an item in
+    /// `coordination.table` (for replicas, or a container without a disk).
+    pub store: StoreKind,
+}
+
+/// `[coordination]`: replicas sharing one queue through a lease.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CoordinationConfig {
+    /// `none`: this daemon is alone; `dynamodb`: replicas share `table`.
+    pub kind: CoordinationKind,
+    /// The DynamoDB table (partition key `pk`, a string) holding the lease
+    /// and, with `budget.store = "dynamodb"`, the ledger.
+    pub table: String,
+    /// How long a lease lasts without renewal. The leader renews every
+    /// third of it and stands down at two thirds, so a standby taking a
+    /// lapsed lease never finds the old leader still submitting.
+    pub lease_seconds: u64,
+    /// This replica's name in the lease and in its CallerReferences; when
+    /// unset, the host name and process id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replica_id: Option<String>,
 }
 
 /// `[shutdown]`
@@ -444,8 +471,57 @@ impl Default for BudgetConfig {
             on_exhausted: OnExhausted::Coalesce,
             ledger_path: PathBuf::from("/var/lib/cfpurge/ledger.json"),
             count_external: true,
+            store: StoreKind::File,
         }
     }
+}
+
+impl Default for CoordinationConfig {
+    fn default() -> Self {
+        CoordinationConfig {
+            kind: CoordinationKind::None,
+            table: "cfpurge".to_owned(),
+            lease_seconds: 15,
+            replica_id: None,
+        }
+    }
+}
+
+impl CoordinationConfig {
+    /// This replica's id: the configured one, else the host name and the
+    /// process id (a restarted process is a new holder of the lease).
+    pub fn replica(&self) -> String {
+        if let Some(id) = &self.replica_id {
+            return id.clone();
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_default();
+        let host: String = host
+            .trim()
+            .chars()
+            .filter(|c| replica_char(*c))
+            .take(MAX_REPLICA_ID - 12)
+            .collect();
+        let host = if host.is_empty() {
+            "cfpurge".to_owned()
+        } else {
+            host
+        };
+        format!("{host}-{}", std::process::id())
+    }
+}
+
+/// The longest `coordination.replica_id`: it goes into every
+/// CallerReference, which leaves room for the rest of the reference.
+pub const MAX_REPLICA_ID: usize = 64;
+
+/// Characters a replica id may hold: safe in a CallerReference, a log
+/// line and a DynamoDB attribute, and free of the `-`-less ambiguity of
+/// spaces or slashes.
+fn replica_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')
 }
 
 impl Default for ShutdownConfig {
@@ -598,6 +674,26 @@ choice! {
         Coalesce = "coalesce",
         /// Plan as usual, count and alert.
         Overspend = "overspend",
+    }
+}
+
+choice! {
+    /// `coordination.kind`
+    pub enum CoordinationKind ("a coordination kind") {
+        /// This daemon is the only one.
+        None = "none",
+        /// Replicas share a DynamoDB table; the lease holder works.
+        Dynamodb = "dynamodb",
+    }
+}
+
+choice! {
+    /// `budget.store`
+    pub enum StoreKind ("a ledger store") {
+        /// The file at `budget.ledger_path`.
+        File = "file",
+        /// An item in `coordination.table`.
+        Dynamodb = "dynamodb",
     }
 }
 
@@ -890,6 +986,7 @@ impl Config {
         self.check_coalesce(&mut v);
         self.check_cloudfront(&mut v);
         self.check_budget(&mut v);
+        self.check_coordination(&mut v);
         v.range(
             "catalog.refresh_seconds",
             self.catalog.refresh_seconds,
@@ -928,6 +1025,60 @@ impl Config {
             aws.cloudfront_endpoint_url.as_deref(),
         );
         v.url("aws.s3_endpoint_url", aws.s3_endpoint_url.as_deref());
+        v.url(
+            "aws.dynamodb_endpoint_url",
+            aws.dynamodb_endpoint_url.as_deref(),
+        );
+    }
+
+    fn check_coordination(&self, v: &mut Validator) {
+        let c = &self.coordination;
+        let dynamodb = c.kind == CoordinationKind::Dynamodb;
+        if dynamodb && self.budget.store != StoreKind::Dynamodb {
+            v.push(
+                "budget.store",
+                "must be \"dynamodb\" with coordination.kind = \"dynamodb\": \
+                 replicas share one ledger (move a file ledger there with `cfpurge ledger import`)",
+            );
+        }
+        if dynamodb && self.source.kind != SourceKind::Sqs {
+            v.push(
+                "coordination.kind",
+                "\"dynamodb\" needs source.kind = \"sqs\": replicas share one queue",
+            );
+        }
+        if dynamodb || self.budget.store == StoreKind::Dynamodb {
+            let t = &c.table;
+            let ok = (3..=255).contains(&t.len())
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+            if !ok {
+                v.push(
+                    "coordination.table",
+                    format!(
+                        "{t:?} is not a DynamoDB table name (3 to 255 of a-z, A-Z, 0-9, _, - and .)"
+                    ),
+                );
+            }
+        }
+        // Renewing every third of the lease needs a second at least.
+        v.range("coordination.lease_seconds", c.lease_seconds, 3, 3600);
+        if let Some(id) = &c.replica_id {
+            if id.is_empty() {
+                v.push(
+                    "coordination.replica_id",
+                    "must not be empty (or leave it unset for host name and process id)",
+                );
+            } else if id.len() > MAX_REPLICA_ID || !id.chars().all(replica_char) {
+                v.push(
+                    "coordination.replica_id",
+                    format!(
+                        "{id:?} must be 1 to {MAX_REPLICA_ID} of A-Z, a-z, 0-9, -, _ and . \
+                         (it goes into CallerReferences)"
+                    ),
+                );
+            }
+        }
     }
 
     fn check_source(&self, v: &mut Validator) {
@@ -1410,6 +1561,7 @@ const SECTIONS: &[&str] = &[
     "cloudfront",
     "budget",
     "catalog",
+    "coordination",
     "shutdown",
     "http",
     "log",

@@ -20,6 +20,7 @@ pub mod clock;
 pub mod cloudfront;
 pub mod commands;
 pub mod config;
+pub mod coordination;
 pub mod daemon;
 pub mod decode;
 pub mod http;

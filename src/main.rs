@@ -140,6 +140,11 @@ enum Command {
         #[arg(required_unless_present = "stdin")]
         paths: Vec<String>,
     },
+    /// The budget ledger in the configured store (budget.store).
+    Ledger {
+        #[command(subcommand)]
+        action: LedgerAction,
+    },
     /// Print a running daemon's status (GET /v1/status).
     Status {
         /// The daemon's HTTP listener.
@@ -147,6 +152,26 @@ enum Command {
         url: String,
         #[arg(long, value_enum, default_value = "text")]
         format: OutputFormat,
+    },
+}
+
+#[derive(Subcommand)]
+enum LedgerAction {
+    /// Print the ledger: the month's spending, open reservations, closed
+    /// months.
+    Show {
+        /// Configuration file (else $CFPURGE_CONFIG, else /etc/cfpurge/cfpurge.toml).
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+    },
+    /// Copy a file ledger into the configured store, never lowering what
+    /// the store already counts.
+    Import {
+        /// The file ledger (budget.ledger_path of the daemon it came from).
+        file: PathBuf,
+        /// Configuration file (else $CFPURGE_CONFIG, else /etc/cfpurge/cfpurge.toml).
+        #[arg(short, long)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -387,6 +412,25 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 "accepted {accepted} path{}",
                 if accepted == 1 { "" } else { "s" }
             );
+            Ok(0)
+        }
+        Command::Ledger { action } => {
+            let (config, file) = match &action {
+                LedgerAction::Show { config } => (config, None),
+                LedgerAction::Import { file, config } => (config, Some(file)),
+            };
+            let path = config::config_path(config.as_deref());
+            let config = Config::load(&path).map_err(Failure::usage)?;
+            let runtime = current_thread()?;
+            let store = runtime
+                .block_on(commands::ledger::store(&config))
+                .map_err(Failure::runtime)?;
+            let out = &mut io::stdout().lock();
+            match file {
+                None => commands::ledger::show(&config, &store, out),
+                Some(file) => commands::ledger::import(&config, &store, file, out),
+            }
+            .map_err(Failure::runtime)?;
             Ok(0)
         }
         Command::Status { url, format } => {

@@ -92,6 +92,10 @@ pub struct Metrics {
     request_to_invalidation: HistogramVec,
     /// `cfpurge_invalidation_completion_seconds{distribution}`
     invalidation_completion: HistogramVec,
+    /// `cfpurge_leader`
+    leader: IntGauge,
+    /// `cfpurge_leader_changes_total`
+    leader_changes: IntCounter,
 }
 
 impl Metrics {
@@ -221,6 +225,20 @@ impl Metrics {
                 IntGauge::new(
                     "cfpurge_pending_messages",
                     "Received messages not yet deleted.",
+                )?,
+            )?,
+            leader: register(
+                registry,
+                IntGauge::new(
+                    "cfpurge_leader",
+                    "1 while this replica holds the lease (always 1 without coordination).",
+                )?,
+            )?,
+            leader_changes: register(
+                registry,
+                IntCounter::new(
+                    "cfpurge_leader_changes_total",
+                    "Times this replica became leader or stood down.",
                 )?,
             )?,
             oldest_pending_seconds: register(
@@ -425,6 +443,16 @@ impl Metrics {
             .set(oldest.as_secs_f64());
     }
 
+    /// Whether this replica holds the lease.
+    pub fn set_leader(&self, leader: bool) {
+        self.leader.set(i64::from(leader));
+    }
+
+    /// This replica became leader or stood down.
+    pub fn leader_changed(&self) {
+        self.leader_changes.inc();
+    }
+
     /// Received messages not yet deleted.
     pub fn set_pending_messages(&self, n: u64) {
         self.pending_messages.set(to_i64(n));
@@ -541,6 +569,8 @@ mod tests {
         ),
         ("cfpurge_pending_paths", "gauge", &["distribution"]),
         ("cfpurge_pending_messages", "gauge", &[]),
+        ("cfpurge_leader", "gauge", &[]),
+        ("cfpurge_leader_changes_total", "counter", &[]),
         ("cfpurge_oldest_pending_seconds", "gauge", &["distribution"]),
         ("cfpurge_inflight_paths", "gauge", &["distribution", "kind"]),
         ("cfpurge_queue_messages", "gauge", &["state"]),

@@ -28,6 +28,13 @@ pub struct Status {
     pub budget: BudgetStatus,
     /// The source queue's depth and what the daemon holds of it.
     pub queue: QueueStatus,
+    /// `leader` or `standby` with coordination, `single` without (the
+    /// daemon always sets it; empty only in a hand-made status).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub role: String,
+    /// This replica's id, with coordination.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
 }
 
 /// One distribution in [`Status`].
@@ -143,6 +150,12 @@ impl Status {
                 ..BudgetStatus::default()
             },
             queue: QueueStatus::default(),
+            role: match config.coordination.kind {
+                crate::config::CoordinationKind::None => "single".to_owned(),
+                crate::config::CoordinationKind::Dynamodb => "standby".to_owned(),
+            },
+            replica: (config.coordination.kind == crate::config::CoordinationKind::Dynamodb)
+                .then(|| config.coordination.replica()),
         }
     }
 }

@@ -146,6 +146,11 @@ pub enum LedgerError {
     /// shared store later).
     #[error("ledger store failed: {0}")]
     Store(String),
+    /// The shared store refused a conditional write: this replica lost the
+    /// lease, or another writer changed the ledger since it was read. The
+    /// ledger must be read again before it is written.
+    #[error("ledger write refused: {0}")]
+    Refused(String),
     /// `reserve` with a CallerReference that is open with other figures.
     #[error(
         "reservation {reference} is already open for {distribution} with {paths} paths; \

@@ -40,6 +40,9 @@
 //! `Budget`'s methods are synchronous and, with [`FileStore`], block for
 //! one small file write and two fsyncs; time is always passed in.
 
+#[doc(hidden)]
+pub mod contract;
+mod dynamo;
 mod file;
 mod ledger;
 mod month;
@@ -52,6 +55,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::config::{BudgetConfig, OnExhausted};
 use crate::status::BudgetStatus;
 
+pub use self::dynamo::DynamoStore;
 pub use self::file::FileStore;
 pub use self::ledger::{
     HISTORY_MONTHS, LEDGER_VERSION, LedgerError, LedgerState, LedgerStore, MemoryStore,
@@ -59,11 +63,13 @@ pub use self::ledger::{
 };
 pub use self::month::{MAX_YEAR, MIN_YEAR, Month, ParseMonthError, allowance};
 
-/// The stores the daemon runs on: the file in production, memory in tests.
+/// The stores the daemon runs on: the file or DynamoDB in production,
+/// memory in tests.
 #[derive(Clone, Debug)]
 pub enum AnyStore {
     File(FileStore),
     Memory(MemoryStore),
+    Dynamo(DynamoStore),
 }
 
 impl LedgerStore for AnyStore {
@@ -71,6 +77,7 @@ impl LedgerStore for AnyStore {
         match self {
             AnyStore::File(s) => s.load(),
             AnyStore::Memory(s) => s.load(),
+            AnyStore::Dynamo(s) => s.load(),
         }
     }
 
@@ -78,6 +85,7 @@ impl LedgerStore for AnyStore {
         match self {
             AnyStore::File(s) => s.save(state),
             AnyStore::Memory(s) => s.save(state),
+            AnyStore::Dynamo(s) => s.save(state),
         }
     }
 
@@ -85,7 +93,53 @@ impl LedgerStore for AnyStore {
         match self {
             AnyStore::File(s) => s.location(),
             AnyStore::Memory(s) => s.location(),
+            AnyStore::Dynamo(s) => s.location(),
         }
+    }
+}
+
+/// `source` merged into `target` without lowering anything `target`
+/// counts: both are first rolled to the later of their months, then each
+/// figure is the larger of the two, open reservations and counted ids are
+/// united, and each closed month keeps the larger figures (`cfpurge ledger
+/// import`).
+pub fn merge(target: &LedgerState, source: &LedgerState) -> LedgerState {
+    let month = target.month.max(source.month);
+    let (mut merged, mut other) = (target.clone(), source.clone());
+    roll_to(&mut merged, month);
+    roll_to(&mut other, month);
+    merged.spent = merged.spent.max(other.spent);
+    merged.external = merged.external.max(other.external);
+    for (reference, r) in other.reservations {
+        merged.reservations.entry(reference).or_insert(r);
+    }
+    merged.external_seen.extend(other.external_seen);
+    for record in other.history {
+        match merged.history.iter_mut().find(|r| r.month == record.month) {
+            Some(mine) => {
+                mine.spent = mine.spent.max(record.spent);
+                mine.external = mine.external.max(record.external);
+            }
+            None => merged.history.push(record),
+        }
+    }
+    merged.history.sort_by_key(|r| r.month);
+    let excess = merged.history.len().saturating_sub(HISTORY_MONTHS);
+    merged.history.drain(..excess);
+    merged
+}
+
+/// The `budget` block of `/v1/status` for a ledger read from a store
+/// without holding it (a standby): its figures as of `now`'s month.
+pub fn status_of(config: &BudgetConfig, state: &LedgerState, now: SystemTime) -> BudgetStatus {
+    let mut state = state.clone();
+    roll_to(&mut state, Month::of(now));
+    BudgetStatus {
+        month: state.month.to_string(),
+        limit: config.monthly_paths,
+        used: state.spent.saturating_add(state.external),
+        allowed: allowance(config, now.max(state.month.start())),
+        policy: config.on_exhausted.as_str().to_owned(),
     }
 }
 

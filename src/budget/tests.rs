@@ -886,6 +886,15 @@ fn sample_state() -> LedgerState {
 }
 
 #[test]
+fn the_memory_and_file_stores_keep_the_store_contract() {
+    let memory = MemoryStore::new();
+    contract::check_store(&|| memory.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.json");
+    contract::check_store(&|| FileStore::new(&path));
+}
+
+#[test]
 fn file_store_round_trips_and_creates_its_folder() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("var/lib/cfpurge/ledger.json");

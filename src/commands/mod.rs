@@ -4,6 +4,7 @@
 pub mod catalog;
 pub mod check_config;
 pub mod enqueue;
+pub mod ledger;
 pub mod plan;
 pub mod run;
 pub mod status;

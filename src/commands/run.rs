@@ -14,9 +14,12 @@ use std::time::Duration;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
+use crate::budget::{AnyStore, DynamoStore};
 use crate::cloudfront;
-use crate::config::{Config, LogFormat, SourceKind};
-use crate::daemon::Daemon;
+use crate::config::{Config, CoordinationKind, LogFormat, SourceKind, StoreKind};
+use crate::coordination::AnyTable;
+use crate::coordination::dynamo::{self, DynamoTable};
+use crate::daemon::{Daemon, Replica};
 use crate::decode::Router;
 use crate::http::{self, HttpLimits, HttpState};
 use crate::source::AnySource;
@@ -82,7 +85,30 @@ pub async fn run(config: Config) -> std::io::Result<()> {
             std::io::Error::new(e.kind(), format!("http.listen {}: {e}", config.http.listen))
         })?;
     let invalidator = cloudfront::from_config(&config).await;
-    let daemon = Daemon::new(&config, queue.clone(), invalidator);
+    let mut daemon = Daemon::new(&config, queue.clone(), invalidator);
+    let coordinated = config.coordination.kind == CoordinationKind::Dynamodb;
+    if coordinated || config.budget.store == StoreKind::Dynamodb {
+        let sdk = dynamo::sdk_config(&config.aws).await;
+        let table = &config.coordination.table;
+        let store = DynamoStore::new(sdk.clone(), &config.aws, table, coordinated)
+            .map_err(std::io::Error::other)?;
+        daemon = daemon.with_ledger(AnyStore::Dynamo(store.clone()));
+        if coordinated {
+            let lease = Duration::from_secs(config.coordination.lease_seconds);
+            // A lease call that takes a third of the lease is as good as
+            // failed: the next renewal is due.
+            let client = dynamo::client_with(&sdk, &config.aws);
+            let table = DynamoTable::new(client, table.clone(), lease / 3);
+            let replica = config.coordination.replica();
+            tracing::info!(replica = %replica, table = %config.coordination.table, lease_seconds = config.coordination.lease_seconds, "standing by for the lease");
+            daemon = daemon.with_replica(Replica::new(
+                replica,
+                AnyTable::Dynamo(table),
+                lease,
+                Some(store),
+            ));
+        }
+    }
     let observers = daemon.observers();
     // The local queue is in this process: the status counts what it holds
     // at each read, so a request just sent never looks lost.

@@ -12,7 +12,10 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
+use crate::budget::{AnyStore, LedgerError, LedgerState, LedgerStore};
 use crate::cloudfront::invalidator::{Invalidation, Invalidator, InvalidatorError};
+use crate::coordination::{Answer, AnyTable, Call, LeaseTable};
+use crate::pending::MessageId;
 use crate::pipeline::{self, Effect};
 use crate::source::driver::Source;
 use crate::source::queue::{Queue, QueueDepth, QueueError};
@@ -54,7 +57,17 @@ pub enum Done {
         alias: String,
         result: Result<super::catalogs::Built, String>,
     },
+    /// The answer to a call on the lease.
+    Lease(Answer),
+    /// The shared ledger as a standby read it, for its status.
+    SharedLedger(Result<Option<LedgerState>, LedgerError>),
 }
+
+/// Until when this replica may call CreateInvalidation (tokio time);
+/// `None` while it is not the leader. Shared with the create tasks, so a
+/// call that was waiting when the lease ran out (a paused process) is not
+/// made after it.
+pub type LeaderUntil = Arc<std::sync::Mutex<Option<Instant>>>;
 
 /// What a budget scan needs: the ids already looked at and where the month
 /// starts.
@@ -73,6 +86,8 @@ pub struct Effects<Q, I> {
     source: Source<Q>,
     /// Calls started while draining give up at this moment.
     deadline: Option<Instant>,
+    /// With coordination: until when creates may be made.
+    leader_until: Option<LeaderUntil>,
 }
 
 impl<Q: Queue, I: Invalidator> Effects<Q, I> {
@@ -104,6 +119,7 @@ impl<Q: Queue, I: Invalidator> Effects<Q, I> {
             tracker,
             source,
             deadline: None,
+            leader_until: None,
         };
         (effects, reports)
     }
@@ -130,14 +146,25 @@ impl<Q: Queue, I: Invalidator> Effects<Q, I> {
         self.queue_calls = None;
     }
 
+    /// Creates are made only within the lease (coordination).
+    pub fn set_leader_until(&mut self, until: LeaderUntil) {
+        self.leader_until = Some(until);
+    }
+
     /// Calls CreateInvalidation for `batch`.
     pub fn create(&self, alias: &str, distribution_id: &str, batch: Batch) {
         let (invalidator, done, deadline) =
             (self.invalidator.clone(), self.done.clone(), self.deadline);
+        let leader_until = self.leader_until.clone();
         let (alias, id) = (alias.to_owned(), distribution_id.to_owned());
         self.tasks.spawn(async move {
-            let call = invalidator.create(&id, &batch.reference, &batch.paths);
-            let result = within(deadline, call).await;
+            let result = match lease_bound(leader_until.as_ref(), deadline) {
+                Ok(deadline) => {
+                    let call = invalidator.create(&id, &batch.reference, &batch.paths);
+                    within(deadline, call).await
+                }
+                Err(e) => Err(e),
+            };
             let _ = done.send(Done::Created {
                 alias,
                 batch,
@@ -210,12 +237,59 @@ impl<Q: Queue, I: Invalidator> Effects<Q, I> {
         });
     }
 
+    /// Makes a call on the lease.
+    pub fn lease(&self, table: &AnyTable, replica: &str, call: Call, wall: u64, lease_ms: u64) {
+        let (table, replica, done) = (table.clone(), replica.to_owned(), self.done.clone());
+        self.tasks.spawn(async move {
+            let answer = table.call(&replica, call, wall, lease_ms).await;
+            let _ = done.send(Done::Lease(answer));
+        });
+    }
+
+    /// Makes held messages visible again at once (a replica standing down).
+    pub fn release(&self, ids: Vec<MessageId>) {
+        let source = self.source.clone();
+        self.tasks.spawn(async move { source.release(&ids).await });
+    }
+
+    /// Reads the shared ledger (a standby's status).
+    pub fn read_ledger(&self, store: &AnyStore) {
+        let (store, done) = (store.clone(), self.done.clone());
+        self.tasks.spawn(async move {
+            let read = tokio::task::spawn_blocking(move || store.load())
+                .await
+                .unwrap_or_else(|e| Err(LedgerError::Store(e.to_string())));
+            let _ = done.send(Done::SharedLedger(read));
+        });
+    }
+
     /// Asks for the queue's depth.
     pub fn depth(&self) {
         let (source, done) = (self.source.clone(), self.done.clone());
         self.tasks.spawn(async move {
             let _ = done.send(Done::Depth(source.depth().await));
         });
+    }
+}
+
+/// The deadline of a create under coordination: the lease's end, or the
+/// shutdown's if earlier. Past the lease, the call is not made at all
+/// (reported as a timeout: the batch stays reserved, the safe side).
+fn lease_bound(
+    leader_until: Option<&LeaderUntil>,
+    deadline: Option<Instant>,
+) -> Result<Option<Instant>, InvalidatorError> {
+    let Some(until) = leader_until else {
+        return Ok(deadline);
+    };
+    let until = *until
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    match until {
+        Some(at) if Instant::now() < at => Ok(Some(deadline.map_or(at, |d| d.min(at)))),
+        _ => Err(InvalidatorError::Timeout(
+            "not made: this replica is no longer the leader".to_owned(),
+        )),
     }
 }
 

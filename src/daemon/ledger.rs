@@ -51,6 +51,15 @@ impl Ledger {
         self.store = store;
     }
 
+    /// Forgets the open ledger: it is read again from the store at the
+    /// next turn (a replica that became leader, or stood down, or whose
+    /// write was refused because someone else wrote meanwhile).
+    pub fn reset(&mut self) {
+        self.budget = None;
+        self.retry_at = 0;
+        self.confirmed_leftovers = false;
+    }
+
     pub fn budget(&self) -> Option<&Budget<AnyStore>> {
         self.budget.as_ref()
     }
@@ -174,12 +183,19 @@ impl Ledger {
         paths: u64,
         now: &Now,
     ) -> Result<(), String> {
-        match &mut self.budget {
-            Some(budget) => budget
-                .reserve(reference, alias, paths, now.wall)
-                .map(|_| ())
-                .map_err(|e| e.to_string()),
-            None => Err("the budget ledger is not open".to_owned()),
+        let reserved = match &mut self.budget {
+            Some(budget) => budget.reserve(reference, alias, paths, now.wall),
+            None => return Err("the budget ledger is not open".to_owned()),
+        };
+        match reserved {
+            Ok(()) => Ok(()),
+            Err(e @ LedgerError::Refused(_)) => {
+                // Written by someone else since it was read: read it again.
+                self.reset();
+                self.retry_at = now.after(LEDGER_RETRY);
+                Err(e.to_string())
+            }
+            Err(e) => Err(e.to_string()),
         }
     }
 

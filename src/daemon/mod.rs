@@ -14,6 +14,7 @@ mod catalogs;
 mod effects;
 mod ledger;
 mod observe;
+mod replica;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use tokio_util::task::TaskTracker;
 use crate::budget::{AnyStore, FileStore};
 use crate::clock::{Clock, Millis, Now};
 use crate::cloudfront::invalidator::{Invalidation, Invalidator, InvalidatorError};
+use crate::config::BudgetConfig;
 use crate::config::Config;
 use crate::decode::{RejectReason, Router};
 use crate::pending::{BatchRules, PendingSet};
@@ -40,6 +42,8 @@ use self::catalogs::Catalogs;
 use self::effects::{Done, Effects, ScanBasis};
 use self::ledger::{Ledger, Recovered};
 pub use self::observe::Observers;
+use self::replica::Receivers;
+pub use self::replica::Replica;
 
 /// How often the queue's depth is asked for (GetQueueAttributes).
 const DEPTH_INTERVAL: Duration = Duration::from_secs(30);
@@ -83,6 +87,8 @@ struct Timers {
     /// earlier run are known and reservations a crash left are confirmed,
     /// so nothing is paid for twice. Nothing is submitted before.
     started: bool,
+    /// The replica's term the reconcile under way was started in.
+    round_term: u64,
 }
 
 pub struct Daemon<Q, I> {
@@ -114,6 +120,15 @@ pub struct Daemon<Q, I> {
     blast_per_path: f64,
     price_follows_budget: Option<f64>,
     totals: Totals,
+    /// With coordination: the lease and this replica's part.
+    replica: Option<Replica>,
+    /// What a new term's submitter and pending set are made with.
+    submit_settings: SubmitSettings,
+    create_rate: (f64, u32),
+    batch_rules: BatchRules,
+    budget_config: BudgetConfig,
+    /// Where a new term's pollers send (set while running).
+    receivers: Option<Receivers>,
 }
 
 impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
@@ -131,6 +146,12 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
         // The source counts the decoded entries in source.max_pending_bytes.
         let pending =
             PendingSet::new(BatchRules::from(&config.batching)).with_meter(source.pending_meter());
+        let submit_settings = SubmitSettings {
+            planner: Settings::from(&config.coalesce),
+            strategy: config.coalesce.strategy,
+            on_exhausted: config.budget.on_exhausted,
+            recheck: poll_interval,
+        };
         Daemon {
             source,
             tracker: Arc::new(Tracker::new(
@@ -142,12 +163,7 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
             pending,
             router: Router::new(config),
             submitter: Submitter::new(
-                SubmitSettings {
-                    planner: Settings::from(&config.coalesce),
-                    strategy: config.coalesce.strategy,
-                    on_exhausted: config.budget.on_exhausted,
-                    recheck: poll_interval,
-                },
+                submit_settings.clone(),
                 RateLimit::new(cf.create_per_second, cf.create_burst),
                 run,
             ),
@@ -173,7 +189,20 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
             price_follows_budget: (config.budget.pacing == crate::config::Pacing::Even)
                 .then_some(config.budget.burst_paths as f64),
             totals: Totals::default(),
+            replica: None,
+            submit_settings,
+            create_rate: (cf.create_per_second, cf.create_burst),
+            batch_rules: BatchRules::from(&config.batching),
+            budget_config: config.budget.clone(),
+            receivers: None,
         }
+    }
+
+    /// Runs as one of several replicas: receives and submits only while
+    /// holding the lease.
+    pub fn with_replica(mut self, replica: Replica) -> Self {
+        self.replica = Some(replica);
+        self
     }
 
     /// Keeps the budget ledger in `store` instead of the configured file
@@ -213,29 +242,45 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
         let tasks = TaskTracker::new();
         let stop_receiving = CancellationToken::new();
         let stop_keeping = CancellationToken::new();
-        let mut events = self.source.start(&tasks, &stop_receiving, &stop_keeping);
+        let (events_tx, mut events) = self.source.start_keeping(&tasks, &stop_keeping);
+        if self.replica.is_none() {
+            self.source
+                .start_receiving(&tasks, &events_tx, &stop_receiving);
+        }
+        self.receivers = Some(Receivers {
+            tasks: tasks.clone(),
+            tx: events_tx,
+        });
         let (mut effects, mut reports) = Effects::start(
             tasks.clone(),
             self.source.clone(),
             self.invalidator.clone(),
             self.tracker.clone(),
         );
+        if let Some(replica) = &self.replica {
+            effects.set_leader_until(replica.leader_until.clone());
+        }
         let mut timers = Timers::default();
         // Under systemd (Type=notify) the start is over once the loop runs;
         // outside it this does nothing.
         observe::notify(&[sd_notify::NotifyState::Ready]);
         let mut now = self.clock.now();
         loop {
+            self.lease_turn(&now, &mut timers, &effects, true);
             self.turn(&now, &mut timers, &effects);
             let wake = self.clock.instant(self.next_wake(&now, &timers));
             tokio::select! {
                 () = cancel.cancelled() => break,
                 Some(event) = events.recv() => {
                     now = self.clock.now();
-                    self.ingest(event, &now, &effects);
+                    // First the lease: a process resumed after a pause must
+                    // not take in what it may no longer work on.
+                    self.lease_turn(&now, &mut timers, &effects, true);
+                    self.ingest_as_leader(event, &now, &effects);
                 }
                 Some(done) = reports.recv() => {
                     now = self.clock.now();
+                    self.lease_turn(&now, &mut timers, &effects, true);
                     self.apply(done, &now, &mut timers, &effects);
                 }
                 () = tokio::time::sleep_until(wake) => now = self.clock.now(),
@@ -248,16 +293,19 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
             sd_notify::NotifyState::Status("draining"),
         ]);
         stop_receiving.cancel();
+        self.stop_receiving();
         let deadline = Instant::now() + self.grace;
         effects.set_deadline(deadline);
         now = self.clock.now();
         while let Ok(event) = events.try_recv() {
-            self.ingest(event, &now, &effects);
+            self.ingest_as_leader(event, &now, &effects);
         }
         self.pending.flush_all();
         // Whatever the first reconcile has not confirmed by now stays spent.
         timers.started = true;
         loop {
+            // The lease is still renewed while draining, never taken.
+            self.lease_turn(&now, &mut timers, &effects, false);
             self.turn(&now, &mut timers, &effects);
             if self.pending.pending_messages() == 0 && !self.submitter.is_calling() {
                 break;
@@ -305,6 +353,9 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
             let now = self.clock.now();
             self.apply(done, &now, &mut timers, &effects);
         }
+        // Every answer is in and recorded: the lease goes back, so that a
+        // standby takes over now rather than when it lapses.
+        self.hand_back().await;
         stop_keeping.cancel();
         drop(effects);
         let _ = tokio::time::timeout_at(late + Duration::from_secs(1), tasks.wait()).await;
@@ -316,15 +367,18 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
     /// One turn of the loop: the ledger, due batches, periodic tasks, the
     /// gauges.
     fn turn(&mut self, now: &Now, timers: &mut Timers, effects: &Effects<Q, I>) {
-        self.keep_ledger(now);
-        if timers.started {
+        let leader = self.is_leader(now);
+        if leader {
+            self.keep_ledger(now);
+        }
+        if leader && timers.started {
             self.submit_due(now, effects);
         }
-        if !timers.polling && now.mono >= timers.poll {
+        if leader && !timers.polling && now.mono >= timers.poll {
             timers.polling = true;
             effects.poll(now.instant);
         }
-        if !timers.reconciling && now.mono >= timers.reconcile {
+        if leader && !timers.reconciling && now.mono >= timers.reconcile {
             self.start_reconcile(now, timers, effects);
         }
         if !timers.asking_depth && now.mono >= timers.depth {
@@ -345,15 +399,32 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
                 wake = wake.min(at.max(now.mono + 1));
             }
         };
-        if timers.started {
+        let leader = self.is_leader(now);
+        if leader && timers.started {
             due(self.pending.next_due());
             due(self.submitter.next_after());
         }
-        due((!timers.polling).then_some(timers.poll));
-        due((!timers.reconciling).then_some(timers.reconcile));
+        due((leader && !timers.polling).then_some(timers.poll));
+        due((leader && !timers.reconciling).then_some(timers.reconcile));
         due((!timers.asking_depth).then_some(timers.depth));
         due(self.catalogs.next_due());
+        due(self.lease_wake());
         wake
+    }
+
+    /// Ingests an event while leading; a replica that is not (it stood
+    /// down while the event was on its way) lets the message go at once.
+    fn ingest_as_leader(
+        &mut self,
+        event: crate::source::driver::SourceEvent,
+        now: &Now,
+        effects: &Effects<Q, I>,
+    ) {
+        if self.is_leader(now) {
+            self.ingest(event, now, effects);
+        } else if let crate::source::driver::SourceEvent::Received { id, .. } = event {
+            effects.release(vec![id]);
+        }
     }
 
     fn ingest(
@@ -418,6 +489,7 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
 
     fn start_reconcile(&mut self, now: &Now, timers: &mut Timers, effects: &Effects<Q, I>) {
         timers.reconciling = true;
+        timers.round_term = self.replica.as_ref().map_or(0, |r| r.term);
         let scan = if self.ledger.wants_scan() {
             self.ledger
                 .scan_basis()
@@ -568,10 +640,17 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
             }
             Done::RoundOver => {
                 timers.reconciling = false;
+                if timers.round_term != self.replica.as_ref().map_or(0, |r| r.term) {
+                    // A round of an earlier term: this term needs its own.
+                    timers.reconcile = now.mono;
+                    return;
+                }
                 timers.reconcile = now.after(self.reconcile_interval);
                 self.ledger.round_over();
                 timers.started = true;
             }
+            Done::Lease(answer) => self.lease_answered(answer, now, timers, effects),
+            Done::SharedLedger(read) => self.ledger_read(read, now),
             Done::QueueClosed => timers.queue_closed = true,
             Done::Catalog { alias, result } => self.catalogs.built(&alias, result, now),
             Done::Deleted(n) => {
@@ -665,7 +744,7 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
         let hold = self.calls_hold.remove(alias).flatten();
         self.pending
             .hold(alias, after.hold.or(hold).unwrap_or(now.mono));
-        if after.reconcile && !timers.reconciling {
+        if after.reconcile && !timers.reconciling && self.is_leader(now) {
             self.start_reconcile(now, timers, effects);
         }
         if let Some(path) = after.reject {

@@ -45,6 +45,9 @@ impl Observers {
         let metrics = Metrics::new(&registry, &aliases).expect("metric names are unique");
         // The ledger fills in used and allowed; the limit is known now.
         metrics.set_budget(config.budget.monthly_paths, 0, 0);
+        // Alone, this daemon is always the leader; a replica starts as a
+        // standby.
+        metrics.set_leader(config.coordination.kind == crate::config::CoordinationKind::None);
         let readiness = Readiness::new();
         readiness.set(
             STARTUP,
@@ -143,9 +146,21 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
             delayed: depth.delayed,
             pending_messages: messages,
         };
+        if self.replica.is_some() {
+            snapshot.role = if self.is_leader(now) {
+                "leader"
+            } else {
+                "standby"
+            }
+            .to_owned();
+        }
+        let shared = self.replica.as_ref().and_then(|r| r.shared_budget.clone());
         if let Some(budget) = self.ledger.budget() {
             snapshot.budget = budget.status(now.wall);
             metrics.set_budget(budget.limit(), budget.used(), budget.allowed(now.wall));
+        } else if let Some(budget) = shared {
+            metrics.set_budget(budget.limit, budget.used, budget.allowed);
+            snapshot.budget = budget;
         } else {
             snapshot.budget.month = status::format_time(now.wall)
                 .get(..7)

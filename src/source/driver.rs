@@ -381,15 +381,37 @@ impl<Q: Queue> Source<Q> {
         stop_receiving: &CancellationToken,
         stop_keeping: &CancellationToken,
     ) -> mpsc::Receiver<SourceEvent> {
+        let (tx, rx) = self.start_keeping(tasks, stop_keeping);
+        self.start_receiving(tasks, &tx, stop_receiving);
+        rx
+    }
+
+    /// Starts only the visibility keeper; events go to the returned
+    /// channel, whose sender [`Source::start_receiving`] takes. A replica
+    /// starts receiving when it becomes the leader, and stops when it
+    /// stands down.
+    pub fn start_keeping(
+        &self,
+        tasks: &TaskTracker,
+        stop_keeping: &CancellationToken,
+    ) -> (mpsc::Sender<SourceEvent>, mpsc::Receiver<SourceEvent>) {
         let (tx, rx) = mpsc::channel(1024);
+        let (me, cancel) = (self.clone(), stop_keeping.clone());
+        tasks.spawn(async move { me.keep_loop(cancel).await });
+        (tx, rx)
+    }
+
+    /// Starts the pollers, sending to `tx` until `stop_receiving` fires.
+    pub fn start_receiving(
+        &self,
+        tasks: &TaskTracker,
+        tx: &mpsc::Sender<SourceEvent>,
+        stop_receiving: &CancellationToken,
+    ) {
         for n in 0..self.shared.settings.pollers.max(1) {
             let (me, tx, cancel) = (self.clone(), tx.clone(), stop_receiving.clone());
             tasks.spawn(async move { me.poll_loop(n, tx, cancel).await });
         }
-        drop(tx);
-        let (me, cancel) = (self.clone(), stop_keeping.clone());
-        tasks.spawn(async move { me.keep_loop(cancel).await });
-        rx
     }
 
     pub fn health(&self) -> QueueHealth {

@@ -28,7 +28,7 @@ use crate::tracker::PathCounts;
 
 pub use self::action::{Action, action, created_nothing};
 pub use self::rate::RateLimit;
-pub use self::reference::{REFERENCE_PREFIX, caller_reference};
+pub use self::reference::{REFERENCE_PREFIX, caller_reference, caller_reference_of};
 
 /// How long a batch waits after the ledger could not record it.
 pub const LEDGER_RETRY: Duration = Duration::from_secs(5);
@@ -142,6 +142,9 @@ pub struct Submitter {
     settings: SubmitSettings,
     /// Distinguishes this process's CallerReferences from another run's.
     run: String,
+    /// The replica whose name starts every CallerReference, with
+    /// coordination.
+    owner: Option<String>,
     next_number: u64,
     /// Per distribution, the batches planned and not yet accepted, in the
     /// order they go out: one after a failure, several while a refused
@@ -160,11 +163,18 @@ impl Submitter {
         Submitter {
             settings,
             run,
+            owner: None,
             next_number: 0,
             queued: HashMap::new(),
             calling: HashSet::new(),
             rate,
         }
+    }
+
+    /// Every CallerReference starts with `cfpurge-<owner>-` (a replica).
+    pub fn with_owner(mut self, owner: String) -> Submitter {
+        self.owner = Some(owner);
+        self
     }
 
     /// Whether `alias` has a batch waiting to be retried.
@@ -422,7 +432,13 @@ impl Submitter {
         self.next_number += 1;
         Batch {
             number: self.next_number,
-            reference: caller_reference(alias, &self.run, self.next_number, &paths),
+            reference: caller_reference_of(
+                self.owner.as_deref(),
+                alias,
+                &self.run,
+                self.next_number,
+                &paths,
+            ),
             requested: paths.len(),
             paths,
             blast: 0,

@@ -22,6 +22,25 @@ pub fn caller_reference(distribution: &str, run: &str, batch: u64, paths: &[CfPa
     )
 }
 
+/// [`caller_reference`] of a replica: `cfpurge-<owner>-...`, so that an
+/// invalidation names the replica that created it.
+pub fn caller_reference_of(
+    owner: Option<&str>,
+    distribution: &str,
+    run: &str,
+    batch: u64,
+    paths: &[CfPath],
+) -> String {
+    let reference = caller_reference(distribution, run, batch, paths);
+    match owner {
+        Some(owner) => format!(
+            "{REFERENCE_PREFIX}{owner}-{}",
+            &reference[REFERENCE_PREFIX.len()..]
+        ),
+        None => reference,
+    }
+}
+
 /// FNV-1a over the sorted paths: order-free, stable across builds and
 /// platforms (unlike `std`'s hasher, whose output may change).
 fn fingerprint(paths: &[CfPath]) -> u64 {
@@ -61,6 +80,9 @@ mod tests {
             r,
             caller_reference("www", "1700000000000", 7, &paths(&["/a"]))
         );
+        let owned = caller_reference_of(Some("pod-a"), "www", "f7", 7, &a);
+        assert!(owned.starts_with("cfpurge-pod-a-www-f7-7-"), "{owned}");
+        assert_eq!(caller_reference_of(None, "www", "1700000000000", 7, &a), r);
         // Path boundaries count: ["/a", "/b"] is not ["/a/b"].
         assert_ne!(
             fingerprint(&paths(&["/a", "/b"])),

@@ -9,8 +9,9 @@ use std::process::{Command, Output};
 use cfpurge::commands::check_config::check_config;
 use cfpurge::config::{
     BatchingConfig, BudgetConfig, CatalogConfig, CatalogSource, CloudFrontConfig, CloudFrontMode,
-    CoalesceConfig, Config, ConfigError, DistributionConfig, HttpConfig, LogConfig, OnExhausted,
-    Pacing, Problem, ShutdownConfig, SourceConfig, SourceKind, Strategy, config_path,
+    CoalesceConfig, Config, ConfigError, CoordinationConfig, CoordinationKind, DistributionConfig,
+    HttpConfig, LogConfig, OnExhausted, Pacing, Problem, ShutdownConfig, SourceConfig, SourceKind,
+    StoreKind, Strategy, config_path,
 };
 
 const ORIGIN: &str = "test.toml";
@@ -115,6 +116,11 @@ fn example_config_loads_and_shows_the_defaults() {
         ser(&ShutdownConfig::default()),
         "[shutdown]",
     );
+    same(
+        ser(&cfg.coordination),
+        ser(&CoordinationConfig::default()),
+        "[coordination]",
+    );
     same(ser(&cfg.http), ser(&HttpConfig::default()), "[http]");
     same(ser(&cfg.log), ser(&LogConfig::default()), "[log]");
     assert_eq!(cfg.routing.s3.len(), 1);
@@ -162,6 +168,8 @@ fn example_config_mentions_every_key() {
             "cloudfront_endpoint_url",
             "s3_endpoint_url",
             "catalog_file",
+            "dynamodb_endpoint_url",
+            "replica_id",
             "dead_letter_queue_url",
             "enqueue_token",
         ]
@@ -293,6 +301,18 @@ fn every_rule_names_its_key() {
         ("[budget]\nledger_path = \"\"\n".into(), "budget.ledger_path", "must not be empty"),
         ("[budget]\npacing = \"fast\"\n".into(), "budget.pacing", "expected \"even\" or \"none\""),
         ("[budget]\non_exhausted = \"panic\"\n".into(), "budget.on_exhausted", "expected \"hold\", \"coalesce\" or \"overspend\""),
+        // [coordination]
+        ("[aws]\ndynamodb_endpoint_url = \"localhost\"\n".into(), "aws.dynamodb_endpoint_url", "http://"),
+        (format!("{src}[budget]\nstore = \"dynamodb\"\n[coordination]\nkind = \"dynamodb\"\nlease_seconds = 2\n"), "coordination.lease_seconds", "must be 3..=3600 (got 2)"),
+        ("[coordination]\nlease_seconds = 3601\n".into(), "coordination.lease_seconds", "(got 3601)"),
+        (format!("{src}[coordination]\nkind = \"dynamodb\"\n"), "budget.store", "must be \"dynamodb\""),
+        ("[budget]\nstore = \"dynamodb\"\n[coordination]\nkind = \"dynamodb\"\n".into(), "coordination.kind", "source.kind = \"sqs\""),
+        ("[budget]\nstore = \"dynamodb\"\n[coordination]\ntable = \"a b\"\n".into(), "coordination.table", "not a DynamoDB table name"),
+        ("[coordination]\nreplica_id = \"\"\n".into(), "coordination.replica_id", "must not be empty"),
+        ("[coordination]\nreplica_id = \"web 1\"\n".into(), "coordination.replica_id", "A-Z, a-z, 0-9"),
+        (format!("[coordination]\nreplica_id = \"{}\"\n", "r".repeat(65)), "coordination.replica_id", "1 to 64"),
+        ("[coordination]\nkind = \"zookeeper\"\n".into(), "coordination.kind", "expected \"none\" or \"dynamodb\""),
+        ("[budget]\nstore = \"s3\"\n".into(), "budget.store", "expected \"file\" or \"dynamodb\""),
         // [shutdown]
         ("[shutdown]\ngrace_seconds = 3601\n".into(), "shutdown.grace_seconds", "must be 0..=3600 (got 3601)"),
         // [http]
@@ -636,6 +656,53 @@ fn env_keys_are_lowercased_so_upper_case_aliases_are_refused() {
     );
     let keys: Vec<&str> = found.iter().map(|p| p.key.as_str()).collect();
     assert!(keys.contains(&"distributions.WWW"), "{found:?}");
+}
+
+#[test]
+fn coordination_defaults_to_none_and_replicas_need_the_shared_ledger() {
+    let cfg = load("", &[]).unwrap();
+    assert_eq!(cfg.coordination.kind, CoordinationKind::None);
+    assert_eq!(cfg.coordination.table, "cfpurge");
+    assert_eq!(cfg.coordination.lease_seconds, 15);
+    assert_eq!(cfg.budget.store, StoreKind::File);
+    // The default replica id: host name and process id, usable in a
+    // CallerReference.
+    let id = cfg.coordination.replica();
+    assert!(id.ends_with(&format!("-{}", std::process::id())), "{id}");
+    assert!(
+        id.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)),
+        "{id}"
+    );
+    // The shared ledger alone, for one daemon without a disk.
+    let alone = load("[budget]\nstore = \"dynamodb\"\n", &[]).unwrap();
+    assert_eq!(alone.budget.store, StoreKind::Dynamodb);
+    assert_eq!(alone.coordination.kind, CoordinationKind::None);
+    // Replicas, set from the environment as a container would.
+    let sqs = "[source]\nqueue_url = \"https://sqs.us-east-1.amazonaws.com/1/q\"\n";
+    let replicas = load(
+        sqs,
+        &[
+            ("CFPURGE__COORDINATION__KIND", "dynamodb"),
+            ("CFPURGE__COORDINATION__REPLICA_ID", "pod-a.1"),
+            ("CFPURGE__COORDINATION__LEASE_SECONDS", "3"),
+            ("CFPURGE__BUDGET__STORE", "dynamodb"),
+            (
+                "CFPURGE__AWS__DYNAMODB_ENDPOINT_URL",
+                "http://127.0.0.1:5000",
+            ),
+        ],
+    )
+    .unwrap();
+    assert_eq!(replicas.coordination.kind, CoordinationKind::Dynamodb);
+    assert_eq!(replicas.coordination.replica(), "pod-a.1");
+    assert_eq!(replicas.coordination.lease_seconds, 3);
+    assert_eq!(
+        replicas.aws.dynamodb_endpoint_url.as_deref(),
+        Some("http://127.0.0.1:5000")
+    );
+    let hint = message(load("", &[("CFPURGE_COORDINATION_KIND", "dynamodb")]));
+    assert!(hint.contains("CFPURGE__COORDINATION__KIND"), "{hint}");
 }
 
 #[test]

@@ -212,7 +212,11 @@ async fn status_is_the_published_snapshot_in_the_contract_shape() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
     let v = json(response).await;
-    assert_eq!(keys(&v), ["budget", "distributions", "queue", "version"]);
+    assert_eq!(
+        keys(&v),
+        ["budget", "distributions", "queue", "role", "version"]
+    );
+    assert_eq!(v["role"], "single");
     assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(keys(&v["distributions"]), ["api", "www"]);
     let www = &v["distributions"]["www"];

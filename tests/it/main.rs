@@ -11,6 +11,7 @@ mod ingest;
 mod ops;
 mod plan;
 mod replay;
+mod replicas;
 mod run;
 mod shutdown;
 mod sqs;

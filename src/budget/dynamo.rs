@@ -1,0 +1,232 @@
+//! The ledger as an item of the coordination table (`pk = "ledger"`), for
+//! replicas and for containers without a durable disk.
+//!
+//! Every write is conditional: on the version last read or written (so two
+//! writers never overwrite each other's figures unseen) and, once a fence
+//! is set, on that replica still holding the lease with that fencing number
+//! (one transaction with a condition check on the lease item), so a
+//! deposed leader, paused and resumed, can never change the ledger.
+//!
+//! [`LedgerStore`] is synchronous, like the file's fsync: each call is
+//! handed to a thread of the store's own, which makes the DynamoDB call
+//! with a timeout, and the caller waits for the answer (the caller's
+//! worker thread is marked as blocking meanwhile, so the runtime's other
+//! tasks run on).
+
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError, mpsc as sync_mpsc};
+use std::time::Duration;
+
+use aws_config::SdkConfig;
+use tokio::sync::mpsc;
+
+use super::ledger::{LEDGER_VERSION, LedgerError, LedgerState, LedgerStore};
+use crate::config::AwsConfig;
+use crate::coordination::dynamo::{DynamoTable, Fence, TableError, client_with};
+
+/// The longest one ledger call may take, the SDK's retries included.
+const CALL_LIMIT: Duration = Duration::from_secs(6);
+
+enum Job {
+    Load(sync_mpsc::Sender<Result<Option<(String, u64)>, TableError>>),
+    Save {
+        state: String,
+        expected: Option<u64>,
+        fence: Option<Fence>,
+        reply: sync_mpsc::Sender<Result<u64, TableError>>,
+    },
+}
+
+struct Inner {
+    jobs: mpsc::UnboundedSender<Job>,
+    table: String,
+    /// With a fence, writes hold only while it holds the lease; `fenced`
+    /// without one refuses every write (a standby).
+    fence: Mutex<Fencing>,
+    /// The version last read or written; `None`: there was no item.
+    rev: Mutex<Option<u64>>,
+}
+
+#[derive(Clone, Debug)]
+enum Fencing {
+    /// Writes conditional on the version only (one daemon, no lease).
+    Unfenced,
+    /// Writes conditional on holding the lease too; `None` while this
+    /// replica is not the leader: every write is refused.
+    Fenced(Option<Fence>),
+}
+
+/// The ledger in DynamoDB. Clones share one connection, fence and version.
+#[derive(Clone)]
+pub struct DynamoStore {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for DynamoStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DynamoStore")
+            .field("table", &self.inner.table)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl DynamoStore {
+    /// A store on `table`, reached with `sdk` and `aws`'s endpoints. With
+    /// `fenced`, writes are refused until [`DynamoStore::set_fence`] names
+    /// the lease this replica holds.
+    pub fn new(
+        sdk: SdkConfig,
+        aws: &AwsConfig,
+        table: &str,
+        fenced: bool,
+    ) -> Result<DynamoStore, LedgerError> {
+        let (jobs, mut queue) = mpsc::unbounded_channel::<Job>();
+        let aws = aws.clone();
+        let name = table.to_owned();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| LedgerError::Store(format!("cannot start the ledger's runtime: {e}")))?;
+        std::thread::Builder::new()
+            .name("cfpurge-ledger".to_owned())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let table = DynamoTable::new(client_with(&sdk, &aws), name, CALL_LIMIT);
+                    while let Some(job) = queue.recv().await {
+                        match job {
+                            Job::Load(reply) => {
+                                let _ = reply.send(table.load_ledger().await);
+                            }
+                            Job::Save {
+                                state,
+                                expected,
+                                fence,
+                                reply,
+                            } => {
+                                let saved =
+                                    table.save_ledger(&state, expected, fence.as_ref()).await;
+                                let _ = reply.send(saved);
+                            }
+                        }
+                    }
+                });
+            })
+            .map_err(|e| LedgerError::Store(format!("cannot start the ledger's thread: {e}")))?;
+        Ok(DynamoStore {
+            inner: Arc::new(Inner {
+                jobs,
+                table: table.to_owned(),
+                fence: Mutex::new(if fenced {
+                    Fencing::Fenced(None)
+                } else {
+                    Fencing::Unfenced
+                }),
+                rev: Mutex::new(None),
+            }),
+        })
+    }
+
+    /// The table.
+    pub fn table(&self) -> &str {
+        &self.inner.table
+    }
+
+    /// From now on, writes hold only while `fence` holds the lease; `None`
+    /// refuses every write (this replica stood down). Only for a store
+    /// made with `fenced`.
+    pub fn set_fence(&self, fence: Option<Fence>) {
+        let mut current = lock(&self.inner.fence);
+        if let Fencing::Fenced(f) = &mut *current {
+            *f = fence;
+        }
+    }
+
+    fn call<T>(
+        &self,
+        job: impl FnOnce(sync_mpsc::Sender<Result<T, TableError>>) -> Job,
+    ) -> Result<T, LedgerError> {
+        let (reply, answer) = sync_mpsc::channel();
+        self.inner
+            .jobs
+            .send(job(reply))
+            .map_err(|_| LedgerError::Store("the ledger's thread has stopped".to_owned()))?;
+        let wait = || answer.recv_timeout(CALL_LIMIT + Duration::from_secs(1));
+        let answered = match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(wait)
+            }
+            _ => wait(),
+        };
+        let table = &self.inner.table;
+        match answered {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(TableError::Refused(_))) => Err(LedgerError::Refused(format!(
+                "table {table}: the write was refused: this replica no longer holds the lease, \
+                 or another writer changed the ledger since it was read"
+            ))),
+            Ok(Err(e)) => Err(LedgerError::Store(format!("table {table}: {e}"))),
+            Err(_) => Err(LedgerError::Store(format!(
+                "table {table}: no answer within {CALL_LIMIT:?}"
+            ))),
+        }
+    }
+}
+
+impl LedgerStore for DynamoStore {
+    fn location(&self) -> String {
+        format!("DynamoDB table {}, item pk = \"ledger\"", self.inner.table)
+    }
+
+    fn load(&self) -> Result<Option<LedgerState>, LedgerError> {
+        let loaded = self.call(Job::Load)?;
+        let table = &self.inner.table;
+        let Some((json, rev)) = loaded else {
+            *lock(&self.inner.rev) = None;
+            return Ok(None);
+        };
+        let value: serde_json::Value = serde_json::from_str(&json).map_err(|e| {
+            LedgerError::Store(format!(
+                "table {table}: the ledger item is not valid JSON: {e}"
+            ))
+        })?;
+        let version = value.get("version").and_then(serde_json::Value::as_u64);
+        if version != Some(LEDGER_VERSION) {
+            return Err(LedgerError::Store(format!(
+                "table {table}: the ledger item has version {version:?}; \
+                 this cfpurge reads version {LEDGER_VERSION} only"
+            )));
+        }
+        let state = serde_json::from_value(value).map_err(|e| {
+            LedgerError::Store(format!("table {table}: the ledger item is corrupt: {e}"))
+        })?;
+        *lock(&self.inner.rev) = Some(rev);
+        Ok(Some(state))
+    }
+
+    fn save(&self, state: &LedgerState) -> Result<(), LedgerError> {
+        let fence = match lock(&self.inner.fence).clone() {
+            Fencing::Unfenced => None,
+            Fencing::Fenced(Some(fence)) => Some(fence),
+            Fencing::Fenced(None) => {
+                return Err(LedgerError::Refused(
+                    "this replica is not the leader: it does not write the ledger".to_owned(),
+                ));
+            }
+        };
+        let json = serde_json::to_string(state)
+            .map_err(|e| LedgerError::Store(format!("cannot encode the ledger: {e}")))?;
+        let expected = *lock(&self.inner.rev);
+        let rev = self.call(|reply| Job::Save {
+            state: json,
+            expected,
+            fence,
+            reply,
+        })?;
+        *lock(&self.inner.rev) = Some(rev);
+        Ok(())
+    }
+}

@@ -1,0 +1,556 @@
+//! The shared table on DynamoDB: the lease item's conditional writes
+//! ([`DynamoTable`], a [`LeaseTable`]) and the ledger item's reads and
+//! conditional writes (for [`crate::budget::DynamoStore`]).
+//!
+//! Items (partition key `pk`, a string):
+//!
+//! - `pk = "lease"`: `holder` (replica id, absent once handed back),
+//!   `expires_at` (Unix milliseconds), `fencing` (grows at every take-over);
+//! - `pk = "ledger"`: `state` (the ledger as JSON, the file's format) and
+//!   `rev` (grows at every write, for writes conditional on the version).
+//!
+//! Every error goes through [`crate::aws_error::classify`]; a failed
+//! condition (`ConditionalCheckFailedException`, or a transaction's
+//! `TransactionCanceledException`) is a refusal, not an error. Every call
+//! has a timeout.
+
+use std::collections::HashMap;
+use std::error::Error as StdError;
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::retry::RetryConfig;
+use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
+use aws_sdk_dynamodb::operation::get_item::GetItemError;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConditionCheck, Put, ReturnValue, TransactWriteItem,
+};
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_runtime_api::http::Response;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+use super::{Answer, Call, LeaseTable, Seen};
+use crate::aws_error::{self, Class, Classified};
+use crate::config::AwsConfig;
+
+/// The lease item's key.
+pub const LEASE_KEY: &str = "lease";
+/// The ledger item's key.
+pub const LEDGER_KEY: &str = "ledger";
+
+/// Connect timeout: a reachable endpoint accepts a connection well within.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// One attempt: DynamoDB answers item calls in milliseconds.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Attempts per call (the SDK's standard retry of throttling and 5xx).
+const MAX_ATTEMPTS: u32 = 2;
+
+/// The client's timeouts: every call ends within
+/// `ATTEMPT_TIMEOUT * MAX_ATTEMPTS` and a little.
+pub fn timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+        .operation_timeout(ATTEMPT_TIMEOUT * MAX_ATTEMPTS + Duration::from_secs(1))
+        .build()
+}
+
+/// The SDK configuration from the AWS provider chain (and `aws.region`).
+pub async fn sdk_config(aws: &AwsConfig) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(region) = &aws.region {
+        loader = loader.region(Region::new(region.clone()));
+    }
+    loader.load().await
+}
+
+/// A DynamoDB client with `aws.dynamodb_endpoint_url`, else
+/// `aws.endpoint_url`, when set (else the SDK's own
+/// `AWS_ENDPOINT_URL_DYNAMODB` / `AWS_ENDPOINT_URL` apply), and
+/// [`timeouts`].
+pub fn client_with(sdk: &SdkConfig, aws: &AwsConfig) -> Client {
+    let mut config = aws_sdk_dynamodb::config::Builder::from(sdk)
+        .timeout_config(timeouts())
+        .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS));
+    if let Some(region) = &aws.region {
+        config = config.region(Region::new(region.clone()));
+    }
+    if let Some(url) = aws
+        .dynamodb_endpoint_url
+        .as_ref()
+        .or(aws.endpoint_url.as_ref())
+    {
+        config = config.endpoint_url(url.clone());
+    }
+    Client::from_conf(config.build())
+}
+
+/// Why a table call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    /// The condition failed: another holder, another version.
+    #[error("the condition failed: {0}")]
+    Refused(String),
+    /// The table does not exist.
+    #[error("the table does not exist: {0}")]
+    NoTable(String),
+    /// Access denied.
+    #[error("access denied: {0}")]
+    AccessDenied(String),
+    /// No answer in time, throttled, or a server fault: the outcome is
+    /// unknown.
+    #[error("no usable answer: {0}")]
+    Unavailable(String),
+    /// Any other refusal, or an item that cannot be read.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// The modelled error variants whose codes decide.
+trait TypedCode {
+    fn typed_code(&self) -> Option<&'static str>;
+}
+
+macro_rules! typed_code {
+    ($error:ty { $($is:ident => $code:literal),* $(,)? }) => {
+        impl TypedCode for $error {
+            fn typed_code(&self) -> Option<&'static str> {
+                $(if self.$is() {
+                    return Some($code);
+                })*
+                None
+            }
+        }
+    };
+}
+
+typed_code!(UpdateItemError {
+    is_conditional_check_failed_exception => "ConditionalCheckFailedException",
+    is_resource_not_found_exception => "ResourceNotFoundException",
+    is_provisioned_throughput_exceeded_exception => "ProvisionedThroughputExceededException",
+    is_request_limit_exceeded => "RequestLimitExceeded",
+    is_throttling_exception => "ThrottlingException",
+    is_internal_server_error => "InternalServerError",
+    is_transaction_conflict_exception => "TransactionConflictException",
+});
+typed_code!(PutItemError {
+    is_conditional_check_failed_exception => "ConditionalCheckFailedException",
+    is_resource_not_found_exception => "ResourceNotFoundException",
+    is_provisioned_throughput_exceeded_exception => "ProvisionedThroughputExceededException",
+    is_request_limit_exceeded => "RequestLimitExceeded",
+    is_throttling_exception => "ThrottlingException",
+    is_internal_server_error => "InternalServerError",
+    is_transaction_conflict_exception => "TransactionConflictException",
+});
+typed_code!(GetItemError {
+    is_resource_not_found_exception => "ResourceNotFoundException",
+    is_provisioned_throughput_exceeded_exception => "ProvisionedThroughputExceededException",
+    is_request_limit_exceeded => "RequestLimitExceeded",
+    is_throttling_exception => "ThrottlingException",
+    is_internal_server_error => "InternalServerError",
+});
+typed_code!(TransactWriteItemsError {
+    is_transaction_canceled_exception => "TransactionCanceledException",
+    is_resource_not_found_exception => "ResourceNotFoundException",
+    is_provisioned_throughput_exceeded_exception => "ProvisionedThroughputExceededException",
+    is_request_limit_exceeded => "RequestLimitExceeded",
+    is_throttling_exception => "ThrottlingException",
+    is_internal_server_error => "InternalServerError",
+    is_transaction_in_progress_exception => "TransactionInProgressException",
+});
+
+/// Codes that mean "the condition failed". A cancelled transaction is
+/// read as one without looking at its reasons: a conflict with another
+/// transaction is then refused too, which only makes the writer try again.
+const REFUSED: &[&str] = &[
+    "ConditionalCheckFailedException",
+    "TransactionCanceledException",
+];
+
+fn classify<E>(err: SdkError<E, Response>) -> TableError
+where
+    E: ProvideErrorMetadata + TypedCode + StdError + Send + Sync + 'static,
+{
+    from_classified(aws_error::classify(&err, TypedCode::typed_code))
+}
+
+fn from_classified(c: Classified) -> TableError {
+    let text = c.text.clone();
+    match c.class {
+        Class::Client if c.code_in(REFUSED) => TableError::Refused(text),
+        Class::Client if c.code_in(&["ResourceNotFoundException"]) => TableError::NoTable(text),
+        Class::Client if c.code_in(aws_error::ACCESS_DENIED) || c.status == Some(403) => {
+            TableError::AccessDenied(text)
+        }
+        Class::Client => TableError::Other(text),
+        Class::Transport | Class::Timeout | Class::Throttling | Class::Server => {
+            TableError::Unavailable(text)
+        }
+    }
+}
+
+/// `call`, given up after `limit` (its outcome then unknown).
+async fn within<T>(
+    limit: Duration,
+    call: impl Future<Output = Result<T, TableError>>,
+) -> Result<T, TableError> {
+    tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+        Err(TableError::Unavailable(format!(
+            "no answer within {limit:?}"
+        )))
+    })
+}
+
+fn s(v: &str) -> AttributeValue {
+    AttributeValue::S(v.to_owned())
+}
+
+fn n(v: u64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn number(item: &HashMap<String, AttributeValue>, name: &str) -> Result<u64, TableError> {
+    match item.get(name) {
+        Some(AttributeValue::N(v)) => v
+            .parse()
+            .map_err(|_| TableError::Other(format!("attribute {name} is not a whole number: {v}"))),
+        None => Ok(0),
+        Some(other) => Err(TableError::Other(format!(
+            "attribute {name} is not a number: {other:?}"
+        ))),
+    }
+}
+
+/// The shared table.
+#[derive(Clone, Debug)]
+pub struct DynamoTable {
+    client: Client,
+    table: String,
+    /// The longest any call may take, SDK retries included.
+    limit: Duration,
+}
+
+impl DynamoTable {
+    pub fn new(client: Client, table: impl Into<String>, limit: Duration) -> DynamoTable {
+        DynamoTable {
+            client,
+            table: table.into(),
+            limit,
+        }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    fn key(name: &str) -> HashMap<String, AttributeValue> {
+        HashMap::from([("pk".to_owned(), s(name))])
+    }
+
+    /// The lease item, read consistently.
+    pub async fn look(&self) -> Result<Option<Seen>, TableError> {
+        let call = async {
+            let out = self
+                .client
+                .get_item()
+                .table_name(&self.table)
+                .set_key(Some(Self::key(LEASE_KEY)))
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(classify)?;
+            let Some(item) = out.item else {
+                return Ok(None);
+            };
+            let holder = match item.get("holder") {
+                Some(AttributeValue::S(h)) => Some(h.clone()),
+                _ => None,
+            };
+            Ok(Some(Seen {
+                holder,
+                expires_at: number(&item, "expires_at")?,
+                fencing: number(&item, "fencing")?,
+            }))
+        };
+        within(self.limit, call).await
+    }
+
+    /// Takes the lease if it is absent, handed back or lapsed at `wall`;
+    /// returns the new fencing number.
+    pub async fn acquire(
+        &self,
+        replica: &str,
+        wall: u64,
+        lease_ms: u64,
+    ) -> Result<u64, TableError> {
+        let call = async {
+            let out = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(Self::key(LEASE_KEY)))
+                .update_expression(
+                    "SET holder = :me, expires_at = :exp, fencing = if_not_exists(fencing, :zero) + :one",
+                )
+                .condition_expression(
+                    "attribute_not_exists(pk) OR attribute_not_exists(holder) OR expires_at < :now",
+                )
+                .expression_attribute_values(":me", s(replica))
+                .expression_attribute_values(":exp", n(wall + lease_ms))
+                .expression_attribute_values(":zero", n(0))
+                .expression_attribute_values(":one", n(1))
+                .expression_attribute_values(":now", n(wall))
+                .return_values(ReturnValue::AllNew)
+                .send()
+                .await
+                .map_err(classify)?;
+            let item = out.attributes.unwrap_or_default();
+            number(&item, "fencing")
+        };
+        within(self.limit, call).await
+    }
+
+    /// Extends the lease while `replica` holds it with `fencing`.
+    pub async fn renew(
+        &self,
+        replica: &str,
+        fencing: u64,
+        wall: u64,
+        lease_ms: u64,
+    ) -> Result<(), TableError> {
+        let call = async {
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(Self::key(LEASE_KEY)))
+                .update_expression("SET expires_at = :exp")
+                .condition_expression("holder = :me AND fencing = :f")
+                .expression_attribute_values(":me", s(replica))
+                .expression_attribute_values(":f", n(fencing))
+                .expression_attribute_values(":exp", n(wall + lease_ms))
+                .send()
+                .await
+                .map_err(classify)?;
+            Ok(())
+        };
+        within(self.limit, call).await
+    }
+
+    /// Hands the lease back while `replica` holds it with `fencing`: the
+    /// holder goes and the expiry is in the past, so any standby takes it
+    /// at its next look. The item stays, and with it the fencing number.
+    pub async fn release(&self, replica: &str, fencing: u64) -> Result<(), TableError> {
+        let call = async {
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(Self::key(LEASE_KEY)))
+                .update_expression("SET expires_at = :zero REMOVE holder")
+                .condition_expression("holder = :me AND fencing = :f")
+                .expression_attribute_values(":me", s(replica))
+                .expression_attribute_values(":f", n(fencing))
+                .expression_attribute_values(":zero", n(0))
+                .send()
+                .await
+                .map_err(classify)?;
+            Ok(())
+        };
+        within(self.limit, call).await
+    }
+
+    /// The ledger item: its JSON and its version, read consistently.
+    pub async fn load_ledger(&self) -> Result<Option<(String, u64)>, TableError> {
+        let call = async {
+            let out = self
+                .client
+                .get_item()
+                .table_name(&self.table)
+                .set_key(Some(Self::key(LEDGER_KEY)))
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(classify)?;
+            let Some(item) = out.item else {
+                return Ok(None);
+            };
+            let state = match item.get("state") {
+                Some(AttributeValue::S(json)) => json.clone(),
+                _ => {
+                    return Err(TableError::Other(
+                        "the ledger item has no \"state\" string".to_owned(),
+                    ));
+                }
+            };
+            Ok(Some((state, number(&item, "rev")?)))
+        };
+        within(self.limit, call).await
+    }
+
+    /// Writes the ledger item as version `expected + 1` if it is still at
+    /// `expected` (`None`: if there is none yet) and, with `fence`, only
+    /// while that replica holds the lease with that fencing number (one
+    /// transaction with a condition check on the lease item). Returns the
+    /// new version.
+    pub async fn save_ledger(
+        &self,
+        state: &str,
+        expected: Option<u64>,
+        fence: Option<&Fence>,
+    ) -> Result<u64, TableError> {
+        let rev = expected.map_or(1, |r| r + 1);
+        let item = HashMap::from([
+            ("pk".to_owned(), s(LEDGER_KEY)),
+            ("state".to_owned(), s(state)),
+            ("rev".to_owned(), n(rev)),
+        ]);
+        let (condition, values) = match expected {
+            None => ("attribute_not_exists(pk)", HashMap::new()),
+            Some(r) => ("rev = :rev", HashMap::from([(":rev".to_owned(), n(r))])),
+        };
+        let call = async {
+            match fence {
+                None => {
+                    self.client
+                        .put_item()
+                        .table_name(&self.table)
+                        .set_item(Some(item))
+                        .condition_expression(condition)
+                        .set_expression_attribute_values((!values.is_empty()).then_some(values))
+                        .send()
+                        .await
+                        .map_err(classify)?;
+                }
+                Some(fence) => {
+                    let put = Put::builder()
+                        .table_name(&self.table)
+                        .set_item(Some(item))
+                        .condition_expression(condition)
+                        .set_expression_attribute_values((!values.is_empty()).then_some(values))
+                        .build()
+                        .map_err(|e| TableError::Other(e.to_string()))?;
+                    let check = ConditionCheck::builder()
+                        .table_name(&self.table)
+                        .set_key(Some(Self::key(LEASE_KEY)))
+                        .condition_expression("holder = :me AND fencing = :f")
+                        .expression_attribute_values(":me", s(&fence.replica))
+                        .expression_attribute_values(":f", n(fence.fencing))
+                        .build()
+                        .map_err(|e| TableError::Other(e.to_string()))?;
+                    self.client
+                        .transact_write_items()
+                        .transact_items(TransactWriteItem::builder().condition_check(check).build())
+                        .transact_items(TransactWriteItem::builder().put(put).build())
+                        .send()
+                        .await
+                        .map_err(classify)?;
+                }
+            }
+            Ok(rev)
+        };
+        within(self.limit, call).await
+    }
+}
+
+/// A leader's right to write: its replica id and fencing number.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fence {
+    pub replica: String,
+    pub fencing: u64,
+}
+
+impl LeaseTable for DynamoTable {
+    async fn call(&self, replica: &str, call: Call, wall: u64, lease_ms: u64) -> Answer {
+        let result = match call {
+            Call::Look => self.look().await.map(Answer::Seen),
+            Call::Acquire => self
+                .acquire(replica, wall, lease_ms)
+                .await
+                .map(|fencing| Answer::Acquired { fencing }),
+            Call::Renew { fencing } => self
+                .renew(replica, fencing, wall, lease_ms)
+                .await
+                .map(|()| Answer::Renewed),
+            Call::Release { fencing } => self
+                .release(replica, fencing)
+                .await
+                .map(|()| Answer::Released),
+        };
+        match result {
+            Ok(answer) => answer,
+            Err(TableError::Refused(_)) => Answer::Refused,
+            Err(e) => Answer::Failed(e.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_dynamodb::error::ErrorMetadata;
+    use aws_sdk_dynamodb::types::error::{
+        ConditionalCheckFailedException, ResourceNotFoundException, TransactionCanceledException,
+    };
+
+    use super::*;
+
+    fn response(status: u16) -> Response {
+        Response::new(status.try_into().unwrap(), "{}".into())
+    }
+
+    #[test]
+    fn failed_conditions_are_refusals_and_the_rest_is_classified() {
+        let failed = UpdateItemError::ConditionalCheckFailedException(
+            ConditionalCheckFailedException::builder()
+                .meta(
+                    ErrorMetadata::builder()
+                        .code("ConditionalCheckFailedException")
+                        .build(),
+                )
+                .build(),
+        );
+        assert!(matches!(
+            classify(SdkError::service_error(failed, response(400))),
+            TableError::Refused(_)
+        ));
+        let cancelled = TransactWriteItemsError::TransactionCanceledException(
+            TransactionCanceledException::builder().build(),
+        );
+        assert!(matches!(
+            classify(SdkError::service_error(cancelled, response(400))),
+            TableError::Refused(_)
+        ));
+        let missing =
+            GetItemError::ResourceNotFoundException(ResourceNotFoundException::builder().build());
+        assert!(matches!(
+            classify(SdkError::service_error(missing, response(400))),
+            TableError::NoTable(_)
+        ));
+        let denied = GetItemError::generic(
+            ErrorMetadata::builder()
+                .code("AccessDeniedException")
+                .build(),
+        );
+        assert!(matches!(
+            classify(SdkError::service_error(denied, response(400))),
+            TableError::AccessDenied(_)
+        ));
+        let slow: SdkError<GetItemError, Response> = SdkError::timeout_error("slow");
+        assert!(matches!(classify(slow), TableError::Unavailable(_)));
+        let server = GetItemError::generic(ErrorMetadata::builder().build());
+        assert!(matches!(
+            classify(SdkError::service_error(server, response(500))),
+            TableError::Unavailable(_)
+        ));
+    }
+
+    #[test]
+    fn timeouts_are_all_set() {
+        let t = timeouts();
+        assert_eq!(t.connect_timeout(), Some(CONNECT_TIMEOUT));
+        assert_eq!(t.operation_attempt_timeout(), Some(ATTEMPT_TIMEOUT));
+        assert_eq!(t.operation_timeout(), Some(Duration::from_secs(5)));
+    }
+}

@@ -1,0 +1,667 @@
+//! Several replicas on one queue: the DynamoDB lease and ledger against
+//! moto's DynamoDB (the same server as SQS), the ledger store against the
+//! same contract as the file store, and the real binary as separate
+//! processes sharing one queue and one table.
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+};
+use cfpurge::budget::{DynamoStore, LedgerError, LedgerStore, contract};
+use cfpurge::config::AwsConfig;
+use cfpurge::coordination::dynamo::{DynamoTable, Fence, TableError, client_with};
+
+use crate::support::moto::Moto;
+
+const WALL: u64 = 1_800_000_000_000;
+
+fn aws(moto: &Moto) -> AwsConfig {
+    AwsConfig {
+        dynamodb_endpoint_url: Some(moto.endpoint().to_owned()),
+        endpoint_url: Some("http://127.0.0.1:9".to_owned()),
+        ..AwsConfig::default()
+    }
+}
+
+/// Creates the table the way docs/replicas.md shows (partition key `pk`, a
+/// string, on demand).
+pub async fn create_table(moto: &Moto, name: &str) {
+    let client = client_with(&Moto::sdk_config(), &aws(moto));
+    client
+        .create_table()
+        .table_name(name)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("pk")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("pk")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("create table {name}: {e:?}"));
+}
+
+fn table(moto: &Moto, name: &str) -> DynamoTable {
+    DynamoTable::new(
+        client_with(&Moto::sdk_config(), &aws(moto)),
+        name,
+        Duration::from_secs(5),
+    )
+}
+
+fn store(moto: &Moto, name: &str, fenced: bool) -> DynamoStore {
+    DynamoStore::new(Moto::sdk_config(), &aws(moto), name, fenced).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dynamodb_store_keeps_the_store_contract() {
+    let moto = Moto::shared();
+    let _guard = moto.exclusive().await;
+    create_table(moto, "cfpurge").await;
+    contract::check_store(&|| store(moto, "cfpurge", false));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lease_takes_over_only_a_lapsed_lease_and_fences_the_ledger() {
+    let moto = Moto::shared();
+    let _guard = moto.exclusive().await;
+    create_table(moto, "cfpurge").await;
+    let t = table(moto, "cfpurge");
+    assert_eq!(t.look().await.unwrap(), None);
+    // a takes it; b cannot while it holds.
+    assert_eq!(t.acquire("a", WALL, 3_000).await.unwrap(), 1);
+    assert!(matches!(
+        t.acquire("b", WALL + 1_000, 3_000).await,
+        Err(TableError::Refused(_))
+    ));
+    // Not even a restarted a (same id): it is a new holder.
+    assert!(matches!(
+        t.acquire("a", WALL + 1_000, 3_000).await,
+        Err(TableError::Refused(_))
+    ));
+    t.renew("a", 1, WALL + 1_000, 3_000).await.unwrap();
+    let seen = t.look().await.unwrap().unwrap();
+    assert_eq!(
+        (seen.holder.as_deref(), seen.expires_at, seen.fencing),
+        (Some("a"), WALL + 4_000, 1)
+    );
+
+    // The ledger: writes only while the fence holds the lease.
+    let a = store(moto, "cfpurge", true);
+    let state = contract::sample_state();
+    assert!(matches!(a.save(&state), Err(LedgerError::Refused(_))));
+    a.set_fence(Some(Fence {
+        replica: "a".into(),
+        fencing: 1,
+    }));
+    assert_eq!(a.load().unwrap(), None);
+    a.save(&state).unwrap();
+
+    // The lease lapses; b takes it over and the fencing number grows.
+    assert_eq!(t.acquire("b", WALL + 4_001, 3_000).await.unwrap(), 2);
+    assert!(matches!(
+        t.renew("a", 1, WALL + 4_002, 3_000).await,
+        Err(TableError::Refused(_))
+    ));
+    // a, deposed, can no longer change the ledger.
+    let mut changed = state.clone();
+    changed.spent += 1;
+    assert!(matches!(a.save(&changed), Err(LedgerError::Refused(_))));
+    let b = store(moto, "cfpurge", true);
+    b.set_fence(Some(Fence {
+        replica: "b".into(),
+        fencing: 2,
+    }));
+    assert_eq!(b.load().unwrap(), Some(state.clone()));
+    b.save(&changed).unwrap();
+    assert_eq!(a.load().unwrap(), Some(changed.clone()));
+
+    // b hands it back: a standby takes it at once, with the next number.
+    assert!(matches!(
+        t.release("a", 2).await,
+        Err(TableError::Refused(_))
+    ));
+    t.release("b", 2).await.unwrap();
+    let seen = t.look().await.unwrap().unwrap();
+    assert_eq!((seen.holder, seen.fencing), (None, 2));
+    assert_eq!(t.acquire("c", WALL + 4_100, 3_000).await.unwrap(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_lease_ledger_writes_are_conditional_on_the_version() {
+    let moto = Moto::shared();
+    let _guard = moto.exclusive().await;
+    create_table(moto, "cfpurge").await;
+    let first = store(moto, "cfpurge", false);
+    let second = store(moto, "cfpurge", false);
+    assert_eq!(first.load().unwrap(), None);
+    assert_eq!(second.load().unwrap(), None);
+    let state = contract::sample_state();
+    first.save(&state).unwrap();
+    // second read before first wrote: its write would lose first's.
+    assert!(matches!(second.save(&state), Err(LedgerError::Refused(_))));
+    assert_eq!(second.load().unwrap(), Some(state.clone()));
+    second.save(&state).unwrap();
+    assert!(matches!(first.save(&state), Err(LedgerError::Refused(_))));
+    // A missing table is an error naming it, not an empty ledger.
+    let missing = store(moto, "nothing-here", false);
+    let e = missing.load().unwrap_err().to_string();
+    assert!(
+        e.contains("nothing-here") && e.contains("does not exist"),
+        "{e}"
+    );
+}
+
+// ---- the real binary, several processes on one queue and one table ----
+
+mod processes {
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use cfpurge::budget::{DynamoStore, LedgerStore};
+    use cfpurge::source::queue::Queue;
+    use cfpurge::source::sqs::SqsQueue;
+
+    use super::{aws, create_table};
+    use crate::support::fake_cloudfront::{FakeCloudFront, coverage};
+    use crate::support::moto::{Moto, free_port};
+
+    const DIST: &str = "E2ABCDEF123456";
+    pub const LEASE_SECONDS: u64 = 3;
+
+    pub struct Replica {
+        pub id: String,
+        pub port: u16,
+        child: Option<Child>,
+    }
+
+    impl Replica {
+        pub fn pid(&self) -> String {
+            self.child
+                .as_ref()
+                .map(|c| c.id().to_string())
+                .unwrap_or_default()
+        }
+
+        pub fn signal(&self, signal: &str) {
+            let ok = Command::new("kill")
+                .args([&format!("-{signal}"), &self.pid()])
+                .status()
+                .expect("kill");
+            assert!(ok.success(), "kill -{signal} {}", self.pid());
+        }
+
+        /// Waits for the process to end; its exit code.
+        pub fn wait(&mut self, limit: Duration) -> Option<i32> {
+            let start = Instant::now();
+            let child = self.child.as_mut()?;
+            loop {
+                if let Some(status) = child.try_wait().expect("try_wait") {
+                    self.child = None;
+                    return status.code();
+                }
+                if start.elapsed() > limit {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    self.child = None;
+                    panic!("replica {} still running after {limit:?}", self.id);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+
+        /// `cfpurge_leader` as it reports it, if it answers.
+        pub async fn leader(&self) -> Option<bool> {
+            let text = reqwest::get(format!("http://127.0.0.1:{}/metrics", self.port))
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            text.lines()
+                .find_map(|l| l.strip_prefix("cfpurge_leader "))
+                .map(|v| v.trim() == "1")
+        }
+
+        pub async fn status(&self) -> Option<serde_json::Value> {
+            reqwest::get(format!("http://127.0.0.1:{}/v1/status", self.port))
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()
+        }
+    }
+
+    impl Drop for Replica {
+        fn drop(&mut self) {
+            if let Some(mut child) = self.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+
+    pub struct Fleet {
+        pub moto: &'static Moto,
+        pub fake: FakeCloudFront,
+        pub queue: SqsQueue,
+        pub url: String,
+        pub folder: tempfile::TempDir,
+        pub monthly_paths: u64,
+        /// Every request sent: its paths and when.
+        pub sent: Vec<(Vec<String>, tokio::time::Instant)>,
+        next: usize,
+    }
+
+    impl Fleet {
+        pub async fn new(moto: &'static Moto, name: &str, monthly_paths: u64) -> Fleet {
+            create_table(moto, "cfpurge").await;
+            let fake = FakeCloudFront::start(Duration::from_secs(1)).await;
+            fake.add_distribution(DIST);
+            let url = moto.create_queue(name, &[]).await;
+            let queue = SqsQueue::new(moto.sqs_client(), url.clone(), None);
+            Fleet {
+                moto,
+                fake,
+                queue,
+                url,
+                folder: tempfile::tempdir().expect("folder"),
+                monthly_paths,
+                sent: Vec::new(),
+                next: 0,
+            }
+        }
+
+        pub fn start(&self, id: &str) -> Replica {
+            let port = free_port();
+            let config = format!(
+                r#"
+[aws]
+region = "us-east-1"
+sqs_endpoint_url = "{moto}"
+dynamodb_endpoint_url = "{moto}"
+cloudfront_endpoint_url = "{fake}"
+[source]
+queue_url = "{url}"
+wait_time_seconds = 1
+visibility_timeout_seconds = 6
+[distributions.www]
+id = "{DIST}"
+[batching]
+quiet_seconds = 1
+max_delay_seconds = 2
+[cloudfront]
+poll_interval_seconds = 1
+[budget]
+pacing = "none"
+monthly_paths = {budget}
+on_exhausted = "hold"
+store = "dynamodb"
+[coordination]
+kind = "dynamodb"
+lease_seconds = {LEASE_SECONDS}
+replica_id = "{id}"
+[shutdown]
+grace_seconds = 5
+[http]
+listen = "127.0.0.1:{port}"
+"#,
+                moto = self.moto.endpoint(),
+                fake = self.fake.endpoint(),
+                url = self.url,
+                budget = self.monthly_paths,
+            );
+            let file = self.folder.path().join(format!("{id}.toml"));
+            std::fs::write(&file, config).expect("write the configuration");
+            let log = std::fs::File::create(self.folder.path().join(format!("{id}.log")))
+                .expect("log file");
+            let child = Command::new(env!("CARGO_BIN_EXE_cfpurge"))
+                .args(["run", "-c"])
+                .arg(&file)
+                .env("AWS_ACCESS_KEY_ID", "testing")
+                .env("AWS_SECRET_ACCESS_KEY", "testing")
+                .env("AWS_EC2_METADATA_DISABLED", "true")
+                .env_remove("AWS_PROFILE")
+                .env("RUST_LOG", "info")
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("start cfpurge");
+            Replica {
+                id: id.to_owned(),
+                port,
+                child: Some(child),
+            }
+        }
+
+        /// A replica's log so far (for failure messages).
+        pub fn log(&self, id: &str) -> String {
+            std::fs::read_to_string(self.folder.path().join(format!("{id}.log")))
+                .unwrap_or_default()
+        }
+
+        /// Sends one request of two fresh paths.
+        pub async fn send(&mut self) {
+            let n = self.next;
+            self.next += 1;
+            let paths = vec![format!("/r/{n}/a.html"), format!("/r/{n}/b.html")];
+            let body = serde_json::json!({ "paths": paths }).to_string();
+            self.queue.send(&body).await.expect("send");
+            self.sent.push((paths, tokio::time::Instant::now()));
+        }
+
+        /// Waits until every request sent is covered by an invalidation
+        /// created after it and the queue is empty.
+        pub async fn wait_all_covered(&self, limit: Duration) {
+            let start = Instant::now();
+            loop {
+                let invalidations = self.fake.invalidations(DIST);
+                let covered = coverage(
+                    self.sent.iter().map(|(p, at)| (p.as_slice(), *at)),
+                    &invalidations,
+                );
+                let depth = self.queue.depth().await.expect("depth");
+                if covered.iter().all(Option::is_some) && depth.visible == 0 && depth.in_flight == 0
+                {
+                    return;
+                }
+                assert!(
+                    start.elapsed() < limit,
+                    "not all covered within {limit:?}: {} of {} covered, queue {depth:?}",
+                    covered.iter().filter(|c| c.is_some()).count(),
+                    covered.len()
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+
+        /// The invalidations created by `replica` (by CallerReference).
+        pub fn created_by(
+            &self,
+            replica: &str,
+        ) -> Vec<crate::support::fake_cloudfront::Invalidation> {
+            let prefix = format!("cfpurge-{replica}-");
+            self.fake
+                .invalidations(DIST)
+                .into_iter()
+                .filter(|i| i.caller_reference.starts_with(&prefix))
+                .collect()
+        }
+
+        /// Paths the fake billed in all.
+        pub fn billed(&self) -> u64 {
+            self.fake
+                .invalidations(DIST)
+                .iter()
+                .map(|i| i.paths.len() as u64)
+                .sum()
+        }
+
+        /// The ledger in the table: paths spent this month.
+        pub fn ledger_spent(&self) -> u64 {
+            let store = DynamoStore::new(
+                crate::support::moto::Moto::sdk_config(),
+                &aws(self.moto),
+                "cfpurge",
+                false,
+            )
+            .expect("store");
+            store.load().expect("load").map_or(0, |s| s.spent)
+        }
+    }
+
+    /// Waits until exactly one of `replicas` reports itself leader and the
+    /// others standby; returns its index.
+    pub async fn one_leader(replicas: &[&Replica], limit: Duration) -> usize {
+        let start = Instant::now();
+        loop {
+            let mut leaders = Vec::new();
+            let mut answered = 0;
+            for (i, r) in replicas.iter().enumerate() {
+                if let Some(leader) = r.leader().await {
+                    answered += 1;
+                    if leader {
+                        leaders.push(i);
+                    }
+                }
+            }
+            assert!(leaders.len() <= 1, "two leaders at once: {leaders:?}");
+            if answered == replicas.len() && leaders.len() == 1 {
+                return leaders[0];
+            }
+            assert!(start.elapsed() < limit, "no single leader within {limit:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+use processes::{Fleet, LEASE_SECONDS, one_leader};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_one_leader_then_the_leader_killed_the_standby_takes_over() {
+    let moto = Moto::shared();
+    let _guard = moto.exclusive().await;
+    let mut fleet = Fleet::new(moto, "replicas-kill", 100_000).await;
+    let a = fleet.start("ra");
+    let b = fleet.start("rb");
+    let replicas = [&a, &b];
+    let first = one_leader(&replicas, Duration::from_secs(20)).await;
+    let (leader, standby) = (replicas[first], replicas[1 - first]);
+    let status = standby.status().await.expect("standby status");
+    assert_eq!(status["role"], "standby", "{status}");
+    assert_eq!(status["replica"], standby.id.as_str());
+    // A stream of requests: one leader all along, the standby creates none.
+    for _ in 0..10 {
+        fleet.send().await;
+        assert_eq!(one_leader(&replicas, Duration::from_secs(1)).await, first);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    fleet.wait_all_covered(Duration::from_secs(20)).await;
+    assert!(!fleet.created_by(&leader.id).is_empty());
+    assert!(
+        fleet.created_by(&standby.id).is_empty(),
+        "the standby created"
+    );
+    assert_eq!(standby.leader().await, Some(false));
+
+    // SIGKILL the leader in the middle of a stream.
+    fleet.send().await;
+    leader.signal("KILL");
+    let killed = Instant::now();
+    let mut took = None;
+    for _ in 0..5 {
+        fleet.send().await;
+    }
+    while took.is_none() {
+        if standby.leader().await == Some(true) {
+            took = Some(killed.elapsed());
+        }
+        assert!(killed.elapsed() < Duration::from_secs(15), "no take-over");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took = took.unwrap_or_default();
+    eprintln!("take-over after SIGKILL: {took:?}");
+    // Within the lease plus one renewal period (and the test's polling).
+    let bound = Duration::from_secs(LEASE_SECONDS) + Duration::from_secs(LEASE_SECONDS) / 3;
+    assert!(took <= bound + Duration::from_millis(300), "took {took:?}");
+    fleet.wait_all_covered(Duration::from_secs(30)).await;
+    assert!(!fleet.created_by(&standby.id).is_empty());
+    // The ledger counts at least what CloudFront billed, at most one batch
+    // (the killed leader's open reservation) more.
+    let (spent, billed) = (fleet.ledger_spent(), fleet.billed());
+    assert!(spent >= billed, "ledger {spent} < billed {billed}");
+    assert!(spent <= billed + 100, "ledger {spent}, billed {billed}");
+    drop(a);
+    drop(b);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_hands_the_lease_over_at_once_and_nothing_is_lost() {
+    let moto = Moto::shared();
+    let _guard = moto.exclusive().await;
+    let mut fleet = Fleet::new(moto, "replicas-term", 100_000).await;
+    let a = fleet.start("ta");
+    let b = fleet.start("tb");
+    let mut replicas = [a, b];
+    let first = one_leader(&[&replicas[0], &replicas[1]], Duration::from_secs(20)).await;
+    for _ in 0..5 {
+        fleet.send().await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    replicas[first].signal("TERM");
+    let sent = Instant::now();
+    for _ in 0..5 {
+        fleet.send().await;
+    }
+    let standby = &replicas[1 - first];
+    loop {
+        if standby.leader().await == Some(true) {
+            break;
+        }
+        assert!(sent.elapsed() < Duration::from_secs(10), "no take-over");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took = sent.elapsed();
+    eprintln!("take-over after SIGTERM: {took:?}");
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    assert_eq!(replicas[first].wait(Duration::from_secs(10)), Some(0));
+    fleet.wait_all_covered(Duration::from_secs(20)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_paused_past_its_lease_stands_down_and_creates_nothing_after_its_successor() {
+    let moto = Moto::shared();
+    let _guard = moto.exclusive().await;
+    let mut fleet = Fleet::new(moto, "replicas-stop", 100_000).await;
+    let a = fleet.start("sa");
+    let b = fleet.start("sb");
+    let replicas = [&a, &b];
+    let first = one_leader(&replicas, Duration::from_secs(20)).await;
+    let (old, new) = (replicas[first], replicas[1 - first]);
+    // Requests in its quiet window when it is paused.
+    for _ in 0..3 {
+        fleet.send().await;
+    }
+    old.signal("STOP");
+    loop {
+        if new.leader().await == Some(true) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for _ in 0..3 {
+        fleet.send().await;
+    }
+    fleet.wait_all_covered(Duration::from_secs(20)).await;
+    let successor_first = fleet
+        .created_by(&new.id)
+        .iter()
+        .map(|i| i.created_at)
+        .min()
+        .expect("the successor created");
+    old.signal("CONT");
+    // Resumed: it reports standby, and creates nothing more.
+    let resumed = Instant::now();
+    loop {
+        if old.leader().await == Some(false) {
+            break;
+        }
+        assert!(resumed.elapsed() < Duration::from_secs(5), "still leader");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for _ in 0..3 {
+        fleet.send().await;
+    }
+    fleet.wait_all_covered(Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let late: Vec<_> = fleet
+        .created_by(&old.id)
+        .into_iter()
+        .filter(|i| i.created_at >= successor_first)
+        .collect();
+    assert!(late.is_empty(), "the deposed leader created {late:?}");
+    assert_eq!(new.leader().await, Some(true));
+    let log = fleet.log(&old.id);
+    assert!(log.contains("stood down"), "{log}");
+}
+
+/// `cfpurge ledger` with the binary, on a file ledger and moto's DynamoDB.
+fn cfpurge_ledger(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cfpurge"))
+        .arg("ledger")
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE")
+        .env_remove("CFPURGE_CONFIG")
+        .output()
+        .expect("run cfpurge ledger");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ledger_import_fills_the_table_and_never_lowers_it() {
+    let moto = Moto::shared();
+    let _guard = moto.exclusive().await;
+    create_table(moto, "cfpurge").await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("cfpurge.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[aws]\ndynamodb_endpoint_url = \"{}\"\n[source]\nkind = \"local\"\n\
+             [distributions.www]\nid = \"E2ABCDEF123456\"\n[budget]\nstore = \"dynamodb\"\n",
+            moto.endpoint()
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let (code, out, err) = cfpurge_ledger(&["show", "-c", config]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("empty"), "{out}");
+
+    let big = dir.path().join("big.json");
+    let mut state = contract::sample_state();
+    state.spent = 420;
+    cfpurge::budget::FileStore::new(&big).save(&state).unwrap();
+    let (code, out, err) = cfpurge_ledger(&["import", big.to_str().unwrap(), "-c", config]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("cfpurge 420"), "{out}");
+    // A smaller ledger lowers nothing.
+    let small = dir.path().join("small.json");
+    state.spent = 5;
+    cfpurge::budget::FileStore::new(&small)
+        .save(&state)
+        .unwrap();
+    let (code, _, err) = cfpurge_ledger(&["import", small.to_str().unwrap(), "-c", config]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, out, _) = cfpurge_ledger(&["show", "-c", config]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("month: 2026-11"), "{out}");
+    assert!(
+        out.contains("spent: 423 (cfpurge 420, other tools 3)"),
+        "{out}"
+    );
+    assert!(out.contains("DynamoDB table cfpurge"), "{out}");
+    // A missing file: exit 1, named.
+    let (code, _, err) = cfpurge_ledger(&["import", "/nonexistent/ledger.json", "-c", config]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("/nonexistent/ledger.json"), "{err}");
+}
