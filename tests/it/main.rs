@@ -4,6 +4,7 @@ mod catalog;
 mod chaos;
 mod config;
 mod daemon;
+mod docs;
 mod fake_cloudfront;
 mod hardening;
 mod http;
