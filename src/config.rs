@@ -1,4 +1,4 @@
-//! Typed configuration: the TOML file of CONTRACT.md plus `CFPURGE__SECTION__KEY`
+//! Typed configuration: the TOML file of docs/configuration.md plus `CFPURGE__SECTION__KEY`
 //! environment overrides, merged by the `config` crate, deserialized with
 //! unknown keys refused, and validated once at start-up so that no later stage
 //! has to check a value again. Every error names the file, the key and what is
@@ -373,7 +373,7 @@ pub struct LogConfig {
     pub level: String,
 }
 
-// Defaults: the only place they are written (CONTRACT.md and
+// Defaults: the only place they are written (docs/configuration.md and
 // config/cfpurge.example.toml show the same values). `AwsConfig` and
 // `RoutingConfig` derive theirs: nothing set, no S3 routes.
 

@@ -1,4 +1,4 @@
-//! Prometheus metrics: one [`Metrics`] registers every series of CONTRACT.md
+//! Prometheus metrics: one [`Metrics`] registers every series of docs/interface.md
 //! into a registry handed in by the caller, and the stages record into it
 //! through small typed methods. Label values come from fixed sets only (the
 //! configured aliases, [`RejectReason`], [`InvalidatorError::code_label`],
@@ -534,7 +534,7 @@ mod tests {
 
     use super::*;
 
-    /// Every metric of CONTRACT.md: name, type, label names.
+    /// Every metric of docs/interface.md: name, type, label names.
     const CONTRACT: &[(&str, &str, &[&str])] = &[
         ("cfpurge_build_info", "gauge", &["version"]),
         ("cfpurge_messages_received_total", "counter", &[]),
@@ -589,7 +589,7 @@ mod tests {
         ),
     ];
 
-    /// The error codes CONTRACT.md lists for `cfpurge_cloudfront_errors_total`.
+    /// The error codes docs/interface.md lists for `cfpurge_cloudfront_errors_total`.
     const CONTRACT_CODES: [&str; 9] = [
         "throttling",
         "too_many_in_progress",

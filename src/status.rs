@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use crate::config::Config;
 use crate::source::queue::QueueDepth;
 
-/// The body of `GET /v1/status`, in CONTRACT.md's shape. Keys may be added
+/// The body of `GET /v1/status`, in the shape docs/interface.md shows. Keys may be added
 /// later, never renamed; reading ignores unknown keys and fills missing ones
 /// with defaults so that `cfpurge status` works across versions.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -180,7 +180,7 @@ mod rfc3339 {
             .map_err(|e| D::Error::custom(format_args!("{text:?} is out of range: {e}")))
     }
 
-    /// Whole seconds, so the text reads like CONTRACT.md's example; times
+    /// Whole seconds, so the text reads like docs/interface.md's example; times
     /// before 1970 do not occur and print as the epoch.
     pub fn format(time: SystemTime) -> String {
         let secs = time

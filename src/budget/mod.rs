@@ -1,5 +1,5 @@
 //! The budget: the month's path spending, kept in a durable ledger that is
-//! written before CreateInvalidation is called (DESIGN.md, invariant 3).
+//! written before CreateInvalidation is called (the crash-safety guarantee in docs/interface.md).
 //!
 //! The submitter's steps, each one call that is durable before it returns:
 //!

@@ -1,6 +1,6 @@
 //! An in-memory CloudFront for `cloudfront.mode = "simulate"`: local runs
 //! and rehearsals with no AWS account, and the fake behind the submitter's
-//! and tracker's tests. It keeps AWS_FACTS.md's rules, each proven by a test
+//! and tracker's tests. It keeps CloudFront's documented rules, each proven by a test
 //! below, so that a run against it cannot succeed where AWS would refuse:
 //!
 //! - an invalidation is `InProgress` for the configured completion time,

@@ -2,7 +2,7 @@
 //! per distribution), or the reason the whole message is rejected. Pure and
 //! synchronous: no I/O, no clock; the caller logs, counts and forwards.
 //!
-//! A body is recognised by its shape, as CONTRACT.md lists the formats:
+//! A body is recognised by its shape, as docs/interface.md lists the formats:
 //!
 //! - an SNS `Notification` envelope is unwrapped once and its `Message`
 //!   decoded as any of the formats below;

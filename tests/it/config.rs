@@ -1,7 +1,7 @@
 //! The configuration as operators meet it: the shipped files load, every
 //! rule's message names the file and the key, unknown keys are refused,
 //! environment overrides apply, secrets stay out of `check-config`, and the
-//! binary's exit status follows CONTRACT.md.
+//! binary's exit status follows docs/interface.md.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
