@@ -1,5 +1,5 @@
 //! The fake CloudFront's own tests, with the real `aws-sdk-cloudfront`
-//! client: it must answer as AWS_FACTS.md says AWS does, or the daemon's
+//! client: it must answer as AWS documents that CloudFront does, or the daemon's
 //! tests against it prove nothing.
 //!
 //! Most tests pause tokio time: the fake keeps time on tokio's clock, and

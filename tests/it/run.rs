@@ -176,7 +176,7 @@ fn local_run(folder: &std::path::Path, port: u16) -> Command {
     command
 }
 
-/// CONTRACT.md's metrics: name, type, label names (histograms without `le`).
+/// The metrics docs/interface.md lists: name, type, label names (histograms without `le`).
 const CONTRACT_METRICS: &[(&str, &str, &[&str])] = &[
     ("cfpurge_build_info", "gauge", &["version"]),
     ("cfpurge_messages_received_total", "counter", &[]),

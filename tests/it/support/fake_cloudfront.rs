@@ -2,7 +2,7 @@
 //! run the real `aws-sdk-cloudfront` client.
 //!
 //! moto completes invalidations at once and enforces none of CloudFront's
-//! rules (AWS_FACTS.md, "moto against AWS"), so this fake models what the
+//! rules, so this fake models what the
 //! daemon must cope with: invalidations that stay `InProgress` for a while
 //! (on tokio's clock, so paused-time tests work), the per-distribution
 //! in-flight limits (3,000 exact and, independently, 15 wildcard paths),
