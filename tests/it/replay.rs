@@ -37,8 +37,8 @@ const DIST: &str = "E3ASTRODOCS0001";
 /// SPEEDUP` against AWS's real limits.
 const SPEEDUP: f64 = 60.0;
 
-/// How long an invalidation stays in progress on AWS ("minutes", per
-/// CloudFront's documented rate); [`SPEEDUP`] times less on the fake.
+/// How long an invalidation stays in progress on AWS ("minutes", as
+/// reported); [`SPEEDUP`] times less on the fake.
 const AWS_IN_PROGRESS: Duration = Duration::from_secs(180);
 
 /// The whole trace (829 days) in about 4 minutes a run.
