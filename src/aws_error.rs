@@ -63,6 +63,29 @@ impl Classified {
     }
 }
 
+/// The modelled error variants of one operation's error type, by the code
+/// each stands for: [`classify`] reads them before any code string. The
+/// adapters implement it with [`typed_code!`].
+pub trait TypedCode {
+    fn typed_code(&self) -> Option<&'static str>;
+}
+
+/// Implements [`TypedCode`] for an operation's error type from its `is_*`
+/// methods: `typed_code!(GetItemError { is_x => "X", ... });`.
+macro_rules! typed_code {
+    ($error:ty { $($is:ident => $code:literal),* $(,)? }) => {
+        impl $crate::aws_error::TypedCode for $error {
+            fn typed_code(&self) -> Option<&'static str> {
+                $(if self.$is() {
+                    return Some($code);
+                })*
+                None
+            }
+        }
+    };
+}
+pub(crate) use typed_code;
+
 /// Codes of throttling, from any AWS front end.
 const THROTTLING: &[&str] = &[
     "Throttling",

@@ -24,7 +24,7 @@ use aws_sdk_cloudfront::types::{InvalidationBatch, Paths};
 use super::invalidator::{
     Invalidation, InvalidationSummary, Invalidator, InvalidatorError, MAX_LIST_ITEMS, Status,
 };
-use crate::aws_error::{self, Class};
+use crate::aws_error::{self, Class, TypedCode, typed_code};
 use crate::config::AwsConfig;
 use crate::path::CfPath;
 
@@ -247,25 +247,6 @@ fn convert_time(
             "invalidation {id} has an unreadable create time: {e}"
         ))
     })
-}
-
-/// The typed variants of one operation's error, by the code they stand
-/// for.
-trait TypedCode {
-    fn typed_code(&self) -> Option<&'static str>;
-}
-
-macro_rules! typed_code {
-    ($error:ty { $($is:ident => $code:literal),* $(,)? }) => {
-        impl TypedCode for $error {
-            fn typed_code(&self) -> Option<&'static str> {
-                $(if self.$is() {
-                    return Some($code);
-                })*
-                None
-            }
-        }
-    };
 }
 
 typed_code!(CreateInvalidationError {

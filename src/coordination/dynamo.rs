@@ -34,7 +34,7 @@ use aws_smithy_runtime_api::http::Response;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use super::{Answer, Call, LeaseTable, Seen};
-use crate::aws_error::{self, Class, Classified};
+use crate::aws_error::{self, Class, Classified, TypedCode, typed_code};
 use crate::config::AwsConfig;
 
 /// The lease item's key.
@@ -108,24 +108,6 @@ pub enum TableError {
     /// Any other refusal, or an item that cannot be read.
     #[error("{0}")]
     Other(String),
-}
-
-/// The modelled error variants whose codes decide.
-trait TypedCode {
-    fn typed_code(&self) -> Option<&'static str>;
-}
-
-macro_rules! typed_code {
-    ($error:ty { $($is:ident => $code:literal),* $(,)? }) => {
-        impl TypedCode for $error {
-            fn typed_code(&self) -> Option<&'static str> {
-                $(if self.$is() {
-                    return Some($code);
-                })*
-                None
-            }
-        }
-    };
 }
 
 typed_code!(UpdateItemError {

@@ -13,7 +13,7 @@ use std::error::Error as StdError;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::aws_error::{self, Class};
+use crate::aws_error::{self, Class, TypedCode, typed_code};
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::config::http::HttpResponse;
@@ -388,26 +388,6 @@ fn convert_failed(chunk: &[Handle], entry: &BatchResultErrorEntry) -> Failed {
         code: entry.code().to_owned(),
         sender_fault: entry.sender_fault(),
     }
-}
-
-/// The typed variants of one operation's error, by the code they stand
-/// for, read before any code string (which keeps SQS's legacy query names,
-/// e.g. `AWS.SimpleQueueService.NonExistentQueue`).
-trait TypedCode {
-    fn typed_code(&self) -> Option<&'static str>;
-}
-
-macro_rules! typed_code {
-    ($error:ty { $($is:ident => $code:literal),* $(,)? }) => {
-        impl TypedCode for $error {
-            fn typed_code(&self) -> Option<&'static str> {
-                $(if self.$is() {
-                    return Some($code);
-                })*
-                None
-            }
-        }
-    };
 }
 
 typed_code!(ReceiveMessageError {
