@@ -56,6 +56,7 @@ const USAGE: &str = "\
 usage: bench/run [--compression N] [--trace FILE] [--only cfpurge,naive,ceiling]
                  [--deadline SECONDS] [--in-progress SECONDS] [--budget-paths N]
        bench/run --scale [--messages N[,N...]] [--compression N|max] [--only ...]
+       bench/run --emulator [--in-flight N[,N...]]
 
   --compression N    divide the trace's gaps by N (default 300000: the astro-docs
                      trace, 829 days, is sent in 239 s); in --scale mode the
@@ -71,7 +72,13 @@ usage: bench/run [--compression N] [--trace FILE] [--only cfpurge,naive,ceiling]
   --scale            generated messages of the trace's shape, 10 paths each on
                      average (1,000,000 paths in 100,000 messages)
   --messages LIST    --scale: message counts to run, one after the other
-                     (default 100000)";
+                     (default 100000)
+  --emulator         no consumer: time moto's SendMessageBatch, ReceiveMessage
+                     and DeleteMessageBatch with a number of messages held in
+                     flight (received, not deleted), to tell the emulator's
+                     slowdown from a consumer's
+  --in-flight LIST   --emulator: messages held in flight, one queue each
+                     (default 0,500,1000,2000)";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Consumer {
@@ -109,6 +116,8 @@ struct Args {
     in_progress: Duration,
     budget_paths: Option<u64>,
     scale: Option<Vec<usize>>,
+    /// `--emulator`: the numbers of messages to hold in flight.
+    emulator: Option<Vec<usize>>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -121,6 +130,8 @@ fn parse_args() -> Result<Args, String> {
     let mut budget_paths = None;
     let mut scale = false;
     let mut messages = vec![100_000];
+    let mut emulator = false;
+    let mut in_flight = vec![0, 500, 1_000, 2_000];
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
@@ -153,18 +164,9 @@ fn parse_args() -> Result<Args, String> {
             "--in-progress" => in_progress = Duration::from_secs_f64(number(&value()?, &arg)?),
             "--budget-paths" => budget_paths = Some(number(&value()?, &arg)? as u64),
             "--scale" => scale = true,
-            "--messages" => {
-                messages = value()?
-                    .split(',')
-                    .map(|n| {
-                        n.trim()
-                            .parse::<usize>()
-                            .ok()
-                            .filter(|n| *n > 0)
-                            .ok_or_else(|| format!("--messages: {n} is not a count"))
-                    })
-                    .collect::<Result<_, _>>()?;
-            }
+            "--messages" => messages = counts(&value()?, &arg, 1)?,
+            "--emulator" => emulator = true,
+            "--in-flight" => in_flight = counts(&value()?, &arg, 0)?,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other}")),
         }
@@ -182,7 +184,21 @@ fn parse_args() -> Result<Args, String> {
         in_progress,
         budget_paths,
         scale: scale.then_some(messages),
+        emulator: emulator.then_some(in_flight),
     })
+}
+
+/// A comma-separated list of counts, each at least `least`.
+fn counts(text: &str, arg: &str, least: usize) -> Result<Vec<usize>, String> {
+    text.split(',')
+        .map(|n| {
+            n.trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n >= least)
+                .ok_or_else(|| format!("{arg}: {n} is not a count of at least {least}"))
+        })
+        .collect()
 }
 
 fn number(text: &str, arg: &str) -> Result<f64, String> {
@@ -1013,7 +1029,133 @@ fn budget_line(run: &Run) -> Option<String> {
     ))
 }
 
+/// `--emulator`: calls of each kind timed per level of messages in flight.
+const PROBE_CALLS: usize = 20;
+
+/// Times moto's SQS calls with `held` messages in flight, one fresh queue
+/// per level: `held` messages are sent and received with a visibility
+/// timeout of an hour (so they stay in flight, as messages waiting for their
+/// batch do), then 20 SendMessageBatch calls of 10 messages, 20
+/// ReceiveMessage calls (up to 10, no wait) and the DeleteMessageBatch calls
+/// for what they received are timed one by one. Nothing else uses moto
+/// meanwhile.
+async fn probe_emulator(env: &Env, levels: &[usize]) {
+    let sqs = sqs_client(&env.moto.endpoint);
+    println!(
+        "moto's SQS with messages held in flight: {PROBE_CALLS} calls of each kind, \
+         10 messages a call, one call at a time; time per call, median / 90th percentile"
+    );
+    println!(
+        "| in flight | SendMessageBatch | ReceiveMessage | DeleteMessageBatch | load average before |"
+    );
+    println!("|---:|---:|---:|---:|---|");
+    let one = Request {
+        t: 0.0,
+        paths: vec!["/probe".to_owned()],
+    };
+    for (level, &held) in levels.iter().enumerate() {
+        let load = load_average();
+        let url = sqs
+            .create_queue()
+            .queue_name(format!("probe-{level}-{}", std::process::id()))
+            .attributes(QueueAttributeName::VisibilityTimeout, "3600")
+            .send()
+            .await
+            .expect("create queue")
+            .queue_url()
+            .expect("queue url")
+            .to_owned();
+        for start in (0..held).step_by(10) {
+            send_batch(&sqs, &url, &vec![one.clone(); (held - start).min(10)]).await;
+        }
+        let mut in_flight = 0;
+        for _ in 0..held + 100 {
+            if in_flight >= held {
+                break;
+            }
+            in_flight += receive_ten(&sqs, &url).await.len();
+        }
+        assert_eq!(in_flight, held, "could not put {held} messages in flight");
+
+        let mut send = Vec::with_capacity(PROBE_CALLS);
+        for _ in 0..PROBE_CALLS {
+            let at = Instant::now();
+            send_batch(&sqs, &url, &vec![one.clone(); 10]).await;
+            send.push(at.elapsed());
+        }
+        let mut receive = Vec::with_capacity(PROBE_CALLS);
+        let mut handles = Vec::new();
+        for _ in 0..PROBE_CALLS {
+            let at = Instant::now();
+            handles.extend(receive_ten(&sqs, &url).await);
+            receive.push(at.elapsed());
+        }
+        let mut delete = Vec::new();
+        for chunk in handles.chunks(10) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, h)| {
+                    aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(h)
+                        .build()
+                        .expect("an entry with an id and a handle")
+                })
+                .collect();
+            let at = Instant::now();
+            sqs.delete_message_batch()
+                .queue_url(&url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .expect("delete from moto");
+            delete.push(at.elapsed());
+        }
+        println!(
+            "| {} | {} | {} | {} | {load} |",
+            thousands(held as u64),
+            spread(&mut send),
+            spread(&mut receive),
+            spread(&mut delete),
+        );
+        let _ = sqs.delete_queue().queue_url(&url).send().await;
+    }
+}
+
+/// Up to ten visible messages' receipt handles, without waiting.
+async fn receive_ten(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<String> {
+    let out = sqs
+        .receive_message()
+        .queue_url(url)
+        .max_number_of_messages(10)
+        .wait_time_seconds(0)
+        .send()
+        .await
+        .expect("receive from moto");
+    out.messages()
+        .iter()
+        .filter_map(|m| m.receipt_handle().map(str::to_owned))
+        .collect()
+}
+
+/// "median / 90th percentile" of call times, in milliseconds.
+fn spread(times: &mut [Duration]) -> String {
+    times.sort();
+    let at = |q: f64| {
+        let rank = ((q * times.len() as f64).ceil() as usize).clamp(1, times.len().max(1));
+        times
+            .get(rank - 1)
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    format!("{:.1} / {:.1} ms", at(0.5), at(0.9))
+}
+
 async fn bench(env: Env) {
+    if let Some(levels) = env.args.emulator.clone() {
+        probe_emulator(&env, &levels).await;
+        return;
+    }
     let trace = load_trace(&env.args.trace);
     let fake = format!(
         "fake CloudFront, real time: in progress {} s, creates {}/s with a burst of {}, \
