@@ -647,13 +647,19 @@ async fn a_leader_paused_past_its_lease_stands_down_and_creates_nothing_after_it
         .iter()
         .filter(|(s, _)| s.item == "ledger" && s.operation != "GetItem")
         .collect();
-    assert!(writes.is_empty(), "the deposed leader wrote the ledger: {writes:?}");
+    assert!(
+        writes.is_empty(),
+        "the deposed leader wrote the ledger: {writes:?}"
+    );
     let looks = after
         .iter()
         .filter(|(s, _)| s.operation == "GetItem" && s.item == "lease")
         .map(|(_, n)| n)
         .sum::<u64>();
-    assert!(looks > 0, "the resumed replica made no call at all: {after:?}");
+    assert!(
+        looks > 0,
+        "the resumed replica made no call at all: {after:?}"
+    );
     let successor = new_calls.count_between(resumed_calls, std::time::Instant::now());
     assert!(
         successor
@@ -885,6 +891,9 @@ async fn chaos_three_replicas_each_killed_in_turn_lose_nothing_and_keep_the_budg
         assert_eq!(r.wait(Duration::from_secs(15)), Some(0));
     }
 
+    let (spent, billed) = (fleet.ledger_spent(), fleet.billed());
+    assert!(billed <= BUDGET, "billed {billed} > budget {BUDGET}");
+    assert!(spent >= billed, "ledger {spent} < billed {billed}");
     let invalidations = fleet.fake.invalidations(processes::DIST);
     let covered = crate::support::fake_cloudfront::coverage(
         fleet.sent.iter().map(|(p, at)| (p.as_slice(), *at)),
@@ -894,7 +903,7 @@ async fn chaos_three_replicas_each_killed_in_turn_lose_nothing_and_keep_the_budg
     let mut waiting = 0;
     for ((paths, _), cover) in fleet.sent.iter().zip(&covered) {
         let body = serde_json::json!({ "paths": paths }).to_string();
-        let queued = left.iter().any(|b| *b == body);
+        let queued = left.contains(&body);
         assert!(
             cover.is_some() || queued,
             "lost: {paths:?} neither covered nor on the queue"
@@ -910,9 +919,6 @@ async fn chaos_three_replicas_each_killed_in_turn_lose_nothing_and_keep_the_budg
             .is_empty(),
         "something was dead-lettered"
     );
-    let (spent, billed) = (fleet.ledger_spent(), fleet.billed());
-    assert!(billed <= BUDGET, "billed {billed} > budget {BUDGET}");
-    assert!(spent >= billed, "ledger {spent} < billed {billed}");
     // In CloudFront's order, the terms never go back: a deposed leader
     // created nothing after its successor's first.
     let mut by_time = invalidations.clone();
@@ -1137,7 +1143,7 @@ async fn measure_take_over_after_sigkill_and_sigterm() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(5);
     let mut fleet = Fleet::new(moto, "replicas-take-over", 1_000_000).await;
-    let mut replicas = vec![fleet.start("ka"), fleet.start("kb")];
+    let mut replicas = [fleet.start("ka"), fleet.start("kb")];
     for signal in ["KILL", "TERM"] {
         let mut took = Vec::new();
         for _ in 0..runs {

@@ -224,7 +224,10 @@ async fn exchange(
 
 /// Reads one whole HTTP/1.1 message from `stream` (bytes already read in
 /// `buf`, what follows it kept there); `None` at the end of the stream.
-async fn read_message(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<Option<Vec<u8>>> {
+async fn read_message(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<Option<Vec<u8>>> {
     use tokio::io::AsyncReadExt as _;
     loop {
         if let Some(len) = message_len(buf) {
