@@ -305,6 +305,12 @@ mod processes {
 
         /// Starts a replica that reaches DynamoDB at `dynamodb` (a proxy).
         pub fn start_via(&self, id: &str, dynamodb: &str) -> Replica {
+            self.start_through(id, dynamodb, self.moto.endpoint())
+        }
+
+        /// Starts a replica that reaches DynamoDB at `dynamodb` and SQS at
+        /// `sqs` (proxies).
+        pub fn start_through(&self, id: &str, dynamodb: &str, sqs: &str) -> Replica {
             let port = free_port();
             let dlq = self
                 .dlq
@@ -315,7 +321,7 @@ mod processes {
                 r#"
 [aws]
 region = "us-east-1"
-sqs_endpoint_url = "{moto}"
+sqs_endpoint_url = "{sqs}"
 dynamodb_endpoint_url = "{dynamodb}"
 cloudfront_endpoint_url = "{fake}"
 [source]
@@ -343,7 +349,6 @@ grace_seconds = 5
 [http]
 listen = "127.0.0.1:{port}"
 "#,
-                moto = self.moto.endpoint(),
                 fake = self.fake.endpoint(),
                 url = self.url,
                 budget = self.monthly_paths,
@@ -963,7 +968,7 @@ async fn readyz(replica: &processes::Replica, want: u16, limit: Duration) -> Str
 }
 
 /// A standby serves: it is ready while it reaches the queue and the table
-/// and not while the table is out of reach, its status names its role,
+/// and not while either is out of reach, its status names its role,
 /// itself and the shared budget, and `POST /v1/purge` goes to the queue,
 /// from where the leader covers it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -975,7 +980,8 @@ async fn a_standby_is_ready_with_the_table_serves_the_shared_budget_and_forwards
     one_leader(&[&leader], Duration::from_secs(20)).await;
     // The standby reaches DynamoDB through a link the test can cut.
     let link = Proxy::start(fleet.gate.port()).await;
-    let standby = fleet.start_via("yb", &link.endpoint());
+    let sqs = Proxy::start(moto.port()).await;
+    let standby = fleet.start_through("yb", &link.endpoint(), &sqs.endpoint());
     assert_eq!(
         one_leader(&[&leader, &standby], Duration::from_secs(20)).await,
         0
@@ -1029,6 +1035,16 @@ async fn a_standby_is_ready_with_the_table_serves_the_shared_budget_and_forwards
     link.restore().await;
     assert_eq!(
         readyz(&standby, 200, Duration::from_secs(10)).await,
+        "ready"
+    );
+    // The queue out of reach: a standby does not receive, so it finds out
+    // at its next depth call (every 30 s), and again 5 s after a failure.
+    sqs.cut();
+    let reason = readyz(&standby, 503, Duration::from_secs(40)).await;
+    assert!(reason.starts_with("queue: "), "{reason}");
+    sqs.restore().await;
+    assert_eq!(
+        readyz(&standby, 200, Duration::from_secs(15)).await,
         "ready"
     );
     assert_eq!(leader.leader().await, Some(true));
