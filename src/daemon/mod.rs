@@ -48,6 +48,10 @@ pub use self::replica::Replica;
 /// How often the queue's depth is asked for (GetQueueAttributes).
 const DEPTH_INTERVAL: Duration = Duration::from_secs(30);
 
+/// How soon a standby asks for the queue's depth again after a failure
+/// (its readiness rests on that call: it does not receive).
+const STANDBY_DEPTH_RETRY: Duration = Duration::from_secs(5);
+
 /// The longest the loop sleeps: the gauges, the status snapshot and the
 /// watchdog are refreshed at least this often.
 const OBSERVE_INTERVAL: Duration = Duration::from_secs(1);
@@ -660,12 +664,25 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
             Done::Depth(result) => {
                 timers.asking_depth = false;
                 timers.depth = now.after(DEPTH_INTERVAL);
+                let standby = self.replica.is_some() && !self.is_leader(now);
+                if standby && result.is_err() {
+                    // Its readiness rests on this call alone: ask again soon.
+                    timers.depth = now.after(STANDBY_DEPTH_RETRY);
+                }
                 match result {
                     Ok(depth) => {
                         self.observers.readiness.clear(STARTUP);
+                        if standby {
+                            self.observers.readiness.clear("queue");
+                        }
                         self.observers.set_depth(depth);
                     }
-                    Err(e) => tracing::warn!(error = %e, "asking for the queue's depth failed"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "asking for the queue's depth failed");
+                        if standby {
+                            self.observers.readiness.set("queue", e.to_string());
+                        }
+                    }
                 }
             }
         }

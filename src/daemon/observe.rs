@@ -103,9 +103,13 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
         if *watchdog {
             notify(&[sd_notify::NotifyState::Watchdog]);
         }
-        match self.source.health() {
-            QueueHealth::Ready => readiness.clear("queue"),
-            QueueHealth::NotReady(reason) => readiness.set("queue", reason),
+        // The pollers tell whether the queue is usable; a standby has none,
+        // and the answers to its depth calls tell instead.
+        if self.replica.is_none() || self.is_leader(now) {
+            match self.source.health() {
+                QueueHealth::Ready => readiness.clear("queue"),
+                QueueHealth::NotReady(reason) => readiness.set("queue", reason),
+            }
         }
         let counts = self.source.counts();
         let before = received.swap(counts.received, std::sync::atomic::Ordering::Relaxed);

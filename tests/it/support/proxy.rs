@@ -84,3 +84,267 @@ impl Drop for Proxy {
         self.cut();
     }
 }
+
+/// One DynamoDB call a [`CountingProxy`] saw: the operation
+/// (`X-Amz-Target` without its `DynamoDB_20120810.` prefix) and the item's
+/// partition key when the body names one of cfpurge's two (`lease`,
+/// `ledger`; a transaction names both, `ledger` is kept).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Seen {
+    pub operation: String,
+    pub item: &'static str,
+}
+
+/// An HTTP/1.1 proxy on loopback for AWS JSON calls: it records every
+/// call going through it (for counting a client's DynamoDB calls by
+/// operation and item) and, made with [`CountingProxy::serial`], lets one
+/// call at a time through to the server behind it.
+///
+/// One at a time because moto 5.2.5 evaluates a conditional write and
+/// applies it without a lock: two concurrent `UpdateItem`s whose condition
+/// only one may pass both succeed now and then (measured: 1 of 100 trials
+/// of three simultaneous calls). DynamoDB applies each conditional write
+/// atomically; serialised calls give moto the same behaviour.
+pub struct CountingProxy {
+    addr: SocketAddr,
+    seen: Arc<Mutex<Vec<(std::time::Instant, Seen)>>>,
+    accept: JoinHandle<()>,
+}
+
+impl CountingProxy {
+    /// A proxy to `target_port` that lets calls through as they come.
+    pub async fn start(target_port: u16) -> CountingProxy {
+        CountingProxy::with_gate(target_port, None).await
+    }
+
+    /// A proxy to `target_port` that lets one call at a time through.
+    pub async fn serial(target_port: u16) -> CountingProxy {
+        CountingProxy::with_gate(target_port, Some(Arc::default())).await
+    }
+
+    async fn with_gate(
+        target_port: u16,
+        gate: Option<Arc<tokio::sync::Mutex<()>>>,
+    ) -> CountingProxy {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("address");
+        let target = SocketAddr::from((Ipv4Addr::LOCALHOST, target_port));
+        let seen: Arc<Mutex<Vec<(std::time::Instant, Seen)>>> = Arc::default();
+        let record = seen.clone();
+        let accept = tokio::spawn(async move {
+            loop {
+                let Ok((inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                let (record, gate) = (record.clone(), gate.clone());
+                tokio::spawn(async move {
+                    let Ok(outbound) = TcpStream::connect(target).await else {
+                        return;
+                    };
+                    let _ = exchange(inbound, outbound, &record, gate.as_deref()).await;
+                });
+            }
+        });
+        CountingProxy { addr, seen, accept }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The loopback port it listens on.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// Every call seen so far, with when it was seen.
+    pub fn seen(&self) -> Vec<(std::time::Instant, Seen)> {
+        self.seen.lock().expect("seen").clone()
+    }
+
+    /// Calls seen from `from` until `to`, counted by operation and item.
+    pub fn count_between(
+        &self,
+        from: std::time::Instant,
+        to: std::time::Instant,
+    ) -> std::collections::BTreeMap<Seen, u64> {
+        let mut counts = std::collections::BTreeMap::new();
+        for (at, s) in self.seen() {
+            if at >= from && at < to {
+                *counts.entry(s).or_insert(0) += 1;
+            }
+        }
+        counts
+    }
+}
+
+impl Drop for CountingProxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+/// Carries one client connection's requests and their responses, one
+/// exchange at a time (HTTP/1.1 without pipelining, as the SDK speaks it).
+async fn exchange(
+    mut inbound: TcpStream,
+    mut outbound: TcpStream,
+    record: &Mutex<Vec<(std::time::Instant, Seen)>>,
+    gate: Option<&tokio::sync::Mutex<()>>,
+) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt as _;
+    let (mut from_client, mut from_server) = (Vec::new(), Vec::new());
+    loop {
+        let Some(request) = read_message(&mut inbound, &mut from_client).await? else {
+            return Ok(());
+        };
+        if let Some(seen) = name(&request) {
+            record
+                .lock()
+                .expect("seen")
+                .push((std::time::Instant::now(), seen));
+        }
+        let response = {
+            let _turn = match gate {
+                Some(g) => Some(g.lock().await),
+                None => None,
+            };
+            outbound.write_all(&request).await?;
+            read_message(&mut outbound, &mut from_server).await?
+        };
+        let Some(response) = response else {
+            return Ok(());
+        };
+        inbound.write_all(&response).await?;
+    }
+}
+
+/// Reads one whole HTTP/1.1 message from `stream` (bytes already read in
+/// `buf`, what follows it kept there); `None` at the end of the stream.
+async fn read_message(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<Option<Vec<u8>>> {
+    use tokio::io::AsyncReadExt as _;
+    loop {
+        if let Some(len) = message_len(buf) {
+            return Ok(Some(buf.drain(..len).collect()));
+        }
+        let mut chunk = [0u8; 16 * 1024];
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// A header's value in a message's head, by case-insensitive name.
+fn header(head: &str, name: &str) -> Option<String> {
+    head.lines().skip(1).find_map(|l| {
+        let (key, value) = l.split_once(':')?;
+        key.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| value.trim().to_owned())
+    })
+}
+
+/// The length of the first whole message in `buf` (a body of
+/// `Content-Length` bytes, or chunked), if it is all there.
+fn message_len(buf: &[u8]) -> Option<usize> {
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = String::from_utf8_lossy(&buf[..end]);
+    let chunked = header(&head, "transfer-encoding")
+        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    if !chunked {
+        let length: usize = header(&head, "content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        return (buf.len() >= end + length).then_some(end + length);
+    }
+    // Chunks: a hexadecimal size line, the data, CRLF; size 0 ends it
+    // (no trailers here).
+    let mut at = end;
+    loop {
+        let line = buf[at..].windows(2).position(|w| w == b"\r\n")?;
+        let size_text = String::from_utf8_lossy(&buf[at..at + line]);
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        at += line + 2;
+        if size == 0 {
+            return (buf.len() >= at + 2).then_some(at + 2);
+        }
+        at += size + 2;
+        if buf.len() < at {
+            return None;
+        }
+    }
+}
+
+/// Names a request by its `X-Amz-Target` and the item its body names.
+fn name(message: &[u8]) -> Option<Seen> {
+    let end = message.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = String::from_utf8_lossy(&message[..end]);
+    let target = header(&head, "x-amz-target")?;
+    let body = String::from_utf8_lossy(&message[end..]);
+    let item = if body.contains("\"S\":\"ledger\"") {
+        "ledger"
+    } else if body.contains("\"S\":\"lease\"") {
+        "lease"
+    } else {
+        "-"
+    };
+    Some(Seen {
+        operation: target.rsplit('.').next().unwrap_or_default().to_owned(),
+        item,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_cut_whole_and_named() {
+        let lease = "{\"Key\":{\"pk\":{\"S\":\"lease\"}}}";
+        let ledger = "{\"TransactItems\":[{\"ConditionCheck\":{\"Key\":{\"pk\":{\"S\":\"lease\"}}}},\
+                      {\"Put\":{\"Item\":{\"pk\":{\"S\":\"ledger\"}}}}]}";
+        let first = format!(
+            "POST / HTTP/1.1\r\nX-Amz-Target: DynamoDB_20120810.GetItem\r\ncontent-length: {}\r\n\r\n{lease}",
+            lease.len()
+        );
+        let second = format!(
+            "POST / HTTP/1.1\r\nx-amz-target: DynamoDB_20120810.TransactWriteItems\r\nContent-Length: {}\r\n\r\n{ledger}",
+            ledger.len()
+        );
+        let stream = format!("{first}{second}");
+        // Cut anywhere before its end, a message is not whole.
+        for cut in 0..first.len() {
+            assert_eq!(message_len(&stream.as_bytes()[..cut]), None, "{cut}");
+        }
+        assert_eq!(message_len(stream.as_bytes()), Some(first.len()));
+        assert_eq!(
+            name(first.as_bytes()),
+            Some(Seen {
+                operation: "GetItem".into(),
+                item: "lease"
+            })
+        );
+        assert_eq!(
+            name(second.as_bytes()),
+            Some(Seen {
+                operation: "TransactWriteItems".into(),
+                item: "ledger"
+            })
+        );
+        assert_eq!(name(b"GET /metrics HTTP/1.1\r\n\r\n"), None);
+        assert_eq!(message_len(b"HTTP/1.1 200 OK\r\n\r\nrest"), Some(19));
+        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
+        for cut in 0..chunked.len() {
+            assert_eq!(message_len(&chunked[..cut]), None, "{cut}");
+        }
+        assert_eq!(message_len(chunked), Some(chunked.len()));
+    }
+}
