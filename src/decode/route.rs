@@ -94,8 +94,10 @@ impl KeyMapping {
 impl Router {
     pub fn new(config: &Config) -> Router {
         let mut names = HashMap::new();
+        // A tenant entry by its tenant id, never by its distribution's id,
+        // which several entries share.
         for (alias, d) in &config.distributions {
-            names.insert(d.id.clone(), alias.clone());
+            names.insert(d.routing_id().to_owned(), alias.clone());
         }
         // An alias wins over an equal id of another distribution.
         for alias in config.distributions.keys() {
@@ -249,5 +251,50 @@ impl Grouper {
                 s3_removed: Some(removed),
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tenant_tests {
+    use super::super::{decode, rejection::RejectReason};
+    use super::*;
+
+    /// Two tenants of one multi-tenant distribution and an ordinary entry
+    /// on the same distribution.
+    const TENANTS: &str = r#"
+[source]
+kind = "local"
+[distributions.shop-a]
+id = "E3MULTITENANT"
+tenant_id = "dt_2AaAa"
+[distributions.shop-b]
+id = "E3MULTITENANT"
+tenant_id = "dt_2BbBb"
+[distributions.www]
+id = "E2ABCDEF123456"
+"#;
+
+    fn target(body: &str, toml: &str) -> Result<String, RejectReason> {
+        let config = Config::from_parts(Some(toml), "test", std::iter::empty()).unwrap();
+        decode(body, &Router::new(&config))
+            .map(|r| r[0].distribution.clone())
+            .map_err(|e| e.reason())
+    }
+
+    #[test]
+    fn a_tenant_is_named_by_its_alias_or_tenant_id_never_by_the_shared_id() {
+        let named = |name: &str| {
+            target(
+                &format!(r#"{{"distribution": "{name}", "paths": ["/a"]}}"#),
+                TENANTS,
+            )
+        };
+        assert_eq!(named("shop-a").as_deref(), Ok("shop-a"));
+        assert_eq!(named("dt_2BbBb").as_deref(), Ok("shop-b"));
+        assert_eq!(named("E2ABCDEF123456").as_deref(), Ok("www"));
+        assert_eq!(
+            named("E3MULTITENANT"),
+            Err(RejectReason::UnknownDistribution)
+        );
     }
 }
