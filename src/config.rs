@@ -1968,8 +1968,10 @@ mod tests {
             tenant_id: Some(tenant.into()),
             ..DistributionConfig::default()
         };
-        cfg.distributions.insert("shop-a".into(), tenant("dt_2AaAa"));
-        cfg.distributions.insert("shop-b".into(), tenant("dt_2BbBb"));
+        cfg.distributions
+            .insert("shop-a".into(), tenant("dt_2AaAa"));
+        cfg.distributions
+            .insert("shop-b".into(), tenant("dt_2BbBb"));
         // An ordinary entry may name the multi-tenant distribution too.
         cfg.distributions.insert(
             "all-shops".into(),
@@ -1991,8 +1993,10 @@ mod tests {
         assert_eq!(cfg.distribution("E3MULTITENANT").map(|(a, _)| a), None);
 
         // Two entries for one tenant, and ids that are no tenant ids.
-        cfg.distributions.insert("shop-a2".into(), tenant("dt_2AaAa"));
-        cfg.distributions.insert("bad1".into(), tenant("E2ABCDEF123456"));
+        cfg.distributions
+            .insert("shop-a2".into(), tenant("dt_2AaAa"));
+        cfg.distributions
+            .insert("bad1".into(), tenant("E2ABCDEF123456"));
         cfg.distributions.insert("bad2".into(), tenant("dt_"));
         cfg.distributions.insert("bad3".into(), tenant("dt_a-b"));
         let problems: Vec<String> = cfg.problems().iter().map(ToString::to_string).collect();
@@ -2001,8 +2005,14 @@ mod tests {
             problems[0].starts_with("distributions.bad1.tenant_id \"E2ABCDEF123456\" is not a CloudFront distribution tenant id"),
             "{problems:?}"
         );
-        assert!(problems[1].starts_with("distributions.bad2.tenant_id"), "{problems:?}");
-        assert!(problems[2].starts_with("distributions.bad3.tenant_id"), "{problems:?}");
+        assert!(
+            problems[1].starts_with("distributions.bad2.tenant_id"),
+            "{problems:?}"
+        );
+        assert!(
+            problems[2].starts_with("distributions.bad3.tenant_id"),
+            "{problems:?}"
+        );
         assert!(
             problems[3].starts_with(
                 "distributions.shop-a2.tenant_id \"dt_2AaAa\" is also the tenant_id of distributions.shop-a"

@@ -122,24 +122,26 @@ impl Invalidator for AwsInvalidator {
             .build()
             .map_err(|e| InvalidatorError::InvalidArgument(e.to_string()))?;
         let out = match target.into() {
-            Target::Distribution(id) => self
-                .client
-                .create_invalidation()
-                .distribution_id(id)
-                .invalidation_batch(batch)
-                .send()
-                .await
-                .map_err(classify)?
-                .invalidation,
-            Target::Tenant { tenant, .. } => self
-                .client
-                .create_invalidation_for_distribution_tenant()
-                .id(tenant)
-                .invalidation_batch(batch)
-                .send()
-                .await
-                .map_err(classify)?
-                .invalidation,
+            Target::Distribution(id) => {
+                self.client
+                    .create_invalidation()
+                    .distribution_id(id)
+                    .invalidation_batch(batch)
+                    .send()
+                    .await
+                    .map_err(classify)?
+                    .invalidation
+            }
+            Target::Tenant { tenant, .. } => {
+                self.client
+                    .create_invalidation_for_distribution_tenant()
+                    .id(tenant)
+                    .invalidation_batch(batch)
+                    .send()
+                    .await
+                    .map_err(classify)?
+                    .invalidation
+            }
         };
         let invalidation = out.ok_or_else(|| {
             InvalidatorError::ServerError(
@@ -155,24 +157,26 @@ impl Invalidator for AwsInvalidator {
         id: &str,
     ) -> Result<Invalidation, InvalidatorError> {
         let out = match target.into() {
-            Target::Distribution(distribution) => self
-                .client
-                .get_invalidation()
-                .distribution_id(distribution)
-                .id(id)
-                .send()
-                .await
-                .map_err(classify)?
-                .invalidation,
-            Target::Tenant { tenant, .. } => self
-                .client
-                .get_invalidation_for_distribution_tenant()
-                .distribution_tenant_id(tenant)
-                .id(id)
-                .send()
-                .await
-                .map_err(classify)?
-                .invalidation,
+            Target::Distribution(distribution) => {
+                self.client
+                    .get_invalidation()
+                    .distribution_id(distribution)
+                    .id(id)
+                    .send()
+                    .await
+                    .map_err(classify)?
+                    .invalidation
+            }
+            Target::Tenant { tenant, .. } => {
+                self.client
+                    .get_invalidation_for_distribution_tenant()
+                    .distribution_tenant_id(tenant)
+                    .id(id)
+                    .send()
+                    .await
+                    .map_err(classify)?
+                    .invalidation
+            }
         };
         let invalidation = out.ok_or_else(|| {
             InvalidatorError::ServerError("GetInvalidation answered without an invalidation".into())
@@ -194,26 +198,28 @@ impl Invalidator for AwsInvalidator {
         let marker = marker.map(str::to_owned);
         let max_items = max_items.min(MAX_LIST_ITEMS);
         let out = match target.into() {
-            Target::Distribution(distribution) => self
-                .client
-                .list_invalidations()
-                .distribution_id(distribution)
-                .set_marker(marker)
-                .max_items(max_items)
-                .send()
-                .await
-                .map_err(classify)?
-                .invalidation_list,
-            Target::Tenant { tenant, .. } => self
-                .client
-                .list_invalidations_for_distribution_tenant()
-                .id(tenant)
-                .set_marker(marker)
-                .max_items(max_items)
-                .send()
-                .await
-                .map_err(classify)?
-                .invalidation_list,
+            Target::Distribution(distribution) => {
+                self.client
+                    .list_invalidations()
+                    .distribution_id(distribution)
+                    .set_marker(marker)
+                    .max_items(max_items)
+                    .send()
+                    .await
+                    .map_err(classify)?
+                    .invalidation_list
+            }
+            Target::Tenant { tenant, .. } => {
+                self.client
+                    .list_invalidations_for_distribution_tenant()
+                    .id(tenant)
+                    .set_marker(marker)
+                    .max_items(max_items)
+                    .send()
+                    .await
+                    .map_err(classify)?
+                    .invalidation_list
+            }
         };
         let Some(list) = out else {
             return Ok((Vec::new(), None));
@@ -872,8 +878,9 @@ mod tests {
             classify(SdkError::service_error(gone, response(404))),
             InvalidatorError::NoSuchInvalidation(_)
         ));
-        let denied =
-            ListInvalidationsForDistributionTenantError::AccessDenied(AccessDenied::builder().build());
+        let denied = ListInvalidationsForDistributionTenantError::AccessDenied(
+            AccessDenied::builder().build(),
+        );
         assert!(matches!(
             classify(SdkError::service_error(denied, response(403))),
             InvalidatorError::AccessDenied(_)

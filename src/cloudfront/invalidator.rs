@@ -30,7 +30,10 @@ pub enum Target {
     /// A distribution tenant (`dt_...`) of the multi-tenant distribution
     /// `distribution`. Only the tenant id goes into the calls; the
     /// distribution id is for people reading logs and the status.
-    Tenant { distribution: String, tenant: String },
+    Tenant {
+        distribution: String,
+        tenant: String,
+    },
 }
 
 impl Target {
@@ -49,7 +52,10 @@ impl Target {
     /// The distribution id (the multi-tenant one for a tenant).
     pub fn distribution_id(&self) -> &str {
         match self {
-            Target::Distribution(id) | Target::Tenant { distribution: id, .. } => id,
+            Target::Distribution(id)
+            | Target::Tenant {
+                distribution: id, ..
+            } => id,
         }
     }
 
@@ -69,7 +75,10 @@ impl fmt::Display for Target {
             Target::Tenant {
                 distribution,
                 tenant,
-            } => write!(f, "distribution tenant {tenant} of distribution {distribution}"),
+            } => write!(
+                f,
+                "distribution tenant {tenant} of distribution {distribution}"
+            ),
         }
     }
 }

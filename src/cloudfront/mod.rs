@@ -19,9 +19,7 @@ pub mod simulate;
 use std::time::Duration;
 
 use self::aws::AwsInvalidator;
-use self::invalidator::{
-    Invalidation, InvalidationSummary, Invalidator, InvalidatorError, Target,
-};
+use self::invalidator::{Invalidation, InvalidationSummary, Invalidator, InvalidatorError, Target};
 use self::simulate::SimulatedCloudFront;
 use crate::config::{CloudFrontMode, Config};
 use crate::path::CfPath;

@@ -724,7 +724,10 @@ mod tests {
         // References per tenant: the same with the same paths replays,
         // with others is refused.
         let first = cf.create(&b, "ref", &wildcards(15, "w")).await.unwrap();
-        assert_eq!(cf.create(&b, "ref", &wildcards(15, "w")).await.unwrap(), first);
+        assert_eq!(
+            cf.create(&b, "ref", &wildcards(15, "w")).await.unwrap(),
+            first
+        );
         let err = cf.create(&b, "ref", &paths(&["/x"])).await.unwrap_err();
         assert!(matches!(err, InvalidatorError::BatchAlreadyExists(_)));
         // Invalidations are the tenant's only.
@@ -739,14 +742,20 @@ mod tests {
         assert_eq!(listed.len(), 2);
         // The lifecycle is the same.
         tokio::time::advance(COMPLETION).await;
-        assert_eq!(cf.get(&b, &first.id).await.unwrap().status, Status::Completed);
+        assert_eq!(
+            cf.get(&b, &first.id).await.unwrap().status,
+            Status::Completed
+        );
         cf.create(&a, "r3", &exact(3000, "c")).await.unwrap();
     }
 
     #[tokio::test(start_paused = true)]
     async fn an_unknown_tenant_is_entity_not_found_and_ids_do_not_cross() {
         let cf = cf().with_tenants(["dt_a".to_owned()]);
-        let err = cf.create(&tenant("dt_nope"), "r", &paths(&["/a"])).await.unwrap_err();
+        let err = cf
+            .create(&tenant("dt_nope"), "r", &paths(&["/a"]))
+            .await
+            .unwrap_err();
         assert!(
             matches!(&err, InvalidatorError::NoSuchDistribution(t) if t.contains("EntityNotFound")),
             "{err:?}"

@@ -137,7 +137,9 @@ mod tests {
             .await
             .expect("create");
         let later = SystemTime::now() + Duration::from_secs(3600);
-        let found = scan(&cf, &DIST.into(), later, |_| false, 10).await.expect("scan");
+        let found = scan(&cf, &DIST.into(), later, |_| false, 10)
+            .await
+            .expect("scan");
         assert!(found.is_empty());
     }
 }

@@ -166,13 +166,9 @@ impl<I: Invalidator> Tracker<I> {
         wall: SystemTime,
         page_size: i32,
     ) -> Result<ReconcileReport, InvalidatorError> {
-        let target = self
-            .view()
-            .target(alias)
-            .cloned()
-            .ok_or_else(|| {
-                InvalidatorError::NoSuchDistribution(format!("no distribution aliased {alias}"))
-            })?;
+        let target = self.view().target(alias).cloned().ok_or_else(|| {
+            InvalidatorError::NoSuchDistribution(format!("no distribution aliased {alias}"))
+        })?;
 
         let mut report = ReconcileReport::default();
         let mut in_progress = Vec::new();

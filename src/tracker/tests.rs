@@ -48,7 +48,11 @@ impl Invalidator for Counting {
             .await
     }
 
-    async fn get(&self, distribution_id: impl Into<Target> + Send, id: &str) -> Result<Invalidation, InvalidatorError> {
+    async fn get(
+        &self,
+        distribution_id: impl Into<Target> + Send,
+        id: &str,
+    ) -> Result<Invalidation, InvalidatorError> {
         self.gets.fetch_add(1, Ordering::SeqCst);
         self.inner.get(distribution_id, id).await
     }

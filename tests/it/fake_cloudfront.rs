@@ -818,7 +818,13 @@ async fn a_tenant_has_the_same_lifecycle_limits_and_references_on_its_own() {
     assert_eq!(output.invalidation().unwrap().status(), "InProgress");
     assert_eq!(
         output.location(),
-        Some(format!("{}/2020-05-31/distribution-tenant/{TENANT_A}/invalidation/{id}", fake.endpoint()).as_str())
+        Some(
+            format!(
+                "{}/2020-05-31/distribution-tenant/{TENANT_A}/invalidation/{id}",
+                fake.endpoint()
+            )
+            .as_str()
+        )
     );
     assert_eq!(tenant_status(&client, TENANT_A, &id).await, "InProgress");
 
@@ -897,7 +903,10 @@ async fn an_unknown_tenant_is_entity_not_found_and_ids_do_not_cross() {
     let client = fake.client();
     let missing = create_for_tenant(&client, "dt_2Nope", "cfpurge-1", &paths("a", 1)).await;
     let err = missing.as_ref().expect_err("unknown tenant");
-    assert!(err.as_service_error().is_some_and(|e| e.is_entity_not_found()));
+    assert!(
+        err.as_service_error()
+            .is_some_and(|e| e.is_entity_not_found())
+    );
     assert_eq!(code_and_status(missing), ("EntityNotFound".to_owned(), 404));
     let listed = client
         .list_invalidations_for_distribution_tenant()
@@ -915,14 +924,18 @@ async fn an_unknown_tenant_is_entity_not_found_and_ids_do_not_cross() {
 
     // A distribution is no tenant and a tenant no distribution.
     let as_tenant = create_for_tenant(&client, DIST, "cfpurge-1", &paths("a", 1)).await;
-    assert_eq!(code_and_status(as_tenant), ("EntityNotFound".to_owned(), 404));
+    assert_eq!(
+        code_and_status(as_tenant),
+        ("EntityNotFound".to_owned(), 404)
+    );
     let as_distribution = create(&client, TENANT_A, "cfpurge-1", &paths("a", 1)).await;
     assert_eq!(
         code_and_status(as_distribution),
         ("NoSuchDistribution".to_owned(), 404)
     );
     // An invalidation of one tenant is not found on another.
-    let id = tenant_created_id(create_for_tenant(&client, TENANT_A, "cfpurge-1", &paths("a", 1)).await);
+    let id =
+        tenant_created_id(create_for_tenant(&client, TENANT_A, "cfpurge-1", &paths("a", 1)).await);
     let got = client
         .get_invalidation_for_distribution_tenant()
         .distribution_tenant_id(TENANT_B)
@@ -953,10 +966,18 @@ async fn faults_and_the_create_rate_hit_the_tenant_calls_too() {
     for (i, (fault, code, status)) in [
         (Fault::Throttling, "Throttling", 400),
         (Fault::ServiceUnavailable, "ServiceUnavailable", 503),
-        (Fault::TooManyInvalidationsInProgress, "TooManyInvalidationsInProgress", 400),
+        (
+            Fault::TooManyInvalidationsInProgress,
+            "TooManyInvalidationsInProgress",
+            400,
+        ),
         (Fault::BatchTooLarge, "BatchTooLarge", 413),
         (Fault::InvalidArgument, "InvalidArgument", 400),
-        (Fault::InvalidationBatchAlreadyExists, "InvalidationBatchAlreadyExists", 409),
+        (
+            Fault::InvalidationBatchAlreadyExists,
+            "InvalidationBatchAlreadyExists",
+            409,
+        ),
     ]
     .into_iter()
     .enumerate()
@@ -964,10 +985,18 @@ async fn faults_and_the_create_rate_hit_the_tenant_calls_too() {
         fake.faults().fail_next(fault, 1);
         let reference = format!("cfpurge-{i}");
         let failed = create_for_tenant(&client, TENANT_A, &reference, &paths("f", 1)).await;
-        assert_eq!(code_and_status(failed), (code.to_owned(), status), "{fault:?}");
+        assert_eq!(
+            code_and_status(failed),
+            (code.to_owned(), status),
+            "{fault:?}"
+        );
         tenant_created_id(create_for_tenant(&client, TENANT_A, &reference, &paths("f", 1)).await);
     }
-    assert_eq!(fake.invalidations(TENANT_A).len(), 6, "a fault creates nothing");
+    assert_eq!(
+        fake.invalidations(TENANT_A).len(),
+        6,
+        "a fault creates nothing"
+    );
     // Reads see throttling and 503, not the create-only faults.
     fake.faults().fail_next(Fault::BatchTooLarge, 1);
     fake.faults().fail_next(Fault::ServiceUnavailable, 1);
@@ -976,7 +1005,10 @@ async fn faults_and_the_create_rate_hit_the_tenant_calls_too() {
         .id(TENANT_A)
         .send()
         .await;
-    assert_eq!(code_and_status(listed), ("ServiceUnavailable".to_owned(), 503));
+    assert_eq!(
+        code_and_status(listed),
+        ("ServiceUnavailable".to_owned(), 503)
+    );
     fake.faults().clear();
 
     // One create rate for the account: tenants' creates and the

@@ -146,7 +146,9 @@ async fn two_tenants_and_a_distribution_each_within_its_own_limits_through_fault
     for i in 0..20 {
         let path = format!("/b/{i}.html");
         wanted.push((TENANT_B, path.clone(), bodies.len()));
-        bodies.push(format!(r#"{{"distribution":"{TENANT_B}","paths":["{path}"]}}"#));
+        bodies.push(format!(
+            r#"{{"distribution":"{TENANT_B}","paths":["{path}"]}}"#
+        ));
     }
     for i in 0..10 {
         let path = format!("/w/{i}.html");
@@ -288,7 +290,11 @@ async fn a_tenant_that_does_not_exist_fails_readiness_and_keeps_its_message() {
         {
             break reason;
         }
-        assert!(Instant::now() < deadline, "{:?}", observers.readiness.reasons());
+        assert!(
+            Instant::now() < deadline,
+            "{:?}",
+            observers.readiness.reasons()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     cancel.cancel();

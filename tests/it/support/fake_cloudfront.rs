@@ -1295,23 +1295,21 @@ async fn get_for(shared: Arc<Shared>, kind: Kind, dist: String, id: String) -> R
     let (_, operation, _) = kind.operations();
     let at = Instant::now();
     let request_id = request_id(&shared);
-    let result = preamble(&shared, operation)
-        .await
-        .and_then(|()| {
-            let store = shared.store();
-            let invalidations = store.invalidations(kind, &dist)?;
-            invalidations
-                .iter()
-                .find(|inv| inv.id == id)
-                .cloned()
-                .ok_or_else(|| {
-                    ApiError::new(
-                        StatusCode::NOT_FOUND,
-                        "NoSuchInvalidation",
-                        "The specified invalidation does not exist.",
-                    )
-                })
-        });
+    let result = preamble(&shared, operation).await.and_then(|()| {
+        let store = shared.store();
+        let invalidations = store.invalidations(kind, &dist)?;
+        invalidations
+            .iter()
+            .find(|inv| inv.id == id)
+            .cloned()
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "NoSuchInvalidation",
+                    "The specified invalidation does not exist.",
+                )
+            })
+    });
     shared.record(Call {
         operation,
         distribution: dist,
@@ -1398,11 +1396,7 @@ fn list(
     };
     let marker = query.get("Marker").map(String::as_str).unwrap_or("");
     let store = shared.store();
-    let newest_first: Vec<&Invalidation> = store
-        .invalidations(kind, dist)?
-        .iter()
-        .rev()
-        .collect();
+    let newest_first: Vec<&Invalidation> = store.invalidations(kind, dist)?.iter().rev().collect();
     let start = if marker.is_empty() {
         0
     } else {
