@@ -15,6 +15,10 @@ use super::{MAX_PATHS_PER_MESSAGE, PurgeRequest};
 pub struct Router {
     /// Every configured alias and id, to the alias.
     names: HashMap<String, String>,
+    /// Ids that only tenant entries have (multi-tenant distributions), to
+    /// a few of those entries' aliases: named in a request, they get a
+    /// rejection that says what to name instead.
+    multi_tenant: HashMap<String, String>,
     /// Alias for requests that name no distribution.
     default: Option<String>,
     /// `[[routing.s3]]` by bucket, in the order of the file.
@@ -103,6 +107,24 @@ impl Router {
         for alias in config.distributions.keys() {
             names.insert(alias.clone(), alias.clone());
         }
+        let mut tenants: HashMap<String, Vec<&str>> = HashMap::new();
+        for (alias, d) in &config.distributions {
+            if d.tenant_id.is_some() && !names.contains_key(&d.id) {
+                tenants.entry(d.id.clone()).or_default().push(alias);
+            }
+        }
+        let multi_tenant = tenants
+            .into_iter()
+            .map(|(id, aliases)| {
+                // A few are enough to show what to name; there may be
+                // hundreds.
+                let mut shown = aliases[..aliases.len().min(3)].join(", ");
+                if aliases.len() > 3 {
+                    shown.push_str(&format!(" and {} more", aliases.len() - 3));
+                }
+                (id, shown)
+            })
+            .collect();
         let mut buckets: HashMap<String, Vec<Route>> = HashMap::new();
         for r in &config.routing.s3 {
             let distribution = names
@@ -116,6 +138,7 @@ impl Router {
         }
         Router {
             names,
+            multi_tenant,
             default: config.default_distribution().map(|(a, _)| a.to_owned()),
             buckets,
         }
@@ -126,8 +149,14 @@ impl Router {
     pub(super) fn distribution(&self, name: Option<&str>) -> Result<&str, Rejection> {
         match name {
             Some(name) => self.names.get(name).map(String::as_str).ok_or_else(|| {
-                Rejection::UnknownDistribution {
-                    name: Snippet::short(name),
+                match self.multi_tenant.get(name) {
+                    Some(tenants) => Rejection::MultiTenantDistribution {
+                        name: Snippet::short(name),
+                        tenants: tenants.clone(),
+                    },
+                    None => Rejection::UnknownDistribution {
+                        name: Snippet::short(name),
+                    },
                 }
             }),
             None => self
@@ -295,6 +324,17 @@ id = "E2ABCDEF123456"
         assert_eq!(
             named("E3MULTITENANT"),
             Err(RejectReason::UnknownDistribution)
+        );
+        let config = Config::from_parts(Some(TENANTS), "test", std::iter::empty()).unwrap();
+        let err = decode(
+            r#"{"distribution": "E3MULTITENANT", "paths": ["/a"]}"#,
+            &Router::new(&config),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "distribution \"E3MULTITENANT\" is a multi-tenant distribution: name one of its \
+             tenant entries (shop-a, shop-b) by its alias or tenant_id"
         );
     }
 }
