@@ -137,9 +137,7 @@ impl Rejection {
             Rejection::InvalidPath { .. } => RejectReason::InvalidPath,
             Rejection::UnknownDistribution { .. }
             | Rejection::MultiTenantDistribution { .. }
-            | Rejection::NoDefaultDistribution => {
-                RejectReason::UnknownDistribution
-            }
+            | Rejection::NoDefaultDistribution => RejectReason::UnknownDistribution,
             Rejection::UnroutedBucket { .. } => RejectReason::UnroutedBucket,
         }
     }
