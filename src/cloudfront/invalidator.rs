@@ -48,24 +48,6 @@ impl Target {
             None => Target::Distribution(config.id.clone()),
         }
     }
-
-    /// The distribution id (the multi-tenant one for a tenant).
-    pub fn distribution_id(&self) -> &str {
-        match self {
-            Target::Distribution(id)
-            | Target::Tenant {
-                distribution: id, ..
-            } => id,
-        }
-    }
-
-    /// The tenant id, for a tenant.
-    pub fn tenant_id(&self) -> Option<&str> {
-        match self {
-            Target::Distribution(_) => None,
-            Target::Tenant { tenant, .. } => Some(tenant),
-        }
-    }
 }
 
 impl fmt::Display for Target {
@@ -87,12 +69,6 @@ impl fmt::Display for Target {
 impl From<&str> for Target {
     fn from(id: &str) -> Target {
         Target::Distribution(id.to_owned())
-    }
-}
-
-impl From<&String> for Target {
-    fn from(id: &String) -> Target {
-        Target::Distribution(id.clone())
     }
 }
 
