@@ -156,8 +156,16 @@ pub struct SourceConfig {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DistributionConfig {
-    /// The CloudFront distribution id (`E2ABCDEF123456`); required.
+    /// The CloudFront distribution id (`E2ABCDEF123456`); required. With
+    /// `tenant_id`, the multi-tenant distribution the tenant belongs to.
     pub id: String,
+    /// A distribution tenant (`dt_...`) of the multi-tenant distribution
+    /// `id`: this entry is invalidated through the tenant's own calls
+    /// (CreateInvalidationForDistributionTenant and its Get/List), with its
+    /// own in-flight limits and pending set, and is named in requests by its
+    /// alias or this id, never by `id`, which several entries share.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
     /// Exact paths this daemon may keep in progress (AWS allows 3,000 per
     /// distribution, counting other tools'); lower it to leave room for them.
     pub max_inflight_paths: usize,
@@ -392,11 +400,20 @@ impl Default for SourceConfig {
     }
 }
 
+impl DistributionConfig {
+    /// The id a request may name this entry by, besides its alias: its
+    /// `tenant_id` for a tenant, else its distribution id.
+    pub fn routing_id(&self) -> &str {
+        self.tenant_id.as_deref().unwrap_or(&self.id)
+    }
+}
+
 impl Default for DistributionConfig {
     /// The id has no default: an empty one is reported as missing.
     fn default() -> Self {
         DistributionConfig {
             id: String::new(),
+            tenant_id: None,
             max_inflight_paths: 3000,
             max_inflight_wildcards: 15,
             catalog: CatalogSource::None,
@@ -952,11 +969,17 @@ impl Config {
         Err(invalid(problems))
     }
 
-    /// The distribution a request names, by alias or by id.
+    /// The distribution a request names: by alias, else by id (a tenant
+    /// entry by its `tenant_id`, never by its distribution's id, which
+    /// several entries share).
     pub fn distribution(&self, name: &str) -> Option<(&str, &DistributionConfig)> {
         self.distributions
-            .iter()
-            .find(|(alias, d)| alias.as_str() == name || d.id == name)
+            .get_key_value(name)
+            .or_else(|| {
+                self.distributions
+                    .iter()
+                    .find(|(_, d)| d.routing_id() == name)
+            })
             .map(|(alias, d)| (alias.as_str(), d))
     }
 
@@ -1136,6 +1159,7 @@ impl Config {
             );
         }
         let mut ids: BTreeMap<&str, &str> = BTreeMap::new();
+        let mut tenants: BTreeMap<&str, &str> = BTreeMap::new();
         for (alias, d) in &self.distributions {
             let key = format!("distributions.{alias}");
             if !valid_alias(alias) {
@@ -1160,7 +1184,11 @@ impl Config {
                         d.id
                     ),
                 );
-            } else if let Some(other) = ids.insert(&d.id, alias) {
+            } else if d.tenant_id.is_none()
+                && let Some(other) = ids.insert(&d.id, alias)
+            {
+                // Tenant entries share their distribution's id: each has
+                // its own tenant, limits and invalidations.
                 v.push(
                     &id_key,
                     format!(
@@ -1169,6 +1197,26 @@ impl Config {
                         d.id
                     ),
                 );
+            }
+            if let Some(tenant) = &d.tenant_id {
+                let tenant_key = format!("{key}.tenant_id");
+                if !valid_tenant_id(tenant) {
+                    v.push(
+                        &tenant_key,
+                        format!(
+                            "{tenant:?} is not a CloudFront distribution tenant id (\"dt_\" and letters and digits, \
+                             e.g. \"dt_2AbCdEfGh\")"
+                        ),
+                    );
+                } else if let Some(other) = tenants.insert(tenant, alias) {
+                    v.push(
+                        &tenant_key,
+                        format!(
+                            "{tenant:?} is also the tenant_id of distributions.{other}: one tenant may have only one alias, \
+                             or its in-flight limits would be counted twice"
+                        ),
+                    );
+                }
             }
             v.range(
                 &format!("{key}.max_inflight_paths"),
@@ -1543,6 +1591,14 @@ fn valid_alias(alias: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
+/// Distribution tenant ids are `dt_` and letters and digits
+/// (`dt_2wjDZi3hD1ivOXf6rpZJO1AB`).
+fn valid_tenant_id(id: &str) -> bool {
+    id.strip_prefix("dt_").is_some_and(|rest| {
+        (1..=128).contains(&rest.len()) && rest.bytes().all(|b| b.is_ascii_alphanumeric())
+    })
+}
+
 /// CloudFront ids are upper-case letters and digits (`E2ABCDEF123456`).
 fn valid_distribution_id(id: &str) -> bool {
     (1..=64).contains(&id.len())
@@ -1901,6 +1957,67 @@ mod tests {
             problems[0].message.contains("distributions.www"),
             "{}",
             problems[0]
+        );
+    }
+
+    #[test]
+    fn tenant_entries_share_their_distributions_id() {
+        let mut cfg = minimal();
+        let tenant = |tenant: &str| DistributionConfig {
+            id: "E3MULTITENANT".into(),
+            tenant_id: Some(tenant.into()),
+            ..DistributionConfig::default()
+        };
+        cfg.distributions
+            .insert("shop-a".into(), tenant("dt_2AaAa"));
+        cfg.distributions
+            .insert("shop-b".into(), tenant("dt_2BbBb"));
+        // An ordinary entry may name the multi-tenant distribution too.
+        cfg.distributions.insert(
+            "all-shops".into(),
+            DistributionConfig {
+                id: "E3MULTITENANT".into(),
+                ..DistributionConfig::default()
+            },
+        );
+        assert!(cfg.problems().is_empty(), "{:?}", cfg.problems());
+        // A tenant entry is named by its alias or tenant id; the shared id
+        // names the ordinary entry, never a tenant.
+        assert_eq!(cfg.distribution("dt_2BbBb").map(|(a, _)| a), Some("shop-b"));
+        assert_eq!(cfg.distribution("shop-a").map(|(a, _)| a), Some("shop-a"));
+        assert_eq!(
+            cfg.distribution("E3MULTITENANT").map(|(a, _)| a),
+            Some("all-shops")
+        );
+        cfg.distributions.remove("all-shops");
+        assert_eq!(cfg.distribution("E3MULTITENANT").map(|(a, _)| a), None);
+
+        // Two entries for one tenant, and ids that are no tenant ids.
+        cfg.distributions
+            .insert("shop-a2".into(), tenant("dt_2AaAa"));
+        cfg.distributions
+            .insert("bad1".into(), tenant("E2ABCDEF123456"));
+        cfg.distributions.insert("bad2".into(), tenant("dt_"));
+        cfg.distributions.insert("bad3".into(), tenant("dt_a-b"));
+        let problems: Vec<String> = cfg.problems().iter().map(ToString::to_string).collect();
+        assert_eq!(problems.len(), 4, "{problems:?}");
+        assert!(
+            problems[0].starts_with("distributions.bad1.tenant_id \"E2ABCDEF123456\" is not a CloudFront distribution tenant id"),
+            "{problems:?}"
+        );
+        assert!(
+            problems[1].starts_with("distributions.bad2.tenant_id"),
+            "{problems:?}"
+        );
+        assert!(
+            problems[2].starts_with("distributions.bad3.tenant_id"),
+            "{problems:?}"
+        );
+        assert!(
+            problems[3].starts_with(
+                "distributions.shop-a2.tenant_id \"dt_2AaAa\" is also the tenant_id of distributions.shop-a"
+            ),
+            "{problems:?}"
         );
     }
 

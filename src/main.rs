@@ -280,16 +280,13 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             if let Some(cfg) = &loaded {
                 settings = Settings::from(&cfg.coalesce);
                 if let Some(name) = &distribution {
-                    let d = cfg
-                        .distributions
-                        .iter()
-                        .find(|(alias, d)| *alias == name || d.id == *name)
-                        .map(|(_, d)| d)
-                        .ok_or_else(|| {
-                            Failure::usage(format!(
-                                "--distribution {name:?} is not a configured distribution"
-                            ))
-                        })?;
+                    // Named as in requests: alias, id, or a tenant's
+                    // tenant_id.
+                    let d = cfg.distribution(name).map(|(_, d)| d).ok_or_else(|| {
+                        Failure::usage(format!(
+                            "--distribution {name:?} is not a configured distribution"
+                        ))
+                    })?;
                     capacity.exact = d.max_inflight_paths;
                     capacity.wildcard = d.max_inflight_wildcards;
                 }

@@ -41,8 +41,11 @@ pub struct Status {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct DistributionStatus {
-    /// The CloudFront distribution id.
+    /// The CloudFront distribution id (the multi-tenant one for a tenant).
     pub id: String,
+    /// The distribution tenant this entry invalidates, when it is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
     /// Entries waiting to be submitted.
     pub pending_paths: u64,
     /// Age of the oldest waiting entry, in whole seconds; 0 when none waits.
@@ -137,6 +140,7 @@ impl Status {
                         alias.clone(),
                         DistributionStatus {
                             id: d.id.clone(),
+                            tenant_id: d.tenant_id.clone(),
                             max_inflight_exact: d.max_inflight_paths as u64,
                             max_inflight_wildcard: d.max_inflight_wildcards as u64,
                             ..DistributionStatus::default()
@@ -374,6 +378,7 @@ mod tests {
             "www".into(),
             DistributionStatus {
                 id: "E2ABCDEF123456".into(),
+                tenant_id: None,
                 last_invalidation: Some(LastInvalidation {
                     id: "I2J3...".into(),
                     status: "InProgress".into(),
@@ -434,6 +439,25 @@ mod tests {
     fn times_print_to_the_second() {
         let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_532_400_750);
         assert_eq!(format_time(t), "2026-11-24T15:00:00Z");
+    }
+
+    #[test]
+    fn a_tenant_entry_shows_its_tenant_id() {
+        let config = Config::from_parts(
+            Some(
+                "[source]\nkind = \"local\"\n[distributions.www]\nid = \"E2ABCDEF123456\"\n\
+                 [distributions.shop]\nid = \"E3MULTI\"\ntenant_id = \"dt_2Shop\"\n",
+            ),
+            "test",
+            Vec::new(),
+        )
+        .unwrap();
+        let json = serde_json::to_value(Status::initial(&config)).unwrap();
+        let shop = &json["distributions"]["shop"];
+        assert_eq!(shop["id"], "E3MULTI");
+        assert_eq!(shop["tenant_id"], "dt_2Shop");
+        // An ordinary distribution's keys are as they were.
+        assert!(json["distributions"]["www"].get("tenant_id").is_none());
     }
 
     #[test]

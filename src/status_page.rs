@@ -100,7 +100,10 @@ pub fn render(status: &Status, now: SystemTime, refresh_seconds: u32) -> String 
              <div class=\"figure\"><b>{pending}</b><span>pending paths</span></div>\
              <div class=\"figure\"><b>{oldest}</b><span>oldest pending</span></div></div>",
             alias = escape(alias),
-            id = escape(&d.id),
+            id = escape(&match &d.tenant_id {
+                Some(tenant) => format!("{tenant} of {}", d.id),
+                None => d.id.clone(),
+            }),
             pending = d.pending_paths,
             oldest = escape(&age(d.oldest_pending_seconds)),
         );
@@ -246,6 +249,7 @@ mod tests {
             "www".into(),
             DistributionStatus {
                 id: "E2ABCDEF123456".into(),
+                tenant_id: None,
                 pending_paths: 17,
                 oldest_pending_seconds: 75,
                 inflight_exact: 1500,

@@ -17,12 +17,16 @@ use aws_sdk_cloudfront::config::timeout::TimeoutConfig;
 use aws_sdk_cloudfront::config::{Region, retry::RetryConfig};
 use aws_sdk_cloudfront::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_cloudfront::operation::create_invalidation::CreateInvalidationError;
+use aws_sdk_cloudfront::operation::create_invalidation_for_distribution_tenant::CreateInvalidationForDistributionTenantError;
 use aws_sdk_cloudfront::operation::get_invalidation::GetInvalidationError;
+use aws_sdk_cloudfront::operation::get_invalidation_for_distribution_tenant::GetInvalidationForDistributionTenantError;
 use aws_sdk_cloudfront::operation::list_invalidations::ListInvalidationsError;
+use aws_sdk_cloudfront::operation::list_invalidations_for_distribution_tenant::ListInvalidationsForDistributionTenantError;
 use aws_sdk_cloudfront::types::{InvalidationBatch, Paths};
 
 use super::invalidator::{
     Invalidation, InvalidationSummary, Invalidator, InvalidatorError, MAX_LIST_ITEMS, Status,
+    Target,
 };
 use crate::aws_error::{self, Class, TypedCode, typed_code};
 use crate::config::AwsConfig;
@@ -100,7 +104,7 @@ impl AwsInvalidator {
 impl Invalidator for AwsInvalidator {
     async fn create(
         &self,
-        distribution_id: &str,
+        target: impl Into<Target> + Send,
         caller_reference: &str,
         paths: &[CfPath],
     ) -> Result<Invalidation, InvalidatorError> {
@@ -117,40 +121,72 @@ impl Invalidator for AwsInvalidator {
             .caller_reference(caller_reference)
             .build()
             .map_err(|e| InvalidatorError::InvalidArgument(e.to_string()))?;
-        let out = self
-            .client
-            .create_invalidation()
-            .distribution_id(distribution_id)
-            .invalidation_batch(batch)
-            .send()
-            .await
-            .map_err(classify)?;
-        let invalidation = out.invalidation().ok_or_else(|| {
+        let out = match target.into() {
+            Target::Distribution(id) => {
+                self.client
+                    .create_invalidation()
+                    .distribution_id(id)
+                    .invalidation_batch(batch)
+                    .send()
+                    .await
+                    .map_err(classify)?
+                    .invalidation
+            }
+            Target::Tenant { tenant, .. } => {
+                self.client
+                    .create_invalidation_for_distribution_tenant()
+                    .id(tenant)
+                    .invalidation_batch(batch)
+                    .send()
+                    .await
+                    .map_err(classify)?
+                    .invalidation
+            }
+        };
+        let invalidation = out.ok_or_else(|| {
             InvalidatorError::ServerError(
                 "CreateInvalidation answered without an invalidation".into(),
             )
         })?;
-        convert_invalidation(invalidation)
+        convert_invalidation(&invalidation)
     }
 
-    async fn get(&self, distribution_id: &str, id: &str) -> Result<Invalidation, InvalidatorError> {
-        let out = self
-            .client
-            .get_invalidation()
-            .distribution_id(distribution_id)
-            .id(id)
-            .send()
-            .await
-            .map_err(classify)?;
-        let invalidation = out.invalidation().ok_or_else(|| {
+    async fn get(
+        &self,
+        target: impl Into<Target> + Send,
+        id: &str,
+    ) -> Result<Invalidation, InvalidatorError> {
+        let out = match target.into() {
+            Target::Distribution(distribution) => {
+                self.client
+                    .get_invalidation()
+                    .distribution_id(distribution)
+                    .id(id)
+                    .send()
+                    .await
+                    .map_err(classify)?
+                    .invalidation
+            }
+            Target::Tenant { tenant, .. } => {
+                self.client
+                    .get_invalidation_for_distribution_tenant()
+                    .distribution_tenant_id(tenant)
+                    .id(id)
+                    .send()
+                    .await
+                    .map_err(classify)?
+                    .invalidation
+            }
+        };
+        let invalidation = out.ok_or_else(|| {
             InvalidatorError::ServerError("GetInvalidation answered without an invalidation".into())
         })?;
-        convert_invalidation(invalidation)
+        convert_invalidation(&invalidation)
     }
 
     async fn list(
         &self,
-        distribution_id: &str,
+        target: impl Into<Target> + Send,
         marker: Option<&str>,
         max_items: i32,
     ) -> Result<(Vec<InvalidationSummary>, Option<String>), InvalidatorError> {
@@ -159,16 +195,33 @@ impl Invalidator for AwsInvalidator {
                 "max items {max_items}: must be at least 1"
             )));
         }
-        let out = self
-            .client
-            .list_invalidations()
-            .distribution_id(distribution_id)
-            .set_marker(marker.map(str::to_owned))
-            .max_items(max_items.min(MAX_LIST_ITEMS))
-            .send()
-            .await
-            .map_err(classify)?;
-        let Some(list) = out.invalidation_list() else {
+        let marker = marker.map(str::to_owned);
+        let max_items = max_items.min(MAX_LIST_ITEMS);
+        let out = match target.into() {
+            Target::Distribution(distribution) => {
+                self.client
+                    .list_invalidations()
+                    .distribution_id(distribution)
+                    .set_marker(marker)
+                    .max_items(max_items)
+                    .send()
+                    .await
+                    .map_err(classify)?
+                    .invalidation_list
+            }
+            Target::Tenant { tenant, .. } => {
+                self.client
+                    .list_invalidations_for_distribution_tenant()
+                    .id(tenant)
+                    .set_marker(marker)
+                    .max_items(max_items)
+                    .send()
+                    .await
+                    .map_err(classify)?
+                    .invalidation_list
+            }
+        };
+        let Some(list) = out else {
             return Ok((Vec::new(), None));
         };
         let items = list
@@ -268,6 +321,25 @@ typed_code!(ListInvalidationsError {
     is_access_denied => "AccessDenied",
     is_invalid_argument => "InvalidArgument",
 });
+typed_code!(CreateInvalidationForDistributionTenantError {
+    is_too_many_invalidations_in_progress => "TooManyInvalidationsInProgress",
+    is_entity_not_found => "EntityNotFound",
+    is_access_denied => "AccessDenied",
+    is_invalid_argument => "InvalidArgument",
+    is_missing_body => "MissingBody",
+    is_inconsistent_quantities => "InconsistentQuantities",
+    is_batch_too_large => "BatchTooLarge",
+});
+typed_code!(GetInvalidationForDistributionTenantError {
+    is_entity_not_found => "EntityNotFound",
+    is_access_denied => "AccessDenied",
+    is_no_such_invalidation => "NoSuchInvalidation",
+});
+typed_code!(ListInvalidationsForDistributionTenantError {
+    is_entity_not_found => "EntityNotFound",
+    is_access_denied => "AccessDenied",
+    is_invalid_argument => "InvalidArgument",
+});
 
 /// A CloudFront call's error as an [`InvalidatorError`], by what
 /// [`aws_error::classify`] makes of it. A refusal is read by its code
@@ -289,6 +361,9 @@ where
             Some("TooManyInvalidationsInProgress") => InvalidatorError::TooManyInProgress(text),
             Some("InvalidationBatchAlreadyExists") => InvalidatorError::BatchAlreadyExists(text),
             Some("NoSuchDistribution") => InvalidatorError::NoSuchDistribution(text),
+            // A tenant's calls say a missing tenant this way: the
+            // configured `tenant_id` is wrong, as a wrong distribution id.
+            Some("EntityNotFound") => InvalidatorError::NoSuchDistribution(text),
             Some("NoSuchInvalidation") => InvalidatorError::NoSuchInvalidation(text),
             Some("BatchTooLarge") => InvalidatorError::BatchTooLarge(text),
             Some("InvalidArgument" | "MissingBody" | "InconsistentQuantities") => {
@@ -715,5 +790,100 @@ mod tests {
             body.contains("<CallerReference>cfpurge-1</CallerReference>"),
             "{body}"
         );
+    }
+
+    const ENTITY_NOT_FOUND: &str = r#"<?xml version="1.0"?>
+<ErrorResponse xmlns="http://cloudfront.amazonaws.com/doc/2020-05-31/"><Error><Type>Sender</Type><Code>EntityNotFound</Code><Message>The entity was not found.</Message></Error><RequestId>r-3</RequestId></ErrorResponse>"#;
+
+    #[tokio::test]
+    async fn a_tenant_goes_through_the_tenant_calls() {
+        let (url, server) = serve(vec![
+            (201, CREATED),
+            (200, CREATED),
+            (200, LISTED),
+            (404, ENTITY_NOT_FOUND),
+            (400, TOO_MANY),
+        ])
+        .await;
+        let cf = test_client(&url);
+        let tenant = Target::Tenant {
+            distribution: "E3MULTI".into(),
+            tenant: "dt_2AbC".into(),
+        };
+        let paths = vec![
+            CfPath::parse("/a.js").unwrap(),
+            CfPath::parse("/b/*").unwrap(),
+        ];
+        let created = cf.create(&tenant, "cfpurge-1", &paths).await.unwrap();
+        assert_eq!(created.id, "I2J3K4L5M6N7O8");
+        assert_eq!(created.paths, paths);
+        assert_eq!(cf.get(&tenant, &created.id).await.unwrap(), created);
+        let (page, next) = cf.list(&tenant, Some("IPREV"), 100).await.unwrap();
+        assert_eq!((page.len(), next.as_deref()), (2, Some("IB")));
+        // A tenant that does not exist: refused like a missing distribution.
+        let missing = Target::Tenant {
+            distribution: "E3MULTI".into(),
+            tenant: "dt_2Nope".into(),
+        };
+        let err = cf.list(&missing, None, 100).await.unwrap_err();
+        assert!(
+            matches!(&err, InvalidatorError::NoSuchDistribution(t) if t.contains("EntityNotFound")),
+            "{err:?}"
+        );
+        assert_eq!(err.code_label(), "no_such_distribution");
+        let err = cf.create(&tenant, "cfpurge-2", &paths).await.unwrap_err();
+        assert!(
+            matches!(err, InvalidatorError::TooManyInProgress(_)),
+            "{err:?}"
+        );
+
+        let seen = server.await.unwrap();
+        let targets: Vec<&str> = seen.iter().map(|(t, _)| t.as_str()).collect();
+        assert_eq!(
+            targets,
+            [
+                "POST /2020-05-31/distribution-tenant/dt_2AbC/invalidation",
+                "GET /2020-05-31/distribution-tenant/dt_2AbC/invalidation/I2J3K4L5M6N7O8",
+                "GET /2020-05-31/distribution-tenant/dt_2AbC/invalidation?Marker=IPREV&MaxItems=100",
+                "GET /2020-05-31/distribution-tenant/dt_2Nope/invalidation?MaxItems=100",
+                "POST /2020-05-31/distribution-tenant/dt_2AbC/invalidation",
+            ]
+        );
+        let body = &seen[0].1;
+        assert!(body.starts_with("<InvalidationBatch"), "{body}");
+        assert!(body.contains("<Path>/b/*</Path>"), "{body}");
+    }
+
+    #[test]
+    fn tenant_errors_are_classified_by_their_typed_variants() {
+        use aws_sdk_cloudfront::types::error::EntityNotFound;
+        let missing = CreateInvalidationForDistributionTenantError::EntityNotFound(
+            EntityNotFound::builder().build(),
+        );
+        assert!(matches!(
+            classify(SdkError::service_error(missing, response(404))),
+            InvalidatorError::NoSuchDistribution(_)
+        ));
+        let busy = CreateInvalidationForDistributionTenantError::TooManyInvalidationsInProgress(
+            TooManyInvalidationsInProgress::builder().build(),
+        );
+        assert!(matches!(
+            classify(SdkError::service_error(busy, response(500))),
+            InvalidatorError::TooManyInProgress(_)
+        ));
+        let gone = GetInvalidationForDistributionTenantError::NoSuchInvalidation(
+            NoSuchInvalidation::builder().build(),
+        );
+        assert!(matches!(
+            classify(SdkError::service_error(gone, response(404))),
+            InvalidatorError::NoSuchInvalidation(_)
+        ));
+        let denied = ListInvalidationsForDistributionTenantError::AccessDenied(
+            AccessDenied::builder().build(),
+        );
+        assert!(matches!(
+            classify(SdkError::service_error(denied, response(403))),
+            InvalidatorError::AccessDenied(_)
+        ));
     }
 }

@@ -17,6 +17,67 @@ use crate::path::CfPath;
 /// ListInvalidations' largest page; a larger `max_items` is cut to it.
 pub const MAX_LIST_ITEMS: i32 = 100;
 
+/// What an invalidation is made on: a distribution (CreateInvalidation and
+/// its Get/List), or one tenant of a multi-tenant distribution
+/// (CreateInvalidationForDistributionTenant and its Get/List). Each
+/// configured entry has one; the in-flight limits, the pending set and the
+/// tracker's view are per entry, so two tenants of one distribution never
+/// share them.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// A distribution, by its id (`E2ABCDEF123456`).
+    Distribution(String),
+    /// A distribution tenant (`dt_...`) of the multi-tenant distribution
+    /// `distribution`. Only the tenant id goes into the calls; the
+    /// distribution id is for people reading logs and the status.
+    Tenant {
+        distribution: String,
+        tenant: String,
+    },
+}
+
+impl Target {
+    /// The target a configured entry names: its tenant when it has
+    /// `tenant_id`, else its distribution.
+    pub fn of(config: &crate::config::DistributionConfig) -> Target {
+        match &config.tenant_id {
+            Some(tenant) => Target::Tenant {
+                distribution: config.id.clone(),
+                tenant: tenant.clone(),
+            },
+            None => Target::Distribution(config.id.clone()),
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Distribution(id) => write!(f, "distribution {id}"),
+            Target::Tenant {
+                distribution,
+                tenant,
+            } => write!(
+                f,
+                "distribution tenant {tenant} of distribution {distribution}"
+            ),
+        }
+    }
+}
+
+/// A bare id is a distribution: what most callers and tests pass.
+impl From<&str> for Target {
+    fn from(id: &str) -> Target {
+        Target::Distribution(id.to_owned())
+    }
+}
+
+impl From<&Target> for Target {
+    fn from(target: &Target) -> Target {
+        target.clone()
+    }
+}
+
 /// Where an invalidation is in its life. Nothing else exists: CloudFront has
 /// no cancel and no failed state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -123,7 +184,9 @@ pub enum InvalidatorError {
     /// before with other paths. A bug in how references are made.
     #[error("caller reference already used for another batch: {0}")]
     BatchAlreadyExists(String),
-    /// `NoSuchDistribution`: the configured distribution id is wrong.
+    /// `NoSuchDistribution`: the configured distribution id is wrong; or,
+    /// on a tenant's calls, `EntityNotFound`: the configured `tenant_id` is
+    /// (the text says which).
     #[error("no such distribution: {0}")]
     NoSuchDistribution(String),
     /// `AccessDenied` or a credentials failure: fix the credentials or the
@@ -199,8 +262,9 @@ impl InvalidatorError {
 ///   returns the existing invalidation and creates (and bills) nothing new.
 /// - Times are CloudFront's, in [`SystemTime`].
 pub trait Invalidator: Clone + Send + Sync + 'static {
-    /// Creates an invalidation of `paths` on `distribution_id`
-    /// (CreateInvalidation) and returns it, normally `InProgress`.
+    /// Creates an invalidation of `paths` on `target` (CreateInvalidation,
+    /// or CreateInvalidationForDistributionTenant for a tenant) and returns
+    /// it, normally `InProgress`.
     ///
     /// `caller_reference` makes the call idempotent: the same reference with
     /// the same paths returns the invalidation made the first time (whatever
@@ -212,26 +276,28 @@ pub trait Invalidator: Clone + Send + Sync + 'static {
     /// 3,000 exact or 15 wildcard paths; with
     /// [`InvalidatorError::InvalidArgument`] when a path breaks CloudFront's
     /// rules or `paths` is empty; with
-    /// [`InvalidatorError::NoSuchDistribution`] for an unknown distribution.
+    /// [`InvalidatorError::NoSuchDistribution`] for an unknown distribution
+    /// or tenant. A tenant has limits, references and invalidations of its
+    /// own, apart from its distribution's and other tenants'.
     fn create(
         &self,
-        distribution_id: &str,
+        target: impl Into<Target> + Send,
         caller_reference: &str,
         paths: &[CfPath],
     ) -> impl Future<Output = Result<Invalidation, InvalidatorError>> + Send;
 
-    /// The invalidation `id` of `distribution_id` as it is now
-    /// (GetInvalidation), with its paths; the tracker polls it until
+    /// The invalidation `id` of `target` as it is now (GetInvalidation, or
+    /// its tenant form), with its paths; the tracker polls it until
     /// [`Status::Completed`]. [`InvalidatorError::NoSuchInvalidation`] when
-    /// the distribution has no such invalidation.
+    /// the target has no such invalidation.
     fn get(
         &self,
-        distribution_id: &str,
+        target: impl Into<Target> + Send,
         id: &str,
     ) -> impl Future<Output = Result<Invalidation, InvalidatorError>> + Send;
 
-    /// One page of the distribution's invalidations (ListInvalidations),
-    /// newest first as AWS lists them, at most `max_items` (1 to
+    /// One page of the target's invalidations (ListInvalidations, or its
+    /// tenant form), newest first as AWS lists them, at most `max_items` (1 to
     /// [`MAX_LIST_ITEMS`]; more is cut to it, less is
     /// [`InvalidatorError::InvalidArgument`]). `marker` is the next marker
     /// of the previous page, `None` for the first page; the returned marker
@@ -241,7 +307,7 @@ pub trait Invalidator: Clone + Send + Sync + 'static {
     /// completed and older than any in-progress one can be.
     fn list(
         &self,
-        distribution_id: &str,
+        target: impl Into<Target> + Send,
         marker: Option<&str>,
         max_items: i32,
     ) -> impl Future<Output = Result<(Vec<InvalidationSummary>, Option<String>), InvalidatorError>> + Send;

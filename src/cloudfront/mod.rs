@@ -19,7 +19,7 @@ pub mod simulate;
 use std::time::Duration;
 
 use self::aws::AwsInvalidator;
-use self::invalidator::{Invalidation, InvalidationSummary, Invalidator, InvalidatorError};
+use self::invalidator::{Invalidation, InvalidationSummary, Invalidator, InvalidatorError, Target};
 use self::simulate::SimulatedCloudFront;
 use crate::config::{CloudFrontMode, Config};
 use crate::path::CfPath;
@@ -36,49 +36,64 @@ pub enum AnyInvalidator {
 
 /// The invalidator `config.cloudfront.mode` asks for: the AWS SDK with
 /// `[aws]`'s endpoints, or a simulation holding the configured
-/// distributions' ids whose invalidations complete after
+/// distributions' ids and tenants, whose invalidations complete after
 /// `cloudfront.simulate_completion_seconds`.
 pub async fn from_config(config: &Config) -> AnyInvalidator {
     match config.cloudfront.mode {
         CloudFrontMode::Aws => {
             AnyInvalidator::Aws(AwsInvalidator::new(aws::client_for(&config.aws).await))
         }
-        CloudFrontMode::Simulate => AnyInvalidator::Simulate(SimulatedCloudFront::new(
-            config.distributions.values().map(|d| d.id.clone()),
-            Duration::from_secs(config.cloudfront.simulate_completion_seconds),
-        )),
+        CloudFrontMode::Simulate => AnyInvalidator::Simulate(
+            SimulatedCloudFront::new(
+                config.distributions.values().map(|d| d.id.clone()),
+                Duration::from_secs(config.cloudfront.simulate_completion_seconds),
+            )
+            .with_tenants(
+                config
+                    .distributions
+                    .values()
+                    .filter_map(|d| d.tenant_id.clone()),
+            ),
+        ),
     }
 }
 
 impl Invalidator for AnyInvalidator {
     async fn create(
         &self,
-        distribution_id: &str,
+        target: impl Into<Target> + Send,
         caller_reference: &str,
         paths: &[CfPath],
     ) -> Result<Invalidation, InvalidatorError> {
+        let target = target.into();
         match self {
-            Self::Aws(c) => c.create(distribution_id, caller_reference, paths).await,
-            Self::Simulate(c) => c.create(distribution_id, caller_reference, paths).await,
+            Self::Aws(c) => c.create(target, caller_reference, paths).await,
+            Self::Simulate(c) => c.create(target, caller_reference, paths).await,
         }
     }
 
-    async fn get(&self, distribution_id: &str, id: &str) -> Result<Invalidation, InvalidatorError> {
+    async fn get(
+        &self,
+        target: impl Into<Target> + Send,
+        id: &str,
+    ) -> Result<Invalidation, InvalidatorError> {
+        let target = target.into();
         match self {
-            Self::Aws(c) => c.get(distribution_id, id).await,
-            Self::Simulate(c) => c.get(distribution_id, id).await,
+            Self::Aws(c) => c.get(target, id).await,
+            Self::Simulate(c) => c.get(target, id).await,
         }
     }
 
     async fn list(
         &self,
-        distribution_id: &str,
+        target: impl Into<Target> + Send,
         marker: Option<&str>,
         max_items: i32,
     ) -> Result<(Vec<InvalidationSummary>, Option<String>), InvalidatorError> {
+        let target = target.into();
         match self {
-            Self::Aws(c) => c.list(distribution_id, marker, max_items).await,
-            Self::Simulate(c) => c.list(distribution_id, marker, max_items).await,
+            Self::Aws(c) => c.list(target, marker, max_items).await,
+            Self::Simulate(c) => c.list(target, marker, max_items).await,
         }
     }
 }
@@ -113,6 +128,28 @@ mod tests {
         assert_eq!(got.status, Status::Completed);
         let (listed, _) = cf.list("E1WWW", None, 10).await.unwrap();
         assert_eq!(listed.len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn simulate_mode_holds_the_configured_tenants() {
+        let mut config = Config::default();
+        config.cloudfront.mode = CloudFrontMode::Simulate;
+        config.distributions.insert(
+            "shop".into(),
+            DistributionConfig {
+                id: "E3MULTI".into(),
+                tenant_id: Some("dt_2Shop".into()),
+                ..DistributionConfig::default()
+            },
+        );
+        let cf = from_config(&config).await;
+        let target = Target::of(&config.distributions["shop"]);
+        let paths = [CfPath::parse("/a").unwrap()];
+        let created = cf.create(&target, "cfpurge-1", &paths).await.unwrap();
+        assert_eq!(cf.get(&target, &created.id).await.unwrap().id, created.id);
+        // The tenant's invalidations are not the distribution's.
+        let (listed, _) = cf.list("E3MULTI", None, 10).await.unwrap();
+        assert!(listed.is_empty());
     }
 
     #[tokio::test]

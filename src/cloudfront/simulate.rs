@@ -14,9 +14,13 @@
 //!   4,000 characters, else `InvalidArgument`;
 //! - unknown distribution `NoSuchDistribution`, unknown id
 //!   `NoSuchInvalidation`;
-//! - ListInvalidations newest first, paged with markers.
+//! - ListInvalidations newest first, paged with markers;
+//! - distribution tenants ([`SimulatedCloudFront::with_tenants`]) through
+//!   the same rules, each with limits, references and invalidations of its
+//!   own; an unknown tenant is `EntityNotFound` (as
+//!   [`InvalidatorError::NoSuchDistribution`]).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -24,6 +28,7 @@ use tokio::time::Instant;
 
 use super::invalidator::{
     Invalidation, InvalidationSummary, Invalidator, InvalidatorError, MAX_LIST_ITEMS, Status,
+    Target,
 };
 use crate::path::{CfPath, MAX_PATH_LEN, PathKind};
 
@@ -55,8 +60,12 @@ struct State {
     id_seed: u64,
     /// Every invalidation ever created, oldest first (AWS never removes one).
     records: Vec<Record>,
-    /// Per distribution, indices into `records`, oldest first.
+    /// Per distribution or tenant (by its id), indices into `records`,
+    /// oldest first.
     distributions: HashMap<String, Vec<usize>>,
+    /// The ids in `distributions` that are tenants, reachable only through
+    /// the tenant calls.
+    tenants: HashSet<String>,
     /// Invalidation id to index into `records`.
     by_id: HashMap<String, usize>,
     /// (distribution, caller reference) to index into `records`.
@@ -65,6 +74,7 @@ struct State {
 
 #[derive(Debug)]
 struct Record {
+    /// The distribution's id, or the tenant's.
     distribution: String,
     id: String,
     caller_reference: String,
@@ -89,13 +99,30 @@ impl SimulatedCloudFront {
                 id_seed: rand::random(),
                 records: Vec::new(),
                 distributions,
+                tenants: HashSet::new(),
                 by_id: HashMap::new(),
                 by_reference: HashMap::new(),
             })),
         }
     }
 
-    /// Every invalidation created so far with its distribution id, oldest
+    /// Adds distribution tenants (`dt_...`), reached through the tenant
+    /// calls ([`Target::Tenant`]); which multi-tenant distribution a call
+    /// names does not matter, as on AWS, whose tenant calls carry only the
+    /// tenant id.
+    pub fn with_tenants(self, tenant_ids: impl IntoIterator<Item = String>) -> Self {
+        {
+            let mut state = self.lock();
+            for id in tenant_ids {
+                state.distributions.entry(id.clone()).or_default();
+                state.tenants.insert(id);
+            }
+        }
+        self
+    }
+
+    /// Every invalidation created so far with its distribution id (a
+    /// tenant's id for a tenant's), oldest
     /// first, with its status now: what tests and the status page check
     /// against. Idempotent repeats of a create do not appear twice.
     pub fn created(&self) -> Vec<(String, Invalidation)> {
@@ -136,15 +163,26 @@ impl State {
         }
     }
 
-    fn distribution(&self, distribution_id: &str) -> Result<&[usize], InvalidatorError> {
-        self.distributions
-            .get(distribution_id)
-            .map(Vec::as_slice)
-            .ok_or_else(|| {
-                InvalidatorError::NoSuchDistribution(format!(
-                    "the specified distribution does not exist: {distribution_id}"
-                ))
-            })
+    /// The key of `target`'s invalidations and their indices: a
+    /// distribution only through the distribution calls, a tenant only
+    /// through the tenant calls.
+    fn distribution<'t>(
+        &self,
+        target: &'t Target,
+    ) -> Result<(&'t str, &[usize]), InvalidatorError> {
+        let (key, tenant) = match target {
+            Target::Distribution(id) => (id.as_str(), false),
+            Target::Tenant { tenant, .. } => (tenant.as_str(), true),
+        };
+        match self.distributions.get(key) {
+            Some(indices) if self.tenants.contains(key) == tenant => Ok((key, indices)),
+            _ if tenant => Err(InvalidatorError::NoSuchDistribution(format!(
+                "EntityNotFound: the distribution tenant {key} does not exist"
+            ))),
+            _ => Err(InvalidatorError::NoSuchDistribution(format!(
+                "the specified distribution does not exist: {key}"
+            ))),
+        }
     }
 
     /// Exact and wildcard paths in progress on a distribution.
@@ -216,13 +254,14 @@ fn check_path(path: &str) -> Result<(), InvalidatorError> {
 impl Invalidator for SimulatedCloudFront {
     async fn create(
         &self,
-        distribution_id: &str,
+        target: impl Into<Target> + Send,
         caller_reference: &str,
         paths: &[CfPath],
     ) -> Result<Invalidation, InvalidatorError> {
+        let target = target.into();
         let mut state = self.lock();
         let now = Instant::now();
-        let indices = state.distribution(distribution_id)?;
+        let (distribution_id, indices) = state.distribution(&target)?;
         if paths.is_empty() {
             return Err(InvalidatorError::InvalidArgument(
                 "an invalidation batch needs at least one path".into(),
@@ -283,9 +322,14 @@ impl Invalidator for SimulatedCloudFront {
         Ok(invalidation)
     }
 
-    async fn get(&self, distribution_id: &str, id: &str) -> Result<Invalidation, InvalidatorError> {
+    async fn get(
+        &self,
+        target: impl Into<Target> + Send,
+        id: &str,
+    ) -> Result<Invalidation, InvalidatorError> {
+        let target = target.into();
         let state = self.lock();
-        state.distribution(distribution_id)?;
+        let (distribution_id, _) = state.distribution(&target)?;
         match state.by_id.get(id).map(|&i| &state.records[i]) {
             Some(record) if record.distribution == distribution_id => {
                 Ok(state.invalidation(record, Instant::now()))
@@ -298,12 +342,13 @@ impl Invalidator for SimulatedCloudFront {
 
     async fn list(
         &self,
-        distribution_id: &str,
+        target: impl Into<Target> + Send,
         marker: Option<&str>,
         max_items: i32,
     ) -> Result<(Vec<InvalidationSummary>, Option<String>), InvalidatorError> {
+        let target = target.into();
         let state = self.lock();
-        let indices = state.distribution(distribution_id)?;
+        let (_, indices) = state.distribution(&target)?;
         if max_items < 1 {
             return Err(InvalidatorError::InvalidArgument(format!(
                 "max items {max_items}: must be at least 1"
@@ -657,5 +702,69 @@ mod tests {
         assert_eq!(created.len(), 1);
         assert_eq!(created[0].0, DIST);
         assert_eq!(created[0].1, inv);
+    }
+
+    fn tenant(id: &str) -> Target {
+        Target::Tenant {
+            distribution: DIST.into(),
+            tenant: id.into(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn tenants_keep_the_same_rules_each_on_its_own() {
+        let cf = cf().with_tenants(["dt_a".to_owned(), "dt_b".to_owned()]);
+        let (a, b) = (tenant("dt_a"), tenant("dt_b"));
+        // Limits per tenant, apart from the distribution's and each other's.
+        cf.create(&a, "r1", &exact(3000, "a")).await.unwrap();
+        let err = cf.create(&a, "r2", &exact(1, "a")).await.unwrap_err();
+        assert!(matches!(err, InvalidatorError::TooManyInProgress(_)));
+        cf.create(&b, "r2", &exact(3000, "b")).await.unwrap();
+        cf.create(DIST, "r2", &exact(3000, "d")).await.unwrap();
+        // References per tenant: the same with the same paths replays,
+        // with others is refused.
+        let first = cf.create(&b, "ref", &wildcards(15, "w")).await.unwrap();
+        assert_eq!(
+            cf.create(&b, "ref", &wildcards(15, "w")).await.unwrap(),
+            first
+        );
+        let err = cf.create(&b, "ref", &paths(&["/x"])).await.unwrap_err();
+        assert!(matches!(err, InvalidatorError::BatchAlreadyExists(_)));
+        // Invalidations are the tenant's only.
+        assert!(cf.get(&b, &first.id).await.is_ok());
+        let err = cf.get(&a, &first.id).await.unwrap_err();
+        assert!(matches!(err, InvalidatorError::NoSuchInvalidation(_)));
+        let err = cf.get(DIST, &first.id).await.unwrap_err();
+        assert!(matches!(err, InvalidatorError::NoSuchInvalidation(_)));
+        let (listed, _) = cf.list(&a, None, 100).await.unwrap();
+        assert_eq!(listed.len(), 1);
+        let (listed, _) = cf.list(&b, None, 100).await.unwrap();
+        assert_eq!(listed.len(), 2);
+        // The lifecycle is the same.
+        tokio::time::advance(COMPLETION).await;
+        assert_eq!(
+            cf.get(&b, &first.id).await.unwrap().status,
+            Status::Completed
+        );
+        cf.create(&a, "r3", &exact(3000, "c")).await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unknown_tenant_is_entity_not_found_and_ids_do_not_cross() {
+        let cf = cf().with_tenants(["dt_a".to_owned()]);
+        let err = cf
+            .create(&tenant("dt_nope"), "r", &paths(&["/a"]))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, InvalidatorError::NoSuchDistribution(t) if t.contains("EntityNotFound")),
+            "{err:?}"
+        );
+        assert!(cf.list(&tenant("dt_nope"), None, 10).await.is_err());
+        // A distribution is no tenant, and a tenant no distribution.
+        assert!(cf.list(&tenant(DIST), None, 10).await.is_err());
+        let err = cf.create("dt_a", "r", &paths(&["/a"])).await.unwrap_err();
+        assert!(matches!(err, InvalidatorError::NoSuchDistribution(_)));
+        assert!(cf.created().is_empty());
     }
 }

@@ -127,7 +127,9 @@ pub fn write_text(status: &Status, out: &mut dyn Write) -> io::Result<()> {
             };
             [
                 alias.clone(),
-                d.id.clone(),
+                // A tenant by its tenant id: its distribution's id is
+                // shared by every tenant of it.
+                d.tenant_id.clone().unwrap_or_else(|| d.id.clone()),
                 d.pending_paths.to_string(),
                 age(d.oldest_pending_seconds),
                 format!("{}/{}", d.inflight_exact, d.inflight_wildcard),
@@ -203,6 +205,7 @@ mod tests {
             "www".into(),
             DistributionStatus {
                 id: "E2ABCDEF123456".into(),
+                tenant_id: None,
                 pending_paths: 4,
                 oldest_pending_seconds: 75,
                 inflight_exact: 12,

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
 use crate::budget::{AnyStore, LedgerError, LedgerState, LedgerStore};
-use crate::cloudfront::invalidator::{Invalidation, Invalidator, InvalidatorError};
+use crate::cloudfront::invalidator::{Invalidation, Invalidator, InvalidatorError, Target};
 use crate::coordination::{Answer, AnyTable, Call, LeaseTable};
 use crate::pending::MessageId;
 use crate::pipeline::{self, Effect};
@@ -151,16 +151,16 @@ impl<Q: Queue, I: Invalidator> Effects<Q, I> {
         self.leader_until = Some(until);
     }
 
-    /// Calls CreateInvalidation for `batch`.
-    pub fn create(&self, alias: &str, distribution_id: &str, batch: Batch) {
+    /// Calls CreateInvalidation (or its tenant form) for `batch`.
+    pub fn create(&self, alias: &str, target: &Target, batch: Batch) {
         let (invalidator, done, deadline) =
             (self.invalidator.clone(), self.done.clone(), self.deadline);
         let leader_until = self.leader_until.clone();
-        let (alias, id) = (alias.to_owned(), distribution_id.to_owned());
+        let (alias, target) = (alias.to_owned(), target.clone());
         self.tasks.spawn(async move {
             let result = match lease_bound(leader_until.as_ref(), deadline) {
                 Ok(deadline) => {
-                    let call = invalidator.create(&id, &batch.reference, &batch.paths);
+                    let call = invalidator.create(&target, &batch.reference, &batch.paths);
                     within(deadline, call).await
                 }
                 Err(e) => Err(e),
@@ -186,7 +186,7 @@ impl<Q: Queue, I: Invalidator> Effects<Q, I> {
     /// after the other, and scans their month for the budget with `scan`.
     pub fn reconcile(
         &self,
-        aliases: Vec<(String, String)>,
+        aliases: Vec<(String, Target)>,
         now: Instant,
         wall: SystemTime,
         scan: Option<ScanBasis>,
@@ -198,7 +198,7 @@ impl<Q: Queue, I: Invalidator> Effects<Q, I> {
         );
         let deadline = self.deadline;
         self.tasks.spawn(async move {
-            for (alias, id) in aliases {
+            for (alias, target) in aliases {
                 let result = within(deadline, tracker.reconcile(&alias, now, wall))
                     .await
                     .map(|_| ());
@@ -208,7 +208,7 @@ impl<Q: Queue, I: Invalidator> Effects<Q, I> {
                             deadline,
                             external::scan(
                                 &invalidator,
-                                &id,
+                                &target,
                                 basis.month_start,
                                 |id| basis.seen.contains(id),
                                 SCAN_PAGES,

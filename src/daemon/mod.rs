@@ -26,7 +26,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::budget::{AnyStore, FileStore};
 use crate::clock::{Clock, Millis, Now};
-use crate::cloudfront::invalidator::{Invalidation, Invalidator, InvalidatorError};
+use crate::cloudfront::invalidator::{Invalidation, Invalidator, InvalidatorError, Target};
 use crate::config::BudgetConfig;
 use crate::config::Config;
 use crate::decode::{RejectReason, Router};
@@ -103,8 +103,8 @@ pub struct Daemon<Q, I> {
     router: Router,
     submitter: Submitter,
     ledger: Ledger,
-    /// Alias → CloudFront distribution id.
-    ids: HashMap<String, String>,
+    /// Alias → what its calls name: a distribution, or a tenant.
+    targets: HashMap<String, Target>,
     clock: Clock,
     poll_interval: Duration,
     reconcile_interval: Duration,
@@ -175,10 +175,10 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
                 AnyStore::File(FileStore::new(config.budget.ledger_path.clone())),
                 config.budget.clone(),
             ),
-            ids: config
+            targets: config
                 .distributions
                 .iter()
-                .map(|(alias, d)| (alias.clone(), d.id.clone()))
+                .map(|(alias, d)| (alias.clone(), Target::of(d)))
                 .collect(),
             clock,
             poll_interval,
@@ -502,9 +502,9 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
             None
         };
         let aliases = self
-            .ids
+            .targets
             .iter()
-            .map(|(a, id)| (a.clone(), id.clone()))
+            .map(|(a, target)| (a.clone(), target.clone()))
             .collect();
         effects.reconcile(aliases, now.instant, now.wall, scan);
     }
@@ -524,7 +524,7 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
     }
 
     fn submit(&mut self, alias: &str, now: &Now, effects: &Effects<Q, I>) {
-        let Some(id) = self.ids.get(alias).cloned() else {
+        let Some(target) = self.targets.get(alias).cloned() else {
             return;
         };
         let due = self.pending.due(now.mono).iter().any(|a| a == alias);
@@ -580,7 +580,7 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
                 // says when.
                 self.pending.hold(alias, Millis::MAX);
                 self.calls_hold.insert(alias.to_owned(), hold);
-                effects.create(alias, &id, batch);
+                effects.create(alias, &target, batch);
             }
         }
     }
@@ -799,9 +799,13 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
                 e @ (InvalidatorError::NoSuchDistribution(_) | InvalidatorError::AccessDenied(_)),
             ) => {
                 self.refused.insert(alias.to_owned());
+                let what = match self.targets.get(alias) {
+                    Some(target @ Target::Tenant { .. }) => format!("{alias} ({target})"),
+                    _ => alias.to_owned(),
+                };
                 self.observers.readiness.set(
                     &component,
-                    format!("CloudFront refuses distribution {alias}: {e}"),
+                    format!("CloudFront refuses distribution {what}: {e}"),
                 );
             }
             Err(_) => {}

@@ -365,7 +365,7 @@ mod slow_effects {
     use std::time::SystemTime;
 
     use super::super::*;
-    use crate::cloudfront::invalidator::InvalidationSummary;
+    use crate::cloudfront::invalidator::{InvalidationSummary, Target};
     use crate::cloudfront::simulate::SimulatedCloudFront;
     use crate::path::CfPath;
     use crate::source::local::LocalQueue;
@@ -428,7 +428,7 @@ mod slow_effects {
     impl Invalidator for HangingPolls {
         async fn create(
             &self,
-            distribution_id: &str,
+            distribution_id: impl Into<Target> + Send,
             caller_reference: &str,
             paths: &[CfPath],
         ) -> Result<Invalidation, InvalidatorError> {
@@ -438,7 +438,7 @@ mod slow_effects {
         }
         async fn get(
             &self,
-            distribution_id: &str,
+            distribution_id: impl Into<Target> + Send,
             id: &str,
         ) -> Result<Invalidation, InvalidatorError> {
             if self.hang.load(Ordering::SeqCst) {
@@ -448,7 +448,7 @@ mod slow_effects {
         }
         async fn list(
             &self,
-            distribution_id: &str,
+            distribution_id: impl Into<Target> + Send,
             marker: Option<&str>,
             max_items: i32,
         ) -> Result<(Vec<InvalidationSummary>, Option<String>), InvalidatorError> {

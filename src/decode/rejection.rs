@@ -106,6 +106,11 @@ pub enum Rejection {
     #[error("distribution {name} is neither a configured alias nor a configured id")]
     UnknownDistribution { name: Snippet },
     #[error(
+        "distribution {name} is a multi-tenant distribution: name one of its tenant entries \
+         ({tenants}) by its alias or tenant_id"
+    )]
+    MultiTenantDistribution { name: Snippet, tenants: String },
+    #[error(
         "the request names no distribution and none is the default ([routing] default_distribution)"
     )]
     NoDefaultDistribution,
@@ -130,9 +135,9 @@ impl Rejection {
             | Rejection::UnknownShape { .. }
             | Rejection::Malformed { .. } => RejectReason::Malformed,
             Rejection::InvalidPath { .. } => RejectReason::InvalidPath,
-            Rejection::UnknownDistribution { .. } | Rejection::NoDefaultDistribution => {
-                RejectReason::UnknownDistribution
-            }
+            Rejection::UnknownDistribution { .. }
+            | Rejection::MultiTenantDistribution { .. }
+            | Rejection::NoDefaultDistribution => RejectReason::UnknownDistribution,
             Rejection::UnroutedBucket { .. } => RejectReason::UnroutedBucket,
         }
     }

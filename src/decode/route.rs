@@ -15,6 +15,10 @@ use super::{MAX_PATHS_PER_MESSAGE, PurgeRequest};
 pub struct Router {
     /// Every configured alias and id, to the alias.
     names: HashMap<String, String>,
+    /// Ids that only tenant entries have (multi-tenant distributions), to
+    /// a few of those entries' aliases: named in a request, they get a
+    /// rejection that says what to name instead.
+    multi_tenant: HashMap<String, String>,
     /// Alias for requests that name no distribution.
     default: Option<String>,
     /// `[[routing.s3]]` by bucket, in the order of the file.
@@ -94,13 +98,33 @@ impl KeyMapping {
 impl Router {
     pub fn new(config: &Config) -> Router {
         let mut names = HashMap::new();
+        // A tenant entry by its tenant id, never by its distribution's id,
+        // which several entries share.
         for (alias, d) in &config.distributions {
-            names.insert(d.id.clone(), alias.clone());
+            names.insert(d.routing_id().to_owned(), alias.clone());
         }
         // An alias wins over an equal id of another distribution.
         for alias in config.distributions.keys() {
             names.insert(alias.clone(), alias.clone());
         }
+        let mut tenants: HashMap<String, Vec<&str>> = HashMap::new();
+        for (alias, d) in &config.distributions {
+            if d.tenant_id.is_some() && !names.contains_key(&d.id) {
+                tenants.entry(d.id.clone()).or_default().push(alias);
+            }
+        }
+        let multi_tenant = tenants
+            .into_iter()
+            .map(|(id, aliases)| {
+                // A few are enough to show what to name; there may be
+                // hundreds.
+                let mut shown = aliases[..aliases.len().min(3)].join(", ");
+                if aliases.len() > 3 {
+                    shown.push_str(&format!(" and {} more", aliases.len() - 3));
+                }
+                (id, shown)
+            })
+            .collect();
         let mut buckets: HashMap<String, Vec<Route>> = HashMap::new();
         for r in &config.routing.s3 {
             let distribution = names
@@ -114,6 +138,7 @@ impl Router {
         }
         Router {
             names,
+            multi_tenant,
             default: config.default_distribution().map(|(a, _)| a.to_owned()),
             buckets,
         }
@@ -124,8 +149,14 @@ impl Router {
     pub(super) fn distribution(&self, name: Option<&str>) -> Result<&str, Rejection> {
         match name {
             Some(name) => self.names.get(name).map(String::as_str).ok_or_else(|| {
-                Rejection::UnknownDistribution {
-                    name: Snippet::short(name),
+                match self.multi_tenant.get(name) {
+                    Some(tenants) => Rejection::MultiTenantDistribution {
+                        name: Snippet::short(name),
+                        tenants: tenants.clone(),
+                    },
+                    None => Rejection::UnknownDistribution {
+                        name: Snippet::short(name),
+                    },
                 }
             }),
             None => self
@@ -249,5 +280,61 @@ impl Grouper {
                 s3_removed: Some(removed),
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tenant_tests {
+    use super::super::{decode, rejection::RejectReason};
+    use super::*;
+
+    /// Two tenants of one multi-tenant distribution and an ordinary entry
+    /// on the same distribution.
+    const TENANTS: &str = r#"
+[source]
+kind = "local"
+[distributions.shop-a]
+id = "E3MULTITENANT"
+tenant_id = "dt_2AaAa"
+[distributions.shop-b]
+id = "E3MULTITENANT"
+tenant_id = "dt_2BbBb"
+[distributions.www]
+id = "E2ABCDEF123456"
+"#;
+
+    fn target(body: &str, toml: &str) -> Result<String, RejectReason> {
+        let config = Config::from_parts(Some(toml), "test", std::iter::empty()).unwrap();
+        decode(body, &Router::new(&config))
+            .map(|r| r[0].distribution.clone())
+            .map_err(|e| e.reason())
+    }
+
+    #[test]
+    fn a_tenant_is_named_by_its_alias_or_tenant_id_never_by_the_shared_id() {
+        let named = |name: &str| {
+            target(
+                &format!(r#"{{"distribution": "{name}", "paths": ["/a"]}}"#),
+                TENANTS,
+            )
+        };
+        assert_eq!(named("shop-a").as_deref(), Ok("shop-a"));
+        assert_eq!(named("dt_2BbBb").as_deref(), Ok("shop-b"));
+        assert_eq!(named("E2ABCDEF123456").as_deref(), Ok("www"));
+        assert_eq!(
+            named("E3MULTITENANT"),
+            Err(RejectReason::UnknownDistribution)
+        );
+        let config = Config::from_parts(Some(TENANTS), "test", std::iter::empty()).unwrap();
+        let err = decode(
+            r#"{"distribution": "E3MULTITENANT", "paths": ["/a"]}"#,
+            &Router::new(&config),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "distribution \"E3MULTITENANT\" is a multi-tenant distribution: name one of its \
+             tenant entries (shop-a, shop-b) by its alias or tenant_id"
+        );
     }
 }

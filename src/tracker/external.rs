@@ -11,7 +11,7 @@
 
 use std::time::SystemTime;
 
-use crate::cloudfront::invalidator::{Invalidator, InvalidatorError, MAX_LIST_ITEMS};
+use crate::cloudfront::invalidator::{Invalidator, InvalidatorError, MAX_LIST_ITEMS, Target};
 
 use super::is_ours;
 
@@ -32,14 +32,14 @@ pub struct Found {
     pub items: Vec<crate::path::CfPath>,
 }
 
-/// Lists `distribution_id`'s invalidations created at or after
+/// Lists `target`'s invalidations (a tenant's through the tenant calls) created at or after
 /// `month_start`, newest first, and fetches those `seen` does not know.
 /// Stops at the first page that holds an invalidation older than the month
 /// or holds only seen ones (newer ones were seen first, so older ones
 /// were too), or after `max_pages` pages (the rest waits for the next scan).
 pub async fn scan<I: Invalidator>(
     invalidator: &I,
-    distribution_id: &str,
+    target: &Target,
     month_start: SystemTime,
     seen: impl Fn(&str) -> bool,
     max_pages: usize,
@@ -48,7 +48,7 @@ pub async fn scan<I: Invalidator>(
     let mut marker: Option<String> = None;
     for _ in 0..max_pages {
         let (items, next) = invalidator
-            .list(distribution_id, marker.as_deref(), MAX_LIST_ITEMS)
+            .list(target, marker.as_deref(), MAX_LIST_ITEMS)
             .await?;
         let mut stop = items.iter().all(|s| seen(&s.id));
         for summary in items {
@@ -67,7 +67,7 @@ pub async fn scan<I: Invalidator>(
     }
     let mut found = Vec::with_capacity(fresh.len());
     for id in fresh {
-        let got = invalidator.get(distribution_id, &id).await?;
+        let got = invalidator.get(target, &id).await?;
         let ours = is_ours(&got.caller_reference);
         found.push(Found {
             id: got.id,
@@ -106,7 +106,7 @@ mod tests {
             .await
             .expect("create");
         let month_start = SystemTime::UNIX_EPOCH;
-        let found = scan(&cf, DIST, month_start, |_| false, 10)
+        let found = scan(&cf, &DIST.into(), month_start, |_| false, 10)
             .await
             .expect("scan");
         assert_eq!(found.len(), 2);
@@ -116,14 +116,14 @@ mod tests {
 
         // Seen ones are not fetched again.
         let seen: HashSet<String> = found.iter().map(|f| f.id.clone()).collect();
-        let again = scan(&cf, DIST, month_start, |id| seen.contains(id), 10)
+        let again = scan(&cf, &DIST.into(), month_start, |id| seen.contains(id), 10)
             .await
             .expect("scan");
         assert!(again.is_empty());
         cf.create(DIST, "deploy-tool-2", &paths(&["/d"]))
             .await
             .expect("create");
-        let newer = scan(&cf, DIST, month_start, |id| seen.contains(id), 10)
+        let newer = scan(&cf, &DIST.into(), month_start, |id| seen.contains(id), 10)
             .await
             .expect("scan");
         assert_eq!(newer.len(), 1);
@@ -137,7 +137,9 @@ mod tests {
             .await
             .expect("create");
         let later = SystemTime::now() + Duration::from_secs(3600);
-        let found = scan(&cf, DIST, later, |_| false, 10).await.expect("scan");
+        let found = scan(&cf, &DIST.into(), later, |_| false, 10)
+            .await
+            .expect("scan");
         assert!(found.is_empty());
     }
 }

@@ -106,16 +106,16 @@ impl<I: Invalidator> Tracker<I> {
     /// `now` (GetInvalidation) and frees the capacity of those completed.
     /// A failed check is reported and the others still go ahead.
     pub async fn poll(&self, alias: &str, now: Instant) -> PollReport {
-        let (distribution_id, due) = {
+        let (target, due) = {
             let view = self.view();
-            let Some(id) = view.distribution_id(alias) else {
+            let Some(target) = view.target(alias) else {
                 return PollReport::default();
             };
-            (id.to_owned(), view.to_poll(alias, now, self.poll_interval))
+            (target.clone(), view.to_poll(alias, now, self.poll_interval))
         };
         let mut report = PollReport::default();
         for id in due {
-            let answer = self.invalidator.get(&distribution_id, &id).await;
+            let answer = self.invalidator.get(&target, &id).await;
             let mut view = self.view();
             match answer {
                 Ok(got) if got.status.is_completed() => {
@@ -166,13 +166,9 @@ impl<I: Invalidator> Tracker<I> {
         wall: SystemTime,
         page_size: i32,
     ) -> Result<ReconcileReport, InvalidatorError> {
-        let distribution_id = self
-            .view()
-            .distribution_id(alias)
-            .map(str::to_owned)
-            .ok_or_else(|| {
-                InvalidatorError::NoSuchDistribution(format!("no distribution aliased {alias}"))
-            })?;
+        let target = self.view().target(alias).cloned().ok_or_else(|| {
+            InvalidatorError::NoSuchDistribution(format!("no distribution aliased {alias}"))
+        })?;
 
         let mut report = ReconcileReport::default();
         let mut in_progress = Vec::new();
@@ -180,7 +176,7 @@ impl<I: Invalidator> Tracker<I> {
         loop {
             let (items, next) = self
                 .invalidator
-                .list(&distribution_id, marker.as_deref(), page_size)
+                .list(&target, marker.as_deref(), page_size)
                 .await?;
             report.pages += 1;
             let all_completed = items.iter().all(|s| s.status.is_completed());
@@ -206,7 +202,7 @@ impl<I: Invalidator> Tracker<I> {
                     continue;
                 }
             }
-            let got = self.invalidator.get(&distribution_id, &summary.id).await?;
+            let got = self.invalidator.get(&target, &summary.id).await?;
             if got.status.is_completed() {
                 continue;
             }

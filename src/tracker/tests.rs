@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use super::*;
-use crate::cloudfront::invalidator::{InvalidationSummary, Status};
+use crate::cloudfront::invalidator::{InvalidationSummary, Status, Target};
 use crate::cloudfront::simulate::SimulatedCloudFront;
 use crate::config::DistributionConfig;
 use crate::path::CfPath;
@@ -39,7 +39,7 @@ impl Counting {
 impl Invalidator for Counting {
     async fn create(
         &self,
-        distribution_id: &str,
+        distribution_id: impl Into<Target> + Send,
         caller_reference: &str,
         paths: &[CfPath],
     ) -> Result<Invalidation, InvalidatorError> {
@@ -48,14 +48,18 @@ impl Invalidator for Counting {
             .await
     }
 
-    async fn get(&self, distribution_id: &str, id: &str) -> Result<Invalidation, InvalidatorError> {
+    async fn get(
+        &self,
+        distribution_id: impl Into<Target> + Send,
+        id: &str,
+    ) -> Result<Invalidation, InvalidatorError> {
         self.gets.fetch_add(1, Ordering::SeqCst);
         self.inner.get(distribution_id, id).await
     }
 
     async fn list(
         &self,
-        distribution_id: &str,
+        distribution_id: impl Into<Target> + Send,
         marker: Option<&str>,
         max_items: i32,
     ) -> Result<(Vec<InvalidationSummary>, Option<String>), InvalidatorError> {

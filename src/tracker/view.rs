@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-use crate::cloudfront::invalidator::{Invalidation, Status};
+use crate::cloudfront::invalidator::{Invalidation, Status, Target};
 use crate::config::DistributionConfig;
 use crate::path::{CfPath, PathKind};
 use crate::planner::Capacity;
@@ -96,8 +96,8 @@ struct Ours {
 /// One distribution's in-flight state.
 #[derive(Clone, Debug)]
 struct Distribution {
-    /// CloudFront's distribution id, for the calls.
-    id: String,
+    /// What the calls name: the distribution, or the tenant.
+    target: Target,
     /// `max_inflight_paths`: exact paths cfpurge lets be in progress,
     /// others' included.
     max_exact: usize,
@@ -178,7 +178,7 @@ impl InflightView {
             .into_iter()
             .map(|(alias, config)| {
                 let d = Distribution {
-                    id: config.id.clone(),
+                    target: Target::of(config),
                     max_exact: config.max_inflight_paths,
                     max_wildcard: config.max_inflight_wildcards,
                     ours: BTreeMap::new(),
@@ -199,9 +199,9 @@ impl InflightView {
         self.distributions.keys().map(String::as_str)
     }
 
-    /// CloudFront's id of the distribution `alias`.
-    pub fn distribution_id(&self, alias: &str) -> Option<&str> {
-        self.distributions.get(alias).map(|d| d.id.as_str())
+    /// What the calls for `alias` name: its distribution, or its tenant.
+    pub fn target(&self, alias: &str) -> Option<&Target> {
+        self.distributions.get(alias).map(|d| &d.target)
     }
 
     /// An invalidation of ours CloudFront has just accepted (`now`). A

@@ -755,3 +755,271 @@ async fn limits_and_durations_can_be_changed_at_run_time() {
     tokio::time::advance(Duration::from_secs(5)).await;
     created_id(create(&client, DIST, "cfpurge-2", &paths("b", 1)).await);
 }
+
+const TENANT_A: &str = "dt_2TenantAaaa";
+const TENANT_B: &str = "dt_2TenantBbbb";
+
+type TenantCreateResult = Result<
+    aws_sdk_cloudfront::operation::create_invalidation_for_distribution_tenant::CreateInvalidationForDistributionTenantOutput,
+    SdkError<aws_sdk_cloudfront::operation::create_invalidation_for_distribution_tenant::CreateInvalidationForDistributionTenantError>,
+>;
+
+/// The fake with one distribution and two tenants.
+async fn fake_with_tenants() -> FakeCloudFront {
+    let fake = fake().await;
+    fake.add_tenant(TENANT_A);
+    fake.add_tenant(TENANT_B);
+    fake
+}
+
+async fn create_for_tenant(
+    client: &Client,
+    tenant: &str,
+    caller_reference: &str,
+    paths: &[String],
+) -> TenantCreateResult {
+    client
+        .create_invalidation_for_distribution_tenant()
+        .id(tenant)
+        .invalidation_batch(batch(caller_reference, paths))
+        .send()
+        .await
+}
+
+fn tenant_created_id(result: TenantCreateResult) -> String {
+    let output = result.expect("create for tenant");
+    output.invalidation().expect("invalidation").id().to_owned()
+}
+
+async fn tenant_status(client: &Client, tenant: &str, id: &str) -> String {
+    client
+        .get_invalidation_for_distribution_tenant()
+        .distribution_tenant_id(tenant)
+        .id(id)
+        .send()
+        .await
+        .expect("get invalidation for tenant")
+        .invalidation()
+        .expect("invalidation")
+        .status()
+        .to_owned()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_tenant_has_the_same_lifecycle_limits_and_references_on_its_own() {
+    let fake = fake_with_tenants().await;
+    let client = fake.client();
+
+    // Lifecycle and the Location of the tenant's invalidation.
+    let output = create_for_tenant(&client, TENANT_A, "cfpurge-1", &paths("a", 2_990))
+        .await
+        .expect("create");
+    let id = output.invalidation().expect("invalidation").id().to_owned();
+    assert_eq!(output.invalidation().unwrap().status(), "InProgress");
+    assert_eq!(
+        output.location(),
+        Some(
+            format!(
+                "{}/2020-05-31/distribution-tenant/{TENANT_A}/invalidation/{id}",
+                fake.endpoint()
+            )
+            .as_str()
+        )
+    );
+    assert_eq!(tenant_status(&client, TENANT_A, &id).await, "InProgress");
+
+    // The limits are the tenant's: 3,000 exact, 15 wildcards, the new
+    // batch counted; another tenant and the distribution are apart.
+    let refused = create_for_tenant(&client, TENANT_A, "cfpurge-2", &paths("b", 11)).await;
+    assert_eq!(
+        code_and_status(refused),
+        ("TooManyInvalidationsInProgress".to_owned(), 400)
+    );
+    tenant_created_id(create_for_tenant(&client, TENANT_A, "cfpurge-2", &paths("b", 10)).await);
+    tenant_created_id(create_for_tenant(&client, TENANT_A, "cfpurge-3", &wildcards("w", 15)).await);
+    let refused = create_for_tenant(&client, TENANT_A, "cfpurge-4", &wildcards("x", 1)).await;
+    assert_eq!(
+        code_and_status(refused),
+        ("TooManyInvalidationsInProgress".to_owned(), 400)
+    );
+    tenant_created_id(create_for_tenant(&client, TENANT_B, "cfpurge-4", &paths("c", 3_000)).await);
+    created_id(create(&client, DIST, "cfpurge-4", &paths("d", 3_000)).await);
+    assert_eq!(fake.peak_inflight(TENANT_A), (3_000, 15));
+    assert_eq!(fake.inflight(TENANT_B), (3_000, 0));
+
+    // CallerReference: the same batch replays, other paths conflict; per
+    // tenant.
+    let again = create_for_tenant(&client, TENANT_A, "cfpurge-1", &paths("a", 2_990)).await;
+    assert_eq!(tenant_created_id(again), id);
+    let conflict = create_for_tenant(&client, TENANT_A, "cfpurge-1", &paths("z", 1)).await;
+    assert_eq!(
+        code_and_status(conflict),
+        ("InvalidationBatchAlreadyExists".to_owned(), 409)
+    );
+
+    // Listing: the tenant's own, newest first, paged with markers.
+    let page = client
+        .list_invalidations_for_distribution_tenant()
+        .id(TENANT_A)
+        .max_items(2)
+        .send()
+        .await
+        .expect("list")
+        .invalidation_list
+        .expect("list");
+    assert!(page.is_truncated());
+    assert_eq!(page.items().len(), 2);
+    let rest = client
+        .list_invalidations_for_distribution_tenant()
+        .id(TENANT_A)
+        .marker(page.next_marker().expect("marker"))
+        .send()
+        .await
+        .expect("list")
+        .invalidation_list
+        .expect("list");
+    assert_eq!(rest.items().len(), 1);
+    assert_eq!(rest.items()[0].id(), id);
+    assert!(!rest.is_truncated());
+
+    // Completion frees the tenant's capacity.
+    tokio::time::advance(IN_PROGRESS).await;
+    assert_eq!(tenant_status(&client, TENANT_A, &id).await, "Completed");
+    tenant_created_id(create_for_tenant(&client, TENANT_A, "cfpurge-5", &paths("e", 3_000)).await);
+    let ops: Vec<Operation> = fake
+        .calls()
+        .iter()
+        .map(|c| c.operation)
+        .filter(|op| op.is_tenant())
+        .collect();
+    assert!(ops.contains(&Operation::CreateInvalidationForDistributionTenant));
+    assert!(ops.contains(&Operation::GetInvalidationForDistributionTenant));
+    assert!(ops.contains(&Operation::ListInvalidationsForDistributionTenant));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unknown_tenant_is_entity_not_found_and_ids_do_not_cross() {
+    let fake = fake_with_tenants().await;
+    let client = fake.client();
+    let missing = create_for_tenant(&client, "dt_2Nope", "cfpurge-1", &paths("a", 1)).await;
+    let err = missing.as_ref().expect_err("unknown tenant");
+    assert!(
+        err.as_service_error()
+            .is_some_and(|e| e.is_entity_not_found())
+    );
+    assert_eq!(code_and_status(missing), ("EntityNotFound".to_owned(), 404));
+    let listed = client
+        .list_invalidations_for_distribution_tenant()
+        .id("dt_2Nope")
+        .send()
+        .await;
+    assert_eq!(code_and_status(listed), ("EntityNotFound".to_owned(), 404));
+    let got = client
+        .get_invalidation_for_distribution_tenant()
+        .distribution_tenant_id("dt_2Nope")
+        .id("INOPE")
+        .send()
+        .await;
+    assert_eq!(code_and_status(got), ("EntityNotFound".to_owned(), 404));
+
+    // A distribution is no tenant and a tenant no distribution.
+    let as_tenant = create_for_tenant(&client, DIST, "cfpurge-1", &paths("a", 1)).await;
+    assert_eq!(
+        code_and_status(as_tenant),
+        ("EntityNotFound".to_owned(), 404)
+    );
+    let as_distribution = create(&client, TENANT_A, "cfpurge-1", &paths("a", 1)).await;
+    assert_eq!(
+        code_and_status(as_distribution),
+        ("NoSuchDistribution".to_owned(), 404)
+    );
+    // An invalidation of one tenant is not found on another.
+    let id =
+        tenant_created_id(create_for_tenant(&client, TENANT_A, "cfpurge-1", &paths("a", 1)).await);
+    let got = client
+        .get_invalidation_for_distribution_tenant()
+        .distribution_tenant_id(TENANT_B)
+        .id(&id)
+        .send()
+        .await;
+    assert_eq!(code_and_status(got), ("NoSuchInvalidation".to_owned(), 404));
+    // Path rules and quantities as for a distribution.
+    let bad = create_for_tenant(&client, TENANT_A, "cfpurge-2", &["no-slash".to_owned()]).await;
+    assert_eq!(code_and_status(bad), ("InvalidArgument".to_owned(), 400));
+    let inconsistent = client
+        .create_invalidation_for_distribution_tenant()
+        .id(TENANT_A)
+        .invalidation_batch(batch_with_quantity("cfpurge-3", &paths("q", 2), 3))
+        .send()
+        .await;
+    assert_eq!(
+        code_and_status(inconsistent),
+        ("InconsistentQuantities".to_owned(), 400)
+    );
+    assert_eq!(fake.invalidations(TENANT_A).len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn faults_and_the_create_rate_hit_the_tenant_calls_too() {
+    let fake = fake_with_tenants().await;
+    let client = fake.client();
+    for (i, (fault, code, status)) in [
+        (Fault::Throttling, "Throttling", 400),
+        (Fault::ServiceUnavailable, "ServiceUnavailable", 503),
+        (
+            Fault::TooManyInvalidationsInProgress,
+            "TooManyInvalidationsInProgress",
+            400,
+        ),
+        (Fault::BatchTooLarge, "BatchTooLarge", 413),
+        (Fault::InvalidArgument, "InvalidArgument", 400),
+        (
+            Fault::InvalidationBatchAlreadyExists,
+            "InvalidationBatchAlreadyExists",
+            409,
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        fake.faults().fail_next(fault, 1);
+        let reference = format!("cfpurge-{i}");
+        let failed = create_for_tenant(&client, TENANT_A, &reference, &paths("f", 1)).await;
+        assert_eq!(
+            code_and_status(failed),
+            (code.to_owned(), status),
+            "{fault:?}"
+        );
+        tenant_created_id(create_for_tenant(&client, TENANT_A, &reference, &paths("f", 1)).await);
+    }
+    assert_eq!(
+        fake.invalidations(TENANT_A).len(),
+        6,
+        "a fault creates nothing"
+    );
+    // Reads see throttling and 503, not the create-only faults.
+    fake.faults().fail_next(Fault::BatchTooLarge, 1);
+    fake.faults().fail_next(Fault::ServiceUnavailable, 1);
+    let listed = client
+        .list_invalidations_for_distribution_tenant()
+        .id(TENANT_A)
+        .send()
+        .await;
+    assert_eq!(
+        code_and_status(listed),
+        ("ServiceUnavailable".to_owned(), 503)
+    );
+    fake.faults().clear();
+
+    // One create rate for the account: tenants' creates and the
+    // distribution's draw on the same bucket.
+    fake.faults().set_rate_limit(Some(RateLimit {
+        per_second: 0.5,
+        burst: 2,
+    }));
+    tenant_created_id(create_for_tenant(&client, TENANT_A, "cfpurge-r1", &paths("r", 1)).await);
+    created_id(create(&client, DIST, "cfpurge-r2", &paths("r", 1)).await);
+    let throttled = create_for_tenant(&client, TENANT_B, "cfpurge-r3", &paths("r", 1)).await;
+    assert_eq!(code_and_status(throttled), ("Throttling".to_owned(), 400));
+    assert_eq!(fake.accepted_create_times().len(), 8);
+}

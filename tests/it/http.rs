@@ -176,6 +176,7 @@ fn sample_status() -> Status {
         "www".into(),
         DistributionStatus {
             id: "E2ABCDEF123456".into(),
+            tenant_id: None,
             pending_paths: 3,
             oldest_pending_seconds: 4,
             inflight_exact: 12,

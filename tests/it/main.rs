@@ -17,3 +17,4 @@ mod run;
 mod shutdown;
 mod sqs;
 mod support;
+mod tenants;

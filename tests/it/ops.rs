@@ -40,6 +40,18 @@ const CLOUDFRONT_OPERATIONS: &[(&str, &str)] = &[
     ("get_distribution", "cloudfront:GetDistribution"),
     ("get_invalidation", "cloudfront:GetInvalidation"),
     ("list_invalidations", "cloudfront:ListInvalidations"),
+    (
+        "create_invalidation_for_distribution_tenant",
+        "cloudfront:CreateInvalidationForDistributionTenant",
+    ),
+    (
+        "get_invalidation_for_distribution_tenant",
+        "cloudfront:GetInvalidationForDistributionTenant",
+    ),
+    (
+        "list_invalidations_for_distribution_tenant",
+        "cloudfront:ListInvalidationsForDistributionTenant",
+    ),
 ];
 
 /// S3's operations (listing the buckets of `catalog = "s3"`).
@@ -216,7 +228,11 @@ fn policy_statements() -> Vec<(String, Vec<String>, Vec<String>)> {
                 let service = action.split(':').next().unwrap();
                 let prefix = match service {
                     "sqs" => "arn:aws:sqs:REGION:ACCOUNT_ID:",
-                    // CloudFront is global: its ARNs have no region.
+                    // CloudFront is global: its ARNs have no region. A
+                    // tenant's calls are authorised on the tenant.
+                    "cloudfront" if action.ends_with("ForDistributionTenant") => {
+                        "arn:aws:cloudfront::ACCOUNT_ID:distribution-tenant/"
+                    }
                     "cloudfront" => "arn:aws:cloudfront::ACCOUNT_ID:distribution/",
                     // ListBucket is on the bucket itself, never its objects.
                     "s3" => "arn:aws:s3:::",
@@ -252,6 +268,9 @@ fn iam_policy_allows_exactly_the_operations_the_code_calls() {
         "cloudfront:CreateInvalidation",
         "cloudfront:GetInvalidation",
         "cloudfront:ListInvalidations",
+        "cloudfront:CreateInvalidationForDistributionTenant",
+        "cloudfront:GetInvalidationForDistributionTenant",
+        "cloudfront:ListInvalidationsForDistributionTenant",
         "s3:ListBucket",
         "dynamodb:GetItem",
         "dynamodb:PutItem",

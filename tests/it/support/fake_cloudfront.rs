@@ -12,8 +12,12 @@
 //! call is recorded for the tests to inspect.
 //!
 //! It answers three operations only: CreateInvalidation, GetInvalidation and
-//! ListInvalidations. The XML shapes follow the SDK's deserializers
-//! (`protocol_serde/shape_invalidation*.rs`, `rest_xml_wrapped_errors.rs`).
+//! ListInvalidations, and their `...ForDistributionTenant` forms for the
+//! tenants added with [`FakeCloudFront::add_tenant`] (moto has none of
+//! them): the same limits (per tenant), lifecycle, CallerReference rules and
+//! faults, an unknown tenant answered `EntityNotFound`. The XML shapes follow
+//! the SDK's deserializers (`protocol_serde/shape_invalidation*.rs`,
+//! `shape_*_for_distribution_tenant*.rs`, `rest_xml_wrapped_errors.rs`).
 //! Its own tests are in `tests/it/fake_cloudfront.rs`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -55,6 +59,75 @@ pub enum Operation {
     CreateInvalidation,
     GetInvalidation,
     ListInvalidations,
+    CreateInvalidationForDistributionTenant,
+    GetInvalidationForDistributionTenant,
+    ListInvalidationsForDistributionTenant,
+}
+
+impl Operation {
+    /// CreateInvalidation or its tenant form: the create-specific faults
+    /// and the create rate limit apply.
+    pub fn is_create(self) -> bool {
+        matches!(
+            self,
+            Operation::CreateInvalidation | Operation::CreateInvalidationForDistributionTenant
+        )
+    }
+
+    /// One of the `...ForDistributionTenant` forms.
+    pub fn is_tenant(self) -> bool {
+        matches!(
+            self,
+            Operation::CreateInvalidationForDistributionTenant
+                | Operation::GetInvalidationForDistributionTenant
+                | Operation::ListInvalidationsForDistributionTenant
+        )
+    }
+}
+
+/// Which calls a request came through: a distribution's, or a tenant's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Distribution,
+    Tenant,
+}
+
+impl Kind {
+    /// (create, get, list) of this kind.
+    fn operations(self) -> (Operation, Operation, Operation) {
+        match self {
+            Kind::Distribution => (
+                Operation::CreateInvalidation,
+                Operation::GetInvalidation,
+                Operation::ListInvalidations,
+            ),
+            Kind::Tenant => (
+                Operation::CreateInvalidationForDistributionTenant,
+                Operation::GetInvalidationForDistributionTenant,
+                Operation::ListInvalidationsForDistributionTenant,
+            ),
+        }
+    }
+
+    /// The URL segment before the id.
+    fn segment(self) -> &'static str {
+        match self {
+            Kind::Distribution => "distribution",
+            Kind::Tenant => "distribution-tenant",
+        }
+    }
+
+    /// The answer for an id this kind of call does not know.
+    fn missing(self) -> ApiError {
+        match self {
+            Kind::Distribution => ApiError::no_such_distribution(),
+            Kind::Tenant => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "EntityNotFound",
+                "The entity was not found.",
+            ),
+        }
+    }
 }
 
 /// An error the fake can be told to answer with.
@@ -64,7 +137,8 @@ pub enum Fault {
     Throttling,
     /// 503 `ServiceUnavailable` (any operation; the SDK retries it).
     ServiceUnavailable,
-    /// 400 `TooManyInvalidationsInProgress` (CreateInvalidation only).
+    /// 400 `TooManyInvalidationsInProgress` (creates only, a tenant's too;
+    /// likewise the three below).
     TooManyInvalidationsInProgress,
     /// 413 `BatchTooLarge` (CreateInvalidation only).
     BatchTooLarge,
@@ -88,8 +162,7 @@ impl Fault {
     /// Whether this fault can hit `op`: AWS answers the create-specific
     /// errors only to CreateInvalidation.
     fn applies_to(self, op: Operation) -> bool {
-        matches!(self, Fault::Throttling | Fault::ServiceUnavailable)
-            || op == Operation::CreateInvalidation
+        matches!(self, Fault::Throttling | Fault::ServiceUnavailable) || op.is_create()
     }
 
     fn error(self) -> ApiError {
@@ -397,7 +470,11 @@ impl Faults {
 /// What the fake knows, behind one lock (never held across an await).
 #[derive(Debug, Default)]
 struct Store {
+    /// Per distribution or tenant id, its invalidations.
     distributions: HashMap<String, Vec<Invalidation>>,
+    /// The ids in `distributions` that are tenants: reachable only through
+    /// the tenant calls, as distributions only through theirs.
+    tenants: HashSet<String>,
     calls: Vec<Call>,
     /// Peak (exact, wildcard) paths in progress per distribution.
     peaks: HashMap<String, (usize, usize)>,
@@ -408,6 +485,19 @@ struct Store {
 }
 
 impl Store {
+    /// Whether `id` is a known distribution (`Kind::Distribution`) or tenant.
+    fn known(&self, kind: Kind, id: &str) -> bool {
+        self.distributions.contains_key(id) && self.tenants.contains(id) == (kind == Kind::Tenant)
+    }
+
+    /// `id`'s invalidations, if this kind of call knows it.
+    fn invalidations(&self, kind: Kind, id: &str) -> Result<&Vec<Invalidation>, ApiError> {
+        self.distributions
+            .get(id)
+            .filter(|_| self.known(kind, id))
+            .ok_or_else(|| kind.missing())
+    }
+
     fn inflight(&self, dist: &str, now: Instant) -> (usize, usize) {
         let mut counts = (0, 0);
         for inv in self.distributions.get(dist).into_iter().flatten() {
@@ -521,6 +611,14 @@ impl FakeCloudFront {
                 "/2020-05-31/distribution/{dist}/invalidation/{id}",
                 get(get_invalidation),
             )
+            .route(
+                "/2020-05-31/distribution-tenant/{tenant}/invalidation",
+                get(list_invalidations_for_tenant).post(create_invalidation_for_tenant),
+            )
+            .route(
+                "/2020-05-31/distribution-tenant/{tenant}/invalidation/{id}",
+                get(get_invalidation_for_tenant),
+            )
             .with_state(Arc::clone(&shared));
         let server = tokio::spawn(async move {
             axum::serve(listener, app)
@@ -533,6 +631,16 @@ impl FakeCloudFront {
     /// `http://127.0.0.1:PORT`.
     pub fn endpoint(&self) -> String {
         self.shared.endpoint.clone()
+    }
+
+    /// Makes `id` (`dt_...`) a known distribution tenant, reached only
+    /// through the tenant calls (others answer EntityNotFound), with its
+    /// own in-flight limits. Its invalidations, in-flight counts and peaks
+    /// are read by its id with the methods below, as a distribution's.
+    pub fn add_tenant(&self, id: &str) {
+        let mut store = self.shared.store();
+        store.distributions.entry(id.to_owned()).or_default();
+        store.tenants.insert(id.to_owned());
     }
 
     /// Makes `id` a known distribution (others answer NoSuchDistribution).
@@ -565,7 +673,7 @@ impl FakeCloudFront {
 
     /// Someone else's invalidation, in progress, occupying capacity. It
     /// bypasses the limits, path rules and faults. Panics on an unknown
-    /// distribution.
+    /// distribution or tenant.
     pub fn add_external(&self, dist: &str, paths: &[&str], caller_reference: &str) -> Invalidation {
         assert!(
             !caller_reference.starts_with("cfpurge-"),
@@ -646,7 +754,7 @@ impl FakeCloudFront {
             .store()
             .calls
             .iter()
-            .filter(|c| c.operation == Operation::CreateInvalidation && c.outcome.is_success())
+            .filter(|c| c.operation.is_create() && c.outcome.is_success())
             .map(|c| c.at)
             .collect()
     }
@@ -808,7 +916,7 @@ async fn preamble(shared: &Shared, op: Operation) -> Result<(), ApiError> {
     if let Some(fault) = config.roll(op) {
         return Err(fault.error());
     }
-    let throttled = op == Operation::CreateInvalidation
+    let throttled = op.is_create()
         && config
             .rate_limit
             .as_mut()
@@ -1014,9 +1122,14 @@ fn validate(batch: &Batch) -> Result<(String, Vec<String>), ApiError> {
 
 /// The effect of a CreateInvalidation once faults and the rate limit let it
 /// through.
-fn create(shared: &Shared, dist: &str, batch: &Batch) -> Result<(Invalidation, bool), ApiError> {
-    if !shared.store().distributions.contains_key(dist) {
-        return Err(ApiError::no_such_distribution());
+fn create(
+    shared: &Shared,
+    kind: Kind,
+    dist: &str,
+    batch: &Batch,
+) -> Result<(Invalidation, bool), ApiError> {
+    if !shared.store().known(kind, dist) {
+        return Err(kind.missing());
     }
     let (caller_reference, paths) = validate(batch)?;
     let refused = {
@@ -1106,14 +1219,27 @@ async fn create_invalidation(
     Path(dist): Path<String>,
     body: Bytes,
 ) -> Response {
+    create_for(shared, Kind::Distribution, dist, body).await
+}
+
+async fn create_invalidation_for_tenant(
+    State(shared): State<Arc<Shared>>,
+    Path(tenant): Path<String>,
+    body: Bytes,
+) -> Response {
+    create_for(shared, Kind::Tenant, tenant, body).await
+}
+
+async fn create_for(shared: Arc<Shared>, kind: Kind, dist: String, body: Bytes) -> Response {
+    let (operation, _, _) = kind.operations();
     let at = Instant::now();
     let request_id = request_id(&shared);
     let batch = parse_batch(&body);
-    let result = match preamble(&shared, Operation::CreateInvalidation).await {
+    let result = match preamble(&shared, operation).await {
         Ok(()) => batch
             .as_ref()
             .map_err(|e| ApiError::new(e.status, e.code, e.message.clone()))
-            .and_then(|batch| create(&shared, &dist, batch)),
+            .and_then(|batch| create(&shared, kind, &dist, batch)),
         Err(e) => Err(e),
     };
     let batch = batch.unwrap_or_default();
@@ -1123,7 +1249,7 @@ async fn create_invalidation(
         Err(e) => e.outcome(),
     };
     shared.record(Call {
-        operation: Operation::CreateInvalidation,
+        operation,
         distribution: dist.clone(),
         at,
         caller_reference: batch.caller_reference,
@@ -1137,8 +1263,10 @@ async fn create_invalidation(
             let body = invalidation_xml(&shared, &inv, Instant::now());
             let mut response = xml_response(StatusCode::CREATED, &request_id, body);
             let location = format!(
-                "{}/2020-05-31/distribution/{dist}/invalidation/{}",
-                shared.endpoint, inv.id
+                "{}/2020-05-31/{}/{dist}/invalidation/{}",
+                shared.endpoint,
+                kind.segment(),
+                inv.id
             );
             if let Ok(value) = HeaderValue::from_str(&location) {
                 response.headers_mut().insert(header::LOCATION, value);
@@ -1153,30 +1281,37 @@ async fn get_invalidation(
     State(shared): State<Arc<Shared>>,
     Path((dist, id)): Path<(String, String)>,
 ) -> Response {
+    get_for(shared, Kind::Distribution, dist, id).await
+}
+
+async fn get_invalidation_for_tenant(
+    State(shared): State<Arc<Shared>>,
+    Path((tenant, id)): Path<(String, String)>,
+) -> Response {
+    get_for(shared, Kind::Tenant, tenant, id).await
+}
+
+async fn get_for(shared: Arc<Shared>, kind: Kind, dist: String, id: String) -> Response {
+    let (_, operation, _) = kind.operations();
     let at = Instant::now();
     let request_id = request_id(&shared);
-    let result = preamble(&shared, Operation::GetInvalidation)
-        .await
-        .and_then(|()| {
-            let store = shared.store();
-            let invalidations = store
-                .distributions
-                .get(&dist)
-                .ok_or_else(ApiError::no_such_distribution)?;
-            invalidations
-                .iter()
-                .find(|inv| inv.id == id)
-                .cloned()
-                .ok_or_else(|| {
-                    ApiError::new(
-                        StatusCode::NOT_FOUND,
-                        "NoSuchInvalidation",
-                        "The specified invalidation does not exist.",
-                    )
-                })
-        });
+    let result = preamble(&shared, operation).await.and_then(|()| {
+        let store = shared.store();
+        let invalidations = store.invalidations(kind, &dist)?;
+        invalidations
+            .iter()
+            .find(|inv| inv.id == id)
+            .cloned()
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "NoSuchInvalidation",
+                    "The specified invalidation does not exist.",
+                )
+            })
+    });
     shared.record(Call {
-        operation: Operation::GetInvalidation,
+        operation,
         distribution: dist,
         at,
         caller_reference: None,
@@ -1201,14 +1336,32 @@ async fn list_invalidations(
     Path(dist): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
+    list_for(shared, Kind::Distribution, dist, query).await
+}
+
+async fn list_invalidations_for_tenant(
+    State(shared): State<Arc<Shared>>,
+    Path(tenant): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    list_for(shared, Kind::Tenant, tenant, query).await
+}
+
+async fn list_for(
+    shared: Arc<Shared>,
+    kind: Kind,
+    dist: String,
+    query: HashMap<String, String>,
+) -> Response {
+    let (_, _, operation) = kind.operations();
     let at = Instant::now();
     let request_id = request_id(&shared);
-    let result = match preamble(&shared, Operation::ListInvalidations).await {
-        Ok(()) => list(&shared, &dist, &query),
+    let result = match preamble(&shared, operation).await {
+        Ok(()) => list(&shared, kind, &dist, &query),
         Err(e) => Err(e),
     };
     shared.record(Call {
-        operation: Operation::ListInvalidations,
+        operation,
         distribution: dist,
         at,
         caller_reference: None,
@@ -1227,7 +1380,12 @@ async fn list_invalidations(
 
 /// One ListInvalidations page, newest first; `Marker` is the id of the
 /// last invalidation of the previous page (its `NextMarker`).
-fn list(shared: &Shared, dist: &str, query: &HashMap<String, String>) -> Result<String, ApiError> {
+fn list(
+    shared: &Shared,
+    kind: Kind,
+    dist: &str,
+    query: &HashMap<String, String>,
+) -> Result<String, ApiError> {
     let max_items = match query.get("MaxItems") {
         None => DEFAULT_MAX_ITEMS,
         Some(text) => text
@@ -1238,13 +1396,7 @@ fn list(shared: &Shared, dist: &str, query: &HashMap<String, String>) -> Result<
     };
     let marker = query.get("Marker").map(String::as_str).unwrap_or("");
     let store = shared.store();
-    let newest_first: Vec<&Invalidation> = store
-        .distributions
-        .get(dist)
-        .ok_or_else(ApiError::no_such_distribution)?
-        .iter()
-        .rev()
-        .collect();
+    let newest_first: Vec<&Invalidation> = store.invalidations(kind, dist)?.iter().rev().collect();
     let start = if marker.is_empty() {
         0
     } else {
