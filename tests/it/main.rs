@@ -16,4 +16,5 @@ mod replicas;
 mod run;
 mod shutdown;
 mod sqs;
+mod tags;
 mod support;
