@@ -1964,6 +1964,31 @@ mod tests {
     }
 
     #[test]
+    fn skip_patterns_are_compiled_at_load_and_named_by_index() {
+        let mut cfg = minimal();
+        cfg.routing.skip = vec![
+            r"\.[0-9a-f]{8}\.js$".into(),
+            "(".into(),
+            String::new(),
+            "[z-a]".into(),
+        ];
+        let problems: Vec<String> = cfg.problems().iter().map(|p| p.to_string()).collect();
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(
+            problems[0].starts_with("routing.skip[1] \"(\" is not a valid regular expression: regex parse error:"),
+            "{problems:?}"
+        );
+        assert!(!problems[0].contains('\n'));
+        assert_eq!(
+            problems[1],
+            "routing.skip[2] is empty: it would match every path and purge nothing"
+        );
+        assert!(problems[2].starts_with("routing.skip[3] \"[z-a]\""), "{problems:?}");
+        cfg.routing.skip.truncate(1);
+        assert!(cfg.problems().is_empty());
+    }
+
+    #[test]
     fn sqs_needs_a_queue_url_and_local_does_not() {
         let mut cfg = minimal();
         cfg.source.queue_url = None;
