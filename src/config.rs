@@ -1276,7 +1276,11 @@ impl Config {
             if let Err(e) = regex::Regex::new(pattern) {
                 // The regex crate's message spans lines (the pattern, a
                 // caret, the error): one line here.
-                let detail = e.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
+                let detail = e
+                    .to_string()
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ");
                 v.push(
                     &format!("routing.skip[{i}]"),
                     format!("{pattern:?} is not a valid regular expression: {detail}"),
@@ -1290,10 +1294,18 @@ impl Config {
         }
         // Each may compile and the set still not (its size limit counts
         // them all): the daemon uses the set.
-        if self.routing.skip.iter().all(|p| regex::Regex::new(p).is_ok())
+        if self
+            .routing
+            .skip
+            .iter()
+            .all(|p| regex::Regex::new(p).is_ok())
             && let Err(e) = regex::RegexSet::new(&self.routing.skip)
         {
-            let detail = e.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
+            let detail = e
+                .to_string()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
             v.push(
                 "routing.skip",
                 format!("the patterns cannot be compiled together: {detail}"),
@@ -1975,7 +1987,9 @@ mod tests {
         let problems: Vec<String> = cfg.problems().iter().map(|p| p.to_string()).collect();
         assert_eq!(problems.len(), 3, "{problems:?}");
         assert!(
-            problems[0].starts_with("routing.skip[1] \"(\" is not a valid regular expression: regex parse error:"),
+            problems[0].starts_with(
+                "routing.skip[1] \"(\" is not a valid regular expression: regex parse error:"
+            ),
             "{problems:?}"
         );
         assert!(!problems[0].contains('\n'));
@@ -1983,7 +1997,10 @@ mod tests {
             problems[1],
             "routing.skip[2] is empty: it would match every path and purge nothing"
         );
-        assert!(problems[2].starts_with("routing.skip[3] \"[z-a]\""), "{problems:?}");
+        assert!(
+            problems[2].starts_with("routing.skip[3] \"[z-a]\""),
+            "{problems:?}"
+        );
         cfg.routing.skip.truncate(1);
         assert!(cfg.problems().is_empty());
     }

@@ -764,9 +764,7 @@ mod tests {
                 ));
                 expected.push(format!("cfpurge_inflight_paths{{{d},kind=\"{kind}\"}}"));
             }
-            expected.push(format!(
-                "cfpurge_paths_submitted_total{{{d},kind=\"tag\"}}"
-            ));
+            expected.push(format!("cfpurge_paths_submitted_total{{{d},kind=\"tag\"}}"));
             for code in CONTRACT_CODES {
                 expected.push(format!(
                     "cfpurge_cloudfront_errors_total{{code=\"{code}\",{d}}}"

@@ -552,7 +552,10 @@ mod tests {
         assert!(CfPath::tag(&all).is_ok());
         assert!(CfPath::tag("a#b").is_ok());
         assert_eq!(
-            CfPath::tag(&"t".repeat(MAX_TAG_LEN)).unwrap().as_str().len(),
+            CfPath::tag(&"t".repeat(MAX_TAG_LEN))
+                .unwrap()
+                .as_str()
+                .len(),
             MAX_TAG_LEN + 1
         );
         assert_eq!(
@@ -586,7 +589,10 @@ mod tests {
             CfPath::parse_item("/a b").unwrap(),
             CfPath::parse("/a b").unwrap()
         );
-        assert_eq!(CfPath::parse_item("#"), Err(ItemError::Tag(TagError::Empty)));
+        assert_eq!(
+            CfPath::parse_item("#"),
+            Err(ItemError::Tag(TagError::Empty))
+        );
         assert_eq!(
             CfPath::parse_item("a"),
             Err(ItemError::Path(PathError::MissingLeadingSlash))

@@ -204,9 +204,13 @@ fn check_path(path: &str) -> Result<(), InvalidatorError> {
         )))
     };
     if let Some(tag) = path.strip_prefix('#') {
-        let visible = tag.bytes().all(|b| b.is_ascii_graphic() && b != b',' && b != b'*');
+        let visible = tag
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b',' && b != b'*');
         if tag.is_empty() || tag.len() > MAX_TAG_LEN || !visible {
-            return invalid("is not a cache tag (1 to 256 visible ASCII characters without \",\" or \"*\")");
+            return invalid(
+                "is not a cache tag (1 to 256 visible ASCII characters without \",\" or \"*\")",
+            );
         }
         return Ok(());
     }

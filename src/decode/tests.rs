@@ -1380,9 +1380,17 @@ fn paths_and_tags_together_are_at_most_3000() {
         "2998 paths and 3 tags; at most 3000 together are allowed in one message"
     );
     // Case duplicates still count as entries: the limit is on the request.
-    let tags: Vec<String> = (0..=MAX_PATHS_PER_MESSAGE).map(|_| "same".to_owned()).collect();
+    let tags: Vec<String> = (0..=MAX_PATHS_PER_MESSAGE)
+        .map(|_| "same".to_owned())
+        .collect();
     let e = tagged(&json!({ "tags": tags }).to_string()).unwrap_err();
-    assert_eq!(e, Rejection::TooManyEntries { paths: 0, tags: 3001 });
+    assert_eq!(
+        e,
+        Rejection::TooManyEntries {
+            paths: 0,
+            tags: 3001
+        }
+    );
 }
 
 #[test]
@@ -1410,7 +1418,10 @@ fn every_tag_rule_is_invalid_tag_naming_the_entry() {
             "tags[0] \"a\\nb\": character '\\n' at character 2 is not allowed in a tag (visible ASCII only, without \",\" and \"*\")",
         ),
         (json!({"tags": [""]}), "tags[0] \"\": tag is empty"),
-        (json!({"paths": ["/a", "#"]}), "paths[1] \"#\": tag is empty"),
+        (
+            json!({"paths": ["/a", "#"]}),
+            "paths[1] \"#\": tag is empty",
+        ),
         (
             json!({"tags": [long]}),
             "tags[0] \"tttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttt\"... (257 characters): tag is 257 characters; CloudFront allows at most 256",
@@ -1430,7 +1441,10 @@ fn every_tag_rule_is_invalid_tag_naming_the_entry() {
     }
     // 256 characters is the longest tag.
     let longest = "t".repeat(256);
-    assert_eq!(tagged_paths(&json!({"tags": [longest]}).to_string()).len(), 1);
+    assert_eq!(
+        tagged_paths(&json!({"tags": [longest]}).to_string()).len(),
+        1
+    );
 }
 
 #[test]
@@ -1475,7 +1489,10 @@ fn a_request_without_paths_or_tags_is_malformed() {
     }
     let e = tagged(r#"{"tags": "blog"}"#).unwrap_err();
     assert_eq!(e.reason(), RejectReason::Malformed);
-    assert!(e.to_string().starts_with("native request: invalid type"), "{e}");
+    assert!(
+        e.to_string().starts_with("native request: invalid type"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -1498,11 +1515,31 @@ fn skip_drops_hashed_assets_of_a_deploy_and_keeps_the_pages() {
     let body = s3_event(&[
         ("ObjectCreated:Put", "www-site-bucket", "index.html"),
         ("ObjectCreated:Put", "www-site-bucket", "docs/index.html"),
-        ("ObjectCreated:Put", "www-site-bucket", "assets/index.3f8a2c1d.js"),
-        ("ObjectCreated:Put", "www-site-bucket", "assets/index.3f8a2c1d.js.map"),
-        ("ObjectCreated:Put", "www-site-bucket", "assets/style.0badc0de.css"),
-        ("ObjectCreated:Put", "www-site-bucket", "assets/inter.deadbeef99.woff2"),
-        ("ObjectCreated:Put", "www-site-bucket", "_astro/page.B2xYz.js"),
+        (
+            "ObjectCreated:Put",
+            "www-site-bucket",
+            "assets/index.3f8a2c1d.js",
+        ),
+        (
+            "ObjectCreated:Put",
+            "www-site-bucket",
+            "assets/index.3f8a2c1d.js.map",
+        ),
+        (
+            "ObjectCreated:Put",
+            "www-site-bucket",
+            "assets/style.0badc0de.css",
+        ),
+        (
+            "ObjectCreated:Put",
+            "www-site-bucket",
+            "assets/inter.deadbeef99.woff2",
+        ),
+        (
+            "ObjectCreated:Put",
+            "www-site-bucket",
+            "_astro/page.B2xYz.js",
+        ),
         ("ObjectCreated:Put", "www-site-bucket", "assets/logo.png"),
         // Too short a hash to be one: kept.
         ("ObjectCreated:Put", "www-site-bucket", "app.v2.js"),
@@ -1511,7 +1548,15 @@ fn skip_drops_hashed_assets_of_a_deploy_and_keeps_the_pages() {
     assert_eq!(reqs.len(), 1);
     assert_eq!(
         strs(&reqs[0]),
-        ["/index.html", "/", "/docs/index.html", "/docs/", "/docs", "/assets/logo.png", "/app.v2.js"]
+        [
+            "/index.html",
+            "/",
+            "/docs/index.html",
+            "/docs/",
+            "/docs",
+            "/assets/logo.png",
+            "/app.v2.js"
+        ]
     );
     let skipped: Vec<&str> = reqs[0].skipped.iter().map(CfPath::as_str).collect();
     assert_eq!(
@@ -1531,8 +1576,16 @@ fn skip_drops_hashed_assets_of_a_deploy_and_keeps_the_pages() {
 #[test]
 fn a_message_of_only_skipped_paths_asks_for_nothing() {
     let body = s3_event(&[
-        ("ObjectCreated:Put", "www-site-bucket", "assets/index.3f8a2c1d.js"),
-        ("ObjectCreated:Put", "www-site-bucket", "assets/style.0badc0de.css"),
+        (
+            "ObjectCreated:Put",
+            "www-site-bucket",
+            "assets/index.3f8a2c1d.js",
+        ),
+        (
+            "ObjectCreated:Put",
+            "www-site-bucket",
+            "assets/style.0badc0de.css",
+        ),
     ]);
     let reqs = tagged(&body).unwrap();
     assert_eq!(reqs.len(), 1);
@@ -1559,12 +1612,22 @@ skip = ['%20', 'blog$']
     let one = |body: &str| {
         let reqs = decode(body, &router).unwrap();
         assert_eq!(reqs.len(), 1);
-        (strs(&reqs[0]), reqs[0].skipped.iter().map(|p| p.to_string()).collect::<Vec<_>>())
+        (
+            strs(&reqs[0]),
+            reqs[0]
+                .skipped
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>(),
+        )
     };
     // Matched against `/a%20b`, not `/a b`; `#blog` is a tag, not a path.
     assert_eq!(
         one(r##"{"paths": ["/a b", "/c", "/blog", "#blog"]}"##),
-        (vec!["/c".to_owned(), "#blog".to_owned()], vec!["/a%20b".to_owned(), "/blog".to_owned()])
+        (
+            vec!["/c".to_owned(), "#blog".to_owned()],
+            vec!["/a%20b".to_owned(), "/blog".to_owned()]
+        )
     );
     assert_eq!(
         one("/a b\n/c\n"),

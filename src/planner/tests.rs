@@ -521,7 +521,10 @@ fn tags_that_do_not_fit_wait_oldest_first() {
 fn single_covering_sends_the_oldest_tag_alone_or_covers_the_paths() {
     let s = Settings::default();
     let e = |items: &[(&str, u64)]| -> Vec<Entry> {
-        items.iter().map(|&(x, since)| Entry::new(p(x), since)).collect()
+        items
+            .iter()
+            .map(|&(x, since)| Entry::new(p(x), since))
+            .collect()
     };
     let got = single_covering(&e(&[("/a/1", 2), ("#blog", 1), ("/a/2", 3)]), &s).unwrap();
     assert_eq!(got.as_str(), "#blog");

@@ -763,7 +763,14 @@ async fn cache_tags_are_items_counted_with_exact_paths() {
     let fake = fake().await;
     let client = fake.client();
     let longest = format!("#{}", "t".repeat(256));
-    for bad in ["#", "#a,b", "#a*", "#a b", "#caf\u{e9}", &format!("#{}", "t".repeat(257))] {
+    for bad in [
+        "#",
+        "#a,b",
+        "#a*",
+        "#a b",
+        "#caf\u{e9}",
+        &format!("#{}", "t".repeat(257)),
+    ] {
         let refused = create(&client, DIST, "cfpurge-bad-tag", &[bad.to_owned()]).await;
         assert_eq!(
             code_and_status(refused),
@@ -774,21 +781,35 @@ async fn cache_tags_are_items_counted_with_exact_paths() {
     let mut items = paths("p", MAX_EXACT_IN_PROGRESS - 2);
     items.extend(["#Blog".to_owned(), longest.clone()]);
     items.push("/w/*".to_owned());
-    let output = create(&client, DIST, "cfpurge-tags", &items).await.expect("tags accepted");
+    let output = create(&client, DIST, "cfpurge-tags", &items)
+        .await
+        .expect("tags accepted");
     let echoed = output.invalidation().and_then(|i| i.invalidation_batch());
-    assert_eq!(echoed.and_then(|b| b.paths()).expect("paths").items().len(), MAX_EXACT_IN_PROGRESS + 1);
+    assert_eq!(
+        echoed.and_then(|b| b.paths()).expect("paths").items().len(),
+        MAX_EXACT_IN_PROGRESS + 1
+    );
     assert_eq!(fake.inflight(DIST), (MAX_EXACT_IN_PROGRESS, 1));
     // The exact slots are full: one more tag is refused, a wildcard is not.
-    let (code, _) = code_and_status(create(&client, DIST, "cfpurge-more", &["#news".to_owned()]).await);
+    let (code, _) =
+        code_and_status(create(&client, DIST, "cfpurge-more", &["#news".to_owned()]).await);
     assert_eq!(code, "TooManyInvalidationsInProgress");
-    create(&client, DIST, "cfpurge-w", &["/x/*".to_owned()]).await.expect("wildcard");
+    create(&client, DIST, "cfpurge-w", &["/x/*".to_owned()])
+        .await
+        .expect("wildcard");
 
     // Coverage: a tag by the same tag in any case; never by a wildcard, and
     // a tag never covers a path.
     let created = fake.invalidations(DIST);
     let before = created[0].created_at - Duration::from_millis(1);
     let asked = |items: &[&str]| -> Vec<String> { items.iter().map(|s| (*s).to_owned()).collect() };
-    let requests = [asked(&["#blog"]), asked(&["#BLOG", "/p/1.html"]), asked(&["#news"]), asked(&["/Blog"]), asked(&["#w"])];
+    let requests = [
+        asked(&["#blog"]),
+        asked(&["#BLOG", "/p/1.html"]),
+        asked(&["#news"]),
+        asked(&["/Blog"]),
+        asked(&["#w"]),
+    ];
     let got = crate::support::fake_cloudfront::coverage(
         requests.iter().map(|r| (r.as_slice(), before)),
         &created,

@@ -16,5 +16,5 @@ mod replicas;
 mod run;
 mod shutdown;
 mod sqs;
-mod tags;
 mod support;
+mod tags;

@@ -150,13 +150,22 @@ async fn paths_wildcards_and_tags_go_out_together_and_tags_count_as_exact_paths(
     first.sort();
     assert_eq!(first, ["#Blog", "#news", "/a/*", "/b.html", "/c/*"]);
     let (peak_exact, peak_wildcard) = fake.peak_inflight(DIST);
-    assert!(peak_exact <= 4, "exact items in flight peaked at {peak_exact}");
+    assert!(
+        peak_exact <= 4,
+        "exact items in flight peaked at {peak_exact}"
+    );
     assert_eq!(peak_wildcard, 2);
-    let later: Vec<String> = invalidations[1..].iter().flat_map(|i| i.paths.clone()).collect();
+    let later: Vec<String> = invalidations[1..]
+        .iter()
+        .flat_map(|i| i.paths.clone())
+        .collect();
     let mut later_sorted = later.clone();
     later_sorted.sort();
     assert_eq!(later_sorted, ["#sale", "#x1", "#x2"]);
-    assert!(invalidations.len() >= 3, "the three tags cannot fit beside the first batch at once");
+    assert!(
+        invalidations.len() >= 3,
+        "the three tags cannot fit beside the first batch at once"
+    );
 
     let mut all_items = m1.clone();
     all_items.extend(items(&["#Blog", "#news"]));
@@ -165,7 +174,10 @@ async fn paths_wildcards_and_tags_go_out_together_and_tags_count_as_exact_paths(
         (items(&["#BLOG", "/b.html"]), t2),
         (items(&["#sale", "#x1", "#x2"]), t3),
     ];
-    let covered = coverage(requests.iter().map(|(r, t)| (r.as_slice(), *t)), &invalidations);
+    let covered = coverage(
+        requests.iter().map(|(r, t)| (r.as_slice(), *t)),
+        &invalidations,
+    );
     assert!(covered.iter().all(Option::is_some), "{covered:?}");
 
     let billed: usize = invalidations.iter().map(|i| i.paths.len()).sum();
@@ -174,15 +186,24 @@ async fn paths_wildcards_and_tags_go_out_together_and_tags_count_as_exact_paths(
     assert_eq!(totals.messages_deleted, 3);
     assert_eq!(metric(&text, "cfpurge_budget_paths_used"), 8.0);
     assert_eq!(
-        metric(&text, "cfpurge_paths_submitted_total{distribution=\"www\",kind=\"tag\"}"),
+        metric(
+            &text,
+            "cfpurge_paths_submitted_total{distribution=\"www\",kind=\"tag\"}"
+        ),
         5.0
     );
     assert_eq!(
-        metric(&text, "cfpurge_paths_submitted_total{distribution=\"www\",kind=\"exact\"}"),
+        metric(
+            &text,
+            "cfpurge_paths_submitted_total{distribution=\"www\",kind=\"exact\"}"
+        ),
         1.0
     );
     assert_eq!(
-        metric(&text, "cfpurge_paths_submitted_total{distribution=\"www\",kind=\"wildcard\"}"),
+        metric(
+            &text,
+            "cfpurge_paths_submitted_total{distribution=\"www\",kind=\"wildcard\"}"
+        ),
         2.0
     );
 }
@@ -241,7 +262,14 @@ async fn skipped_assets_are_never_billed_and_a_message_of_only_them_is_deleted()
         billed,
         ["/", "/about.html", "/docs", "/docs/*", "/index.html"]
     );
-    let pages = items(&["/", "/about.html", "/docs", "/docs/", "/docs/index.html", "/index.html"]);
+    let pages = items(&[
+        "/",
+        "/about.html",
+        "/docs",
+        "/docs/",
+        "/docs/index.html",
+        "/index.html",
+    ]);
     assert!(coverage([(pages.as_slice(), sent)], &invalidations)[0].is_some());
     assert_eq!(
         metric(&text, "cfpurge_paths_skipped_total{distribution=\"www\"}"),

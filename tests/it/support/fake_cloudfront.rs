@@ -983,7 +983,9 @@ fn escape(text: &str) -> String {
 fn valid_path(path: &str) -> bool {
     if let Some(tag) = path.strip_prefix('#') {
         return (1..=256).contains(&tag.len())
-            && tag.bytes().all(|b| b.is_ascii_graphic() && b != b',' && b != b'*');
+            && tag
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b',' && b != b'*');
     }
     let body = path.strip_suffix('*').unwrap_or(path);
     path.starts_with('/') && !body.contains('*') && path.chars().count() <= MAX_PATH_LEN
