@@ -768,13 +768,18 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
                 .pending
                 .messages_waiting_on(alias, std::slice::from_ref(&path));
             tracing::error!(distribution = %alias, messages = offenders.len(), error = %e, "CloudFront refused a requested path that passed validation; rejecting the messages that ask for it");
-            let detail = format!("CloudFront refused the path: {e}");
+            let (reason, what) = if path.is_tag() {
+                (RejectReason::InvalidTag, "tag")
+            } else {
+                (RejectReason::InvalidPath, "path")
+            };
+            let detail = format!("CloudFront refused the {what}: {e}");
             for id in offenders {
                 self.pending.remove(&id);
-                self.observers.metrics.rejected(RejectReason::InvalidPath);
+                self.observers.metrics.rejected(reason);
                 effects.queue(Effect::Reject {
                     id,
-                    reason: RejectReason::InvalidPath,
+                    reason,
                     detail: detail.clone(),
                     body: None,
                 });

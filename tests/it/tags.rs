@@ -22,10 +22,16 @@ const DIST: &str = "E2ABCDEF123456";
 const VITE: &str = r"^/assets/[^/]+-[A-Za-z0-9_-]{8}\.(js|mjs|css|woff2?)(\.map)?$";
 
 fn config(queue_url: &str) -> Config {
+    config_with(queue_url, "")
+}
+
+/// The test configuration with `extra` TOML in `[source]`.
+fn config_with(queue_url: &str, extra: &str) -> Config {
     let toml = format!(
         r#"
 [source]
 queue_url = "{queue_url}"
+{extra}
 pollers = 2
 wait_time_seconds = 1
 visibility_timeout_seconds = 30
@@ -67,8 +73,16 @@ struct Running {
 
 async fn start(moto: &Moto, fake: &FakeCloudFront, name: &str) -> Running {
     let url = moto.create_queue(name, &[]).await;
-    let config = config(&url);
-    let queue = SqsQueue::new(moto.sqs_client(), url, None);
+    start_with(moto, fake, config(&url)).await
+}
+
+async fn start_with(moto: &Moto, fake: &FakeCloudFront, config: Config) -> Running {
+    let url = config.source.queue_url.clone().expect("queue url");
+    let queue = SqsQueue::new(
+        moto.sqs_client(),
+        url,
+        config.source.dead_letter_queue_url.clone(),
+    );
     let daemon = Daemon::new(&config, queue.clone(), AwsInvalidator::new(fake.client()))
         .with_ledger(AnyStore::Memory(MemoryStore::new()));
     let observers = daemon.observers();
@@ -278,5 +292,68 @@ async fn skipped_assets_are_never_billed_and_a_message_of_only_them_is_deleted()
     assert_eq!(
         metric(&text, "cfpurge_paths_requested_total{distribution=\"www\"}"),
         6.0
+    );
+}
+
+/// A tag CloudFront refuses (a rule cfpurge does not know) sends only the
+/// messages asking for it, in any case, to the dead-letter queue as
+/// `invalid_tag`; the rest of the batch is covered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tag_cloudfront_refuses_rejects_only_the_messages_asking_for_it() {
+    let moto = Moto::shared();
+    let _guard = moto.exclusive().await;
+    let fake = FakeCloudFront::start(Duration::from_secs(2)).await;
+    fake.add_distribution(DIST);
+    // Whichever spelling arrives first is the one sent.
+    fake.faults().refuse_path("#Refused");
+    fake.faults().refuse_path("#REFUSED");
+    let url = moto.create_queue("tags-refused", &[]).await;
+    let dlq = moto.create_queue("tags-refused-dlq", &[]).await;
+    let running = start_with(
+        moto,
+        &fake,
+        config_with(&url, &format!("dead_letter_queue_url = \"{dlq}\"")),
+    )
+    .await;
+    let bodies = [
+        r#"{"tags": ["ok"]}"#,
+        r##"{"paths": ["/p.html", "#Refused"]}"##,
+        r#"{"tags": ["REFUSED"]}"#,
+        r#"{"paths": ["/q.html"]}"#,
+    ];
+    let mut sent = Vec::new();
+    for b in bodies {
+        sent.push(running.send(b).await);
+    }
+    let (totals, text) = running.drain_and_stop(Duration::from_secs(60)).await;
+    assert_eq!(totals.messages_deleted, 2, "{totals:?}");
+    let invalidations = fake.invalidations(DIST);
+    let ok = [(items(&["#ok"]), sent[0]), (items(&["/q.html"]), sent[3])];
+    let covered = coverage(ok.iter().map(|(r, t)| (r.as_slice(), *t)), &invalidations);
+    assert!(covered.iter().all(Option::is_some), "{covered:?}");
+    let dead = SqsQueue::new(moto.sqs_client(), dlq, None);
+    let mut forwarded = Vec::new();
+    for _ in 0..5 {
+        forwarded.extend(
+            dead.receive(10, Duration::from_secs(1))
+                .await
+                .expect("receive from the dead-letter queue"),
+        );
+        if forwarded.len() >= 2 {
+            break;
+        }
+    }
+    let mut bodies_forwarded: Vec<&str> = forwarded.iter().map(|m| m.body.as_str()).collect();
+    bodies_forwarded.sort_unstable();
+    assert_eq!(bodies_forwarded, [bodies[1], bodies[2]]);
+    for m in &forwarded {
+        assert_eq!(m.attributes["cfpurge-reject-reason"], "invalid_tag");
+    }
+    assert_eq!(
+        metric(
+            &text,
+            "cfpurge_messages_rejected_total{reason=\"invalid_tag\"}"
+        ),
+        2.0
     );
 }
