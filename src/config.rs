@@ -178,6 +178,10 @@ pub struct DistributionConfig {
     /// With `catalog = "file"`: one served path per line.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub catalog_file: Option<PathBuf>,
+    /// Whether the distribution has a CacheTagConfig, so that requests may
+    /// purge by cache tag. Without it CloudFront accepts tag items and
+    /// purges nothing, so requests with tags are rejected instead.
+    pub cache_tags: bool,
 }
 
 /// `[routing]`: where requests that do not name a distribution go.
@@ -192,6 +196,12 @@ pub struct RoutingConfig {
     pub default_distribution: Option<String>,
     /// `[[routing.s3]]`: which bucket's S3 events purge which distribution.
     pub s3: Vec<S3Route>,
+    /// Regular expressions (the `regex` crate's syntax) of paths that never
+    /// need purging, such as content-hashed assets that every deploy names
+    /// anew: matched against each decoded path as it would be submitted
+    /// (percent-encoded), a match is dropped and counted.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skip: Vec<String>,
 }
 
 /// `[[routing.s3]]`: maps an S3 object key to a CloudFront path.
@@ -418,6 +428,7 @@ impl Default for DistributionConfig {
             max_inflight_wildcards: 15,
             catalog: CatalogSource::None,
             catalog_file: None,
+            cache_tags: false,
         }
     }
 }
@@ -1309,6 +1320,45 @@ impl Config {
                 );
             }
         }
+        for (i, pattern) in self.routing.skip.iter().enumerate() {
+            if let Err(e) = regex::Regex::new(pattern) {
+                // The regex crate's message spans lines (the pattern, a
+                // caret, the error): one line here.
+                let detail = e
+                    .to_string()
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                v.push(
+                    &format!("routing.skip[{i}]"),
+                    format!("{pattern:?} is not a valid regular expression: {detail}"),
+                );
+            } else if pattern.is_empty() {
+                v.push(
+                    &format!("routing.skip[{i}]"),
+                    "is empty: it would match every path and purge nothing",
+                );
+            }
+        }
+        // Each may compile and the set still not (its size limit counts
+        // them all): the daemon uses the set.
+        if self
+            .routing
+            .skip
+            .iter()
+            .all(|p| regex::Regex::new(p).is_ok())
+            && let Err(e) = regex::RegexSet::new(&self.routing.skip)
+        {
+            let detail = e
+                .to_string()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            v.push(
+                "routing.skip",
+                format!("the patterns cannot be compiled together: {detail}"),
+            );
+        }
     }
 
     fn check_alias_ref(&self, v: &mut Validator, key: &str, name: &str) {
@@ -2040,6 +2090,36 @@ mod tests {
                 "routing.s3[0].path_prefix \"site/\" must start with \"/\"",
             ]
         );
+    }
+
+    #[test]
+    fn skip_patterns_are_compiled_at_load_and_named_by_index() {
+        let mut cfg = minimal();
+        cfg.routing.skip = vec![
+            r"\.[0-9a-f]{8}\.js$".into(),
+            "(".into(),
+            String::new(),
+            "[z-a]".into(),
+        ];
+        let problems: Vec<String> = cfg.problems().iter().map(|p| p.to_string()).collect();
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(
+            problems[0].starts_with(
+                "routing.skip[1] \"(\" is not a valid regular expression: regex parse error:"
+            ),
+            "{problems:?}"
+        );
+        assert!(!problems[0].contains('\n'));
+        assert_eq!(
+            problems[1],
+            "routing.skip[2] is empty: it would match every path and purge nothing"
+        );
+        assert!(
+            problems[2].starts_with("routing.skip[3] \"[z-a]\""),
+            "{problems:?}"
+        );
+        cfg.routing.skip.truncate(1);
+        assert!(cfg.problems().is_empty());
     }
 
     #[test]

@@ -41,7 +41,9 @@ enum Command {
         config: Option<PathBuf>,
     },
     /// Read paths from stdin (one per line) and print the invalidation
-    /// paths the planner would submit. No AWS calls.
+    /// paths the planner would submit. No AWS calls. A line "#name" (no
+    /// space after "#") is the cache tag name: billed one path each, never
+    /// inside a wildcard; a line "# ..." or a lone "#" is a comment.
     Plan {
         /// Configuration file for the coalesce settings and distribution
         /// limits; without one (and with no file at the default place),
@@ -130,14 +132,18 @@ enum Command {
         /// Read the paths from stdin, one per line, instead of the arguments.
         #[arg(long, conflicts_with = "paths")]
         stdin: bool,
+        /// A cache tag to purge (its name, without "#"); repeat for more.
+        /// Needs cache_tags = true on the distribution.
+        #[arg(long = "tag", value_name = "TAG")]
+        tags: Vec<String>,
         /// A daemon's HTTP listener, e.g. http://127.0.0.1:9470.
         #[arg(long)]
         url: Option<String>,
         /// Bearer token for --url (http.enqueue_token on the daemon).
         #[arg(long, env = "CFPURGE_ENQUEUE_TOKEN", hide_env_values = true)]
         token: Option<String>,
-        /// Paths to purge, e.g. /index.html /assets/*.
-        #[arg(required_unless_present = "stdin")]
+        /// Paths to purge, e.g. /index.html /assets/* (none needed with --tag).
+        #[arg(required_unless_present_any = ["stdin", "tags"])]
         paths: Vec<String>,
     },
     /// The budget ledger in the configured store (budget.store).
@@ -360,6 +366,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             reason,
             requested_by,
             stdin,
+            tags,
             url,
             token,
             paths,
@@ -370,8 +377,8 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             } else {
                 paths
             };
-            if paths.is_empty() {
-                return Err(Failure::usage("no paths to purge"));
+            if paths.is_empty() && tags.is_empty() {
+                return Err(Failure::usage("no paths or tags to purge"));
             }
             let loaded = match &url {
                 Some(_) => optional_config(config.as_deref())?,
@@ -383,6 +390,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             let request = enqueue::EnqueueRequest {
                 distribution,
                 paths,
+                tags,
                 urgent,
                 reason,
                 requested_by,

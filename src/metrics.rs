@@ -26,6 +26,11 @@ pub const CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
 /// Both path kinds, so that their series exist from the start.
 const KINDS: [PathKind; 2] = [PathKind::Exact, PathKind::Wildcard];
 
+/// The third `kind` of `cfpurge_paths_submitted_total`: cache tags, billed
+/// like paths. In flight they count as exact paths (CloudFront's limits),
+/// so `cfpurge_inflight_paths` has no such kind.
+const TAG_KIND: &str = "tag";
+
 /// The `state` label values of `cfpurge_queue_messages`.
 const QUEUE_STATES: [&str; 3] = ["visible", "in_flight", "delayed"];
 
@@ -61,6 +66,8 @@ pub struct Metrics {
     paths_requested: IntCounterVec,
     /// `cfpurge_paths_submitted_total{distribution,kind}`
     paths_submitted: IntCounterVec,
+    /// `cfpurge_paths_skipped_total{distribution}`
+    paths_skipped: IntCounterVec,
     /// `cfpurge_paths_blast_total{distribution}`
     paths_blast: IntCounterVec,
     /// `cfpurge_catalog_objects{distribution}`
@@ -161,6 +168,16 @@ impl Metrics {
                         "Paths sent in CreateInvalidation (billed).",
                     ),
                     &["distribution", "kind"],
+                )?,
+            )?,
+            paths_skipped: register(
+                registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "cfpurge_paths_skipped_total",
+                        "Requested paths dropped by routing.skip.",
+                    ),
+                    &["distribution"],
                 )?,
             )?,
             paths_blast: register(
@@ -335,6 +352,7 @@ impl Metrics {
     /// Creates every series of one distribution at zero.
     fn create_distribution(&self, alias: &str) {
         self.paths_requested.with_label_values(&[alias]);
+        self.paths_skipped.with_label_values(&[alias]);
         self.paths_blast.with_label_values(&[alias]);
         self.catalog_objects.with_label_values(&[alias]);
         self.invalidations_created.with_label_values(&[alias]);
@@ -349,6 +367,7 @@ impl Metrics {
             self.inflight_paths
                 .with_label_values(&[alias, kind.as_str()]);
         }
+        self.paths_submitted.with_label_values(&[alias, TAG_KIND]);
         for &code in InvalidatorError::CODE_LABELS {
             self.cloudfront_errors.with_label_values(&[alias, code]);
         }
@@ -376,14 +395,23 @@ impl Metrics {
         self.paths_requested.with_label_values(&[alias]).inc_by(n);
     }
 
-    /// Paths sent in a CreateInvalidation that CloudFront accepted (billed).
-    pub fn paths_submitted(&self, alias: &str, exact: u64, wildcard: u64) {
+    /// Paths sent in a CreateInvalidation that CloudFront accepted (billed):
+    /// exact paths, wildcards and cache tags.
+    pub fn paths_submitted(&self, alias: &str, exact: u64, wildcard: u64, tags: u64) {
         self.paths_submitted
             .with_label_values(&[alias, PathKind::Exact.as_str()])
             .inc_by(exact);
         self.paths_submitted
             .with_label_values(&[alias, PathKind::Wildcard.as_str()])
             .inc_by(wildcard);
+        self.paths_submitted
+            .with_label_values(&[alias, TAG_KIND])
+            .inc_by(tags);
+    }
+
+    /// `n` requested paths for `alias` dropped by `routing.skip`.
+    pub fn paths_skipped(&self, alias: &str, n: u64) {
+        self.paths_skipped.with_label_values(&[alias]).inc_by(n);
     }
 
     /// The blast of an invalidation CloudFront accepted for `alias`: the
@@ -550,6 +578,7 @@ mod tests {
             "counter",
             &["distribution", "kind"],
         ),
+        ("cfpurge_paths_skipped_total", "counter", &["distribution"]),
         ("cfpurge_paths_blast_total", "counter", &["distribution"]),
         ("cfpurge_catalog_objects", "gauge", &["distribution"]),
         (
@@ -717,6 +746,7 @@ mod tests {
             let d = format!("distribution=\"{alias}\"");
             for name in [
                 "cfpurge_paths_requested_total",
+                "cfpurge_paths_skipped_total",
                 "cfpurge_paths_blast_total",
                 "cfpurge_catalog_objects",
                 "cfpurge_invalidations_created_total",
@@ -734,6 +764,7 @@ mod tests {
                 ));
                 expected.push(format!("cfpurge_inflight_paths{{{d},kind=\"{kind}\"}}"));
             }
+            expected.push(format!("cfpurge_paths_submitted_total{{{d},kind=\"tag\"}}"));
             for code in CONTRACT_CODES {
                 expected.push(format!(
                     "cfpurge_cloudfront_errors_total{{code=\"{code}\",{d}}}"
@@ -753,7 +784,8 @@ mod tests {
         metrics.rejected(RejectReason::InvalidPath);
         metrics.rejected(RejectReason::InvalidPath);
         metrics.paths_requested("www", 7);
-        metrics.paths_submitted("www", 4, 1);
+        metrics.paths_submitted("www", 4, 1, 2);
+        metrics.paths_skipped("www", 5);
         metrics.paths_blast("www", 90);
         metrics.paths_blast("www", 10);
         metrics.invalidation_created("www");
@@ -809,6 +841,21 @@ mod tests {
                 "cfpurge_paths_submitted_total{distribution=\"www\",kind=\"wildcard\"}"
             ),
             1.0
+        );
+        assert_eq!(
+            value(
+                r,
+                "cfpurge_paths_submitted_total{distribution=\"www\",kind=\"tag\"}"
+            ),
+            2.0
+        );
+        assert_eq!(
+            value(r, "cfpurge_paths_skipped_total{distribution=\"www\"}"),
+            5.0
+        );
+        assert_eq!(
+            value(r, "cfpurge_paths_skipped_total{distribution=\"api\"}"),
+            0.0
         );
         assert_eq!(
             value(

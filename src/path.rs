@@ -10,6 +10,14 @@
 //! `%XX` escape is kept as written, and nothing else is touched (encoding a
 //! safe character makes the path miss the cached object). A query string is
 //! kept and encoded by the same rule.
+//!
+//! A [`CfPath`] may also be a cache tag, `#name`: CloudFront purges every
+//! object its origin tagged with `name` when `#name` is an item of an
+//! ordinary invalidation batch. A tag is never a wildcard, never covered by
+//! one and never covers a path; two tags cover each other when their names
+//! are equal ignoring ASCII case, as CloudFront compares them. It counts
+//! with the exact paths against the in-flight limits ([`PathKind::Exact`])
+//! and is billed as one path.
 
 use std::fmt;
 
@@ -19,6 +27,9 @@ use serde::{Serialize, Serializer};
 /// after encoding.
 pub const MAX_PATH_LEN: usize = 4000;
 
+/// CloudFront's limit on the length of a cache tag's name (without `#`).
+pub const MAX_TAG_LEN: usize = 256;
+
 /// A path that CloudFront accepts in an invalidation batch, already encoded.
 ///
 /// Stored as `Box<str>`: the planner may hold a million of them, and the
@@ -27,7 +38,8 @@ pub const MAX_PATH_LEN: usize = 4000;
 pub struct CfPath(Box<str>);
 
 /// Whether a path names one object or a prefix; CloudFront limits the two
-/// kinds separately while they are in progress.
+/// kinds separately while they are in progress. A cache tag is `Exact`: it
+/// counts with the exact paths.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PathKind {
@@ -59,6 +71,37 @@ pub enum PathError {
     WildcardNotLast { position: usize },
     #[error("control character U+{code:04X} at character {position}")]
     ControlCharacter { code: u32, position: usize },
+}
+
+/// Why a cache tag cannot be submitted: CloudFront's rules (1 to
+/// [`MAX_TAG_LEN`] visible ASCII characters, no `,` and no `*`), and one of
+/// cfpurge's own: a name does not start with `#`, since `"#x"` in `tags`
+/// is nearly always the tag `x` written with its marker, and CloudFront
+/// would accept `##x` and purge nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TagError {
+    #[error("tag is empty")]
+    Empty,
+    #[error("tag is {len} characters; CloudFront allows at most {MAX_TAG_LEN}")]
+    TooLong { len: usize },
+    #[error(
+        "character {found:?} at character {position} is not allowed in a tag \
+         (visible ASCII only, without \",\" and \"*\")"
+    )]
+    Character { found: char, position: usize },
+    #[error(
+        "a tag's name does not start with \"#\" (the tag x is \"x\" in \"tags\" and \"#x\" in \"paths\")"
+    )]
+    LeadingHash,
+}
+
+/// Why an invalidation item (a path, or `#` and a tag) cannot be submitted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ItemError {
+    #[error(transparent)]
+    Path(#[from] PathError),
+    #[error(transparent)]
+    Tag(#[from] TagError),
 }
 
 impl CfPath {
@@ -113,6 +156,42 @@ impl CfPath {
         Ok(CfPath(out.into_boxed_str()))
     }
 
+    /// A cache tag from its name (without `#`), checked by CloudFront's
+    /// rules: the item `#name`.
+    pub fn tag(name: &str) -> Result<CfPath, TagError> {
+        if name.is_empty() {
+            return Err(TagError::Empty);
+        }
+        for (index, c) in name.chars().enumerate() {
+            if !c.is_ascii_graphic() || c == ',' || c == '*' {
+                return Err(TagError::Character {
+                    found: c,
+                    position: index + 1,
+                });
+            }
+        }
+        // Visible ASCII only: bytes are characters.
+        if name.len() > MAX_TAG_LEN {
+            return Err(TagError::TooLong { len: name.len() });
+        }
+        if name.starts_with('#') {
+            return Err(TagError::LeadingHash);
+        }
+        let mut s = String::with_capacity(name.len() + 1);
+        s.push('#');
+        s.push_str(name);
+        Ok(CfPath(s.into_boxed_str()))
+    }
+
+    /// An invalidation item as CloudFront takes it in `Paths.Items`: `#`
+    /// and a tag's name, or a path ([`CfPath::parse`]).
+    pub fn parse_item(raw: &str) -> Result<CfPath, ItemError> {
+        match raw.strip_prefix('#') {
+            Some(name) => Ok(CfPath::tag(name)?),
+            None => Ok(CfPath::parse(raw)?),
+        }
+    }
+
     /// Validates and encodes a path that names one object literally, such as
     /// an S3 object key with the route's prefix: every `%` is a percent sign,
     /// every `*` an asterisk and every `?` a question mark in the name, so
@@ -165,6 +244,21 @@ impl CfPath {
         self.kind() == PathKind::Wildcard
     }
 
+    /// Whether this is a cache tag (`#name`) rather than a path.
+    pub fn is_tag(&self) -> bool {
+        self.0.starts_with('#')
+    }
+
+    /// The form two items are told apart by: a tag's name in lower case
+    /// (CloudFront compares tags ignoring ASCII case), a path as it is.
+    pub fn canonical(&self) -> std::borrow::Cow<'_, CfPath> {
+        if self.is_tag() && self.0.bytes().any(|b| b.is_ascii_uppercase()) {
+            std::borrow::Cow::Owned(CfPath(self.0.to_ascii_lowercase().into_boxed_str()))
+        } else {
+            std::borrow::Cow::Borrowed(self)
+        }
+    }
+
     /// What the path matches the start of: the path without its trailing
     /// `*` for a wildcard, the whole path for an exact one.
     pub fn prefix(&self) -> &str {
@@ -173,9 +267,12 @@ impl CfPath {
 
     /// Whether invalidating `self` also invalidates `other`: the same path,
     /// or a wildcard whose prefix `other` starts with (`/a/*` covers
-    /// `/a/b.js` and `/a/b/*`, but not `/a`; `/a*` covers all of those).
+    /// `/a/b.js` and `/a/b/*`, but not `/a`; `/a*` covers all of those); a
+    /// tag covers the same tag in any case, and nothing else.
     pub fn covers(&self, other: &CfPath) -> bool {
-        if self.is_wildcard() {
+        if self.is_tag() {
+            other.is_tag() && self.0.eq_ignore_ascii_case(&other.0)
+        } else if self.is_wildcard() {
             other.0.starts_with(self.prefix())
         } else {
             self == other
@@ -438,5 +535,85 @@ mod tests {
         assert_eq!(directory_depth("/a/"), 1);
         assert_eq!(directory_depth("/a/b/"), 2);
         assert_eq!(CfPath::directory_wildcard("/a/").unwrap().as_str(), "/a/*");
+    }
+
+    #[test]
+    fn tags_follow_cloudfronts_rules() {
+        let tag = CfPath::tag("release-42").unwrap();
+        assert_eq!(tag.as_str(), "#release-42");
+        assert!(tag.is_tag());
+        assert_eq!(tag.kind(), PathKind::Exact);
+        assert!(!tag.is_wildcard());
+        // Every visible ASCII character but `,` and `*`, `#` inside.
+        let all: String = (33u8..=126)
+            .map(char::from)
+            .filter(|c| !matches!(c, ',' | '*' | '#'))
+            .collect();
+        assert!(CfPath::tag(&all).is_ok());
+        assert!(CfPath::tag("a#b").is_ok());
+        assert_eq!(
+            CfPath::tag(&"t".repeat(MAX_TAG_LEN))
+                .unwrap()
+                .as_str()
+                .len(),
+            MAX_TAG_LEN + 1
+        );
+        assert_eq!(
+            CfPath::tag(&"t".repeat(MAX_TAG_LEN + 1)),
+            Err(TagError::TooLong {
+                len: MAX_TAG_LEN + 1
+            })
+        );
+        assert_eq!(CfPath::tag(""), Err(TagError::Empty));
+        for (bad, found, position) in [
+            ("a,b", ',', 2),
+            ("a*", '*', 2),
+            ("a b", ' ', 2),
+            ("caf\u{e9}", '\u{e9}', 4),
+            ("\tx", '\t', 1),
+            ("x\u{7f}", '\u{7f}', 2),
+        ] {
+            assert_eq!(
+                CfPath::tag(bad),
+                Err(TagError::Character { found, position }),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(CfPath::tag("#x"), Err(TagError::LeadingHash));
+    }
+
+    #[test]
+    fn items_are_paths_or_tags() {
+        assert_eq!(CfPath::parse_item("#a").unwrap(), CfPath::tag("a").unwrap());
+        assert_eq!(
+            CfPath::parse_item("/a b").unwrap(),
+            CfPath::parse("/a b").unwrap()
+        );
+        assert_eq!(
+            CfPath::parse_item("#"),
+            Err(ItemError::Tag(TagError::Empty))
+        );
+        assert_eq!(
+            CfPath::parse_item("a"),
+            Err(ItemError::Path(PathError::MissingLeadingSlash))
+        );
+        // A path never reads as a tag: `#` in a path is encoded.
+        assert!(!CfPath::parse("/#a").unwrap().is_tag());
+    }
+
+    #[test]
+    fn a_tag_covers_the_same_tag_in_any_case_and_nothing_else() {
+        let p = |s: &str| CfPath::parse_item(s).unwrap();
+        assert!(p("#Blog").covers(&p("#blog")));
+        assert!(p("#blog").covers(&p("#BLOG")));
+        assert!(!p("#blog").covers(&p("#blog2")));
+        assert!(!p("#blog").covers(&p("/blog")));
+        assert!(!p("/blog").covers(&p("#blog")));
+        assert!(!p("/*").covers(&p("#blog")));
+        assert!(!p("/%23blog").covers(&p("#blog")));
+        assert_eq!(p("#Blog").canonical().as_str(), "#blog");
+        assert_eq!(p("#blog").canonical().as_str(), "#blog");
+        // Paths keep their case.
+        assert_eq!(p("/Blog").canonical().as_str(), "/Blog");
     }
 }

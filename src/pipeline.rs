@@ -17,18 +17,22 @@ pub use crate::clock::{Clock, Now};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Ingested {
     /// Its paths now wait in the pending set. `requested` counts the
-    /// request's paths per distribution alias, duplicates included.
+    /// request's paths (and tags) per distribution alias, duplicates
+    /// included, those `routing.skip` took apart: they are in `skipped`.
     Pending {
         paths: usize,
         requested: Vec<(String, usize)>,
+        skipped: Vec<(String, usize)>,
         /// Per distribution, the paths of an S3 event and those of them
         /// whose objects were deleted, for the catalog.
         s3_objects: Vec<(String, Vec<crate::path::CfPath>, Vec<crate::path::CfPath>)>,
     },
     /// Already pending: nothing changed.
     Duplicate,
-    /// Nothing to purge (an S3 test event, only skipped keys): deleted.
-    Deleted,
+    /// Nothing to purge (an S3 test event, only keys outside every route,
+    /// only paths `routing.skip` takes, counted in `skipped` per alias):
+    /// deleted.
+    Deleted { skipped: Vec<(String, usize)> },
     /// Bad input: rejected with this reason.
     Rejected(RejectReason),
     /// A message re-queued as a fresh copy: forgotten here.
@@ -101,6 +105,13 @@ pub fn accept(
                 (Ingested::Rejected(reason), Some(effect))
             }
             Ok(requests) => match pending.add(&id, clock.at(received_at), &requests) {
+                Added::Duplicate => (Ingested::Duplicate, None),
+                Added::Empty => (
+                    Ingested::Deleted {
+                        skipped: skipped(&id, &requests),
+                    },
+                    Some(Effect::Delete(vec![id])),
+                ),
                 Added::Pending { paths } => {
                     if let Some(first) = first_received_at {
                         pending.set_first_received(&id, now.mono_of(first));
@@ -121,20 +132,43 @@ pub fn accept(
                         paths,
                         requested: requests
                             .iter()
+                            .filter(|r| !r.paths.is_empty())
                             .map(|r| (r.distribution.clone(), r.paths.len()))
                             .collect(),
+                        skipped: skipped(&id, &requests),
+                        // The catalog follows every object the event names,
+                        // skipped ones too: they are served all the same.
                         s3_objects: requests
                             .into_iter()
-                            .filter_map(|r| Some((r.distribution, r.paths, r.s3_removed?)))
+                            .filter_map(|r| {
+                                let removed = r.s3_removed?;
+                                let mut objects = r.paths;
+                                objects.extend(r.skipped);
+                                Some((r.distribution, objects, removed))
+                            })
                             .collect(),
                     };
                     (ingested, None)
                 }
-                Added::Duplicate => (Ingested::Duplicate, None),
-                Added::Empty => (Ingested::Deleted, Some(Effect::Delete(vec![id]))),
             },
         },
     }
+}
+
+/// The paths `routing.skip` took from a newly added message, per
+/// distribution, each logged at debug (a redelivery of a pending message
+/// never gets here, so nothing is counted twice).
+fn skipped(id: &str, requests: &[crate::decode::PurgeRequest]) -> Vec<(String, usize)> {
+    requests
+        .iter()
+        .filter(|r| !r.skipped.is_empty())
+        .map(|r| {
+            for path in &r.skipped {
+                tracing::debug!(message = %id, distribution = %r.distribution, path = %path, "path matches routing.skip; not purged");
+            }
+            (r.distribution.clone(), r.skipped.len())
+        })
+        .collect()
 }
 
 /// [`accept`] and [`carry_out`] in one, for callers without a task for the

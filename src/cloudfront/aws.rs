@@ -248,8 +248,9 @@ impl Invalidator for AwsInvalidator {
     }
 }
 
-/// An SDK invalidation as an [`Invalidation`]. Paths that [`CfPath`] does
-/// not accept (written by another tool) are left out, logged.
+/// An SDK invalidation as an [`Invalidation`], cache tags (`#name` items)
+/// included. Paths that [`CfPath`] does not accept (written by another
+/// tool) are left out, logged.
 fn convert_invalidation(
     invalidation: &aws_sdk_cloudfront::types::Invalidation,
 ) -> Result<Invalidation, InvalidatorError> {
@@ -262,7 +263,7 @@ fn convert_invalidation(
     let mut paths = Vec::with_capacity(raw_paths.len());
     let mut unreadable = 0usize;
     for raw in raw_paths {
-        match CfPath::parse(raw) {
+        match CfPath::parse_item(raw) {
             Ok(path) => paths.push(path),
             Err(_) => unreadable += 1,
         }

@@ -11,7 +11,9 @@
 //!   first invalidation and create nothing; other paths are
 //!   `InvalidationBatchAlreadyExists`;
 //! - path rules checked again on the text: `/` first, `*` only last, at most
-//!   4,000 characters, else `InvalidArgument`;
+//!   4,000 characters, else `InvalidArgument`; a `#` item is a cache tag
+//!   (1 to 256 visible ASCII characters without `,` and `*`), counted with
+//!   the exact paths;
 //! - unknown distribution `NoSuchDistribution`, unknown id
 //!   `NoSuchInvalidation`;
 //! - ListInvalidations newest first, paged with markers;
@@ -30,7 +32,7 @@ use super::invalidator::{
     Invalidation, InvalidationSummary, Invalidator, InvalidatorError, MAX_LIST_ITEMS, Status,
     Target,
 };
-use crate::path::{CfPath, MAX_PATH_LEN, PathKind};
+use crate::path::{CfPath, MAX_PATH_LEN, MAX_TAG_LEN, PathKind};
 
 /// Exact paths one distribution may have in progress.
 pub const MAX_INFLIGHT_EXACT: usize = 3000;
@@ -239,6 +241,17 @@ fn check_path(path: &str) -> Result<(), InvalidatorError> {
             "one or more invalid invalidation paths: {path:?} {why}"
         )))
     };
+    if let Some(tag) = path.strip_prefix('#') {
+        let visible = tag
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b',' && b != b'*');
+        if tag.is_empty() || tag.len() > MAX_TAG_LEN || !visible {
+            return invalid(
+                "is not a cache tag (1 to 256 visible ASCII characters without \",\" or \"*\")",
+            );
+        }
+        return Ok(());
+    }
     if !path.starts_with('/') {
         return invalid("does not start with \"/\"");
     }
@@ -593,6 +606,38 @@ mod tests {
         // An encoded literal asterisk is an ordinary character.
         let literal = CfPath::literal("/a*b").unwrap();
         cf().create(DIST, "r", &[literal]).await.unwrap();
+    }
+
+    /// Cache tags go in an ordinary batch, by their own rules, and count
+    /// with the exact paths in flight.
+    #[tokio::test(start_paused = true)]
+    async fn tags_are_items_counted_with_exact_paths() {
+        assert!(check_path("#blog").is_ok());
+        assert!(check_path(&format!("#{}", "t".repeat(MAX_TAG_LEN))).is_ok());
+        for bad in [
+            "#".to_owned(),
+            "#a,b".to_owned(),
+            "#a*".to_owned(),
+            "#a b".to_owned(),
+            format!("#{}", "t".repeat(MAX_TAG_LEN + 1)),
+        ] {
+            assert!(
+                matches!(check_path(&bad), Err(InvalidatorError::InvalidArgument(_))),
+                "{bad:?}"
+            );
+        }
+        let cf = cf();
+        let mut batch = exact(2999, "e");
+        batch.push(CfPath::tag("blog").unwrap());
+        let created = cf.create(DIST, "r1", &batch).await.unwrap();
+        assert_eq!(created.paths.len(), 3000);
+        let err = cf
+            .create(DIST, "r2", &[CfPath::tag("news").unwrap()])
+            .await
+            .unwrap_err();
+        assert!(matches!(err, InvalidatorError::TooManyInProgress(_)));
+        // Wildcards are counted apart.
+        cf.create(DIST, "r3", &wildcards(1, "w")).await.unwrap();
     }
 
     #[tokio::test(start_paused = true)]

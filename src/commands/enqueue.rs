@@ -23,8 +23,13 @@ pub struct EnqueueRequest {
     /// Alias or id; the default distribution when `None`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub distribution: Option<String>,
-    /// As given: the decoder validates and encodes them.
+    /// As given: the decoder validates and encodes them. Absent from the
+    /// body when empty and there are tags.
+    #[serde(skip_serializing_if = "skip_paths")]
     pub paths: Vec<String>,
+    /// Cache tags, without `#` (`--tag`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
     /// Skip the quiet window.
     pub urgent: bool,
     /// Free text for the daemon's logs.
@@ -33,6 +38,12 @@ pub struct EnqueueRequest {
     /// Who asked, for the daemon's logs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub requested_by: Option<String>,
+}
+
+/// `paths` is left out of the body only when it is empty: a request of
+/// tags alone reads `{"tags": [...]}`.
+fn skip_paths(paths: &[String]) -> bool {
+    paths.is_empty()
 }
 
 impl EnqueueRequest {
@@ -133,6 +144,8 @@ fn any_distribution(body: &str) -> Config {
         alias.clone(),
         DistributionConfig {
             id: alias.clone(),
+            // Whether it takes tags is the daemon's to say.
+            cache_tags: true,
             ..DistributionConfig::default()
         },
     );
@@ -287,6 +300,40 @@ mod tests {
             r.to_body(),
             r#"{"distribution":"www","paths":["/a","/b/*"],"urgent":true,"reason":"deploy 1"}"#
         );
+    }
+
+    #[test]
+    fn tags_go_in_the_body_without_their_marker() {
+        let mut r = request(&[]);
+        r.tags = vec!["blog".into(), "Product-42".into()];
+        assert_eq!(
+            r.to_body(),
+            r#"{"tags":["blog","Product-42"],"urgent":false}"#
+        );
+        r.paths = vec!["/a".into()];
+        assert_eq!(
+            r.to_body(),
+            r#"{"paths":["/a"],"tags":["blog","Product-42"],"urgent":false}"#
+        );
+        // Without a configuration the stand-in distribution takes tags.
+        let decoded = validate(&r.to_body(), None).unwrap();
+        let items: Vec<&str> = decoded.paths.iter().map(|p| p.as_str()).collect();
+        assert_eq!(items, ["/a", "#blog", "#Product-42"]);
+        r.tags.push("a,b".into());
+        let err = validate(&r.to_body(), None).unwrap_err();
+        assert!(err.to_string().starts_with("tags[2] \"a,b\""), "{err}");
+        // A configured distribution without cache_tags refuses them.
+        let config = Config::from_parts(
+            Some("[source]\nkind = \"local\"\n[distributions.www]\nid = \"E2ABCDEF123456\"\n"),
+            "test",
+            Vec::new(),
+        )
+        .unwrap();
+        r.tags.pop();
+        assert!(matches!(
+            validate(&r.to_body(), Some(&config)),
+            Err(Rejection::TagsNotEnabled { .. })
+        ));
     }
 
     #[test]

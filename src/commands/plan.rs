@@ -1,6 +1,8 @@
 //! `cfpurge plan`: runs the planner on paths read from a stream and prints
 //! what would be submitted, with no AWS calls. Operators use it to see what
-//! a threshold or a capacity does to their own traffic.
+//! a threshold or a capacity does to their own traffic. A line `#name` is
+//! the cache tag `name`; `# ...` (with a space) or a lone `#` is a comment,
+//! so the plan's own summary lines read back as comments.
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, Write};
@@ -10,7 +12,7 @@ use serde::Serialize;
 
 use crate::catalog::{self, Catalog, CatalogError};
 use crate::config::Strategy as Configured;
-use crate::path::{CfPath, PathError};
+use crate::path::{CfPath, ItemError};
 use crate::planner::{self, Capacity, Entry, Settings, Strategy};
 
 /// Output format of `cfpurge plan`.
@@ -47,7 +49,7 @@ pub struct PlanOptions {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadLine {
     pub line: usize,
-    pub error: PathError,
+    pub error: ItemError,
 }
 
 /// Why `cfpurge plan` could not run at all.
@@ -67,19 +69,25 @@ pub enum PlanError {
     Output(#[source] io::Error),
 }
 
-/// Reads paths one per line. Blank lines and lines starting with `#` are
-/// skipped; surrounding white space is trimmed. Bad lines are returned with
-/// their 1-based number and do not stop the rest.
-pub fn read_paths(input: impl BufRead) -> io::Result<(Vec<CfPath>, Vec<BadLine>)> {
+/// Reads paths one per line, and with `tags` cache tags (`#name`). Blank
+/// lines are skipped, and so are comments: every line starting with `#`
+/// without `tags`, else `#` alone or followed by white space. Surrounding
+/// white space is trimmed. Bad lines are returned with their 1-based number
+/// and do not stop the rest.
+pub fn read_paths(input: impl BufRead, tags: bool) -> io::Result<(Vec<CfPath>, Vec<BadLine>)> {
     let mut paths = Vec::new();
     let mut bad = Vec::new();
     for (i, line) in input.lines().enumerate() {
         let line = line?;
         let text = line.trim();
-        if text.is_empty() || text.starts_with('#') {
+        let comment = match text.strip_prefix('#') {
+            Some(rest) => !tags || rest.is_empty() || rest.starts_with(char::is_whitespace),
+            None => false,
+        };
+        if text.is_empty() || comment {
             continue;
         }
-        match CfPath::parse(text) {
+        match CfPath::parse_item(text) {
             Ok(p) => paths.push(p),
             Err(error) => bad.push(BadLine { line: i + 1, error }),
         }
@@ -97,6 +105,7 @@ struct JsonPlan<'a> {
     unique: usize,
     exact: usize,
     wildcard: usize,
+    tags: usize,
     billed: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     strategy: Option<&'static str>,
@@ -117,7 +126,7 @@ pub fn run(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<usize, PlanError> {
-    let (paths, bad) = read_paths(input).map_err(PlanError::Input)?;
+    let (paths, bad) = read_paths(input, true).map_err(PlanError::Input)?;
     for b in &bad {
         writeln!(err, "line {}: {}", b.line, b.error).map_err(PlanError::Output)?;
     }
@@ -162,6 +171,7 @@ pub fn run(
                 unique: f.unique,
                 exact: f.exact,
                 wildcard: f.wildcard,
+                tags: f.tags,
                 billed: f.billed(),
                 strategy: catalog.as_ref().map(|_| strategy.name()),
                 blast,
@@ -180,8 +190,13 @@ pub fn run(
             if let Some(d) = &options.distribution {
                 summary.push_str(&format!(" distribution {d}:"));
             }
+            let tags = if f.tags > 0 {
+                format!(" + {} tag", f.tags)
+            } else {
+                String::new()
+            };
             summary.push_str(&format!(
-                " requested {}, unique {}, submitted {} exact + {} wildcard = {} billed, deferred {}",
+                " requested {}, unique {}, submitted {} exact + {} wildcard{tags} = {} billed, deferred {}",
                 f.requested,
                 f.unique,
                 f.exact,
@@ -217,7 +232,8 @@ fn read_universe(file: &Path, err: &mut dyn Write) -> Result<Vec<CfPath>, PlanEr
         source,
     };
     let f = std::fs::File::open(file).map_err(io_err)?;
-    let (paths, bad) = read_paths(io::BufReader::new(f)).map_err(io_err)?;
+    // Served paths only: a `#` line is a comment there.
+    let (paths, bad) = read_paths(io::BufReader::new(f), false).map_err(io_err)?;
     // One line per rule broken, not one per bad path: a universe file is
     // usually generated, and its faults come in thousands.
     let mut by_rule: BTreeMap<String, (usize, usize)> = BTreeMap::new();

@@ -446,11 +446,15 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
         match &ingested {
             Ingested::Pending {
                 requested,
+                skipped,
                 s3_objects,
                 ..
             } => {
                 for (alias, n) in requested {
                     metrics.paths_requested(alias, *n as u64);
+                }
+                for (alias, n) in skipped {
+                    metrics.paths_skipped(alias, *n as u64);
                 }
                 for (alias, paths, removed) in s3_objects {
                     self.catalogs.follow(alias, paths, removed);
@@ -458,7 +462,12 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
                 self.cover_recovered(now, effects);
             }
             Ingested::Rejected(reason) => metrics.rejected(*reason),
-            Ingested::Forgotten | Ingested::Deleted | Ingested::Duplicate => {}
+            Ingested::Deleted { skipped } => {
+                for (alias, n) in skipped {
+                    metrics.paths_skipped(alias, *n as u64);
+                }
+            }
+            Ingested::Forgotten | Ingested::Duplicate => {}
         }
     }
 
@@ -715,7 +724,13 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
             metrics.request_to_invalidation(alias, Duration::from_millis(waited));
         }
         let wildcards = batch.paths.iter().filter(|p| p.is_wildcard()).count() as u64;
-        metrics.paths_submitted(alias, batch.paths.len() as u64 - wildcards, wildcards);
+        let tags = batch.paths.iter().filter(|p| p.is_tag()).count() as u64;
+        metrics.paths_submitted(
+            alias,
+            batch.paths.len() as u64 - wildcards - tags,
+            wildcards,
+            tags,
+        );
         metrics.invalidation_created(alias);
         metrics.paths_blast(alias, batch.blast);
         self.totals.invalidations += 1;
@@ -726,6 +741,7 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
             requested = batch.requested,
             billed = batch.paths.len(),
             wildcards,
+            tags,
             blast = batch.blast,
             messages_covered = covered.len(),
             "invalidation created"
@@ -769,13 +785,18 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
                 .pending
                 .messages_waiting_on(alias, std::slice::from_ref(&path));
             tracing::error!(distribution = %alias, messages = offenders.len(), error = %e, "CloudFront refused a requested path that passed validation; rejecting the messages that ask for it");
-            let detail = format!("CloudFront refused the path: {e}");
+            let (reason, what) = if path.is_tag() {
+                (RejectReason::InvalidTag, "tag")
+            } else {
+                (RejectReason::InvalidPath, "path")
+            };
+            let detail = format!("CloudFront refused the {what}: {e}");
             for id in offenders {
                 self.pending.remove(&id);
-                self.observers.metrics.rejected(RejectReason::InvalidPath);
+                self.observers.metrics.rejected(reason);
                 effects.queue(Effect::Reject {
                     id,
-                    reason: RejectReason::InvalidPath,
+                    reason,
                     detail: detail.clone(),
                     body: None,
                 });

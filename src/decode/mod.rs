@@ -20,7 +20,12 @@
 //!
 //! Requested paths (native, plain text) go through [`CfPath::parse`]; S3 object
 //! keys name one object literally and go through [`CfPath::literal`] after
-//! the [`Router`] has mapped them to a distribution and a path.
+//! the [`Router`] has mapped them to a distribution and a path. Cache tags
+//! (native requests only) go through [`CfPath::tag`].
+//!
+//! Last, whatever the format, every path matching one of `routing.skip`'s
+//! patterns is moved out of the request's paths into its `skipped` list
+//! ([`Router::skip`]): it is counted, never planned.
 
 mod native;
 mod rejection;
@@ -45,9 +50,10 @@ pub use route::{KeyMapping, Router};
 /// and is not parsed.
 pub const MAX_BODY_BYTES: usize = 1_048_576;
 
-/// At most this many paths in one message, all distributions together:
-/// CloudFront's in-flight limit for exact paths, so one message can always
-/// be covered by one invalidation.
+/// At most this many paths in one message, all distributions together
+/// (cache tags included, which count with exact paths): CloudFront's
+/// in-flight limit for exact paths, so one message can always be covered
+/// by one invalidation.
 pub const MAX_PATHS_PER_MESSAGE: usize = 3000;
 
 /// Longest `reason` or `requested_by`, in characters; they are logged, and a
@@ -60,8 +66,12 @@ pub struct PurgeRequest {
     /// The configured alias, also when the request named the distribution
     /// by its id: metrics and the pending set are keyed by alias.
     pub distribution: String,
-    /// Validated and encoded; never empty.
+    /// Validated and encoded paths, and the cache tags of a native request
+    /// (`#name`, each tag once whatever its case, first spelling kept).
+    /// Never empty unless `routing.skip` took every path (see `skipped`).
     pub paths: Vec<CfPath>,
+    /// The paths `routing.skip` dropped: counted and logged, never planned.
+    pub skipped: Vec<CfPath>,
     /// Skip the quiet window (native requests only).
     pub urgent: bool,
     /// Free text for the logs (native requests only); at most
@@ -79,12 +89,17 @@ pub struct PurgeRequest {
 ///
 /// `Ok(vec![])` means there is nothing to purge and the message can be
 /// deleted: an `s3:TestEvent`, S3 events for keys outside every route, event
-/// types that change no content, a plain-text body of comments only.
+/// types that change no content, a plain-text body of comments only. So does
+/// a list of requests whose every path `routing.skip` took.
 pub fn decode(body: &str, router: &Router) -> Result<Vec<PurgeRequest>, Rejection> {
     if body.len() > MAX_BODY_BYTES {
         return Err(Rejection::BodyTooLarge { bytes: body.len() });
     }
-    decode_any(body, router, Envelope::Outer)
+    let mut requests = decode_any(body, router, Envelope::Outer)?;
+    for r in &mut requests {
+        router.skip(r);
+    }
+    Ok(requests)
 }
 
 /// [`decode`] for a body as raw bytes; invalid UTF-8 is `malformed`.
@@ -116,7 +131,10 @@ pub fn decode_native(body: &[u8], router: &Router) -> Result<PurgeRequest, Rejec
     }
     let keys = first_pass(body)?;
     match keys.format() {
-        Format::Native => native::decode(body, router),
+        Format::Native => native::decode(body, router).map(|mut r| {
+            router.skip(&mut r);
+            r
+        }),
         Format::Unknown => Err(Rejection::UnknownShape {
             found: keys.describe(),
         }),
@@ -372,7 +390,7 @@ impl<'de> Visitor<'de> for ShapeVisitor {
                     keys.detail_type = map.next_value::<MaybeString>()?.0;
                     keys.eventbridge = true;
                 }
-                "distribution" | "paths" | "urgent" | "reason" | "requested_by" => {
+                "distribution" | "paths" | "tags" | "urgent" | "reason" | "requested_by" => {
                     map.next_value::<IgnoredAny>()?;
                     keys.native = true;
                 }

@@ -1,6 +1,14 @@
-//! The native format: `{"distribution": "www", "paths": [...], "urgent":
-//! false, "reason": "...", "requested_by": "..."}`, sent by `cfpurge
-//! enqueue`, client services and `POST /v1/purge`.
+//! The native format: `{"distribution": "www", "paths": [...], "tags":
+//! [...], "urgent": false, "reason": "...", "requested_by": "..."}`, sent
+//! by `cfpurge enqueue`, client services and `POST /v1/purge`.
+//!
+//! Cache tags come from `tags` (names without `#`) and from entries of
+//! `paths` that start with `#`; with tags, `paths` may be empty or absent.
+//! Paths and tags together are 1 to [`MAX_PATHS_PER_MESSAGE`] entries. The
+//! request holds each tag once, ignoring case, in the spelling seen first
+//! (`paths` before `tags`).
+
+use std::collections::HashSet;
 
 use serde::Deserialize;
 
@@ -19,8 +27,11 @@ struct Native<'a> {
     /// Alias or id; `None` (absent or null) for the default distribution.
     #[serde(default, borrow)]
     distribution: Option<Str<'a>>,
-    #[serde(borrow)]
-    paths: Vec<Str<'a>>,
+    /// `None` when absent: allowed when `tags` has some.
+    #[serde(default, borrow)]
+    paths: Option<Vec<Str<'a>>>,
+    #[serde(default, borrow)]
+    tags: Option<Vec<Str<'a>>>,
     #[serde(default)]
     urgent: bool,
     #[serde(default)]
@@ -31,40 +42,93 @@ struct Native<'a> {
 
 pub(super) fn decode(body: &str, router: &Router) -> Result<PurgeRequest, Rejection> {
     let req: Native = serde_json::from_str(body).map_err(|e| Rejection::from_json(FORMAT, &e))?;
-    if req.paths.is_empty() {
-        return Err(Rejection::malformed(
-            FORMAT,
-            format!("\"paths\" is empty; a request needs 1 to {MAX_PATHS_PER_MESSAGE} paths"),
-        ));
+    let raw_paths = req.paths.as_deref().unwrap_or_default();
+    let raw_tags = req.tags.as_deref().unwrap_or_default();
+    let entries = raw_paths.len() + raw_tags.len();
+    if entries == 0 {
+        let detail = match (&req.paths, &req.tags) {
+            (_, Some(_)) => format!(
+                "\"paths\" and \"tags\" are empty; a request needs 1 to {MAX_PATHS_PER_MESSAGE} \
+                 paths and tags together"
+            ),
+            (Some(_), None) => {
+                format!("\"paths\" is empty; a request needs 1 to {MAX_PATHS_PER_MESSAGE} paths")
+            }
+            (None, None) => format!(
+                "\"paths\" is missing; a request needs 1 to {MAX_PATHS_PER_MESSAGE} paths (or \"tags\")"
+            ),
+        };
+        return Err(Rejection::malformed(FORMAT, detail));
     }
-    if req.paths.len() > MAX_PATHS_PER_MESSAGE {
-        return Err(Rejection::TooManyPaths {
-            count: req.paths.len(),
+    if entries > MAX_PATHS_PER_MESSAGE {
+        let tags = raw_tags.len() + raw_paths.iter().filter(|p| p.starts_with('#')).count();
+        return Err(if tags == 0 {
+            Rejection::TooManyPaths { count: entries }
+        } else {
+            Rejection::TooManyEntries {
+                paths: entries - tags,
+                tags,
+            }
         });
     }
     let reason = free_text("reason", req.reason)?;
     let requested_by = free_text("requested_by", req.requested_by)?;
     let distribution = router.distribution(req.distribution.as_deref())?.to_owned();
-    let paths = req
-        .paths
-        .iter()
-        .enumerate()
-        .map(|(i, raw)| {
-            CfPath::parse(raw).map_err(|error| Rejection::InvalidPath {
+    let mut paths = Vec::with_capacity(entries);
+    let mut tags = Tags::default();
+    for (i, raw) in raw_paths.iter().enumerate() {
+        match raw.strip_prefix('#') {
+            Some(name) => tags.add(name, raw, PathSource::Entry(i), &mut paths)?,
+            None => paths.push(CfPath::parse(raw).map_err(|error| Rejection::InvalidPath {
                 location: PathSource::Entry(i),
                 path: Snippet::new(raw),
                 error,
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+            })?),
+        }
+    }
+    for (i, raw) in raw_tags.iter().enumerate() {
+        tags.add(raw, raw, PathSource::TagEntry(i), &mut paths)?;
+    }
+    if !tags.seen.is_empty() && !router.tags_enabled(&distribution) {
+        return Err(Rejection::TagsNotEnabled { distribution });
+    }
     Ok(PurgeRequest {
         distribution,
         paths,
+        skipped: Vec::new(),
         urgent: req.urgent,
         reason,
         requested_by,
         s3_removed: None,
     })
+}
+
+/// The tags of one request seen so far, by lower-case name.
+#[derive(Default)]
+struct Tags {
+    seen: HashSet<String>,
+}
+
+impl Tags {
+    /// Checks the tag `name` (written `raw` at `location`) and adds it to
+    /// `out` unless a tag equal but for case came first.
+    fn add(
+        &mut self,
+        name: &str,
+        raw: &str,
+        location: PathSource,
+        out: &mut Vec<CfPath>,
+    ) -> Result<(), Rejection> {
+        let tag = CfPath::tag(name).map_err(|error| Rejection::InvalidTag {
+            location,
+            tag: Snippet::new(raw),
+            error,
+        })?;
+        if self.seen.insert(name.to_ascii_lowercase()) {
+            out.push(tag);
+        }
+        Ok(())
+    }
 }
 
 /// A `reason` or `requested_by`: at most [`MAX_TEXT_CHARS`] characters, and

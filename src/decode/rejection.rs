@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use crate::path::PathError;
+use crate::path::{PathError, TagError};
 
 use super::{MAX_BODY_BYTES, MAX_PATHS_PER_MESSAGE, MAX_TEXT_CHARS};
 
@@ -18,16 +18,20 @@ pub enum RejectReason {
     UnknownDistribution,
     UnroutedBucket,
     TooLarge,
+    InvalidTag,
+    TagsNotEnabled,
 }
 
 impl RejectReason {
     /// Every reason, so that metrics can be registered at zero.
-    pub const ALL: [RejectReason; 5] = [
+    pub const ALL: [RejectReason; 7] = [
         RejectReason::Malformed,
         RejectReason::InvalidPath,
         RejectReason::UnknownDistribution,
         RejectReason::UnroutedBucket,
         RejectReason::TooLarge,
+        RejectReason::InvalidTag,
+        RejectReason::TagsNotEnabled,
     ];
 
     /// The label value and message attribute value.
@@ -38,6 +42,8 @@ impl RejectReason {
             RejectReason::UnknownDistribution => "unknown_distribution",
             RejectReason::UnroutedBucket => "unrouted_bucket",
             RejectReason::TooLarge => "too_large",
+            RejectReason::InvalidTag => "invalid_tag",
+            RejectReason::TagsNotEnabled => "tags_not_enabled",
         }
     }
 }
@@ -53,6 +59,8 @@ impl fmt::Display for RejectReason {
 pub enum PathSource {
     /// Index into a native request's `paths` (from 0, as in JSON).
     Entry(usize),
+    /// Index into a native request's `tags` (from 0).
+    TagEntry(usize),
     /// Line of a plain-text body (from 1, as an editor counts).
     Line(usize),
     /// An S3 object key (as decoded) and its bucket.
@@ -63,6 +71,7 @@ impl fmt::Display for PathSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PathSource::Entry(i) => write!(f, "paths[{i}]"),
+            PathSource::TagEntry(i) => write!(f, "tags[{i}]"),
             PathSource::Line(n) => write!(f, "line {n}"),
             PathSource::Key { bucket, key } => {
                 write!(f, "key {key} in bucket {bucket} makes path")
@@ -103,6 +112,21 @@ pub enum Rejection {
         path: Snippet,
         error: PathError,
     },
+    /// A cache tag that breaks CloudFront's rules, from `tags` or a `#`
+    /// entry of `paths`.
+    #[error("{location} {tag}: {error}")]
+    InvalidTag {
+        location: PathSource,
+        tag: Snippet,
+        error: TagError,
+    },
+    /// Tags for a distribution without `cache_tags = true`: CloudFront would
+    /// accept them and purge nothing.
+    #[error(
+        "the request has cache tags, but distribution {distribution} does not have \
+         cache_tags = true (without a CacheTagConfig CloudFront purges nothing by tag)"
+    )]
+    TagsNotEnabled { distribution: String },
     #[error("distribution {name} is neither a configured alias nor a configured id")]
     UnknownDistribution { name: Snippet },
     #[error(
@@ -118,6 +142,10 @@ pub enum Rejection {
     UnroutedBucket { bucket: Snippet },
     #[error("{count} paths; at most {MAX_PATHS_PER_MESSAGE} are allowed in one message")]
     TooManyPaths { count: usize },
+    #[error(
+        "{paths} paths and {tags} tags; at most {MAX_PATHS_PER_MESSAGE} together are allowed in one message"
+    )]
+    TooManyEntries { paths: usize, tags: usize },
     #[error("{field} is {chars} characters; at most {MAX_TEXT_CHARS} are allowed")]
     TextTooLong { field: &'static str, chars: usize },
 }
@@ -128,6 +156,7 @@ impl Rejection {
         match self {
             Rejection::BodyTooLarge { .. }
             | Rejection::TooManyPaths { .. }
+            | Rejection::TooManyEntries { .. }
             | Rejection::TextTooLong { .. } => RejectReason::TooLarge,
             Rejection::NotUtf8 { .. }
             | Rejection::EmptyBody
@@ -139,6 +168,8 @@ impl Rejection {
             | Rejection::MultiTenantDistribution { .. }
             | Rejection::NoDefaultDistribution => RejectReason::UnknownDistribution,
             Rejection::UnroutedBucket { .. } => RejectReason::UnroutedBucket,
+            Rejection::InvalidTag { .. } => RejectReason::InvalidTag,
+            Rejection::TagsNotEnabled { .. } => RejectReason::TagsNotEnabled,
         }
     }
 

@@ -1,6 +1,7 @@
-//! Routing: which distribution a request goes to, and which CloudFront
-//! paths an S3 object key stands for. Built once from the configuration so
-//! that decoding a message looks nothing up in it.
+//! Routing: which distribution a request goes to, which CloudFront paths
+//! an S3 object key stands for, which distributions take cache tags, and
+//! which paths never need purging (`routing.skip`). Built once from the
+//! configuration so that decoding a message looks nothing up in it.
 
 use std::collections::{HashMap, HashSet};
 
@@ -23,6 +24,10 @@ pub struct Router {
     default: Option<String>,
     /// `[[routing.s3]]` by bucket, in the order of the file.
     buckets: HashMap<String, Vec<Route>>,
+    /// Aliases of the distributions with `cache_tags = true`.
+    tags_enabled: HashSet<String>,
+    /// `routing.skip`, compiled once; `None` without patterns.
+    skip: Option<regex::RegexSet>,
 }
 
 /// One `[[routing.s3]]` entry.
@@ -141,7 +146,39 @@ impl Router {
             multi_tenant,
             default: config.default_distribution().map(|(a, _)| a.to_owned()),
             buckets,
+            tags_enabled: config
+                .distributions
+                .iter()
+                .filter(|(_, d)| d.cache_tags)
+                .map(|(alias, _)| alias.clone())
+                .collect(),
+            skip: skip_set(&config.routing.skip),
         }
+    }
+
+    /// Whether the distribution `alias` takes cache tags.
+    pub(super) fn tags_enabled(&self, alias: &str) -> bool {
+        self.tags_enabled.contains(alias)
+    }
+
+    /// Moves the paths of `request` that match a `routing.skip` pattern to
+    /// its `skipped` list. Tags are not paths: no pattern applies to them.
+    pub fn skip(&self, request: &mut PurgeRequest) {
+        let Some(set) = &self.skip else {
+            return;
+        };
+        if !request
+            .paths
+            .iter()
+            .any(|p| !p.is_tag() && set.is_match(p.as_str()))
+        {
+            return;
+        }
+        let (skipped, kept): (Vec<CfPath>, Vec<CfPath>) = std::mem::take(&mut request.paths)
+            .into_iter()
+            .partition(|p| !p.is_tag() && set.is_match(p.as_str()));
+        request.paths = kept;
+        request.skipped.extend(skipped);
     }
 
     /// The alias of the distribution a request names, or the default one
@@ -217,6 +254,35 @@ impl Router {
     }
 }
 
+/// `routing.skip`'s patterns as one set. The configuration is validated at
+/// start-up ([`Config::load`] names a bad pattern by its index), so a
+/// pattern fails here only in a configuration built without validation:
+/// it is left out, loudly, and the others still apply.
+fn skip_set(patterns: &[String]) -> Option<regex::RegexSet> {
+    if patterns.is_empty() {
+        return None;
+    }
+    let valid: Vec<&String> = patterns
+        .iter()
+        .enumerate()
+        .filter(|(i, p)| match regex::Regex::new(p) {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::error!(index = i, error = %e, "routing.skip pattern is not valid; left out");
+                false
+            }
+        })
+        .map(|(_, p)| p)
+        .collect();
+    match regex::RegexSet::new(valid) {
+        Ok(set) => Some(set),
+        Err(e) => {
+            tracing::error!(error = %e, "routing.skip patterns cannot be compiled together; none applies");
+            None
+        }
+    }
+}
+
 /// `prefix` and `rest` with exactly one `/` between them: `/` + `a/b.js` is
 /// `/a/b.js`, `/static` + `a.js` and `/static/` + `/a.js` are `/static/a.js`.
 fn join(prefix: &str, rest: &str) -> String {
@@ -274,6 +340,7 @@ impl Grouper {
             .map(|((distribution, paths), removed)| PurgeRequest {
                 distribution,
                 paths,
+                skipped: Vec::new(),
                 urgent: false,
                 reason: None,
                 requested_by: None,

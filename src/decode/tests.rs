@@ -115,7 +115,7 @@ fn assert_valid(reqs: &[PurgeRequest]) {
         assert!(ALIASES.contains(&r.distribution.as_str()), "{r:?}");
         assert!(!r.paths.is_empty(), "{r:?}");
         for p in &r.paths {
-            assert_eq!(CfPath::parse(p.as_str()).as_ref(), Ok(p));
+            assert_eq!(CfPath::parse_item(p.as_str()).as_ref(), Ok(p));
         }
         total += r.paths.len();
     }
@@ -246,6 +246,7 @@ fn native_request_with_every_field() {
                 CfPath::parse("/assets/*").unwrap(),
                 CfPath::parse("/my%20file.html").unwrap(),
             ],
+            skipped: Vec::new(),
             urgent: true,
             reason: Some("deploy 4812".into()),
             requested_by: Some("checkout".into()),
@@ -312,7 +313,10 @@ fn native_with_no_paths_is_malformed() {
     );
     let e = err(r#"{"distribution": "www"}"#);
     assert_eq!(e.reason(), RejectReason::Malformed);
-    assert!(e.to_string().contains("missing field `paths`"), "{e}");
+    assert_eq!(
+        e.to_string(),
+        "native request: \"paths\" is missing; a request needs 1 to 3000 paths (or \"tags\")"
+    );
 }
 
 #[test]
@@ -1047,7 +1051,9 @@ fn reason_codes_are_the_contract_names() {
             "invalid_path",
             "unknown_distribution",
             "unrouted_bucket",
-            "too_large"
+            "too_large",
+            "invalid_tag",
+            "tags_not_enabled"
         ]
     );
     assert_eq!(RejectReason::TooLarge.to_string(), "too_large");
@@ -1279,4 +1285,356 @@ fn deep_nesting_does_not_overflow_the_stack() {
     assert_eq!(only(&decode(&event, &r).unwrap(), "www"), ["/a.js"]);
     let e = decode(&format!("{{\"x\": {objects}}}"), &r).unwrap_err();
     assert!(matches!(e, Rejection::UnknownShape { .. }), "{e}");
+}
+
+// ------------------------------------------------------ cache tags and skip
+
+/// `www` takes cache tags, `docs` does not; `routing.skip` drops the
+/// content-hashed assets of a bundler's output and everything under
+/// `/_astro/`.
+const TAGS_AND_SKIP: &str = r#"
+[source]
+kind = "local"
+
+[distributions.www]
+id = "E2ABCDEF123456"
+cache_tags = true
+
+[distributions.docs]
+id = "E3DOCS0000000"
+
+[routing]
+default_distribution = "www"
+skip = ['\.[0-9a-f]{8,}\.(js|css|mjs|woff2?)(\.map)?$', '^/_astro/']
+
+[[routing.s3]]
+bucket = "www-site-bucket"
+distribution = "www"
+index_document = "index.html"
+"#;
+
+fn tagged(body: &str) -> Result<Vec<PurgeRequest>, Rejection> {
+    let result = decode(body, &router_from(TAGS_AND_SKIP));
+    if let Err(e) = &result {
+        assert_one_line(e);
+    }
+    result
+}
+
+fn tagged_paths(body: &str) -> Vec<String> {
+    let reqs = tagged(body).unwrap_or_else(|e| panic!("rejected: {e}"));
+    only(&reqs, "www")
+}
+
+#[test]
+fn tags_alone_need_no_paths() {
+    assert_eq!(
+        tagged_paths(r#"{"tags": ["blog", "Product-42"]}"#),
+        ["#blog", "#Product-42"]
+    );
+    assert_eq!(
+        tagged_paths(r#"{"paths": [], "tags": ["blog"]}"#),
+        ["#blog"]
+    );
+    assert_eq!(tagged_paths(r##"{"paths": ["#blog"]}"##), ["#blog"]);
+}
+
+#[test]
+fn paths_and_tags_mix_paths_entries_first() {
+    assert_eq!(
+        tagged_paths(r##"{"paths": ["/a b", "#x", "/c/*"], "tags": ["y"], "urgent": true}"##),
+        ["/a%20b", "#x", "/c/*", "#y"]
+    );
+}
+
+#[test]
+fn a_request_holds_each_tag_once_in_its_first_spelling() {
+    assert_eq!(
+        tagged_paths(r##"{"paths": ["#Blog", "/a"], "tags": ["blog", "BLOG", "news", "NEWS"]}"##),
+        ["#Blog", "/a", "#news"]
+    );
+}
+
+#[test]
+fn paths_and_tags_together_are_at_most_3000() {
+    let paths: Vec<String> = (0..MAX_PATHS_PER_MESSAGE - 2)
+        .map(|i| format!("/p{i}"))
+        .collect();
+    let body = json!({ "paths": paths.iter().chain(["#t0".to_owned()].iter()).collect::<Vec<_>>(), "tags": ["t1"] });
+    let reqs = tagged(&body.to_string()).unwrap();
+    assert_eq!(reqs[0].paths.len(), MAX_PATHS_PER_MESSAGE);
+
+    // One more, as a tag or a `#` entry: too large, the tags counted apart.
+    let body = json!({ "paths": paths.iter().chain(["#t0".to_owned()].iter()).collect::<Vec<_>>(), "tags": ["t1", "t2"] });
+    let e = tagged(&body.to_string()).unwrap_err();
+    assert_eq!(
+        e,
+        Rejection::TooManyEntries {
+            paths: 2998,
+            tags: 3
+        }
+    );
+    assert_eq!(e.reason(), RejectReason::TooLarge);
+    assert_eq!(
+        e.to_string(),
+        "2998 paths and 3 tags; at most 3000 together are allowed in one message"
+    );
+    // Case duplicates still count as entries: the limit is on the request.
+    let tags: Vec<String> = (0..=MAX_PATHS_PER_MESSAGE)
+        .map(|_| "same".to_owned())
+        .collect();
+    let e = tagged(&json!({ "tags": tags }).to_string()).unwrap_err();
+    assert_eq!(
+        e,
+        Rejection::TooManyEntries {
+            paths: 0,
+            tags: 3001
+        }
+    );
+}
+
+#[test]
+fn every_tag_rule_is_invalid_tag_naming_the_entry() {
+    let long = "t".repeat(257);
+    for (body, detail) in [
+        (
+            json!({"tags": ["ok", "a,b"]}),
+            "tags[1] \"a,b\": character ',' at character 2 is not allowed in a tag (visible ASCII only, without \",\" and \"*\")",
+        ),
+        (
+            json!({"tags": ["a*"]}),
+            "tags[0] \"a*\": character '*' at character 2 is not allowed in a tag (visible ASCII only, without \",\" and \"*\")",
+        ),
+        (
+            json!({"tags": ["a b"]}),
+            "tags[0] \"a b\": character ' ' at character 2 is not allowed in a tag (visible ASCII only, without \",\" and \"*\")",
+        ),
+        (
+            json!({"tags": ["caf\u{e9}"]}),
+            "tags[0] \"caf\u{e9}\": character '\u{e9}' at character 4 is not allowed in a tag (visible ASCII only, without \",\" and \"*\")",
+        ),
+        (
+            json!({"tags": ["a\nb"]}),
+            "tags[0] \"a\\nb\": character '\\n' at character 2 is not allowed in a tag (visible ASCII only, without \",\" and \"*\")",
+        ),
+        (json!({"tags": [""]}), "tags[0] \"\": tag is empty"),
+        (
+            json!({"paths": ["/a", "#"]}),
+            "paths[1] \"#\": tag is empty",
+        ),
+        (
+            json!({"tags": [long]}),
+            "tags[0] \"tttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttt\"... (257 characters): tag is 257 characters; CloudFront allows at most 256",
+        ),
+        (
+            json!({"tags": ["#blog"]}),
+            "tags[0] \"#blog\": a tag's name does not start with \"#\" (the tag x is \"x\" in \"tags\" and \"#x\" in \"paths\")",
+        ),
+        (
+            json!({"paths": ["##blog"]}),
+            "paths[0] \"##blog\": a tag's name does not start with \"#\" (the tag x is \"x\" in \"tags\" and \"#x\" in \"paths\")",
+        ),
+    ] {
+        let e = tagged(&body.to_string()).unwrap_err();
+        assert_eq!(e.reason(), RejectReason::InvalidTag, "{body}");
+        assert_eq!(e.to_string(), detail, "{body}");
+    }
+    // 256 characters is the longest tag.
+    let longest = "t".repeat(256);
+    assert_eq!(
+        tagged_paths(&json!({"tags": [longest]}).to_string()).len(),
+        1
+    );
+}
+
+#[test]
+fn tags_for_a_distribution_without_cache_tags_are_refused() {
+    for body in [
+        r#"{"distribution": "docs", "tags": ["x"]}"#,
+        r##"{"distribution": "E3DOCS0000000", "paths": ["/a", "#x"]}"##,
+    ] {
+        let e = tagged(body).unwrap_err();
+        assert_eq!(e.reason(), RejectReason::TagsNotEnabled, "{body}");
+        assert_eq!(
+            e.to_string(),
+            "the request has cache tags, but distribution docs does not have cache_tags = true \
+             (without a CacheTagConfig CloudFront purges nothing by tag)"
+        );
+    }
+    // Paths alone are fine there.
+    let reqs = tagged(r#"{"distribution": "docs", "paths": ["/a"]}"#).unwrap();
+    assert_eq!(only(&reqs, "docs"), ["/a"]);
+    // And a tag to the default router (no cache_tags anywhere) too.
+    assert_eq!(
+        err(r#"{"tags": ["x"]}"#).reason(),
+        RejectReason::TagsNotEnabled
+    );
+}
+
+#[test]
+fn a_request_without_paths_or_tags_is_malformed() {
+    for (body, detail) in [
+        (
+            r#"{"paths": [], "tags": []}"#,
+            "native request: \"paths\" and \"tags\" are empty; a request needs 1 to 3000 paths and tags together",
+        ),
+        (
+            r#"{"tags": []}"#,
+            "native request: \"paths\" and \"tags\" are empty; a request needs 1 to 3000 paths and tags together",
+        ),
+    ] {
+        let e = tagged(body).unwrap_err();
+        assert_eq!(e.reason(), RejectReason::Malformed);
+        assert_eq!(e.to_string(), detail);
+    }
+    let e = tagged(r#"{"tags": "blog"}"#).unwrap_err();
+    assert_eq!(e.reason(), RejectReason::Malformed);
+    assert!(
+        e.to_string().starts_with("native request: invalid type"),
+        "{e}"
+    );
+}
+
+#[test]
+fn plain_text_hash_lines_stay_comments() {
+    assert_eq!(tagged_paths("#blog\n/a\n# note\n"), ["/a"]);
+}
+
+#[test]
+fn post_takes_tags_as_the_queue_does() {
+    let router = router_from(TAGS_AND_SKIP);
+    let body = r##"{"paths": ["#Blog", "/a.3f8a2c1d.js"], "tags": ["blog", "news"]}"##;
+    let request = decode_native(body.as_bytes(), &router).unwrap();
+    assert_eq!(strs(&request), ["#Blog", "#news"]);
+    assert_eq!(request.skipped, [CfPath::parse("/a.3f8a2c1d.js").unwrap()]);
+    assert_eq!(decode(body, &router), Ok(vec![request]));
+}
+
+#[test]
+fn skip_drops_hashed_assets_of_a_deploy_and_keeps_the_pages() {
+    let body = s3_event(&[
+        ("ObjectCreated:Put", "www-site-bucket", "index.html"),
+        ("ObjectCreated:Put", "www-site-bucket", "docs/index.html"),
+        (
+            "ObjectCreated:Put",
+            "www-site-bucket",
+            "assets/index.3f8a2c1d.js",
+        ),
+        (
+            "ObjectCreated:Put",
+            "www-site-bucket",
+            "assets/index.3f8a2c1d.js.map",
+        ),
+        (
+            "ObjectCreated:Put",
+            "www-site-bucket",
+            "assets/style.0badc0de.css",
+        ),
+        (
+            "ObjectCreated:Put",
+            "www-site-bucket",
+            "assets/inter.deadbeef99.woff2",
+        ),
+        (
+            "ObjectCreated:Put",
+            "www-site-bucket",
+            "_astro/page.B2xYz.js",
+        ),
+        ("ObjectCreated:Put", "www-site-bucket", "assets/logo.png"),
+        // Too short a hash to be one: kept.
+        ("ObjectCreated:Put", "www-site-bucket", "app.v2.js"),
+    ]);
+    let reqs = tagged(&body).unwrap();
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(
+        strs(&reqs[0]),
+        [
+            "/index.html",
+            "/",
+            "/docs/index.html",
+            "/docs/",
+            "/docs",
+            "/assets/logo.png",
+            "/app.v2.js"
+        ]
+    );
+    let skipped: Vec<&str> = reqs[0].skipped.iter().map(CfPath::as_str).collect();
+    assert_eq!(
+        skipped,
+        [
+            "/assets/index.3f8a2c1d.js",
+            "/assets/index.3f8a2c1d.js.map",
+            "/assets/style.0badc0de.css",
+            "/assets/inter.deadbeef99.woff2",
+            "/_astro/page.B2xYz.js",
+        ]
+    );
+    // The catalog still learns what the event says of every object.
+    assert_eq!(reqs[0].s3_removed.as_deref(), Some(&[][..]));
+}
+
+#[test]
+fn a_message_of_only_skipped_paths_asks_for_nothing() {
+    let body = s3_event(&[
+        (
+            "ObjectCreated:Put",
+            "www-site-bucket",
+            "assets/index.3f8a2c1d.js",
+        ),
+        (
+            "ObjectCreated:Put",
+            "www-site-bucket",
+            "assets/style.0badc0de.css",
+        ),
+    ]);
+    let reqs = tagged(&body).unwrap();
+    assert_eq!(reqs.len(), 1);
+    assert!(reqs[0].paths.is_empty());
+    assert_eq!(reqs[0].skipped.len(), 2);
+    let reqs = tagged("/assets/a.0123456789.js\n").unwrap();
+    assert!(reqs[0].paths.is_empty());
+    assert_eq!(reqs[0].skipped.len(), 1);
+}
+
+#[test]
+fn skip_matches_the_encoded_path_in_every_format_and_never_a_tag() {
+    let router = router_from(
+        r#"
+[source]
+kind = "local"
+[distributions.www]
+id = "E2ABCDEF123456"
+cache_tags = true
+[routing]
+skip = ['%20', 'blog$']
+"#,
+    );
+    let one = |body: &str| {
+        let reqs = decode(body, &router).unwrap();
+        assert_eq!(reqs.len(), 1);
+        (
+            strs(&reqs[0]),
+            reqs[0]
+                .skipped
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>(),
+        )
+    };
+    // Matched against `/a%20b`, not `/a b`; `#blog` is a tag, not a path.
+    assert_eq!(
+        one(r##"{"paths": ["/a b", "/c", "/blog", "#blog"]}"##),
+        (
+            vec!["/c".to_owned(), "#blog".to_owned()],
+            vec!["/a%20b".to_owned(), "/blog".to_owned()]
+        )
+    );
+    assert_eq!(
+        one("/a b\n/c\n"),
+        (vec!["/c".to_owned()], vec!["/a%20b".to_owned()])
+    );
+    assert_eq!(
+        one(&sns(r#"{"paths": ["/x/blog", "/y"]}"#)),
+        (vec!["/y".to_owned()], vec!["/x/blog".to_owned()])
+    );
 }

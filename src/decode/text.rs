@@ -39,6 +39,7 @@ pub(super) fn decode(body: &str, router: &Router) -> Result<Option<PurgeRequest>
     Ok(Some(PurgeRequest {
         distribution: router.distribution(None)?.to_owned(),
         paths,
+        skipped: Vec::new(),
         urgent: false,
         reason: None,
         requested_by: None,

@@ -10,6 +10,12 @@
 //!   arrives in a message received after the invalidation was submitted stays
 //!   pending, even if the same path is in that invalidation.
 //!
+//! Cache tags wait like paths, keyed by their lower-case form so that a tag
+//! waits once whatever its case (CloudFront compares tags ignoring case),
+//! and go out in the spelling first seen. An invalidation covers a tag
+//! waiter only when it holds the same tag; a wildcard never covers a tag,
+//! and a tag never covers a path.
+//!
 //! "Submitted" is the local time just before CreateInvalidation was called:
 //! CloudFront creates the invalidation after that, so comparing it with the
 //! local receive time needs no clock agreement with AWS.
@@ -88,7 +94,11 @@ struct Message {
 
 #[derive(Clone, Debug, Default)]
 struct Distribution {
+    /// Keyed by [`CfPath::canonical`].
     entries: BTreeMap<CfPath, Vec<Waiter>>,
+    /// The spelling first seen of each waiting tag whose key differs from
+    /// it (a tag with upper-case letters).
+    spellings: HashMap<CfPath, CfPath>,
     /// When a path last arrived.
     last_added: Millis,
     /// The earliest receive time among the waiters.
@@ -146,6 +156,9 @@ pub const ENTRY_BYTES: usize = 256;
 /// ... of one message waiting on one path (its share of a waiter list that
 /// may be up to twice as large as needed).
 pub const WAITER_BYTES: usize = 64;
+/// ... of the first spelling of a tag kept beside its lower-case key (the
+/// spelling's own bytes apart).
+pub const SPELLING_BYTES: usize = 64;
 
 /// Where a [`PendingSet`] publishes its [`PendingSet::bytes`]; a clone
 /// reads the same figure.
@@ -229,6 +242,10 @@ impl PendingSet {
                             ENTRY_BYTES + path.as_str().len() + WAITER_BYTES * ws.len()
                         })
                         .sum::<usize>()
+                    + d.spellings
+                        .values()
+                        .map(|s| SPELLING_BYTES + s.as_str().len())
+                        .sum::<usize>()
             })
             .sum();
         messages + distributions
@@ -257,10 +274,15 @@ impl PendingSet {
                 }
             };
             for path in &request.paths {
-                let waiters = match dist.entries.entry(path.clone()) {
+                let key = path.canonical();
+                let waiters = match dist.entries.entry(key.clone().into_owned()) {
                     btree_map::Entry::Occupied(w) => w.into_mut(),
                     btree_map::Entry::Vacant(w) => {
-                        self.bytes += ENTRY_BYTES + path.as_str().len();
+                        self.bytes += ENTRY_BYTES + key.as_str().len();
+                        if *key != *path {
+                            self.bytes += SPELLING_BYTES + path.as_str().len();
+                            dist.spellings.insert(key.into_owned(), path.clone());
+                        }
                         w.insert(Vec::new())
                     }
                 };
@@ -379,8 +401,9 @@ impl PendingSet {
         };
         d.entries
             .iter()
-            .map(|(path, ws)| {
+            .map(|(key, ws)| {
                 let since = ws.iter().map(|w| w.received_at).min().unwrap_or(0);
+                let path = d.spellings.get(key).unwrap_or(key);
                 Entry::new(path.clone(), since)
             })
             .collect()
@@ -453,8 +476,11 @@ impl PendingSet {
                         .take_while(|(k, _)| k.as_str().starts_with(prefix))
                         .map(|(k, _)| k.clone()),
                 );
-            } else if dist.entries.contains_key(p.as_str()) {
-                covered_paths.push(p.clone());
+            } else {
+                let key = p.canonical();
+                if dist.entries.contains_key(key.as_str()) {
+                    covered_paths.push(key.into_owned());
+                }
             }
         }
         let mut done = Vec::new();
@@ -480,6 +506,9 @@ impl PendingSet {
             if waiters.is_empty() {
                 dist.entries.remove(path.as_str());
                 freed += ENTRY_BYTES + path.as_str().len();
+                if let Some(spelling) = dist.spellings.remove(path.as_str()) {
+                    freed += SPELLING_BYTES + spelling.as_str().len();
+                }
             }
         }
         dist.recompute_oldest();
@@ -521,6 +550,9 @@ impl PendingSet {
                 });
                 if waiters.is_empty() {
                     freed += ENTRY_BYTES + path.as_str().len();
+                    if let Some(spelling) = dist.spellings.remove(path.as_str()) {
+                        freed += SPELLING_BYTES + spelling.as_str().len();
+                    }
                 }
                 !waiters.is_empty()
             });
@@ -557,7 +589,7 @@ impl PendingSet {
         };
         let mut ids: Vec<MessageId> = paths
             .iter()
-            .filter_map(|p| d.entries.get(p.as_str()))
+            .filter_map(|p| d.entries.get(p.canonical().as_str()))
             .flat_map(|ws| ws.iter().map(|w| w.message.clone()))
             .collect();
         ids.sort_unstable();

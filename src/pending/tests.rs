@@ -11,13 +11,14 @@ const RULES: BatchRules = BatchRules {
 };
 
 fn p(s: &str) -> CfPath {
-    CfPath::parse(s).unwrap()
+    CfPath::parse_item(s).unwrap()
 }
 
 fn req(dist: &str, paths: &[&str]) -> PurgeRequest {
     PurgeRequest {
         distribution: dist.to_owned(),
         paths: paths.iter().map(|s| p(s)).collect(),
+        skipped: Vec::new(),
         urgent: false,
         reason: None,
         requested_by: None,
@@ -187,6 +188,34 @@ fn batch_entries_carry_the_earliest_receive_time() {
 }
 
 #[test]
+fn a_tag_waits_once_whatever_its_case_and_goes_out_as_first_spelt() {
+    let mut set = PendingSet::new(RULES);
+    set.add("m1", 100, &[req("www", &["#Blog", "/blog"])]);
+    set.add("m2", 200, &[req("www", &["#BLOG", "#blog"])]);
+    assert_eq!(set.pending_paths("www"), 2);
+    let batch: Vec<String> = set
+        .batch("www")
+        .iter()
+        .map(|e| e.path.to_string())
+        .collect();
+    assert_eq!(batch, ["#Blog", "/blog"]);
+    assert_eq!(set.bytes(), set.recount_bytes());
+    // Neither a wildcard nor a path covers a tag; a tag covers no path.
+    assert!(set.apply("www", &[p("/*"), p("/%23Blog")], 300).is_empty());
+    assert_eq!(set.pending_paths("www"), 1);
+    assert!(set.apply("www", &[p("#other")], 300).is_empty());
+    // The same tag in any case covers every waiter on it.
+    assert_eq!(ids(set.apply("www", &[p("#bLoG")], 300)), ["m1", "m2"]);
+    assert_eq!(set.pending_paths("www"), 0);
+    assert_eq!(set.bytes(), 0);
+    // A tag refused by CloudFront finds the messages waiting on it.
+    set.add("m3", 400, &[req("www", &["#Blog"])]);
+    assert_eq!(ids(set.messages_waiting_on("www", &[p("#blog")])), ["m3"]);
+    assert!(set.remove("m3"));
+    assert_eq!(set.bytes(), 0);
+}
+
+#[test]
 fn removing_a_message_drops_what_only_it_waited_on() {
     let mut set = PendingSet::new(RULES);
     set.add("bad", 0, &[urgent("www", &["/x", "/only-bad"])]);
@@ -219,7 +248,7 @@ enum Op {
 fn arb_path() -> impl Strategy<Value = String> {
     let seg = prop::sample::select(vec!["a", "b"]);
     let leaf = prop::sample::select(vec!["x", "y", "*", ""]);
-    (prop::collection::vec(seg, 0..3), leaf).prop_map(|(dirs, leaf)| {
+    let path = (prop::collection::vec(seg, 0..3), leaf).prop_map(|(dirs, leaf)| {
         let mut s = String::from("/");
         for d in dirs {
             s.push_str(d);
@@ -227,7 +256,10 @@ fn arb_path() -> impl Strategy<Value = String> {
         }
         s.push_str(leaf);
         s
-    })
+    });
+    // Cache tags, in two spellings of one tag, and one named like a path.
+    let tag = prop::sample::select(vec!["#x", "#X", "#a/x"]).prop_map(str::to_owned);
+    prop_oneof![4 => path, 1 => tag]
 }
 
 fn arb_op() -> impl Strategy<Value = Op> {

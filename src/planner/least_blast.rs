@@ -48,8 +48,13 @@
 //! even collapsed), there is no least-blast choice to make: the threshold
 //! planner's fitting and its oldest-first deferral decide, as for the
 //! threshold strategy.
+//!
+//! Cache tags are a fixed cost: each is billed one path, takes an exact
+//! slot and purges nothing a wildcard would. So the least-blast cover of a
+//! batch with tags is the least-blast cover of its paths in the room the
+//! tags leave, plus the tags.
 
-use super::{Capacity, Dedup, Entry, Figures, Kept, Plan, Settings, count_kinds};
+use super::{Capacity, Dedup, Entry, Figures, Kept, Plan, Settings, count_kinds, count_tags};
 use crate::catalog::Catalog;
 use crate::path::{CfPath, directory_of};
 
@@ -490,8 +495,15 @@ pub fn plan(
         f64::MIN_POSITIVE
     };
     let dedup = Dedup::new(entries);
+    let tags = dedup.tags.len();
+    if tags > capacity.exact.min(capacity.paths) {
+        // The tags alone do not fit: nothing to choose, oldest first.
+        let mut plan = super::plan_deduplicated(entries, &dedup, capacity, settings);
+        plan.figures.blast = blast(&plan.paths, entries, catalog);
+        return plan;
+    }
     let tree = Tree::build(&dedup.kept, settings, catalog);
-    let caps = Caps::new(capacity);
+    let caps = Caps::new(capacity.without(tags));
     let (mut collapse, best) = tree.priced(price);
     if !caps.admits(best.w, best.e) {
         let tables = Tables::compute(&tree, caps);
@@ -512,8 +524,15 @@ pub fn plan(
         collapse = rebuild(&tree, &tables, root);
     }
     let mut paths = outputs(&tree, &collapse, entries);
+    paths.extend(
+        dedup
+            .tags
+            .iter()
+            .map(|&(_, i)| entries[i as usize].path.clone()),
+    );
     paths.sort_unstable();
     let (exact, wildcard) = count_kinds(&paths);
+    let tags = count_tags(&paths);
     let blast = collapsed_blast(&tree, &collapse);
     Plan {
         paths,
@@ -521,8 +540,9 @@ pub fn plan(
         figures: Figures {
             requested: entries.len(),
             unique: dedup.unique,
-            exact,
+            exact: exact - tags,
             wildcard,
+            tags,
             deferred: 0,
             blast,
         },
@@ -586,12 +606,20 @@ pub fn frontier(
         return vec![(0, 0)];
     }
     let dedup = Dedup::new(entries);
+    // Tags are billed one each in every cover.
+    let tags = dedup.tags.len();
+    if tags > capacity.exact.min(capacity.paths) {
+        return Vec::new();
+    }
+    if dedup.kept.is_empty() {
+        return vec![(tags, 0)];
+    }
     let tree = Tree::build(&dedup.kept, settings, catalog);
-    let tables = Tables::compute(&tree, Caps::new(capacity));
+    let tables = Tables::compute(&tree, Caps::new(capacity.without(tags)));
     let mut points: Vec<(usize, u64)> = tables
         .of(0)
         .iter()
-        .map(|p| ((p.w + p.e) as usize, p.blast))
+        .map(|p| ((p.w + p.e) as usize + tags, p.blast))
         .collect();
     points.sort_unstable();
     let mut out: Vec<(usize, u64)> = Vec::new();

@@ -6,7 +6,7 @@ use super::*;
 use crate::planner::{Strategy as Planned, plan_with, price_for};
 
 fn p(s: &str) -> CfPath {
-    CfPath::parse(s).unwrap()
+    CfPath::parse_item(s).unwrap()
 }
 
 fn entries(paths: &[&str]) -> Vec<Entry> {
@@ -505,6 +505,56 @@ proptest! {
             }
         }
         prop_assert_eq!(frontier(&batch, cap, &settings, &catalog), expected);
+    }
+
+    /// Tags are a fixed cost: the plan of paths and tags is the plan of the
+    /// paths in the room the tags leave, plus each tag once, billed one
+    /// path each and never inside a wildcard.
+    #[test]
+    fn tags_are_a_fixed_cost_beside_the_least_blast_cover(
+        (req, cat, cap, settings, price) in case(),
+        tags in prop::collection::vec(prop::sample::select(vec!["#t", "#T", "#u", "#a/x"]), 0..4),
+    ) {
+        let (batch, catalog, _) = setup(&req, &cat);
+        let price = f64::from(price) / 4.0;
+        let mut with = batch.clone();
+        with.extend(tags.iter().enumerate().map(|(i, t)| Entry::new(p(t), 100 + i as u64)));
+        let distinct: BTreeSet<String> = tags.iter().map(|t| t.to_ascii_lowercase()).collect();
+        let out = plan(&with, cap, &settings, &catalog, price);
+        prop_assert!(cap.fits(out.figures.exact + out.figures.tags, out.figures.wildcard));
+        prop_assert_eq!(out.figures.billed(), out.paths.len());
+        for o in out.paths.iter().filter(|o| o.is_wildcard()) {
+            prop_assert!(!with.iter().any(|e| e.path.is_tag() && o.covers(&e.path)));
+        }
+        let alone = plan(&batch, cap.without(distinct.len()), &settings, &catalog, price);
+        if distinct.len() <= cap.exact.min(cap.paths) && alone.deferred.is_empty() {
+            prop_assert!(out.deferred.is_empty());
+            prop_assert_eq!(out.figures.tags, distinct.len());
+            prop_assert_eq!(out.figures.blast, alone.figures.blast);
+            let mut expected: Vec<CfPath> = alone.paths.clone();
+            for t in &distinct {
+                let first = tags.iter().find(|x| x.to_ascii_lowercase() == *t).unwrap();
+                expected.push(p(first));
+            }
+            expected.sort_unstable();
+            prop_assert_eq!(&out.paths, &expected);
+        } else {
+            prop_assert!(!out.deferred.is_empty(), "the tags or the paths do not fit: something waits");
+        }
+        // The frontier shifts by the tags.
+        let shifted: Vec<(usize, u64)> = if distinct.len() > cap.exact.min(cap.paths) {
+            Vec::new()
+        } else if batch.is_empty() {
+            vec![(distinct.len(), 0)]
+        } else {
+            frontier(&batch, cap.without(distinct.len()), &settings, &catalog)
+                .into_iter()
+                .map(|(b, blast)| (b + distinct.len(), blast))
+                .collect()
+        };
+        if !tags.is_empty() {
+            prop_assert_eq!(frontier(&with, cap, &settings, &catalog), shifted);
+        }
     }
 
     #[test]

@@ -16,6 +16,13 @@
 //!    entries kept first; an exact entry whose wildcard does not fit goes
 //!    out as itself while exact slots and budget last.
 //!
+//! Cache tags (`#name` entries) take no part in the steps above: no
+//! wildcard covers a tag, so each distinct tag (ignoring case, the first
+//! spelling kept) is an output of its own, billed as one path and counted
+//! with the exact paths. The paths are collapsed in the room the tags
+//! leave; when even that does not fit, step 4 weighs tags and paths alike,
+//! oldest first.
+//!
 //! Entries are sorted by their prefix once; after that every step is a
 //! linear pass or a heap of directories, so planning grows with
 //! `n log n` in the number of entries and needs no allocation per entry
@@ -65,9 +72,20 @@ impl Capacity {
         paths: usize::MAX,
     };
 
-    /// Whether a set of `exact` and `wildcard` paths fits.
+    /// Whether a set of `exact` and `wildcard` paths fits (cache tags
+    /// count as exact paths).
     pub fn fits(&self, exact: usize, wildcard: usize) -> bool {
         exact <= self.exact && wildcard <= self.wildcard && exact + wildcard <= self.paths
+    }
+
+    /// The room left once `tags` cache tags are in: each takes an exact
+    /// slot and a path of budget.
+    pub fn without(&self, tags: usize) -> Capacity {
+        Capacity {
+            exact: self.exact.saturating_sub(tags),
+            wildcard: self.wildcard,
+            paths: self.paths.saturating_sub(tags),
+        }
     }
 }
 
@@ -122,10 +140,13 @@ pub struct Figures {
     pub requested: usize,
     /// Distinct paths among them.
     pub unique: usize,
-    /// Exact paths in the output.
+    /// Exact paths in the output (tags apart).
     pub exact: usize,
     /// Wildcard paths in the output.
     pub wildcard: usize,
+    /// Cache tags in the output: billed one each, and in flight counted
+    /// with the exact paths.
+    pub tags: usize,
     /// Entries deferred.
     pub deferred: usize,
     /// Catalog objects the plan's wildcards purge that no entry asked for
@@ -134,9 +155,10 @@ pub struct Figures {
 }
 
 impl Figures {
-    /// Paths CloudFront bills for the plan: every path, a wildcard as one.
+    /// Paths CloudFront bills for the plan: every path, a wildcard as one,
+    /// a tag as one.
     pub fn billed(&self) -> usize {
-        self.exact + self.wildcard
+        self.exact + self.wildcard + self.tags
     }
 }
 
@@ -161,12 +183,18 @@ fn plan_deduplicated(
     settings: &Settings,
 ) -> Plan {
     let requested = entries.len();
+    let room = capacity.without(dedup.tags.len());
     let mut tree = tree::Tree::build(&dedup.kept, settings);
-    tree.fit(capacity);
-    if !tree.fits(capacity) {
-        tree.rescue(capacity);
+    tree.fit(room);
+    if !tree.fits(room) {
+        tree.rescue(room);
     }
-    let outputs = tree.outputs(entries);
+    let mut outputs = tree.outputs(entries);
+    // Each tag is its own output, after the tree's.
+    for &(_, i) in &dedup.tags {
+        outputs.of_kept.push(outputs.paths.len() as u32);
+        outputs.paths.push(entries[i as usize].path.clone());
+    }
 
     // Every input entry maps to the output that covers it, through the kept
     // entry that stands for it.
@@ -184,12 +212,14 @@ fn plan_deduplicated(
     };
     paths.sort_unstable();
     let (exact, wildcard) = count_kinds(&paths);
+    let tags = count_tags(&paths);
     Plan {
         figures: Figures {
             requested,
             unique: dedup.unique,
-            exact,
+            exact: exact - tags,
             wildcard,
+            tags,
             deferred: deferred.len(),
             blast: 0,
         },
@@ -290,9 +320,15 @@ pub fn price_for(blast_per_path: f64, spent: f64, allowance: f64, scale: f64) ->
     blast_per_path * doublings.exp2()
 }
 
+/// Exact (cache tags included, as CloudFront's limits count them) and
+/// wildcard paths.
 fn count_kinds(paths: &[CfPath]) -> (usize, usize) {
     let wildcard = paths.iter().filter(|p| p.is_wildcard()).count();
     (paths.len() - wildcard, wildcard)
+}
+
+fn count_tags(paths: &[CfPath]) -> usize {
+    paths.iter().filter(|p| p.is_tag()).count()
 }
 
 /// Step 4, when not every output fits: entries oldest first, each covered
@@ -376,13 +412,24 @@ type Kept<'a> = (&'a str, u32);
 /// Step 1: the distinct entries not covered by a requested wildcard, in the
 /// order the tree is built in, and which of them stands for each input entry.
 struct Dedup<'a> {
-    /// The kept entries, sorted by [`sort_key`].
+    /// The kept paths, sorted by [`sort_key`]; no tags.
     kept: Vec<Kept<'a>>,
+    /// The distinct cache tags, each the first entry of its name ignoring
+    /// case, sorted by that name.
+    tags: Vec<Kept<'a>>,
     /// For each input entry, the position in `kept` of the entry that covers
-    /// it (itself, its first duplicate, or a wildcard).
+    /// it (itself, its first duplicate, or a wildcard); for a tag,
+    /// `kept.len()` plus its position in `tags`.
     representative: Vec<u32>,
-    /// Distinct paths in the input.
+    /// Distinct paths in the input (tags ignoring case).
     unique: usize,
+}
+
+/// Two tags' order by name ignoring ASCII case.
+fn cmp_ignore_case(a: &str, b: &str) -> std::cmp::Ordering {
+    a.bytes()
+        .map(|c| c.to_ascii_lowercase())
+        .cmp(b.bytes().map(|c| c.to_ascii_lowercase()))
 }
 
 /// Sorting by prefix, wildcards before exact paths of the same prefix, puts
@@ -398,11 +445,11 @@ impl<'a> Dedup<'a> {
     fn new(entries: &'a [Entry]) -> Dedup<'a> {
         // The strings sit next to their index so that sorting touches each
         // path once per comparison, not the entry and then the path.
-        let mut sorted: Vec<Kept<'a>> = entries
+        let (mut tags, mut sorted): (Vec<Kept<'a>>, Vec<Kept<'a>>) = entries
             .iter()
             .enumerate()
             .map(|(i, e)| (e.path.as_str(), i as u32))
-            .collect();
+            .partition(|(path, _)| path.starts_with('#'));
         sorted.sort_unstable_by(|a, b| sort_key(a.0).cmp(&sort_key(b.0)).then(a.1.cmp(&b.1)));
         let mut representative = vec![0u32; entries.len()];
         let mut unique = 0;
@@ -436,8 +483,24 @@ impl<'a> Dedup<'a> {
         }
         sorted.truncate(kept_len);
         sorted.shrink_to_fit();
+        // Tags: the first of each name ignoring case stands for the others.
+        tags.sort_unstable_by(|a, b| cmp_ignore_case(a.0, b.0).then(a.1.cmp(&b.1)));
+        let mut tags_len = 0;
+        for at in 0..tags.len() {
+            let (tag, i) = tags[at];
+            if tags_len > 0 && tags[tags_len - 1].0.eq_ignore_ascii_case(tag) {
+                representative[i as usize] = (kept_len + tags_len - 1) as u32;
+                continue;
+            }
+            unique += 1;
+            tags[tags_len] = (tag, i);
+            representative[i as usize] = (kept_len + tags_len) as u32;
+            tags_len += 1;
+        }
+        tags.truncate(tags_len);
         Dedup {
             kept: sorted,
+            tags,
             representative,
             unique,
         }
@@ -449,7 +512,17 @@ impl<'a> Dedup<'a> {
 /// path, else the wildcard of the deepest directory holding them all when
 /// that directory is at least `min_wildcard_depth` deep, else `/*` (allowed
 /// here whatever `allow_root_wildcard` says). `None` for no entries.
+///
+/// No path covers a cache tag: when the oldest entry is a tag, that tag
+/// alone is the answer; otherwise the answer covers the paths, and the
+/// tags wait for a later batch.
 pub fn single_covering(entries: &[Entry], settings: &Settings) -> Option<CfPath> {
+    let oldest = entries.iter().min_by_key(|e| e.since)?;
+    if oldest.path.is_tag() {
+        return Some(oldest.path.clone());
+    }
+    let paths: Vec<&Entry> = entries.iter().filter(|e| !e.path.is_tag()).collect();
+    let entries = &paths[..];
     let first = entries.first()?;
     if entries.iter().all(|e| e.path == first.path) {
         return Some(first.path.clone());

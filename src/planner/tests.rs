@@ -7,7 +7,7 @@ use super::*;
 use crate::path::directory_depth;
 
 fn p(s: &str) -> CfPath {
-    CfPath::parse(s).unwrap()
+    CfPath::parse_item(s).unwrap()
 }
 
 fn entries(paths: &[&str]) -> Vec<Entry> {
@@ -209,11 +209,12 @@ fn overreach_counts_universe_paths_only_wildcards_reach() {
 
 // ---- properties ----
 
-/// Paths over a small tree so that directories are shared and collapse.
+/// Paths over a small tree so that directories are shared and collapse,
+/// and cache tags: one in two spellings, and one that looks like a path.
 fn arb_path() -> impl Strategy<Value = String> {
     let seg = prop::sample::select(vec!["a", "b", "c"]);
     let leaf = prop::sample::select(vec!["", "x.html", "y", "z?v=1/2", "*", "q*", "%2Fk"]);
-    (prop::collection::vec(seg, 0..4), leaf).prop_map(|(dirs, leaf)| {
+    let path = (prop::collection::vec(seg, 0..4), leaf).prop_map(|(dirs, leaf)| {
         let mut s = String::from("/");
         for d in dirs {
             s.push_str(d);
@@ -221,7 +222,18 @@ fn arb_path() -> impl Strategy<Value = String> {
         }
         s.push_str(leaf);
         s
-    })
+    });
+    let tag = prop::sample::select(vec!["#t", "#T", "#a/x", "#u"]).prop_map(str::to_owned);
+    prop_oneof![5 => path, 1 => tag]
+}
+
+/// The distinct tags of some entries, ignoring case.
+fn tag_names<'a>(entries: impl IntoIterator<Item = &'a Entry>) -> BTreeSet<String> {
+    entries
+        .into_iter()
+        .filter(|e| e.path.is_tag())
+        .map(|e| e.path.as_str().to_ascii_lowercase())
+        .collect()
 }
 
 fn arb_entries() -> impl Strategy<Value = Vec<Entry>> {
@@ -265,7 +277,13 @@ fn eligible(dir: &str, s: &Settings) -> bool {
 /// Whether some choice of directory wildcards covers all entries within
 /// the capacity: a brute-force search, independent of the planner.
 fn coverable(entries: &[Entry], cap: Capacity, s: &Settings) -> Option<bool> {
-    let distinct: BTreeSet<&CfPath> = entries.iter().map(|e| &e.path).collect();
+    // Tags are always exact outputs of their own, once each ignoring case.
+    let tags = tag_names(entries).len();
+    let distinct: BTreeSet<&CfPath> = entries
+        .iter()
+        .map(|e| &e.path)
+        .filter(|p| !p.is_tag())
+        .collect();
     let kept: Vec<&CfPath> = distinct
         .iter()
         .copied()
@@ -297,7 +315,7 @@ fn coverable(entries: &[Entry], cap: Capacity, s: &Settings) -> Option<bool> {
         let rest = kept
             .iter()
             .filter(|k| !top.iter().any(|d| k.as_str().starts_with(d)));
-        let (mut e, mut w) = (0, top.len());
+        let (mut e, mut w) = (tags, top.len());
         for k in rest {
             if k.is_wildcard() {
                 w += 1;
@@ -329,12 +347,35 @@ proptest! {
     fn the_output_is_valid_and_within_capacity(e in arb_entries(), cap in arb_capacity(), s in arb_settings()) {
         let plan = plan(&e, cap, &s);
         for o in &plan.paths {
-            prop_assert_eq!(&CfPath::parse(o.as_str()).unwrap(), o);
+            prop_assert_eq!(&CfPath::parse_item(o.as_str()).unwrap(), o);
         }
-        prop_assert!(cap.fits(plan.figures.exact, plan.figures.wildcard));
+        prop_assert!(cap.fits(plan.figures.exact + plan.figures.tags, plan.figures.wildcard));
         prop_assert_eq!(plan.figures.billed(), plan.paths.len());
-        let distinct: BTreeSet<&CfPath> = plan.paths.iter().collect();
+        let distinct: BTreeSet<String> = plan.paths.iter().map(|o| o.canonical().to_string()).collect();
         prop_assert_eq!(distinct.len(), plan.paths.len());
+    }
+
+    /// A tag is never inside a wildcard: every tag not deferred goes out as
+    /// itself, once whatever its case, in the first spelling of the batch,
+    /// and is billed as one path; a deferred tag waits with all its
+    /// spellings.
+    #[test]
+    fn tags_go_out_alone_and_are_billed_one_each(e in arb_entries(), cap in arb_capacity(), s in arb_settings()) {
+        let plan = plan(&e, cap, &s);
+        let deferred: BTreeSet<usize> = plan.deferred.iter().copied().collect();
+        let out_tags: Vec<&CfPath> = plan.paths.iter().filter(|o| o.is_tag()).collect();
+        prop_assert_eq!(plan.figures.tags, out_tags.len());
+        let sent: BTreeSet<String> = tag_names(e.iter().enumerate().filter(|(i, _)| !deferred.contains(i)).map(|(_, x)| x));
+        let waiting: BTreeSet<String> = tag_names(e.iter().enumerate().filter(|(i, _)| deferred.contains(i)).map(|(_, x)| x));
+        prop_assert!(sent.is_disjoint(&waiting), "a tag both sent and deferred");
+        prop_assert_eq!(out_tags.len(), sent.len());
+        for t in out_tags {
+            let first = e.iter().find(|x| x.path.covers(t)).expect("a requested tag");
+            prop_assert_eq!(&first.path, t, "not the first spelling");
+        }
+        for entry in e.iter().filter(|x| x.path.is_tag()) {
+            prop_assert!(!plan.paths.iter().any(|o| o.is_wildcard() && o.covers(&entry.path)));
+        }
     }
 
     /// Replanning a plan's output fits, defers nothing and bills no more.
@@ -426,4 +467,69 @@ fn single_covering_is_the_narrowest_allowed_path_over_everything() {
     let all = e(&["/x/1", "/x/y/2", "/x/y/z/3*"]);
     let cover = single_covering(&all, &s).unwrap();
     assert!(all.iter().all(|entry| cover.covers(&entry.path)), "{cover}");
+}
+
+#[test]
+fn a_batch_of_paths_and_tags_keeps_the_tags_out_of_wildcards() {
+    let e = entries(&["/a/1", "/a/2", "/a/3", "#Blog", "#blog", "#a/1", "/b"]);
+    let plan = plan(&e, Capacity::AWS, &settings(3));
+    assert_eq!(strs(&plan), ["#Blog", "#a/1", "/a/*", "/b"]);
+    assert_eq!(
+        (plan.figures.exact, plan.figures.wildcard, plan.figures.tags),
+        (1, 1, 2)
+    );
+    assert_eq!(plan.figures.billed(), 4);
+    assert_eq!(plan.figures.unique, 6);
+    // Tags take exact slots and budget first: the paths collapse harder.
+    let tight = Capacity {
+        exact: 2,
+        wildcard: 15,
+        paths: 3,
+    };
+    let root = Settings {
+        allow_root_wildcard: true,
+        ..settings(8)
+    };
+    let e = entries(&["/a/1", "/a/2", "/b/1", "#x", "#y"]);
+    let plan = super::plan(&e, tight, &root);
+    assert_eq!(strs(&plan), ["#x", "#y", "/*"]);
+    assert!(plan.deferred.is_empty());
+    // Without "/*" the paths need two wildcards: the newest tag waits.
+    let plan = super::plan(&e, tight, &settings(8));
+    assert_eq!(strs(&plan), ["#x", "/a/*", "/b/*"]);
+    assert_eq!(plan.deferred, [4]);
+}
+
+#[test]
+fn tags_that_do_not_fit_wait_oldest_first() {
+    let e: Vec<Entry> = ["#new", "#old", "/a"]
+        .iter()
+        .zip([3, 1, 2])
+        .map(|(s, since)| Entry::new(p(s), since))
+        .collect();
+    let cap = Capacity {
+        exact: 2,
+        wildcard: 0,
+        paths: 2,
+    };
+    let plan = plan(&e, cap, &settings(8));
+    assert_eq!(strs(&plan), ["#old", "/a"]);
+    assert_eq!(plan.deferred, [0]);
+}
+
+#[test]
+fn single_covering_sends_the_oldest_tag_alone_or_covers_the_paths() {
+    let s = Settings::default();
+    let e = |items: &[(&str, u64)]| -> Vec<Entry> {
+        items
+            .iter()
+            .map(|&(x, since)| Entry::new(p(x), since))
+            .collect()
+    };
+    let got = single_covering(&e(&[("/a/1", 2), ("#blog", 1), ("/a/2", 3)]), &s).unwrap();
+    assert_eq!(got.as_str(), "#blog");
+    let got = single_covering(&e(&[("/a/1", 1), ("#blog", 2), ("/a/2", 3)]), &s).unwrap();
+    assert_eq!(got.as_str(), "/a/*");
+    let got = single_covering(&e(&[("#Blog", 1), ("#blog", 2)]), &s).unwrap();
+    assert_eq!(got.as_str(), "#Blog");
 }

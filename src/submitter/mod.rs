@@ -384,7 +384,9 @@ impl Submitter {
                     if !capacity.fits(exact, wildcard) {
                         return Planned::Nothing(Wait::Capacity);
                     }
-                    tracing::warn!(path = %path, requested = entries.len(), "budget spent: one path covers the batch (overspending by one)");
+                    // No path covers a tag: what it does not cover waits.
+                    let covered = entries.iter().filter(|e| path.covers(&e.path)).count();
+                    tracing::warn!(path = %path, requested = covered, "budget spent: one path covers the batch (overspending by one)");
                     let blast = match strategy {
                         planner::Strategy::Threshold { catalog: Some(c) }
                         | planner::Strategy::LeastBlast { catalog: c, .. } => {
@@ -394,8 +396,8 @@ impl Submitter {
                     };
                     return Planned::Paths {
                         paths: vec![path],
-                        requested: entries.len(),
-                        deferred: false,
+                        requested: covered,
+                        deferred: covered < entries.len(),
                         blast,
                     };
                 }
@@ -482,7 +484,9 @@ impl Submitter {
                 .map(|e| e.path.clone())
                 .filter(|p| path.covers(p))
                 .collect();
-            if requested.contains(&path) {
+            // Requested itself (a tag in any case: the two cover each
+            // other): the offender.
+            if requested.iter().any(|p| p.covers(&path)) {
                 // Other requests under a refused wildcard are planned anew.
                 offender = Some(path);
             } else if !requested.is_empty() {

@@ -172,6 +172,7 @@ fn example_config_mentions_every_key() {
             "replica_id",
             "dead_letter_queue_url",
             "enqueue_token",
+            "skip",
         ]
         .map(String::from),
     );

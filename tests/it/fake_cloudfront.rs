@@ -1023,3 +1023,67 @@ async fn faults_and_the_create_rate_hit_the_tenant_calls_too() {
     assert_eq!(code_and_status(throttled), ("Throttling".to_owned(), 400));
     assert_eq!(fake.accepted_create_times().len(), 8);
 }
+
+/// Cache tags are `#` items of an ordinary batch, by their own rules; they
+/// count with the exact paths in flight, and cover the same tag in any case.
+#[tokio::test(start_paused = true)]
+async fn cache_tags_are_items_counted_with_exact_paths() {
+    let fake = fake().await;
+    let client = fake.client();
+    let longest = format!("#{}", "t".repeat(256));
+    for bad in [
+        "#",
+        "#a,b",
+        "#a*",
+        "#a b",
+        "#caf\u{e9}",
+        &format!("#{}", "t".repeat(257)),
+    ] {
+        let refused = create(&client, DIST, "cfpurge-bad-tag", &[bad.to_owned()]).await;
+        assert_eq!(
+            code_and_status(refused),
+            ("InvalidArgument".to_owned(), 400),
+            "{bad}"
+        );
+    }
+    let mut items = paths("p", MAX_EXACT_IN_PROGRESS - 2);
+    items.extend(["#Blog".to_owned(), longest.clone()]);
+    items.push("/w/*".to_owned());
+    let output = create(&client, DIST, "cfpurge-tags", &items)
+        .await
+        .expect("tags accepted");
+    let echoed = output.invalidation().and_then(|i| i.invalidation_batch());
+    assert_eq!(
+        echoed.and_then(|b| b.paths()).expect("paths").items().len(),
+        MAX_EXACT_IN_PROGRESS + 1
+    );
+    assert_eq!(fake.inflight(DIST), (MAX_EXACT_IN_PROGRESS, 1));
+    // The exact slots are full: one more tag is refused, a wildcard is not.
+    let (code, _) =
+        code_and_status(create(&client, DIST, "cfpurge-more", &["#news".to_owned()]).await);
+    assert_eq!(code, "TooManyInvalidationsInProgress");
+    create(&client, DIST, "cfpurge-w", &["/x/*".to_owned()])
+        .await
+        .expect("wildcard");
+
+    // Coverage: a tag by the same tag in any case; never by a wildcard, and
+    // a tag never covers a path.
+    let created = fake.invalidations(DIST);
+    let before = created[0].created_at - Duration::from_millis(1);
+    let asked = |items: &[&str]| -> Vec<String> { items.iter().map(|s| (*s).to_owned()).collect() };
+    let requests = [
+        asked(&["#blog"]),
+        asked(&["#BLOG", "/p/1.html"]),
+        asked(&["#news"]),
+        asked(&["/Blog"]),
+        asked(&["#w"]),
+    ];
+    let got = crate::support::fake_cloudfront::coverage(
+        requests.iter().map(|r| (r.as_slice(), before)),
+        &created,
+    );
+    assert!(got[0].is_some() && got[1].is_some());
+    assert_eq!(got[2], None);
+    assert_eq!(got[3], None);
+    assert_eq!(got[4], None);
+}

@@ -87,7 +87,7 @@ async fn wire<Q: Queue>(
                 match ingest(source, &router, &mut pending, &clock, event).await {
                     Ingested::Pending { .. } => out.pending += 1,
                     Ingested::Duplicate => out.duplicates += 1,
-                    Ingested::Deleted => out.deleted_empty += 1,
+                    Ingested::Deleted { .. } => out.deleted_empty += 1,
                     Ingested::Rejected(r) => out.rejected.push(r),
                     Ingested::Forgotten => {}
                 }

@@ -17,4 +17,5 @@ mod run;
 mod shutdown;
 mod sqs;
 mod support;
+mod tags;
 mod tenants;

@@ -441,3 +441,31 @@ fn the_catalog_command_fails_by_cause() {
         stderr(&o)
     );
 }
+
+#[test]
+fn tag_lines_are_planned_as_tags_and_comments_stay_comments() {
+    let input = "#Blog\n/docs/a/\n/docs/b/\n#blog\n# a comment\n#\n#news\n#bad,tag\n";
+    let o = cfpurge(&["plan", "--wildcard-threshold", "2"], input);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("line 8: character ',' at character 4 is not allowed in a tag"),
+        "{err}"
+    );
+    assert_eq!(
+        stdout(&o),
+        "#Blog\n#news\n/docs/*\n\
+         # requested 5, unique 4, submitted 0 exact + 1 wildcard + 2 tag = 3 billed, deferred 0\n"
+    );
+    // The output plans to itself: its summary is a comment.
+    let again = cfpurge(&["plan", "--wildcard-threshold", "2"], &stdout(&o));
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    assert!(stdout(&again).starts_with("#Blog\n#news\n/docs/*\n"));
+    let json = cfpurge(&["plan", "--format", "json"], "#a\n/x\n");
+    let v: serde_json::Value = serde_json::from_str(&stdout(&json)).expect("json");
+    assert_eq!(v["tags"], 1);
+    assert_eq!(v["exact"], 1);
+    assert_eq!(v["billed"], 2);
+    let help = cfpurge(&["plan", "--help"], "");
+    assert!(stdout(&help).contains("cache tag"), "{}", stdout(&help));
+}

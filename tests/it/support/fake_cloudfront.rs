@@ -262,7 +262,7 @@ pub fn coverage<'a>(
         .map(|(paths, at)| {
             let first_after = covers.partition_point(|c| c.created_at <= at);
             paths.iter().try_fold(Duration::ZERO, |latest, p| {
-                let path = CfPath::parse(p).expect("requests hold valid paths");
+                let path = CfPath::parse_item(p).expect("requests hold valid paths and tags");
                 let c = covers[first_after..].iter().find(|c| c.covers(&path))?;
                 Some(latest.max(c.created_at - at))
             })
@@ -270,7 +270,9 @@ pub fn coverage<'a>(
         .collect()
 }
 
-/// An invalidation's paths, indexed for [`coverage`].
+/// An invalidation's paths, indexed for [`coverage`]: exact paths and tags
+/// (a tag by its lower-case form: CloudFront compares tags ignoring case),
+/// and wildcards, which cover paths only.
 struct Cover {
     created_at: Instant,
     exact: HashSet<String>,
@@ -282,21 +284,22 @@ impl Cover {
         let paths: Vec<CfPath> = inv
             .paths
             .iter()
-            .map(|p| CfPath::parse(p).expect("the fake holds valid paths"))
+            .map(|p| CfPath::parse_item(p).expect("the fake holds valid paths and tags"))
             .collect();
         Cover {
             created_at: inv.created_at,
             exact: paths
                 .iter()
                 .filter(|p| !p.is_wildcard())
-                .map(|p| p.as_str().to_owned())
+                .map(|p| p.canonical().as_str().to_owned())
                 .collect(),
             wildcards: paths.into_iter().filter(CfPath::is_wildcard).collect(),
         }
     }
 
     fn covers(&self, path: &CfPath) -> bool {
-        self.exact.contains(path.as_str()) || self.wildcards.iter().any(|w| w.covers(path))
+        self.exact.contains(path.canonical().as_str())
+            || self.wildcards.iter().any(|w| w.covers(path))
     }
 }
 
@@ -1082,8 +1085,16 @@ fn escape(text: &str) -> String {
     out
 }
 
-/// AWS's path rules: a leading `/`, `*` only last, at most 4,000 characters.
+/// AWS's path rules: a leading `/`, `*` only last, at most 4,000 characters;
+/// or a cache tag: `#` and 1 to 256 visible ASCII characters without `,`
+/// and `*` (counted with the exact paths in flight).
 fn valid_path(path: &str) -> bool {
+    if let Some(tag) = path.strip_prefix('#') {
+        return (1..=256).contains(&tag.len())
+            && tag
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b',' && b != b'*');
+    }
     let body = path.strip_suffix('*').unwrap_or(path);
     path.starts_with('/') && !body.contains('*') && path.chars().count() <= MAX_PATH_LEN
 }
