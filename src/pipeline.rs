@@ -24,6 +24,9 @@ pub enum Ingested {
         /// Per distribution, the paths of an S3 event and those of them
         /// whose objects were deleted, for the catalog.
         s3_objects: Vec<(String, Vec<crate::path::CfPath>, Vec<crate::path::CfPath>)>,
+        /// Per distribution, the paths of the other requests (for a
+        /// `learned` catalog).
+        asked: Vec<(String, Vec<crate::path::CfPath>)>,
     },
     /// Already pending: nothing changed.
     Duplicate,
@@ -117,16 +120,22 @@ pub fn accept(
                             );
                         }
                     }
+                    let requested = requests
+                        .iter()
+                        .map(|r| (r.distribution.clone(), r.paths.len()))
+                        .collect();
+                    let (mut s3_objects, mut asked) = (Vec::new(), Vec::new());
+                    for r in requests {
+                        match r.s3_removed {
+                            Some(removed) => s3_objects.push((r.distribution, r.paths, removed)),
+                            None => asked.push((r.distribution, r.paths)),
+                        }
+                    }
                     let ingested = Ingested::Pending {
                         paths,
-                        requested: requests
-                            .iter()
-                            .map(|r| (r.distribution.clone(), r.paths.len()))
-                            .collect(),
-                        s3_objects: requests
-                            .into_iter()
-                            .filter_map(|r| Some((r.distribution, r.paths, r.s3_removed?)))
-                            .collect(),
+                        requested,
+                        s3_objects,
+                        asked,
                     };
                     (ingested, None)
                 }
