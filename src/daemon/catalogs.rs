@@ -359,3 +359,77 @@ pub async fn build(job: Job) -> Result<Built, String> {
         .map_err(|e| format!("reading the catalog file stopped: {e}"))?,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now(mono: Millis) -> Now {
+        Now {
+            mono,
+            instant: tokio::time::Instant::now(),
+            wall: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+        }
+    }
+
+    fn learned_config() -> Config {
+        let toml = "[source]\nkind = \"local\"\n[distributions.www]\nid = \"E2ABCDEF123456\"\ncatalog = \"learned\"\n\
+                    [budget]\nledger_path = \"/var/lib/x/ledger.json\"\n";
+        Config::from_parts(Some(toml), "test", std::iter::empty()).unwrap()
+    }
+
+    fn paths(list: &[&str]) -> Vec<CfPath> {
+        list.iter().map(|p| CfPath::parse(p).unwrap()).collect()
+    }
+
+    #[test]
+    fn a_learned_catalog_is_used_only_once_read_and_written_only_when_changed() {
+        let mut c = Catalogs::new(&learned_config());
+        let due = c.due(&now(0));
+        let [(alias, Job::LoadLearned { path })] = &due[..] else {
+            panic!("{due:?}");
+        };
+        assert_eq!(alias, "www");
+        assert_eq!(path, &PathBuf::from("/var/lib/x/ledger.json.learned.www"));
+        // Not read yet: no catalog (the threshold strategy), but learning.
+        c.learn("www", &paths(&["/new/a", "/new/*"]));
+        assert!(c.get("www").is_none());
+        let mut kept = Learned::new();
+        kept.learn(&CfPath::parse("/old/b").unwrap());
+        c.built("www", Ok(Built::Learned(Some(kept))), &now(1));
+        let catalog = c.get("www").expect("read");
+        assert_eq!(catalog.objects(), 2);
+        assert!(catalog.contains("/old/b") && catalog.contains("/new/a"));
+        // Changed by what was learned before the read: written when due.
+        assert!(c.due(&now(2)).is_empty());
+        let at = LEARNED_SAVE.as_millis() as Millis + 1;
+        let due = c.due(&now(at));
+        let [(_, Job::SaveLearned { json, .. })] = &due[..] else {
+            panic!("{due:?}");
+        };
+        let written = Learned::from_json(json, "t").unwrap();
+        assert_eq!(written.paths().collect::<Vec<_>>(), ["/old/b", "/new/a"]);
+        c.built("www", Ok(Built::Saved), &now(at));
+        // Nothing new: nothing to write, at the next turn or at shutdown.
+        assert!(c.due(&now(3 * at)).is_empty());
+        assert!(c.last_saves().is_empty());
+        c.learn("www", &paths(&["/new/c"]));
+        assert_eq!(c.last_saves().len(), 1);
+    }
+
+    #[test]
+    fn a_learned_catalog_that_cannot_be_read_leaves_the_threshold_strategy_and_is_not_written() {
+        let mut c = Catalogs::new(&learned_config());
+        c.due(&now(0));
+        c.learn("www", &paths(&["/a/1"]));
+        c.built("www", Err("corrupt".to_owned()), &now(1));
+        assert!(c.get("www").is_none());
+        assert!(c.last_saves().is_empty());
+        // Read again a minute later, not sooner; never a write meanwhile.
+        assert!(c.due(&now(2)).is_empty());
+        let due = c.due(&now(RETRY.as_millis() as Millis + 1));
+        assert!(matches!(&due[..], [(_, Job::LoadLearned { .. })]), "{due:?}");
+        c.built("www", Ok(Built::Learned(None)), &now(RETRY.as_millis() as Millis + 2));
+        assert_eq!(c.get("www").unwrap().objects(), 1);
+    }
+}

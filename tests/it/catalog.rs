@@ -395,7 +395,7 @@ async fn a_learned_catalog_survives_a_restart() {
 
     // `cfpurge catalog --distribution www` reads the same file.
     let toml = format!(
-        "[distributions.www]\nid = \"E1LEARNED\"\ncatalog = \"learned\"\n[budget]\nledger_path = \"{}\"\n",
+        "[source]\nkind = \"local\"\n[distributions.www]\nid = \"E1LEARNED\"\ncatalog = \"learned\"\n[budget]\nledger_path = \"{}\"\n",
         ledger.display()
     );
     let config =
@@ -447,7 +447,7 @@ async fn a_corrupt_learned_catalog_plans_by_threshold_and_is_left_alone() {
     assert_eq!(std::fs::read(&learned).unwrap(), corrupt);
 
     let toml = format!(
-        "[distributions.www]\nid = \"E1LEARNED\"\ncatalog = \"learned\"\n[budget]\nledger_path = \"{}\"\n",
+        "[source]\nkind = \"local\"\n[distributions.www]\nid = \"E1LEARNED\"\ncatalog = \"learned\"\n[budget]\nledger_path = \"{}\"\n",
         ledger.display()
     );
     let config =
