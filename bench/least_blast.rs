@@ -15,6 +15,11 @@
 //! With `--monthly`: the trace replayed month by month under `monthly_paths
 //! = 1000` with even pacing (`bench/monthly.rs`), per month billed and
 //! blast, against the best fixed `blast_per_path` that spends no more.
+//!
+//! With `--speed`: the speed targets (a catalog of 1,000,000 paths from a
+//! file, a 3,000-entry batch and 1,000,000 entries planned against it),
+//! each timed several times with the threshold planner on the same batch
+//! for a ratio, and the machine's load average before and after.
 
 use cfpurge::catalog::{self, Catalog};
 use cfpurge::path::CfPath;
@@ -37,6 +42,10 @@ fn main() {
     let trace = common::trace();
     let catalog =
         catalog::file::load(&common::data_file("astro-docs-tree.txt")).expect("catalog file");
+    if std::env::args().any(|a| a == "--speed") {
+        speed();
+        return;
+    }
     if std::env::args().any(|a| a == "--monthly") {
         monthly_table(&trace, &catalog);
         return;
@@ -381,4 +390,80 @@ fn monthly_table(trace: &[common::Request], catalog: &Catalog) {
             None => println!("no fixed blast_per_path searched bills as little\n"),
         }
     }
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
+
+/// Seconds of each of `runs` calls of `f`, sorted.
+fn timed(runs: usize, mut f: impl FnMut()) -> Vec<f64> {
+    let mut t: Vec<f64> = (0..runs)
+        .map(|_| {
+            let started = std::time::Instant::now();
+            f();
+            started.elapsed().as_secs_f64()
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t
+}
+
+fn show(what: &str, t: &[f64], unit: f64, unit_name: &str) {
+    let fmt: Vec<String> = t.iter().map(|x| format!("{:.2}", x * unit)).collect();
+    println!(
+        "{what}: median {:.2} {unit_name}, min {:.2}, runs [{}]",
+        t[t.len() / 2] * unit,
+        t[0] * unit,
+        fmt.join(", ")
+    );
+}
+
+/// `--speed`.
+fn speed() {
+    use std::hint::black_box;
+    use std::io::Write;
+    const OBJECTS: usize = 1_000_000;
+    println!(
+        "cores {}, load average (1, 5, 15 min) at start: {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        load_average()
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("site.txt");
+    {
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&path).expect("create"));
+        for p in common::site_paths(OBJECTS) {
+            writeln!(out, "{p}").expect("write");
+        }
+    }
+    let t = timed(5, || {
+        black_box(catalog::file::load(&path).expect("load"));
+    });
+    show("catalog of 1,000,000 paths from a file", &t, 1.0, "s");
+    let catalog = catalog::file::load(&path).expect("load");
+    let settings = Settings::default();
+    let trace = common::trace();
+    let batches = [
+        ("3,000 entries drawn from the catalog", common::site_entries(OBJECTS, 3_000, 7), 21, 1e3, "ms"),
+        ("1,000,000 generated entries (the planner benchmark's set)", common::generated(&trace, 1_000_000, 42), 5, 1.0, "s"),
+        ("1,000,000 entries drawn from the catalog", common::site_entries(OBJECTS, 1_000_000, 7), 3, 1.0, "s"),
+    ];
+    for (name, batch, runs, unit, unit_name) in &batches {
+        let lb = timed(*runs, || {
+            black_box(least_blast::plan(batch, Capacity::AWS, &settings, &catalog, 50.0));
+        });
+        let th = timed(*runs, || {
+            black_box(cfpurge::planner::plan(batch, Capacity::AWS, &settings));
+        });
+        show(&format!("least_blast, {name}"), &lb, *unit, unit_name);
+        show(&format!("threshold, {name}"), &th, *unit, unit_name);
+        println!(
+            "  ratio least_blast / threshold (medians): {:.2}",
+            lb[lb.len() / 2] / th[th.len() / 2]
+        );
+    }
+    println!("load average at the end: {}", load_average());
 }
