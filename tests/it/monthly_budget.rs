@@ -18,9 +18,9 @@ fn astro_catalog() -> Catalog {
     .expect("catalog file")
 }
 
-fn paced(monthly_paths: u64) -> Pricing {
+fn paced(monthly_paths: u64, blast_per_path: f64) -> Pricing {
     Pricing::Paced {
-        blast_per_path: 50.0,
+        blast_per_path,
         monthly_paths,
         burst_paths: 100,
     }
@@ -35,8 +35,11 @@ fn the_astro_trace_month_by_month_stays_within_its_budget() {
     // than 300: at 300 the budget binds, at 1,000 it is the docs' case.
     let free = replay(&days, &catalog, Pricing::Fixed { blast_per_path: 1.0 });
     assert!(free.values().any(|m| m.billed > 300), "{free:?}");
-    for budget in [1_000, 300] {
-        let months = replay(&days, &catalog, paced(budget));
+    // At 50 the price mostly keeps spending on pace; at 0.001 even its
+    // highest (x1024) prefers exact paths, and the remaining allowance is
+    // what holds the month.
+    for (budget, price) in [(1_000, 50.0), (300, 50.0), (300, 0.001)] {
+        let months = replay(&days, &catalog, paced(budget, price));
         assert!(months.len() >= 27, "{} months", months.len());
         for (month, m) in &months {
             assert!(m.billed <= budget, "{month}: billed {} > {budget}", m.billed);
@@ -64,11 +67,14 @@ fn a_storm_of_requests_is_held_to_the_budget_every_month() {
         requests.push((day * 86_400 + 3_600, paths));
     }
     let days = by_day(requests.iter().map(|(t, p)| (*t, p.as_slice())));
-    let months = replay(&days, &astro_catalog(), paced(1_000));
-    for (month, m) in &months {
-        assert!(m.billed <= 1_000, "{month}: billed {}", m.billed);
+    let catalog = astro_catalog();
+    for price in [50.0, 0.001] {
+        let months = replay(&days, &catalog, paced(1_000, price));
+        for (month, m) in &months {
+            assert!(m.billed <= 1_000, "{month}: billed {}", m.billed);
+        }
+        assert!(months.values().filter(|m| m.requested > 0).count() >= 3);
+        // Held, not dropped: everything is purged in the end.
+        assert_eq!(total(&months).waiting, 0, "{months:?}");
     }
-    assert!(months.values().filter(|m| m.requested > 0).count() >= 3);
-    // Held, not dropped: everything is purged in the end.
-    assert_eq!(total(&months).waiting, 0, "{months:?}");
 }
