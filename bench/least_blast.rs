@@ -331,7 +331,15 @@ fn monthly_table(trace: &[common::Request], catalog: &Catalog) {
         "2023-01-01",
         catalog.objects()
     );
-    let fixed = |bpp: f64| replay(&days, catalog, Pricing::Fixed { blast_per_path: bpp });
+    let fixed = |bpp: f64| {
+        replay(
+            &days,
+            catalog,
+            Pricing::Fixed {
+                blast_per_path: bpp,
+            },
+        )
+    };
     // The fixed prices searched: 2^(k/8), 1/16 to 2^20.
     let grid: Vec<f64> = (-32..=160).map(|k| (f64::from(k) / 8.0).exp2()).collect();
     let fixed_runs: Vec<(f64, monthly::MonthFigures, u64)> = grid
@@ -447,13 +455,37 @@ fn speed() {
     let settings = Settings::default();
     let trace = common::trace();
     let batches = [
-        ("3,000 entries drawn from the catalog", common::site_entries(OBJECTS, 3_000, 7), 21, 1e3, "ms"),
-        ("1,000,000 generated entries (the planner benchmark's set)", common::generated(&trace, 1_000_000, 42), 5, 1.0, "s"),
-        ("1,000,000 entries drawn from the catalog", common::site_entries(OBJECTS, 1_000_000, 7), 3, 1.0, "s"),
+        (
+            "3,000 entries drawn from the catalog",
+            common::site_entries(OBJECTS, 3_000, 7),
+            21,
+            1e3,
+            "ms",
+        ),
+        (
+            "1,000,000 generated entries (the planner benchmark's set)",
+            common::generated(&trace, 1_000_000, 42),
+            5,
+            1.0,
+            "s",
+        ),
+        (
+            "1,000,000 entries drawn from the catalog",
+            common::site_entries(OBJECTS, 1_000_000, 7),
+            3,
+            1.0,
+            "s",
+        ),
     ];
     for (name, batch, runs, unit, unit_name) in &batches {
         let lb = timed(*runs, || {
-            black_box(least_blast::plan(batch, Capacity::AWS, &settings, &catalog, 50.0));
+            black_box(least_blast::plan(
+                batch,
+                Capacity::AWS,
+                &settings,
+                &catalog,
+                50.0,
+            ));
         });
         let th = timed(*runs, || {
             black_box(cfpurge::planner::plan(batch, Capacity::AWS, &settings));

@@ -125,10 +125,7 @@ pub fn replay(
             &entries,
             capacity,
             &settings,
-            Strategy::LeastBlast {
-                catalog,
-                price,
-            },
+            Strategy::LeastBlast { catalog, price },
         );
         let billed = plan.figures.billed() as u64;
         if billed > 0 {
@@ -153,22 +150,23 @@ pub fn by_day<'a>(
 ) -> BTreeMap<u64, Vec<Entry>> {
     let mut days: BTreeMap<u64, Vec<Entry>> = BTreeMap::new();
     for (t, paths) in requests {
-        days.entry(t / 86_400).or_default().extend(paths.iter().map(|p| {
-            Entry::new(
-                cfpurge::path::CfPath::parse(p).expect("trace path"),
-                t,
-            )
-        }));
+        days.entry(t / 86_400).or_default().extend(
+            paths
+                .iter()
+                .map(|p| Entry::new(cfpurge::path::CfPath::parse(p).expect("trace path"), t)),
+        );
     }
     days
 }
 
 /// Totals over the months.
 pub fn total(months: &BTreeMap<Month, MonthFigures>) -> MonthFigures {
-    months.values().fold(MonthFigures::default(), |a, m| MonthFigures {
-        billed: a.billed + m.billed,
-        blast: a.blast + m.blast,
-        requested: a.requested + m.requested,
-        waiting: m.waiting,
-    })
+    months
+        .values()
+        .fold(MonthFigures::default(), |a, m| MonthFigures {
+            billed: a.billed + m.billed,
+            blast: a.blast + m.blast,
+            requested: a.requested + m.requested,
+            waiting: m.waiting,
+        })
 }

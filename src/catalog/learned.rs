@@ -359,8 +359,14 @@ mod tests {
             (b"{\"paths\": []}", "version"),
             (b"{\"version\": 2, \"paths\": []}", "version 2"),
             (b"{\"version\": 1, \"paths\": [\"/a/*\"]}", "paths[0]"),
-            (b"{\"version\": 1, \"paths\": [\"/ok\", \"no-slash\"]}", "paths[1]"),
-            (b"{\"version\": 1, \"paths\": [], \"x\": 1}", "unknown field"),
+            (
+                b"{\"version\": 1, \"paths\": [\"/ok\", \"no-slash\"]}",
+                "paths[1]",
+            ),
+            (
+                b"{\"version\": 1, \"paths\": [], \"x\": 1}",
+                "unknown field",
+            ),
         ] {
             let e = Learned::from_json(bytes, "/var/x.learned.www").unwrap_err();
             let text = e.to_string();
@@ -404,6 +410,9 @@ mod tests {
         let big = std::fs::File::create(&file).unwrap();
         big.set_len(MAX_FILE_BYTES + 1).unwrap();
         let e = load(&file).unwrap_err().to_string();
-        assert!(e.contains("more than") && e.contains("learned.w%2Fw"), "{e}");
+        assert!(
+            e.contains("more than") && e.contains("learned.w%2Fw"),
+            "{e}"
+        );
     }
 }

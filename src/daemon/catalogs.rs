@@ -428,8 +428,15 @@ mod tests {
         // Read again a minute later, not sooner; never a write meanwhile.
         assert!(c.due(&now(2)).is_empty());
         let due = c.due(&now(RETRY.as_millis() as Millis + 1));
-        assert!(matches!(&due[..], [(_, Job::LoadLearned { .. })]), "{due:?}");
-        c.built("www", Ok(Built::Learned(None)), &now(RETRY.as_millis() as Millis + 2));
+        assert!(
+            matches!(&due[..], [(_, Job::LoadLearned { .. })]),
+            "{due:?}"
+        );
+        c.built(
+            "www",
+            Ok(Built::Learned(None)),
+            &now(RETRY.as_millis() as Millis + 2),
+        );
         assert_eq!(c.get("www").unwrap().objects(), 1);
     }
 }

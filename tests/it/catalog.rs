@@ -463,5 +463,8 @@ async fn a_corrupt_learned_catalog_plans_by_threshold_and_is_left_alone() {
     .unwrap_err();
     assert_eq!(e.exit_status(), 1);
     let text = e.to_string();
-    assert!(text.contains("ledger.json.learned.www") && text.contains("paths[1]"), "{text}");
+    assert!(
+        text.contains("ledger.json.learned.www") && text.contains("paths[1]"),
+        "{text}"
+    );
 }

@@ -525,7 +525,9 @@ fn a_learned_catalog_needs_the_ledger_file() {
         .collect();
     assert_eq!(catalog.len(), 1, "{found:?}");
     assert!(
-        catalog[0].to_string().contains("needs budget.store = \"file\""),
+        catalog[0]
+            .to_string()
+            .contains("needs budget.store = \"file\""),
         "{}",
         catalog[0]
     );

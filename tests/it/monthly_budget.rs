@@ -33,7 +33,13 @@ fn the_astro_trace_month_by_month_stays_within_its_budget() {
     let catalog = astro_catalog();
     // Planned with exact paths only (a price of 1), some month bills more
     // than 300: at 300 the budget binds, at 1,000 it is the docs' case.
-    let free = replay(&days, &catalog, Pricing::Fixed { blast_per_path: 1.0 });
+    let free = replay(
+        &days,
+        &catalog,
+        Pricing::Fixed {
+            blast_per_path: 1.0,
+        },
+    );
     assert!(free.values().any(|m| m.billed > 300), "{free:?}");
     // At 50 the price mostly keeps spending on pace; at 0.001 even its
     // highest (x1024) prefers exact paths, and the remaining allowance is
@@ -42,7 +48,11 @@ fn the_astro_trace_month_by_month_stays_within_its_budget() {
         let months = replay(&days, &catalog, paced(budget, price));
         assert!(months.len() >= 27, "{} months", months.len());
         for (month, m) in &months {
-            assert!(m.billed <= budget, "{month}: billed {} > {budget}", m.billed);
+            assert!(
+                m.billed <= budget,
+                "{month}: billed {} > {budget}",
+                m.billed
+            );
         }
         assert_eq!(total(&months).waiting, 0, "everything is purged in the end");
     }
