@@ -325,10 +325,9 @@ fn monthly_table(trace: &[common::Request], catalog: &Catalog) {
     const BURST: u64 = 100;
     let days = by_day(trace.iter().map(|r| (r.t, r.paths.as_slice())));
     println!(
-        "The trace from {} (trace time 0), one batch per day at the day's end, \
+        "The trace from 2023-01-01 (trace time 0), one batch per day at the day's end, \
          monthly_paths = {MONTHLY}, burst_paths = {BURST}, pacing = \"even\", \
          on_exhausted = \"hold\"; catalog of {} paths\n",
-        "2023-01-01",
         catalog.objects()
     );
     let fixed = |bpp: f64| {
