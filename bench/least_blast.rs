@@ -11,6 +11,15 @@
 //! an exact min-plus sum of every batch's own frontier. Prints Markdown.
 //! With `--windows`, a batch is instead the 24 hours from its first
 //! request.
+//!
+//! With `--monthly`: the trace replayed month by month under `monthly_paths
+//! = 1000` with even pacing (`bench/monthly.rs`), per month billed and
+//! blast, against the best fixed `blast_per_path` that spends no more.
+//!
+//! With `--speed`: the speed targets (a catalog of 1,000,000 paths from a
+//! file, a 3,000-entry batch and 1,000,000 entries planned against it),
+//! each timed several times with the threshold planner on the same batch
+//! for a ratio, and the machine's load average before and after.
 
 use cfpurge::catalog::{self, Catalog};
 use cfpurge::path::CfPath;
@@ -19,6 +28,8 @@ use cfpurge::planner::{Capacity, Entry, Settings, Strategy, plan_with};
 
 #[path = "../benches/common/mod.rs"]
 mod common;
+#[path = "monthly.rs"]
+mod monthly;
 
 /// One batch's outcome.
 #[derive(Default, Clone, Copy)]
@@ -31,6 +42,14 @@ fn main() {
     let trace = common::trace();
     let catalog =
         catalog::file::load(&common::data_file("astro-docs-tree.txt")).expect("catalog file");
+    if std::env::args().any(|a| a == "--speed") {
+        speed();
+        return;
+    }
+    if std::env::args().any(|a| a == "--monthly") {
+        monthly_table(&trace, &catalog);
+        return;
+    }
     // `--windows`: a batch opens at its first request and takes the next
     // 24 hours, as the daemon's `max_delay_seconds` cuts a stream.
     let windows = std::env::args().any(|a| a == "--windows");
@@ -296,4 +315,186 @@ fn klabs(batch: &[Entry]) -> Vec<CfPath> {
         return vec![path("/*")];
     }
     out
+}
+
+/// `--monthly`: the replay under a budget of 1,000 paths a month with even
+/// pacing, and the fixed prices that spend no more.
+fn monthly_table(trace: &[common::Request], catalog: &Catalog) {
+    use monthly::{Pricing, by_day, replay, total};
+    const MONTHLY: u64 = 1_000;
+    const BURST: u64 = 100;
+    let days = by_day(trace.iter().map(|r| (r.t, r.paths.as_slice())));
+    println!(
+        "The trace from 2023-01-01 (trace time 0), one batch per day at the day's end, \
+         monthly_paths = {MONTHLY}, burst_paths = {BURST}, pacing = \"even\", \
+         on_exhausted = \"hold\"; catalog of {} paths\n",
+        catalog.objects()
+    );
+    let fixed = |bpp: f64| {
+        replay(
+            &days,
+            catalog,
+            Pricing::Fixed {
+                blast_per_path: bpp,
+            },
+        )
+    };
+    // The fixed prices searched: 2^(k/8), 1/16 to 2^20.
+    let grid: Vec<f64> = (-32..=160).map(|k| (f64::from(k) / 8.0).exp2()).collect();
+    let fixed_runs: Vec<(f64, monthly::MonthFigures, u64)> = grid
+        .iter()
+        .map(|&bpp| {
+            let months = fixed(bpp);
+            let max = months.values().map(|m| m.billed).max().unwrap_or(0);
+            (bpp, total(&months), max)
+        })
+        .collect();
+    for bpp in [50.0, 200.0] {
+        let months = replay(
+            &days,
+            catalog,
+            Pricing::Paced {
+                blast_per_path: bpp,
+                monthly_paths: MONTHLY,
+                burst_paths: BURST,
+            },
+        );
+        println!("#### `blast_per_path = {bpp}`, paced\n");
+        println!("| month | requested | billed | blast | waiting at the month's end |");
+        println!("|---|---:|---:|---:|---:|");
+        for (month, m) in &months {
+            println!(
+                "| {month} | {} | {} | {} | {} |",
+                m.requested, m.billed, m.blast, m.waiting
+            );
+        }
+        let t = total(&months);
+        let over = months.values().filter(|m| m.billed > MONTHLY).count();
+        let max = months.values().map(|m| m.billed).max().unwrap_or(0);
+        println!(
+            "| total ({} months) | {} | {} | {} | |\n",
+            months.len(),
+            t.requested,
+            t.billed,
+            t.blast
+        );
+        println!("months over {MONTHLY}: {over}; most billed in a month: {max}\n");
+        // The fixed price with the least blast among those billing no more.
+        let best = fixed_runs
+            .iter()
+            .filter(|(_, f, _)| f.billed <= t.billed)
+            .min_by_key(|(_, f, _)| f.blast);
+        match best {
+            Some((b, f, fmax)) => println!(
+                "best fixed blast_per_path billing no more ({} searched, 2^(k/8) from 1/16 to 2^20): \
+                 {b:.3}: billed {}, blast {} ({:+.1} % against paced {}), most billed in a month {fmax}\n",
+                grid.len(),
+                f.billed,
+                f.blast,
+                (f.blast as f64 / t.blast.max(1) as f64 - 1.0) * 100.0,
+                t.blast
+            ),
+            None => println!("no fixed blast_per_path searched bills as little\n"),
+        }
+    }
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
+
+/// Seconds of each of `runs` calls of `f`, sorted.
+fn timed(runs: usize, mut f: impl FnMut()) -> Vec<f64> {
+    let mut t: Vec<f64> = (0..runs)
+        .map(|_| {
+            let started = std::time::Instant::now();
+            f();
+            started.elapsed().as_secs_f64()
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t
+}
+
+fn show(what: &str, t: &[f64], unit: f64, unit_name: &str) {
+    let fmt: Vec<String> = t.iter().map(|x| format!("{:.2}", x * unit)).collect();
+    println!(
+        "{what}: median {:.2} {unit_name}, min {:.2}, runs [{}]",
+        t[t.len() / 2] * unit,
+        t[0] * unit,
+        fmt.join(", ")
+    );
+}
+
+/// `--speed`.
+fn speed() {
+    use std::hint::black_box;
+    use std::io::Write;
+    const OBJECTS: usize = 1_000_000;
+    println!(
+        "cores {}, load average (1, 5, 15 min) at start: {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        load_average()
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("site.txt");
+    {
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&path).expect("create"));
+        for p in common::site_paths(OBJECTS) {
+            writeln!(out, "{p}").expect("write");
+        }
+    }
+    let t = timed(5, || {
+        black_box(catalog::file::load(&path).expect("load"));
+    });
+    show("catalog of 1,000,000 paths from a file", &t, 1.0, "s");
+    let catalog = catalog::file::load(&path).expect("load");
+    let settings = Settings::default();
+    let trace = common::trace();
+    let batches = [
+        (
+            "3,000 entries drawn from the catalog",
+            common::site_entries(OBJECTS, 3_000, 7),
+            21,
+            1e3,
+            "ms",
+        ),
+        (
+            "1,000,000 generated entries (the planner benchmark's set)",
+            common::generated(&trace, 1_000_000, 42),
+            5,
+            1.0,
+            "s",
+        ),
+        (
+            "1,000,000 entries drawn from the catalog",
+            common::site_entries(OBJECTS, 1_000_000, 7),
+            3,
+            1.0,
+            "s",
+        ),
+    ];
+    for (name, batch, runs, unit, unit_name) in &batches {
+        let lb = timed(*runs, || {
+            black_box(least_blast::plan(
+                batch,
+                Capacity::AWS,
+                &settings,
+                &catalog,
+                50.0,
+            ));
+        });
+        let th = timed(*runs, || {
+            black_box(cfpurge::planner::plan(batch, Capacity::AWS, &settings));
+        });
+        show(&format!("least_blast, {name}"), &lb, *unit, unit_name);
+        show(&format!("threshold, {name}"), &th, *unit, unit_name);
+        println!(
+            "  ratio least_blast / threshold (medians): {:.2}",
+            lb[lb.len() / 2] / th[th.len() / 2]
+        );
+    }
+    println!("load average at the end: {}", load_average());
 }

@@ -1264,10 +1264,11 @@ impl Config {
             ),
             _ => {}
         }
-        if d.catalog == CatalogSource::Learned {
+        if d.catalog == CatalogSource::Learned && self.budget.store != StoreKind::File {
             v.push(
                 &format!("{key}.catalog"),
-                "\"learned\" is not available in this version; use \"s3\" or \"file\"",
+                "\"learned\" is kept beside the ledger file and needs budget.store = \"file\"; \
+                 with budget.store = \"dynamodb\" use \"s3\" or \"file\"",
             );
         }
         if d.catalog == CatalogSource::S3

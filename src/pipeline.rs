@@ -26,6 +26,9 @@ pub enum Ingested {
         /// Per distribution, the paths of an S3 event and those of them
         /// whose objects were deleted, for the catalog.
         s3_objects: Vec<(String, Vec<crate::path::CfPath>, Vec<crate::path::CfPath>)>,
+        /// Per distribution, the paths of the other requests (for a
+        /// `learned` catalog).
+        asked: Vec<(String, Vec<crate::path::CfPath>)>,
     },
     /// Already pending: nothing changed.
     Duplicate,
@@ -128,25 +131,32 @@ pub fn accept(
                             );
                         }
                     }
-                    let ingested = Ingested::Pending {
-                        paths,
-                        requested: requests
-                            .iter()
-                            .filter(|r| !r.paths.is_empty())
-                            .map(|r| (r.distribution.clone(), r.paths.len()))
-                            .collect(),
-                        skipped: skipped(&id, &requests),
-                        // The catalog follows every object the event names,
-                        // skipped ones too: they are served all the same.
-                        s3_objects: requests
-                            .into_iter()
-                            .filter_map(|r| {
-                                let removed = r.s3_removed?;
+                    let requested = requests
+                        .iter()
+                        .filter(|r| !r.paths.is_empty())
+                        .map(|r| (r.distribution.clone(), r.paths.len()))
+                        .collect();
+                    let skipped = skipped(&id, &requests);
+                    let (mut s3_objects, mut asked) = (Vec::new(), Vec::new());
+                    for r in requests {
+                        match r.s3_removed {
+                            // The catalog follows every object the event
+                            // names, skipped ones too: they are served all
+                            // the same.
+                            Some(removed) => {
                                 let mut objects = r.paths;
                                 objects.extend(r.skipped);
-                                Some((r.distribution, objects, removed))
-                            })
-                            .collect(),
+                                s3_objects.push((r.distribution, objects, removed));
+                            }
+                            None => asked.push((r.distribution, r.paths)),
+                        }
+                    }
+                    let ingested = Ingested::Pending {
+                        paths,
+                        requested,
+                        skipped,
+                        s3_objects,
+                        asked,
                     };
                     (ingested, None)
                 }

@@ -74,9 +74,10 @@ pub struct DistributionStatus {
 pub struct CatalogStatus {
     /// Objects it counts (0 until the first build is done).
     pub objects: u64,
-    /// `s3` or `file`.
+    /// `s3`, `file` or `learned`.
     pub source: String,
-    /// When it was last built, RFC 3339 UTC; `null` until then.
+    /// When it was last built (`learned`: read), RFC 3339 UTC; `null`
+    /// until then.
     pub refreshed_at: Option<String>,
 }
 

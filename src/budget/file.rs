@@ -97,32 +97,69 @@ impl LedgerStore for FileStore {
     }
 
     fn save(&self, state: &LedgerState) -> Result<(), LedgerError> {
-        let target = follow_links(&self.path).map_err(self.io("follow the ledger's symlink"))?;
-        if let Some(folder) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(folder).map_err(|source| LedgerError::Io {
-                path: folder.to_path_buf(),
-                action: "create the ledger's folder",
-                source,
-            })?;
-        }
         let mut bytes = serde_json::to_vec_pretty(state)
             .map_err(|e| LedgerError::Store(format!("cannot encode the ledger: {e}")))?;
         bytes.push(b'\n');
-        // preserve_mode (the default) copies the mode of the file replaced.
-        let mut file = AtomicWriteFile::options()
-            .mode(NEW_LEDGER_MODE)
-            .preserve_mode(true)
-            .open(&target)
-            .map_err(self.io("create a temporary file in its folder"))?;
-        file.write_all(&bytes)
-            .map_err(self.io("write the temporary file"))?;
+        replace_file(&self.path, &bytes, "ledger").map_err(|(path, action, source)| {
+            LedgerError::Io {
+                path,
+                action,
+                source,
+            }
+        })
+    }
+}
+
+/// What [`replace_file`] could not do: the file or folder, the step, the
+/// error.
+pub(crate) type ReplaceError = (PathBuf, &'static str, std::io::Error);
+
+/// Replaces the file at `path` (symbolic links followed) with `bytes`,
+/// atomically: a temporary file in the same folder, fsynced, renamed over
+/// it, the folder fsynced. A new file is created 0600; a replaced one keeps
+/// its mode. `what` names the file in the steps of an error (`"ledger"`).
+pub(crate) fn replace_file(path: &Path, bytes: &[u8], what: &str) -> Result<(), ReplaceError> {
+    let step = |action: &'static str| move |source| (path.to_path_buf(), action, source);
+    let target = follow_links(path).map_err(step(if what == "ledger" {
+        "follow the ledger's symlink"
+    } else {
+        "follow the file's symlink"
+    }))?;
+    if let Some(folder) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(folder).map_err(|source| {
+            (
+                folder.to_path_buf(),
+                if what == "ledger" {
+                    "create the ledger's folder"
+                } else {
+                    "create the file's folder"
+                },
+                source,
+            )
+        })?;
+    }
+    // preserve_mode (the default) copies the mode of the file replaced.
+    let mut file = AtomicWriteFile::options()
+        .mode(NEW_LEDGER_MODE)
+        .preserve_mode(true)
+        .open(&target)
+        .map_err(step("create a temporary file in its folder"))?;
+    file.write_all(bytes)
+        .map_err(step("write the temporary file"))?;
+    if what == "ledger" {
         // A crash here leaves the old ledger and a temporary file.
         fail::fail_point!("ledger::before_rename");
-        // fsync the file, rename it over the ledger, fsync the folder.
-        file.commit().map_err(self.io("replace the ledger"))?;
-        fail::fail_point!("ledger::after_rename");
-        Ok(())
     }
+    // fsync the file, rename it over the old one, fsync the folder.
+    file.commit().map_err(step(if what == "ledger" {
+        "replace the ledger"
+    } else {
+        "replace the file"
+    }))?;
+    if what == "ledger" {
+        fail::fail_point!("ledger::after_rename");
+    }
+    Ok(())
 }
 
 /// The file `path` names once symbolic links are followed (also a dangling

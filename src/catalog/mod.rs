@@ -17,11 +17,13 @@
 //! collides is below one in ten million, and its effect is a wrong blast
 //! estimate, never a wrong purge.
 //!
-//! Sources: [`file`] (one served path per line) and [`s3`] (the buckets
+//! Sources: [`file`] (one served path per line), [`s3`] (the buckets
 //! routed to the distribution, listed through the same key-to-path mapping
-//! as S3 events).
+//! as S3 events) and [`learned`] (the paths requested so far, kept beside
+//! the budget ledger).
 
 pub mod file;
+pub mod learned;
 pub mod s3;
 
 use std::collections::HashMap;
@@ -271,6 +273,15 @@ pub enum CatalogError {
         bucket: String,
         prefix: String,
         message: String,
+    },
+    #[error("{path}: {message}")]
+    Stored { path: String, message: String },
+    #[error("{path}: cannot {action}: {source}")]
+    Write {
+        path: String,
+        action: &'static str,
+        #[source]
+        source: std::io::Error,
     },
     #[error("distribution {0} has no [[routing.s3]] route to list")]
     NoRoute(String),

@@ -71,10 +71,12 @@ pub async fn build<'c>(
             )));
         }
         CatalogSource::Learned => {
-            return Err(CatalogCommandError::Usage(format!(
-                "distributions.{alias}.catalog is \"learned\": the daemon builds it from the \
-                 paths it is asked to purge; there is no source to read here"
-            )));
+            // What the daemon has learned and written so far (nothing yet:
+            // an empty catalog).
+            let file = catalog::learned::file_for(&config.budget.ledger_path, alias);
+            catalog::learned::load(&file)?
+                .map(catalog::learned::Learned::into_catalog)
+                .unwrap_or_default()
         }
         CatalogSource::File => {
             let Some(file) = &d.catalog_file else {

@@ -1,13 +1,17 @@
 //! The distributions' catalogs, for the least-blast planner: what each
 //! one serves, built in the background (an S3 listing, a file) and kept
 //! current between listings from the S3 events the daemon receives anyway.
-//! Until a distribution's first build is done, it is planned with the
-//! threshold strategy.
+//! A `learned` catalog is the paths requested so far, read from beside the
+//! ledger at start-up and written back when it changed (at most every
+//! [`LEARNED_SAVE`], and once more at shutdown).
+//! Until a distribution's first build (or read) is done, it is planned with
+//! the threshold strategy.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
+use crate::catalog::learned::{self, Learned};
 use crate::catalog::{Catalog, s3::routes};
 use crate::clock::{Millis, Now};
 use crate::config::{AwsConfig, CatalogSource, Config};
@@ -17,6 +21,12 @@ use crate::status::CatalogStatus;
 
 /// How often a `file` catalog's file is checked for a change.
 const FILE_CHECK: Duration = Duration::from_secs(10);
+
+/// How often a changed `learned` catalog is written.
+pub const LEARNED_SAVE: Duration = Duration::from_secs(60);
+
+/// How soon a failed build or read is tried again.
+const RETRY: Duration = Duration::from_secs(60);
 
 /// What to build a catalog from.
 #[derive(Clone, Debug)]
@@ -33,6 +43,10 @@ pub enum Job {
         path: PathBuf,
         seen: Option<SystemTime>,
     },
+    /// Read the learned paths kept at `path`.
+    LoadLearned { path: PathBuf },
+    /// Write the learned paths' stored form `json` to `path`.
+    SaveLearned { path: PathBuf, json: Vec<u8> },
 }
 
 /// A build's outcome.
@@ -45,6 +59,10 @@ pub enum Built {
     },
     /// The file has not changed.
     Unchanged,
+    /// The learned paths kept (`None`: nothing was kept yet).
+    Learned(Option<Learned>),
+    /// The learned paths were written.
+    Saved,
 }
 
 /// One distribution's catalog.
@@ -57,6 +75,10 @@ struct Kept {
     refreshed_at: Option<SystemTime>,
     next: Millis,
     building: bool,
+    /// `learned`: the paths learned (before the read, those learned since
+    /// start-up), and whether the kept ones have been read.
+    learned: Option<Learned>,
+    loaded: bool,
 }
 
 /// Every configured catalog.
@@ -66,8 +88,7 @@ pub struct Catalogs {
 }
 
 impl Catalogs {
-    /// The catalogs `config` asks for, none built yet. `catalog =
-    /// "learned"` builds nothing here: it is refused by the configuration.
+    /// The catalogs `config` asks for, none built yet.
     pub fn new(config: &Config) -> Catalogs {
         let mut kept = HashMap::new();
         for (alias, d) in &config.distributions {
@@ -87,6 +108,12 @@ impl Catalogs {
                     },
                     FILE_CHECK,
                 ),
+                (CatalogSource::Learned, _) => (
+                    Job::LoadLearned {
+                        path: learned::file_for(&config.budget.ledger_path, alias),
+                    },
+                    LEARNED_SAVE,
+                ),
                 _ => continue,
             };
             kept.insert(
@@ -99,6 +126,8 @@ impl Catalogs {
                     refreshed_at: None,
                     next: 0,
                     building: false,
+                    learned: (d.catalog == CatalogSource::Learned).then(Learned::new),
+                    loaded: false,
                 },
             );
         }
@@ -116,14 +145,58 @@ impl Catalogs {
 
     /// The builds due at `now`, each marked under way.
     pub fn due(&mut self, now: &Now) -> Vec<(String, Job)> {
-        self.kept
-            .iter_mut()
-            .filter(|(_, k)| !k.building && now.mono >= k.next)
-            .map(|(alias, k)| {
-                k.building = true;
-                (alias.clone(), k.job.clone())
-            })
-            .collect()
+        let mut due = Vec::new();
+        for (alias, k) in &mut self.kept {
+            if k.building || now.mono < k.next {
+                continue;
+            }
+            let job = match (&mut k.learned, &k.job) {
+                (Some(l), Job::LoadLearned { path }) if k.loaded => {
+                    if !l.take_changed() {
+                        k.next = now.after(k.every);
+                        continue;
+                    }
+                    Job::SaveLearned {
+                        path: path.clone(),
+                        json: l.to_json(),
+                    }
+                }
+                _ => k.job.clone(),
+            };
+            k.building = true;
+            due.push((alias.clone(), job));
+        }
+        due
+    }
+
+    /// At shutdown: the writes of every learned catalog changed since it
+    /// was last written.
+    pub fn last_saves(&mut self) -> Vec<(String, Job)> {
+        let mut saves = Vec::new();
+        for (alias, k) in &mut self.kept {
+            if let (Some(l), Job::LoadLearned { path }, true) = (&mut k.learned, &k.job, k.loaded)
+                && l.take_changed()
+            {
+                saves.push((
+                    alias.clone(),
+                    Job::SaveLearned {
+                        path: path.clone(),
+                        json: l.to_json(),
+                    },
+                ));
+            }
+        }
+        saves
+    }
+
+    /// Paths the distribution was asked to purge: a `learned` catalog
+    /// learns the exact ones.
+    pub fn learn<'a>(&mut self, alias: &str, paths: impl IntoIterator<Item = &'a CfPath>) {
+        if let Some(l) = self.kept.get_mut(alias).and_then(|k| k.learned.as_mut()) {
+            for p in paths {
+                l.learn(p);
+            }
+        }
     }
 
     /// The earliest moment a build is due.
@@ -156,19 +229,50 @@ impl Catalogs {
                 }
                 k.next = now.after(k.every);
             }
-            Ok(Built::Unchanged) => k.next = now.after(k.every),
+            Ok(Built::Unchanged | Built::Saved) => k.next = now.after(k.every),
+            Ok(Built::Learned(kept)) => {
+                let mut all = kept.unwrap_or_default();
+                let since = k.learned.take().unwrap_or_default();
+                all.absorb(&since);
+                tracing::info!(
+                    distribution = %alias,
+                    paths = all.len(),
+                    learned_since_start = since.len(),
+                    "learned catalog read"
+                );
+                k.learned = Some(all);
+                k.loaded = true;
+                k.refreshed_at = Some(now.wall);
+                k.next = now.after(k.every);
+            }
+            Err(e) if k.loaded => {
+                // A write failed: what is learned stays, written later.
+                tracing::warn!(distribution = %alias, error = %e, "writing the learned catalog failed; tried again later");
+                if let Some(l) = &mut k.learned {
+                    l.mark_changed();
+                }
+                k.next = now.after(k.every.min(RETRY));
+            }
+            Err(e) if k.learned.is_some() => {
+                tracing::error!(distribution = %alias, error = %e, "the learned catalog cannot be read; planning with the threshold strategy (paths are still learned in memory; it is read again in a minute)");
+                k.next = now.after(RETRY);
+            }
             Err(e) => {
                 // Kept as it was (or the threshold strategy while there is
                 // none); tried again sooner than a full refresh.
                 tracing::warn!(distribution = %alias, error = %e, "building the catalog failed; planning goes on with what there is");
-                k.next = now.after(k.every.min(Duration::from_secs(60)));
+                k.next = now.after(k.every.min(RETRY));
             }
         }
     }
 
     /// The catalog of `alias`, once built.
     pub fn get(&self, alias: &str) -> Option<&Catalog> {
-        self.kept.get(alias)?.catalog.as_ref()
+        let k = self.kept.get(alias)?;
+        match &k.learned {
+            Some(l) => k.loaded.then(|| l.catalog()),
+            None => k.catalog.as_ref(),
+        }
     }
 
     /// An S3 event's paths: created objects join an `s3` catalog, removed
@@ -196,7 +300,7 @@ impl Catalogs {
     pub fn status(&self, alias: &str) -> Option<CatalogStatus> {
         let k = self.kept.get(alias)?;
         Some(CatalogStatus {
-            objects: k.catalog.as_ref().map_or(0, Catalog::objects),
+            objects: self.get(alias).map_or(0, Catalog::objects),
             source: k.source.as_str().to_owned(),
             refreshed_at: k.refreshed_at.map(crate::status::format_time),
         })
@@ -224,6 +328,20 @@ pub async fn build(job: Job) -> Result<Built, String> {
                 modified: None,
             })
         }
+        Job::LoadLearned { path } => tokio::task::spawn_blocking(move || {
+            learned::load(&path)
+                .map(Built::Learned)
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| format!("reading the learned catalog stopped: {e}"))?,
+        Job::SaveLearned { path, json } => tokio::task::spawn_blocking(move || {
+            learned::save(&path, &json)
+                .map(|()| Built::Saved)
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| format!("writing the learned catalog stopped: {e}"))?,
         Job::File { path, seen } => tokio::task::spawn_blocking(move || {
             let modified = std::fs::metadata(&path)
                 .and_then(|m| m.modified())
@@ -239,5 +357,86 @@ pub async fn build(job: Job) -> Result<Built, String> {
         })
         .await
         .map_err(|e| format!("reading the catalog file stopped: {e}"))?,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now(mono: Millis) -> Now {
+        Now {
+            mono,
+            instant: tokio::time::Instant::now(),
+            wall: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+        }
+    }
+
+    fn learned_config() -> Config {
+        let toml = "[source]\nkind = \"local\"\n[distributions.www]\nid = \"E2ABCDEF123456\"\ncatalog = \"learned\"\n\
+                    [budget]\nledger_path = \"/var/lib/x/ledger.json\"\n";
+        Config::from_parts(Some(toml), "test", std::iter::empty()).unwrap()
+    }
+
+    fn paths(list: &[&str]) -> Vec<CfPath> {
+        list.iter().map(|p| CfPath::parse(p).unwrap()).collect()
+    }
+
+    #[test]
+    fn a_learned_catalog_is_used_only_once_read_and_written_only_when_changed() {
+        let mut c = Catalogs::new(&learned_config());
+        let due = c.due(&now(0));
+        let [(alias, Job::LoadLearned { path })] = &due[..] else {
+            panic!("{due:?}");
+        };
+        assert_eq!(alias, "www");
+        assert_eq!(path, &PathBuf::from("/var/lib/x/ledger.json.learned.www"));
+        // Not read yet: no catalog (the threshold strategy), but learning.
+        c.learn("www", &paths(&["/new/a", "/new/*"]));
+        assert!(c.get("www").is_none());
+        let mut kept = Learned::new();
+        kept.learn(&CfPath::parse("/old/b").unwrap());
+        c.built("www", Ok(Built::Learned(Some(kept))), &now(1));
+        let catalog = c.get("www").expect("read");
+        assert_eq!(catalog.objects(), 2);
+        assert!(catalog.contains("/old/b") && catalog.contains("/new/a"));
+        // Changed by what was learned before the read: written when due.
+        assert!(c.due(&now(2)).is_empty());
+        let at = LEARNED_SAVE.as_millis() as Millis + 1;
+        let due = c.due(&now(at));
+        let [(_, Job::SaveLearned { json, .. })] = &due[..] else {
+            panic!("{due:?}");
+        };
+        let written = Learned::from_json(json, "t").unwrap();
+        assert_eq!(written.paths().collect::<Vec<_>>(), ["/old/b", "/new/a"]);
+        c.built("www", Ok(Built::Saved), &now(at));
+        // Nothing new: nothing to write, at the next turn or at shutdown.
+        assert!(c.due(&now(3 * at)).is_empty());
+        assert!(c.last_saves().is_empty());
+        c.learn("www", &paths(&["/new/c"]));
+        assert_eq!(c.last_saves().len(), 1);
+    }
+
+    #[test]
+    fn a_learned_catalog_that_cannot_be_read_leaves_the_threshold_strategy_and_is_not_written() {
+        let mut c = Catalogs::new(&learned_config());
+        c.due(&now(0));
+        c.learn("www", &paths(&["/a/1"]));
+        c.built("www", Err("corrupt".to_owned()), &now(1));
+        assert!(c.get("www").is_none());
+        assert!(c.last_saves().is_empty());
+        // Read again a minute later, not sooner; never a write meanwhile.
+        assert!(c.due(&now(2)).is_empty());
+        let due = c.due(&now(RETRY.as_millis() as Millis + 1));
+        assert!(
+            matches!(&due[..], [(_, Job::LoadLearned { .. })]),
+            "{due:?}"
+        );
+        c.built(
+            "www",
+            Ok(Built::Learned(None)),
+            &now(RETRY.as_millis() as Millis + 2),
+        );
+        assert_eq!(c.get("www").unwrap().objects(), 1);
     }
 }

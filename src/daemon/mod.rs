@@ -357,6 +357,12 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
             let now = self.clock.now();
             self.apply(done, &now, &mut timers, &effects);
         }
+        // What the learned catalogs took in since their last write.
+        for (alias, job) in self.catalogs.last_saves() {
+            if let Err(e) = catalogs::build(job).await {
+                tracing::warn!(distribution = %alias, error = %e, "writing the learned catalog at shutdown failed");
+            }
+        }
         // Every answer is in and recorded: the lease goes back, so that a
         // standby takes over now rather than when it lapses.
         self.hand_back().await;
@@ -448,6 +454,7 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
                 requested,
                 skipped,
                 s3_objects,
+                asked,
                 ..
             } => {
                 for (alias, n) in requested {
@@ -458,6 +465,11 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
                 }
                 for (alias, paths, removed) in s3_objects {
                     self.catalogs.follow(alias, paths, removed);
+                    let created = paths.iter().filter(|p| !removed.contains(p));
+                    self.catalogs.learn(alias, created);
+                }
+                for (alias, paths) in asked {
+                    self.catalogs.learn(alias, paths);
                 }
                 self.cover_recovered(now, effects);
             }

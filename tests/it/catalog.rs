@@ -261,3 +261,210 @@ pacing = "none"
     cancel.cancel();
     run.await.expect("daemon ends");
 }
+
+/// One daemon run with `catalog = "learned"` on `ledger`'s folder: sends
+/// each body in turn, waits for each one's invalidation, and returns their
+/// paths. `ready` is the number of learned objects to wait for in the
+/// status before sending (`None`: do not wait).
+async fn learned_run(
+    moto: &Moto,
+    queue_name: &str,
+    ledger: &std::path::Path,
+    ready: Option<u64>,
+    bodies: &[String],
+) -> Vec<Vec<String>> {
+    use std::time::Duration;
+
+    use cfpurge::cloudfront::aws::AwsInvalidator;
+    use cfpurge::config::Config;
+    use cfpurge::daemon::Daemon;
+    use cfpurge::source::queue::Queue;
+    use cfpurge::source::sqs::SqsQueue;
+    use tokio_util::sync::CancellationToken;
+
+    use crate::support::fake_cloudfront::FakeCloudFront;
+
+    const DIST: &str = "E1LEARNED";
+    let fake = FakeCloudFront::start(Duration::from_secs(2)).await;
+    fake.add_distribution(DIST);
+    let url = moto.create_queue(queue_name, &[]).await;
+    let toml = format!(
+        r#"
+[source]
+queue_url = "{url}"
+wait_time_seconds = 1
+[distributions.www]
+id = "{DIST}"
+catalog = "learned"
+[batching]
+quiet_seconds = 1
+[coalesce]
+strategy = "least_blast"
+blast_per_path = 1
+[cloudfront]
+create_per_second = 20
+create_burst = 5
+poll_interval_seconds = 1
+reconcile_interval_seconds = 1
+[budget]
+pacing = "none"
+ledger_path = "{ledger}"
+"#,
+        ledger = ledger.display()
+    );
+    let config = Config::from_parts(Some(&toml), "test", std::iter::empty()).expect("config");
+    let queue = SqsQueue::new(moto.sqs_client(), url.clone(), None);
+    let daemon = Daemon::new(&config, queue.clone(), AwsInvalidator::new(fake.client()));
+    let observers = daemon.observers();
+    let cancel = CancellationToken::new();
+    let run = tokio::spawn(daemon.run(cancel.clone()));
+    if let Some(objects) = ready {
+        let mut seen = None;
+        for _ in 0..100 {
+            let status = observers.status.snapshot();
+            // Read once `refreshed_at` is set.
+            seen = status.distributions["www"]
+                .catalog
+                .as_ref()
+                .filter(|c| c.refreshed_at.is_some())
+                .map(|c| c.objects);
+            if seen == Some(objects) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(seen, Some(objects), "the learned catalog was not read");
+    }
+    let mut out = Vec::new();
+    for (n, body) in bodies.iter().enumerate() {
+        queue.send(body).await.expect("send");
+        let mut all = Vec::new();
+        for _ in 0..200 {
+            all = fake.invalidations(DIST);
+            if all.len() > n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(all.len() > n, "no invalidation for body {n}: {all:?}");
+        out.push(all[n].paths.clone());
+    }
+    cancel.cancel();
+    run.await.expect("daemon ends");
+    out
+}
+
+fn request(dir: &str, n: usize) -> String {
+    let paths: Vec<String> = (0..n).map(|i| format!("\"/{dir}/{i}.html\"")).collect();
+    format!(r#"{{"paths":[{}]}}"#, paths.join(","))
+}
+
+/// `catalog = "learned"`: the daemon learns every requested path, keeps
+/// them beside the ledger file (0600), and after a restart still has them:
+/// eight pages of a directory of 100 learned ones go out as eight paths,
+/// not as the wildcard (92 unrequested objects at one object a path).
+/// `cfpurge catalog` describes what was learned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_learned_catalog_survives_a_restart() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let moto = Moto::shared();
+    let _guard = moto.exclusive().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.json");
+    let learned = dir.path().join("ledger.json.learned.www");
+
+    // First run: 100 pages of /e/ and a wildcard, which adds nothing. The
+    // catalog then holds just what was asked: /e/* purges nothing more.
+    let first = learned_run(
+        moto,
+        "learned-1",
+        &ledger,
+        Some(0),
+        &[request("e", 100), r#"{"paths":["/f/*"]}"#.to_owned()],
+    )
+    .await;
+    assert_eq!(first[0], ["/e/*"]);
+    assert_eq!(first[1], ["/f/*"]);
+    let stored: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&learned).expect("the learned file")).unwrap();
+    assert_eq!(stored["version"], 1);
+    assert_eq!(stored["paths"].as_array().unwrap().len(), 100);
+    let mode = std::fs::metadata(&learned).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+
+    // `cfpurge catalog --distribution www` reads the same file.
+    let toml = format!(
+        "[source]\nkind = \"local\"\n[distributions.www]\nid = \"E1LEARNED\"\ncatalog = \"learned\"\n[budget]\nledger_path = \"{}\"\n",
+        ledger.display()
+    );
+    let config =
+        cfpurge::config::Config::from_parts(Some(&toml), "test", std::iter::empty()).unwrap();
+    let mut out = Vec::new();
+    cfpurge::commands::catalog::run(
+        &config,
+        "www",
+        cfpurge::commands::catalog::Format::Json,
+        &mut out,
+    )
+    .await
+    .expect("cfpurge catalog");
+    let figures: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(figures["source"], "learned");
+    assert_eq!(figures["objects"], 100);
+
+    // Second run: the 100 are read back before anything is planned.
+    let second = learned_run(moto, "learned-2", &ledger, Some(100), &[request("e", 8)]).await;
+    assert_eq!(second[0].len(), 8, "{:?}", second[0]);
+    assert!(second[0].iter().all(|p| !p.ends_with('*')));
+}
+
+/// A corrupt learned file: the daemon says so, plans with the threshold
+/// strategy (eight pages of a directory go out as its wildcard), purges as
+/// usual, and leaves the file as it was for the operator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_learned_catalog_plans_by_threshold_and_is_left_alone() {
+    let moto = Moto::shared();
+    let _guard = moto.exclusive().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.json");
+    let learned = dir.path().join("ledger.json.learned.www");
+    let corrupt = b"{\"version\": 1, \"paths\": [\"/e/1.html\", \"/e/*\"]}\n";
+    std::fs::write(&learned, corrupt).unwrap();
+    // Least blast on what is learned meanwhile would send the second
+    // request's eight pages as they are (92 other pages of /e/ known);
+    // the threshold strategy sends their wildcard.
+    let out = learned_run(
+        moto,
+        "learned-corrupt",
+        &ledger,
+        None,
+        &[request("e", 100), request("e", 8)],
+    )
+    .await;
+    assert_eq!(out[0], ["/e/*"]);
+    assert_eq!(out[1], ["/e/*"]);
+    assert_eq!(std::fs::read(&learned).unwrap(), corrupt);
+
+    let toml = format!(
+        "[source]\nkind = \"local\"\n[distributions.www]\nid = \"E1LEARNED\"\ncatalog = \"learned\"\n[budget]\nledger_path = \"{}\"\n",
+        ledger.display()
+    );
+    let config =
+        cfpurge::config::Config::from_parts(Some(&toml), "test", std::iter::empty()).unwrap();
+    let mut out = Vec::new();
+    let e = cfpurge::commands::catalog::run(
+        &config,
+        "www",
+        cfpurge::commands::catalog::Format::Text,
+        &mut out,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.exit_status(), 1);
+    let text = e.to_string();
+    assert!(
+        text.contains("ledger.json.learned.www") && text.contains("paths[1]"),
+        "{text}"
+    );
+}

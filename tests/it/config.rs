@@ -515,18 +515,22 @@ fn env_overrides_numbers_floats_bools_and_choices() {
 }
 
 #[test]
-fn a_learned_catalog_is_refused_for_now() {
-    let found = problems(
-        "[distributions.www]\nid = \"E2ABCDEF123456\"\ncatalog = \"learned\"\n",
-        &[],
-    );
-    assert_eq!(found.len(), 1, "{found:?}");
+fn a_learned_catalog_needs_the_ledger_file() {
+    let dist = "[distributions.www]\nid = \"E2ABCDEF123456\"\ncatalog = \"learned\"\n";
+    let cfg = load(dist, &[]).expect("learned with budget.store = \"file\"");
+    assert_eq!(cfg.distributions["www"].catalog, CatalogSource::Learned);
+    let found = problems(&format!("{dist}[budget]\nstore = \"dynamodb\"\n"), &[]);
+    let catalog: Vec<_> = found
+        .iter()
+        .filter(|p| p.key == "distributions.www.catalog")
+        .collect();
+    assert_eq!(catalog.len(), 1, "{found:?}");
     assert!(
-        found[0]
+        catalog[0]
             .to_string()
-            .contains("\"learned\" is not available"),
+            .contains("needs budget.store = \"file\""),
         "{}",
-        found[0]
+        catalog[0]
     );
 }
 

@@ -9,6 +9,7 @@ mod fake_cloudfront;
 mod hardening;
 mod http;
 mod ingest;
+mod monthly_budget;
 mod ops;
 mod plan;
 mod replay;
