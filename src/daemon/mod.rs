@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::budget::{AnyStore, FileStore};
+use crate::catalog::learned_store::{AnyLearnedStore, DynamoLearned};
 use crate::clock::{Clock, Millis, Now};
 use crate::cloudfront::invalidator::{Invalidation, Invalidator, InvalidatorError, Target};
 use crate::config::BudgetConfig;
@@ -206,12 +207,18 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
     /// holding the lease.
     pub fn with_replica(mut self, replica: Replica) -> Self {
         self.replica = Some(replica);
+        self.catalogs.follow_lease();
         self
     }
 
     /// Keeps the budget ledger in `store` instead of the configured file
-    /// (tests use memory).
+    /// (tests use memory). In DynamoDB, the learned catalogs go there too.
     pub fn with_ledger(mut self, store: AnyStore) -> Self {
+        if let AnyStore::Dynamo(table) = &store {
+            self.catalogs.keep_learned_in(|alias| {
+                AnyLearnedStore::Dynamo(DynamoLearned::new(table, alias))
+            });
+        }
         self.ledger.set_store(store);
         self
     }
