@@ -509,4 +509,65 @@ mod tests {
         );
         assert_eq!(c.get("www").unwrap().objects(), 1);
     }
+
+    fn learned_of(list: &[&str]) -> Learned {
+        let mut l = Learned::new();
+        for p in paths(list) {
+            l.learn(&p);
+        }
+        l
+    }
+
+    #[test]
+    fn a_replica_reads_the_learned_catalog_only_as_leader_and_afresh_at_each_take_over() {
+        let mut c = Catalogs::new(&learned_config());
+        c.follow_lease();
+        // A standby neither reads nor writes.
+        assert!(c.due(&now(0)).is_empty());
+        assert_eq!(c.next_due(), None);
+        c.set_leading(true, &now(1));
+        assert_eq!(c.next_due(), Some(1));
+        let due = c.due(&now(1));
+        assert!(matches!(&due[..], [(_, Job::LoadLearned { .. })]), "{due:?}");
+        // Stood down while the read was under way: its outcome is dropped.
+        c.set_leading(false, &now(2));
+        c.built("www", Ok(Built::Learned(Some(learned_of(&["/a"])))), &now(3));
+        assert!(c.get("www").is_none());
+        assert!(c.due(&now(4)).is_empty());
+        // Leader again: read afresh, planned with only once read.
+        c.set_leading(true, &now(5));
+        let due = c.due(&now(5));
+        assert!(matches!(&due[..], [(_, Job::LoadLearned { .. })]), "{due:?}");
+        assert!(c.get("www").is_none());
+        c.built("www", Ok(Built::Learned(Some(learned_of(&["/a"])))), &now(6));
+        assert_eq!(c.get("www").unwrap().objects(), 1);
+        c.learn("www", &paths(&["/mine"]));
+        let at = 6 + LEARNED_SAVE.as_millis() as Millis;
+        let due = c.due(&now(at));
+        assert!(matches!(&due[..], [(_, Job::SaveLearned { .. })]), "{due:?}");
+        // Refused (another writer wrote since): read again at once, and
+        // what was learned here joins what is read.
+        c.built("www", Ok(Built::Refused("refused".into())), &now(at));
+        assert!(c.get("www").is_none());
+        let due = c.due(&now(at));
+        assert!(matches!(&due[..], [(_, Job::LoadLearned { .. })]), "{due:?}");
+        c.built(
+            "www",
+            Ok(Built::Learned(Some(learned_of(&["/a", "/theirs"])))),
+            &now(at + 1),
+        );
+        let catalog = c.get("www").unwrap();
+        assert!(catalog.contains("/theirs") && catalog.contains("/mine"));
+        let due = c.due(&now(at + 1 + LEARNED_SAVE.as_millis() as Millis));
+        let [(_, Job::SaveLearned { json, .. })] = &due[..] else {
+            panic!("{due:?}");
+        };
+        assert_eq!(Learned::from_json(json, "t").unwrap().len(), 3);
+        c.built("www", Ok(Built::Saved), &now(at + 2));
+        // Stood down: forgotten, and nothing written at shutdown.
+        c.set_leading(false, &now(at + 3));
+        c.learn("www", &paths(&["/late"]));
+        assert!(c.get("www").is_none());
+        assert!(c.last_saves().is_empty());
+    }
 }
