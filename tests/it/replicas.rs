@@ -163,6 +163,113 @@ async fn without_a_lease_ledger_writes_are_conditional_on_the_version() {
     );
 }
 
+fn learned_of(paths: impl IntoIterator<Item = String>) -> cfpurge::catalog::learned::Learned {
+    let mut l = cfpurge::catalog::learned::Learned::new();
+    for p in paths {
+        l.learn(&cfpurge::path::CfPath::parse(&p).unwrap());
+    }
+    l
+}
+
+fn paths_of(l: &cfpurge::catalog::learned::Learned) -> Vec<String> {
+    l.paths().map(str::to_owned).collect()
+}
+
+/// A learned catalog in the table, cut into many chunks (several
+/// transactions of them): read back whole; written only while the writer's
+/// fencing number holds the lease, so a deposed leader's write fails and
+/// leaves the new leader's in place; a standby never writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn learned_catalog_writes_hold_only_while_the_fence_holds_the_lease() {
+    use cfpurge::catalog::CatalogError;
+    use cfpurge::catalog::learned_store::{CHUNKS_PER_CALL, DynamoLearned, LearnedStore};
+
+    let moto = Moto::shared();
+    let _guard = moto.exclusive().await;
+    create_table(moto, "cfpurge").await;
+    let t = table(moto, "cfpurge");
+    let chunk = 500;
+    let learned = |s: &DynamoStore| DynamoLearned::new(s, "www").with_chunk_bytes(chunk);
+    let (a_store, b_store) = (store(moto, "cfpurge", true), store(moto, "cfpurge", true));
+    let (a, b) = (learned(&a_store), learned(&b_store));
+
+    // a, a standby still: refused, nothing written.
+    let first = learned_of((0..400).map(|i| format!("/docs/{i}.html")));
+    let json = first.to_json();
+    assert!(json.len() > (CHUNKS_PER_CALL + 2) * chunk, "{}", json.len());
+    assert!(matches!(
+        a.save(json.clone()).await,
+        Err(CatalogError::Refused { .. })
+    ));
+    assert!(a.load().await.unwrap().is_none());
+
+    // a leads: its write is read back whole, in order.
+    assert_eq!(t.acquire("a", WALL, 3_000).await.unwrap(), 1);
+    a_store.set_fence(Some(Fence {
+        replica: "a".into(),
+        fencing: 1,
+    }));
+    a.save(json).await.unwrap();
+    let read = b.load().await.unwrap().expect("written");
+    assert_eq!(paths_of(&read), paths_of(&first));
+    // Written again (the other slot), read again.
+    let second = learned_of((0..450).map(|i| format!("/docs/{i}.html")));
+    a.save(second.to_json()).await.unwrap();
+    assert_eq!(paths_of(&b.load().await.unwrap().unwrap()), paths_of(&second));
+
+    // The lease lapses and b takes over; a, deposed, cannot write.
+    assert_eq!(t.acquire("b", WALL + 4_001, 3_000).await.unwrap(), 2);
+    b_store.set_fence(Some(Fence {
+        replica: "b".into(),
+        fencing: 2,
+    }));
+    let by_b = learned_of((0..30).map(|i| format!("/b/{i}")));
+    b.load().await.unwrap();
+    b.save(by_b.to_json()).await.unwrap();
+    let stale = learned_of((0..900).map(|i| format!("/stale/{i}")));
+    let e = a.save(stale.to_json()).await.unwrap_err();
+    assert!(matches!(e, CatalogError::Refused { .. }), "{e}");
+    assert!(e.to_string().contains("learned#www"), "{e}");
+    // Not even after reading the new generation.
+    a.load().await.unwrap();
+    assert!(matches!(
+        a.save(stale.to_json()).await,
+        Err(CatalogError::Refused { .. })
+    ));
+    let fresh = learned(&store(moto, "cfpurge", false));
+    assert_eq!(paths_of(&fresh.load().await.unwrap().unwrap()), paths_of(&by_b));
+}
+
+/// Without a lease (one daemon, `budget.store = "dynamodb"`), a learned
+/// catalog's write is conditional on the generation last read: a writer
+/// that did not see another's write is refused until it reads again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_lease_learned_writes_are_conditional_on_the_generation() {
+    use cfpurge::catalog::CatalogError;
+    use cfpurge::catalog::learned_store::{DynamoLearned, LearnedStore};
+
+    let moto = Moto::shared();
+    let _guard = moto.exclusive().await;
+    create_table(moto, "cfpurge").await;
+    let one = DynamoLearned::new(&store(moto, "cfpurge", false), "www").with_chunk_bytes(64);
+    let two = DynamoLearned::new(&store(moto, "cfpurge", false), "www").with_chunk_bytes(64);
+    assert!(one.load().await.unwrap().is_none());
+    assert!(two.load().await.unwrap().is_none());
+    let first = learned_of((0..20).map(|i| format!("/one/{i}")));
+    one.save(first.to_json()).await.unwrap();
+    let second = learned_of((0..5).map(|i| format!("/two/{i}")));
+    assert!(matches!(
+        two.save(second.to_json()).await,
+        Err(CatalogError::Refused { .. })
+    ));
+    assert_eq!(paths_of(&two.load().await.unwrap().unwrap()), paths_of(&first));
+    two.save(second.to_json()).await.unwrap();
+    assert_eq!(paths_of(&one.load().await.unwrap().unwrap()), paths_of(&second));
+    // Another distribution's catalog is another item.
+    let other = DynamoLearned::new(&store(moto, "cfpurge", false), "img");
+    assert!(other.load().await.unwrap().is_none());
+}
+
 // ---- the real binary, several processes on one queue and one table ----
 
 mod processes {
