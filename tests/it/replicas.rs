@@ -378,6 +378,9 @@ mod processes {
         /// Requests go to top-level directories of their own (`/c<n>/`), so
         /// that the planner never merges two into one wildcard.
         pub spread: bool,
+        /// The distribution has `catalog = "learned"` and is planned with
+        /// the least-blast strategy (one unrequested object a path).
+        pub learned: bool,
         /// Every request sent: its paths and when.
         pub sent: Vec<(Vec<String>, tokio::time::Instant)>,
         next: usize,
@@ -401,6 +404,7 @@ mod processes {
                 lease_seconds: LEASE_SECONDS,
                 dlq: None,
                 spread: false,
+                learned: false,
                 sent: Vec::new(),
                 next: 0,
             }
@@ -424,6 +428,14 @@ mod processes {
                 .as_ref()
                 .map(|u| format!("dead_letter_queue_url = \"{u}\"\n"))
                 .unwrap_or_default();
+            let (catalog, coalesce) = if self.learned {
+                (
+                    "catalog = \"learned\"\n",
+                    "[coalesce]\nstrategy = \"least_blast\"\nblast_per_path = 1\n",
+                )
+            } else {
+                ("", "")
+            };
             let config = format!(
                 r#"
 [aws]
@@ -437,10 +449,10 @@ queue_url = "{url}"
 visibility_timeout_seconds = 6
 [distributions.www]
 id = "{DIST}"
-[batching]
+{catalog}[batching]
 quiet_seconds = 1
 max_delay_seconds = 2
-[cloudfront]
+{coalesce}[cloudfront]
 poll_interval_seconds = 1
 [budget]
 pacing = "none"
@@ -1302,4 +1314,81 @@ async fn measure_take_over_after_sigkill_and_sigterm() {
         );
     }
     fleet.wait_all_covered(Duration::from_secs(30)).await;
+}
+
+/// `catalog = "learned"` across a take-over: the leader learns 100 pages
+/// and writes them to the table at SIGTERM; the standby, which never read
+/// nor wrote them, reads them once it leads and plans with them: eight
+/// pages of that directory go out as eight paths, not as its wildcard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_leader_reads_the_learned_catalog_before_planning_with_it() {
+    use cfpurge::catalog::learned_store::{DynamoLearned, LearnedStore};
+    use cfpurge::source::queue::Queue;
+
+    let moto = Moto::shared();
+    let _guard = moto.exclusive().await;
+    let mut fleet = Fleet::new(moto, "replicas-learned", 1_000_000).await;
+    fleet.learned = true;
+    let a = fleet.start("la");
+    let b = fleet.start("lb");
+    let first = one_leader(&[&a, &b], Duration::from_secs(20)).await;
+    let (mut leader, standby) = if first == 0 { (a, b) } else { (b, a) };
+    let pages =
+        |n: usize| (0..n).map(|i| format!("\"/e/{i}.html\"")).collect::<Vec<_>>().join(",");
+    fleet
+        .queue
+        .send(&format!(r#"{{"paths":[{}]}}"#, pages(100)))
+        .await
+        .expect("send");
+    let start = Instant::now();
+    while fleet.fake.invalidations(processes::DIST).is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(20), "nothing created");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(fleet.fake.invalidations(processes::DIST)[0].paths, ["/e/*"]);
+    // The standby has not read the learned catalog.
+    let status = standby.status().await.expect("standby status");
+    assert_eq!(status["distributions"]["www"]["catalog"]["objects"], 0, "{status}");
+
+    leader.signal("TERM");
+    assert_eq!(leader.wait(Duration::from_secs(15)), Some(0), "{}", fleet.log(&leader.id));
+    let stored = DynamoLearned::new(&store(moto, "cfpurge", false), "www")
+        .load()
+        .await
+        .expect("read")
+        .expect("written at shutdown");
+    assert_eq!(stored.len(), 100);
+
+    let start = Instant::now();
+    loop {
+        let status = standby.status().await;
+        let objects = status
+            .as_ref()
+            .map(|s| s["distributions"]["www"]["catalog"]["objects"].clone());
+        if standby.leader().await == Some(true) && objects == Some(serde_json::json!(100)) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the new leader did not read the learned catalog: {status:?}\n{}",
+            fleet.log(&standby.id)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    fleet
+        .queue
+        .send(&format!(r#"{{"paths":[{}]}}"#, pages(8)))
+        .await
+        .expect("send");
+    let start = Instant::now();
+    loop {
+        let by_new = fleet.created_by(&standby.id);
+        if let Some(i) = by_new.first() {
+            assert_eq!(i.paths.len(), 8, "{:?}", i.paths);
+            assert!(i.paths.iter().all(|p| !p.ends_with('*')), "{:?}", i.paths);
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "nothing created by the new leader");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
