@@ -270,6 +270,44 @@ async fn without_a_lease_learned_writes_are_conditional_on_the_generation() {
     assert!(other.load().await.unwrap().is_none());
 }
 
+/// The learned catalog at its path bound in the table: how big its
+/// stored form is, how many chunk items and transactions a write takes,
+/// and how long a write and a read take against moto.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: run by hand with --ignored --nocapture"]
+async fn measure_a_full_learned_catalog_in_the_table() {
+    use cfpurge::catalog::learned::MAX_PATHS;
+    use cfpurge::catalog::learned_store::{CHUNK_BYTES, CHUNKS_PER_CALL, DynamoLearned, LearnedStore};
+
+    let moto = Moto::shared();
+    let _guard = moto.exclusive().await;
+    create_table(moto, "cfpurge").await;
+    // 100,000 paths like "/en/section-123/page-45678.html" (31 bytes).
+    let full = learned_of(
+        (0..MAX_PATHS).map(|i| format!("/en/section-{:03}/page-{i:05}.html", i % 1000)),
+    );
+    let json = full.to_json();
+    let chunks = json.len().div_ceil(CHUNK_BYTES);
+    let store = DynamoLearned::new(&store(moto, "cfpurge", false), "www");
+    let started = Instant::now();
+    store.save(json.clone()).await.expect("save");
+    let saved = started.elapsed();
+    let started = Instant::now();
+    let read = store.load().await.expect("load").expect("kept");
+    let loaded = started.elapsed();
+    assert_eq!(read.len(), MAX_PATHS);
+    println!(
+        "paths {} text {} B stored form {} B chunks {} transactions {} save {:.2} s load {:.2} s",
+        full.len(),
+        full.bytes(),
+        json.len(),
+        chunks,
+        chunks.div_ceil(CHUNKS_PER_CALL) + 1,
+        saved.as_secs_f64(),
+        loaded.as_secs_f64()
+    );
+}
+
 // ---- the real binary, several processes on one queue and one table ----
 
 mod processes {
