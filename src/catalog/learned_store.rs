@@ -42,6 +42,12 @@ pub const CHUNKS_PER_CALL: usize = 10;
 /// The most chunks a stored form can need; a head naming more is refused
 /// unread.
 pub const MAX_CHUNKS: u64 = MAX_FILE_BYTES.div_ceil(CHUNK_BYTES as u64);
+/// How often a changed learned catalog is written to a file.
+pub const FILE_SAVE_EVERY: Duration = Duration::from_secs(60);
+/// How often a changed learned catalog is written to the table: every
+/// write puts the whole stored form (2 write units a KB, in transactions),
+/// so less often than a file.
+pub const TABLE_SAVE_EVERY: Duration = Duration::from_secs(600);
 /// A reader that finds the chunks changing under it tries this often.
 const READS: usize = 3;
 /// The longest one call on the table may take, SDK retries included.
@@ -51,6 +57,9 @@ const CALL_LIMIT: Duration = Duration::from_secs(10);
 pub trait LearnedStore: Clone + Send + Sync + 'static {
     /// Where, for messages: a file, or a table and item.
     fn location(&self) -> String;
+
+    /// How often a changed set is written (and once more at shutdown).
+    fn save_every(&self) -> Duration;
 
     /// The stored paths; `None` when nothing was kept yet. A stored form
     /// that cannot be read is refused as a whole, naming what is wrong.
@@ -81,6 +90,10 @@ impl FileLearned {
 impl LearnedStore for FileLearned {
     fn location(&self) -> String {
         self.path.display().to_string()
+    }
+
+    fn save_every(&self) -> Duration {
+        FILE_SAVE_EVERY
     }
 
     async fn load(&self) -> Result<Option<Learned>, CatalogError> {
@@ -276,6 +289,10 @@ impl LearnedStore for DynamoLearned {
         )
     }
 
+    fn save_every(&self) -> Duration {
+        TABLE_SAVE_EVERY
+    }
+
     async fn load(&self) -> Result<Option<Learned>, CatalogError> {
         let name = self.location();
         let mut torn = String::new();
@@ -373,6 +390,13 @@ impl LearnedStore for AnyLearnedStore {
         match self {
             AnyLearnedStore::File(s) => s.location(),
             AnyLearnedStore::Dynamo(s) => s.location(),
+        }
+    }
+
+    fn save_every(&self) -> Duration {
+        match self {
+            AnyLearnedStore::File(s) => s.save_every(),
+            AnyLearnedStore::Dynamo(s) => s.save_every(),
         }
     }
 

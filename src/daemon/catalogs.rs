@@ -4,7 +4,8 @@
 //! A `learned` catalog is the paths requested so far, read from the
 //! budget's store ([`AnyLearnedStore`]: beside the ledger file, or in the
 //! coordination table) at start-up and written back when it changed (at
-//! most every [`LEARNED_SAVE`], and once more at shutdown). As a replica,
+//! most as often as its store says, [`LearnedStore::save_every`], and once
+//! more at shutdown). As a replica,
 //! only the leader reads and writes it: it is read afresh at every
 //! take-over, and forgotten on standing down.
 //! Until a distribution's first build (or read) is done, it is planned with
@@ -26,8 +27,9 @@ use crate::status::CatalogStatus;
 /// How often a `file` catalog's file is checked for a change.
 const FILE_CHECK: Duration = Duration::from_secs(10);
 
-/// How often a changed `learned` catalog is written.
-pub const LEARNED_SAVE: Duration = Duration::from_secs(60);
+/// How often a changed `learned` catalog is written to its file (the
+/// store says: [`LearnedStore::save_every`]).
+pub const LEARNED_SAVE: Duration = crate::catalog::learned_store::FILE_SAVE_EVERY;
 
 /// How soon a failed build or read is tried again.
 const RETRY: Duration = Duration::from_secs(60);
@@ -163,6 +165,7 @@ impl Catalogs {
         for (alias, k) in &mut self.kept {
             if let Job::LoadLearned { store } = &mut k.job {
                 *store = store_for(alias);
+                k.every = store.save_every();
             }
         }
     }
@@ -569,5 +572,34 @@ mod tests {
         c.learn("www", &paths(&["/late"]));
         assert!(c.get("www").is_none());
         assert!(c.last_saves().is_empty());
+    }
+
+    #[test]
+    fn a_learned_catalog_in_the_table_is_written_at_the_tables_pace() {
+        use crate::catalog::learned_store::{DynamoLearned, TABLE_SAVE_EVERY};
+        let ledger = crate::budget::DynamoStore::new(
+            aws_config::SdkConfig::builder()
+                .behavior_version(aws_config::BehaviorVersion::latest())
+                .build(),
+            &crate::config::AwsConfig::default(),
+            "cfpurge",
+            false,
+        )
+        .unwrap();
+        let mut c = Catalogs::new(&learned_config());
+        c.keep_learned_in(|alias| AnyLearnedStore::Dynamo(DynamoLearned::new(&ledger, alias)));
+        let due = c.due(&now(0));
+        let [(_, Job::LoadLearned { store })] = &due[..] else {
+            panic!("{due:?}");
+        };
+        assert_eq!(
+            store.location(),
+            "DynamoDB table cfpurge, item pk = \"learned#www\""
+        );
+        c.built("www", Ok(Built::Learned(None)), &now(0));
+        c.learn("www", &paths(&["/a"]));
+        assert!(c.due(&now(LEARNED_SAVE.as_millis() as Millis + 1)).is_empty());
+        let due = c.due(&now(TABLE_SAVE_EVERY.as_millis() as Millis));
+        assert!(matches!(&due[..], [(_, Job::SaveLearned { .. })]), "{due:?}");
     }
 }
