@@ -19,8 +19,8 @@
 //!
 //! Sources: [`file`] (one served path per line), [`s3`] (the buckets
 //! routed to the distribution, listed through the same key-to-path mapping
-//! as S3 events) and [`learned`] (the paths requested so far, kept beside
-//! the budget ledger).
+//! as S3 events) and [`learned`] (the paths requested so far, kept in the
+//! budget's store: [`learned_store`]).
 
 pub mod file;
 pub mod learned;
