@@ -48,6 +48,13 @@ pub const FILE_SAVE_EVERY: Duration = Duration::from_secs(60);
 /// write puts the whole stored form (2 write units a KB, in transactions),
 /// so less often than a file.
 pub const TABLE_SAVE_EVERY: Duration = Duration::from_secs(600);
+// Checked when compiling: the largest stored form fits the chunks; a
+// chunk item (its data, key and names) stays under DynamoDB's 400 KB; one
+// call's chunks stay under TransactWriteItems' 4 MB and 100 items.
+const _: () = assert!(MAX_CHUNKS * CHUNK_BYTES as u64 >= MAX_FILE_BYTES);
+const _: () = assert!(CHUNK_BYTES + 200 < 400 * 1024);
+const _: () = assert!(CHUNKS_PER_CALL * CHUNK_BYTES < 4_000_000 && CHUNKS_PER_CALL < 100);
+
 /// A reader that finds the chunks changing under it tries this often.
 const READS: usize = 3;
 /// The longest one call on the table may take, SDK retries included.
@@ -495,13 +502,5 @@ mod tests {
                 .to_string();
             assert!(e.contains("learned#www") && e.contains(says), "{e}");
         }
-    }
-
-    #[test]
-    fn the_largest_stored_form_fits_the_chunks_and_the_item_limit() {
-        assert!(MAX_CHUNKS * CHUNK_BYTES as u64 >= MAX_FILE_BYTES);
-        // A chunk item: its data, its key and names, well under 400 KB.
-        assert!(CHUNK_BYTES + 200 < 400 * 1024);
-        assert!(CHUNKS_PER_CALL * CHUNK_BYTES < 4_000_000 && CHUNKS_PER_CALL < 100);
     }
 }

@@ -113,11 +113,12 @@ async fn learned_store(config: &Config, alias: &str) -> Result<AnyLearnedStore, 
             let sdk = crate::coordination::dynamo::sdk_config(&config.aws).await;
             let table = &config.coordination.table;
             // Only read: no fence needed.
-            let ledger =
-                DynamoStore::new(sdk, &config.aws, table, false).map_err(|e| CatalogError::Table {
+            let ledger = DynamoStore::new(sdk, &config.aws, table, false).map_err(|e| {
+                CatalogError::Table {
                     path: format!("DynamoDB table {table}"),
                     message: e.to_string(),
-                })?;
+                }
+            })?;
             Ok(AnyLearnedStore::Dynamo(DynamoLearned::new(&ledger, alias)))
         }
     }

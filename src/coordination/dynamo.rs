@@ -497,9 +497,7 @@ impl DynamoTable {
         };
         match item.get("data") {
             Some(AttributeValue::B(data)) => Ok(Some((generation, data.clone().into_inner()))),
-            _ => Err(TableError::Other(format!(
-                "item {key}: no binary \"data\""
-            ))),
+            _ => Err(TableError::Other(format!("item {key}: no binary \"data\""))),
         }
     }
 

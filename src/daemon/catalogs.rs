@@ -531,29 +531,49 @@ mod tests {
         c.set_leading(true, &now(1));
         assert_eq!(c.next_due(), Some(1));
         let due = c.due(&now(1));
-        assert!(matches!(&due[..], [(_, Job::LoadLearned { .. })]), "{due:?}");
+        assert!(
+            matches!(&due[..], [(_, Job::LoadLearned { .. })]),
+            "{due:?}"
+        );
         // Stood down while the read was under way: its outcome is dropped.
         c.set_leading(false, &now(2));
-        c.built("www", Ok(Built::Learned(Some(learned_of(&["/a"])))), &now(3));
+        c.built(
+            "www",
+            Ok(Built::Learned(Some(learned_of(&["/a"])))),
+            &now(3),
+        );
         assert!(c.get("www").is_none());
         assert!(c.due(&now(4)).is_empty());
         // Leader again: read afresh, planned with only once read.
         c.set_leading(true, &now(5));
         let due = c.due(&now(5));
-        assert!(matches!(&due[..], [(_, Job::LoadLearned { .. })]), "{due:?}");
+        assert!(
+            matches!(&due[..], [(_, Job::LoadLearned { .. })]),
+            "{due:?}"
+        );
         assert!(c.get("www").is_none());
-        c.built("www", Ok(Built::Learned(Some(learned_of(&["/a"])))), &now(6));
+        c.built(
+            "www",
+            Ok(Built::Learned(Some(learned_of(&["/a"])))),
+            &now(6),
+        );
         assert_eq!(c.get("www").unwrap().objects(), 1);
         c.learn("www", &paths(&["/mine"]));
         let at = 6 + LEARNED_SAVE.as_millis() as Millis;
         let due = c.due(&now(at));
-        assert!(matches!(&due[..], [(_, Job::SaveLearned { .. })]), "{due:?}");
+        assert!(
+            matches!(&due[..], [(_, Job::SaveLearned { .. })]),
+            "{due:?}"
+        );
         // Refused (another writer wrote since): read again at once, and
         // what was learned here joins what is read.
         c.built("www", Ok(Built::Refused("refused".into())), &now(at));
         assert!(c.get("www").is_none());
         let due = c.due(&now(at));
-        assert!(matches!(&due[..], [(_, Job::LoadLearned { .. })]), "{due:?}");
+        assert!(
+            matches!(&due[..], [(_, Job::LoadLearned { .. })]),
+            "{due:?}"
+        );
         c.built(
             "www",
             Ok(Built::Learned(Some(learned_of(&["/a", "/theirs"])))),
@@ -598,8 +618,14 @@ mod tests {
         );
         c.built("www", Ok(Built::Learned(None)), &now(0));
         c.learn("www", &paths(&["/a"]));
-        assert!(c.due(&now(LEARNED_SAVE.as_millis() as Millis + 1)).is_empty());
+        assert!(
+            c.due(&now(LEARNED_SAVE.as_millis() as Millis + 1))
+                .is_empty()
+        );
         let due = c.due(&now(TABLE_SAVE_EVERY.as_millis() as Millis));
-        assert!(matches!(&due[..], [(_, Job::SaveLearned { .. })]), "{due:?}");
+        assert!(
+            matches!(&due[..], [(_, Job::SaveLearned { .. })]),
+            "{due:?}"
+        );
     }
 }

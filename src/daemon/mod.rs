@@ -215,9 +215,8 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
     /// (tests use memory). In DynamoDB, the learned catalogs go there too.
     pub fn with_ledger(mut self, store: AnyStore) -> Self {
         if let AnyStore::Dynamo(table) = &store {
-            self.catalogs.keep_learned_in(|alias| {
-                AnyLearnedStore::Dynamo(DynamoLearned::new(table, alias))
-            });
+            self.catalogs
+                .keep_learned_in(|alias| AnyLearnedStore::Dynamo(DynamoLearned::new(table, alias)));
         }
         self.ledger.set_store(store);
         self

@@ -332,13 +332,9 @@ ledger_path = "{ledger}"
     let queue = SqsQueue::new(moto.sqs_client(), url.clone(), None);
     let mut daemon = Daemon::new(&config, queue.clone(), AwsInvalidator::new(fake.client()));
     if let Some(t) = table {
-        let store = cfpurge::budget::DynamoStore::new(
-            Moto::sdk_config(),
-            &dynamo_aws(moto),
-            t,
-            false,
-        )
-        .expect("store");
+        let store =
+            cfpurge::budget::DynamoStore::new(Moto::sdk_config(), &dynamo_aws(moto), t, false)
+                .expect("store");
         daemon = daemon.with_ledger(cfpurge::budget::AnyStore::Dynamo(store));
     }
     let observers = daemon.observers();
@@ -566,9 +562,13 @@ async fn a_learned_catalog_in_dynamodb_survives_a_restart() {
     assert_eq!(first[1], ["/f/*"]);
     // Nothing beside the ledger file: it is all in the table.
     assert!(!dir.path().join("ledger.json.learned.www").exists());
-    let store =
-        cfpurge::budget::DynamoStore::new(Moto::sdk_config(), &dynamo_aws(moto), "learned-t", false)
-            .unwrap();
+    let store = cfpurge::budget::DynamoStore::new(
+        Moto::sdk_config(),
+        &dynamo_aws(moto),
+        "learned-t",
+        false,
+    )
+    .unwrap();
     let kept = DynamoLearned::new(&store, "www")
         .load()
         .await
@@ -607,8 +607,7 @@ async fn a_corrupt_learned_catalog_in_dynamodb_plans_by_threshold_and_is_left_al
     let moto = Moto::shared();
     let _guard = moto.exclusive().await;
     crate::replicas::create_table(moto, "learned-c").await;
-    let client =
-        cfpurge::coordination::dynamo::client_with(&Moto::sdk_config(), &dynamo_aws(moto));
+    let client = cfpurge::coordination::dynamo::client_with(&Moto::sdk_config(), &dynamo_aws(moto));
     let corrupt = b"{\"version\": 1, \"paths\": [\"/e/1.html\", \"/e/*\"]}\n";
     let n = |v: usize| AttributeValue::N(v.to_string());
     client
@@ -665,7 +664,9 @@ async fn a_corrupt_learned_catalog_in_dynamodb_plans_by_threshold_and_is_left_al
     let (code, _, text) = cfpurge_catalog(moto, "learned-c");
     assert_eq!(code, Some(1), "{text}");
     assert!(
-        text.contains("table learned-c") && text.contains("learned#www") && text.contains("paths[1]"),
+        text.contains("table learned-c")
+            && text.contains("learned#www")
+            && text.contains("paths[1]"),
         "{text}"
     );
 }

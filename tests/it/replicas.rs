@@ -215,7 +215,10 @@ async fn learned_catalog_writes_hold_only_while_the_fence_holds_the_lease() {
     // Written again (the other slot), read again.
     let second = learned_of((0..450).map(|i| format!("/docs/{i}.html")));
     a.save(second.to_json()).await.unwrap();
-    assert_eq!(paths_of(&b.load().await.unwrap().unwrap()), paths_of(&second));
+    assert_eq!(
+        paths_of(&b.load().await.unwrap().unwrap()),
+        paths_of(&second)
+    );
 
     // The lease lapses and b takes over; a, deposed, cannot write.
     assert_eq!(t.acquire("b", WALL + 4_001, 3_000).await.unwrap(), 2);
@@ -237,7 +240,10 @@ async fn learned_catalog_writes_hold_only_while_the_fence_holds_the_lease() {
         Err(CatalogError::Refused { .. })
     ));
     let fresh = learned(&store(moto, "cfpurge", false));
-    assert_eq!(paths_of(&fresh.load().await.unwrap().unwrap()), paths_of(&by_b));
+    assert_eq!(
+        paths_of(&fresh.load().await.unwrap().unwrap()),
+        paths_of(&by_b)
+    );
 }
 
 /// Without a lease (one daemon, `budget.store = "dynamodb"`), a learned
@@ -262,9 +268,15 @@ async fn without_a_lease_learned_writes_are_conditional_on_the_generation() {
         two.save(second.to_json()).await,
         Err(CatalogError::Refused { .. })
     ));
-    assert_eq!(paths_of(&two.load().await.unwrap().unwrap()), paths_of(&first));
+    assert_eq!(
+        paths_of(&two.load().await.unwrap().unwrap()),
+        paths_of(&first)
+    );
     two.save(second.to_json()).await.unwrap();
-    assert_eq!(paths_of(&one.load().await.unwrap().unwrap()), paths_of(&second));
+    assert_eq!(
+        paths_of(&one.load().await.unwrap().unwrap()),
+        paths_of(&second)
+    );
     // Another distribution's catalog is another item.
     let other = DynamoLearned::new(&store(moto, "cfpurge", false), "img");
     assert!(other.load().await.unwrap().is_none());
@@ -277,15 +289,16 @@ async fn without_a_lease_learned_writes_are_conditional_on_the_generation() {
 #[ignore = "a measurement: run by hand with --ignored --nocapture"]
 async fn measure_a_full_learned_catalog_in_the_table() {
     use cfpurge::catalog::learned::MAX_PATHS;
-    use cfpurge::catalog::learned_store::{CHUNK_BYTES, CHUNKS_PER_CALL, DynamoLearned, LearnedStore};
+    use cfpurge::catalog::learned_store::{
+        CHUNK_BYTES, CHUNKS_PER_CALL, DynamoLearned, LearnedStore,
+    };
 
     let moto = Moto::shared();
     let _guard = moto.exclusive().await;
     create_table(moto, "cfpurge").await;
     // 100,000 paths like "/en/section-123/page-45678.html" (31 bytes).
-    let full = learned_of(
-        (0..MAX_PATHS).map(|i| format!("/en/section-{:03}/page-{i:05}.html", i % 1000)),
-    );
+    let full =
+        learned_of((0..MAX_PATHS).map(|i| format!("/en/section-{:03}/page-{i:05}.html", i % 1000)));
     let json = full.to_json();
     let chunks = json.len().div_ceil(CHUNK_BYTES);
     let store = DynamoLearned::new(&store(moto, "cfpurge", false), "www");
@@ -1371,8 +1384,12 @@ async fn a_new_leader_reads_the_learned_catalog_before_planning_with_it() {
     let b = fleet.start("lb");
     let first = one_leader(&[&a, &b], Duration::from_secs(20)).await;
     let (mut leader, standby) = if first == 0 { (a, b) } else { (b, a) };
-    let pages =
-        |n: usize| (0..n).map(|i| format!("\"/e/{i}.html\"")).collect::<Vec<_>>().join(",");
+    let pages = |n: usize| {
+        (0..n)
+            .map(|i| format!("\"/e/{i}.html\""))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
     fleet
         .queue
         .send(&format!(r#"{{"paths":[{}]}}"#, pages(100)))
@@ -1386,10 +1403,18 @@ async fn a_new_leader_reads_the_learned_catalog_before_planning_with_it() {
     assert_eq!(fleet.fake.invalidations(processes::DIST)[0].paths, ["/e/*"]);
     // The standby has not read the learned catalog.
     let status = standby.status().await.expect("standby status");
-    assert_eq!(status["distributions"]["www"]["catalog"]["objects"], 0, "{status}");
+    assert_eq!(
+        status["distributions"]["www"]["catalog"]["objects"], 0,
+        "{status}"
+    );
 
     leader.signal("TERM");
-    assert_eq!(leader.wait(Duration::from_secs(15)), Some(0), "{}", fleet.log(&leader.id));
+    assert_eq!(
+        leader.wait(Duration::from_secs(15)),
+        Some(0),
+        "{}",
+        fleet.log(&leader.id)
+    );
     let stored = DynamoLearned::new(&store(moto, "cfpurge", false), "www")
         .load()
         .await
@@ -1426,7 +1451,10 @@ async fn a_new_leader_reads_the_learned_catalog_before_planning_with_it() {
             assert!(i.paths.iter().all(|p| !p.ends_with('*')), "{:?}", i.paths);
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(20), "nothing created by the new leader");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "nothing created by the new leader"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
