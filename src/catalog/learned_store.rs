@@ -36,9 +36,11 @@ use crate::coordination::dynamo::{DynamoTable, LearnedHead, TableError};
 /// The most bytes of the stored form in one chunk item (DynamoDB's item
 /// limit is 400 KB, key and attribute names included).
 pub const CHUNK_BYTES: usize = 350_000;
-/// Chunks written per TransactWriteItems call (its limit is 4 MB and 100
-/// items; one more item is the lease's condition check).
-pub const CHUNKS_PER_CALL: usize = 10;
+/// Chunks written per TransactWriteItems call: 1.4 MB, well within its
+/// limit of 4 MB and 100 items (one more item is the lease's condition
+/// check), and small enough to go out within the client's 2 s attempt
+/// timeout.
+pub const CHUNKS_PER_CALL: usize = 4;
 /// The most chunks a stored form can need; a head naming more is refused
 /// unread.
 pub const MAX_CHUNKS: u64 = MAX_FILE_BYTES.div_ceil(CHUNK_BYTES as u64);

@@ -62,6 +62,9 @@ const OBSERVE_INTERVAL: Duration = Duration::from_secs(1);
 /// 12 hours.
 const RECOVERED_FOR: Duration = Duration::from_secs(12 * 3600);
 
+/// The longest the learned catalogs' last writes may take at shutdown.
+const LAST_SAVES_LIMIT: Duration = Duration::from_secs(10);
+
 /// The readiness component that holds until the queue first answers.
 const STARTUP: &str = "startup";
 
@@ -364,10 +367,23 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
             self.apply(done, &now, &mut timers, &effects);
         }
         // What the learned catalogs took in since their last write.
-        for (alias, job) in self.catalogs.last_saves() {
-            if let Err(e) = catalogs::build(job).await {
-                tracing::warn!(distribution = %alias, error = %e, "writing the learned catalog at shutdown failed");
+        let last_saves = async {
+            for (alias, job) in self.catalogs.last_saves() {
+                match catalogs::build(job).await {
+                    Ok(catalogs::Built::Refused(e)) | Err(e) => {
+                        tracing::warn!(distribution = %alias, error = %e, "writing the learned catalog at shutdown failed");
+                    }
+                    Ok(_) => {}
+                }
             }
+        };
+        if tokio::time::timeout(LAST_SAVES_LIMIT, last_saves)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "writing the learned catalogs at shutdown took longer than {LAST_SAVES_LIMIT:?};                  the paths learned since their last write are lost"
+            );
         }
         // Every answer is in and recorded: the lease goes back, so that a
         // standby takes over now rather than when it lapses.
