@@ -5,9 +5,8 @@
 //! budget's store ([`AnyLearnedStore`]: beside the ledger file, or in the
 //! coordination table) at start-up and written back when it changed (at
 //! most as often as its store says, [`LearnedStore::save_every`], and once
-//! more at shutdown). As a replica,
-//! only the leader reads and writes it: it is read afresh at every
-//! take-over, and forgotten on standing down.
+//! more at shutdown). As a replica, only the leader reads and writes it:
+//! it is read afresh at every take-over, and forgotten on standing down.
 //! Until a distribution's first build (or read) is done, it is planned with
 //! the threshold strategy.
 
