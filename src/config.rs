@@ -1264,13 +1264,6 @@ impl Config {
             ),
             _ => {}
         }
-        if d.catalog == CatalogSource::Learned && self.budget.store != StoreKind::File {
-            v.push(
-                &format!("{key}.catalog"),
-                "\"learned\" is kept beside the ledger file and needs budget.store = \"file\"; \
-                 with budget.store = \"dynamodb\" use \"s3\" or \"file\"",
-            );
-        }
         if d.catalog == CatalogSource::S3
             && !self.routing.s3.iter().any(|r| r.distribution == alias)
         {

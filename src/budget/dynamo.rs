@@ -40,6 +40,9 @@ enum Job {
 struct Inner {
     jobs: mpsc::UnboundedSender<Job>,
     table: String,
+    /// For the other items kept in the table (a learned catalog's), whose
+    /// writes follow the same fence.
+    client: aws_sdk_dynamodb::Client,
     /// With a fence, writes hold only while it holds the lease; `fenced`
     /// without one refuses every write (a standby).
     fence: Mutex<Fencing>,
@@ -85,6 +88,7 @@ impl DynamoStore {
         fenced: bool,
     ) -> Result<DynamoStore, LedgerError> {
         let (jobs, mut queue) = mpsc::unbounded_channel::<Job>();
+        let client = client_with(&sdk, aws);
         let aws = aws.clone();
         let name = table.to_owned();
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -120,6 +124,7 @@ impl DynamoStore {
             inner: Arc::new(Inner {
                 jobs,
                 table: table.to_owned(),
+                client,
                 fence: Mutex::new(if fenced {
                     Fencing::Fenced(None)
                 } else {
@@ -142,6 +147,24 @@ impl DynamoStore {
         let mut current = lock(&self.inner.fence);
         if let Fencing::Fenced(f) = &mut *current {
             *f = fence;
+        }
+    }
+
+    /// A client of the table, for the other items kept in it.
+    pub fn client(&self) -> aws_sdk_dynamodb::Client {
+        self.inner.client.clone()
+    }
+
+    /// What a write must be conditional on now: `None`, the version only
+    /// (no lease); the fence of the lease this replica holds; refused when
+    /// it holds none (a standby, or a replica that stood down).
+    pub fn write_fence(&self) -> Result<Option<Fence>, LedgerError> {
+        match lock(&self.inner.fence).clone() {
+            Fencing::Unfenced => Ok(None),
+            Fencing::Fenced(Some(fence)) => Ok(Some(fence)),
+            Fencing::Fenced(None) => Err(LedgerError::Refused(
+                "this replica is not the leader: it does not write to the table".to_owned(),
+            )),
         }
     }
 
@@ -208,15 +231,7 @@ impl LedgerStore for DynamoStore {
     }
 
     fn save(&self, state: &LedgerState) -> Result<(), LedgerError> {
-        let fence = match lock(&self.inner.fence).clone() {
-            Fencing::Unfenced => None,
-            Fencing::Fenced(Some(fence)) => Some(fence),
-            Fencing::Fenced(None) => {
-                return Err(LedgerError::Refused(
-                    "this replica is not the leader: it does not write the ledger".to_owned(),
-                ));
-            }
-        };
+        let fence = self.write_fence()?;
         let json = serde_json::to_string(state)
             .map_err(|e| LedgerError::Store(format!("cannot encode the ledger: {e}")))?;
         let expected = *lock(&self.inner.rev);

@@ -5,7 +5,9 @@
 //! text per distribution; past either, the path requested longest ago is
 //! forgotten first (a path requested again counts as requested now).
 //!
-//! Kept beside the budget ledger (`budget.store = "file"`): one JSON file
+//! With `budget.store = "dynamodb"` the same stored form is cut into items
+//! of the coordination table ([`super::learned_store`]). With
+//! `budget.store = "file"` it is kept beside the budget ledger: one JSON file
 //! per distribution, `<ledger_path>.learned.<alias>`, replaced atomically
 //! as the ledger is (temporary file, fsync, rename, folder fsync; a new file
 //! is 0600; a symbolic link is followed). It holds the paths oldest first:

@@ -19,11 +19,12 @@
 //!
 //! Sources: [`file`] (one served path per line), [`s3`] (the buckets
 //! routed to the distribution, listed through the same key-to-path mapping
-//! as S3 events) and [`learned`] (the paths requested so far, kept beside
-//! the budget ledger).
+//! as S3 events) and [`learned`] (the paths requested so far, kept in the
+//! budget's store: [`learned_store`]).
 
 pub mod file;
 pub mod learned;
+pub mod learned_store;
 pub mod s3;
 
 use std::collections::HashMap;
@@ -283,6 +284,14 @@ pub enum CatalogError {
         #[source]
         source: std::io::Error,
     },
+    /// A call on the table that keeps a learned catalog failed.
+    #[error("{path}: {message}")]
+    Table { path: String, message: String },
+    /// A write of a learned catalog was refused: this replica no longer
+    /// holds the lease, or another writer changed the stored set since it
+    /// was read (read it again, then write).
+    #[error("{path}: the write was refused: {message}")]
+    Refused { path: String, message: String },
     #[error("distribution {0} has no [[routing.s3]] route to list")]
     NoRoute(String),
 }

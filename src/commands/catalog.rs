@@ -8,8 +8,10 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::budget::DynamoStore;
+use crate::catalog::learned_store::{AnyLearnedStore, DynamoLearned, FileLearned, LearnedStore};
 use crate::catalog::{self, Catalog, CatalogError};
-use crate::config::{CatalogSource, Config};
+use crate::config::{CatalogSource, Config, StoreKind};
 
 /// Output format of `cfpurge catalog`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -72,9 +74,11 @@ pub async fn build<'c>(
         }
         CatalogSource::Learned => {
             // What the daemon has learned and written so far (nothing yet:
-            // an empty catalog).
-            let file = catalog::learned::file_for(&config.budget.ledger_path, alias);
-            catalog::learned::load(&file)?
+            // an empty catalog), from the budget's store.
+            learned_store(config, alias)
+                .await?
+                .load()
+                .await?
                 .map(catalog::learned::Learned::into_catalog)
                 .unwrap_or_default()
         }
@@ -97,6 +101,27 @@ pub async fn build<'c>(
         }
     };
     Ok((alias, d.catalog, catalog))
+}
+
+/// Where the daemon keeps the learned catalog of `alias`.
+async fn learned_store(config: &Config, alias: &str) -> Result<AnyLearnedStore, CatalogError> {
+    match config.budget.store {
+        StoreKind::File => Ok(AnyLearnedStore::File(FileLearned::new(
+            catalog::learned::file_for(&config.budget.ledger_path, alias),
+        ))),
+        StoreKind::Dynamodb => {
+            let sdk = crate::coordination::dynamo::sdk_config(&config.aws).await;
+            let table = &config.coordination.table;
+            // Only read: no fence needed.
+            let ledger = DynamoStore::new(sdk, &config.aws, table, false).map_err(|e| {
+                CatalogError::Table {
+                    path: format!("DynamoDB table {table}"),
+                    message: e.to_string(),
+                }
+            })?;
+            Ok(AnyLearnedStore::Dynamo(DynamoLearned::new(&ledger, alias)))
+        }
+    }
 }
 
 /// Builds and describes the catalog on `out`.

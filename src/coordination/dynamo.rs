@@ -7,7 +7,10 @@
 //! - `pk = "lease"`: `holder` (replica id, absent once handed back),
 //!   `expires_at` (Unix milliseconds), `fencing` (grows at every take-over);
 //! - `pk = "ledger"`: `state` (the ledger as JSON, the file's format) and
-//!   `rev` (grows at every write, for writes conditional on the version).
+//!   `rev` (grows at every write, for writes conditional on the version);
+//! - `pk = "learned#<alias>"`: the head of a learned catalog, `generation`,
+//!   `chunks` and `bytes`; `pk = "learned#<alias>#<slot>#<n>"`: its chunks,
+//!   `generation` and `data` (see [`crate::catalog::learned_store`]).
 //!
 //! Every error goes through [`crate::aws_error::classify`]; a failed
 //! condition (`ConditionalCheckFailedException`, or a transaction's
@@ -31,6 +34,7 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_runtime_api::http::Response;
+use aws_smithy_types::Blob;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use super::{Answer, Call, LeaseTable, Seen};
@@ -414,14 +418,7 @@ impl DynamoTable {
                         .set_expression_attribute_values((!values.is_empty()).then_some(values))
                         .build()
                         .map_err(|e| TableError::Other(e.to_string()))?;
-                    let check = ConditionCheck::builder()
-                        .table_name(&self.table)
-                        .set_key(Some(Self::key(LEASE_KEY)))
-                        .condition_expression("holder = :me AND fencing = :f")
-                        .expression_attribute_values(":me", s(&fence.replica))
-                        .expression_attribute_values(":f", n(fence.fencing))
-                        .build()
-                        .map_err(|e| TableError::Other(e.to_string()))?;
+                    let check = self.lease_check(fence)?;
                     self.client
                         .transact_write_items()
                         .transact_items(TransactWriteItem::builder().condition_check(check).build())
@@ -435,6 +432,162 @@ impl DynamoTable {
         };
         within(self.limit, call).await
     }
+}
+
+impl DynamoTable {
+    /// The condition that `fence` still holds the lease, for a transaction.
+    fn lease_check(&self, fence: &Fence) -> Result<ConditionCheck, TableError> {
+        ConditionCheck::builder()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(LEASE_KEY)))
+            .condition_expression("holder = :me AND fencing = :f")
+            .expression_attribute_values(":me", s(&fence.replica))
+            .expression_attribute_values(":f", n(fence.fencing))
+            .build()
+            .map_err(|e| TableError::Other(e.to_string()))
+    }
+
+    /// Item `key`, read consistently.
+    async fn get(&self, key: &str) -> Result<Option<HashMap<String, AttributeValue>>, TableError> {
+        let call = async {
+            let out = self
+                .client
+                .get_item()
+                .table_name(&self.table)
+                .set_key(Some(Self::key(key)))
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(classify)?;
+            Ok(out.item)
+        };
+        within(self.limit, call).await
+    }
+
+    /// A learned catalog's head item, `key`, read consistently.
+    pub async fn learned_head(&self, key: &str) -> Result<Option<LearnedHead>, TableError> {
+        let Some(item) = self.get(key).await? else {
+            return Ok(None);
+        };
+        let whole = |name: &str| match item.get(name) {
+            Some(AttributeValue::N(_)) => number(&item, name),
+            _ => Err(TableError::Other(format!(
+                "item {key}: no whole-number \"{name}\""
+            ))),
+        };
+        Ok(Some(LearnedHead {
+            generation: whole("generation")?,
+            chunks: whole("chunks")?,
+            bytes: whole("bytes")?,
+        }))
+    }
+
+    /// A learned catalog's chunk item, `key`: its generation and data.
+    pub async fn learned_chunk(&self, key: &str) -> Result<Option<(u64, Vec<u8>)>, TableError> {
+        let Some(item) = self.get(key).await? else {
+            return Ok(None);
+        };
+        let generation = match item.get("generation") {
+            Some(AttributeValue::N(_)) => number(&item, "generation")?,
+            _ => {
+                return Err(TableError::Other(format!(
+                    "item {key}: no whole-number \"generation\""
+                )));
+            }
+        };
+        match item.get("data") {
+            Some(AttributeValue::B(data)) => Ok(Some((generation, data.clone().into_inner()))),
+            _ => Err(TableError::Other(format!("item {key}: no binary \"data\""))),
+        }
+    }
+
+    /// Writes chunk items `(key, data)` of `generation` in one transaction:
+    /// each only over an absent chunk or one of an older generation (a
+    /// chunk is never written twice in one generation), and with `fence`
+    /// only while it holds the lease.
+    pub async fn put_learned_chunks(
+        &self,
+        chunks: &[(String, &[u8])],
+        generation: u64,
+        fence: Option<&Fence>,
+    ) -> Result<(), TableError> {
+        let call = async {
+            let mut request = self.client.transact_write_items();
+            if let Some(fence) = fence {
+                request = request.transact_items(
+                    TransactWriteItem::builder()
+                        .condition_check(self.lease_check(fence)?)
+                        .build(),
+                );
+            }
+            for (key, data) in chunks {
+                let put = Put::builder()
+                    .table_name(&self.table)
+                    .item("pk", s(key))
+                    .item("generation", n(generation))
+                    .item("data", AttributeValue::B(Blob::new(*data)))
+                    .condition_expression("attribute_not_exists(pk) OR generation < :g")
+                    .expression_attribute_values(":g", n(generation))
+                    .build()
+                    .map_err(|e| TableError::Other(e.to_string()))?;
+                request = request.transact_items(TransactWriteItem::builder().put(put).build());
+            }
+            request.send().await.map_err(classify)?;
+            Ok(())
+        };
+        within(self.limit, call).await
+    }
+
+    /// Points the head item `key` at `head` if it still names generation
+    /// `expected` (`None`: if there is none yet) and, with `fence`, only
+    /// while that replica holds the lease.
+    pub async fn flip_learned_head(
+        &self,
+        key: &str,
+        head: &LearnedHead,
+        expected: Option<u64>,
+        fence: Option<&Fence>,
+    ) -> Result<(), TableError> {
+        let mut put = Put::builder()
+            .table_name(&self.table)
+            .item("pk", s(key))
+            .item("generation", n(head.generation))
+            .item("chunks", n(head.chunks))
+            .item("bytes", n(head.bytes));
+        put = match expected {
+            None => put.condition_expression("attribute_not_exists(pk)"),
+            Some(g) => put
+                .condition_expression("generation = :g")
+                .expression_attribute_values(":g", n(g)),
+        };
+        let put = put.build().map_err(|e| TableError::Other(e.to_string()))?;
+        let call = async {
+            let mut request = self.client.transact_write_items();
+            if let Some(fence) = fence {
+                request = request.transact_items(
+                    TransactWriteItem::builder()
+                        .condition_check(self.lease_check(fence)?)
+                        .build(),
+                );
+            }
+            request
+                .transact_items(TransactWriteItem::builder().put(put).build())
+                .send()
+                .await
+                .map_err(classify)?;
+            Ok(())
+        };
+        within(self.limit, call).await
+    }
+}
+
+/// A learned catalog's head item: the generation whose chunks are whole,
+/// how many chunks it has and their bytes in all.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LearnedHead {
+    pub generation: u64,
+    pub chunks: u64,
+    pub bytes: u64,
 }
 
 /// A leader's right to write: its replica id and fencing number.

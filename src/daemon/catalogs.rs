@@ -1,9 +1,12 @@
 //! The distributions' catalogs, for the least-blast planner: what each
 //! one serves, built in the background (an S3 listing, a file) and kept
 //! current between listings from the S3 events the daemon receives anyway.
-//! A `learned` catalog is the paths requested so far, read from beside the
-//! ledger at start-up and written back when it changed (at most every
-//! [`LEARNED_SAVE`], and once more at shutdown).
+//! A `learned` catalog is the paths requested so far, read from the
+//! budget's store ([`AnyLearnedStore`]: beside the ledger file, or in the
+//! coordination table) at start-up and written back when it changed (at
+//! most as often as its store says, [`LearnedStore::save_every`], and once
+//! more at shutdown). As a replica, only the leader reads and writes it:
+//! it is read afresh at every take-over, and forgotten on standing down.
 //! Until a distribution's first build (or read) is done, it is planned with
 //! the threshold strategy.
 
@@ -12,7 +15,8 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use crate::catalog::learned::{self, Learned};
-use crate::catalog::{Catalog, s3::routes};
+use crate::catalog::learned_store::{AnyLearnedStore, FileLearned, LearnedStore};
+use crate::catalog::{Catalog, CatalogError, s3::routes};
 use crate::clock::{Millis, Now};
 use crate::config::{AwsConfig, CatalogSource, Config};
 use crate::decode::KeyMapping;
@@ -22,8 +26,9 @@ use crate::status::CatalogStatus;
 /// How often a `file` catalog's file is checked for a change.
 const FILE_CHECK: Duration = Duration::from_secs(10);
 
-/// How often a changed `learned` catalog is written.
-pub const LEARNED_SAVE: Duration = Duration::from_secs(60);
+/// How often a changed `learned` catalog is written to its file (the
+/// store says: [`LearnedStore::save_every`]).
+pub const LEARNED_SAVE: Duration = crate::catalog::learned_store::FILE_SAVE_EVERY;
 
 /// How soon a failed build or read is tried again.
 const RETRY: Duration = Duration::from_secs(60);
@@ -43,10 +48,13 @@ pub enum Job {
         path: PathBuf,
         seen: Option<SystemTime>,
     },
-    /// Read the learned paths kept at `path`.
-    LoadLearned { path: PathBuf },
-    /// Write the learned paths' stored form `json` to `path`.
-    SaveLearned { path: PathBuf, json: Vec<u8> },
+    /// Read the learned paths kept in `store`.
+    LoadLearned { store: AnyLearnedStore },
+    /// Write the learned paths' stored form `json` to `store`.
+    SaveLearned {
+        store: AnyLearnedStore,
+        json: Vec<u8>,
+    },
 }
 
 /// A build's outcome.
@@ -63,6 +71,9 @@ pub enum Built {
     Learned(Option<Learned>),
     /// The learned paths were written.
     Saved,
+    /// The write was refused (no longer the leader, or the stored set
+    /// changed since it was read): read it again, then write.
+    Refused(String),
 }
 
 /// One distribution's catalog.
@@ -79,12 +90,18 @@ struct Kept {
     /// start-up), and whether the kept ones have been read.
     learned: Option<Learned>,
     loaded: bool,
+    /// The build under way began before the last change of role: its
+    /// outcome is not taken.
+    discard: bool,
 }
 
 /// Every configured catalog.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Catalogs {
     kept: HashMap<String, Kept>,
+    /// Whether the learned catalogs are read and written: always alone,
+    /// only while leading as a replica.
+    leading: bool,
 }
 
 impl Catalogs {
@@ -110,7 +127,10 @@ impl Catalogs {
                 ),
                 (CatalogSource::Learned, _) => (
                     Job::LoadLearned {
-                        path: learned::file_for(&config.budget.ledger_path, alias),
+                        store: AnyLearnedStore::File(FileLearned::new(learned::file_for(
+                            &config.budget.ledger_path,
+                            alias,
+                        ))),
                     },
                     LEARNED_SAVE,
                 ),
@@ -128,10 +148,48 @@ impl Catalogs {
                     building: false,
                     learned: (d.catalog == CatalogSource::Learned).then(Learned::new),
                     loaded: false,
+                    discard: false,
                 },
             );
         }
-        Catalogs { kept }
+        Catalogs {
+            kept,
+            leading: true,
+        }
+    }
+
+    /// Keeps the learned catalogs in the stores `store_for` makes for each
+    /// alias instead of the files beside the ledger.
+    pub fn keep_learned_in(&mut self, store_for: impl Fn(&str) -> AnyLearnedStore) {
+        for (alias, k) in &mut self.kept {
+            if let Job::LoadLearned { store } = &mut k.job {
+                *store = store_for(alias);
+                k.every = store.save_every();
+            }
+        }
+    }
+
+    /// As a replica: the learned catalogs wait for the lease.
+    pub fn follow_lease(&mut self) {
+        self.leading = false;
+    }
+
+    /// A change of role. Becoming the leader, each learned catalog is read
+    /// afresh (another leader may have written it meanwhile) and planning
+    /// waits for it; standing down, what is learned is forgotten (the new
+    /// leader's is the one that counts) and nothing more is written.
+    pub fn set_leading(&mut self, leading: bool, now: &Now) {
+        self.leading = leading;
+        for k in self.kept.values_mut() {
+            if k.learned.is_none() {
+                continue;
+            }
+            k.learned = Some(Learned::new());
+            k.loaded = false;
+            k.refreshed_at = None;
+            k.next = now.mono;
+            k.discard = k.building;
+        }
     }
 
     /// Lists S3 with `client` instead of one built from the configuration.
@@ -147,17 +205,17 @@ impl Catalogs {
     pub fn due(&mut self, now: &Now) -> Vec<(String, Job)> {
         let mut due = Vec::new();
         for (alias, k) in &mut self.kept {
-            if k.building || now.mono < k.next {
+            if k.building || now.mono < k.next || (k.learned.is_some() && !self.leading) {
                 continue;
             }
             let job = match (&mut k.learned, &k.job) {
-                (Some(l), Job::LoadLearned { path }) if k.loaded => {
+                (Some(l), Job::LoadLearned { store }) if k.loaded => {
                     if !l.take_changed() {
                         k.next = now.after(k.every);
                         continue;
                     }
                     Job::SaveLearned {
-                        path: path.clone(),
+                        store: store.clone(),
                         json: l.to_json(),
                     }
                 }
@@ -174,13 +232,14 @@ impl Catalogs {
     pub fn last_saves(&mut self) -> Vec<(String, Job)> {
         let mut saves = Vec::new();
         for (alias, k) in &mut self.kept {
-            if let (Some(l), Job::LoadLearned { path }, true) = (&mut k.learned, &k.job, k.loaded)
+            if let (Some(l), Job::LoadLearned { store }, true) =
+                (&mut k.learned, &k.job, k.loaded && self.leading)
                 && l.take_changed()
             {
                 saves.push((
                     alias.clone(),
                     Job::SaveLearned {
-                        path: path.clone(),
+                        store: store.clone(),
                         json: l.to_json(),
                     },
                 ));
@@ -203,7 +262,7 @@ impl Catalogs {
     pub fn next_due(&self) -> Option<Millis> {
         self.kept
             .values()
-            .filter(|k| !k.building)
+            .filter(|k| !k.building && (k.learned.is_none() || self.leading))
             .map(|k| k.next)
             .min()
     }
@@ -214,6 +273,10 @@ impl Catalogs {
             return;
         };
         k.building = false;
+        if std::mem::take(&mut k.discard) {
+            k.next = now.mono;
+            return;
+        }
         match result {
             Ok(Built::Fresh { catalog, modified }) => {
                 tracing::info!(
@@ -230,6 +293,16 @@ impl Catalogs {
                 k.next = now.after(k.every);
             }
             Ok(Built::Unchanged | Built::Saved) => k.next = now.after(k.every),
+            Ok(Built::Refused(e)) => {
+                // Read again at once; what is learned here joins what is
+                // read, and the whole is written at the next turn.
+                tracing::warn!(distribution = %alias, error = %e, "the learned catalog's write was refused; reading it again");
+                if let Some(l) = &mut k.learned {
+                    l.mark_changed();
+                }
+                k.loaded = false;
+                k.next = now.mono;
+            }
             Ok(Built::Learned(kept)) => {
                 let mut all = kept.unwrap_or_default();
                 let since = k.learned.take().unwrap_or_default();
@@ -328,20 +401,16 @@ pub async fn build(job: Job) -> Result<Built, String> {
                 modified: None,
             })
         }
-        Job::LoadLearned { path } => tokio::task::spawn_blocking(move || {
-            learned::load(&path)
-                .map(Built::Learned)
-                .map_err(|e| e.to_string())
-        })
-        .await
-        .map_err(|e| format!("reading the learned catalog stopped: {e}"))?,
-        Job::SaveLearned { path, json } => tokio::task::spawn_blocking(move || {
-            learned::save(&path, &json)
-                .map(|()| Built::Saved)
-                .map_err(|e| e.to_string())
-        })
-        .await
-        .map_err(|e| format!("writing the learned catalog stopped: {e}"))?,
+        Job::LoadLearned { store } => store
+            .load()
+            .await
+            .map(Built::Learned)
+            .map_err(|e| e.to_string()),
+        Job::SaveLearned { store, json } => match store.save(json).await {
+            Ok(()) => Ok(Built::Saved),
+            Err(e @ CatalogError::Refused { .. }) => Ok(Built::Refused(e.to_string())),
+            Err(e) => Err(e.to_string()),
+        },
         Job::File { path, seen } => tokio::task::spawn_blocking(move || {
             let modified = std::fs::metadata(&path)
                 .and_then(|m| m.modified())
@@ -386,11 +455,14 @@ mod tests {
     fn a_learned_catalog_is_used_only_once_read_and_written_only_when_changed() {
         let mut c = Catalogs::new(&learned_config());
         let due = c.due(&now(0));
-        let [(alias, Job::LoadLearned { path })] = &due[..] else {
+        let [(alias, Job::LoadLearned { store })] = &due[..] else {
             panic!("{due:?}");
         };
         assert_eq!(alias, "www");
-        assert_eq!(path, &PathBuf::from("/var/lib/x/ledger.json.learned.www"));
+        assert_eq!(
+            store.location(),
+            "/var/lib/x/ledger.json.learned.www".to_owned()
+        );
         // Not read yet: no catalog (the threshold strategy), but learning.
         c.learn("www", &paths(&["/new/a", "/new/*"]));
         assert!(c.get("www").is_none());
@@ -438,5 +510,121 @@ mod tests {
             &now(RETRY.as_millis() as Millis + 2),
         );
         assert_eq!(c.get("www").unwrap().objects(), 1);
+    }
+
+    fn learned_of(list: &[&str]) -> Learned {
+        let mut l = Learned::new();
+        for p in paths(list) {
+            l.learn(&p);
+        }
+        l
+    }
+
+    #[test]
+    fn a_replica_reads_the_learned_catalog_only_as_leader_and_afresh_at_each_take_over() {
+        let mut c = Catalogs::new(&learned_config());
+        c.follow_lease();
+        // A standby neither reads nor writes.
+        assert!(c.due(&now(0)).is_empty());
+        assert_eq!(c.next_due(), None);
+        c.set_leading(true, &now(1));
+        assert_eq!(c.next_due(), Some(1));
+        let due = c.due(&now(1));
+        assert!(
+            matches!(&due[..], [(_, Job::LoadLearned { .. })]),
+            "{due:?}"
+        );
+        // Stood down while the read was under way: its outcome is dropped.
+        c.set_leading(false, &now(2));
+        c.built(
+            "www",
+            Ok(Built::Learned(Some(learned_of(&["/a"])))),
+            &now(3),
+        );
+        assert!(c.get("www").is_none());
+        assert!(c.due(&now(4)).is_empty());
+        // Leader again: read afresh, planned with only once read.
+        c.set_leading(true, &now(5));
+        let due = c.due(&now(5));
+        assert!(
+            matches!(&due[..], [(_, Job::LoadLearned { .. })]),
+            "{due:?}"
+        );
+        assert!(c.get("www").is_none());
+        c.built(
+            "www",
+            Ok(Built::Learned(Some(learned_of(&["/a"])))),
+            &now(6),
+        );
+        assert_eq!(c.get("www").unwrap().objects(), 1);
+        c.learn("www", &paths(&["/mine"]));
+        let at = 6 + LEARNED_SAVE.as_millis() as Millis;
+        let due = c.due(&now(at));
+        assert!(
+            matches!(&due[..], [(_, Job::SaveLearned { .. })]),
+            "{due:?}"
+        );
+        // Refused (another writer wrote since): read again at once, and
+        // what was learned here joins what is read.
+        c.built("www", Ok(Built::Refused("refused".into())), &now(at));
+        assert!(c.get("www").is_none());
+        let due = c.due(&now(at));
+        assert!(
+            matches!(&due[..], [(_, Job::LoadLearned { .. })]),
+            "{due:?}"
+        );
+        c.built(
+            "www",
+            Ok(Built::Learned(Some(learned_of(&["/a", "/theirs"])))),
+            &now(at + 1),
+        );
+        let catalog = c.get("www").unwrap();
+        assert!(catalog.contains("/theirs") && catalog.contains("/mine"));
+        let due = c.due(&now(at + 1 + LEARNED_SAVE.as_millis() as Millis));
+        let [(_, Job::SaveLearned { json, .. })] = &due[..] else {
+            panic!("{due:?}");
+        };
+        assert_eq!(Learned::from_json(json, "t").unwrap().len(), 3);
+        c.built("www", Ok(Built::Saved), &now(at + 2));
+        // Stood down: forgotten, and nothing written at shutdown.
+        c.set_leading(false, &now(at + 3));
+        c.learn("www", &paths(&["/late"]));
+        assert!(c.get("www").is_none());
+        assert!(c.last_saves().is_empty());
+    }
+
+    #[test]
+    fn a_learned_catalog_in_the_table_is_written_at_the_tables_pace() {
+        use crate::catalog::learned_store::{DynamoLearned, TABLE_SAVE_EVERY};
+        let ledger = crate::budget::DynamoStore::new(
+            aws_config::SdkConfig::builder()
+                .behavior_version(aws_config::BehaviorVersion::latest())
+                .build(),
+            &crate::config::AwsConfig::default(),
+            "cfpurge",
+            false,
+        )
+        .unwrap();
+        let mut c = Catalogs::new(&learned_config());
+        c.keep_learned_in(|alias| AnyLearnedStore::Dynamo(DynamoLearned::new(&ledger, alias)));
+        let due = c.due(&now(0));
+        let [(_, Job::LoadLearned { store })] = &due[..] else {
+            panic!("{due:?}");
+        };
+        assert_eq!(
+            store.location(),
+            "DynamoDB table cfpurge, item pk = \"learned#www\""
+        );
+        c.built("www", Ok(Built::Learned(None)), &now(0));
+        c.learn("www", &paths(&["/a"]));
+        assert!(
+            c.due(&now(LEARNED_SAVE.as_millis() as Millis + 1))
+                .is_empty()
+        );
+        let due = c.due(&now(TABLE_SAVE_EVERY.as_millis() as Millis));
+        assert!(
+            matches!(&due[..], [(_, Job::SaveLearned { .. })]),
+            "{due:?}"
+        );
     }
 }

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::budget::{AnyStore, FileStore};
+use crate::catalog::learned_store::{AnyLearnedStore, DynamoLearned};
 use crate::clock::{Clock, Millis, Now};
 use crate::cloudfront::invalidator::{Invalidation, Invalidator, InvalidatorError, Target};
 use crate::config::BudgetConfig;
@@ -60,6 +61,9 @@ const OBSERVE_INTERVAL: Duration = Duration::from_secs(1);
 /// redeliveries of its messages: SQS keeps a message in flight for at most
 /// 12 hours.
 const RECOVERED_FOR: Duration = Duration::from_secs(12 * 3600);
+
+/// The longest the learned catalogs' last writes may take at shutdown.
+const LAST_SAVES_LIMIT: Duration = Duration::from_secs(10);
 
 /// The readiness component that holds until the queue first answers.
 const STARTUP: &str = "startup";
@@ -206,12 +210,17 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
     /// holding the lease.
     pub fn with_replica(mut self, replica: Replica) -> Self {
         self.replica = Some(replica);
+        self.catalogs.follow_lease();
         self
     }
 
     /// Keeps the budget ledger in `store` instead of the configured file
-    /// (tests use memory).
+    /// (tests use memory). In DynamoDB, the learned catalogs go there too.
     pub fn with_ledger(mut self, store: AnyStore) -> Self {
+        if let AnyStore::Dynamo(table) = &store {
+            self.catalogs
+                .keep_learned_in(|alias| AnyLearnedStore::Dynamo(DynamoLearned::new(table, alias)));
+        }
         self.ledger.set_store(store);
         self
     }
@@ -358,10 +367,23 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
             self.apply(done, &now, &mut timers, &effects);
         }
         // What the learned catalogs took in since their last write.
-        for (alias, job) in self.catalogs.last_saves() {
-            if let Err(e) = catalogs::build(job).await {
-                tracing::warn!(distribution = %alias, error = %e, "writing the learned catalog at shutdown failed");
+        let last_saves = async {
+            for (alias, job) in self.catalogs.last_saves() {
+                match catalogs::build(job).await {
+                    Ok(catalogs::Built::Refused(e)) | Err(e) => {
+                        tracing::warn!(distribution = %alias, error = %e, "writing the learned catalog at shutdown failed");
+                    }
+                    Ok(_) => {}
+                }
             }
+        };
+        if tokio::time::timeout(LAST_SAVES_LIMIT, last_saves)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "writing the learned catalogs at shutdown took longer than {LAST_SAVES_LIMIT:?};                  the paths learned since their last write are lost"
+            );
         }
         // Every answer is in and recorded: the lease goes back, so that a
         // standby takes over now rather than when it lapses.

@@ -245,6 +245,8 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
                 // The ledger as the last leader left it, read under this
                 // fencing number.
                 self.ledger.reset();
+                // So are the learned catalogs, before planning with them.
+                self.catalogs.set_leading(true, now);
                 self.submitter = Submitter::new(
                     self.submit_settings.clone(),
                     RateLimit::new(self.create_rate.0, self.create_rate.1),
@@ -277,6 +279,7 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
                 }
                 replica.next_ledger_read = now.mono;
                 self.ledger.reset();
+                self.catalogs.set_leading(false, now);
                 self.observers.readiness.clear("ledger");
                 let held: Vec<_> = self.pending.message_ids().cloned().collect();
                 if !held.is_empty() {

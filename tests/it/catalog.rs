@@ -273,6 +273,19 @@ async fn learned_run(
     ready: Option<u64>,
     bodies: &[String],
 ) -> Vec<Vec<String>> {
+    learned_run_in(moto, queue_name, ledger, None, ready, bodies).await
+}
+
+/// [`learned_run`], with `budget.store = "dynamodb"` on moto's table
+/// `table` when given.
+async fn learned_run_in(
+    moto: &Moto,
+    queue_name: &str,
+    ledger: &std::path::Path,
+    table: Option<&str>,
+    ready: Option<u64>,
+    bodies: &[String],
+) -> Vec<Vec<String>> {
     use std::time::Duration;
 
     use cfpurge::cloudfront::aws::AwsInvalidator;
@@ -309,12 +322,21 @@ reconcile_interval_seconds = 1
 [budget]
 pacing = "none"
 ledger_path = "{ledger}"
-"#,
-        ledger = ledger.display()
+{store}"#,
+        ledger = ledger.display(),
+        store = table.map_or(String::new(), |t| format!(
+            "store = \"dynamodb\"\n[coordination]\ntable = \"{t}\"\n"
+        )),
     );
     let config = Config::from_parts(Some(&toml), "test", std::iter::empty()).expect("config");
     let queue = SqsQueue::new(moto.sqs_client(), url.clone(), None);
-    let daemon = Daemon::new(&config, queue.clone(), AwsInvalidator::new(fake.client()));
+    let mut daemon = Daemon::new(&config, queue.clone(), AwsInvalidator::new(fake.client()));
+    if let Some(t) = table {
+        let store =
+            cfpurge::budget::DynamoStore::new(Moto::sdk_config(), &dynamo_aws(moto), t, false)
+                .expect("store");
+        daemon = daemon.with_ledger(cfpurge::budget::AnyStore::Dynamo(store));
+    }
     let observers = daemon.observers();
     let cancel = CancellationToken::new();
     let run = tokio::spawn(daemon.run(cancel.clone()));
@@ -465,6 +487,186 @@ async fn a_corrupt_learned_catalog_plans_by_threshold_and_is_left_alone() {
     let text = e.to_string();
     assert!(
         text.contains("ledger.json.learned.www") && text.contains("paths[1]"),
+        "{text}"
+    );
+}
+
+fn dynamo_aws(moto: &Moto) -> AwsConfig {
+    AwsConfig {
+        dynamodb_endpoint_url: Some(moto.endpoint().to_owned()),
+        endpoint_url: Some("http://127.0.0.1:9".to_owned()),
+        ..AwsConfig::default()
+    }
+}
+
+/// `cfpurge catalog --distribution www --format json` with the binary, on
+/// a learned catalog in table `table` of moto's DynamoDB: its exit status,
+/// output and errors.
+fn cfpurge_catalog(moto: &Moto, table: &str) -> (Option<i32>, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("cfpurge.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[source]\nkind = \"local\"\n[distributions.www]\nid = \"E1LEARNED\"\ncatalog = \"learned\"\n\
+             [budget]\nstore = \"dynamodb\"\n[coordination]\ntable = \"{table}\"\n\
+             [aws]\ndynamodb_endpoint_url = \"{}\"\n",
+            moto.endpoint()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cfpurge"))
+        .args(["catalog", "-c"])
+        .arg(&config)
+        .args(["--distribution", "www", "--format", "json"])
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE")
+        .env_remove("CFPURGE_CONFIG")
+        .output()
+        .expect("run cfpurge catalog");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `catalog = "learned"` with `budget.store = "dynamodb"`: the learned
+/// paths go to the coordination table (a head item and its chunks), a
+/// restarted daemon reads them before planning (eight pages of a learned
+/// directory of 100 go out as eight paths), and `cfpurge catalog` reads
+/// the same items.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_learned_catalog_in_dynamodb_survives_a_restart() {
+    use cfpurge::catalog::learned_store::{DynamoLearned, LearnedStore};
+
+    let moto = Moto::shared();
+    let _guard = moto.exclusive().await;
+    crate::replicas::create_table(moto, "learned-t").await;
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.json");
+
+    let first = learned_run_in(
+        moto,
+        "learned-d1",
+        &ledger,
+        Some("learned-t"),
+        Some(0),
+        &[request("e", 100), r#"{"paths":["/f/*"]}"#.to_owned()],
+    )
+    .await;
+    assert_eq!(first[0], ["/e/*"]);
+    assert_eq!(first[1], ["/f/*"]);
+    // Nothing beside the ledger file: it is all in the table.
+    assert!(!dir.path().join("ledger.json.learned.www").exists());
+    let store = cfpurge::budget::DynamoStore::new(
+        Moto::sdk_config(),
+        &dynamo_aws(moto),
+        "learned-t",
+        false,
+    )
+    .unwrap();
+    let kept = DynamoLearned::new(&store, "www")
+        .load()
+        .await
+        .expect("read")
+        .expect("written");
+    assert_eq!(kept.len(), 100);
+    assert!(kept.paths().all(|p| p.starts_with("/e/")));
+
+    let (code, out, err) = cfpurge_catalog(moto, "learned-t");
+    assert_eq!(code, Some(0), "{err}");
+    let figures: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(figures["source"], "learned");
+    assert_eq!(figures["objects"], 100);
+
+    let second = learned_run_in(
+        moto,
+        "learned-d2",
+        &ledger,
+        Some("learned-t"),
+        Some(100),
+        &[request("e", 8)],
+    )
+    .await;
+    assert_eq!(second[0].len(), 8, "{:?}", second[0]);
+    assert!(second[0].iter().all(|p| !p.ends_with('*')));
+}
+
+/// A corrupt learned catalog in the table: the daemon plans with the
+/// threshold strategy, purges as usual, and leaves the items as they were;
+/// `cfpurge catalog` names the item and what is wrong.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_learned_catalog_in_dynamodb_plans_by_threshold_and_is_left_alone() {
+    use aws_sdk_dynamodb::primitives::Blob;
+    use aws_sdk_dynamodb::types::AttributeValue;
+
+    let moto = Moto::shared();
+    let _guard = moto.exclusive().await;
+    crate::replicas::create_table(moto, "learned-c").await;
+    let client = cfpurge::coordination::dynamo::client_with(&Moto::sdk_config(), &dynamo_aws(moto));
+    let corrupt = b"{\"version\": 1, \"paths\": [\"/e/1.html\", \"/e/*\"]}\n";
+    let n = |v: usize| AttributeValue::N(v.to_string());
+    client
+        .put_item()
+        .table_name("learned-c")
+        .item("pk", AttributeValue::S("learned#www".into()))
+        .item("generation", n(1))
+        .item("chunks", n(1))
+        .item("bytes", n(corrupt.len()))
+        .send()
+        .await
+        .unwrap();
+    client
+        .put_item()
+        .table_name("learned-c")
+        .item("pk", AttributeValue::S("learned#www#1#0".into()))
+        .item("generation", n(1))
+        .item("data", AttributeValue::B(Blob::new(&corrupt[..])))
+        .send()
+        .await
+        .unwrap();
+    let item = |key: &'static str| {
+        let client = client.clone();
+        async move {
+            client
+                .get_item()
+                .table_name("learned-c")
+                .key("pk", AttributeValue::S(key.into()))
+                .consistent_read(true)
+                .send()
+                .await
+                .unwrap()
+                .item
+        }
+    };
+    let (head, chunk) = (item("learned#www").await, item("learned#www#1#0").await);
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = learned_run_in(
+        moto,
+        "learned-dc",
+        &dir.path().join("ledger.json"),
+        Some("learned-c"),
+        None,
+        &[request("e", 100), request("e", 8)],
+    )
+    .await;
+    assert_eq!(out[0], ["/e/*"]);
+    assert_eq!(out[1], ["/e/*"]);
+    assert_eq!(item("learned#www").await, head);
+    assert_eq!(item("learned#www#1#0").await, chunk);
+    assert_eq!(item("learned#www#0#0").await, None);
+
+    let (code, _, text) = cfpurge_catalog(moto, "learned-c");
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("table learned-c")
+            && text.contains("learned#www")
+            && text.contains("paths[1]"),
         "{text}"
     );
 }

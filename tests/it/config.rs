@@ -515,23 +515,25 @@ fn env_overrides_numbers_floats_bools_and_choices() {
 }
 
 #[test]
-fn a_learned_catalog_needs_the_ledger_file() {
+fn a_learned_catalog_is_kept_in_either_budget_store() {
     let dist = "[distributions.www]\nid = \"E2ABCDEF123456\"\ncatalog = \"learned\"\n";
     let cfg = load(dist, &[]).expect("learned with budget.store = \"file\"");
     assert_eq!(cfg.distributions["www"].catalog, CatalogSource::Learned);
-    let found = problems(&format!("{dist}[budget]\nstore = \"dynamodb\"\n"), &[]);
-    let catalog: Vec<_> = found
-        .iter()
-        .filter(|p| p.key == "distributions.www.catalog")
-        .collect();
-    assert_eq!(catalog.len(), 1, "{found:?}");
-    assert!(
-        catalog[0]
-            .to_string()
-            .contains("needs budget.store = \"file\""),
-        "{}",
-        catalog[0]
-    );
+    assert_eq!(cfg.budget.store, StoreKind::File);
+    // With the ledger in DynamoDB, alone or with replicas.
+    let cfg = load(&format!("{dist}[budget]\nstore = \"dynamodb\"\n"), &[])
+        .expect("learned with budget.store = \"dynamodb\"");
+    assert_eq!(cfg.distributions["www"].catalog, CatalogSource::Learned);
+    assert_eq!(cfg.budget.store, StoreKind::Dynamodb);
+    let cfg = load(
+        &format!(
+            "[source]\nqueue_url = \"https://sqs.eu-west-1.amazonaws.com/123456789012/q\"\n\
+             {dist}[budget]\nstore = \"dynamodb\"\n[coordination]\nkind = \"dynamodb\"\n"
+        ),
+        &[],
+    )
+    .expect("learned with replicas");
+    assert_eq!(cfg.coordination.kind, CoordinationKind::Dynamodb);
 }
 
 #[test]
