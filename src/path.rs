@@ -192,6 +192,18 @@ impl CfPath {
         }
     }
 
+    /// An item read back from CloudFront, as another tool may have sent
+    /// it: [`CfPath::parse_item`], except that a tag whose name starts with
+    /// `#` (`##x`), which CloudFront accepts and cfpurge refuses in requests
+    /// as a likely mistake, is kept: it still takes an exact slot and was
+    /// billed.
+    pub fn read_item(raw: &str) -> Result<CfPath, ItemError> {
+        match CfPath::parse_item(raw) {
+            Err(ItemError::Tag(TagError::LeadingHash)) => Ok(CfPath(raw.into())),
+            other => other,
+        }
+    }
+
     /// Validates and encodes a path that names one object literally, such as
     /// an S3 object key with the route's prefix: every `%` is a percent sign,
     /// every `*` an asterisk and every `?` a question mark in the name, so
@@ -580,6 +592,13 @@ mod tests {
             );
         }
         assert_eq!(CfPath::tag("#x"), Err(TagError::LeadingHash));
+        // Read back from CloudFront, another tool's `##x` is a tag all the
+        // same; anything else is read by the request's rules.
+        let other = CfPath::read_item("##x").unwrap();
+        assert!(other.is_tag() && !other.is_wildcard());
+        assert_eq!(other.as_str(), "##x");
+        assert_eq!(CfPath::read_item("#a b"), CfPath::parse_item("#a b"));
+        assert_eq!(CfPath::read_item("/a/*"), CfPath::parse_item("/a/*"));
     }
 
     #[test]

@@ -13,6 +13,11 @@ use crate::source::queue::Queue;
 
 pub use crate::clock::{Clock, Now};
 
+/// Per distribution, the paths of an S3 event's objects (those
+/// `routing.skip` took included: the site serves them all the same) and
+/// those of them whose objects were deleted, for the catalog.
+pub type S3Objects = Vec<(String, Vec<crate::path::CfPath>, Vec<crate::path::CfPath>)>;
+
 /// What became of one source event.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Ingested {
@@ -23,9 +28,7 @@ pub enum Ingested {
         paths: usize,
         requested: Vec<(String, usize)>,
         skipped: Vec<(String, usize)>,
-        /// Per distribution, the paths of an S3 event and those of them
-        /// whose objects were deleted, for the catalog.
-        s3_objects: Vec<(String, Vec<crate::path::CfPath>, Vec<crate::path::CfPath>)>,
+        s3_objects: S3Objects,
         /// Per distribution, the paths of the other requests (for a
         /// `learned` catalog).
         asked: Vec<(String, Vec<crate::path::CfPath>)>,
@@ -34,8 +37,12 @@ pub enum Ingested {
     Duplicate,
     /// Nothing to purge (an S3 test event, only keys outside every route,
     /// only paths `routing.skip` takes, counted in `skipped` per alias):
-    /// deleted.
-    Deleted { skipped: Vec<(String, usize)> },
+    /// deleted. The objects of an S3 event whose paths were all skipped are
+    /// still served: the catalog follows them.
+    Deleted {
+        skipped: Vec<(String, usize)>,
+        s3_objects: S3Objects,
+    },
     /// Bad input: rejected with this reason.
     Rejected(RejectReason),
     /// A message re-queued as a fresh copy: forgotten here.
@@ -112,6 +119,7 @@ pub fn accept(
                 Added::Empty => (
                     Ingested::Deleted {
                         skipped: skipped(&id, &requests),
+                        s3_objects: by_origin(requests).0,
                     },
                     Some(Effect::Delete(vec![id])),
                 ),
@@ -137,20 +145,7 @@ pub fn accept(
                         .map(|r| (r.distribution.clone(), r.paths.len()))
                         .collect();
                     let skipped = skipped(&id, &requests);
-                    let (mut s3_objects, mut asked) = (Vec::new(), Vec::new());
-                    for r in requests {
-                        match r.s3_removed {
-                            // The catalog follows every object the event
-                            // names, skipped ones too: they are served all
-                            // the same.
-                            Some(removed) => {
-                                let mut objects = r.paths;
-                                objects.extend(r.skipped);
-                                s3_objects.push((r.distribution, objects, removed));
-                            }
-                            None => asked.push((r.distribution, r.paths)),
-                        }
-                    }
+                    let (s3_objects, asked) = by_origin(requests);
                     let ingested = Ingested::Pending {
                         paths,
                         requested,
@@ -163,6 +158,26 @@ pub fn accept(
             },
         },
     }
+}
+
+/// A message's requests split by where they came from: the objects of S3
+/// events (see [`S3Objects`]) and, per distribution, the paths of the other
+/// requests (for a `learned` catalog).
+fn by_origin(
+    requests: Vec<crate::decode::PurgeRequest>,
+) -> (S3Objects, Vec<(String, Vec<crate::path::CfPath>)>) {
+    let (mut s3_objects, mut asked) = (Vec::new(), Vec::new());
+    for r in requests {
+        match r.s3_removed {
+            Some(removed) => {
+                let mut objects = r.paths;
+                objects.extend(r.skipped);
+                s3_objects.push((r.distribution, objects, removed));
+            }
+            None => asked.push((r.distribution, r.paths)),
+        }
+    }
+    (s3_objects, asked)
 }
 
 /// The paths `routing.skip` took from a newly added message, per
@@ -195,4 +210,73 @@ pub async fn ingest<Q: Queue>(
         carry_out(source, effect).await;
     }
     ingested
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::pending::BatchRules;
+
+    const CONFIG: &str = r#"
+[source]
+kind = "local"
+[distributions.www]
+id = "E2ABCDEF123456"
+[routing]
+skip = ['\.[0-9a-f]{8}\.js$']
+[[routing.s3]]
+bucket = "site-bucket"
+distribution = "www"
+"#;
+
+    fn s3_put(key: &str) -> String {
+        serde_json::json!({"Records": [{
+            "eventSource": "aws:s3",
+            "eventName": "ObjectCreated:Put",
+            "s3": {"bucket": {"name": "site-bucket"}, "object": {"key": key}}
+        }]})
+        .to_string()
+    }
+
+    fn accept_body(router: &Router, pending: &mut PendingSet, id: &str, body: &str) -> Ingested {
+        let clock = Clock::new();
+        let now = clock.now();
+        let event = SourceEvent::Received {
+            id: id.into(),
+            body: Body::new(body),
+            received_at: now.instant,
+            first_received_at: None,
+        };
+        accept(router, pending, &clock, &now, event).0
+    }
+
+    /// An S3 event whose every path `routing.skip` takes is deleted, and
+    /// its object still reaches the catalog: the site serves it.
+    #[test]
+    fn an_all_skipped_s3_event_is_deleted_and_its_object_still_followed() {
+        let config = Config::from_parts(Some(CONFIG), "test", std::iter::empty()).unwrap();
+        let router = Router::new(&config);
+        let mut pending = PendingSet::new(BatchRules::from(&config.batching));
+        let asset = crate::path::CfPath::parse("/app.3f8a2c1d.js").unwrap();
+        match accept_body(&router, &mut pending, "m1", &s3_put("app.3f8a2c1d.js")) {
+            Ingested::Deleted {
+                skipped,
+                s3_objects,
+            } => {
+                assert_eq!(skipped, [("www".to_owned(), 1)]);
+                assert_eq!(s3_objects, [("www".to_owned(), vec![asset], vec![])]);
+            }
+            other => panic!("{other:?}"),
+        }
+        // A page of the same deploy waits to be purged; its catalog entry
+        // comes the same way.
+        let page = crate::path::CfPath::parse("/index.html").unwrap();
+        match accept_body(&router, &mut pending, "m2", &s3_put("index.html")) {
+            Ingested::Pending { s3_objects, .. } => {
+                assert_eq!(s3_objects, [("www".to_owned(), vec![page], vec![])]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }

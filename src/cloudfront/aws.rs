@@ -263,7 +263,7 @@ fn convert_invalidation(
     let mut paths = Vec::with_capacity(raw_paths.len());
     let mut unreadable = 0usize;
     for raw in raw_paths {
-        match CfPath::parse_item(raw) {
+        match CfPath::read_item(raw) {
             Ok(path) => paths.push(path),
             Err(_) => unreadable += 1,
         }

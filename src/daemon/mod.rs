@@ -485,23 +485,33 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
                 for (alias, n) in skipped {
                     metrics.paths_skipped(alias, *n as u64);
                 }
-                for (alias, paths, removed) in s3_objects {
-                    self.catalogs.follow(alias, paths, removed);
-                    let created = paths.iter().filter(|p| !removed.contains(p));
-                    self.catalogs.learn(alias, created);
-                }
+                self.follow_s3(s3_objects);
                 for (alias, paths) in asked {
                     self.catalogs.learn(alias, paths);
                 }
                 self.cover_recovered(now, effects);
             }
             Ingested::Rejected(reason) => metrics.rejected(*reason),
-            Ingested::Deleted { skipped } => {
+            Ingested::Deleted {
+                skipped,
+                s3_objects,
+            } => {
                 for (alias, n) in skipped {
                     metrics.paths_skipped(alias, *n as u64);
                 }
+                self.follow_s3(s3_objects);
             }
             Ingested::Forgotten | Ingested::Duplicate => {}
+        }
+    }
+
+    /// The catalogs follow an S3 event's objects: created ones are added
+    /// (and learned), deleted ones removed.
+    fn follow_s3(&mut self, s3_objects: &pipeline::S3Objects) {
+        for (alias, paths, removed) in s3_objects {
+            self.catalogs.follow(alias, paths, removed);
+            let created = paths.iter().filter(|p| !removed.contains(p));
+            self.catalogs.learn(alias, created);
         }
     }
 
