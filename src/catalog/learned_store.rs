@@ -15,14 +15,21 @@
 //!
 //!   A write puts the new generation's chunks into the slot the head does
 //!   not point at (transactions of at most [`CHUNKS_PER_CALL`] chunks, each
-//!   chunk only over an absent one or one of an older generation), then
-//!   flips the head, conditional on the generation it last read or wrote.
+//!   chunk only over an absent one or one of an older generation, and
+//!   each transaction only while the head still names the generation the
+//!   writer knows, so never into the slot of the generation the head
+//!   names), then flips the head, conditional on the same generation.
+//!   After a write that failed without a refusal (a timeout: its head
+//!   update may have been made), the writer reads the head before its
+//!   next write.
 //!   With a lease every one of these writes is also conditional on the
 //!   writer's fencing number still holding it, as the ledger's are, so a
 //!   deposed leader writes nothing. A reader reads the head, then its
 //!   chunks, and takes them only if every one carries the head's
 //!   generation (else a write was under way: it reads again), so it never
-//!   sees a mix of two generations. At most two slots of chunks and the
+//!   sees a mix of two generations. Chunks that still do not match after
+//!   a few reads were damaged: the catalog is taken as empty and the next
+//!   write replaces it with a whole generation. At most two slots of chunks and the
 //!   head are kept per distribution; nothing is ever deleted.
 
 use std::sync::{Arc, Mutex, PoisonError};
@@ -31,14 +38,14 @@ use std::time::Duration;
 use super::CatalogError;
 use super::learned::{self, Learned, MAX_FILE_BYTES};
 use crate::budget::{DynamoStore, LedgerError};
-use crate::coordination::dynamo::{DynamoTable, LearnedHead, TableError};
+use crate::coordination::dynamo::{DynamoTable, Fence, LearnedHead, TableError};
 
 /// The most bytes of the stored form in one chunk item (DynamoDB's item
 /// limit is 400 KB, key and attribute names included).
 pub const CHUNK_BYTES: usize = 350_000;
 /// Chunks written per TransactWriteItems call: 1.4 MB, well within its
-/// limit of 4 MB and 100 items (one more item is the lease's condition
-/// check), and small enough to go out within the client's 2 s attempt
+/// limit of 4 MB and 100 items (two more items are the condition checks
+/// on the lease and on the head), and small enough to go out within the client's 2 s attempt
 /// timeout.
 pub const CHUNKS_PER_CALL: usize = 4;
 /// The most chunks a stored form can need; a head naming more is refused
@@ -55,7 +62,7 @@ pub const TABLE_SAVE_EVERY: Duration = Duration::from_secs(600);
 // call's chunks stay under TransactWriteItems' 4 MB and 100 items.
 const _: () = assert!(MAX_CHUNKS * CHUNK_BYTES as u64 >= MAX_FILE_BYTES);
 const _: () = assert!(CHUNK_BYTES + 200 < 400 * 1024);
-const _: () = assert!(CHUNKS_PER_CALL * CHUNK_BYTES < 4_000_000 && CHUNKS_PER_CALL < 100);
+const _: () = assert!(CHUNKS_PER_CALL * CHUNK_BYTES < 4_000_000 && CHUNKS_PER_CALL + 2 <= 100);
 
 /// A reader that finds the chunks changing under it tries this often.
 const READS: usize = 3;
@@ -133,6 +140,10 @@ struct Generations {
     head: Option<u64>,
     /// The highest generation this writer put chunks of.
     tried: Option<u64>,
+    /// A write failed without a definite refusal (a timeout, a dropped
+    /// connection): its head update may have been made, so `head` is not
+    /// known until the head is read again.
+    unsure: bool,
 }
 
 /// The generation of the next write: above the head's and above any this
@@ -269,8 +280,47 @@ impl DynamoLearned {
         self
     }
 
+    /// Makes its calls with `client` (tests: one that loses answers).
+    pub fn with_client(mut self, client: aws_sdk_dynamodb::Client) -> DynamoLearned {
+        self.table = DynamoTable::new(client, self.table.table().to_owned(), CALL_LIMIT);
+        self
+    }
+
     fn known(&self) -> std::sync::MutexGuard<'_, Generations> {
         self.known.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The head was read: it names `head`.
+    fn heard(&self, head: Option<u64>) {
+        let mut known = self.known();
+        known.head = head;
+        known.unsure = false;
+    }
+
+    /// Reads the head again after a write whose outcome is not known: it
+    /// names this writer's last generation (its head update was made) or
+    /// the one it knew (it was not); anything else was written by another
+    /// writer, and what is kept here must be read again first.
+    async fn make_sure(&self) -> Result<(), CatalogError> {
+        let known = *self.known();
+        let read = self
+            .table
+            .learned_head(&head_key(&self.alias))
+            .await
+            .map_err(|e| self.failed(e))?
+            .map(|h| h.generation);
+        if read != known.head && (read.is_none() || read != known.tried) {
+            return Err(CatalogError::Refused {
+                path: self.location(),
+                message: format!(
+                    "another writer changed the learned catalog (its head names generation \
+                     {read:?}, this writer knew {:?} and tried {:?})",
+                    known.head, known.tried
+                ),
+            });
+        }
+        self.heard(read);
+        Ok(())
     }
 
     fn failed(&self, e: TableError) -> CatalogError {
@@ -304,7 +354,7 @@ impl LearnedStore for DynamoLearned {
 
     async fn load(&self) -> Result<Option<Learned>, CatalogError> {
         let name = self.location();
-        let mut torn = String::new();
+        let mut torn = None;
         for _ in 0..READS {
             let head = self
                 .table
@@ -312,7 +362,7 @@ impl LearnedStore for DynamoLearned {
                 .await
                 .map_err(|e| self.failed(e))?;
             let Some(head) = head else {
-                self.known().head = None;
+                self.heard(None);
                 return Ok(None);
             };
             check_head(&head, &name)?;
@@ -333,19 +383,27 @@ impl LearnedStore for DynamoLearned {
             match assemble(&head, chunks, &name)? {
                 Assembled::Whole(json) => {
                     let read = Learned::from_json(&json, &name)?;
-                    self.known().head = Some(head.generation);
+                    self.heard(Some(head.generation));
                     return Ok(Some(read));
                 }
-                Assembled::Torn(why) => torn = why,
+                Assembled::Torn(why) => torn = Some((head.generation, why)),
             }
         }
-        Err(CatalogError::Stored {
-            path: name,
-            message: format!(
-                "its chunks do not match its head after {READS} reads ({torn}): \
-                 written by someone else, or damaged"
-            ),
-        })
+        // Torn at every read: no write of this store leaves it so (chunks
+        // are written only while the head names another slot), so it was
+        // damaged. What it held is lost; it is taken as empty, so that the
+        // next write puts a whole generation into the other slot and
+        // flips the head to it.
+        let (generation, why) = torn.unwrap_or_default();
+        tracing::error!(
+            item = %name,
+            generation,
+            reason = %why,
+            "the learned catalog's chunks do not match its head after {READS} reads: \
+             damaged; starting it afresh (the next write replaces it)"
+        );
+        self.heard(Some(generation));
+        Ok(None)
     }
 
     async fn save(&self, json: Vec<u8>) -> Result<(), CatalogError> {
@@ -359,9 +417,29 @@ impl LearnedStore for DynamoLearned {
                 message: e.to_string(),
             },
         })?;
+        if self.known().unsure {
+            self.make_sure().await?;
+        }
+        let written = self.write(&json, fence.as_ref()).await;
+        if let Err(e) = &written
+            && !matches!(e, CatalogError::Refused { .. })
+        {
+            // Not a refusal: the head update may have been made.
+            self.known().unsure = true;
+        }
+        written
+    }
+}
+
+impl DynamoLearned {
+    /// Writes `json` as the next generation: its chunks into the slot the
+    /// head does not name (only while it names the generation known
+    /// here), then the head.
+    async fn write(&self, json: &[u8], fence: Option<&Fence>) -> Result<(), CatalogError> {
         let known = *self.known();
         let generation = next_generation(known);
         self.known().tried = Some(generation);
+        let head_key = head_key(&self.alias);
         let keyed: Vec<(String, &[u8])> = json
             .chunks(self.chunk_bytes)
             .enumerate()
@@ -369,7 +447,7 @@ impl LearnedStore for DynamoLearned {
             .collect();
         for call in keyed.chunks(CHUNKS_PER_CALL) {
             self.table
-                .put_learned_chunks(call, generation, fence.as_ref())
+                .put_learned_chunks(call, generation, &head_key, known.head, fence)
                 .await
                 .map_err(|e| self.failed(e))?;
         }
@@ -379,7 +457,7 @@ impl LearnedStore for DynamoLearned {
             bytes: json.len() as u64,
         };
         self.table
-            .flip_learned_head(&head_key(&self.alias), &head, known.head, fence.as_ref())
+            .flip_learned_head(&head_key, &head, known.head, fence)
             .await
             .map_err(|e| self.failed(e))?;
         self.known().head = Some(generation);
@@ -430,7 +508,13 @@ mod tests {
 
     #[test]
     fn a_write_goes_to_the_slot_the_head_does_not_name_and_above_every_try() {
-        let g = |head, tried| next_generation(Generations { head, tried });
+        let g = |head, tried| {
+            next_generation(Generations {
+                head,
+                tried,
+                unsure: false,
+            })
+        };
         assert_eq!(g(None, None), 1);
         assert_eq!(g(Some(1), None), 2);
         assert_eq!(g(Some(2), Some(2)), 3);

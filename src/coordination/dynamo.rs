@@ -503,12 +503,16 @@ impl DynamoTable {
 
     /// Writes chunk items `(key, data)` of `generation` in one transaction:
     /// each only over an absent chunk or one of an older generation (a
-    /// chunk is never written twice in one generation), and with `fence`
-    /// only while it holds the lease.
+    /// chunk is never written twice in one generation), only while the
+    /// head item `head_key` still names generation `head` (`None`: while
+    /// there is none), so never into the slot of the generation the head
+    /// names, and with `fence` only while it holds the lease.
     pub async fn put_learned_chunks(
         &self,
         chunks: &[(String, &[u8])],
         generation: u64,
+        head_key: &str,
+        head: Option<u64>,
         fence: Option<&Fence>,
     ) -> Result<(), TableError> {
         let call = async {
@@ -520,6 +524,20 @@ impl DynamoTable {
                         .build(),
                 );
             }
+            let check = ConditionCheck::builder()
+                .table_name(&self.table)
+                .set_key(Some(Self::key(head_key)));
+            let check = match head {
+                None => check.condition_expression("attribute_not_exists(pk)"),
+                Some(g) => check
+                    .condition_expression("generation = :g")
+                    .expression_attribute_values(":g", n(g)),
+            };
+            let check = check
+                .build()
+                .map_err(|e| TableError::Other(e.to_string()))?;
+            request =
+                request.transact_items(TransactWriteItem::builder().condition_check(check).build());
             for (key, data) in chunks {
                 let put = Put::builder()
                     .table_name(&self.table)

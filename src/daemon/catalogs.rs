@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::catalog::learned::{self, Learned};
@@ -50,12 +51,21 @@ pub enum Job {
     },
     /// Read the learned paths kept in `store`.
     LoadLearned { store: AnyLearnedStore },
-    /// Write the learned paths' stored form `json` to `store`.
+    /// Write the learned paths' stored form `json` to `store`, in `turn`
+    /// after any write of the catalog under way; `stamp` tells which of
+    /// its stored forms `json` is (a later one is greater).
     SaveLearned {
         store: AnyLearnedStore,
         json: Vec<u8>,
+        turn: SaveTurn,
+        stamp: u64,
     },
 }
+
+/// One catalog's writes, one at a time, each only if no later stored form
+/// was written before it: the stamp of the last one written.
+#[derive(Clone, Debug, Default)]
+pub struct SaveTurn(Arc<tokio::sync::Mutex<u64>>);
 
 /// A build's outcome.
 #[derive(Debug)]
@@ -90,6 +100,10 @@ struct Kept {
     /// start-up), and whether the kept ones have been read.
     learned: Option<Learned>,
     loaded: bool,
+    /// `learned`: its writes, one at a time, and the stamp of the last
+    /// write asked for.
+    saves: SaveTurn,
+    stamp: u64,
     /// The build under way began before the last change of role: its
     /// outcome is not taken.
     discard: bool,
@@ -148,6 +162,8 @@ impl Catalogs {
                     building: false,
                     learned: (d.catalog == CatalogSource::Learned).then(Learned::new),
                     loaded: false,
+                    saves: SaveTurn::default(),
+                    stamp: 0,
                     discard: false,
                 },
             );
@@ -214,9 +230,12 @@ impl Catalogs {
                         k.next = now.after(k.every);
                         continue;
                     }
+                    k.stamp += 1;
                     Job::SaveLearned {
                         store: store.clone(),
                         json: l.to_json(),
+                        turn: k.saves.clone(),
+                        stamp: k.stamp,
                     }
                 }
                 _ => k.job.clone(),
@@ -228,22 +247,34 @@ impl Catalogs {
     }
 
     /// At shutdown: the writes of every learned catalog changed since it
-    /// was last written.
+    /// was last written, or with a write under way (which may fail: then
+    /// this one, of the same stamp, writes the same paths). Each waits for
+    /// the write under way and is made only if no later stored form was
+    /// written meanwhile.
     pub fn last_saves(&mut self) -> Vec<(String, Job)> {
         let mut saves = Vec::new();
         for (alias, k) in &mut self.kept {
-            if let (Some(l), Job::LoadLearned { store }, true) =
+            let (Some(l), Job::LoadLearned { store }, true) =
                 (&mut k.learned, &k.job, k.loaded && self.leading)
-                && l.take_changed()
-            {
-                saves.push((
-                    alias.clone(),
-                    Job::SaveLearned {
-                        store: store.clone(),
-                        json: l.to_json(),
-                    },
-                ));
+            else {
+                continue;
+            };
+            // Loaded and building: only a write is under way.
+            let under_way = k.building && !k.discard;
+            if l.take_changed() {
+                k.stamp += 1;
+            } else if !under_way {
+                continue;
             }
+            saves.push((
+                alias.clone(),
+                Job::SaveLearned {
+                    store: store.clone(),
+                    json: l.to_json(),
+                    turn: k.saves.clone(),
+                    stamp: k.stamp,
+                },
+            ));
         }
         saves
     }
@@ -380,6 +411,29 @@ impl Catalogs {
     }
 }
 
+/// Writes `json`, the stored form of stamp `stamp`, to `store` once the
+/// write of the catalog under way (if any) is done; not at all if one of
+/// this stamp or a later one was written meanwhile.
+pub async fn save_in_turn<S: LearnedStore>(
+    turn: &SaveTurn,
+    stamp: u64,
+    store: &S,
+    json: Vec<u8>,
+) -> Result<Built, String> {
+    let mut written = turn.0.lock().await;
+    if *written >= stamp {
+        return Ok(Built::Saved);
+    }
+    match store.save(json).await {
+        Ok(()) => {
+            *written = stamp;
+            Ok(Built::Saved)
+        }
+        Err(e @ CatalogError::Refused { .. }) => Ok(Built::Refused(e.to_string())),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// Builds a catalog: lists the buckets, or reads the file.
 pub async fn build(job: Job) -> Result<Built, String> {
     match job {
@@ -406,11 +460,12 @@ pub async fn build(job: Job) -> Result<Built, String> {
             .await
             .map(Built::Learned)
             .map_err(|e| e.to_string()),
-        Job::SaveLearned { store, json } => match store.save(json).await {
-            Ok(()) => Ok(Built::Saved),
-            Err(e @ CatalogError::Refused { .. }) => Ok(Built::Refused(e.to_string())),
-            Err(e) => Err(e.to_string()),
-        },
+        Job::SaveLearned {
+            store,
+            json,
+            turn,
+            stamp,
+        } => save_in_turn(&turn, stamp, &store, json).await,
         Job::File { path, seen } => tokio::task::spawn_blocking(move || {
             let modified = std::fs::metadata(&path)
                 .and_then(|m| m.modified())
@@ -626,5 +681,158 @@ mod tests {
             matches!(&due[..], [(_, Job::SaveLearned { .. })]),
             "{due:?}"
         );
+    }
+
+    /// A store whose first write is held until `release`: how many writes
+    /// are inside at once, and what was written, in order.
+    #[derive(Clone, Default)]
+    struct Gated(Arc<GatedInner>);
+
+    #[derive(Default)]
+    struct GatedInner {
+        calls: std::sync::atomic::AtomicUsize,
+        inside: std::sync::atomic::AtomicUsize,
+        overlapped: std::sync::atomic::AtomicBool,
+        fail_first: std::sync::atomic::AtomicBool,
+        entered: tokio::sync::Notify,
+        gate: tokio::sync::Notify,
+        written: std::sync::Mutex<Vec<Vec<u8>>>,
+    }
+
+    impl Gated {
+        fn written(&self) -> Vec<Vec<u8>> {
+            self.0.written.lock().unwrap().clone()
+        }
+    }
+
+    impl LearnedStore for Gated {
+        fn location(&self) -> String {
+            "gated".to_owned()
+        }
+
+        fn save_every(&self) -> Duration {
+            LEARNED_SAVE
+        }
+
+        async fn load(&self) -> Result<Option<Learned>, CatalogError> {
+            Ok(None)
+        }
+
+        async fn save(&self, json: Vec<u8>) -> Result<(), CatalogError> {
+            use std::sync::atomic::Ordering::SeqCst;
+            let g = &self.0;
+            if g.inside.fetch_add(1, SeqCst) > 0 {
+                g.overlapped.store(true, SeqCst);
+            }
+            if g.calls.fetch_add(1, SeqCst) == 0 {
+                g.entered.notify_one();
+                g.gate.notified().await;
+                if g.fail_first.load(SeqCst) {
+                    g.inside.fetch_sub(1, SeqCst);
+                    return Err(CatalogError::Table {
+                        path: self.location(),
+                        message: "timed out".to_owned(),
+                    });
+                }
+            }
+            g.written.lock().unwrap().push(json);
+            g.inside.fetch_sub(1, SeqCst);
+            Ok(())
+        }
+    }
+
+    fn save_of(job: &Job) -> (SaveTurn, u64, Vec<u8>) {
+        match job {
+            Job::SaveLearned {
+                turn, stamp, json, ..
+            } => (turn.clone(), *stamp, json.clone()),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Read, learned `learned`, and its write due: the job.
+    fn a_write_under_way(c: &mut Catalogs, learned: &[&str]) -> Job {
+        c.due(&now(0));
+        c.built("www", Ok(Built::Learned(None)), &now(1));
+        c.learn("www", &paths(learned));
+        let mut due = c.due(&now(LEARNED_SAVE.as_millis() as Millis + 1));
+        assert_eq!(due.len(), 1, "{due:?}");
+        due.remove(0).1
+    }
+
+    fn spawn_save(store: &Gated, job: &Job) -> tokio::task::JoinHandle<Result<Built, String>> {
+        let (turn, stamp, json) = save_of(job);
+        let store = store.clone();
+        tokio::spawn(async move { save_in_turn(&turn, stamp, &store, json).await })
+    }
+
+    /// Lets every other task run until it waits.
+    async fn let_others_run() {
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn the_write_at_shutdown_waits_for_the_one_under_way_and_writes_the_newest() {
+        let mut c = Catalogs::new(&learned_config());
+        let store = Gated::default();
+        let routine = a_write_under_way(&mut c, &["/a"]);
+        let first = spawn_save(&store, &routine);
+        store.0.entered.notified().await;
+        // Learned while that write is held; then the shutdown's write.
+        c.learn("www", &paths(&["/b"]));
+        let last = c.last_saves();
+        let [(_, job)] = &last[..] else {
+            panic!("{last:?}");
+        };
+        let second = spawn_save(&store, job);
+        let_others_run().await;
+        store.0.gate.notify_one();
+        assert!(matches!(first.await.unwrap(), Ok(Built::Saved)));
+        assert!(matches!(second.await.unwrap(), Ok(Built::Saved)));
+        assert!(!store.0.overlapped.load(std::sync::atomic::Ordering::SeqCst));
+        let written = store.written();
+        assert_eq!(written.len(), 2);
+        let newest = Learned::from_json(written.last().unwrap(), "t").unwrap();
+        assert_eq!(newest.paths().collect::<Vec<_>>(), ["/a", "/b"]);
+        // An older stored form that comes late is not written over it.
+        let late = spawn_save(&store, &routine).await.unwrap();
+        assert!(matches!(late, Ok(Built::Saved)));
+        assert_eq!(store.written().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn with_nothing_new_the_write_at_shutdown_is_made_only_if_the_one_under_way_was_not() {
+        for fails in [false, true] {
+            nothing_new_at_shutdown(fails).await;
+        }
+    }
+
+    async fn nothing_new_at_shutdown(first_fails: bool) {
+        let mut c = Catalogs::new(&learned_config());
+        let store = Gated::default();
+        store
+            .0
+            .fail_first
+            .store(first_fails, std::sync::atomic::Ordering::SeqCst);
+        let routine = a_write_under_way(&mut c, &["/a"]);
+        let first = spawn_save(&store, &routine);
+        store.0.entered.notified().await;
+        // Nothing learned since, but that write may yet fail.
+        let last = c.last_saves();
+        let [(_, job)] = &last[..] else {
+            panic!("{last:?}");
+        };
+        let second = spawn_save(&store, job);
+        let_others_run().await;
+        store.0.gate.notify_one();
+        assert_eq!(first.await.unwrap().is_err(), first_fails);
+        assert!(matches!(second.await.unwrap(), Ok(Built::Saved)));
+        // Made: the same paths are not written twice; failed: written now.
+        let written = store.written();
+        assert_eq!(written.len(), 1, "first fails: {first_fails}");
+        let stored = Learned::from_json(&written[0], "t").unwrap();
+        assert_eq!(stored.paths().collect::<Vec<_>>(), ["/a"]);
     }
 }

@@ -62,7 +62,8 @@ const OBSERVE_INTERVAL: Duration = Duration::from_secs(1);
 /// 12 hours.
 const RECOVERED_FOR: Duration = Duration::from_secs(12 * 3600);
 
-/// The longest the learned catalogs' last writes may take at shutdown.
+/// The longest the learned catalogs' last writes may take at shutdown,
+/// waiting for a write under way included.
 const LAST_SAVES_LIMIT: Duration = Duration::from_secs(10);
 
 /// The readiness component that holds until the queue first answers.
@@ -366,7 +367,8 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
             let now = self.clock.now();
             self.apply(done, &now, &mut timers, &effects);
         }
-        // What the learned catalogs took in since their last write.
+        // What the learned catalogs took in since their last write: each
+        // after the write of it still under way, if any (one at a time).
         let last_saves = async {
             for (alias, job) in self.catalogs.last_saves() {
                 match catalogs::build(job).await {

@@ -282,6 +282,170 @@ async fn without_a_lease_learned_writes_are_conditional_on_the_generation() {
     assert!(other.load().await.unwrap().is_none());
 }
 
+/// Loses the answers of the learned head's updates while armed: the
+/// update is made in the table, but the writer sees an error that is not
+/// a refusal (what a timeout or a dropped connection looks like).
+#[derive(Clone, Debug, Default)]
+struct LoseHeadAnswers {
+    armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    this_one: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    lost: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl aws_sdk_dynamodb::config::Intercept for LoseHeadAnswers {
+    fn name(&self) -> &'static str {
+        "LoseHeadAnswers"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _: &aws_sdk_dynamodb::config::RuntimeComponents,
+        _: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        use std::sync::atomic::Ordering;
+        let body = context.request().body().bytes().unwrap_or_default();
+        // Only the head item has a "chunks" attribute.
+        let head_update = body.windows(9).any(|w| w == b"\"chunks\":");
+        self.this_one.store(
+            head_update && self.armed.load(Ordering::SeqCst),
+            Ordering::SeqCst,
+        );
+        Ok(())
+    }
+
+    fn read_after_transmit(
+        &self,
+        _: &aws_sdk_dynamodb::config::interceptors::BeforeDeserializationInterceptorContextRef<'_>,
+        _: &aws_sdk_dynamodb::config::RuntimeComponents,
+        _: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        use std::sync::atomic::Ordering;
+        if self.this_one.swap(false, Ordering::SeqCst) {
+            self.lost.fetch_add(1, Ordering::SeqCst);
+            return Err("the answer was lost".into());
+        }
+        Ok(())
+    }
+}
+
+/// A head update made in the table whose answer is lost: the writer does
+/// not know where the head is, so its next write reads the head first,
+/// and its chunks can never go into the slot of the generation the head
+/// names. The next write succeeds and is read back whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_update_whose_answer_is_lost_leaves_the_learned_catalog_whole() {
+    use cfpurge::catalog::CatalogError;
+    use cfpurge::catalog::learned_store::{DynamoLearned, LearnedStore, chunk_key, head_key};
+    use std::sync::atomic::Ordering;
+
+    let moto = Moto::shared();
+    let _guard = moto.exclusive().await;
+    create_table(moto, "cfpurge").await;
+    let ledger = store(moto, "cfpurge", false);
+    let lose = LoseHeadAnswers::default();
+    let client = aws_sdk_dynamodb::Client::from_conf(
+        ledger
+            .client()
+            .config()
+            .to_builder()
+            .interceptor(lose.clone())
+            .build(),
+    );
+    let writer = DynamoLearned::new(&ledger, "www")
+        .with_chunk_bytes(64)
+        .with_client(client);
+    let reader = || DynamoLearned::new(&store(moto, "cfpurge", false), "www");
+    let version = |n: usize| learned_of((0..n).map(|i| format!("/v/{i}")));
+
+    assert!(writer.load().await.unwrap().is_none());
+    writer.save(version(10).to_json()).await.unwrap();
+    writer.save(version(12).to_json()).await.unwrap();
+    // The head update to the third generation is made; its answer lost.
+    lose.armed.store(true, Ordering::SeqCst);
+    let e = writer.save(version(14).to_json()).await.unwrap_err();
+    lose.armed.store(false, Ordering::SeqCst);
+    assert!(lose.lost.load(Ordering::SeqCst) >= 1);
+    assert!(!matches!(e, CatalogError::Refused { .. }), "{e}");
+    assert_eq!(
+        paths_of(&reader().load().await.unwrap().unwrap()),
+        paths_of(&version(14))
+    );
+    // What the writer would do, knowing the head at the second generation
+    // still: the fifth generation's chunks into the third's slot. Refused,
+    // since the head names another generation; the third stays whole.
+    let e = table(moto, "cfpurge")
+        .put_learned_chunks(
+            &[(chunk_key("www", 5, 0), b"{}".as_slice())],
+            5,
+            &head_key("www"),
+            Some(2),
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, TableError::Refused(_)), "{e}");
+    assert_eq!(
+        paths_of(&reader().load().await.unwrap().unwrap()),
+        paths_of(&version(14))
+    );
+    // One more write: made, and read back whole.
+    writer.save(version(16).to_json()).await.unwrap();
+    assert_eq!(
+        paths_of(&reader().load().await.unwrap().unwrap()),
+        paths_of(&version(16))
+    );
+    assert_eq!(
+        paths_of(&writer.load().await.unwrap().unwrap()),
+        paths_of(&version(16))
+    );
+}
+
+/// A learned catalog whose chunks do not match its head at every read
+/// (damaged) is taken as empty, and the next write replaces it whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_learned_catalog_is_replaced_by_the_next_write() {
+    use cfpurge::catalog::learned_store::{DynamoLearned, LearnedStore, chunk_key};
+
+    let moto = Moto::shared();
+    let _guard = moto.exclusive().await;
+    create_table(moto, "cfpurge").await;
+    let ledger = store(moto, "cfpurge", false);
+    let writer = DynamoLearned::new(&ledger, "www").with_chunk_bytes(64);
+    let version = |n: usize| learned_of((0..n).map(|i| format!("/v/{i}")));
+    writer.save(version(10).to_json()).await.unwrap();
+    writer.save(version(12).to_json()).await.unwrap();
+    // The head names generation 2; one of its chunks now carries another.
+    ledger
+        .client()
+        .put_item()
+        .table_name("cfpurge")
+        .item(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(chunk_key("www", 2, 1)),
+        )
+        .item(
+            "generation",
+            aws_sdk_dynamodb::types::AttributeValue::N("7".into()),
+        )
+        .item(
+            "data",
+            aws_sdk_dynamodb::types::AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(
+                b"x".to_vec(),
+            )),
+        )
+        .send()
+        .await
+        .unwrap();
+    let leader = DynamoLearned::new(&store(moto, "cfpurge", false), "www");
+    assert!(leader.load().await.unwrap().is_none());
+    leader.save(version(3).to_json()).await.unwrap();
+    assert_eq!(
+        paths_of(&writer.load().await.unwrap().unwrap()),
+        paths_of(&version(3))
+    );
+}
+
 /// The learned catalog at its path bound in the table: how big its
 /// stored form is, how many chunk items and transactions a write takes,
 /// and how long a write and a read take against moto.
