@@ -47,14 +47,23 @@
 //! When no cover fits at all (more distinct entries than the slots can hold
 //! even collapsed), there is no least-blast choice to make: the threshold
 //! planner's fitting and its oldest-first deferral decide, as for the
-//! threshold strategy.
+//! threshold strategy. Whether any cover fits is known before the table is
+//! built, from a far smaller one: for each directory and each number of
+//! wildcards, only the fewest exact paths its subtree can be left with (a
+//! row of at most 16 integers with CloudFront's limits, where the table
+//! holds a Pareto set per number of wildcards). A cover fits exactly when
+//! the root's row has a point within the capacity, so a batch that cannot
+//! fit never pays for the table.
 //!
 //! Cache tags are a fixed cost: each is billed one path, takes an exact
 //! slot and purges nothing a wildcard would. So the least-blast cover of a
 //! batch with tags is the least-blast cover of its paths in the room the
 //! tags leave, plus the tags.
 
-use super::{Capacity, Dedup, Entry, Figures, Kept, Plan, Settings, count_kinds, count_tags};
+use super::tree::{INF, MAX_EXACT_SEARCH_WILDCARDS, Rows, min_plus};
+use super::{
+    Capacity, Dedup, Entry, Figures, Kept, Plan, Search, Settings, count_kinds, count_tags,
+};
 use crate::catalog::Catalog;
 use crate::path::{CfPath, directory_of};
 
@@ -205,6 +214,54 @@ impl<'a> Tree<'a> {
                 c
             })
         })
+    }
+
+    /// Whether any cover of the batch fits `caps`, found without the
+    /// tables: for every directory, the fewest exact paths its subtree can
+    /// be left with for each number of wildcards (its own wildcards forced,
+    /// min-plus products over its children, `(1, 0)` when it may collapse),
+    /// then whether some number of wildcards at the root fits with its
+    /// fewest exact paths. Exact: a cover with `w` wildcards and `e` exact
+    /// paths fits only if the fewest exact paths for `w` also do. `None`
+    /// when the wildcard slots are more than
+    /// [`MAX_EXACT_SEARCH_WILDCARDS`]: the rows would grow with the batch,
+    /// and only the tables tell.
+    fn any_cover_fits(&self, caps: Caps) -> Option<bool> {
+        let width = caps.w as usize;
+        if width > MAX_EXACT_SEARCH_WILDCARDS {
+            return None;
+        }
+        if self.dirs.is_empty() {
+            return Some(caps.admits(0, 0));
+        }
+        let mut rows = Rows::with_dirs(self.dirs.len());
+        let (mut open, mut scratch) = (Vec::new(), Vec::new());
+        for d in (0..self.dirs.len()).rev() {
+            let dir = &self.dirs[d];
+            let own = dir.own_wildcard as usize;
+            open.clear();
+            open.resize(own.min(width) + 1, INF);
+            if own <= width {
+                open[own] = dir.own_exact;
+            }
+            for c in self.children(d) {
+                min_plus(&open, rows.row(c), width, &mut scratch);
+                std::mem::swap(&mut open, &mut scratch);
+            }
+            if dir.eligible && width >= 1 {
+                if open.len() < 2 {
+                    open.resize(2, INF);
+                }
+                open[1] = 0;
+            }
+            rows.set(d, &open);
+        }
+        let root = rows.row(0);
+        Some(
+            root.iter()
+                .enumerate()
+                .any(|(w, &e)| e != INF && caps.admits(w as u32, e)),
+        )
     }
 
     fn dir_str(&self, d: usize) -> &'a str {
@@ -496,16 +553,24 @@ pub fn plan(
     };
     let dedup = Dedup::new(entries);
     let tags = dedup.tags.len();
+    // No cover fits: the threshold planner defers oldest first.
+    let threshold = |dedup: &Dedup, search: Search| {
+        let mut plan = super::plan_deduplicated(entries, dedup, capacity, settings, search);
+        plan.figures.blast = blast_of_kept(&plan.paths, &dedup.kept, catalog);
+        plan
+    };
     if tags > capacity.exact.min(capacity.paths) {
-        // The tags alone do not fit: nothing to choose, oldest first.
-        let mut plan = super::plan_deduplicated(entries, &dedup, capacity, settings);
-        plan.figures.blast = blast(&plan.paths, entries, catalog);
-        return plan;
+        // The tags alone do not fit: nothing to choose.
+        return threshold(&dedup, Search::Exact);
     }
     let tree = Tree::build(&dedup.kept, settings, catalog);
     let caps = Caps::new(capacity.without(tags));
     let (mut collapse, best) = tree.priced(price);
     if !caps.admits(best.w, best.e) {
+        if tree.any_cover_fits(caps) == Some(false) {
+            drop(tree);
+            return threshold(&dedup, Search::KnownNotToFit);
+        }
         let tables = Tables::compute(&tree, caps);
         let root = tables.of(0).iter().copied().min_by(|a, b| {
             cost(price, *a)
@@ -514,12 +579,9 @@ pub fn plan(
                 .then(a.w.cmp(&b.w))
         });
         let Some(root) = root else {
-            // No cover fits: the threshold planner defers oldest first.
             drop(tables);
             drop(tree);
-            let mut plan = super::plan_deduplicated(entries, &dedup, capacity, settings);
-            plan.figures.blast = blast(&plan.paths, entries, catalog);
-            return plan;
+            return threshold(&dedup, Search::KnownNotToFit);
         };
         collapse = rebuild(&tree, &tables, root);
     }
@@ -636,8 +698,13 @@ pub fn frontier(
 /// (a wildcard that is itself an entry purges only what was asked; one
 /// whose prefix does not end in `/` is counted for its directory).
 pub fn blast(paths: &[CfPath], entries: &[Entry], catalog: &Catalog) -> u64 {
-    let dedup = Dedup::new(entries);
-    let kept = &dedup.kept;
+    blast_of_kept(paths, &Dedup::new(entries).kept, catalog)
+}
+
+/// [`blast`] once the entries are deduplicated (`kept` sorted by
+/// [`super::sort_key`]): the planners that have done step 1 hand theirs in
+/// rather than sort the batch a second time.
+pub(super) fn blast_of_kept(paths: &[CfPath], kept: &[Kept<'_>], catalog: &Catalog) -> u64 {
     let requested: std::collections::HashSet<&str> = kept
         .iter()
         .filter(|k| k.0.ends_with('*'))

@@ -247,6 +247,21 @@ fn the_strategy_falls_back_to_threshold_without_a_catalog() {
 }
 
 #[test]
+fn the_threshold_strategy_with_a_catalog_reports_its_blast() {
+    let catalog = site(100);
+    let batch = docs(10);
+    let threshold = crate::planner::plan(&batch, Capacity::AWS, &Settings::default());
+    let s = Planned::Threshold {
+        catalog: Some(&catalog),
+    };
+    let out = plan_with(&batch, Capacity::AWS, &Settings::default(), s);
+    assert_eq!(out.paths, threshold.paths);
+    assert_eq!(strs(&out.paths), ["/docs/*"]);
+    // 100 pages under /docs/, 10 asked for.
+    assert_eq!(out.figures.blast, 90);
+}
+
+#[test]
 fn blast_counts_each_outermost_wildcard_once() {
     let catalog = site(10);
     let batch = entries(&["/docs/p1/", "/docs/p2/*", "/blog/*"]);
@@ -273,6 +288,61 @@ fn the_price_follows_spending_against_the_allowance() {
     assert_eq!(price_for(1.0, 0.0, 1e9, 100.0), 1.0 / 1024.0);
     assert_eq!(price_for(1.0, 3.0, 0.0, 0.0), 8.0);
     assert_eq!(price_for(7.0, f64::NAN, 0.0, 1.0), 7.0);
+}
+
+#[test]
+fn the_quick_check_leaves_wide_wildcard_slots_to_the_tables() {
+    let catalog = site(10);
+    let batch = docs(3);
+    let dedup = Dedup::new(&batch);
+    let tree = Tree::build(&dedup.kept, &Settings::default(), &catalog);
+    let wide = |wildcard| {
+        Caps::new(Capacity {
+            exact: 0,
+            wildcard,
+            paths: usize::MAX,
+        })
+    };
+    assert_eq!(
+        tree.any_cover_fits(wide(MAX_EXACT_SEARCH_WILDCARDS)),
+        Some(true)
+    );
+    assert_eq!(
+        tree.any_cover_fits(wide(MAX_EXACT_SEARCH_WILDCARDS + 1)),
+        None
+    );
+    // With no wildcard slot, three pages need three exact slots.
+    assert_eq!(tree.any_cover_fits(wide(0)), Some(false));
+}
+
+#[test]
+fn a_batch_too_large_for_any_cover_is_planned_as_by_threshold() {
+    // 40 top-level files: no wildcard may hold them (min_wildcard_depth =
+    // 1), and 40 are more than the exact slots.
+    let mut catalog = site(30);
+    let names: Vec<String> = (0..40).map(|i| format!("/f{i}.html")).collect();
+    for n in &names {
+        catalog.add(n);
+    }
+    let mut refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let pages: Vec<String> = (0..20).map(|i| format!("/docs/p{i}/")).collect();
+    refs.extend(pages.iter().map(String::as_str));
+    let batch = entries(&refs);
+    let capacity = Capacity {
+        exact: 30,
+        wildcard: 2,
+        paths: usize::MAX,
+    };
+    let settings = Settings::default();
+    let out = plan(&batch, capacity, &settings, &catalog, 50.0);
+    let mut expected = crate::planner::plan(&batch, capacity, &settings);
+    expected.figures.blast = blast(&expected.paths, &batch, &catalog);
+    assert_eq!(out, expected);
+    // The 30 oldest files take the exact slots, the pages go out as
+    // /docs/* (10 of its 30 pages unasked), the 10 newest files wait.
+    assert!(out.paths.contains(&p("/docs/*")));
+    assert_eq!(out.figures.blast, 10);
+    assert_eq!(out.deferred, (30..40).collect::<Vec<_>>());
 }
 
 // Property tests against brute force on small trees.
@@ -555,6 +625,40 @@ proptest! {
         if !tags.is_empty() {
             prop_assert_eq!(frontier(&with, cap, &settings, &catalog), shifted);
         }
+    }
+
+    /// The rows that tell whether any cover fits agree with the full
+    /// tables: the table at the root is empty exactly when they say no.
+    #[test]
+    fn the_quick_check_agrees_with_the_tables((req, cat, cap, settings, _price) in case()) {
+        let (batch, catalog, _) = setup(&req, &cat);
+        let dedup = Dedup::new(&batch);
+        let tree = Tree::build(&dedup.kept, &settings, &catalog);
+        let caps = Caps::new(cap);
+        let tables = Tables::compute(&tree, caps);
+        prop_assert_eq!(tree.any_cover_fits(caps), Some(!tables.of(0).is_empty()));
+    }
+
+    /// When no cover fits, what is planned is the threshold planner's plan
+    /// of the same batch (its fitting, its oldest-first deferral), with
+    /// that plan's blast.
+    #[test]
+    fn when_no_cover_fits_the_plan_is_the_threshold_plan(
+        (req, cat, _, settings, price) in case(),
+        (exact, wildcard, paths) in (0usize..3, 0usize..2, prop::option::of(0usize..4)),
+    ) {
+        // Tight room, so that most cases have no cover that fits.
+        let cap = Capacity { exact, wildcard, paths: paths.unwrap_or(usize::MAX) };
+        let (batch, catalog, served) = setup(&req, &cat);
+        let fits = all_covers(&batch, &settings)
+            .into_iter()
+            .map(|c| evaluate(&c, &batch, &served))
+            .any(|e| cap.fits(e.exact, e.wildcard));
+        prop_assume!(!fits);
+        let out = plan(&batch, cap, &settings, &catalog, f64::from(price));
+        let mut expected = crate::planner::plan(&batch, cap, &settings);
+        expected.figures.blast = blast(&expected.paths, &batch, &catalog);
+        prop_assert_eq!(out, expected);
     }
 
     #[test]

@@ -171,7 +171,23 @@ pub fn plan(entries: &[Entry], capacity: Capacity, settings: &Settings) -> Plan 
             figures: Figures::default(),
         };
     }
-    plan_deduplicated(entries, &Dedup::new(entries), capacity, settings)
+    plan_deduplicated(
+        entries,
+        &Dedup::new(entries),
+        capacity,
+        settings,
+        Search::Exact,
+    )
+}
+
+/// Whether step 3 ends with the exact search when the greedy collapses do
+/// not fit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Search {
+    Exact,
+    /// The caller has already found that no cover fits the room (the
+    /// least-blast planner's exact check): the search would find nothing.
+    KnownNotToFit,
 }
 
 /// [`plan`] once step 1 is done (the least-blast planner hands in its own
@@ -181,12 +197,13 @@ fn plan_deduplicated(
     dedup: &Dedup<'_>,
     capacity: Capacity,
     settings: &Settings,
+    search: Search,
 ) -> Plan {
     let requested = entries.len();
     let room = capacity.without(dedup.tags.len());
     let mut tree = tree::Tree::build(&dedup.kept, settings);
     tree.fit(room);
-    if !tree.fits(room) {
+    if !tree.fits(room) && search == Search::Exact {
         tree.rescue(room);
     }
     let mut outputs = tree.outputs(entries);
@@ -280,11 +297,17 @@ pub fn plan_with(
     strategy: Strategy<'_>,
 ) -> Plan {
     match strategy {
-        Strategy::Threshold { catalog } => {
-            let mut p = plan(entries, capacity, settings);
-            if let Some(catalog) = catalog {
-                p.figures.blast = least_blast::blast(&p.paths, entries, catalog);
+        Strategy::Threshold { catalog: None } => plan(entries, capacity, settings),
+        Strategy::Threshold {
+            catalog: Some(catalog),
+        } => {
+            if entries.is_empty() {
+                return plan(entries, capacity, settings);
             }
+            // One sort of the batch serves the plan and its blast.
+            let dedup = Dedup::new(entries);
+            let mut p = plan_deduplicated(entries, &dedup, capacity, settings, Search::Exact);
+            p.figures.blast = least_blast::blast_of_kept(&p.paths, &dedup.kept, catalog);
             p
         }
         Strategy::LeastBlast { catalog, price } => {

@@ -13,7 +13,7 @@ use crate::path::{CfPath, directory_of};
 
 const NONE: u32 = u32::MAX;
 /// "No way to do it" in the exact search.
-const INF: u32 = u32::MAX;
+pub(super) const INF: u32 = u32::MAX;
 
 /// The exact search's table has a column per wildcard slot; CloudFront
 /// allows 15, so this bound only matters for `cfpurge plan` runs with a
@@ -22,7 +22,7 @@ pub const MAX_EXACT_SEARCH_WILDCARDS: usize = 64;
 
 /// Min-plus product of two "fewest exact paths for w wildcards" rows, cut
 /// at `width` wildcards, into `out`.
-fn min_plus(a: &[u32], b: &[u32], width: usize, out: &mut Vec<u32>) {
+pub(super) fn min_plus(a: &[u32], b: &[u32], width: usize, out: &mut Vec<u32>) {
     let len = (a.len() + b.len() - 1).min(width + 1);
     out.clear();
     out.resize(len, INF);
@@ -39,18 +39,26 @@ fn min_plus(a: &[u32], b: &[u32], width: usize, out: &mut Vec<u32>) {
 /// holds, for each number of wildcards, the fewest exact paths its subtree
 /// can be left with.
 #[derive(Default)]
-struct Rows {
+pub(super) struct Rows {
     data: Vec<u32>,
     span: Vec<(u32, u32)>,
 }
 
 impl Rows {
-    fn set(&mut self, d: usize, row: &[u32]) {
+    /// Room for `n` directories' rows.
+    pub(super) fn with_dirs(n: usize) -> Rows {
+        Rows {
+            data: Vec::new(),
+            span: vec![(0, 0); n],
+        }
+    }
+
+    pub(super) fn set(&mut self, d: usize, row: &[u32]) {
         self.span[d] = (self.data.len() as u32, row.len() as u32);
         self.data.extend_from_slice(row);
     }
 
-    fn row(&self, d: usize) -> &[u32] {
+    pub(super) fn row(&self, d: usize) -> &[u32] {
         let (start, len) = self.span[d];
         &self.data[start as usize..(start + len) as usize]
     }
@@ -239,8 +247,7 @@ impl<'a> Tree<'a> {
     /// (up to [`MAX_EXACT_SEARCH_WILDCARDS`] wildcard slots).
     pub fn rescue(&mut self, capacity: Capacity) -> bool {
         let width = capacity.wildcard.min(MAX_EXACT_SEARCH_WILDCARDS);
-        let mut best = Rows::default();
-        best.span.resize(self.dirs.len(), (0, 0));
+        let mut best = Rows::with_dirs(self.dirs.len());
         let (mut open, mut scratch) = (Vec::new(), Vec::new());
         for d in (0..self.dirs.len()).rev() {
             self.keep_open(d, &best, width, &mut open, &mut scratch);
