@@ -239,30 +239,18 @@ impl DynamoTable {
 
     /// The lease item, read consistently.
     pub async fn look(&self) -> Result<Option<Seen>, TableError> {
-        let call = async {
-            let out = self
-                .client
-                .get_item()
-                .table_name(&self.table)
-                .set_key(Some(Self::key(LEASE_KEY)))
-                .consistent_read(true)
-                .send()
-                .await
-                .map_err(classify)?;
-            let Some(item) = out.item else {
-                return Ok(None);
-            };
-            let holder = match item.get("holder") {
-                Some(AttributeValue::S(h)) => Some(h.clone()),
-                _ => None,
-            };
-            Ok(Some(Seen {
-                holder,
-                expires_at: number(&item, "expires_at")?,
-                fencing: number(&item, "fencing")?,
-            }))
+        let Some(item) = self.get(LEASE_KEY).await? else {
+            return Ok(None);
         };
-        within(self.limit, call).await
+        let holder = match item.get("holder") {
+            Some(AttributeValue::S(h)) => Some(h.clone()),
+            _ => None,
+        };
+        Ok(Some(Seen {
+            holder,
+            expires_at: number(&item, "expires_at")?,
+            fencing: number(&item, "fencing")?,
+        }))
     }
 
     /// Takes the lease if it is absent, handed back or lapsed at `wall`;
@@ -350,30 +338,18 @@ impl DynamoTable {
 
     /// The ledger item: its JSON and its version, read consistently.
     pub async fn load_ledger(&self) -> Result<Option<(String, u64)>, TableError> {
-        let call = async {
-            let out = self
-                .client
-                .get_item()
-                .table_name(&self.table)
-                .set_key(Some(Self::key(LEDGER_KEY)))
-                .consistent_read(true)
-                .send()
-                .await
-                .map_err(classify)?;
-            let Some(item) = out.item else {
-                return Ok(None);
-            };
-            let state = match item.get("state") {
-                Some(AttributeValue::S(json)) => json.clone(),
-                _ => {
-                    return Err(TableError::Other(
-                        "the ledger item has no \"state\" string".to_owned(),
-                    ));
-                }
-            };
-            Ok(Some((state, number(&item, "rev")?)))
+        let Some(item) = self.get(LEDGER_KEY).await? else {
+            return Ok(None);
         };
-        within(self.limit, call).await
+        let state = match item.get("state") {
+            Some(AttributeValue::S(json)) => json.clone(),
+            _ => {
+                return Err(TableError::Other(
+                    "the ledger item has no \"state\" string".to_owned(),
+                ));
+            }
+        };
+        Ok(Some((state, number(&item, "rev")?)))
     }
 
     /// Writes the ledger item as version `expected + 1` if it is still at
