@@ -515,23 +515,15 @@ fn cfpurge_catalog(moto: &Moto, table: &str) -> (Option<i32>, String, String) {
         ),
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cfpurge"))
-        .args(["catalog", "-c"])
-        .arg(&config)
-        .args(["--distribution", "www", "--format", "json"])
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env_remove("AWS_PROFILE")
-        .env_remove("CFPURGE_CONFIG")
-        .output()
-        .expect("run cfpurge catalog");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    crate::support::cli::cfpurge(&[
+        "catalog".as_ref(),
+        "-c".as_ref(),
+        config.as_os_str(),
+        "--distribution".as_ref(),
+        "www".as_ref(),
+        "--format".as_ref(),
+        "json".as_ref(),
+    ])
 }
 
 /// `catalog = "learned"` with `budget.store = "dynamodb"`: the learned

@@ -1010,22 +1010,11 @@ async fn a_leader_paused_past_its_lease_stands_down_and_creates_nothing_after_it
 
 /// `cfpurge ledger` with the binary, on a file ledger and moto's DynamoDB.
 fn cfpurge_ledger(args: &[&str]) -> (Option<i32>, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cfpurge"))
-        .arg("ledger")
-        .args(args)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env_remove("AWS_PROFILE")
-        .env_remove("CFPURGE_CONFIG")
-        .output()
-        .expect("run cfpurge ledger");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let args: Vec<&std::ffi::OsStr> = std::iter::once("ledger")
+        .chain(args.iter().copied())
+        .map(std::ffi::OsStr::new)
+        .collect();
+    crate::support::cli::cfpurge(&args)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
