@@ -20,6 +20,12 @@ Operator's models).
       OUT/scrape.yml: prometheus-scrape.yaml with its Kubernetes discovery
       replaced by a static target, for promtool (Debian's promtool is built
       without Kubernetes discovery).
+
+  check-deploy.py rule OUT
+      Runs the command docs/kubernetes.md shows to wrap config/alerts.yml
+      in a PrometheusRule, validates the result against the Operator's
+      models and writes its rule groups to OUT/prometheusrule-groups.yml,
+      for promtool check rules.
 """
 
 import json
@@ -35,6 +41,7 @@ KUBERNETES = Path("deploy/kubernetes")
 SCRAPE = KUBERNETES / "prometheus-scrape.yaml"
 ALERTS = Path("config/alerts.yml")
 ALERT_TESTS = Path("config/alerts.test.yml")
+DOCS = Path("docs/kubernetes.md")
 # A Secret's value and a pod's name as Kubernetes would fill them in.
 SAMPLE_TOKEN = "0f3c9a7d2b1e4f6a8c5d7e9f1a3b5c7d"
 SAMPLE_POD_NAME = "cfpurge-5d8c7b9f6-x2x7k"
@@ -55,7 +62,8 @@ def manifests():
     return sorted(p for p in KUBERNETES.glob("*.yaml") if p != SCRAPE)
 
 
-def strict_podmonitor():
+def operator_models():
+    """The Prometheus Operator's monitoring.coreos.com/v1 models, strict."""
     # The generated models ignore unknown fields; refuse them instead, so
     # that a misspelt key (jobLable) fails rather than silently doing
     # nothing. The base class's configuration is inherited when the model
@@ -63,15 +71,15 @@ def strict_podmonitor():
     import cloudcoil.pydantic
 
     cloudcoil.pydantic.BaseModel.model_config["extra"] = "forbid"
-    from cloudcoil.models.prometheus_operator.v1 import PodMonitor
+    from cloudcoil.models.prometheus_operator import v1
 
-    return PodMonitor
+    return v1
 
 
 def check_manifests(out):
     import pydantic
 
-    PodMonitor = strict_podmonitor()
+    PodMonitor = operator_models().PodMonitor
     core, monitors = 0, 0
     for path in manifests():
         kept = []
@@ -247,6 +255,31 @@ def check_jobs(out):
     print(f'job="{job}" everywhere: {ALERTS}, its tests, {len(monitors)} PodMonitor(s), {SCRAPE}')
 
 
+def check_rule(out):
+    """The documented command that wraps config/alerts.yml in a PrometheusRule."""
+    import pydantic
+
+    PrometheusRule = operator_models().PrometheusRule
+
+    doc = DOCS.read_text()
+    found = re.search(r"^ *(\{ printf '[^\n]*kind: PrometheusRule.*?)\| kubectl[^\n]*$", doc, re.M | re.S)
+    if not found:
+        fail(f"{DOCS}: no command that makes a PrometheusRule and pipes it to kubectl")
+    command = found.group(1)
+    run = subprocess.run(["bash", "-c", command], capture_output=True, text=True)
+    if run.returncode != 0:
+        fail(f"{DOCS}: the PrometheusRule command failed:\n{command}\n{run.stderr}")
+    rule = yaml.safe_load(run.stdout)
+    try:
+        PrometheusRule.model_validate(rule)
+    except pydantic.ValidationError as e:
+        fail(f"{DOCS}: the PrometheusRule command makes an invalid PrometheusRule: {e}")
+    if rule["spec"] != yaml.safe_load(ALERTS.read_text()):
+        fail(f"{DOCS}: the PrometheusRule's spec is not {ALERTS}")
+    Path(out, "prometheusrule-groups.yml").write_text(yaml.safe_dump(rule["spec"], sort_keys=False))
+    print(f"the PrometheusRule made as {DOCS} shows is valid and holds {ALERTS}")
+
+
 if __name__ == "__main__":
     command = sys.argv[1] if len(sys.argv) > 1 else ""
     if command == "manifests" and len(sys.argv) == 3:
@@ -255,5 +288,7 @@ if __name__ == "__main__":
         check_configs(sys.argv[2])
     elif command == "jobs" and len(sys.argv) == 3:
         check_jobs(sys.argv[2])
+    elif command == "rule" and len(sys.argv) == 3:
+        check_rule(sys.argv[2])
     else:
         fail(__doc__)
