@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
+use aws_sdk_sqs::types::QueueAttributeName;
 use cfpurge::config::AwsConfig;
 use percent_encoding::{NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use serde_json::Value;
@@ -133,30 +134,55 @@ async fn create_stack(
         .collect()
 }
 
-/// The role's inline policy document, as IAM gives it.
+/// A policy document in an IAM answer's `<tag>`: percent-encoded, as IAM
+/// sends it.
+fn policy_document(answer: &str, tag: &str) -> Value {
+    let document = elements(answer, tag).concat();
+    let document = percent_decode_str(&document)
+        .decode_utf8_lossy()
+        .into_owned();
+    serde_json::from_str(&document).unwrap_or_else(|_| {
+        // moto 5.2.5 keeps a document that CloudFormation gave as an object
+        // as Python's repr of it (single quotes, None); its values hold no
+        // quotes.
+        let json = document.replace('\'', "\"").replace("None", "null");
+        serde_json::from_str(&json).unwrap_or_else(|e| panic!("policy {document}: {e}"))
+    })
+}
+
+fn role_name(role_arn: &str) -> &str {
+    role_arn.rsplit('/').next().expect("a role ARN")
+}
+
+/// The role's inline policy document.
 async fn role_policy(moto: &Moto, role_arn: &str) -> Value {
-    let role = role_arn.rsplit('/').next().expect("a role ARN");
     let answer = query(
         moto,
         "iam",
         &[
             ("Action", "GetRolePolicy"),
             ("Version", "2010-05-08"),
-            ("RoleName", role),
+            ("RoleName", role_name(role_arn)),
             ("PolicyName", "cfpurge"),
         ],
     )
     .await;
-    let document = elements(&answer, "PolicyDocument").concat();
-    let document = percent_decode_str(&document)
-        .decode_utf8_lossy()
-        .into_owned();
-    serde_json::from_str(&document).unwrap_or_else(|_| {
-        // moto 5.2.5 keeps a policy that CloudFormation created as Python's
-        // repr of it (single quotes, None); its values hold no quotes.
-        let json = document.replace('\'', "\"").replace("None", "null");
-        serde_json::from_str(&json).unwrap_or_else(|e| panic!("policy {document}: {e}"))
-    })
+    policy_document(&answer, "PolicyDocument")
+}
+
+/// The role's trust policy.
+async fn trust_policy(moto: &Moto, role_arn: &str) -> Value {
+    let answer = query(
+        moto,
+        "iam",
+        &[
+            ("Action", "GetRole"),
+            ("Version", "2010-05-08"),
+            ("RoleName", role_name(role_arn)),
+        ],
+    )
+    .await;
+    policy_document(&answer, "AssumeRolePolicyDocument")
 }
 
 /// A statement as (Sid, Effect, sorted actions, resources), whatever the
@@ -431,13 +457,50 @@ listen = "127.0.0.1:{port}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // Nothing was rejected on the way (S3's test event is deleted quietly):
+    // the dead-letter queue the daemon forwards rejects to is empty.
+    let dlq = moto
+        .sqs_client()
+        .get_queue_attributes()
+        .queue_url(output("DeadLetterQueueUrl"))
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .send()
+        .await
+        .expect("GetQueueAttributes on the dead-letter queue");
+    assert_eq!(
+        dlq.attributes()
+            .and_then(|a| a.get(&QueueAttributeName::ApproximateNumberOfMessages))
+            .map(String::as_str),
+        Some("0")
+    );
+
+    // Without EksOidcProvider the role trusts the services that run it.
+    let trust = trust_policy(moto, &output("RoleArn")).await;
+    assert_eq!(
+        trust["Statement"][0]["Principal"]["Service"],
+        serde_json::json!([
+            "pods.eks.amazonaws.com",
+            "ecs-tasks.amazonaws.com",
+            "ec2.amazonaws.com"
+        ])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_stack_without_replicas_has_no_table_and_no_table_statement() {
+async fn the_stack_without_replicas_has_no_table_and_its_role_trusts_one_service_account() {
     let moto = Moto::shared();
     let _guard = moto.exclusive().await;
-    let outputs = create_stack(moto, "single", &[("DistributionIds", DIST)]).await;
+    let provider = "oidc.eks.us-east-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE";
+    let outputs = create_stack(
+        moto,
+        "single",
+        &[
+            ("DistributionIds", DIST),
+            ("EksOidcProvider", provider),
+            ("KubernetesServiceAccount", "purge:cfpurge"),
+        ],
+    )
+    .await;
     assert_eq!(
         outputs.keys().map(String::as_str).collect::<Vec<_>>(),
         ["DeadLetterQueueUrl", "QueueArn", "QueueUrl", "RoleArn"],
@@ -459,5 +522,24 @@ async fn the_stack_without_replicas_has_no_table_and_no_table_statement() {
     assert_eq!(
         statements(&policy),
         documented_policy(&placeholders(&[DIST], &[], &[], None))
+    );
+
+    // IAM Roles for Service Accounts: the role trusts that service account
+    // of that cluster only.
+    let trust = trust_policy(moto, &outputs["RoleArn"]).await;
+    assert_eq!(
+        trust,
+        serde_json::json!({
+            "Version": "2012-10-17",
+            "Statement": [{
+                "Effect": "Allow",
+                "Principal": {"Federated": format!("arn:aws:iam::{ACCOUNT}:oidc-provider/{provider}")},
+                "Action": "sts:AssumeRoleWithWebIdentity",
+                "Condition": {"StringEquals": {
+                    format!("{provider}:sub"): "system:serviceaccount:purge:cfpurge",
+                    format!("{provider}:aud"): "sts.amazonaws.com",
+                }},
+            }],
+        })
     );
 }
