@@ -41,12 +41,25 @@ const CALL_LIMIT: Duration = Duration::from_secs(30);
 // One at a time through a channel: boxing the answers would only add an
 // allocation to each.
 #[allow(clippy::large_enum_variant)]
-#[derive(Debug)]
 pub enum Report {
     /// An answer for the core.
     Input(Input),
     /// The queue task has made every call asked of it and stopped.
     QueueClosed,
+    /// A call of the ledger's store panicked: the daemon stops as a
+    /// crashed process would, never going on past a write it cannot
+    /// account for.
+    Panicked(Box<dyn std::any::Any + Send>),
+}
+
+impl std::fmt::Debug for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Report::Input(input) => f.debug_tuple("Input").field(input).finish(),
+            Report::QueueClosed => f.write_str("QueueClosed"),
+            Report::Panicked(_) => f.write_str("Panicked"),
+        }
+    }
 }
 
 /// Starts the tasks.
@@ -129,10 +142,16 @@ impl<Q: Queue, I: Invalidator> Effects<Q, I> {
         self.queue_closed
     }
 
-    /// Notes a report the runner saw that concerns the tasks themselves.
-    pub fn note(&mut self, report: &Report) {
-        if matches!(report, Report::QueueClosed) {
-            self.queue_closed = true;
+    /// Notes a report the runner saw that concerns the tasks themselves;
+    /// a panic of a ledger call goes on in the loop.
+    pub fn note(&mut self, report: Report) -> Option<Input> {
+        match report {
+            Report::Input(input) => Some(input),
+            Report::QueueClosed => {
+                self.queue_closed = true;
+                None
+            }
+            Report::Panicked(payload) => std::panic::resume_unwind(payload),
         }
     }
 
@@ -236,8 +255,12 @@ impl<Q: Queue, I: Invalidator> Effects<Q, I> {
             Command::LoadLedger { epoch } => {
                 let (store, done) = (self.store.clone(), self.done.clone());
                 self.tasks.spawn(async move {
-                    let result = blocking(move || store.load()).await;
-                    let _ = done.send(Report::Input(Input::LedgerLoaded { epoch, result }));
+                    let report = blocking(
+                        move || store.load(),
+                        |result| Input::LedgerLoaded { epoch, result },
+                    )
+                    .await;
+                    let _ = done.send(report);
                 });
             }
             Command::SaveLedger {
@@ -248,14 +271,17 @@ impl<Q: Queue, I: Invalidator> Effects<Q, I> {
             } => {
                 let (store, done) = (self.store.clone(), self.done.clone());
                 self.tasks.spawn(async move {
-                    let result = blocking(move || {
-                        if let (Some(fence), AnyStore::Dynamo(table)) = (fence, &store) {
-                            table.set_fence(fence);
-                        }
-                        store.save(&state)
-                    })
+                    let report = blocking(
+                        move || {
+                            if let (Some(fence), AnyStore::Dynamo(table)) = (fence, &store) {
+                                table.set_fence(fence);
+                            }
+                            store.save(&state)
+                        },
+                        |result| Input::LedgerSaved { epoch, seq, result },
+                    )
                     .await;
-                    let _ = done.send(Report::Input(Input::LedgerSaved { epoch, seq, result }));
+                    let _ = done.send(report);
                 });
             }
             Command::ReadSharedLedger => {
@@ -264,8 +290,8 @@ impl<Q: Queue, I: Invalidator> Effects<Q, I> {
                 };
                 let done = self.done.clone();
                 self.tasks.spawn(async move {
-                    let read = blocking(move || store.load()).await;
-                    let _ = done.send(Report::Input(Input::SharedLedger(read)));
+                    let report = blocking(move || store.load(), Input::SharedLedger).await;
+                    let _ = done.send(report);
                 });
             }
             Command::Queue(effect) => {
@@ -338,13 +364,19 @@ pub async fn last_saves(saves: Vec<(String, Job)>) {
     }
 }
 
-/// Runs a call of the ledger's store on a blocking thread.
+/// Runs a call of the ledger's store on a blocking thread; its answer, or
+/// the report of its panic.
 async fn blocking<T: Send + 'static>(
     call: impl FnOnce() -> Result<T, LedgerError> + Send + 'static,
-) -> Result<T, LedgerError> {
-    tokio::task::spawn_blocking(call)
-        .await
-        .unwrap_or_else(|e| Err(LedgerError::Store(format!("the ledger call failed: {e}"))))
+    answer: impl FnOnce(Result<T, LedgerError>) -> Input,
+) -> Report {
+    match tokio::task::spawn_blocking(call).await {
+        Ok(result) => Report::Input(answer(result)),
+        Err(e) if e.is_panic() => Report::Panicked(e.into_panic()),
+        Err(e) => Report::Input(answer(Err(LedgerError::Store(format!(
+            "the ledger call did not finish: {e}"
+        ))))),
+    }
 }
 
 /// The deadline of a create under coordination: the lease's end, or the

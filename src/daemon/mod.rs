@@ -31,7 +31,7 @@ use crate::source::queue::Queue;
 
 use self::core::{Command, ReplicaState, SourceView};
 pub use self::core::{Core, Input, Mode, Totals};
-use self::effects::{Effects, Report};
+use self::effects::Effects;
 pub use self::observe::Observers;
 
 /// How much longer than `shutdown.grace_seconds` the process may take to
@@ -210,8 +210,7 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
                 }
                 Some(report) = reports.recv() => {
                     now = self.clock.now();
-                    effects.note(&report);
-                    if let Report::Input(input) = report {
+                    if let Some(input) = effects.note(report) {
                         self.core.handle(input, &now);
                     }
                 }
@@ -242,8 +241,7 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
             tokio::select! {
                 Some(report) = reports.recv() => {
                     now = self.clock.now();
-                    effects.note(&report);
-                    if let Report::Input(input) = report {
+                    if let Some(input) = effects.note(report) {
                         self.core.handle(input, &now);
                     }
                 }
@@ -277,8 +275,7 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
                 tracing::warn!("some calls were still under way at the end of the grace period");
                 break;
             };
-            effects.note(&input);
-            if let Report::Input(input) = input {
+            if let Some(input) = effects.note(input) {
                 let now = self.clock.now();
                 self.core.handle(input, &now);
                 self.carry_out(&mut effects);
