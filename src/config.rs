@@ -871,14 +871,21 @@ fn problem_lines(origin: &str, problems: &[Problem]) -> String {
     lines.join("\n")
 }
 
+/// The largest configuration file read: a thousand distributions take
+/// well under 1 MiB.
+pub const MAX_CONFIG_BYTES: u64 = 4 << 20;
+
 impl Config {
     /// Reads `file`, applies the `CFPURGE__SECTION__KEY` variables of the
     /// process environment and validates the result.
     pub fn load(file: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
-            path: file.to_path_buf(),
-            source,
-        })?;
+        let text =
+            crate::regular_file::read_to_string(file, MAX_CONFIG_BYTES).map_err(|source| {
+                ConfigError::Read {
+                    path: file.to_path_buf(),
+                    source,
+                }
+            })?;
         let origin = file.display().to_string();
         let mut env = Vec::new();
         for (name, value) in std::env::vars_os() {
@@ -899,7 +906,40 @@ impl Config {
                 }
             }
         }
-        Config::from_parts(Some(&text), &origin, env)
+        let config = Config::from_parts(Some(&text), &origin, env)?;
+        let problems = config.check_files();
+        if !problems.is_empty() {
+            return Err(ConfigError::Invalid { origin, problems });
+        }
+        Ok(config)
+    }
+
+    /// The files the configuration names that cfpurge reads, looked at
+    /// (not opened): one that exists must be a regular file, links
+    /// followed. A device or a FIFO would be read for ever or block the
+    /// read (the reads refuse them too; this names the key at start-up).
+    /// A file that is not there yet is not a problem here: a ledger is
+    /// created, and a catalog file's absence is reported when it is read.
+    fn check_files(&self) -> Vec<Problem> {
+        let mut files = Vec::new();
+        for (alias, d) in &self.distributions {
+            if let (CatalogSource::File, Some(file)) = (d.catalog, &d.catalog_file) {
+                files.push((format!("distributions.{alias}.catalog_file"), file));
+            }
+        }
+        if self.budget.store == StoreKind::File {
+            files.push(("budget.ledger_path".to_owned(), &self.budget.ledger_path));
+        }
+        files
+            .into_iter()
+            .filter_map(|(key, file)| {
+                let e = crate::regular_file::check(file).err()?;
+                Some(Problem::new(
+                    key,
+                    format!("{:?}: {e}", file.display().to_string()),
+                ))
+            })
+            .collect()
     }
 
     /// Builds the configuration from the file's text (`None`: defaults only)

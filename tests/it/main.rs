@@ -7,6 +7,7 @@ mod daemon;
 mod docs;
 mod fake_cloudfront;
 mod hardening;
+mod hardening_ledger;
 mod http;
 mod ingest;
 mod monthly_budget;
