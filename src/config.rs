@@ -1283,6 +1283,32 @@ impl Config {
             );
             self.check_catalog(v, &key, alias, d);
         }
+        self.check_names(v);
+    }
+
+    /// A request names an entry by its alias, its `tenant_id`, or (for an
+    /// ordinary distribution) its `id`; a multi-tenant distribution's `id`
+    /// is answered with the tenants to name instead. A name that is one
+    /// entry's alias and another entry's id or tenant id would mean two
+    /// targets, and routing would pick one silently (the alias): refused,
+    /// naming both. (Ids shared by two entries are checked above.)
+    fn check_names(&self, v: &mut Validator) {
+        for (alias, d) in &self.distributions {
+            let names = [("id", Some(&d.id)), ("tenant_id", d.tenant_id.as_ref())];
+            for (field, name) in names {
+                let Some(name) = name else { continue };
+                if name == alias || !self.distributions.contains_key(name) {
+                    continue;
+                }
+                v.push(
+                    &format!("distributions.{alias}.{field}"),
+                    format!(
+                        "{name:?} is also the alias of distributions.{name}: a request naming \
+                         {name:?} could mean either entry; rename one of them"
+                    ),
+                );
+            }
+        }
     }
 
     fn check_catalog(&self, v: &mut Validator, key: &str, alias: &str, d: &DistributionConfig) {
@@ -2102,6 +2128,43 @@ mod tests {
                 "distributions.shop-a2.tenant_id \"dt_2AaAa\" is also the tenant_id of distributions.shop-a"
             ),
             "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn a_name_may_mean_one_entry_only() {
+        let entry = |id: &str, tenant: Option<&str>| DistributionConfig {
+            id: id.into(),
+            tenant_id: tenant.map(Into::into),
+            ..DistributionConfig::default()
+        };
+        let mut cfg = minimal();
+        cfg.distributions
+            .insert("dt_1a".into(), entry("E5ORDINARY", None));
+        cfg.distributions
+            .insert("shop".into(), entry("E3MULTI", Some("dt_1a")));
+        // An alias equal to another entry's id (ids of digits only are
+        // valid aliases), and to a multi-tenant distribution's id.
+        cfg.distributions
+            .insert("123".into(), entry("E6OTHER", None));
+        cfg.distributions
+            .insert("456".into(), entry("E7OTHER", None));
+        cfg.distributions.insert("plain".into(), entry("123", None));
+        cfg.distributions
+            .insert("tenant".into(), entry("456", Some("dt_2Bb")));
+        // An entry whose alias is its own id means one entry.
+        cfg.distributions.insert("789".into(), entry("789", None));
+        let problems: Vec<String> = cfg.problems().iter().map(ToString::to_string).collect();
+        assert_eq!(
+            problems,
+            [
+                "distributions.plain.id \"123\" is also the alias of distributions.123: \
+                 a request naming \"123\" could mean either entry; rename one of them",
+                "distributions.shop.tenant_id \"dt_1a\" is also the alias of distributions.dt_1a: \
+                 a request naming \"dt_1a\" could mean either entry; rename one of them",
+                "distributions.tenant.id \"456\" is also the alias of distributions.456: \
+                 a request naming \"456\" could mean either entry; rename one of them",
+            ]
         );
     }
 
