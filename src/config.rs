@@ -871,6 +871,11 @@ fn problem_lines(origin: &str, problems: &[Problem]) -> String {
     lines.join("\n")
 }
 
+/// The longest `coordination.lease_seconds`: a lease item whose expiry
+/// lies further ahead than this was not written by a replica whose clock
+/// agrees with the reader's.
+pub const MAX_LEASE_SECONDS: u64 = 3600;
+
 /// The largest configuration file read: a thousand distributions take
 /// well under 1 MiB.
 pub const MAX_CONFIG_BYTES: u64 = 4 << 20;
@@ -1136,7 +1141,12 @@ impl Config {
             }
         }
         // Renewing every third of the lease needs a second at least.
-        v.range("coordination.lease_seconds", c.lease_seconds, 3, 3600);
+        v.range(
+            "coordination.lease_seconds",
+            c.lease_seconds,
+            3,
+            MAX_LEASE_SECONDS,
+        );
         if let Some(id) = &c.replica_id {
             if id.is_empty() {
                 v.push(

@@ -527,8 +527,8 @@ async fn metric(port: u16, name: &str) -> Option<f64> {
 /// allows (ten years, holder "ghost") keeps a replica standby for ever:
 /// it is named as invalid in the log, in `/readyz` (503) and in
 /// `cfpurge_lease_invalid`. A lease item of the wrong type is named with
-/// its attribute, not reported as an unreachable table. Once the item is
-/// deleted (docs/replicas.md), the replica leads.
+/// its attribute, not reported as an unreachable table. Once the lease is
+/// handed back by hand (docs/replicas.md), the replica leads.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_that_can_never_expire_is_named_invalid_until_it_is_cleared() {
     let moto = Moto::shared();
@@ -578,19 +578,25 @@ async fn a_lease_that_can_never_expire_is_named_invalid_until_it_is_cleared() {
     let body = readyz_until(replica.port, 503, |b| b.contains("expires_at")).await;
     assert!(!body.contains("not reachable"), "{body}");
 
+    // Handed back by hand as docs/replicas.md shows: the holder goes, the
+    // expiry is set in the past, the fencing number stays.
     dynamodb(moto)
-        .delete_item()
+        .update_item()
         .table_name("cfpurge")
         .key("pk", s("lease"))
+        .update_expression("SET expires_at = :zero REMOVE holder")
+        .expression_attribute_values(":zero", n(0))
         .send()
         .await
-        .expect("delete the lease item");
+        .expect("hand the lease back");
     assert_eq!(one_leader(&[&replica], Duration::from_secs(20)).await, 0);
     readyz_until(replica.port, 200, |b| b == "ready").await;
     assert_eq!(
         metric(replica.port, "cfpurge_lease_invalid").await,
         Some(0.0)
     );
+    let item = get_item(moto, "cfpurge", "lease").await.unwrap();
+    assert_eq!(item.get("fencing"), Some(&n(8)));
 }
 
 // ---- item 9: one name, two entries ----
