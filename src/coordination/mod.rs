@@ -239,6 +239,24 @@ mod tests {
     }
 
     #[test]
+    fn a_take_over_never_wraps_the_fencing_number() {
+        let table = MemoryTable::new();
+        *table.item.lock().unwrap() = Some(Seen {
+            holder: None,
+            expires_at: 0,
+            fencing: u64::MAX,
+        });
+        assert_eq!(
+            table.apply("a", &Call::Acquire, WALL0, LEASE_MS),
+            Answer::Refused
+        );
+        assert_eq!(
+            table.item().map(|s| (s.holder, s.fencing)),
+            Some((None, u64::MAX))
+        );
+    }
+
+    #[test]
     fn a_handed_back_lease_is_taken_within_a_look_and_keeps_its_fencing() {
         let table = MemoryTable::new();
         let mut a = Replica::new("a");
