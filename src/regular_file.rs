@@ -56,9 +56,9 @@ fn not_regular(path: &Path, meta: &Metadata) -> io::Error {
 fn size(limit: u64) -> String {
     const KIB: u64 = 1 << 10;
     const MIB: u64 = 1 << 20;
-    if limit >= MIB && limit % MIB == 0 {
+    if limit >= MIB && limit.is_multiple_of(MIB) {
         format!("{} MiB", limit / MIB)
-    } else if limit >= KIB && limit % KIB == 0 {
+    } else if limit >= KIB && limit.is_multiple_of(KIB) {
         format!("{} KiB", limit / KIB)
     } else {
         format!("{limit} bytes")
