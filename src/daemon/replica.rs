@@ -182,11 +182,23 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
         match invalid {
             Some(why) => {
                 if was_invalid.as_ref() != Some(&why.seen) {
-                    tracing::error!(replica = %replica.id, "{why}");
+                    tracing::error!(
+                        replica = %replica.id,
+                        holder = ?why.seen.holder,
+                        expires_at = why.seen.expires_at,
+                        fencing = why.seen.fencing,
+                        reason = %why,
+                        "the lease item is invalid: no replica can take it over"
+                    );
                 }
                 self.observers.readiness.set(LEASE, why.to_string());
             }
-            None => self.observers.readiness.clear(LEASE),
+            None => {
+                if was_invalid.is_some() {
+                    tracing::info!(replica = %replica.id, "the lease item is valid again");
+                }
+                self.observers.readiness.clear(LEASE);
+            }
         }
         let until = replica
             .lease
