@@ -146,7 +146,7 @@ pacing = "none"
 
 mod budget {
     use super::super::*;
-    use crate::budget::{LedgerStore as _, MemoryStore};
+    use crate::budget::MemoryStore;
     use crate::cloudfront::simulate::SimulatedCloudFront;
     use crate::source::local::LocalQueue;
 
@@ -365,7 +365,9 @@ mod slow_effects {
     use std::time::SystemTime;
 
     use super::super::*;
-    use crate::cloudfront::invalidator::{InvalidationSummary, Target};
+    use crate::cloudfront::invalidator::{
+        Invalidation, InvalidationSummary, InvalidatorError, Target,
+    };
     use crate::cloudfront::simulate::SimulatedCloudFront;
     use crate::path::CfPath;
     use crate::source::local::LocalQueue;
@@ -537,7 +539,7 @@ mod after_a_crash {
     use std::time::SystemTime;
 
     use super::super::*;
-    use crate::budget::{Budget, LedgerStore as _, MemoryStore};
+    use crate::budget::{Budget, MemoryStore};
     use crate::cloudfront::simulate::SimulatedCloudFront;
     use crate::path::CfPath;
     use crate::source::local::LocalQueue;
