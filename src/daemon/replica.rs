@@ -33,9 +33,6 @@ const LEDGER_READ_EVERY: Duration = Duration::from_secs(10);
 /// The readiness component of the lease table.
 const TABLE: &str = "coordination";
 
-/// The readiness component of the lease item's validity.
-const LEASE: &str = "lease";
-
 /// This replica's part in the fleet.
 pub struct Replica {
     pub(super) id: String,
@@ -165,41 +162,14 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
         match &answer {
             crate::coordination::Answer::Failed(e) => {
                 tracing::warn!(error = %e, "a call on the lease failed");
-                // The error says what failed: no answer, no table, or an
-                // item that cannot be read.
-                self.observers
-                    .readiness
-                    .set(TABLE, format!("a call on the lease failed: {e}"));
+                self.observers.readiness.set(
+                    TABLE,
+                    format!("the coordination table is not reachable: {e}"),
+                );
             }
             _ => self.observers.readiness.clear(TABLE),
         }
-        let was_invalid = replica.lease.invalid().map(|i| i.seen.clone());
         let change = replica.lease.answered(answer, now.mono, unix_ms(now));
-        // A lease item no replica can take over: this replica can never
-        // lead, so it is not ready; logged once per item found so.
-        let invalid = replica.lease.invalid();
-        self.observers.metrics.set_lease_invalid(invalid.is_some());
-        match invalid {
-            Some(why) => {
-                if was_invalid.as_ref() != Some(&why.seen) {
-                    tracing::error!(
-                        replica = %replica.id,
-                        holder = ?why.seen.holder,
-                        expires_at = why.seen.expires_at,
-                        fencing = why.seen.fencing,
-                        reason = %why,
-                        "the lease item is invalid: no replica can take it over"
-                    );
-                }
-                self.observers.readiness.set(LEASE, why.to_string());
-            }
-            None => {
-                if was_invalid.is_some() {
-                    tracing::info!(replica = %replica.id, "the lease item is valid again");
-                }
-                self.observers.readiness.clear(LEASE);
-            }
-        }
         let until = replica
             .lease
             .leader_until()
