@@ -90,9 +90,7 @@ pub fn read_trace(text: &str, now: SystemTime) -> (Vec<TraceLine>, Vec<BadLine>)
         };
         let at = match &raw.t {
             serde_json::Value::Number(n) => match n.as_f64() {
-                Some(s) if (0.0..1e11).contains(&s) => {
-                    origin + Duration::from_secs_f64(s)
-                }
+                Some(s) if (0.0..1e11).contains(&s) => origin + Duration::from_secs_f64(s),
                 _ => {
                     bad.push(BadLine {
                         line: number,

@@ -182,11 +182,17 @@ impl DynamoStore {
         // no other work; the call itself runs on the ledger's thread.
         let answered = answer.recv_timeout(CALL_LIMIT + Duration::from_secs(1));
         let table = &self.inner.table;
+        let why = match *lock(&self.inner.fence) {
+            Fencing::Unfenced => "another writer changed the ledger since it was read",
+            Fencing::Fenced(_) => {
+                "this replica no longer holds the lease, or another writer changed the ledger \
+                 since it was read"
+            }
+        };
         match answered {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(TableError::Refused(_))) => Err(LedgerError::Refused(format!(
-                "table {table}: the write was refused: this replica no longer holds the lease, \
-                 or another writer changed the ledger since it was read"
+                "table {table}: the write was refused: {why}"
             ))),
             Ok(Err(e)) => Err(LedgerError::Store(format!("table {table}: {e}"))),
             Err(_) => Err(LedgerError::Store(format!(

@@ -99,11 +99,42 @@ impl LedgerStore for AnyStore {
     }
 }
 
+/// Whether `state`'s history is one of closed months: each before the
+/// ledger's month and after the one before it. A ledger this module wrote
+/// always is; a hand-made one may not be, and merged as it is, its entries
+/// for later months would push real ones out of the history ([`merge`]
+/// keeps the last [`HISTORY_MONTHS`]). The error says which entry.
+pub fn check_history(state: &LedgerState) -> Result<(), String> {
+    let mut before: Option<Month> = None;
+    for record in &state.history {
+        if record.month >= state.month {
+            return Err(format!(
+                "its history has an entry for {}, which is not before the ledger's month {}",
+                record.month, state.month
+            ));
+        }
+        if let Some(previous) = before
+            && record.month <= previous
+        {
+            return Err(format!(
+                "its history has an entry for {} after the one for {}: entries must be \
+                 oldest first, one a month",
+                record.month, previous
+            ));
+        }
+        before = Some(record.month);
+    }
+    Ok(())
+}
+
 /// `source` merged into `target` without lowering anything `target`
 /// counts: both are first rolled to the later of their months, then each
 /// figure is the larger of the two, open reservations and counted ids are
 /// united, and each closed month keeps the larger figures (`cfpurge ledger
-/// import`).
+/// import`). Neither ledger's month may be ahead of the clock, and the
+/// source's history must pass [`check_history`]: the caller checks both.
+/// The history keeps the [`HISTORY_MONTHS`] months before the merged
+/// month, as rolling over does; no entry of `target` within them is lost.
 pub fn merge(target: &LedgerState, source: &LedgerState) -> LedgerState {
     let month = target.month.max(source.month);
     let (mut merged, mut other) = (target.clone(), source.clone());
@@ -125,8 +156,13 @@ pub fn merge(target: &LedgerState, source: &LedgerState) -> LedgerState {
         }
     }
     merged.history.sort_by_key(|r| r.month);
-    let excess = merged.history.len().saturating_sub(HISTORY_MONTHS);
-    merged.history.drain(..excess);
+    // The window before the merged month, not a count: an entry at or
+    // after it (only a malformed source has one) must not push out a real
+    // month.
+    let oldest = (0..HISTORY_MONTHS).fold(month, |m, _| m.previous());
+    merged
+        .history
+        .retain(|r| r.month >= oldest && r.month < month);
     merged
 }
 

@@ -50,6 +50,9 @@ pub enum ReplayError {
     Output(#[source] io::Error),
 }
 
+/// The largest trace read (it is held whole while the replay runs).
+pub const MAX_TRACE_BYTES: u64 = 1 << 30;
+
 /// Runs the replay and prints its table to `out`; lines of the trace it
 /// cannot accept are reported on `err`. Returns how many there were.
 pub fn run(
@@ -58,10 +61,13 @@ pub fn run(
     out: &mut impl Write,
     err: &mut impl Write,
 ) -> Result<usize, ReplayError> {
-    let text = std::fs::read_to_string(&options.trace).map_err(|source| ReplayError::Trace {
-        path: options.trace.clone(),
-        source,
-    })?;
+    let text =
+        crate::regular_file::read_to_string(&options.trace, MAX_TRACE_BYTES).map_err(|source| {
+            ReplayError::Trace {
+                path: options.trace.clone(),
+                source,
+            }
+        })?;
     let (trace, bad) = replay::read_trace(&text, SystemTime::now());
     for b in &bad {
         let _ = writeln!(err, "{}:{}: {}", options.trace.display(), b.line, b.reason);

@@ -61,6 +61,9 @@ pub const STARTUP: &str = "startup";
 /// The readiness component of the lease table.
 const TABLE: &str = "coordination";
 
+/// The readiness component of the lease item's validity.
+const LEASE: &str = "lease";
+
 /// What the daemon did, for tests and logs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Totals {
@@ -1243,14 +1246,41 @@ impl Core {
         match &answer {
             Answer::Failed(e) => {
                 tracing::warn!(error = %e, "a call on the lease failed");
-                self.observers.readiness.set(
-                    TABLE,
-                    format!("the coordination table is not reachable: {e}"),
-                );
+                // The error says what failed: no answer, no table, or an
+                // item that cannot be read.
+                self.observers
+                    .readiness
+                    .set(TABLE, format!("a call on the lease failed: {e}"));
             }
             _ => self.observers.readiness.clear(TABLE),
         }
+        let was_invalid = replica.lease.invalid().map(|i| i.seen.clone());
         let change = replica.lease.answered(answer, now.mono, unix_ms(now));
+        // A lease item no replica can take over: this replica can never
+        // lead, so it is not ready; logged once per item found so.
+        let invalid = replica.lease.invalid();
+        self.observers.metrics.set_lease_invalid(invalid.is_some());
+        match invalid {
+            Some(why) => {
+                if was_invalid.as_ref() != Some(&why.seen) {
+                    tracing::error!(
+                        replica = %replica.id,
+                        holder = ?why.seen.holder,
+                        expires_at = why.seen.expires_at,
+                        fencing = why.seen.fencing,
+                        reason = %why,
+                        "the lease item is invalid: no replica can take it over"
+                    );
+                }
+                self.observers.readiness.set(LEASE, why.to_string());
+            }
+            None => {
+                if was_invalid.is_some() {
+                    tracing::info!(replica = %replica.id, "the lease item is valid again");
+                }
+                self.observers.readiness.clear(LEASE);
+            }
+        }
         if let Some(change) = change {
             self.role_changed(change, now);
         }

@@ -8,6 +8,7 @@ mod daemon;
 mod docs;
 mod fake_cloudfront;
 mod hardening;
+mod hardening_ledger;
 mod http;
 mod ingest;
 mod monthly_budget;
