@@ -542,3 +542,153 @@ fn quantile(values: &[f64], q: f64) -> f64 {
     let rank = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len());
     values[rank - 1]
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::budget::{AnyStore, MemoryStore};
+    use crate::daemon::Daemon;
+    use crate::source::local::LocalQueue;
+    use crate::source::queue::Queue;
+
+    const CONFIG: &str = r#"
+[source]
+kind = "local"
+visibility_timeout_seconds = 600
+[distributions.www]
+id = "EWWW"
+[distributions.img]
+id = "EIMG"
+[routing]
+default_distribution = "www"
+[batching]
+quiet_seconds = 5
+max_delay_seconds = 30
+[coalesce]
+wildcard_threshold = 4
+[cloudfront]
+mode = "simulate"
+poll_interval_seconds = 20
+simulate_completion_seconds = 60
+[budget]
+monthly_paths = 60
+burst_paths = 10
+"#;
+
+    /// A day of requests: bursts that coalesce, quiet gaps, two
+    /// distributions, and a budget that binds before the end.
+    fn trace() -> Vec<TraceLine> {
+        let start = Month::of(SystemTime::now()).start() + Duration::from_secs(3 * 86_400);
+        let mut lines = Vec::new();
+        for i in 0..40u64 {
+            let at = start + Duration::from_secs(i * 300 + (i % 3) * 2);
+            let dir = i % 5;
+            let paths = (0..(i % 4 + 1))
+                .map(|j| format!("/docs/{dir}/page-{i}-{j}.html"))
+                .collect();
+            lines.push(TraceLine {
+                at,
+                paths,
+                tags: Vec::new(),
+                distribution: (i % 7 == 3).then(|| "img".to_owned()),
+            });
+        }
+        lines
+    }
+
+    fn body(line: &TraceLine) -> String {
+        let mut body = serde_json::json!({ "paths": line.paths });
+        if let Some(d) = &line.distribution {
+            body["distribution"] = serde_json::json!(d);
+        }
+        body.to_string()
+    }
+
+    /// `cfpurge replay` runs the daemon's own core: for the same trace and
+    /// configuration it creates exactly the invalidations `cfpurge run`
+    /// creates with the simulated CloudFront on a paused clock.
+    #[tokio::test(start_paused = true)]
+    async fn replay_creates_what_the_daemon_creates() {
+        let config = Config::from_parts(Some(CONFIG), "test", std::iter::empty()).expect("config");
+        let trace = trace();
+        let replayed = run(&config, &trace, &ReplayOptions::default()).await;
+        let from_replay: Vec<(String, Vec<String>)> = replayed
+            .batches
+            .iter()
+            .map(|b| (b.distribution.clone(), b.paths.clone()))
+            .collect();
+        assert!(from_replay.len() > 5, "{from_replay:?}");
+        assert!(
+            from_replay
+                .iter()
+                .any(|(_, p)| p.iter().any(|p| p.ends_with('*'))),
+            "the trace makes wildcards: {from_replay:?}"
+        );
+
+        // The daemon itself, fed the same requests at the same moments.
+        let start = Month::of(trace[0].at).start();
+        let queue = LocalQueue::new(Duration::from_secs(600));
+        let cloudfront =
+            SimulatedCloudFront::new(["EWWW".into(), "EIMG".into()], Duration::from_secs(60))
+                .starting_at(start);
+        let daemon = Daemon::new(&config, queue.clone(), cloudfront.clone())
+            .with_ledger(AnyStore::Memory(MemoryStore::new()))
+            .with_clock(Clock::following_tokio(start));
+        let cancel = CancellationToken::new();
+        let running = tokio::spawn(daemon.run(cancel.clone()));
+        let origin = tokio::time::Instant::now();
+        for line in &trace {
+            let offset = line.at.duration_since(start).expect("after the start");
+            tokio::time::sleep_until(origin + offset).await;
+            queue.send(&body(line)).await.expect("send");
+        }
+        tokio::time::sleep(Duration::from_secs(3_600)).await;
+        cancel.cancel();
+        running.await.expect("the daemon ends");
+        let aliases: HashMap<&str, &str> = [("EWWW", "www"), ("EIMG", "img")].into();
+        let from_daemon: Vec<(String, Vec<String>)> = cloudfront
+            .created()
+            .into_iter()
+            .map(|(id, inv)| {
+                (
+                    aliases[id.as_str()].to_owned(),
+                    inv.paths.iter().map(CfPath::to_string).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(from_replay, from_daemon);
+    }
+
+    #[test]
+    fn trace_lines_in_seconds_or_times_and_bad_lines_with_their_number() {
+        // 11 December 2026.
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_083_200 + 10 * 86_400);
+        let text = concat!(
+            "{\"t\": 10, \"paths\": [\"/a\"]}\n",
+            "\n",
+            "{\"t\": \"2026-12-01T00:00:05Z\", \"paths\": [\"/b\"], \"distribution\": \"img\"}\n",
+            "{\"t\": -1, \"paths\": [\"/c\"]}\n",
+            "{\"t\": 3, \"paths\": []}\n",
+            "not json\n",
+            "{\"t\": 4, \"tags\": [\"product-1\"], \"commit\": \"abc\"}\n",
+        );
+        let (lines, bad) = read_trace(text, now);
+        let start = Month::of(now).start();
+        assert_eq!(
+            lines.iter().map(|l| l.at).collect::<Vec<_>>(),
+            vec![
+                start + Duration::from_secs(4),
+                start + Duration::from_secs(5),
+                start + Duration::from_secs(10)
+            ]
+        );
+        assert_eq!(lines[1].distribution.as_deref(), Some("img"));
+        assert_eq!(
+            bad.iter().map(|b| b.line).collect::<Vec<_>>(),
+            vec![4, 5, 6],
+            "{bad:?}"
+        );
+    }
+}

@@ -712,7 +712,11 @@ pacing = "none"
         while cloudfront.created().len() < 2 && hung.elapsed() < Duration::from_secs(20) {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        assert_eq!(cloudfront.created().len(), 2, "img goes once the write is done");
+        assert_eq!(
+            cloudfront.created().len(),
+            2,
+            "img goes once the write is done"
+        );
         cancel.cancel();
         run.await.expect("run ends");
     }
