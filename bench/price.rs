@@ -11,7 +11,7 @@
 //! paths a month, and three generated months (`bench/optimum.rs`) of each
 //! shape under 1,000. Prints Markdown.
 //!
-//! `--step`, `--floor` and `--ceiling` replace the controller's tuning
+//! `--step`, `--floor`, `--ceiling` and `--rate-cap` replace the controller's tuning
 //! (`budget::Tuning`), to compare tunings; `--months` prints every month.
 
 use std::collections::BTreeMap;
@@ -49,11 +49,12 @@ fn main() {
         step: arg("--step").unwrap_or(default.step),
         floor: arg("--floor").unwrap_or(default.floor),
         ceiling_factor: arg("--ceiling").unwrap_or(default.ceiling_factor),
+        rate_cap: arg("--rate-cap").unwrap_or(default.rate_cap),
     };
     let months = std::env::args().any(|a| a == "--months");
     println!(
-        "tuning: step {}, floor {}, ceiling {} x blast_per_path\n",
-        tuning.step, tuning.floor, tuning.ceiling_factor
+        "tuning: step {}, floor {}, ceiling {} x blast_per_path, rate cap {}\n",
+        tuning.step, tuning.floor, tuning.ceiling_factor, tuning.rate_cap
     );
     println!(
         "| trace | monthly_paths | requested | billed: controller / price_for / paced optimum | \

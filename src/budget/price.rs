@@ -1,44 +1,51 @@
 //! The price of a billed path under `pacing = "even"`: the budget's
 //! shadow price, learned online. Each batch is planned to minimise
 //! `blast + price × billed`; the best price for a month is the one at which
-//! its batches spend the allowance, which is not known until the month is
+//! its batches spend the budget, which is not known until the month is
 //! over. So the price is a Lagrange multiplier updated by dual descent (the
 //! online mirror descent of Balseiro, Lu and Mirrokni for online allocation
 //! with budgets, with the entropy mirror map, so the steps are
 //! multiplicative): as spending and time pass, its logarithm moves by
-//! `step × (spent − paced) / monthly_paths`, where `paced` is what the even
-//! pace allowed over the same time (`monthly_paths × elapsed / length`,
-//! without `burst_paths`). Spending ahead of the pace raises the price,
-//! lagging lowers it, and it settles where the month's spending meets the
-//! pace. Pure: time and the ledger's figures are handed in.
+//! `step × (spent − paced) / monthly_paths`. `paced` is what the budget
+//! left would allow over the same time if spread evenly over the rest of
+//! the month (`(monthly_paths − used) × elapsed / time left`, at most
+//! [`Tuning::rate_cap`] months' budget per month): spending ahead of that
+//! pace raises the price, lagging lowers it. Measured against what is left
+//! rather than against the month's even share, a month that lags is not
+//! kept in debt: what it did not spend raises the pace of the rest, so the
+//! price falls until the month's budget is spent where it saves the most,
+//! instead of being left over at the month's end. Pure: time and the
+//! ledger's figures are handed in.
 //!
 //! The memory is what sets it apart from a price computed from the
 //! instantaneous lead alone: the price is clamped to its bounds on every
-//! update, so lag spent at the floor is forgotten (a site that spends a
-//! tenth of its budget does not pile up a debt of lag that a later storm
-//! would first have to pay off), and a month starts from the price the
-//! last one ended on, kept with the ledger ([`PriceState`]), so a restart
-//! or a new leader resumes it. The first month starts from
-//! `blast_per_path`.
+//! update, and a month starts from the price the last one ended on, kept
+//! with the ledger ([`PriceState`]), so a restart or a new leader resumes
+//! it. The first month starts from `blast_per_path`.
 //!
 //! The price only steers: the even-pacing allowance (with `burst_paths`)
 //! stays the hard limit the planner's capacity enforces. That makes a price
 //! too low cheap (a batch that wants more than the allowance leaves gets
-//! the least-blast cover within it) and a price too high dear (the
-//! allowance left at the month's end is lost), so the bounds sit far below
+//! the least-blast cover within it) and a price too high dear (the budget
+//! left at the month's end is lost), so the bounds sit far below
 //! `blast_per_path` and moderately above it:
 //!
-//! - **Floor** [`Tuning::floor`] (1/10,000 blast per path): to collapse a
-//!   directory with even one unrequested object at that price, a wildcard
-//!   would have to save 10,000 billed paths, more than the 3,000 exact paths
-//!   CloudFront takes in flight; so where the budget does not bind the
-//!   price falls until every path that fits goes out exact (free paths are
-//!   spent on exact paths).
-//! - **Ceiling** `blast_per_path ×` [`Tuning::ceiling_factor`].
+//! - **Floor** [`Tuning::floor`] (1/20 blast per path): at that price a
+//!   wildcard is only chosen where it saves at least 20 billed paths per
+//!   unrequested object it purges, so where the budget does not bind the
+//!   free paths go to exact paths and the blast is near zero. A lower floor
+//!   made things worse on the traces measured: where a month that had run
+//!   at the floor then met a storm, the price took longer to climb back.
+//! - **Ceiling** `blast_per_path ×` [`Tuning::ceiling_factor`] (1,024).
 //!
-//! The step size, [`Tuning::step`], is in e-folds of the price per
-//! `monthly_paths` of lead or lag: see [`Tuning::DEFAULT`] for the value and
-//! how it was chosen.
+//! The step, [`Tuning::step`], is 8 e-folds of the price per
+//! `monthly_paths` of lead: 1/8 of the month's budget spent ahead of the
+//! pace multiplies the price by e. Chosen on the astro-docs trace and
+//! generated traces (steady, storms early and late in the month, a month of
+//! ten times the traffic) against the offline optimum
+//! (`planner::optimum`): half of it left the price too slow to leave
+//! `blast_per_path` in a first month that does not bind, twice of it made
+//! it swing with the day-to-day traffic of the astro trace.
 //!
 //! Under `pacing = "none"` the price is `blast_per_path` and never moves.
 //!
@@ -64,14 +71,20 @@ pub struct Tuning {
     pub floor: f64,
     /// The highest price, as a multiple of `blast_per_path`.
     pub ceiling_factor: f64,
+    /// The fastest pace the budget left is measured against, in months'
+    /// budgets per month: near the month's end the budget left spread over
+    /// the time left grows without bound, and so would the fall of the
+    /// price.
+    pub rate_cap: f64,
 }
 
 impl Tuning {
     /// The tuning the daemon runs with.
     pub const DEFAULT: Tuning = Tuning {
         step: 8.0,
-        floor: 1e-4,
+        floor: 0.05,
         ceiling_factor: 1024.0,
+        rate_cap: 4.0,
     };
 }
 
@@ -210,14 +223,14 @@ impl PriceController {
         }
         if month > self.state.month {
             let end = unix_seconds(self.state.month.end());
-            let lag = self.paced(self.state.month, self.state.at, end);
+            let lag = self.paced(self.state.month, self.state.counted, self.state.at, end);
             self.step(-lag);
             self.state.month = month;
             self.state.at = unix_seconds(month.start());
             self.state.counted = 0;
         }
         let at = unix_seconds(now).max(self.state.at);
-        let paced = self.paced(month, self.state.at, at);
+        let paced = self.paced(month, self.state.counted, self.state.at, at);
         // A release gives paths back: spending below what was counted.
         let spent = used as f64 - self.state.counted as f64;
         self.step(spent - paced);
@@ -225,12 +238,33 @@ impl PriceController {
         self.state.counted = used;
     }
 
-    /// Paths the even pace (without the burst) allows in `month` from
-    /// `from` to `to`, Unix seconds.
-    fn paced(&self, month: Month, from: u64, to: u64) -> f64 {
-        let elapsed = |s: u64| month.elapsed(time_of(s)).as_secs_f64();
-        let share = (elapsed(to) - elapsed(from)).max(0.0) / month.length().as_secs_f64();
-        self.monthly_paths as f64 * share
+    /// Paths the pace allows in `month` from `from` to `to` (Unix
+    /// seconds) with `used` spent at `from`: the budget left spread evenly
+    /// over the time left, `(monthly − used) / (1 − s)` per month at the
+    /// share `s` of the month passed, at most `rate_cap × monthly`. Its
+    /// integral, so the answer does not depend on how often it is asked:
+    /// `left × ln((1 − a) / (1 − b))` while under the cap, then the cap.
+    fn paced(&self, month: Month, used: u64, from: u64, to: u64) -> f64 {
+        let share = |s: u64| month.elapsed_fraction(time_of(s));
+        let (a, b) = (share(from), share(to));
+        if b <= a {
+            return 0.0;
+        }
+        let monthly = self.monthly_paths as f64;
+        let left = (monthly - used as f64).max(0.0);
+        let cap = self.tuning.rate_cap.max(1.0) * monthly;
+        // Where the spread of what is left reaches the cap.
+        let capped_from = if cap > 0.0 { 1.0 - left / cap } else { 0.0 };
+        let mut paced = 0.0;
+        let end = b.min(capped_from);
+        if left > 0.0 && end > a {
+            paced += left * ((1.0 - a) / (1.0 - end)).ln();
+        }
+        let start = a.max(capped_from);
+        if b > start {
+            paced += cap * (b - start);
+        }
+        paced
     }
 
     fn step(&mut self, lead: f64) {
