@@ -273,3 +273,7 @@ impl PriceController {
         self.state.price = self.clamp(moved.exp());
     }
 }
+
+#[cfg(test)]
+#[path = "price_tests.rs"]
+mod tests;
