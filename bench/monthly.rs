@@ -10,6 +10,8 @@
 //! Shared by `cargo run --release --example least_blast -- --monthly` and
 //! the test that no month goes over its budget.
 
+#![allow(dead_code)] // each user takes the pricings it needs
+
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -30,6 +30,9 @@ mod optimum;
 use monthly::{MonthFigures, Pricing, by_day, replay, total};
 use optimum::{Shape, curves, generated, optima};
 
+/// A trace to replay: its name, `monthly_paths`, and its day batches.
+type Trace = (String, u64, BTreeMap<u64, Vec<Entry>>);
+
 const BLAST_PER_PATH: f64 = 50.0;
 const BURST: u64 = 100;
 /// Deploys a day at the generated traces' steady rate.
@@ -69,7 +72,7 @@ fn main() {
         .lines()
         .map(str::to_owned)
         .collect();
-    let mut traces: Vec<(String, u64, BTreeMap<u64, Vec<Entry>>)> = vec![
+    let mut traces: Vec<Trace> = vec![
         ("astro-docs".to_owned(), 300, astro_days.clone()),
         ("astro-docs".to_owned(), 1_000, astro_days),
     ];
@@ -90,11 +93,7 @@ fn main() {
 
 /// `--dump-curves FILE`: every trace's day batches as JSON (month,
 /// allowance, curve), to study a pricing rule outside the replay.
-fn dump_curves(
-    traces: &[(String, u64, BTreeMap<u64, Vec<Entry>>)],
-    catalog: &Catalog,
-    file: &str,
-) {
+fn dump_curves(traces: &[Trace], catalog: &Catalog, file: &str) {
     let out: Vec<serde_json::Value> = traces
         .iter()
         .map(|(name, monthly_paths, days)| {

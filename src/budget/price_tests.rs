@@ -70,7 +70,11 @@ fn spending_on_the_pace_holds_the_price_and_ahead_of_it_raises_it() {
     assert!((c.price() / 5.0 - 1.0).abs() < 0.01, "{}", c.price());
     // 288 paths ahead: 8 × 288 / 2880 = 0.8 e-folds up.
     c.advance(november() + day(20.0), used + 288);
-    assert!((c.price() / (5.0 * 0.8f64.exp()) - 1.0).abs() < 0.01, "{}", c.price());
+    assert!(
+        (c.price() / (5.0 * 0.8f64.exp()) - 1.0).abs() < 0.01,
+        "{}",
+        c.price()
+    );
 }
 
 #[test]
@@ -79,10 +83,7 @@ fn a_new_month_starts_from_the_price_the_last_one_ended_on() {
     let mut c = PriceController::new(&cfg, 5.0, None, november());
     // November spent on the pace to its last second.
     for hour in 1..=30 * 24 {
-        c.advance(
-            november() + Duration::from_secs(hour * 3600 - 1),
-            hour * 4,
-        );
+        c.advance(november() + Duration::from_secs(hour * 3600 - 1), hour * 4);
     }
     let ended = c.price();
     // Hourly steps lag the continuous pace a little near the month's end.
@@ -153,7 +154,10 @@ fn a_ledger_without_a_price_still_loads_and_one_with_it_round_trips() {
     });
     let text = serde_json::to_string(&with).unwrap();
     assert!(text.contains("\"price\""), "{text}");
-    assert_eq!(serde_json::from_str::<crate::budget::LedgerState>(&text).unwrap(), with);
+    assert_eq!(
+        serde_json::from_str::<crate::budget::LedgerState>(&text).unwrap(),
+        with
+    );
     // Written without one, the ledger has no such key.
     assert!(!serde_json::to_string(&state).unwrap().contains("price"));
 }

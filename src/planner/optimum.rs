@@ -80,12 +80,7 @@ pub fn paced(batches: &[Batch<'_>]) -> Option<Allocation> {
         .iter()
         .map(|b| b.curve.last().map_or(0, |p| p.0 as u64))
         .fold(0, u64::saturating_add);
-    let top = batches
-        .iter()
-        .map(|b| b.limit)
-        .max()
-        .unwrap_or(0)
-        .min(most);
+    let top = batches.iter().map(|b| b.limit).max().unwrap_or(0).min(most);
     let width = usize::try_from(top).ok()?.checked_add(1)?;
     // best[s]: least blast with exactly `s` billed so far.
     let mut best = vec![INF; width];
@@ -100,8 +95,7 @@ pub fn paced(batches: &[Batch<'_>]) -> Option<Allocation> {
         next.fill(INF);
         let mut chosen = vec![u32::MAX; width];
         let mut new_reach = 0;
-        for s in 0..=reach.min(limit) {
-            let before = best[s];
+        for (s, &before) in best.iter().enumerate().take(reach.min(limit) + 1) {
             if before == INF {
                 continue;
             }
