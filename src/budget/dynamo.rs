@@ -177,13 +177,10 @@ impl DynamoStore {
             .jobs
             .send(job(reply))
             .map_err(|_| LedgerError::Store("the ledger's thread has stopped".to_owned()))?;
-        let wait = || answer.recv_timeout(CALL_LIMIT + Duration::from_secs(1));
-        let answered = match tokio::runtime::Handle::try_current() {
-            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-                tokio::task::block_in_place(wait)
-            }
-            _ => wait(),
-        };
+        // The daemon calls the store from blocking tasks of its own
+        // (`spawn_blocking`), never from its loop, so waiting here holds up
+        // no other work; the call itself runs on the ledger's thread.
+        let answered = answer.recv_timeout(CALL_LIMIT + Duration::from_secs(1));
         let table = &self.inner.table;
         match answered {
             Ok(Ok(value)) => Ok(value),

@@ -204,6 +204,9 @@ struct MemoryInner {
     state: Option<LedgerState>,
     fail_saves: usize,
     saves: usize,
+    /// The next save blocks its caller this long first, as a DynamoDB
+    /// call that hangs does.
+    hang_next_save: Option<std::time::Duration>,
 }
 
 impl MemoryStore {
@@ -234,6 +237,11 @@ impl MemoryStore {
         self.lock().fail_saves = count;
     }
 
+    /// The next save blocks its caller for `d` before it is made.
+    pub fn hang_next_save(&self, d: std::time::Duration) {
+        self.lock().hang_next_save = Some(d);
+    }
+
     /// The stored state, as a reopened process would load it.
     pub fn state(&self) -> Option<LedgerState> {
         self.lock().state.clone()
@@ -251,6 +259,10 @@ impl LedgerStore for MemoryStore {
     }
 
     fn save(&self, state: &LedgerState) -> Result<(), LedgerError> {
+        let hang = self.lock().hang_next_save.take();
+        if let Some(d) = hang {
+            std::thread::sleep(d);
+        }
         let mut inner = self.lock();
         if inner.fail_saves > 0 {
             inner.fail_saves -= 1;
