@@ -224,3 +224,22 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_ledger_import_keeps_the_price_updated_last() {
+    let month = Month::of(november());
+    let price = |price: f64, at: u64| PriceState {
+        month,
+        price,
+        at,
+        counted: 0,
+    };
+    let mut older = crate::budget::LedgerState::new(month);
+    older.price = Some(price(3.0, 100));
+    let mut newer = crate::budget::LedgerState::new(month);
+    newer.price = Some(price(0.5, 200));
+    assert_eq!(crate::budget::merge(&older, &newer).price, newer.price);
+    assert_eq!(crate::budget::merge(&newer, &older).price, newer.price);
+    let none = crate::budget::LedgerState::new(month);
+    assert_eq!(crate::budget::merge(&none, &older).price, older.price);
+}
