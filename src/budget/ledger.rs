@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use serde::{Deserialize, Serialize};
 
 use super::month::Month;
+use super::price::PriceState;
 
 /// The version this build reads and writes; any other is refused.
 pub const LEDGER_VERSION: u64 = 1;
@@ -43,6 +44,12 @@ pub struct LedgerState {
     pub external_seen: BTreeSet<String>,
     /// The last [`HISTORY_MONTHS`] closed months, oldest first.
     pub history: Vec<MonthRecord>,
+    /// The price controller's memory under even pacing, so that a restart
+    /// or a new leader resumes the price instead of starting over. Absent
+    /// in ledgers written before it existed, and until the first save
+    /// after a batch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price: Option<PriceState>,
 }
 
 /// Paths set aside for one CreateInvalidation call.
@@ -80,6 +87,7 @@ impl LedgerState {
             reservations: BTreeMap::new(),
             external_seen: BTreeSet::new(),
             history: Vec::new(),
+            price: None,
         }
     }
 }

@@ -46,6 +46,7 @@ mod dynamo;
 mod file;
 mod ledger;
 mod month;
+mod price;
 #[cfg(test)]
 mod tests;
 
@@ -63,6 +64,7 @@ pub use self::ledger::{
     MonthRecord, Reservation,
 };
 pub use self::month::{MAX_YEAR, MIN_YEAR, Month, ParseMonthError, allowance};
+pub use self::price::{PriceController, PriceState, Tuning};
 
 /// The stores the daemon runs on: the file or DynamoDB in production,
 /// memory in tests.
@@ -163,6 +165,11 @@ pub fn merge(target: &LedgerState, source: &LedgerState) -> LedgerState {
     merged
         .history
         .retain(|r| r.month >= oldest && r.month < month);
+    // The price of whichever ledger was updated last.
+    merged.price = [target.price, source.price]
+        .into_iter()
+        .flatten()
+        .max_by_key(|p| (p.month, p.at));
     merged
 }
 
@@ -267,6 +274,9 @@ pub struct Budget<S> {
     /// References of the reservations found open by `open`: left by an
     /// earlier process, outcome unknown.
     unconfirmed: BTreeSet<String>,
+    /// The price controller's memory waiting to go out with the next save
+    /// ([`Budget::stage_price`]).
+    staged_price: Option<PriceState>,
 }
 
 impl<S: LedgerStore> Budget<S> {
@@ -312,14 +322,35 @@ impl<S: LedgerStore> Budget<S> {
             config,
             state,
             unconfirmed,
+            staged_price: None,
         })
     }
 
     /// Saves `next` and, only once that succeeded, makes it the state.
-    fn persist(&mut self, next: LedgerState) -> Result<(), LedgerError> {
+    fn persist(&mut self, mut next: LedgerState) -> Result<(), LedgerError> {
+        if let Some(price) = self.staged_price {
+            next.price = Some(price);
+        }
         self.store.save(&next)?;
         self.state = next;
+        self.staged_price = None;
         Ok(())
+    }
+
+    /// Keeps the price controller's memory with the ledger. It goes out
+    /// with the next save (the next reservation, commit or rollover), not
+    /// on a write of its own: a controller resumed from an older state
+    /// catches up on the spending and the time since
+    /// ([`PriceController::advance`]), so a write per batch would buy
+    /// little and cost a disk or DynamoDB write.
+    pub fn stage_price(&mut self, price: PriceState) {
+        self.staged_price = Some(price);
+    }
+
+    /// The price controller's memory: the one staged, else the one last
+    /// saved (`None` in a ledger that never had one).
+    pub fn price_state(&self) -> Option<PriceState> {
+        self.staged_price.or(self.state.price)
     }
 
     /// Moves to `now`'s month if it is later than the ledger's: the
