@@ -12,10 +12,6 @@
 //! With `--windows`, a batch is instead the 24 hours from its first
 //! request.
 //!
-//! With `--monthly`: the trace replayed month by month under `monthly_paths
-//! = 1000` with even pacing (`bench/monthly.rs`), per month billed and
-//! blast, against the best fixed `blast_per_path` that spends no more.
-//!
 //! With `--speed`: the speed targets (a catalog of 1,000,000 paths from a
 //! file, a 3,000-entry batch and 1,000,000 entries planned against it),
 //! each timed several times with the threshold planner on the same batch
@@ -28,8 +24,6 @@ use cfpurge::planner::{Capacity, Entry, Settings, Strategy, plan_with};
 
 #[path = "../benches/common/mod.rs"]
 mod common;
-#[path = "monthly.rs"]
-mod monthly;
 
 /// One batch's outcome.
 #[derive(Default, Clone, Copy)]
@@ -44,10 +38,6 @@ fn main() {
         catalog::file::load(&common::data_file("astro-docs-tree.txt")).expect("catalog file");
     if std::env::args().any(|a| a == "--speed") {
         speed();
-        return;
-    }
-    if std::env::args().any(|a| a == "--monthly") {
-        monthly_table(&trace, &catalog);
         return;
     }
     // `--windows`: a batch opens at its first request and takes the next
@@ -315,88 +305,6 @@ fn klabs(batch: &[Entry]) -> Vec<CfPath> {
         return vec![path("/*")];
     }
     out
-}
-
-/// `--monthly`: the replay under a budget of 1,000 paths a month with even
-/// pacing, and the fixed prices that spend no more.
-fn monthly_table(trace: &[common::Request], catalog: &Catalog) {
-    use monthly::{Pricing, by_day, replay, total};
-    const MONTHLY: u64 = 1_000;
-    const BURST: u64 = 100;
-    let days = by_day(trace.iter().map(|r| (r.t, r.paths.as_slice())));
-    println!(
-        "The trace from 2023-01-01 (trace time 0), one batch per day at the day's end, \
-         monthly_paths = {MONTHLY}, burst_paths = {BURST}, pacing = \"even\", \
-         on_exhausted = \"hold\"; catalog of {} paths\n",
-        catalog.objects()
-    );
-    let fixed = |bpp: f64| {
-        replay(
-            &days,
-            catalog,
-            Pricing::Fixed {
-                blast_per_path: bpp,
-            },
-        )
-    };
-    // The fixed prices searched: 2^(k/8), 1/16 to 2^20.
-    let grid: Vec<f64> = (-32..=160).map(|k| (f64::from(k) / 8.0).exp2()).collect();
-    let fixed_runs: Vec<(f64, monthly::MonthFigures, u64)> = grid
-        .iter()
-        .map(|&bpp| {
-            let months = fixed(bpp);
-            let max = months.values().map(|m| m.billed).max().unwrap_or(0);
-            (bpp, total(&months), max)
-        })
-        .collect();
-    for bpp in [50.0, 200.0] {
-        let months = replay(
-            &days,
-            catalog,
-            Pricing::Paced {
-                blast_per_path: bpp,
-                monthly_paths: MONTHLY,
-                burst_paths: BURST,
-            },
-        );
-        println!("#### `blast_per_path = {bpp}`, paced\n");
-        println!("| month | requested | billed | blast | waiting at the month's end |");
-        println!("|---|---:|---:|---:|---:|");
-        for (month, m) in &months {
-            println!(
-                "| {month} | {} | {} | {} | {} |",
-                m.requested, m.billed, m.blast, m.waiting
-            );
-        }
-        let t = total(&months);
-        let over = months.values().filter(|m| m.billed > MONTHLY).count();
-        let max = months.values().map(|m| m.billed).max().unwrap_or(0);
-        println!(
-            "| total ({} months) | {} | {} | {} | |\n",
-            months.len(),
-            t.requested,
-            t.billed,
-            t.blast
-        );
-        println!("months over {MONTHLY}: {over}; most billed in a month: {max}\n");
-        // The fixed price with the least blast among those billing no more.
-        let best = fixed_runs
-            .iter()
-            .filter(|(_, f, _)| f.billed <= t.billed)
-            .min_by_key(|(_, f, _)| f.blast);
-        match best {
-            Some((b, f, fmax)) => println!(
-                "best fixed blast_per_path billing no more ({} searched, 2^(k/8) from 1/16 to 2^20): \
-                 {b:.3}: billed {}, blast {} ({:+.1} % against paced {}), most billed in a month {fmax}\n",
-                grid.len(),
-                f.billed,
-                f.blast,
-                (f.blast as f64 / t.blast.max(1) as f64 - 1.0) * 100.0,
-                t.blast
-            ),
-            None => println!("no fixed blast_per_path searched bills as little\n"),
-        }
-    }
 }
 
 fn load_average() -> String {

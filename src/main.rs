@@ -165,6 +165,11 @@ enum Command {
         /// Write one JSON line per CreateInvalidation to this file.
         #[arg(long)]
         batches: Option<PathBuf>,
+        /// Also compute, per month, the least blast the same batches could
+        /// have had at the same spend and within the budget's even pacing
+        /// (needs --catalog).
+        #[arg(long, requires = "catalog")]
+        optimum: bool,
         #[arg(long, value_enum, default_value = "text")]
         format: OutputFormat,
     },
@@ -446,6 +451,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             config,
             catalog,
             batches,
+            optimum,
             format,
         } => {
             let path = config_path(config.as_deref())?;
@@ -454,6 +460,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 trace,
                 catalog,
                 batches,
+                optimum,
                 format: match format {
                     OutputFormat::Text => commands::replay::Format::Text,
                     OutputFormat::Json => commands::replay::Format::Json,

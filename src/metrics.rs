@@ -34,6 +34,10 @@ const TAG_KIND: &str = "tag";
 /// The `state` label values of `cfpurge_queue_messages`.
 const QUEUE_STATES: [&str; 3] = ["visible", "in_flight", "delayed"];
 
+/// The `account` label of the one budget there is until several accounts
+/// can be configured.
+pub const DEFAULT_ACCOUNT: &str = "default";
+
 /// Request to accepted invalidation: coalescing waits from well under a
 /// second up to hours when the budget or CloudFront's in-flight limits hold
 /// paths back.
@@ -95,6 +99,8 @@ pub struct Metrics {
     budget_paths_used: IntGauge,
     /// `cfpurge_budget_paths_allowed`
     budget_paths_allowed: IntGauge,
+    /// `cfpurge_budget_price{account}`
+    budget_price: GaugeVec,
     /// `cfpurge_request_to_invalidation_seconds{distribution}`
     request_to_invalidation: HistogramVec,
     /// `cfpurge_invalidation_completion_seconds{distribution}`
@@ -318,6 +324,16 @@ impl Metrics {
                     "Paths the pacing allows to have been spent by now.",
                 )?,
             )?,
+            budget_price: register(
+                registry,
+                GaugeVec::new(
+                    Opts::new(
+                        "cfpurge_budget_price",
+                        "Blast one billed path is worth for the batch planned now (the budget's price).",
+                    ),
+                    &["account"],
+                )?,
+            )?,
             request_to_invalidation: register(
                 registry,
                 HistogramVec::new(
@@ -352,6 +368,7 @@ impl Metrics {
         for state in QUEUE_STATES {
             metrics.queue_messages.with_label_values(&[state]);
         }
+        metrics.budget_price.with_label_values(&[DEFAULT_ACCOUNT]);
         for &alias in distributions {
             metrics.create_distribution(alias);
         }
@@ -527,6 +544,11 @@ impl Metrics {
         self.budget_paths_used.set(to_i64(used));
         self.budget_paths_allowed.set(to_i64(allowed));
     }
+
+    /// The price the budget of `account` plans batches at now.
+    pub fn set_budget_price(&self, account: &str, price: f64) {
+        self.budget_price.with_label_values(&[account]).set(price);
+    }
 }
 
 /// Everything in `registry` in the Prometheus text format.
@@ -622,6 +644,7 @@ mod tests {
         ("cfpurge_budget_paths_limit", "gauge", &[]),
         ("cfpurge_budget_paths_used", "gauge", &[]),
         ("cfpurge_budget_paths_allowed", "gauge", &[]),
+        ("cfpurge_budget_price", "gauge", &["account"]),
         (
             "cfpurge_request_to_invalidation_seconds",
             "histogram",

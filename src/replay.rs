@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use crate::budget::Month;
+use crate::budget::{Month, allowance};
 use crate::catalog::Catalog;
 use crate::clock::{Clock, Millis, Now};
 use crate::cloudfront::invalidator::{Invalidator, MAX_LIST_ITEMS, Target};
@@ -27,6 +27,8 @@ use crate::daemon::Core;
 use crate::daemon::core::{Command, CreatedRecord, Input, Mode};
 use crate::path::CfPath;
 use crate::pipeline::Effect;
+use crate::planner::optimum::{self, Batch as OptimumBatch};
+use crate::planner::{Capacity, Entry, Settings, least_blast};
 use crate::source::driver::{Body, SourceEvent};
 use crate::tracker;
 
@@ -142,6 +144,8 @@ pub fn read_trace(text: &str, now: SystemTime) -> (Vec<TraceLine>, Vec<BadLine>)
 pub struct ReplayOptions {
     /// Plan every distribution with this catalog, and measure blast.
     pub catalog: Option<Catalog>,
+    /// Compute each month's offline optimum (needs `catalog`).
+    pub optimum: bool,
 }
 
 /// One CreateInvalidation of a replay (`--batches`).
@@ -180,6 +184,42 @@ pub struct MonthRow {
     pub delay_p99: f64,
     pub held_at_end: u64,
     pub price_end: f64,
+    /// With `--optimum`: the least blast the same batches could have had.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub optimum: Option<Optimum>,
+}
+
+/// A month's offline optimum (`--optimum`): the least blast the month's
+/// batches could have had, each covered in full when cfpurge planned it,
+/// given each one's exact least-blast curve. `None` (JSON `null`) where no
+/// plan of the batches meets the limits (a month `on_exhausted` took past
+/// its allowance).
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct Optimum {
+    /// Billing no more in the month than cfpurge did.
+    pub optimum_same_spend: Option<u64>,
+    /// Billing up to each batch no more than the even pacing allowed at
+    /// its time (so within the month's budget too).
+    pub optimum_paced: Option<u64>,
+    /// cfpurge's blast divided by each (1 when both are 0).
+    pub optimum_same_spend_ratio: Option<f64>,
+    pub optimum_paced_ratio: Option<f64>,
+}
+
+impl Optimum {
+    fn of(blast: u64, same_spend: Option<u64>, paced: Option<u64>) -> Optimum {
+        let ratio = |best: Option<u64>| match best? {
+            0 if blast == 0 => Some(1.0),
+            0 => None,
+            best => Some(blast as f64 / best as f64),
+        };
+        Optimum {
+            optimum_same_spend: same_spend,
+            optimum_paced: paced,
+            optimum_same_spend_ratio: ratio(same_spend),
+            optimum_paced_ratio: ratio(paced),
+        }
+    }
 }
 
 /// What a replay did.
@@ -211,6 +251,9 @@ struct Tally {
     delays: Vec<f64>,
     held_at_end: u64,
     price_end: f64,
+    /// With `--optimum`, the month's batches in order: each one's
+    /// least-blast curve and the allowance when it was planned.
+    curves: Vec<(Vec<(usize, u64)>, u64)>,
 }
 
 /// Replays `trace` through the core with `config`. Must run on a runtime
@@ -252,6 +295,28 @@ pub async fn run(config: &Config, trace: &[TraceLine], options: &ReplayOptions) 
         batches: Vec::new(),
         rejected: 0,
         with_blast: options.catalog.is_some(),
+        optimum: match (&options.catalog, options.optimum) {
+            (Some(catalog), true) => Some(OptimumBasis {
+                catalog: catalog.clone(),
+                settings: Settings::from(&config.coalesce),
+                capacities: config
+                    .distributions
+                    .iter()
+                    .map(|(alias, d)| {
+                        (
+                            alias.clone(),
+                            Capacity {
+                                exact: d.max_inflight_paths,
+                                wildcard: d.max_inflight_wildcards,
+                                paths: usize::MAX,
+                            },
+                        )
+                    })
+                    .collect(),
+                budget: config.budget.clone(),
+            }),
+            _ => None,
+        },
     };
     driver.drive(trace).await;
     driver.finish()
@@ -268,6 +333,44 @@ struct Driver {
     batches: Vec<BatchRecord>,
     rejected: u64,
     with_blast: bool,
+    optimum: Option<OptimumBasis>,
+}
+
+/// What the offline optimum is computed with.
+struct OptimumBasis {
+    catalog: Catalog,
+    settings: Settings,
+    /// Per distribution, its in-flight limits: what one invalidation may
+    /// hold at most.
+    capacities: HashMap<String, Capacity>,
+    budget: crate::config::BudgetConfig,
+}
+
+impl OptimumBasis {
+    /// The least-blast curve of the entries of `planned_from` that `paths`
+    /// cover (what the batch purged of what it was planned from; what it
+    /// deferred goes into a later batch's curve), and the allowance at
+    /// `now`.
+    fn curve(
+        &self,
+        alias: &str,
+        planned_from: &[Entry],
+        paths: &[CfPath],
+        now: SystemTime,
+    ) -> (Vec<(usize, u64)>, u64) {
+        let covered: Vec<Entry> = planned_from
+            .iter()
+            .filter(|e| paths.iter().any(|p| p.covers(&e.path)))
+            .cloned()
+            .collect();
+        let capacity = self
+            .capacities
+            .get(alias)
+            .copied()
+            .unwrap_or(Capacity::AWS);
+        let curve = least_blast::frontier(&covered, capacity, &self.settings, &self.catalog);
+        (curve, allowance(&self.budget, now))
+    }
 }
 
 impl Driver {
@@ -282,7 +385,7 @@ impl Driver {
             let now = self.clock.now();
             let this_month = Month::of(now.wall);
             if this_month != month {
-                self.close_month(month, &now);
+                self.close_month(month);
                 month = this_month;
             }
             while next < trace.len() && trace[next].at <= now.wall {
@@ -292,7 +395,7 @@ impl Driver {
             self.core.turn(&now);
             self.answer(&now).await;
             if next == trace.len() && (self.core.held_messages() == 0 || now.wall >= end) {
-                self.close_month(month, &now);
+                self.close_month(month);
                 return;
             }
             let mut wake = self.core.next_wake(&now);
@@ -349,9 +452,9 @@ impl Driver {
         self.tallies.entry(Month::of(now.wall)).or_default()
     }
 
-    fn close_month(&mut self, month: Month, now: &Now) {
+    fn close_month(&mut self, month: Month) {
         let held = self.core.held_messages() as u64;
-        let price = self.core.current_price(now);
+        let price = self.core.current_price();
         let tally = self.tallies.entry(month).or_default();
         tally.held_at_end = held;
         tally.price_end = price;
@@ -439,8 +542,13 @@ impl Driver {
             alias,
             batch,
             price,
+            planned_from,
             ..
         } = record;
+        let curve = self
+            .optimum
+            .as_ref()
+            .map(|o| o.curve(&alias, &planned_from, &batch.paths, now.wall));
         let mut covered = Vec::new();
         let mut delays = Vec::new();
         if let Some(queue) = self.asked.get_mut(&alias) {
@@ -469,6 +577,7 @@ impl Driver {
         tally.blast += batch.blast;
         tally.invalidations += 1;
         tally.delays.extend(delays);
+        tally.curves.extend(curve);
         self.batches.push(BatchRecord {
             t,
             distribution: alias,
@@ -484,7 +593,9 @@ impl Driver {
 
     fn finish(self) -> Replayed {
         let with_blast = self.with_blast;
+        let with_optimum = self.optimum.is_some();
         let mut all = Tally::default();
+        let mut all_optimum: (Option<u64>, Option<u64>) = (Some(0), Some(0));
         let months = self
             .tallies
             .into_iter()
@@ -498,6 +609,12 @@ impl Driver {
                 all.delays.extend_from_slice(&t.delays);
                 all.held_at_end = t.held_at_end;
                 all.price_end = t.price_end;
+                let optimum = with_optimum.then(|| {
+                    let (same, paced) = month_optimum(&t.curves, t.billed);
+                    let add = |sum: Option<u64>, one: Option<u64>| Some(sum? + one?);
+                    all_optimum = (add(all_optimum.0, same), add(all_optimum.1, paced));
+                    Optimum::of(t.blast, same, paced)
+                });
                 MonthRow {
                     month: month.to_string(),
                     requested: t.requested,
@@ -509,6 +626,7 @@ impl Driver {
                     delay_p99: quantile(&t.delays, 0.99),
                     held_at_end: t.held_at_end,
                     price_end: t.price_end,
+                    optimum,
                 }
             })
             .collect();
@@ -524,6 +642,7 @@ impl Driver {
             delay_p99: quantile(&all.delays, 0.99),
             held_at_end: all.held_at_end,
             price_end: all.price_end,
+            optimum: with_optimum.then(|| Optimum::of(all.blast, all_optimum.0, all_optimum.1)),
         };
         Replayed {
             months,
@@ -532,6 +651,22 @@ impl Driver {
             rejected: self.rejected,
         }
     }
+}
+
+/// A month's optima: at cfpurge's own spend `billed`, and within each
+/// batch's allowance.
+fn month_optimum(curves: &[(Vec<(usize, u64)>, u64)], billed: u64) -> (Option<u64>, Option<u64>) {
+    let refs: Vec<&[(usize, u64)]> = curves.iter().map(|(c, _)| c.as_slice()).collect();
+    let same = optimum::at_spend(&refs, billed).map(|a| a.blast);
+    let batches: Vec<OptimumBatch<'_>> = curves
+        .iter()
+        .map(|(curve, limit)| OptimumBatch {
+            curve,
+            limit: *limit,
+        })
+        .collect();
+    let paced = optimum::paced(&batches).map(|a| a.blast);
+    (same, paced)
 }
 
 /// The `q` quantile of sorted `values` (nearest rank), 0 when empty.

@@ -97,7 +97,7 @@ pub struct LastInvalidation {
 }
 
 /// The budget in [`Status`].
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct BudgetStatus {
     /// The calendar month (UTC) the figures are for, `YYYY-MM`.
@@ -110,7 +110,18 @@ pub struct BudgetStatus {
     pub allowed: u64,
     /// `budget.on_exhausted`: `hold`, `coalesce` or `overspend`.
     pub policy: String,
+    /// The even pace by now: `monthly_paths` times the share of the month
+    /// passed (`allowed` without `burst_paths`), what `used` is held to.
+    pub pace: u64,
+    /// Unrequested objects one billed path is worth for the batch planned
+    /// now: the budget's price under `pacing = "even"`,
+    /// `coalesce.blast_per_path` under `"none"`.
+    pub price: f64,
 }
+
+// The price is always finite (the controller clamps it, and JSON has no
+// NaN or infinity), so equality is an equivalence, as `Status`'s `Eq` needs.
+impl Eq for BudgetStatus {}
 
 /// The queue in [`Status`].
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -403,6 +414,7 @@ mod tests {
             used: 12,
             allowed: 140,
             policy: "coalesce".into(),
+            ..BudgetStatus::default()
         };
         status
     }
@@ -410,7 +422,16 @@ mod tests {
     #[test]
     fn serializes_to_the_contract_example() {
         let expected: serde_json::Value = serde_json::from_str(CONTRACT_EXAMPLE).unwrap();
-        assert_eq!(serde_json::to_value(example()).unwrap(), expected);
+        let mut example = example();
+        example.budget.pace = 130;
+        example.budget.price = 4.5;
+        let mut value = serde_json::to_value(example).unwrap();
+        // Keys added since the contract's example (more may be added,
+        // none renamed): the budget's price and the even pace.
+        let budget = value["budget"].as_object_mut().unwrap();
+        assert_eq!(budget.remove("pace"), Some(serde_json::json!(130)));
+        assert_eq!(budget.remove("price"), Some(serde_json::json!(4.5)));
+        assert_eq!(value, expected);
     }
 
     #[test]

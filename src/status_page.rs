@@ -147,13 +147,17 @@ pub fn render(status: &Status, now: SystemTime, refresh_seconds: u32) -> String 
         "<section><h2>Budget <small>{month}, policy {policy}</small></h2>\
          <div class=\"figures\">\
          <div class=\"figure\"><b>{used}</b><span>paths used</span></div>\
+         <div class=\"figure\"><b>{pace}</b><span>even pace by now</span></div>\
          <div class=\"figure\"><b>{allowed}</b><span>allowed by now</span></div>\
-         <div class=\"figure\"><b>{limit}</b><span>monthly limit</span></div></div>",
+         <div class=\"figure\"><b>{limit}</b><span>monthly limit</span></div>\
+         <div class=\"figure\"><b>{price}</b><span>price (blast per billed path)</span></div></div>",
         month = escape(month),
         policy = escape(&b.policy),
         used = b.used,
+        pace = b.pace,
         allowed = b.allowed,
         limit = b.limit,
+        price = price_text(b.price),
     );
     bar(
         &mut html,
@@ -174,6 +178,20 @@ pub fn render(status: &Status, now: SystemTime, refresh_seconds: u32) -> String 
     );
     html.push_str("</main></body></html>\n");
     html
+}
+
+/// A price as an operator reads it: three significant figures, whole
+/// numbers from 100 up.
+fn price_text(price: f64) -> String {
+    if price >= 100.0 {
+        format!("{price:.0}")
+    } else if price >= 10.0 {
+        format!("{price:.1}")
+    } else if price >= 1.0 {
+        format!("{price:.2}")
+    } else {
+        format!("{price:.3}")
+    }
 }
 
 /// A labelled bar of `value` out of `limit`, with an optional mark; a limit
@@ -236,6 +254,8 @@ mod tests {
                 used: 250,
                 allowed: 600,
                 policy: "coalesce".into(),
+                pace: 500,
+                price: 12.345,
             },
             queue: QueueStatus {
                 visible: 4,
@@ -287,6 +307,8 @@ mod tests {
             "<b>250</b><span>paths used</span>",
             "<b>600</b><span>allowed by now</span>",
             "<b>1000</b><span>monthly limit</span>",
+            "<b>500</b><span>even pace by now</span>",
+            "<b>12.3</b><span>price (blast per billed path)</span>",
             "<td>4</td><td>2</td><td>0</td><td>2</td>",
         ] {
             assert!(html.contains(text), "{text:?} missing from {html}");

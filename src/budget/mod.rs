@@ -175,16 +175,34 @@ pub fn merge(target: &LedgerState, source: &LedgerState) -> LedgerState {
 
 /// The `budget` block of `/v1/status` for a ledger read from a store
 /// without holding it (a standby): its figures as of `now`'s month.
-pub fn status_of(config: &BudgetConfig, state: &LedgerState, now: SystemTime) -> BudgetStatus {
+pub fn status_of(
+    config: &BudgetConfig,
+    state: &LedgerState,
+    now: SystemTime,
+    blast_per_path: f64,
+) -> BudgetStatus {
+    let price = match (config.pacing, state.price) {
+        (crate::config::Pacing::Even, Some(p)) => p.price,
+        _ => blast_per_path,
+    };
     let mut state = state.clone();
     roll_to(&mut state, Month::of(now));
+    let now = now.max(state.month.start());
     BudgetStatus {
         month: state.month.to_string(),
         limit: config.monthly_paths,
         used: state.spent.saturating_add(state.external),
-        allowed: allowance(config, now.max(state.month.start())),
+        allowed: allowance(config, now),
         policy: config.on_exhausted.as_str().to_owned(),
+        pace: even_pace(config, state.month, now),
+        price,
     }
+}
+
+/// `monthly_paths` times the share of `month` passed at `now`: the even
+/// pace without `burst_paths`.
+fn even_pace(config: &BudgetConfig, month: Month, now: SystemTime) -> u64 {
+    (config.monthly_paths as f64 * month.elapsed_fraction(now).clamp(0.0, 1.0)).floor() as u64
 }
 
 /// A reservation made this close before a month's end also counts in the
@@ -577,13 +595,21 @@ impl<S: LedgerStore> Budget<S> {
     }
 
     /// The `budget` block of `/v1/status` at `now`.
-    pub fn status(&self, now: SystemTime) -> BudgetStatus {
+    /// The ledger's figures for the status; `price` is the price the
+    /// caller plans at.
+    pub fn status(&self, now: SystemTime, price: f64) -> BudgetStatus {
         BudgetStatus {
             month: self.state.month.to_string(),
             limit: self.limit(),
             used: self.used(),
             allowed: self.allowed(now),
             policy: self.config.on_exhausted.as_str().to_owned(),
+            pace: even_pace(
+                &self.config,
+                self.state.month,
+                now.max(self.state.month.start()),
+            ),
+            price,
         }
     }
 }

@@ -54,6 +54,7 @@
 //! ledger's [`super::Budget::used`] before planning each batch and after
 //! reserving it; [`PriceController::price`] is the price to plan at.
 
+use std::collections::VecDeque;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -76,6 +77,15 @@ pub struct Tuning {
     /// the time left grows without bound, and so would the fall of the
     /// price.
     pub rate_cap: f64,
+    /// Seconds of recent batches the model price is learned from (0: no
+    /// model, dual descent alone).
+    pub window: u64,
+    /// E-folds per `monthly_paths` of lead by which the dual descent
+    /// corrects the model price.
+    pub correction: f64,
+    /// The most the correction moves the model price, in e-folds either
+    /// way.
+    pub correction_cap: f64,
 }
 
 impl Tuning {
@@ -85,6 +95,9 @@ impl Tuning {
         floor: 0.05,
         ceiling_factor: 1024.0,
         rate_cap: 4.0,
+        window: 7 * 86_400,
+        correction: 8.0,
+        correction_cap: 2.0,
     };
 }
 
@@ -114,6 +127,16 @@ pub struct PriceState {
 // or infinity, so equality is an equivalence, as the ledger's `Eq` needs.
 impl Eq for PriceState {}
 
+/// A recent batch as the model sees it.
+#[derive(Clone, Debug)]
+struct Recent {
+    /// Unix seconds it was planned at.
+    at: u64,
+    /// The lower convex hull of its least-blast curve, `(billed, blast)`
+    /// with billed rising: the points some price picks.
+    hull: Vec<(f64, f64)>,
+}
+
 /// The price of a path for one budget, with its memory.
 #[derive(Clone, Debug)]
 pub struct PriceController {
@@ -122,6 +145,11 @@ pub struct PriceController {
     monthly_paths: u64,
     pacing: Pacing,
     tuning: Tuning,
+    /// The batches of the last [`Tuning::window`], oldest first; not kept
+    /// with the ledger (a restart learns them again).
+    recent: VecDeque<Recent>,
+    /// The dual descent's correction of the model price, in e-folds.
+    bias: f64,
 }
 
 fn unix_seconds(time: SystemTime) -> u64 {
@@ -172,6 +200,8 @@ impl PriceController {
             monthly_paths: config.monthly_paths,
             pacing: config.pacing,
             tuning,
+            recent: VecDeque::new(),
+            bias: 0.0,
         };
         controller.state.price = controller.clamp(controller.state.price);
         controller
@@ -236,6 +266,82 @@ impl PriceController {
         self.step(spent - paced);
         self.state.at = at;
         self.state.counted = used;
+        self.model(month, used);
+    }
+
+    /// Takes a batch's least-blast curve (`(billed, blast)` points with
+    /// billed rising and blast falling, as
+    /// [`crate::planner::least_blast::frontier`] gives them) into the model,
+    /// as planned at `now`. Call it before [`PriceController::advance`] for
+    /// the batch, so that its price accounts for it. Returns whether it
+    /// was taken (not under `pacing = "none"`, nor an empty curve: a batch
+    /// no cover fits).
+    pub fn observe(&mut self, now: SystemTime, curve: &[(usize, u64)]) -> bool {
+        if self.pacing == Pacing::None || self.tuning.window == 0 || curve.is_empty() {
+            return false;
+        }
+        let at = unix_seconds(now);
+        self.recent.push_back(Recent {
+            at,
+            hull: lower_hull(curve),
+        });
+        self.forget_before(at.saturating_sub(self.tuning.window));
+        true
+    }
+
+    /// Takes back the last [`PriceController::observe`]: its batch was not
+    /// planned after all (it waits, and is observed again when it is).
+    pub fn forget_last(&mut self) {
+        self.recent.pop_back();
+    }
+
+    fn forget_before(&mut self, from: u64) {
+        while self.recent.front().is_some_and(|r| r.at < from) {
+            self.recent.pop_front();
+        }
+    }
+
+    /// The model price: the least price at which the recent batches would
+    /// have spent no more than the pace allows over as long (the budget
+    /// left spread over the time left, as in [`PriceController::paced`]),
+    /// corrected by the dual descent's lead.
+    fn model(&mut self, month: Month, used: u64) {
+        self.forget_before(self.state.at.saturating_sub(self.tuning.window));
+        if self.recent.is_empty() {
+            return;
+        }
+        let window = self.tuning.window as f64;
+        let share = month.elapsed_fraction(time_of(self.state.at)).min(1.0);
+        let monthly = self.monthly_paths as f64;
+        let left = (monthly - used as f64).max(0.0);
+        let per_month = if share < 1.0 {
+            (left / (1.0 - share)).min(self.tuning.rate_cap.max(1.0) * monthly)
+        } else {
+            self.tuning.rate_cap.max(1.0) * monthly
+        };
+        let target = per_month * window / month.length().as_secs_f64();
+        let (floor, ceiling) = self.bounds();
+        let spends = |price: f64| -> f64 { self.recent.iter().map(|r| billed_at(&r.hull, price)).sum() };
+        let model = if spends(floor) <= target {
+            floor
+        } else if spends(ceiling) > target {
+            ceiling
+        } else {
+            // The spending falls as the price rises: bisect its logarithm.
+            let (mut low, mut high) = (floor.ln(), ceiling.ln());
+            for _ in 0..40 {
+                let mid = 0.5 * (low + high);
+                if spends(mid.exp()) <= target {
+                    high = mid;
+                } else {
+                    low = mid;
+                }
+            }
+            high.exp()
+        };
+        let cap = self.tuning.correction_cap;
+        self.bias = self.bias.clamp(-cap, cap);
+        self.state.price = self.clamp(model * self.bias.exp());
     }
 
     /// Paths the pace allows in `month` from `from` to `to` (Unix
@@ -271,7 +377,38 @@ impl PriceController {
         let scale = self.monthly_paths.max(1) as f64;
         let moved = self.state.price.ln() + self.tuning.step * lead / scale;
         self.state.price = self.clamp(moved.exp());
+        self.bias += self.tuning.correction * lead / scale;
     }
+}
+
+/// The lower convex hull of a least-blast curve: the points that minimise
+/// `price × billed + blast` for some price.
+fn lower_hull(curve: &[(usize, u64)]) -> Vec<(f64, f64)> {
+    let mut hull: Vec<(f64, f64)> = Vec::with_capacity(curve.len());
+    for &(billed, blast) in curve {
+        let p = (billed as f64, blast as f64);
+        while hull.len() >= 2 {
+            let (a, b) = (hull[hull.len() - 2], hull[hull.len() - 1]);
+            // b is not below the segment from a to p.
+            if (b.1 - a.1) * (p.0 - a.0) >= (p.1 - a.1) * (b.0 - a.0) {
+                hull.pop();
+            } else {
+                break;
+            }
+        }
+        hull.push(p);
+    }
+    hull
+}
+
+/// Paths billed by the point of `hull` a batch planned at `price` takes:
+/// the one with the least `billed + blast / price` (the fewest billed
+/// among equals).
+fn billed_at(hull: &[(f64, f64)], price: f64) -> f64 {
+    hull.iter()
+        .map(|&(billed, blast)| (price * billed + blast, billed))
+        .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)))
+        .map_or(0.0, |p| p.1)
 }
 
 #[cfg(test)]

@@ -657,13 +657,15 @@ fn status_gives_the_budget_block() {
     let mut b = open(&store, c, now);
     b.reserve("cfpurge-a", "www", 12, now).unwrap();
     assert_eq!(
-        b.status(now),
+        b.status(now, 7.5),
         BudgetStatus {
             month: "2026-11".to_owned(),
             limit: 1000,
             used: 12,
             allowed: 600,
             policy: "hold".to_owned(),
+            pace: 500,
+            price: 7.5,
         }
     );
     assert_eq!(b.policy(), OnExhausted::Hold);

@@ -24,6 +24,8 @@ pub struct Options {
     pub catalog: Option<PathBuf>,
     /// Where to write one JSON line per CreateInvalidation.
     pub batches: Option<PathBuf>,
+    /// Compute each month's offline optimum (with `catalog`).
+    pub optimum: bool,
     pub format: Format,
 }
 
@@ -81,7 +83,10 @@ pub fn run(
         .start_paused(true)
         .build()
         .map_err(ReplayError::Runtime)?;
-    let replayed = runtime.block_on(replay::run(config, &trace, &ReplayOptions { catalog }));
+    let replayed = runtime.block_on(replay::run(config, &trace, &ReplayOptions {
+        catalog,
+        optimum: options.optimum,
+    }));
     if let Some(path) = &options.batches {
         write_batches(path, &replayed).map_err(|source| ReplayError::Batches {
             path: path.clone(),
@@ -130,6 +135,14 @@ pub fn print(replayed: &Replayed, format: Format, out: &mut impl Write) -> io::R
                 "held_at_end",
                 "price_end",
             ]);
+            if total.optimum.is_some() {
+                header.extend([
+                    "optimum_same_spend",
+                    "optimum_paced",
+                    "optimum_same_spend_ratio",
+                    "optimum_paced_ratio",
+                ]);
+            }
             let rows: Vec<Vec<String>> = replayed
                 .months
                 .iter()
@@ -185,7 +198,31 @@ fn cells(m: &MonthRow, blast: bool) -> Vec<String> {
         format!("{:.0}", m.delay_p50),
         format!("{:.0}", m.delay_p99),
         m.held_at_end.to_string(),
-        format!("{:.1}", m.price_end),
+        price_text(m.price_end),
     ]);
+    if let Some(o) = &m.optimum {
+        let count = |n: Option<u64>| n.map_or_else(|| "-".to_owned(), |n| n.to_string());
+        let ratio = |r: Option<f64>| r.map_or_else(|| "-".to_owned(), |r| format!("{r:.2}"));
+        c.extend([
+            count(o.optimum_same_spend),
+            count(o.optimum_paced),
+            ratio(o.optimum_same_spend_ratio),
+            ratio(o.optimum_paced_ratio),
+        ]);
+    }
     c
+}
+
+/// A price to three significant figures (it ranges over orders of
+/// magnitude: a fixed one decimal would print a low price as 0.0).
+fn price_text(price: f64) -> String {
+    if price >= 100.0 {
+        format!("{price:.0}")
+    } else if price >= 10.0 {
+        format!("{price:.1}")
+    } else if price >= 1.0 {
+        format!("{price:.2}")
+    } else {
+        format!("{price:.3}")
+    }
 }

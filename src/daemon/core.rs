@@ -200,6 +200,9 @@ pub struct CreatedRecord {
     pub price: f64,
     /// The messages it covered, with when each was received.
     pub covered: Vec<(MessageId, Millis)>,
+    /// The pending entries it was planned from (empty for a batch split
+    /// from a refused one).
+    pub planned_from: Vec<crate::planner::Entry>,
 }
 
 /// How the core is driven.
@@ -311,10 +314,8 @@ pub struct Core {
     prices: HashMap<String, f64>,
     /// What the distributions serve, for the least-blast planner.
     catalogs: Catalogs,
-    /// `coalesce.blast_per_path`, and whether its price follows the budget
-    /// (even pacing), with `burst_paths` as the lead that doubles it.
+    /// `coalesce.blast_per_path`: the price under `pacing = "none"`.
     blast_per_path: f64,
-    price_follows_budget: Option<f64>,
     totals: Totals,
     replica: Option<ReplicaState>,
     /// What a new term's submitter and pending set are made with.
@@ -332,6 +333,9 @@ pub struct Core {
     draining: bool,
     out: Vec<Command>,
     created: Vec<CreatedRecord>,
+    /// In replay, the pending entries each batch under way was planned
+    /// from (`cfpurge replay --optimum`).
+    planned_from: HashMap<String, Vec<crate::planner::Entry>>,
 }
 
 impl Core {
@@ -360,6 +364,7 @@ impl Core {
             ledger: Ledger::new(
                 config.budget.ledger_path.display().to_string(),
                 config.budget.clone(),
+                config.coalesce.blast_per_path,
             ),
             view: InflightView::new(config.distributions.iter()),
             targets: config
@@ -377,8 +382,6 @@ impl Core {
             prices: HashMap::new(),
             catalogs: Catalogs::new(config),
             blast_per_path: config.coalesce.blast_per_path,
-            price_follows_budget: (config.budget.pacing == Pacing::Even)
-                .then_some(config.budget.burst_paths as f64),
             totals: Totals::default(),
             replica: None,
             submit_settings,
@@ -393,6 +396,7 @@ impl Core {
             draining: false,
             out: Vec::new(),
             created: Vec::new(),
+            planned_from: HashMap::new(),
         }
     }
 
@@ -717,17 +721,33 @@ impl Core {
         }
     }
 
-    /// The price a batch is planned at now.
-    fn price(&self, now: &Now) -> f64 {
-        match (self.price_follows_budget, self.ledger.budget()) {
-            (Some(burst), Some(b)) => crate::planner::price_for(
-                self.blast_per_path,
-                b.used() as f64,
-                b.allowed(now.wall) as f64 - burst,
-                burst,
-            ),
-            _ => self.blast_per_path,
+    /// Takes the least-blast curve of the batch about to be planned from
+    /// `entries` into the budget's price (under even pacing, with the
+    /// least-blast planner and a catalog). Returns whether it did.
+    fn observe_curve(
+        &mut self,
+        alias: &str,
+        entries: &[crate::planner::Entry],
+        capacity: Option<crate::planner::Capacity>,
+        now: &Now,
+    ) -> bool {
+        if entries.is_empty()
+            || self.budget_config.pacing != Pacing::Even
+            || self.submit_settings.strategy != crate::config::Strategy::LeastBlast
+            || self.ledger.budget().is_none()
+        {
+            return false;
         }
+        let (Some(catalog), Some(capacity)) = (self.catalogs.get(alias), capacity) else {
+            return false;
+        };
+        let curve = crate::planner::least_blast::frontier(
+            entries,
+            capacity,
+            &self.submit_settings.planner,
+            catalog,
+        );
+        self.ledger.observe_curve(now, &curve)
     }
 
     fn submit(&mut self, alias: &str, now: &Now) {
@@ -740,23 +760,39 @@ impl Core {
         } else {
             Vec::new()
         };
-        let price = self.price(now);
+        let capacity = self.view.capacity(alias);
+        // The budget's price (one for every distribution sharing the
+        // budget), learned from the recent batches' least-blast curves and
+        // this one's, and brought up to now before the batch is planned.
+        let observed = self.observe_curve(alias, &entries, capacity, now);
+        self.ledger.advance_price(now);
+        let price = self.ledger.price();
         let budget = self.ledger.budget();
         let situation = Situation {
             due,
             entries: &entries,
-            capacity: self.view.capacity(alias),
+            capacity,
             remaining: budget.map(|b| b.remaining(now.wall)),
             catalog: self.catalogs.get(alias),
             price,
         };
-        match self.submitter.next(alias, now.mono, situation) {
+        let step = self.submitter.next(alias, now.mono, situation);
+        if observed && !matches!(step, Step::Send { .. }) {
+            // Not planned after all (the budget holds it, or no cover
+            // fits): its curve is taken when it is.
+            self.ledger.forget_last_curve();
+        }
+        match step {
             Step::Idle => {}
             Step::Wait { until, why } => {
                 tracing::trace!(distribution = %alias, ?why, "waiting");
                 self.pending.hold(alias, until);
             }
             Step::Send { batch, hold } => {
+                if self.mode == Mode::Replay && !entries.is_empty() {
+                    self.planned_from
+                        .insert(batch.reference.clone(), entries.clone());
+                }
                 if let Some(until) = hold {
                     tracing::info!(distribution = %alias, "not enough room in flight or budget; the rest waits");
                     self.pending.hold(alias, until);
@@ -766,7 +802,12 @@ impl Core {
                     self.ledger
                         .reserve(&batch.reference, alias, batch.paths.len() as u64, now);
                 let seq = match reserved {
-                    Ok(seq) => seq,
+                    Ok(seq) => {
+                        // The spending moves the price at once: the next
+                        // distribution's batch this turn is planned at it.
+                        self.ledger.advance_price(now);
+                        seq
+                    }
                     Err(e) => {
                         tracing::error!(distribution = %alias, error = %e, "could not reserve the batch in the ledger; not submitting it");
                         self.observers
@@ -825,6 +866,7 @@ impl Core {
                 for a in std::mem::take(&mut self.awaiting) {
                     tracing::error!(distribution = %a.alias, error = %why, "the batch's reservation could not be written; not submitting it");
                     self.prices.remove(&a.batch.reference);
+                    self.planned_from.remove(&a.batch.reference);
                     self.calls_hold.remove(&a.alias);
                     let until = self.submitter.not_reserved(&a.alias, a.batch, now.mono);
                     self.pending.hold(&a.alias, until);
@@ -1098,11 +1140,16 @@ impl Core {
             )));
         }
         if self.mode == Mode::Replay {
+            let planned_from = self
+                .planned_from
+                .remove(&batch.reference)
+                .unwrap_or_default();
             self.created.push(CreatedRecord {
                 alias: alias.to_owned(),
                 batch,
                 price,
                 covered,
+                planned_from,
             });
         }
     }
@@ -1125,6 +1172,7 @@ impl Core {
         if after.release {
             self.ledger.release(&reference);
             self.prices.remove(&reference);
+            self.planned_from.remove(&reference);
         }
         let hold = self.calls_hold.remove(alias).flatten();
         self.pending
@@ -1295,7 +1343,12 @@ impl Core {
         replica.next_ledger_read = now.after(LEDGER_READ_EVERY);
         match read {
             Ok(Some(state)) => {
-                replica.shared_budget = Some(status_of(&self.budget_config, &state, now.wall));
+                replica.shared_budget = Some(status_of(
+                    &self.budget_config,
+                    &state,
+                    now.wall,
+                    self.blast_per_path,
+                ));
                 self.observers.readiness.clear("ledger");
             }
             Ok(None) => replica.shared_budget = None,
@@ -1410,7 +1463,10 @@ impl Core {
             pending: &self.pending,
             view: &self.view,
             catalogs: &self.catalogs,
-            budget: self.ledger.budget().map(|b| b.status(now.wall)),
+            budget: self
+                .ledger
+                .budget()
+                .map(|b| b.status(now.wall, self.ledger.price())),
             shared_budget: self.replica.as_ref().and_then(|r| r.shared_budget.clone()),
         });
         true
@@ -1423,12 +1479,14 @@ impl Core {
 
     /// The budget ledger's state, while open (replay's monthly table).
     pub fn budget_status(&self, now: &Now) -> Option<BudgetStatus> {
-        self.ledger.budget().map(|b| b.status(now.wall))
+        self.ledger
+            .budget()
+            .map(|b| b.status(now.wall, self.ledger.price()))
     }
 
-    /// The price the next batch would be planned at.
-    pub fn current_price(&self, now: &Now) -> f64 {
-        self.price(now)
+    /// The price the next batch would be planned at (as last advanced).
+    pub fn current_price(&self) -> f64 {
+        self.ledger.price()
     }
 
     /// Messages held per distribution (replay's `held_at_end`).

@@ -15,7 +15,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
 
-use crate::budget::{Budget, LedgerError, LedgerState, LedgerStore};
+use crate::budget::{Budget, LedgerError, LedgerState, LedgerStore, Month, PriceController};
 use crate::clock::{Millis, Now};
 use crate::config::BudgetConfig;
 use crate::path::CfPath;
@@ -103,11 +103,18 @@ pub struct Ledger {
     epoch: u64,
     /// Why the ledger is not usable, while it is not.
     error: Option<String>,
+    /// `coalesce.blast_per_path`: where the price starts.
+    blast_per_path: f64,
+    /// The budget's price, while the ledger is open: made from the price
+    /// state the ledger keeps, so a restart or a new leader resumes it.
+    price: Option<PriceController>,
 }
 
 impl Ledger {
-    pub fn new(location: String, config: BudgetConfig) -> Ledger {
+    pub fn new(location: String, config: BudgetConfig, blast_per_path: f64) -> Ledger {
         Ledger {
+            blast_per_path,
+            price: None,
             config,
             location,
             budget: None,
@@ -131,6 +138,7 @@ impl Ledger {
     /// and reads under way are answered into the void.
     pub fn reset(&mut self) {
         self.budget = None;
+        self.price = None;
         self.retry_at = 0;
         self.confirmed_leftovers = false;
         self.loading = false;
@@ -235,6 +243,12 @@ impl Ledger {
         }
         tracing::info!(month = %budget.month(), used = budget.used(), limit = budget.limit(), "budget ledger open");
         self.confirmed_leftovers = leftovers.is_empty();
+        self.price = Some(PriceController::new(
+            &self.config,
+            self.blast_per_path,
+            budget.price_state(),
+            now.wall,
+        ));
         self.budget = Some(budget);
         // Written once at opening, so that a store that cannot be written
         // is found out before the first batch waits on it.
@@ -272,6 +286,50 @@ impl Ledger {
         self.reset();
         self.retry_at = now.after(LEDGER_RETRY);
         self.error = Some(why.to_owned());
+    }
+
+    /// The price a batch is planned at now: the controller's, advanced to
+    /// `now` and the month's spending; `blast_per_path` while the ledger is
+    /// not open (nothing is planned then) and under `pacing = "none"`.
+    pub fn price(&self) -> f64 {
+        self.price
+            .as_ref()
+            .map_or(self.blast_per_path, PriceController::price)
+    }
+
+    /// Takes a batch's least-blast curve into the price's model, until
+    /// [`Ledger::forget_last_curve`]. Returns whether it was taken.
+    pub fn observe_curve(&mut self, now: &Now, curve: &[(usize, u64)]) -> bool {
+        self.price
+            .as_mut()
+            .is_some_and(|price| price.observe(now.wall, curve))
+    }
+
+    /// The batch of the last curve was not planned.
+    pub fn forget_last_curve(&mut self) {
+        if let Some(price) = &mut self.price {
+            price.forget_last();
+        }
+    }
+
+    /// Takes the time up to `now` and the month's spending into the
+    /// price, and stages its state into the ledger: it is written with the
+    /// next change (the reservation or the commit that follows), not on a
+    /// write of its own. A controller resumed from an older state catches
+    /// up on the spending and the time since, so a lost staging costs
+    /// nothing but where the price met its bounds.
+    pub fn advance_price(&mut self, now: &Now) {
+        let (Some(budget), Some(price)) = (&mut self.budget, &mut self.price) else {
+            return;
+        };
+        // Before the month's rollover is written, nothing counts in it yet.
+        let used = if budget.month() < Month::of(now.wall) {
+            0
+        } else {
+            budget.used()
+        };
+        price.advance(now.wall, used);
+        budget.stage_price(price.state());
     }
 
     /// What a scan must skip: the invalidations already looked at this

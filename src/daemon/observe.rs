@@ -48,6 +48,10 @@ impl Observers {
         let metrics = Metrics::new(&registry, &aliases).expect("metric names are unique");
         // The ledger fills in used and allowed; the limit is known now.
         metrics.set_budget(config.budget.monthly_paths, 0, 0);
+        metrics.set_budget_price(
+            crate::metrics::DEFAULT_ACCOUNT,
+            config.coalesce.blast_per_path,
+        );
         // Alone, this daemon is always the leader; a replica starts as a
         // standby.
         metrics.set_leader(config.coordination.kind == crate::config::CoordinationKind::None);
@@ -175,6 +179,7 @@ impl Observers {
         }
         if let Some(budget) = budget.or(shared_budget) {
             metrics.set_budget(budget.limit, budget.used, budget.allowed);
+            metrics.set_budget_price(crate::metrics::DEFAULT_ACCOUNT, budget.price);
             snapshot.budget = budget;
         } else {
             snapshot.budget.month = status::format_time(now.wall)

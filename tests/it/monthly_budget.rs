@@ -1,14 +1,15 @@
 //! No month goes over its budget when least blast plans under
-//! `monthly_paths` with even pacing (`bench/monthly.rs`, the replay behind
-//! the month-by-month table of docs/least-blast.md), on the astro-docs
-//! trace and on a generated storm far beyond the budget.
+//! `monthly_paths` with the default even pacing, through the daemon's own
+//! core on a virtual clock (`cfpurge replay`): on the astro-docs trace where
+//! the budget binds, and on a storm far beyond the budget. And the offline
+//! optimum `cfpurge replay --optimum` prints is a lower bound that the
+//! controller's own plans are measured against.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cfpurge::catalog::{self, Catalog};
-
-#[path = "../../bench/monthly.rs"]
-mod monthly;
-
-use monthly::{Pricing, by_day, replay, total};
+use cfpurge::config::Config;
+use cfpurge::replay::{self, ReplayOptions, Replayed, TraceLine};
 
 fn astro_catalog() -> Catalog {
     catalog::file::load(std::path::Path::new(concat!(
@@ -18,64 +19,92 @@ fn astro_catalog() -> Catalog {
     .expect("catalog file")
 }
 
-fn paced(monthly_paths: u64, blast_per_path: f64) -> Pricing {
-    Pricing::Paced {
-        blast_per_path,
-        monthly_paths,
-        burst_paths: 100,
+/// 2023-01-01T00:00:00Z.
+fn start() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(1_672_531_200)
+}
+
+fn config(monthly_paths: u64) -> Config {
+    let toml = format!(
+        r#"
+[source]
+kind = "local"
+[distributions.www]
+id = "EWWW"
+[routing]
+default_distribution = "www"
+[coalesce]
+strategy = "least_blast"
+blast_per_path = 50
+[cloudfront]
+mode = "simulate"
+[budget]
+monthly_paths = {monthly_paths}
+burst_paths = 100
+on_exhausted = "hold"
+"#
+    );
+    Config::from_parts(Some(&toml), "monthly", std::iter::empty()).expect("config")
+}
+
+fn replayed(config: &Config, trace: &[TraceLine]) -> Replayed {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("runtime");
+    runtime.block_on(replay::run(
+        config,
+        trace,
+        &ReplayOptions {
+            catalog: Some(astro_catalog()),
+            optimum: true,
+        },
+    ))
+}
+
+fn assert_within(replayed: &Replayed, monthly_paths: u64) {
+    for m in &replayed.months {
+        assert!(
+            m.billed <= monthly_paths,
+            "{}: billed {} > {monthly_paths}",
+            m.month,
+            m.billed
+        );
+        let optimum = m.optimum.as_ref().expect("--optimum");
+        let paced = optimum.optimum_paced.expect("cfpurge's own plans meet the pacing");
+        let same = optimum.optimum_same_spend.expect("cfpurge's own spend is feasible");
+        let blast = m.blast.expect("with a catalog");
+        assert!(paced <= blast && same <= blast, "{m:?}");
     }
+    assert_eq!(replayed.total.held_at_end, 0, "everything is purged in the end");
 }
 
 #[test]
 fn the_astro_trace_month_by_month_stays_within_its_budget() {
-    let trace = crate::replay::load_trace(None);
-    let days = by_day(trace.iter().map(|r| (r.t as u64, r.paths.as_slice())));
-    let catalog = astro_catalog();
-    // Planned with exact paths only (a price of 1), some month bills more
-    // than 300: at 300 the budget binds, at 1,000 it is the docs' case.
-    let free = replay(
-        &days,
-        &catalog,
-        Pricing::Fixed {
-            blast_per_path: 1.0,
-        },
+    let trace: Vec<TraceLine> = crate::replay::load_trace(Some(1_200))
+        .into_iter()
+        .map(|r| TraceLine {
+            at: start() + Duration::from_secs_f64(r.t),
+            paths: r.paths,
+            tags: Vec::new(),
+            distribution: None,
+        })
+        .collect();
+    let replayed = replayed(&config(300), &trace);
+    assert!(replayed.months.len() >= 6, "{} months", replayed.months.len());
+    // The budget binds: some month spends all of it.
+    assert!(
+        replayed.months.iter().any(|m| m.billed > 250),
+        "{:?}",
+        replayed.months
     );
-    assert!(free.values().any(|m| m.billed > 300), "{free:?}");
-    // At 50 the price mostly keeps spending on pace; at 0.001 even its
-    // highest (x1024) prefers exact paths, and the remaining allowance is
-    // what holds the month.
-    for (budget, price) in [(1_000, 50.0), (300, 50.0), (300, 0.001)] {
-        let months = replay(&days, &catalog, paced(budget, price));
-        assert!(months.len() >= 27, "{} months", months.len());
-        for (month, m) in &months {
-            assert!(
-                m.billed <= budget,
-                "{month}: billed {} > {budget}",
-                m.billed
-            );
-        }
-        assert_eq!(total(&months).waiting, 0, "everything is purged in the end");
-    }
-    // At the budget price controller's price, where the budget binds.
-    let months = replay(
-        &days,
-        &catalog,
-        Pricing::Controlled {
-            blast_per_path: 50.0,
-            monthly_paths: 300,
-            burst_paths: 100,
-            tuning: cfpurge::budget::Tuning::DEFAULT,
-        },
-    );
-    for (month, m) in &months {
-        assert!(m.billed <= 300, "{month}: billed {} > 300", m.billed);
-    }
-    assert_eq!(total(&months).waiting, 0, "everything is purged in the end");
+    assert_within(&replayed, 300);
 }
 
 #[test]
 fn a_storm_of_requests_is_held_to_the_budget_every_month() {
-    // 400 distinct served pages a day for 90 days: 36,000 paths, 36 times
+    // 400 distinct served pages a day for 70 days: 28,000 paths, 12 times
     // a budget of 1,000 a month.
     let tree = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -83,23 +112,25 @@ fn a_storm_of_requests_is_held_to_the_budget_every_month() {
     ))
     .unwrap();
     let pages: Vec<String> = tree.lines().map(str::to_owned).collect();
-    let mut requests = Vec::new();
-    for day in 0..90u64 {
-        let from = (day as usize * 400) % pages.len();
-        let paths: Vec<String> = (0..400)
-            .map(|i| pages[(from + i * 7) % pages.len()].clone())
-            .collect();
-        requests.push((day * 86_400 + 3_600, paths));
-    }
-    let days = by_day(requests.iter().map(|(t, p)| (*t, p.as_slice())));
-    let catalog = astro_catalog();
-    for price in [50.0, 0.001] {
-        let months = replay(&days, &catalog, paced(1_000, price));
-        for (month, m) in &months {
-            assert!(m.billed <= 1_000, "{month}: billed {}", m.billed);
-        }
-        assert!(months.values().filter(|m| m.requested > 0).count() >= 3);
-        // Held, not dropped: everything is purged in the end.
-        assert_eq!(total(&months).waiting, 0, "{months:?}");
+    let trace: Vec<TraceLine> = (0..70u64)
+        .map(|day| {
+            let from = (day as usize * 400) % pages.len();
+            TraceLine {
+                at: start() + Duration::from_secs(day * 86_400 + 3_600),
+                paths: (0..400)
+                    .map(|i| pages[(from + i * 7) % pages.len()].clone())
+                    .collect(),
+                tags: Vec::new(),
+                distribution: None,
+            }
+        })
+        .collect();
+    let replayed = replayed(&config(1_000), &trace);
+    assert!(replayed.months.iter().filter(|m| m.requested > 0).count() >= 3);
+    assert_within(&replayed, 1_000);
+    // A budget that binds this hard is spent: every month but the last
+    // (which only follows what is held) bills near its budget.
+    for m in &replayed.months[..replayed.months.len() - 1] {
+        assert!(m.billed >= 900, "{}: billed only {}", m.month, m.billed);
     }
 }

@@ -1,101 +1,68 @@
-//! The yardstick for the budget's price: each month of a trace, the least
-//! blast its day batches could have had (`planner::optimum`), within the
-//! month's budget and the even-pacing allowance at each batch's time, and
-//! at the same spend as a run; and the generated traces the price is
-//! judged on besides the astro-docs one. Shared by `cargo run --release
-//! --example monthly_price` and `tests/it/monthly_budget.rs`; each uses
-//! part of it.
-#![allow(dead_code)]
+//! Generated traces for `cfpurge replay --optimum`, beside the astro-docs
+//! one: `cargo run --release --example traces -- DIR` writes one trace file
+//! per shape into `DIR` (`steady.jsonl`, `storm-early.jsonl`,
+//! `storm-late.jsonl`, `tenfold.jsonl`), three calendar months from
+//! 2023-01-01 each, in RFC 3339 times. `--rate N` sets the steady rate of
+//! deploys a day (1). Each deploy touches pages of the astro-docs site
+//! (`benches/data/astro-docs-tree.txt`, the catalog to replay with), as a
+//! change to a section's shared layout or a batch of edits would.
+//! docs/least-blast.md replays them under `monthly_paths = 1000`.
 
-use std::collections::BTreeMap;
+use std::io::Write;
 use std::time::{Duration, UNIX_EPOCH};
 
-use cfpurge::budget::{Month, allowance};
-use cfpurge::catalog::Catalog;
-use cfpurge::config::{BudgetConfig, Pacing};
-use cfpurge::planner::optimum::{self, Batch};
-use cfpurge::planner::{Capacity, Entry, Settings, least_blast};
+#[path = "../benches/common/mod.rs"]
+mod common;
 
-use super::monthly::{MonthFigures, START};
+/// 2023-01-01T00:00:00Z, the traces' start.
+const START: u64 = 1_672_531_200;
 
-/// One day batch of a month: the allowance when it is planned (the day's
-/// end, as the replay plans it) and its least-blast curve.
-pub struct DayCurve {
-    /// Days since [`START`].
-    pub day: u64,
-    pub allowed: u64,
-    pub curve: Vec<(usize, u64)>,
-}
-
-/// Every day's batch (as `monthly::by_day` cuts the trace) by month, with
-/// CloudFront's in-flight limits and no budget limit on the curve.
-pub fn curves(
-    days: &BTreeMap<u64, Vec<Entry>>,
-    catalog: &Catalog,
-    monthly_paths: u64,
-    burst_paths: u64,
-) -> BTreeMap<Month, Vec<DayCurve>> {
-    let config = BudgetConfig {
-        monthly_paths,
-        burst_paths,
-        pacing: Pacing::Even,
-        ..BudgetConfig::default()
-    };
-    let settings = Settings::default();
-    let mut out: BTreeMap<Month, Vec<DayCurve>> = BTreeMap::new();
-    for (day, entries) in days {
-        let now = UNIX_EPOCH + Duration::from_secs(START + day * 86_400 + 86_399);
-        out.entry(Month::of(now)).or_default().push(DayCurve {
-            day: *day,
-            allowed: allowance(&config, now),
-            curve: least_blast::frontier(entries, Capacity::AWS, &settings, catalog),
-        });
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut rate = 1;
+    let mut dir = None;
+    let mut i = 0;
+    while i < args.len() {
+        match args[i].as_str() {
+            "--rate" => {
+                i += 1;
+                rate = args
+                    .get(i)
+                    .and_then(|r| r.parse().ok())
+                    .expect("--rate takes a whole number of deploys a day");
+            }
+            other => dir = Some(std::path::PathBuf::from(other)),
+        }
+        i += 1;
     }
-    out
-}
-
-/// One month's optimum.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct MonthOptimum {
-    /// The least blast within the budget and the pacing allowance.
-    pub paced_blast: u64,
-    pub paced_billed: u64,
-    /// The least blast billing no more than the run did.
-    pub same_spend_blast: u64,
-}
-
-/// Each month's optimum beside a run's figures (`run`, by month).
-pub fn optima(
-    curves: &BTreeMap<Month, Vec<DayCurve>>,
-    run: &BTreeMap<Month, MonthFigures>,
-) -> BTreeMap<Month, MonthOptimum> {
-    curves
-        .iter()
-        .map(|(month, days)| {
-            let batches: Vec<Batch<'_>> = days
-                .iter()
-                .map(|d| Batch {
-                    curve: &d.curve,
-                    limit: d.allowed,
-                })
-                .collect();
-            let paced = optimum::paced(&batches)
-                .unwrap_or_else(|| panic!("{month}: no plan of its batches meets the pacing"));
-            let refs: Vec<&[(usize, u64)]> = days.iter().map(|d| d.curve.as_slice()).collect();
-            let spend = run.get(month).map_or(0, |m| m.billed);
-            // A run that deferred entries into the month may bill less than
-            // the cheapest cover of its own batches: no plan of them does.
-            let same = optimum::at_spend(&refs, spend).map_or(u64::MAX, |a| a.blast);
-            (
-                *month,
-                MonthOptimum {
-                    paced_blast: paced.blast,
-                    paced_billed: paced.billed,
-                    same_spend_blast: same,
-                },
-            )
-        })
-        .collect()
+    let dir = dir.expect("usage: traces DIR [--rate N]");
+    std::fs::create_dir_all(&dir).expect("create the directory");
+    let pages: Vec<String> = std::fs::read_to_string(common::data_file("astro-docs-tree.txt"))
+        .expect("tree file")
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    for shape in Shape::ALL {
+        let path = dir.join(format!("{}.jsonl", shape.file()));
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&path).expect("create"));
+        let requests = generated(shape, &pages, rate);
+        for (t, paths) in &requests {
+            let at = UNIX_EPOCH + Duration::from_secs(START + t);
+            let line = serde_json::json!({
+                "t": cfpurge::status::format_time(at),
+                "paths": paths,
+            });
+            writeln!(out, "{line}").expect("write");
+        }
+        out.flush().expect("write");
+        let paths: usize = requests.iter().map(|r| r.1.len()).sum();
+        println!(
+            "{}: {} requests, {paths} paths ({})",
+            path.display(),
+            requests.len(),
+            shape.name()
+        );
+    }
 }
 
 /// The generated traffic shapes.
@@ -119,6 +86,16 @@ impl Shape {
         Shape::LateStorm,
         Shape::TenfoldMonth,
     ];
+
+    /// The trace's file name, without `.jsonl`.
+    pub fn file(self) -> &'static str {
+        match self {
+            Shape::Steady => "steady",
+            Shape::EarlyStorm => "storm-early",
+            Shape::LateStorm => "storm-late",
+            Shape::TenfoldMonth => "tenfold",
+        }
+    }
 
     pub fn name(self) -> &'static str {
         match self {
