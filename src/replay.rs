@@ -146,6 +146,9 @@ pub struct ReplayOptions {
     pub catalog: Option<Catalog>,
     /// Compute each month's offline optimum (needs `catalog`).
     pub optimum: bool,
+    /// The budget ledger to start from (none: an empty one), as a daemon
+    /// restarted on it would.
+    pub ledger: Option<crate::budget::LedgerState>,
 }
 
 /// One CreateInvalidation of a replay (`--batches`).
@@ -232,6 +235,8 @@ pub struct Replayed {
     /// Requests the daemon rejected (a path CloudFront's rules refuse, an
     /// unknown distribution), by line order.
     pub rejected: u64,
+    /// The budget ledger as last written.
+    pub ledger: Option<crate::budget::LedgerState>,
 }
 
 /// A requested path not yet covered, of a message received at `at`.
@@ -294,6 +299,7 @@ pub async fn run(config: &Config, trace: &[TraceLine], options: &ReplayOptions) 
         tallies: BTreeMap::new(),
         batches: Vec::new(),
         rejected: 0,
+        ledger: options.ledger.clone(),
         with_blast: options.catalog.is_some(),
         optimum: match (&options.catalog, options.optimum) {
             (Some(catalog), true) => Some(OptimumBasis {
@@ -332,6 +338,8 @@ struct Driver {
     tallies: BTreeMap<Month, Tally>,
     batches: Vec<BatchRecord>,
     rejected: u64,
+    /// The ledger as last written (read back by a load).
+    ledger: Option<crate::budget::LedgerState>,
     with_blast: bool,
     optimum: Option<OptimumBasis>,
 }
@@ -363,11 +371,7 @@ impl OptimumBasis {
             .filter(|e| paths.iter().any(|p| p.covers(&e.path)))
             .cloned()
             .collect();
-        let capacity = self
-            .capacities
-            .get(alias)
-            .copied()
-            .unwrap_or(Capacity::AWS);
+        let capacity = self.capacities.get(alias).copied().unwrap_or(Capacity::AWS);
         let curve = least_blast::frontier(&covered, capacity, &self.settings, &self.catalog);
         (curve, allowance(&self.budget, now))
     }
@@ -513,13 +517,18 @@ impl Driver {
             },
             Command::LoadLedger { epoch } => Input::LedgerLoaded {
                 epoch,
-                result: Ok(None),
+                result: Ok(self.ledger.clone()),
             },
-            Command::SaveLedger { epoch, seq, .. } => Input::LedgerSaved {
-                epoch,
-                seq,
-                result: Ok(()),
-            },
+            Command::SaveLedger {
+                epoch, seq, state, ..
+            } => {
+                self.ledger = Some(state);
+                Input::LedgerSaved {
+                    epoch,
+                    seq,
+                    result: Ok(()),
+                }
+            }
             Command::Queue(Effect::Delete(ids)) => Input::Deleted(ids.len()),
             Command::Queue(Effect::Reject { .. }) => {
                 self.rejected += 1;
@@ -649,6 +658,7 @@ impl Driver {
             total,
             batches: self.batches,
             rejected: self.rejected,
+            ledger: self.ledger,
         }
     }
 }

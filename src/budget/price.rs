@@ -80,12 +80,6 @@ pub struct Tuning {
     /// Seconds of recent batches the model price is learned from (0: no
     /// model, dual descent alone).
     pub window: u64,
-    /// E-folds per `monthly_paths` of lead by which the dual descent
-    /// corrects the model price.
-    pub correction: f64,
-    /// The most the correction moves the model price, in e-folds either
-    /// way.
-    pub correction_cap: f64,
 }
 
 impl Tuning {
@@ -95,9 +89,7 @@ impl Tuning {
         floor: 0.05,
         ceiling_factor: 1024.0,
         rate_cap: 4.0,
-        window: 7 * 86_400,
-        correction: 8.0,
-        correction_cap: 2.0,
+        window: 10 * 86_400,
     };
 }
 
@@ -148,8 +140,12 @@ pub struct PriceController {
     /// The batches of the last [`Tuning::window`], oldest first; not kept
     /// with the ledger (a restart learns them again).
     recent: VecDeque<Recent>,
-    /// The dual descent's correction of the model price, in e-folds.
-    bias: f64,
+    /// The price by dual descent alone, from the stored one: what the
+    /// price is while the model has not seen a window of batches yet.
+    dual: f64,
+    /// Unix seconds the controller started learning at: the model's
+    /// weight grows from 0 to 1 over the first window after it.
+    since: u64,
 }
 
 fn unix_seconds(time: SystemTime) -> u64 {
@@ -201,9 +197,14 @@ impl PriceController {
             pacing: config.pacing,
             tuning,
             recent: VecDeque::new(),
-            bias: 0.0,
+            dual: 0.0,
+            since: 0,
         };
+        // Learning starts now, or where the stored state was left if that
+        // is later (a replay's clock starts at the month's start).
+        controller.since = unix_seconds(now).max(controller.state.at);
         controller.state.price = controller.clamp(controller.state.price);
+        controller.dual = controller.state.price;
         controller
     }
 
@@ -303,8 +304,7 @@ impl PriceController {
 
     /// The model price: the least price at which the recent batches would
     /// have spent no more than the pace allows over as long (the budget
-    /// left spread over the time left, as in [`PriceController::paced`]),
-    /// corrected by the dual descent's lead.
+    /// left spread over the time left, as in [`PriceController::paced`]).
     fn model(&mut self, month: Month, used: u64) {
         self.forget_before(self.state.at.saturating_sub(self.tuning.window));
         if self.recent.is_empty() {
@@ -321,11 +321,15 @@ impl PriceController {
         };
         let target = per_month * window / month.length().as_secs_f64();
         let (floor, ceiling) = self.bounds();
-        let spends = |price: f64| -> f64 { self.recent.iter().map(|r| billed_at(&r.hull, price)).sum() };
+        let spends =
+            |price: f64| -> f64 { self.recent.iter().map(|r| billed_at(&r.hull, price)).sum() };
+        // Where even the dearest price leaves the batches above the pace,
+        // each takes its fewest paths: the least price at which they do
+        // (a price beyond the batches' last choice would only tell the next
+        // batch to purge more for nothing).
+        let target = target.max(spends(ceiling));
         let model = if spends(floor) <= target {
             floor
-        } else if spends(ceiling) > target {
-            ceiling
         } else {
             // The spending falls as the price rises: bisect its logarithm.
             let (mut low, mut high) = (floor.ln(), ceiling.ln());
@@ -339,9 +343,11 @@ impl PriceController {
             }
             high.exp()
         };
-        let cap = self.tuning.correction_cap;
-        self.bias = self.bias.clamp(-cap, cap);
-        self.state.price = self.clamp(model * self.bias.exp());
+        // What the model has seen since the controller started: until a
+        // whole window, the price leans on the one it resumed from.
+        let weight = (self.state.at.saturating_sub(self.since) as f64 / window).clamp(0.0, 1.0);
+        let blended = weight * self.clamp(model).ln() + (1.0 - weight) * self.dual.ln();
+        self.state.price = self.clamp(blended.exp());
     }
 
     /// Paths the pace allows in `month` from `from` to `to` (Unix
@@ -375,9 +381,9 @@ impl PriceController {
 
     fn step(&mut self, lead: f64) {
         let scale = self.monthly_paths.max(1) as f64;
-        let moved = self.state.price.ln() + self.tuning.step * lead / scale;
-        self.state.price = self.clamp(moved.exp());
-        self.bias += self.tuning.correction * lead / scale;
+        let moved = self.dual.ln() + self.tuning.step * lead / scale;
+        self.dual = self.clamp(moved.exp());
+        self.state.price = self.dual;
     }
 }
 

@@ -126,6 +126,57 @@ fn a_resumed_controller_goes_on_as_the_one_it_was_saved_from() {
     }
 }
 
+/// A controller fed a batch an hour for a week, each with `curve`, while
+/// the spending keeps to the pace exactly (so the dual descent does not
+/// move): the price the model learned.
+fn learned(curve: &[(usize, u64)]) -> f64 {
+    // 3,000 a month: 100 a day, the budget left spread over the time left.
+    let cfg = config(3000, Pacing::Even);
+    let mut c = PriceController::new(&cfg, 50.0, None, november());
+    for hour in 1..=7 * 24u64 {
+        let now = november() + Duration::from_secs(hour * 3600);
+        c.observe(now, curve);
+        // What the pace allows by now: the budget left spread over the
+        // time left is 100 a day while on it.
+        c.advance(now, hour * 100 / 24);
+    }
+    c.price()
+}
+
+#[test]
+fn the_model_learns_the_price_at_which_the_recent_batches_spend_the_pace() {
+    // One path with 100 unrequested objects, or 10 exact paths: 10 a batch
+    // (240 a day) below a price of 100 / 9, 1 (24 a day) above. The pace
+    // (100 a day) is met only above it: the least such price.
+    let price = learned(&[(1, 100), (10, 0)]);
+    assert!((price / (100.0 / 9.0) - 1.0).abs() < 0.05, "{price}");
+    // Exact paths everywhere fit the pace (3 a batch, 72 a day): the floor.
+    assert_eq!(learned(&[(1, 100), (3, 0)]), 0.05);
+}
+
+#[test]
+fn before_a_window_is_seen_the_price_leans_on_the_one_resumed_from() {
+    let cfg = config(3000, Pacing::Even);
+    let stored = PriceState {
+        month: Month::of(november()),
+        price: 7.0,
+        at: 1_793_491_200,
+        counted: 0,
+    };
+    let mut c = PriceController::new(&cfg, 50.0, Some(stored), november());
+    // The first batch after a restart: the model would say the floor, the
+    // price is still the stored one.
+    c.observe(november(), &[(1, 100), (3, 0)]);
+    c.advance(november(), 0);
+    assert_eq!(c.price(), 7.0);
+    // Half a window later (on the pace), halfway in logarithm.
+    let half = november() + day(3.5);
+    c.observe(half, &[(1, 100), (3, 0)]);
+    c.advance(half, 350);
+    let expected = (0.5 * 7.0f64.ln() + 0.5 * 0.05f64.ln()).exp();
+    assert!((c.price() / expected - 1.0).abs() < 0.05, "{}", c.price());
+}
+
 #[test]
 fn a_stored_price_out_of_bounds_is_brought_within_them() {
     let cfg = config(1000, Pacing::Even);
@@ -198,13 +249,21 @@ proptest! {
         for (i, (gap, picks)) in batches.iter().enumerate() {
             now += Duration::from_secs(*gap);
             budget.rollover(now).unwrap();
-            c.advance(now, budget.used());
-            let price = c.price();
-            prop_assert!((floor..=ceiling).contains(&price), "{price}");
             let entries: Vec<Entry> = picks
                 .iter()
                 .map(|&(d, p)| Entry::new(CfPath::parse(&format!("/s/d{d}/p{p}/")).unwrap(), 0))
                 .collect();
+            // The model learns from every batch's curve, as the daemon's.
+            let curve = crate::planner::least_blast::frontier(
+                &entries,
+                Capacity::AWS,
+                &Settings::default(),
+                &catalog,
+            );
+            c.observe(now, &curve);
+            c.advance(now, budget.used());
+            let price = c.price();
+            prop_assert!((floor..=ceiling).contains(&price), "{price}");
             let remaining = budget.remaining(now);
             let plan = plan_with(
                 &entries,

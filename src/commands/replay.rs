@@ -83,10 +83,15 @@ pub fn run(
         .start_paused(true)
         .build()
         .map_err(ReplayError::Runtime)?;
-    let replayed = runtime.block_on(replay::run(config, &trace, &ReplayOptions {
-        catalog,
-        optimum: options.optimum,
-    }));
+    let replayed = runtime.block_on(replay::run(
+        config,
+        &trace,
+        &ReplayOptions {
+            catalog,
+            optimum: options.optimum,
+            ledger: None,
+        },
+    ));
     if let Some(path) = &options.batches {
         write_batches(path, &replayed).map_err(|source| ReplayError::Batches {
             path: path.clone(),

@@ -734,8 +734,13 @@ impl Core {
         if entries.is_empty()
             || self.budget_config.pacing != Pacing::Even
             || self.submit_settings.strategy != crate::config::Strategy::LeastBlast
-            || self.ledger.budget().is_none()
+            || self
+                .ledger
+                .budget()
+                .is_none_or(|b| b.remaining(now.wall) == 0)
         {
+            // Nothing is planned at a price with the budget spent: it is
+            // held, or one path covers the batch.
             return false;
         }
         let (Some(catalog), Some(capacity)) = (self.catalogs.get(alias), capacity) else {

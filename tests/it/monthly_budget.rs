@@ -48,6 +48,15 @@ on_exhausted = "hold"
 }
 
 fn replayed(config: &Config, trace: &[TraceLine]) -> Replayed {
+    replayed_on(config, trace, None)
+}
+
+/// A replay starting on `ledger`, as a daemon restarted on it.
+fn replayed_on(
+    config: &Config,
+    trace: &[TraceLine],
+    ledger: Option<cfpurge::budget::LedgerState>,
+) -> Replayed {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
@@ -59,6 +68,7 @@ fn replayed(config: &Config, trace: &[TraceLine]) -> Replayed {
         &ReplayOptions {
             catalog: Some(astro_catalog()),
             optimum: true,
+            ledger,
         },
     ))
 }
@@ -72,12 +82,19 @@ fn assert_within(replayed: &Replayed, monthly_paths: u64) {
             m.billed
         );
         let optimum = m.optimum.as_ref().expect("--optimum");
-        let paced = optimum.optimum_paced.expect("cfpurge's own plans meet the pacing");
-        let same = optimum.optimum_same_spend.expect("cfpurge's own spend is feasible");
+        let paced = optimum
+            .optimum_paced
+            .expect("cfpurge's own plans meet the pacing");
+        let same = optimum
+            .optimum_same_spend
+            .expect("cfpurge's own spend is feasible");
         let blast = m.blast.expect("with a catalog");
         assert!(paced <= blast && same <= blast, "{m:?}");
     }
-    assert_eq!(replayed.total.held_at_end, 0, "everything is purged in the end");
+    assert_eq!(
+        replayed.total.held_at_end, 0,
+        "everything is purged in the end"
+    );
 }
 
 #[test]
@@ -92,7 +109,11 @@ fn the_astro_trace_month_by_month_stays_within_its_budget() {
         })
         .collect();
     let replayed = replayed(&config(300), &trace);
-    assert!(replayed.months.len() >= 6, "{} months", replayed.months.len());
+    assert!(
+        replayed.months.len() >= 6,
+        "{} months",
+        replayed.months.len()
+    );
     // The budget binds: some month spends all of it.
     assert!(
         replayed.months.iter().any(|m| m.billed > 250),
@@ -133,4 +154,138 @@ fn a_storm_of_requests_is_held_to_the_budget_every_month() {
     for m in &replayed.months[..replayed.months.len() - 1] {
         assert!(m.billed >= 900, "{}: billed only {}", m.month, m.billed);
     }
+}
+
+/// Two months of deploys that bind a budget of 1,000: every two hours one
+/// touches a section of the site (up to 40 of its pages), about 3 times
+/// what the pace allows.
+fn binding_trace() -> Vec<TraceLine> {
+    let tree = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/benches/data/astro-docs-tree.txt"
+    ))
+    .unwrap();
+    let pages: Vec<&str> = tree.lines().collect();
+    let sections: Vec<&str> = {
+        let mut s: Vec<&str> = pages
+            .iter()
+            .filter_map(|p| p.match_indices('/').nth(3).map(|(i, _)| &p[..=i]))
+            .collect();
+        s.dedup();
+        s
+    };
+    (0..59 * 12u64)
+        .map(|i| {
+            let section = sections[(i as usize * 7919) % sections.len()];
+            let paths: Vec<String> = pages
+                .iter()
+                .filter(|p| p.starts_with(section))
+                .enumerate()
+                .filter(|(k, _)| (k + i as usize) % 3 == 0)
+                .map(|(_, p)| (*p).to_owned())
+                .take(40)
+                .collect();
+            TraceLine {
+                at: start() + Duration::from_secs(i * 7_200 + 60),
+                paths,
+                tags: Vec::new(),
+                distribution: None,
+            }
+        })
+        .filter(|l| !l.paths.is_empty())
+        .collect()
+}
+
+/// The price controller through the daemon's core, on a virtual clock,
+/// with the default even pacing and a budget that binds: the month's
+/// spending follows the pace within `burst_paths`, the price settles, and
+/// a restart in the middle of a month resumes from the price kept with
+/// the ledger.
+#[test]
+fn the_price_follows_the_pace_settles_and_resumes_after_a_restart() {
+    let config = config(1_000);
+    assert_eq!(
+        config.budget.pacing,
+        cfpurge::config::Pacing::Even,
+        "the default"
+    );
+    let trace = binding_trace();
+    let whole = replayed(&config, &trace);
+    assert_within(&whole, 1_000);
+    let month_start = |t: f64| {
+        if t < 31.0 * 86_400.0 {
+            0.0
+        } else {
+            31.0 * 86_400.0
+        }
+    };
+    let length = |t: f64| if t < 31.0 * 86_400.0 { 31.0 } else { 28.0 } * 86_400.0;
+    let mut used = 0;
+    let mut month = 0.0;
+    for b in &whole.batches {
+        if month_start(b.t) != month {
+            month = month_start(b.t);
+            used = 0;
+        }
+        used += b.paths.len() as u64;
+        let pace = 1_000.0 * (b.t - month) / length(b.t);
+        assert!(
+            used as f64 <= pace + 100.0 + 1.0,
+            "{:.2} days: {used} spent, the pace {pace:.0} + 100",
+            b.t / 86_400.0
+        );
+        // Past the first days (the price starts from blast_per_path),
+        // never more than burst_paths behind the pace.
+        if b.t - month > 3.0 * 86_400.0 {
+            assert!(
+                used as f64 >= pace - 100.0,
+                "{:.2} days: {used} spent, the pace {pace:.0} - 100",
+                b.t / 86_400.0
+            );
+        }
+    }
+    for m in &whole.months[..2] {
+        assert!(m.billed >= 900, "{}: billed {}", m.month, m.billed);
+    }
+    // Settled: over the second month's last two weeks, within a factor
+    // of 4.
+    let late: Vec<f64> = whole
+        .batches
+        .iter()
+        .filter(|b| b.t >= 45.0 * 86_400.0 && b.t < 59.0 * 86_400.0)
+        .map(|b| b.price)
+        .collect();
+    let (low, high) = late
+        .iter()
+        .fold((f64::MAX, 0.0f64), |(l, h), p| (l.min(*p), h.max(*p)));
+    assert!(high / low <= 4.0, "the price swings from {low} to {high}");
+
+    // A restart on 15 February: the first half, then the rest on the
+    // ledger it left.
+    let cut = start() + Duration::from_secs(45 * 86_400);
+    let (before, after): (Vec<TraceLine>, Vec<TraceLine>) =
+        trace.iter().cloned().partition(|l| l.at < cut);
+    let first = replayed(&config, &before);
+    let ledger = first.ledger.clone().expect("the ledger was written");
+    let stored = ledger
+        .price
+        .expect("the price is kept with the ledger")
+        .price;
+    let resumed = replayed_on(&config, &after, Some(ledger));
+    let fresh = replayed_on(&config, &after, None);
+    let first_price = |r: &Replayed| r.batches.first().expect("a batch").price;
+    assert!(
+        (first_price(&resumed) / stored).ln().abs() < 0.25,
+        "resumed at {}, stored {stored}",
+        first_price(&resumed)
+    );
+    assert_eq!(
+        first_price(&fresh),
+        50.0,
+        "a fresh ledger starts from blast_per_path"
+    );
+    assert!(
+        (stored / 50.0).ln().abs() > 0.5,
+        "the stored price {stored} tells a resumed run from a fresh one"
+    );
 }
