@@ -2,57 +2,54 @@
 //! shadow price, learned online. Each batch is planned to minimise
 //! `blast + price × billed`; the best price for a month is the one at which
 //! its batches spend the budget, which is not known until the month is
-//! over. So the price is a Lagrange multiplier updated by dual descent (the
-//! online mirror descent of Balseiro, Lu and Mirrokni for online allocation
-//! with budgets, with the entropy mirror map, so the steps are
-//! multiplicative): as spending and time pass, its logarithm moves by
-//! `step × (spent − paced) / monthly_paths`. `paced` is what the budget
-//! left would allow over the same time if spread evenly over the rest of
-//! the month (`(monthly_paths − used) × elapsed / time left`, at most
-//! [`Tuning::rate_cap`] months' budget per month): spending ahead of that
-//! pace raises the price, lagging lowers it. Measured against what is left
-//! rather than against the month's even share, a month that lags is not
-//! kept in debt: what it did not spend raises the pace of the rest, so the
-//! price falls until the month's budget is spent where it saves the most,
-//! instead of being left over at the month's end. Pure: time and the
-//! ledger's figures are handed in.
+//! over. Two estimates, one after the other:
 //!
-//! The memory is what sets it apart from a price computed from the
-//! instantaneous lead alone: the price is clamped to its bounds on every
-//! update, and a month starts from the price the last one ended on, kept
-//! with the ledger ([`PriceState`]), so a restart or a new leader resumes
-//! it. The first month starts from `blast_per_path`.
+//! - **The model price.** Each batch's least-blast curve (the least blast
+//!   at every billed count) is handed in before it is planned
+//!   ([`PriceController::observe`]) and kept for [`Tuning::window`] (10
+//!   days). The price is the least one at which those batches, each planned
+//!   at it, would have billed no more than the pace allows over as long.
+//!   The pace is the budget left spread over the month left (at most
+//!   [`Tuning::rate_cap`] months' budget a month): a month that lags is not
+//!   kept in debt, what it did not spend lowers the price of the rest. A
+//!   batch's choice at a price is a point of its curve's lower convex hull,
+//!   so the spending falls as the price rises, and the price is found by
+//!   bisection. Where even the ceiling leaves the batches above the pace,
+//!   the price is the least at which each takes its fewest paths (no
+//!   higher: beyond it a price only makes the next batch purge more).
+//! - **Dual descent**, the memory: the price that was kept with the ledger
+//!   ([`PriceState`]), its logarithm moved by `step × (spent − paced) /
+//!   monthly_paths` as spending and time pass (the online mirror descent of
+//!   Balseiro, Lu and Mirrokni for allocation under a budget, with the
+//!   entropy mirror map). A restart or a new leader resumes it; the first
+//!   month starts from `blast_per_path`.
+//!
+//! The price leans on the second until the model has seen a whole window
+//! since the controller started, the model's weight (in logarithm) growing
+//! with the share of the window seen: the curves are not kept with the
+//! ledger, and a week of history learned again beats a guess from one
+//! batch. Measured with `cfpurge replay --optimum` against the offline
+//! optimum (docs/least-blast.md): a window of 10 days did better than 3,
+//! 7, 14, 21 or 28 on the traces measured, and adding the dual descent's
+//! lead as a correction to the model price made the steady trace worse.
 //!
 //! The price only steers: the even-pacing allowance (with `burst_paths`)
-//! stays the hard limit the planner's capacity enforces. That makes a price
-//! too low cheap (a batch that wants more than the allowance leaves gets
-//! the least-blast cover within it) and a price too high dear (the budget
-//! left at the month's end is lost), so the bounds sit far below
-//! `blast_per_path` and moderately above it:
+//! stays the hard limit the planner's capacity enforces. Bounds:
 //!
 //! - **Floor** [`Tuning::floor`] (1/20 blast per path): at that price a
 //!   wildcard is only chosen where it saves at least 20 billed paths per
 //!   unrequested object it purges, so where the budget does not bind the
-//!   free paths go to exact paths and the blast is near zero. A lower floor
-//!   made things worse on the traces measured: where a month that had run
-//!   at the floor then met a storm, the price took longer to climb back.
+//!   free paths go to exact paths and the blast is near zero.
 //! - **Ceiling** `blast_per_path ×` [`Tuning::ceiling_factor`] (1,024).
-//!
-//! The step, [`Tuning::step`], is 8 e-folds of the price per
-//! `monthly_paths` of lead: 1/8 of the month's budget spent ahead of the
-//! pace multiplies the price by e. Chosen on the astro-docs trace and
-//! generated traces (steady, storms early and late in the month, a month of
-//! ten times the traffic) against the offline optimum
-//! (`planner::optimum`): half of it left the price too slow to leave
-//! `blast_per_path` in a first month that does not bind, twice of it made
-//! it swing with the day-to-day traffic of the astro trace.
 //!
 //! Under `pacing = "none"` the price is `blast_per_path` and never moves.
 //!
-//! The runner keeps one controller per budget (distributions sharing a
-//! budget share its price) and calls [`PriceController::advance`] with the
-//! ledger's [`super::Budget::used`] before planning each batch and after
-//! reserving it; [`PriceController::price`] is the price to plan at.
+//! The daemon's core keeps one controller per budget with the ledger
+//! (distributions sharing a budget share its price); before planning each
+//! batch it hands in the batch's curve and calls
+//! [`PriceController::advance`] with the ledger's [`super::Budget::used`],
+//! and again after reserving it; [`PriceController::price`] is the price to
+//! plan at. Pure: time, spending and curves are handed in.
 
 use std::collections::VecDeque;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -3,7 +3,7 @@ use std::collections::{BTreeSet, HashSet};
 use proptest::prelude::*;
 
 use super::*;
-use crate::planner::{Strategy as Planned, plan_with, price_for};
+use crate::planner::{Strategy as Planned, plan_with};
 
 fn p(s: &str) -> CfPath {
     CfPath::parse_item(s).unwrap()
@@ -274,20 +274,6 @@ fn blast_counts_each_outermost_wildcard_once() {
     // /docs/*: 10 pages less p1 (asked) and p2 (under an asked wildcard);
     // /blog/* was itself asked for.
     assert_eq!(blast(&paths, &batch, &catalog), 8);
-}
-
-#[test]
-fn the_price_follows_spending_against_the_allowance() {
-    assert_eq!(price_for(50.0, 300.0, 300.0, 100.0), 50.0);
-    assert_eq!(price_for(50.0, 400.0, 300.0, 100.0), 100.0);
-    assert_eq!(price_for(50.0, 500.0, 300.0, 100.0), 200.0);
-    assert!((price_for(50.0, 250.0, 300.0, 100.0) - 50.0 / 2f64.sqrt()).abs() < 1e-9);
-    assert_eq!(price_for(50.0, 0.0, 300.0, 100.0), 50.0 / 8.0);
-    // Bounded both ways, and a scale below one counts as one.
-    assert_eq!(price_for(1.0, 1e9, 0.0, 100.0), 1024.0);
-    assert_eq!(price_for(1.0, 0.0, 1e9, 100.0), 1.0 / 1024.0);
-    assert_eq!(price_for(1.0, 3.0, 0.0, 0.0), 8.0);
-    assert_eq!(price_for(7.0, f64::NAN, 0.0, 1.0), 7.0);
 }
 
 #[test]

@@ -256,8 +256,8 @@ pub enum Strategy<'a> {
     LeastBlast {
         catalog: &'a Catalog,
         /// Unrequested objects purged that one billed path is worth:
-        /// `coalesce.blast_per_path`, or [`price_for`]'s answer when the
-        /// price follows the budget.
+        /// `coalesce.blast_per_path`, or the budget's price
+        /// ([`crate::budget::PriceController`]) under even pacing.
         price: f64,
     },
 }
@@ -315,33 +315,6 @@ pub fn plan_with(
             least_blast::plan(entries, capacity, settings, catalog, price)
         }
     }
-}
-
-/// The price of a billed path, in unrequested objects purged, under even
-/// pacing: `blast_per_path` while spending keeps to the allowance, doubled
-/// for every `scale` paths that spending runs ahead of it and halved for
-/// every `scale` paths it lags behind, within `blast_per_path / 1024` and
-/// `blast_per_path × 1024`.
-///
-/// So while a month spends faster than its allowance, each batch buys fewer
-/// paths (wider wildcards, more blast) until spending is back on pace; while
-/// it lags, batches buy more exact paths, so the allowance is spent where
-/// it saves the most blast instead of being left over. `spent` and
-/// `allowance` are the month's paths spent and the paths the pacing allows
-/// by now (`monthly_paths × elapsed / length`, without the burst); `scale`
-/// is how many paths of lead double the price (the daemon passes
-/// `burst_paths`, the lead the pacing tolerates; below 1 it counts as 1).
-pub fn price_for(blast_per_path: f64, spent: f64, allowance: f64, scale: f64) -> f64 {
-    /// 2^10: far enough that the price decides alone, near enough that it
-    /// comes back within a few batches once spending is on pace again.
-    const MAX_DOUBLINGS: f64 = 10.0;
-    let lead = (spent - allowance) / scale.max(1.0);
-    let doublings = if lead.is_nan() {
-        0.0
-    } else {
-        lead.clamp(-MAX_DOUBLINGS, MAX_DOUBLINGS)
-    };
-    blast_per_path * doublings.exp2()
 }
 
 /// Exact (cache tags included, as CloudFront's limits count them) and

@@ -181,7 +181,7 @@ fn binding_trace() -> Vec<TraceLine> {
                 .iter()
                 .filter(|p| p.starts_with(section))
                 .enumerate()
-                .filter(|(k, _)| (k + i as usize) % 3 == 0)
+                .filter(|(k, _)| (k + i as usize).is_multiple_of(3))
                 .map(|(_, p)| (*p).to_owned())
                 .take(40)
                 .collect();
