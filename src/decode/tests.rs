@@ -1505,7 +1505,7 @@ fn native_value_of_the_wrong_type_names_its_field() {
         ),
         (
             r#"{"paths": ["/a", 7]}"#,
-            "native request: \"paths[1]\": invalid type: integer `7`, expected a string at line 1 column 19",
+            "native request: \"paths[1]\": invalid type: integer `7`, expected a string at line 1 column 18",
         ),
         (
             r#"{"paths": ["/a"], "urgent": "yes"}"#,
