@@ -338,8 +338,7 @@ fn every_sample_output_is_what_its_command_prints() {
     let mut samples = 0;
     for file in &files {
         let text = read(file);
-        let mut blocks = text.split("```console\n").skip(1);
-        while let Some(block) = blocks.next() {
+        for block in text.split("```console\n").skip(1) {
             let block = block.split("\n```").next().unwrap();
             let mut lines = block.lines().peekable();
             while let Some(line) = lines.next() {
