@@ -78,7 +78,9 @@ const OBJECT: u32 = 1 << 31;
 /// saturate here (two billion objects under one directory).
 const COUNT: u32 = OBJECT - 1;
 
-/// One distribution's catalog.
+/// One distribution's catalog. Cloned only by replay, which plans every
+/// distribution with the same one.
+#[derive(Clone)]
 pub struct Catalog {
     slots: HashMap<Fingerprint, u32, BuildHasherDefault<Identity>>,
     keys: RandomState,
