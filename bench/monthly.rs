@@ -10,10 +10,12 @@
 //! Shared by `cargo run --release --example least_blast -- --monthly` and
 //! the test that no month goes over its budget.
 
+#![allow(dead_code)] // each user takes the pricings it needs
+
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use cfpurge::budget::{Budget, MemoryStore, Month};
+use cfpurge::budget::{Budget, MemoryStore, Month, PriceController, Tuning};
 use cfpurge::catalog::Catalog;
 use cfpurge::config::{BudgetConfig, OnExhausted, Pacing};
 use cfpurge::planner::{Capacity, Entry, Settings, Strategy, plan_with, price_for};
@@ -22,13 +24,15 @@ use cfpurge::planner::{Capacity, Entry, Settings, Strategy, plan_with, price_for
 pub const START: u64 = 1_672_531_200;
 
 /// One month's figures.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct MonthFigures {
     pub billed: u64,
     pub blast: u64,
     pub requested: u64,
     /// Entries still waiting at the month's last batch.
     pub waiting: u64,
+    /// The price the month's last batch was planned at.
+    pub price_end: f64,
 }
 
 /// How the replay prices and limits each batch.
@@ -43,6 +47,13 @@ pub enum Pricing {
     },
     /// A fixed price and no budget limit.
     Fixed { blast_per_path: f64 },
+    /// Even pacing as `Paced`, at the price controller's price.
+    Controlled {
+        blast_per_path: f64,
+        monthly_paths: u64,
+        burst_paths: u64,
+        tuning: Tuning,
+    },
 }
 
 /// Replays `days` (day number since [`START`] → that day's entries, whose
@@ -56,6 +67,11 @@ pub fn replay(
     let settings = Settings::default();
     let config = match pricing {
         Pricing::Paced {
+            monthly_paths,
+            burst_paths,
+            ..
+        }
+        | Pricing::Controlled {
             monthly_paths,
             burst_paths,
             ..
@@ -76,6 +92,20 @@ pub fn replay(
     let first = *days.keys().next().unwrap_or(&0);
     let mut budget =
         Budget::open(MemoryStore::new(), config.clone(), at(first * 86_400)).expect("ledger");
+    let mut controller = match pricing {
+        Pricing::Controlled {
+            blast_per_path,
+            tuning,
+            ..
+        } => Some(PriceController::with_tuning(
+            &config,
+            blast_per_path,
+            None,
+            at(first * 86_400),
+            tuning,
+        )),
+        _ => None,
+    };
     let mut months: BTreeMap<Month, MonthFigures> = BTreeMap::new();
     let mut waiting: Vec<Entry> = Vec::new();
     let last = *days.keys().last().unwrap_or(&0);
@@ -120,7 +150,20 @@ pub fn replay(
                 )
             }
             Pricing::Fixed { blast_per_path } => (Capacity::AWS, blast_per_path),
+            Pricing::Controlled { .. } => {
+                let controller = controller.as_mut().expect("made for this pricing");
+                controller.advance(now, budget.used());
+                let remaining = budget.remaining(now) as usize;
+                (
+                    Capacity {
+                        paths: remaining,
+                        ..Capacity::AWS
+                    },
+                    controller.price(),
+                )
+            }
         };
+        figures.price_end = price;
         let plan = plan_with(
             &entries,
             capacity,
@@ -134,6 +177,9 @@ pub fn replay(
                 .reserve(&reference, "www", billed, now)
                 .expect("reserve");
             budget.commit(&reference).expect("commit");
+        }
+        if let Some(controller) = controller.as_mut() {
+            controller.advance(now, budget.used());
         }
         figures.billed += billed;
         figures.blast += plan.figures.blast;
@@ -168,5 +214,6 @@ pub fn total(months: &BTreeMap<Month, MonthFigures>) -> MonthFigures {
             blast: a.blast + m.blast,
             requested: a.requested + m.requested,
             waiting: m.waiting,
+            price_end: m.price_end,
         })
 }

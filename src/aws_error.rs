@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_runtime_api::http::Response;
-use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 /// What kind of failure an error is.
@@ -52,8 +51,44 @@ pub struct Classified {
     pub code: Option<String>,
     /// The HTTP status of a service's answer.
     pub status: Option<u16>,
-    /// The whole error with its causes, for logs.
+    /// What went wrong in a sentence, for logs, `/readyz` and messages: a
+    /// service's code and message, or the chain of causes of a call that
+    /// got no answer, at most [`MAX_TEXT`] bytes.
     pub text: String,
+}
+
+/// The longest [`Classified::text`]. The SDK's own full rendering
+/// (`DisplayErrorContext`) ends with a debug dump of the whole error, the
+/// response's headers and body included: kilobytes in every log line and
+/// in `/readyz`, where one sentence is what helps.
+pub const MAX_TEXT: usize = 400;
+
+/// `err` and its causes, each once (the SDK repeats a service error's
+/// text in its source), joined by ": ", cut at [`MAX_TEXT`] bytes.
+fn chain(err: &(dyn StdError + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let part = e.to_string();
+        if !part.is_empty() && !parts.iter().any(|p| p.contains(&part)) {
+            parts.push(part);
+        }
+        next = e.source();
+    }
+    cut(parts.join(": "))
+}
+
+/// `text` cut at [`MAX_TEXT`] bytes (on a character boundary), marked.
+fn cut(mut text: String) -> String {
+    if text.len() > MAX_TEXT {
+        let mut end = MAX_TEXT - 3;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str("...");
+    }
+    text
 }
 
 impl Classified {
@@ -137,7 +172,7 @@ pub fn classify<E>(
 where
     E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
 {
-    let text = DisplayErrorContext(err).to_string();
+    let text = chain(err);
     let failed = |class: Class, code: Option<&str>| Classified {
         class,
         code: code.map(str::to_owned),
@@ -171,11 +206,18 @@ where
                 _ if status == 429 => Class::Throttling,
                 _ => Class::Client,
             };
+            // The service's own words: its code and message.
+            let text = match (code, service.err().message()) {
+                (Some(c), Some(m)) => cut(format!("{c}: {m}")),
+                (Some(c), None) => c.to_owned(),
+                (None, Some(m)) => cut(format!("HTTP {status}: {m}")),
+                (None, None) => format!("HTTP {status}"),
+            };
             Classified {
                 class,
                 code: code.map(str::to_owned),
                 status: Some(status),
-                text: text.clone(),
+                text,
             }
         }
         // `SdkError` is non-exhaustive; a new kind of failure is safest
@@ -292,6 +334,55 @@ mod tests {
         );
         assert!(!c.class.is_transient());
         assert!(Class::Transport.is_transient() && Class::Server.is_transient());
+    }
+
+    #[test]
+    fn the_text_is_a_sentence_without_the_sdk_debug_dump() {
+        let err = SdkError::service_error(
+            Refused(
+                ErrorMetadata::builder()
+                    .code("ResourceNotFoundException")
+                    .message("Requested resource not found")
+                    .build(),
+            ),
+            Response::new(400.try_into().unwrap(), "{\"a\": \"long body\"}".into()),
+        );
+        let c = classify(&err, |_| None);
+        assert_eq!(
+            c.text,
+            "ResourceNotFoundException: Requested resource not found"
+        );
+        assert_eq!(service(None, 503).text, "HTTP 503");
+
+        // No answer: the causes, each once, and nothing of the Debug form.
+        #[derive(Debug)]
+        struct Cause(&'static str, Option<Box<Cause>>);
+        impl std::fmt::Display for Cause {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.0)
+            }
+        }
+        impl StdError for Cause {
+            fn source(&self) -> Option<&(dyn StdError + 'static)> {
+                self.1.as_deref().map(|c| c as _)
+            }
+        }
+        let refused = Cause(
+            "io error",
+            Some(Box::new(Cause(
+                "tcp connect error: Connection refused",
+                Some(Box::new(Cause("Connection refused", None))),
+            ))),
+        );
+        let err: SdkError<Refused, Response> = SdkError::timeout_error(refused);
+        assert_eq!(
+            classify(&err, |_| None).text,
+            "request has timed out: io error: tcp connect error: Connection refused"
+        );
+        let long: SdkError<Refused, Response> =
+            SdkError::construction_failure("é".repeat(MAX_TEXT));
+        let text = classify(&long, |_| None).text;
+        assert!(text.len() <= MAX_TEXT && text.ends_with("..."), "{text}");
     }
 
     #[test]

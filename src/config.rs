@@ -880,14 +880,26 @@ fn problem_lines(origin: &str, problems: &[Problem]) -> String {
     lines.join("\n")
 }
 
+/// The longest `coordination.lease_seconds`: a lease item whose expiry
+/// lies further ahead than this was not written by a replica whose clock
+/// agrees with the reader's.
+pub const MAX_LEASE_SECONDS: u64 = 3600;
+
+/// The largest configuration file read: a thousand distributions take
+/// well under 1 MiB.
+pub const MAX_CONFIG_BYTES: u64 = 4 << 20;
+
 impl Config {
     /// Reads `file`, applies the `CFPURGE__SECTION__KEY` variables of the
     /// process environment and validates the result.
     pub fn load(file: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
-            path: file.to_path_buf(),
-            source,
-        })?;
+        let text =
+            crate::regular_file::read_to_string(file, MAX_CONFIG_BYTES).map_err(|source| {
+                ConfigError::Read {
+                    path: file.to_path_buf(),
+                    source,
+                }
+            })?;
         let origin = file.display().to_string();
         let mut env = Vec::new();
         for (name, value) in std::env::vars_os() {
@@ -908,7 +920,40 @@ impl Config {
                 }
             }
         }
-        Config::from_parts(Some(&text), &origin, env)
+        let config = Config::from_parts(Some(&text), &origin, env)?;
+        let problems = config.check_files();
+        if !problems.is_empty() {
+            return Err(ConfigError::Invalid { origin, problems });
+        }
+        Ok(config)
+    }
+
+    /// The files the configuration names that cfpurge reads, looked at
+    /// (not opened): one that exists must be a regular file, links
+    /// followed. A device or a FIFO would be read for ever or block the
+    /// read (the reads refuse them too; this names the key at start-up).
+    /// A file that is not there yet is not a problem here: a ledger is
+    /// created, and a catalog file's absence is reported when it is read.
+    fn check_files(&self) -> Vec<Problem> {
+        let mut files = Vec::new();
+        for (alias, d) in &self.distributions {
+            if let (CatalogSource::File, Some(file)) = (d.catalog, &d.catalog_file) {
+                files.push((format!("distributions.{alias}.catalog_file"), file));
+            }
+        }
+        if self.budget.store == StoreKind::File {
+            files.push(("budget.ledger_path".to_owned(), &self.budget.ledger_path));
+        }
+        files
+            .into_iter()
+            .filter_map(|(key, file)| {
+                let e = crate::regular_file::check(file).err()?;
+                Some(Problem::new(
+                    key,
+                    format!("{:?}: {e}", file.display().to_string()),
+                ))
+            })
+            .collect()
     }
 
     /// Builds the configuration from the file's text (`None`: defaults only)
@@ -1106,7 +1151,12 @@ impl Config {
             }
         }
         // Renewing every third of the lease needs a second at least.
-        v.range("coordination.lease_seconds", c.lease_seconds, 3, 3600);
+        v.range(
+            "coordination.lease_seconds",
+            c.lease_seconds,
+            3,
+            MAX_LEASE_SECONDS,
+        );
         if let Some(id) = &c.replica_id {
             if id.is_empty() {
                 v.push(
@@ -1252,6 +1302,32 @@ impl Config {
                 15,
             );
             self.check_catalog(v, &key, alias, d);
+        }
+        self.check_names(v);
+    }
+
+    /// A request names an entry by its alias, its `tenant_id`, or (for an
+    /// ordinary distribution) its `id`; a multi-tenant distribution's `id`
+    /// is answered with the tenants to name instead. A name that is one
+    /// entry's alias and another entry's id or tenant id would mean two
+    /// targets, and routing would pick one silently (the alias): refused,
+    /// naming both. (Ids shared by two entries are checked above.)
+    fn check_names(&self, v: &mut Validator) {
+        for (alias, d) in &self.distributions {
+            let names = [("id", Some(&d.id)), ("tenant_id", d.tenant_id.as_ref())];
+            for (field, name) in names {
+                let Some(name) = name else { continue };
+                if name == alias || !self.distributions.contains_key(name) {
+                    continue;
+                }
+                v.push(
+                    &format!("distributions.{alias}.{field}"),
+                    format!(
+                        "{name:?} is also the alias of distributions.{name}: a request naming \
+                         {name:?} could mean either entry; rename one of them"
+                    ),
+                );
+            }
         }
     }
 
@@ -2150,6 +2226,43 @@ mod tests {
                 "distributions.shop-a2.tenant_id \"dt_2AaAa\" is also the tenant_id of distributions.shop-a"
             ),
             "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn a_name_may_mean_one_entry_only() {
+        let entry = |id: &str, tenant: Option<&str>| DistributionConfig {
+            id: id.into(),
+            tenant_id: tenant.map(Into::into),
+            ..DistributionConfig::default()
+        };
+        let mut cfg = minimal();
+        cfg.distributions
+            .insert("dt_1a".into(), entry("E5ORDINARY", None));
+        cfg.distributions
+            .insert("shop".into(), entry("E3MULTI", Some("dt_1a")));
+        // An alias equal to another entry's id (ids of digits only are
+        // valid aliases), and to a multi-tenant distribution's id.
+        cfg.distributions
+            .insert("123".into(), entry("E6OTHER", None));
+        cfg.distributions
+            .insert("456".into(), entry("E7OTHER", None));
+        cfg.distributions.insert("plain".into(), entry("123", None));
+        cfg.distributions
+            .insert("tenant".into(), entry("456", Some("dt_2Bb")));
+        // An entry whose alias is its own id means one entry.
+        cfg.distributions.insert("789".into(), entry("789", None));
+        let problems: Vec<String> = cfg.problems().iter().map(ToString::to_string).collect();
+        assert_eq!(
+            problems,
+            [
+                "distributions.plain.id \"123\" is also the alias of distributions.123: \
+                 a request naming \"123\" could mean either entry; rename one of them",
+                "distributions.shop.tenant_id \"dt_1a\" is also the alias of distributions.dt_1a: \
+                 a request naming \"dt_1a\" could mean either entry; rename one of them",
+                "distributions.tenant.id \"456\" is also the alias of distributions.456: \
+                 a request naming \"456\" could mean either entry; rename one of them",
+            ]
         );
     }
 

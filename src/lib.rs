@@ -29,6 +29,8 @@ pub mod path;
 pub mod pending;
 pub mod pipeline;
 pub mod planner;
+pub mod regular_file;
+pub mod replay;
 pub mod source;
 pub mod status;
 pub mod status_page;

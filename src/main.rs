@@ -146,6 +146,28 @@ enum Command {
         #[arg(required_unless_present_any = ["stdin", "tags"])]
         paths: Vec<String>,
     },
+    /// Run the daemon's own core on a virtual clock through a trace of
+    /// purge requests (JSON lines), with the simulated CloudFront and the
+    /// configuration's budget, pacing, planner and limits; print one row
+    /// per month. No AWS calls.
+    Replay {
+        /// The trace: one JSON object a line, {"t": seconds since the start
+        /// or an RFC 3339 time, "paths": [...], "tags": [...],
+        /// "distribution": "alias"}.
+        trace: PathBuf,
+        /// Configuration file (else $CFPURGE_CONFIG, else /etc/cfpurge/cfpurge.toml).
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        /// What the site serves, one path per line: every distribution
+        /// plans with it, and the table counts the blast.
+        #[arg(long)]
+        catalog: Option<PathBuf>,
+        /// Write one JSON line per CreateInvalidation to this file.
+        #[arg(long)]
+        batches: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: OutputFormat,
+    },
     /// The budget ledger in the configured store (budget.store).
     Ledger {
         #[command(subcommand)]
@@ -418,6 +440,40 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 if accepted == 1 { "" } else { "s" }
             );
             Ok(0)
+        }
+        Command::Replay {
+            trace,
+            config,
+            catalog,
+            batches,
+            format,
+        } => {
+            let path = config_path(config.as_deref())?;
+            let config = Config::load(&path).map_err(Failure::usage)?;
+            let options = commands::replay::Options {
+                trace,
+                catalog,
+                batches,
+                format: match format {
+                    OutputFormat::Text => commands::replay::Format::Text,
+                    OutputFormat::Json => commands::replay::Format::Json,
+                },
+            };
+            let bad = match commands::replay::run(
+                &config,
+                &options,
+                &mut io::stdout().lock(),
+                &mut io::stderr().lock(),
+            ) {
+                Ok(bad) => bad,
+                Err(commands::replay::ReplayError::Output(e))
+                    if e.kind() == io::ErrorKind::BrokenPipe =>
+                {
+                    return Ok(0);
+                }
+                Err(e) => return Err(Failure::runtime(e)),
+            };
+            Ok(if bad > 0 { 1 } else { 0 })
         }
         Command::Ledger { action } => {
             let (config, file) = match &action {

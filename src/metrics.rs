@@ -103,6 +103,8 @@ pub struct Metrics {
     leader: IntGauge,
     /// `cfpurge_leader_changes_total`
     leader_changes: IntCounter,
+    /// `cfpurge_lease_invalid`
+    lease_invalid: IntGauge,
 }
 
 impl Metrics {
@@ -256,6 +258,13 @@ impl Metrics {
                 IntCounter::new(
                     "cfpurge_leader_changes_total",
                     "Times this replica became leader or stood down.",
+                )?,
+            )?,
+            lease_invalid: register(
+                registry,
+                IntGauge::new(
+                    "cfpurge_lease_invalid",
+                    "1 while the lease item is one no replica can take over (expiry too far ahead, last fencing number).",
                 )?,
             )?,
             oldest_pending_seconds: register(
@@ -481,6 +490,12 @@ impl Metrics {
         self.leader_changes.inc();
     }
 
+    /// Whether the lease item, as last looked at, is one no replica can
+    /// take over.
+    pub fn set_lease_invalid(&self, invalid: bool) {
+        self.lease_invalid.set(i64::from(invalid));
+    }
+
     /// Received messages not yet deleted.
     pub fn set_pending_messages(&self, n: u64) {
         self.pending_messages.set(to_i64(n));
@@ -600,6 +615,7 @@ mod tests {
         ("cfpurge_pending_messages", "gauge", &[]),
         ("cfpurge_leader", "gauge", &[]),
         ("cfpurge_leader_changes_total", "counter", &[]),
+        ("cfpurge_lease_invalid", "gauge", &[]),
         ("cfpurge_oldest_pending_seconds", "gauge", &["distribution"]),
         ("cfpurge_inflight_paths", "gauge", &["distribution", "kind"]),
         ("cfpurge_queue_messages", "gauge", &["state"]),

@@ -165,6 +165,13 @@ impl Status {
     }
 }
 
+/// An RFC 3339 time, or `None` when `text` is not one.
+pub fn parse_time(text: &str) -> Option<SystemTime> {
+    use aws_sdk_cloudfront::primitives::{DateTime, DateTimeFormat};
+    let parsed = DateTime::from_str(text, DateTimeFormat::DateTime).ok()?;
+    SystemTime::try_from(parsed).ok()
+}
+
 /// `created_at` as RFC 3339 in UTC, whole seconds.
 mod rfc3339 {
     use std::time::{SystemTime, UNIX_EPOCH};

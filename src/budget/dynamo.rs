@@ -177,19 +177,22 @@ impl DynamoStore {
             .jobs
             .send(job(reply))
             .map_err(|_| LedgerError::Store("the ledger's thread has stopped".to_owned()))?;
-        let wait = || answer.recv_timeout(CALL_LIMIT + Duration::from_secs(1));
-        let answered = match tokio::runtime::Handle::try_current() {
-            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-                tokio::task::block_in_place(wait)
-            }
-            _ => wait(),
-        };
+        // The daemon calls the store from blocking tasks of its own
+        // (`spawn_blocking`), never from its loop, so waiting here holds up
+        // no other work; the call itself runs on the ledger's thread.
+        let answered = answer.recv_timeout(CALL_LIMIT + Duration::from_secs(1));
         let table = &self.inner.table;
+        let why = match *lock(&self.inner.fence) {
+            Fencing::Unfenced => "another writer changed the ledger since it was read",
+            Fencing::Fenced(_) => {
+                "this replica no longer holds the lease, or another writer changed the ledger \
+                 since it was read"
+            }
+        };
         match answered {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(TableError::Refused(_))) => Err(LedgerError::Refused(format!(
-                "table {table}: the write was refused: this replica no longer holds the lease, \
-                 or another writer changed the ledger since it was read"
+                "table {table}: the write was refused: {why}"
             ))),
             Ok(Err(e)) => Err(LedgerError::Store(format!("table {table}: {e}"))),
             Err(_) => Err(LedgerError::Store(format!(

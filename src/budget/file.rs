@@ -17,6 +17,11 @@ use std::os::unix::fs::OpenOptionsExt as _;
 /// Mode of a new ledger file (before the umask).
 const NEW_LEDGER_MODE: u32 = 0o600;
 
+/// The largest ledger file read. A month's ledger holds its open
+/// reservations and the ids of other tools' invalidations it counted: a
+/// few hundred KiB at most (the DynamoDB store's item cannot pass 400 KB).
+pub const MAX_LEDGER_BYTES: u64 = 16 << 20;
+
 /// Links followed before giving up, as the kernel does (`ELOOP`).
 const MAX_SYMLINKS: usize = 40;
 
@@ -85,7 +90,7 @@ impl FileStore {
 
 impl LedgerStore for FileStore {
     fn load(&self) -> Result<Option<LedgerState>, LedgerError> {
-        match std::fs::read(&self.path) {
+        match crate::regular_file::read(&self.path, MAX_LEDGER_BYTES) {
             Ok(bytes) => self.parse(&bytes).map(Some),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(self.io("read the ledger")(e)),

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use serde::{Deserialize, Serialize};
 
 use super::month::Month;
+use super::price::PriceState;
 
 /// The version this build reads and writes; any other is refused.
 pub const LEDGER_VERSION: u64 = 1;
@@ -43,6 +44,12 @@ pub struct LedgerState {
     pub external_seen: BTreeSet<String>,
     /// The last [`HISTORY_MONTHS`] closed months, oldest first.
     pub history: Vec<MonthRecord>,
+    /// The price controller's memory under even pacing, so that a restart
+    /// or a new leader resumes the price instead of starting over. Absent
+    /// in ledgers written before it existed, and until the first save
+    /// after a batch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price: Option<PriceState>,
 }
 
 /// Paths set aside for one CreateInvalidation call.
@@ -80,6 +87,7 @@ impl LedgerState {
             reservations: BTreeMap::new(),
             external_seen: BTreeSet::new(),
             history: Vec::new(),
+            price: None,
         }
     }
 }
@@ -196,6 +204,9 @@ struct MemoryInner {
     state: Option<LedgerState>,
     fail_saves: usize,
     saves: usize,
+    /// The next save blocks its caller this long first, as a DynamoDB
+    /// call that hangs does.
+    hang_next_save: Option<std::time::Duration>,
 }
 
 impl MemoryStore {
@@ -226,6 +237,11 @@ impl MemoryStore {
         self.lock().fail_saves = count;
     }
 
+    /// The next save blocks its caller for `d` before it is made.
+    pub fn hang_next_save(&self, d: std::time::Duration) {
+        self.lock().hang_next_save = Some(d);
+    }
+
     /// The stored state, as a reopened process would load it.
     pub fn state(&self) -> Option<LedgerState> {
         self.lock().state.clone()
@@ -243,6 +259,10 @@ impl LedgerStore for MemoryStore {
     }
 
     fn save(&self, state: &LedgerState) -> Result<(), LedgerError> {
+        let hang = self.lock().hang_next_save.take();
+        if let Some(d) = hang {
+            std::thread::sleep(d);
+        }
         let mut inner = self.lock();
         if inner.fail_saves > 0 {
             inner.fail_saves -= 1;

@@ -46,6 +46,7 @@ mod dynamo;
 mod file;
 mod ledger;
 mod month;
+mod price;
 #[cfg(test)]
 mod tests;
 
@@ -63,6 +64,7 @@ pub use self::ledger::{
     MonthRecord, Reservation,
 };
 pub use self::month::{MAX_YEAR, MIN_YEAR, Month, ParseMonthError, allowance};
+pub use self::price::{PriceController, PriceState, Tuning};
 
 /// The stores the daemon runs on: the file or DynamoDB in production,
 /// memory in tests.
@@ -99,11 +101,42 @@ impl LedgerStore for AnyStore {
     }
 }
 
+/// Whether `state`'s history is one of closed months: each before the
+/// ledger's month and after the one before it. A ledger this module wrote
+/// always is; a hand-made one may not be, and merged as it is, its entries
+/// for later months would push real ones out of the history ([`merge`]
+/// keeps the last [`HISTORY_MONTHS`]). The error says which entry.
+pub fn check_history(state: &LedgerState) -> Result<(), String> {
+    let mut before: Option<Month> = None;
+    for record in &state.history {
+        if record.month >= state.month {
+            return Err(format!(
+                "its history has an entry for {}, which is not before the ledger's month {}",
+                record.month, state.month
+            ));
+        }
+        if let Some(previous) = before
+            && record.month <= previous
+        {
+            return Err(format!(
+                "its history has an entry for {} after the one for {}: entries must be \
+                 oldest first, one a month",
+                record.month, previous
+            ));
+        }
+        before = Some(record.month);
+    }
+    Ok(())
+}
+
 /// `source` merged into `target` without lowering anything `target`
 /// counts: both are first rolled to the later of their months, then each
 /// figure is the larger of the two, open reservations and counted ids are
 /// united, and each closed month keeps the larger figures (`cfpurge ledger
-/// import`).
+/// import`). Neither ledger's month may be ahead of the clock, and the
+/// source's history must pass [`check_history`]: the caller checks both.
+/// The history keeps the [`HISTORY_MONTHS`] months before the merged
+/// month, as rolling over does; no entry of `target` within them is lost.
 pub fn merge(target: &LedgerState, source: &LedgerState) -> LedgerState {
     let month = target.month.max(source.month);
     let (mut merged, mut other) = (target.clone(), source.clone());
@@ -125,8 +158,18 @@ pub fn merge(target: &LedgerState, source: &LedgerState) -> LedgerState {
         }
     }
     merged.history.sort_by_key(|r| r.month);
-    let excess = merged.history.len().saturating_sub(HISTORY_MONTHS);
-    merged.history.drain(..excess);
+    // The window before the merged month, not a count: an entry at or
+    // after it (only a malformed source has one) must not push out a real
+    // month.
+    let oldest = (0..HISTORY_MONTHS).fold(month, |m, _| m.previous());
+    merged
+        .history
+        .retain(|r| r.month >= oldest && r.month < month);
+    // The price of whichever ledger was updated last.
+    merged.price = [target.price, source.price]
+        .into_iter()
+        .flatten()
+        .max_by_key(|p| (p.month, p.at));
     merged
 }
 
@@ -231,6 +274,9 @@ pub struct Budget<S> {
     /// References of the reservations found open by `open`: left by an
     /// earlier process, outcome unknown.
     unconfirmed: BTreeSet<String>,
+    /// The price controller's memory waiting to go out with the next save
+    /// ([`Budget::stage_price`]).
+    staged_price: Option<PriceState>,
 }
 
 impl<S: LedgerStore> Budget<S> {
@@ -276,14 +322,35 @@ impl<S: LedgerStore> Budget<S> {
             config,
             state,
             unconfirmed,
+            staged_price: None,
         })
     }
 
     /// Saves `next` and, only once that succeeded, makes it the state.
-    fn persist(&mut self, next: LedgerState) -> Result<(), LedgerError> {
+    fn persist(&mut self, mut next: LedgerState) -> Result<(), LedgerError> {
+        if let Some(price) = self.staged_price {
+            next.price = Some(price);
+        }
         self.store.save(&next)?;
         self.state = next;
+        self.staged_price = None;
         Ok(())
+    }
+
+    /// Keeps the price controller's memory with the ledger. It goes out
+    /// with the next save (the next reservation, commit or rollover), not
+    /// on a write of its own: a controller resumed from an older state
+    /// catches up on the spending and the time since
+    /// ([`PriceController::advance`]), so a write per batch would buy
+    /// little and cost a disk or DynamoDB write.
+    pub fn stage_price(&mut self, price: PriceState) {
+        self.staged_price = Some(price);
+    }
+
+    /// The price controller's memory: the one staged, else the one last
+    /// saved (`None` in a ledger that never had one).
+    pub fn price_state(&self) -> Option<PriceState> {
+        self.staged_price.or(self.state.price)
     }
 
     /// Moves to `now`'s month if it is later than the ledger's: the

@@ -309,7 +309,7 @@ pub fn load(path: &Path) -> Result<Option<Learned>, CatalogError> {
             ),
         });
     }
-    let bytes = std::fs::read(path).map_err(read)?;
+    let bytes = crate::regular_file::read(path, MAX_FILE_BYTES).map_err(read)?;
     Learned::from_json(&bytes, &name).map(Some)
 }
 

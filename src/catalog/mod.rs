@@ -98,7 +98,9 @@ pub const STRING_BYTES: usize = 45;
 /// million strings) with half as much again to spare.
 pub const DEFAULT_MAX_BYTES: usize = 128 << 20;
 
-/// One distribution's catalog.
+/// One distribution's catalog. Cloned only by replay, which plans every
+/// distribution with the same one.
+#[derive(Clone)]
 pub struct Catalog {
     slots: HashMap<Fingerprint, u32, BuildHasherDefault<Identity>>,
     keys: RandomState,

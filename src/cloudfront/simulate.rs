@@ -108,6 +108,17 @@ impl SimulatedCloudFront {
         }
     }
 
+    /// Its wall clock reads `wall` now (a replay's virtual start), and
+    /// moves with tokio's clock from here.
+    pub fn starting_at(self, wall: SystemTime) -> Self {
+        {
+            let mut state = self.lock();
+            state.origin_wall = wall;
+            state.origin = Instant::now();
+        }
+        self
+    }
+
     /// Adds distribution tenants (`dt_...`), reached through the tenant
     /// calls ([`Target::Tenant`]); which multi-tenant distribution a call
     /// names does not matter, as on AWS, whose tenant calls carry only the

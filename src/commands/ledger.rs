@@ -5,9 +5,10 @@
 
 use std::io::Write;
 use std::path::Path;
+use std::time::SystemTime;
 
 use crate::budget::{
-    self, AnyStore, DynamoStore, FileStore, LedgerError, LedgerState, LedgerStore,
+    self, AnyStore, DynamoStore, FileStore, LedgerError, LedgerState, LedgerStore, Month,
 };
 use crate::config::{Config, StoreKind};
 use crate::coordination::dynamo;
@@ -99,10 +100,46 @@ pub fn import(
     file: &Path,
     out: &mut impl Write,
 ) -> Result<(), LedgerCommandError> {
+    import_at(config, store, file, SystemTime::now(), out)
+}
+
+/// [`import`] with the clock at `now`. Refused, writing nothing, when
+/// either ledger is for a month `now` has not reached (the daemon refuses
+/// such a ledger: merged in, it would close the current month into the
+/// history and count it again from zero) or the file's history is not a
+/// history of earlier months (its entries could push the store's own out).
+pub fn import_at(
+    config: &Config,
+    store: &AnyStore,
+    file: &Path,
+    now: SystemTime,
+    out: &mut impl Write,
+) -> Result<(), LedgerCommandError> {
     let source = FileStore::new(file)
         .load()?
         .ok_or_else(|| LedgerCommandError::NoSource(file.to_path_buf()))?;
+    let clock = Month::of(now);
+    if source.month > clock {
+        return Err(LedgerError::AheadOfClock {
+            location: file.display().to_string(),
+            month: source.month,
+            now: clock,
+        }
+        .into());
+    }
+    budget::check_history(&source).map_err(|detail| LedgerError::Corrupt {
+        path: file.to_path_buf(),
+        detail,
+    })?;
     let merged = match store.load()? {
+        Some(target) if target.month > clock => {
+            return Err(LedgerError::AheadOfClock {
+                location: store.location(),
+                month: target.month,
+                now: clock,
+            }
+            .into());
+        }
         Some(target) => budget::merge(&target, &source),
         None => source,
     };
@@ -193,5 +230,106 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("nope.json"), "{e}");
+    }
+
+    /// 2026-11-10T00:00:00Z.
+    fn november() -> SystemTime {
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_794_268_800)
+    }
+
+    fn record(month: &str, spent: u64) -> MonthRecord {
+        MonthRecord {
+            month: month.parse().unwrap(),
+            spent,
+            external: 0,
+        }
+    }
+
+    #[test]
+    fn import_refuses_a_month_ahead_of_the_clock_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut target = state("2026-11", 42, 0);
+        target.history.push(record("2026-10", 7));
+        let memory = MemoryStore::with_state(target.clone());
+        let store = AnyStore::Memory(memory.clone());
+        let future = dir.path().join("future.json");
+        FileStore::new(&future)
+            .save(&state("2099-01", 5, 0))
+            .unwrap();
+        let e = import_at(&config(), &store, &future, november(), &mut Vec::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("future.json is for 2099-01") && e.contains("clock (2026-11)"),
+            "{e}"
+        );
+        // A history with months at or after its own ledger's, or out of
+        // order.
+        let mut odd = state("2026-11", 1, 0);
+        odd.history.push(record("2026-12", 1));
+        let odd_file = dir.path().join("odd.json");
+        FileStore::new(&odd_file).save(&odd).unwrap();
+        let e = import_at(&config(), &store, &odd_file, november(), &mut Vec::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("odd.json is corrupt") && e.contains("entry for 2026-12"),
+            "{e}"
+        );
+        odd.history = vec![record("2026-09", 1), record("2026-08", 1)];
+        FileStore::new(&odd_file).save(&odd).unwrap();
+        let e = import_at(&config(), &store, &odd_file, november(), &mut Vec::new())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("2026-08 after the one for 2026-09"), "{e}");
+        assert_eq!(memory.state(), Some(target));
+        assert_eq!(memory.saves(), 0);
+        // A store ahead of the clock is refused too: the daemon would not
+        // take it, and merged it would stay ahead.
+        let ahead = MemoryStore::with_state(state("2026-12", 3, 0));
+        let fine = dir.path().join("fine.json");
+        FileStore::new(&fine).save(&state("2026-11", 1, 0)).unwrap();
+        let e = import_at(
+            &config(),
+            &AnyStore::Memory(ahead.clone()),
+            &fine,
+            november(),
+            &mut Vec::new(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("(in memory) is for 2026-12"), "{e}");
+        assert_eq!(ahead.saves(), 0);
+    }
+
+    #[test]
+    fn a_merge_keeps_every_month_of_the_target_within_the_history() {
+        let mut target = state("2026-11", 42, 0);
+        let mut m: Month = "2025-11".parse().unwrap();
+        while m < target.month {
+            target.history.push(MonthRecord {
+                month: m,
+                spent: 100,
+                external: 0,
+            });
+            m = m.next();
+        }
+        assert_eq!(target.history.len(), crate::budget::HISTORY_MONTHS);
+        // Entries later than the ledger's own month (a hand-made file that
+        // was not checked) take no place in the merged history.
+        let mut source = state("2026-11", 1, 0);
+        source.history = ["2026-12", "2027-01", "2027-02"]
+            .iter()
+            .map(|m| record(m, 1))
+            .collect();
+        let merged = budget::merge(&target, &source);
+        assert_eq!(merged.history, target.history);
+        assert_eq!(merged.spent, 42);
+        // A source a month later: the target's month closes into the
+        // history with its spending, the oldest month leaves it.
+        let later = budget::merge(&target, &state("2026-12", 1, 0));
+        assert_eq!(later.history.last(), Some(&record("2026-11", 42)));
+        assert_eq!(later.history.first(), Some(&record("2025-12", 100)));
+        assert_eq!(later.history.len(), crate::budget::HISTORY_MONTHS);
     }
 }

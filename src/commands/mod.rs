@@ -6,5 +6,6 @@ pub mod check_config;
 pub mod enqueue;
 pub mod ledger;
 pub mod plan;
+pub mod replay;
 pub mod run;
 pub mod status;

@@ -231,7 +231,8 @@ fn read_universe(file: &Path, err: &mut dyn Write) -> Result<Vec<CfPath>, PlanEr
         path: file.to_path_buf(),
         source,
     };
-    let f = std::fs::File::open(file).map_err(io_err)?;
+    let f =
+        crate::regular_file::open(file, crate::catalog::file::MAX_FILE_BYTES).map_err(io_err)?;
     // Served paths only: a `#` line is a comment there.
     let (paths, bad) = read_paths(io::BufReader::new(f), false).map_err(io_err)?;
     // One line per rule broken, not one per bad path: a universe file is

@@ -109,7 +109,12 @@ pub enum TableError {
     /// unknown.
     #[error("no usable answer: {0}")]
     Unavailable(String),
-    /// Any other refusal, or an item that cannot be read.
+    /// An item that cannot be used as it is: an attribute missing, of the
+    /// wrong type, or at a limit. The message names the item and the
+    /// attribute; repeating the call will not help.
+    #[error("{0}")]
+    Invalid(String),
+    /// Any other refusal.
     #[error("{0}")]
     Other(String),
 }
@@ -199,14 +204,58 @@ fn n(v: u64) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
-fn number(item: &HashMap<String, AttributeValue>, name: &str) -> Result<u64, TableError> {
+/// What an attribute value is, for messages.
+fn type_of(value: &AttributeValue) -> &'static str {
+    match value {
+        AttributeValue::S(_) => "a string",
+        AttributeValue::N(_) => "a number",
+        AttributeValue::B(_) => "binary",
+        AttributeValue::Bool(_) => "a boolean",
+        AttributeValue::Null(_) => "null",
+        AttributeValue::L(_) => "a list",
+        AttributeValue::M(_) => "a map",
+        AttributeValue::Ss(_) | AttributeValue::Ns(_) | AttributeValue::Bs(_) => "a set",
+        _ => "of an unknown type",
+    }
+}
+
+type Item = HashMap<String, AttributeValue>;
+
+/// Attribute `name` of item `key` as a whole number (0 to 2^64-1); `None`
+/// when the item has no such attribute.
+fn whole(item: &Item, key: &str, name: &str) -> Result<Option<u64>, TableError> {
     match item.get(name) {
-        Some(AttributeValue::N(v)) => v
-            .parse()
-            .map_err(|_| TableError::Other(format!("attribute {name} is not a whole number: {v}"))),
-        None => Ok(0),
-        Some(other) => Err(TableError::Other(format!(
-            "attribute {name} is not a number: {other:?}"
+        None => Ok(None),
+        Some(AttributeValue::N(v)) => v.parse().map(Some).map_err(|_| {
+            TableError::Invalid(format!(
+                "item pk = \"{key}\": attribute \"{name}\" is {v}, not a whole number from 0 to {}",
+                u64::MAX
+            ))
+        }),
+        Some(other) => Err(TableError::Invalid(format!(
+            "item pk = \"{key}\": attribute \"{name}\" is {}, not a number",
+            type_of(other)
+        ))),
+    }
+}
+
+/// Attribute `name` of item `key` as a whole number, which it must have.
+fn required(item: &Item, key: &str, name: &str) -> Result<u64, TableError> {
+    whole(item, key, name)?.ok_or_else(|| {
+        TableError::Invalid(format!(
+            "item pk = \"{key}\" has no attribute \"{name}\" (a whole number)"
+        ))
+    })
+}
+
+/// Attribute `name` of item `key` as a string; `None` when absent.
+fn string<'i>(item: &'i Item, key: &str, name: &str) -> Result<Option<&'i str>, TableError> {
+    match item.get(name) {
+        None => Ok(None),
+        Some(AttributeValue::S(v)) => Ok(Some(v)),
+        Some(other) => Err(TableError::Invalid(format!(
+            "item pk = \"{key}\": attribute \"{name}\" is {}, not a string",
+            type_of(other)
         ))),
     }
 }
@@ -237,24 +286,32 @@ impl DynamoTable {
         HashMap::from([("pk".to_owned(), s(name))])
     }
 
-    /// The lease item, read consistently.
+    /// The lease item, read consistently. An item with a holder must say
+    /// when it lapses: without `expires_at` no take-over's condition could
+    /// ever hold. Without a holder (handed back, or made by hand) a missing
+    /// expiry or fencing number counts as 0, as the take-over's own
+    /// update does.
     pub async fn look(&self) -> Result<Option<Seen>, TableError> {
         let Some(item) = self.get(LEASE_KEY).await? else {
             return Ok(None);
         };
-        let holder = match item.get("holder") {
-            Some(AttributeValue::S(h)) => Some(h.clone()),
-            _ => None,
+        let holder = string(&item, LEASE_KEY, "holder")?.map(str::to_owned);
+        let expires_at = if holder.is_some() {
+            required(&item, LEASE_KEY, "expires_at")?
+        } else {
+            whole(&item, LEASE_KEY, "expires_at")?.unwrap_or(0)
         };
         Ok(Some(Seen {
             holder,
-            expires_at: number(&item, "expires_at")?,
-            fencing: number(&item, "fencing")?,
+            expires_at,
+            fencing: whole(&item, LEASE_KEY, "fencing")?.unwrap_or(0),
         }))
     }
 
-    /// Takes the lease if it is absent, handed back or lapsed at `wall`;
-    /// returns the new fencing number.
+    /// Takes the lease if it is absent, handed back or lapsed at `wall`,
+    /// and its fencing number can still grow (below 2^64-1: the next one
+    /// would not fit, and every reader would fail on it); returns the new
+    /// fencing number.
     pub async fn acquire(
         &self,
         replica: &str,
@@ -271,19 +328,21 @@ impl DynamoTable {
                     "SET holder = :me, expires_at = :exp, fencing = if_not_exists(fencing, :zero) + :one",
                 )
                 .condition_expression(
-                    "attribute_not_exists(pk) OR attribute_not_exists(holder) OR expires_at < :now",
+                    "(attribute_not_exists(pk) OR attribute_not_exists(holder) OR expires_at < :now) \
+                     AND (attribute_not_exists(fencing) OR fencing < :last)",
                 )
                 .expression_attribute_values(":me", s(replica))
-                .expression_attribute_values(":exp", n(wall + lease_ms))
+                .expression_attribute_values(":exp", n(wall.saturating_add(lease_ms)))
                 .expression_attribute_values(":zero", n(0))
                 .expression_attribute_values(":one", n(1))
                 .expression_attribute_values(":now", n(wall))
+                .expression_attribute_values(":last", n(u64::MAX))
                 .return_values(ReturnValue::AllNew)
                 .send()
                 .await
                 .map_err(classify)?;
             let item = out.attributes.unwrap_or_default();
-            number(&item, "fencing")
+            required(&item, LEASE_KEY, "fencing")
         };
         within(self.limit, call).await
     }
@@ -305,7 +364,7 @@ impl DynamoTable {
                 .condition_expression("holder = :me AND fencing = :f")
                 .expression_attribute_values(":me", s(replica))
                 .expression_attribute_values(":f", n(fencing))
-                .expression_attribute_values(":exp", n(wall + lease_ms))
+                .expression_attribute_values(":exp", n(wall.saturating_add(lease_ms)))
                 .send()
                 .await
                 .map_err(classify)?;
@@ -341,15 +400,15 @@ impl DynamoTable {
         let Some(item) = self.get(LEDGER_KEY).await? else {
             return Ok(None);
         };
-        let state = match item.get("state") {
-            Some(AttributeValue::S(json)) => json.clone(),
-            _ => {
-                return Err(TableError::Other(
-                    "the ledger item has no \"state\" string".to_owned(),
-                ));
-            }
-        };
-        Ok(Some((state, number(&item, "rev")?)))
+        let state = string(&item, LEDGER_KEY, "state")?.ok_or_else(|| {
+            TableError::Invalid(format!(
+                "item pk = \"{LEDGER_KEY}\" has no attribute \"state\" (the ledger as JSON)"
+            ))
+        })?;
+        // Every write is conditional on the version read: without one,
+        // each would be refused as if another writer had been first.
+        let rev = required(&item, LEDGER_KEY, "rev")?;
+        Ok(Some((state.to_owned(), rev)))
     }
 
     /// Writes the ledger item as version `expected + 1` if it is still at
@@ -363,7 +422,16 @@ impl DynamoTable {
         expected: Option<u64>,
         fence: Option<&Fence>,
     ) -> Result<u64, TableError> {
-        let rev = expected.map_or(1, |r| r + 1);
+        let rev = match expected {
+            None => 1,
+            Some(r) => r.checked_add(1).ok_or_else(|| {
+                TableError::Invalid(format!(
+                    "item pk = \"{LEDGER_KEY}\": attribute \"rev\" is {r}, the largest version, \
+                     so no later one can be written; set it lower by hand (e.g. to 1): \
+                     writers then read the ledger again"
+                ))
+            })?,
+        };
         let item = HashMap::from([
             ("pk".to_owned(), s(LEDGER_KEY)),
             ("state".to_owned(), s(state)),
@@ -445,16 +513,10 @@ impl DynamoTable {
         let Some(item) = self.get(key).await? else {
             return Ok(None);
         };
-        let whole = |name: &str| match item.get(name) {
-            Some(AttributeValue::N(_)) => number(&item, name),
-            _ => Err(TableError::Other(format!(
-                "item {key}: no whole-number \"{name}\""
-            ))),
-        };
         Ok(Some(LearnedHead {
-            generation: whole("generation")?,
-            chunks: whole("chunks")?,
-            bytes: whole("bytes")?,
+            generation: required(&item, key, "generation")?,
+            chunks: required(&item, key, "chunks")?,
+            bytes: required(&item, key, "bytes")?,
         }))
     }
 
@@ -463,17 +525,12 @@ impl DynamoTable {
         let Some(item) = self.get(key).await? else {
             return Ok(None);
         };
-        let generation = match item.get("generation") {
-            Some(AttributeValue::N(_)) => number(&item, "generation")?,
-            _ => {
-                return Err(TableError::Other(format!(
-                    "item {key}: no whole-number \"generation\""
-                )));
-            }
-        };
+        let generation = required(&item, key, "generation")?;
         match item.get("data") {
             Some(AttributeValue::B(data)) => Ok(Some((generation, data.clone().into_inner()))),
-            _ => Err(TableError::Other(format!("item {key}: no binary \"data\""))),
+            _ => Err(TableError::Invalid(format!(
+                "item pk = \"{key}\" has no binary attribute \"data\""
+            ))),
         }
     }
 

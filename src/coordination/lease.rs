@@ -19,9 +19,11 @@
 //! frozen VM) finds itself a standby at its first look at the clock,
 //! before it has asked the table.
 
+use std::fmt;
 use std::time::Duration;
 
 use crate::clock::Millis;
+use crate::config::MAX_LEASE_SECONDS;
 
 /// How often a standby looks at the lease (a consistent read) at most: a
 /// handed-back lease is taken within this.
@@ -30,6 +32,65 @@ pub const LOOK_EVERY: Duration = Duration::from_millis(500);
 /// After a failed call, the next attempt waits this long (within the
 /// leader's deadline).
 pub const RETRY_AFTER: Duration = Duration::from_millis(500);
+
+/// How far ahead of the reader's clock a lease's expiry may lie: the
+/// longest lease any replica may be configured with, plus a minute for
+/// clocks that disagree. An expiry further ahead was written by a replica
+/// whose clock is far ahead, or by hand: waiting for it to lapse would
+/// keep every replica standby for as long.
+pub const MAX_EXPIRY_AHEAD: Duration = Duration::from_secs(MAX_LEASE_SECONDS + 60);
+
+/// A lease item no replica can take over as it is. It stays until an
+/// operator clears it (docs/replicas.md); a look that finds it valid
+/// again forgets it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Invalid {
+    /// The lease item as read.
+    pub seen: Seen,
+    /// How far ahead of this replica's clock its expiry lies, in
+    /// milliseconds (0 when that is not what is wrong).
+    pub ahead_ms: u64,
+}
+
+impl Invalid {
+    /// Why `seen`, read at table time `wall`, cannot be taken over, if so.
+    fn of(seen: &Seen, wall: u64) -> Option<Invalid> {
+        let ahead_ms = seen.expires_at.saturating_sub(wall);
+        let far = seen.holder.is_some() && ahead_ms > MAX_EXPIRY_AHEAD.as_millis() as u64;
+        (far || seen.fencing == u64::MAX).then(|| Invalid {
+            seen: seen.clone(),
+            ahead_ms: if far { ahead_ms } else { 0 },
+        })
+    }
+}
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let holder = self.seen.holder.as_deref().unwrap_or("");
+        if self.ahead_ms > 0 {
+            let seconds = self.ahead_ms / 1000;
+            let ahead = if seconds >= 2 * 86_400 {
+                format!("{} days", seconds / 86_400)
+            } else {
+                format!("{seconds} s")
+            };
+            write!(
+                f,
+                "the lease item is invalid: holder {holder:?} holds it until {} (Unix ms), {ahead} \
+                 ahead, longer than any lease ({MAX_LEASE_SECONDS} s at most); no replica can take \
+                 it over: hand it back by hand (see docs/replicas.md)",
+                self.seen.expires_at
+            )
+        } else {
+            write!(
+                f,
+                "the lease item is invalid: its fencing number is {}, the largest there is, so no \
+                 replica can take it over; stop every replica and reset it (see docs/replicas.md)",
+                self.seen.fencing
+            )
+        }
+    }
+}
 
 /// What this replica is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,6 +177,8 @@ pub struct Lease {
     state: State,
     /// The call under way and when it was sent.
     calling: Option<(Call, Millis)>,
+    /// What the last look found wrong with the lease item, if anything.
+    invalid: Option<Invalid>,
 }
 
 impl Lease {
@@ -130,7 +193,15 @@ impl Lease {
                 take: false,
             },
             calling: None,
+            invalid: None,
         }
+    }
+
+    /// The lease item as the last look found it, when no replica can take
+    /// it over as it is (its expiry too far ahead, its fencing number at
+    /// the largest): to be reported until a look finds it valid again.
+    pub fn invalid(&self) -> Option<&Invalid> {
+        self.invalid.as_ref()
     }
 
     /// How often the leader renews: a third of the lease.
@@ -251,10 +322,13 @@ impl Lease {
         match (call, answer, self.state) {
             (_, _, State::Closed) => change,
             (Call::Look, Answer::Seen(seen), State::Standby { .. }) => {
-                let free = match seen {
-                    None => true,
-                    Some(s) => s.holder.is_none() || s.expires_at < wall,
-                };
+                self.invalid = seen.as_ref().and_then(|s| Invalid::of(s, wall));
+                // A take-over of an item with the last fencing number would
+                // only be refused: look again instead.
+                let free = self.invalid.is_none()
+                    && seen
+                        .as_ref()
+                        .is_none_or(|s| s.holder.is_none() || s.expires_at < wall);
                 self.state = State::Standby {
                     next: if free {
                         now
@@ -280,6 +354,7 @@ impl Lease {
                     renewed_at: sent_at,
                     next: sent_at.saturating_add(self.renew_every()),
                 };
+                self.invalid = None;
                 Some(Change::BecameLeader { fencing })
             }
             (
@@ -517,6 +592,52 @@ mod tests {
             None
         );
         assert_eq!(l.role(10_000), Role::Standby);
+    }
+
+    #[test]
+    fn a_lease_that_cannot_lapse_or_be_taken_over_is_named_invalid() {
+        let ahead = MAX_EXPIRY_AHEAD.as_millis() as u64;
+        let mut l = Lease::new(L, 0);
+        // Held within the longest lease (and a minute of skew): valid.
+        assert_eq!(l.next_call(0, true), Some(Call::Look));
+        l.answered(seen("b", WALL + ahead, 4), 0, WALL);
+        assert_eq!(l.invalid(), None);
+        // Ten years ahead: invalid, and only looked at again.
+        let ten_years = 10 * 365 * 86_400_000;
+        assert_eq!(l.next_call(1_000, true), Some(Call::Look));
+        l.answered(seen("ghost", WALL + ten_years, 7), 1_000, WALL);
+        let invalid = l.invalid().cloned().expect("named invalid");
+        assert_eq!(invalid.ahead_ms, ten_years);
+        let text = invalid.to_string();
+        assert!(
+            text.contains("\"ghost\"") && text.contains("3650 days ahead"),
+            "{text}"
+        );
+        assert_eq!(l.next_call(2_000, true), Some(Call::Look));
+        // The last fencing number: free, but no take-over can bump it.
+        l.answered(
+            Answer::Seen(Some(Seen {
+                holder: None,
+                expires_at: 0,
+                fencing: u64::MAX,
+            })),
+            2_000,
+            WALL,
+        );
+        assert!(
+            l.invalid()
+                .unwrap()
+                .to_string()
+                .contains("fencing number is 18446744073709551615")
+        );
+        assert_eq!(l.next_call(3_000, true), Some(Call::Look));
+        // A failed look keeps what was known; a valid item clears it.
+        l.answered(Answer::Failed("timeout".into()), 3_000, WALL);
+        assert!(l.invalid().is_some());
+        assert_eq!(l.next_call(3_500, true), Some(Call::Look));
+        l.answered(Answer::Seen(None), 3_500, WALL);
+        assert_eq!(l.invalid(), None);
+        assert_eq!(l.next_call(3_500, true), Some(Call::Acquire));
     }
 
     #[test]

@@ -64,13 +64,17 @@ impl MemoryTable {
                 let free = item
                     .as_ref()
                     .is_none_or(|s| s.holder.is_none() || s.expires_at < wall);
+                // As the table's condition: a fencing number that cannot
+                // grow refuses the take-over.
+                let Some(fencing) = item.as_ref().map_or(0, |s| s.fencing).checked_add(1) else {
+                    return Answer::Refused;
+                };
                 if !free {
                     return Answer::Refused;
                 }
-                let fencing = item.as_ref().map_or(0, |s| s.fencing) + 1;
                 *item = Some(Seen {
                     holder: Some(replica.to_owned()),
-                    expires_at: wall + lease_ms,
+                    expires_at: wall.saturating_add(lease_ms),
                     fencing,
                 });
                 Answer::Acquired { fencing }
@@ -80,7 +84,7 @@ impl MemoryTable {
                     return Answer::Refused;
                 }
                 if let Some(s) = item.as_mut() {
-                    s.expires_at = wall + lease_ms;
+                    s.expires_at = wall.saturating_add(lease_ms);
                 }
                 Answer::Renewed
             }
@@ -232,6 +236,24 @@ mod tests {
         }
         assert!(fencings.len() >= 3, "{fencings:?}");
         assert!(fencings.windows(2).all(|w| w[0] < w[1]), "{fencings:?}");
+    }
+
+    #[test]
+    fn a_take_over_never_wraps_the_fencing_number() {
+        let table = MemoryTable::new();
+        *table.item.lock().unwrap() = Some(Seen {
+            holder: None,
+            expires_at: 0,
+            fencing: u64::MAX,
+        });
+        assert_eq!(
+            table.apply("a", &Call::Acquire, WALL0, LEASE_MS),
+            Answer::Refused
+        );
+        assert_eq!(
+            table.item().map(|s| (s.holder, s.fencing)),
+            Some((None, u64::MAX))
+        );
     }
 
     #[test]

@@ -379,6 +379,41 @@ impl Catalogs {
         }
     }
 
+    /// Plans `alias` with `catalog`, ready now and never rebuilt (replay).
+    pub fn set_ready(&mut self, alias: &str, catalog: Catalog) {
+        self.kept.insert(
+            alias.to_owned(),
+            Kept {
+                source: CatalogSource::File,
+                job: Job::File {
+                    path: PathBuf::new(),
+                    seen: None,
+                },
+                every: Duration::MAX,
+                catalog: Some(catalog),
+                refreshed_at: None,
+                next: Millis::MAX,
+                building: false,
+                learned: None,
+                loaded: true,
+                saves: SaveTurn::default(),
+                stamp: 0,
+                discard: false,
+            },
+        );
+    }
+
+    /// The `learned` catalogs learn in memory from the start, with nothing
+    /// read or written (replay).
+    pub fn learn_in_memory(&mut self) {
+        for k in self.kept.values_mut() {
+            if k.learned.is_some() {
+                k.loaded = true;
+                k.next = Millis::MAX;
+            }
+        }
+    }
+
     /// The catalog of `alias`, once built.
     pub fn get(&self, alias: &str) -> Option<&Catalog> {
         let k = self.kept.get(alias)?;

@@ -1,93 +1,87 @@
-//! The daemon's slow effects, each in a task of its own so that the main
-//! loop never waits on the network: CreateInvalidation calls, the polls and
-//! reconciles of the tracker, the queue's depth, and the deletes and
-//! rejects of messages. Every task reports back over one channel as a
-//! [`Done`]; the loop owns the state and applies the reports.
+//! The runner's hands: each command of the core carried out in a task of
+//! its own, every AWS call bounded in time, and the answer sent back over
+//! one channel as a [`Report`]. CloudFront polls of different
+//! distributions run side by side (at most [`POLLS_AT_ONCE`]), so that one
+//! hanging GetInvalidation delays no other distribution's completions. The
+//! ledger's store is called from blocking tasks (a file's fsync, or the
+//! DynamoDB store's own thread), never from the loop.
 
-use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::budget::{AnyStore, LedgerError, LedgerState, LedgerStore};
-use crate::cloudfront::invalidator::{Invalidation, Invalidator, InvalidatorError, Target};
-use crate::coordination::{Answer, AnyTable, Call, LeaseTable};
-use crate::pending::MessageId;
+use super::catalogs::{self, Job};
+use super::core::{Command, Input};
+use crate::budget::{AnyStore, DynamoStore, LedgerError, LedgerStore};
+use crate::clock::Clock;
+use crate::cloudfront::invalidator::{Invalidator, InvalidatorError, MAX_LIST_ITEMS};
+use crate::coordination::{AnyTable, LeaseTable};
 use crate::pipeline::{self, Effect};
-use crate::source::driver::Source;
-use crate::source::queue::{Queue, QueueDepth, QueueError};
-use crate::submitter::Batch;
-use crate::tracker::external::{self, Found};
-use crate::tracker::{PollReport, Tracker};
+use crate::source::driver::{Source, SourceEvent};
+use crate::source::queue::Queue;
+use crate::tracker::{self, external};
 
 /// At most this many ListInvalidations pages per budget scan (100
 /// invalidations each); the rest waits for the next scan.
 const SCAN_PAGES: usize = 50;
 
+/// Distributions polled at the same time, at most.
+pub const POLLS_AT_ONCE: usize = 8;
+
+/// The longest one CloudFront call of a poll or a reconcile may take: past
+/// it, the call counts as failed and its distribution is asked again at
+/// the next round.
+const CALL_LIMIT: Duration = Duration::from_secs(30);
+
 /// What a task reports back to the loop.
-#[derive(Debug)]
-pub enum Done {
-    /// A CreateInvalidation call's answer.
-    Created {
-        alias: String,
-        batch: Batch,
-        result: Result<Invalidation, InvalidatorError>,
-    },
-    /// A round of polls of invalidations in progress.
-    Polled(PollReport),
-    /// One distribution's reconcile, and the budget scan if one was asked.
-    Reconciled {
-        alias: String,
-        result: Result<(), InvalidatorError>,
-        scan: Option<Result<Vec<Found>, InvalidatorError>>,
-    },
-    /// A reconcile round is over (every distribution tried).
-    RoundOver,
-    /// Messages deleted by the queue task.
-    Deleted(usize),
+// One at a time through a channel: boxing the answers would only add an
+// allocation to each.
+#[allow(clippy::large_enum_variant)]
+pub enum Report {
+    /// An answer for the core.
+    Input(Input),
     /// The queue task has made every call asked of it and stopped.
     QueueClosed,
-    /// The queue's depth, or why it could not be read.
-    Depth(Result<QueueDepth, QueueError>),
-    /// A distribution's catalog, built or not.
-    Catalog {
-        alias: String,
-        result: Result<super::catalogs::Built, String>,
-    },
-    /// The answer to a call on the lease.
-    Lease(Answer),
-    /// The shared ledger as a standby read it, for its status.
-    SharedLedger(Result<Option<LedgerState>, LedgerError>),
+    /// A call of the ledger's store panicked: the daemon stops as a
+    /// crashed process would, never going on past a write it cannot
+    /// account for.
+    Panicked(Box<dyn std::any::Any + Send>),
 }
 
-/// Until when this replica may call CreateInvalidation (tokio time);
-/// `None` while it is not the leader. Shared with the create tasks, so a
-/// call that was waiting when the lease ran out (a paused process) is not
-/// made after it.
-pub type LeaderUntil = Arc<std::sync::Mutex<Option<Instant>>>;
-
-/// What a budget scan needs: the ids already looked at and where the month
-/// starts.
-pub struct ScanBasis {
-    pub seen: HashSet<String>,
-    pub month_start: SystemTime,
+impl std::fmt::Debug for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Report::Input(input) => f.debug_tuple("Input").field(input).finish(),
+            Report::QueueClosed => f.write_str("QueueClosed"),
+            Report::Panicked(_) => f.write_str("Panicked"),
+        }
+    }
 }
 
 /// Starts the tasks.
 pub struct Effects<Q, I> {
     tasks: TaskTracker,
-    done: mpsc::UnboundedSender<Done>,
+    done: mpsc::UnboundedSender<Report>,
     queue_calls: Option<mpsc::UnboundedSender<Effect>>,
+    queue_closed: bool,
     invalidator: I,
-    tracker: Arc<Tracker<I>>,
     source: Source<Q>,
+    store: AnyStore,
+    /// Where a term's pollers send what they receive.
+    events: mpsc::Sender<SourceEvent>,
+    /// The pollers of the current term stop when this fires.
+    receiving: Option<CancellationToken>,
+    /// With coordination: the lease table and this replica's id, and the
+    /// shared ledger a standby reads for its status.
+    lease: Option<(AnyTable, String)>,
+    shared: Option<DynamoStore>,
+    polls: Arc<Semaphore>,
     /// Calls started while draining give up at this moment.
     deadline: Option<Instant>,
-    /// With coordination: until when creates may be made.
-    leader_until: Option<LeaderUntil>,
 }
 
 impl<Q: Queue, I: Invalidator> Effects<Q, I> {
@@ -97,8 +91,11 @@ impl<Q: Queue, I: Invalidator> Effects<Q, I> {
         tasks: TaskTracker,
         source: Source<Q>,
         invalidator: I,
-        tracker: Arc<Tracker<I>>,
-    ) -> (Self, mpsc::UnboundedReceiver<Done>) {
+        store: AnyStore,
+        events: mpsc::Sender<SourceEvent>,
+        lease: Option<(AnyTable, String)>,
+        shared: Option<DynamoStore>,
+    ) -> (Self, mpsc::UnboundedReceiver<Report>) {
         let (done, reports) = mpsc::unbounded_channel();
         let (queue_calls, mut calls) = mpsc::unbounded_channel::<Effect>();
         let (queue_source, queue_done) = (source.clone(), done.clone());
@@ -106,20 +103,25 @@ impl<Q: Queue, I: Invalidator> Effects<Q, I> {
             while let Some(effect) = calls.recv().await {
                 let deleted = pipeline::carry_out(&queue_source, effect).await;
                 if deleted > 0 {
-                    let _ = queue_done.send(Done::Deleted(deleted));
+                    let _ = queue_done.send(Report::Input(Input::Deleted(deleted)));
                 }
             }
-            let _ = queue_done.send(Done::QueueClosed);
+            let _ = queue_done.send(Report::QueueClosed);
         });
         let effects = Effects {
             tasks,
             done,
             queue_calls: Some(queue_calls),
+            queue_closed: false,
             invalidator,
-            tracker,
             source,
+            store,
+            events,
+            receiving: None,
+            lease,
+            shared,
+            polls: Arc::new(Semaphore::new(POLLS_AT_ONCE)),
             deadline: None,
-            leader_until: None,
         };
         (effects, reports)
     }
@@ -129,168 +131,278 @@ impl<Q: Queue, I: Invalidator> Effects<Q, I> {
         self.deadline = Some(deadline);
     }
 
-    /// Deletes or rejects on the queue, after those asked before.
-    pub fn queue(&self, effect: Effect) {
-        if let Some(calls) = &self.queue_calls
-            && calls.send(effect).is_err()
-        {
-            tracing::error!(
-                "the queue task has stopped; the message comes back when its visibility runs out"
-            );
-        }
-    }
-
     /// No more queue calls: the queue task ends once it has made those
     /// asked.
     pub fn close_queue(&mut self) {
         self.queue_calls = None;
     }
 
-    /// Creates are made only within the lease (coordination).
-    pub fn set_leader_until(&mut self, until: LeaderUntil) {
-        self.leader_until = Some(until);
+    /// Whether the queue task has ended (noted from its report).
+    pub fn queue_closed(&self) -> bool {
+        self.queue_closed
     }
 
-    /// Calls CreateInvalidation (or its tenant form) for `batch`.
-    pub fn create(&self, alias: &str, target: &Target, batch: Batch) {
-        let (invalidator, done, deadline) =
-            (self.invalidator.clone(), self.done.clone(), self.deadline);
-        let leader_until = self.leader_until.clone();
-        let (alias, target) = (alias.to_owned(), target.clone());
-        self.tasks.spawn(async move {
-            let result = match lease_bound(leader_until.as_ref(), deadline) {
-                Ok(deadline) => {
-                    let call = invalidator.create(&target, &batch.reference, &batch.paths);
-                    within(deadline, call).await
-                }
-                Err(e) => Err(e),
-            };
-            let _ = done.send(Done::Created {
+    /// Notes a report the runner saw that concerns the tasks themselves;
+    /// a panic of a ledger call goes on in the loop.
+    pub fn note(&mut self, report: Report) -> Option<Input> {
+        match report {
+            Report::Input(input) => Some(input),
+            Report::QueueClosed => {
+                self.queue_closed = true;
+                None
+            }
+            Report::Panicked(payload) => std::panic::resume_unwind(payload),
+        }
+    }
+
+    /// Makes `ids` visible again now, waiting for it until `end` at most.
+    pub async fn release_now(&self, ids: Vec<crate::pending::MessageId>, end: Instant) {
+        if tokio::time::timeout_at(end, self.source.release(&ids))
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                messages = ids.len(),
+                "making the messages visible again took too long; they come back when their visibility runs out"
+            );
+        }
+    }
+
+    /// Starts what `command` asks.
+    pub fn carry_out(&mut self, command: Command, clock: &Clock) {
+        match command {
+            Command::Create {
                 alias,
+                target,
                 batch,
-                result,
-            });
-        });
-    }
-
-    /// Checks the invalidations in progress that are due a check at `now`.
-    pub fn poll(&self, now: Instant) {
-        let (tracker, done) = (self.tracker.clone(), self.done.clone());
-        self.tasks.spawn(async move {
-            let report = tracker.poll_all(now).await;
-            let _ = done.send(Done::Polled(report));
-        });
-    }
-
-    /// Reconciles every distribution in `aliases` with CloudFront, one
-    /// after the other, and scans their month for the budget with `scan`.
-    pub fn reconcile(
-        &self,
-        aliases: Vec<(String, Target)>,
-        now: Instant,
-        wall: SystemTime,
-        scan: Option<ScanBasis>,
-    ) {
-        let (tracker, invalidator, done) = (
-            self.tracker.clone(),
-            self.invalidator.clone(),
-            self.done.clone(),
-        );
-        let deadline = self.deadline;
-        self.tasks.spawn(async move {
-            for (alias, target) in aliases {
-                let result = within(deadline, tracker.reconcile(&alias, now, wall))
-                    .await
-                    .map(|_| ());
-                let scan = match &scan {
-                    Some(basis) => Some(
-                        within(
-                            deadline,
-                            external::scan(
-                                &invalidator,
-                                &target,
-                                basis.month_start,
-                                |id| basis.seen.contains(id),
-                                SCAN_PAGES,
-                            ),
-                        )
-                        .await,
-                    ),
-                    None => None,
-                };
-                let _ = done.send(Done::Reconciled {
-                    alias,
-                    result,
-                    scan,
+                not_after,
+            } => {
+                let (invalidator, done, deadline) =
+                    (self.invalidator.clone(), self.done.clone(), self.deadline);
+                let lease_end = not_after.map(|at| clock.instant(at));
+                self.tasks.spawn(async move {
+                    let result = match bound(lease_end, deadline) {
+                        Ok(deadline) => {
+                            let call = invalidator.create(&target, &batch.reference, &batch.paths);
+                            within(deadline, call).await
+                        }
+                        Err(e) => Err(e),
+                    };
+                    let _ = done.send(Report::Input(Input::Created {
+                        alias,
+                        batch,
+                        result,
+                    }));
                 });
             }
-            let _ = done.send(Done::RoundOver);
-        });
+            Command::Poll { alias, target, ids } => {
+                let (invalidator, done, polls) = (
+                    self.invalidator.clone(),
+                    self.done.clone(),
+                    self.polls.clone(),
+                );
+                let deadline = self.deadline;
+                self.tasks.spawn(async move {
+                    let _permit = polls.acquire_owned().await;
+                    let checks = match within(limit(deadline), async {
+                        Ok(tracker::check(&invalidator, &target, ids.clone()).await)
+                    })
+                    .await
+                    {
+                        Ok(checks) => checks,
+                        Err(e) => ids.into_iter().map(|id| (id, Err(e.clone()))).collect(),
+                    };
+                    let _ = done.send(Report::Input(Input::Checked { alias, checks }));
+                });
+            }
+            Command::Reconcile {
+                alias,
+                target,
+                known,
+                scan,
+            } => {
+                let (invalidator, done) = (self.invalidator.clone(), self.done.clone());
+                let deadline = self.deadline;
+                self.tasks.spawn(async move {
+                    let result = within(
+                        limit(deadline),
+                        tracker::look(&invalidator, &target, &known, MAX_LIST_ITEMS),
+                    )
+                    .await;
+                    let scan = match &scan {
+                        Some(basis) => Some(
+                            within(
+                                limit(deadline),
+                                external::scan(
+                                    &invalidator,
+                                    &target,
+                                    basis.month_start,
+                                    |id| basis.seen.contains(id),
+                                    SCAN_PAGES,
+                                ),
+                            )
+                            .await,
+                        ),
+                        None => None,
+                    };
+                    let _ = done.send(Report::Input(Input::Looked {
+                        alias,
+                        result,
+                        scan,
+                    }));
+                });
+            }
+            Command::LoadLedger { epoch } => {
+                let (store, done) = (self.store.clone(), self.done.clone());
+                self.tasks.spawn(async move {
+                    let report = blocking(
+                        move || store.load(),
+                        |result| Input::LedgerLoaded { epoch, result },
+                    )
+                    .await;
+                    let _ = done.send(report);
+                });
+            }
+            Command::SaveLedger {
+                epoch,
+                seq,
+                state,
+                fence,
+            } => {
+                let (store, done) = (self.store.clone(), self.done.clone());
+                self.tasks.spawn(async move {
+                    let report = blocking(
+                        move || {
+                            if let (Some(fence), AnyStore::Dynamo(table)) = (fence, &store) {
+                                table.set_fence(fence);
+                            }
+                            store.save(&state)
+                        },
+                        |result| Input::LedgerSaved { epoch, seq, result },
+                    )
+                    .await;
+                    let _ = done.send(report);
+                });
+            }
+            Command::ReadSharedLedger => {
+                let Some(store) = self.shared.clone() else {
+                    return;
+                };
+                let done = self.done.clone();
+                self.tasks.spawn(async move {
+                    let report = blocking(move || store.load(), Input::SharedLedger).await;
+                    let _ = done.send(report);
+                });
+            }
+            Command::Queue(effect) => {
+                if let Some(calls) = &self.queue_calls
+                    && calls.send(effect).is_err()
+                {
+                    tracing::error!(
+                        "the queue task has stopped; the message comes back when its visibility runs out"
+                    );
+                }
+            }
+            Command::Release(ids) => {
+                let source = self.source.clone();
+                self.tasks.spawn(async move { source.release(&ids).await });
+            }
+            Command::Lease {
+                call,
+                wall,
+                lease_ms,
+            } => {
+                let Some((table, replica)) = self.lease.clone() else {
+                    return;
+                };
+                let done = self.done.clone();
+                self.tasks.spawn(async move {
+                    let answer = table.call(&replica, call, wall, lease_ms).await;
+                    let _ = done.send(Report::Input(Input::Lease(answer)));
+                });
+            }
+            Command::Receive(true) => {
+                if let Some(old) = self.receiving.take() {
+                    old.cancel();
+                }
+                let token = CancellationToken::new();
+                self.source
+                    .start_receiving(&self.tasks, &self.events, &token);
+                self.receiving = Some(token);
+            }
+            Command::Receive(false) => {
+                if let Some(token) = self.receiving.take() {
+                    token.cancel();
+                }
+            }
+            Command::Catalog { alias, job } => {
+                let done = self.done.clone();
+                self.tasks.spawn(async move {
+                    let result = catalogs::build(job).await;
+                    let _ = done.send(Report::Input(Input::Catalog { alias, result }));
+                });
+            }
+            Command::Depth => {
+                let (source, done) = (self.source.clone(), self.done.clone());
+                self.tasks.spawn(async move {
+                    let _ = done.send(Report::Input(Input::Depth(source.depth().await)));
+                });
+            }
+        }
     }
+}
 
-    /// Builds a distribution's catalog.
-    pub fn catalog(&self, alias: String, job: super::catalogs::Job) {
-        let done = self.done.clone();
-        self.tasks.spawn(async move {
-            let result = super::catalogs::build(job).await;
-            let _ = done.send(Done::Catalog { alias, result });
-        });
+/// The learned catalogs' last writes at shutdown, one after the other.
+pub async fn last_saves(saves: Vec<(String, Job)>) {
+    for (alias, job) in saves {
+        match catalogs::build(job).await {
+            Ok(catalogs::Built::Refused(e)) | Err(e) => {
+                tracing::warn!(distribution = %alias, error = %e, "writing the learned catalog at shutdown failed");
+            }
+            Ok(_) => {}
+        }
     }
+}
 
-    /// Makes a call on the lease.
-    pub fn lease(&self, table: &AnyTable, replica: &str, call: Call, wall: u64, lease_ms: u64) {
-        let (table, replica, done) = (table.clone(), replica.to_owned(), self.done.clone());
-        self.tasks.spawn(async move {
-            let answer = table.call(&replica, call, wall, lease_ms).await;
-            let _ = done.send(Done::Lease(answer));
-        });
-    }
-
-    /// Makes held messages visible again at once (a replica standing down).
-    pub fn release(&self, ids: Vec<MessageId>) {
-        let source = self.source.clone();
-        self.tasks.spawn(async move { source.release(&ids).await });
-    }
-
-    /// Reads the shared ledger (a standby's status).
-    pub fn read_ledger(&self, store: &AnyStore) {
-        let (store, done) = (store.clone(), self.done.clone());
-        self.tasks.spawn(async move {
-            let read = tokio::task::spawn_blocking(move || store.load())
-                .await
-                .unwrap_or_else(|e| Err(LedgerError::Store(e.to_string())));
-            let _ = done.send(Done::SharedLedger(read));
-        });
-    }
-
-    /// Asks for the queue's depth.
-    pub fn depth(&self) {
-        let (source, done) = (self.source.clone(), self.done.clone());
-        self.tasks.spawn(async move {
-            let _ = done.send(Done::Depth(source.depth().await));
-        });
+/// Runs a call of the ledger's store on a blocking thread; its answer, or
+/// the report of its panic.
+async fn blocking<T: Send + 'static>(
+    call: impl FnOnce() -> Result<T, LedgerError> + Send + 'static,
+    answer: impl FnOnce(Result<T, LedgerError>) -> Input,
+) -> Report {
+    match tokio::task::spawn_blocking(call).await {
+        Ok(result) => Report::Input(answer(result)),
+        Err(e) if e.is_panic() => Report::Panicked(e.into_panic()),
+        Err(e) => Report::Input(answer(Err(LedgerError::Store(format!(
+            "the ledger call did not finish: {e}"
+        ))))),
     }
 }
 
 /// The deadline of a create under coordination: the lease's end, or the
 /// shutdown's if earlier. Past the lease, the call is not made at all
 /// (reported as a timeout: the batch stays reserved, the safe side).
-fn lease_bound(
-    leader_until: Option<&LeaderUntil>,
+fn bound(
+    lease_end: Option<Instant>,
     deadline: Option<Instant>,
 ) -> Result<Option<Instant>, InvalidatorError> {
-    let Some(until) = leader_until else {
+    let Some(at) = lease_end else {
         return Ok(deadline);
     };
-    let until = *until
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    match until {
-        Some(at) if Instant::now() < at => Ok(Some(deadline.map_or(at, |d| d.min(at)))),
-        _ => Err(InvalidatorError::Timeout(
+    if Instant::now() < at {
+        Ok(Some(deadline.map_or(at, |d| d.min(at))))
+    } else {
+        Err(InvalidatorError::Timeout(
             "not made: this replica is no longer the leader".to_owned(),
-        )),
+        ))
     }
+}
+
+/// A poll's or reconcile's deadline: [`CALL_LIMIT`] from now, or the
+/// shutdown's if earlier.
+fn limit(deadline: Option<Instant>) -> Option<Instant> {
+    let at = Instant::now() + CALL_LIMIT;
+    Some(deadline.map_or(at, |d| d.min(at)))
 }
 
 /// A CloudFront call, given up at `deadline` (if any) as a timeout: its
@@ -301,17 +413,8 @@ async fn within<T>(
 ) -> Result<T, InvalidatorError> {
     match deadline {
         None => call.await,
-        Some(at) => tokio::time::timeout_at(at, call).await.unwrap_or_else(|_| {
-            Err(InvalidatorError::Timeout(
-                "no answer before the shutdown deadline".to_owned(),
-            ))
-        }),
+        Some(at) => tokio::time::timeout_at(at, call)
+            .await
+            .unwrap_or_else(|_| Err(InvalidatorError::Timeout("no answer in time".to_owned()))),
     }
-}
-
-/// How often a round of polls runs: each invalidation is still checked once
-/// per poll interval, but one created just after a round is not left
-/// waiting for almost two.
-pub fn poll_round(poll_interval: Duration) -> Duration {
-    (poll_interval / 4).max(Duration::from_secs(1))
 }

@@ -1,20 +1,29 @@
-//! The daemon's hold on the budget ledger: opening it (and again after a
-//! failure), the month's rollover, and what a scan of CloudFront's
-//! invalidations changes in it: other tools' paths counted, reservations a
-//! crash left open confirmed. The arithmetic is [`crate::budget`]'s; this is
-//! only the bookkeeping around a ledger that may not be open yet.
+//! The core's hold on the budget ledger: the month's arithmetic in memory
+//! ([`crate::budget::Budget`] over a store that only remembers), and the
+//! reads and writes of the real store asked of the runner as commands.
+//!
+//! Every change to the ledger's state is counted. The core asks for one
+//! write at a time, always of the newest state; a write that succeeded
+//! makes every change up to its count durable. A CreateInvalidation waits
+//! for the write of its reservation: crash safety is an ordering rule here,
+//! not a blocking call. A write that failed (the disk, or a DynamoDB
+//! condition: someone else wrote, or the lease moved) forgets the state in
+//! memory, which is read again from the store: what the store holds is the
+//! last state written, and whatever was not written errs on the safe side
+//! (a reservation not yet committed stays spent).
 
 use std::collections::HashSet;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use crate::budget::{AnyStore, Budget, LedgerError};
+use crate::budget::{Budget, LedgerError, LedgerState, LedgerStore};
 use crate::clock::{Millis, Now};
 use crate::config::BudgetConfig;
 use crate::path::CfPath;
 use crate::tracker::external::Found;
 
-/// How long to wait before trying a ledger that could not be opened again.
-pub const LEDGER_RETRY: Duration = Duration::from_secs(5);
+/// How long to wait before trying a ledger that could not be opened or
+/// written again.
+pub const LEDGER_RETRY: Duration = crate::submitter::LEDGER_RETRY;
 
 /// An invalidation a crashed process created for a reservation it left
 /// open: what it covered, and when CloudFront created it.
@@ -25,43 +34,128 @@ pub struct Recovered {
     pub created_at: Millis,
 }
 
+/// The budget's store as the core sees it: the state last read (handed to
+/// [`Budget::open`]); writes only succeed in memory, the runner makes them
+/// durable.
+#[derive(Debug)]
+pub struct Book {
+    loaded: Option<LedgerState>,
+    location: String,
+}
+
+impl LedgerStore for Book {
+    fn load(&self) -> Result<Option<LedgerState>, LedgerError> {
+        Ok(self.loaded.clone())
+    }
+
+    fn save(&self, _state: &LedgerState) -> Result<(), LedgerError> {
+        Ok(())
+    }
+
+    fn location(&self) -> String {
+        self.location.clone()
+    }
+}
+
+/// What the ledger asks of the store.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StoreCall {
+    /// Read the ledger. `epoch` comes back with the answer.
+    Load { epoch: u64 },
+    /// Write `state`, which holds every change up to `seq`.
+    Save {
+        epoch: u64,
+        seq: u64,
+        state: LedgerState,
+    },
+}
+
+/// What a write's answer means for the batches waiting on it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Written {
+    /// Every change up to this count is durable.
+    UpTo(u64),
+    /// The write failed: nothing since the last durable write holds, and
+    /// the ledger is read again.
+    Failed(String),
+    /// The answer of a ledger since forgotten.
+    Stale,
+}
+
 /// The ledger, once open.
+#[derive(Debug)]
 pub struct Ledger {
-    store: AnyStore,
     config: BudgetConfig,
-    budget: Option<Budget<AnyStore>>,
+    /// Where the real store keeps it, for messages.
+    location: String,
+    budget: Option<Budget<Book>>,
     retry_at: Millis,
     /// Whether reservations a crash left open have been looked for at
     /// CloudFront since the ledger was opened.
     confirmed_leftovers: bool,
+    /// Changes made in memory since the process started, and how many of
+    /// them the store holds; the write under way, if any, and its count.
+    changes: u64,
+    written: u64,
+    writing: Option<u64>,
+    loading: bool,
+    /// Counts the openings: answers meant for an earlier one are dropped.
+    epoch: u64,
+    /// Why the ledger is not usable, while it is not.
+    error: Option<String>,
 }
 
 impl Ledger {
-    pub fn new(store: AnyStore, config: BudgetConfig) -> Ledger {
+    pub fn new(location: String, config: BudgetConfig) -> Ledger {
         Ledger {
-            store,
             config,
+            location,
             budget: None,
             retry_at: 0,
             confirmed_leftovers: false,
+            changes: 0,
+            written: 0,
+            writing: None,
+            loading: false,
+            epoch: 0,
+            error: None,
         }
     }
 
-    pub fn set_store(&mut self, store: AnyStore) {
-        self.store = store;
+    pub fn set_location(&mut self, location: String) {
+        self.location = location;
     }
 
-    /// Forgets the open ledger: it is read again from the store at the
-    /// next turn (a replica that became leader, or stood down, or whose
-    /// write was refused because someone else wrote meanwhile).
+    /// Forgets the open ledger: it is read again from the store (a replica
+    /// that became leader, or stood down, or whose write failed). Writes
+    /// and reads under way are answered into the void.
     pub fn reset(&mut self) {
         self.budget = None;
         self.retry_at = 0;
         self.confirmed_leftovers = false;
+        self.loading = false;
+        self.writing = None;
+        self.written = self.changes;
+        self.epoch += 1;
     }
 
-    pub fn budget(&self) -> Option<&Budget<AnyStore>> {
+    pub fn budget(&self) -> Option<&Budget<Book>> {
         self.budget.as_ref()
+    }
+
+    /// Why the ledger cannot be used now, if it cannot.
+    pub fn error(&self) -> Option<&str> {
+        self.error.as_deref()
+    }
+
+    /// Whether a write of the ledger is under way.
+    pub fn is_writing(&self) -> bool {
+        self.writing.is_some()
+    }
+
+    /// When the ledger wants the loop: its retry, while it is not open.
+    pub fn next_wake(&self) -> Option<Millis> {
+        (self.budget.is_none() && !self.loading).then_some(self.retry_at)
     }
 
     /// Whether a scan of CloudFront is wanted: to count other tools' paths,
@@ -70,54 +164,119 @@ impl Ledger {
         self.budget.is_some() && (self.config.count_external || !self.confirmed_leftovers)
     }
 
-    /// Opens the ledger if it is not open and its retry time has come, and
-    /// rolls the month over when it has turned. `Err` says why it is not
-    /// usable (the daemon is then not ready and submits nothing).
-    pub fn keep(&mut self, now: &Now) -> Result<(), LedgerError> {
+    /// Asks for the ledger if it is not open and its retry time has come,
+    /// rolls the month over when it has turned, and asks for the write of
+    /// what changed (one write at a time).
+    pub fn keep(&mut self, now: &Now) -> Option<StoreCall> {
         if self.budget.is_none() {
-            if now.mono < self.retry_at {
-                return Ok(());
+            if self.loading || now.mono < self.retry_at {
+                return None;
             }
-            let opened = Budget::open(self.store.clone(), self.config.clone(), now.wall);
-            let budget = match opened {
-                Ok(budget) => budget,
-                Err(e) => return Err(self.failed(e, now)),
-            };
-            let leftovers = budget.unconfirmed();
-            if !leftovers.is_empty() {
-                tracing::warn!(
-                    reservations = leftovers.len(),
-                    paths = leftovers.iter().map(|(_, _, p)| p).sum::<u64>(),
-                    "the ledger holds reservations a crash left open; counted as spent"
-                );
-            }
-            tracing::info!(month = %budget.month(), used = budget.used(), limit = budget.limit(), "budget ledger open");
-            self.confirmed_leftovers = leftovers.is_empty();
-            self.budget = Some(budget);
+            self.loading = true;
+            return Some(StoreCall::Load { epoch: self.epoch });
         }
-        let rolled = match &mut self.budget {
-            Some(budget) => budget.rollover(now.wall),
-            None => return Ok(()),
+        let rolled = self.budget.as_mut().map(|b| b.rollover(now.wall));
+        if let Some(Ok(true)) = rolled {
+            tracing::info!("a new month: the budget starts again");
+            self.changed();
+        }
+        self.flush()
+    }
+
+    /// The write of the newest state, if it has changes the store lacks and
+    /// no write is under way.
+    pub fn flush(&mut self) -> Option<StoreCall> {
+        let budget = self.budget.as_ref()?;
+        if self.writing.is_some() || self.changes == self.written {
+            return None;
+        }
+        self.writing = Some(self.changes);
+        Some(StoreCall::Save {
+            epoch: self.epoch,
+            seq: self.changes,
+            state: budget.state().clone(),
+        })
+    }
+
+    fn changed(&mut self) -> u64 {
+        self.changes += 1;
+        self.changes
+    }
+
+    /// Takes the store's answer to a read: opens the ledger on it (rolled
+    /// over to `now`'s month; its first write follows), or notes why not.
+    pub fn loaded(
+        &mut self,
+        epoch: u64,
+        result: Result<Option<LedgerState>, LedgerError>,
+        now: &Now,
+    ) {
+        if epoch != self.epoch || !self.loading {
+            return;
+        }
+        self.loading = false;
+        let book = |loaded| Book {
+            loaded,
+            location: self.location.clone(),
         };
-        match rolled {
-            Ok(true) => {
-                tracing::info!("a new month: the budget starts again");
-                Ok(())
+        let opened =
+            result.and_then(|state| Budget::open(book(state), self.config.clone(), now.wall));
+        let budget = match opened {
+            Ok(budget) => budget,
+            Err(e) => return self.failed(&e.to_string(), now),
+        };
+        let leftovers = budget.unconfirmed();
+        if !leftovers.is_empty() {
+            tracing::warn!(
+                reservations = leftovers.len(),
+                paths = leftovers.iter().map(|(_, _, p)| p).sum::<u64>(),
+                "the ledger holds reservations a crash left open; counted as spent"
+            );
+        }
+        tracing::info!(month = %budget.month(), used = budget.used(), limit = budget.limit(), "budget ledger open");
+        self.confirmed_leftovers = leftovers.is_empty();
+        self.budget = Some(budget);
+        // Written once at opening, so that a store that cannot be written
+        // is found out before the first batch waits on it.
+        self.changed();
+    }
+
+    /// Takes the store's answer to a write.
+    pub fn saved(
+        &mut self,
+        epoch: u64,
+        seq: u64,
+        result: Result<(), LedgerError>,
+        now: &Now,
+    ) -> Written {
+        if epoch != self.epoch || self.writing != Some(seq) {
+            return Written::Stale;
+        }
+        self.writing = None;
+        match result {
+            Ok(()) => {
+                self.written = seq;
+                self.error = None;
+                Written::UpTo(seq)
             }
-            Ok(false) => Ok(()),
-            Err(e) => Err(self.failed(e, now)),
+            Err(e) => {
+                let why = e.to_string();
+                self.failed(&why, now);
+                Written::Failed(why)
+            }
         }
     }
 
-    fn failed(&mut self, error: LedgerError, now: &Now) -> LedgerError {
-        tracing::error!(error = %error, "budget ledger not usable; submitting nothing until it is");
+    fn failed(&mut self, why: &str, now: &Now) {
+        tracing::error!(error = %why, "budget ledger not usable; submitting nothing until it is");
+        self.reset();
         self.retry_at = now.after(LEDGER_RETRY);
-        error
+        self.error = Some(why.to_owned());
     }
 
     /// What a scan must skip: the invalidations already looked at this
     /// month, and where the month starts.
-    pub fn scan_basis(&self) -> Option<(HashSet<String>, std::time::SystemTime)> {
+    pub fn scan_basis(&self) -> Option<(HashSet<String>, SystemTime)> {
         let budget = self.budget.as_ref()?;
         Some((
             budget.state().external_seen.iter().cloned().collect(),
@@ -138,13 +297,12 @@ impl Ledger {
             .into_iter()
             .map(|(reference, _, _)| reference)
             .collect();
+        let mut changed = false;
         for f in found {
             let result = if f.ours {
                 if leftovers.contains(&f.caller_reference) {
                     tracing::info!(distribution = %alias, invalidation = %f.id, paths = f.paths, "a reservation left by a crash was created: confirmed");
-                    if let Err(e) = budget.confirm(&f.caller_reference) {
-                        tracing::warn!(error = %e, "confirming a reservation failed");
-                    }
+                    changed |= matches!(budget.confirm(&f.caller_reference), Ok(true));
                     recovered.push(Recovered {
                         alias: alias.to_owned(),
                         paths: f.items,
@@ -159,10 +317,16 @@ impl Ledger {
                 }
                 counted
             };
-            if let Err(e) = result {
-                tracing::warn!(error = %e, "counting an invalidation in the ledger failed; it is counted at the next scan");
-                break;
+            match result {
+                Ok(c) => changed |= c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "counting an invalidation in the ledger failed; it is counted at the next scan");
+                    break;
+                }
             }
+        }
+        if changed {
+            self.changed();
         }
         recovered
     }
@@ -175,50 +339,55 @@ impl Ledger {
         }
     }
 
-    /// Reserves `paths` under `reference` before CloudFront is called.
+    /// Reserves `paths` under `reference` in memory; returns the count of
+    /// changes whose write makes it durable. CloudFront is called only once
+    /// that write succeeded.
     pub fn reserve(
         &mut self,
         reference: &str,
         alias: &str,
         paths: u64,
         now: &Now,
-    ) -> Result<(), String> {
+    ) -> Result<u64, String> {
         let reserved = match &mut self.budget {
             Some(budget) => budget.reserve(reference, alias, paths, now.wall),
             None => return Err("the budget ledger is not open".to_owned()),
         };
         match reserved {
-            Ok(()) => Ok(()),
-            Err(e @ LedgerError::Refused(_)) => {
-                // Written by someone else since it was read: read it again.
-                self.reset();
-                self.retry_at = now.after(LEDGER_RETRY);
-                Err(e.to_string())
-            }
+            Ok(()) => Ok(self.changed()),
             Err(e) => Err(e.to_string()),
         }
     }
 
     /// The batch was created: the reservation becomes spending, and the
     /// invalidation is ours (a later scan must not count it).
-    pub fn commit(&mut self, reference: &str, id: &str, created_at: std::time::SystemTime) {
-        if let Some(budget) = &mut self.budget {
-            // Should the commit fail, the reservation stays: spent.
-            if let Err(e) = budget.commit(reference) {
-                tracing::warn!(error = %e, "recording the spending failed; the reservation counts as spent");
-            }
-            if let Err(e) = budget.count_external(id, 0, created_at) {
-                tracing::debug!(error = %e, "remembering our invalidation failed; a scan skips it by its reference");
-            }
+    pub fn commit(&mut self, reference: &str, id: &str, created_at: SystemTime) {
+        let Some(budget) = &mut self.budget else {
+            return;
+        };
+        // Should the commit not be written, the reservation stays: spent.
+        if let Err(e) = budget.commit(reference) {
+            tracing::warn!(error = %e, "recording the spending failed; the reservation counts as spent");
         }
+        if let Err(e) = budget.count_external(id, 0, created_at) {
+            tracing::debug!(error = %e, "remembering our invalidation failed; a scan skips it by its reference");
+        }
+        self.changed();
     }
 
     /// CloudFront certainly created nothing: the reservation goes back.
     pub fn release(&mut self, reference: &str) {
-        if let Some(budget) = &mut self.budget
-            && let Err(e) = budget.release(reference)
-        {
-            tracing::warn!(error = %e, "giving a refused batch's reservation back failed; it stays spent");
+        let Some(budget) = &mut self.budget else {
+            return;
+        };
+        match budget.release(reference) {
+            Ok(true) => {
+                self.changed();
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "giving a refused batch's reservation back failed; it stays spent")
+            }
         }
     }
 }

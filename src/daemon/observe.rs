@@ -1,19 +1,22 @@
 //! What the daemon shows of itself: its metrics, the `/v1/status` snapshot,
-//! the readiness reasons and the heartbeat, refreshed from the loop that
-//! does the work, so that a stuck loop stops beating (and stops pinging
-//! systemd's watchdog).
+//! the readiness reasons and the heartbeat. The core refreshes them from
+//! its state ([`Observers::show`]); the runner beats the heartbeat and
+//! pings systemd's watchdog from the loop that does the work, so that a
+//! stuck loop stops beating.
 
 use std::time::Duration;
 
 use crate::clock::Now;
-use crate::cloudfront::invalidator::Invalidator;
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::pending::PendingSet;
 use crate::source::driver::QueueHealth;
-use crate::source::queue::{Queue, QueueDepth};
-use crate::status::{self, Heartbeat, Readiness, Status, StatusBoard};
+use crate::source::queue::QueueDepth;
+use crate::status::{self, BudgetStatus, Heartbeat, Readiness, Status, StatusBoard};
+use crate::tracker::InflightView;
 
-use super::{Daemon, STARTUP, Timers};
+use super::catalogs::Catalogs;
+use super::core::{STARTUP, SourceView};
 
 /// What the daemon shows of itself, for the HTTP server: its metrics (and
 /// the registry they are in), the status snapshot, the readiness reasons and
@@ -80,46 +83,64 @@ pub(super) fn notify(states: &[sd_notify::NotifyState]) {
     }
 }
 
-impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
-    /// Refreshes the gauges, readiness and the status snapshot from the
-    /// pending set, the tracker and the source, and beats the heartbeat.
-    pub(super) fn observe(&self, now: &Now, timers: &mut Timers) {
-        if now.mono < timers.observe {
-            return;
+/// What the gauges and the status are refreshed from.
+pub(super) struct Shown<'a> {
+    pub now: &'a Now,
+    pub source: &'a SourceView,
+    pub leader: bool,
+    pub replica: bool,
+    pub pending: &'a PendingSet,
+    pub view: &'a InflightView,
+    pub catalogs: &'a Catalogs,
+    pub budget: Option<BudgetStatus>,
+    pub shared_budget: Option<BudgetStatus>,
+}
+
+impl Observers {
+    /// The runner's part, after a refresh: the heartbeat, and systemd's
+    /// watchdog when it expects pings.
+    pub(super) fn beat(&self) {
+        self.heartbeat.beat();
+        if self.watchdog {
+            notify(&[sd_notify::NotifyState::Watchdog]);
         }
-        timers.observe = now.after(super::OBSERVE_INTERVAL);
+    }
+
+    /// Refreshes the gauges, readiness and the status snapshot.
+    pub(super) fn show(&self, shown: Shown<'_>) {
+        let Shown {
+            now,
+            source,
+            leader,
+            replica,
+            pending,
+            view,
+            catalogs,
+            budget,
+            shared_budget,
+        } = shown;
         let Observers {
             metrics,
             status,
             readiness,
-            heartbeat,
             received,
             depth,
-            watchdog,
             ..
-        } = &self.observers;
-        heartbeat.beat();
-        // From the loop that does the work: a stuck loop stops pinging.
-        if *watchdog {
-            notify(&[sd_notify::NotifyState::Watchdog]);
-        }
+        } = self;
         // The pollers tell whether the queue is usable; a standby has none,
         // and the answers to its depth calls tell instead.
-        if self.replica.is_none() || self.is_leader(now) {
-            match self.source.health() {
+        if !replica || leader {
+            match &source.health {
                 QueueHealth::Ready => readiness.clear("queue"),
-                QueueHealth::NotReady(reason) => readiness.set("queue", reason),
+                QueueHealth::NotReady(reason) => readiness.set("queue", reason.clone()),
             }
         }
-        let counts = self.source.counts();
-        let before = received.swap(counts.received, std::sync::atomic::Ordering::Relaxed);
-        metrics.received(counts.received.saturating_sub(before));
-        let view = self.tracker.view();
+        let before = received.swap(source.received, std::sync::atomic::Ordering::Relaxed);
+        metrics.received(source.received.saturating_sub(before));
         let mut snapshot = status.snapshot().as_ref().clone();
         for (alias, d) in &mut snapshot.distributions {
-            let paths = self.pending.pending_paths(alias) as u64;
-            let oldest =
-                Duration::from_millis(self.pending.oldest_age(alias, now.mono).unwrap_or(0));
+            let paths = pending.pending_paths(alias) as u64;
+            let oldest = Duration::from_millis(pending.oldest_age(alias, now.mono).unwrap_or(0));
             let inflight = view.inflight(alias).unwrap_or_default();
             metrics.set_pending(alias, paths, oldest);
             metrics.set_inflight(alias, inflight.exact as u64, inflight.wildcard as u64);
@@ -127,7 +148,7 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
             d.oldest_pending_seconds = oldest.as_secs();
             d.inflight_exact = inflight.exact as u64;
             d.inflight_wildcard = inflight.wildcard as u64;
-            d.catalog = self.catalogs.status(alias);
+            d.catalog = catalogs.status(alias);
             if let Some(c) = &d.catalog {
                 metrics.set_catalog_objects(alias, c.objects);
             }
@@ -140,8 +161,7 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
                         created_at: last.created_at,
                     });
         }
-        drop(view);
-        let messages = self.pending.pending_messages() as u64;
+        let messages = pending.pending_messages() as u64;
         metrics.set_pending_messages(messages);
         let depth = *depth.lock().unwrap_or_else(|p| p.into_inner());
         snapshot.queue = status::QueueStatus {
@@ -150,19 +170,10 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
             delayed: depth.delayed,
             pending_messages: messages,
         };
-        if self.replica.is_some() {
-            snapshot.role = if self.is_leader(now) {
-                "leader"
-            } else {
-                "standby"
-            }
-            .to_owned();
+        if replica {
+            snapshot.role = if leader { "leader" } else { "standby" }.to_owned();
         }
-        let shared = self.replica.as_ref().and_then(|r| r.shared_budget.clone());
-        if let Some(budget) = self.ledger.budget() {
-            snapshot.budget = budget.status(now.wall);
-            metrics.set_budget(budget.limit(), budget.used(), budget.allowed(now.wall));
-        } else if let Some(budget) = shared {
+        if let Some(budget) = budget.or(shared_budget) {
             metrics.set_budget(budget.limit, budget.used, budget.allowed);
             snapshot.budget = budget;
         } else {

@@ -146,7 +146,7 @@ pacing = "none"
 
 mod budget {
     use super::super::*;
-    use crate::budget::{LedgerStore as _, MemoryStore};
+    use crate::budget::MemoryStore;
     use crate::cloudfront::simulate::SimulatedCloudFront;
     use crate::source::local::LocalQueue;
 
@@ -365,7 +365,9 @@ mod slow_effects {
     use std::time::SystemTime;
 
     use super::super::*;
-    use crate::cloudfront::invalidator::{InvalidationSummary, Target};
+    use crate::cloudfront::invalidator::{
+        Invalidation, InvalidationSummary, InvalidatorError, Target,
+    };
     use crate::cloudfront::simulate::SimulatedCloudFront;
     use crate::path::CfPath;
     use crate::source::local::LocalQueue;
@@ -533,11 +535,198 @@ simulate_completion_seconds = 30
 
 /// A crash between CreateInvalidation and the deletes: the next process
 /// pays nothing twice.
+/// The runner's promise: a call that hangs holds up only what needs it.
+mod hanging_calls {
+    use std::sync::Arc;
+    use std::time::Instant as StdInstant;
+
+    use super::super::*;
+    use crate::budget::MemoryStore;
+    use crate::cloudfront::invalidator::{
+        Invalidation, InvalidationSummary, InvalidatorError, Target,
+    };
+    use crate::cloudfront::simulate::SimulatedCloudFront;
+    use crate::path::CfPath;
+    use crate::source::local::LocalQueue;
+
+    const CONFIG: &str = r#"
+[source]
+kind = "local"
+visibility_timeout_seconds = 60
+[distributions.www]
+id = "EWWW"
+[distributions.img]
+id = "EIMG"
+[batching]
+quiet_seconds = 1
+max_delay_seconds = 1
+[cloudfront]
+mode = "simulate"
+poll_interval_seconds = 1
+simulate_completion_seconds = 2
+create_per_second = 100
+create_burst = 100
+[budget]
+pacing = "none"
+"#;
+
+    /// The simulated CloudFront, whose GetInvalidation of one distribution
+    /// hangs.
+    #[derive(Clone, Debug)]
+    struct OneHangs {
+        inner: SimulatedCloudFront,
+        hangs: Arc<String>,
+    }
+
+    impl Invalidator for OneHangs {
+        async fn create(
+            &self,
+            target: impl Into<Target> + Send,
+            caller_reference: &str,
+            paths: &[CfPath],
+        ) -> Result<Invalidation, InvalidatorError> {
+            self.inner.create(target, caller_reference, paths).await
+        }
+        async fn get(
+            &self,
+            target: impl Into<Target> + Send,
+            id: &str,
+        ) -> Result<Invalidation, InvalidatorError> {
+            let target = target.into();
+            if target.to_string().contains(self.hangs.as_str()) {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+            }
+            self.inner.get(target, id).await
+        }
+        async fn list(
+            &self,
+            target: impl Into<Target> + Send,
+            marker: Option<&str>,
+            max_items: i32,
+        ) -> Result<(Vec<InvalidationSummary>, Option<String>), InvalidatorError> {
+            self.inner.list(target, marker, max_items).await
+        }
+    }
+
+    fn status_of(observers: &Observers, alias: &str) -> (u64, Option<String>) {
+        let snapshot = observers.status.snapshot();
+        let d = &snapshot.distributions[alias];
+        (
+            d.inflight_exact,
+            d.last_invalidation.as_ref().map(|l| l.status.clone()),
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hanging_poll_of_one_distribution_delays_no_others_completion() {
+        let config = Config::from_parts(Some(CONFIG), "test", std::iter::empty()).expect("config");
+        let queue = LocalQueue::new(Duration::from_secs(60));
+        let simulated =
+            SimulatedCloudFront::new(["EWWW".into(), "EIMG".into()], Duration::from_secs(2));
+        let cloudfront = OneHangs {
+            inner: simulated.clone(),
+            hangs: Arc::new("EWWW".into()),
+        };
+        let daemon = Daemon::new(&config, queue.clone(), cloudfront)
+            .with_ledger(AnyStore::Memory(MemoryStore::new()));
+        let observers = daemon.observers();
+        let cancel = CancellationToken::new();
+        let run = tokio::spawn(daemon.run(cancel.clone()));
+        queue
+            .send(r#"{"distribution":"www","paths":["/a.html"]}"#)
+            .await
+            .expect("send");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        queue
+            .send(r#"{"distribution":"img","paths":["/b.png"]}"#)
+            .await
+            .expect("send");
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        assert_eq!(simulated.created().len(), 2);
+        // img's invalidation completed 2 s after its creation; its polls
+        // do not wait behind www's, which hang.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(
+            status_of(&observers, "img"),
+            (0, Some("Completed".to_owned())),
+            "img's completion is noticed while www's poll hangs"
+        );
+        assert_eq!(status_of(&observers, "www").0, 1, "www's poll still hangs");
+        cancel.cancel();
+        run.await.expect("run ends");
+    }
+
+    /// Real time: the ledger's write blocks a thread, as a DynamoDB call
+    /// that hangs does.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_ledger_write_that_hangs_holds_up_only_the_batch_that_needs_it() {
+        let config = Config::from_parts(Some(CONFIG), "test", std::iter::empty()).expect("config");
+        let queue = LocalQueue::new(Duration::from_secs(60));
+        let cloudfront =
+            SimulatedCloudFront::new(["EWWW".into(), "EIMG".into()], Duration::from_secs(2));
+        let store = MemoryStore::new();
+        let daemon = Daemon::new(&config, queue.clone(), cloudfront.clone())
+            .with_ledger(AnyStore::Memory(store.clone()));
+        let observers = daemon.observers();
+        let cancel = CancellationToken::new();
+        let run = tokio::spawn(daemon.run(cancel.clone()));
+        queue
+            .send(r#"{"distribution":"www","paths":["/a.html"]}"#)
+            .await
+            .expect("send");
+        let started = StdInstant::now();
+        while cloudfront.created().is_empty() && started.elapsed() < Duration::from_secs(10) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(cloudfront.created().len(), 1, "www's batch went out");
+        // From now on the next ledger write hangs for 10 s.
+        store.hang_next_save(Duration::from_secs(10));
+        let hung = StdInstant::now();
+        queue
+            .send(r#"{"distribution":"img","paths":["/b.png"]}"#)
+            .await
+            .expect("send");
+        let mut completed_after = None;
+        while hung.elapsed() < Duration::from_secs(8) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            assert!(
+                observers.heartbeat.age() < Duration::from_millis(1500),
+                "the loop beats while the ledger hangs ({:?})",
+                observers.heartbeat.age()
+            );
+            if completed_after.is_none()
+                && status_of(&observers, "www") == (0, Some("Completed".to_owned()))
+            {
+                completed_after = Some(hung.elapsed());
+            }
+        }
+        assert!(
+            completed_after.is_some(),
+            "www's completion is noticed while the ledger hangs"
+        );
+        assert_eq!(
+            cloudfront.created().len(),
+            1,
+            "img's batch waits for its reservation to be written"
+        );
+        while cloudfront.created().len() < 2 && hung.elapsed() < Duration::from_secs(20) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(
+            cloudfront.created().len(),
+            2,
+            "img goes once the write is done"
+        );
+        cancel.cancel();
+        run.await.expect("run ends");
+    }
+}
+
 mod after_a_crash {
     use std::time::SystemTime;
 
     use super::super::*;
-    use crate::budget::{Budget, LedgerStore as _, MemoryStore};
+    use crate::budget::{Budget, MemoryStore};
     use crate::cloudfront::simulate::SimulatedCloudFront;
     use crate::path::CfPath;
     use crate::source::local::LocalQueue;

@@ -156,6 +156,15 @@ impl Router {
         }
     }
 
+    /// The alias a request's `distribution` (an alias or an id) names, or
+    /// the default distribution's when it names none.
+    pub fn alias_of(&self, named: Option<&str>) -> Option<&str> {
+        match named {
+            Some(name) => self.names.get(name).map(String::as_str),
+            None => self.default.as_deref(),
+        }
+    }
+
     /// Whether the distribution `alias` takes cache tags.
     pub(super) fn tags_enabled(&self, alias: &str) -> bool {
         self.tags_enabled.contains(alias)

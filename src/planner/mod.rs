@@ -29,6 +29,7 @@
 //! beyond a few integers.
 
 pub mod least_blast;
+pub mod optimum;
 mod tree;
 
 use std::collections::HashSet;

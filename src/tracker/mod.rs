@@ -6,8 +6,12 @@
 //! distribution's invalidations to count other tools' in progress and to
 //! adopt ours left by an earlier run.
 //!
-//! [`view::InflightView`] holds the state and the arithmetic, pure;
-//! [`Tracker`] is the async shell that moves CloudFront's answers into it.
+//! [`view::InflightView`] holds the state and the arithmetic, pure, owned
+//! by the daemon's core. The calls are split from what their answers
+//! change: [`check`] and [`look`] only ask CloudFront (the runner runs
+//! them in tasks, one distribution's hanging call delaying no other's),
+//! [`apply_checks`] and [`apply_look`] change the view. [`Tracker`] puts
+//! the two together for code that owns a view and may await.
 //! Errors are returned as they are for the caller to classify (a missing
 //! distribution or denied access means "not ready"); a failed reconcile
 //! leaves the previous view in place.
@@ -15,12 +19,14 @@
 pub mod external;
 pub mod view;
 
-use std::sync::{Mutex, MutexGuard};
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-use crate::cloudfront::invalidator::{Invalidation, Invalidator, InvalidatorError, MAX_LIST_ITEMS};
+use crate::cloudfront::invalidator::{
+    Invalidation, Invalidator, InvalidatorError, MAX_LIST_ITEMS, Target,
+};
 use crate::planner::Capacity;
 
 pub use self::view::{Completion, InflightView, LastInvalidation, PathCounts, is_ours};
@@ -47,14 +53,170 @@ pub struct ReconcileReport {
     pub adopted: Vec<String>,
 }
 
-/// The in-flight view behind a lock, and the invalidator that feeds it.
-/// The daemon shares it in an `Arc` between its loop and the tasks that
-/// poll and reconcile; the lock is never held across a call to
-/// CloudFront.
+/// The answers of GetInvalidation for the ids a poll asked about: whether
+/// each is completed, or why it could not be told.
+pub type Checks = Vec<(String, Result<bool, InvalidatorError>)>;
+
+/// What the view knew of a distribution when a reconcile began: the ids it
+/// need not fetch again.
+#[derive(Clone, Debug, Default)]
+pub struct Known {
+    /// Ours being polled.
+    pub tracked: HashSet<String>,
+    /// Other tools' in progress, whose paths do not change.
+    pub others: HashMap<String, PathCounts>,
+}
+
+impl Known {
+    /// A snapshot of `alias` in `view`.
+    pub fn of(view: &InflightView, alias: &str) -> Known {
+        view.known(alias)
+    }
+}
+
+/// What a reconcile's calls found, before it is applied to the view.
+#[derive(Clone, Debug, Default)]
+pub struct Looked {
+    pub pages: usize,
+    /// Ours in progress that the view did not track.
+    pub adopt: Vec<Invalidation>,
+    /// Other tools' in progress, with their path counts.
+    pub others: Vec<(String, PathCounts)>,
+}
+
+/// Asks CloudFront about each of `ids` (GetInvalidation), one after the
+/// other; a failed call is reported and the others still go ahead.
+pub async fn check<I: Invalidator>(invalidator: &I, target: &Target, ids: Vec<String>) -> Checks {
+    let mut answers = Vec::with_capacity(ids.len());
+    for id in ids {
+        let answer = invalidator.get(target, &id).await;
+        answers.push((id, answer.map(|got| got.status.is_completed())));
+    }
+    answers
+}
+
+/// Takes the answers of a [`check`] of `alias` at `now`: frees the
+/// capacity of those completed; a failed check keeps its invalidation in
+/// flight (counting it too long only delays a batch, forgetting it early
+/// risks TooManyInvalidationsInProgress).
+pub fn apply_checks(
+    view: &mut InflightView,
+    alias: &str,
+    checks: Checks,
+    now: Instant,
+) -> PollReport {
+    let mut report = PollReport::default();
+    for (id, answer) in checks {
+        match answer {
+            Ok(true) => {
+                if let Some(done) = view.completed(alias, &id, now) {
+                    report.completed.push(done);
+                }
+            }
+            Ok(false) => view.checked(alias, &id, now),
+            Err(e) => {
+                view.checked(alias, &id, now);
+                report.failed.push((alias.to_owned(), id, e));
+            }
+        }
+    }
+    report
+}
+
+/// Lists `target`'s invalidations newest first, page by page, up to and
+/// including the first page whose items are all completed (older ones are
+/// completed too), and fetches each in-progress one that `known` does not
+/// hold (GetInvalidation) for its CallerReference and paths. Any error ends
+/// the look.
+pub async fn look<I: Invalidator>(
+    invalidator: &I,
+    target: &Target,
+    known: &Known,
+    page_size: i32,
+) -> Result<Looked, InvalidatorError> {
+    let mut looked = Looked::default();
+    let mut in_progress = Vec::new();
+    let mut marker: Option<String> = None;
+    loop {
+        let (items, next) = invalidator
+            .list(target, marker.as_deref(), page_size)
+            .await?;
+        looked.pages += 1;
+        let all_completed = items.iter().all(|s| s.status.is_completed());
+        in_progress.extend(items.into_iter().filter(|s| !s.status.is_completed()));
+        match next {
+            Some(next) if !all_completed => marker = Some(next),
+            _ => break,
+        }
+    }
+    for summary in in_progress {
+        if known.tracked.contains(&summary.id) {
+            continue;
+        }
+        // Another tool's paths do not change: no need to fetch them again
+        // on every reconcile.
+        if let Some(counts) = known.others.get(&summary.id) {
+            looked.others.push((summary.id, *counts));
+            continue;
+        }
+        let got = invalidator.get(target, &summary.id).await?;
+        if got.status.is_completed() {
+            continue;
+        }
+        if is_ours(&got.caller_reference) {
+            looked.adopt.push(got);
+        } else {
+            looked.others.push((got.id, PathCounts::of(&got.paths)));
+        }
+    }
+    Ok(looked)
+}
+
+/// Takes what a [`look`] of `alias` found: counts other tools' against the
+/// limits (replacing the previous set) and adopts ours left by an earlier
+/// run, to be polled until done. `now` and `wall` are the same moment on
+/// the local clock and the wall clock, to place an adopted invalidation's
+/// creation on the local clock.
+pub fn apply_look(
+    view: &mut InflightView,
+    alias: &str,
+    looked: Looked,
+    now: Instant,
+    wall: SystemTime,
+) -> ReconcileReport {
+    let mut report = ReconcileReport {
+        pages: looked.pages,
+        ..ReconcileReport::default()
+    };
+    for got in looked.adopt {
+        let age = wall.duration_since(got.created_at).unwrap_or_default();
+        let since = now.checked_sub(age).unwrap_or(now);
+        // A poll or a create may have told of it meanwhile.
+        if view.is_tracked(alias, &got.id) {
+            continue;
+        }
+        view.adopt(alias, &got, since, now);
+        if view.is_tracked(alias, &got.id) {
+            tracing::info!(
+                distribution = %alias,
+                invalidation = %got.id,
+                "adopted an invalidation of ours in progress from an earlier run"
+            );
+            report.adopted.push(got.id);
+        }
+    }
+    report.others = looked.others.len();
+    view.replace_others(alias, looked.others, now);
+    report
+}
+
+/// A view and the invalidator that feeds it, for code that owns both and
+/// may await (tests, tools). The daemon does not use it: its core owns the
+/// view and its runner makes the calls.
 #[derive(Debug)]
 pub struct Tracker<I> {
     invalidator: I,
-    view: Mutex<InflightView>,
+    view: InflightView,
     /// How long an invalidation of ours goes unchecked
     /// (`cloudfront.poll_interval_seconds`).
     poll_interval: Duration,
@@ -64,35 +226,33 @@ impl<I: Invalidator> Tracker<I> {
     pub fn new(invalidator: I, view: InflightView, poll_interval: Duration) -> Self {
         Tracker {
             invalidator,
-            view: Mutex::new(view),
+            view,
             poll_interval,
         }
     }
 
-    /// The view, for reading capacity, counts and the last invalidation.
-    /// Hold the guard briefly and never across an `.await`.
-    pub fn view(&self) -> MutexGuard<'_, InflightView> {
-        // Nothing panics while holding the lock, so a poisoned lock still
-        // holds a consistent view.
-        self.view
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    pub fn view(&self) -> &InflightView {
+        &self.view
+    }
+
+    pub fn view_mut(&mut self) -> &mut InflightView {
+        &mut self.view
     }
 
     /// See [`InflightView::capacity`].
     pub fn capacity(&self, alias: &str) -> Option<Capacity> {
-        self.view().capacity(alias)
+        self.view.capacity(alias)
     }
 
     /// See [`InflightView::record_created`].
-    pub fn record_created(&self, alias: &str, invalidation: &Invalidation, now: Instant) {
-        self.view().record_created(alias, invalidation, now);
+    pub fn record_created(&mut self, alias: &str, invalidation: &Invalidation, now: Instant) {
+        self.view.record_created(alias, invalidation, now);
     }
 
     /// Checks every invalidation of ours, on every distribution, that is due
     /// a check at `now`.
-    pub async fn poll_all(&self, now: Instant) -> PollReport {
-        let aliases: Vec<String> = self.view().aliases().map(str::to_owned).collect();
+    pub async fn poll_all(&mut self, now: Instant) -> PollReport {
+        let aliases: Vec<String> = self.view.aliases().map(str::to_owned).collect();
         let mut report = PollReport::default();
         for alias in aliases {
             let one = self.poll(&alias, now).await;
@@ -102,44 +262,19 @@ impl<I: Invalidator> Tracker<I> {
         report
     }
 
-    /// Checks the invalidations of ours on `alias` that are due a check at
-    /// `now` (GetInvalidation) and frees the capacity of those completed.
-    /// A failed check is reported and the others still go ahead.
-    pub async fn poll(&self, alias: &str, now: Instant) -> PollReport {
-        let (target, due) = {
-            let view = self.view();
-            let Some(target) = view.target(alias) else {
-                return PollReport::default();
-            };
-            (target.clone(), view.to_poll(alias, now, self.poll_interval))
+    /// Checks the invalidations on `alias` that are due a check at `now`.
+    pub async fn poll(&mut self, alias: &str, now: Instant) -> PollReport {
+        let Some(target) = self.view.target(alias).cloned() else {
+            return PollReport::default();
         };
-        let mut report = PollReport::default();
-        for id in due {
-            let answer = self.invalidator.get(&target, &id).await;
-            let mut view = self.view();
-            match answer {
-                Ok(got) if got.status.is_completed() => {
-                    if let Some(done) = view.completed(alias, &id, now) {
-                        report.completed.push(done);
-                    }
-                }
-                Ok(_) => view.checked(alias, &id, now),
-                Err(e) => {
-                    // Kept in flight: counting it too long only delays a
-                    // batch, forgetting it early risks
-                    // TooManyInvalidationsInProgress.
-                    view.checked(alias, &id, now);
-                    report.failed.push((alias.to_owned(), id, e));
-                }
-            }
-        }
-        report
+        let due = self.view.to_poll(alias, now, self.poll_interval);
+        let checks = check(&self.invalidator, &target, due).await;
+        apply_checks(&mut self.view, alias, checks, now)
     }
 
     /// Refreshes `alias`'s view from ListInvalidations, 100 a page.
-    /// See [`Tracker::reconcile_with_page_size`].
     pub async fn reconcile(
-        &self,
+        &mut self,
         alias: &str,
         now: Instant,
         wall: SystemTime,
@@ -148,92 +283,20 @@ impl<I: Invalidator> Tracker<I> {
             .await
     }
 
-    /// Refreshes `alias`'s view from CloudFront: lists its invalidations
-    /// newest first, page by page, up to and including the first page whose
-    /// items are all completed (older ones are completed too); fetches each
-    /// in-progress one not already known (GetInvalidation) for its
-    /// CallerReference and paths; counts other tools' against the limits
-    /// (replacing the previous set) and adopts ours left by an earlier run,
-    /// to be polled until done. `now` and `wall` are the same moment on the
-    /// local (tokio) clock and the wall clock, to place an adopted
-    /// invalidation's creation on the local clock.
-    ///
-    /// Any error ends the reconcile with the view as it was.
+    /// [`look`] then [`apply_look`], with `page_size` items a page.
     pub async fn reconcile_with_page_size(
-        &self,
+        &mut self,
         alias: &str,
         now: Instant,
         wall: SystemTime,
         page_size: i32,
     ) -> Result<ReconcileReport, InvalidatorError> {
-        let target = self.view().target(alias).cloned().ok_or_else(|| {
+        let target = self.view.target(alias).cloned().ok_or_else(|| {
             InvalidatorError::NoSuchDistribution(format!("no distribution aliased {alias}"))
         })?;
-
-        let mut report = ReconcileReport::default();
-        let mut in_progress = Vec::new();
-        let mut marker: Option<String> = None;
-        loop {
-            let (items, next) = self
-                .invalidator
-                .list(&target, marker.as_deref(), page_size)
-                .await?;
-            report.pages += 1;
-            let all_completed = items.iter().all(|s| s.status.is_completed());
-            in_progress.extend(items.into_iter().filter(|s| !s.status.is_completed()));
-            match next {
-                Some(next) if !all_completed => marker = Some(next),
-                _ => break,
-            }
-        }
-
-        let mut others = Vec::new();
-        let mut adopt = Vec::new();
-        for summary in in_progress {
-            {
-                let view = self.view();
-                if view.is_tracked(alias, &summary.id) {
-                    continue;
-                }
-                // Another tool's paths do not change: no need to fetch them
-                // again on every reconcile.
-                if let Some(counts) = view.others_counts(alias, &summary.id) {
-                    others.push((summary.id, counts));
-                    continue;
-                }
-            }
-            let got = self.invalidator.get(&target, &summary.id).await?;
-            if got.status.is_completed() {
-                continue;
-            }
-            if is_ours(&got.caller_reference) {
-                adopt.push(got);
-            } else {
-                others.push((got.id, PathCounts::of(&got.paths)));
-            }
-        }
-
-        let mut view = self.view();
-        for got in adopt {
-            let age = wall.duration_since(got.created_at).unwrap_or_default();
-            let since = now.checked_sub(age).unwrap_or(now);
-            // A poll or the submitter may have learnt of it meanwhile.
-            if view.is_tracked(alias, &got.id) {
-                continue;
-            }
-            view.adopt(alias, &got, since, now);
-            if view.is_tracked(alias, &got.id) {
-                tracing::info!(
-                    distribution = %alias,
-                    invalidation = %got.id,
-                    "adopted an invalidation of ours in progress from an earlier run"
-                );
-                report.adopted.push(got.id);
-            }
-        }
-        report.others = others.len();
-        view.replace_others(alias, others, now);
-        Ok(report)
+        let known = Known::of(&self.view, alias);
+        let looked = look(&self.invalidator, &target, &known, page_size).await?;
+        Ok(apply_look(&mut self.view, alias, looked, now, wall))
     }
 }
 

@@ -112,7 +112,7 @@ fn cap(exact: usize, wildcard: usize) -> Option<Capacity> {
 
 #[tokio::test(start_paused = true)]
 async fn others_in_progress_take_capacity_until_they_complete() {
-    let (cf, tracker) = setup();
+    let (cf, mut tracker) = setup();
     cf.create(
         DIST,
         "terraform-1",
@@ -167,7 +167,7 @@ async fn others_in_progress_take_capacity_until_they_complete() {
 
 #[tokio::test(start_paused = true)]
 async fn a_poll_frees_the_room_of_another_tools_invalidation_once_it_completes() {
-    let (cf, tracker) = setup();
+    let (cf, mut tracker) = setup();
     let other = cf
         .create(DIST, "terraform-2", &paths(&["/a", "/x/*"]))
         .await
@@ -193,14 +193,14 @@ async fn a_poll_frees_the_room_of_another_tools_invalidation_once_it_completes()
     // A reconcile that still lists it as in progress does not bring it back.
     let counts = PathCounts::of(&other.paths);
     tracker
-        .view()
+        .view_mut()
         .replace_others(ALIAS, [(other.id, counts)], Instant::now());
     assert_eq!(tracker.capacity(ALIAS), cap(3000, 15));
 }
 
 #[tokio::test(start_paused = true)]
 async fn ours_from_a_previous_run_are_adopted_and_polled_until_done() {
-    let (cf, tracker) = setup();
+    let (cf, mut tracker) = setup();
     let before = cf
         .create(
             DIST,
@@ -252,7 +252,7 @@ async fn ours_from_a_previous_run_are_adopted_and_polled_until_done() {
 
 #[tokio::test(start_paused = true)]
 async fn poll_reports_completion_after_the_simulated_time() {
-    let (cf, tracker) = setup();
+    let (cf, mut tracker) = setup();
     let t0 = Instant::now();
     let created = cf
         .create(DIST, "cfpurge-www-1-1-ab", &paths(&["/a", "/b", "/c/*"]))
@@ -316,7 +316,7 @@ async fn poll_reports_completion_after_the_simulated_time() {
 
 #[tokio::test(start_paused = true)]
 async fn ours_created_here_are_not_fetched_by_a_reconcile() {
-    let (cf, tracker) = setup();
+    let (cf, mut tracker) = setup();
     let created = cf
         .create(DIST, "cfpurge-www-1-1-ab", &paths(&["/a"]))
         .await
@@ -334,7 +334,7 @@ async fn ours_created_here_are_not_fetched_by_a_reconcile() {
 
 #[tokio::test(start_paused = true)]
 async fn listing_stops_after_the_first_all_completed_page() {
-    let (cf, tracker) = setup();
+    let (cf, mut tracker) = setup();
     for i in 0..4 {
         cf.create(DIST, &format!("old-{i}"), &paths(&[&format!("/old/{i}")]))
             .await
@@ -360,7 +360,7 @@ async fn listing_stops_after_the_first_all_completed_page() {
 
 #[tokio::test(start_paused = true)]
 async fn listing_reads_to_the_last_page_when_all_are_in_progress() {
-    let (cf, tracker) = setup();
+    let (cf, mut tracker) = setup();
     for i in 0..5 {
         cf.create(DIST, &format!("other-{i}"), &paths(&[&format!("/o/{i}/*")]))
             .await
@@ -377,7 +377,7 @@ async fn listing_reads_to_the_last_page_when_all_are_in_progress() {
 
 #[tokio::test(start_paused = true)]
 async fn a_failed_reconcile_leaves_the_previous_view() {
-    let (cf, tracker) = setup();
+    let (cf, mut tracker) = setup();
     cf.create(DIST, "other-1", &paths(&["/a", "/b"]))
         .await
         .unwrap();
@@ -405,7 +405,7 @@ async fn a_wrong_distribution_id_is_returned_for_the_caller_to_classify() {
         ..DistributionConfig::default()
     };
     let alias = ALIAS.to_owned();
-    let tracker = Tracker::new(cf, InflightView::new([(&alias, &config)]), POLL);
+    let mut tracker = Tracker::new(cf, InflightView::new([(&alias, &config)]), POLL);
     let err = tracker
         .reconcile(ALIAS, Instant::now(), SystemTime::now())
         .await
@@ -421,7 +421,7 @@ async fn a_wrong_distribution_id_is_returned_for_the_caller_to_classify() {
 
 #[tokio::test(start_paused = true)]
 async fn a_failed_check_keeps_the_invalidation_in_flight() {
-    let (cf, tracker) = setup();
+    let (cf, mut tracker) = setup();
     // An id the distribution does not have: GetInvalidation fails.
     let mut ghost = cf
         .create(DIST, "cfpurge-www-1-1-ab", &paths(&["/a"]))

@@ -309,6 +309,25 @@ impl InflightView {
             .is_some_and(|d| d.ours.contains_key(id))
     }
 
+    /// What a reconcile need not fetch again on `alias`: ours being
+    /// polled, and other tools' known in progress.
+    pub fn known(&self, alias: &str) -> super::Known {
+        let Some(d) = self.distributions.get(alias) else {
+            return super::Known::default();
+        };
+        super::Known {
+            tracked: d.ours.keys().cloned().collect(),
+            others: d.others.clone(),
+        }
+    }
+
+    /// Whether anything on any distribution is in progress and polled.
+    pub fn any_to_poll(&self) -> bool {
+        self.distributions
+            .values()
+            .any(|d| !d.ours.is_empty() || !d.others_checked.is_empty())
+    }
+
     /// The path counts of `id` when it is known as another tool's in
     /// progress, so that a reconcile need not fetch it again.
     pub fn others_counts(&self, alias: &str, id: &str) -> Option<PathCounts> {

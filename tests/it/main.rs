@@ -1,5 +1,6 @@
 //! All integration tests in one binary (one link step, shared helpers).
 
+mod aws_stack;
 mod catalog;
 mod chaos;
 mod config;
@@ -7,6 +8,7 @@ mod daemon;
 mod docs;
 mod fake_cloudfront;
 mod hardening;
+mod hardening_ledger;
 mod http;
 mod ingest;
 mod monthly_budget;

@@ -56,6 +56,21 @@ fn the_astro_trace_month_by_month_stays_within_its_budget() {
         }
         assert_eq!(total(&months).waiting, 0, "everything is purged in the end");
     }
+    // At the budget price controller's price, where the budget binds.
+    let months = replay(
+        &days,
+        &catalog,
+        Pricing::Controlled {
+            blast_per_path: 50.0,
+            monthly_paths: 300,
+            burst_paths: 100,
+            tuning: cfpurge::budget::Tuning::DEFAULT,
+        },
+    );
+    for (month, m) in &months {
+        assert!(m.billed <= 300, "{month}: billed {} > 300", m.billed);
+    }
+    assert_eq!(total(&months).waiting, 0, "everything is purged in the end");
 }
 
 #[test]

@@ -487,7 +487,7 @@ async fn measure_a_full_learned_catalog_in_the_table() {
 
 // ---- the real binary, several processes on one queue and one table ----
 
-mod processes {
+pub(crate) mod processes {
     use std::process::{Child, Command, Stdio};
     use std::time::{Duration, Instant};
 

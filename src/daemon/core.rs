@@ -1,0 +1,1462 @@
+//! The daemon's core: all of its state and every decision, with no I/O, no
+//! clock, no locks and no async, in the manner of a protocol state machine.
+//! It takes inputs ([`Input`]: messages received, the answers of the calls
+//! it asked for) with the moment they arrive, and returns what to do
+//! ([`Command`]) and when it next wants to be woken ([`Core::next_wake`]).
+//! The runner ([`super::Daemon`]) carries the commands out; `cfpurge
+//! replay` drives the same core on a virtual clock.
+//!
+//! The crash-safety rule is an ordering rule here: a CreateInvalidation is
+//! asked for only once the write of the reservation it needs has been
+//! answered as done ([`super::ledger`]).
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use crate::budget::{LedgerError, LedgerState, status_of};
+use crate::catalog::Catalog;
+use crate::catalog::learned_store::AnyLearnedStore;
+use crate::clock::{Clock, Millis, Now};
+use crate::cloudfront::invalidator::{Invalidation, InvalidatorError, Target};
+use crate::config::{BudgetConfig, Config, Pacing};
+use crate::coordination::dynamo::Fence;
+use crate::coordination::{Answer, Call, Change, Lease, Role};
+use crate::decode::{RejectReason, Router};
+use crate::pending::{BatchRules, MessageId, Meter, PendingSet};
+use crate::pipeline::{self, Effect, Ingested};
+use crate::planner::Settings;
+use crate::source::driver::{QueueHealth, SourceEvent};
+use crate::source::queue::{QueueDepth, QueueError};
+use crate::status::BudgetStatus;
+use crate::submitter::{Batch, RateLimit, Situation, Step, SubmitSettings, Submitter};
+use crate::tracker::external::Found;
+use crate::tracker::{self, Checks, InflightView, Known, Looked};
+
+use super::catalogs::{Built, Catalogs, Job};
+use super::ledger::{Ledger, Recovered, StoreCall, Written};
+use super::observe::Observers;
+
+/// How often the queue's depth is asked for (GetQueueAttributes).
+const DEPTH_INTERVAL: Duration = Duration::from_secs(30);
+
+/// How soon a standby asks for the queue's depth again after a failure
+/// (its readiness rests on that call: it does not receive).
+const STANDBY_DEPTH_RETRY: Duration = Duration::from_secs(5);
+
+/// The longest the loop sleeps: the gauges, the status snapshot and the
+/// watchdog are refreshed at least this often.
+pub const OBSERVE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long an invalidation a crashed process created keeps covering the
+/// redeliveries of its messages: SQS keeps a message in flight for at most
+/// 12 hours.
+const RECOVERED_FOR: Duration = Duration::from_secs(12 * 3600);
+
+/// How often a standby reads the shared ledger for its status.
+const LEDGER_READ_EVERY: Duration = Duration::from_secs(10);
+
+/// The readiness component that holds until the queue first answers.
+pub const STARTUP: &str = "startup";
+
+/// The readiness component of the lease table.
+const TABLE: &str = "coordination";
+
+/// The readiness component of the lease item's validity.
+const LEASE: &str = "lease";
+
+/// What the daemon did, for tests and logs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub invalidations: u64,
+    pub paths_submitted: u64,
+    pub messages_deleted: u64,
+    pub create_errors: u64,
+}
+
+/// What comes into the core: a message, or the answer to a command.
+#[derive(Debug)]
+pub enum Input {
+    /// From the source: a message received, or re-queued.
+    Event(SourceEvent),
+    /// A CreateInvalidation call's answer.
+    Created {
+        alias: String,
+        batch: Batch,
+        result: Result<Invalidation, InvalidatorError>,
+    },
+    /// The answers to a [`Command::Poll`].
+    Checked { alias: String, checks: Checks },
+    /// The answer to a [`Command::Reconcile`]: what CloudFront has in
+    /// progress, and the budget scan if one was asked.
+    Looked {
+        alias: String,
+        result: Result<Looked, InvalidatorError>,
+        scan: Option<Result<Vec<Found>, InvalidatorError>>,
+    },
+    /// The store's answer to [`Command::LoadLedger`].
+    LedgerLoaded {
+        epoch: u64,
+        result: Result<Option<LedgerState>, LedgerError>,
+    },
+    /// The store's answer to [`Command::SaveLedger`].
+    LedgerSaved {
+        epoch: u64,
+        seq: u64,
+        result: Result<(), LedgerError>,
+    },
+    /// The shared ledger as a standby read it, for its status.
+    SharedLedger(Result<Option<LedgerState>, LedgerError>),
+    /// The answer to a call on the lease.
+    Lease(Answer),
+    /// A distribution's catalog, built or not.
+    Catalog {
+        alias: String,
+        result: Result<Built, String>,
+    },
+    /// Messages the queue task deleted.
+    Deleted(usize),
+    /// The queue's depth, or why it could not be read.
+    Depth(Result<QueueDepth, QueueError>),
+}
+
+/// What the core asks the runner to do.
+#[derive(Debug)]
+pub enum Command {
+    /// Call CreateInvalidation for `batch`, not after `not_after` (the
+    /// lease's end, with coordination): past it the call is not made and
+    /// is answered as a timeout.
+    Create {
+        alias: String,
+        target: Target,
+        batch: Batch,
+        not_after: Option<Millis>,
+    },
+    /// Ask CloudFront whether each of `ids` is completed.
+    Poll {
+        alias: String,
+        target: Target,
+        ids: Vec<String>,
+    },
+    /// List what is in progress on `alias` (fetching what `known` lacks),
+    /// and scan its month for the budget with `scan`.
+    Reconcile {
+        alias: String,
+        target: Target,
+        known: Known,
+        scan: Option<ScanBasis>,
+    },
+    /// Read the budget ledger from its store.
+    LoadLedger { epoch: u64 },
+    /// Write the budget ledger; with coordination, under `fence` (`None`:
+    /// this replica may not write).
+    SaveLedger {
+        epoch: u64,
+        seq: u64,
+        state: LedgerState,
+        fence: Option<Option<Fence>>,
+    },
+    /// Read the shared ledger (a standby's status).
+    ReadSharedLedger,
+    /// Delete or reject messages, after those asked before.
+    Queue(Effect),
+    /// Make held messages visible again at once.
+    Release(Vec<MessageId>),
+    /// Make a call on the lease.
+    Lease {
+        call: Call,
+        wall: u64,
+        lease_ms: u64,
+    },
+    /// Start (a new term) or stop receiving from the queue.
+    Receive(bool),
+    /// Build or write a distribution's catalog.
+    Catalog { alias: String, job: Job },
+    /// Ask for the queue's depth.
+    Depth,
+}
+
+/// What a budget scan needs: the ids already looked at and where the month
+/// starts.
+#[derive(Clone, Debug)]
+pub struct ScanBasis {
+    pub seen: HashSet<String>,
+    pub month_start: std::time::SystemTime,
+}
+
+/// What the source shows of itself, read by the runner for the status.
+#[derive(Clone, Debug)]
+pub struct SourceView {
+    pub health: QueueHealth,
+    /// Messages received since the start, redeliveries included.
+    pub received: u64,
+}
+
+/// An invalidation as it was created, for `cfpurge replay`'s record.
+#[derive(Clone, Debug)]
+pub struct CreatedRecord {
+    pub alias: String,
+    pub batch: Batch,
+    /// The price the planner used for it.
+    pub price: f64,
+    /// The messages it covered, with when each was received.
+    pub covered: Vec<(MessageId, Millis)>,
+}
+
+/// How the core is driven.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// As `cfpurge run`: the gauges refreshed every second, the queue's
+    /// depth asked for, catalogs built and written.
+    #[default]
+    Live,
+    /// As `cfpurge replay`: no status, no queue depth, no catalog jobs
+    /// (catalogs are handed in), and the invalidations created recorded.
+    Replay,
+}
+
+/// When the core's own periodic work is next due.
+#[derive(Clone, Copy, Debug, Default)]
+struct Timers {
+    poll: Millis,
+    reconcile: Millis,
+    depth: Millis,
+    asking_depth: bool,
+    /// When the gauges and the status are next refreshed.
+    observe: Millis,
+    /// The first reconcile round is over: in-flight invalidations of an
+    /// earlier run are known and reservations a crash left are confirmed,
+    /// so nothing is paid for twice. Nothing is submitted before.
+    started: bool,
+}
+
+/// A reconcile round under way: the term it began in and the
+/// distributions not yet answered.
+#[derive(Clone, Copy, Debug)]
+struct Round {
+    term: u64,
+    left: usize,
+    /// The budget scan was asked of every distribution.
+    scanned: bool,
+    /// A distribution's reconcile or scan failed in this round.
+    failed: bool,
+}
+
+/// A batch whose reservation is being written: its call waits.
+#[derive(Debug)]
+struct Awaiting {
+    seq: u64,
+    alias: String,
+    target: Target,
+    batch: Batch,
+}
+
+/// This replica's part in a fleet (coordination): the lease machine and
+/// what hangs on the role.
+#[derive(Debug)]
+pub struct ReplicaState {
+    id: String,
+    lease: Lease,
+    lease_ms: u64,
+    /// The ledger is the table's (DynamoDB), shared by the fleet.
+    shared_ledger: bool,
+    /// The budget as a standby last read it from the table.
+    shared_budget: Option<BudgetStatus>,
+    next_ledger_read: Millis,
+    reading_ledger: bool,
+    /// Terms begun, to tell a reconcile round of an earlier term.
+    term: u64,
+    /// The fence the ledger's writes carry while leading.
+    fence: Option<Fence>,
+}
+
+impl ReplicaState {
+    pub fn new(id: String, lease: Duration, shared_ledger: bool) -> ReplicaState {
+        ReplicaState {
+            id,
+            lease: Lease::new(lease, 0),
+            lease_ms: lease.as_millis() as u64,
+            shared_ledger,
+            shared_budget: None,
+            next_ledger_read: 0,
+            reading_ledger: false,
+            term: 0,
+            fence: None,
+        }
+    }
+}
+
+/// The daemon's state and decisions.
+pub struct Core {
+    mode: Mode,
+    pending: PendingSet,
+    router: Router,
+    submitter: Submitter,
+    ledger: Ledger,
+    view: InflightView,
+    /// Alias → what its calls name: a distribution, or a tenant.
+    targets: HashMap<String, Target>,
+    /// Converts the source's instants; never read for the time.
+    clock: Clock,
+    poll_interval: Duration,
+    reconcile_interval: Duration,
+    observers: Observers,
+    /// Distributions CloudFront refuses (NoSuchDistribution, AccessDenied).
+    refused: HashSet<String>,
+    /// Invalidations a crashed process created, covering redeliveries.
+    recovered: Vec<Recovered>,
+    /// Per distribution with a call under way, how long what its batch
+    /// left behind waits once the answer is in.
+    calls_hold: HashMap<String, Option<Millis>>,
+    /// The price each batch under way was planned at.
+    prices: HashMap<String, f64>,
+    /// What the distributions serve, for the least-blast planner.
+    catalogs: Catalogs,
+    /// `coalesce.blast_per_path`, and whether its price follows the budget
+    /// (even pacing), with `burst_paths` as the lead that doubles it.
+    blast_per_path: f64,
+    price_follows_budget: Option<f64>,
+    totals: Totals,
+    replica: Option<ReplicaState>,
+    /// What a new term's submitter and pending set are made with.
+    submit_settings: SubmitSettings,
+    create_rate: (f64, u32),
+    batch_rules: BatchRules,
+    budget_config: BudgetConfig,
+    meter: Option<Meter>,
+    timers: Timers,
+    /// Distributions with a poll under way.
+    polling: HashSet<String>,
+    round: Option<Round>,
+    awaiting: Vec<Awaiting>,
+    /// Shutting down: the lease is renewed, never taken.
+    draining: bool,
+    out: Vec<Command>,
+    created: Vec<CreatedRecord>,
+}
+
+impl Core {
+    /// A core for `config`, alone (no replicas), with the file ledger's
+    /// location as configured. `run` distinguishes this process's
+    /// CallerReferences from another run's.
+    pub fn new(config: &Config, clock: Clock, run: String, mode: Mode) -> Core {
+        let cf = &config.cloudfront;
+        let poll_interval = Duration::from_secs(cf.poll_interval_seconds);
+        let submit_settings = SubmitSettings {
+            planner: Settings::from(&config.coalesce),
+            strategy: config.coalesce.strategy,
+            on_exhausted: config.budget.on_exhausted,
+            recheck: poll_interval,
+        };
+        let batch_rules = BatchRules::from(&config.batching);
+        Core {
+            mode,
+            pending: PendingSet::new(batch_rules),
+            router: Router::new(config),
+            submitter: Submitter::new(
+                submit_settings.clone(),
+                RateLimit::new(cf.create_per_second, cf.create_burst),
+                run,
+            ),
+            ledger: Ledger::new(
+                config.budget.ledger_path.display().to_string(),
+                config.budget.clone(),
+            ),
+            view: InflightView::new(config.distributions.iter()),
+            targets: config
+                .distributions
+                .iter()
+                .map(|(alias, d)| (alias.clone(), Target::of(d)))
+                .collect(),
+            clock,
+            poll_interval,
+            reconcile_interval: Duration::from_secs(cf.reconcile_interval_seconds),
+            observers: Observers::new(config),
+            refused: HashSet::new(),
+            recovered: Vec::new(),
+            calls_hold: HashMap::new(),
+            prices: HashMap::new(),
+            catalogs: Catalogs::new(config),
+            blast_per_path: config.coalesce.blast_per_path,
+            price_follows_budget: (config.budget.pacing == Pacing::Even)
+                .then_some(config.budget.burst_paths as f64),
+            totals: Totals::default(),
+            replica: None,
+            submit_settings,
+            create_rate: (cf.create_per_second, cf.create_burst),
+            batch_rules,
+            budget_config: config.budget.clone(),
+            meter: None,
+            timers: Timers::default(),
+            polling: HashSet::new(),
+            round: None,
+            awaiting: Vec::new(),
+            draining: false,
+            out: Vec::new(),
+            created: Vec::new(),
+        }
+    }
+
+    /// The pending set counts its bytes in `meter` (the source's
+    /// `max_pending_bytes`).
+    pub fn set_meter(&mut self, meter: Meter) {
+        self.pending = PendingSet::new(self.batch_rules).with_meter(meter.clone());
+        self.meter = Some(meter);
+    }
+
+    /// Where the ledger's store keeps it, for messages.
+    pub fn set_ledger_location(&mut self, location: String) {
+        self.ledger.set_location(location);
+    }
+
+    /// The learned catalogs are kept in the table's stores.
+    pub fn keep_learned_in(&mut self, store_for: impl Fn(&str) -> AnyLearnedStore) {
+        self.catalogs.keep_learned_in(store_for);
+    }
+
+    /// Runs as one of several replicas: receives and submits only while
+    /// holding the lease.
+    pub fn set_replica(&mut self, replica: ReplicaState) {
+        self.replica = Some(replica);
+        self.catalogs.follow_lease();
+    }
+
+    /// Converts the source's instants with `clock` (tests whose paused
+    /// time also moves the wall clock).
+    pub fn set_clock(&mut self, clock: Clock) {
+        self.clock = clock;
+    }
+
+    /// At shutdown: the learned catalogs' last writes.
+    pub fn last_saves(&mut self) -> Vec<(String, Job)> {
+        self.catalogs.last_saves()
+    }
+
+    /// Lists the buckets of `catalog = "s3"` distributions with `client`.
+    pub fn set_s3_client(&mut self, client: &aws_sdk_s3::Client) {
+        self.catalogs.set_s3_client(client);
+    }
+
+    /// Plans `alias` with `catalog` (replay).
+    pub fn set_catalog(&mut self, alias: &str, catalog: Catalog) {
+        self.catalogs.set_ready(alias, catalog);
+    }
+
+    /// The `learned` catalogs learn in memory, never read or written
+    /// (replay without a catalog).
+    pub fn learn_in_memory(&mut self) {
+        self.catalogs.learn_in_memory();
+    }
+
+    /// The alias a request's `distribution` names (or the default's).
+    pub fn alias_of(&self, named: Option<&str>) -> Option<&str> {
+        self.router.alias_of(named)
+    }
+
+    pub fn observers(&self) -> &Observers {
+        &self.observers
+    }
+
+    pub fn totals(&self) -> Totals {
+        self.totals
+    }
+
+    /// The commands asked for since the last call, in order.
+    pub fn take_commands(&mut self) -> Vec<Command> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// The invalidations created since the last call (replay only).
+    pub fn take_created(&mut self) -> Vec<CreatedRecord> {
+        std::mem::take(&mut self.created)
+    }
+
+    /// Whether anything still waits to be covered or answered (shutdown).
+    pub fn is_drained(&self) -> bool {
+        self.pending.pending_messages() == 0
+            && !self.submitter.is_calling()
+            && self.awaiting.is_empty()
+    }
+
+    /// Whether a CreateInvalidation or a ledger write is under way.
+    pub fn is_calling(&self) -> bool {
+        self.submitter.is_calling() || self.ledger.is_writing()
+    }
+
+    /// Messages still held.
+    pub fn pending_messages(&self) -> usize {
+        self.pending.pending_messages()
+    }
+
+    /// Whether this daemon may receive and submit at `now`: always alone,
+    /// only while holding the lease as a replica.
+    pub fn is_leader(&self, now: Millis) -> bool {
+        self.replica
+            .as_ref()
+            .is_none_or(|r| matches!(r.lease.role(now), Role::Leader { .. }))
+    }
+
+    /// Takes one input at `now`, then does whatever is due.
+    pub fn handle(&mut self, input: Input, now: &Now) {
+        // First the lease: a process resumed after a pause must not take
+        // in what it may no longer work on.
+        self.lease_turn(now);
+        self.apply(input, now);
+        self.turn(now);
+    }
+
+    /// Does whatever is due at `now`: the lease, the ledger, due batches,
+    /// polls, reconciles, the queue's depth, catalogs, the gauges.
+    pub fn turn(&mut self, now: &Now) {
+        self.lease_turn(now);
+        let leader = self.is_leader(now.mono);
+        if leader {
+            if let Some(call) = self.ledger.keep(now) {
+                self.ledger_call(call);
+            }
+            self.judge_ledger();
+        }
+        if leader && self.timers.started {
+            self.submit_due(now);
+        }
+        if leader && now.mono >= self.timers.poll {
+            self.poll(now);
+        }
+        if leader
+            && self.round.is_none()
+            && now.mono >= self.timers.reconcile
+            && self.may_reconcile()
+        {
+            self.start_reconcile(now);
+        }
+        if self.mode == Mode::Live {
+            if !self.timers.asking_depth && now.mono >= self.timers.depth {
+                self.timers.asking_depth = true;
+                self.out.push(Command::Depth);
+            }
+            for (alias, job) in self.catalogs.due(now) {
+                self.out.push(Command::Catalog { alias, job });
+            }
+        }
+        if let Some(call) = self.ledger.flush() {
+            self.ledger_call(call);
+        }
+    }
+
+    /// The next moment something is due.
+    pub fn next_wake(&self, now: &Now) -> Millis {
+        let mut wake = Millis::MAX;
+        let mut due = |at: Option<Millis>| {
+            if let Some(at) = at {
+                wake = wake.min(at.max(now.mono + 1));
+            }
+        };
+        if self.mode == Mode::Live {
+            due(Some(self.timers.observe));
+            due((!self.timers.asking_depth).then_some(self.timers.depth));
+            due(self.catalogs.next_due());
+        }
+        let leader = self.is_leader(now.mono);
+        if leader {
+            if self.timers.started {
+                due(self.pending.next_due());
+                due(self.submitter.next_after());
+            }
+            due(self.view.any_to_poll().then_some(self.timers.poll));
+            due((self.round.is_none() && self.may_reconcile()).then_some(self.timers.reconcile));
+            due(self.ledger.next_wake());
+        }
+        due(self.lease_wake());
+        wake
+    }
+
+    /// Whether a reconcile round may begin: not while draining, once the
+    /// gate is open; and the first round only with the ledger open, since
+    /// it must confirm what a crash left in it.
+    fn may_reconcile(&self) -> bool {
+        if self.timers.started {
+            !self.draining
+        } else {
+            self.ledger.budget().is_some()
+        }
+    }
+
+    fn ledger_call(&mut self, call: StoreCall) {
+        let fence = self.replica.as_ref().map(|r| r.fence.clone());
+        self.out.push(match call {
+            StoreCall::Load { epoch } => Command::LoadLedger { epoch },
+            StoreCall::Save { epoch, seq, state } => Command::SaveLedger {
+                epoch,
+                seq,
+                state,
+                fence,
+            },
+        });
+    }
+
+    fn judge_ledger(&mut self) {
+        let readiness = &self.observers.readiness;
+        match self.ledger.error() {
+            Some(e) => readiness.set("ledger", format!("the budget ledger is not usable: {e}")),
+            None if self.ledger.budget().is_some() => readiness.clear("ledger"),
+            None => {}
+        }
+    }
+
+    /// Shutdown begins: nothing more is received, everything pending is
+    /// due at once, and whatever the first reconcile has not confirmed
+    /// stays spent.
+    ///
+    /// The gate stays as it is: before the first reconcile round is over,
+    /// nothing is submitted (what a crash left may cover it); the round
+    /// still under way, or begun now, may open it within the grace period.
+    pub fn begin_drain(&mut self) {
+        self.draining = true;
+        self.pending.flush_all();
+    }
+
+    /// Shutdown: the messages still held, no longer this daemon's (the
+    /// runner makes them visible again).
+    pub fn let_go(&mut self) -> Vec<MessageId> {
+        let left: Vec<_> = self.pending.message_ids().cloned().collect();
+        for id in &left {
+            self.pending.remove(id);
+        }
+        left
+    }
+
+    // --- Ingesting ---
+
+    fn ingest(&mut self, event: SourceEvent, now: &Now) {
+        if !self.is_leader(now.mono) {
+            // It stood down while the event was on its way: let it go.
+            if let SourceEvent::Received { id, .. } = event {
+                self.out.push(Command::Release(vec![id]));
+            }
+            return;
+        }
+        let (ingested, effect) =
+            pipeline::accept(&self.router, &mut self.pending, &self.clock, now, event);
+        if let Some(effect) = effect {
+            self.out.push(Command::Queue(effect));
+        }
+        let metrics = &self.observers.metrics;
+        match &ingested {
+            Ingested::Pending {
+                requested,
+                skipped,
+                s3_objects,
+                asked,
+                ..
+            } => {
+                for (alias, n) in requested {
+                    metrics.paths_requested(alias, *n as u64);
+                }
+                for (alias, n) in skipped {
+                    metrics.paths_skipped(alias, *n as u64);
+                }
+                self.follow_s3(s3_objects);
+                for (alias, paths) in asked {
+                    self.catalogs.learn(alias, paths);
+                }
+                self.cover_recovered(now);
+            }
+            Ingested::Rejected(reason) => metrics.rejected(*reason),
+            Ingested::Deleted {
+                skipped,
+                s3_objects,
+            } => {
+                for (alias, n) in skipped {
+                    metrics.paths_skipped(alias, *n as u64);
+                }
+                self.follow_s3(s3_objects);
+            }
+            Ingested::Forgotten | Ingested::Duplicate => {}
+        }
+    }
+
+    /// The catalogs follow an S3 event's objects: created ones are added
+    /// (and learned), deleted ones removed.
+    fn follow_s3(&mut self, s3_objects: &pipeline::S3Objects) {
+        for (alias, paths, removed) in s3_objects {
+            self.catalogs.follow(alias, paths, removed);
+            let created = paths.iter().filter(|p| !removed.contains(p));
+            self.catalogs.learn(alias, created);
+        }
+    }
+
+    /// Messages first handed to a process that crashed after creating
+    /// their invalidation are covered by it: deleted without another.
+    fn cover_recovered(&mut self, now: &Now) {
+        let keep = RECOVERED_FOR.as_millis() as Millis;
+        self.recovered
+            .retain(|r| now.mono.saturating_sub(r.created_at) < keep);
+        for r in &self.recovered {
+            let covered = self
+                .pending
+                .apply_recovered(&r.alias, &r.paths, r.created_at);
+            if !covered.is_empty() {
+                tracing::info!(distribution = %r.alias, messages = covered.len(), "redelivered messages covered by an invalidation made before a crash");
+                self.out.push(Command::Queue(Effect::Delete(covered)));
+            }
+        }
+    }
+
+    // --- Submitting ---
+
+    /// Plans and submits every due batch, and every batch waiting to be
+    /// retried.
+    fn submit_due(&mut self, now: &Now) {
+        let mut aliases = self.pending.due(now.mono);
+        for alias in self.submitter.queued_aliases() {
+            if !aliases.iter().any(|a| a == alias) {
+                aliases.push(alias.to_owned());
+            }
+        }
+        for alias in aliases {
+            self.submit(&alias, now);
+        }
+    }
+
+    /// The price a batch is planned at now.
+    fn price(&self, now: &Now) -> f64 {
+        match (self.price_follows_budget, self.ledger.budget()) {
+            (Some(burst), Some(b)) => crate::planner::price_for(
+                self.blast_per_path,
+                b.used() as f64,
+                b.allowed(now.wall) as f64 - burst,
+                burst,
+            ),
+            _ => self.blast_per_path,
+        }
+    }
+
+    fn submit(&mut self, alias: &str, now: &Now) {
+        let Some(target) = self.targets.get(alias).cloned() else {
+            return;
+        };
+        let due = self.pending.due(now.mono).iter().any(|a| a == alias);
+        let entries = if due && !self.submitter.has_queued(alias) {
+            self.pending.batch(alias)
+        } else {
+            Vec::new()
+        };
+        let price = self.price(now);
+        let budget = self.ledger.budget();
+        let situation = Situation {
+            due,
+            entries: &entries,
+            capacity: self.view.capacity(alias),
+            remaining: budget.map(|b| b.remaining(now.wall)),
+            catalog: self.catalogs.get(alias),
+            price,
+        };
+        match self.submitter.next(alias, now.mono, situation) {
+            Step::Idle => {}
+            Step::Wait { until, why } => {
+                tracing::trace!(distribution = %alias, ?why, "waiting");
+                self.pending.hold(alias, until);
+            }
+            Step::Send { batch, hold } => {
+                if let Some(until) = hold {
+                    tracing::info!(distribution = %alias, "not enough room in flight or budget; the rest waits");
+                    self.pending.hold(alias, until);
+                }
+                // The reservation is written before CloudFront is called.
+                let reserved =
+                    self.ledger
+                        .reserve(&batch.reference, alias, batch.paths.len() as u64, now);
+                let seq = match reserved {
+                    Ok(seq) => seq,
+                    Err(e) => {
+                        tracing::error!(distribution = %alias, error = %e, "could not reserve the batch in the ledger; not submitting it");
+                        self.observers
+                            .readiness
+                            .set("ledger", format!("the budget ledger is not usable: {e}"));
+                        let until = self.submitter.not_reserved(alias, batch, now.mono);
+                        self.pending.hold(alias, until);
+                        return;
+                    }
+                };
+                // Not due again while its call is under way; the answer
+                // says when.
+                self.pending.hold(alias, Millis::MAX);
+                self.calls_hold.insert(alias.to_owned(), hold);
+                self.prices.insert(batch.reference.clone(), price);
+                self.awaiting.push(Awaiting {
+                    seq,
+                    alias: alias.to_owned(),
+                    target,
+                    batch,
+                });
+                if let Some(call) = self.ledger.flush() {
+                    self.ledger_call(call);
+                }
+            }
+        }
+    }
+
+    /// A write of the ledger was answered: the batches whose reservation
+    /// it made durable go to CloudFront; if it failed, they wait, unsent.
+    fn ledger_written(&mut self, written: Written, now: &Now) {
+        match written {
+            Written::Stale => {}
+            Written::UpTo(seq) => {
+                let not_after = self
+                    .replica
+                    .as_ref()
+                    .map(|r| r.lease.leader_until().unwrap_or(0));
+                let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.awaiting)
+                    .into_iter()
+                    .partition(|a| a.seq <= seq);
+                self.awaiting = waiting;
+                for a in ready {
+                    self.out.push(Command::Create {
+                        alias: a.alias,
+                        target: a.target,
+                        batch: a.batch,
+                        not_after,
+                    });
+                }
+            }
+            Written::Failed(why) => {
+                self.observers
+                    .readiness
+                    .set("ledger", format!("the budget ledger is not usable: {why}"));
+                for a in std::mem::take(&mut self.awaiting) {
+                    tracing::error!(distribution = %a.alias, error = %why, "the batch's reservation could not be written; not submitting it");
+                    self.prices.remove(&a.batch.reference);
+                    self.calls_hold.remove(&a.alias);
+                    let until = self.submitter.not_reserved(&a.alias, a.batch, now.mono);
+                    self.pending.hold(&a.alias, until);
+                }
+            }
+        }
+    }
+
+    // --- Applying answers ---
+
+    fn apply(&mut self, input: Input, now: &Now) {
+        self.timers.observe = 0;
+        match input {
+            Input::Event(event) => self.ingest(event, now),
+            Input::Created {
+                alias,
+                batch,
+                result: Ok(invalidation),
+            } => self.created(&alias, batch, &invalidation, now),
+            Input::Created {
+                alias,
+                batch,
+                result: Err(e),
+            } => self.create_failed(&alias, batch, &e, now),
+            Input::Checked { alias, checks } => {
+                self.polling.remove(&alias);
+                let report = tracker::apply_checks(&mut self.view, &alias, checks, now.instant);
+                for c in report.completed {
+                    self.observers
+                        .metrics
+                        .invalidation_completed(&c.alias, c.took);
+                    tracing::info!(distribution = %c.alias, invalidation = %c.id, seconds = c.took.as_secs(), "invalidation completed");
+                }
+                for (alias, id, e) in report.failed {
+                    self.observers.metrics.cloudfront_error(&alias, &e);
+                    tracing::warn!(distribution = %alias, invalidation = %id, error = %e, "checking an invalidation failed");
+                }
+            }
+            Input::Looked {
+                alias,
+                result,
+                scan,
+            } => self.looked(&alias, result, scan, now),
+            Input::LedgerLoaded { epoch, result } => {
+                self.ledger.loaded(epoch, result, now);
+                self.judge_ledger();
+            }
+            Input::LedgerSaved { epoch, seq, result } => {
+                let refused = matches!(result, Err(LedgerError::Refused(_)));
+                let written = self.ledger.saved(epoch, seq, result, now);
+                if refused {
+                    tracing::warn!(
+                        "the ledger's write was refused: someone else wrote it, or the lease moved; reading it again"
+                    );
+                }
+                self.ledger_written(written, now);
+                self.judge_ledger();
+            }
+            Input::SharedLedger(read) => self.ledger_read(read, now),
+            Input::Lease(answer) => self.lease_answered(answer, now),
+            Input::Catalog { alias, result } => self.catalogs.built(&alias, result, now),
+            Input::Deleted(n) => {
+                self.observers.metrics.deleted(n as u64);
+                self.totals.messages_deleted += n as u64;
+            }
+            Input::Depth(result) => self.depth(result, now),
+        }
+    }
+
+    fn depth(&mut self, result: Result<QueueDepth, QueueError>, now: &Now) {
+        self.timers.asking_depth = false;
+        self.timers.depth = now.after(DEPTH_INTERVAL);
+        let standby = self.replica.is_some() && !self.is_leader(now.mono);
+        if standby && result.is_err() {
+            // Its readiness rests on this call alone: ask again soon.
+            self.timers.depth = now.after(STANDBY_DEPTH_RETRY);
+        }
+        match result {
+            Ok(depth) => {
+                self.observers.readiness.clear(STARTUP);
+                if standby {
+                    self.observers.readiness.clear("queue");
+                }
+                self.observers.set_depth(depth);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "asking for the queue's depth failed");
+                if standby {
+                    self.observers.readiness.set("queue", e.to_string());
+                }
+            }
+        }
+    }
+
+    fn poll(&mut self, now: &Now) {
+        self.timers.poll = now.after(poll_round(self.poll_interval));
+        let aliases: Vec<String> = self.view.aliases().map(str::to_owned).collect();
+        for alias in aliases {
+            if self.polling.contains(&alias) {
+                // A call still under way: it holds up only its own
+                // distribution.
+                continue;
+            }
+            let ids = self.view.to_poll(&alias, now.instant, self.poll_interval);
+            let Some(target) = self.view.target(&alias).cloned() else {
+                continue;
+            };
+            if ids.is_empty() {
+                continue;
+            }
+            self.polling.insert(alias.clone());
+            self.out.push(Command::Poll { alias, target, ids });
+        }
+    }
+
+    fn start_reconcile(&mut self, now: &Now) {
+        let scan = if self.ledger.wants_scan() {
+            self.ledger
+                .scan_basis()
+                .map(|(seen, month_start)| ScanBasis { seen, month_start })
+        } else {
+            None
+        };
+        let mut aliases: Vec<(&String, &Target)> = self.targets.iter().collect();
+        aliases.sort_by(|a, b| a.0.cmp(b.0));
+        let term = self.replica.as_ref().map_or(0, |r| r.term);
+        self.round = Some(Round {
+            term,
+            left: aliases.len(),
+            scanned: scan.is_some(),
+            failed: false,
+        });
+        for (alias, target) in aliases {
+            self.out.push(Command::Reconcile {
+                alias: alias.clone(),
+                target: target.clone(),
+                known: self.view.known(alias),
+                scan: scan.clone(),
+            });
+        }
+        if self.targets.is_empty() {
+            self.round_over(now);
+        }
+    }
+
+    fn looked(
+        &mut self,
+        alias: &str,
+        result: Result<Looked, InvalidatorError>,
+        scan: Option<Result<Vec<Found>, InvalidatorError>>,
+        now: &Now,
+    ) {
+        let failed = result.is_err() || matches!(scan, Some(Err(_)));
+        if failed && let Some(round) = &mut self.round {
+            round.failed = true;
+        }
+        match result {
+            Ok(looked) => {
+                tracker::apply_look(&mut self.view, alias, looked, now.instant, now.wall);
+                self.judge_distribution(alias, Ok(()), now);
+            }
+            Err(e) => {
+                self.observers.metrics.cloudfront_error(alias, &e);
+                self.judge_distribution(alias, Err(&e), now);
+                tracing::warn!(distribution = %alias, error = %e, "counting invalidations in flight failed");
+            }
+        }
+        match scan {
+            Some(Ok(found)) => {
+                let recovered = self.ledger.take_scan(alias, found, now);
+                if !recovered.is_empty() {
+                    self.recovered.extend(recovered);
+                    self.cover_recovered(now);
+                }
+            }
+            Some(Err(e)) => {
+                self.observers.metrics.cloudfront_error(alias, &e);
+                tracing::warn!(distribution = %alias, error = %e, "listing this month's invalidations failed");
+            }
+            None => {}
+        }
+        if let Some(round) = &mut self.round {
+            round.left = round.left.saturating_sub(1);
+            if round.left == 0 {
+                self.round_over(now);
+            }
+        }
+    }
+
+    fn round_over(&mut self, now: &Now) {
+        let Some(round) = self.round.take() else {
+            return;
+        };
+        if round.term != self.replica.as_ref().map_or(0, |r| r.term) {
+            // A round of an earlier term: this term needs its own.
+            self.timers.reconcile = now.mono;
+            return;
+        }
+        if !self.timers.started {
+            // The gate opens only on a round that looked for what a crash
+            // left in the ledger, everywhere, and found out; else the next
+            // round comes soon.
+            let recovered = self.ledger.budget().is_some()
+                && !round.failed
+                && (round.scanned || !self.ledger.wants_scan());
+            if !recovered {
+                tracing::warn!(
+                    "the first reconcile could not look for what an earlier run left; nothing is submitted until it can"
+                );
+                self.timers.reconcile = now.after(super::ledger::LEDGER_RETRY);
+                return;
+            }
+            self.timers.started = true;
+        }
+        self.timers.reconcile = now.after(self.reconcile_interval);
+        // Only a scan that went through everywhere settles what a crash
+        // left: the next one tries again.
+        if round.scanned && !round.failed {
+            self.ledger.round_over();
+        }
+    }
+
+    fn created(&mut self, alias: &str, batch: Batch, invalidation: &Invalidation, now: &Now) {
+        // A crash here: created, still only reserved in the ledger.
+        fail::fail_point!("daemon::after_create");
+        self.submitter.created(alias);
+        let hold = self.calls_hold.remove(alias).flatten();
+        self.pending.hold(alias, hold.unwrap_or(now.mono));
+        self.ledger
+            .commit(&batch.reference, &invalidation.id, invalidation.created_at);
+        self.view.record_created(alias, invalidation, now.instant);
+        self.judge_distribution(alias, Ok(()), now);
+        let covered = self
+            .pending
+            .apply_timed(alias, &batch.paths, batch.first_sent_at);
+        let metrics = &self.observers.metrics;
+        for (_, received_at) in &covered {
+            let waited = now.mono.saturating_sub(*received_at);
+            metrics.request_to_invalidation(alias, Duration::from_millis(waited));
+        }
+        let wildcards = batch.paths.iter().filter(|p| p.is_wildcard()).count() as u64;
+        let tags = batch.paths.iter().filter(|p| p.is_tag()).count() as u64;
+        metrics.paths_submitted(
+            alias,
+            batch.paths.len() as u64 - wildcards - tags,
+            wildcards,
+            tags,
+        );
+        metrics.invalidation_created(alias);
+        metrics.paths_blast(alias, batch.blast);
+        self.totals.invalidations += 1;
+        self.totals.paths_submitted += batch.paths.len() as u64;
+        tracing::info!(
+            distribution = %alias,
+            invalidation = %invalidation.id,
+            requested = batch.requested,
+            billed = batch.paths.len(),
+            wildcards,
+            tags,
+            blast = batch.blast,
+            messages_covered = covered.len(),
+            "invalidation created"
+        );
+        let price = self
+            .prices
+            .remove(&batch.reference)
+            .unwrap_or(self.blast_per_path);
+        if !covered.is_empty() {
+            self.out.push(Command::Queue(Effect::Delete(
+                covered.iter().map(|(id, _)| id.clone()).collect(),
+            )));
+        }
+        if self.mode == Mode::Replay {
+            self.created.push(CreatedRecord {
+                alias: alias.to_owned(),
+                batch,
+                price,
+                covered,
+            });
+        }
+    }
+
+    fn create_failed(&mut self, alias: &str, batch: Batch, e: &InvalidatorError, now: &Now) {
+        self.totals.create_errors += 1;
+        self.observers.metrics.cloudfront_error(alias, e);
+        self.judge_distribution(alias, Err(e), now);
+        let reference = batch.reference.clone();
+        let entries = self.pending.batch(alias);
+        let after = self.submitter.failed(
+            alias,
+            batch,
+            e,
+            &entries,
+            now.mono,
+            jitter(&reference, now.mono),
+        );
+        tracing::warn!(distribution = %alias, error = %e, action = ?after.action, "CreateInvalidation failed");
+        if after.release {
+            self.ledger.release(&reference);
+            self.prices.remove(&reference);
+        }
+        let hold = self.calls_hold.remove(alias).flatten();
+        self.pending
+            .hold(alias, after.hold.or(hold).unwrap_or(now.mono));
+        if after.reconcile && self.round.is_none() && self.is_leader(now.mono) {
+            self.start_reconcile(now);
+        }
+        if let Some(path) = after.reject {
+            let offenders = self
+                .pending
+                .messages_waiting_on(alias, std::slice::from_ref(&path));
+            tracing::error!(distribution = %alias, messages = offenders.len(), error = %e, "CloudFront refused a requested path that passed validation; rejecting the messages that ask for it");
+            let (reason, what) = if path.is_tag() {
+                (RejectReason::InvalidTag, "tag")
+            } else {
+                (RejectReason::InvalidPath, "path")
+            };
+            let detail = format!("CloudFront refused the {what}: {e}");
+            for id in offenders {
+                self.pending.remove(&id);
+                self.observers.metrics.rejected(reason);
+                self.out.push(Command::Queue(Effect::Reject {
+                    id,
+                    reason,
+                    detail: detail.clone(),
+                    body: None,
+                }));
+            }
+        }
+    }
+
+    /// Marks a distribution not ready while CloudFront refuses it as
+    /// configured (missing, or access denied), ready again otherwise. When
+    /// a refused distribution is accepted again, its held batch goes out
+    /// now instead of after the slow retry.
+    fn judge_distribution(
+        &mut self,
+        alias: &str,
+        outcome: Result<(), &InvalidatorError>,
+        now: &Now,
+    ) {
+        let component = format!("distribution:{alias}");
+        match outcome {
+            Err(
+                e @ (InvalidatorError::NoSuchDistribution(_) | InvalidatorError::AccessDenied(_)),
+            ) => {
+                self.refused.insert(alias.to_owned());
+                let what = match self.targets.get(alias) {
+                    Some(target @ Target::Tenant { .. }) => format!("{alias} ({target})"),
+                    _ => alias.to_owned(),
+                };
+                self.observers.readiness.set(
+                    &component,
+                    format!("CloudFront refuses distribution {what}: {e}"),
+                );
+            }
+            Err(_) => {}
+            Ok(()) => {
+                if self.refused.remove(alias) {
+                    tracing::info!(distribution = %alias, "CloudFront accepts the distribution again");
+                    self.pending.hold(alias, now.mono);
+                    self.submitter.expedite(alias, now.mono);
+                }
+                self.observers.readiness.clear(&component);
+            }
+        }
+    }
+
+    // --- The lease ---
+
+    /// The lease's turn: stand down if its time ran out, and make the call
+    /// that is due. While draining the lease is renewed, never taken.
+    fn lease_turn(&mut self, now: &Now) {
+        let may_lead = !self.draining;
+        // A new term only once the last one's creates are answered, so that
+        // a fresh submitter never meets an old call's answer.
+        let may_lead = may_lead && !self.submitter.is_calling() && self.awaiting.is_empty();
+        let Some(replica) = &mut self.replica else {
+            return;
+        };
+        let change = replica.lease.check(now.mono);
+        if let Some(call) = replica.lease.next_call(now.mono, may_lead) {
+            self.out.push(Command::Lease {
+                call,
+                wall: unix_ms(now),
+                lease_ms: replica.lease_ms,
+            });
+        }
+        if !replica.lease.is_calling()
+            && !matches!(replica.lease.role(now.mono), Role::Leader { .. })
+            && !replica.reading_ledger
+            && now.mono >= replica.next_ledger_read
+            && replica.shared_ledger
+        {
+            replica.reading_ledger = true;
+            self.out.push(Command::ReadSharedLedger);
+        }
+        if let Some(change) = change {
+            self.role_changed(change, now);
+        }
+    }
+
+    /// When the lease next needs the loop.
+    fn lease_wake(&self) -> Option<Millis> {
+        let replica = self.replica.as_ref()?;
+        let mut wake = replica.lease.next_wake();
+        if replica.shared_ledger && !replica.reading_ledger {
+            wake = Some(wake.map_or(replica.next_ledger_read, |w| {
+                w.min(replica.next_ledger_read)
+            }));
+        }
+        wake
+    }
+
+    fn lease_answered(&mut self, answer: Answer, now: &Now) {
+        let Some(replica) = &mut self.replica else {
+            return;
+        };
+        match &answer {
+            Answer::Failed(e) => {
+                tracing::warn!(error = %e, "a call on the lease failed");
+                // The error says what failed: no answer, no table, or an
+                // item that cannot be read.
+                self.observers
+                    .readiness
+                    .set(TABLE, format!("a call on the lease failed: {e}"));
+            }
+            _ => self.observers.readiness.clear(TABLE),
+        }
+        let was_invalid = replica.lease.invalid().map(|i| i.seen.clone());
+        let change = replica.lease.answered(answer, now.mono, unix_ms(now));
+        // A lease item no replica can take over: this replica can never
+        // lead, so it is not ready; logged once per item found so.
+        let invalid = replica.lease.invalid();
+        self.observers.metrics.set_lease_invalid(invalid.is_some());
+        match invalid {
+            Some(why) => {
+                if was_invalid.as_ref() != Some(&why.seen) {
+                    tracing::error!(
+                        replica = %replica.id,
+                        holder = ?why.seen.holder,
+                        expires_at = why.seen.expires_at,
+                        fencing = why.seen.fencing,
+                        reason = %why,
+                        "the lease item is invalid: no replica can take it over"
+                    );
+                }
+                self.observers.readiness.set(LEASE, why.to_string());
+            }
+            None => {
+                if was_invalid.is_some() {
+                    tracing::info!(replica = %replica.id, "the lease item is valid again");
+                }
+                self.observers.readiness.clear(LEASE);
+            }
+        }
+        if let Some(change) = change {
+            self.role_changed(change, now);
+        }
+    }
+
+    /// A standby's read of the shared ledger.
+    fn ledger_read(&mut self, read: Result<Option<LedgerState>, LedgerError>, now: &Now) {
+        let Some(replica) = &mut self.replica else {
+            return;
+        };
+        replica.reading_ledger = false;
+        replica.next_ledger_read = now.after(LEDGER_READ_EVERY);
+        match read {
+            Ok(Some(state)) => {
+                replica.shared_budget = Some(status_of(&self.budget_config, &state, now.wall));
+                self.observers.readiness.clear("ledger");
+            }
+            Ok(None) => replica.shared_budget = None,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the shared ledger failed");
+                self.observers
+                    .readiness
+                    .set("ledger", format!("the shared ledger is not readable: {e}"));
+            }
+        }
+    }
+
+    fn role_changed(&mut self, change: Change, now: &Now) {
+        let Some(replica) = &mut self.replica else {
+            return;
+        };
+        let metrics = &self.observers.metrics;
+        metrics.leader_changed();
+        match change {
+            Change::BecameLeader { fencing } => {
+                tracing::info!(replica = %replica.id, fencing, "became the leader");
+                metrics.set_leader(true);
+                replica.term += 1;
+                replica.shared_budget = None;
+                replica.fence = Some(Fence {
+                    replica: replica.id.clone(),
+                    fencing,
+                });
+                // The ledger as the last leader left it, read under this
+                // fencing number.
+                self.ledger.reset();
+                // So are the learned catalogs, before planning with them.
+                self.catalogs.set_leading(true, now);
+                self.submitter = Submitter::new(
+                    self.submit_settings.clone(),
+                    RateLimit::new(self.create_rate.0, self.create_rate.1),
+                    format!("f{fencing}"),
+                )
+                .with_owner(replica.id.clone());
+                // Nothing goes out before a reconcile round of this term.
+                self.timers.started = false;
+                self.timers.reconcile = now.mono;
+                self.timers.poll = now.mono;
+                self.out.push(Command::Receive(true));
+            }
+            Change::StoodDown { fencing, why } => {
+                tracing::warn!(replica = %replica.id, fencing, reason = why, "stood down: no longer the leader");
+                metrics.set_leader(false);
+                self.out.push(Command::Receive(false));
+                replica.fence = None;
+                replica.next_ledger_read = now.mono;
+                self.ledger.reset();
+                self.catalogs.set_leading(false, now);
+                self.observers.readiness.clear("ledger");
+                let held: Vec<_> = self.pending.message_ids().cloned().collect();
+                if !held.is_empty() {
+                    tracing::info!(
+                        messages = held.len(),
+                        "releasing held messages for the next leader"
+                    );
+                    self.out.push(Command::Release(held));
+                }
+                self.pending = PendingSet::new(self.batch_rules);
+                if let Some(meter) = &self.meter {
+                    self.pending = PendingSet::new(self.batch_rules).with_meter(meter.clone());
+                }
+                self.calls_hold.clear();
+                // Their reservations stay spent; their calls are not made.
+                for a in std::mem::take(&mut self.awaiting) {
+                    self.submitter.created(&a.alias);
+                }
+            }
+        }
+    }
+
+    /// Shutdown: gives the lease back. Returns the call to make, if any.
+    pub fn hand_back(&mut self) -> Option<(Call, u64)> {
+        let replica = self.replica.as_mut()?;
+        let (call, change) = replica.lease.close();
+        replica.fence = None;
+        if let Some(Change::StoodDown { .. }) = change {
+            self.observers.metrics.set_leader(false);
+            self.observers.metrics.leader_changed();
+            if let Some(call @ Call::Release { .. }) = call {
+                return Some((call, replica.lease_ms));
+            }
+        }
+        None
+    }
+
+    /// This replica's id, with coordination.
+    pub fn replica_id(&self) -> Option<&str> {
+        self.replica.as_ref().map(|r| r.id.as_str())
+    }
+
+    // --- What it shows ---
+
+    /// Refreshes the gauges, readiness and the status snapshot from the
+    /// state, once per [`OBSERVE_INTERVAL`] (or at once after an answer).
+    /// Returns whether it did (the runner then beats the heartbeat).
+    pub fn observe(&mut self, now: &Now, source: &SourceView) -> bool {
+        if self.mode == Mode::Replay || now.mono < self.timers.observe {
+            return false;
+        }
+        self.timers.observe = now.after(OBSERVE_INTERVAL);
+        let leader = self.is_leader(now.mono);
+        self.observers.show(super::observe::Shown {
+            now,
+            source,
+            leader,
+            replica: self.replica.is_some(),
+            pending: &self.pending,
+            view: &self.view,
+            catalogs: &self.catalogs,
+            budget: self.ledger.budget().map(|b| b.status(now.wall)),
+            shared_budget: self.replica.as_ref().and_then(|r| r.shared_budget.clone()),
+        });
+        true
+    }
+
+    /// Forces the next [`Core::observe`] to refresh.
+    pub fn observe_now(&mut self) {
+        self.timers.observe = 0;
+    }
+
+    /// The budget ledger's state, while open (replay's monthly table).
+    pub fn budget_status(&self, now: &Now) -> Option<BudgetStatus> {
+        self.ledger.budget().map(|b| b.status(now.wall))
+    }
+
+    /// The price the next batch would be planned at.
+    pub fn current_price(&self, now: &Now) -> f64 {
+        self.price(now)
+    }
+
+    /// Messages held per distribution (replay's `held_at_end`).
+    pub fn held_messages(&self) -> usize {
+        self.pending.pending_messages()
+    }
+}
+
+fn unix_ms(now: &Now) -> u64 {
+    now.wall
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The jitter of a retry's backoff, uniform in `[0, 1)`: derived from the
+/// batch and the moment, so that a replay is repeatable while two
+/// distributions' retries still spread.
+fn jitter(reference: &str, now: Millis) -> f64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    reference.hash(&mut h);
+    now.hash(&mut h);
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// How often a round of polls runs: each invalidation is still checked once
+/// per poll interval, but one created just after a round is not left
+/// waiting for almost two.
+pub fn poll_round(poll_interval: Duration) -> Duration {
+    (poll_interval / 4).max(Duration::from_secs(1))
+}

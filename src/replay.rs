@@ -1,0 +1,694 @@
+//! Replay: the daemon's own core ([`crate::daemon::Core`], the code `cfpurge
+//! run` runs) driven on a virtual clock through a trace of purge requests,
+//! with the simulated CloudFront and an in-memory ledger, as fast as the CPU
+//! allows. The operator's way to ask "what would this configuration have
+//! done with our traffic?", and the project's way to test pacing over
+//! months in seconds.
+//!
+//! The clock is tokio's, paused ([`run`] must be awaited inside a runtime
+//! whose time is paused): the driver moves it straight to the next moment
+//! anything is due, so the simulated CloudFront (which reads the same
+//! clock) completes invalidations on time. Each command the core returns is
+//! answered at once: CloudFront's calls by the simulation, the ledger's
+//! writes as done, the queue's deletes as made.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use crate::budget::Month;
+use crate::catalog::Catalog;
+use crate::clock::{Clock, Millis, Now};
+use crate::cloudfront::invalidator::{Invalidator, MAX_LIST_ITEMS, Target};
+use crate::cloudfront::simulate::SimulatedCloudFront;
+use crate::config::Config;
+use crate::daemon::Core;
+use crate::daemon::core::{Command, CreatedRecord, Input, Mode};
+use crate::path::CfPath;
+use crate::pipeline::Effect;
+use crate::source::driver::{Body, SourceEvent};
+use crate::tracker;
+
+/// One request of a trace.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TraceLine {
+    /// When it was sent.
+    pub at: SystemTime,
+    pub paths: Vec<String>,
+    pub tags: Vec<String>,
+    /// Alias or id; `None` for the default distribution.
+    pub distribution: Option<String>,
+}
+
+/// A line of a trace that could not be read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BadLine {
+    pub line: usize,
+    pub reason: String,
+}
+
+/// The shape of a trace line.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    t: serde_json::Value,
+    #[serde(default)]
+    paths: Vec<String>,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default)]
+    distribution: Option<String>,
+    /// The astro-docs trace names the commit each request came from.
+    #[serde(default)]
+    #[allow(dead_code)]
+    commit: Option<String>,
+}
+
+/// Reads a trace: one JSON object a line (blank lines skipped). `t` is
+/// seconds since the start, or an RFC 3339 time; a trace in seconds starts
+/// at 00:00 UTC on the 1st of `now`'s month. Lines that cannot be read are
+/// returned apart, with their number; the rest is kept, sorted by time.
+pub fn read_trace(text: &str, now: SystemTime) -> (Vec<TraceLine>, Vec<BadLine>) {
+    let origin = Month::of(now).start();
+    let mut lines = Vec::new();
+    let mut bad = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let number = i + 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let raw: Raw = match serde_json::from_str(line) {
+            Ok(raw) => raw,
+            Err(e) => {
+                bad.push(BadLine {
+                    line: number,
+                    reason: format!("not a trace line: {e}"),
+                });
+                continue;
+            }
+        };
+        let at = match &raw.t {
+            serde_json::Value::Number(n) => match n.as_f64() {
+                Some(s) if (0.0..1e11).contains(&s) => origin + Duration::from_secs_f64(s),
+                _ => {
+                    bad.push(BadLine {
+                        line: number,
+                        reason: format!("\"t\" must be seconds from 0, or an RFC 3339 time: {n}"),
+                    });
+                    continue;
+                }
+            },
+            serde_json::Value::String(s) => match crate::status::parse_time(s) {
+                Some(at) => at,
+                None => {
+                    bad.push(BadLine {
+                        line: number,
+                        reason: format!("\"t\" is not an RFC 3339 time: {s:?}"),
+                    });
+                    continue;
+                }
+            },
+            other => {
+                bad.push(BadLine {
+                    line: number,
+                    reason: format!(
+                        "\"t\" must be a number of seconds or an RFC 3339 time, not {other}"
+                    ),
+                });
+                continue;
+            }
+        };
+        if raw.paths.is_empty() && raw.tags.is_empty() {
+            bad.push(BadLine {
+                line: number,
+                reason: "no \"paths\" and no \"tags\"".to_owned(),
+            });
+            continue;
+        }
+        lines.push(TraceLine {
+            at,
+            paths: raw.paths,
+            tags: raw.tags,
+            distribution: raw.distribution,
+        });
+    }
+    lines.sort_by_key(|l| l.at);
+    (lines, bad)
+}
+
+/// What a replay is given besides the configuration and the trace.
+#[derive(Clone, Debug, Default)]
+pub struct ReplayOptions {
+    /// Plan every distribution with this catalog, and measure blast.
+    pub catalog: Option<Catalog>,
+}
+
+/// One CreateInvalidation of a replay (`--batches`).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct BatchRecord {
+    /// Seconds since the trace's start.
+    pub t: f64,
+    pub distribution: String,
+    pub paths: Vec<String>,
+    /// The requested paths this invalidation covered.
+    pub covered: Vec<String>,
+    pub price: f64,
+    /// Billed paths and blast, for the monthly table.
+    #[serde(skip)]
+    pub billed: u64,
+    #[serde(skip)]
+    pub wildcards: u64,
+    #[serde(skip)]
+    pub blast: u64,
+    #[serde(skip)]
+    pub month: String,
+}
+
+/// One row of the monthly table.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct MonthRow {
+    pub month: String,
+    pub requested: u64,
+    pub billed: u64,
+    pub wildcards: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blast: Option<u64>,
+    pub invalidations: u64,
+    /// Request to CreateInvalidation, seconds, per requested path.
+    pub delay_p50: f64,
+    pub delay_p99: f64,
+    pub held_at_end: u64,
+    pub price_end: f64,
+}
+
+/// What a replay did.
+#[derive(Clone, Debug, Default)]
+pub struct Replayed {
+    pub months: Vec<MonthRow>,
+    /// The months summed; its delays are the quantiles over every month.
+    pub total: MonthRow,
+    pub batches: Vec<BatchRecord>,
+    /// Requests the daemon rejected (a path CloudFront's rules refuse, an
+    /// unknown distribution), by line order.
+    pub rejected: u64,
+}
+
+/// A requested path not yet covered, of a message received at `at`.
+struct Asked {
+    path: CfPath,
+    at: Millis,
+}
+
+/// Per month, what the table is made of.
+#[derive(Default)]
+struct Tally {
+    requested: u64,
+    billed: u64,
+    wildcards: u64,
+    blast: u64,
+    invalidations: u64,
+    delays: Vec<f64>,
+    held_at_end: u64,
+    price_end: f64,
+}
+
+/// Replays `trace` through the core with `config`. Must run on a runtime
+/// whose time is paused.
+pub async fn run(config: &Config, trace: &[TraceLine], options: &ReplayOptions) -> Replayed {
+    let start_wall = match trace.first() {
+        Some(first) => Month::of(first.at).start(),
+        None => Month::of(SystemTime::now()).start(),
+    };
+    let clock = Clock::following_tokio(start_wall);
+    let mut ids = Vec::new();
+    let mut tenants = Vec::new();
+    for d in config.distributions.values() {
+        match Target::of(d) {
+            Target::Distribution(id) => ids.push(id),
+            Target::Tenant { tenant, .. } => tenants.push(tenant),
+        }
+    }
+    let completion = Duration::from_secs(config.cloudfront.simulate_completion_seconds);
+    let cloudfront = SimulatedCloudFront::new(ids, completion)
+        .with_tenants(tenants)
+        .starting_at(start_wall);
+    let mut core = Core::new(config, clock, "replay".to_owned(), Mode::Replay);
+    match &options.catalog {
+        Some(catalog) => {
+            for alias in config.distributions.keys() {
+                core.set_catalog(alias, catalog.clone());
+            }
+        }
+        None => core.learn_in_memory(),
+    }
+    let mut driver = Driver {
+        core,
+        cloudfront,
+        clock,
+        start_wall,
+        asked: HashMap::new(),
+        tallies: BTreeMap::new(),
+        batches: Vec::new(),
+        rejected: 0,
+        with_blast: options.catalog.is_some(),
+    };
+    driver.drive(trace).await;
+    driver.finish()
+}
+
+struct Driver {
+    core: Core,
+    cloudfront: SimulatedCloudFront,
+    clock: Clock,
+    start_wall: SystemTime,
+    /// Per distribution alias, the requested paths not yet covered.
+    asked: HashMap<String, VecDeque<Asked>>,
+    tallies: BTreeMap<Month, Tally>,
+    batches: Vec<BatchRecord>,
+    rejected: u64,
+    with_blast: bool,
+}
+
+impl Driver {
+    async fn drive(&mut self, trace: &[TraceLine]) {
+        let mut next = 0;
+        let mut month = Month::of(self.start_wall);
+        let last = trace.last().map_or(self.start_wall, |l| l.at);
+        // After the last request, what is held is followed to the end of
+        // the month after the last request's at most.
+        let end = Month::of(Month::of(last).end()).end();
+        loop {
+            let now = self.clock.now();
+            let this_month = Month::of(now.wall);
+            if this_month != month {
+                self.close_month(month, &now);
+                month = this_month;
+            }
+            while next < trace.len() && trace[next].at <= now.wall {
+                self.send(next, &trace[next], &now);
+                next += 1;
+            }
+            self.core.turn(&now);
+            self.answer(&now).await;
+            if next == trace.len() && (self.core.held_messages() == 0 || now.wall >= end) {
+                self.close_month(month, &now);
+                return;
+            }
+            let mut wake = self.core.next_wake(&now);
+            if let Some(line) = trace.get(next) {
+                wake = wake.min(now.mono_of(line.at).max(now.mono + 1));
+            }
+            wake = wake.min(now.mono_of(this_month.end()).max(now.mono + 1));
+            let step = Duration::from_millis(wake.saturating_sub(now.mono).max(1));
+            tokio::time::advance(step).await;
+        }
+    }
+
+    /// A trace line arrives as a message in the native format.
+    fn send(&mut self, number: usize, line: &TraceLine, now: &Now) {
+        let mut body = serde_json::json!({ "paths": line.paths });
+        if !line.tags.is_empty() {
+            body["tags"] = serde_json::json!(line.tags);
+        }
+        if let Some(d) = &line.distribution {
+            body["distribution"] = serde_json::json!(d);
+        }
+        let id = format!("trace-{number}");
+        let alias = self.alias_of(line.distribution.as_deref());
+        if let Some(alias) = &alias {
+            let queue = self.asked.entry(alias.clone()).or_default();
+            let tags = line
+                .tags
+                .iter()
+                .map(|t| format!("#{}", t.trim_start_matches('#')));
+            for text in line.paths.iter().cloned().chain(tags) {
+                if let Ok(path) = CfPath::parse(&text) {
+                    queue.push_back(Asked { path, at: now.mono });
+                }
+            }
+        }
+        self.tally(now).requested += (line.paths.len() + line.tags.len()) as u64;
+        self.core.handle(
+            Input::Event(SourceEvent::Received {
+                id: id.into(),
+                body: Body::new(body.to_string()),
+                received_at: now.instant,
+                first_received_at: None,
+            }),
+            now,
+        );
+    }
+
+    /// The alias a request names (alias or id), or the default one.
+    fn alias_of(&self, named: Option<&str>) -> Option<String> {
+        self.core.alias_of(named).map(str::to_owned)
+    }
+
+    fn tally(&mut self, now: &Now) -> &mut Tally {
+        self.tallies.entry(Month::of(now.wall)).or_default()
+    }
+
+    fn close_month(&mut self, month: Month, now: &Now) {
+        let held = self.core.held_messages() as u64;
+        let price = self.core.current_price(now);
+        let tally = self.tallies.entry(month).or_default();
+        tally.held_at_end = held;
+        tally.price_end = price;
+    }
+
+    /// Carries out the core's commands, each answered at once, until it
+    /// asks for nothing more.
+    async fn answer(&mut self, now: &Now) {
+        loop {
+            let commands = self.core.take_commands();
+            if commands.is_empty() {
+                break;
+            }
+            for command in commands {
+                if let Some(input) = self.carry_out(command, now).await {
+                    self.core.handle(input, now);
+                }
+            }
+            for record in self.core.take_created() {
+                self.record(record, now);
+            }
+        }
+    }
+
+    async fn carry_out(&mut self, command: Command, now: &Now) -> Option<Input> {
+        let cf = &self.cloudfront;
+        Some(match command {
+            Command::Create {
+                alias,
+                target,
+                batch,
+                ..
+            } => {
+                let result = cf.create(&target, &batch.reference, &batch.paths).await;
+                Input::Created {
+                    alias,
+                    batch,
+                    result,
+                }
+            }
+            Command::Poll { alias, target, ids } => Input::Checked {
+                checks: tracker::check(cf, &target, ids).await,
+                alias,
+            },
+            Command::Reconcile {
+                alias,
+                target,
+                known,
+                scan,
+            } => Input::Looked {
+                result: tracker::look(cf, &target, &known, MAX_LIST_ITEMS).await,
+                // Nothing but the replay creates invalidations: a scan
+                // finds nothing it has not counted.
+                scan: scan.map(|_| Ok(Vec::new())),
+                alias,
+            },
+            Command::LoadLedger { epoch } => Input::LedgerLoaded {
+                epoch,
+                result: Ok(None),
+            },
+            Command::SaveLedger { epoch, seq, .. } => Input::LedgerSaved {
+                epoch,
+                seq,
+                result: Ok(()),
+            },
+            Command::Queue(Effect::Delete(ids)) => Input::Deleted(ids.len()),
+            Command::Queue(Effect::Reject { .. }) => {
+                self.rejected += 1;
+                return None;
+            }
+            Command::Release(_)
+            | Command::ReadSharedLedger
+            | Command::Lease { .. }
+            | Command::Receive(_)
+            | Command::Catalog { .. }
+            | Command::Depth => {
+                let _ = now;
+                return None;
+            }
+        })
+    }
+
+    fn record(&mut self, record: CreatedRecord, now: &Now) {
+        let CreatedRecord {
+            alias,
+            batch,
+            price,
+            ..
+        } = record;
+        let mut covered = Vec::new();
+        let mut delays = Vec::new();
+        if let Some(queue) = self.asked.get_mut(&alias) {
+            let exact: HashSet<&CfPath> = batch.paths.iter().filter(|p| !p.is_wildcard()).collect();
+            let wildcards: Vec<&CfPath> = batch.paths.iter().filter(|p| p.is_wildcard()).collect();
+            queue.retain(|a| {
+                let hit = a.at < batch.first_sent_at
+                    && (exact.contains(&a.path) || wildcards.iter().any(|w| w.covers(&a.path)));
+                if hit {
+                    covered.push(a.path.to_string());
+                    delays.push(now.mono.saturating_sub(a.at) as f64 / 1000.0);
+                }
+                !hit
+            });
+        }
+        let wildcards = batch.paths.iter().filter(|p| p.is_wildcard()).count() as u64;
+        let month = Month::of(now.wall);
+        let t = now
+            .wall
+            .duration_since(self.start_wall)
+            .unwrap_or_default()
+            .as_secs_f64();
+        let tally = self.tally(now);
+        tally.billed += batch.paths.len() as u64;
+        tally.wildcards += wildcards;
+        tally.blast += batch.blast;
+        tally.invalidations += 1;
+        tally.delays.extend(delays);
+        self.batches.push(BatchRecord {
+            t,
+            distribution: alias,
+            paths: batch.paths.iter().map(CfPath::to_string).collect(),
+            covered,
+            price,
+            billed: batch.paths.len() as u64,
+            wildcards,
+            blast: batch.blast,
+            month: month.to_string(),
+        });
+    }
+
+    fn finish(self) -> Replayed {
+        let with_blast = self.with_blast;
+        let mut all = Tally::default();
+        let months = self
+            .tallies
+            .into_iter()
+            .map(|(month, mut t)| {
+                t.delays.sort_by(f64::total_cmp);
+                all.requested += t.requested;
+                all.billed += t.billed;
+                all.wildcards += t.wildcards;
+                all.blast += t.blast;
+                all.invalidations += t.invalidations;
+                all.delays.extend_from_slice(&t.delays);
+                all.held_at_end = t.held_at_end;
+                all.price_end = t.price_end;
+                MonthRow {
+                    month: month.to_string(),
+                    requested: t.requested,
+                    billed: t.billed,
+                    wildcards: t.wildcards,
+                    blast: with_blast.then_some(t.blast),
+                    invalidations: t.invalidations,
+                    delay_p50: quantile(&t.delays, 0.50),
+                    delay_p99: quantile(&t.delays, 0.99),
+                    held_at_end: t.held_at_end,
+                    price_end: t.price_end,
+                }
+            })
+            .collect();
+        all.delays.sort_by(f64::total_cmp);
+        let total = MonthRow {
+            month: "total".to_owned(),
+            requested: all.requested,
+            billed: all.billed,
+            wildcards: all.wildcards,
+            blast: with_blast.then_some(all.blast),
+            invalidations: all.invalidations,
+            delay_p50: quantile(&all.delays, 0.50),
+            delay_p99: quantile(&all.delays, 0.99),
+            held_at_end: all.held_at_end,
+            price_end: all.price_end,
+        };
+        Replayed {
+            months,
+            total,
+            batches: self.batches,
+            rejected: self.rejected,
+        }
+    }
+}
+
+/// The `q` quantile of sorted `values` (nearest rank), 0 when empty.
+fn quantile(values: &[f64], q: f64) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    let rank = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len());
+    values[rank - 1]
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::budget::{AnyStore, MemoryStore};
+    use crate::daemon::Daemon;
+    use crate::source::local::LocalQueue;
+    use crate::source::queue::Queue;
+
+    const CONFIG: &str = r#"
+[source]
+kind = "local"
+visibility_timeout_seconds = 600
+[distributions.www]
+id = "EWWW"
+[distributions.img]
+id = "EIMG"
+[routing]
+default_distribution = "www"
+[batching]
+quiet_seconds = 5
+max_delay_seconds = 30
+[coalesce]
+wildcard_threshold = 4
+[cloudfront]
+mode = "simulate"
+poll_interval_seconds = 20
+simulate_completion_seconds = 60
+[budget]
+monthly_paths = 60
+burst_paths = 10
+"#;
+
+    /// A day of requests: bursts that coalesce, quiet gaps, two
+    /// distributions, and a budget that binds before the end.
+    fn trace() -> Vec<TraceLine> {
+        let start = Month::of(SystemTime::now()).start() + Duration::from_secs(3 * 86_400);
+        let mut lines = Vec::new();
+        for i in 0..40u64 {
+            let at = start + Duration::from_secs(i * 300 + (i % 3) * 2);
+            let dir = i % 5;
+            let paths = (0..(i % 4 + 1))
+                .map(|j| format!("/docs/{dir}/page-{i}-{j}.html"))
+                .collect();
+            lines.push(TraceLine {
+                at,
+                paths,
+                tags: Vec::new(),
+                distribution: (i % 7 == 3).then(|| "img".to_owned()),
+            });
+        }
+        lines
+    }
+
+    fn body(line: &TraceLine) -> String {
+        let mut body = serde_json::json!({ "paths": line.paths });
+        if let Some(d) = &line.distribution {
+            body["distribution"] = serde_json::json!(d);
+        }
+        body.to_string()
+    }
+
+    /// `cfpurge replay` runs the daemon's own core: for the same trace and
+    /// configuration it creates exactly the invalidations `cfpurge run`
+    /// creates with the simulated CloudFront on a paused clock.
+    #[tokio::test(start_paused = true)]
+    async fn replay_creates_what_the_daemon_creates() {
+        let config = Config::from_parts(Some(CONFIG), "test", std::iter::empty()).expect("config");
+        let trace = trace();
+        let replayed = run(&config, &trace, &ReplayOptions::default()).await;
+        let from_replay: Vec<(String, Vec<String>)> = replayed
+            .batches
+            .iter()
+            .map(|b| (b.distribution.clone(), b.paths.clone()))
+            .collect();
+        assert!(from_replay.len() > 5, "{from_replay:?}");
+        assert!(
+            from_replay
+                .iter()
+                .any(|(_, p)| p.iter().any(|p| p.ends_with('*'))),
+            "the trace makes wildcards: {from_replay:?}"
+        );
+
+        // The daemon itself, fed the same requests at the same moments.
+        let start = Month::of(trace[0].at).start();
+        let queue = LocalQueue::new(Duration::from_secs(600));
+        let cloudfront =
+            SimulatedCloudFront::new(["EWWW".into(), "EIMG".into()], Duration::from_secs(60))
+                .starting_at(start);
+        let daemon = Daemon::new(&config, queue.clone(), cloudfront.clone())
+            .with_ledger(AnyStore::Memory(MemoryStore::new()))
+            .with_clock(Clock::following_tokio(start));
+        let cancel = CancellationToken::new();
+        let running = tokio::spawn(daemon.run(cancel.clone()));
+        let origin = tokio::time::Instant::now();
+        for line in &trace {
+            let offset = line.at.duration_since(start).expect("after the start");
+            tokio::time::sleep_until(origin + offset).await;
+            queue.send(&body(line)).await.expect("send");
+        }
+        tokio::time::sleep(Duration::from_secs(3_600)).await;
+        cancel.cancel();
+        running.await.expect("the daemon ends");
+        let aliases: HashMap<&str, &str> = [("EWWW", "www"), ("EIMG", "img")].into();
+        let from_daemon: Vec<(String, Vec<String>)> = cloudfront
+            .created()
+            .into_iter()
+            .map(|(id, inv)| {
+                (
+                    aliases[id.as_str()].to_owned(),
+                    inv.paths.iter().map(CfPath::to_string).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(from_replay, from_daemon);
+    }
+
+    #[test]
+    fn trace_lines_in_seconds_or_times_and_bad_lines_with_their_number() {
+        // 11 December 2026.
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_083_200 + 10 * 86_400);
+        let text = concat!(
+            "{\"t\": 10, \"paths\": [\"/a\"]}\n",
+            "\n",
+            "{\"t\": \"2026-12-01T00:00:05Z\", \"paths\": [\"/b\"], \"distribution\": \"img\"}\n",
+            "{\"t\": -1, \"paths\": [\"/c\"]}\n",
+            "{\"t\": 3, \"paths\": []}\n",
+            "not json\n",
+            "{\"t\": 4, \"tags\": [\"product-1\"], \"commit\": \"abc\"}\n",
+        );
+        let (lines, bad) = read_trace(text, now);
+        let start = Month::of(now).start();
+        assert_eq!(
+            lines.iter().map(|l| l.at).collect::<Vec<_>>(),
+            vec![
+                start + Duration::from_secs(4),
+                start + Duration::from_secs(5),
+                start + Duration::from_secs(10)
+            ]
+        );
+        assert_eq!(lines[1].distribution.as_deref(), Some("img"));
+        assert_eq!(
+            bad.iter().map(|b| b.line).collect::<Vec<_>>(),
+            vec![4, 5, 6],
+            "{bad:?}"
+        );
+    }
+}
