@@ -388,6 +388,7 @@ impl Catalogs {
                 job: Job::File {
                     path: PathBuf::new(),
                     seen: None,
+                    max_bytes: catalog.max_bytes(),
                 },
                 every: Duration::MAX,
                 catalog: Some(catalog),
