@@ -294,6 +294,13 @@ pub struct CatalogConfig {
     /// How often an `s3` catalog is listed again in full; S3 events keep it
     /// current in between, the full listing catches what they missed.
     pub refresh_seconds: u64,
+    /// Memory one distribution's catalog may take (its table, and for
+    /// `learned` its paths too): a catalog source holding more is refused
+    /// whole, a learned catalog forgets its oldest paths.
+    pub max_bytes: u64,
+    /// Memory all catalogs together may take: a configuration whose
+    /// catalogs could take more (their number × `max_bytes`) is refused.
+    pub max_total_bytes: u64,
 }
 
 /// `[budget]`: the month's path allowance.
@@ -486,6 +493,8 @@ impl Default for CatalogConfig {
     fn default() -> Self {
         CatalogConfig {
             refresh_seconds: 3600,
+            max_bytes: crate::catalog::DEFAULT_MAX_BYTES as u64,
+            max_total_bytes: 2048 * MIB,
         }
     }
 }
@@ -1072,6 +1081,7 @@ impl Config {
             1,
             7 * 86_400,
         );
+        self.check_catalog_memory(&mut v);
         v.range(
             "shutdown.grace_seconds",
             self.shutdown.grace_seconds,
@@ -1348,6 +1358,40 @@ impl Config {
                 format!(
                     "is \"s3\" but no [[routing.s3]] route has distribution = {alias:?}: \
                      there is no bucket to list"
+                ),
+            );
+        }
+    }
+
+    /// Each catalog may take `catalog.max_bytes`, so the catalogs together
+    /// may take that many times their number: refused when that passes
+    /// `catalog.max_total_bytes`, so what is configured always fits.
+    fn check_catalog_memory(&self, v: &mut Validator) {
+        let c = &self.catalog;
+        v.range("catalog.max_bytes", c.max_bytes, MIB, MAX_CATALOG_BYTES);
+        v.range(
+            "catalog.max_total_bytes",
+            c.max_total_bytes,
+            MIB,
+            MAX_CATALOG_BYTES,
+        );
+        let catalogs = self
+            .distributions
+            .values()
+            .filter(|d| d.catalog != CatalogSource::None)
+            .count() as u64;
+        let all = catalogs.saturating_mul(c.max_bytes);
+        if c.max_bytes <= MAX_CATALOG_BYTES && all > c.max_total_bytes {
+            v.push(
+                "catalog.max_total_bytes",
+                format!(
+                    "{catalogs} distributions have a catalog, each may take catalog.max_bytes \
+                     ({} MiB): {} MiB in all, more than the {} MiB allowed; raise \
+                     catalog.max_total_bytes, lower catalog.max_bytes or give fewer \
+                     distributions a catalog",
+                    c.max_bytes / MIB,
+                    all / MIB,
+                    c.max_total_bytes / MIB
                 ),
             );
         }
@@ -1649,6 +1693,10 @@ const MAX_PENDING_MESSAGES: u64 = 120_000;
 /// and small enough to add to without overflow.
 const MAX_PENDING_BYTES: u64 = 1 << 40;
 
+/// Most `catalog.max_bytes` and `catalog.max_total_bytes` (1 TiB), as for
+/// `source.max_pending_bytes`.
+const MAX_CATALOG_BYTES: u64 = 1 << 40;
+
 /// Most `http.max_connections`: far more than an operations endpoint needs,
 /// and below any sensible open-file limit.
 const MAX_HTTP_CONNECTIONS: u64 = 65_536;
@@ -1935,6 +1983,46 @@ mod tests {
 
     fn keys(cfg: &Config) -> Vec<String> {
         cfg.problems().into_iter().map(|p| p.key).collect()
+    }
+
+    #[test]
+    fn catalogs_that_could_take_more_than_their_total_are_refused() {
+        let mut cfg = minimal();
+        for i in 0..3000 {
+            cfg.distributions.insert(
+                format!("t{i}"),
+                DistributionConfig {
+                    id: "E2ABCDEF123456".into(),
+                    tenant_id: Some(format!("dt_{i}")),
+                    catalog: CatalogSource::Learned,
+                    ..DistributionConfig::default()
+                },
+            );
+        }
+        let problems: Vec<Problem> = cfg
+            .problems()
+            .into_iter()
+            .filter(|p| p.key.starts_with("catalog."))
+            .collect();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].key, "catalog.max_total_bytes");
+        assert_eq!(
+            problems[0].message,
+            "3000 distributions have a catalog, each may take catalog.max_bytes (128 MiB): \
+             384000 MiB in all, more than the 2048 MiB allowed; raise catalog.max_total_bytes, \
+             lower catalog.max_bytes or give fewer distributions a catalog"
+        );
+        // 1 MiB each, 3 GiB in all: fits. Less than 1 MiB each is refused
+        // (a catalog that small holds some 23,000 strings).
+        cfg.catalog.max_bytes = MIB;
+        cfg.catalog.max_total_bytes = 3 * 1024 * MIB;
+        assert!(
+            cfg.problems()
+                .iter()
+                .all(|p| !p.key.starts_with("catalog."))
+        );
+        cfg.catalog.max_bytes = MIB / 2;
+        assert!(cfg.problems().iter().any(|p| p.key == "catalog.max_bytes"));
     }
 
     #[test]

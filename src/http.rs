@@ -219,7 +219,7 @@ pub async fn serve_with(
                     // Out of descriptors (EMFILE) or a connection reset
                     // before the accept: try again shortly, without a log
                     // line per attempt.
-                    if let Some(count) = log.note("accept_failed", Instant::now()) {
+                    if let Some(count) = log.note(ACCEPT_FAILED, Instant::now()) {
                         tracing::warn!(error = %e, count, "http accept failed");
                     }
                     tokio::time::sleep(ACCEPT_RETRY).await;
@@ -266,10 +266,29 @@ pub async fn serve_with(
         force.cancel();
         connections.wait().await;
     }
+    // Refusals held back by the once-a-second limit since their reason's
+    // last line: reported now, or their count would be lost.
+    for (reason, count) in log.unreported() {
+        if reason == ACCEPT_FAILED {
+            tracing::warn!(
+                count,
+                "http accept failed (count: since the last line, at shutdown)"
+            );
+        } else {
+            tracing::warn!(
+                reason,
+                count,
+                "purge requests refused (count: since the last line for this reason, at shutdown)"
+            );
+        }
+    }
 }
 
 /// How long [`serve`] lets requests in progress finish after its shutdown.
 pub const DEFAULT_DRAIN: Duration = Duration::from_secs(5);
+
+/// The [`RefusalLog`] reason of failed accepts.
+const ACCEPT_FAILED: &str = "accept_failed";
 
 /// Pause after a failed accept (out of descriptors, most likely) before the
 /// next one.
@@ -365,6 +384,23 @@ impl RefusalLog {
         }
         *last = Some(now);
         Some(std::mem::take(count))
+    }
+
+    /// The refusals counted but not yet reported, per reason (in reason
+    /// order), and forgets them: what is left when the server stops, so
+    /// that the last second's refusals are not lost.
+    pub fn unreported(&self) -> Vec<(&'static str, u64)> {
+        let mut reasons = self
+            .reasons
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut left: Vec<(&'static str, u64)> = reasons
+            .iter_mut()
+            .filter(|(_, (_, count))| *count > 0)
+            .map(|(reason, (_, count))| (*reason, std::mem::take(count)))
+            .collect();
+        left.sort_unstable();
+        left
     }
 }
 
@@ -574,5 +610,25 @@ mod tests {
             log.note("unauthorized", t0 + Duration::from_secs(5)),
             Some(2)
         );
+        // What the limit held back is handed over once, at shutdown.
+        assert!(log.unreported().is_empty());
+        assert_eq!(
+            log.note("unauthorized", t0 + Duration::from_millis(5100)),
+            None
+        );
+        assert_eq!(
+            log.note("unauthorized", t0 + Duration::from_millis(5200)),
+            None
+        );
+        assert_eq!(
+            log.note("malformed", t0 + Duration::from_millis(5300)),
+            Some(1)
+        );
+        assert_eq!(
+            log.note("malformed", t0 + Duration::from_millis(5400)),
+            None
+        );
+        assert_eq!(log.unreported(), [("malformed", 1), ("unauthorized", 2)]);
+        assert!(log.unreported().is_empty());
     }
 }

@@ -56,12 +56,17 @@ pub fn escape(text: &str) -> String {
     out
 }
 
+// Sections are at least 520 px wide (or the whole width when narrower): a
+// distribution's last-invalidation row (id, status, paths, a timestamp)
+// fits on one line, so 1,280 px shows two columns rather than three squeezed
+// ones with broken timestamps. Table cells never wrap; a section too narrow
+// for its table scrolls.
 const STYLE: &str = "\
 body{font:14px/1.4 system-ui,sans-serif;margin:0;background:#f4f5f7;color:#1d2330}\
 header{background:#1d2330;color:#fff;padding:12px 24px;display:flex;justify-content:space-between;align-items:baseline}\
 header h1{font-size:18px;margin:0}header span{color:#b8c0cc;font-size:12px}\
-main{padding:16px 24px;display:grid;grid-template-columns:repeat(auto-fill,minmax(380px,1fr));gap:16px}\
-section{background:#fff;border:1px solid #dde1e7;border-radius:6px;padding:14px 16px}\
+main{padding:16px 24px;display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,520px),1fr));gap:16px}\
+section{background:#fff;border:1px solid #dde1e7;border-radius:6px;padding:14px 16px;min-width:0;overflow-x:auto}\
 h2{font-size:15px;margin:0 0 10px}h2 small{color:#6b7585;font-weight:normal}\
 .figures{display:flex;gap:24px;margin-bottom:10px}.figure b{display:block;font-size:22px}\
 .figure span,.label{color:#6b7585;font-size:12px}\
@@ -69,7 +74,7 @@ h2{font-size:15px;margin:0 0 10px}h2 small{color:#6b7585;font-weight:normal}\
 .fill{position:absolute;left:0;top:0;bottom:0;background:#3b82f6;border-radius:3px}\
 .fill.high{background:#e08a00}.fill.full{background:#d1343a}\
 .mark{position:absolute;top:-4px;bottom:-4px;width:2px;background:#1d2330}\
-table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:3px 6px 3px 0;font-size:13px}\
+table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:3px 6px 3px 0;font-size:13px}td{white-space:nowrap}\
 th{color:#6b7585;font-weight:normal}code{font-size:12px}\
 .st{padding:1px 6px;border-radius:3px;font-size:12px}.InProgress{background:#fff1d6}.Completed{background:#dcf5e3}";
 

@@ -2,8 +2,12 @@
 //! purge so far, as its catalog. A wildcard request adds nothing.
 //!
 //! Bounded: at most [`MAX_PATHS`] paths and [`MAX_BYTES`] bytes of path
-//! text per distribution; past either, the path requested longest ago is
-//! forgotten first (a path requested again counts as requested now).
+//! text per distribution, and in memory, the paths and their catalog
+//! together, at most `catalog.max_bytes` ([`Learned::memory_bytes`]); past
+//! any, the path requested longest ago is forgotten first (a path
+//! requested again counts as requested now). The memory bound is the one
+//! that holds for deep paths: 100,000 paths in 8 MiB can make millions of
+//! directories.
 //!
 //! With `budget.store = "dynamodb"` the same stored form is cut into items
 //! of the coordination table ([`super::learned_store`]). With
@@ -33,6 +37,11 @@ pub const MAX_BYTES: usize = 8 << 20;
 /// A stored file larger than this is refused unread: twice the text (JSON
 /// escapes) and 8 bytes a path (quotes, comma, line break), with room.
 pub const MAX_FILE_BYTES: u64 = (2 * MAX_BYTES + 8 * MAX_PATHS + 4096) as u64;
+/// Heap one learned path takes beside its text (kept twice, once per
+/// index): its slot in the hash index (24 bytes, at most 7/16 full just
+/// after it doubles: 55), its share of a B-tree node (about 35) and the
+/// allocator's header on each copy of the text (2 × 16), rounded up.
+pub const PATH_BYTES: usize = 128;
 
 /// One distribution's learned paths and the catalog they make.
 #[derive(Debug)]
@@ -46,6 +55,8 @@ pub struct Learned {
     catalog: Catalog,
     max_paths: usize,
     max_bytes: usize,
+    /// Bound on [`Learned::memory_bytes`].
+    max_memory: usize,
     changed: bool,
 }
 
@@ -65,7 +76,15 @@ struct Stored {
 impl Learned {
     /// An empty set with the default bounds.
     pub fn new() -> Learned {
-        Learned::with_bounds(MAX_PATHS, MAX_BYTES)
+        Learned::within(super::DEFAULT_MAX_BYTES)
+    }
+
+    /// An empty set with the default bounds on paths and text, taking at
+    /// most `max_memory` bytes (`catalog.max_bytes`).
+    pub fn within(max_memory: usize) -> Learned {
+        let mut l = Learned::with_bounds(MAX_PATHS, MAX_BYTES);
+        l.max_memory = max_memory;
+        l
     }
 
     /// An empty set keeping at most `max_paths` paths and `max_bytes` bytes
@@ -79,8 +98,37 @@ impl Learned {
             catalog: Catalog::new(),
             max_paths,
             max_bytes,
+            max_memory: usize::MAX,
             changed: false,
         }
+    }
+
+    /// What the set counts against its memory bound: each path's text
+    /// twice and [`PATH_BYTES`], and its catalog's strings
+    /// ([`Catalog::counted_bytes`]).
+    pub fn memory_bytes(&self) -> usize {
+        2 * self.bytes + PATH_BYTES * self.seen.len() + self.catalog.counted_bytes()
+    }
+
+    /// Bounds the set's memory to `max_memory` from now on, forgetting the
+    /// paths requested longest ago until it fits (a set read from the
+    /// store, then bounded as configured).
+    pub fn set_max_memory(&mut self, max_memory: usize) {
+        self.max_memory = max_memory;
+        while self.memory_bytes() > self.max_memory && !self.seen.is_empty() {
+            self.forget_oldest();
+        }
+    }
+
+    /// The bound on [`Learned::memory_bytes`].
+    pub fn max_memory(&self) -> usize {
+        self.max_memory
+    }
+
+    fn over(&self) -> bool {
+        self.seen.len() > self.max_paths
+            || self.bytes > self.max_bytes
+            || self.memory_bytes() > self.max_memory
     }
 
     /// Learns a requested path (a wildcard or a cache tag is skipped: it
@@ -102,7 +150,10 @@ impl Learned {
             self.order.insert(seq, key);
             return false;
         }
-        if path.len() > self.max_bytes || self.max_paths == 0 {
+        // A path that alone would pass a bound is not kept (a path adds
+        // at most one string per character to the catalog).
+        let alone = 2 * path.len() + PATH_BYTES + path.len() * super::STRING_BYTES;
+        if path.len() > self.max_bytes || self.max_paths == 0 || alone > self.max_memory {
             return false;
         }
         let key: Box<str> = path.into();
@@ -110,7 +161,7 @@ impl Learned {
         self.bytes += key.len();
         self.seen.insert(key.clone(), seq);
         self.order.insert(seq, key);
-        while self.seen.len() > self.max_paths || self.bytes > self.max_bytes {
+        while self.over() {
             self.forget_oldest();
         }
         true
@@ -417,5 +468,43 @@ mod tests {
             e.contains("more than") && e.contains("learned.w%2Fw"),
             "{e}"
         );
+    }
+}
+
+#[cfg(test)]
+mod memory_tests {
+    use super::*;
+
+    #[test]
+    fn deep_paths_are_bounded_by_memory_not_text() {
+        // 2,000 paths of 1,990 directories: 7.6 MiB of text, within the
+        // text bound, but 4 million catalog strings.
+        let max = 8 << 20;
+        let mut l = Learned::within(max);
+        for i in 0..2000 {
+            let path = CfPath::parse(&format!("/u{i}/{}f", "a/".repeat(1990))).unwrap();
+            l.learn(&path);
+            assert!(l.memory_bytes() <= max, "{} bytes", l.memory_bytes());
+        }
+        // The newest are kept: each of 3,988 characters, with 1,992
+        // strings of its own (the root is shared).
+        let each = 2 * 3988 + PATH_BYTES + 1992 * super::super::STRING_BYTES;
+        assert_eq!(l.len(), (max - super::super::STRING_BYTES) / each);
+        assert!(l.paths().last().unwrap().starts_with("/u1999/"));
+        assert_eq!(l.catalog().objects(), l.len() as u64);
+    }
+
+    #[test]
+    fn a_set_read_is_cut_to_the_bound_configured() {
+        let mut l = Learned::new();
+        for i in 0..10 {
+            l.learn(&CfPath::parse(&format!("/u{i}/{}f", "a/".repeat(1990))).unwrap());
+        }
+        assert_eq!(l.len(), 10);
+        l.set_max_memory(300_000);
+        // 1,992 strings a path: three fit.
+        assert_eq!(l.len(), 3);
+        assert!(l.memory_bytes() <= 300_000);
+        assert!(l.paths().next().unwrap().starts_with("/u7/"));
     }
 }

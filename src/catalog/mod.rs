@@ -12,6 +12,14 @@
 //! there, or removing one that is not, changes nothing, so S3 events that
 //! overwrite an object keep the counts right.
 //!
+//! Memory is bounded by `catalog.max_bytes` per catalog, counted as
+//! [`STRING_BYTES`] per string (a served path or a directory): a path
+//! thousands of directories deep adds thousands of strings, so a bound on
+//! paths or on their text would not bound the table. A catalog refuses a
+//! path whose strings would take it past its bound ([`Catalog::refused`]);
+//! a catalog built from a source is then refused as a whole, since one
+//! silently missing part of the site would make wildcards look cheap.
+//!
 //! A fingerprint collision (about one in 2^64 per pair of strings) would
 //! merge two counts; for a million strings the chance that any pair
 //! collides is below one in ten million, and its effect is a wrong blast
@@ -78,6 +86,18 @@ const OBJECT: u32 = 1 << 31;
 /// saturate here (two billion objects under one directory).
 const COUNT: u32 = OBJECT - 1;
 
+/// The most heap one string (a served path or a directory) takes in a
+/// catalog's table, counted against `catalog.max_bytes`: a 12-byte slot and
+/// a control byte, in a table at most 7/8 full that doubles when it fills
+/// (so just after, 7/16 full: 29.7 bytes a string), and while it doubles
+/// the old table is held beside the new one (half as much again: 44.6).
+pub const STRING_BYTES: usize = 45;
+
+/// `catalog.max_bytes` when the configuration does not say: 2.98 million
+/// strings, room for the 1,000,000-path site of the benchmarks (1.8
+/// million strings) with half as much again to spare.
+pub const DEFAULT_MAX_BYTES: usize = 128 << 20;
+
 /// One distribution's catalog. Cloned only by replay, which plans every
 /// distribution with the same one.
 #[derive(Clone)]
@@ -86,6 +106,10 @@ pub struct Catalog {
     keys: RandomState,
     objects: u64,
     directories: u64,
+    /// Strings the table may hold: its bound in bytes / [`STRING_BYTES`].
+    max_strings: usize,
+    /// Paths not added because they would have passed `max_strings`.
+    refused: u64,
 }
 
 impl Default for Catalog {
@@ -104,12 +128,23 @@ impl std::fmt::Debug for Catalog {
 }
 
 impl Catalog {
+    /// A catalog without a bound (tests, and the tools that plan with a
+    /// file given on the command line through [`file::load`], which bounds
+    /// it).
     pub fn new() -> Catalog {
+        Catalog::within(usize::MAX)
+    }
+
+    /// A catalog whose table may take at most `max_bytes`, counted as
+    /// [`STRING_BYTES`] a string.
+    pub fn within(max_bytes: usize) -> Catalog {
         Catalog {
             slots: HashMap::default(),
             keys: RandomState::new(),
             objects: 0,
             directories: 0,
+            max_strings: max_bytes / STRING_BYTES,
+            refused: 0,
         }
     }
 
@@ -130,8 +165,19 @@ impl Catalog {
 
     /// Adds a served object (an exact path as CloudFront sees it, already
     /// encoded). Returns false when it was already there.
+    /// Returns false too when the path's strings would take the table
+    /// past its bound: then nothing is added and [`Catalog::refused`]
+    /// counts it.
     pub fn add(&mut self, path: &str) -> bool {
         let object = self.fingerprint(path);
+        // A path adds at most one string per character (its directories
+        // and itself): only near the bound are its new strings counted.
+        if self.slots.len().saturating_add(path.len()) > self.max_strings
+            && self.slots.len() + self.new_strings(object, path) > self.max_strings
+        {
+            self.refused += 1;
+            return false;
+        }
         let slot = self.slots.entry(object).or_insert(0);
         if *slot & OBJECT != 0 {
             return false;
@@ -154,6 +200,45 @@ impl Catalog {
             }
         });
         true
+    }
+
+    /// The strings adding `path` (whose fingerprint is `object`) would
+    /// put in the table; 0 when it is already there.
+    fn new_strings(&self, object: Fingerprint, path: &str) -> usize {
+        let own = match self.slots.get(&object) {
+            Some(slot) if slot & OBJECT != 0 => return 0,
+            Some(_) => 0,
+            None => 1,
+        };
+        let mut dirs = 0;
+        walk(&self.keys, path, |dir| {
+            // A page that is its own directory is one string.
+            if dir != object && !self.slots.contains_key(&dir) {
+                dirs += 1;
+            }
+        });
+        own + dirs
+    }
+
+    /// Paths refused because the table was at its bound.
+    pub fn refused(&self) -> u64 {
+        self.refused
+    }
+
+    /// Strings (served paths and directories) in the table.
+    pub fn strings(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// What the table's strings count for against its bound:
+    /// [`STRING_BYTES`] each.
+    pub fn counted_bytes(&self) -> usize {
+        self.slots.len() * STRING_BYTES
+    }
+
+    /// The bound in bytes ([`Catalog::within`]).
+    pub fn max_bytes(&self) -> usize {
+        self.max_strings.saturating_mul(STRING_BYTES)
     }
 
     /// Removes a served object. Returns false when it was not there.
@@ -294,6 +379,18 @@ pub enum CatalogError {
     /// was read (read it again, then write).
     #[error("{path}: the write was refused: {message}")]
     Refused { path: String, message: String },
+    /// The source holds more than the catalog's memory bound allows.
+    #[error(
+        "{source_name}: more served paths and directories than catalog.max_bytes \
+         ({max_bytes} bytes, {STRING_BYTES} bytes each) holds; {after}; raise \
+         catalog.max_bytes or serve the catalog fewer paths"
+    )]
+    TooLarge {
+        source_name: String,
+        max_bytes: usize,
+        /// Where it was found out (a line, keys listed).
+        after: String,
+    },
     #[error("distribution {0} has no [[routing.s3]] route to list")]
     NoRoute(String),
 }

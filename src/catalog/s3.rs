@@ -51,13 +51,24 @@ pub fn routes(config: &Config, alias: &str) -> Vec<(String, KeyMapping)> {
 }
 
 /// Lists every route's bucket under its `key_prefix` and adds the paths
-/// each key stands for.
+/// each key stands for, within [`super::DEFAULT_MAX_BYTES`].
 pub async fn build(
     lister: &impl Lister,
     routes: &[(String, KeyMapping)],
 ) -> Result<Listed, CatalogError> {
+    build_within(lister, routes, super::DEFAULT_MAX_BYTES).await
+}
+
+/// [`build`] within `max_bytes` (`catalog.max_bytes`): a listing holding
+/// more than fits is refused as a whole. The catalog stays within its
+/// bound while the listing goes on (what does not fit is not added).
+pub async fn build_within(
+    lister: &impl Lister,
+    routes: &[(String, KeyMapping)],
+    max_bytes: usize,
+) -> Result<Listed, CatalogError> {
     let mut listed = Listed {
-        catalog: Catalog::new(),
+        catalog: Catalog::within(max_bytes),
         keys: 0,
         skipped: 0,
     };
@@ -87,6 +98,18 @@ pub async fn build(
                 prefix: prefix.to_owned(),
                 message,
             })?;
+    }
+    if listed.catalog.refused() > 0 {
+        let buckets: Vec<&str> = routes.iter().map(|(b, _)| b.as_str()).collect();
+        return Err(CatalogError::TooLarge {
+            source_name: format!("listing s3://{}", buckets.join(", s3://")),
+            max_bytes,
+            after: format!(
+                "{} paths from the {} keys listed did not fit",
+                listed.catalog.refused(),
+                listed.keys
+            ),
+        });
     }
     if listed.skipped > 0 {
         tracing::warn!(

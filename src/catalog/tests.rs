@@ -209,3 +209,70 @@ fn a_failed_listing_names_the_bucket_and_prefix() {
         "listing s3://www-bucket/site/: AccessDenied: Access Denied"
     );
 }
+
+/// `/u<i>/` then `levels` directories `a/`, then `f`: `levels + 2`
+/// strings of its own (itself and its directories but the root).
+fn deep_path(i: usize, levels: usize) -> String {
+    format!("/u{i}/{}f", "a/".repeat(levels))
+}
+
+#[test]
+fn a_catalog_stays_within_its_bound_in_strings_counted() {
+    let mut c = Catalog::within(MIB);
+    let max_strings = MIB / STRING_BYTES;
+    let mut added = 0;
+    for i in 0..100 {
+        if c.add(&deep_path(i, 1990)) {
+            added += 1;
+        }
+        assert!(c.counted_bytes() <= MIB, "{} strings", c.strings());
+    }
+    // 1,992 strings a path, 23,301 fit: the 12th path did not.
+    assert_eq!(added, (max_strings - 1) / 1992);
+    assert_eq!(c.refused(), 100 - added as u64);
+    // What is in is counted right, and a path already in is no refusal.
+    assert_eq!(c.objects(), added as u64);
+    assert_eq!(c.under("/"), added as u64);
+    assert!(!c.add(&deep_path(0, 1990)));
+    assert_eq!(c.refused(), 100 - added as u64);
+    // A path sharing every directory still fits: one string.
+    assert!(c.add(&format!("/u0/{}g", "a/".repeat(1990))));
+}
+
+#[test]
+fn a_catalog_file_larger_than_its_bound_is_refused_by_line() {
+    let text: String = (0..20).map(|i| deep_path(i, 1990) + "\n").collect();
+    let e = file::read_within(Cursor::new(text.as_str()), "deep.txt", MIB).unwrap_err();
+    let said = e.to_string();
+    assert!(
+        said.starts_with(
+            "deep.txt: more served paths and directories than catalog.max_bytes (1048576 bytes"
+        ) && said.contains("full at line 12"),
+        "{said}"
+    );
+    // The default bound takes it: 20 paths of 1,992 strings.
+    assert_eq!(
+        file::read(Cursor::new(text.as_str()), "deep.txt")
+            .unwrap()
+            .objects(),
+        20
+    );
+}
+
+#[test]
+fn a_listing_larger_than_its_bound_is_refused() {
+    let mut l = MemoryLister::new(1000);
+    for i in 0..20 {
+        l.put("www-bucket", &deep_path(i, 1990)[1..]);
+    }
+    let routes = vec![("www-bucket".to_owned(), mapping("", "/", None))];
+    let e = block(super::s3::build_within(&l, &routes, MIB)).unwrap_err();
+    let said = e.to_string();
+    assert!(
+        said.starts_with("listing s3://www-bucket: more served paths")
+            && said.contains("9 paths from the 20 keys listed did not fit"),
+        "{said}"
+    );
+}
+
+const MIB: usize = 1 << 20;

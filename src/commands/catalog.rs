@@ -66,6 +66,7 @@ pub async fn build<'c>(
             "--distribution {name:?} is not a configured distribution"
         ))
     })?;
+    let max_bytes = usize::try_from(config.catalog.max_bytes).unwrap_or(usize::MAX);
     let catalog = match d.catalog {
         CatalogSource::None => {
             return Err(CatalogCommandError::Usage(format!(
@@ -79,7 +80,11 @@ pub async fn build<'c>(
                 .await?
                 .load()
                 .await?
-                .map(catalog::learned::Learned::into_catalog)
+                .map(|mut learned| {
+                    // As the daemon keeps it: within catalog.max_bytes.
+                    learned.set_max_memory(max_bytes);
+                    learned.into_catalog()
+                })
                 .unwrap_or_default()
         }
         CatalogSource::File => {
@@ -88,7 +93,7 @@ pub async fn build<'c>(
                     "distributions.{alias}.catalog_file is required with catalog = \"file\""
                 )));
             };
-            catalog::file::load(file)?
+            catalog::file::load_within(file, max_bytes)?
         }
         CatalogSource::S3 => {
             let routes = catalog::s3::routes(config, alias);
@@ -97,7 +102,9 @@ pub async fn build<'c>(
             }
             let client = catalog::s3::client_for(&config.aws).await;
             let lister = catalog::s3::SdkLister::new(client);
-            catalog::s3::build(&lister, &routes).await?.catalog
+            catalog::s3::build_within(&lister, &routes, max_bytes)
+                .await?
+                .catalog
         }
     };
     Ok((alias, d.catalog, catalog))

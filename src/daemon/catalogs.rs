@@ -43,11 +43,15 @@ pub enum Job {
         aws: AwsConfig,
         client: Option<aws_sdk_s3::Client>,
         routes: Vec<(String, KeyMapping)>,
+        /// `catalog.max_bytes`.
+        max_bytes: usize,
     },
     /// Read this file if it changed since `seen` (its modification time).
     File {
         path: PathBuf,
         seen: Option<SystemTime>,
+        /// `catalog.max_bytes`.
+        max_bytes: usize,
     },
     /// Read the learned paths kept in `store`.
     LoadLearned { store: AnyLearnedStore },
@@ -122,6 +126,7 @@ impl Catalogs {
     /// The catalogs `config` asks for, none built yet.
     pub fn new(config: &Config) -> Catalogs {
         let mut kept = HashMap::new();
+        let max_bytes = usize::try_from(config.catalog.max_bytes).unwrap_or(usize::MAX);
         for (alias, d) in &config.distributions {
             let (job, every) = match (d.catalog, &d.catalog_file) {
                 (CatalogSource::S3, _) => (
@@ -129,6 +134,7 @@ impl Catalogs {
                         aws: config.aws.clone(),
                         client: None,
                         routes: routes(config, alias),
+                        max_bytes,
                     },
                     Duration::from_secs(config.catalog.refresh_seconds),
                 ),
@@ -136,6 +142,7 @@ impl Catalogs {
                     Job::File {
                         path: path.clone(),
                         seen: None,
+                        max_bytes,
                     },
                     FILE_CHECK,
                 ),
@@ -160,7 +167,8 @@ impl Catalogs {
                     refreshed_at: None,
                     next: 0,
                     building: false,
-                    learned: (d.catalog == CatalogSource::Learned).then(Learned::new),
+                    learned: (d.catalog == CatalogSource::Learned)
+                        .then(|| Learned::within(max_bytes)),
                     loaded: false,
                     saves: SaveTurn::default(),
                     stamp: 0,
@@ -197,10 +205,10 @@ impl Catalogs {
     pub fn set_leading(&mut self, leading: bool, now: &Now) {
         self.leading = leading;
         for k in self.kept.values_mut() {
-            if k.learned.is_none() {
+            let Some(old) = &k.learned else {
                 continue;
-            }
-            k.learned = Some(Learned::new());
+            };
+            k.learned = Some(Learned::within(old.max_memory()));
             k.loaded = false;
             k.refreshed_at = None;
             k.next = now.mono;
@@ -337,6 +345,7 @@ impl Catalogs {
             Ok(Built::Learned(kept)) => {
                 let mut all = kept.unwrap_or_default();
                 let since = k.learned.take().unwrap_or_default();
+                all.set_max_memory(since.max_memory());
                 all.absorb(&since);
                 tracing::info!(
                     distribution = %alias,
@@ -379,6 +388,7 @@ impl Catalogs {
                 job: Job::File {
                     path: PathBuf::new(),
                     seen: None,
+                    max_bytes: catalog.max_bytes(),
                 },
                 every: Duration::MAX,
                 catalog: Some(catalog),
@@ -476,13 +486,14 @@ pub async fn build(job: Job) -> Result<Built, String> {
             aws,
             client,
             routes,
+            max_bytes,
         } => {
             let client = match client {
                 Some(c) => c,
                 None => crate::catalog::s3::client_for(&aws).await,
             };
             let lister = crate::catalog::s3::SdkLister::new(client);
-            let listed = crate::catalog::s3::build(&lister, &routes)
+            let listed = crate::catalog::s3::build_within(&lister, &routes, max_bytes)
                 .await
                 .map_err(|e| e.to_string())?;
             Ok(Built::Fresh {
@@ -501,14 +512,19 @@ pub async fn build(job: Job) -> Result<Built, String> {
             turn,
             stamp,
         } => save_in_turn(&turn, stamp, &store, json).await,
-        Job::File { path, seen } => tokio::task::spawn_blocking(move || {
+        Job::File {
+            path,
+            seen,
+            max_bytes,
+        } => tokio::task::spawn_blocking(move || {
             let modified = std::fs::metadata(&path)
                 .and_then(|m| m.modified())
                 .map_err(|e| format!("{}: {e}", path.display()))?;
             if seen == Some(modified) {
                 return Ok(Built::Unchanged);
             }
-            let catalog = crate::catalog::file::load(&path).map_err(|e| e.to_string())?;
+            let catalog =
+                crate::catalog::file::load_within(&path, max_bytes).map_err(|e| e.to_string())?;
             Ok(Built::Fresh {
                 catalog,
                 modified: Some(modified),

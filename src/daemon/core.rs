@@ -52,6 +52,9 @@ pub const OBSERVE_INTERVAL: Duration = Duration::from_secs(1);
 /// 12 hours.
 const RECOVERED_FOR: Duration = Duration::from_secs(12 * 3600);
 
+/// How soon the first reconcile round is tried again where it failed.
+const FIRST_ROUND_RETRY: Duration = Duration::from_secs(2);
+
 /// How often a standby reads the shared ledger for its status.
 const LEDGER_READ_EVERY: Duration = Duration::from_secs(10);
 
@@ -328,6 +331,9 @@ pub struct Core {
     /// Distributions with a poll under way.
     polling: HashSet<String>,
     round: Option<Round>,
+    /// Before the gate opens: the distributions whose look (and budget
+    /// scan, when one is wanted) went through in this term's rounds.
+    looked_ok: HashSet<String>,
     awaiting: Vec<Awaiting>,
     /// Shutting down: the lease is renewed, never taken.
     draining: bool,
@@ -392,6 +398,7 @@ impl Core {
             timers: Timers::default(),
             polling: HashSet::new(),
             round: None,
+            looked_ok: HashSet::new(),
             awaiting: Vec::new(),
             draining: false,
             out: Vec::new(),
@@ -988,6 +995,7 @@ impl Core {
     }
 
     fn start_reconcile(&mut self, now: &Now) {
+        let gate_open = self.timers.started;
         let scan = if self.ledger.wants_scan() {
             self.ledger
                 .scan_basis()
@@ -995,7 +1003,12 @@ impl Core {
         } else {
             None
         };
-        let mut aliases: Vec<(&String, &Target)> = self.targets.iter().collect();
+        // Before the gate opens, only the distributions not yet looked at.
+        let mut aliases: Vec<(&String, &Target)> = self
+            .targets
+            .iter()
+            .filter(|(a, _)| gate_open || !self.looked_ok.contains(*a))
+            .collect();
         aliases.sort_by(|a, b| a.0.cmp(b.0));
         let term = self.replica.as_ref().map_or(0, |r| r.term);
         self.round = Some(Round {
@@ -1012,7 +1025,7 @@ impl Core {
                 scan: scan.clone(),
             });
         }
-        if self.targets.is_empty() {
+        if self.round.is_some_and(|r| r.left == 0) {
             self.round_over(now);
         }
     }
@@ -1024,9 +1037,22 @@ impl Core {
         scan: Option<Result<Vec<Found>, InvalidatorError>>,
         now: &Now,
     ) {
-        let failed = result.is_err() || matches!(scan, Some(Err(_)));
+        // A distribution CloudFront refuses (missing, access denied) has
+        // nothing to look at and takes nothing: it does not hold the gate
+        // for the others.
+        let unknown = |e: &InvalidatorError| {
+            !matches!(
+                e,
+                InvalidatorError::NoSuchDistribution(_) | InvalidatorError::AccessDenied(_)
+            )
+        };
+        let failed = result.as_ref().err().is_some_and(unknown)
+            || matches!(&scan, Some(Err(e)) if unknown(e));
         if failed && let Some(round) = &mut self.round {
             round.failed = true;
+        }
+        if !failed && (scan.is_some() || !self.ledger.wants_scan()) {
+            self.looked_ok.insert(alias.to_owned());
         }
         match result {
             Ok(looked) => {
@@ -1071,27 +1097,27 @@ impl Core {
             return;
         }
         if !self.timers.started {
-            // The gate opens only on a round that looked for what a crash
-            // left in the ledger, everywhere, and found out; else the next
-            // round comes soon.
+            // The gate opens once this term's rounds have looked, on every
+            // distribution, for what a crash left in the ledger; until
+            // then the next round comes soon, for the distributions that
+            // are left.
             let recovered = self.ledger.budget().is_some()
-                && !round.failed
-                && (round.scanned || !self.ledger.wants_scan());
+                && self.targets.keys().all(|a| self.looked_ok.contains(a));
             if !recovered {
                 tracing::warn!(
-                    "the first reconcile could not look for what an earlier run left; nothing is submitted until it can"
+                    "the first reconcile could not yet look everywhere for what an earlier run left; nothing is submitted until it has"
                 );
-                self.timers.reconcile = now.after(super::ledger::LEDGER_RETRY);
+                self.timers.reconcile = now.after(FIRST_ROUND_RETRY);
                 return;
             }
             self.timers.started = true;
-        }
-        self.timers.reconcile = now.after(self.reconcile_interval);
-        // Only a scan that went through everywhere settles what a crash
-        // left: the next one tries again.
-        if round.scanned && !round.failed {
+            self.ledger.round_over();
+        } else if round.scanned && !round.failed {
+            // Only a scan that went through everywhere settles what a
+            // crash left: the next one tries again.
             self.ledger.round_over();
         }
+        self.timers.reconcile = now.after(self.reconcile_interval);
     }
 
     fn created(&mut self, alias: &str, batch: Batch, invalidation: &Invalidation, now: &Now) {
@@ -1395,6 +1421,7 @@ impl Core {
                 .with_owner(replica.id.clone());
                 // Nothing goes out before a reconcile round of this term.
                 self.timers.started = false;
+                self.looked_ok.clear();
                 self.timers.reconcile = now.mono;
                 self.timers.poll = now.mono;
                 self.out.push(Command::Receive(true));

@@ -540,6 +540,8 @@ mod hanging_calls {
     use std::sync::Arc;
     use std::time::Instant as StdInstant;
 
+    use crate::source::queue::{Failed, Handle, Message, QueueDepth, QueueError};
+
     use super::super::*;
     use crate::budget::MemoryStore;
     use crate::cloudfront::invalidator::{
@@ -654,6 +656,135 @@ pacing = "none"
         assert_eq!(status_of(&observers, "www").0, 1, "www's poll still hangs");
         cancel.cancel();
         run.await.expect("run ends");
+    }
+
+    /// The simulated CloudFront, whose CreateInvalidation never answers.
+    #[derive(Clone, Debug)]
+    struct CreatesHang {
+        inner: SimulatedCloudFront,
+    }
+
+    impl Invalidator for CreatesHang {
+        async fn create(
+            &self,
+            _target: impl Into<Target> + Send,
+            _caller_reference: &str,
+            _paths: &[CfPath],
+        ) -> Result<Invalidation, InvalidatorError> {
+            std::future::pending().await
+        }
+        async fn get(
+            &self,
+            target: impl Into<Target> + Send,
+            id: &str,
+        ) -> Result<Invalidation, InvalidatorError> {
+            self.inner.get(target, id).await
+        }
+        async fn list(
+            &self,
+            target: impl Into<Target> + Send,
+            marker: Option<&str>,
+            max_items: i32,
+        ) -> Result<(Vec<InvalidationSummary>, Option<String>), InvalidatorError> {
+            self.inner.list(target, marker, max_items).await
+        }
+    }
+
+    /// The local queue, whose visibility changes and deletes hang once
+    /// `hang` is set.
+    #[derive(Clone)]
+    struct QueueHangs {
+        inner: LocalQueue,
+        hang: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl QueueHangs {
+        async fn maybe_hang(&self) {
+            if self.hang.load(std::sync::atomic::Ordering::SeqCst) {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    impl Queue for QueueHangs {
+        async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Message>, QueueError> {
+            self.inner.receive(max, wait).await
+        }
+        async fn set_visibility(
+            &self,
+            handles: &[Handle],
+            timeout: Duration,
+        ) -> Result<Vec<Failed>, QueueError> {
+            self.maybe_hang().await;
+            self.inner.set_visibility(handles, timeout).await
+        }
+        async fn delete(&self, handles: &[Handle]) -> Result<Vec<Failed>, QueueError> {
+            self.maybe_hang().await;
+            self.inner.delete(handles).await
+        }
+        async fn reject(
+            &self,
+            m: &Message,
+            reason: &str,
+            detail: &str,
+        ) -> Result<bool, QueueError> {
+            self.inner.reject(m, reason, detail).await
+        }
+        async fn requeue(&self, message: &Message) -> Result<(), QueueError> {
+            self.inner.requeue(message).await
+        }
+        async fn depth(&self) -> Result<QueueDepth, QueueError> {
+            self.inner.depth().await
+        }
+        async fn send(&self, body: &str) -> Result<String, QueueError> {
+            self.inner.send(body).await
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_ends_within_the_grace_period_and_its_margin_whatever_hangs() {
+        let toml = format!("{CONFIG}\n[shutdown]\ngrace_seconds = 3\n");
+        let config = Config::from_parts(Some(&toml), "test", std::iter::empty()).expect("config");
+        let hang = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let queue = QueueHangs {
+            inner: LocalQueue::new(Duration::from_secs(60)),
+            hang: hang.clone(),
+        };
+        let cloudfront = CreatesHang {
+            inner: SimulatedCloudFront::new(["EWWW".into(), "EIMG".into()], Duration::from_secs(2)),
+        };
+        let daemon = Daemon::new(&config, queue.clone(), cloudfront)
+            .with_ledger(AnyStore::Memory(MemoryStore::new()));
+        let cancel = CancellationToken::new();
+        let run = tokio::spawn(daemon.run(cancel.clone()));
+        queue
+            .send(r#"{"distribution":"www","paths":["/a.html"]}"#)
+            .await
+            .expect("send");
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        // Its create hangs; another request waits behind it.
+        queue
+            .send(r#"{"distribution":"www","paths":["/b.html"]}"#)
+            .await
+            .expect("send");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        // Making the messages visible again hangs too.
+        hang.store(true, std::sync::atomic::Ordering::SeqCst);
+        let stopped = tokio::time::Instant::now();
+        cancel.cancel();
+        tokio::time::timeout(Duration::from_secs(60), run)
+            .await
+            .expect("the daemon ends")
+            .expect("run ends");
+        let took = stopped.elapsed();
+        assert!(
+            took <= Duration::from_secs(3) + SHUTDOWN_MARGIN,
+            "shutdown took {took:?}"
+        );
+        // Nothing is lost: both messages come back to the queue once their
+        // visibility runs out.
+        tokio::time::sleep(Duration::from_secs(61)).await;
+        assert_eq!(queue.inner.len(), 2);
     }
 
     /// Real time: the ledger's write blocks a thread, as a DynamoDB call

@@ -41,7 +41,14 @@ struct Native<'a> {
 }
 
 pub(super) fn decode(body: &str, router: &Router) -> Result<PurgeRequest, Rejection> {
-    let req: Native = serde_json::from_str(body).map_err(|e| Rejection::from_json(FORMAT, &e))?;
+    // The field a wrong value is in is named (`"paths": invalid type:
+    // string "/docs/", expected a sequence`): serde_json's own message
+    // gives only a column.
+    let mut json = serde_json::Deserializer::from_str(body);
+    let req: Native = serde_path_to_error::deserialize(&mut json)
+        .map_err(|e| Rejection::from_json_at(FORMAT, &e.path().to_string(), e.inner()))?;
+    // What `serde_json::from_str` checks after the value: only white space.
+    json.end().map_err(|e| Rejection::from_json(FORMAT, &e))?;
     let raw_paths = req.paths.as_deref().unwrap_or_default();
     let raw_tags = req.tags.as_deref().unwrap_or_default();
     let entries = raw_paths.len() + raw_tags.len();

@@ -193,6 +193,27 @@ impl Rejection {
             Rejection::InvalidJson(text)
         }
     }
+
+    /// As [`Rejection::from_json`], for an error in the value at `path`
+    /// (`paths`, `paths[2]`; `.` for the top level): a wrong value names
+    /// its field. An unknown field's message already names it.
+    pub(super) fn from_json_at(
+        format: &'static str,
+        path: &str,
+        e: &serde_json::Error,
+    ) -> Rejection {
+        match Rejection::from_json(format, e) {
+            Rejection::Malformed { format, detail }
+                if path != "." && !detail.starts_with("unknown field") =>
+            {
+                Rejection::Malformed {
+                    format,
+                    detail: format!("\"{path}\": {detail}"),
+                }
+            }
+            other => other,
+        }
+    }
 }
 
 /// Text from a message as a rejection shows it: quoted and escaped

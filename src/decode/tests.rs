@@ -1490,9 +1490,39 @@ fn a_request_without_paths_or_tags_is_malformed() {
     let e = tagged(r#"{"tags": "blog"}"#).unwrap_err();
     assert_eq!(e.reason(), RejectReason::Malformed);
     assert!(
-        e.to_string().starts_with("native request: invalid type"),
+        e.to_string()
+            .starts_with("native request: \"tags\": invalid type"),
         "{e}"
     );
+}
+
+#[test]
+fn native_value_of_the_wrong_type_names_its_field() {
+    for (body, detail) in [
+        (
+            r#"{"paths": "/docs/"}"#,
+            "native request: \"paths\": invalid type: string \"/docs/\", expected a sequence at line 1 column 18",
+        ),
+        (
+            r#"{"paths": ["/a", 7]}"#,
+            "native request: \"paths[1]\": invalid type: integer `7`, expected a string at line 1 column 18",
+        ),
+        (
+            r#"{"paths": ["/a"], "urgent": "yes"}"#,
+            "native request: \"urgent\": invalid type: string \"yes\", expected a boolean at line 1 column 33",
+        ),
+        (
+            r#"{"distribution": 5, "paths": ["/a"]}"#,
+            "native request: \"distribution\": invalid type: integer `5`, expected a string at line 1 column 18",
+        ),
+    ] {
+        let e = err(body);
+        assert_eq!(e.reason(), RejectReason::Malformed, "{body}");
+        assert_eq!(e.to_string(), detail, "{body}");
+    }
+    // Whatever follows the object is still refused.
+    let e = err(r#"{"paths": ["/a"]} x"#);
+    assert_eq!(e.reason(), RejectReason::Malformed, "{e}");
 }
 
 #[test]

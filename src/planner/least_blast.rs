@@ -60,7 +60,7 @@
 //! batch with tags is the least-blast cover of its paths in the room the
 //! tags leave, plus the tags.
 
-use super::tree::{INF, MAX_EXACT_SEARCH_WILDCARDS, Rows, min_plus};
+use super::tree::{Branches, INF, MAX_EXACT_SEARCH_WILDCARDS, Rows, depth_below, min_plus};
 use super::{
     Capacity, Dedup, Entry, Figures, Kept, Plan, Search, Settings, count_kinds, count_tags,
 };
@@ -135,7 +135,11 @@ impl<'a> Tree<'a> {
         // Asked-for catalog objects under each directory, summed up the
         // tree as directories close.
         let mut asked: Vec<u64> = Vec::new();
-        let mut stack: Vec<(u32, &str)> = Vec::new();
+        let branches = Branches::new(kept);
+        let mut to_open = Vec::new();
+        // The open directories, innermost last, with their strings and
+        // depths.
+        let mut stack: Vec<(u32, &str, u32)> = Vec::new();
         let close = |tree: &mut Tree, asked: &mut Vec<u64>, d: u32| {
             let end = tree.dirs.len() as u32;
             let dir = &mut tree.dirs[d as usize];
@@ -148,22 +152,22 @@ impl<'a> Tree<'a> {
         };
         for (k, &(path, _)) in kept.iter().enumerate() {
             let dir = directory_of(path);
-            while let Some(&(top, top_str)) = stack.last() {
+            while let Some(&(top, top_str, _)) = stack.last() {
                 if dir.starts_with(top_str) {
                     break;
                 }
                 close(&mut tree, &mut asked, top);
                 stack.pop();
             }
-            let from = stack.last().map_or(0, |(_, s)| s.len());
-            for (offset, _) in dir[from..].match_indices('/') {
-                let len = from + offset + 1;
-                let parent = stack.last().map_or(NONE, |&(p, _)| p);
-                let depth = stack.len();
+            let from = stack.last().map_or(0, |(_, s, _)| s.len());
+            branches.to_open(k, dir, from, &mut to_open);
+            for &len in &to_open {
+                let parent = stack.last().map_or(NONE, |&(p, _, _)| p);
+                let depth = depth_below(stack.last().map(|&(_, s, d)| (d, s.len())), &dir[..len]);
                 let eligible = if depth == 0 {
                     settings.allow_root_wildcard
                 } else {
-                    depth >= settings.min_wildcard_depth
+                    depth as usize >= settings.min_wildcard_depth
                 } && CfPath::directory_wildcard_fits(len);
                 tree.dirs.push(Dir {
                     parent,
@@ -176,9 +180,9 @@ impl<'a> Tree<'a> {
                     blast: 0,
                 });
                 asked.push(0);
-                stack.push((tree.dirs.len() as u32 - 1, &dir[..len]));
+                stack.push((tree.dirs.len() as u32 - 1, &dir[..len], depth));
             }
-            let Some(&(holder, _)) = stack.last() else {
+            let Some(&(holder, _, _)) = stack.last() else {
                 unreachable!("every valid path starts with '/', so the root is open");
             };
             let d = &mut tree.dirs[holder as usize];
@@ -198,7 +202,7 @@ impl<'a> Tree<'a> {
             }
             tree.dir_of_kept.push(holder);
         }
-        while let Some((top, _)) = stack.pop() {
+        while let Some((top, _, _)) = stack.pop() {
             close(&mut tree, &mut asked, top);
         }
         tree

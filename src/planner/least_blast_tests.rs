@@ -660,3 +660,67 @@ proptest! {
         }
     }
 }
+
+/// Paths up to six directories deep over two names: chains of directories
+/// with one subdirectory each are common.
+fn deep_site_path() -> impl Strategy<Value = String> {
+    let seg = prop::sample::select(vec!["a", "b"]);
+    let leaf = prop::sample::select(vec!["x", "y", ""]);
+    (prop::collection::vec(seg, 0..6), leaf).prop_map(|(dirs, leaf)| {
+        let mut s = String::from("/");
+        for d in dirs {
+            s.push_str(d);
+            s.push('/');
+        }
+        s.push_str(leaf);
+        s
+    })
+}
+
+fn with_every_directory<T>(f: impl FnOnce() -> T) -> T {
+    crate::planner::tree::EVERY_DIRECTORY.with(|e| e.set(true));
+    let out = f();
+    crate::planner::tree::EVERY_DIRECTORY.with(|e| e.set(false));
+    out
+}
+
+#[test]
+fn deep_paths_build_a_few_directories_per_entry() {
+    let batch: Vec<Entry> = (0..200)
+        .map(|i| Entry::new(p(&format!("/u{i}/{}f", "a/".repeat(1990))), i))
+        .collect();
+    let catalog = Catalog::of(batch.iter().map(|e| &e.path));
+    let dedup = super::super::Dedup::new(&batch);
+    let tree = Tree::build(&dedup.kept, &Settings::default(), &catalog);
+    assert!(
+        tree.dirs.len() <= 2 * batch.len() + 1,
+        "{} directories for {} entries",
+        tree.dirs.len(),
+        batch.len()
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(600))]
+
+    /// The pruned tree plans exactly as the tree of every directory, and
+    /// finds the same frontier.
+    #[test]
+    fn pruning_the_tree_changes_no_plan(
+        req in prop::collection::vec(deep_site_path(), 1..10),
+        cat in prop::collection::vec(deep_site_path(), 0..16),
+        cap in capacity(),
+        settings in settings(),
+        price in 1u32..40,
+    ) {
+        let req: Vec<(String, bool)> = req.into_iter().map(|s| (s, false)).collect();
+        let (batch, catalog, _) = setup(&req, &cat);
+        let price = f64::from(price);
+        let pruned = plan(&batch, cap, &settings, &catalog, price);
+        let full = with_every_directory(|| plan(&batch, cap, &settings, &catalog, price));
+        prop_assert_eq!(pruned, full);
+        let pruned = frontier(&batch, cap, &settings, &catalog);
+        let full = with_every_directory(|| frontier(&batch, cap, &settings, &catalog));
+        prop_assert_eq!(pruned, full);
+    }
+}

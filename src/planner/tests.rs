@@ -533,3 +533,116 @@ fn single_covering_sends_the_oldest_tag_alone_or_covers_the_paths() {
     let got = single_covering(&e(&[("#Blog", 1), ("#blog", 2)]), &s).unwrap();
     assert_eq!(got.as_str(), "#Blog");
 }
+
+// ---- the tree's size ----
+
+/// Plans `entries` with the tree of every directory, as before trees were
+/// pruned.
+fn with_every_directory<T>(f: impl FnOnce() -> T) -> T {
+    tree::EVERY_DIRECTORY.with(|e| e.set(true));
+    let out = f();
+    tree::EVERY_DIRECTORY.with(|e| e.set(false));
+    out
+}
+
+/// `/u<i>/` then `levels` directories `a/`, then `f`: each entry a chain of
+/// its own, `levels + 1` directories deep.
+fn deep(n: usize, levels: usize) -> Vec<Entry> {
+    (0..n)
+        .map(|i| Entry::new(p(&format!("/u{i}/{}f", "a/".repeat(levels))), i as u64))
+        .collect()
+}
+
+#[test]
+fn deep_paths_build_a_few_directories_per_entry() {
+    // 1,990 levels: about 4,000 characters, CloudFront's longest path.
+    let entries = deep(200, 1990);
+    let dedup = Dedup::new(&entries);
+    let tree = tree::Tree::build(&dedup.kept, &Settings::default());
+    // The root, and each entry's own directory: not 1,991 per entry.
+    assert!(
+        tree.directories() <= 2 * entries.len() + 1,
+        "{} directories for {} entries",
+        tree.directories(),
+        entries.len()
+    );
+    // The plan is still every entry, exact.
+    let plan = plan(&entries, Capacity::AWS, &Settings::default());
+    assert_eq!(plan.figures.exact, 200);
+    assert!(plan.deferred.is_empty());
+}
+
+#[test]
+fn a_deep_dense_directory_still_becomes_its_own_wildcard() {
+    let dir = format!("/u/{}", "a/".repeat(1990));
+    let mut paths: Vec<String> = (0..8).map(|i| format!("{dir}f{i}")).collect();
+    paths.push("/v/x".to_owned());
+    let e = entries(&paths.iter().map(String::as_str).collect::<Vec<_>>());
+    let plan = plan(&e, Capacity::AWS, &settings(8));
+    assert_eq!(strs(&plan), [format!("{dir}*").as_str(), "/v/x"]);
+    // Room for one exact path and one wildcard: the deepest directory
+    // collapses first, however deep it is.
+    let cap = Capacity {
+        exact: 1,
+        wildcard: 1,
+        paths: usize::MAX,
+    };
+    assert_eq!(
+        strs(&super::plan(&e, cap, &settings(100))),
+        [format!("{dir}*").as_str(), "/v/x"]
+    );
+}
+
+#[test]
+fn a_directory_too_long_for_its_wildcard_leaves_its_parent_eligible() {
+    // A page 4,000 characters long that is its own directory: its wildcard
+    // would be 4,001; its parent's is the deepest that can cover it.
+    let parent = format!("/d/{}", "a/".repeat(1996));
+    let page = format!("{parent}{}/", "b".repeat(4000 - parent.len() - 1));
+    assert_eq!(page.len(), 4000);
+    let e = entries(&[page.as_str(), "/x"]);
+    let cap = Capacity {
+        exact: 1,
+        wildcard: 1,
+        paths: usize::MAX,
+    };
+    let planned = plan(&e, cap, &settings(100));
+    assert_eq!(strs(&planned), [format!("{parent}*").as_str(), "/x"]);
+    assert_eq!(
+        with_every_directory(|| plan(&e, cap, &settings(100))),
+        planned
+    );
+}
+
+/// Paths up to seven directories deep over two names, so that chains of
+/// directories with one subdirectory each are common.
+fn arb_deep_path() -> impl Strategy<Value = String> {
+    let seg = prop::sample::select(vec!["a", "b"]);
+    let leaf = prop::sample::select(vec!["", "x", "y?q=/z", "*"]);
+    (prop::collection::vec(seg, 0..7), leaf).prop_map(|(dirs, leaf)| {
+        let mut s = String::from("/");
+        for d in dirs {
+            s.push_str(d);
+            s.push('/');
+        }
+        s.push_str(leaf);
+        s
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// The pruned tree plans exactly as the tree of every directory.
+    #[test]
+    fn pruning_the_tree_changes_no_plan(
+        e in prop::collection::vec((arb_deep_path(), 0u64..20), 0..16),
+        cap in arb_capacity(),
+        s in arb_settings(),
+    ) {
+        let e: Vec<Entry> = e.into_iter().map(|(s, since)| Entry::new(p(&s), since)).collect();
+        let pruned = plan(&e, cap, &s);
+        let full = with_every_directory(|| plan(&e, cap, &s));
+        prop_assert_eq!(pruned, full);
+    }
+}

@@ -4,12 +4,18 @@
 //! Directories live in an arena in depth-first order, so the subtree of a
 //! directory is the index range `d..end[d]`, and a directory is described by
 //! the entry whose path it was cut from plus a length: no string is copied.
+//!
+//! Only the directories a plan can need are built ([`Branches`]): the root,
+//! each kept entry's own directory and each directory where kept entries
+//! branch. A tree so has at most three directories per kept entry however
+//! deep the paths are, so a batch of paths thousands of levels deep takes
+//! no more memory to plan than as many flat ones.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use super::{Capacity, Entry, Kept, Settings};
-use crate::path::{CfPath, directory_of};
+use crate::path::{CfPath, directory_depth, directory_of};
 
 const NONE: u32 = u32::MAX;
 /// "No way to do it" in the exact search.
@@ -61,6 +67,120 @@ impl Rows {
     pub(super) fn row(&self, d: usize) -> &[u32] {
         let (start, len) = self.span[d];
         &self.data[start as usize..(start + len) as usize]
+    }
+}
+
+/// Which directories of a batch the planners' trees build. Every directory
+/// that holds a kept entry of its own or where kept entries branch is
+/// built, and the root. A directory left out holds one subdirectory and
+/// nothing else: collapsing it purges the same requested entries as
+/// collapsing that subdirectory, for as many billed paths and at least as
+/// much blast, and it is never deep enough for a wildcard when the
+/// subdirectory is not (the root, always built, and a directory whose
+/// wildcard would be too long, whose parent is built too, are the
+/// exceptions). So no plan needs it, and leaving it out keeps a tree within
+/// three directories per kept entry whatever the depth of the paths.
+///
+/// The kept entries are sorted by their prefix, so the entries under any
+/// directory are a run, and the directory two of them share is the
+/// shortest of the ones each neighbour pair between them shares: the
+/// directories to open for an entry are those its later neighbours branch
+/// at, found by following to each next smaller shared length.
+pub(super) struct Branches {
+    /// For each kept entry but the last, the length of the longest
+    /// directory it shares with the next one.
+    shared: Vec<u32>,
+    /// For each position of `shared`, the next position with a smaller
+    /// value (`shared.len()` when none).
+    next_smaller: Vec<u32>,
+    /// Build every directory (tests compare the plans with the full tree).
+    every: bool,
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Makes [`Branches`] open every directory, as the planners did before
+    /// trees were pruned, so that tests can compare the two.
+    pub(super) static EVERY_DIRECTORY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+impl Branches {
+    pub(super) fn new(kept: &[Kept<'_>]) -> Branches {
+        #[cfg(test)]
+        let every = EVERY_DIRECTORY.with(std::cell::Cell::get);
+        #[cfg(not(test))]
+        let every = false;
+        let shared: Vec<u32> = kept
+            .windows(2)
+            .map(|pair| {
+                let (a, b) = (directory_of(pair[0].0), directory_of(pair[1].0));
+                let common = a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
+                a.as_bytes()[..common]
+                    .iter()
+                    .rposition(|&c| c == b'/')
+                    .map_or(0, |i| i as u32 + 1)
+            })
+            .collect();
+        let mut next_smaller = vec![shared.len() as u32; shared.len()];
+        let mut stack: Vec<usize> = Vec::new();
+        for i in (0..shared.len()).rev() {
+            while stack.last().is_some_and(|&j| shared[j] >= shared[i]) {
+                stack.pop();
+            }
+            if let Some(&j) = stack.last() {
+                next_smaller[i] = j as u32;
+            }
+            stack.push(i);
+        }
+        Branches {
+            shared,
+            next_smaller,
+            every,
+        }
+    }
+
+    /// The lengths of the directories of `dir` (kept entry `k`'s own) to
+    /// open below the innermost open one, `open` characters long (0 when
+    /// none is), shortest first, into `out`.
+    pub(super) fn to_open(&self, k: usize, dir: &str, open: usize, out: &mut Vec<usize>) {
+        out.clear();
+        if self.every {
+            out.extend(dir[open..].match_indices('/').map(|(i, _)| open + i + 1));
+            return;
+        }
+        if open == 0 {
+            out.push(1);
+        }
+        let floor = open.max(1);
+        // Where later entries branch off this one's directory: strictly
+        // shorter at each step, so each one found is opened.
+        let mut j = k;
+        while j < self.shared.len() && self.shared[j] as usize > floor {
+            out.push(self.shared[j] as usize);
+            j = self.next_smaller[j] as usize;
+        }
+        if dir.len() > floor {
+            out.push(dir.len());
+            if !CfPath::directory_wildcard_fits(dir.len()) {
+                // Its wildcard would be too long: its parent's is the
+                // deepest that covers it.
+                let parent = dir[..dir.len() - 1].rfind('/').map_or(0, |i| i + 1);
+                if parent > floor {
+                    out.push(parent);
+                }
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+    }
+}
+
+/// The depth of the directory `dir` opened below `parent` (its depth and
+/// length), or as the first directory of a tree.
+pub(super) fn depth_below(parent: Option<(u32, usize)>, dir: &str) -> u32 {
+    match parent {
+        Some((depth, len)) => depth + dir[len..].bytes().filter(|&b| b == b'/').count() as u32,
+        None => directory_depth(dir) as u32,
     }
 }
 
@@ -122,6 +242,8 @@ impl<'a> Tree<'a> {
             exact: 0,
             wildcard: 0,
         };
+        let branches = Branches::new(kept);
+        let mut to_open = Vec::new();
         // The open directories, innermost last, with their strings.
         let mut stack: Vec<(u32, &str)> = Vec::new();
         for (k, &(path, _)) in kept.iter().enumerate() {
@@ -133,14 +255,17 @@ impl<'a> Tree<'a> {
                 tree.close(top, settings);
                 stack.pop();
             }
-            // Open the directories between the innermost open one and the
-            // entry's own.
+            // Open the directories a plan can need between the innermost
+            // open one and the entry's own.
             let from = stack.last().map_or(0, |(_, s)| s.len());
-            for (offset, _) in dir[from..].match_indices('/') {
-                let len = from + offset + 1;
+            branches.to_open(k, dir, from, &mut to_open);
+            for &len in &to_open {
                 let (parent, depth) = match stack.last() {
-                    Some(&(p, _)) => (p, tree.dirs[p as usize].depth + 1),
-                    None => (NONE, 0),
+                    Some(&(p, s)) => (
+                        p,
+                        depth_below(Some((tree.dirs[p as usize].depth, s.len())), &dir[..len]),
+                    ),
+                    None => (NONE, depth_below(None, &dir[..len])),
                 };
                 let eligible = if depth == 0 {
                     settings.allow_root_wildcard
@@ -185,6 +310,12 @@ impl<'a> Tree<'a> {
             tree.wildcard = root.wildcard as usize;
         }
         tree
+    }
+
+    /// Directories built: what the tree's memory grows with.
+    #[cfg(test)]
+    pub fn directories(&self) -> usize {
+        self.dirs.len()
     }
 
     fn dir_str(&self, d: u32) -> &'a str {

@@ -586,8 +586,35 @@ async fn exposed_listeners_bad_tokens_and_refusals_are_said_once() {
         })
         .sum();
     assert_eq!(counted, 41, "{refused:?}");
-    let (code, _, _) = daemon.signal("TERM");
+    // Two more within the second of the last line: held back by the limit,
+    // and reported at shutdown rather than lost.
+    let lines_before = refused.len();
+    for _ in 0..2 {
+        let (code, _) = daemon.post(r#"{"paths": ["/a"]}"#, None).await;
+        assert_eq!(code, 401);
+    }
+    let (code, _, log) = daemon.signal("TERM");
     assert_eq!(code, Some(0));
+    let refused: Vec<&String> = log
+        .iter()
+        .filter(|l| l.contains("purge requests refused") && l.contains("unauthorized"))
+        .collect();
+    let counted: u64 = refused
+        .iter()
+        .map(|l| {
+            let n = l.split("count=").nth(1).expect("a count");
+            n.split_whitespace()
+                .next()
+                .expect("n")
+                .parse::<u64>()
+                .expect("a number")
+        })
+        .sum();
+    assert_eq!(counted, 43, "{refused:?}");
+    assert!(
+        refused.len() <= lines_before + 1 + usize::from(spent.as_secs() > 0),
+        "{refused:?}"
+    );
 }
 
 /// Peak resident memory of a process, from `/proc/PID/status` (`VmHWM`),

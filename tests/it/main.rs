@@ -15,6 +15,7 @@ mod monthly_budget;
 mod ops;
 mod plan;
 mod replay;
+mod replay_cli;
 mod replicas;
 mod run;
 mod shutdown;
