@@ -142,3 +142,77 @@ fn replay_of_a_missing_trace_is_a_runtime_error() {
     assert_eq!(code, Some(1));
     assert!(err.contains("nope.jsonl"), "{err}");
 }
+
+#[test]
+fn replay_optimum_prints_the_optima_beside_the_blast() {
+    let (dir, config, trace) = files();
+    let catalog = dir.path().join("catalog.txt");
+    fs::write(
+        &catalog,
+        "/a/1.html\n/a/2.html\n/a/3.html\n/a/4.html\n/b/1.html\n/b/2.html\n",
+    )
+    .expect("catalog");
+    let (code, out, err) = cfpurge(&[
+        OsStr::new("replay"),
+        trace.as_os_str(),
+        OsStr::new("-c"),
+        config.as_os_str(),
+        OsStr::new("--catalog"),
+        catalog.as_os_str(),
+        OsStr::new("--optimum"),
+        OsStr::new("--format"),
+        OsStr::new("json"),
+    ]);
+    assert_eq!(code, Some(1), "{err}");
+    let value: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    for row in value["months"]
+        .as_array()
+        .expect("months")
+        .iter()
+        .chain([&value["total"]])
+    {
+        // The budget does not bind: every path exact, no blast, and the
+        // optimum has none either.
+        assert_eq!(row["blast"], 0, "{out}");
+        assert_eq!(row["optimum_same_spend"], 0, "{out}");
+        assert_eq!(row["optimum_paced"], 0, "{out}");
+        assert_eq!(row["optimum_same_spend_ratio"], 1.0, "{out}");
+        assert_eq!(row["optimum_paced_ratio"], 1.0, "{out}");
+    }
+    let (code, out, _) = cfpurge(&[
+        OsStr::new("replay"),
+        trace.as_os_str(),
+        OsStr::new("-c"),
+        config.as_os_str(),
+        OsStr::new("--catalog"),
+        catalog.as_os_str(),
+        OsStr::new("--optimum"),
+    ]);
+    assert_eq!(code, Some(1));
+    let header: Vec<&str> = out
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    assert!(
+        header.ends_with(&[
+            "price_end",
+            "optimum_same_spend",
+            "optimum_paced",
+            "optimum_same_spend_ratio",
+            "optimum_paced_ratio"
+        ]),
+        "{out}"
+    );
+    // Without a catalog there is no blast to compare: bad usage.
+    let (code, _, err) = cfpurge(&[
+        OsStr::new("replay"),
+        trace.as_os_str(),
+        OsStr::new("-c"),
+        config.as_os_str(),
+        OsStr::new("--optimum"),
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--catalog"), "{err}");
+}
