@@ -171,6 +171,8 @@ fn sample_status() -> Status {
     status.budget.month = "2026-11".into();
     status.budget.used = 12;
     status.budget.allowed = 140;
+    status.budget.pace = 40;
+    status.budget.price = 3.2;
     status.queue.visible = 5;
     status.distributions.insert(
         "www".into(),
@@ -244,7 +246,7 @@ async fn status_is_the_published_snapshot_in_the_contract_shape() {
     assert_eq!(
         v["budget"],
         serde_json::json!({"month": "2026-11", "limit": 1000, "used": 12, "allowed": 140,
-                           "policy": "coalesce"})
+                           "policy": "coalesce", "pace": 40, "price": 3.2})
     );
     assert_eq!(
         v["queue"],
