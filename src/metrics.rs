@@ -19,6 +19,7 @@ use prometheus::{
 use crate::cloudfront::invalidator::InvalidatorError;
 use crate::decode::RejectReason;
 use crate::path::PathKind;
+use crate::status::RoleWatch;
 
 /// The `Content-Type` of [`encode`]'s output.
 pub const CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
@@ -105,8 +106,8 @@ pub struct Metrics {
     request_to_invalidation: HistogramVec,
     /// `cfpurge_invalidation_completion_seconds{distribution}`
     invalidation_completion: HistogramVec,
-    /// `cfpurge_leader`
-    leader: IntGauge,
+    /// `cfpurge_leader`, worked out at each scrape.
+    leader: LeaderGauge,
     /// `cfpurge_leader_changes_total`
     leader_changes: IntCounter,
     /// `cfpurge_lease_invalid`
@@ -254,10 +255,15 @@ impl Metrics {
             )?,
             leader: register(
                 registry,
-                IntGauge::new(
-                    "cfpurge_leader",
-                    "1 while this replica holds the lease (always 1 without coordination).",
-                )?,
+                LeaderGauge {
+                    gauge: IntGauge::new(
+                        "cfpurge_leader",
+                        "1 while this replica holds the lease (always 1 without coordination).",
+                    )?,
+                    // A replica until told otherwise: 0 rather than a
+                    // leader that is not.
+                    role: RoleWatch::standby(),
+                },
             )?,
             leader_changes: register(
                 registry,
@@ -497,9 +503,10 @@ impl Metrics {
             .set(oldest.as_secs_f64());
     }
 
-    /// Whether this replica holds the lease.
-    pub fn set_leader(&self, leader: bool) {
-        self.leader.set(i64::from(leader));
+    /// This daemon's role, which `cfpurge_leader` reads at each scrape:
+    /// the daemon records in it until when it may lead.
+    pub fn role(&self) -> &RoleWatch {
+        &self.leader.role
     }
 
     /// This replica became leader or stood down.
@@ -548,6 +555,26 @@ impl Metrics {
     /// The price the budget of `account` plans batches at now.
     pub fn set_budget_price(&self, account: &str, price: f64) {
         self.budget_price.with_label_values(&[account]).set(price);
+    }
+}
+
+/// `cfpurge_leader`: set from the role at the moment it is collected, so a
+/// scrape of a process resumed after a pause past its lease reads 0 before
+/// the daemon's loop has run again.
+#[derive(Clone, Debug)]
+struct LeaderGauge {
+    gauge: IntGauge,
+    role: RoleWatch,
+}
+
+impl Collector for LeaderGauge {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        self.gauge.desc()
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        self.gauge.set(i64::from(self.role.is_leader()));
+        self.gauge.collect()
     }
 }
 

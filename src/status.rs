@@ -221,6 +221,74 @@ pub fn format_time(time: SystemTime) -> String {
     rfc3339::format(time)
 }
 
+/// This daemon's role as its readers see it (`/v1/status`, the page,
+/// `cfpurge_leader`), worked out at the moment of reading. A replica's
+/// core records until when its lease lets it lead, and a reader compares
+/// that deadline with the clock, so a leader paused past its lease
+/// (SIGSTOP, a frozen VM) and resumed reads as a standby from its first
+/// answer, before its own loop has run again and stood down. On tokio's
+/// clock, so that paused-time tests drive it. Clones share it.
+#[derive(Clone, Debug)]
+pub struct RoleWatch {
+    lead: Arc<Mutex<Lead>>,
+}
+
+/// What a [`RoleWatch`] holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lead {
+    /// Alone: always the leader.
+    Single,
+    /// A replica that leads until this instant (exclusive).
+    Until(Instant),
+    /// A replica that does not lead.
+    Standby,
+}
+
+impl RoleWatch {
+    /// The role of a replica that does not lead (yet).
+    pub fn standby() -> RoleWatch {
+        RoleWatch {
+            lead: Arc::new(Mutex::new(Lead::Standby)),
+        }
+    }
+
+    /// The daemon runs alone: it always leads.
+    pub fn lead_alone(&self) {
+        *self.lock() = Lead::Single;
+    }
+
+    /// A replica leads until `deadline`, when its lease's own measure runs
+    /// out unless renewed; readers at or after it see a standby.
+    pub fn lead_until(&self, deadline: Instant) {
+        *self.lock() = Lead::Until(deadline);
+    }
+
+    /// A replica no longer leads.
+    pub fn stand_down(&self) {
+        *self.lock() = Lead::Standby;
+    }
+
+    /// Whether this daemon leads now.
+    pub fn is_leader(&self) -> bool {
+        self.name() != "standby"
+    }
+
+    /// The role now, as `/v1/status` names it: `single`, `leader` or
+    /// `standby`.
+    pub fn name(&self) -> &'static str {
+        let lead = *self.lock();
+        match lead {
+            Lead::Single => "single",
+            Lead::Until(deadline) if Instant::now() < deadline => "leader",
+            Lead::Until(_) | Lead::Standby => "standby",
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Lead> {
+        self.lead.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 /// The latest [`Status`]: the daemon publishes, the HTTP server reads.
 /// Clones share the board.
 #[derive(Clone, Default)]
@@ -229,6 +297,9 @@ pub struct StatusBoard {
     /// When set, [`StatusBoard::snapshot`] takes the queue's counts from it
     /// at the moment of reading instead of from the last publish.
     live_queue: Option<Arc<LiveQueue>>,
+    /// When set, [`StatusBoard::snapshot`] takes the role from it at the
+    /// moment of reading.
+    role: Option<RoleWatch>,
 }
 
 /// Reads a queue's depth at once.
@@ -239,6 +310,7 @@ impl std::fmt::Debug for StatusBoard {
         f.debug_struct("StatusBoard")
             .field("current", &self.current)
             .field("live_queue", &self.live_queue.is_some())
+            .field("role", &self.role)
             .finish()
     }
 }
@@ -249,7 +321,17 @@ impl StatusBoard {
         StatusBoard {
             current: Arc::new(RwLock::new(Arc::new(initial))),
             live_queue: None,
+            role: None,
         }
+    }
+
+    /// This board, with the role read from `role` at each snapshot rather
+    /// than from the last publish, which a paused process may have made
+    /// while it still led. Every clone of the board made after this shares
+    /// it.
+    pub fn with_role(mut self, role: RoleWatch) -> StatusBoard {
+        self.role = Some(role);
+        self
     }
 
     /// This board, with the queue's visible and in-flight counts read from
@@ -280,14 +362,19 @@ impl StatusBoard {
     /// The current snapshot; readers never hold the lock while they use it.
     pub fn snapshot(&self) -> Arc<Status> {
         let current = Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner));
-        let Some(live) = &self.live_queue else {
+        if self.live_queue.is_none() && self.role.is_none() {
             return current;
-        };
-        let depth = live();
+        }
         let mut status = current.as_ref().clone();
-        status.queue.visible = depth.visible;
-        status.queue.in_flight = depth.in_flight;
-        status.queue.delayed = depth.delayed;
+        if let Some(live) = &self.live_queue {
+            let depth = live();
+            status.queue.visible = depth.visible;
+            status.queue.in_flight = depth.in_flight;
+            status.queue.delayed = depth.delayed;
+        }
+        if let Some(role) = &self.role {
+            status.role = role.name().to_owned();
+        }
         Arc::new(status)
     }
 }

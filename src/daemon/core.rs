@@ -429,6 +429,7 @@ impl Core {
     pub fn set_replica(&mut self, replica: ReplicaState) {
         self.replica = Some(replica);
         self.catalogs.follow_lease();
+        self.observers.metrics.role().stand_down();
     }
 
     /// Converts the source's instants with `clock` (tests whose paused
@@ -1304,6 +1305,24 @@ impl Core {
         if let Some(change) = change {
             self.role_changed(change, now);
         }
+        self.show_role(now);
+    }
+
+    /// Records until when this replica may lead, for the readers of its
+    /// role (`/v1/status`, the page, `cfpurge_leader`): they compare it
+    /// with the time they read at, so a process resumed after a pause past
+    /// its lease reads as a standby before this loop has run again.
+    fn show_role(&self, now: &Now) {
+        let Some(replica) = &self.replica else {
+            return;
+        };
+        let role = self.observers.metrics.role();
+        match replica.lease.leader_until() {
+            Some(until) => {
+                role.lead_until(now.instant + Duration::from_millis(until.saturating_sub(now.mono)))
+            }
+            None => role.stand_down(),
+        }
     }
 
     /// When the lease next needs the loop.
@@ -1363,6 +1382,7 @@ impl Core {
         if let Some(change) = change {
             self.role_changed(change, now);
         }
+        self.show_role(now);
     }
 
     /// A standby's read of the shared ledger.
@@ -1401,7 +1421,6 @@ impl Core {
         match change {
             Change::BecameLeader { fencing } => {
                 tracing::info!(replica = %replica.id, fencing, "became the leader");
-                metrics.set_leader(true);
                 replica.term += 1;
                 replica.shared_budget = None;
                 replica.fence = Some(Fence {
@@ -1428,7 +1447,6 @@ impl Core {
             }
             Change::StoodDown { fencing, why } => {
                 tracing::warn!(replica = %replica.id, fencing, reason = why, "stood down: no longer the leader");
-                metrics.set_leader(false);
                 self.out.push(Command::Receive(false));
                 replica.fence = None;
                 replica.next_ledger_read = now.mono;
@@ -1461,8 +1479,8 @@ impl Core {
         let replica = self.replica.as_mut()?;
         let (call, change) = replica.lease.close();
         replica.fence = None;
+        self.observers.metrics.role().stand_down();
         if let Some(Change::StoodDown { .. }) = change {
-            self.observers.metrics.set_leader(false);
             self.observers.metrics.leader_changed();
             if let Some(call @ Call::Release { .. }) = call {
                 return Some((call, replica.lease_ms));

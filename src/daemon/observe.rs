@@ -54,7 +54,11 @@ impl Observers {
         );
         // Alone, this daemon is always the leader; a replica starts as a
         // standby.
-        metrics.set_leader(config.coordination.kind == crate::config::CoordinationKind::None);
+        if config.coordination.kind == crate::config::CoordinationKind::None {
+            metrics.role().lead_alone();
+        }
+        // The role is read at each snapshot, never published stale.
+        let status = StatusBoard::new(Status::initial(config)).with_role(metrics.role().clone());
         let readiness = Readiness::new();
         readiness.set(
             STARTUP,
@@ -63,7 +67,7 @@ impl Observers {
         Observers {
             registry,
             metrics,
-            status: StatusBoard::new(Status::initial(config)),
+            status,
             readiness,
             heartbeat: Heartbeat::new(),
             received: Default::default(),
@@ -174,9 +178,6 @@ impl Observers {
             delayed: depth.delayed,
             pending_messages: messages,
         };
-        if replica {
-            snapshot.role = if leader { "leader" } else { "standby" }.to_owned();
-        }
         if let Some(budget) = budget.or(shared_budget) {
             metrics.set_budget(budget.limit, budget.used, budget.allowed);
             metrics.set_budget_price(crate::metrics::DEFAULT_ACCOUNT, budget.price);

@@ -952,3 +952,101 @@ simulate_completion_seconds = 30
         run.await.expect("run ends");
     }
 }
+
+/// The core driven by hand: each input and each moment given, no runner.
+mod core_driven {
+    use std::time::Duration;
+
+    use crate::clock::Clock;
+    use crate::config::Config;
+    use crate::coordination::Answer;
+    use crate::daemon::core::{Command, Core, Input, Mode, ReplicaState};
+
+    const CONFIG: &str = r#"
+[source]
+kind = "local"
+[distributions.www]
+id = "EWWW"
+[cloudfront]
+mode = "simulate"
+"#;
+
+    fn config() -> Config {
+        Config::from_parts(Some(CONFIG), "test", std::iter::empty()).expect("config")
+    }
+
+    /// `cfpurge_leader` as a scrape reads it.
+    fn leader_gauge(core: &Core) -> String {
+        let text = crate::metrics::encode(&core.observers().registry);
+        text.lines()
+            .find_map(|l| l.strip_prefix("cfpurge_leader "))
+            .unwrap_or_else(|| panic!("no cfpurge_leader in\n{text}"))
+            .to_owned()
+    }
+
+    fn role(core: &Core) -> String {
+        core.observers().status.snapshot().role.clone()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_leader_paused_past_its_lease_reads_standby_before_its_loop_runs_again() {
+        let clock = Clock::new();
+        let mut core = Core::new(&config(), clock, "1".into(), Mode::Live);
+        let lease = Duration::from_secs(15);
+        core.set_replica(ReplicaState::new("a".into(), lease, false));
+        let now = clock.now();
+        core.turn(&now);
+        assert!(
+            core.take_commands()
+                .iter()
+                .any(|c| matches!(c, Command::Lease { .. })),
+            "a look at the lease"
+        );
+        assert_eq!(
+            (role(&core), leader_gauge(&core)),
+            ("standby".into(), "0".into())
+        );
+        core.handle(Input::Lease(Answer::Seen(None)), &now);
+        core.handle(Input::Lease(Answer::Acquired { fencing: 1 }), &now);
+        core.observe(
+            &now,
+            &crate::daemon::core::SourceView {
+                health: crate::source::driver::QueueHealth::Ready,
+                received: 0,
+            },
+        );
+        assert_eq!(
+            (role(&core), leader_gauge(&core)),
+            ("leader".into(), "1".into())
+        );
+
+        // The process stops (SIGSTOP) and its loop with it; the clock goes
+        // on. Just within two thirds of the lease it still leads...
+        tokio::time::advance(lease * 2 / 3 - Duration::from_millis(1)).await;
+        assert_eq!(
+            (role(&core), leader_gauge(&core)),
+            ("leader".into(), "1".into())
+        );
+        // ...and past them, resumed, its first answers say standby, before
+        // the core has taken another turn.
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(
+            (role(&core), leader_gauge(&core)),
+            ("standby".into(), "0".into())
+        );
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert_eq!(
+            (role(&core), leader_gauge(&core)),
+            ("standby".into(), "0".into())
+        );
+
+        // Once its loop runs it stands down, and stays a standby.
+        let now = clock.now();
+        core.turn(&now);
+        assert!(!core.is_leader(now.mono));
+        assert_eq!(
+            (role(&core), leader_gauge(&core)),
+            ("standby".into(), "0".into())
+        );
+    }
+}
