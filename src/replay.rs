@@ -512,7 +512,7 @@ impl Driver {
                 result: tracker::look(cf, &target, &known, MAX_LIST_ITEMS).await,
                 // Nothing but the replay creates invalidations: a scan
                 // finds nothing it has not counted.
-                scan: scan.map(|_| Ok(Vec::new())),
+                scan: scan.map(|_| Ok(Default::default())),
                 alias,
             },
             Command::LoadLedger { epoch } => Input::LedgerLoaded {

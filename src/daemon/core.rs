@@ -29,7 +29,7 @@ use crate::source::driver::{QueueHealth, SourceEvent};
 use crate::source::queue::{QueueDepth, QueueError};
 use crate::status::BudgetStatus;
 use crate::submitter::{Batch, RateLimit, Situation, Step, SubmitSettings, Submitter};
-use crate::tracker::external::Found;
+use crate::tracker::external::{Resume, Scanned};
 use crate::tracker::{self, Checks, InflightView, Known, Looked};
 
 use super::catalogs::{Built, Catalogs, Job};
@@ -94,7 +94,7 @@ pub enum Input {
     Looked {
         alias: String,
         result: Result<Looked, InvalidatorError>,
-        scan: Option<Result<Vec<Found>, InvalidatorError>>,
+        scan: Option<Result<Scanned, InvalidatorError>>,
     },
     /// The store's answer to [`Command::LoadLedger`].
     LedgerLoaded {
@@ -178,12 +178,13 @@ pub enum Command {
     Depth,
 }
 
-/// What a budget scan needs: the ids already looked at and where the month
-/// starts.
+/// What a budget scan needs: the ids already looked at, where the month
+/// starts, and where the distribution's last scan was cut, if it was.
 #[derive(Clone, Debug)]
 pub struct ScanBasis {
     pub seen: HashSet<String>,
     pub month_start: std::time::SystemTime,
+    pub resume: Option<Resume>,
 }
 
 /// What the source shows of itself, read by the runner for the status.
@@ -334,6 +335,9 @@ pub struct Core {
     /// Before the gate opens: the distributions whose look (and budget
     /// scan, when one is wanted) went through in this term's rounds.
     looked_ok: HashSet<String>,
+    /// Per distribution whose last scan was cut short, where the next one
+    /// goes on from.
+    scan_resume: HashMap<String, Resume>,
     awaiting: Vec<Awaiting>,
     /// Shutting down: the lease is renewed, never taken.
     draining: bool,
@@ -399,6 +403,7 @@ impl Core {
             polling: HashSet::new(),
             round: None,
             looked_ok: HashSet::new(),
+            scan_resume: HashMap::new(),
             awaiting: Vec::new(),
             draining: false,
             out: Vec::new(),
@@ -1000,7 +1005,11 @@ impl Core {
         let scan = if self.ledger.wants_scan() {
             self.ledger
                 .scan_basis()
-                .map(|(seen, month_start)| ScanBasis { seen, month_start })
+                .map(|(seen, month_start)| ScanBasis {
+                    seen,
+                    month_start,
+                    resume: None,
+                })
         } else {
             None
         };
@@ -1023,7 +1032,10 @@ impl Core {
                 alias: alias.clone(),
                 target: target.clone(),
                 known: self.view.known(alias),
-                scan: scan.clone(),
+                scan: scan.clone().map(|basis| ScanBasis {
+                    resume: self.scan_resume.get(alias.as_str()).cloned(),
+                    ..basis
+                }),
             });
         }
         if self.round.is_some_and(|r| r.left == 0) {
@@ -1035,7 +1047,7 @@ impl Core {
         &mut self,
         alias: &str,
         result: Result<Looked, InvalidatorError>,
-        scan: Option<Result<Vec<Found>, InvalidatorError>>,
+        scan: Option<Result<Scanned, InvalidatorError>>,
         now: &Now,
     ) {
         // A distribution CloudFront refuses (missing, access denied) has
@@ -1047,8 +1059,13 @@ impl Core {
                 InvalidatorError::NoSuchDistribution(_) | InvalidatorError::AccessDenied(_)
             )
         };
+        // A scan cut short has not looked at the whole month: what a crash
+        // left may be past where it stopped, so it counts as failed here,
+        // and the next goes on from there.
+        let cut = matches!(&scan, Some(Ok(s)) if s.resume.is_some());
         let failed = result.as_ref().err().is_some_and(unknown)
-            || matches!(&scan, Some(Err(e)) if unknown(e));
+            || matches!(&scan, Some(Err(e)) if unknown(e))
+            || cut;
         if failed && let Some(round) = &mut self.round {
             round.failed = true;
         }
@@ -1067,7 +1084,16 @@ impl Core {
             }
         }
         match scan {
-            Some(Ok(found)) => {
+            Some(Ok(Scanned { found, resume })) => {
+                match resume {
+                    Some(resume) => {
+                        tracing::info!(distribution = %alias, found = found.len(), "listing this month's invalidations was cut short; the next scan goes on from there");
+                        self.scan_resume.insert(alias.to_owned(), resume);
+                    }
+                    None => {
+                        self.scan_resume.remove(alias);
+                    }
+                }
                 let recovered = self.ledger.take_scan(alias, found, now);
                 if !recovered.is_empty() {
                     self.recovered.extend(recovered);

@@ -26,8 +26,13 @@ use crate::source::queue::Queue;
 use crate::tracker::{self, external};
 
 /// At most this many ListInvalidations pages per budget scan (100
-/// invalidations each); the rest waits for the next scan.
+/// invalidations each); the next scan goes on where it stopped.
 const SCAN_PAGES: usize = 50;
+
+/// A budget scan starts no GetInvalidation after this long, so that it
+/// reports what it found well within [`CALL_LIMIT`]; the next scan goes on
+/// where it stopped.
+const SCAN_TIME: Duration = Duration::from_secs(20);
 
 /// Distributions polled at the same time, at most.
 pub const POLLS_AT_ONCE: usize = 8;
@@ -239,6 +244,10 @@ impl<Q: Queue, I: Invalidator> Effects<Q, I> {
                                     basis.month_start,
                                     |id| basis.seen.contains(id),
                                     SCAN_PAGES,
+                                    basis.resume.as_ref(),
+                                    // Cut in time to report what it found:
+                                    // the next scan goes on from there.
+                                    Instant::now() + SCAN_TIME,
                                 ),
                             )
                             .await,

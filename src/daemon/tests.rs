@@ -1050,3 +1050,349 @@ mode = "simulate"
         );
     }
 }
+
+/// The start-up gate, the core driven by hand: nothing is submitted
+/// before this term's rounds have looked everywhere for what a crash left,
+/// whatever fails, stops or is cut short on the way.
+mod gate {
+    use std::time::{Duration, SystemTime};
+
+    use crate::budget::{AnyStore, Budget, LedgerError, LedgerState, LedgerStore, MemoryStore};
+    use crate::clock::{Clock, Now};
+    use crate::cloudfront::invalidator::{Invalidator, InvalidatorError, MAX_LIST_ITEMS};
+    use crate::cloudfront::simulate::SimulatedCloudFront;
+    use crate::config::Config;
+    use crate::daemon::core::{Command, Core, Input, Mode};
+    use crate::path::CfPath;
+    use crate::pipeline::Effect;
+    use crate::source::driver::{Body, SourceEvent};
+    use crate::tracker::{self, external};
+
+    const CONFIG: &str = r#"
+[source]
+kind = "local"
+[distributions.www]
+id = "EWWW"
+[distributions.img]
+id = "EIMG"
+[batching]
+quiet_seconds = 1
+max_delay_seconds = 1
+[cloudfront]
+mode = "simulate"
+"#;
+
+    /// The crashed process's batch: reserved, created, never committed.
+    const CRASHED: &str = "cfpurge-www-1700000000000-1-00000000000000aa";
+
+    /// The core and a simulated world that answers its commands.
+    struct World {
+        core: Core,
+        clock: Clock,
+        cf: SimulatedCloudFront,
+        ledger: Option<LedgerState>,
+        /// What the next ledger reads answer, first to last; then the
+        /// ledger as written.
+        loads: Vec<Result<(), LedgerError>>,
+        /// What the next scans of `www` answer, first to last: a failure,
+        /// or the pages they may list; then as many pages as they need.
+        scans: Vec<Result<usize, InvalidatorError>>,
+        /// Every Reconcile asked for: its distribution and whether its scan
+        /// goes on from a cut one.
+        reconciles: Vec<(String, bool)>,
+        /// The paths of every CreateInvalidation asked for.
+        creates: Vec<Vec<String>>,
+        deleted: Vec<String>,
+    }
+
+    impl World {
+        /// A world after a crash: the crashed batch (`/a.html`) was
+        /// reserved and created, then another tool created `others`
+        /// invalidations on www, newer than it; its message comes back
+        /// (`m-a`), with another one no batch covered (`m-c`, `/c.html`).
+        async fn after_a_crash(others: usize) -> World {
+            let config =
+                Config::from_parts(Some(CONFIG), "test", std::iter::empty()).expect("config");
+            let cf =
+                SimulatedCloudFront::new(["EWWW".into(), "EIMG".into()], Duration::from_secs(30));
+            let store = MemoryStore::new();
+            let mut budget = Budget::open(
+                AnyStore::Memory(store.clone()),
+                config.budget.clone(),
+                SystemTime::now(),
+            )
+            .expect("ledger");
+            budget
+                .reserve(CRASHED, "www", 1, SystemTime::now())
+                .expect("reserve");
+            drop(budget);
+            cf.create("EWWW", CRASHED, &[CfPath::parse("/a.html").unwrap()])
+                .await
+                .expect("create");
+            for i in 0..others {
+                tokio::time::advance(Duration::from_millis(10)).await;
+                cf.create(
+                    "EWWW",
+                    &format!("deploy-tool-{i}"),
+                    &[CfPath::parse(&format!("/other/{i}")).unwrap()],
+                )
+                .await
+                .expect("create");
+            }
+            let clock = Clock::new();
+            let core = Core::new(&config, clock, "2".into(), Mode::Live);
+            let mut world = World {
+                core,
+                clock,
+                cf,
+                ledger: store.load().expect("load"),
+                loads: Vec::new(),
+                scans: Vec::new(),
+                reconciles: Vec::new(),
+                creates: Vec::new(),
+                deleted: Vec::new(),
+            };
+            let now = world.clock.now();
+            for (id, path) in [("m-a", "/a.html"), ("m-c", "/c.html")] {
+                world.core.handle(
+                    Input::Event(SourceEvent::Received {
+                        id: id.into(),
+                        body: Body::new(format!(r#"{{"distribution":"www","paths":["{path}"]}}"#)),
+                        received_at: now.instant,
+                        first_received_at: None,
+                    }),
+                    &now,
+                );
+            }
+            world
+        }
+
+        /// The reservation the crash left, as last written: still open.
+        fn crashed_open(&self) -> bool {
+            self.ledger
+                .as_ref()
+                .is_some_and(|l| l.reservations.contains_key(CRASHED))
+        }
+
+        /// `seconds` go by; the core's commands, and those they lead to,
+        /// are answered at once (`answer` false: taken and left unanswered).
+        async fn run(&mut self, seconds: u64, answer: bool) -> Vec<Command> {
+            let mut unanswered = Vec::new();
+            for _ in 0..seconds * 10 {
+                tokio::time::advance(Duration::from_millis(100)).await;
+                let now = self.clock.now();
+                self.core.turn(&now);
+                loop {
+                    let commands = self.core.take_commands();
+                    if commands.is_empty() {
+                        break;
+                    }
+                    for command in commands {
+                        match self.carry_out(command, &now, answer).await {
+                            Ok(Some(input)) => self.core.handle(input, &now),
+                            Ok(None) => {}
+                            Err(command) => unanswered.push(command),
+                        }
+                    }
+                }
+            }
+            unanswered
+        }
+
+        async fn carry_out(
+            &mut self,
+            command: Command,
+            now: &Now,
+            answer: bool,
+        ) -> Result<Option<Input>, Command> {
+            let cf = self.cf.clone();
+            Ok(Some(match command {
+                Command::Create {
+                    alias,
+                    target,
+                    batch,
+                    ..
+                } => {
+                    self.creates
+                        .push(batch.paths.iter().map(|p| p.to_string()).collect());
+                    let result = cf.create(&target, &batch.reference, &batch.paths).await;
+                    Input::Created {
+                        alias,
+                        batch,
+                        result,
+                    }
+                }
+                Command::Poll { alias, target, ids } => Input::Checked {
+                    checks: tracker::check(&cf, &target, ids).await,
+                    alias,
+                },
+                Command::Reconcile {
+                    alias,
+                    target,
+                    known,
+                    scan,
+                } => {
+                    self.reconciles.push((
+                        alias.clone(),
+                        scan.as_ref().is_some_and(|s| s.resume.is_some()),
+                    ));
+                    if !answer {
+                        return Err(Command::Reconcile {
+                            alias,
+                            target,
+                            known,
+                            scan,
+                        });
+                    }
+                    let pages = if alias == "www" && !self.scans.is_empty() {
+                        self.scans.remove(0)
+                    } else {
+                        Ok(usize::MAX)
+                    };
+                    let scan = match (scan, pages) {
+                        (None, _) => None,
+                        (Some(_), Err(e)) => Some(Err(e)),
+                        (Some(basis), Ok(pages)) => Some(
+                            external::scan(
+                                &cf,
+                                &target,
+                                basis.month_start,
+                                |id| basis.seen.contains(id),
+                                pages,
+                                basis.resume.as_ref(),
+                                tokio::time::Instant::now() + Duration::from_secs(3600),
+                            )
+                            .await,
+                        ),
+                    };
+                    Input::Looked {
+                        result: tracker::look(&cf, &target, &known, MAX_LIST_ITEMS).await,
+                        scan,
+                        alias,
+                    }
+                }
+                Command::LoadLedger { epoch } => {
+                    let result = match self.loads.is_empty() {
+                        true => Ok(self.ledger.clone()),
+                        false => self.loads.remove(0).map(|()| self.ledger.clone()),
+                    };
+                    Input::LedgerLoaded { epoch, result }
+                }
+                Command::SaveLedger {
+                    epoch, seq, state, ..
+                } => {
+                    self.ledger = Some(state);
+                    Input::LedgerSaved {
+                        epoch,
+                        seq,
+                        result: Ok(()),
+                    }
+                }
+                Command::Queue(Effect::Delete(ids)) => {
+                    self.deleted.extend(ids.iter().map(|id| id.to_string()));
+                    Input::Deleted(ids.len())
+                }
+                _ => {
+                    let _ = now;
+                    return Ok(None);
+                }
+            }))
+        }
+
+        /// The outcome every case must end in: the redelivered message of
+        /// the crashed batch is covered by it, not paid for again; the
+        /// other one is paid for once; both deleted.
+        fn assert_recovered(&self) {
+            assert_eq!(
+                self.creates,
+                vec![vec!["/c.html".to_owned()]],
+                "only what the crashed batch did not cover is paid for"
+            );
+            let mut deleted = self.deleted.clone();
+            deleted.sort();
+            assert_eq!(deleted, ["m-a", "m-c"]);
+            assert!(!self.crashed_open(), "the crashed reservation is confirmed");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_scan_cut_short_keeps_the_gate_closed_and_the_next_goes_on_from_there() {
+        // The crashed batch lies past the first page of www's listing.
+        let mut world = World::after_a_crash(120).await;
+        world.scans = vec![Ok(1)];
+        world.run(1, true).await;
+        assert!(world.creates.is_empty(), "{:?}", world.creates);
+        assert!(world.crashed_open());
+        assert_eq!(
+            world.reconciles,
+            [("img".to_owned(), false), ("www".to_owned(), false)]
+        );
+        // Only www is looked at again, from where its scan stopped.
+        world.run(5, true).await;
+        assert_eq!(world.reconciles[2], ("www".to_owned(), true));
+        world.assert_recovered();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_scan_keeps_the_gate_closed_until_one_goes_through() {
+        let mut world = World::after_a_crash(0).await;
+        world.scans = vec![
+            Err(InvalidatorError::Timeout("no answer in time".into())),
+            Err(InvalidatorError::Throttled("Rate exceeded".into())),
+        ];
+        world.run(3, true).await;
+        assert!(world.creates.is_empty(), "{:?}", world.creates);
+        assert!(world.crashed_open());
+        world.run(5, true).await;
+        assert_eq!(
+            world.reconciles.iter().filter(|(a, _)| a == "img").count(),
+            1,
+            "a distribution looked at is not asked again before the gate opens"
+        );
+        world.assert_recovered();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_round_and_no_batch_while_the_ledger_is_not_open() {
+        let mut world = World::after_a_crash(0).await;
+        world.loads = vec![Err(LedgerError::Store("the disk is gone".into()))];
+        world.run(3, true).await;
+        assert!(world.reconciles.is_empty(), "{:?}", world.reconciles);
+        assert!(world.creates.is_empty(), "{:?}", world.creates);
+        world.run(30, true).await;
+        world.assert_recovered();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_shutdown_before_the_first_round_submits_nothing_until_it_is_over() {
+        let mut world = World::after_a_crash(0).await;
+        // The first round is asked for and not answered yet when SIGTERM
+        // comes: draining makes every batch due at once.
+        let asked = world.run(1, false).await;
+        assert_eq!(asked.len(), 2, "{asked:?}");
+        world.core.begin_drain();
+        let now = world.clock.now();
+        world.core.turn(&now);
+        assert!(
+            !world
+                .core
+                .take_commands()
+                .iter()
+                .any(|c| matches!(c, Command::Create { .. })),
+            "nothing goes out before the round is over"
+        );
+        // The round's answers come within the grace period: it opens the
+        // gate, and the drain covers both messages, the crashed one by
+        // the invalidation found.
+        for command in asked {
+            let input = world
+                .carry_out(command, &now, true)
+                .await
+                .expect("answered");
+            world.core.handle(input.expect("an answer"), &now);
+        }
+        world.run(3, true).await;
+        world.assert_recovered();
+        assert!(world.core.is_drained());
+    }
+}

@@ -11,6 +11,8 @@
 
 use std::time::SystemTime;
 
+use tokio::time::Instant;
+
 use crate::cloudfront::invalidator::{Invalidator, InvalidatorError, MAX_LIST_ITEMS, Target};
 
 use super::is_ours;
@@ -32,53 +34,95 @@ pub struct Found {
     pub items: Vec<crate::path::CfPath>,
 }
 
-/// Lists `target`'s invalidations (a tenant's through the tenant calls) created at or after
-/// `month_start`, newest first, and fetches those `seen` does not know.
-/// Stops at the first page that holds an invalidation older than the month
-/// or holds only seen ones (newer ones were seen first, so older ones
-/// were too), or after `max_pages` pages (the rest waits for the next scan).
+/// Where a scan cut short goes on from: the marker of the first page it
+/// had not finished (`None`: the newest page). From there the next scan
+/// lists on to the start of the month, whatever it has seen.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Resume {
+    pub marker: Option<String>,
+}
+
+/// What a scan found, and whether it got to the end.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Scanned {
+    pub found: Vec<Found>,
+    /// Set when the scan was cut short (its pages or its time ran out)
+    /// before it reached the start of the month: the invalidations past
+    /// this point were not looked at, and a scan that starts again from
+    /// the newest would stop before them, at a page it has seen.
+    pub resume: Option<Resume>,
+}
+
+/// Lists `target`'s invalidations (a tenant's through the tenant calls)
+/// created at or after `month_start`, newest first, and fetches those
+/// `seen` does not know, page by page.
+///
+/// From the newest page (`from` is `None`) it stops at the first page
+/// that holds an invalidation older than the month or holds only seen
+/// ones (newer ones were seen first, so older ones were too). Going on
+/// from where an earlier scan was cut (`from`), it stops only at the
+/// month's start: the seen pages there tell nothing of what follows.
+///
+/// It lists at most `max_pages` pages and starts no fetch after `until`;
+/// cut so, it returns what it found with where to go on from.
 pub async fn scan<I: Invalidator>(
     invalidator: &I,
     target: &Target,
     month_start: SystemTime,
     seen: impl Fn(&str) -> bool,
     max_pages: usize,
-) -> Result<Vec<Found>, InvalidatorError> {
-    let mut fresh = Vec::new();
-    let mut marker: Option<String> = None;
+    from: Option<&Resume>,
+    until: Instant,
+) -> Result<Scanned, InvalidatorError> {
+    let going_on = from.is_some();
+    let mut marker = from.and_then(|r| r.marker.clone());
+    let mut found = Vec::new();
     for _ in 0..max_pages {
         let (items, next) = invalidator
             .list(target, marker.as_deref(), MAX_LIST_ITEMS)
             .await?;
-        let mut stop = items.iter().all(|s| seen(&s.id));
+        let mut stop = !going_on && items.iter().all(|s| seen(&s.id));
         for summary in items {
             if summary.created_at < month_start {
                 stop = true;
                 continue;
             }
-            if !seen(&summary.id) {
-                fresh.push(summary.id);
+            if seen(&summary.id) || found.iter().any(|f: &Found| f.id == summary.id) {
+                continue;
             }
+            if Instant::now() >= until {
+                // Out of time within this page: the next scan lists it
+                // again and skips what was found here, as seen by then.
+                return Ok(Scanned {
+                    found,
+                    resume: Some(Resume { marker }),
+                });
+            }
+            let got = invalidator.get(target, &summary.id).await?;
+            let ours = is_ours(&got.caller_reference);
+            found.push(Found {
+                id: got.id,
+                paths: got.paths.len() as u64,
+                created_at: got.created_at,
+                ours,
+                caller_reference: got.caller_reference,
+                items: if ours { got.paths } else { Vec::new() },
+            });
         }
         match next {
             Some(next) if !stop => marker = Some(next),
-            _ => break,
+            _ => {
+                return Ok(Scanned {
+                    found,
+                    resume: None,
+                });
+            }
         }
     }
-    let mut found = Vec::with_capacity(fresh.len());
-    for id in fresh {
-        let got = invalidator.get(target, &id).await?;
-        let ours = is_ours(&got.caller_reference);
-        found.push(Found {
-            id: got.id,
-            paths: got.paths.len() as u64,
-            created_at: got.created_at,
-            ours,
-            caller_reference: got.caller_reference,
-            items: if ours { got.paths } else { Vec::new() },
-        });
-    }
-    Ok(found)
+    Ok(Scanned {
+        found,
+        resume: Some(Resume { marker }),
+    })
 }
 
 #[cfg(test)]
@@ -96,6 +140,157 @@ mod tests {
         v.iter().map(|p| CfPath::parse(p).expect("path")).collect()
     }
 
+    /// A time limit no scan here reaches.
+    fn later() -> Instant {
+        Instant::now() + Duration::from_secs(3600)
+    }
+
+    /// `n` invalidations by another tool, one path each.
+    async fn others(cf: &SimulatedCloudFront, n: usize) {
+        for i in 0..n {
+            cf.create(
+                DIST,
+                &format!("deploy-tool-{i}"),
+                &paths(&[&format!("/p{i}")]),
+            )
+            .await
+            .expect("create");
+        }
+    }
+
+    /// Scans as the daemon does round after round: what one scan found is
+    /// seen by the next, which goes on from where the last was cut.
+    /// Returns what each scan found.
+    async fn rounds<I: Invalidator>(cf: &I, max_pages: usize, time: Duration) -> Vec<usize> {
+        let mut seen = HashSet::new();
+        let mut resume = None;
+        let mut counts = Vec::new();
+        loop {
+            let until = Instant::now() + time;
+            let scanned = scan(
+                cf,
+                &DIST.into(),
+                SystemTime::UNIX_EPOCH,
+                |id| seen.contains(id),
+                max_pages,
+                resume.as_ref(),
+                until,
+            )
+            .await
+            .expect("scan");
+            for f in &scanned.found {
+                assert!(seen.insert(f.id.clone()), "{} found twice", f.id);
+            }
+            counts.push(scanned.found.len());
+            resume = scanned.resume;
+            if resume.is_none() || counts.len() > 20 {
+                return counts;
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_scan_cut_by_its_pages_goes_on_where_it_stopped() {
+        let cf = SimulatedCloudFront::new([DIST.to_owned()], Duration::from_secs(1));
+        others(&cf, 250).await;
+        // One page a scan: the first sees the newest 100; starting again
+        // from the newest page would stop there (all seen) and never see
+        // the 150 older ones.
+        let first = scan(
+            &cf,
+            &DIST.into(),
+            SystemTime::UNIX_EPOCH,
+            |_| false,
+            1,
+            None,
+            later(),
+        )
+        .await
+        .expect("scan");
+        assert_eq!(first.found.len(), 100);
+        let seen: HashSet<String> = first.found.iter().map(|f| f.id.clone()).collect();
+        let resume = first.resume.expect("cut after one page");
+        let again = scan(
+            &cf,
+            &DIST.into(),
+            SystemTime::UNIX_EPOCH,
+            |id| seen.contains(id),
+            1,
+            None,
+            later(),
+        )
+        .await
+        .expect("scan");
+        assert_eq!((again.found.len(), again.resume), (0, None));
+        let on = scan(
+            &cf,
+            &DIST.into(),
+            SystemTime::UNIX_EPOCH,
+            |id| seen.contains(id),
+            1,
+            Some(&resume),
+            later(),
+        )
+        .await
+        .expect("scan");
+        assert_eq!(on.found.len(), 100);
+        assert!(on.resume.is_some());
+        // Round after round, every one of them once, and then done.
+        assert_eq!(
+            rounds(&cf, 1, Duration::from_secs(3600)).await,
+            [100, 100, 50]
+        );
+    }
+
+    /// The simulated CloudFront, a second per GetInvalidation.
+    #[derive(Clone, Debug)]
+    struct SlowGets(SimulatedCloudFront);
+
+    impl Invalidator for SlowGets {
+        async fn create(
+            &self,
+            target: impl Into<Target> + Send,
+            caller_reference: &str,
+            paths: &[CfPath],
+        ) -> Result<crate::cloudfront::invalidator::Invalidation, InvalidatorError> {
+            self.0.create(target, caller_reference, paths).await
+        }
+        async fn get(
+            &self,
+            target: impl Into<Target> + Send,
+            id: &str,
+        ) -> Result<crate::cloudfront::invalidator::Invalidation, InvalidatorError> {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            self.0.get(target, id).await
+        }
+        async fn list(
+            &self,
+            target: impl Into<Target> + Send,
+            marker: Option<&str>,
+            max_items: i32,
+        ) -> Result<
+            (
+                Vec<crate::cloudfront::invalidator::InvalidationSummary>,
+                Option<String>,
+            ),
+            InvalidatorError,
+        > {
+            self.0.list(target, marker, max_items).await
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_scan_cut_by_its_time_within_a_page_goes_on_from_that_page() {
+        let cf = SimulatedCloudFront::new([DIST.to_owned()], Duration::from_secs(1));
+        others(&cf, 150).await;
+        // 40 fetches fit in a scan's time: the first page is cut twice,
+        // each time gone on with from its start.
+        assert_eq!(
+            rounds(&SlowGets(cf), 50, Duration::from_secs(40)).await,
+            [40, 40, 40, 30]
+        );
+    }
+
     #[tokio::test(start_paused = true)]
     async fn finds_each_new_invalidation_once_and_tells_ours_from_others() {
         let cf = SimulatedCloudFront::new([DIST.to_owned()], Duration::from_secs(1));
@@ -106,9 +301,10 @@ mod tests {
             .await
             .expect("create");
         let month_start = SystemTime::UNIX_EPOCH;
-        let found = scan(&cf, &DIST.into(), month_start, |_| false, 10)
+        let found = scan(&cf, &DIST.into(), month_start, |_| false, 10, None, later())
             .await
-            .expect("scan");
+            .expect("scan")
+            .found;
         assert_eq!(found.len(), 2);
         let other = found.iter().find(|f| !f.ours).expect("another tool's");
         assert_eq!(other.paths, 2);
@@ -116,16 +312,33 @@ mod tests {
 
         // Seen ones are not fetched again.
         let seen: HashSet<String> = found.iter().map(|f| f.id.clone()).collect();
-        let again = scan(&cf, &DIST.into(), month_start, |id| seen.contains(id), 10)
-            .await
-            .expect("scan");
-        assert!(again.is_empty());
+        let again = scan(
+            &cf,
+            &DIST.into(),
+            month_start,
+            |id| seen.contains(id),
+            10,
+            None,
+            later(),
+        )
+        .await
+        .expect("scan");
+        assert!(again.found.is_empty() && again.resume.is_none());
         cf.create(DIST, "deploy-tool-2", &paths(&["/d"]))
             .await
             .expect("create");
-        let newer = scan(&cf, &DIST.into(), month_start, |id| seen.contains(id), 10)
-            .await
-            .expect("scan");
+        let newer = scan(
+            &cf,
+            &DIST.into(),
+            month_start,
+            |id| seen.contains(id),
+            10,
+            None,
+            later(),
+        )
+        .await
+        .expect("scan")
+        .found;
         assert_eq!(newer.len(), 1);
         assert!(!newer[0].ours);
     }
@@ -136,10 +349,10 @@ mod tests {
         cf.create(DIST, "deploy-tool-1", &paths(&["/a"]))
             .await
             .expect("create");
-        let later = SystemTime::now() + Duration::from_secs(3600);
-        let found = scan(&cf, &DIST.into(), later, |_| false, 10)
+        let month_start = SystemTime::now() + Duration::from_secs(3600);
+        let found = scan(&cf, &DIST.into(), month_start, |_| false, 10, None, later())
             .await
             .expect("scan");
-        assert!(found.is_empty());
+        assert_eq!(found, Scanned::default());
     }
 }
