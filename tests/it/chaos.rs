@@ -7,6 +7,12 @@
 //! invalidation created after its request was sent, the queue and the
 //! dead-letter queue are empty, and the ledger counts at least what
 //! CloudFront created and at most the batches a kill left unconfirmed.
+//! Per request, no path is paid for twice: a second invalidation covering
+//! it is made for another request, or after its message was received
+//! again (a kill or an outage before its delete), never for nothing. The
+//! ledger's bounds move with what CloudFront bills, so they cannot see
+//! that; the moments each message was received, read by a proxy in front
+//! of SQS, can.
 //!
 //! The short form runs in the suite; the long form, with more kills and the
 //! whole trace's first 1,500 requests:
@@ -30,12 +36,75 @@ use tokio::time::Instant;
 use crate::replay::load_trace;
 use crate::support::fake_cloudfront::{FakeCloudFront, Fault};
 use crate::support::moto::{Moto, free_port};
-use crate::support::proxy::Proxy;
+use crate::support::proxy::{CountingProxy, Proxy};
 
 const DIST: &str = "E2ABCDEF123456";
 
-/// A request's paths and when it was sent.
-type Sent = (Vec<String>, Instant);
+/// A request's message id, its paths and when it was sent.
+type Sent = (String, Vec<String>, Instant);
+
+/// A request as the per-request check sees it.
+struct Request {
+    id: String,
+    paths: Vec<CfPath>,
+    /// Each time the daemon received its message, in order.
+    receives: Vec<Instant>,
+}
+
+impl Request {
+    /// Whether the item `q` of an invalidation created at `at` was paid
+    /// (also) for this request: it covers one of its paths that nothing
+    /// covered since the message was last received before `at`.
+    fn needs(&self, at: Instant, q: &CfPath, created: &[(Instant, Vec<CfPath>)]) -> bool {
+        let Some(&received) = self.receives.iter().rev().find(|t| **t < at) else {
+            return false;
+        };
+        self.paths.iter().any(|p| {
+            q.covers(p)
+                && !created.iter().any(|(other, items)| {
+                    *other > received && *other < at && items.iter().any(|i| i.covers(p))
+                })
+        })
+    }
+}
+
+/// Every path paid for twice for one request: a second invalidation that
+/// covers it with items no other request needed, made before its message
+/// was received again.
+fn paid_twice(requests: &[Request], created: &[(Instant, Vec<CfPath>)]) -> Vec<String> {
+    let mut twice = Vec::new();
+    for r in requests {
+        let Some(&first) = r.receives.first() else {
+            continue;
+        };
+        for p in &r.paths {
+            let mut covering: Vec<&(Instant, Vec<CfPath>)> = created
+                .iter()
+                .filter(|(at, inv)| *at > first && inv.iter().any(|q| q.covers(p)))
+                .collect();
+            covering.sort_by_key(|(at, _)| *at);
+            for pair in covering.windows(2) {
+                let (before, (at, inv)) = (pair[0].0, pair[1]);
+                let again = r.receives.iter().any(|t| *t > before && t < at);
+                // Covered on the way by an item bought for another request:
+                // nothing was paid for this one.
+                let for_another = inv.iter().filter(|q| q.covers(p)).any(|q| {
+                    requests
+                        .iter()
+                        .any(|o| o.id != r.id && o.needs(*at, q, created))
+                });
+                if !again && !for_another {
+                    twice.push(format!(
+                        "{p} of message {}: covered again {:?} after its first invalidation, by {inv:?}",
+                        r.id,
+                        at.duration_since(before)
+                    ));
+                }
+            }
+        }
+    }
+    twice
+}
 
 struct Plan {
     requests: usize,
@@ -156,7 +225,10 @@ listen = "127.0.0.1:{port}"
 
 async fn chaos(plan: Plan) {
     let moto = Moto::start_new();
-    let proxy = Proxy::start(moto.port()).await;
+    // cfpurge → the proxy that is cut → the one that reads what SQS
+    // hands out → moto.
+    let counting = CountingProxy::start(moto.port()).await;
+    let proxy = Proxy::start(counting.port()).await;
     let fake = FakeCloudFront::start(Duration::from_secs(3)).await;
     fake.add_distribution(DIST);
     fake.faults().seed(plan.seed);
@@ -185,8 +257,8 @@ async fn chaos(plan: Plan) {
                 tokio::time::sleep_until(at).await;
                 let body = serde_json::json!({ "paths": r.paths }).to_string();
                 let when = Instant::now();
-                queue.send(&body).await.expect("send");
-                sent.lock().await.push((r.paths, when));
+                let id = queue.send(&body).await.expect("send");
+                sent.lock().await.push((id, r.paths, when));
             }
         })
     };
@@ -246,7 +318,7 @@ async fn chaos(plan: Plan) {
     let sent = sent.lock().await;
     let mut lost = 0;
     let mut paths_requested = 0;
-    for (paths, when) in sent.iter() {
+    for (_, paths, when) in sent.iter() {
         for p in paths {
             paths_requested += 1;
             let p = CfPath::parse(p).expect("trace path");
@@ -256,6 +328,25 @@ async fn chaos(plan: Plan) {
             lost += usize::from(!covered);
         }
     }
+    // Per request: paid for once, but for a redelivery.
+    let mut receives: std::collections::HashMap<String, Vec<Instant>> = Default::default();
+    for (at, id) in counting.received() {
+        receives.entry(id).or_default().push(at);
+    }
+    let requests: Vec<Request> = sent
+        .iter()
+        .map(|(id, paths, _)| Request {
+            id: id.clone(),
+            paths: paths
+                .iter()
+                .map(|p| CfPath::parse(p).expect("trace path"))
+                .collect(),
+            receives: receives.get(id).cloned().unwrap_or_default(),
+        })
+        .collect();
+    let unseen = requests.iter().filter(|r| r.receives.is_empty()).count();
+    let redelivered = requests.iter().filter(|r| r.receives.len() > 1).count();
+    let twice = paid_twice(&requests, &created);
     let dead = SqsQueue::new(moto.sqs_client(), dlq, None);
     let dead_letters = dead.depth().await.expect("dlq depth");
 
@@ -275,14 +366,23 @@ async fn chaos(plan: Plan) {
     println!(
         "chaos: kills {}, SQS outages {outages}, CloudFront fault phases {fault_phases} \
          ({faults} faulty answers), messages {}, paths {paths_requested}, invalidations {}, \
-         billed {billed}, ledger {} (+{leftover} left reserved by kills), lost {lost}",
+         billed {billed}, ledger {} (+{leftover} left reserved by kills), lost {lost}, \
+         messages received more than once {redelivered}, paths paid twice {}",
         plan.kills,
         sent.len(),
         invalidations.len(),
         state.spent + state.external,
+        twice.len(),
     );
     assert_eq!(sent.len(), plan.requests);
     assert_eq!(lost, 0, "requested paths never covered");
+    assert_eq!(unseen, 0, "messages the proxy never saw received");
+    assert!(
+        twice.is_empty(),
+        "{} paths paid twice for one request, among them:\n{}",
+        twice.len(),
+        twice[..twice.len().min(5)].join("\n")
+    );
     assert_eq!(dead_letters, Default::default(), "nothing was rejected");
     assert!(
         state.spent >= billed,
@@ -327,4 +427,34 @@ async fn chaos_long_kills_outages_and_faults_lose_nothing() {
         seed: 29,
     })
     .await;
+}
+
+#[test]
+fn paying_twice_is_told_from_another_request_and_from_a_redelivery() {
+    let t0 = Instant::now();
+    let at = |s: u64| t0 + Duration::from_secs(s);
+    let paths =
+        |v: &[&str]| -> Vec<CfPath> { v.iter().map(|p| CfPath::parse(p).unwrap()).collect() };
+    let request = |id: &str, p: &[&str], receives: &[u64]| Request {
+        id: id.into(),
+        paths: paths(p),
+        receives: receives.iter().map(|s| at(*s)).collect(),
+    };
+    // /a paid at 2, and again at 5 for nothing.
+    let created = vec![(at(2), paths(&["/a"])), (at(5), paths(&["/a"]))];
+    let twice = paid_twice(&[request("m1", &["/a"], &[1])], &created);
+    assert_eq!(twice.len(), 1, "{twice:?}");
+    // The same, the message received again at 4 (a kill before its
+    // delete): not twice.
+    assert!(paid_twice(&[request("m1", &["/a"], &[1, 4])], &created).is_empty());
+    // The same path asked again by another request at 3: not twice.
+    let two = [request("m1", &["/a"], &[1]), request("m2", &["/a"], &[3])];
+    assert!(paid_twice(&two, &created).is_empty());
+    // A wildcard for another request's path covers /a again: not twice;
+    // unless that request had been served already.
+    let created = vec![(at(2), paths(&["/a", "/b"])), (at(5), paths(&["/*"]))];
+    let served = [request("m1", &["/a"], &[1]), request("m2", &["/b"], &[1])];
+    assert_eq!(paid_twice(&served, &created).len(), 2);
+    let waiting = [request("m1", &["/a"], &[1]), request("m3", &["/c"], &[3])];
+    assert!(paid_twice(&waiting, &created).is_empty());
 }

@@ -97,8 +97,9 @@ pub struct Seen {
 
 /// An HTTP/1.1 proxy on loopback for AWS JSON calls: it records every
 /// call going through it (for counting a client's DynamoDB calls by
-/// operation and item) and, made with [`CountingProxy::serial`], lets one
-/// call at a time through to the server behind it.
+/// operation and item), and the id of every SQS message its answers to
+/// ReceiveMessage hand out; made with [`CountingProxy::serial`], it lets
+/// one call at a time through to the server behind it.
 ///
 /// One at a time because moto 5.2.5 evaluates a conditional write and
 /// applies it without a lock: two concurrent `UpdateItem`s whose condition
@@ -108,7 +109,15 @@ pub struct Seen {
 pub struct CountingProxy {
     addr: SocketAddr,
     seen: Arc<Mutex<Vec<(std::time::Instant, Seen)>>>,
+    received: Arc<Mutex<Vec<(tokio::time::Instant, String)>>>,
     accept: JoinHandle<()>,
+}
+
+/// What a [`CountingProxy`] records.
+#[derive(Clone, Default)]
+struct Records {
+    seen: Arc<Mutex<Vec<(std::time::Instant, Seen)>>>,
+    received: Arc<Mutex<Vec<(tokio::time::Instant, String)>>>,
 }
 
 impl CountingProxy {
@@ -131,8 +140,9 @@ impl CountingProxy {
             .expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("address");
         let target = SocketAddr::from((Ipv4Addr::LOCALHOST, target_port));
-        let seen: Arc<Mutex<Vec<(std::time::Instant, Seen)>>> = Arc::default();
-        let record = seen.clone();
+        let records = Records::default();
+        let (seen, received) = (records.seen.clone(), records.received.clone());
+        let record = records;
         let accept = tokio::spawn(async move {
             loop {
                 let Ok((inbound, _)) = listener.accept().await else {
@@ -147,7 +157,12 @@ impl CountingProxy {
                 });
             }
         });
-        CountingProxy { addr, seen, accept }
+        CountingProxy {
+            addr,
+            seen,
+            received,
+            accept,
+        }
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -163,6 +178,13 @@ impl CountingProxy {
     /// Every call seen so far, with when it was seen.
     pub fn seen(&self) -> Vec<(std::time::Instant, Seen)> {
         self.seen.lock().expect("seen").clone()
+    }
+
+    /// Every SQS message handed out by a ReceiveMessage answer so far: when
+    /// the answer went through, and the message's id. A message received
+    /// again is listed again.
+    pub fn received(&self) -> Vec<(tokio::time::Instant, String)> {
+        self.received.lock().expect("received").clone()
     }
 
     /// Calls seen from `from` until `to`, counted by operation and item.
@@ -192,7 +214,7 @@ impl Drop for CountingProxy {
 async fn exchange(
     mut inbound: TcpStream,
     mut outbound: TcpStream,
-    record: &Mutex<Vec<(std::time::Instant, Seen)>>,
+    record: &Records,
     gate: Option<&tokio::sync::Mutex<()>>,
 ) -> std::io::Result<()> {
     use tokio::io::AsyncWriteExt as _;
@@ -201,11 +223,13 @@ async fn exchange(
         let Some(request) = read_message(&mut inbound, &mut from_client).await? else {
             return Ok(());
         };
-        if let Some(seen) = name(&request) {
+        let seen = name(&request);
+        if let Some(seen) = &seen {
             record
+                .seen
                 .lock()
                 .expect("seen")
-                .push((std::time::Instant::now(), seen));
+                .push((std::time::Instant::now(), seen.clone()));
         }
         let response = {
             let _turn = match gate {
@@ -218,6 +242,14 @@ async fn exchange(
         let Some(response) = response else {
             return Ok(());
         };
+        if seen.is_some_and(|s| s.operation == "ReceiveMessage") {
+            let now = tokio::time::Instant::now();
+            record
+                .received
+                .lock()
+                .expect("received")
+                .extend(message_ids(&response).into_iter().map(|id| (now, id)));
+        }
         inbound.write_all(&response).await?;
     }
 }
@@ -283,6 +315,51 @@ fn message_len(buf: &[u8]) -> Option<usize> {
     }
 }
 
+/// The `MessageId`s of an SQS ReceiveMessage answer (JSON protocol).
+fn message_ids(message: &[u8]) -> Vec<String> {
+    let Some(end) = message.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return Vec::new();
+    };
+    let head = String::from_utf8_lossy(&message[..end + 4]);
+    let mut body = message[end + 4..].to_vec();
+    if header(&head, "transfer-encoding")
+        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
+    {
+        body = dechunk(&body);
+    }
+    let Ok(json) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        return Vec::new();
+    };
+    json["Messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["MessageId"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// A chunked body's data.
+fn dechunk(mut body: &[u8]) -> Vec<u8> {
+    let mut data = Vec::new();
+    while let Some(line) = body.windows(2).position(|w| w == b"\r\n") {
+        let size_text = String::from_utf8_lossy(&body[..line]);
+        let Some(size) = size_text
+            .split(';')
+            .next()
+            .and_then(|s| usize::from_str_radix(s.trim(), 16).ok())
+        else {
+            break;
+        };
+        let start = line + 2;
+        if size == 0 || body.len() < start + size {
+            break;
+        }
+        data.extend_from_slice(&body[start..start + size]);
+        body = &body[(start + size + 2).min(body.len())..];
+    }
+    data
+}
+
 /// Names a request by its `X-Amz-Target` and the item its body names.
 fn name(message: &[u8]) -> Option<Seen> {
     let end = message.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
@@ -346,5 +423,23 @@ mod tests {
             assert_eq!(message_len(&chunked[..cut]), None, "{cut}");
         }
         assert_eq!(message_len(chunked), Some(chunked.len()));
+    }
+
+    #[test]
+    fn the_ids_of_received_messages_are_read_whole_or_chunked() {
+        let body = r#"{"Messages":[{"MessageId":"m-1","ReceiptHandle":"h","Body":"{\"MessageId\":\"x\"}"},{"MessageId":"m-2"}]}"#;
+        let plain = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        assert_eq!(message_ids(plain.as_bytes()), ["m-1", "m-2"]);
+        let (a, b) = body.split_at(20);
+        let chunked = format!(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\n\r\n",
+            a.len(),
+            b.len()
+        );
+        assert_eq!(message_ids(chunked.as_bytes()), ["m-1", "m-2"]);
+        assert!(message_ids(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}").is_empty());
     }
 }
