@@ -35,7 +35,7 @@ pub struct Found {
 }
 
 /// Where a scan cut short goes on from: the marker of the first page it
-/// had not finished (`None`: the newest page). From there the next scan
+/// had not finished (`None`: the newest page). From there a later scan
 /// lists on to the start of the month, whatever it has seen.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Resume {
@@ -57,14 +57,16 @@ pub struct Scanned {
 /// created at or after `month_start`, newest first, and fetches those
 /// `seen` does not know, page by page.
 ///
-/// From the newest page (`from` is `None`) it stops at the first page
-/// that holds an invalidation older than the month or holds only seen
-/// ones (newer ones were seen first, so older ones were too). Going on
-/// from where an earlier scan was cut (`from`), it stops only at the
-/// month's start: the seen pages there tell nothing of what follows.
+/// First from the newest page, down to the first page that holds an
+/// invalidation older than the month or only seen ones: what is new since
+/// the last scan (newer ones were seen first, so older ones were too, but
+/// for what a cut scan left). Then, when an earlier scan was cut (`from`),
+/// on from where it stopped to the month's start: seen pages there tell
+/// nothing of what follows.
 ///
 /// It lists at most `max_pages` pages and starts no fetch after `until`;
-/// cut so, it returns what it found with where to go on from.
+/// cut so, it returns what it found with where to go on from: from a cut
+/// among the newest pages, a later scan lists down past `from` as well.
 pub async fn scan<I: Invalidator>(
     invalidator: &I,
     target: &Target,
@@ -74,55 +76,88 @@ pub async fn scan<I: Invalidator>(
     from: Option<&Resume>,
     until: Instant,
 ) -> Result<Scanned, InvalidatorError> {
-    let going_on = from.is_some();
-    let mut marker = from.and_then(|r| r.marker.clone());
-    let mut found = Vec::new();
-    for _ in 0..max_pages {
-        let (items, next) = invalidator
-            .list(target, marker.as_deref(), MAX_LIST_ITEMS)
-            .await?;
-        let mut stop = !going_on && items.iter().all(|s| seen(&s.id));
-        for summary in items {
-            if summary.created_at < month_start {
-                stop = true;
-                continue;
+    let mut walk = Walk {
+        invalidator,
+        target,
+        month_start,
+        seen: &seen,
+        pages: max_pages,
+        until,
+        found: Vec::new(),
+    };
+    let mut resume = walk.from(None).await?;
+    if resume.is_none()
+        && let Some(from) = from
+    {
+        resume = walk.from(Some(from)).await?;
+    }
+    Ok(Scanned {
+        found: walk.found,
+        resume,
+    })
+}
+
+/// One scan's listing, within its pages and its time.
+struct Walk<'a, I, F> {
+    invalidator: &'a I,
+    target: &'a Target,
+    month_start: SystemTime,
+    seen: &'a F,
+    /// Pages it may still list.
+    pages: usize,
+    until: Instant,
+    found: Vec<Found>,
+}
+
+impl<I: Invalidator, F: Fn(&str) -> bool> Walk<'_, I, F> {
+    /// Lists from the newest page (`going_on` is `None`: down to a page
+    /// seen whole) or from where a cut scan stopped (down to the month's
+    /// start). Returns where it was cut, if it was.
+    async fn from(
+        &mut self,
+        going_on: Option<&Resume>,
+    ) -> Result<Option<Resume>, InvalidatorError> {
+        let mut marker = going_on.and_then(|r| r.marker.clone());
+        loop {
+            if self.pages == 0 {
+                return Ok(Some(Resume { marker }));
             }
-            if seen(&summary.id) || found.iter().any(|f: &Found| f.id == summary.id) {
-                continue;
-            }
-            if Instant::now() >= until {
-                // Out of time within this page: the next scan lists it
-                // again and skips what was found here, as seen by then.
-                return Ok(Scanned {
-                    found,
-                    resume: Some(Resume { marker }),
+            self.pages -= 1;
+            let (items, next) = self
+                .invalidator
+                .list(self.target, marker.as_deref(), MAX_LIST_ITEMS)
+                .await?;
+            let mut stop = going_on.is_none() && items.iter().all(|s| (self.seen)(&s.id));
+            for summary in items {
+                if summary.created_at < self.month_start {
+                    stop = true;
+                    continue;
+                }
+                if (self.seen)(&summary.id) || self.found.iter().any(|f| f.id == summary.id) {
+                    continue;
+                }
+                if Instant::now() >= self.until {
+                    // Out of time within this page: a later scan lists it
+                    // again and skips what was found here, as seen by then.
+                    return Ok(Some(Resume { marker }));
+                }
+                let got = self.invalidator.get(self.target, &summary.id).await?;
+                let ours = is_ours(&got.caller_reference);
+                self.found.push(Found {
+                    id: got.id,
+                    paths: got.paths.len() as u64,
+                    created_at: got.created_at,
+                    ours,
+                    caller_reference: got.caller_reference,
+                    items: if ours { got.paths } else { Vec::new() },
                 });
             }
-            let got = invalidator.get(target, &summary.id).await?;
-            let ours = is_ours(&got.caller_reference);
-            found.push(Found {
-                id: got.id,
-                paths: got.paths.len() as u64,
-                created_at: got.created_at,
-                ours,
-                caller_reference: got.caller_reference,
-                items: if ours { got.paths } else { Vec::new() },
-            });
-        }
-        match next {
-            Some(next) if !stop => marker = Some(next),
-            _ => {
-                return Ok(Scanned {
-                    found,
-                    resume: None,
-                });
+            match next {
+                Some(next) if !stop => marker = Some(next),
+                _ => return Ok(None),
             }
         }
     }
-    Ok(Scanned {
-        found,
-        resume: Some(Resume { marker }),
-    })
 }
 
 #[cfg(test)]
@@ -192,54 +227,84 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_scan_cut_by_its_pages_goes_on_where_it_stopped() {
         let cf = SimulatedCloudFront::new([DIST.to_owned()], Duration::from_secs(1));
-        others(&cf, 250).await;
-        // One page a scan: the first sees the newest 100; starting again
-        // from the newest page would stop there (all seen) and never see
+        others(&cf, 350).await;
+        let scan_of = |seen: HashSet<String>, from: Option<Resume>| {
+            let cf = cf.clone();
+            async move {
+                scan(
+                    &cf,
+                    &DIST.into(),
+                    SystemTime::UNIX_EPOCH,
+                    |id| seen.contains(id),
+                    2,
+                    from.as_ref(),
+                    later(),
+                )
+                .await
+                .expect("scan")
+            }
+        };
+        // Two pages a scan: the first sees the newest 200; a scan from the
+        // newest page alone stops at the first (all seen) and never sees
         // the 150 older ones.
+        let first = scan_of(HashSet::new(), None).await;
+        assert_eq!(first.found.len(), 200);
+        let seen: HashSet<String> = first.found.iter().map(|f| f.id.clone()).collect();
+        let resume = first.resume.expect("cut after two pages");
+        let again = scan_of(seen.clone(), None).await;
+        assert_eq!((again.found.len(), again.resume), (0, None));
+        // Going on from the cut: one page for what is new (nothing), one
+        // past the cut.
+        let on = scan_of(seen, Some(resume)).await;
+        assert_eq!(on.found.len(), 100);
+        assert!(on.resume.is_some());
+        // Round after round, every one of them once, and then done.
+        assert_eq!(
+            rounds(&cf, 2, Duration::from_secs(3600)).await,
+            [200, 100, 50]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_scan_going_on_from_a_cut_first_takes_what_is_new() {
+        let cf = SimulatedCloudFront::new([DIST.to_owned()], Duration::from_secs(1));
+        others(&cf, 250).await;
         let first = scan(
             &cf,
             &DIST.into(),
             SystemTime::UNIX_EPOCH,
             |_| false,
-            1,
+            2,
             None,
             later(),
         )
         .await
         .expect("scan");
-        assert_eq!(first.found.len(), 100);
-        let seen: HashSet<String> = first.found.iter().map(|f| f.id.clone()).collect();
-        let resume = first.resume.expect("cut after one page");
-        let again = scan(
-            &cf,
-            &DIST.into(),
-            SystemTime::UNIX_EPOCH,
-            |id| seen.contains(id),
-            1,
-            None,
-            later(),
-        )
-        .await
-        .expect("scan");
-        assert_eq!((again.found.len(), again.resume), (0, None));
+        let mut seen: HashSet<String> = first.found.iter().map(|f| f.id.clone()).collect();
+        // Newer ones come (a crashed run's batch among them) before the
+        // scan goes on: the next takes them, and goes on past the cut.
+        cf.create(DIST, "cfpurge-www-1-1-0", &paths(&["/new"]))
+            .await
+            .expect("create");
         let on = scan(
             &cf,
             &DIST.into(),
             SystemTime::UNIX_EPOCH,
             |id| seen.contains(id),
-            1,
-            Some(&resume),
+            50,
+            first.resume.as_ref(),
             later(),
         )
         .await
         .expect("scan");
-        assert_eq!(on.found.len(), 100);
-        assert!(on.resume.is_some());
-        // Round after round, every one of them once, and then done.
-        assert_eq!(
-            rounds(&cf, 1, Duration::from_secs(3600)).await,
-            [100, 100, 50]
+        assert_eq!((on.found.len(), on.resume), (51, None));
+        assert!(
+            on.found
+                .iter()
+                .any(|f| f.ours && f.items == paths(&["/new"]))
         );
+        seen.extend(on.found.iter().map(|f| f.id.clone()));
+        assert_eq!(seen.len(), 251);
     }
 
     /// The simulated CloudFront, a second per GetInvalidation.
