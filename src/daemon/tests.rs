@@ -1062,7 +1062,8 @@ mod gate {
     use crate::cloudfront::invalidator::{Invalidator, InvalidatorError, MAX_LIST_ITEMS};
     use crate::cloudfront::simulate::SimulatedCloudFront;
     use crate::config::Config;
-    use crate::daemon::core::{Command, Core, Input, Mode};
+    use crate::coordination::{Answer, Call, Seen};
+    use crate::daemon::core::{Command, Core, Input, Mode, ReplicaState};
     use crate::path::CfPath;
     use crate::pipeline::Effect;
     use crate::source::driver::{Body, SourceEvent};
@@ -1085,6 +1086,9 @@ mode = "simulate"
     /// The crashed process's batch: reserved, created, never committed.
     const CRASHED: &str = "cfpurge-www-1700000000000-1-00000000000000aa";
 
+    /// Another replica's batch, left so when it crashed in its term.
+    const OTHER_CRASHED: &str = "cfpurge-www-1700000000001-f7-00000000000000bb";
+
     /// The core and a simulated world that answers its commands.
     struct World {
         core: Core,
@@ -1103,6 +1107,13 @@ mode = "simulate"
         /// The paths of every CreateInvalidation asked for.
         creates: Vec<Vec<String>>,
         deleted: Vec<String>,
+        /// As one of several replicas: whether the lease table lets this
+        /// one lead (`None`: alone, no lease calls).
+        lease: Option<bool>,
+        /// Messages made visible again.
+        released: Vec<String>,
+        /// When the crashed process first received its messages.
+        first: SystemTime,
     }
 
     impl World {
@@ -1113,8 +1124,15 @@ mode = "simulate"
         async fn after_a_crash(others: usize) -> World {
             let config =
                 Config::from_parts(Some(CONFIG), "test", std::iter::empty()).expect("config");
+            // One wall clock, moving with the paused one, for the core and
+            // CloudFront: the crashed process first received the messages
+            // now, and created its batch a second later.
+            let first = SystemTime::now();
+            let clock = Clock::following_tokio(first);
             let cf =
-                SimulatedCloudFront::new(["EWWW".into(), "EIMG".into()], Duration::from_secs(30));
+                SimulatedCloudFront::new(["EWWW".into(), "EIMG".into()], Duration::from_secs(30))
+                    .starting_at(first);
+            tokio::time::advance(Duration::from_secs(1)).await;
             let store = MemoryStore::new();
             let mut budget = Budget::open(
                 AnyStore::Memory(store.clone()),
@@ -1139,7 +1157,6 @@ mode = "simulate"
                 .await
                 .expect("create");
             }
-            let clock = Clock::new();
             let core = Core::new(&config, clock, "2".into(), Mode::Live);
             let mut world = World {
                 core,
@@ -1151,20 +1168,29 @@ mode = "simulate"
                 reconciles: Vec::new(),
                 creates: Vec::new(),
                 deleted: Vec::new(),
+                lease: None,
+                released: Vec::new(),
+                first,
             };
-            let now = world.clock.now();
-            for (id, path) in [("m-a", "/a.html"), ("m-c", "/c.html")] {
-                world.core.handle(
+            world.receive(&[("m-a", "/a.html"), ("m-c", "/c.html")], first);
+            world
+        }
+
+        /// Messages of www received now, first received (by any process)
+        /// at `first`, as SQS tells.
+        fn receive(&mut self, messages: &[(&str, &str)], first: SystemTime) {
+            let now = self.clock.now();
+            for (id, path) in messages {
+                self.core.handle(
                     Input::Event(SourceEvent::Received {
-                        id: id.into(),
+                        id: (*id).into(),
                         body: Body::new(format!(r#"{{"distribution":"www","paths":["{path}"]}}"#)),
                         received_at: now.instant,
-                        first_received_at: None,
+                        first_received_at: Some(first),
                     }),
                     &now,
                 );
             }
-            world
         }
 
         /// The reservation the crash left, as last written: still open.
@@ -1292,6 +1318,27 @@ mode = "simulate"
                     self.deleted.extend(ids.iter().map(|id| id.to_string()));
                     Input::Deleted(ids.len())
                 }
+                Command::Lease { call, wall, .. } => {
+                    let Some(grant) = self.lease else {
+                        return Ok(None);
+                    };
+                    Input::Lease(match (call, grant) {
+                        (Call::Look, true) => Answer::Seen(None),
+                        (Call::Look, false) => Answer::Seen(Some(Seen {
+                            holder: Some("another".into()),
+                            expires_at: wall + 10_000,
+                            fencing: 7,
+                        })),
+                        (Call::Acquire, true) => Answer::Acquired { fencing: 8 },
+                        (Call::Renew { .. }, true) => Answer::Renewed,
+                        (Call::Release { .. }, _) => Answer::Released,
+                        (_, false) => Answer::Refused,
+                    })
+                }
+                Command::Release(ids) => {
+                    self.released.extend(ids.iter().map(|id| id.to_string()));
+                    return Ok(None);
+                }
                 _ => {
                     let _ = now;
                     return Ok(None);
@@ -1394,5 +1441,78 @@ mode = "simulate"
         world.run(3, true).await;
         world.assert_recovered();
         assert!(world.core.is_drained());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_term_looks_first_at_what_is_new_while_an_earlier_cut_is_open() {
+        // 220 newer than the crashed batch: two pages' worth and 20.
+        let mut world = World::after_a_crash(220).await;
+        world.core.set_replica(ReplicaState::new(
+            "a".into(),
+            Duration::from_secs(15),
+            false,
+        ));
+        world.lease = Some(true);
+        // Its first term: the scan is cut after two pages, the next ones
+        // fail, and the gate is still closed when it loses the lease.
+        world.scans = vec![Ok(2)];
+        world
+            .scans
+            .extend((0..10).map(|_| Err(InvalidatorError::Timeout("no answer in time".into()))));
+        world.run(1, true).await;
+        assert!(world.creates.is_empty() && world.crashed_open());
+        world.lease = Some(false);
+        world.run(10, true).await;
+        assert!(!world.core.is_leader(world.clock.now().mono));
+        let mut released = world.released.clone();
+        released.sort();
+        assert_eq!(released, ["m-a", "m-c"]);
+        // Meanwhile the other replica led, created a batch for /x.html and
+        // crashed before committing it: its invalidation is the newest.
+        let mut state = world.ledger.clone().expect("a ledger");
+        let config = Config::from_parts(Some(CONFIG), "test", std::iter::empty()).expect("config");
+        let store = MemoryStore::new();
+        store.save(&state).expect("save");
+        let mut budget = Budget::open(
+            AnyStore::Memory(store.clone()),
+            config.budget,
+            SystemTime::now(),
+        )
+        .expect("ledger");
+        budget
+            .reserve(OTHER_CRASHED, "www", 1, SystemTime::now())
+            .expect("reserve");
+        drop(budget);
+        state = store.load().expect("load").expect("a ledger");
+        world.ledger = Some(state);
+        let x_first = world.clock.now().wall;
+        tokio::time::advance(Duration::from_secs(1)).await;
+        world
+            .cf
+            .create("EWWW", OTHER_CRASHED, &[CfPath::parse("/x.html").unwrap()])
+            .await
+            .expect("create");
+        // This replica leads again, and every message comes back to it.
+        // Its first scan takes the newest page (the other batch and 99
+        // seen), stops at the next (all seen), and goes on from the cut
+        // (20 more and the crashed batch).
+        world.scans.clear();
+        world.lease = Some(true);
+        world.run(1, true).await;
+        assert!(world.core.is_leader(world.clock.now().mono));
+        let first = world.first;
+        world.receive(&[("m-a", "/a.html"), ("m-c", "/c.html")], first);
+        world.receive(&[("m-x", "/x.html")], x_first);
+        world.run(10, true).await;
+        assert_eq!(
+            world.creates,
+            vec![vec!["/c.html".to_owned()]],
+            "both crashed batches cover their messages"
+        );
+        let mut deleted = world.deleted.clone();
+        deleted.sort();
+        assert_eq!(deleted, ["m-a", "m-c", "m-x"]);
+        let state = world.ledger.as_ref().expect("a ledger");
+        assert!(state.reservations.is_empty(), "{:?}", state.reservations);
     }
 }
