@@ -23,6 +23,7 @@ pub mod config;
 pub mod coordination;
 pub mod daemon;
 pub mod decode;
+pub mod edge;
 pub mod http;
 pub mod metrics;
 pub mod path;

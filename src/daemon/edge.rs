@@ -1,0 +1,485 @@
+//! The core's part of verification and warming: which paths of a completed
+//! invalidation are requested from the edge, when (each distribution's two
+//! hard rates, a few requests at once), and what the answers mean. Pure, on
+//! the time handed in, like the rest of the core; the runner makes the
+//! requests ([`crate::edge::EdgeClient`]).
+//!
+//! Nothing here holds up a purge or a message: the messages were deleted
+//! when CloudFront accepted the invalidation, and the edge's requests wait
+//! in queues of their own, bounded so that an edge that hangs costs memory
+//! for a bounded backlog and nothing else.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::Duration;
+
+use crate::clock::Millis;
+use crate::config::Config;
+use crate::decode::{PurgeRequest, Router};
+use crate::edge::{EdgeError, EdgeKind, EdgeRequest, Observed, Verdict, judge};
+use crate::metrics::Metrics;
+use crate::path::CfPath;
+use crate::status::{StalePath, VerifyStatus, WarmStatus};
+
+/// Requests of one kind under way per distribution, at most: with a
+/// request's timeout this bounds what a hanging edge holds.
+pub const AT_ONCE: usize = 4;
+
+/// Requests waiting per distribution and kind, at most; past it the paths
+/// of a completed invalidation are not requested (and logged).
+pub const MAX_QUEUED: usize = 10_000;
+
+/// Paths kept per invalidation in progress to choose from at completion.
+const MAX_CANDIDATES: usize = 3000;
+
+/// How long an invalidation's paths are kept waiting for its completion:
+/// CloudFront completes in minutes; one never seen completed is forgotten.
+const KEEP_PURGED: Duration = Duration::from_secs(24 * 3600);
+
+/// How long a path re-invalidated because it was found stale is not
+/// re-invalidated again: once per finding, not in a loop with an edge
+/// that keeps ignoring purges.
+const REINVALIDATED_FOR: Duration = Duration::from_secs(3600);
+
+/// Paths remembered as re-invalidated, at most.
+const MAX_REINVALIDATED: usize = 10_000;
+
+/// The prefix of the message ids a re-invalidation waits under in the
+/// pending set: no queue's message id has a space.
+pub const REINVALIDATION_ID: &str = "edge stale ";
+
+/// Whether `id` is a re-invalidation's, not a queue message's.
+pub fn is_reinvalidation(id: &str) -> bool {
+    id.starts_with(REINVALIDATION_ID)
+}
+
+#[derive(Clone, Copy, Debug)]
+struct VerifyRules {
+    sample: usize,
+    reinvalidate: bool,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Rules {
+    verify: Option<VerifyRules>,
+    /// `warm.max_paths`, when warming.
+    warm: Option<usize>,
+}
+
+/// An invalidation in progress whose paths will be requested once it
+/// completes.
+#[derive(Debug)]
+struct Purged {
+    alias: String,
+    paths: Vec<CfPath>,
+    asked_at: Millis,
+    noted_at: Millis,
+}
+
+/// One distribution's requests of one kind: a queue, a hard rate.
+#[derive(Debug)]
+struct Lane {
+    queue: VecDeque<EdgeRequest>,
+    /// One request every this many milliseconds, never faster.
+    interval: Millis,
+    next_at: Millis,
+    at_once: usize,
+}
+
+impl Lane {
+    fn new(per_second: f64) -> Lane {
+        Lane {
+            queue: VecDeque::new(),
+            // Rounded up: a hard rate is never exceeded by rounding.
+            interval: (1000.0 / per_second).ceil() as Millis,
+            next_at: 0,
+            at_once: 0,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    fresh: u64,
+    stale: u64,
+    error: u64,
+    warmed: u64,
+    warm_errors: u64,
+    /// Paths not requested because the queue was full, per kind.
+    dropped: HashMap<EdgeKind, u64>,
+    reinvalidated: u64,
+    last_stale: Option<StalePath>,
+}
+
+/// A stale path to purge again, once.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Reinvalidate {
+    /// The pending set's message id it waits under.
+    pub id: String,
+    pub request: PurgeRequest,
+}
+
+/// Verification and warming state of every distribution.
+#[derive(Debug, Default)]
+pub struct Edges {
+    rules: HashMap<String, Rules>,
+    purged: HashMap<String, Purged>,
+    lanes: HashMap<(String, EdgeKind), Lane>,
+    reinvalidated: HashMap<(String, CfPath), Millis>,
+    counts: HashMap<String, Counts>,
+    made: u64,
+}
+
+impl Edges {
+    /// For `config`'s distributions with `verify` or `warm` configured.
+    pub fn new(config: &Config) -> Edges {
+        let mut edges = Edges::default();
+        for (alias, d) in &config.distributions {
+            let Some(verify) = &d.verify else { continue };
+            let warm = d.warm.as_ref().filter(|w| w.enabled);
+            let rules = Rules {
+                verify: (verify.sample > 0).then_some(VerifyRules {
+                    sample: verify.sample as usize,
+                    reinvalidate: verify.reinvalidate_stale,
+                }),
+                warm: warm.map(|w| w.max_paths as usize),
+            };
+            if rules.verify.is_none() && rules.warm.is_none() {
+                continue;
+            }
+            if rules.verify.is_some() {
+                edges.lanes.insert(
+                    (alias.clone(), EdgeKind::Verify),
+                    Lane::new(verify.per_second),
+                );
+            }
+            if let Some(w) = warm {
+                edges
+                    .lanes
+                    .insert((alias.clone(), EdgeKind::Warm), Lane::new(w.per_second));
+            }
+            edges.rules.insert(alias.clone(), rules);
+            edges.counts.insert(alias.clone(), Counts::default());
+        }
+        edges
+    }
+
+    /// Whether `alias` requests anything from its edge.
+    pub fn wants(&self, alias: &str) -> bool {
+        self.rules.contains_key(alias)
+    }
+
+    /// Paths worth keeping of one invalidation to choose from.
+    pub fn candidates() -> usize {
+        MAX_CANDIDATES
+    }
+
+    /// An invalidation of `alias` was created, asked for first at
+    /// `asked_at`: `paths` are its exact paths and the requested paths its
+    /// wildcards cover. Tags, wildcards and what `routing.skip` matches are
+    /// never requested.
+    pub fn created(
+        &mut self,
+        router: &Router,
+        alias: &str,
+        id: &str,
+        paths: Vec<CfPath>,
+        asked_at: Millis,
+        now: Millis,
+    ) {
+        if !self.wants(alias) {
+            return;
+        }
+        let keep = KEEP_PURGED.as_millis() as Millis;
+        self.purged
+            .retain(|_, p| now.saturating_sub(p.noted_at) < keep);
+        let mut request = PurgeRequest {
+            distribution: alias.to_owned(),
+            paths: paths
+                .into_iter()
+                .filter(|p| !p.is_wildcard() && !p.is_tag())
+                .collect(),
+            skipped: Vec::new(),
+            urgent: false,
+            reason: None,
+            requested_by: None,
+            s3_removed: None,
+        };
+        router.skip(&mut request);
+        let mut paths = request.paths;
+        paths.sort();
+        paths.dedup();
+        if paths.is_empty() {
+            return;
+        }
+        self.purged.insert(
+            id.to_owned(),
+            Purged {
+                alias: alias.to_owned(),
+                paths: spread(&paths, MAX_CANDIDATES),
+                asked_at,
+                noted_at: now,
+            },
+        );
+    }
+
+    /// An invalidation was seen completed at `now`: its sample is queued
+    /// for verification and its paths for warming.
+    pub fn completed(&mut self, id: &str, now: Millis) {
+        let Some(purged) = self.purged.remove(id) else {
+            return;
+        };
+        let Some(rules) = self.rules.get(&purged.alias).copied() else {
+            return;
+        };
+        let request = |path: &CfPath, kind| EdgeRequest {
+            alias: purged.alias.clone(),
+            kind,
+            path: path.clone(),
+            invalidation: id.to_owned(),
+            asked_at: purged.asked_at,
+            completed_at: now,
+        };
+        let mut sampled = HashSet::new();
+        if let Some(verify) = rules.verify {
+            let sample = spread(&purged.paths, verify.sample);
+            let requests = sample
+                .iter()
+                .map(|p| request(p, EdgeKind::Verify))
+                .collect();
+            self.enqueue(&purged.alias, EdgeKind::Verify, requests, id);
+            sampled.extend(sample);
+        }
+        if let Some(max_paths) = rules.warm {
+            // A path just checked was just requested: the edge holds it.
+            let rest: Vec<CfPath> = purged
+                .paths
+                .iter()
+                .filter(|p| !sampled.contains(*p))
+                .cloned()
+                .collect();
+            let requests = spread(&rest, max_paths)
+                .iter()
+                .map(|p| request(p, EdgeKind::Warm))
+                .collect();
+            self.enqueue(&purged.alias, EdgeKind::Warm, requests, id);
+        }
+    }
+
+    fn enqueue(&mut self, alias: &str, kind: EdgeKind, requests: Vec<EdgeRequest>, id: &str) {
+        let Some(lane) = self.lanes.get_mut(&(alias.to_owned(), kind)) else {
+            return;
+        };
+        let room = MAX_QUEUED.saturating_sub(lane.queue.len());
+        let dropped = requests.len().saturating_sub(room);
+        lane.queue.extend(requests.into_iter().take(room));
+        if dropped > 0 {
+            if let Some(c) = self.counts.get_mut(alias) {
+                *c.dropped.entry(kind).or_default() += dropped as u64;
+            }
+            tracing::warn!(
+                distribution = %alias,
+                invalidation = %id,
+                kind = kind.as_str(),
+                paths = dropped,
+                queued = MAX_QUEUED,
+                "the edge's requests are behind; these paths are not requested"
+            );
+        }
+    }
+
+    /// The requests whose turn has come at `now`: at most one per lane per
+    /// interval, and [`AT_ONCE`] under way per lane.
+    pub fn due(&mut self, now: Millis) -> Vec<EdgeRequest> {
+        let mut out = Vec::new();
+        for lane in self.lanes.values_mut() {
+            if lane.queue.is_empty() || lane.at_once >= AT_ONCE || now < lane.next_at {
+                continue;
+            }
+            if let Some(request) = lane.queue.pop_front() {
+                lane.at_once += 1;
+                lane.next_at = now.saturating_add(lane.interval);
+                out.push(request);
+            }
+        }
+        out
+    }
+
+    /// When the next request may go, if one waits and may.
+    pub fn next_wake(&self) -> Option<Millis> {
+        self.lanes
+            .values()
+            .filter(|l| !l.queue.is_empty() && l.at_once < AT_ONCE)
+            .map(|l| l.next_at)
+            .min()
+    }
+
+    /// An answer came at `now` (the wall time `wall`, for the status):
+    /// counted, logged, and for a stale path whose distribution opted in,
+    /// the re-invalidation to make, when `may_spend` (the budget has room).
+    pub fn answered(
+        &mut self,
+        request: EdgeRequest,
+        answer: Result<Observed, EdgeError>,
+        now: Millis,
+        wall: std::time::SystemTime,
+        may_spend: bool,
+        metrics: &Metrics,
+    ) -> Option<Reinvalidate> {
+        let alias = request.alias.as_str();
+        if let Some(lane) = self.lanes.get_mut(&(alias.to_owned(), request.kind)) {
+            lane.at_once = lane.at_once.saturating_sub(1);
+        }
+        let counts = self.counts.entry(alias.to_owned()).or_default();
+        let path = request.path.as_str();
+        if request.kind == EdgeKind::Warm {
+            let result = match &answer {
+                Ok(seen) if seen.status < 500 => "ok",
+                _ => "error",
+            };
+            metrics.warm(alias, result);
+            if result == "ok" {
+                counts.warmed += 1;
+                tracing::debug!(distribution = %alias, path, "warmed");
+            } else {
+                counts.warm_errors += 1;
+                let why = match &answer {
+                    Ok(seen) => format!("the edge answered {}", seen.status),
+                    Err(e) => e.to_string(),
+                };
+                tracing::warn!(distribution = %alias, path, error = %why, "warming a path failed");
+            }
+            return None;
+        }
+        let verdict = judge(&answer, request.asked_at, now);
+        metrics.verify(alias, verdict.label());
+        let after_completion = now.saturating_sub(request.completed_at) / 1000;
+        let seen = answer.as_ref().ok();
+        let x_cache = seen.and_then(|s| s.x_cache.as_deref()).unwrap_or("");
+        let etag = seen.and_then(|s| s.etag.as_deref()).unwrap_or("");
+        let modified = seen.and_then(|s| s.last_modified.as_deref()).unwrap_or("");
+        match &verdict {
+            Verdict::Fresh => {
+                counts.fresh += 1;
+                tracing::info!(distribution = %alias, invalidation = %request.invalidation, path, x_cache, etag, last_modified = modified, "the edge serves the path fresh after the purge");
+                None
+            }
+            Verdict::Error(why) => {
+                counts.error += 1;
+                tracing::warn!(distribution = %alias, invalidation = %request.invalidation, path, error = %why, "checking a purged path at the edge failed");
+                None
+            }
+            Verdict::Stale { age } => {
+                counts.stale += 1;
+                counts.last_stale = Some(StalePath {
+                    path: path.to_owned(),
+                    invalidation: request.invalidation.clone(),
+                    age_seconds: *age,
+                    at: crate::status::format_time(wall),
+                });
+                tracing::warn!(
+                    distribution = %alias,
+                    invalidation = %request.invalidation,
+                    path,
+                    age_seconds = age,
+                    seconds_after_completion = after_completion,
+                    x_cache,
+                    etag,
+                    last_modified = modified,
+                    "the edge still serves a copy from before the purge: stale"
+                );
+                let reinvalidate = self
+                    .rules
+                    .get(alias)
+                    .and_then(|r| r.verify)
+                    .is_some_and(|v| v.reinvalidate);
+                if reinvalidate {
+                    self.reinvalidate(request, now, may_spend)
+                } else {
+                    None
+                }
+            }
+        }
+    }
+
+    fn reinvalidate(
+        &mut self,
+        request: EdgeRequest,
+        now: Millis,
+        may_spend: bool,
+    ) -> Option<Reinvalidate> {
+        let memory = REINVALIDATED_FOR.as_millis() as Millis;
+        self.reinvalidated
+            .retain(|_, at| now.saturating_sub(*at) < memory);
+        let key = (request.alias.clone(), request.path.clone());
+        let path = request.path.as_str();
+        if self.reinvalidated.contains_key(&key) {
+            tracing::warn!(distribution = %request.alias, path, "stale again after being purged again; not purging it a third time");
+            return None;
+        }
+        if !may_spend {
+            tracing::warn!(distribution = %request.alias, path, "not purging the stale path again: the budget has no room");
+            return None;
+        }
+        if self.reinvalidated.len() >= MAX_REINVALIDATED {
+            return None;
+        }
+        self.reinvalidated.insert(key, now);
+        if let Some(c) = self.counts.get_mut(&request.alias) {
+            c.reinvalidated += 1;
+        }
+        self.made += 1;
+        tracing::info!(distribution = %request.alias, path, "purging the stale path again, once");
+        Some(Reinvalidate {
+            id: format!("{REINVALIDATION_ID}{}", self.made),
+            request: PurgeRequest {
+                distribution: request.alias,
+                paths: vec![request.path],
+                skipped: Vec::new(),
+                urgent: false,
+                reason: Some("stale at the edge after the purge".to_owned()),
+                requested_by: None,
+                s3_removed: None,
+            },
+        })
+    }
+
+    /// What `alias`'s status shows of its verification and warming, each
+    /// when configured.
+    pub fn status(&self, alias: &str) -> (Option<VerifyStatus>, Option<WarmStatus>) {
+        let (Some(rules), Some(counts)) = (self.rules.get(alias), self.counts.get(alias)) else {
+            return (None, None);
+        };
+        let queued = |kind| {
+            self.lanes
+                .get(&(alias.to_owned(), kind))
+                .map_or(0, |l: &Lane| (l.queue.len() + l.at_once) as u64)
+        };
+        let dropped = |kind| counts.dropped.get(&kind).copied().unwrap_or(0);
+        (
+            rules.verify.map(|_| VerifyStatus {
+                fresh: counts.fresh,
+                stale: counts.stale,
+                error: counts.error,
+                queued: queued(EdgeKind::Verify),
+                not_requested: dropped(EdgeKind::Verify),
+                reinvalidated: counts.reinvalidated,
+                last_stale: counts.last_stale.clone(),
+            }),
+            rules.warm.map(|_| WarmStatus {
+                ok: counts.warmed,
+                error: counts.warm_errors,
+                queued: queued(EdgeKind::Warm),
+                not_requested: dropped(EdgeKind::Warm),
+            }),
+        )
+    }
+}
+
+/// At most `n` of `paths`, spread evenly over them (sorted, so over the
+/// site's directories) rather than the first `n`.
+fn spread(paths: &[CfPath], n: usize) -> Vec<CfPath> {
+    if paths.len() <= n {
+        return paths.to_vec();
+    }
+    (0..n).map(|i| paths[i * paths.len() / n].clone()).collect()
+}
