@@ -24,6 +24,9 @@ use crate::clock::Millis;
 use crate::config::Config;
 use crate::path::CfPath;
 
+#[cfg(test)]
+pub(crate) mod fake;
+
 /// How long one verification request may take, connection included.
 pub const VERIFY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -308,6 +311,128 @@ mod tests {
             age,
             ..Observed::default()
         })
+    }
+
+    use super::fake::{Behaviour, FakeEdge};
+
+    const TOKEN: &str = "enqueue-token-0123456789abcdef";
+
+    fn config_for(edge: &FakeEdge) -> Config {
+        let text = format!(
+            r#"
+[source]
+kind = "local"
+[distributions.www]
+id = "E2ABCDEF123456"
+[distributions.www.verify]
+domain = "{}"
+scheme = "http"
+headers = {{ "Accept-Encoding" = "br, gzip" }}
+[http]
+enqueue_token = "{TOKEN}"
+"#,
+            edge.domain()
+        );
+        Config::from_parts(Some(&text), "test", std::iter::empty()).expect("config")
+    }
+
+    fn request(path: &str, kind: EdgeKind) -> EdgeRequest {
+        EdgeRequest {
+            alias: "www".to_owned(),
+            kind,
+            path: CfPath::parse(path).expect("path"),
+            invalidation: "I1".to_owned(),
+            asked_at: 0,
+            completed_at: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn sends_the_configured_headers_and_never_the_token() {
+        let edge = FakeEdge::start(None).await;
+        let client = EdgeClient::new(&config_for(&edge)).expect("client");
+        client
+            .fetch(&request("/a%20b.html?v=1", EdgeKind::Verify))
+            .await
+            .expect("answer");
+        client
+            .fetch(&request("/c.html", EdgeKind::Warm))
+            .await
+            .expect("answer");
+        let seen = edge.seen();
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen[0].path, "/a%20b.html?v=1", "the path as purged");
+        for s in &seen {
+            assert_eq!(
+                s.headers.get("accept-encoding").map(|v| v.as_bytes()),
+                Some(&b"br, gzip"[..])
+            );
+            assert!(s.headers.get("authorization").is_none());
+            assert!(s.headers.get("cookie").is_none());
+            for (name, value) in &s.headers {
+                let value = String::from_utf8_lossy(value.as_bytes());
+                assert!(!value.contains(TOKEN), "{name} carries the token");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn follows_no_redirect_off_the_domain_or_on_it() {
+        let elsewhere = FakeEdge::start(None).await;
+        let edge = FakeEdge::start(None).await;
+        let client = EdgeClient::new(&config_for(&edge)).expect("client");
+        for to in [
+            format!("http://{}/stolen", elsewhere.domain()),
+            format!("http://{}/moved", edge.domain()),
+        ] {
+            edge.behave(Behaviour::Redirect(to));
+            for kind in [EdgeKind::Verify, EdgeKind::Warm] {
+                let seen = client.fetch(&request("/old", kind)).await.expect("answer");
+                assert_eq!(seen.status, 301);
+            }
+        }
+        assert!(elsewhere.seen().is_empty(), "{:?}", elsewhere.seen());
+        assert!(edge.seen().iter().all(|s| s.path == "/old"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hanging_edge_is_given_up_on_after_the_timeout() {
+        let edge = FakeEdge::start(None).await;
+        edge.behave(Behaviour::Hang);
+        let client = EdgeClient::new(&config_for(&edge)).expect("client");
+        let started = tokio::time::Instant::now();
+        let answer = client.fetch(&request("/slow", EdgeKind::Verify)).await;
+        assert_eq!(answer, Err(EdgeError::Timeout(VERIFY_TIMEOUT)));
+        assert_eq!(started.elapsed(), VERIFY_TIMEOUT);
+        let answer = client.fetch(&request("/slow", EdgeKind::Warm)).await;
+        assert_eq!(answer, Err(EdgeError::Timeout(WARM_TIMEOUT)));
+    }
+
+    #[tokio::test]
+    async fn reads_what_the_edge_says_of_the_object() {
+        let edge = FakeEdge::start(None).await;
+        let client = EdgeClient::new(&config_for(&edge)).expect("client");
+        edge.cache("/kept.html");
+        let seen = client
+            .fetch(&request("/kept.html", EdgeKind::Verify))
+            .await
+            .expect("answer");
+        assert_eq!(seen.status, 200);
+        assert_eq!(seen.x_cache.as_deref(), Some("Hit from cloudfront"));
+        assert_eq!(seen.age, Some(0));
+        assert_eq!(seen.etag.as_deref(), Some("\"v1\""));
+        edge.behave(Behaviour::Fail);
+        let failed = client.fetch(&request("/kept.html", EdgeKind::Verify)).await;
+        assert_eq!(judge(&failed, 0, 0).label(), "error");
+        let other = request("/x", EdgeKind::Verify);
+        let unknown = EdgeRequest {
+            alias: "nope".to_owned(),
+            ..other
+        };
+        assert!(matches!(
+            client.fetch(&unknown).await,
+            Err(EdgeError::NotConfigured(_))
+        ));
     }
 
     #[test]

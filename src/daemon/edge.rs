@@ -483,3 +483,306 @@ fn spread(paths: &[CfPath], n: usize) -> Vec<CfPath> {
     }
     (0..n).map(|i| paths[i * paths.len() / n].clone()).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use super::*;
+
+    const CONFIG: &str = r#"
+[source]
+kind = "local"
+[distributions.www]
+id = "E2ABCDEF123456"
+[distributions.www.verify]
+domain = "www.example.com"
+sample = 3
+per_second = 2
+reinvalidate_stale = true
+[distributions.www.warm]
+enabled = true
+per_second = 5
+max_paths = 3000
+[distributions.plain]
+id = "E2PLAIN"
+[routing]
+default_distribution = "www"
+skip = ['\.[0-9a-f]{8}\.js$']
+"#;
+
+    fn config(text: &str) -> Config {
+        Config::from_parts(Some(text), "test", std::iter::empty()).expect("config")
+    }
+
+    fn metrics() -> Metrics {
+        Metrics::new(&prometheus::Registry::new(), &["www"]).expect("metrics")
+    }
+
+    fn paths(n: usize) -> Vec<CfPath> {
+        (0..n)
+            .map(|i| CfPath::parse(&format!("/d{}/p{i}.html", i % 7)).expect("path"))
+            .collect()
+    }
+
+    fn hit(age: u64) -> Result<Observed, EdgeError> {
+        Ok(Observed {
+            status: 200,
+            x_cache: Some("Hit from cloudfront".to_owned()),
+            age: Some(age),
+            ..Observed::default()
+        })
+    }
+
+    /// Drives the edges from `start` until nothing waits, answering each
+    /// request `answer_after` ms after it went; returns every request with
+    /// the moment it went.
+    fn drive(edges: &mut Edges, start: Millis, answer_after: Millis) -> Vec<(Millis, EdgeRequest)> {
+        let metrics = metrics();
+        let mut went = Vec::new();
+        let mut answers: Vec<(Millis, EdgeRequest)> = Vec::new();
+        let mut now = start;
+        for _ in 0..100_000 {
+            answers.sort_by_key(|(at, _)| *at);
+            let next_answer = answers.first().map(|(at, _)| *at);
+            let wake = match (edges.next_wake(), next_answer) {
+                (Some(w), Some(a)) => w.min(a),
+                (Some(w), None) => w,
+                (None, Some(a)) => a,
+                (None, None) => return went,
+            };
+            now = now.max(wake);
+            while answers.first().is_some_and(|(at, _)| *at <= now) {
+                let (_, request) = answers.remove(0);
+                let answer = Ok(Observed {
+                    status: 200,
+                    x_cache: Some("Miss from cloudfront".to_owned()),
+                    ..Observed::default()
+                });
+                edges.answered(request, answer, now, SystemTime::UNIX_EPOCH, true, &metrics);
+            }
+            for request in edges.due(now) {
+                answers.push((now + answer_after, request.clone()));
+                went.push((now, request));
+            }
+        }
+        panic!("still requesting after 100,000 turns");
+    }
+
+    /// The most requests of `kind` that went in any one second.
+    fn most_in_a_second(went: &[(Millis, EdgeRequest)], kind: EdgeKind) -> usize {
+        let times: Vec<Millis> = went
+            .iter()
+            .filter(|(_, r)| r.kind == kind)
+            .map(|(t, _)| *t)
+            .collect();
+        times
+            .iter()
+            .map(|&t| times.iter().filter(|&&u| u >= t && u < t + 1000).count())
+            .max()
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn the_rates_hold_under_a_3000_path_invalidation() {
+        let config = config(CONFIG);
+        let router = Router::new(&config);
+        let mut edges = Edges::new(&config);
+        edges.created(&router, "www", "I1", paths(3000), 1_000, 1_500);
+        edges.completed("I1", 60_000);
+        let went = drive(&mut edges, 60_000, 50);
+        let verified = went
+            .iter()
+            .filter(|(_, r)| r.kind == EdgeKind::Verify)
+            .count();
+        let warmed = went
+            .iter()
+            .filter(|(_, r)| r.kind == EdgeKind::Warm)
+            .count();
+        assert_eq!(verified, 3);
+        // Every path once: those checked are not warmed again.
+        assert_eq!(warmed, 2997);
+        assert_eq!(most_in_a_second(&went, EdgeKind::Verify), 2);
+        assert_eq!(most_in_a_second(&went, EdgeKind::Warm), 5);
+        // 2,997 at 5 a second take ten minutes.
+        let last = went.iter().map(|(t, _)| *t).max().expect("requests");
+        assert!(last - 60_000 >= 599_000, "{last}");
+        let (verify, warm) = edges.status("www");
+        assert_eq!(verify.expect("verify").fresh, 3);
+        assert_eq!(warm.expect("warm").ok, 2997);
+    }
+
+    #[test]
+    fn an_edge_that_never_answers_holds_a_few_requests_and_nothing_else() {
+        let config = config(CONFIG);
+        let router = Router::new(&config);
+        let mut edges = Edges::new(&config);
+        edges.created(&router, "www", "I1", paths(100), 0, 0);
+        edges.completed("I1", 10_000);
+        let mut went = 0;
+        let mut now = 10_000;
+        while let Some(wake) = edges.next_wake() {
+            now = now.max(wake);
+            went += edges.due(now).len();
+            assert!(now < 100_000_000);
+        }
+        // The sample's 3 checks, and warming's first few.
+        assert_eq!(went, 3 + AT_ONCE, "at most {AT_ONCE} under way of each kind");
+        let (verify, warm) = edges.status("www");
+        assert_eq!(verify.expect("verify").queued, 3);
+        assert_eq!(warm.expect("warm").queued, 97);
+    }
+
+    #[test]
+    fn only_exact_requested_paths_go_never_wildcards_tags_or_skipped_paths() {
+        let config = config(CONFIG);
+        let router = Router::new(&config);
+        let mut edges = Edges::new(&config);
+        let purged = ["/a/*", "#tag", "/app.0123abcd.js", "/a/one.html", "/b.html"]
+            .map(|p| CfPath::parse_item(p).expect("item"));
+        edges.created(&router, "www", "I1", purged.to_vec(), 0, 0);
+        edges.completed("I1", 1000);
+        let went = drive(&mut edges, 1000, 10);
+        let mut asked: Vec<&str> = went.iter().map(|(_, r)| r.path.as_str()).collect();
+        asked.sort_unstable();
+        assert_eq!(asked, ["/a/one.html", "/b.html"]);
+        // A distribution without an edge is never asked.
+        edges.created(&router, "plain", "I2", purged.to_vec(), 0, 0);
+        edges.completed("I2", 2000);
+        assert!(edges.due(2000).is_empty());
+        assert!(edges.status("plain").0.is_none());
+    }
+
+    #[test]
+    fn a_sample_spreads_over_the_paths() {
+        let all = paths(9);
+        let mut sorted = all.clone();
+        sorted.sort();
+        assert_eq!(
+            spread(&sorted, 3),
+            vec![sorted[0].clone(), sorted[3].clone(), sorted[6].clone()]
+        );
+        assert_eq!(spread(&sorted, 20).len(), 9);
+    }
+
+    fn stale_request(edges: &mut Edges, now: Millis) -> EdgeRequest {
+        let request = edges
+            .due(now)
+            .into_iter()
+            .find(|r| r.kind == EdgeKind::Verify);
+        request.expect("a verification is due")
+    }
+
+    #[test]
+    fn a_stale_path_is_purged_again_once_and_only_with_budget() {
+        let config = config(&CONFIG.replace(
+            "[distributions.www.warm]\nenabled = true",
+            "[distributions.www.warm]\nenabled = false",
+        ));
+        let router = Router::new(&config);
+        let metrics = metrics();
+        let mut edges = Edges::new(&config);
+        let one = vec![CfPath::parse("/one.html").expect("path")];
+        edges.created(&router, "www", "I1", one.clone(), 100_000, 100_000);
+        edges.completed("I1", 130_000);
+        let request = stale_request(&mut edges, 130_000);
+        // Cached 500 s ago, asked for 30 s ago: stale.
+        let again = edges
+            .answered(
+                request,
+                hit(500),
+                130_000,
+                SystemTime::UNIX_EPOCH,
+                true,
+                &metrics,
+            )
+            .expect("purged again");
+        assert!(is_reinvalidation(&again.id));
+        assert_eq!(again.request.paths, one);
+        assert_eq!(again.request.distribution, "www");
+
+        // The second purge did not take either: not a third time.
+        edges.created(&router, "www", "I2", one.clone(), 140_000, 140_000);
+        edges.completed("I2", 170_000);
+        let request = stale_request(&mut edges, 170_000);
+        assert_eq!(
+            edges.answered(
+                request,
+                hit(540),
+                170_000,
+                SystemTime::UNIX_EPOCH,
+                true,
+                &metrics
+            ),
+            None
+        );
+        let (verify, _) = edges.status("www");
+        let verify = verify.expect("verify");
+        assert_eq!((verify.stale, verify.reinvalidated), (2, 1));
+        assert_eq!(verify.last_stale.expect("last stale").path, "/one.html");
+
+        // Another path, with the budget spent: counted, not purged again.
+        let two = vec![CfPath::parse("/two.html").expect("path")];
+        edges.created(&router, "www", "I3", two, 200_000, 200_000);
+        edges.completed("I3", 230_000);
+        let request = stale_request(&mut edges, 230_000);
+        assert_eq!(
+            edges.answered(
+                request,
+                hit(900),
+                230_000,
+                SystemTime::UNIX_EPOCH,
+                false,
+                &metrics
+            ),
+            None
+        );
+        // An hour on, the first path may be purged again if found stale.
+        edges.created(&router, "www", "I4", one, 4_000_000, 4_000_000);
+        edges.completed("I4", 4_030_000);
+        let request = stale_request(&mut edges, 4_030_000);
+        assert!(
+            edges
+                .answered(
+                    request,
+                    hit(9_000),
+                    4_030_000,
+                    SystemTime::UNIX_EPOCH,
+                    true,
+                    &metrics
+                )
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn without_opting_in_a_stale_path_is_only_counted() {
+        let config =
+            config(&CONFIG.replace("reinvalidate_stale = true", "reinvalidate_stale = false"));
+        let router = Router::new(&config);
+        let mut edges = Edges::new(&config);
+        edges.created(
+            &router,
+            "www",
+            "I1",
+            vec![CfPath::parse("/x").expect("path")],
+            0,
+            0,
+        );
+        edges.completed("I1", 30_000);
+        let request = stale_request(&mut edges, 30_000);
+        let metrics = metrics();
+        assert_eq!(
+            edges.answered(
+                request,
+                hit(999),
+                30_000,
+                SystemTime::UNIX_EPOCH,
+                true,
+                &metrics
+            ),
+            None
+        );
+        assert_eq!(edges.status("www").0.expect("verify").stale, 1);
+    }
+}
