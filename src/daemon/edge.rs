@@ -627,7 +627,11 @@ skip = ['\.[0-9a-f]{8}\.js$']
             assert!(now < 100_000_000);
         }
         // The sample's 3 checks, and warming's first few.
-        assert_eq!(went, 3 + AT_ONCE, "at most {AT_ONCE} under way of each kind");
+        assert_eq!(
+            went,
+            3 + AT_ONCE,
+            "at most {AT_ONCE} under way of each kind"
+        );
         let (verify, warm) = edges.status("www");
         assert_eq!(verify.expect("verify").queued, 3);
         assert_eq!(warm.expect("warm").queued, 97);
