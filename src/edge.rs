@@ -401,10 +401,18 @@ enqueue_token = "{TOKEN}"
         edge.behave(Behaviour::Hang);
         let client = EdgeClient::new(&config_for(&edge)).expect("client");
         let started = tokio::time::Instant::now();
-        let answer = client.fetch(&request("/slow", EdgeKind::Verify)).await;
+        // Bounded here too, so that a client without its timeout fails
+        // this test instead of hanging it.
+        let give_up = WARM_TIMEOUT * 2;
+        let answer =
+            tokio::time::timeout(give_up, client.fetch(&request("/slow", EdgeKind::Verify)))
+                .await
+                .expect("the client gives up by itself");
         assert_eq!(answer, Err(EdgeError::Timeout(VERIFY_TIMEOUT)));
         assert_eq!(started.elapsed(), VERIFY_TIMEOUT);
-        let answer = client.fetch(&request("/slow", EdgeKind::Warm)).await;
+        let answer = tokio::time::timeout(give_up, client.fetch(&request("/slow", EdgeKind::Warm)))
+            .await
+            .expect("the client gives up by itself");
         assert_eq!(answer, Err(EdgeError::Timeout(WARM_TIMEOUT)));
     }
 
