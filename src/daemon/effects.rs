@@ -84,6 +84,8 @@ pub struct Effects<Q, I> {
     /// The edge requests of verification and warming; `Err` says why the
     /// client could not be built (each request is answered with it).
     edge: Result<EdgeClient, String>,
+    /// Fires at shutdown: the edge's requests are dropped, never waited for.
+    edge_stop: CancellationToken,
     /// Calls started while draining give up at this moment.
     deadline: Option<Instant>,
 }
@@ -126,6 +128,7 @@ impl<Q: Queue, I: Invalidator> Effects<Q, I> {
             shared,
             polls: Arc::new(Semaphore::new(POLLS_AT_ONCE)),
             edge: Err("no distribution has an edge configured".to_owned()),
+            edge_stop: CancellationToken::new(),
             deadline: None,
         };
         (effects, reports)
@@ -134,6 +137,13 @@ impl<Q: Queue, I: Invalidator> Effects<Q, I> {
     /// Makes the edge requests with `edge`.
     pub fn set_edge(&mut self, edge: Result<EdgeClient, String>) {
         self.edge = edge;
+    }
+
+    /// Shutdown: the edge's requests under way are dropped. They decide
+    /// nothing a purge or a message waits on, so they are not worth any of
+    /// the grace period.
+    pub fn stop_edge(&self) {
+        self.edge_stop.cancel();
     }
 
     /// From now on, calls give up at `deadline` (shutdown).
@@ -353,11 +363,19 @@ impl<Q: Queue, I: Invalidator> Effects<Q, I> {
                 });
             }
             Command::Edge(request) => {
-                let (edge, done) = (self.edge.clone(), self.done.clone());
+                let (edge, done, stop) =
+                    (self.edge.clone(), self.done.clone(), self.edge_stop.clone());
                 self.tasks.spawn(async move {
                     // The request bounds its own time (connect and total).
                     let result = match &edge {
-                        Ok(client) => client.fetch(&request).await,
+                        Ok(client) => {
+                            let Some(result) =
+                                stop.run_until_cancelled(client.fetch(&request)).await
+                            else {
+                                return;
+                            };
+                            result
+                        }
                         Err(why) => Err(EdgeError::Request(why.clone())),
                     };
                     let _ = done.send(Report::Input(Input::Edge { request, result }));

@@ -233,6 +233,7 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
             sd_notify::NotifyState::Status("draining"),
         ]);
         effects.carry_out(Command::Receive(false), &self.clock);
+        effects.stop_edge();
         let deadline = Instant::now() + self.grace;
         let end = deadline + SHUTDOWN_MARGIN;
         effects.set_deadline(deadline);
