@@ -209,6 +209,16 @@ impl Status {
                             tenant_id: d.tenant_id.clone(),
                             max_inflight_exact: d.max_inflight_paths as u64,
                             max_inflight_wildcard: d.max_inflight_wildcards as u64,
+                            verify: d
+                                .verify
+                                .as_ref()
+                                .filter(|v| v.sample > 0)
+                                .map(|_| VerifyStatus::default()),
+                            warm: d
+                                .warm
+                                .as_ref()
+                                .filter(|w| w.enabled && d.verify.is_some())
+                                .map(|_| WarmStatus::default()),
                             ..DistributionStatus::default()
                         },
                     )
