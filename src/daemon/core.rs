@@ -35,7 +35,7 @@ use crate::tracker::external::Found;
 use crate::tracker::{self, Checks, InflightView, Known, Looked};
 
 use super::catalogs::{Built, Catalogs, Job};
-use super::edge::{Edges, is_reinvalidation};
+use super::edge::{Edges, MAX_CANDIDATES, is_reinvalidation};
 use super::ledger::{Ledger, Recovered, StoreCall, Written};
 use super::observe::Observers;
 
@@ -1195,7 +1195,7 @@ impl Core {
             let mut purged: Vec<CfPath> = batch.paths.clone();
             purged.extend(
                 self.pending
-                    .exact_under(alias, &batch.paths, Edges::candidates()),
+                    .exact_under(alias, &batch.paths, MAX_CANDIDATES),
             );
             self.edges.created(
                 &self.router,

@@ -29,7 +29,7 @@ pub const AT_ONCE: usize = 4;
 pub const MAX_QUEUED: usize = 10_000;
 
 /// Paths kept per invalidation in progress to choose from at completion.
-const MAX_CANDIDATES: usize = 3000;
+pub const MAX_CANDIDATES: usize = 3000;
 
 /// How long an invalidation's paths are kept waiting for its completion:
 /// CloudFront completes in minutes; one never seen completed is forgotten.
@@ -166,11 +166,6 @@ impl Edges {
     /// Whether `alias` requests anything from its edge.
     pub fn wants(&self, alias: &str) -> bool {
         self.rules.contains_key(alias)
-    }
-
-    /// Paths worth keeping of one invalidation to choose from.
-    pub fn candidates() -> usize {
-        MAX_CANDIDATES
     }
 
     /// An invalidation of `alias` was created, asked for first at
