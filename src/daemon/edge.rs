@@ -108,6 +108,9 @@ struct Counts {
     dropped: HashMap<EdgeKind, u64>,
     reinvalidated: u64,
     last_stale: Option<StalePath>,
+    /// The invalidation whose warming last logged a failure: one warning
+    /// per invalidation, not one per path of a failing edge.
+    warm_warned: Option<String>,
 }
 
 /// A stale path to purge again, once.
@@ -341,7 +344,12 @@ impl Edges {
                     Ok(seen) => format!("the edge answered {}", seen.status),
                     Err(e) => e.to_string(),
                 };
-                tracing::warn!(distribution = %alias, path, error = %why, "warming a path failed");
+                if counts.warm_warned.as_deref() == Some(request.invalidation.as_str()) {
+                    tracing::debug!(distribution = %alias, path, error = %why, "warming a path failed");
+                } else {
+                    counts.warm_warned = Some(request.invalidation.clone());
+                    tracing::warn!(distribution = %alias, invalidation = %request.invalidation, path, error = %why, "warming a path failed (the invalidation's further failures are logged at debug level)");
+                }
             }
             return None;
         }
