@@ -90,9 +90,13 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     if coordinated || config.budget.store == StoreKind::Dynamodb {
         let sdk = dynamo::sdk_config(&config.aws).await;
         let table = &config.coordination.table;
-        let store = DynamoStore::new(sdk.clone(), &config.aws, table, coordinated)
-            .map_err(std::io::Error::other)?;
-        daemon = daemon.with_ledger(AnyStore::Dynamo(store.clone()));
+        // One ledger item per account, each written on its own.
+        for account in config.budget_accounts() {
+            let key = dynamo::ledger_key(&account);
+            let store = DynamoStore::at(sdk.clone(), &config.aws, table, &key, coordinated)
+                .map_err(std::io::Error::other)?;
+            daemon = daemon.with_account_ledger(&account, AnyStore::Dynamo(store));
+        }
         if coordinated {
             let lease = Duration::from_secs(config.coordination.lease_seconds);
             // A lease call that takes a third of the lease is as good as
@@ -105,7 +109,7 @@ pub async fn run(config: Config) -> std::io::Result<()> {
                 replica,
                 AnyTable::Dynamo(table),
                 lease,
-                Some(store),
+                true,
             ));
         }
     }
