@@ -988,9 +988,18 @@ mod tests {
         assert_eq!(value(r, "cfpurge_queue_messages{state=\"visible\"}"), 11.0);
         assert_eq!(value(r, "cfpurge_queue_messages{state=\"in_flight\"}"), 5.0);
         assert_eq!(value(r, "cfpurge_queue_messages{state=\"delayed\"}"), 2.0);
-        assert_eq!(value(r, "cfpurge_budget_paths_limit{account=\"default\"}"), 1000.0);
-        assert_eq!(value(r, "cfpurge_budget_paths_used{account=\"default\"}"), 300.0);
-        assert_eq!(value(r, "cfpurge_budget_paths_allowed{account=\"default\"}"), 400.0);
+        assert_eq!(
+            value(r, "cfpurge_budget_paths_limit{account=\"default\"}"),
+            1000.0
+        );
+        assert_eq!(
+            value(r, "cfpurge_budget_paths_used{account=\"default\"}"),
+            300.0
+        );
+        assert_eq!(
+            value(r, "cfpurge_budget_paths_allowed{account=\"default\"}"),
+            400.0
+        );
 
         metrics.set_pending_messages(u64::MAX);
         assert_eq!(value(r, "cfpurge_pending_messages"), i64::MAX as f64);

@@ -306,7 +306,11 @@ pub async fn run(config: &Config, trace: &[TraceLine], options: &ReplayOptions) 
             .zip(options.ledger.clone())
             .into_iter()
             .collect(),
-        first_account: config.budget_accounts().into_iter().next().unwrap_or_default(),
+        first_account: config
+            .budget_accounts()
+            .into_iter()
+            .next()
+            .unwrap_or_default(),
         with_blast: options.catalog.is_some(),
         optimum: match (&options.catalog, options.optimum) {
             (Some(catalog), true) => Some(OptimumBasis {

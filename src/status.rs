@@ -125,10 +125,7 @@ pub struct AccountStatus {
 /// Whether `accounts` holds only the default account: a daemon without
 /// `[accounts]`, whose status reads as it always did.
 fn single_account(accounts: &BTreeMap<String, AccountStatus>) -> bool {
-    accounts.len() <= 1
-        && accounts
-            .keys()
-            .all(|a| a == crate::config::DEFAULT_ACCOUNT)
+    accounts.len() <= 1 && accounts.keys().all(|a| a == crate::config::DEFAULT_ACCOUNT)
 }
 
 /// The budget in [`Status`].

@@ -145,11 +145,47 @@ pub fn render(status: &Status, now: SystemTime, refresh_seconds: u32) -> String 
         html.push_str("</section>");
     }
 
-    let b = &status.budget;
-    let month = if b.month.is_empty() { "-" } else { &b.month };
+    // With `[accounts]`, each account's budget (AWS bills each on its own);
+    // without, the one budget as it always was.
+    let several = status
+        .accounts
+        .keys()
+        .any(|a| a != crate::config::DEFAULT_ACCOUNT);
+    if several {
+        for (account, a) in &status.accounts {
+            budget_section(&mut html, &a.budget, Some((account, a)));
+        }
+    } else {
+        budget_section(&mut html, &status.budget, None);
+    }
+
+    let q = &status.queue;
     let _ = write!(
         html,
-        "<section><h2>Budget <small>{month}, policy {policy}</small></h2>\
+        "<section><h2>Queue</h2><table>\
+         <tr><th>visible</th><th>in flight</th><th>delayed</th><th>held by cfpurge</th></tr>\
+         <tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr></table></section>",
+        q.visible, q.in_flight, q.delayed, q.pending_messages
+    );
+    html.push_str("</main></body></html>\n");
+    html
+}
+
+/// One budget's section; `account` names it, with its role and what keeps
+/// its distributions from being ready.
+fn budget_section(
+    html: &mut String,
+    b: &crate::status::BudgetStatus,
+    account: Option<(&String, &crate::status::AccountStatus)>,
+) {
+    let month = if b.month.is_empty() { "-" } else { &b.month };
+    let title = match account {
+        Some((name, _)) => format!("Budget of account {}", escape(name)),
+        None => "Budget".to_owned(),
+    };
+    let _ = write!(
+        html,
+        "<section><h2>{title} <small>{month}, policy {policy}</small></h2>\
          <div class=\"figures\">\
          <div class=\"figure\"><b>{used}</b><span>paths used</span></div>\
          <div class=\"figure\"><b>{pace}</b><span>even pace by now</span></div>\
@@ -165,24 +201,23 @@ pub fn render(status: &Status, now: SystemTime, refresh_seconds: u32) -> String 
         price = price_text(b.price),
     );
     bar(
-        &mut html,
+        html,
         "used this month; the mark is what the pacing allows by now",
         b.used,
         b.limit,
         Some(b.allowed),
     );
+    if let Some((_, a)) = account {
+        let how = match &a.role_arn {
+            Some(role) => format!("role <code>{}</code>", escape(role)),
+            None => "the default credentials".to_owned(),
+        };
+        let _ = write!(html, "<p class=\"label\">reached with {how}</p>");
+        for reason in &a.not_ready {
+            let _ = write!(html, "<p class=\"label\">not ready: {}</p>", escape(reason));
+        }
+    }
     html.push_str("</section>");
-
-    let q = &status.queue;
-    let _ = write!(
-        html,
-        "<section><h2>Queue</h2><table>\
-         <tr><th>visible</th><th>in flight</th><th>delayed</th><th>held by cfpurge</th></tr>\
-         <tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr></table></section>",
-        q.visible, q.in_flight, q.delayed, q.pending_messages
-    );
-    html.push_str("</main></body></html>\n");
-    html
 }
 
 /// A price as an operator reads it: three significant figures, whole

@@ -62,12 +62,17 @@ pub fn timeouts() -> TimeoutConfig {
 /// `AWS_ENDPOINT_URL_CLOUDFRONT` / `AWS_ENDPOINT_URL` apply), [`timeouts`]
 /// and standard retries.
 pub async fn client_for(aws: &AwsConfig) -> Client {
+    client_with(&sdk_config(aws).await, aws)
+}
+
+/// The SDK configuration of the AWS provider chain, in `aws.region` when
+/// set.
+pub async fn sdk_config(aws: &AwsConfig) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest());
     if let Some(region) = &aws.region {
         loader = loader.region(Region::new(region.clone()));
     }
-    let sdk = loader.load().await;
-    client_with(&sdk, aws)
+    loader.load().await
 }
 
 /// [`client_for`] on an already loaded SDK configuration (tests hand in one

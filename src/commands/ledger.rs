@@ -27,7 +27,11 @@ pub enum LedgerCommandError {
 /// The configured store of the first account's ledger (the default
 /// account's without `[accounts]`): the one `ledger import` fills.
 pub async fn store(config: &Config) -> Result<AnyStore, LedgerError> {
-    let first = config.budget_accounts().into_iter().next().unwrap_or_default();
+    let first = config
+        .budget_accounts()
+        .into_iter()
+        .next()
+        .unwrap_or_default();
     store_of(config, &first).await
 }
 
@@ -87,7 +91,11 @@ pub fn show(
     store: &AnyStore,
     out: &mut impl Write,
 ) -> Result<(), LedgerCommandError> {
-    let first = config.budget_accounts().into_iter().next().unwrap_or_default();
+    let first = config
+        .budget_accounts()
+        .into_iter()
+        .next()
+        .unwrap_or_default();
     show_account(config, &first, store, out)
 }
 
@@ -211,7 +219,11 @@ pub fn import_at(
     };
     store.save(&merged)?;
     writeln!(out, "imported {}", file.display())?;
-    let first = config.budget_accounts().into_iter().next().unwrap_or_default();
+    let first = config
+        .budget_accounts()
+        .into_iter()
+        .next()
+        .unwrap_or_default();
     print_state(config, &first, &merged, out)
 }
 

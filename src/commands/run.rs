@@ -105,12 +105,8 @@ pub async fn run(config: Config) -> std::io::Result<()> {
             let table = DynamoTable::new(client, table.clone(), lease / 3);
             let replica = config.coordination.replica();
             tracing::info!(replica = %replica, table = %config.coordination.table, lease_seconds = config.coordination.lease_seconds, "standing by for the lease");
-            daemon = daemon.with_replica(Replica::new(
-                replica,
-                AnyTable::Dynamo(table),
-                lease,
-                true,
-            ));
+            daemon =
+                daemon.with_replica(Replica::new(replica, AnyTable::Dynamo(table), lease, true));
         }
     }
     let observers = daemon.observers();

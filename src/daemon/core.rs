@@ -895,7 +895,8 @@ impl Core {
                 }
                 // The reservation is written before CloudFront is called.
                 let ledger = self.ledgers.get_mut(&account).expect("checked above");
-                let reserved = ledger.reserve(&batch.reference, alias, batch.paths.len() as u64, now);
+                let reserved =
+                    ledger.reserve(&batch.reference, alias, batch.paths.len() as u64, now);
                 let seq = match reserved {
                     Ok(seq) => {
                         // The spending moves the price at once: the next
@@ -1125,7 +1126,10 @@ impl Core {
             failed: false,
         });
         for (alias, target) in aliases {
-            let account = self.accounts.get(alias).map_or(DEFAULT_ACCOUNT, String::as_str);
+            let account = self
+                .accounts
+                .get(alias)
+                .map_or(DEFAULT_ACCOUNT, String::as_str);
             self.out.push(Command::Reconcile {
                 alias: alias.clone(),
                 target: target.clone(),
@@ -1515,9 +1519,13 @@ impl Core {
             }
             Err(e) => {
                 tracing::warn!(account = %account, error = %e, "reading the shared ledger failed");
-                self.observers
-                    .readiness
-                    .set(&component, format!("the shared ledger{} is not readable: {e}", ledger.of_account()));
+                self.observers.readiness.set(
+                    &component,
+                    format!(
+                        "the shared ledger{} is not readable: {e}",
+                        ledger.of_account()
+                    ),
+                );
             }
         }
     }
@@ -1662,7 +1670,9 @@ impl Core {
     pub fn budget_statuses(&self, now: &Now) -> BTreeMap<String, BudgetStatus> {
         self.ledgers
             .iter()
-            .filter_map(|(account, l)| Some((account.clone(), l.budget()?.status(now.wall, l.price()))))
+            .filter_map(|(account, l)| {
+                Some((account.clone(), l.budget()?.status(now.wall, l.price())))
+            })
             .collect()
     }
 

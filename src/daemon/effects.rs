@@ -304,12 +304,7 @@ impl<Q: Queue, I: Invalidator> Effects<Q, I> {
                 });
             }
             Command::ReadSharedLedger { account } => {
-                let Some(store) = self
-                    .stores
-                    .get(&account)
-                    .filter(|_| self.shared)
-                    .cloned()
-                else {
+                let Some(store) = self.stores.get(&account).filter(|_| self.shared).cloned() else {
                     return;
                 };
                 let done = self.done.clone();

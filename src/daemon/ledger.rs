@@ -159,7 +159,10 @@ impl Ledger {
     /// The readiness reason of a ledger that cannot be used because of
     /// `why`.
     pub fn not_usable(&self, why: &str) -> String {
-        format!("the budget ledger{} is not usable: {why}", self.of_account())
+        format!(
+            "the budget ledger{} is not usable: {why}",
+            self.of_account()
+        )
     }
 
     /// Forgets the open ledger: it is read again from the store (a replica
