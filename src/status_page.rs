@@ -310,6 +310,7 @@ mod tests {
             DistributionStatus {
                 id: "E2ABCDEF123456".into(),
                 tenant_id: None,
+                account: None,
                 pending_paths: 17,
                 oldest_pending_seconds: 75,
                 inflight_exact: 1500,

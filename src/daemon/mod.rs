@@ -350,3 +350,6 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod accounts_tests;
