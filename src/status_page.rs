@@ -380,6 +380,63 @@ mod tests {
     }
 
     #[test]
+    fn with_several_accounts_each_budget_has_its_section_with_its_role_and_reasons() {
+        use crate::status::AccountStatus;
+        let mut status = sample();
+        let html = render(&status, at(), 5);
+        // One account: the one budget, as without accounts.
+        assert!(html.contains("<h2>Budget <small>"), "{html}");
+        for (name, used, role, reason) in [
+            ("default", 12, None, None),
+            (
+                "prod",
+                34,
+                Some("arn:aws:iam::210987654321:role/cfpurge"),
+                Some("distribution:shop: account prod: the role <x> could not be assumed"),
+            ),
+        ] {
+            status.accounts.insert(
+                name.to_owned(),
+                AccountStatus {
+                    budget: BudgetStatus {
+                        month: "2026-11".into(),
+                        limit: 1000,
+                        used,
+                        ..BudgetStatus::default()
+                    },
+                    role_arn: role.map(str::to_owned),
+                    not_ready: reason.map(str::to_owned).into_iter().collect(),
+                    components: Vec::new(),
+                },
+            );
+        }
+        let html = render(&status, at(), 5);
+        assert!(!html.contains("<h2>Budget <small>"), "{html}");
+        assert!(
+            html.contains("<h2>Budget of account default <small>2026-11"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<h2>Budget of account prod <small>2026-11"),
+            "{html}"
+        );
+        assert!(html.contains("<b>34</b><span>paths used</span>"), "{html}");
+        assert!(
+            html.contains("reached with role <code>arn:aws:iam::210987654321:role/cfpurge</code>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("reached with the default credentials"),
+            "{html}"
+        );
+        // The reason is escaped like everything else.
+        assert!(
+            html.contains("not ready: distribution:shop: account prod: the role &lt;x&gt; could not be assumed"),
+            "{html}"
+        );
+    }
+
+    #[test]
     fn an_unknown_limit_draws_an_empty_bar() {
         let mut status = sample();
         let d = status.distributions.get_mut("www").unwrap();

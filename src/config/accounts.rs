@@ -384,3 +384,39 @@ tenant_id = "dt_1"
         assert_eq!(session_name(&"a".repeat(64)).len(), MAX_SESSION_NAME);
     }
 }
+
+#[cfg(test)]
+mod check_config_tests {
+    #[test]
+    fn check_config_tells_which_account_each_distribution_uses_and_only_with_accounts() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("cfpurge.toml");
+        let base = "[source]\nkind = \"local\"\n[distributions.www]\nid = \"E1AAAAAAAAAAAA\"\n";
+        std::fs::write(&file, base).unwrap();
+        let mut out = Vec::new();
+        crate::commands::check_config::check_config(&file, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.contains("# account"), "{text}");
+        std::fs::write(
+            &file,
+            format!(
+                "{base}[distributions.shop]\nid = \"E2BBBBBBBBBBBB\"\naccount = \"prod\"\n\
+                 [accounts.prod]\nrole_arn = \"arn:aws:iam::210987654321:role/cfpurge\"\n"
+            ),
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        crate::commands::check_config::check_config(&file, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.ends_with(
+                "# account default (the default credentials, 1000 paths a month): www\n\
+                 # account prod (role arn:aws:iam::210987654321:role/cfpurge, 1000 paths a month): shop\n"
+            ),
+            "{text}"
+        );
+        // What it prints loads again.
+        let printed: toml::Table = text.parse().unwrap();
+        assert!(printed["accounts"]["prod"]["role_arn"].is_str());
+    }
+}
