@@ -346,3 +346,71 @@ async fn roles_are_assumed_per_account_a_refused_role_holds_only_its_account_and
     let totals = run.await.expect("daemon ends");
     assert_eq!(totals.messages_deleted, 4);
 }
+
+/// With `budget.store = "dynamodb"`, each account's ledger is an item of
+/// its own (`ledger` for the default account, as before, `ledger#NAME` for
+/// the others), and `cfpurge ledger show` prints each under its account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_account_has_its_own_ledger_item_and_ledger_show_prints_each() {
+    use cfpurge::budget::{DynamoStore, LedgerState, LedgerStore, Month};
+    use cfpurge::config::AwsConfig;
+    use cfpurge::coordination::dynamo::ledger_key;
+
+    let moto = Moto::shared();
+    let _guard = moto.exclusive().await;
+    crate::replicas::create_table(moto, "cfpurge").await;
+    let aws = AwsConfig {
+        endpoint_url: Some(moto.endpoint().to_owned()),
+        ..AwsConfig::default()
+    };
+    let month = Month::of(SystemTime::now());
+    let state = |spent| {
+        let mut s = LedgerState::new(month);
+        s.spent = spent;
+        s
+    };
+    let default = DynamoStore::new(Moto::sdk_config(), &aws, "cfpurge", false).unwrap();
+    let prod = DynamoStore::at(
+        Moto::sdk_config(),
+        &aws,
+        "cfpurge",
+        &ledger_key("prod"),
+        false,
+    )
+    .unwrap();
+    default.save(&state(12)).unwrap();
+    prod.save(&state(345)).unwrap();
+    assert_eq!(default.load().unwrap().map(|s| s.spent), Some(12));
+    assert_eq!(prod.load().unwrap().map(|s| s.spent), Some(345));
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("cfpurge.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[aws]\nregion = \"us-east-1\"\ndynamodb_endpoint_url = \"{}\"\n[source]\nkind = \"local\"\n\
+             [distributions.www]\nid = \"E1WWWWWWWWWWWW\"\n\
+             [distributions.shop]\nid = \"E3SSSSSSSSSSSS\"\naccount = \"prod\"\n\
+             [accounts.prod]\nmonthly_paths = 5000\n[budget]\nstore = \"dynamodb\"\n",
+            moto.endpoint()
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = crate::support::cli::cfpurge(&[
+        "ledger".as_ref(),
+        "show".as_ref(),
+        "-c".as_ref(),
+        config.as_os_str(),
+    ]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("account: default\nledger: DynamoDB table cfpurge\n")
+            && out.contains("spent: 12 (cfpurge 12, other tools 0) of 1000"),
+        "{out}"
+    );
+    assert!(
+        out.contains("account: prod\nledger: DynamoDB table cfpurge, item pk = \"ledger#prod\"\n")
+            && out.contains("spent: 345 (cfpurge 345, other tools 0) of 5000"),
+        "{out}"
+    );
+}
