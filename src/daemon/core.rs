@@ -243,12 +243,13 @@ struct Timers {
 
 /// A reconcile round under way: the term it began in and the
 /// distributions not yet answered.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Round {
     term: u64,
     left: usize,
-    /// The budget scan was asked of every distribution.
-    scanned: bool,
+    /// The accounts whose budget scan was asked of every distribution of
+    /// theirs.
+    scanned: Vec<String>,
     /// A distribution's reconcile or scan failed in this round.
     failed: bool,
 }
@@ -1122,7 +1123,7 @@ impl Core {
         self.round = Some(Round {
             term,
             left: aliases.len(),
-            scanned: !scans.is_empty() && scans.len() == self.ledgers.len(),
+            scanned: scans.keys().map(|a| (*a).to_owned()).collect(),
             failed: false,
         });
         for (alias, target) in aliases {
@@ -1137,7 +1138,7 @@ impl Core {
                 scan: scans.get(account).cloned(),
             });
         }
-        if self.round.is_some_and(|r| r.left == 0) {
+        if self.round.as_ref().is_some_and(|r| r.left == 0) {
             self.round_over(now);
         }
     }
@@ -1228,10 +1229,14 @@ impl Core {
             }
             self.timers.started = true;
             self.ledgers.values_mut().for_each(Ledger::round_over);
-        } else if round.scanned && !round.failed {
+        } else if !round.failed {
             // Only a scan that went through everywhere settles what a
-            // crash left: the next one tries again.
-            self.ledgers.values_mut().for_each(Ledger::round_over);
+            // crash left in an account's ledger: the next one tries again.
+            for account in &round.scanned {
+                if let Some(l) = self.ledgers.get_mut(account) {
+                    l.round_over();
+                }
+            }
         }
         self.timers.reconcile = now.after(self.reconcile_interval);
     }
