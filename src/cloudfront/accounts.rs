@@ -23,7 +23,7 @@ use aws_credential_types::provider::{
     ProvideCredentials, SharedCredentialsProvider, future as credentials_future,
 };
 
-use super::aws::{AwsInvalidator, client_with};
+use super::aws::AwsInvalidator;
 use super::invalidator::{
     Invalidation, InvalidationSummary, Invalidator, InvalidatorError, Target,
 };
@@ -154,7 +154,7 @@ impl AccountsInvalidator {
     /// `sdk` (which also call STS for the roles). STS is reached at
     /// `aws.endpoint_url` when set (an emulator), else the SDK's own.
     pub async fn new(config: &Config, sdk: &SdkConfig, settings: AssumeSettings) -> Self {
-        let default = AwsInvalidator::new(client_with(sdk, &config.aws));
+        let default = AwsInvalidator::new(crate::aws::cloudfront(sdk, &config.aws));
         let mut sts_sdk = sdk.clone();
         if let Some(url) = &config.aws.endpoint_url {
             sts_sdk = sts_sdk.into_builder().endpoint_url(url.clone()).build();
@@ -190,7 +190,10 @@ impl AccountsInvalidator {
                 Account {
                     name: name.clone(),
                     role: Some(role.clone()),
-                    invalidator: AwsInvalidator::new(client_with(&account_sdk, &config.aws)),
+                    invalidator: AwsInvalidator::new(crate::aws::cloudfront(
+                        &account_sdk,
+                        &config.aws,
+                    )),
                     health: Some(health),
                 },
             );

@@ -15,6 +15,7 @@
 pub mod accounts;
 pub mod aws;
 pub mod invalidator;
+pub mod reference;
 pub mod simulate;
 
 use std::time::Duration;
@@ -46,12 +47,16 @@ pub enum AnyInvalidator {
 pub async fn from_config(config: &Config) -> AnyInvalidator {
     match config.cloudfront.mode {
         CloudFrontMode::Aws if config.accounts.values().any(|a| a.role_arn.is_some()) => {
-            let sdk = aws::sdk_config(&config.aws).await;
+            let sdk = crate::aws::sdk_config(&config.aws).await;
             let settings = AssumeSettings { session: None };
             AnyInvalidator::Accounts(AccountsInvalidator::new(config, &sdk, settings).await)
         }
         CloudFrontMode::Aws => {
-            AnyInvalidator::Aws(AwsInvalidator::new(aws::client_for(&config.aws).await))
+            let sdk = crate::aws::sdk_config(&config.aws).await;
+            AnyInvalidator::Aws(AwsInvalidator::new(crate::aws::cloudfront(
+                &sdk,
+                &config.aws,
+            )))
         }
         CloudFrontMode::Simulate => AnyInvalidator::Simulate(
             SimulatedCloudFront::new(

@@ -11,7 +11,6 @@ use crate::budget::{
     self, AnyStore, DynamoStore, FileStore, LedgerError, LedgerState, LedgerStore, Month,
 };
 use crate::config::{Config, StoreKind};
-use crate::coordination::dynamo;
 
 /// Why a ledger command failed.
 #[derive(Debug, thiserror::Error)]
@@ -55,12 +54,12 @@ async fn store_of(config: &Config, account: &str) -> Result<AnyStore, LedgerErro
             account,
         ))),
         StoreKind::Dynamodb => {
-            let sdk = dynamo::sdk_config(&config.aws).await;
+            let sdk = crate::aws::sdk_config(&config.aws).await;
             AnyStore::Dynamo(DynamoStore::at(
                 sdk,
                 &config.aws,
                 &config.coordination.table,
-                &dynamo::ledger_key(account),
+                &crate::coordination::dynamo::ledger_key(account),
                 false,
             )?)
         }
@@ -80,7 +79,7 @@ fn where_(config: &Config, account: &str) -> String {
         StoreKind::Dynamodb => format!(
             "DynamoDB table {}, item pk = \"{}\"",
             config.coordination.table,
-            dynamo::ledger_key(account)
+            crate::coordination::dynamo::ledger_key(account)
         ),
     }
 }
