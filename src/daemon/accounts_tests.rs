@@ -210,3 +210,80 @@ pacing = "none"
     let totals = run.stop().await;
     assert_eq!(totals.invalidations, 3);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_ledger_that_cannot_be_written_holds_only_its_own_account() {
+    let config = config(
+        r#"
+create_per_second = 100
+create_burst = 100
+[budget]
+pacing = "none"
+"#,
+    );
+    // prod's ledger file sits under a regular file: it can never be
+    // written.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let blocker = dir.path().join("not-a-folder");
+    std::fs::write(&blocker, b"x").expect("write");
+    let queue = LocalQueue::new(Duration::from_secs(60));
+    let cloudfront = SimulatedCloudFront::new(
+        [WWW, BLOG, SHOP].map(str::to_owned),
+        Duration::from_secs(30),
+    );
+    let daemon = Daemon::new(&config, queue.clone(), cloudfront.clone())
+        .with_account_ledger("default", AnyStore::Memory(MemoryStore::new()))
+        .with_account_ledger(
+            "prod",
+            AnyStore::File(crate::budget::FileStore::new(blocker.join("ledger.json"))),
+        );
+    let observers = daemon.observers();
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(daemon.run(cancel.clone()));
+    let run = Run {
+        queue,
+        cloudfront,
+        default_ledger: MemoryStore::new(),
+        prod_ledger: MemoryStore::new(),
+        observers,
+        cancel,
+        task,
+    };
+    run.send("www", &paths("www", 3)).await;
+    run.send("shop", &paths("shop", 3)).await;
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    assert_eq!(run.billed(WWW), 3, "the default account goes on");
+    assert_eq!(run.billed(SHOP), 0, "nothing is spent without its ledger");
+    let reasons = run.observers.readiness.reasons();
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.starts_with("ledger:prod: the budget ledger of account prod is not usable")),
+        "{reasons:?}"
+    );
+    assert!(
+        !reasons
+            .iter()
+            .any(|r| r.starts_with("ledger:") && !r.starts_with("ledger:prod")),
+        "{reasons:?}"
+    );
+    assert_eq!(run.queue.len(), 3, "shop's requests wait");
+    // The folder is fixed: prod's ledger opens at its next try, and shop's
+    // requests go out without a restart.
+    std::fs::remove_file(&blocker).expect("remove");
+    std::fs::create_dir(&blocker).expect("mkdir");
+    tokio::time::sleep(Duration::from_secs(90)).await;
+    assert_eq!(
+        run.billed(SHOP),
+        3,
+        "{:?}",
+        run.observers.readiness.reasons()
+    );
+    assert!(
+        run.observers.readiness.is_ready(),
+        "{:?}",
+        run.observers.readiness.reasons()
+    );
+    assert!(blocker.join("ledger.json").exists());
+    run.stop().await;
+}

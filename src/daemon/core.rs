@@ -313,6 +313,11 @@ pub struct Core {
     ledgers: BTreeMap<String, Ledger>,
     /// Alias → the account it belongs to.
     accounts: HashMap<String, String>,
+    /// Accounts whose ledger was not open when the gate opened: their
+    /// distributions submit once it is open and a reconcile round has
+    /// looked for what a crash left in it, so that one account's ledger
+    /// holds only its own account.
+    late: HashSet<String>,
     view: InflightView,
     /// Alias → what its calls name: a distribution, or a tenant.
     targets: HashMap<String, Target>,
@@ -403,6 +408,7 @@ impl Core {
                 })
                 .collect(),
             accounts,
+            late: HashSet::new(),
             view: InflightView::new(config.distributions.iter()),
             targets: config
                 .distributions
@@ -469,9 +475,10 @@ impl Core {
         self.ledgers.get_mut(&account)
     }
 
-    /// Whether every account's ledger is open.
-    fn ledgers_open(&self) -> bool {
-        self.ledgers.values().all(|l| l.budget().is_some())
+    /// Whether some account's ledger is open: the first reconcile round
+    /// needs one to confirm what a crash left in it.
+    fn any_ledger_open(&self) -> bool {
+        self.ledgers.values().any(|l| l.budget().is_some())
     }
 
     /// The learned catalogs are kept in the table's stores.
@@ -653,13 +660,14 @@ impl Core {
     }
 
     /// Whether a reconcile round may begin: not while draining, once the
-    /// gate is open; and the first round only with the ledger open, since
-    /// it must confirm what a crash left in it.
+    /// gate is open; and the first round only with a ledger open, since it
+    /// must confirm what a crash left in it. (One account's ledger that
+    /// cannot be opened holds only its own account: see `late`.)
     fn may_reconcile(&self) -> bool {
         if self.timers.started {
             !self.draining
         } else {
-            self.ledgers_open()
+            self.any_ledger_open()
         }
     }
 
@@ -844,8 +852,16 @@ impl Core {
             return;
         };
         let account = self.account(alias).to_owned();
-        if !self.ledgers.contains_key(&account) {
+        let Some(ledger) = self.ledgers.get(&account) else {
             return;
+        };
+        if self.late.contains(&account) {
+            if !ledger.settled() {
+                self.pending.hold(alias, now.after(FIRST_ROUND_RETRY));
+                return;
+            }
+            tracing::info!(account = %account, "the account's budget ledger is open and settled: its distributions submit again");
+            self.late.remove(&account);
         }
         let due = self.pending.due(now.mono).iter().any(|a| a == alias);
         let entries = if due && !self.submitter.has_queued(alias) {
@@ -1021,6 +1037,11 @@ impl Core {
             } => {
                 if let Some(ledger) = self.ledgers.get_mut(&account) {
                     ledger.loaded(epoch, result, now);
+                    if self.late.contains(&account) && !ledger.settled() {
+                        // What a crash left in it is looked for soon, not
+                        // at the next interval.
+                        self.timers.reconcile = self.timers.reconcile.min(now.mono);
+                    }
                 }
                 self.judge_ledgers();
             }
@@ -1219,7 +1240,7 @@ impl Core {
             // then the next round comes soon, for the distributions that
             // are left.
             let recovered =
-                self.ledgers_open() && self.targets.keys().all(|a| self.looked_ok.contains(a));
+                self.any_ledger_open() && self.targets.keys().all(|a| self.looked_ok.contains(a));
             if !recovered {
                 tracing::warn!(
                     "the first reconcile could not yet look everywhere for what an earlier run left; nothing is submitted until it has"
@@ -1229,6 +1250,15 @@ impl Core {
             }
             self.timers.started = true;
             self.ledgers.values_mut().for_each(Ledger::round_over);
+            self.late = self
+                .ledgers
+                .iter()
+                .filter(|(_, l)| l.budget().is_none())
+                .map(|(account, _)| account.clone())
+                .collect();
+            for account in &self.late {
+                tracing::warn!(account = %account, "the account's budget ledger is not open: its distributions submit nothing until it is");
+            }
         } else if !round.failed {
             // Only a scan that went through everywhere settles what a
             // crash left in an account's ledger: the next one tries again.
@@ -1565,6 +1595,7 @@ impl Core {
                 .with_owner(replica.id.clone());
                 // Nothing goes out before a reconcile round of this term.
                 self.timers.started = false;
+                self.late.clear();
                 self.looked_ok.clear();
                 self.timers.reconcile = now.mono;
                 self.timers.poll = now.mono;

@@ -188,6 +188,12 @@ impl Ledger {
         self.error.as_deref()
     }
 
+    /// Whether the ledger is open and what a crash left in it has been
+    /// looked for (or it held nothing to look for).
+    pub fn settled(&self) -> bool {
+        self.budget.is_some() && self.confirmed_leftovers
+    }
+
     /// Whether a write of the ledger is under way.
     pub fn is_writing(&self) -> bool {
         self.writing.is_some()
