@@ -875,7 +875,10 @@ impl Core {
         // curves and this one's, and brought up to now before the batch is
         // planned.
         let observed = self.observe_curve(alias, &entries, capacity, now);
-        let ledger = self.ledgers.get_mut(&account).expect("checked above");
+        let ledger = self
+            .ledgers
+            .get_mut(&account)
+            .expect("every account has a ledger from the start: none is removed");
         ledger.advance_price(now);
         let price = ledger.price();
         let budget = self.ledgers.get(&account).and_then(Ledger::budget);
@@ -911,7 +914,10 @@ impl Core {
                     self.pending.hold(alias, until);
                 }
                 // The reservation is written before CloudFront is called.
-                let ledger = self.ledgers.get_mut(&account).expect("checked above");
+                let ledger = self
+                    .ledgers
+                    .get_mut(&account)
+                    .expect("every account has a ledger from the start: none is removed");
                 let reserved =
                     ledger.reserve(&batch.reference, alias, batch.paths.len() as u64, now);
                 let seq = match reserved {
