@@ -201,8 +201,8 @@ async fn until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
 #[tokio::test]
 async fn roles_are_assumed_per_account_a_refused_role_holds_only_its_account_and_credentials_refresh()
  {
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+    let moto = moto.server();
     let (gate, sts) = start_gate(moto).await;
     gate.deny(LAB_ROLE);
     let fake = FakeCloudFront::start(Duration::from_secs(1)).await;
@@ -356,8 +356,8 @@ async fn each_account_has_its_own_ledger_item_and_ledger_show_prints_each() {
     use cfpurge::config::AwsConfig;
     use cfpurge::coordination::dynamo::ledger_key;
 
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+    let moto = moto.server();
     crate::replicas::create_table(moto, "cfpurge").await;
     let aws = AwsConfig {
         endpoint_url: Some(moto.endpoint().to_owned()),
