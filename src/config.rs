@@ -1643,6 +1643,7 @@ impl Config {
                 self.http.listen
             ));
         }
+        warnings.extend(self.account_warnings());
         warnings
     }
 

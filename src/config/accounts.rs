@@ -107,6 +107,27 @@ impl Config {
             .collect()
     }
 
+    /// `[accounts.NAME]` tables no distribution names: no budget is kept
+    /// for them and their role is never assumed, which is likely a typo in
+    /// a distribution's `account`.
+    pub(super) fn account_warnings(&self) -> Vec<String> {
+        self.accounts
+            .keys()
+            .filter(|name| {
+                !self
+                    .distributions
+                    .keys()
+                    .any(|alias| self.account_of(alias) == name.as_str())
+            })
+            .map(|name| {
+                format!(
+                    "accounts.{name} is configured but no distribution names it \
+                     (account = \"{name}\"): it is not used"
+                )
+            })
+            .collect()
+    }
+
     pub(super) fn check_accounts(&self, v: &mut Validator) {
         for (name, account) in &self.accounts {
             let key = format!("accounts.{name}");
@@ -376,6 +397,18 @@ tenant_id = "dt_1"
             cfg.account("prod").and_then(|a| a.role_arn.as_deref()),
             Some("arn:aws:iam::123456789012:role/cfpurge")
         );
+    }
+
+    #[test]
+    fn an_account_no_distribution_names_is_a_warning() {
+        let cfg = load("[accounts.prod]\n[accounts.staging]\n").unwrap();
+        assert_eq!(
+            cfg.warnings(),
+            [
+                "accounts.staging is configured but no distribution names it (account = \"staging\"): it is not used"
+            ]
+        );
+        assert!(load("[accounts.prod]\n").unwrap().warnings().is_empty());
     }
 
     #[test]
