@@ -1,30 +1,65 @@
-//! Study of the budget's price against the offline optimum.
+//! How far the budget's price is from the offline optimum, and why:
+//! the measurements behind "Where the gap comes from" in
+//! docs/least-blast.md.
 //!
-//! `price_study dump TRACE MONTHLY OUT.json`: replays TRACE, writes each batch
-//! (time, billed, blast, price, curve of what it covered, allowance).
-//! `price_study analyse OUT.json MONTHLY`: per month, cfpurge against the
-//! paced optimum and the best fixed price in hindsight.
+//! ```sh
+//! cargo run --release --example price_study -- dump TRACE MONTHLY OUT.json
+//! cargo run --release --example price_study -- months OUT.json
+//! cargo run --release --example price_study -- batches OUT.json 2027-06
+//! cargo run --release --example price_study -- sim OUT.json MONTHLY daemon dual fixed:0.9 hindsight:35:1
+//! ```
+//!
+//! - `dump` replays TRACE (as `cfpurge replay` does: the daemon's core, the
+//!   astro-docs catalog, `blast_per_path = 50`, `monthly_paths = MONTHLY`,
+//!   `burst_paths = 100`, `on_exhausted = "hold"`) and writes each
+//!   invalidation: its time, billed paths, blast, price, the even-pacing
+//!   allowance then, and the least-blast curve of what it covered.
+//! - `months`: per month, cfpurge's spend and blast, the paced optimum of
+//!   the same invalidations, the range of cfpurge's prices, and the best
+//!   fixed price in hindsight (the one price that, planned at for every
+//!   invalidation of the month within the allowance, purges least).
+//! - `batches`: one month, invalidation by invalidation, cfpurge's choice
+//!   beside the optimum's and the prices at which the optimum's choice is
+//!   the least-cost point of the curve.
+//! - `sim`: price controllers run on the dumped invalidations' curves, each
+//!   planned at the controller's price within the allowance (a batch that
+//!   does not fit waits for the next one): `daemon` (the daemon's
+//!   controller), `dual` (its dual descent alone), `fixed:P` (one price
+//!   throughout) and `hindsight:DAYS:STEP` (the best fixed price over the
+//!   last DAYS, taken as a month, moved by STEP e-folds per month's budget
+//!   of lead on the even pace). The invalidations are cfpurge's: another
+//!   price would have held and merged others, so `sim` ranks controllers
+//!   and `cfpurge replay --optimum` measures the one chosen.
 
+use std::collections::VecDeque;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use cfpurge::budget::Month;
+use cfpurge::budget::{Month, PriceController, Tuning, allowance};
 use cfpurge::catalog;
-use cfpurge::config::Config;
+use cfpurge::config::{BudgetConfig, Config};
 use cfpurge::path::CfPath;
-use cfpurge::planner::optimum::{self, Batch as OBatch};
+use cfpurge::planner::optimum::{self, Batch as OptimumBatch};
 use cfpurge::planner::{Capacity, Entry, Settings, least_blast};
 use cfpurge::replay::{self, ReplayOptions};
 use serde::{Deserialize, Serialize};
 
+#[path = "../benches/common/mod.rs"]
+mod common;
+
+/// One invalidation of a replay.
 #[derive(Serialize, Deserialize, Clone)]
-struct B {
+struct Invalidation {
+    /// Unix seconds.
     at: u64,
     billed: u64,
     blast: u64,
     price: f64,
     allowance: u64,
+    /// The least blast at each billed count of what it covered.
     curve: Vec<(usize, u64)>,
 }
+
+const BLAST_PER_PATH: f64 = 50.0;
 
 fn config(monthly: u64) -> Config {
     let text = format!(
@@ -37,7 +72,7 @@ id = "EWWW"
 default_distribution = "www"
 [coalesce]
 strategy = "least_blast"
-blast_per_path = 50
+blast_per_path = {BLAST_PER_PATH}
 [cloudfront]
 mode = "simulate"
 [budget]
@@ -46,276 +81,268 @@ burst_paths = 100
 on_exhausted = "hold"
 "#
     );
-    Config::from_parts(Some(&text), "study", std::iter::empty()).expect("config")
+    Config::from_parts(Some(&text), "price_study", std::iter::empty()).expect("configuration")
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args[0].as_str() {
-        "dump" => dump(&args[1], args[2].parse().unwrap(), &args[3]),
-        "analyse" => analyse(&args[1], args[2].parse().unwrap()),
-        "month" => month(&args[1], &args[2]),
-        "sim" => sim(&args[1], args[2].parse().unwrap(), &args[3..]),
-        _ => panic!("dump | analyse"),
+    let arg = |i: usize| -> &str {
+        args.get(i).map(String::as_str).unwrap_or_else(|| {
+            panic!("usage: dump TRACE MONTHLY OUT | months FILE | batches FILE MONTH | sim FILE MONTHLY CONTROLLER...")
+        })
+    };
+    let monthly = |i: usize| -> u64 { arg(i).parse().expect("MONTHLY is a number of paths") };
+    match arg(0) {
+        "dump" => dump(arg(1), monthly(2), arg(3)),
+        "months" => months(&read(arg(1))),
+        "batches" => batches(&read(arg(1)), arg(2)),
+        "sim" => sim(&read(arg(1)), monthly(2), &args[3..]),
+        other => panic!("unknown mode {other}"),
     }
 }
 
-fn secs(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).unwrap().as_secs()
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn time(at: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(at)
+}
+
+fn read(file: &str) -> Vec<Invalidation> {
+    serde_json::from_str(&std::fs::read_to_string(file).expect("dump file")).expect("dump JSON")
 }
 
 fn dump(trace: &str, monthly: u64, out: &str) {
     let config = config(monthly);
-    let text = std::fs::read_to_string(trace).unwrap();
+    let text = std::fs::read_to_string(trace).expect("trace file");
     let (lines, bad) = replay::read_trace(&text, SystemTime::now());
-    assert!(bad.is_empty());
-    let cat = catalog::file::load(std::path::Path::new(
-        "/work/wt-price3/benches/data/astro-docs-tree.txt",
-    ))
-    .unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
+    assert!(bad.is_empty(), "lines of the trace not read: {bad:?}");
+    let catalog =
+        catalog::file::load(&common::data_file("astro-docs-tree.txt")).expect("catalog file");
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
         .build()
-        .unwrap();
-    let r = rt.block_on(replay::run(
+        .expect("runtime");
+    let replayed = runtime.block_on(replay::run(
         &config,
         &lines,
         &ReplayOptions {
-            catalog: Some(cat.clone()),
+            catalog: Some(catalog.clone()),
             optimum: false,
             ledger: None,
         },
     ));
     let start = Month::of(lines[0].at).start();
     let settings = Settings::from(&config.coalesce);
-    let bs: Vec<B> = r
+    let capacity = Capacity {
+        paths: usize::MAX,
+        ..Capacity::AWS
+    };
+    let dumped: Vec<Invalidation> = replayed
         .batches
         .iter()
         .map(|b| {
             let at = start + Duration::from_secs_f64(b.t);
-            let entries: Vec<Entry> = b
+            let covered: Vec<Entry> = b
                 .covered
                 .iter()
-                .map(|p| Entry::new(CfPath::parse(p).unwrap(), 0))
+                .map(|p| Entry::new(CfPath::parse(p).expect("a covered path"), 0))
                 .collect();
-            let cap = Capacity {
-                paths: usize::MAX,
-                ..Capacity::AWS
-            };
-            B {
-                at: secs(at),
+            Invalidation {
+                at: unix(at),
                 billed: b.paths.len() as u64,
-                blast: 0,
+                blast: b.blast,
                 price: b.price,
-                allowance: cfpurge::budget::allowance(&config.budget, at),
-                curve: least_blast::frontier(&entries, cap, &settings, &cat),
+                allowance: allowance(&config.budget, at),
+                curve: least_blast::frontier(&covered, capacity, &settings, &catalog),
             }
         })
         .collect();
-    // blast: from the monthly table is not per batch; recompute from curve
-    // would be wrong, so take the record's blast via months.
-    let bs: Vec<B> = bs
-        .into_iter()
-        .zip(&r.batches)
-        .map(|(mut b, rb)| {
-            b.blast = batch_blast(rb);
-            b
-        })
-        .collect();
-    std::fs::write(out, serde_json::to_string(&bs).unwrap()).unwrap();
-    for m in &r.months {
-        eprintln!(
-            "{} req {} billed {} blast {:?} price_end {:.3}",
-            m.month, m.requested, m.billed, m.blast, m.price_end
-        );
-    }
-}
-
-fn batch_blast(b: &cfpurge::replay::BatchRecord) -> u64 {
-    b.blast
-}
-
-/// Range of prices at which point k of the curve is the choice.
-fn price_range(curve: &[(usize, u64)], k: usize) -> (f64, f64) {
-    let (b, f) = (curve[k].0 as f64, curve[k].1 as f64);
-    let mut low: f64 = 0.0;
-    let mut high = f64::INFINITY;
-    for (j, &(b2, f2)) in curve.iter().enumerate() {
-        let (b2, f2) = (b2 as f64, f2 as f64);
-        if j > k {
-            low = low.max((f - f2) / (b2 - b));
-        } else if j < k {
-            high = high.min((f2 - f) / (b - b2));
-        }
-    }
-    (low, high)
-}
-
-fn choose(curve: &[(usize, u64)], price: f64, room: u64) -> Option<(usize, u64)> {
-    curve
-        .iter()
-        .copied()
-        .filter(|p| p.0 as u64 <= room)
-        .min_by(|a, b| {
-            (price * a.0 as f64 + a.1 as f64)
-                .total_cmp(&(price * b.0 as f64 + b.1 as f64))
-                .then(a.0.cmp(&b.0))
-        })
-}
-
-/// Fixed price with the hard cap: (billed, blast, held batches).
-fn fixed(batches: &[&B], price: f64) -> (u64, u64, u64) {
-    let mut used = 0;
-    let mut blast = 0;
-    let mut held = 0;
-    for b in batches {
-        let room = b.allowance.saturating_sub(used);
-        match choose(&b.curve, price, room) {
-            Some(p) => {
-                used += p.0 as u64;
-                blast += p.1;
-            }
-            None => {
-                // As if it took its fewest paths anyway.
-                held += 1;
-                used += b.curve[0].0 as u64;
-                blast += b.curve[0].1;
-            }
-        }
-    }
-    (used, blast, held)
-}
-
-fn analyse(file: &str, monthly: u64) {
-    let bs: Vec<B> = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
-    let mut months: Vec<(Month, Vec<&B>)> = Vec::new();
-    for b in &bs {
-        let m = Month::of(UNIX_EPOCH + Duration::from_secs(b.at));
-        match months.last_mut() {
-            Some((mm, v)) if *mm == m => v.push(b),
-            _ => months.push((m, vec![b])),
-        }
-    }
-    let (mut tc, mut to, mut tf) = (0, 0, 0);
-    println!("month  n  | cf billed blast | opt billed blast | ratio | cf price min/med/max | opt price lo/hi (spread) | best fixed p billed blast held");
-    for (m, v) in &months {
-        let batches: Vec<OBatch<'_>> = v
-            .iter()
-            .map(|b| OBatch {
-                curve: &b.curve,
-                limit: b.allowance,
-            })
-            .collect();
-        let opt = optimum::paced(&batches);
-        let cf_billed: u64 = v.iter().map(|b| b.billed).sum();
-        let cf_blast: u64 = v.iter().map(|b| b.blast).sum();
-        let mut prices: Vec<f64> = v.iter().map(|b| b.price).collect();
-        prices.sort_by(f64::total_cmp);
-        let (ob, of, ranges) = match &opt {
-            Some(a) => {
-                let ranges: Vec<(f64, f64)> = v
-                    .iter()
-                    .zip(&a.points)
-                    .map(|(b, p)| {
-                        let k = b.curve.iter().position(|q| q == p).unwrap();
-                        price_range(&b.curve, k)
-                    })
-                    .collect();
-                (a.billed, a.blast, ranges)
-            }
-            None => (0, 0, vec![]),
-        };
-        // Weighted: the opt price lows/highs over batches with more than one point.
-        let informative: Vec<&(f64, f64)> = ranges
-            .iter()
-            .zip(v.iter())
-            .filter(|(_, b)| b.curve.len() > 1)
-            .map(|(r, _)| r)
-            .collect();
-        let lo = informative.iter().map(|r| r.0).fold(f64::INFINITY, f64::min);
-        let hi = informative
-            .iter()
-            .map(|r| r.1)
-            .fold(0.0f64, |a, b| a.max(if b.is_finite() { b } else { 0.0 }));
-        // Best fixed price in hindsight.
-        let mut best = (f64::NAN, 0, u64::MAX, 0);
-        let mut p = 0.01;
-        while p < 1e5 {
-            let (u, bl, h) = fixed(v, p);
-            if bl < best.2 {
-                best = (p, u, bl, h);
-            }
-            p *= 1.05;
-        }
-        tc += cf_blast;
-        to += of;
-        tf += best.2;
+    std::fs::write(out, serde_json::to_string(&dumped).expect("JSON")).expect("write the dump");
+    for m in &replayed.months {
         println!(
-            "{m} {:4} | {:5} {:6} | {:5} {:6} | {:5.2} | {:.2}/{:.2}/{:.2} | {:.2}/{:.2} | {:.2} {} {} {}",
-            v.len(),
-            cf_billed,
-            cf_blast,
-            ob,
-            of,
-            cf_blast as f64 / of.max(1) as f64,
-            prices[0],
-            prices[prices.len() / 2],
-            prices[prices.len() - 1],
-            lo,
-            hi,
-            best.0,
-            best.1,
-            best.2,
-            best.3
+            "{} requested {} billed {} blast {} price_end {:.3}",
+            m.month,
+            m.requested,
+            m.billed,
+            m.blast.unwrap_or(0),
+            m.price_end
         );
-        let _ = monthly;
     }
-    println!(
-        "total cf {tc} opt {to} ratio {:.3} best-fixed {tf} ratio {:.3}",
-        tc as f64 / to as f64,
-        tf as f64 / to as f64
-    );
 }
 
-fn months_of(bs: &[B]) -> Vec<(Month, Vec<&B>)> {
-    let mut months: Vec<(Month, Vec<&B>)> = Vec::new();
-    for b in bs {
-        let m = Month::of(UNIX_EPOCH + Duration::from_secs(b.at));
+/// The invalidations by month, in order.
+fn by_month(all: &[Invalidation]) -> Vec<(Month, Vec<&Invalidation>)> {
+    let mut months: Vec<(Month, Vec<&Invalidation>)> = Vec::new();
+    for b in all {
+        let month = Month::of(time(b.at));
         match months.last_mut() {
-            Some((mm, v)) if *mm == m => v.push(b),
-            _ => months.push((m, vec![b])),
+            Some((m, v)) if *m == month => v.push(b),
+            _ => months.push((month, vec![b])),
         }
     }
     months
 }
 
-trait Ctl {
-    /// The price for batch `b` with `used` spent this month.
-    fn price(&mut self, b: &B, used: u64) -> f64;
-    /// After the batch spent.
-    fn after(&mut self, _b: &B, _used: u64) {}
-    /// The batch priced last was held: not planned after all.
-    fn held(&mut self) {}
+fn paced_optimum(month: &[&Invalidation]) -> Option<optimum::Allocation> {
+    let batches: Vec<OptimumBatch<'_>> = month
+        .iter()
+        .map(|b| OptimumBatch {
+            curve: &b.curve,
+            limit: b.allowance,
+        })
+        .collect();
+    optimum::paced(&batches)
 }
 
-struct Real(cfpurge::budget::PriceController);
+/// The prices at which point `k` of `curve` has the least
+/// `price × billed + blast` (an empty range: at none).
+fn price_range(curve: &[(usize, u64)], k: usize) -> (f64, f64) {
+    let (billed, blast) = (curve[k].0 as f64, curve[k].1 as f64);
+    let mut low: f64 = 0.0;
+    let mut high = f64::INFINITY;
+    for (j, &(b, f)) in curve.iter().enumerate() {
+        let (b, f) = (b as f64, f as f64);
+        if j > k {
+            low = low.max((blast - f) / (b - billed));
+        } else if j < k {
+            high = high.min((f - blast) / (billed - b));
+        }
+    }
+    (low, high)
+}
 
-impl Ctl for Real {
-    fn price(&mut self, b: &B, used: u64) -> f64 {
-        let t = UNIX_EPOCH + Duration::from_secs(b.at);
-        self.0.observe(t, &b.curve);
-        self.0.advance(t, used);
+/// The prices `fixed` tries: from 0.01 up, 5 % apart, to 100,000.
+fn grid() -> impl Iterator<Item = f64> {
+    std::iter::successors(Some(0.01f64), |p| Some(p * 1.05)).take_while(|p| *p < 1e5)
+}
+
+fn months(all: &[Invalidation]) {
+    println!(
+        "| month | invalidations | billed | blast | optimum_paced billed | optimum_paced | cfpurge's price (least, median, most) | best fixed price | its billed | its blast | left waiting |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|");
+    let (mut blast, mut best_total, mut optimum_total) = (0, 0, 0);
+    for (month, v) in by_month(all) {
+        let optimum = paced_optimum(&v);
+        let mut prices: Vec<f64> = v.iter().map(|b| b.price).collect();
+        prices.sort_by(f64::total_cmp);
+        // The best fixed price: the fewest left waiting at the month's end
+        // (what waits is not purged, so not counted), then the least
+        // blast, then the lowest price.
+        let best = grid()
+            .map(|p| {
+                let run = run_month(&v, &mut Fixed(p), Vec::new());
+                (run, p)
+            })
+            .min_by(|a, b| {
+                (a.0.held.len(), a.0.blast)
+                    .cmp(&(b.0.held.len(), b.0.blast))
+                    .then(a.1.total_cmp(&b.1))
+            })
+            .expect("prices to try");
+        let month_blast: u64 = v.iter().map(|b| b.blast).sum();
+        blast += month_blast;
+        best_total += best.0.blast;
+        optimum_total += optimum.as_ref().map_or(0, |a| a.blast);
+        println!(
+            "| {month} | {} | {} | {month_blast} | {} | {} | {:.2}, {:.2}, {:.2} | {:.2} | {} | {} | {} |",
+            v.len(),
+            v.iter().map(|b| b.billed).sum::<u64>(),
+            optimum.as_ref().map_or(0, |a| a.billed),
+            optimum.as_ref().map_or(0, |a| a.blast),
+            prices[0],
+            prices[prices.len() / 2],
+            prices[prices.len() - 1],
+            best.1,
+            best.0.billed,
+            best.0.blast,
+            best.0.held.len(),
+        );
+    }
+    println!(
+        "| total | | | {blast} | | {optimum_total} | | | | {best_total} | |\n\ncfpurge / optimum_paced {:.3}; best fixed price of each month / optimum_paced {:.3}",
+        blast as f64 / optimum_total.max(1) as f64,
+        best_total as f64 / optimum_total.max(1) as f64
+    );
+}
+
+fn batches(all: &[Invalidation], which: &str) {
+    let months = by_month(all);
+    let (month, v) = months
+        .iter()
+        .find(|(m, _)| m.to_string() == which)
+        .expect("a month of the dump");
+    let optimum = paced_optimum(v).expect("the month's optimum");
+    let start = unix(month.start());
+    let (mut spent, mut optimum_spent) = (0, 0);
+    println!(
+        "day | allowance | spent | optimum spent | price | billed, blast | optimum's billed, blast | prices it is chosen at | fewest billed, blast"
+    );
+    for (b, &(billed, purged)) in v.iter().zip(&optimum.points) {
+        spent += b.billed;
+        optimum_spent += billed as u64;
+        let k = b
+            .curve
+            .iter()
+            .position(|q| *q == (billed, purged))
+            .expect("a point of the curve");
+        let (low, high) = price_range(&b.curve, k);
+        println!(
+            "{:6.2} | {:4} | {:4} | {:4} | {:8.2} | {:3}, {:5} | {:3}, {:5} | {low:.2} to {high:.2} | {}, {}",
+            (b.at - start) as f64 / 86_400.0,
+            b.allowance,
+            spent,
+            optimum_spent,
+            b.price,
+            b.billed,
+            b.blast,
+            billed,
+            purged,
+            b.curve[0].0,
+            b.curve[0].1,
+        );
+    }
+}
+
+/// A price for each invalidation, learned as they come.
+trait Controller {
+    /// The price to plan `b` at, with `used` billed in its month so far.
+    fn price(&mut self, b: &Invalidation, used: u64) -> f64;
+    /// `b` was planned: `used` is billed now.
+    fn planned(&mut self, _b: &Invalidation, _used: u64) {}
+    /// The invalidation priced last did not fit: it waits.
+    fn waits(&mut self) {}
+}
+
+/// The daemon's controller, called as the daemon's core calls it.
+struct Daemon(PriceController);
+
+impl Controller for Daemon {
+    fn price(&mut self, b: &Invalidation, used: u64) -> f64 {
+        self.0.observe(time(b.at), &b.curve);
+        self.0.advance(time(b.at), used);
         self.0.price()
     }
-    fn after(&mut self, b: &B, used: u64) {
-        self.0.advance(UNIX_EPOCH + Duration::from_secs(b.at), used);
+    fn planned(&mut self, b: &Invalidation, used: u64) {
+        self.0.advance(time(b.at), used);
     }
-    fn held(&mut self) {
+    fn waits(&mut self) {
         self.0.forget_last();
     }
 }
 
+struct Fixed(f64);
+
+impl Controller for Fixed {
+    fn price(&mut self, _b: &Invalidation, _used: u64) -> f64 {
+        self.0
+    }
+}
+
+/// The lower convex hull of a curve: the points some price chooses.
 fn hull(curve: &[(usize, u64)]) -> Vec<(f64, f64)> {
     let mut hull: Vec<(f64, f64)> = Vec::new();
     for &(billed, blast) in curve {
@@ -333,325 +360,193 @@ fn hull(curve: &[(usize, u64)]) -> Vec<(f64, f64)> {
     hull
 }
 
-fn billed_at(hull: &[(f64, f64)], price: f64) -> f64 {
-    hull.iter()
-        .map(|&(billed, blast)| (price * billed + blast, billed))
-        .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)))
-        .map_or(0.0, |p| p.1)
-}
-
-/// Sample-average re-solve: the past `window` of batches, repeated, is the
-/// future; the price is the least at which the current batch and every
-/// prefix of that future fit the allowance then.
-struct Saa {
+/// The best fixed price over the last `window` seconds, taken as a month
+/// of the budget under the even pacing (follow the leader), searched again
+/// at each invalidation, moved by `step` e-folds per month's budget of lead
+/// on the even pace.
+struct Hindsight {
     window: u64,
-    recent: std::collections::VecDeque<(u64, Vec<(f64, f64)>)>,
-    budget: cfpurge::config::BudgetConfig,
-    floor: f64,
-    ceiling: f64,
-    scale: f64,
-}
-
-impl Ctl for Saa {
-    fn price(&mut self, b: &B, used: u64) -> f64 {
-        let now = b.at;
-        while self.recent.front().is_some_and(|r| r.0 + self.window < now) {
-            self.recent.pop_front();
-        }
-        let own = hull(&b.curve);
-        let month = Month::of(UNIX_EPOCH + Duration::from_secs(now));
-        let end = secs(month.end());
-        // The future: each recent batch at its time + k × window.
-        let mut future: Vec<(u64, u64, usize)> = Vec::new();
-        if !self.recent.is_empty() {
-            let mut k = 1;
-            loop {
-                let mut any = false;
-                for (i, r) in self.recent.iter().enumerate() {
-                    let at = r.0 + k * self.window;
-                    if at > now && at < end {
-                        let allow = cfpurge::budget::allowance(
-                            &self.budget,
-                            UNIX_EPOCH + Duration::from_secs(at),
-                        );
-                        future.push((at, allow, i));
-                        any = true;
-                    } else if at <= now {
-                        any = true;
-                    }
-                }
-                if !any || k > 100 {
-                    break;
-                }
-                k += 1;
-            }
-        }
-        future.sort();
-        let hulls: Vec<&Vec<(f64, f64)>> = self.recent.iter().map(|r| &r.1).collect();
-        let room_now = b.allowance.saturating_sub(used) as f64;
-        let feasible = |p: f64| -> bool {
-            let mut spent = billed_at(&own, p);
-            if spent > room_now {
-                return false;
-            }
-            for &(_, allow, i) in &future {
-                spent += billed_at(hulls[i], p) * self.scale;
-                if spent > allow as f64 - used as f64 {
-                    return false;
-                }
-            }
-            true
-        };
-        let price = if feasible(self.floor) {
-            self.floor
-        } else if !feasible(self.ceiling) {
-            self.ceiling
-        } else {
-            let (mut lo, mut hi) = (self.floor.ln(), self.ceiling.ln());
-            for _ in 0..30 {
-                let mid = 0.5 * (lo + hi);
-                if feasible(mid.exp()) {
-                    hi = mid;
-                } else {
-                    lo = mid;
-                }
-            }
-            hi.exp()
-        };
-        self.recent.push_back((now, own));
-        price
-    }
-}
-
-fn run_ctl(months: &[(Month, Vec<&B>)], ctl: &mut dyn Ctl, opts: &[u64]) -> (u64, u64, u64) {
-    let (mut tb, mut tbl, mut to) = (0, 0, 0);
-    let mut held: Vec<B> = Vec::new();
-    let mut over = 0;
-    for ((m, v), opt) in months.iter().zip(opts) {
-        let mut used = 0;
-        let mut blast = 0;
-        let mut nheld = 0;
-        for b in v {
-            // Held batches go first, at this batch's time.
-            let mut queue: Vec<B> = std::mem::take(&mut held);
-            queue.push((*b).clone());
-            for mut h in queue {
-                h.at = b.at;
-                h.allowance = b.allowance;
-                let p = ctl.price(&h, used);
-                let room = b.allowance.saturating_sub(used);
-                match choose(&h.curve, p, room) {
-                    Some(pt) => {
-                        used += pt.0 as u64;
-                        blast += pt.1;
-                        ctl.after(&h, used);
-                    }
-                    None => {
-                        ctl.held();
-                        nheld += 1;
-                        held.push(h);
-                    }
-                }
-            }
-        }
-        if used > 1_000_000 {
-            over += 1;
-        }
-        if std::env::var("VERBOSE").is_ok() {
-            println!(
-                "{m} billed {used} blast {blast} opt {opt} ratio {:.2} held {nheld} at end {}",
-                blast as f64 / (*opt).max(1) as f64,
-                held.len()
-            );
-        }
-        tb += used;
-        tbl += blast;
-        to += opt;
-    }
-    let _ = over;
-    (tb, tbl, to)
-}
-
-fn sim(file: &str, monthly: u64, which: &[String]) {
-    let bs: Vec<B> = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
-    let months = months_of(&bs);
-    let opts: Vec<u64> = months
-        .iter()
-        .map(|(_, v)| {
-            let batches: Vec<OBatch<'_>> = v
-                .iter()
-                .map(|b| OBatch {
-                    curve: &b.curve,
-                    limit: b.allowance,
-                })
-                .collect();
-            optimum::paced(&batches).map_or(0, |a| a.blast)
-        })
-        .collect();
-    let config = config(monthly);
-    let first = UNIX_EPOCH + Duration::from_secs(bs[0].at);
-    for w in which {
-        let mut parts = w.split(':');
-        let kind = parts.next().unwrap();
-        let args: Vec<f64> = parts.map(|x| x.parse().unwrap()).collect();
-        let mut ctl: Box<dyn Ctl> = match kind {
-            "cur" => Box::new(Real(cfpurge::budget::PriceController::new(
-                &config.budget,
-                50.0,
-                None,
-                Month::of(first).start(),
-            ))),
-            "tuned" => Box::new(Real(cfpurge::budget::PriceController::with_tuning(
-                &config.budget,
-                50.0,
-                None,
-                Month::of(first).start(),
-                cfpurge::budget::Tuning {
-                    step: args[0],
-                    window: (args[1] * 86_400.0) as u64,
-                    learn: (args.get(2).copied().unwrap_or(10.0) * 86_400.0) as u64,
-                    lead_step: args.get(3).copied().unwrap_or(1.0),
-                    ..cfpurge::budget::Tuning::DEFAULT
-                },
-            ))),
-            "saa" => Box::new(Saa {
-                window: (args[0] * 86_400.0) as u64,
-                recent: Default::default(),
-                budget: config.budget.clone(),
-                floor: 0.05,
-                ceiling: 50.0 * 1024.0,
-                scale: args.get(1).copied().unwrap_or(1.0),
-            }),
-            "const" => Box::new(Const(args[0])),
-            "ftl" => Box::new(Ftl {
-                window: (args[0] * 86_400.0) as u64,
-                every: (args.get(1).copied().unwrap_or(1.0) * 86_400.0) as u64,
-                recent: Default::default(),
-                monthly: monthly as f64,
-                burst: 100.0,
-                price: 50.0,
-                last: 0,
-                step: args.get(2).copied().unwrap_or(0.0),
-            }),
-            _ => panic!("controller {kind}"),
-        };
-        let (billed, blast, opt) = run_ctl(&months, ctl.as_mut(), &opts);
-        println!(
-            "{w}: billed {billed} blast {blast} opt {opt} ratio {:.3}",
-            blast as f64 / opt as f64
-        );
-    }
-}
-
-struct Const(f64);
-
-impl Ctl for Const {
-    fn price(&mut self, _b: &B, _used: u64) -> f64 {
-        self.0
-    }
-}
-
-fn month(file: &str, which: &str) {
-    let bs: Vec<B> = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
-    let months = months_of(&bs);
-    let (m, v) = months.iter().find(|(m, _)| m.to_string() == which).unwrap();
-    let batches: Vec<OBatch<'_>> = v
-        .iter()
-        .map(|b| OBatch {
-            curve: &b.curve,
-            limit: b.allowance,
-        })
-        .collect();
-    let a = optimum::paced(&batches).unwrap();
-    let start = secs(m.start());
-    let (mut cu, mut ou) = (0, 0);
-    for (b, p) in v.iter().zip(&a.points) {
-        cu += b.billed;
-        ou += p.0 as u64;
-        let k = b.curve.iter().position(|q| q == p).unwrap();
-        let (lo, hi) = price_range(&b.curve, k);
-        println!(
-            "{:6.2} allow {:4} cf {:4} opt {:4} | cf p {:8.2} ({:3},{:5}) | opt ({:3},{:5}) [{:.2},{:.2}] min ({},{})",
-            (b.at - start) as f64 / 86400.0,
-            b.allowance,
-            cu,
-            ou,
-            b.price,
-            b.billed,
-            b.blast,
-            p.0,
-            p.1,
-            lo,
-            hi,
-            b.curve[0].0,
-            b.curve[0].1
-        );
-    }
-}
-
-/// Follow the leader: the fixed price that would have purged least over the
-/// last `window`, taken as a month under the pacing allowance.
-struct Ftl {
-    window: u64,
-    every: u64,
-    recent: std::collections::VecDeque<(u64, Vec<(f64, f64)>)>,
+    step: f64,
     monthly: f64,
     burst: f64,
-    price: f64,
-    last: u64,
-    step: f64,
+    recent: VecDeque<(u64, Vec<(f64, f64)>)>,
 }
 
-impl Ctl for Ftl {
-    fn held(&mut self) {
-        self.recent.pop_back();
-    }
-    fn price(&mut self, b: &B, used: u64) -> f64 {
-        let now = b.at;
-        let month = Month::of(UNIX_EPOCH + Duration::from_secs(now));
-        let share = month.elapsed_fraction(UNIX_EPOCH + Duration::from_secs(now));
-        let lead = (used as f64 - self.monthly * share) / self.monthly;
-        let base = self.base(b, now);
-        (base.ln() + self.step * lead).exp().clamp(0.05, 51200.0)
+impl Hindsight {
+    fn leader(&self, now: u64) -> f64 {
+        let from = now.saturating_sub(self.window);
+        let window = self.window as f64;
+        let blast_at = |price: f64| -> f64 {
+            let (mut used, mut blast) = (0.0, 0.0);
+            for (at, hull) in &self.recent {
+                let allowed = ((self.monthly * (at - from) as f64 / window).floor() + self.burst)
+                    .min(self.monthly);
+                let (billed, purged) = hull
+                    .iter()
+                    .filter(|p| p.0 <= allowed - used)
+                    .min_by(|a, b| {
+                        (price * a.0 + a.1)
+                            .total_cmp(&(price * b.0 + b.1))
+                            .then(a.0.total_cmp(&b.0))
+                    })
+                    .unwrap_or(&hull[0]);
+                used += billed;
+                blast += purged;
+            }
+            blast
+        };
+        let mut best = (f64::INFINITY, 0.05);
+        let mut price: f64 = 0.05;
+        while price < 2000.0 {
+            let blast = blast_at(price);
+            if blast < best.0 {
+                best = (blast, price);
+            }
+            price *= 1.1;
+        }
+        best.1
     }
 }
 
-impl Ftl {
-    fn base(&mut self, b: &B, now: u64) -> f64 {
-        self.recent.push_back((now, hull(&b.curve)));
-        while self.recent.front().is_some_and(|r| r.0 + self.window < now) {
+impl Controller for Hindsight {
+    fn price(&mut self, b: &Invalidation, used: u64) -> f64 {
+        self.recent.push_back((b.at, hull(&b.curve)));
+        while self
+            .recent
+            .front()
+            .is_some_and(|r| r.0 + self.window < b.at)
+        {
             self.recent.pop_front();
         }
-        if now >= self.last + self.every {
-            self.last = now;
-            let from = now.saturating_sub(self.window);
-            let w = self.window as f64;
-            let mut best = (f64::INFINITY, self.price);
-            let mut p: f64 = 0.05;
-            while p < 2000.0 {
-                let mut used = 0.0;
-                let mut blast = 0.0;
-                for (at, h) in &self.recent {
-                    let s = (*at - from) as f64;
-                    let allow = (self.monthly * s / w).floor() + self.burst;
-                    let allow = allow.min(self.monthly);
-                    let room = allow - used;
-                    let pick = h
-                        .iter()
-                        .filter(|q| q.0 <= room)
-                        .min_by(|x, y| (p * x.0 + x.1).total_cmp(&(p * y.0 + y.1)).then(x.0.total_cmp(&y.0)))
-                        .copied()
-                        .unwrap_or(h[0]);
-                    used += pick.0;
-                    blast += pick.1;
+        let month = Month::of(time(b.at));
+        let lead = (used as f64 - self.monthly * month.elapsed_fraction(time(b.at))) / self.monthly;
+        (self.leader(b.at).ln() + self.step * lead)
+            .exp()
+            .clamp(0.05, BLAST_PER_PATH * 1024.0)
+    }
+    fn waits(&mut self) {
+        self.recent.pop_back();
+    }
+}
+
+/// What a controller did in a month.
+struct MonthRun {
+    billed: u64,
+    blast: u64,
+    /// Invalidations that did not fit by the month's end.
+    held: Vec<Invalidation>,
+}
+
+/// Plans a month's invalidations at the controller's prices, within the
+/// allowance: one that does not fit waits and is tried again before each
+/// later one (at its time and allowance), `waiting` first.
+fn run_month(
+    month: &[&Invalidation],
+    controller: &mut dyn Controller,
+    waiting: Vec<Invalidation>,
+) -> MonthRun {
+    let mut run = MonthRun {
+        billed: 0,
+        blast: 0,
+        held: waiting,
+    };
+    for b in month {
+        let mut queue = std::mem::take(&mut run.held);
+        queue.push((*b).clone());
+        for mut w in queue {
+            w.at = b.at;
+            w.allowance = b.allowance;
+            let price = controller.price(&w, run.billed);
+            let room = w.allowance.saturating_sub(run.billed);
+            let choice = w
+                .curve
+                .iter()
+                .filter(|p| p.0 as u64 <= room)
+                .min_by(|a, b| {
+                    (price * a.0 as f64 + a.1 as f64)
+                        .total_cmp(&(price * b.0 as f64 + b.1 as f64))
+                        .then(a.0.cmp(&b.0))
+                });
+            match choice {
+                Some(&(billed, purged)) => {
+                    run.billed += billed as u64;
+                    run.blast += purged;
+                    controller.planned(&w, run.billed);
                 }
-                if blast < best.0 {
-                    best = (blast, p);
+                None => {
+                    controller.waits();
+                    run.held.push(w);
                 }
-                p *= 1.1;
             }
-            self.price = best.1;
         }
-        self.price
+    }
+    run
+}
+
+fn sim(all: &[Invalidation], monthly: u64, controllers: &[String]) {
+    let months = by_month(all);
+    let optima: Vec<u64> = months
+        .iter()
+        .map(|(_, v)| paced_optimum(v).map_or(0, |a| a.blast))
+        .collect();
+    let optimum: u64 = optima.iter().sum();
+    let config = config(monthly);
+    let budget: &BudgetConfig = &config.budget;
+    let start = months.first().map_or(UNIX_EPOCH, |(m, _)| m.start());
+    for name in controllers {
+        let mut parts = name.split(':');
+        let kind = parts.next().unwrap_or_default();
+        let args: Vec<f64> = parts
+            .map(|a| a.parse().expect("a controller's figures are numbers"))
+            .collect();
+        let mut controller: Box<dyn Controller> = match kind {
+            "daemon" => Box::new(Daemon(PriceController::new(
+                budget,
+                BLAST_PER_PATH,
+                None,
+                start,
+            ))),
+            "dual" => Box::new(Daemon(PriceController::with_tuning(
+                budget,
+                BLAST_PER_PATH,
+                None,
+                start,
+                Tuning {
+                    window: 0,
+                    ..Tuning::DEFAULT
+                },
+            ))),
+            "fixed" => Box::new(Fixed(args[0])),
+            "hindsight" => Box::new(Hindsight {
+                window: (args[0] * 86_400.0) as u64,
+                step: args.get(1).copied().unwrap_or(0.0),
+                monthly: monthly as f64,
+                burst: budget.burst_paths as f64,
+                recent: VecDeque::new(),
+            }),
+            other => panic!("unknown controller {other}"),
+        };
+        let (mut billed, mut blast, mut most) = (0, 0, 0);
+        let mut waiting = Vec::new();
+        for ((month, v), best) in months.iter().zip(&optima) {
+            let run = run_month(v, controller.as_mut(), waiting);
+            if std::env::var_os("PRICE_STUDY_MONTHS").is_some() {
+                println!(
+                    "  {month}: billed {} blast {} optimum_paced {best} waiting at the end {}",
+                    run.billed,
+                    run.blast,
+                    run.held.len()
+                );
+            }
+            billed += run.billed;
+            blast += run.blast;
+            most = most.max(run.billed);
+            waiting = run.held;
+        }
+        println!(
+            "{name}: billed {billed} (most in a month {most}), blast {blast}, optimum_paced {optimum}, ratio {:.3}, waiting at the end {}",
+            blast as f64 / optimum.max(1) as f64,
+            waiting.len()
+        );
     }
 }

@@ -62,31 +62,21 @@ use crate::config::{BudgetConfig, Pacing};
 /// How fast and how far the price moves.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Tuning {
-    /// E-folds of the dual-descent price per `monthly_paths` paths of lead
-    /// (or lag) against the even pace.
+    /// E-folds of the price per `monthly_paths` paths of lead (or lag)
+    /// against the even pace.
     pub step: f64,
     /// The lowest price, in blast per billed path.
     pub floor: f64,
     /// The highest price, as a multiple of `blast_per_path`.
     pub ceiling_factor: f64,
-    /// The fastest pace the budget left is measured against by the dual
-    /// descent, in months' budgets per month: near the month's end the
-    /// budget left spread over the time left grows without bound, and so
-    /// would the fall of the price.
+    /// The fastest pace the budget left is measured against, in months'
+    /// budgets per month: near the month's end the budget left spread over
+    /// the time left grows without bound, and so would the fall of the
+    /// price.
     pub rate_cap: f64,
     /// Seconds of recent batches the model price is learned from (0: no
     /// model, dual descent alone).
     pub window: u64,
-    /// Seconds over which the price moves from the one it resumed from to
-    /// the model's, once the controller starts (in logarithm, linearly).
-    pub learn: u64,
-    /// Seconds between two searches for the model's hindsight price.
-    pub every: u64,
-    /// E-folds of the model price per `monthly_paths` paths of lead (or
-    /// lag) against the month's even pace.
-    pub lead_step: f64,
-    /// The ratio between two prices the hindsight search tries.
-    pub grid: f64,
 }
 
 impl Tuning {
@@ -96,11 +86,7 @@ impl Tuning {
         floor: 0.05,
         ceiling_factor: 1024.0,
         rate_cap: 4.0,
-        window: 35 * 86_400,
-        learn: 10 * 86_400,
-        every: 86_400,
-        lead_step: 1.0,
-        grid: 1.1,
+        window: 10 * 86_400,
     };
 }
 
@@ -130,11 +116,6 @@ pub struct PriceState {
 // or infinity, so equality is an equivalence, as the ledger's `Eq` needs.
 impl Eq for PriceState {}
 
-/// The most batches the model keeps: past it the window is shorter than
-/// [`Tuning::window`] (a batch a minute for 35 days is 50,400). Each search
-/// for the hindsight price goes over every one for each price it tries.
-const MAX_RECENT: usize = 50_000;
-
 /// A recent batch as the model sees it.
 #[derive(Clone, Debug)]
 struct Recent {
@@ -151,7 +132,6 @@ pub struct PriceController {
     state: PriceState,
     blast_per_path: f64,
     monthly_paths: u64,
-    burst_paths: u64,
     pacing: Pacing,
     tuning: Tuning,
     /// The batches of the last [`Tuning::window`], oldest first; not kept
@@ -161,11 +141,8 @@ pub struct PriceController {
     /// price is while the model has not seen a window of batches yet.
     dual: f64,
     /// Unix seconds the controller started learning at: the model's
-    /// weight grows from 0 to 1 over [`Tuning::learn`] after it.
+    /// weight grows from 0 to 1 over the first window after it.
     since: u64,
-    /// The hindsight price of the recent batches, and the Unix second it
-    /// was searched for at (`None`: not yet).
-    leader: Option<(f64, u64)>,
 }
 
 fn unix_seconds(time: SystemTime) -> u64 {
@@ -214,13 +191,11 @@ impl PriceController {
             state: stored.unwrap_or(fresh),
             blast_per_path,
             monthly_paths: config.monthly_paths,
-            burst_paths: config.burst_paths,
             pacing: config.pacing,
             tuning,
             recent: VecDeque::new(),
             dual: 0.0,
             since: 0,
-            leader: None,
         };
         // Learning starts now, or where the stored state was left if that
         // is later (a replay's clock starts at the month's start).
@@ -309,9 +284,6 @@ impl PriceController {
             hull: lower_hull(curve),
         });
         self.forget_before(at.saturating_sub(self.tuning.window));
-        if self.recent.len() > MAX_RECENT {
-            self.recent.pop_front();
-        }
         true
     }
 
@@ -327,89 +299,52 @@ impl PriceController {
         }
     }
 
-    /// The model price: the hindsight price of the recent batches
-    /// ([`PriceController::hindsight`], searched for again every
-    /// [`Tuning::every`]), moved by the month's lead on its even pace, and
-    /// blended (in logarithm) with the dual-descent price while the
-    /// controller is learning.
+    /// The model price: the least price at which the recent batches would
+    /// have spent no more than the pace allows over as long (the budget
+    /// left spread over the time left, as in [`PriceController::paced`]).
     fn model(&mut self, month: Month, used: u64) {
         self.forget_before(self.state.at.saturating_sub(self.tuning.window));
         if self.recent.is_empty() {
             return;
         }
-        let now = self.state.at;
-        let leader = match self.leader {
-            Some((price, at)) if now < at.saturating_add(self.tuning.every) => price,
-            _ => {
-                let price = self.hindsight(now);
-                self.leader = Some((price, now));
-                price
-            }
-        };
-        let monthly = self.monthly_paths.max(1) as f64;
-        let share = month.elapsed_fraction(time_of(now)).min(1.0);
-        let lead = (used as f64 - monthly * share) / monthly;
-        let model = self.clamp((leader.ln() + self.tuning.lead_step * lead).exp());
-        let learn = self.tuning.learn.max(1) as f64;
-        let weight = (now.saturating_sub(self.since) as f64 / learn).clamp(0.0, 1.0);
-        let blended = weight * model.ln() + (1.0 - weight) * self.dual.ln();
-        self.state.price = self.clamp(blended.exp());
-    }
-
-    /// The price that, fixed over the recent batches (the last
-    /// [`Tuning::window`], or as much of it as the controller has seen,
-    /// taken as a month of that length), would have purged the least in
-    /// all, each batch planned at it within what the even pacing's
-    /// allowance left then (with `burst_paths`): the best price in
-    /// hindsight. Found on a grid of prices [`Tuning::grid`] apart from the
-    /// floor up; of equals, the lowest (which spends the most).
-    fn hindsight(&self, now: u64) -> f64 {
-        let (floor, ceiling) = self.bounds();
-        let window = self.tuning.window.max(1) as f64;
-        let from = now.saturating_sub(self.tuning.window).max(self.since);
-        let span = now.saturating_sub(from) as f64;
+        let window = self.tuning.window as f64;
+        let share = month.elapsed_fraction(time_of(self.state.at)).min(1.0);
         let monthly = self.monthly_paths as f64;
-        // The budget of the span seen: the month's, pro rata.
-        let budget = monthly * span.min(window) / window;
-        let burst = self.burst_paths as f64;
-        let blast_at = |price: f64| -> f64 {
-            let mut used = 0.0;
-            let mut blast = 0.0;
-            for r in &self.recent {
-                let elapsed = r.at.saturating_sub(from) as f64;
-                let allowed = ((monthly * elapsed / window).floor() + burst).min(budget);
-                let room = allowed - used;
-                // The batch's choice at `price` within the room; where
-                // nothing fits, its fewest paths (it would have waited for
-                // room and spent them later).
-                let (billed, purged) = r
-                    .hull
-                    .iter()
-                    .filter(|p| p.0 <= room)
-                    .min_by(|a, b| {
-                        (price * a.0 + a.1)
-                            .total_cmp(&(price * b.0 + b.1))
-                            .then(a.0.total_cmp(&b.0))
-                    })
-                    .or(r.hull.first())
-                    .copied()
-                    .unwrap_or((0.0, 0.0));
-                used += billed;
-                blast += purged;
-            }
-            blast
+        let left = (monthly - used as f64).max(0.0);
+        let per_month = if share < 1.0 {
+            (left / (1.0 - share)).min(self.tuning.rate_cap.max(1.0) * monthly)
+        } else {
+            self.tuning.rate_cap.max(1.0) * monthly
         };
-        let grid = self.tuning.grid.max(1.001);
-        let mut best = (blast_at(floor), floor);
-        let mut price = floor * grid;
-        while price <= ceiling {
-            let blast = blast_at(price);
-            if blast < best.0 {
-                best = (blast, price);
+        let target = per_month * window / month.length().as_secs_f64();
+        let (floor, ceiling) = self.bounds();
+        let spends =
+            |price: f64| -> f64 { self.recent.iter().map(|r| billed_at(&r.hull, price)).sum() };
+        // Where even the dearest price leaves the batches above the pace,
+        // each takes its fewest paths: the least price at which they do
+        // (a price beyond the batches' last choice would only tell the next
+        // batch to purge more for nothing).
+        let target = target.max(spends(ceiling));
+        let model = if spends(floor) <= target {
+            floor
+        } else {
+            // The spending falls as the price rises: bisect its logarithm.
+            let (mut low, mut high) = (floor.ln(), ceiling.ln());
+            for _ in 0..40 {
+                let mid = 0.5 * (low + high);
+                if spends(mid.exp()) <= target {
+                    high = mid;
+                } else {
+                    low = mid;
+                }
             }
-            price *= grid;
-        }
-        best.1
+            high.exp()
+        };
+        // What the model has seen since the controller started: until a
+        // whole window, the price leans on the one it resumed from.
+        let weight = (self.state.at.saturating_sub(self.since) as f64 / window).clamp(0.0, 1.0);
+        let blended = weight * self.clamp(model).ln() + (1.0 - weight) * self.dual.ln();
+        self.state.price = self.clamp(blended.exp());
     }
 
     /// Paths the pace allows in `month` from `from` to `to` (Unix
@@ -467,6 +402,16 @@ fn lower_hull(curve: &[(usize, u64)]) -> Vec<(f64, f64)> {
         hull.push(p);
     }
     hull
+}
+
+/// Paths billed by the point of `hull` a batch planned at `price` takes:
+/// the one with the least `billed + blast / price` (the fewest billed
+/// among equals).
+fn billed_at(hull: &[(f64, f64)], price: f64) -> f64 {
+    hull.iter()
+        .map(|&(billed, blast)| (price * billed + blast, billed))
+        .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)))
+        .map_or(0.0, |p| p.1)
 }
 
 #[cfg(test)]
