@@ -34,7 +34,8 @@ use super::queue::{
     Handle, MAX_MESSAGE_BYTES, MAX_RECEIVE, Message, Queue, QueueDepth, QueueError,
 };
 use crate::decode::MAX_PATHS_PER_MESSAGE;
-use crate::pending::{self, MessageId, Meter};
+use crate::memory::{self, Meter};
+use crate::source::queue::MessageId;
 
 /// Estimated heap bytes of a held message's record, beyond the lengths of
 /// its id, receipt, attributes and body: the map slot, the strings'
@@ -56,7 +57,7 @@ pub const fn undecoded_bytes(len: usize) -> usize {
     } else {
         MAX_PATHS_PER_MESSAGE
     };
-    len + 3 * len + paths * (pending::ENTRY_BYTES + pending::WAITER_BYTES) + pending::MESSAGE_BYTES
+    len + 3 * len + paths * (memory::ENTRY_BYTES + memory::WAITER_BYTES) + memory::MESSAGE_BYTES
 }
 
 /// Bytes set aside for each message a receive asks for: the largest
@@ -345,6 +346,11 @@ impl<Q> Clone for Source<Q> {
 /// Delete attempts per message before giving up on it (it will then be
 /// delivered again and be covered again: a wasted path, never a lost one).
 const DELETE_ATTEMPTS: u32 = 4;
+/// The first retry of a delete waits up to this (full jitter, doubling):
+/// failed entries of a batch are usually throttling or a stale handle.
+const DELETE_BACKOFF: Duration = Duration::from_millis(200);
+/// ... and no retry waits longer than this.
+const DELETE_BACKOFF_CAP: Duration = Duration::from_secs(2);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding one of these locks leaves plain data behind,
@@ -778,7 +784,13 @@ impl<Q: Queue> Source<Q> {
             for f in &failed {
                 tracing::debug!(message = %f.id, code = %f.code, attempt, "delete entry failed");
             }
-            tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+            tokio::time::sleep(crate::aws::error::backoff(
+                attempt,
+                rand::random::<f64>(),
+                DELETE_BACKOFF,
+                DELETE_BACKOFF_CAP,
+            ))
+            .await;
         }
         if !todo.is_empty() {
             tracing::error!(
@@ -899,7 +911,7 @@ impl<Q: Queue> Source<Q> {
 }
 
 /// The delay before the next receive after `failures` failures in a row:
-/// the crate's one retry policy ([`crate::aws_error::backoff`]), slower for
+/// the crate's one retry policy ([`crate::aws::error::backoff`]), slower for
 /// faults that waiting alone will not fix (a missing queue, denied access).
 fn backoff(e: &QueueError, failures: u32) -> Duration {
     let (base, cap) = if e.is_transient() {
@@ -907,7 +919,7 @@ fn backoff(e: &QueueError, failures: u32) -> Duration {
     } else {
         (Duration::from_secs(5), Duration::from_secs(60))
     };
-    crate::aws_error::backoff(failures, rand::random::<f64>(), base, cap)
+    crate::aws::error::backoff(failures, rand::random::<f64>(), base, cap)
 }
 
 #[cfg(test)]
