@@ -300,6 +300,29 @@ on_exhausted = "{policy}"
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_storm_that_spends_the_budget_is_covered_without_waiting_for_a_wildcard_slot() {
+        let run = start(&config(30, "coalesce"));
+        // Twenty directories of ten files, more wildcards than there are
+        // slots and more paths than the budget.
+        let paths: Vec<String> = (0..20)
+            .flat_map(|d| (0..10).map(move |f| format!("/d{d}/f{f}.html")))
+            .collect();
+        let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
+        run.send(&refs).await;
+        // Well within the 30 s that invalidations stay in progress: the
+        // covering `/*` found the slot it needs.
+        tokio::time::sleep(Duration::from_secs(15)).await;
+        let created = run.created();
+        assert!(
+            run.queue.is_empty(),
+            "{} left; {created:?}",
+            run.queue.len()
+        );
+        assert!(created.contains(&vec!["/*".to_owned()]), "{created:?}");
+        run.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn overspend_plans_as_usual_and_counts_it() {
         let run = start(&config(2, "overspend"));
         run.send(&["/a/1.html", "/b/1.html", "/c/1.html", "/d/1.html"])

@@ -460,7 +460,8 @@ impl Submitter {
             return true;
         }
         !plan.deferred.is_empty() && {
-            let unbudgeted = planner::plan_with(entries, capacity, &self.settings.planner, strategy);
+            let unbudgeted =
+                planner::plan_with(entries, capacity, &self.settings.planner, strategy);
             unbudgeted.figures.billed() as u64 > remaining
         }
     }
