@@ -628,11 +628,7 @@ impl Core {
     /// Shutdown: the messages still held, no longer this daemon's (the
     /// runner makes them visible again).
     pub fn let_go(&mut self) -> Vec<MessageId> {
-        let left: Vec<_> = self.pending.message_ids().cloned().collect();
-        for id in &left {
-            self.pending.remove(id);
-        }
-        left
+        self.pending.take_all()
     }
 
     // --- Ingesting ---

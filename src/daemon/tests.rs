@@ -975,3 +975,84 @@ simulate_completion_seconds = 30
         run.await.expect("run ends");
     }
 }
+
+mod shutdown {
+    use super::super::*;
+    use crate::budget::MemoryStore;
+    use crate::cloudfront::simulate::SimulatedCloudFront;
+    use crate::source::local::LocalQueue;
+
+    const DIST: &str = "E2ABCDEF123456";
+
+    /// Messages held when SIGTERM comes.
+    const HELD: usize = 100_000;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_backlog_of_a_hundred_thousand_held_messages_is_released_within_the_grace_period() {
+        // The budget is spent by the first message and `hold` keeps the
+        // rest waiting: nothing can be submitted at shutdown, everything
+        // must be released.
+        let toml = format!(
+            r#"
+[source]
+kind = "local"
+visibility_timeout_seconds = 60
+max_pending_messages = {HELD}
+[distributions.www]
+id = "{DIST}"
+[batching]
+quiet_seconds = 1
+max_delay_seconds = 5
+[cloudfront]
+mode = "simulate"
+simulate_completion_seconds = 30
+[budget]
+monthly_paths = 1
+pacing = "none"
+on_exhausted = "hold"
+[shutdown]
+grace_seconds = 20
+"#
+        );
+        let config = Config::from_parts(Some(&toml), "test", std::iter::empty()).expect("config");
+        let queue = LocalQueue::new(Duration::from_secs(60));
+        // Each batch call takes 20 ms, as SQS's do: 10,000 of them one
+        // after the other would take 200 s.
+        queue.set_call_latency(Duration::from_millis(20));
+        let cloudfront = SimulatedCloudFront::new([DIST.to_owned()], Duration::from_secs(30));
+        let daemon = Daemon::new(&config, queue.clone(), cloudfront.clone())
+            .with_ledger(AnyStore::Memory(MemoryStore::new()));
+        let cancel = CancellationToken::new();
+        let run = tokio::spawn(daemon.run(cancel.clone()));
+        queue.send("/spent.html").await.expect("send");
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(cloudfront.created().len(), 1);
+        assert!(queue.is_empty());
+        for i in 0..HELD {
+            queue.send(&format!("/p/{i}.html")).await.expect("send");
+        }
+        for _ in 0..1_000 {
+            if queue.depth_now().in_flight == HELD as u64 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        assert_eq!(queue.depth_now().in_flight, HELD as u64, "not all held");
+        // Held for a while: the extensions keep them hidden.
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        assert_eq!(queue.depth_now().in_flight, HELD as u64, "some came back");
+
+        cancel.cancel();
+        let at = tokio::time::Instant::now();
+        let totals = run.await.expect("run ends");
+        assert!(
+            at.elapsed() <= Duration::from_secs(20),
+            "ended {:?} after the signal",
+            at.elapsed()
+        );
+        let depth = queue.depth_now();
+        assert_eq!((depth.visible, depth.in_flight), (HELD as u64, 0));
+        assert_eq!(totals.messages_deleted, 1);
+        assert_eq!(cloudfront.created().len(), 1);
+    }
+}

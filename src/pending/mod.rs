@@ -122,9 +122,12 @@ impl Distribution {
         let Some(oldest) = self.oldest else {
             return false;
         };
-        flushing
-            || now >= self.not_before
-                && (self.urgent > 0
+        // Flushing, a batch is due at once, but a hold set since (the
+        // submitter found no room or budget for it) still counts: without
+        // it, a batch that cannot go would be planned again on every turn.
+        now >= self.not_before
+            && (flushing
+                || self.urgent > 0
                     || self.entries.len() >= rules.max_batch_paths
                     || now.saturating_sub(self.last_added) >= rules.quiet
                     || now.saturating_sub(oldest) >= rules.max_delay)
@@ -134,7 +137,7 @@ impl Distribution {
     fn due_at(&self, rules: &BatchRules, flushing: bool) -> Option<Millis> {
         let oldest = self.oldest?;
         if flushing {
-            return Some(0);
+            return Some(self.not_before);
         }
         let by_rules = if self.urgent > 0 || self.entries.len() >= rules.max_batch_paths {
             0
@@ -383,6 +386,9 @@ impl PendingSet {
     /// (shutdown: submit what can be submitted within the grace period).
     pub fn flush_all(&mut self) {
         self.flushing = true;
+        for d in self.distributions.values_mut() {
+            d.not_before = 0;
+        }
     }
 
     /// Keeps a distribution's batch from being due before `until`: after a
@@ -527,6 +533,18 @@ impl PendingSet {
         self.bytes -= freed;
         self.publish();
         done
+    }
+
+    /// Drops every message and path at once (shutdown lets them all go),
+    /// returning the messages' ids. [`PendingSet::remove`] looks through
+    /// every path for one message; done message by message, letting go of
+    /// 100,000 would take minutes.
+    pub fn take_all(&mut self) -> Vec<MessageId> {
+        let ids = self.messages.drain().map(|(id, _)| id).collect();
+        self.distributions.clear();
+        self.bytes = 0;
+        self.publish();
+        ids
     }
 
     /// Drops a message and every path only it waits on: it was rejected
