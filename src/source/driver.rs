@@ -35,7 +35,8 @@ use super::queue::{
     QueueError, REQUEST_FAILED,
 };
 use crate::decode::MAX_PATHS_PER_MESSAGE;
-use crate::pending::{self, MessageId, Meter};
+use crate::memory::{self, Meter};
+use crate::source::queue::MessageId;
 
 /// Estimated heap bytes of a held message's record, beyond the lengths of
 /// its id, receipt, attributes and body: the map slot, the strings'
@@ -57,7 +58,7 @@ pub const fn undecoded_bytes(len: usize) -> usize {
     } else {
         MAX_PATHS_PER_MESSAGE
     };
-    len + 3 * len + paths * (pending::ENTRY_BYTES + pending::WAITER_BYTES) + pending::MESSAGE_BYTES
+    len + 3 * len + paths * (memory::ENTRY_BYTES + memory::WAITER_BYTES) + memory::MESSAGE_BYTES
 }
 
 /// Visibility changes of many messages at once (the release at shutdown,
@@ -1017,7 +1018,7 @@ impl<Q: Queue> Source<Q> {
 }
 
 /// The delay before the next receive after `failures` failures in a row:
-/// the crate's one retry policy ([`crate::aws_error::backoff`]), slower for
+/// the crate's one retry policy ([`crate::aws::error::backoff`]), slower for
 /// faults that waiting alone will not fix (a missing queue, denied access).
 fn backoff(e: &QueueError, failures: u32) -> Duration {
     let (base, cap) = if e.is_transient() {
@@ -1025,7 +1026,7 @@ fn backoff(e: &QueueError, failures: u32) -> Duration {
     } else {
         (Duration::from_secs(5), Duration::from_secs(60))
     };
-    crate::aws_error::backoff(failures, rand::random::<f64>(), base, cap)
+    crate::aws::error::backoff(failures, rand::random::<f64>(), base, cap)
 }
 
 #[cfg(test)]
