@@ -128,9 +128,9 @@ impl Distribution {
         now >= self.not_before
             && (flushing
                 || self.urgent > 0
-                    || self.entries.len() >= rules.max_batch_paths
-                    || now.saturating_sub(self.last_added) >= rules.quiet
-                    || now.saturating_sub(oldest) >= rules.max_delay)
+                || self.entries.len() >= rules.max_batch_paths
+                || now.saturating_sub(self.last_added) >= rules.quiet
+                || now.saturating_sub(oldest) >= rules.max_delay)
     }
 
     /// When the batch becomes due if nothing else happens.
@@ -249,7 +249,10 @@ impl PendingSet {
                             self.bytes += SPELLING_BYTES + path.as_str().len();
                             dist.spellings.insert(key.into_owned(), path.clone());
                         }
-                        w.insert(Vec::new())
+                        // Most paths wait on one message: room for just
+                        // that one (a first push would make room for four,
+                        // 96 bytes unused per path).
+                        w.insert(Vec::with_capacity(1))
                     }
                 };
                 // The same path twice in one message waits once.

@@ -441,3 +441,22 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_path_one_message_waits_on_keeps_room_for_one_waiter() {
+    // A million held paths, nearly all with one waiter each: room for four
+    // (what a first push makes) would take 96 bytes more per path.
+    let mut set = PendingSet::new(RULES);
+    set.add("a", 1_000, &[req("www", &["/1", "/2"])]);
+    let www = &set.distributions["www"];
+    assert!(www.entries.values().all(|w| w.capacity() == 1));
+    set.add("b", 1_001, &[req("www", &["/1"])]);
+    assert_eq!(
+        set.distributions["www"]
+            .entries
+            .values()
+            .map(Vec::len)
+            .sum::<usize>(),
+        3
+    );
+}

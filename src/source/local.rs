@@ -836,7 +836,9 @@ mod tests {
         assert_eq!(at.elapsed(), Duration::from_millis(60));
         assert_eq!(q.depth_now().visible, 25);
         let at = Instant::now();
-        q.set_visibility(&[], Duration::ZERO).await.expect("no call");
+        q.set_visibility(&[], Duration::ZERO)
+            .await
+            .expect("no call");
         assert_eq!(at.elapsed(), Duration::ZERO);
     }
 
