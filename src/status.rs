@@ -24,8 +24,13 @@ pub struct Status {
     pub version: String,
     /// Per distribution, by alias.
     pub distributions: BTreeMap<String, DistributionStatus>,
-    /// The month's path budget.
+    /// The month's path budget (of the first account, with `[accounts]`:
+    /// each is in `accounts`).
     pub budget: BudgetStatus,
+    /// With `[accounts]`: each account's budget, and why its distributions
+    /// are not ready, by account name. Left out without.
+    #[serde(skip_serializing_if = "single_account")]
+    pub accounts: BTreeMap<String, AccountStatus>,
     /// The source queue's depth and what the daemon holds of it.
     pub queue: QueueStatus,
     /// `leader` or `standby` with coordination, `single` without (the
@@ -46,6 +51,9 @@ pub struct DistributionStatus {
     /// The distribution tenant this entry invalidates, when it is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tenant_id: Option<String>,
+    /// The `[accounts.NAME]` it lives in, with `[accounts]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     /// Entries waiting to be submitted.
     pub pending_paths: u64,
     /// Age of the oldest waiting entry, in whole seconds; 0 when none waits.
@@ -66,6 +74,60 @@ pub struct DistributionStatus {
     /// What the distribution serves, when it has a catalog.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub catalog: Option<CatalogStatus>,
+    /// Edge checks after Completed, when `verify` is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verify: Option<VerifyStatus>,
+    /// Warming after Completed, when `warm` is enabled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warm: Option<WarmStatus>,
+}
+
+/// A distribution's edge checks in [`Status`], since the start.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct VerifyStatus {
+    /// Paths the edge served fresh after the purge.
+    pub fresh: u64,
+    /// Paths the edge still served from a copy older than the purge.
+    pub stale: u64,
+    /// Checks that got no answer to judge (timeout, 5xx, no `X-Cache`).
+    pub error: u64,
+    /// Checks waiting or under way.
+    pub queued: u64,
+    /// Paths not checked because too many waited.
+    pub not_requested: u64,
+    /// Stale paths purged again (`reinvalidate_stale`).
+    pub reinvalidated: u64,
+    /// The latest stale path; `null` until one.
+    pub last_stale: Option<StalePath>,
+}
+
+/// A path found stale at the edge.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StalePath {
+    /// As purged (percent-encoded).
+    pub path: String,
+    /// The invalidation that should have purged it.
+    pub invalidation: String,
+    /// The edge's `Age` of its copy.
+    pub age_seconds: u64,
+    /// When it was found, RFC 3339 UTC.
+    pub at: String,
+}
+
+/// A distribution's warming in [`Status`], since the start.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WarmStatus {
+    /// Paths requested and answered (any status below 500).
+    pub ok: u64,
+    /// Paths whose request failed or got a 5xx.
+    pub error: u64,
+    /// Requests waiting or under way.
+    pub queued: u64,
+    /// Paths not warmed because too many waited.
+    pub not_requested: u64,
 }
 
 /// A distribution's catalog in [`Status`].
@@ -94,6 +156,30 @@ pub struct LastInvalidation {
     /// (`2026-11-24T15:00:00Z`).
     #[serde(with = "rfc3339")]
     pub created_at: SystemTime,
+}
+
+/// One AWS account in [`Status`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AccountStatus {
+    /// The account's budget, as [`Status::budget`].
+    #[serde(flatten)]
+    pub budget: BudgetStatus,
+    /// The role assumed to reach it; `null` for the default credentials.
+    pub role_arn: Option<String>,
+    /// Why the account's ledger or distributions are not ready (a role
+    /// that cannot be assumed, a ledger that cannot be written), as
+    /// `/readyz` says it; empty when they are.
+    pub not_ready: Vec<String>,
+    /// The readiness components that concern the account.
+    #[serde(skip)]
+    pub components: Vec<String>,
+}
+
+/// Whether `accounts` holds only the default account: a daemon without
+/// `[accounts]`, whose status reads as it always did.
+fn single_account(accounts: &BTreeMap<String, AccountStatus>) -> bool {
+    accounts.len() <= 1 && accounts.keys().all(|a| a == crate::config::DEFAULT_ACCOUNT)
 }
 
 /// The budget in [`Status`].
@@ -153,18 +239,56 @@ impl Status {
                         DistributionStatus {
                             id: d.id.clone(),
                             tenant_id: d.tenant_id.clone(),
+                            account: config
+                                .has_accounts()
+                                .then(|| config.account_of(alias).to_owned()),
                             max_inflight_exact: d.max_inflight_paths as u64,
                             max_inflight_wildcard: d.max_inflight_wildcards as u64,
+                            verify: d
+                                .verify
+                                .as_ref()
+                                .filter(|v| v.sample > 0)
+                                .map(|_| VerifyStatus::default()),
+                            warm: d
+                                .warm
+                                .as_ref()
+                                .filter(|w| w.enabled && d.verify.is_some())
+                                .map(|_| WarmStatus::default()),
                             ..DistributionStatus::default()
                         },
                     )
                 })
                 .collect(),
             budget: BudgetStatus {
-                limit: config.budget.monthly_paths,
+                limit: config.budget_for(&first_account(config)).monthly_paths,
                 policy: config.budget.on_exhausted.as_str().to_owned(),
                 ..BudgetStatus::default()
             },
+            accounts: config
+                .budget_accounts()
+                .into_iter()
+                .map(|account| {
+                    let mut components = vec![crate::daemon::core::ledger_component(&account)];
+                    components.extend(
+                        config
+                            .distributions
+                            .keys()
+                            .filter(|alias| config.account_of(alias) == account)
+                            .map(|alias| format!("distribution:{alias}")),
+                    );
+                    let status = AccountStatus {
+                        budget: BudgetStatus {
+                            limit: config.budget_for(&account).monthly_paths,
+                            policy: config.budget.on_exhausted.as_str().to_owned(),
+                            ..BudgetStatus::default()
+                        },
+                        role_arn: config.account(&account).and_then(|a| a.role_arn.clone()),
+                        not_ready: Vec::new(),
+                        components,
+                    };
+                    (account, status)
+                })
+                .collect(),
             queue: QueueStatus::default(),
             role: match config.coordination.kind {
                 crate::config::CoordinationKind::None => "single".to_owned(),
@@ -174,6 +298,15 @@ impl Status {
                 .then(|| config.coordination.replica()),
         }
     }
+}
+
+/// The account `Status::budget` shows: the first in name order.
+fn first_account(config: &Config) -> String {
+    config
+        .budget_accounts()
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| crate::config::DEFAULT_ACCOUNT.to_owned())
 }
 
 /// An RFC 3339 time, or `None` when `text` is not one.
@@ -321,6 +454,16 @@ impl Readiness {
         self.lock()
             .iter()
             .map(|(component, reason)| format!("{component}: {reason}"))
+            .collect()
+    }
+
+    /// The reasons of `components` (those that have one), as
+    /// [`Readiness::reasons`] writes them.
+    pub fn reasons_of(&self, components: &[String]) -> Vec<String> {
+        let reasons = self.lock();
+        components
+            .iter()
+            .filter_map(|c| Some(format!("{c}: {}", reasons.get(c)?)))
             .collect()
     }
 

@@ -57,7 +57,7 @@ h2{font-size:15px;margin:0 0 10px}h2 small{color:#6b7585;font-weight:normal}\
 .mark{position:absolute;top:-4px;bottom:-4px;width:2px;background:#1d2330}\
 table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:3px 6px 3px 0;font-size:13px}td{white-space:nowrap}\
 th{color:#6b7585;font-weight:normal}code{font-size:12px}\
-.st{padding:1px 6px;border-radius:3px;font-size:12px}.InProgress{background:#fff1d6}.Completed{background:#dcf5e3}";
+.st{padding:1px 6px;border-radius:3px;font-size:12px}.InProgress{background:#fff1d6}.Completed{background:#dcf5e3}.stale{background:#fddede}";
 
 /// The page for `status` as of `now`, reloading every `refresh_seconds`.
 pub fn render(status: &Status, now: SystemTime, refresh_seconds: u32) -> String {
@@ -123,14 +123,51 @@ pub fn render(status: &Status, now: SystemTime, refresh_seconds: u32) -> String 
             }
             None => html.push_str("<p class=\"label\">no invalidation created yet</p>"),
         }
+        edge(&mut html, d);
         html.push_str("</section>");
     }
 
-    let b = &status.budget;
-    let month = if b.month.is_empty() { "-" } else { &b.month };
+    // With `[accounts]`, each account's budget (AWS bills each on its own);
+    // without, the one budget as it always was.
+    let several = status
+        .accounts
+        .keys()
+        .any(|a| a != crate::config::DEFAULT_ACCOUNT);
+    if several {
+        for (account, a) in &status.accounts {
+            budget_section(&mut html, &a.budget, Some((account, a)));
+        }
+    } else {
+        budget_section(&mut html, &status.budget, None);
+    }
+
+    let q = &status.queue;
     let _ = write!(
         html,
-        "<section><h2>Budget <small>{month}, policy {policy}</small></h2>\
+        "<section><h2>Queue</h2><table>\
+         <tr><th>visible</th><th>in flight</th><th>delayed</th><th>held by cfpurge</th></tr>\
+         <tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr></table></section>",
+        q.visible, q.in_flight, q.delayed, q.pending_messages
+    );
+    html.push_str("</main></body></html>\n");
+    html
+}
+
+/// One budget's section; `account` names it, with its role and what keeps
+/// its distributions from being ready.
+fn budget_section(
+    html: &mut String,
+    b: &crate::status::BudgetStatus,
+    account: Option<(&String, &crate::status::AccountStatus)>,
+) {
+    let month = if b.month.is_empty() { "-" } else { &b.month };
+    let title = match account {
+        Some((name, _)) => format!("Budget of account {}", escape(name)),
+        None => "Budget".to_owned(),
+    };
+    let _ = write!(
+        html,
+        "<section><h2>{title} <small>{month}, policy {policy}</small></h2>\
          <div class=\"figures\">\
          <div class=\"figure\"><b>{used}</b><span>paths used</span></div>\
          <div class=\"figure\"><b>{pace}</b><span>even pace by now</span></div>\
@@ -146,24 +183,61 @@ pub fn render(status: &Status, now: SystemTime, refresh_seconds: u32) -> String 
         price = price_text(b.price),
     );
     bar(
-        &mut html,
+        html,
         "used this month; the mark is what the pacing allows by now",
         b.used,
         b.limit,
         Some(b.allowed),
     );
+    if let Some((_, a)) = account {
+        let how = match &a.role_arn {
+            Some(role) => format!("role <code>{}</code>", escape(role)),
+            None => "the default credentials".to_owned(),
+        };
+        let _ = write!(html, "<p class=\"label\">reached with {how}</p>");
+        for reason in &a.not_ready {
+            let _ = write!(html, "<p class=\"label\">not ready: {}</p>", escape(reason));
+        }
+    }
     html.push_str("</section>");
+}
 
-    let q = &status.queue;
-    let _ = write!(
-        html,
-        "<section><h2>Queue</h2><table>\
-         <tr><th>visible</th><th>in flight</th><th>delayed</th><th>held by cfpurge</th></tr>\
-         <tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr></table></section>",
-        q.visible, q.in_flight, q.delayed, q.pending_messages
-    );
-    html.push_str("</main></body></html>\n");
-    html
+/// The edge checks and warming of a distribution, when configured.
+fn edge(html: &mut String, d: &crate::status::DistributionStatus) {
+    if let Some(v) = &d.verify {
+        let _ = write!(
+            html,
+            "<table><tr><th>edge checks</th><th>fresh</th><th>stale</th><th>error</th>\
+             <th>queued</th><th>purged again</th></tr><tr><td>after Completed</td>\
+             <td>{}</td><td><span class=\"{}\">{}</span></td><td>{}</td><td>{}</td><td>{}</td></tr></table>",
+            v.fresh,
+            if v.stale > 0 { "st stale" } else { "" },
+            v.stale,
+            v.error,
+            v.queued,
+            v.reinvalidated,
+        );
+        if let Some(last) = &v.last_stale {
+            let _ = write!(
+                html,
+                "<p class=\"label\">last stale: <code>{path}</code> (Age {age} s, \
+                 invalidation <code>{id}</code>) at {at}</p>",
+                path = escape(&last.path),
+                age = last.age_seconds,
+                id = escape(&last.invalidation),
+                at = escape(&last.at),
+            );
+        }
+    }
+    if let Some(w) = &d.warm {
+        let _ = write!(
+            html,
+            "<table><tr><th>warming</th><th>ok</th><th>error</th><th>queued</th>\
+             <th>not requested</th></tr><tr><td>after Completed</td><td>{}</td><td>{}</td>\
+             <td>{}</td><td>{}</td></tr></table>",
+            w.ok, w.error, w.queued, w.not_requested,
+        );
+    }
 }
 
 /// A price as an operator reads it: three significant figures, whole
@@ -256,6 +330,7 @@ mod tests {
             DistributionStatus {
                 id: "E2ABCDEF123456".into(),
                 tenant_id: None,
+                account: None,
                 pending_paths: 17,
                 oldest_pending_seconds: 75,
                 inflight_exact: 1500,
@@ -269,6 +344,26 @@ mod tests {
                     created_at: at(),
                 }),
                 catalog: None,
+                verify: Some(crate::status::VerifyStatus {
+                    fresh: 41,
+                    stale: 2,
+                    error: 1,
+                    queued: 3,
+                    not_requested: 0,
+                    reinvalidated: 1,
+                    last_stale: Some(crate::status::StalePath {
+                        path: "/a<b>.html".into(),
+                        invalidation: "I2J3EXAMPLE".into(),
+                        age_seconds: 4000,
+                        at: "2026-11-24T14:59:00Z".into(),
+                    }),
+                }),
+                warm: Some(crate::status::WarmStatus {
+                    ok: 97,
+                    error: 3,
+                    queued: 0,
+                    not_requested: 5,
+                }),
             },
         );
         status
@@ -296,6 +391,9 @@ mod tests {
             "<b>500</b><span>even pace by now</span>",
             "<b>12.3</b><span>price (blast per billed path)</span>",
             "<td>4</td><td>2</td><td>0</td><td>2</td>",
+            "<td>after Completed</td><td>41</td><td><span class=\"st stale\">2</span></td><td>1</td><td>3</td><td>1</td>",
+            "last stale: <code>/a&lt;b&gt;.html</code> (Age 4000 s, invalidation <code>I2J3EXAMPLE</code>) at 2026-11-24T14:59:00Z",
+            "<td>after Completed</td><td>97</td><td>3</td><td>0</td><td>5</td>",
         ] {
             assert!(html.contains(text), "{text:?} missing from {html}");
         }
@@ -320,6 +418,63 @@ mod tests {
         );
         assert!(
             html.contains("<div class=\"mark\" style=\"left:60.0%\" title=\"600\">"),
+            "{html}"
+        );
+    }
+
+    #[test]
+    fn with_several_accounts_each_budget_has_its_section_with_its_role_and_reasons() {
+        use crate::status::AccountStatus;
+        let mut status = sample();
+        let html = render(&status, at(), 5);
+        // One account: the one budget, as without accounts.
+        assert!(html.contains("<h2>Budget <small>"), "{html}");
+        for (name, used, role, reason) in [
+            ("default", 12, None, None),
+            (
+                "prod",
+                34,
+                Some("arn:aws:iam::210987654321:role/cfpurge"),
+                Some("distribution:shop: account prod: the role <x> could not be assumed"),
+            ),
+        ] {
+            status.accounts.insert(
+                name.to_owned(),
+                AccountStatus {
+                    budget: BudgetStatus {
+                        month: "2026-11".into(),
+                        limit: 1000,
+                        used,
+                        ..BudgetStatus::default()
+                    },
+                    role_arn: role.map(str::to_owned),
+                    not_ready: reason.map(str::to_owned).into_iter().collect(),
+                    components: Vec::new(),
+                },
+            );
+        }
+        let html = render(&status, at(), 5);
+        assert!(!html.contains("<h2>Budget <small>"), "{html}");
+        assert!(
+            html.contains("<h2>Budget of account default <small>2026-11"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<h2>Budget of account prod <small>2026-11"),
+            "{html}"
+        );
+        assert!(html.contains("<b>34</b><span>paths used</span>"), "{html}");
+        assert!(
+            html.contains("reached with role <code>arn:aws:iam::210987654321:role/cfpurge</code>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("reached with the default credentials"),
+            "{html}"
+        );
+        // The reason is escaped like everything else.
+        assert!(
+            html.contains("not ready: distribution:shop: account prod: the role &lt;x&gt; could not be assumed"),
             "{html}"
         );
     }

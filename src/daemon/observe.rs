@@ -4,6 +4,7 @@
 //! pings systemd's watchdog from the loop that does the work, so that a
 //! stuck loop stops beating.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::clock::Now;
@@ -17,6 +18,7 @@ use crate::tracker::InflightView;
 
 use super::catalogs::Catalogs;
 use super::core::{STARTUP, SourceView};
+use super::edge::Edges;
 
 /// What the daemon shows of itself, for the HTTP server: its metrics (and
 /// the registry they are in), the status snapshot, the readiness reasons and
@@ -46,12 +48,17 @@ impl Observers {
         // A fresh registry refuses a metric only when two share a name,
         // which the metrics module's own tests rule out.
         let metrics = Metrics::new(&registry, &aliases).expect("metric names are unique");
-        // The ledger fills in used and allowed; the limit is known now.
-        metrics.set_budget(config.budget.monthly_paths, 0, 0);
-        metrics.set_budget_price(
-            crate::metrics::DEFAULT_ACCOUNT,
-            config.coalesce.blast_per_path,
-        );
+        for (alias, d) in &config.distributions {
+            let verify = d.verify.as_ref().is_some_and(|v| v.sample > 0);
+            let warm = d.verify.is_some() && d.warm.as_ref().is_some_and(|w| w.enabled);
+            metrics.edge_configured(alias, verify, warm);
+        }
+        // The ledgers fill in used and allowed; the limits are known now.
+        for account in config.budget_accounts() {
+            let limit = config.budget_for(&account).monthly_paths;
+            metrics.set_budget(&account, limit, 0, 0);
+            metrics.set_budget_price(&account, config.coalesce.blast_per_path);
+        }
         // Alone, this daemon is always the leader; a replica starts as a
         // standby.
         metrics.set_leader(config.coordination.kind == crate::config::CoordinationKind::None);
@@ -96,8 +103,11 @@ pub(super) struct Shown<'a> {
     pub pending: &'a PendingSet,
     pub view: &'a InflightView,
     pub catalogs: &'a Catalogs,
-    pub budget: Option<BudgetStatus>,
-    pub shared_budget: Option<BudgetStatus>,
+    pub edges: &'a Edges,
+    /// Each account's budget, where its ledger is open.
+    pub budgets: BTreeMap<String, BudgetStatus>,
+    /// Each account's budget as a standby last read it.
+    pub shared_budgets: BTreeMap<String, BudgetStatus>,
 }
 
 impl Observers {
@@ -120,8 +130,9 @@ impl Observers {
             pending,
             view,
             catalogs,
-            budget,
-            shared_budget,
+            edges,
+            mut budgets,
+            shared_budgets,
         } = shown;
         let Observers {
             metrics,
@@ -153,6 +164,7 @@ impl Observers {
             d.inflight_exact = inflight.exact as u64;
             d.inflight_wildcard = inflight.wildcard as u64;
             d.catalog = catalogs.status(alias);
+            (d.verify, d.warm) = edges.status(alias);
             if let Some(c) = &d.catalog {
                 metrics.set_catalog_objects(alias, c.objects);
             }
@@ -177,15 +189,28 @@ impl Observers {
         if replica {
             snapshot.role = if leader { "leader" } else { "standby" }.to_owned();
         }
-        if let Some(budget) = budget.or(shared_budget) {
-            metrics.set_budget(budget.limit, budget.used, budget.allowed);
-            metrics.set_budget_price(crate::metrics::DEFAULT_ACCOUNT, budget.price);
-            snapshot.budget = budget;
-        } else {
-            snapshot.budget.month = status::format_time(now.wall)
-                .get(..7)
-                .unwrap_or_default()
-                .to_owned();
+        for (account, budget) in shared_budgets {
+            budgets.entry(account).or_insert(budget);
+        }
+        let month = status::format_time(now.wall)
+            .get(..7)
+            .unwrap_or_default()
+            .to_owned();
+        for (account, shown) in snapshot.accounts.iter_mut() {
+            match budgets.get(account) {
+                Some(budget) => {
+                    metrics.set_budget(account, budget.limit, budget.used, budget.allowed);
+                    metrics.set_budget_price(account, budget.price);
+                    shown.budget = budget.clone();
+                }
+                None => shown.budget.month.clone_from(&month),
+            }
+            shown.not_ready = readiness.reasons_of(&shown.components);
+        }
+        // `budget` is the first account's: the default account's alone
+        // without `[accounts]`, as it always was.
+        if let Some(first) = snapshot.accounts.values().next() {
+            snapshot.budget = first.budget.clone();
         }
         status.publish(snapshot);
     }

@@ -1,11 +1,13 @@
 //! All integration tests in one binary (one link step, shared helpers).
 
+mod accounts;
 mod aws_stack;
 mod catalog;
 mod chaos;
 mod config;
 mod daemon;
 mod docs;
+mod edge;
 mod fake_cloudfront;
 mod hardening;
 mod hardening_ledger;
