@@ -1,8 +1,10 @@
 //! The read-only status page at `GET /`: the `/v1/status` snapshot as one
 //! server-rendered HTML page for a person to open when something seems
-//! stuck. Per distribution the pending paths and their age, the paths in
-//! flight against the limits, the last invalidation; the month's budget
-//! with the pacing allowance marked; the queue.
+//! stuck. The mode (SQS or local queue, AWS or simulated CloudFront) in
+//! the header. Per distribution the pending paths and their age, what they
+//! wait for, the last CloudFront error, the paths in flight against the
+//! limits, the last invalidation; the month's budget with the pacing
+//! allowance marked and the reservations kept on doubt apart; the queue.
 //!
 //! [`render`] is a pure function of the snapshot and the time; every value
 //! it prints goes through [`escape`]. The page loads nothing else (inline
@@ -68,7 +70,7 @@ header h1{font-size:18px;margin:0}header span{color:#b8c0cc;font-size:12px}\
 main{padding:16px 24px;display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,520px),1fr));gap:16px}\
 section{background:#fff;border:1px solid #dde1e7;border-radius:6px;padding:14px 16px;min-width:0;overflow-x:auto}\
 h2{font-size:15px;margin:0 0 10px}h2 small{color:#6b7585;font-weight:normal}\
-.figures{display:flex;gap:24px;margin-bottom:10px}.figure b{display:block;font-size:22px}\
+.figures{display:flex;flex-wrap:wrap;gap:8px 24px;margin-bottom:10px}.figure b{display:block;font-size:22px}\
 .figure span,.label{color:#6b7585;font-size:12px}\
 .bar{position:relative;height:12px;background:#e6e9ee;border-radius:3px;margin:3px 0 10px}\
 .fill{position:absolute;left:0;top:0;bottom:0;background:#3b82f6;border-radius:3px}\
@@ -76,7 +78,12 @@ h2{font-size:15px;margin:0 0 10px}h2 small{color:#6b7585;font-weight:normal}\
 .mark{position:absolute;top:-4px;bottom:-4px;width:2px;background:#1d2330}\
 table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:3px 6px 3px 0;font-size:13px}td{white-space:nowrap}\
 th{color:#6b7585;font-weight:normal}code{font-size:12px}\
-.st{padding:1px 6px;border-radius:3px;font-size:12px}.InProgress{background:#fff1d6}.Completed{background:#dcf5e3}";
+.st{padding:1px 6px;border-radius:3px;font-size:12px}.InProgress{background:#fff1d6}.Completed{background:#dcf5e3}\
+header .mode{background:#3a4254;color:#fff;padding:1px 6px;border-radius:3px;margin-left:8px;font-size:12px;font-weight:normal}\
+header .mode.test{background:#ffd98a;color:#1d2330}\
+.note{border-left:4px solid #6b7585;background:#f4f5f7;padding:6px 10px;margin:0 0 10px;font-size:13px;overflow-wrap:anywhere}\
+.note.error{border-color:#d1343a;background:#fdecec}.note.wait{border-color:#e08a00;background:#fff7e6}\
+.note b{font-weight:600}.note code{display:block;margin-top:2px;white-space:normal}";
 
 /// The page for `status` as of `now`, reloading every `refresh_seconds`.
 pub fn render(status: &Status, now: SystemTime, refresh_seconds: u32) -> String {
@@ -88,10 +95,11 @@ pub fn render(status: &Status, now: SystemTime, refresh_seconds: u32) -> String 
          <meta http-equiv=\"refresh\" content=\"{refresh_seconds}\">\
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
          <title>cfpurge status</title><style>{STYLE}</style></head><body>\
-         <header><h1>cfpurge {version}</h1>\
+         <header><h1>cfpurge {version}{mode}</h1>\
          <span>as of {now} · refreshes every {refresh_seconds} s · \
          <a href=\"/v1/status\" style=\"color:#b8c0cc\">JSON</a></span></header><main>",
         version = escape(&status.version),
+        mode = mode_badges(status),
         now = escape(&format_time(now)),
     );
     if status.distributions.is_empty() {
@@ -112,6 +120,42 @@ pub fn render(status: &Status, now: SystemTime, refresh_seconds: u32) -> String 
             pending = d.pending_paths,
             oldest = escape(&age(d.oldest_pending_seconds)),
         );
+        if let Some(w) = &d.waiting {
+            let _ = write!(
+                html,
+                "<p class=\"note wait\"><b>Waiting for: {on}</b>{until}<br>{detail}</p>",
+                on = escape(&w.on),
+                until = match &w.until {
+                    Some(t) => format!(" until {}", escape(t)),
+                    None => String::new(),
+                },
+                detail = escape(&w.detail),
+            );
+        }
+        if let Some(e) = &d.last_error {
+            let (class, since) = if e.since_success > 0 {
+                (
+                    "note error",
+                    format!(
+                        "{} failed call{} since the last success",
+                        e.since_success,
+                        if e.since_success == 1 { "" } else { "s" }
+                    ),
+                )
+            } else {
+                ("note", "calls have gone through since".to_owned())
+            };
+            let _ = write!(
+                html,
+                "<p class=\"{class}\"><b>Last CloudFront error: {code}</b> on {operation} at \
+                 {at}; {since}<code>{message}</code></p>",
+                code = escape(&e.code),
+                operation = escape(&e.operation),
+                at = escape(&format_time(e.at)),
+                since = escape(&since),
+                message = escape(&e.message),
+            );
+        }
         bar(
             &mut html,
             "exact paths in flight",
@@ -152,6 +196,7 @@ pub fn render(status: &Status, now: SystemTime, refresh_seconds: u32) -> String 
         "<section><h2>Budget <small>{month}, policy {policy}</small></h2>\
          <div class=\"figures\">\
          <div class=\"figure\"><b>{used}</b><span>paths used</span></div>\
+         <div class=\"figure\"><b>{reserved}</b><span>of them reserved on doubt</span></div>\
          <div class=\"figure\"><b>{pace}</b><span>even pace by now</span></div>\
          <div class=\"figure\"><b>{allowed}</b><span>allowed by now</span></div>\
          <div class=\"figure\"><b>{limit}</b><span>monthly limit</span></div>\
@@ -159,6 +204,7 @@ pub fn render(status: &Status, now: SystemTime, refresh_seconds: u32) -> String 
         month = escape(month),
         policy = escape(&b.policy),
         used = b.used,
+        reserved = b.reserved,
         pace = b.pace,
         allowed = b.allowed,
         limit = b.limit,
@@ -171,6 +217,17 @@ pub fn render(status: &Status, now: SystemTime, refresh_seconds: u32) -> String 
         b.limit,
         Some(b.allowed),
     );
+    if b.reserved > 0 {
+        let _ = write!(
+            html,
+            "<p class=\"note wait\">{reserved} of the {used} paths used are reserved for \
+             CreateInvalidation calls not known to have been created (under way, or their \
+             answer was lost): counted as spent until CloudFront confirms them or a scan of \
+             the month shows they were never made.</p>",
+            reserved = b.reserved,
+            used = b.used,
+        );
+    }
     html.push_str("</section>");
 
     let q = &status.queue;
@@ -183,6 +240,28 @@ pub fn render(status: &Status, now: SystemTime, refresh_seconds: u32) -> String 
     );
     html.push_str("</main></body></html>\n");
     html
+}
+
+/// The mode as badges after the version: where requests come from and
+/// where they go, so a local run or a rehearsal is never taken for the
+/// real thing. Nothing for a status without a mode (an older daemon).
+fn mode_badges(status: &Status) -> String {
+    let badge = |text: &str, real: bool| {
+        let class = if real { "mode" } else { "mode test" };
+        format!("<span class=\"{class}\">{}</span>", escape(text))
+    };
+    let source = match status.mode.source.as_str() {
+        "" => return String::new(),
+        "sqs" => badge("SQS queue", true),
+        "local" => badge("local queue", false),
+        other => badge(&format!("{other} queue"), false),
+    };
+    let cloudfront = match status.mode.cloudfront.as_str() {
+        "aws" => badge("AWS CloudFront", true),
+        "simulate" => badge("simulated CloudFront", false),
+        other => badge(&format!("CloudFront {other}"), false),
+    };
+    source + &cloudfront
 }
 
 /// A price as an operator reads it: three significant figures, whole
@@ -261,6 +340,7 @@ mod tests {
                 policy: "coalesce".into(),
                 pace: 500,
                 price: 12.345,
+                reserved: 0,
             },
             queue: QueueStatus {
                 visible: 4,
@@ -288,6 +368,8 @@ mod tests {
                     created_at: at(),
                 }),
                 catalog: None,
+                last_error: None,
+                waiting: None,
             },
         );
         status

@@ -77,7 +77,16 @@ fn print_state(
         state.external,
         config.budget.monthly_paths
     )?;
-    writeln!(out, "open reservations: {}", state.reservations.len())?;
+    // Apart from what CloudFront is known to have created: a reservation
+    // is a call under way when the ledger was read, or one whose answer
+    // was lost, kept as spent on doubt.
+    writeln!(
+        out,
+        "open reservations: {} ({} paths of the spent, not known to be created: kept as spent \
+         until CloudFront confirms them or a scan of the month shows they were never made)",
+        state.reservations.len(),
+        crate::budget::reserved_paths(state)
+    )?;
     for (reference, r) in &state.reservations {
         writeln!(
             out,

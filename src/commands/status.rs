@@ -100,8 +100,9 @@ pub async fn fetch(url: &str) -> Result<(String, String), StatusError> {
     Ok((endpoint, body))
 }
 
-/// The status as a table, one line per distribution, then the budget and
-/// the queue.
+/// The status as a table, one line per distribution; then, for each
+/// distribution whose paths wait or whose CloudFront calls failed, what
+/// they wait for and the last error; then the budget and the queue.
 pub fn write_text(status: &Status, out: &mut dyn Write) -> io::Result<()> {
     let header = [
         "DISTRIBUTION",
@@ -154,16 +155,51 @@ pub fn write_text(status: &Status, out: &mut dyn Write) -> io::Result<()> {
         }
         text
     };
-    writeln!(out, "cfpurge {}", status.version)?;
+    match (status.mode.source.as_str(), status.mode.cloudfront.as_str()) {
+        ("", _) | (_, "") => writeln!(out, "cfpurge {}", status.version)?,
+        (source, cloudfront) => writeln!(
+            out,
+            "cfpurge {} (source {source}, cloudfront {cloudfront})",
+            status.version
+        )?,
+    }
     writeln!(out, "{}", line(&header))?;
     for row in &rows {
         let cells: Vec<&str> = row.iter().map(String::as_str).collect();
         writeln!(out, "{}", line(&cells))?;
     }
+    for (alias, d) in &status.distributions {
+        if let Some(w) = &d.waiting {
+            let until = match &w.until {
+                Some(t) => format!(" until {t}"),
+                None => String::new(),
+            };
+            writeln!(out, "{alias}: waiting for {}{until}: {}", w.on, w.detail)?;
+        }
+        if let Some(e) = d.last_error.as_ref().filter(|e| e.since_success > 0) {
+            writeln!(
+                out,
+                "{alias}: CloudFront error {} on {} at {} ({} failed since the last success): {}",
+                e.code,
+                e.operation,
+                format_time(e.at),
+                e.since_success,
+                e.message
+            )?;
+        }
+    }
     let b = &status.budget;
+    let reserved = if b.reserved > 0 {
+        format!(
+            " ({} reserved on doubt: not known to be created)",
+            b.reserved
+        )
+    } else {
+        String::new()
+    };
     writeln!(
         out,
-        "budget {}: used {} of {}, allowed now {}, policy {}",
+        "budget {}: used {} of {}{reserved}, allowed now {}, policy {}",
         if b.month.is_empty() { "-" } else { &b.month },
         b.used,
         b.limit,

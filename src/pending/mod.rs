@@ -132,16 +132,21 @@ impl Distribution {
 
     /// When the batch becomes due if nothing else happens.
     fn due_at(&self, rules: &BatchRules, flushing: bool) -> Option<Millis> {
+        let by_rules = self.window_closes(rules, flushing)?;
+        Some(if flushing {
+            by_rules
+        } else {
+            by_rules.max(self.not_before)
+        })
+    }
+
+    /// When the batch becomes due by the batching rules alone, holds aside.
+    fn window_closes(&self, rules: &BatchRules, flushing: bool) -> Option<Millis> {
         let oldest = self.oldest?;
-        if flushing {
+        if flushing || self.urgent > 0 || self.entries.len() >= rules.max_batch_paths {
             return Some(0);
         }
-        let by_rules = if self.urgent > 0 || self.entries.len() >= rules.max_batch_paths {
-            0
-        } else {
-            (self.last_added + rules.quiet).min(oldest + rules.max_delay)
-        };
-        Some(by_rules.max(self.not_before))
+        Some((self.last_added + rules.quiet).min(oldest + rules.max_delay))
     }
 }
 
@@ -377,6 +382,15 @@ impl PendingSet {
             .values()
             .filter_map(|d| d.due_at(&self.rules, self.flushing))
             .min()
+    }
+
+    /// When a distribution's batching window closes (quiet window, oldest
+    /// path's delay, size, urgency), holds aside; `None` when nothing
+    /// waits.
+    pub fn window_closes(&self, distribution: &str) -> Option<Millis> {
+        self.distributions
+            .get(distribution)?
+            .window_closes(&self.rules, self.flushing)
     }
 
     /// From now on every waiting batch is due at once, holds included
