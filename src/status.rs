@@ -581,10 +581,21 @@ mod tests {
         example.budget.price = 4.5;
         let mut value = serde_json::to_value(example).unwrap();
         // Keys added since the contract's example (more may be added,
-        // none renamed): the budget's price and the even pace.
+        // none renamed): the budget's price, the even pace and the paths
+        // reserved; the mode; per distribution the last error and what
+        // waits (null here).
         let budget = value["budget"].as_object_mut().unwrap();
         assert_eq!(budget.remove("pace"), Some(serde_json::json!(130)));
         assert_eq!(budget.remove("price"), Some(serde_json::json!(4.5)));
+        assert_eq!(budget.remove("reserved"), Some(serde_json::json!(0)));
+        let top = value.as_object_mut().unwrap();
+        assert_eq!(
+            top.remove("mode"),
+            Some(serde_json::json!({"source": "", "cloudfront": ""}))
+        );
+        let www = value["distributions"]["www"].as_object_mut().unwrap();
+        assert_eq!(www.remove("last_error"), Some(serde_json::Value::Null));
+        assert_eq!(www.remove("waiting"), Some(serde_json::Value::Null));
         assert_eq!(value, expected);
     }
 
@@ -616,6 +627,16 @@ mod tests {
             serde_json::from_str(r#"{"version": "9.9.9", "new_section": {"x": 1}}"#).unwrap();
         assert_eq!(read.version, "9.9.9");
         assert!(read.distributions.is_empty());
+    }
+
+    #[test]
+    fn an_error_message_is_one_short_line() {
+        assert_eq!(one_line("a\n  b\tc "), "a b c");
+        let long = "x".repeat(ERROR_MESSAGE_CHARS + 1);
+        let cut = one_line(&long);
+        assert_eq!(cut.chars().count(), ERROR_MESSAGE_CHARS);
+        assert!(cut.ends_with('…'));
+        assert_eq!(one_line(&long[1..]), long[1..]);
     }
 
     #[test]

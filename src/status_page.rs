@@ -447,6 +447,63 @@ mod tests {
         assert!(html.contains("no invalidation created yet"), "{html}");
     }
 
+    fn stuck() -> Status {
+        let mut status = sample();
+        status.mode = crate::status::ModeStatus {
+            source: "sqs".into(),
+            cloudfront: "simulate".into(),
+        };
+        status.budget.reserved = 3;
+        let d = status.distributions.get_mut("www").unwrap();
+        d.waiting = Some(crate::status::Waiting {
+            on: "retry".into(),
+            until: Some("2026-11-24T15:00:30Z".into()),
+            detail: "CreateInvalidation failed (timeout)".into(),
+        });
+        d.last_error = Some(crate::status::CallError {
+            code: "timeout".into(),
+            operation: "CreateInvalidation".into(),
+            message: "cloudfront call timed out: no answer in 30 s".into(),
+            at: at(),
+            since_success: 4,
+        });
+        status
+    }
+
+    #[test]
+    fn a_stuck_distribution_says_what_waits_and_why() {
+        let html = render(&stuck(), at(), 5);
+        for text in [
+            "<span class=\"mode\">SQS queue</span>",
+            "<span class=\"mode test\">simulated CloudFront</span>",
+            "<p class=\"note wait\"><b>Waiting for: retry</b> until 2026-11-24T15:00:30Z<br>\
+             CreateInvalidation failed (timeout)</p>",
+            "<p class=\"note error\"><b>Last CloudFront error: timeout</b> on \
+             CreateInvalidation at 2026-11-24T15:00:00Z; 4 failed calls since the last \
+             success<code>cloudfront call timed out: no answer in 30 s</code></p>",
+            "<b>3</b><span>of them reserved on doubt</span>",
+            "3 of the 250 paths used are reserved",
+        ] {
+            assert!(html.contains(text), "{text:?} missing from {html}");
+        }
+        // Recovered: the error stays, marked as past.
+        let mut status = stuck();
+        let d = status.distributions.get_mut("www").unwrap();
+        d.last_error.as_mut().unwrap().since_success = 0;
+        d.waiting = None;
+        status.budget.reserved = 0;
+        let html = render(&status, at(), 5);
+        assert!(
+            html.contains("<p class=\"note\"><b>Last CloudFront error: timeout</b>"),
+            "{html}"
+        );
+        assert!(html.contains("calls have gone through since"), "{html}");
+        assert!(!html.contains("Waiting for"), "{html}");
+        assert!(!html.contains("paths used are reserved"), "{html}");
+        // A status without a mode (an older daemon) shows no badge.
+        assert!(!render(&sample(), at(), 5).contains("class=\"mode"));
+    }
+
     #[test]
     fn every_value_is_escaped() {
         let evil = "<i>&\"'";
@@ -459,14 +516,29 @@ mod tests {
         let last = d.last_invalidation.as_mut().unwrap();
         last.id = evil.into();
         last.status = evil.into();
+        d.waiting = Some(crate::status::Waiting {
+            on: evil.into(),
+            until: Some(evil.into()),
+            detail: evil.into(),
+        });
+        d.last_error = Some(crate::status::CallError {
+            code: evil.into(),
+            operation: evil.into(),
+            message: evil.into(),
+            at: at(),
+            since_success: 1,
+        });
         status.distributions.insert(evil.into(), d);
+        status.mode.source = evil.into();
+        status.mode.cloudfront = evil.into();
         let html = render(&status, at(), 5);
         assert!(!html.contains("<i>"), "{html}");
         assert!(!html.contains("&\""), "{html}");
-        // version, alias, id, invalidation id, status twice, month, policy.
+        // version, alias, id, invalidation id, status twice, month, policy;
+        // the wait's three and the error's three; the two modes.
         assert_eq!(
             html.matches("&lt;i&gt;&amp;&quot;&#39;").count(),
-            8,
+            16,
             "{html}"
         );
     }

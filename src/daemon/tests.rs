@@ -1195,4 +1195,123 @@ pacing = "none"
         cancel.cancel();
         run.await.expect("run ends");
     }
+
+    /// What `alias` waits for now, as `/v1/status` says.
+    fn waiting_on(observers: &Observers, alias: &str) -> Option<(String, String)> {
+        let snapshot = observers.status.snapshot();
+        let w = snapshot.distributions[alias].waiting.clone()?;
+        Some((w.on, w.detail))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_start_up_gate_is_named_while_cloudfront_cannot_be_listed() {
+        let config = Config::from_parts(Some(CONFIG), "test", std::iter::empty()).expect("config");
+        let queue = LocalQueue::new(Duration::from_secs(60));
+        let simulated = SimulatedCloudFront::new(["EWWW".into()], Duration::from_secs(30));
+        let cloudfront = Unreachable {
+            inner: simulated.clone(),
+            down: Arc::new(AtomicBool::new(true)),
+        };
+        let daemon = Daemon::new(&config, queue.clone(), cloudfront)
+            .with_ledger(AnyStore::Memory(MemoryStore::new()));
+        let observers = daemon.observers();
+        let cancel = CancellationToken::new();
+        let run = tokio::spawn(daemon.run(cancel.clone()));
+        queue.send(r#"{"paths":["/a.html"]}"#).await.expect("send");
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        let (on, detail) = waiting_on(&observers, "www").expect("a wait");
+        assert_eq!(on, "startup");
+        assert!(detail.ends_with("not yet on www"), "{detail}");
+        let snapshot = observers.status.snapshot();
+        let error = snapshot.distributions["www"]
+            .last_error
+            .clone()
+            .expect("an error");
+        assert_eq!(error.operation, "ListInvalidations");
+        // Tried again every 2 s.
+        assert!(error.since_success >= 5, "{error:?}");
+        // Nothing was sent: nothing is reserved.
+        assert_eq!(snapshot.budget.reserved, 0);
+        cancel.cancel();
+        run.await.expect("run ends");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_window_the_room_in_flight_and_the_budget_are_named() {
+        let toml = r#"
+[source]
+kind = "local"
+visibility_timeout_seconds = 60
+[distributions.www]
+id = "EWWW"
+max_inflight_paths = 1
+[distributions.img]
+id = "EIMG"
+[batching]
+quiet_seconds = 10
+[cloudfront]
+mode = "simulate"
+create_per_second = 100
+create_burst = 100
+poll_interval_seconds = 5
+simulate_completion_seconds = 600
+[budget]
+pacing = "none"
+monthly_paths = 2
+on_exhausted = "hold"
+"#;
+        let config = Config::from_parts(Some(toml), "test", std::iter::empty()).expect("config");
+        let queue = LocalQueue::new(Duration::from_secs(60));
+        let simulated =
+            SimulatedCloudFront::new(["EWWW".into(), "EIMG".into()], Duration::from_secs(600));
+        let daemon = Daemon::new(&config, queue.clone(), simulated.clone())
+            .with_ledger(AnyStore::Memory(MemoryStore::new()));
+        let observers = daemon.observers();
+        let cancel = CancellationToken::new();
+        let run = tokio::spawn(daemon.run(cancel.clone()));
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        queue
+            .send(r#"{"distribution":"www","paths":["/a.html","/b.html"]}"#)
+            .await
+            .expect("send");
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let snapshot = observers.status.snapshot();
+        let wait = snapshot.distributions["www"]
+            .waiting
+            .clone()
+            .expect("a wait");
+        assert_eq!(wait.on, "quiet_window");
+        assert!(wait.until.is_some(), "{wait:?}");
+        assert_eq!(snapshot.distributions["img"].waiting, None);
+
+        // One path in flight fills www's room: the other waits for it.
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(simulated.created().len(), 1);
+        let (on, detail) = waiting_on(&observers, "www").expect("a wait");
+        assert_eq!(on, "inflight_room", "{detail}");
+        assert!(
+            detail.contains("1 exact and 0 wildcard paths in progress"),
+            "{detail}"
+        );
+
+        // img takes the budget's last path; its second path waits for the
+        // budget (on_exhausted = "hold").
+        queue
+            .send(r#"{"distribution":"img","paths":["/x.png","/y.png"]}"#)
+            .await
+            .expect("send");
+        tokio::time::sleep(Duration::from_secs(15)).await;
+        assert_eq!(simulated.created().len(), 2);
+        let (on, detail) = waiting_on(&observers, "img").expect("a wait");
+        assert_eq!(on, "budget", "{detail}");
+        assert!(
+            detail.contains("2 paths used, 2 allowed by now"),
+            "{detail}"
+        );
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert_eq!(waiting_on(&observers, "img").expect("a wait").0, "budget");
+        assert_eq!(observers.status.snapshot().budget.reserved, 0);
+        cancel.cancel();
+        run.await.expect("run ends");
+    }
 }
