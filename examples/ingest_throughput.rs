@@ -21,7 +21,7 @@ use cfpurge::pipeline::{Clock, ingest};
 use cfpurge::planner::{self, Capacity, Settings};
 use cfpurge::source::driver::{Source, SourceSettings};
 use cfpurge::source::queue::Queue;
-use cfpurge::source::sqs::{SqsQueue, client_for};
+use cfpurge::source::sqs::SqsQueue;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -50,7 +50,7 @@ async fn main() {
         ..AwsConfig::default()
     };
     let wait = Duration::from_secs(1);
-    let client = client_for(&aws, wait).await;
+    let client = cfpurge::aws::sqs(&cfpurge::aws::sdk_config(&aws).await, &aws, wait);
     let name = format!("throughput-{pollers}-{}", std::process::id());
     let url = client
         .create_queue()

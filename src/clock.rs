@@ -13,7 +13,8 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-pub use crate::pending::Millis;
+/// Milliseconds on the caller's clock. Only differences and order matter.
+pub type Millis = u64;
 
 /// How far before the process's start the monotonic origin lies: longer
 /// than SQS keeps a message (14 days), so that no moment a message or an

@@ -13,7 +13,7 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router as AxumRouter};
 use hyper::server::conn::http1;
@@ -31,6 +31,7 @@ use crate::config::Secret;
 use crate::decode::{MAX_BODY_BYTES, Router, decode_native};
 use crate::source::queue::{Queue, QueueError};
 use crate::status::{Heartbeat, Readiness, StatusBoard};
+use crate::status_page;
 
 /// How long the daemon loop may go without a beat before `/healthz` answers
 /// 503.
@@ -118,7 +119,7 @@ pub fn app(state: HttpState) -> AxumRouter {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/v1/status", get(status))
-        .route("/", get(crate::status_page::page))
+        .route("/", get(page))
         .route(
             "/v1/purge",
             post(purge).layer(DefaultBodyLimit::max(MAX_BODY_BYTES)),
@@ -402,6 +403,23 @@ impl RefusalLog {
         left.sort_unstable();
         left
     }
+}
+
+/// `GET /`: the page for the current snapshot.
+async fn page(State(state): State<HttpState>) -> Response {
+    let html = status_page::render(
+        &state.status.snapshot(),
+        std::time::SystemTime::now(),
+        status_page::REFRESH_SECONDS,
+    );
+    (
+        [
+            (header::CACHE_CONTROL, "no-store"),
+            (header::CONTENT_SECURITY_POLICY, status_page::CSP),
+        ],
+        Html(html),
+    )
+        .into_response()
 }
 
 async fn metrics(State(state): State<HttpState>) -> Response {

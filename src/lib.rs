@@ -13,7 +13,7 @@
 //! parses arguments.
 #![forbid(unsafe_code)]
 
-pub mod aws_error;
+pub mod aws;
 pub mod budget;
 pub mod catalog;
 pub mod clock;
@@ -23,7 +23,9 @@ pub mod config;
 pub mod coordination;
 pub mod daemon;
 pub mod decode;
+pub mod durable;
 pub mod http;
+pub mod memory;
 pub mod metrics;
 pub mod path;
 pub mod pending;

@@ -14,32 +14,13 @@
 use std::fmt::Write as _;
 use std::time::SystemTime;
 
-use axum::extract::State;
-use axum::http::header;
-use axum::response::{Html, IntoResponse, Response};
-
-use crate::commands::status::age;
-use crate::http::HttpState;
-use crate::status::{Status, format_time};
+use crate::status::{Status, age, format_time};
 
 /// How often the page reloads itself, in seconds.
 pub const REFRESH_SECONDS: u32 = 5;
 
 /// The response's content security policy: inline styles, nothing loaded.
-const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:";
-
-/// `GET /`: the page for the current snapshot.
-pub async fn page(State(state): State<HttpState>) -> Response {
-    let html = render(&state.status.snapshot(), SystemTime::now(), REFRESH_SECONDS);
-    (
-        [
-            (header::CACHE_CONTROL, "no-store"),
-            (header::CONTENT_SECURITY_POLICY, CSP),
-        ],
-        Html(html),
-    )
-        .into_response()
-}
+pub const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:";
 
 /// `text` with the five characters that matter in HTML text and quoted
 /// attribute values replaced by references.

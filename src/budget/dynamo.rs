@@ -21,8 +21,9 @@ use aws_config::SdkConfig;
 use tokio::sync::mpsc;
 
 use super::ledger::{LEDGER_VERSION, LedgerError, LedgerState, LedgerStore};
+use crate::aws;
 use crate::config::AwsConfig;
-use crate::coordination::dynamo::{DynamoTable, Fence, TableError, client_with};
+use crate::coordination::dynamo::{DynamoTable, Fence, TableError};
 
 /// The longest one ledger call may take, the SDK's retries included.
 const CALL_LIMIT: Duration = Duration::from_secs(6);
@@ -88,7 +89,7 @@ impl DynamoStore {
         fenced: bool,
     ) -> Result<DynamoStore, LedgerError> {
         let (jobs, mut queue) = mpsc::unbounded_channel::<Job>();
-        let client = client_with(&sdk, aws);
+        let client = aws::dynamodb(&sdk, aws);
         let aws = aws.clone();
         let name = table.to_owned();
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -99,7 +100,7 @@ impl DynamoStore {
             .name("cfpurge-ledger".to_owned())
             .spawn(move || {
                 runtime.block_on(async move {
-                    let table = DynamoTable::new(client_with(&sdk, &aws), name, CALL_LIMIT);
+                    let table = DynamoTable::new(aws::dynamodb(&sdk, &aws), name, CALL_LIMIT);
                     while let Some(job) = queue.recv().await {
                         match job {
                             Job::Load(reply) => {

@@ -7,25 +7,16 @@
 //! replacement keeps the mode of the file it replaces; a new ledger is
 //! created 0600, as it is nobody else's business.
 
-use std::io::{ErrorKind, Write};
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
-
-use atomic_write_file::AtomicWriteFile;
-use atomic_write_file::unix::OpenOptionsExt as _;
-use std::os::unix::fs::OpenOptionsExt as _;
-
-/// Mode of a new ledger file (before the umask).
-const NEW_LEDGER_MODE: u32 = 0o600;
 
 /// The largest ledger file read. A month's ledger holds its open
 /// reservations and the ids of other tools' invalidations it counted: a
 /// few hundred KiB at most (the DynamoDB store's item cannot pass 400 KB).
 pub const MAX_LEDGER_BYTES: u64 = 16 << 20;
 
-/// Links followed before giving up, as the kernel does (`ELOOP`).
-const MAX_SYMLINKS: usize = 40;
-
 use super::ledger::{LEDGER_VERSION, LedgerError, LedgerState, LedgerStore};
+use crate::durable::replace_file;
 
 /// The ledger in one file. `save` writes the whole state to a temporary file
 /// in the same folder (`.NAME.XXXXXX`), fsyncs it, renames it over the
@@ -113,80 +104,4 @@ impl LedgerStore for FileStore {
             }
         })
     }
-}
-
-/// What [`replace_file`] could not do: the file or folder, the step, the
-/// error.
-pub(crate) type ReplaceError = (PathBuf, &'static str, std::io::Error);
-
-/// Replaces the file at `path` (symbolic links followed) with `bytes`,
-/// atomically: a temporary file in the same folder, fsynced, renamed over
-/// it, the folder fsynced. A new file is created 0600; a replaced one keeps
-/// its mode. `what` names the file in the steps of an error (`"ledger"`).
-pub(crate) fn replace_file(path: &Path, bytes: &[u8], what: &str) -> Result<(), ReplaceError> {
-    let step = |action: &'static str| move |source| (path.to_path_buf(), action, source);
-    let target = follow_links(path).map_err(step(if what == "ledger" {
-        "follow the ledger's symlink"
-    } else {
-        "follow the file's symlink"
-    }))?;
-    if let Some(folder) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(folder).map_err(|source| {
-            (
-                folder.to_path_buf(),
-                if what == "ledger" {
-                    "create the ledger's folder"
-                } else {
-                    "create the file's folder"
-                },
-                source,
-            )
-        })?;
-    }
-    // preserve_mode (the default) copies the mode of the file replaced.
-    let mut file = AtomicWriteFile::options()
-        .mode(NEW_LEDGER_MODE)
-        .preserve_mode(true)
-        .open(&target)
-        .map_err(step("create a temporary file in its folder"))?;
-    file.write_all(bytes)
-        .map_err(step("write the temporary file"))?;
-    if what == "ledger" {
-        // A crash here leaves the old ledger and a temporary file.
-        fail::fail_point!("ledger::before_rename");
-    }
-    // fsync the file, rename it over the old one, fsync the folder.
-    file.commit().map_err(step(if what == "ledger" {
-        "replace the ledger"
-    } else {
-        "replace the file"
-    }))?;
-    if what == "ledger" {
-        fail::fail_point!("ledger::after_rename");
-    }
-    Ok(())
-}
-
-/// The file `path` names once symbolic links are followed (also a dangling
-/// link's target, which the save then creates); `path` itself when it is
-/// not a link or does not exist.
-fn follow_links(path: &Path) -> std::io::Result<PathBuf> {
-    let mut current = path.to_path_buf();
-    for _ in 0..MAX_SYMLINKS {
-        match std::fs::symlink_metadata(&current) {
-            Ok(meta) if meta.file_type().is_symlink() => {
-                let link = std::fs::read_link(&current)?;
-                current = match current.parent() {
-                    Some(folder) if link.is_relative() => folder.join(link),
-                    _ => link,
-                };
-            }
-            // Not a link, or not there (yet): the save's own steps report
-            // a folder that cannot be made or written.
-            _ => return Ok(current),
-        }
-    }
-    Err(std::io::Error::other(format!(
-        "more than {MAX_SYMLINKS} symbolic links to follow"
-    )))
 }

@@ -58,7 +58,6 @@ use crate::status::BudgetStatus;
 
 pub use self::dynamo::DynamoStore;
 pub use self::file::FileStore;
-pub(crate) use self::file::replace_file;
 pub use self::ledger::{
     HISTORY_MONTHS, LEDGER_VERSION, LedgerError, LedgerState, LedgerStore, MemoryStore,
     MonthRecord, Reservation,

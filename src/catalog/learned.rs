@@ -315,7 +315,7 @@ pub fn load(path: &Path) -> Result<Option<Learned>, CatalogError> {
 
 /// Replaces the file at `path` with `json` ([`Learned::to_json`]).
 pub fn save(path: &Path, json: &[u8]) -> Result<(), CatalogError> {
-    crate::budget::replace_file(path, json, "learned catalog").map_err(|(path, action, source)| {
+    crate::durable::replace_file(path, json, "learned catalog").map_err(|(path, action, source)| {
         CatalogError::Write {
             path: path.display().to_string(),
             action,

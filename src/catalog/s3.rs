@@ -5,14 +5,9 @@
 //! tested on an in-memory fake and the SDK adapter against an emulator.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
-
-use aws_config::SdkConfig;
-use aws_sdk_s3::config::timeout::TimeoutConfig;
-use aws_sdk_s3::config::{Region, retry::RetryConfig};
 
 use super::{Catalog, CatalogError};
-use crate::config::{AwsConfig, Config};
+use crate::config::Config;
 use crate::decode::KeyMapping;
 use crate::path::CfPath;
 
@@ -120,46 +115,6 @@ pub async fn build_within(
     Ok(listed)
 }
 
-/// Connect timeout of the S3 client.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// One ListObjectsV2 page, retries included: S3 answers a page in well
-/// under a second; a stalled one is retried by the SDK, then fails the
-/// listing, which the next refresh repeats.
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
-const MAX_ATTEMPTS: u32 = 3;
-
-/// An S3 client for listing: `aws.s3_endpoint_url`, else
-/// `aws.endpoint_url`, as the endpoint when set (then with path-style
-/// addressing, which emulators need), the region from `aws.region` when
-/// set.
-pub fn client_with(sdk: &SdkConfig, aws: &AwsConfig) -> aws_sdk_s3::Client {
-    let mut config = aws_sdk_s3::config::Builder::from(sdk)
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(CONNECT_TIMEOUT)
-                .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-                .operation_timeout(ATTEMPT_TIMEOUT * MAX_ATTEMPTS)
-                .build(),
-        )
-        .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS));
-    if let Some(region) = &aws.region {
-        config = config.region(Region::new(region.clone()));
-    }
-    if let Some(url) = aws.s3_endpoint_url.as_ref().or(aws.endpoint_url.as_ref()) {
-        config = config.endpoint_url(url.clone()).force_path_style(true);
-    }
-    aws_sdk_s3::Client::from_conf(config.build())
-}
-
-/// [`client_with`] on the AWS provider chain's configuration.
-pub async fn client_for(aws: &AwsConfig) -> aws_sdk_s3::Client {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-    if let Some(region) = &aws.region {
-        loader = loader.region(Region::new(region.clone()));
-    }
-    client_with(&loader.load().await, aws)
-}
-
 /// The SDK adapter: ListObjectsV2 through the SDK's paginator.
 pub struct SdkLister {
     client: aws_sdk_s3::Client,
@@ -185,13 +140,7 @@ impl Lister for SdkLister {
         let mut pages = request.into_paginator().send();
         let mut keys = Vec::new();
         while let Some(result) = pages.next().await {
-            let out = result.map_err(|e| {
-                let e = e.into_service_error();
-                match aws_sdk_s3::error::ProvideErrorMetadata::code(&e) {
-                    Some(code) => format!("{code}: {e}"),
-                    None => e.to_string(),
-                }
-            })?;
+            let out = result.map_err(|e| crate::aws::error::classify(&e, |_| None).text)?;
             keys.clear();
             keys.extend(
                 out.contents()

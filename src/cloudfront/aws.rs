@@ -1,20 +1,16 @@
 //! [`Invalidator`] on Amazon CloudFront, through the AWS SDK.
 //!
 //! Every SDK error goes through `classify`, which reads what the crate's
-//! one classifier ([`crate::aws_error`]) makes of it; the SDK itself already retries throttling and 5xx
+//! one classifier ([`crate::aws::error`]) makes of it; the SDK itself already retries throttling and 5xx
 //! answers (standard mode, 3 attempts) before an error gets here, but not
-//! `TooManyInvalidationsInProgress`, which the submitter handles. Timeouts
-//! are set explicitly ([`timeouts`]): the SDK sets only a connect timeout by
-//! default, and a hung create would hold the submitter forever.
+//! `TooManyInvalidationsInProgress`, which the submitter handles. The
+//! client, with its timeouts, comes from [`crate::aws::cloudfront`].
 
 use std::error::Error as StdError;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_cloudfront::Client;
 use aws_sdk_cloudfront::config::http::HttpResponse;
-use aws_sdk_cloudfront::config::timeout::TimeoutConfig;
-use aws_sdk_cloudfront::config::{Region, retry::RetryConfig};
 use aws_sdk_cloudfront::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_cloudfront::operation::create_invalidation::CreateInvalidationError;
 use aws_sdk_cloudfront::operation::create_invalidation_for_distribution_tenant::CreateInvalidationForDistributionTenantError;
@@ -28,66 +24,8 @@ use super::invalidator::{
     Invalidation, InvalidationSummary, Invalidator, InvalidatorError, MAX_LIST_ITEMS, Status,
     Target,
 };
-use crate::aws_error::{self, Class, TypedCode, typed_code};
-use crate::config::AwsConfig;
+use crate::aws::error::{self, Class, TypedCode, typed_code};
 use crate::path::CfPath;
-
-/// Connect timeout: a reachable endpoint accepts a connection well within it.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// One attempt's timeout. CloudFront answers these calls in well under a
-/// second; a create carrying 3,000 paths is still a small request.
-pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// Attempts per call: the SDK's standard retry mode, stated here so that the
-/// operation timeout below stays consistent with it.
-pub const MAX_ATTEMPTS: u32 = 3;
-
-/// The timeouts for a CloudFront client: connect [`CONNECT_TIMEOUT`], each
-/// attempt [`ATTEMPT_TIMEOUT`], the whole call, retries and their backoff
-/// included, [`MAX_ATTEMPTS`] attempts' worth plus 10 s. A call that hangs
-/// therefore fails as [`InvalidatorError::Timeout`].
-pub fn timeouts() -> TimeoutConfig {
-    TimeoutConfig::builder()
-        .connect_timeout(CONNECT_TIMEOUT)
-        .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-        .operation_timeout(ATTEMPT_TIMEOUT * MAX_ATTEMPTS + Duration::from_secs(10))
-        .build()
-}
-
-/// A CloudFront client from the AWS provider chain (credentials, and the
-/// region unless `aws.region` names one; CloudFront is global, the region
-/// only signs), with `aws.cloudfront_endpoint_url`, else `aws.endpoint_url`,
-/// as the endpoint when set (else the SDK's own
-/// `AWS_ENDPOINT_URL_CLOUDFRONT` / `AWS_ENDPOINT_URL` apply), [`timeouts`]
-/// and standard retries.
-pub async fn client_for(aws: &AwsConfig) -> Client {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest());
-    if let Some(region) = &aws.region {
-        loader = loader.region(Region::new(region.clone()));
-    }
-    let sdk = loader.load().await;
-    client_with(&sdk, aws)
-}
-
-/// [`client_for`] on an already loaded SDK configuration (tests hand in one
-/// with static credentials).
-pub fn client_with(sdk: &SdkConfig, aws: &AwsConfig) -> Client {
-    let mut config = aws_sdk_cloudfront::config::Builder::from(sdk)
-        .timeout_config(timeouts())
-        .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS));
-    if let Some(region) = &aws.region {
-        config = config.region(Region::new(region.clone()));
-    }
-    if let Some(url) = aws
-        .cloudfront_endpoint_url
-        .as_ref()
-        .or(aws.endpoint_url.as_ref())
-    {
-        config = config.endpoint_url(url.clone());
-    }
-    Client::from_conf(config.build())
-}
 
 /// CloudFront through the SDK. Cheap to clone (the client is an `Arc`).
 #[derive(Clone, Debug)]
@@ -343,7 +281,7 @@ typed_code!(ListInvalidationsForDistributionTenantError {
 });
 
 /// A CloudFront call's error as an [`InvalidatorError`], by what
-/// [`aws_error::classify`] makes of it. A refusal is read by its code
+/// [`error::classify`] makes of it. A refusal is read by its code
 /// (`InvalidationBatchAlreadyExists` is missing from the model, so only
 /// its code tells it), else by its status (403 access denied, 413 batch too
 /// large), else `Other` with its code. A call the SDK could not make is
@@ -352,7 +290,7 @@ fn classify<E>(err: SdkError<E, HttpResponse>) -> InvalidatorError
 where
     E: ProvideErrorMetadata + TypedCode + StdError + Send + Sync + 'static,
 {
-    let c = aws_error::classify(&err, TypedCode::typed_code);
+    let c = error::classify(&err, TypedCode::typed_code);
     let text = c.text;
     match c.class {
         Class::Throttling => InvalidatorError::Throttled(text),
@@ -370,7 +308,7 @@ where
             Some("InvalidArgument" | "MissingBody" | "InconsistentQuantities") => {
                 InvalidatorError::InvalidArgument(text)
             }
-            Some(code) if aws_error::ACCESS_DENIED.contains(&code) => {
+            Some(code) if error::ACCESS_DENIED.contains(&code) => {
                 InvalidatorError::AccessDenied(text)
             }
             _ if c.status == Some(403) => InvalidatorError::AccessDenied(text),
@@ -590,14 +528,6 @@ mod tests {
     }
 
     #[test]
-    fn timeouts_are_all_set() {
-        let t = timeouts();
-        assert_eq!(t.connect_timeout(), Some(CONNECT_TIMEOUT));
-        assert_eq!(t.operation_attempt_timeout(), Some(ATTEMPT_TIMEOUT));
-        assert_eq!(t.operation_timeout(), Some(Duration::from_secs(55)));
-    }
-
-    #[test]
     fn invalidations_are_converted_with_any_status_case() {
         let time = aws_sdk_cloudfront::primitives::DateTime::from_secs(1_700_000_000);
         let inv = aws_sdk_cloudfront::types::Invalidation::builder()
@@ -626,7 +556,7 @@ mod tests {
         assert_eq!(got.status, Status::Completed);
         assert_eq!(
             got.created_at,
-            SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+            SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000)
         );
         assert_eq!(got.caller_reference, "cfpurge-1");
         // The unparsable path is left out.
@@ -691,6 +621,8 @@ mod tests {
     }
 
     fn test_client(url: &str) -> AwsInvalidator {
+        use crate::config::AwsConfig;
+        use aws_config::{BehaviorVersion, Region, SdkConfig};
         let sdk = SdkConfig::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new("us-east-1"))
@@ -703,7 +635,7 @@ mod tests {
             endpoint_url: Some("http://127.0.0.1:9".into()),
             ..AwsConfig::default()
         };
-        AwsInvalidator::new(client_with(&sdk, &aws))
+        AwsInvalidator::new(crate::aws::cloudfront(&sdk, &aws))
     }
 
     const CREATED: &str = r#"<?xml version="1.0"?>

@@ -14,6 +14,7 @@
 
 pub mod aws;
 pub mod invalidator;
+pub mod reference;
 pub mod simulate;
 
 use std::time::Duration;
@@ -41,7 +42,11 @@ pub enum AnyInvalidator {
 pub async fn from_config(config: &Config) -> AnyInvalidator {
     match config.cloudfront.mode {
         CloudFrontMode::Aws => {
-            AnyInvalidator::Aws(AwsInvalidator::new(aws::client_for(&config.aws).await))
+            let sdk = crate::aws::sdk_config(&config.aws).await;
+            AnyInvalidator::Aws(AwsInvalidator::new(crate::aws::cloudfront(
+                &sdk,
+                &config.aws,
+            )))
         }
         CloudFrontMode::Simulate => AnyInvalidator::Simulate(
             SimulatedCloudFront::new(

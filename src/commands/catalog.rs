@@ -100,7 +100,7 @@ pub async fn build<'c>(
             if routes.is_empty() {
                 return Err(CatalogError::NoRoute(alias.to_owned()).into());
             }
-            let client = catalog::s3::client_for(&config.aws).await;
+            let client = crate::aws::s3(&crate::aws::sdk_config(&config.aws).await, &config.aws);
             let lister = catalog::s3::SdkLister::new(client);
             catalog::s3::build_within(&lister, &routes, max_bytes)
                 .await?
@@ -117,7 +117,7 @@ async fn learned_store(config: &Config, alias: &str) -> Result<AnyLearnedStore, 
             catalog::learned::file_for(&config.budget.ledger_path, alias),
         ))),
         StoreKind::Dynamodb => {
-            let sdk = crate::coordination::dynamo::sdk_config(&config.aws).await;
+            let sdk = crate::aws::sdk_config(&config.aws).await;
             let table = &config.coordination.table;
             // Only read: no fence needed.
             let ledger = DynamoStore::new(sdk, &config.aws, table, false).map_err(|e| {

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{Config, DistributionConfig, SourceKind};
 use crate::decode::{PurgeRequest, Rejection, Router, decode_native};
 use crate::source::queue::{Queue, QueueError};
-use crate::source::sqs::{SqsQueue, client_for};
+use crate::source::sqs::SqsQueue;
 
 /// How long a `--url` request may take, connection included.
 pub const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -219,7 +219,11 @@ pub async fn send_to_queue(config: &Config, body: &str) -> Result<String, Enqueu
                 ));
             };
             // No long poll here: the client's timeouts are sized for a send.
-            let client = client_for(&config.aws, Duration::ZERO).await;
+            let client = crate::aws::sqs(
+                &crate::aws::sdk_config(&config.aws).await,
+                &config.aws,
+                Duration::ZERO,
+            );
             Ok(SqsQueue::new(client, queue_url, None).send(body).await?)
         }
     }

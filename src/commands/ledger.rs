@@ -11,7 +11,6 @@ use crate::budget::{
     self, AnyStore, DynamoStore, FileStore, LedgerError, LedgerState, LedgerStore, Month,
 };
 use crate::config::{Config, StoreKind};
-use crate::coordination::dynamo;
 
 /// Why a ledger command failed.
 #[derive(Debug, thiserror::Error)]
@@ -31,7 +30,7 @@ pub async fn store(config: &Config) -> Result<AnyStore, LedgerError> {
     Ok(match config.budget.store {
         StoreKind::File => AnyStore::File(FileStore::new(config.budget.ledger_path.clone())),
         StoreKind::Dynamodb => {
-            let sdk = dynamo::sdk_config(&config.aws).await;
+            let sdk = crate::aws::sdk_config(&config.aws).await;
             AnyStore::Dynamo(DynamoStore::new(
                 sdk,
                 &config.aws,

@@ -18,13 +18,13 @@ use crate::budget::{AnyStore, DynamoStore};
 use crate::cloudfront;
 use crate::config::{Config, CoordinationKind, LogFormat, SourceKind, StoreKind};
 use crate::coordination::AnyTable;
-use crate::coordination::dynamo::{self, DynamoTable};
+use crate::coordination::dynamo::DynamoTable;
 use crate::daemon::{Daemon, Replica};
 use crate::decode::Router;
 use crate::http::{self, HttpLimits, HttpState};
 use crate::source::AnySource;
 use crate::source::local::LocalQueue;
-use crate::source::sqs::{SqsQueue, client_for};
+use crate::source::sqs::SqsQueue;
 
 /// Sets up logging to stderr from `[log]`; `RUST_LOG` overrides the level.
 /// Colour only when stderr is a terminal and `NO_COLOR` is unset: a log
@@ -65,7 +65,11 @@ pub async fn run(config: Config) -> std::io::Result<()> {
         )),
         SourceKind::Sqs => {
             let wait = Duration::from_secs(config.source.wait_time_seconds);
-            let client = client_for(&config.aws, wait).await;
+            let client = crate::aws::sqs(
+                &crate::aws::sdk_config(&config.aws).await,
+                &config.aws,
+                wait,
+            );
             AnySource::Sqs(
                 SqsQueue::new(
                     client,
@@ -88,7 +92,7 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     let mut daemon = Daemon::new(&config, queue.clone(), invalidator);
     let coordinated = config.coordination.kind == CoordinationKind::Dynamodb;
     if coordinated || config.budget.store == StoreKind::Dynamodb {
-        let sdk = dynamo::sdk_config(&config.aws).await;
+        let sdk = crate::aws::sdk_config(&config.aws).await;
         let table = &config.coordination.table;
         let store = DynamoStore::new(sdk.clone(), &config.aws, table, coordinated)
             .map_err(std::io::Error::other)?;
@@ -97,7 +101,7 @@ pub async fn run(config: Config) -> std::io::Result<()> {
             let lease = Duration::from_secs(config.coordination.lease_seconds);
             // A lease call that takes a third of the lease is as good as
             // failed: the next renewal is due.
-            let client = dynamo::client_with(&sdk, &config.aws);
+            let client = crate::aws::dynamodb(&sdk, &config.aws);
             let table = DynamoTable::new(client, table.clone(), lease / 3);
             let replica = config.coordination.replica();
             tracing::info!(replica = %replica, table = %config.coordination.table, lease_seconds = config.coordination.lease_seconds, "standing by for the lease");

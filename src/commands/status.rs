@@ -3,6 +3,7 @@
 
 use std::io::{self, Write};
 
+use crate::status::age;
 use crate::status::{Status, format_time};
 
 use super::enqueue::{EnqueueError, endpoint, error_chain, http_client, short};
@@ -213,15 +214,6 @@ pub fn write_text(status: &Status, out: &mut dyn Write) -> io::Result<()> {
         q.visible, q.in_flight, q.delayed, q.pending_messages
     )?;
     out.flush()
-}
-
-/// `42s`, `3m05s`, `2h07m`.
-pub fn age(seconds: u64) -> String {
-    match seconds {
-        s if s < 60 => format!("{s}s"),
-        s if s < 3600 => format!("{}m{:02}s", s / 60, s % 60),
-        s => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
-    }
 }
 
 #[cfg(test)]

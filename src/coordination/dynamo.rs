@@ -12,7 +12,7 @@
 //!   `chunks` and `bytes`; `pk = "learned#<alias>#<slot>#<n>"`: its chunks,
 //!   `generation` and `data` (see [`crate::catalog::learned_store`]).
 //!
-//! Every error goes through [`crate::aws_error::classify`]; a failed
+//! Every error goes through [`crate::aws::error::classify`]; a failed
 //! condition (`ConditionalCheckFailedException`, or a transaction's
 //! `TransactionCanceledException`) is a refusal, not an error. Every call
 //! has a timeout.
@@ -21,10 +21,7 @@ use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::time::Duration;
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::config::retry::RetryConfig;
-use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::operation::get_item::GetItemError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -38,60 +35,12 @@ use aws_smithy_types::Blob;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use super::{Answer, Call, LeaseTable, Seen};
-use crate::aws_error::{self, Class, Classified, TypedCode, typed_code};
-use crate::config::AwsConfig;
+use crate::aws::error::{self, Class, Classified, TypedCode, typed_code};
 
 /// The lease item's key.
 pub const LEASE_KEY: &str = "lease";
 /// The ledger item's key.
 pub const LEDGER_KEY: &str = "ledger";
-
-/// Connect timeout: a reachable endpoint accepts a connection well within.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// One attempt: DynamoDB answers item calls in milliseconds.
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
-/// Attempts per call (the SDK's standard retry of throttling and 5xx).
-const MAX_ATTEMPTS: u32 = 2;
-
-/// The client's timeouts: every call ends within
-/// `ATTEMPT_TIMEOUT * MAX_ATTEMPTS` and a little.
-pub fn timeouts() -> TimeoutConfig {
-    TimeoutConfig::builder()
-        .connect_timeout(CONNECT_TIMEOUT)
-        .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-        .operation_timeout(ATTEMPT_TIMEOUT * MAX_ATTEMPTS + Duration::from_secs(1))
-        .build()
-}
-
-/// The SDK configuration from the AWS provider chain (and `aws.region`).
-pub async fn sdk_config(aws: &AwsConfig) -> SdkConfig {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest());
-    if let Some(region) = &aws.region {
-        loader = loader.region(Region::new(region.clone()));
-    }
-    loader.load().await
-}
-
-/// A DynamoDB client with `aws.dynamodb_endpoint_url`, else
-/// `aws.endpoint_url`, when set (else the SDK's own
-/// `AWS_ENDPOINT_URL_DYNAMODB` / `AWS_ENDPOINT_URL` apply), and
-/// [`timeouts`].
-pub fn client_with(sdk: &SdkConfig, aws: &AwsConfig) -> Client {
-    let mut config = aws_sdk_dynamodb::config::Builder::from(sdk)
-        .timeout_config(timeouts())
-        .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS));
-    if let Some(region) = &aws.region {
-        config = config.region(Region::new(region.clone()));
-    }
-    if let Some(url) = aws
-        .dynamodb_endpoint_url
-        .as_ref()
-        .or(aws.endpoint_url.as_ref())
-    {
-        config = config.endpoint_url(url.clone());
-    }
-    Client::from_conf(config.build())
-}
 
 /// Why a table call failed.
 #[derive(Debug, thiserror::Error)]
@@ -166,7 +115,7 @@ fn classify<E>(err: SdkError<E, Response>) -> TableError
 where
     E: ProvideErrorMetadata + TypedCode + StdError + Send + Sync + 'static,
 {
-    from_classified(aws_error::classify(&err, TypedCode::typed_code))
+    from_classified(error::classify(&err, TypedCode::typed_code))
 }
 
 fn from_classified(c: Classified) -> TableError {
@@ -174,7 +123,7 @@ fn from_classified(c: Classified) -> TableError {
     match c.class {
         Class::Client if c.code_in(REFUSED) => TableError::Refused(text),
         Class::Client if c.code_in(&["ResourceNotFoundException"]) => TableError::NoTable(text),
-        Class::Client if c.code_in(aws_error::ACCESS_DENIED) || c.status == Some(403) => {
+        Class::Client if c.code_in(error::ACCESS_DENIED) || c.status == Some(403) => {
             TableError::AccessDenied(text)
         }
         Class::Client => TableError::Other(text),
@@ -730,13 +679,5 @@ mod tests {
             classify(SdkError::service_error(server, response(500))),
             TableError::Unavailable(_)
         ));
-    }
-
-    #[test]
-    fn timeouts_are_all_set() {
-        let t = timeouts();
-        assert_eq!(t.connect_timeout(), Some(CONNECT_TIMEOUT));
-        assert_eq!(t.operation_attempt_timeout(), Some(ATTEMPT_TIMEOUT));
-        assert_eq!(t.operation_timeout(), Some(Duration::from_secs(5)));
     }
 }

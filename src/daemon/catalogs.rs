@@ -490,7 +490,7 @@ pub async fn build(job: Job) -> Result<Built, String> {
         } => {
             let client = match client {
                 Some(c) => c,
-                None => crate::catalog::s3::client_for(&aws).await,
+                None => crate::aws::s3(&crate::aws::sdk_config(&aws).await, &aws),
             };
             let lister = crate::catalog::s3::SdkLister::new(client);
             let listed = crate::catalog::s3::build_within(&lister, &routes, max_bytes)

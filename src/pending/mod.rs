@@ -28,17 +28,17 @@ use std::collections::btree_map;
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::decode::PurgeRequest;
 use crate::path::CfPath;
 use crate::planner::Entry;
 
-/// Milliseconds on the caller's clock. Only differences and order matter.
-pub type Millis = u64;
+pub use crate::clock::Millis;
 
-/// A message's identity: its SQS MessageId.
-pub type MessageId = Arc<str>;
+pub use crate::memory::{
+    DISTRIBUTION_BYTES, ENTRY_BYTES, MESSAGE_BYTES, Meter, SPELLING_BYTES, WAITER_BYTES,
+};
+pub use crate::source::queue::MessageId;
 
 /// When a distribution's batch is due; the `[batching]` settings in
 /// milliseconds.
@@ -147,43 +147,6 @@ impl Distribution {
             return Some(0);
         }
         Some((self.last_added + rules.quiet).min(oldest + rules.max_delay))
-    }
-}
-
-/// Estimated heap bytes of one pending message's record (its id apart):
-/// the map slot, the shared id's counts and the allocator's overhead.
-pub const MESSAGE_BYTES: usize = 128;
-/// ... of one distribution's record (its alias apart).
-pub const DISTRIBUTION_BYTES: usize = 256;
-/// ... of one waiting path (the path's own bytes apart): the tree's slot,
-/// the path's allocation and its waiter list's first allocation.
-pub const ENTRY_BYTES: usize = 256;
-/// ... of one message waiting on one path (its share of a waiter list that
-/// may be up to twice as large as needed).
-pub const WAITER_BYTES: usize = 64;
-/// ... of the first spelling of a tag kept beside its lower-case key (the
-/// spelling's own bytes apart).
-pub const SPELLING_BYTES: usize = 64;
-
-/// Where a [`PendingSet`] publishes its [`PendingSet::bytes`]; a clone
-/// reads the same figure.
-#[derive(Clone, Debug, Default)]
-pub struct Meter(Arc<AtomicUsize>);
-
-impl Meter {
-    /// The last figure published.
-    pub fn get(&self) -> usize {
-        self.0.load(Ordering::Relaxed)
-    }
-
-    fn set(&self, bytes: usize) {
-        self.0.store(bytes, Ordering::Relaxed);
-    }
-
-    /// Sets the figure as a pending set would (tests of the source).
-    #[cfg(test)]
-    pub(crate) fn set_for_test(&self, bytes: usize) {
-        self.set(bytes);
     }
 }
 

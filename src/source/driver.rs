@@ -34,7 +34,8 @@ use super::queue::{
     Handle, MAX_MESSAGE_BYTES, MAX_RECEIVE, Message, Queue, QueueDepth, QueueError,
 };
 use crate::decode::MAX_PATHS_PER_MESSAGE;
-use crate::pending::{self, MessageId, Meter};
+use crate::memory::{self, Meter};
+use crate::source::queue::MessageId;
 
 /// Estimated heap bytes of a held message's record, beyond the lengths of
 /// its id, receipt, attributes and body: the map slot, the strings'
@@ -56,7 +57,7 @@ pub const fn undecoded_bytes(len: usize) -> usize {
     } else {
         MAX_PATHS_PER_MESSAGE
     };
-    len + 3 * len + paths * (pending::ENTRY_BYTES + pending::WAITER_BYTES) + pending::MESSAGE_BYTES
+    len + 3 * len + paths * (memory::ENTRY_BYTES + memory::WAITER_BYTES) + memory::MESSAGE_BYTES
 }
 
 /// Bytes set aside for each message a receive asks for: the largest
@@ -899,7 +900,7 @@ impl<Q: Queue> Source<Q> {
 }
 
 /// The delay before the next receive after `failures` failures in a row:
-/// the crate's one retry policy ([`crate::aws_error::backoff`]), slower for
+/// the crate's one retry policy ([`crate::aws::error::backoff`]), slower for
 /// faults that waiting alone will not fix (a missing queue, denied access).
 fn backoff(e: &QueueError, failures: u32) -> Duration {
     let (base, cap) = if e.is_transient() {
@@ -907,7 +908,7 @@ fn backoff(e: &QueueError, failures: u32) -> Duration {
     } else {
         (Duration::from_secs(5), Duration::from_secs(60))
     };
-    crate::aws_error::backoff(failures, rand::random::<f64>(), base, cap)
+    crate::aws::error::backoff(failures, rand::random::<f64>(), base, cap)
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// Most messages one receive may return (SQS's `MaxNumberOfMessages`).
@@ -42,6 +43,10 @@ pub const REJECT_DETAIL_ATTRIBUTE: &str = "cfpurge-reject-detail";
 
 /// Longest [`REJECT_DETAIL_ATTRIBUTE`] value, in characters.
 pub const MAX_REJECT_DETAIL_CHARS: usize = 256;
+
+/// A message's identity: its SQS MessageId, shared by every record of
+/// the message.
+pub type MessageId = Arc<str>;
 
 /// One received message.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,24 +1,20 @@
 //! [`Queue`] on Amazon SQS, through the AWS SDK.
 //!
 //! Every SDK error goes through `classify`, which reads what the crate's
-//! one classifier ([`crate::aws_error`]) makes of it; the SDK itself already
+//! one classifier ([`crate::aws::error`]) makes of it; the SDK itself already
 //! retries throttling and 5xx answers (standard mode, 3 attempts) before an
 //! error gets here.
-//! Timeouts are set explicitly ([`timeouts`]): the SDK sets only a connect
-//! timeout by default, and an attempt timeout shorter than the long-poll
-//! wait would cut every empty receive.
+//! The client, with timeouts that outlast the long poll, comes from
+//! [`crate::aws::sqs`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::error::Error as StdError;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::aws_error::{self, Class, TypedCode, typed_code};
-use aws_config::{BehaviorVersion, SdkConfig};
+use crate::aws::error::{self, Class, TypedCode, typed_code};
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::config::http::HttpResponse;
-use aws_sdk_sqs::config::timeout::TimeoutConfig;
-use aws_sdk_sqs::config::{Region, retry::RetryConfig};
 use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::operation::change_message_visibility_batch::ChangeMessageVisibilityBatchError;
 use aws_sdk_sqs::operation::delete_message_batch::DeleteMessageBatchError;
@@ -32,65 +28,9 @@ use aws_sdk_sqs::types::{
 };
 
 use super::queue::{
-    Failed, Handle, MAX_BATCH, MAX_WAIT, Message, Queue, QueueDepth, QueueError, REQUEST_FAILED,
-    check_body, check_receive, reject_attributes, visibility_seconds,
+    Failed, Handle, MAX_BATCH, Message, Queue, QueueDepth, QueueError, REQUEST_FAILED, check_body,
+    check_receive, reject_attributes, visibility_seconds,
 };
-use crate::config::AwsConfig;
-
-/// Connect timeout: a reachable endpoint accepts a connection well within it.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Margin of an attempt's timeout over the long-poll wait: SQS answers an
-/// empty long poll right at the end of the wait, so the attempt needs the
-/// wait plus a network round trip.
-pub const ATTEMPT_MARGIN: Duration = Duration::from_secs(10);
-
-/// Attempts per call: the SDK's standard retry mode, stated here so that the
-/// operation timeout below stays consistent with it.
-pub const MAX_ATTEMPTS: u32 = 3;
-
-/// The timeouts for an SQS client whose receives wait up to
-/// `long_poll_wait`: connect [`CONNECT_TIMEOUT`]; each attempt the wait plus
-/// [`ATTEMPT_MARGIN`]; the whole call, retries included, [`MAX_ATTEMPTS`]
-/// attempts' worth. A call that hangs therefore fails as
-/// [`QueueError::Transient`] instead of holding a poller forever.
-pub fn timeouts(long_poll_wait: Duration) -> TimeoutConfig {
-    let attempt = long_poll_wait.min(MAX_WAIT) + ATTEMPT_MARGIN;
-    TimeoutConfig::builder()
-        .connect_timeout(CONNECT_TIMEOUT)
-        .operation_attempt_timeout(attempt)
-        .operation_timeout(attempt * MAX_ATTEMPTS)
-        .build()
-}
-
-/// An SQS client from the AWS provider chain (credentials, and the region
-/// unless `aws.region` names one), with `aws.sqs_endpoint_url`, else
-/// `aws.endpoint_url`, as the endpoint when set (else the SDK's own
-/// `AWS_ENDPOINT_URL_SQS` / `AWS_ENDPOINT_URL` apply), and [`timeouts`] for
-/// receives waiting up to `long_poll_wait`.
-pub async fn client_for(aws: &AwsConfig, long_poll_wait: Duration) -> Client {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest());
-    if let Some(region) = &aws.region {
-        loader = loader.region(Region::new(region.clone()));
-    }
-    let sdk = loader.load().await;
-    client_with(&sdk, aws, long_poll_wait)
-}
-
-/// [`client_for`] on an already loaded SDK configuration (tests hand in one
-/// with static credentials).
-pub fn client_with(sdk: &SdkConfig, aws: &AwsConfig, long_poll_wait: Duration) -> Client {
-    let mut config = aws_sdk_sqs::config::Builder::from(sdk)
-        .timeout_config(timeouts(long_poll_wait))
-        .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS));
-    if let Some(region) = &aws.region {
-        config = config.region(Region::new(region.clone()));
-    }
-    if let Some(url) = aws.sqs_endpoint_url.as_ref().or(aws.endpoint_url.as_ref()) {
-        config = config.endpoint_url(url.clone());
-    }
-    Client::from_conf(config.build())
-}
 
 /// Runs `call` on the handles in batches of [`MAX_BATCH`] and gathers the
 /// refused entries. A batch whose call fails has all its entries refused
@@ -427,17 +367,17 @@ const NOT_FOUND_CODES: &[&str] = &[
     "AWS.SimpleQueueService.NonExistentQueue",
 ];
 
-/// An SQS call's error as a [`QueueError`], by what [`aws_error::classify`]
+/// An SQS call's error as a [`QueueError`], by what [`error::classify`]
 /// makes of it: every failure that may pass is transient; a refusal is a
 /// missing queue, denied access (by code, or a 403), or else invalid.
 fn classify<E>(err: SdkError<E, HttpResponse>) -> QueueError
 where
     E: ProvideErrorMetadata + TypedCode + StdError + Send + Sync + 'static,
 {
-    let c = aws_error::classify(&err, TypedCode::typed_code);
+    let c = error::classify(&err, TypedCode::typed_code);
     match c.class {
         Class::Client if c.code_in(NOT_FOUND_CODES) => QueueError::NotFound(c.text),
-        Class::Client if c.code_in(aws_error::ACCESS_DENIED) || c.status == Some(403) => {
+        Class::Client if c.code_in(error::ACCESS_DENIED) || c.status == Some(403) => {
             QueueError::AccessDenied(c.text)
         }
         Class::Client => QueueError::Invalid(c.text),
@@ -653,19 +593,6 @@ mod tests {
             panic!("not Invalid");
         };
         assert!(text.contains("InvalidParameterValue"), "{text}");
-    }
-
-    #[test]
-    fn attempts_outlast_the_long_poll() {
-        let t = timeouts(Duration::from_secs(20));
-        assert_eq!(t.connect_timeout(), Some(CONNECT_TIMEOUT));
-        assert_eq!(t.operation_attempt_timeout(), Some(Duration::from_secs(30)));
-        assert_eq!(t.operation_timeout(), Some(Duration::from_secs(90)));
-        // A wait over SQS's maximum cannot stretch the timeouts.
-        assert_eq!(
-            timeouts(Duration::from_secs(600)).operation_attempt_timeout(),
-            Some(Duration::from_secs(30))
-        );
     }
 
     #[test]

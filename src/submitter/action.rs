@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::aws_error;
+use crate::aws::error;
 use crate::cloudfront::invalidator::InvalidatorError;
 
 /// What to do after CreateInvalidation failed.
@@ -81,9 +81,9 @@ pub fn created_nothing(error: &InvalidatorError) -> bool {
 }
 
 /// The delay before retry `attempt` of a batch: the crate's one retry
-/// policy ([`aws_error::backoff`]) between [`RETRY_BASE`] and [`RETRY_CAP`].
+/// policy ([`error::backoff`]) between [`RETRY_BASE`] and [`RETRY_CAP`].
 pub fn backoff(attempt: u32, jitter: f64) -> Duration {
-    aws_error::backoff(attempt, jitter, RETRY_BASE, RETRY_CAP)
+    error::backoff(attempt, jitter, RETRY_BASE, RETRY_CAP)
 }
 
 #[cfg(test)]

@@ -13,7 +13,6 @@
 
 pub mod action;
 pub mod rate;
-pub mod reference;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
@@ -28,7 +27,7 @@ use crate::tracker::PathCounts;
 
 pub use self::action::{Action, action, created_nothing};
 pub use self::rate::RateLimit;
-pub use self::reference::{REFERENCE_PREFIX, caller_reference, caller_reference_of};
+pub use crate::cloudfront::reference::{caller_reference, caller_reference_of};
 
 /// How long a batch waits after the ledger could not record it.
 pub const LEDGER_RETRY: Duration = Duration::from_secs(5);

@@ -9,10 +9,10 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
 use crate::cloudfront::invalidator::{Invalidation, Status, Target};
+use crate::cloudfront::reference::REFERENCE_PREFIX;
 use crate::config::DistributionConfig;
 use crate::path::{CfPath, PathKind};
 use crate::planner::Capacity;
-use crate::submitter::REFERENCE_PREFIX;
 
 /// Ids of recently completed invalidations of ours remembered per
 /// distribution, so that a reconcile which listed one as in progress just

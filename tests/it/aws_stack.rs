@@ -331,7 +331,7 @@ async fn the_stack_with_replicas_feeds_cfpurge_from_a_bucket_notification() {
     );
 
     // The bucket's notification as the output gives it.
-    let s3 = cfpurge::catalog::s3::client_with(
+    let s3 = cfpurge::aws::s3(
         &Moto::sdk_config(),
         &AwsConfig {
             s3_endpoint_url: Some(moto.endpoint().to_owned()),
@@ -506,7 +506,7 @@ async fn the_stack_without_replicas_has_no_table_and_its_role_trusts_one_service
         ["DeadLetterQueueUrl", "QueueArn", "QueueUrl", "RoleArn"],
         "{outputs:?}"
     );
-    let tables = cfpurge::coordination::dynamo::client_with(
+    let tables = cfpurge::aws::dynamodb(
         &Moto::sdk_config(),
         &AwsConfig {
             dynamodb_endpoint_url: Some(moto.endpoint().to_owned()),

@@ -3,7 +3,7 @@
 //! documents, and a listing that fails.
 
 use aws_sdk_s3::primitives::ByteStream;
-use cfpurge::catalog::s3::{Lister, SdkLister, build, client_with};
+use cfpurge::catalog::s3::{Lister, SdkLister, build};
 use cfpurge::config::{AwsConfig, S3Route};
 use cfpurge::decode::KeyMapping;
 
@@ -14,7 +14,7 @@ fn s3_client(moto: &Moto) -> aws_sdk_s3::Client {
         s3_endpoint_url: Some(moto.endpoint().to_owned()),
         ..AwsConfig::default()
     };
-    client_with(&Moto::sdk_config(), &aws)
+    cfpurge::aws::s3(&Moto::sdk_config(), &aws)
 }
 
 async fn create_bucket(client: &aws_sdk_s3::Client, bucket: &str) {
@@ -599,7 +599,7 @@ async fn a_corrupt_learned_catalog_in_dynamodb_plans_by_threshold_and_is_left_al
     let moto = Moto::shared();
     let _guard = moto.exclusive().await;
     crate::replicas::create_table(moto, "learned-c").await;
-    let client = cfpurge::coordination::dynamo::client_with(&Moto::sdk_config(), &dynamo_aws(moto));
+    let client = cfpurge::aws::dynamodb(&Moto::sdk_config(), &dynamo_aws(moto));
     let corrupt = b"{\"version\": 1, \"paths\": [\"/e/1.html\", \"/e/*\"]}\n";
     let n = |v: usize| AttributeValue::N(v.to_string());
     client

@@ -545,7 +545,7 @@ async fn against_motos_own_cloudfront_requests_end_covered_and_the_queue_ends_em
         endpoint_url: Some(moto.endpoint().to_owned()),
         ..Default::default()
     };
-    let cloudfront = cfpurge::cloudfront::aws::client_with(&Moto::sdk_config(), &aws);
+    let cloudfront = cfpurge::aws::cloudfront(&Moto::sdk_config(), &aws);
     let id = moto_distribution(&cloudfront).await;
     let url = moto.create_queue("daemon-moto-cloudfront", &[]).await;
     let toml = format!(

@@ -15,7 +15,7 @@ use cfpurge::budget::{
     DynamoStore, FileStore, LedgerState, LedgerStore, Month, MonthRecord, contract,
 };
 use cfpurge::config::AwsConfig;
-use cfpurge::coordination::dynamo::{DynamoTable, TableError, client_with};
+use cfpurge::coordination::dynamo::{DynamoTable, TableError};
 
 use crate::replicas::create_table;
 use crate::replicas::processes::{Fleet, one_leader};
@@ -30,7 +30,7 @@ fn aws(moto: &Moto) -> AwsConfig {
 }
 
 fn dynamodb(moto: &Moto) -> aws_sdk_dynamodb::Client {
-    client_with(&Moto::sdk_config(), &aws(moto))
+    cfpurge::aws::dynamodb(&Moto::sdk_config(), &aws(moto))
 }
 
 /// Writes `item` (its `pk` included) as it is, unconditionally.

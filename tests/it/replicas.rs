@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::types::{
 };
 use cfpurge::budget::{DynamoStore, LedgerError, LedgerStore, contract};
 use cfpurge::config::AwsConfig;
-use cfpurge::coordination::dynamo::{DynamoTable, Fence, TableError, client_with};
+use cfpurge::coordination::dynamo::{DynamoTable, Fence, TableError};
 
 use crate::support::moto::Moto;
 use crate::support::proxy::{CountingProxy, Proxy};
@@ -28,7 +28,7 @@ fn aws(moto: &Moto) -> AwsConfig {
 /// Creates the table the way docs/replicas.md shows (partition key `pk`, a
 /// string, on demand).
 pub async fn create_table(moto: &Moto, name: &str) {
-    let client = client_with(&Moto::sdk_config(), &aws(moto));
+    let client = cfpurge::aws::dynamodb(&Moto::sdk_config(), &aws(moto));
     client
         .create_table()
         .table_name(name)
@@ -54,7 +54,7 @@ pub async fn create_table(moto: &Moto, name: &str) {
 
 fn table(moto: &Moto, name: &str) -> DynamoTable {
     DynamoTable::new(
-        client_with(&Moto::sdk_config(), &aws(moto)),
+        cfpurge::aws::dynamodb(&Moto::sdk_config(), &aws(moto)),
         name,
         Duration::from_secs(5),
     )

@@ -15,7 +15,7 @@ use aws_sdk_sqs::error::BoxError;
 use aws_sdk_sqs::types::MessageAttributeValue;
 use cfpurge::config::AwsConfig;
 use cfpurge::source::queue::{Handle, Message, Queue, QueueDepth, QueueError};
-use cfpurge::source::sqs::{SqsQueue, client_with};
+use cfpurge::source::sqs::SqsQueue;
 
 use crate::support::moto::{Moto, free_port};
 
@@ -652,7 +652,7 @@ async fn the_sqs_endpoint_overrides_the_shared_one() {
         sqs_endpoint_url: Some(moto.endpoint().to_owned()),
         ..AwsConfig::default()
     };
-    let client = client_with(&Moto::sdk_config(), &aws, WAIT);
+    let client = cfpurge::aws::sqs(&Moto::sdk_config(), &aws, WAIT);
     let queue = SqsQueue::new(client, url, None);
     assert_eq!(
         queue.depth().await.expect("depth via sqs_endpoint_url"),

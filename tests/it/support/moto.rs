@@ -127,13 +127,13 @@ impl Moto {
     }
 
     /// An SQS client for `endpoint` built the way the daemon builds its own
-    /// (`cfpurge::source::sqs::client_with`), with test credentials.
+    /// (`cfpurge::aws::sqs`), with test credentials.
     pub fn sqs_client_at(endpoint: &str) -> aws_sdk_sqs::Client {
         let aws = AwsConfig {
             endpoint_url: Some(endpoint.to_owned()),
             ..AwsConfig::default()
         };
-        cfpurge::source::sqs::client_with(&Self::sdk_config(), &aws, CLIENT_WAIT)
+        cfpurge::aws::sqs(&Self::sdk_config(), &aws, CLIENT_WAIT)
     }
 
     /// An SQS client for this server.

@@ -109,7 +109,7 @@ pub trait TypedCode {
 /// methods: `typed_code!(GetItemError { is_x => "X", ... });`.
 macro_rules! typed_code {
     ($error:ty { $($is:ident => $code:literal),* $(,)? }) => {
-        impl $crate::aws_error::TypedCode for $error {
+        impl $crate::aws::error::TypedCode for $error {
             fn typed_code(&self) -> Option<&'static str> {
                 $(if self.$is() {
                     return Some($code);
