@@ -64,7 +64,7 @@ header .mode{background:#3a4254;color:#fff;padding:1px 6px;border-radius:3px;mar
 header .mode.test{background:#ffd98a;color:#1d2330}\
 .note{border-left:4px solid #6b7585;background:#f4f5f7;padding:6px 10px;margin:0 0 10px;font-size:13px;overflow-wrap:anywhere}\
 .note.error{border-color:#d1343a;background:#fdecec}.note.wait{border-color:#e08a00;background:#fff7e6}\
-.note b{font-weight:600}.note code{display:block;margin-top:2px;white-space:normal}";
+.note b{font-weight:600}.nw{white-space:nowrap}.note code{display:block;margin-top:2px;white-space:normal}";
 
 /// The page for `status` as of `now`, reloading every `refresh_seconds`.
 pub fn render(status: &Status, now: SystemTime, refresh_seconds: u32) -> String {
@@ -107,7 +107,7 @@ pub fn render(status: &Status, now: SystemTime, refresh_seconds: u32) -> String 
                 "<p class=\"note wait\"><b>Waiting for: {on}</b>{until}<br>{detail}</p>",
                 on = escape(&w.on),
                 until = match &w.until {
-                    Some(t) => format!(" until {}", escape(t)),
+                    Some(t) => format!(" until <span class=\"nw\">{}</span>", escape(t)),
                     None => String::new(),
                 },
                 detail = escape(&w.detail),
@@ -129,7 +129,7 @@ pub fn render(status: &Status, now: SystemTime, refresh_seconds: u32) -> String 
             let _ = write!(
                 html,
                 "<p class=\"{class}\"><b>Last CloudFront error: {code}</b> on {operation} at \
-                 {at}; {since}<code>{message}</code></p>",
+                 <span class=\"nw\">{at}</span>; {since}<code>{message}</code></p>",
                 code = escape(&e.code),
                 operation = escape(&e.operation),
                 at = escape(&format_time(e.at)),
@@ -457,10 +457,12 @@ mod tests {
         for text in [
             "<span class=\"mode\">SQS queue</span>",
             "<span class=\"mode test\">simulated CloudFront</span>",
-            "<p class=\"note wait\"><b>Waiting for: retry</b> until 2026-11-24T15:00:30Z<br>\
+            "<p class=\"note wait\"><b>Waiting for: retry</b> until \
+             <span class=\"nw\">2026-11-24T15:00:30Z</span><br>\
              CreateInvalidation failed (timeout)</p>",
             "<p class=\"note error\"><b>Last CloudFront error: timeout</b> on \
-             CreateInvalidation at 2026-11-24T15:00:00Z; 4 failed calls since the last \
+             CreateInvalidation at <span class=\"nw\">2026-11-24T15:00:00Z</span>; 4 failed \
+             calls since the last \
              success<code>cloudfront call timed out: no answer in 30 s</code></p>",
             "<b>3</b><span>of them reserved on doubt</span>",
             "3 of the 250 paths used are reserved",

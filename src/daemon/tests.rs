@@ -1126,7 +1126,7 @@ pacing = "none"
         let (code, page) = get(&http, "/").await;
         assert_eq!(code, StatusCode::OK);
         for text in [
-            "Waiting for: retry</b> until ",
+            "Waiting for: retry</b> until <span class=\"nw\">",
             "CreateInvalidation failed (server_error)",
             "Last CloudFront error: server_error</b> on CreateInvalidation",
             "failed calls since the last success",
