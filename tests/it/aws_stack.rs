@@ -298,8 +298,8 @@ impl Drop for Daemon {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stack_with_replicas_feeds_cfpurge_from_a_bucket_notification() {
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+    let moto = moto.server();
     let outputs = create_stack(
         moto,
         "cfpurge",
@@ -488,8 +488,8 @@ listen = "127.0.0.1:{port}"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stack_without_replicas_has_no_table_and_its_role_trusts_one_service_account() {
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+    let moto = moto.server();
     let provider = "oidc.eks.us-east-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE";
     let outputs = create_stack(
         moto,

@@ -55,8 +55,8 @@ fn mapping(key_prefix: &str, path_prefix: &str, index: Option<&str>) -> KeyMappi
 
 #[tokio::test]
 async fn a_listing_pages_through_more_than_a_thousand_keys() {
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+    let moto = moto.server();
     let client = s3_client(moto);
     create_bucket(&client, "site").await;
     let mut keys: Vec<String> = (0..1_050)
@@ -101,8 +101,8 @@ async fn a_listing_pages_through_more_than_a_thousand_keys() {
 
 #[tokio::test]
 async fn routes_map_their_own_prefixes_and_buckets() {
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+    let moto = moto.server();
     let client = s3_client(moto);
     create_bucket(&client, "www").await;
     create_bucket(&client, "assets").await;
@@ -129,8 +129,8 @@ async fn routes_map_their_own_prefixes_and_buckets() {
 
 #[tokio::test]
 async fn a_missing_bucket_fails_the_listing_with_its_name() {
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+    let moto = moto.server();
     let lister = SdkLister::new(s3_client(moto));
     let routes = vec![("nope".to_owned(), mapping("", "/", None))];
     let e = build(&lister, &routes).await.expect_err("no such bucket");
@@ -159,8 +159,8 @@ async fn the_daemon_plans_by_threshold_until_its_catalog_is_ready_then_by_least_
     use crate::support::fake_cloudfront::FakeCloudFront;
 
     const DIST: &str = "E1CATALOG";
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+    let moto = moto.server();
     let s3 = s3_client(moto);
     let fake = FakeCloudFront::start(Duration::from_secs(2)).await;
     fake.add_distribution(DIST);
@@ -390,8 +390,9 @@ fn request(dir: &str, n: usize) -> String {
 async fn a_learned_catalog_survives_a_restart() {
     use std::os::unix::fs::PermissionsExt;
 
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+
+    let moto = moto.server();
     let dir = tempfile::tempdir().unwrap();
     let ledger = dir.path().join("ledger.json");
     let learned = dir.path().join("ledger.json.learned.www");
@@ -446,8 +447,8 @@ async fn a_learned_catalog_survives_a_restart() {
 /// usual, and leaves the file as it was for the operator.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupt_learned_catalog_plans_by_threshold_and_is_left_alone() {
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+    let moto = moto.server();
     let dir = tempfile::tempdir().unwrap();
     let ledger = dir.path().join("ledger.json");
     let learned = dir.path().join("ledger.json.learned.www");
@@ -535,8 +536,9 @@ fn cfpurge_catalog(moto: &Moto, table: &str) -> (Option<i32>, String, String) {
 async fn a_learned_catalog_in_dynamodb_survives_a_restart() {
     use cfpurge::catalog::learned_store::{DynamoLearned, LearnedStore};
 
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+
+    let moto = moto.server();
     crate::replicas::create_table(moto, "learned-t").await;
     let dir = tempfile::tempdir().unwrap();
     let ledger = dir.path().join("ledger.json");
@@ -596,8 +598,9 @@ async fn a_corrupt_learned_catalog_in_dynamodb_plans_by_threshold_and_is_left_al
     use aws_sdk_dynamodb::primitives::Blob;
     use aws_sdk_dynamodb::types::AttributeValue;
 
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+
+    let moto = moto.server();
     crate::replicas::create_table(moto, "learned-c").await;
     let client = cfpurge::aws::dynamodb(&Moto::sdk_config(), &dynamo_aws(moto));
     let corrupt = b"{\"version\": 1, \"paths\": [\"/e/1.html\", \"/e/*\"]}\n";

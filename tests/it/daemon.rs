@@ -140,8 +140,8 @@ fn assert_covered<P: AsRef<str>>(fake: &FakeCloudFront, wanted: &[(P, Instant)])
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_in_every_format_end_covered_and_the_queue_ends_empty() {
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+    let moto = moto.server();
     let fake = FakeCloudFront::start(Duration::from_secs(2)).await;
     fake.add_distribution(DIST);
     let bodies = vec![
@@ -176,8 +176,8 @@ async fn requests_in_every_format_end_covered_and_the_queue_ends_empty() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttling_and_server_errors_lose_nothing_and_never_duplicate_a_batch() {
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+    let moto = moto.server();
     let fake = FakeCloudFront::start(Duration::from_secs(2)).await;
     fake.add_distribution(DIST);
     let faults = fake.faults();
@@ -222,8 +222,8 @@ async fn throttling_and_server_errors_lose_nothing_and_never_duplicate_a_batch()
 /// second invalidation of the same paths.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_create_answered_too_late_is_retried_under_its_reference_and_made_once() {
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+    let moto = moto.server();
     let fake = FakeCloudFront::start(Duration::from_secs(2)).await;
     fake.add_distribution(DIST);
     fake.faults().set_late_creates(1, Duration::from_secs(3));
@@ -267,8 +267,8 @@ async fn a_create_answered_too_late_is_retried_under_its_reference_and_made_once
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn others_in_flight_and_a_burst_never_trip_the_limits() {
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+    let moto = moto.server();
     let fake = FakeCloudFront::start(Duration::from_secs(3)).await;
     fake.add_distribution(DIST);
     // Another tool holds most of the room: 2,990 exact paths and 14 wildcards.
@@ -314,8 +314,8 @@ async fn others_in_flight_and_a_burst_never_trip_the_limits() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_path_cloudfront_refuses_sends_only_the_messages_asking_for_it_to_the_dead_letter_queue()
 {
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+    let moto = moto.server();
     let fake = FakeCloudFront::start(Duration::from_secs(2)).await;
     fake.add_distribution(DIST);
     // A rule cfpurge's validation does not know: CloudFront refuses the
@@ -380,8 +380,8 @@ async fn a_path_cloudfront_refuses_sends_only_the_messages_asking_for_it_to_the_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_refused_as_too_large_or_invalid_is_split_and_everything_is_covered() {
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+    let moto = moto.server();
     let fake = FakeCloudFront::start(Duration::from_secs(2)).await;
     fake.add_distribution(DIST);
     // The first create is refused as too large, the next as invalid, for
@@ -422,8 +422,8 @@ async fn a_batch_refused_as_too_large_or_invalid_is_split_and_everything_is_cove
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn creates_never_exceed_the_configured_rate() {
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+    let moto = moto.server();
     let fake = FakeCloudFront::start(Duration::from_secs(1)).await;
     // Twelve distributions whose batches all fall due together: far more
     // creates than the limiter lets out at once.
@@ -539,8 +539,8 @@ async fn moto_distribution(client: &aws_sdk_cloudfront::Client) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn against_motos_own_cloudfront_requests_end_covered_and_the_queue_ends_empty() {
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+    let moto = moto.server();
     let aws = cfpurge::config::AwsConfig {
         endpoint_url: Some(moto.endpoint().to_owned()),
         ..Default::default()
@@ -636,8 +636,8 @@ pacing = "none"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_distribution_cloudfront_refuses_keeps_its_requests_queued_and_not_ready_until_it_exists()
 {
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+    let moto = moto.server();
     // The distribution does not exist yet: NoSuchDistribution on every call.
     let fake = FakeCloudFront::start(Duration::from_secs(2)).await;
     let url = moto.create_queue("daemon-missing-distribution", &[]).await;
@@ -707,8 +707,9 @@ async fn a_distribution_cloudfront_refuses_keeps_its_requests_queued_and_not_rea
 async fn other_tools_invalidations_this_month_are_counted_once_and_ours_not_twice() {
     use cfpurge::budget::LedgerStore as _;
 
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+
+    let moto = moto.server();
     let fake = FakeCloudFront::start(Duration::from_secs(1)).await;
     fake.add_distribution(DIST);
     // Another tool: 3 paths (one a wildcard, billed as one) and 2 paths.

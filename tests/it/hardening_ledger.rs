@@ -191,8 +191,8 @@ fn ledger_import_of_a_month_ahead_of_the_clock_is_refused_by_the_file_store() {
 /// The DynamoDB store: the same refusal, and the item is not written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ledger_import_of_a_month_ahead_of_the_clock_is_refused_by_the_dynamodb_store() {
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+    let moto = moto.server();
     create_table(moto, "cfpurge").await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("cfpurge.toml");
@@ -368,8 +368,8 @@ fn ledger_import_of_a_file_that_is_not_a_regular_file_is_refused_at_once() {
 /// the item and the attribute.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ledger_items_without_a_usable_rev_are_named() {
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+    let moto = moto.server();
     create_table(moto, "cfpurge").await;
     let json = serde_json::to_string(&contract::sample_state()).unwrap();
     put_item(
@@ -416,8 +416,8 @@ async fn ledger_items_without_a_usable_rev_are_named() {
 /// wrong type are named with their item.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lease_items_at_the_limit_or_of_the_wrong_type_are_named() {
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+    let moto = moto.server();
     create_table(moto, "cfpurge").await;
     let table = DynamoTable::new(dynamodb(moto), "cfpurge", Duration::from_secs(5));
     put_item(
@@ -469,8 +469,8 @@ async fn lease_items_at_the_limit_or_of_the_wrong_type_are_named() {
 /// A missing table: one sentence that names it, not the SDK's debug dump.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_table_is_one_short_sentence() {
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+    let moto = moto.server();
     let store = DynamoStore::new(Moto::sdk_config(), &aws(moto), "nothing-here", false).unwrap();
     let e = store.load().unwrap_err().to_string();
     assert!(
@@ -531,8 +531,8 @@ async fn metric(port: u16, name: &str) -> Option<f64> {
 /// handed back by hand (docs/replicas.md), the replica leads.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_that_can_never_expire_is_named_invalid_until_it_is_cleared() {
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+    let moto = moto.server();
     let fleet = Fleet::new(moto, "hardening-ghost", 1_000).await;
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)

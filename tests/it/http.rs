@@ -1040,8 +1040,8 @@ async fn enqueue_without_url_to_a_local_queue_exits_2() {
 
 #[tokio::test]
 async fn enqueue_without_url_sends_to_sqs() {
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+    let moto = moto.server();
     let queue_url = moto.create_queue("cdn-purge", &[]).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("sqs.toml");

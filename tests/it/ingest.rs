@@ -175,8 +175,8 @@ impl<Q: Queue> Running<Q> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_format_is_covered_then_deleted_and_the_queue_ends_empty() {
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+    let moto = moto.server();
     let url = moto.create_queue("ingest-formats", &[]).await;
     let client = moto.sqs_client();
     let bodies = [
@@ -216,8 +216,8 @@ async fn every_format_is_covered_then_deleted_and_the_queue_ends_empty() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_message_goes_to_the_dlq_and_does_not_delay_good_ones() {
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+    let moto = moto.server();
     let dlq = moto.create_queue("ingest-dlq", &[]).await;
     let url = moto.create_queue("ingest-main", &[]).await;
     let client = moto.sqs_client();
@@ -267,8 +267,8 @@ async fn a_malformed_message_goes_to_the_dlq_and_does_not_delay_good_ones() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn extension_keeps_a_waiting_message_hidden_past_its_timeout() {
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+    let moto = moto.server();
     let url = moto.create_queue("ingest-extend", &[]).await;
     let client = moto.sqs_client();
     send(&client, &url, "/wait.html").await;
@@ -300,8 +300,8 @@ async fn extension_keeps_a_waiting_message_hidden_past_its_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redelivered_message_is_not_counted_twice_and_is_deleted_with_its_latest_handle() {
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+    let moto = moto.server();
     let url = moto.create_queue("ingest-redeliver", &[]).await;
     let client = moto.sqs_client();
     send(&client, &url, "/twice.html").await;
@@ -399,8 +399,8 @@ impl Queue for FlakyDeletes {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partial_delete_failure_is_retried() {
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+    let moto = moto.server();
     let url = moto.create_queue("ingest-flaky", &[]).await;
     let client = moto.sqs_client();
     for i in 0..12 {
@@ -421,8 +421,8 @@ async fn a_partial_delete_failure_is_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn receiving_pauses_at_max_pending_messages_and_resumes_below() {
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+    let moto = moto.server();
     let url = moto.create_queue("ingest-backpressure", &[]).await;
     let client = moto.sqs_client();
     for i in 0..25 {
@@ -456,8 +456,8 @@ async fn receiving_pauses_at_max_pending_messages_and_resumes_below() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_queue_makes_the_source_not_ready_without_stopping_it() {
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+    let moto = moto.server();
     let url = format!("{}/123456789012/no-such-queue", moto.endpoint());
     let run = Running::start(Source::new(
         SqsQueue::new(moto.sqs_client(), url, None),

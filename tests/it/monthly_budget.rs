@@ -51,11 +51,26 @@ fn replayed(config: &Config, trace: &[TraceLine]) -> Replayed {
     replayed_on(config, trace, None)
 }
 
+/// [`replayed`] without the offline optimum, which costs more than the
+/// replay itself.
+fn replayed_alone(config: &Config, trace: &[TraceLine]) -> Replayed {
+    replay_with(config, trace, None, false)
+}
+
 /// A replay starting on `ledger`, as a daemon restarted on it.
 fn replayed_on(
     config: &Config,
     trace: &[TraceLine],
     ledger: Option<cfpurge::budget::LedgerState>,
+) -> Replayed {
+    replay_with(config, trace, ledger, true)
+}
+
+fn replay_with(
+    config: &Config,
+    trace: &[TraceLine],
+    ledger: Option<cfpurge::budget::LedgerState>,
+    optimum: bool,
 ) -> Replayed {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -67,7 +82,7 @@ fn replayed_on(
         trace,
         &ReplayOptions {
             catalog: Some(astro_catalog()),
-            optimum: true,
+            optimum,
             ledger,
         },
     ))
@@ -81,7 +96,9 @@ fn assert_within(replayed: &Replayed, monthly_paths: u64) {
             m.month,
             m.billed
         );
-        let optimum = m.optimum.as_ref().expect("--optimum");
+        let Some(optimum) = m.optimum.as_ref() else {
+            continue;
+        };
         let paced = optimum
             .optimum_paced
             .expect("cfpurge's own plans meet the pacing");
@@ -146,7 +163,7 @@ fn a_storm_of_requests_is_held_to_the_budget_every_month() {
             }
         })
         .collect();
-    let replayed = replayed(&config(1_000), &trace);
+    let replayed = replayed_alone(&config(1_000), &trace);
     assert!(replayed.months.iter().filter(|m| m.requested > 0).count() >= 2);
     assert_within(&replayed, 1_000);
     // A budget that binds this hard is spent: every month but the last

@@ -522,8 +522,8 @@ fn assert_sound(run: &Run) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replay_of_the_trace_start_covers_every_request_and_bills_no_more_than_naive() {
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+    let moto = moto.server();
     let requests = load_trace(Some(SHORT_REQUESTS));
     let limit = Duration::from_secs(40);
     let cfpurge = replay(
@@ -571,8 +571,8 @@ async fn replay_astro_whole_trace_against_the_naive_consumer() {
                 .filter(|c| c.is_finite() && *c > 0.0)
                 .unwrap_or_else(|| panic!("CFPURGE_REPLAY_COMPRESSION={v:?}: want a number > 0"))
         });
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+    let moto = moto.server();
     let requests = load_trace(None);
     let limit = Duration::from_secs(600);
     println!("{}\n", settings(compression, &requests));

@@ -66,16 +66,16 @@ fn store(moto: &Moto, name: &str, fenced: bool) -> DynamoStore {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dynamodb_store_keeps_the_store_contract() {
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+    let moto = moto.server();
     create_table(moto, "cfpurge").await;
     contract::check_store(&|| store(moto, "cfpurge", false));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lease_takes_over_only_a_lapsed_lease_and_fences_the_ledger() {
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+    let moto = moto.server();
     create_table(moto, "cfpurge").await;
     let t = table(moto, "cfpurge");
     assert_eq!(t.look().await.unwrap(), None);
@@ -140,8 +140,8 @@ async fn the_lease_takes_over_only_a_lapsed_lease_and_fences_the_ledger() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_lease_ledger_writes_are_conditional_on_the_version() {
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+    let moto = moto.server();
     create_table(moto, "cfpurge").await;
     let first = store(moto, "cfpurge", false);
     let second = store(moto, "cfpurge", false);
@@ -184,8 +184,9 @@ async fn learned_catalog_writes_hold_only_while_the_fence_holds_the_lease() {
     use cfpurge::catalog::CatalogError;
     use cfpurge::catalog::learned_store::{CHUNKS_PER_CALL, DynamoLearned, LearnedStore};
 
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+
+    let moto = moto.server();
     create_table(moto, "cfpurge").await;
     let t = table(moto, "cfpurge");
     let chunk = 500;
@@ -254,8 +255,9 @@ async fn without_a_lease_learned_writes_are_conditional_on_the_generation() {
     use cfpurge::catalog::CatalogError;
     use cfpurge::catalog::learned_store::{DynamoLearned, LearnedStore};
 
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+
+    let moto = moto.server();
     create_table(moto, "cfpurge").await;
     let one = DynamoLearned::new(&store(moto, "cfpurge", false), "www").with_chunk_bytes(64);
     let two = DynamoLearned::new(&store(moto, "cfpurge", false), "www").with_chunk_bytes(64);
@@ -339,8 +341,9 @@ async fn a_head_update_whose_answer_is_lost_leaves_the_learned_catalog_whole() {
     use cfpurge::catalog::learned_store::{DynamoLearned, LearnedStore, chunk_key, head_key};
     use std::sync::atomic::Ordering;
 
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+
+    let moto = moto.server();
     create_table(moto, "cfpurge").await;
     let ledger = store(moto, "cfpurge", false);
     let lose = LoseHeadAnswers::default();
@@ -407,8 +410,9 @@ async fn a_head_update_whose_answer_is_lost_leaves_the_learned_catalog_whole() {
 async fn a_damaged_learned_catalog_is_replaced_by_the_next_write() {
     use cfpurge::catalog::learned_store::{DynamoLearned, LearnedStore, chunk_key};
 
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+
+    let moto = moto.server();
     create_table(moto, "cfpurge").await;
     let ledger = store(moto, "cfpurge", false);
     let writer = DynamoLearned::new(&ledger, "www").with_chunk_bytes(64);
@@ -457,8 +461,9 @@ async fn measure_a_full_learned_catalog_in_the_table() {
         CHUNK_BYTES, CHUNKS_PER_CALL, DynamoLearned, LearnedStore,
     };
 
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+
+    let moto = moto.server();
     create_table(moto, "cfpurge").await;
     // 100,000 paths like "/en/section-123/page-45678.html" (31 bytes).
     let full =
@@ -826,8 +831,8 @@ use processes::{Fleet, LEASE_SECONDS, one_leader};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_one_leader_then_the_leader_killed_the_standby_takes_over() {
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+    let moto = moto.server();
     let mut fleet = Fleet::new(moto, "replicas-kill", 100_000).await;
     let a = fleet.start("ra");
     let b = fleet.start("rb");
@@ -884,8 +889,8 @@ async fn two_replicas_one_leader_then_the_leader_killed_the_standby_takes_over()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_hands_the_lease_over_at_once_and_nothing_is_lost() {
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+    let moto = moto.server();
     let mut fleet = Fleet::new(moto, "replicas-term", 100_000).await;
     let a = fleet.start("ta");
     let b = fleet.start("tb");
@@ -917,8 +922,8 @@ async fn sigterm_hands_the_lease_over_at_once_and_nothing_is_lost() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_paused_past_its_lease_stands_down_and_creates_nothing_after_its_successor() {
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+    let moto = moto.server();
     let mut fleet = Fleet::new(moto, "replicas-stop", 100_000).await;
     // Each replica's DynamoDB calls go through a proxy that counts them.
     let proxies = [
@@ -1019,8 +1024,8 @@ fn cfpurge_ledger(args: &[&str]) -> (Option<i32>, String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ledger_import_fills_the_table_and_never_lowers_it() {
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+    let moto = moto.server();
     create_table(moto, "cfpurge").await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("cfpurge.toml");
@@ -1126,8 +1131,8 @@ fn fencing_of(reference: &str) -> u64 {
 /// earlier term (never two leaders submitting at once).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_three_replicas_each_killed_in_turn_lose_nothing_and_keep_the_budget() {
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+    let moto = moto.server();
     const BUDGET: u64 = 24;
     let mut fleet = Fleet::new(moto, "replicas-chaos", BUDGET).await;
     fleet.spread = true;
@@ -1296,8 +1301,8 @@ async fn readyz(replica: &processes::Replica, want: u16, limit: Duration) -> Str
 /// from where the leader covers it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standby_is_ready_with_the_table_serves_the_shared_budget_and_forwards_purges() {
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+    let moto = moto.server();
     let mut fleet = Fleet::new(moto, "replicas-standby", 1_000).await;
     let leader = fleet.start("ya");
     one_leader(&[&leader], Duration::from_secs(20)).await;
@@ -1415,8 +1420,8 @@ fn print_calls(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement: run by hand with --ignored --nocapture"]
 async fn measure_dynamodb_calls_per_minute_idle_and_busy() {
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+    let moto = moto.server();
     let mut fleet = Fleet::new(moto, "replicas-measure", 1_000_000).await;
     fleet.lease_seconds = 15;
     let proxies = [
@@ -1475,8 +1480,8 @@ async fn measure_dynamodb_calls_per_minute_idle_and_busy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement: run by hand with --ignored --nocapture"]
 async fn measure_take_over_after_sigkill_and_sigterm() {
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+    let moto = moto.server();
     let runs: usize = std::env::var("CFPURGE_MEASURE_RUNS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -1529,8 +1534,9 @@ async fn a_new_leader_reads_the_learned_catalog_before_planning_with_it() {
     use cfpurge::catalog::learned_store::{DynamoLearned, LearnedStore};
     use cfpurge::source::queue::Queue;
 
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+
+    let moto = moto.server();
     let mut fleet = Fleet::new(moto, "replicas-learned", 1_000_000).await;
     fleet.learned = true;
     let a = fleet.start("la");

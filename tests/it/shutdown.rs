@@ -99,8 +99,8 @@ fn terminate(mut child: Child) -> (Option<i32>, Duration) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_in_a_quiet_window_submits_the_batch_and_exits_0() {
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+    let moto = moto.server();
     let fake = FakeCloudFront::start(Duration::from_secs(2)).await;
     fake.add_distribution(DIST);
     let folder = tempfile::tempdir().expect("folder");
@@ -137,8 +137,8 @@ async fn sigterm_in_a_quiet_window_submits_the_batch_and_exits_0() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_makes_what_cannot_be_submitted_visible_again_at_once() {
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+    let moto = moto.server();
     // CloudFront does not know the distribution: nothing can be submitted.
     let fake = FakeCloudFront::start(Duration::from_secs(2)).await;
     let folder = tempfile::tempdir().expect("folder");

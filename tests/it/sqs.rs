@@ -3,7 +3,7 @@
 //! itself does where the contract leaves room (stale and garbage receipts).
 //!
 //! moto's clock is the wall clock, so visibility tests sleep for a second
-//! or two; every test holds `Moto::exclusive` for its whole body.
+//! or two; every test takes a server of its own for its whole body (`Moto::take`).
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -94,8 +94,8 @@ impl Intercept for Calls {
 
 #[tokio::test]
 async fn receive_then_delete() {
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+    let moto = moto.server();
     let url = moto
         .create_queue("work", &[("VisibilityTimeout", "30")])
         .await;
@@ -148,8 +148,8 @@ async fn receive_then_delete() {
 
 #[tokio::test]
 async fn redelivery_increases_the_receive_count() {
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+    let moto = moto.server();
     let url = moto
         .create_queue("work", &[("VisibilityTimeout", "1")])
         .await;
@@ -168,8 +168,8 @@ async fn redelivery_increases_the_receive_count() {
 
 #[tokio::test]
 async fn receive_can_set_the_visibility_timeout() {
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+    let moto = moto.server();
     let url = moto
         .create_queue("work", &[("VisibilityTimeout", "1")])
         .await;
@@ -189,8 +189,8 @@ async fn receive_can_set_the_visibility_timeout() {
 
 #[tokio::test]
 async fn set_visibility_keeps_a_message_hidden_past_its_timeout_and_releases_it() {
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+    let moto = moto.server();
     let url = moto
         .create_queue("work", &[("VisibilityTimeout", "1")])
         .await;
@@ -227,8 +227,8 @@ async fn set_visibility_keeps_a_message_hidden_past_its_timeout_and_releases_it(
 
 #[tokio::test]
 async fn twenty_five_handles_go_in_three_batches() {
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+    let moto = moto.server();
     let url = moto
         .create_queue("work", &[("VisibilityTimeout", "30")])
         .await;
@@ -264,8 +264,8 @@ async fn twenty_five_handles_go_in_three_batches() {
 
 #[tokio::test]
 async fn a_garbage_receipt_is_reported_in_failed_and_the_rest_deleted() {
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+    let moto = moto.server();
     let url = moto
         .create_queue("work", &[("VisibilityTimeout", "30")])
         .await;
@@ -301,8 +301,8 @@ async fn a_garbage_receipt_is_reported_in_failed_and_the_rest_deleted() {
 /// receipt only" rule is tested against `LocalQueue`, which refuses it.
 #[tokio::test]
 async fn moto_accepts_a_stale_receipt() {
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+    let moto = moto.server();
     let url = moto
         .create_queue("work", &[("VisibilityTimeout", "1")])
         .await;
@@ -335,8 +335,8 @@ async fn moto_accepts_a_stale_receipt() {
 
 #[tokio::test]
 async fn reject_with_a_dead_letter_queue_forwards_byte_for_byte_and_deletes() {
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+    let moto = moto.server();
     let url = moto
         .create_queue("work", &[("VisibilityTimeout", "30")])
         .await;
@@ -388,8 +388,8 @@ async fn reject_with_a_dead_letter_queue_forwards_byte_for_byte_and_deletes() {
 
 #[tokio::test]
 async fn reject_without_a_dead_letter_queue_leaves_the_message() {
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+    let moto = moto.server();
     let url = moto
         .create_queue("work", &[("VisibilityTimeout", "30")])
         .await;
@@ -414,8 +414,8 @@ async fn reject_without_a_dead_letter_queue_leaves_the_message() {
 
 #[tokio::test]
 async fn a_message_left_after_reject_reaches_the_redrive_dead_letter_queue() {
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+    let moto = moto.server();
     let dlq = moto.create_queue("work-dlq", &[]).await;
     let policy = format!(
         "{{\"deadLetterTargetArn\": \"{}\", \"maxReceiveCount\": \"1\"}}",
@@ -451,8 +451,8 @@ async fn a_message_left_after_reject_reaches_the_redrive_dead_letter_queue() {
 
 #[tokio::test]
 async fn requeue_sends_a_fresh_copy_and_deletes_the_original() {
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+    let moto = moto.server();
     let url = moto
         .create_queue("work", &[("VisibilityTimeout", "1")])
         .await;
@@ -489,8 +489,8 @@ async fn requeue_sends_a_fresh_copy_and_deletes_the_original() {
 
 #[tokio::test]
 async fn depth_counts_visible_in_flight_and_delayed() {
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+    let moto = moto.server();
     let url = moto
         .create_queue("work", &[("VisibilityTimeout", "30")])
         .await;
@@ -522,8 +522,8 @@ async fn depth_counts_visible_in_flight_and_delayed() {
 
 #[tokio::test]
 async fn a_missing_queue_is_not_found() {
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+    let moto = moto.server();
     let url = format!("{}/123456789012/no-such-queue", moto.endpoint());
     let queue = SqsQueue::new(moto.sqs_client(), url, None);
     let handle = Handle {
@@ -644,8 +644,8 @@ async fn a_server_that_never_answers_times_out_as_transient() {
 
 #[tokio::test]
 async fn the_sqs_endpoint_overrides_the_shared_one() {
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+    let moto = moto.server();
     let url = moto.create_queue("work", &[]).await;
     let aws = AwsConfig {
         endpoint_url: Some(format!("http://127.0.0.1:{}", free_port())),

@@ -134,8 +134,8 @@ fn items(list: &[&str]) -> Vec<String> {
 /// is covered by an invalidation holding it, and billed one path.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paths_wildcards_and_tags_go_out_together_and_tags_count_as_exact_paths() {
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+    let moto = moto.server();
     let fake = FakeCloudFront::start(Duration::from_secs(6)).await;
     fake.add_distribution(DIST);
     let running = start(moto, &fake, "tags-mix").await;
@@ -227,8 +227,8 @@ async fn paths_wildcards_and_tags_go_out_together_and_tags_count_as_exact_paths(
 /// `cfpurge_paths_skipped_total`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn skipped_assets_are_never_billed_and_a_message_of_only_them_is_deleted() {
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+    let moto = moto.server();
     let fake = FakeCloudFront::start(Duration::from_secs(2)).await;
     fake.add_distribution(DIST);
     let record = |key: &str| {
@@ -300,8 +300,8 @@ async fn skipped_assets_are_never_billed_and_a_message_of_only_them_is_deleted()
 /// `invalid_tag`; the rest of the batch is covered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tag_cloudfront_refuses_rejects_only_the_messages_asking_for_it() {
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+    let moto = moto.server();
     let fake = FakeCloudFront::start(Duration::from_secs(2)).await;
     fake.add_distribution(DIST);
     // Whichever spelling arrives first is the one sent.

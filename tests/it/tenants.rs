@@ -110,8 +110,8 @@ fn metric(text: &str, series: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_tenants_and_a_distribution_each_within_its_own_limits_through_faults() {
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+    let moto = moto.server();
     let fake = FakeCloudFront::start(Duration::from_secs(30)).await;
     fake.add_distribution(WWW);
     fake.add_tenant(TENANT_A);
@@ -256,8 +256,8 @@ async fn two_tenants_and_a_distribution_each_within_its_own_limits_through_fault
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_that_does_not_exist_fails_readiness_and_keeps_its_message() {
-    let moto = Moto::shared();
-    let _guard = moto.exclusive().await;
+    let moto = Moto::take().await;
+    let moto = moto.server();
     let fake = FakeCloudFront::start(Duration::from_secs(2)).await;
     fake.add_distribution(WWW);
     fake.add_tenant(TENANT_B);

@@ -1,9 +1,10 @@
 //! The moto emulator in server mode, for tests that run the real AWS SDK.
 //!
-//! One `moto_server` serves the whole test binary ([`Moto::shared`]); tests
-//! that use it take [`Moto::exclusive`] for their whole body, which
-//! serialises them and resets moto's state first. A test that needs to stop
-//! and restart the emulator starts its own with [`Moto::start_new`].
+//! A small pool of `moto_server`s serves the whole test binary: a test takes
+//! one for its whole body ([`Moto::take`]), with its state reset first, so
+//! that tests using moto run side by side, each with a server of its own.
+//! A test that needs to stop and restart the emulator starts its own with
+//! [`Moto::start_new`].
 //!
 //! The server is found at `$CFPURGE_MOTO_SERVER`, else
 //! `<crate>/.venv/bin/moto_server` (where `scripts/test` installs it). It
@@ -41,9 +42,29 @@ pub struct Moto {
     port: u16,
     endpoint: String,
     server: Mutex<Option<Server>>,
-    /// Held by a test for its whole body: tests share one server and its
+    /// Held by a test for its whole body: the test owns the server's
     /// state.
     exclusive: tokio::sync::Mutex<()>,
+}
+
+/// Servers in the pool: tests using moto mostly wait (quiet windows,
+/// leases, long polls), so a few run side by side even on two cores.
+const POOL: usize = 4;
+
+/// A pooled server taken by one test, given back when dropped.
+pub struct Taken {
+    moto: &'static Moto,
+    _guard: tokio::sync::MutexGuard<'static, ()>,
+    _permit: tokio::sync::SemaphorePermit<'static>,
+}
+
+impl Taken {
+    /// The server taken; the test must keep the [`Taken`] alive while it
+    /// uses it (`let moto = Moto::take().await; let moto = moto.server();`
+    /// keeps it, shadowed, to the end of the test).
+    pub fn server(&self) -> &'static Moto {
+        self.moto
+    }
 }
 
 /// The shell running moto, and the pipe whose closing stops it.
@@ -53,10 +74,29 @@ struct Server {
 }
 
 impl Moto {
-    /// The server shared by this test binary, started on first use.
-    pub fn shared() -> &'static Moto {
-        static SHARED: OnceLock<Moto> = OnceLock::new();
-        SHARED.get_or_init(Moto::start_new)
+    /// A server of the pool for the caller's exclusive use until the
+    /// returned value drops, with its state reset. Servers start on first
+    /// use.
+    pub async fn take() -> Taken {
+        static SERVERS: [OnceLock<Moto>; POOL] = [const { OnceLock::new() }; POOL];
+        static FREE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(POOL);
+        let permit = FREE
+            .acquire()
+            .await
+            .expect("the pool's semaphore is never closed");
+        // The permit guarantees that one of the servers is not taken.
+        for slot in &SERVERS {
+            let moto = slot.get_or_init(Moto::start_new);
+            if let Ok(guard) = moto.exclusive.try_lock() {
+                moto.reset().await;
+                return Taken {
+                    moto,
+                    _guard: guard,
+                    _permit: permit,
+                };
+            }
+        }
+        unreachable!("a permit was free but every server was taken")
     }
 
     /// A server of its own on a free port, for a test that stops and
@@ -95,15 +135,6 @@ impl Moto {
     pub fn restart(&mut self) {
         self.stop();
         *self.server() = Some(Server::start(self.port));
-    }
-
-    /// Takes the server for the caller's exclusive use until the guard drops,
-    /// with its state reset. Every test using the shared server takes it
-    /// first: `let _guard = moto.exclusive().await;`.
-    pub async fn exclusive(&self) -> tokio::sync::MutexGuard<'_, ()> {
-        let guard = self.exclusive.lock().await;
-        self.reset().await;
-        guard
     }
 
     /// Empties every emulated service (`POST /moto-api/reset`).
