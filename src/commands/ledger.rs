@@ -178,6 +178,36 @@ mod tests {
     }
 
     #[test]
+    fn show_counts_the_reservations_kept_on_doubt_apart() {
+        let mut s = state("2026-11", 12, 3);
+        for (reference, paths) in [("cfpurge-a", 2), ("cfpurge-b", 3)] {
+            s.reservations.insert(
+                reference.into(),
+                Reservation {
+                    distribution: "www".into(),
+                    paths,
+                    at: 1_794_268_800,
+                },
+            );
+        }
+        let mut out = Vec::new();
+        print_state(&config(), &s, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("spent: 15 (cfpurge 12, other tools 3) of 1000\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "open reservations: 2 (5 paths of the spent, not known to be created: kept as \
+                 spent until CloudFront confirms them or a scan of the month shows they were \
+                 never made)\n  cfpurge-a: 2 paths on www\n  cfpurge-b: 3 paths on www\n"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn import_never_lowers_what_the_target_counts() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("ledger.json");
