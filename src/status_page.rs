@@ -102,9 +102,15 @@ pub fn render(status: &Status, now: SystemTime, refresh_seconds: u32) -> String 
             oldest = escape(&age(d.oldest_pending_seconds)),
         );
         if let Some(w) = &d.waiting {
+            // The batching window and a call under way are the daemon at
+            // work, not a sign of trouble: no warning colour.
+            let class = match w.on.as_str() {
+                "quiet_window" | "call" | "reservation" => "note",
+                _ => "note wait",
+            };
             let _ = write!(
                 html,
-                "<p class=\"note wait\"><b>Waiting for: {on}</b>{until}<br>{detail}</p>",
+                "<p class=\"{class}\"><b>Waiting for: {on}</b>{until}<br>{detail}</p>",
                 on = escape(&w.on),
                 until = match &w.until {
                     Some(t) => format!(" until <span class=\"nw\">{}</span>", escape(t)),
@@ -469,6 +475,15 @@ mod tests {
         ] {
             assert!(html.contains(text), "{text:?} missing from {html}");
         }
+        // The batching window is no warning.
+        let mut status = stuck();
+        let d = status.distributions.get_mut("www").unwrap();
+        d.waiting.as_mut().unwrap().on = "quiet_window".into();
+        let html = render(&status, at(), 5);
+        assert!(
+            html.contains("<p class=\"note\"><b>Waiting for: quiet_window</b>"),
+            "{html}"
+        );
         // Recovered: the error stays, marked as past.
         let mut status = stuck();
         let d = status.distributions.get_mut("www").unwrap();
