@@ -29,6 +29,9 @@ use std::path::{Path, PathBuf};
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+mod edge;
+pub use edge::{EdgeScheme, VerifyConfig, WarmConfig};
+
 /// Where the configuration file is looked for when neither `-c` nor
 /// `$CFPURGE_CONFIG` names one.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/cfpurge/cfpurge.toml";
@@ -182,6 +185,12 @@ pub struct DistributionConfig {
     /// purge by cache tag. Without it CloudFront accepts tag items and
     /// purges nothing, so requests with tags are rejected instead.
     pub cache_tags: bool,
+    /// Checking at the edge that a completed purge took (off when absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verify: Option<VerifyConfig>,
+    /// Refilling the cache after a completed purge (off when absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warm: Option<WarmConfig>,
 }
 
 /// `[routing]`: where requests that do not name a distribution go.
@@ -436,6 +445,8 @@ impl Default for DistributionConfig {
             catalog: CatalogSource::None,
             catalog_file: None,
             cache_tags: false,
+            verify: None,
+            warm: None,
         }
     }
 }
@@ -1302,6 +1313,10 @@ impl Config {
                 15,
             );
             self.check_catalog(v, &key, alias, d);
+            let token = self.http.enqueue_token.as_ref();
+            for (key, message) in edge::problems(alias, d.verify.as_ref(), d.warm.as_ref(), token) {
+                v.push(&key, message);
+            }
         }
         self.check_names(v);
     }

@@ -24,6 +24,7 @@ pub mod coordination;
 pub mod daemon;
 pub mod decode;
 pub mod durable;
+pub mod edge;
 pub mod http;
 pub mod memory;
 pub mod metrics;

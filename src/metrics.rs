@@ -111,7 +111,17 @@ pub struct Metrics {
     leader_changes: IntCounter,
     /// `cfpurge_lease_invalid`
     lease_invalid: IntGauge,
+    /// `cfpurge_verify_total{distribution,result}`
+    verify: IntCounterVec,
+    /// `cfpurge_warm_total{distribution,result}`
+    warm: IntCounterVec,
 }
+
+/// The `result` values of `cfpurge_verify_total`.
+pub const VERIFY_RESULTS: [&str; 3] = ["fresh", "stale", "error"];
+
+/// The `result` values of `cfpurge_warm_total`.
+pub const WARM_RESULTS: [&str; 2] = ["ok", "error"];
 
 impl Metrics {
     /// Registers every metric (and, on Linux, the standard process
@@ -356,6 +366,26 @@ impl Metrics {
                     &["distribution"],
                 )?,
             )?,
+            verify: register(
+                registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "cfpurge_verify_total",
+                        "Edge checks of purged paths after Completed, by result (fresh, stale, error).",
+                    ),
+                    &["distribution", "result"],
+                )?,
+            )?,
+            warm: register(
+                registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "cfpurge_warm_total",
+                        "Warming requests of purged paths after Completed, by result (ok, error).",
+                    ),
+                    &["distribution", "result"],
+                )?,
+            )?,
         };
 
         register_process_collector(registry)?;
@@ -543,6 +573,32 @@ impl Metrics {
         self.budget_paths_limit.set(to_i64(limit));
         self.budget_paths_used.set(to_i64(used));
         self.budget_paths_allowed.set(to_i64(allowed));
+    }
+
+    /// Creates the edge series of `alias` at zero: those of verification
+    /// and of warming, for each that is configured.
+    pub fn edge_configured(&self, alias: &str, verify: bool, warm: bool) {
+        if verify {
+            for result in VERIFY_RESULTS {
+                self.verify.with_label_values(&[alias, result]);
+            }
+        }
+        if warm {
+            for result in WARM_RESULTS {
+                self.warm.with_label_values(&[alias, result]);
+            }
+        }
+    }
+
+    /// One edge check of a purged path of `alias`; `result` is one of
+    /// [`VERIFY_RESULTS`].
+    pub fn verify(&self, alias: &str, result: &'static str) {
+        self.verify.with_label_values(&[alias, result]).inc();
+    }
+
+    /// One warming request of `alias`; `result` is one of [`WARM_RESULTS`].
+    pub fn warm(&self, alias: &str, result: &'static str) {
+        self.warm.with_label_values(&[alias, result]).inc();
     }
 
     /// The price the budget of `account` plans batches at now.

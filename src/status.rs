@@ -85,6 +85,60 @@ pub struct DistributionStatus {
     pub last_error: Option<CallError>,
     /// What its pending paths wait for; `null` when none waits.
     pub waiting: Option<Waiting>,
+    /// Edge checks after Completed, when `verify` is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verify: Option<VerifyStatus>,
+    /// Warming after Completed, when `warm` is enabled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warm: Option<WarmStatus>,
+}
+
+/// A distribution's edge checks in [`Status`], since the start.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct VerifyStatus {
+    /// Paths the edge served fresh after the purge.
+    pub fresh: u64,
+    /// Paths the edge still served from a copy older than the purge.
+    pub stale: u64,
+    /// Checks that got no answer to judge (timeout, 5xx, no `X-Cache`).
+    pub error: u64,
+    /// Checks waiting or under way.
+    pub queued: u64,
+    /// Paths not checked because too many waited.
+    pub not_requested: u64,
+    /// Stale paths purged again (`reinvalidate_stale`).
+    pub reinvalidated: u64,
+    /// The latest stale path; `null` until one.
+    pub last_stale: Option<StalePath>,
+}
+
+/// A path found stale at the edge.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StalePath {
+    /// As purged (percent-encoded).
+    pub path: String,
+    /// The invalidation that should have purged it.
+    pub invalidation: String,
+    /// The edge's `Age` of its copy.
+    pub age_seconds: u64,
+    /// When it was found, RFC 3339 UTC.
+    pub at: String,
+}
+
+/// A distribution's warming in [`Status`], since the start.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WarmStatus {
+    /// Paths requested and answered (any status below 500).
+    pub ok: u64,
+    /// Paths whose request failed or got a 5xx.
+    pub error: u64,
+    /// Requests waiting or under way.
+    pub queued: u64,
+    /// Paths not warmed because too many waited.
+    pub not_requested: u64,
 }
 
 /// A failed CloudFront call, in [`DistributionStatus`].
@@ -305,6 +359,16 @@ impl Status {
                             tenant_id: d.tenant_id.clone(),
                             max_inflight_exact: d.max_inflight_paths as u64,
                             max_inflight_wildcard: d.max_inflight_wildcards as u64,
+                            verify: d
+                                .verify
+                                .as_ref()
+                                .filter(|v| v.sample > 0)
+                                .map(|_| VerifyStatus::default()),
+                            warm: d
+                                .warm
+                                .as_ref()
+                                .filter(|w| w.enabled && d.verify.is_some())
+                                .map(|_| WarmStatus::default()),
                             ..DistributionStatus::default()
                         },
                     )

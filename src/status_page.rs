@@ -59,7 +59,7 @@ h2{font-size:15px;margin:0 0 10px}h2 small{color:#6b7585;font-weight:normal}\
 .mark{position:absolute;top:-4px;bottom:-4px;width:2px;background:#1d2330}\
 table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:3px 6px 3px 0;font-size:13px}td{white-space:nowrap}\
 th{color:#6b7585;font-weight:normal}code{font-size:12px}\
-.st{padding:1px 6px;border-radius:3px;font-size:12px}.InProgress{background:#fff1d6}.Completed{background:#dcf5e3}\
+.st{padding:1px 6px;border-radius:3px;font-size:12px}.InProgress{background:#fff1d6}.Completed{background:#dcf5e3}.stale{background:#fddede}\
 header .mode{background:#3a4254;color:#fff;padding:1px 6px;border-radius:3px;margin-left:8px;font-size:12px;font-weight:normal}\
 header .mode.test{background:#ffd98a;color:#1d2330}\
 .note{border-left:4px solid #6b7585;background:#f4f5f7;padding:6px 10px;margin:0 0 10px;font-size:13px;overflow-wrap:anywhere}\
@@ -173,6 +173,7 @@ pub fn render(status: &Status, now: SystemTime, refresh_seconds: u32) -> String 
             }
             None => html.push_str("<p class=\"label\">no invalidation created yet</p>"),
         }
+        edge(&mut html, d);
         html.push_str("</section>");
     }
 
@@ -249,6 +250,44 @@ fn mode_badges(status: &Status) -> String {
         other => badge(&format!("CloudFront {other}"), false),
     };
     source + &cloudfront
+}
+
+/// The edge checks and warming of a distribution, when configured.
+fn edge(html: &mut String, d: &crate::status::DistributionStatus) {
+    if let Some(v) = &d.verify {
+        let _ = write!(
+            html,
+            "<table><tr><th>edge checks</th><th>fresh</th><th>stale</th><th>error</th>\
+             <th>queued</th><th>purged again</th></tr><tr><td>after Completed</td>\
+             <td>{}</td><td><span class=\"{}\">{}</span></td><td>{}</td><td>{}</td><td>{}</td></tr></table>",
+            v.fresh,
+            if v.stale > 0 { "st stale" } else { "" },
+            v.stale,
+            v.error,
+            v.queued,
+            v.reinvalidated,
+        );
+        if let Some(last) = &v.last_stale {
+            let _ = write!(
+                html,
+                "<p class=\"label\">last stale: <code>{path}</code> (Age {age} s, \
+                 invalidation <code>{id}</code>) at {at}</p>",
+                path = escape(&last.path),
+                age = last.age_seconds,
+                id = escape(&last.invalidation),
+                at = escape(&last.at),
+            );
+        }
+    }
+    if let Some(w) = &d.warm {
+        let _ = write!(
+            html,
+            "<table><tr><th>warming</th><th>ok</th><th>error</th><th>queued</th>\
+             <th>not requested</th></tr><tr><td>after Completed</td><td>{}</td><td>{}</td>\
+             <td>{}</td><td>{}</td></tr></table>",
+            w.ok, w.error, w.queued, w.not_requested,
+        );
+    }
 }
 
 /// A price as an operator reads it: three significant figures, whole
@@ -357,6 +396,26 @@ mod tests {
                 catalog: None,
                 last_error: None,
                 waiting: None,
+                verify: Some(crate::status::VerifyStatus {
+                    fresh: 41,
+                    stale: 2,
+                    error: 1,
+                    queued: 3,
+                    not_requested: 0,
+                    reinvalidated: 1,
+                    last_stale: Some(crate::status::StalePath {
+                        path: "/a<b>.html".into(),
+                        invalidation: "I2J3EXAMPLE".into(),
+                        age_seconds: 4000,
+                        at: "2026-11-24T14:59:00Z".into(),
+                    }),
+                }),
+                warm: Some(crate::status::WarmStatus {
+                    ok: 97,
+                    error: 3,
+                    queued: 0,
+                    not_requested: 5,
+                }),
             },
         );
         status
@@ -384,6 +443,9 @@ mod tests {
             "<b>500</b><span>even pace by now</span>",
             "<b>12.3</b><span>price (blast per billed path)</span>",
             "<td>4</td><td>2</td><td>0</td><td>2</td>",
+            "<td>after Completed</td><td>41</td><td><span class=\"st stale\">2</span></td><td>1</td><td>3</td><td>1</td>",
+            "last stale: <code>/a&lt;b&gt;.html</code> (Age 4000 s, invalidation <code>I2J3EXAMPLE</code>) at 2026-11-24T14:59:00Z",
+            "<td>after Completed</td><td>97</td><td>3</td><td>0</td><td>5</td>",
         ] {
             assert!(html.contains(text), "{text:?} missing from {html}");
         }

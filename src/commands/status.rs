@@ -213,6 +213,28 @@ pub fn write_text(status: &Status, out: &mut dyn Write) -> io::Result<()> {
         "queue: visible {}, in flight {}, delayed {}, pending messages {}",
         q.visible, q.in_flight, q.delayed, q.pending_messages
     )?;
+    for (alias, d) in &status.distributions {
+        if let Some(v) = &d.verify {
+            let last = v.last_stale.as_ref().map_or(String::new(), |l| {
+                format!(
+                    ", last stale {} (Age {} s) at {}",
+                    l.path, l.age_seconds, l.at
+                )
+            });
+            writeln!(
+                out,
+                "edge checks {alias}: fresh {}, stale {}, error {}, queued {}, purged again {}{last}",
+                v.fresh, v.stale, v.error, v.queued, v.reinvalidated
+            )?;
+        }
+        if let Some(w) = &d.warm {
+            writeln!(
+                out,
+                "warming {alias}: ok {}, error {}, queued {}, not requested {}",
+                w.ok, w.error, w.queued, w.not_requested
+            )?;
+        }
+    }
     out.flush()
 }
 
@@ -286,6 +308,50 @@ mod tests {
         assert_eq!(
             lines[5],
             "queue: visible 0, in flight 0, delayed 0, pending messages 0"
+        );
+        assert_eq!(lines.len(), 6, "no edge lines without verify or warm");
+    }
+
+    #[test]
+    fn text_shows_the_edge_of_a_distribution_that_has_one() {
+        let mut status = Status::default();
+        status.distributions.insert(
+            "www".into(),
+            DistributionStatus {
+                verify: Some(crate::status::VerifyStatus {
+                    fresh: 9,
+                    stale: 1,
+                    error: 2,
+                    queued: 0,
+                    not_requested: 0,
+                    reinvalidated: 1,
+                    last_stale: Some(crate::status::StalePath {
+                        path: "/a.html".into(),
+                        invalidation: "I1".into(),
+                        age_seconds: 700,
+                        at: "2026-11-24T15:00:00Z".into(),
+                    }),
+                }),
+                warm: Some(crate::status::WarmStatus {
+                    ok: 40,
+                    error: 0,
+                    queued: 3,
+                    not_requested: 0,
+                }),
+                ..DistributionStatus::default()
+            },
+        );
+        let mut out = Vec::new();
+        write_text(&status, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            &lines[lines.len() - 2..],
+            [
+                "edge checks www: fresh 9, stale 1, error 2, queued 0, purged again 1, \
+                 last stale /a.html (Age 700 s) at 2026-11-24T15:00:00Z",
+                "warming www: ok 40, error 0, queued 3, not requested 0",
+            ]
         );
     }
 

@@ -22,6 +22,8 @@ use crate::config::{BudgetConfig, Config, Pacing};
 use crate::coordination::dynamo::Fence;
 use crate::coordination::{Answer, Call, Change, Lease, Role};
 use crate::decode::{RejectReason, Router};
+use crate::edge::{EdgeError, EdgeRequest, Observed};
+use crate::path::CfPath;
 use crate::pending::{BatchRules, MessageId, Meter, PendingSet};
 use crate::pipeline::{self, Effect, Ingested};
 use crate::planner::Settings;
@@ -33,6 +35,7 @@ use crate::tracker::external::Found;
 use crate::tracker::{self, Checks, InflightView, Known, Looked};
 
 use super::catalogs::{Built, Catalogs, Job};
+use super::edge::{Edges, MAX_CANDIDATES, is_reinvalidation};
 use super::ledger::{Ledger, Recovered, StoreCall, Written};
 use super::observe::Observers;
 
@@ -123,6 +126,11 @@ pub enum Input {
     Deleted(usize),
     /// The queue's depth, or why it could not be read.
     Depth(Result<QueueDepth, QueueError>),
+    /// What the edge answered to a [`Command::Edge`].
+    Edge {
+        request: EdgeRequest,
+        result: Result<Observed, EdgeError>,
+    },
 }
 
 /// What the core asks the runner to do.
@@ -179,6 +187,9 @@ pub enum Command {
     Catalog { alias: String, job: Job },
     /// Ask for the queue's depth.
     Depth,
+    /// Request a purged path from its distribution's edge (verification or
+    /// warming).
+    Edge(EdgeRequest),
 }
 
 /// What a budget scan needs: the ids already looked at and where the month
@@ -326,6 +337,8 @@ pub struct Core {
     prices: HashMap<String, f64>,
     /// What the distributions serve, for the least-blast planner.
     catalogs: Catalogs,
+    /// Verification and warming at the edge after Completed.
+    edges: Edges,
     /// `coalesce.blast_per_path`: the price under `pacing = "none"`.
     blast_per_path: f64,
     totals: Totals,
@@ -398,6 +411,11 @@ impl Core {
             calls_hold: HashMap::new(),
             prices: HashMap::new(),
             catalogs: Catalogs::new(config),
+            // A replay makes no requests, to the edge or anywhere.
+            edges: match mode {
+                Mode::Live => Edges::new(config),
+                Mode::Replay => Edges::default(),
+            },
             blast_per_path: config.coalesce.blast_per_path,
             totals: Totals::default(),
             replica: None,
@@ -550,6 +568,11 @@ impl Core {
         {
             self.start_reconcile(now);
         }
+        if !self.draining {
+            for request in self.edges.due(now.mono) {
+                self.out.push(Command::Edge(request));
+            }
+        }
         if self.mode == Mode::Live {
             if !self.timers.asking_depth && now.mono >= self.timers.depth {
                 self.timers.asking_depth = true;
@@ -576,6 +599,9 @@ impl Core {
             due(Some(self.timers.observe));
             due((!self.timers.asking_depth).then_some(self.timers.depth));
             due(self.catalogs.next_due());
+        }
+        if !self.draining {
+            due(self.edges.next_wake());
         }
         let leader = self.is_leader(now.mono);
         if leader {
@@ -643,7 +669,7 @@ impl Core {
         for id in &left {
             self.pending.remove(id);
         }
-        left
+        queue_messages(left)
     }
 
     // --- Ingesting ---
@@ -716,6 +742,7 @@ impl Core {
             let covered = self
                 .pending
                 .apply_recovered(&r.alias, &r.paths, r.created_at);
+            let covered = queue_messages(covered);
             if !covered.is_empty() {
                 tracing::info!(distribution = %r.alias, messages = covered.len(), "redelivered messages covered by an invalidation made before a crash");
                 self.out.push(Command::Queue(Effect::Delete(covered)));
@@ -939,6 +966,7 @@ impl Core {
                         .metrics
                         .invalidation_completed(&c.alias, c.took);
                     tracing::info!(distribution = %c.alias, invalidation = %c.id, seconds = c.took.as_secs(), "invalidation completed");
+                    self.edges.completed(&c.id, now.mono);
                 }
                 for (alias, id, e) in report.failed {
                     tracing::warn!(distribution = %alias, invalidation = %id, error = %e, "checking an invalidation failed");
@@ -972,6 +1000,37 @@ impl Core {
                 self.totals.messages_deleted += n as u64;
             }
             Input::Depth(result) => self.depth(result, now),
+            Input::Edge { request, result } => self.edge_answered(request, result, now),
+        }
+    }
+
+    /// The edge answered: counted and shown; a stale path of a
+    /// distribution that opted in is purged again, once, while the budget
+    /// has room, through the pending set like any request.
+    fn edge_answered(
+        &mut self,
+        request: EdgeRequest,
+        result: Result<Observed, EdgeError>,
+        now: &Now,
+    ) {
+        let may_spend = self
+            .ledger
+            .budget()
+            .is_some_and(|b| b.remaining(now.wall) > 0);
+        let again = self.edges.answered(
+            request,
+            result,
+            now.mono,
+            now.wall,
+            may_spend,
+            &self.observers.metrics,
+        );
+        if let Some(again) = again
+            && self.is_leader(now.mono)
+            && !self.draining
+        {
+            // Not counted as requested: no client asked for it.
+            self.pending.add(&again.id, now.mono, &[again.request]);
         }
     }
 
@@ -1160,6 +1219,23 @@ impl Core {
             .commit(&batch.reference, &invalidation.id, invalidation.created_at);
         self.view.record_created(alias, invalidation, now.instant);
         self.judge_distribution(alias, Ok(()), now);
+        if self.edges.wants(alias) {
+            // Before the coverage takes them: what its wildcards cover of
+            // what was asked for by name.
+            let mut purged: Vec<CfPath> = batch.paths.clone();
+            purged.extend(
+                self.pending
+                    .exact_under(alias, &batch.paths, MAX_CANDIDATES),
+            );
+            self.edges.created(
+                &self.router,
+                alias,
+                &invalidation.id,
+                purged,
+                batch.first_sent_at,
+                now.mono,
+            );
+        }
         let covered = self
             .pending
             .apply_timed(alias, &batch.paths, batch.first_sent_at);
@@ -1195,10 +1271,9 @@ impl Core {
             .prices
             .remove(&batch.reference)
             .unwrap_or(self.blast_per_path);
-        if !covered.is_empty() {
-            self.out.push(Command::Queue(Effect::Delete(
-                covered.iter().map(|(id, _)| id.clone()).collect(),
-            )));
+        let to_delete = queue_messages(covered.iter().map(|(id, _)| id.clone()).collect());
+        if !to_delete.is_empty() {
+            self.out.push(Command::Queue(Effect::Delete(to_delete)));
         }
         if self.mode == Mode::Replay {
             let planned_from = self
@@ -1472,7 +1547,7 @@ impl Core {
                 self.ledger.reset();
                 self.catalogs.set_leading(false, now);
                 self.observers.readiness.clear("ledger");
-                let held: Vec<_> = self.pending.message_ids().cloned().collect();
+                let held = queue_messages(self.pending.message_ids().cloned().collect());
                 if !held.is_empty() {
                     tracing::info!(
                         messages = held.len(),
@@ -1545,6 +1620,7 @@ impl Core {
             pending: &self.pending,
             view: &self.view,
             catalogs: &self.catalogs,
+            edges: &self.edges,
             budget: self
                 .ledger
                 .budget()
@@ -1575,6 +1651,14 @@ impl Core {
     pub fn held_messages(&self) -> usize {
         self.pending.pending_messages()
     }
+}
+
+/// The ids among `ids` that stand for queue messages: a re-invalidation of
+/// a stale path waits in the pending set like a message, but there is no
+/// message to delete or release.
+fn queue_messages(mut ids: Vec<MessageId>) -> Vec<MessageId> {
+    ids.retain(|id| !is_reinvalidation(id));
+    ids
 }
 
 fn unix_ms(now: &Now) -> u64 {

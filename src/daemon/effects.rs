@@ -20,6 +20,7 @@ use crate::budget::{AnyStore, DynamoStore, LedgerError, LedgerStore};
 use crate::clock::Clock;
 use crate::cloudfront::invalidator::{Invalidator, InvalidatorError, MAX_LIST_ITEMS};
 use crate::coordination::{AnyTable, LeaseTable};
+use crate::edge::{EdgeClient, EdgeError};
 use crate::pipeline::{self, Effect};
 use crate::source::driver::{Source, SourceEvent};
 use crate::source::queue::Queue;
@@ -80,6 +81,11 @@ pub struct Effects<Q, I> {
     lease: Option<(AnyTable, String)>,
     shared: Option<DynamoStore>,
     polls: Arc<Semaphore>,
+    /// The edge requests of verification and warming; `Err` says why the
+    /// client could not be built (each request is answered with it).
+    edge: Result<EdgeClient, String>,
+    /// Fires at shutdown: the edge's requests are dropped, never waited for.
+    edge_stop: CancellationToken,
     /// Calls started while draining give up at this moment.
     deadline: Option<Instant>,
 }
@@ -121,9 +127,23 @@ impl<Q: Queue, I: Invalidator> Effects<Q, I> {
             lease,
             shared,
             polls: Arc::new(Semaphore::new(POLLS_AT_ONCE)),
+            edge: Err("no distribution has an edge configured".to_owned()),
+            edge_stop: CancellationToken::new(),
             deadline: None,
         };
         (effects, reports)
+    }
+
+    /// Makes the edge requests with `edge`.
+    pub fn set_edge(&mut self, edge: Result<EdgeClient, String>) {
+        self.edge = edge;
+    }
+
+    /// Shutdown: the edge's requests under way are dropped. They decide
+    /// nothing a purge or a message waits on, so they are not worth any of
+    /// the grace period.
+    pub fn stop_edge(&self) {
+        self.edge_stop.cancel();
     }
 
     /// From now on, calls give up at `deadline` (shutdown).
@@ -340,6 +360,25 @@ impl<Q: Queue, I: Invalidator> Effects<Q, I> {
                 self.tasks.spawn(async move {
                     let result = catalogs::build(job).await;
                     let _ = done.send(Report::Input(Input::Catalog { alias, result }));
+                });
+            }
+            Command::Edge(request) => {
+                let (edge, done, stop) =
+                    (self.edge.clone(), self.done.clone(), self.edge_stop.clone());
+                self.tasks.spawn(async move {
+                    // The request bounds its own time (connect and total).
+                    let result = match &edge {
+                        Ok(client) => {
+                            let Some(result) =
+                                stop.run_until_cancelled(client.fetch(&request)).await
+                            else {
+                                return;
+                            };
+                            result
+                        }
+                        Err(why) => Err(EdgeError::Request(why.clone())),
+                    };
+                    let _ = done.send(Report::Input(Input::Edge { request, result }));
                 });
             }
             Command::Depth => {

@@ -10,6 +10,7 @@
 
 mod catalogs;
 pub mod core;
+mod edge;
 mod effects;
 mod ledger;
 mod observe;
@@ -74,6 +75,8 @@ pub struct Daemon<Q, I> {
     grace: Duration,
     replica: Option<Replica>,
     observers: Observers,
+    /// The edge requests' client, built once from the configuration.
+    edge: Result<crate::edge::EdgeClient, String>,
 }
 
 impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
@@ -90,6 +93,10 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
         let store = AnyStore::File(FileStore::new(config.budget.ledger_path.clone()));
         core.set_ledger_location(store.location());
         let observers = core.observers().clone();
+        let edge = crate::edge::EdgeClient::new(config);
+        if let Err(e) = &edge {
+            tracing::error!(error = %e, "edge requests cannot be made; every check and warming request counts as an error");
+        }
         Daemon {
             core,
             source,
@@ -99,6 +106,7 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
             grace: Duration::from_secs(config.shutdown.grace_seconds),
             replica: None,
             observers,
+            edge,
         }
     }
 
@@ -192,6 +200,7 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
                 .map(|r| (r.table.clone(), r.id.clone())),
             self.replica.as_ref().and_then(|r| r.store.clone()),
         );
+        effects.set_edge(self.edge.clone());
         if self.replica.is_none() {
             effects.carry_out(Command::Receive(true), &self.clock);
         }
@@ -224,6 +233,7 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
             sd_notify::NotifyState::Status("draining"),
         ]);
         effects.carry_out(Command::Receive(false), &self.clock);
+        effects.stop_edge();
         let deadline = Instant::now() + self.grace;
         let end = deadline + SHUTDOWN_MARGIN;
         effects.set_deadline(deadline);

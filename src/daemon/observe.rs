@@ -17,6 +17,7 @@ use crate::tracker::InflightView;
 
 use super::catalogs::Catalogs;
 use super::core::{STARTUP, SourceView};
+use super::edge::Edges;
 
 /// What the daemon shows of itself, for the HTTP server: its metrics (and
 /// the registry they are in), the status snapshot, the readiness reasons and
@@ -46,6 +47,11 @@ impl Observers {
         // A fresh registry refuses a metric only when two share a name,
         // which the metrics module's own tests rule out.
         let metrics = Metrics::new(&registry, &aliases).expect("metric names are unique");
+        for (alias, d) in &config.distributions {
+            let verify = d.verify.as_ref().is_some_and(|v| v.sample > 0);
+            let warm = d.verify.is_some() && d.warm.as_ref().is_some_and(|w| w.enabled);
+            metrics.edge_configured(alias, verify, warm);
+        }
         // The ledger fills in used and allowed; the limit is known now.
         metrics.set_budget(config.budget.monthly_paths, 0, 0);
         metrics.set_budget_price(
@@ -104,6 +110,7 @@ pub(super) struct Shown<'a> {
     pub pending: &'a PendingSet,
     pub view: &'a InflightView,
     pub catalogs: &'a Catalogs,
+    pub edges: &'a Edges,
     pub budget: Option<BudgetStatus>,
     pub shared_budget: Option<BudgetStatus>,
 }
@@ -129,6 +136,7 @@ impl Observers {
             pending,
             view,
             catalogs,
+            edges,
             budget,
             shared_budget,
         } = shown;
@@ -166,6 +174,7 @@ impl Observers {
                 d.waiting = why.waiting;
                 d.last_error = why.last_error;
             }
+            (d.verify, d.warm) = edges.status(alias);
             if let Some(c) = &d.catalog {
                 metrics.set_catalog_objects(alias, c.objects);
             }

@@ -953,6 +953,270 @@ simulate_completion_seconds = 30
     }
 }
 
+/// Verification and warming after Completed, the daemon run whole on paused
+/// time against the simulated CloudFront and a fake edge on loopback that
+/// forgets a cached copy when CloudFront completes an invalidation of it
+/// (unless told to ignore purges).
+mod edge {
+    use super::super::*;
+    use crate::budget::MemoryStore;
+    use crate::cloudfront::simulate::SimulatedCloudFront;
+    use crate::edge::fake::{Behaviour, FakeEdge};
+    use crate::source::local::LocalQueue;
+
+    const DIST: &str = "E2ABCDEF123456";
+
+    fn config(edge: &FakeEdge, extra: &str) -> Config {
+        let toml = format!(
+            r#"
+[source]
+kind = "local"
+visibility_timeout_seconds = 60
+[distributions.www]
+id = "{DIST}"
+[distributions.www.verify]
+domain = "{domain}"
+scheme = "http"
+sample = 3
+per_second = 2
+{extra}
+[batching]
+quiet_seconds = 2
+max_delay_seconds = 10
+max_batch_paths = 3000
+[cloudfront]
+mode = "simulate"
+create_per_second = 100
+create_burst = 100
+poll_interval_seconds = 5
+simulate_completion_seconds = 30
+[budget]
+pacing = "none"
+monthly_paths = 100000
+"#,
+            domain = edge.domain()
+        );
+        Config::from_parts(Some(&toml), "test", std::iter::empty()).expect("config")
+    }
+
+    struct Run {
+        queue: LocalQueue,
+        cloudfront: SimulatedCloudFront,
+        observers: Observers,
+        cancel: CancellationToken,
+        task: tokio::task::JoinHandle<Totals>,
+    }
+
+    impl Run {
+        fn metric(&self, series: &str) -> f64 {
+            let text = crate::metrics::encode(&self.observers.registry);
+            text.lines()
+                .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+                .unwrap_or_else(|| panic!("{series} missing from\n{text}"))
+                .parse()
+                .expect("a number")
+        }
+
+        fn verified(&self, result: &str) -> f64 {
+            self.metric(&format!(
+                "cfpurge_verify_total{{distribution=\"www\",result=\"{result}\"}}"
+            ))
+        }
+
+        /// The invalidations created so far that purge `path`.
+        fn purging(&self, path: &str) -> usize {
+            let path = crate::path::CfPath::parse(path).expect("path");
+            self.cloudfront
+                .created()
+                .iter()
+                .filter(|(_, inv)| inv.paths.iter().any(|p| p.covers(&path)))
+                .count()
+        }
+
+        async fn stop(self) -> Totals {
+            self.cancel.cancel();
+            self.task.await.expect("run ends")
+        }
+    }
+
+    async fn start(extra: &str) -> (Run, FakeEdge) {
+        let cloudfront = SimulatedCloudFront::new([DIST.to_owned()], Duration::from_secs(30));
+        let edge = FakeEdge::start(Some((cloudfront.clone(), DIST))).await;
+        let config = config(&edge, extra);
+        let queue = LocalQueue::new(Duration::from_secs(60));
+        let daemon = Daemon::new(&config, queue.clone(), cloudfront.clone())
+            .with_ledger(AnyStore::Memory(MemoryStore::new()));
+        let observers = daemon.observers();
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(daemon.run(cancel.clone()));
+        let run = Run {
+            queue,
+            cloudfront,
+            observers,
+            cancel,
+            task,
+        };
+        (run, edge)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_purge_that_took_is_fresh_one_the_edge_ignores_is_stale_and_purged_again_once() {
+        let (run, edge) = start("reinvalidate_stale = true").await;
+        // Viewers had both pages cached long before.
+        edge.cache("/fresh.html");
+        edge.cache("/ignored.html");
+        tokio::time::sleep(Duration::from_secs(100)).await;
+
+        run.queue.send("/fresh.html").await.expect("send");
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(run.verified("fresh"), 1.0);
+        assert_eq!(run.verified("stale"), 0.0);
+        assert!(run.queue.is_empty());
+
+        edge.obey_purges(false);
+        run.queue.send("/ignored.html").await.expect("send");
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(run.verified("stale"), 1.0);
+        let status = run.observers.status.snapshot();
+        let verify = status.distributions["www"]
+            .verify
+            .clone()
+            .expect("verify shown");
+        let last = verify.last_stale.expect("the stale path shown");
+        assert_eq!(last.path, "/ignored.html");
+        assert!(last.age_seconds >= 160, "{last:?}");
+        // Purged again, once, and checked again: still stale, not a third
+        // time.
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        assert_eq!(run.purging("/ignored.html"), 2);
+        assert_eq!(run.verified("stale"), 2.0);
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        assert_eq!(run.purging("/ignored.html"), 2);
+        assert_eq!(run.purging("/fresh.html"), 1);
+        assert!(run.queue.is_empty());
+        assert!(run.queue.dead_letters().is_empty());
+        let totals = run.stop().await;
+        assert_eq!(totals.messages_deleted, 2);
+        assert_eq!(totals.invalidations, 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_opting_in_a_stale_path_is_not_purged_again() {
+        let (run, edge) = start("").await;
+        edge.cache("/ignored.html");
+        edge.obey_purges(false);
+        tokio::time::sleep(Duration::from_secs(100)).await;
+        run.queue.send("/ignored.html").await.expect("send");
+        tokio::time::sleep(Duration::from_secs(300)).await;
+        assert_eq!(run.verified("stale"), 1.0);
+        assert_eq!(run.purging("/ignored.html"), 1);
+        run.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_edge_that_hangs_or_fails_delays_no_purge_and_loses_no_message() {
+        for behaviour in [Behaviour::Hang, Behaviour::Fail] {
+            let (run, edge) = start("[distributions.www.warm]\nenabled = true").await;
+            edge.behave(behaviour.clone());
+            for i in 0..5 {
+                let paths: Vec<String> = (0..4).map(|j| format!("\"/b{i}/p{j}.html\"")).collect();
+                run.queue
+                    .send(&format!(r#"{{"paths":[{}]}}"#, paths.join(",")))
+                    .await
+                    .expect("send");
+                // Each is purged within its quiet window, whatever the edge
+                // does with the checks of the ones before.
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                assert_eq!(run.cloudfront.created().len(), i + 1, "{behaviour:?}");
+                assert!(run.queue.is_empty(), "{behaviour:?}");
+                tokio::time::sleep(Duration::from_secs(40)).await;
+            }
+            tokio::time::sleep(Duration::from_secs(120)).await;
+            assert_eq!(run.verified("error"), 15.0, "{behaviour:?}");
+            assert_eq!(run.verified("fresh") + run.verified("stale"), 0.0);
+            assert_eq!(
+                run.metric("cfpurge_warm_total{distribution=\"www\",result=\"error\"}"),
+                5.0,
+                "{behaviour:?}"
+            );
+            assert_eq!(
+                run.metric("cfpurge_warm_total{distribution=\"www\",result=\"ok\"}"),
+                0.0
+            );
+            // Shutdown does not wait for the edge either: what is under way
+            // is dropped (a hanging request would hold it to the margin).
+            run.queue.send("/last.html").await.expect("send");
+            tokio::time::sleep(Duration::from_secs(36)).await;
+            let stopped = tokio::time::Instant::now();
+            let totals = run.stop().await;
+            let took = stopped.elapsed();
+            assert!(took < Duration::from_secs(3), "{behaviour:?}: {took:?}");
+            assert_eq!(totals.messages_deleted, 6);
+            assert_eq!(totals.invalidations, 6);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_edge_rates_hold_when_a_3000_path_invalidation_completes() {
+        let (run, edge) =
+            start("[distributions.www.warm]\nenabled = true\nper_second = 5\nmax_paths = 3000")
+                .await;
+        let paths: Vec<String> = (0..3000)
+            .map(|i| format!("\"/d{}/p{i}.html\"", i % 10))
+            .collect();
+        run.queue
+            .send(&format!(r#"{{"paths":[{}]}}"#, paths.join(",")))
+            .await
+            .expect("send");
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        // The planner sent wildcards; the edge is asked for the requested
+        // paths they covered, never for a wildcard.
+        let created = run.cloudfront.created();
+        assert_eq!(created.len(), 1);
+        assert!(
+            created[0].1.paths.iter().all(|p| p.is_wildcard()),
+            "{created:?}"
+        );
+        tokio::time::sleep(Duration::from_secs(700)).await;
+        let seen = edge.seen();
+        assert_eq!(seen.len(), 3000);
+        let mut asked: Vec<&str> = seen.iter().map(|s| s.path.as_str()).collect();
+        asked.sort_unstable();
+        asked.dedup();
+        assert_eq!(asked.len(), 3000, "each path once");
+        assert!(asked.iter().all(|p| p.ends_with(".html")));
+        // Per second of virtual time: at most 2 checks and 5 warming
+        // requests.
+        let most = seen
+            .iter()
+            .map(|s| {
+                seen.iter()
+                    .filter(|u| u.at >= s.at && u.at < s.at + Duration::from_secs(1))
+                    .count()
+            })
+            .max()
+            .expect("requests");
+        assert!(most <= 7, "{most} requests in one second");
+        let after_the_checks = seen
+            .iter()
+            .filter(|s| s.at >= seen[0].at + Duration::from_secs(2))
+            .map(|s| {
+                seen.iter()
+                    .filter(|u| u.at >= s.at && u.at < s.at + Duration::from_secs(1))
+                    .count()
+            })
+            .max()
+            .expect("requests");
+        assert_eq!(after_the_checks, 5);
+        assert_eq!(run.verified("fresh"), 3.0);
+        assert_eq!(
+            run.metric("cfpurge_warm_total{distribution=\"www\",result=\"ok\"}"),
+            2997.0
+        );
+        run.stop().await;
+    }
+}
+
 /// CloudFront stops answering once the daemon has started: every call
 /// fails as a refused connection does. What an operator looks at names the
 /// error and what the pending paths wait for, and the budget shows the

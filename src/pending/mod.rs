@@ -386,6 +386,37 @@ impl PendingSet {
             .collect()
     }
 
+    /// The waiting exact paths (as first spelt) that `wildcards` cover, at
+    /// most `limit`: what of a wildcard's reach was asked for by name, the
+    /// only part of it the edge may be asked for after the purge.
+    pub fn exact_under(
+        &self,
+        distribution: &str,
+        wildcards: &[CfPath],
+        limit: usize,
+    ) -> Vec<CfPath> {
+        let Some(d) = self.distributions.get(distribution) else {
+            return Vec::new();
+        };
+        let mut found = Vec::new();
+        for w in wildcards.iter().filter(|w| w.is_wildcard()) {
+            let prefix = w.prefix();
+            let under = d
+                .entries
+                .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
+                .take_while(|(k, _)| k.as_str().starts_with(prefix))
+                .map(|(k, _)| d.spellings.get(k).unwrap_or(k))
+                .filter(|p| !p.is_wildcard() && !p.is_tag());
+            for p in under {
+                if found.len() >= limit {
+                    return found;
+                }
+                found.push(p.clone());
+            }
+        }
+        found
+    }
+
     /// Records an invalidation accepted by CloudFront for `distribution`,
     /// submitted at `submitted_at`: the waiters it covers that were received
     /// before it are done. Returns the messages now fully covered, which are

@@ -346,6 +346,11 @@ impl<Q> Clone for Source<Q> {
 /// Delete attempts per message before giving up on it (it will then be
 /// delivered again and be covered again: a wasted path, never a lost one).
 const DELETE_ATTEMPTS: u32 = 4;
+/// The first retry of a delete waits up to this (full jitter, doubling):
+/// failed entries of a batch are usually throttling or a stale handle.
+const DELETE_BACKOFF: Duration = Duration::from_millis(200);
+/// ... and no retry waits longer than this.
+const DELETE_BACKOFF_CAP: Duration = Duration::from_secs(2);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding one of these locks leaves plain data behind,
@@ -779,7 +784,13 @@ impl<Q: Queue> Source<Q> {
             for f in &failed {
                 tracing::debug!(message = %f.id, code = %f.code, attempt, "delete entry failed");
             }
-            tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+            tokio::time::sleep(crate::aws::error::backoff(
+                attempt,
+                rand::random::<f64>(),
+                DELETE_BACKOFF,
+                DELETE_BACKOFF_CAP,
+            ))
+            .await;
         }
         if !todo.is_empty() {
             tracing::error!(

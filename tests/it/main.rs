@@ -6,6 +6,7 @@ mod chaos;
 mod config;
 mod daemon;
 mod docs;
+mod edge;
 mod fake_cloudfront;
 mod hardening;
 mod hardening_ledger;
