@@ -31,6 +31,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 mod edge;
 pub use edge::{EdgeScheme, VerifyConfig, WarmConfig};
+mod accounts;
+pub use self::accounts::{AccountConfig, DEFAULT_ACCOUNT, session_name};
 
 /// Where the configuration file is looked for when neither `-c` nor
 /// `$CFPURGE_CONFIG` names one.
@@ -67,6 +69,10 @@ pub struct Config {
     pub source: SourceConfig,
     /// The CloudFront distributions this daemon purges, by alias.
     pub distributions: BTreeMap<String, DistributionConfig>,
+    /// The AWS accounts the distributions live in, by name (none: one
+    /// account, the default credentials').
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub accounts: BTreeMap<String, AccountConfig>,
     /// Which distribution a request that names none, or an S3 event, goes to.
     pub routing: RoutingConfig,
     /// When a distribution's pending paths are planned into a batch.
@@ -191,6 +197,10 @@ pub struct DistributionConfig {
     /// Refilling the cache after a completed purge (off when absent).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub warm: Option<WarmConfig>,
+    /// The `[accounts.NAME]` this distribution lives in (unset: the default
+    /// credentials' account), whose budget and create rate it shares.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
 }
 
 /// `[routing]`: where requests that do not name a distribution go.
@@ -447,6 +457,7 @@ impl Default for DistributionConfig {
             cache_tags: false,
             verify: None,
             warm: None,
+            account: None,
         }
     }
 }
@@ -1080,6 +1091,7 @@ impl Config {
         self.check_aws(&mut v);
         self.check_source(&mut v);
         self.check_distributions(&mut v);
+        self.check_accounts(&mut v);
         self.check_routing(&mut v);
         self.check_batching(&mut v);
         self.check_coalesce(&mut v);
@@ -1645,6 +1657,7 @@ impl Config {
                 self.http.listen
             ));
         }
+        warnings.extend(self.account_warnings());
         warnings
     }
 
@@ -1794,6 +1807,7 @@ const SECTIONS: &[&str] = &[
     "aws",
     "source",
     "distributions",
+    "accounts",
     "routing",
     "batching",
     "coalesce",

@@ -490,13 +490,20 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             let path = config::config_path(config.as_deref());
             let config = Config::load(&path).map_err(Failure::usage)?;
             let runtime = current_thread()?;
-            let store = runtime
-                .block_on(commands::ledger::store(&config))
-                .map_err(Failure::runtime)?;
             let out = &mut io::stdout().lock();
             match file {
-                None => commands::ledger::show(&config, &store, out),
-                Some(file) => commands::ledger::import(&config, &store, file, out),
+                None => {
+                    let stores = runtime
+                        .block_on(commands::ledger::stores(&config))
+                        .map_err(Failure::runtime)?;
+                    commands::ledger::show_all(&config, &stores, out)
+                }
+                Some(file) => {
+                    let store = runtime
+                        .block_on(commands::ledger::store(&config))
+                        .map_err(Failure::runtime)?;
+                    commands::ledger::import(&config, &store, file, out)
+                }
             }
             .map_err(Failure::runtime)?;
             Ok(0)

@@ -34,9 +34,9 @@ const TAG_KIND: &str = "tag";
 /// The `state` label values of `cfpurge_queue_messages`.
 const QUEUE_STATES: [&str; 3] = ["visible", "in_flight", "delayed"];
 
-/// The `account` label of the one budget there is until several accounts
-/// can be configured.
-pub const DEFAULT_ACCOUNT: &str = "default";
+/// The `account` label of the budget of distributions that name no
+/// account: the only one without `[accounts]`.
+pub use crate::config::DEFAULT_ACCOUNT;
 
 /// Request to accepted invalidation: coalescing waits from well under a
 /// second up to hours when the budget or CloudFront's in-flight limits hold
@@ -93,12 +93,12 @@ pub struct Metrics {
     inflight_paths: IntGaugeVec,
     /// `cfpurge_queue_messages{state}`
     queue_messages: IntGaugeVec,
-    /// `cfpurge_budget_paths_limit`
-    budget_paths_limit: IntGauge,
-    /// `cfpurge_budget_paths_used`
-    budget_paths_used: IntGauge,
-    /// `cfpurge_budget_paths_allowed`
-    budget_paths_allowed: IntGauge,
+    /// `cfpurge_budget_paths_limit{account}`
+    budget_paths_limit: IntGaugeVec,
+    /// `cfpurge_budget_paths_used{account}`
+    budget_paths_used: IntGaugeVec,
+    /// `cfpurge_budget_paths_allowed{account}`
+    budget_paths_allowed: IntGaugeVec,
     /// `cfpurge_budget_price{account}`
     budget_price: GaugeVec,
     /// `cfpurge_request_to_invalidation_seconds{distribution}`
@@ -315,23 +315,32 @@ impl Metrics {
             )?,
             budget_paths_limit: register(
                 registry,
-                IntGauge::new(
-                    "cfpurge_budget_paths_limit",
-                    "Configured monthly path budget.",
+                IntGaugeVec::new(
+                    Opts::new(
+                        "cfpurge_budget_paths_limit",
+                        "Configured monthly path budget, by AWS account.",
+                    ),
+                    &["account"],
                 )?,
             )?,
             budget_paths_used: register(
                 registry,
-                IntGauge::new(
-                    "cfpurge_budget_paths_used",
-                    "Paths spent this month (ledger).",
+                IntGaugeVec::new(
+                    Opts::new(
+                        "cfpurge_budget_paths_used",
+                        "Paths spent this month (ledger), by AWS account.",
+                    ),
+                    &["account"],
                 )?,
             )?,
             budget_paths_allowed: register(
                 registry,
-                IntGauge::new(
-                    "cfpurge_budget_paths_allowed",
-                    "Paths the pacing allows to have been spent by now.",
+                IntGaugeVec::new(
+                    Opts::new(
+                        "cfpurge_budget_paths_allowed",
+                        "Paths the pacing allows to have been spent by now, by AWS account.",
+                    ),
+                    &["account"],
                 )?,
             )?,
             budget_price: register(
@@ -399,6 +408,13 @@ impl Metrics {
             metrics.queue_messages.with_label_values(&[state]);
         }
         metrics.budget_price.with_label_values(&[DEFAULT_ACCOUNT]);
+        for gauge in [
+            &metrics.budget_paths_limit,
+            &metrics.budget_paths_used,
+            &metrics.budget_paths_allowed,
+        ] {
+            gauge.with_label_values(&[DEFAULT_ACCOUNT]);
+        }
         for &alias in distributions {
             metrics.create_distribution(alias);
         }
@@ -569,10 +585,16 @@ impl Metrics {
 
     /// The monthly budget, the paths spent this month and the paths the
     /// pacing allows to have been spent by now.
-    pub fn set_budget(&self, limit: u64, used: u64, allowed: u64) {
-        self.budget_paths_limit.set(to_i64(limit));
-        self.budget_paths_used.set(to_i64(used));
-        self.budget_paths_allowed.set(to_i64(allowed));
+    pub fn set_budget(&self, account: &str, limit: u64, used: u64, allowed: u64) {
+        self.budget_paths_limit
+            .with_label_values(&[account])
+            .set(to_i64(limit));
+        self.budget_paths_used
+            .with_label_values(&[account])
+            .set(to_i64(used));
+        self.budget_paths_allowed
+            .with_label_values(&[account])
+            .set(to_i64(allowed));
     }
 
     /// Creates the edge series of `alias` at zero: those of verification
@@ -697,9 +719,9 @@ mod tests {
         ("cfpurge_oldest_pending_seconds", "gauge", &["distribution"]),
         ("cfpurge_inflight_paths", "gauge", &["distribution", "kind"]),
         ("cfpurge_queue_messages", "gauge", &["state"]),
-        ("cfpurge_budget_paths_limit", "gauge", &[]),
-        ("cfpurge_budget_paths_used", "gauge", &[]),
-        ("cfpurge_budget_paths_allowed", "gauge", &[]),
+        ("cfpurge_budget_paths_limit", "gauge", &["account"]),
+        ("cfpurge_budget_paths_used", "gauge", &["account"]),
+        ("cfpurge_budget_paths_allowed", "gauge", &["account"]),
         ("cfpurge_budget_price", "gauge", &["account"]),
         (
             "cfpurge_request_to_invalidation_seconds",
@@ -990,7 +1012,7 @@ mod tests {
         metrics.set_pending_messages(6);
         metrics.set_inflight("www", 120, 3);
         metrics.set_queue(11, 5, 2);
-        metrics.set_budget(1000, 300, 400);
+        metrics.set_budget(DEFAULT_ACCOUNT, 1000, 300, 400);
         metrics.set_catalog_objects("www", 2705);
         metrics.set_catalog_objects("www", 2704);
 
@@ -1022,9 +1044,18 @@ mod tests {
         assert_eq!(value(r, "cfpurge_queue_messages{state=\"visible\"}"), 11.0);
         assert_eq!(value(r, "cfpurge_queue_messages{state=\"in_flight\"}"), 5.0);
         assert_eq!(value(r, "cfpurge_queue_messages{state=\"delayed\"}"), 2.0);
-        assert_eq!(value(r, "cfpurge_budget_paths_limit"), 1000.0);
-        assert_eq!(value(r, "cfpurge_budget_paths_used"), 300.0);
-        assert_eq!(value(r, "cfpurge_budget_paths_allowed"), 400.0);
+        assert_eq!(
+            value(r, "cfpurge_budget_paths_limit{account=\"default\"}"),
+            1000.0
+        );
+        assert_eq!(
+            value(r, "cfpurge_budget_paths_used{account=\"default\"}"),
+            300.0
+        );
+        assert_eq!(
+            value(r, "cfpurge_budget_paths_allowed{account=\"default\"}"),
+            400.0
+        );
 
         metrics.set_pending_messages(u64::MAX);
         assert_eq!(value(r, "cfpurge_pending_messages"), i64::MAX as f64);

@@ -299,7 +299,18 @@ pub async fn run(config: &Config, trace: &[TraceLine], options: &ReplayOptions) 
         tallies: BTreeMap::new(),
         batches: Vec::new(),
         rejected: 0,
-        ledger: options.ledger.clone(),
+        ledgers: config
+            .budget_accounts()
+            .into_iter()
+            .next()
+            .zip(options.ledger.clone())
+            .into_iter()
+            .collect(),
+        first_account: config
+            .budget_accounts()
+            .into_iter()
+            .next()
+            .unwrap_or_default(),
         with_blast: options.catalog.is_some(),
         optimum: match (&options.catalog, options.optimum) {
             (Some(catalog), true) => Some(OptimumBasis {
@@ -338,8 +349,10 @@ struct Driver {
     tallies: BTreeMap<Month, Tally>,
     batches: Vec<BatchRecord>,
     rejected: u64,
-    /// The ledger as last written (read back by a load).
-    ledger: Option<crate::budget::LedgerState>,
+    /// Each account's ledger as last written (read back by a load); the
+    /// ledger handed in and returned is the first account's.
+    ledgers: BTreeMap<String, crate::budget::LedgerState>,
+    first_account: String,
     with_blast: bool,
     optimum: Option<OptimumBasis>,
 }
@@ -515,15 +528,21 @@ impl Driver {
                 scan: scan.map(|_| Ok(Vec::new())),
                 alias,
             },
-            Command::LoadLedger { epoch } => Input::LedgerLoaded {
+            Command::LoadLedger { account, epoch } => Input::LedgerLoaded {
+                result: Ok(self.ledgers.get(&account).cloned()),
+                account,
                 epoch,
-                result: Ok(self.ledger.clone()),
             },
             Command::SaveLedger {
-                epoch, seq, state, ..
+                account,
+                epoch,
+                seq,
+                state,
+                ..
             } => {
-                self.ledger = Some(state);
+                self.ledgers.insert(account.clone(), state);
                 Input::LedgerSaved {
+                    account,
                     epoch,
                     seq,
                     result: Ok(()),
@@ -535,7 +554,7 @@ impl Driver {
                 return None;
             }
             Command::Release(_)
-            | Command::ReadSharedLedger
+            | Command::ReadSharedLedger { .. }
             | Command::Lease { .. }
             | Command::Receive(_)
             | Command::Catalog { .. }
@@ -602,7 +621,7 @@ impl Driver {
         });
     }
 
-    fn finish(self) -> Replayed {
+    fn finish(mut self) -> Replayed {
         let with_blast = self.with_blast;
         let with_optimum = self.optimum.is_some();
         let mut all = Tally::default();
@@ -660,7 +679,7 @@ impl Driver {
             total,
             batches: self.batches,
             rejected: self.rejected,
-            ledger: self.ledger,
+            ledger: self.ledgers.remove(&self.first_account),
         }
     }
 }

@@ -24,8 +24,13 @@ pub struct Status {
     pub version: String,
     /// Per distribution, by alias.
     pub distributions: BTreeMap<String, DistributionStatus>,
-    /// The month's path budget.
+    /// The month's path budget (of the first account, with `[accounts]`:
+    /// each is in `accounts`).
     pub budget: BudgetStatus,
+    /// With `[accounts]`: each account's budget, and why its distributions
+    /// are not ready, by account name. Left out without.
+    #[serde(skip_serializing_if = "single_account")]
+    pub accounts: BTreeMap<String, AccountStatus>,
     /// The source queue's depth and what the daemon holds of it.
     pub queue: QueueStatus,
     /// `leader` or `standby` with coordination, `single` without (the
@@ -59,6 +64,9 @@ pub struct DistributionStatus {
     /// The distribution tenant this entry invalidates, when it is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tenant_id: Option<String>,
+    /// The `[accounts.NAME]` it lives in, with `[accounts]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     /// Entries waiting to be submitted.
     pub pending_paths: u64,
     /// Age of the oldest waiting entry, in whole seconds; 0 when none waits.
@@ -293,6 +301,30 @@ pub struct LastInvalidation {
     pub created_at: SystemTime,
 }
 
+/// One AWS account in [`Status`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AccountStatus {
+    /// The account's budget, as [`Status::budget`].
+    #[serde(flatten)]
+    pub budget: BudgetStatus,
+    /// The role assumed to reach it; `null` for the default credentials.
+    pub role_arn: Option<String>,
+    /// Why the account's ledger or distributions are not ready (a role
+    /// that cannot be assumed, a ledger that cannot be written), as
+    /// `/readyz` says it; empty when they are.
+    pub not_ready: Vec<String>,
+    /// The readiness components that concern the account.
+    #[serde(skip)]
+    pub components: Vec<String>,
+}
+
+/// Whether `accounts` holds only the default account: a daemon without
+/// `[accounts]`, whose status reads as it always did.
+fn single_account(accounts: &BTreeMap<String, AccountStatus>) -> bool {
+    accounts.len() <= 1 && accounts.keys().all(|a| a == crate::config::DEFAULT_ACCOUNT)
+}
+
 /// The budget in [`Status`].
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -357,6 +389,9 @@ impl Status {
                         DistributionStatus {
                             id: d.id.clone(),
                             tenant_id: d.tenant_id.clone(),
+                            account: config
+                                .has_accounts()
+                                .then(|| config.account_of(alias).to_owned()),
                             max_inflight_exact: d.max_inflight_paths as u64,
                             max_inflight_wildcard: d.max_inflight_wildcards as u64,
                             verify: d
@@ -375,10 +410,35 @@ impl Status {
                 })
                 .collect(),
             budget: BudgetStatus {
-                limit: config.budget.monthly_paths,
+                limit: config.budget_for(&first_account(config)).monthly_paths,
                 policy: config.budget.on_exhausted.as_str().to_owned(),
                 ..BudgetStatus::default()
             },
+            accounts: config
+                .budget_accounts()
+                .into_iter()
+                .map(|account| {
+                    let mut components = vec![crate::daemon::core::ledger_component(&account)];
+                    components.extend(
+                        config
+                            .distributions
+                            .keys()
+                            .filter(|alias| config.account_of(alias) == account)
+                            .map(|alias| format!("distribution:{alias}")),
+                    );
+                    let status = AccountStatus {
+                        budget: BudgetStatus {
+                            limit: config.budget_for(&account).monthly_paths,
+                            policy: config.budget.on_exhausted.as_str().to_owned(),
+                            ..BudgetStatus::default()
+                        },
+                        role_arn: config.account(&account).and_then(|a| a.role_arn.clone()),
+                        not_ready: Vec::new(),
+                        components,
+                    };
+                    (account, status)
+                })
+                .collect(),
             queue: QueueStatus::default(),
             role: match config.coordination.kind {
                 crate::config::CoordinationKind::None => "single".to_owned(),
@@ -392,6 +452,15 @@ impl Status {
             },
         }
     }
+}
+
+/// The account `Status::budget` shows: the first in name order.
+fn first_account(config: &Config) -> String {
+    config
+        .budget_accounts()
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| crate::config::DEFAULT_ACCOUNT.to_owned())
 }
 
 /// An RFC 3339 time, or `None` when `text` is not one.
@@ -539,6 +608,16 @@ impl Readiness {
         self.lock()
             .iter()
             .map(|(component, reason)| format!("{component}: {reason}"))
+            .collect()
+    }
+
+    /// The reasons of `components` (those that have one), as
+    /// [`Readiness::reasons`] writes them.
+    pub fn reasons_of(&self, components: &[String]) -> Vec<String> {
+        let reasons = self.lock();
+        components
+            .iter()
+            .filter_map(|c| Some(format!("{c}: {}", reasons.get(c)?)))
             .collect()
     }
 

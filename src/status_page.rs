@@ -177,11 +177,47 @@ pub fn render(status: &Status, now: SystemTime, refresh_seconds: u32) -> String 
         html.push_str("</section>");
     }
 
-    let b = &status.budget;
-    let month = if b.month.is_empty() { "-" } else { &b.month };
+    // With `[accounts]`, each account's budget (AWS bills each on its own);
+    // without, the one budget as it always was.
+    let several = status
+        .accounts
+        .keys()
+        .any(|a| a != crate::config::DEFAULT_ACCOUNT);
+    if several {
+        for (account, a) in &status.accounts {
+            budget_section(&mut html, &a.budget, Some((account, a)));
+        }
+    } else {
+        budget_section(&mut html, &status.budget, None);
+    }
+
+    let q = &status.queue;
     let _ = write!(
         html,
-        "<section><h2>Budget <small>{month}, policy {policy}</small></h2>\
+        "<section><h2>Queue</h2><table>\
+         <tr><th>visible</th><th>in flight</th><th>delayed</th><th>held by cfpurge</th></tr>\
+         <tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr></table></section>",
+        q.visible, q.in_flight, q.delayed, q.pending_messages
+    );
+    html.push_str("</main></body></html>\n");
+    html
+}
+
+/// One budget's section; `account` names it, with its role and what keeps
+/// its distributions from being ready.
+fn budget_section(
+    html: &mut String,
+    b: &crate::status::BudgetStatus,
+    account: Option<(&String, &crate::status::AccountStatus)>,
+) {
+    let month = if b.month.is_empty() { "-" } else { &b.month };
+    let title = match account {
+        Some((name, _)) => format!("Budget of account {}", escape(name)),
+        None => "Budget".to_owned(),
+    };
+    let _ = write!(
+        html,
+        "<section><h2>{title} <small>{month}, policy {policy}</small></h2>\
          <div class=\"figures\">\
          <div class=\"figure\"><b>{used}</b><span>paths used</span></div>\
          <div class=\"figure\"><b>{reserved}</b><span>of them reserved on doubt</span></div>\
@@ -199,7 +235,7 @@ pub fn render(status: &Status, now: SystemTime, refresh_seconds: u32) -> String 
         price = price_text(b.price),
     );
     bar(
-        &mut html,
+        html,
         "used this month; the mark is what the pacing allows by now",
         b.used,
         b.limit,
@@ -216,18 +252,17 @@ pub fn render(status: &Status, now: SystemTime, refresh_seconds: u32) -> String 
             used = b.used,
         );
     }
+    if let Some((_, a)) = account {
+        let how = match &a.role_arn {
+            Some(role) => format!("role <code>{}</code>", escape(role)),
+            None => "the default credentials".to_owned(),
+        };
+        let _ = write!(html, "<p class=\"label\">reached with {how}</p>");
+        for reason in &a.not_ready {
+            let _ = write!(html, "<p class=\"label\">not ready: {}</p>", escape(reason));
+        }
+    }
     html.push_str("</section>");
-
-    let q = &status.queue;
-    let _ = write!(
-        html,
-        "<section><h2>Queue</h2><table>\
-         <tr><th>visible</th><th>in flight</th><th>delayed</th><th>held by cfpurge</th></tr>\
-         <tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr></table></section>",
-        q.visible, q.in_flight, q.delayed, q.pending_messages
-    );
-    html.push_str("</main></body></html>\n");
-    html
 }
 
 /// The mode as badges after the version: where requests come from and
@@ -381,6 +416,7 @@ mod tests {
             DistributionStatus {
                 id: "E2ABCDEF123456".into(),
                 tenant_id: None,
+                account: None,
                 pending_paths: 17,
                 oldest_pending_seconds: 75,
                 inflight_exact: 1500,
@@ -470,6 +506,63 @@ mod tests {
         );
         assert!(
             html.contains("<div class=\"mark\" style=\"left:60.0%\" title=\"600\">"),
+            "{html}"
+        );
+    }
+
+    #[test]
+    fn with_several_accounts_each_budget_has_its_section_with_its_role_and_reasons() {
+        use crate::status::AccountStatus;
+        let mut status = sample();
+        let html = render(&status, at(), 5);
+        // One account: the one budget, as without accounts.
+        assert!(html.contains("<h2>Budget <small>"), "{html}");
+        for (name, used, role, reason) in [
+            ("default", 12, None, None),
+            (
+                "prod",
+                34,
+                Some("arn:aws:iam::210987654321:role/cfpurge"),
+                Some("distribution:shop: account prod: the role <x> could not be assumed"),
+            ),
+        ] {
+            status.accounts.insert(
+                name.to_owned(),
+                AccountStatus {
+                    budget: BudgetStatus {
+                        month: "2026-11".into(),
+                        limit: 1000,
+                        used,
+                        ..BudgetStatus::default()
+                    },
+                    role_arn: role.map(str::to_owned),
+                    not_ready: reason.map(str::to_owned).into_iter().collect(),
+                    components: Vec::new(),
+                },
+            );
+        }
+        let html = render(&status, at(), 5);
+        assert!(!html.contains("<h2>Budget <small>"), "{html}");
+        assert!(
+            html.contains("<h2>Budget of account default <small>2026-11"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<h2>Budget of account prod <small>2026-11"),
+            "{html}"
+        );
+        assert!(html.contains("<b>34</b><span>paths used</span>"), "{html}");
+        assert!(
+            html.contains("reached with role <code>arn:aws:iam::210987654321:role/cfpurge</code>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("reached with the default credentials"),
+            "{html}"
+        );
+        // The reason is escaped like everything else.
+        assert!(
+            html.contains("not ready: distribution:shop: account prod: the role &lt;x&gt; could not be assumed"),
             "{html}"
         );
     }

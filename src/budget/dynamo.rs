@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 use super::ledger::{LEDGER_VERSION, LedgerError, LedgerState, LedgerStore};
 use crate::aws;
 use crate::config::AwsConfig;
-use crate::coordination::dynamo::{DynamoTable, Fence, TableError};
+use crate::coordination::dynamo::{DynamoTable, Fence, LEDGER_KEY, TableError};
 
 /// The longest one ledger call may take, the SDK's retries included.
 const CALL_LIMIT: Duration = Duration::from_secs(6);
@@ -41,6 +41,9 @@ enum Job {
 struct Inner {
     jobs: mpsc::UnboundedSender<Job>,
     table: String,
+    /// The ledger item's key: one item per account
+    /// ([`crate::coordination::dynamo::ledger_key`]).
+    key: String,
     /// For the other items kept in the table (a learned catalog's), whose
     /// writes follow the same fence.
     client: aws_sdk_dynamodb::Client,
@@ -88,7 +91,20 @@ impl DynamoStore {
         table: &str,
         fenced: bool,
     ) -> Result<DynamoStore, LedgerError> {
+        DynamoStore::at(sdk, aws, table, LEDGER_KEY, fenced)
+    }
+
+    /// [`DynamoStore::new`] for the ledger item at `key` (an account's,
+    /// [`crate::coordination::dynamo::ledger_key`]).
+    pub fn at(
+        sdk: SdkConfig,
+        aws: &AwsConfig,
+        table: &str,
+        key: &str,
+        fenced: bool,
+    ) -> Result<DynamoStore, LedgerError> {
         let (jobs, mut queue) = mpsc::unbounded_channel::<Job>();
+        let item = key.to_owned();
         let client = aws::dynamodb(&sdk, aws);
         let aws = aws.clone();
         let name = table.to_owned();
@@ -104,7 +120,7 @@ impl DynamoStore {
                     while let Some(job) = queue.recv().await {
                         match job {
                             Job::Load(reply) => {
-                                let _ = reply.send(table.load_ledger().await);
+                                let _ = reply.send(table.load_ledger_at(&item).await);
                             }
                             Job::Save {
                                 state,
@@ -112,8 +128,9 @@ impl DynamoStore {
                                 fence,
                                 reply,
                             } => {
-                                let saved =
-                                    table.save_ledger(&state, expected, fence.as_ref()).await;
+                                let saved = table
+                                    .save_ledger_at(&item, &state, expected, fence.as_ref())
+                                    .await;
                                 let _ = reply.send(saved);
                             }
                         }
@@ -125,6 +142,7 @@ impl DynamoStore {
             inner: Arc::new(Inner {
                 jobs,
                 table: table.to_owned(),
+                key: key.to_owned(),
                 client,
                 fence: Mutex::new(if fenced {
                     Fencing::Fenced(None)
@@ -205,7 +223,10 @@ impl DynamoStore {
 
 impl LedgerStore for DynamoStore {
     fn location(&self) -> String {
-        format!("DynamoDB table {}, item pk = \"ledger\"", self.inner.table)
+        format!(
+            "DynamoDB table {}, item pk = \"{}\"",
+            self.inner.table, self.inner.key
+        )
     }
 
     fn load(&self) -> Result<Option<LedgerState>, LedgerError> {

@@ -18,6 +18,26 @@ pub const MAX_LEDGER_BYTES: u64 = 16 << 20;
 use super::ledger::{LEDGER_VERSION, LedgerError, LedgerState, LedgerStore};
 use crate::durable::replace_file;
 
+/// The ledger file of `account`: `ledger_path` itself for the default
+/// account (a single-account daemon's file, unchanged), else a sibling
+/// named after the account (`ledger.json` → `ledger.prod.json`), so that
+/// each account's ledger is written on its own and one account's
+/// failing write holds up only its own batches.
+pub fn file_for_account(ledger_path: &Path, account: &str) -> PathBuf {
+    if account == crate::config::DEFAULT_ACCOUNT {
+        return ledger_path.to_path_buf();
+    }
+    let stem = ledger_path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "ledger".to_owned());
+    let name = match ledger_path.extension() {
+        Some(ext) => format!("{stem}.{account}.{}", ext.to_string_lossy()),
+        None => format!("{stem}.{account}"),
+    };
+    ledger_path.with_file_name(name)
+}
+
 /// The ledger in one file. `save` writes the whole state to a temporary file
 /// in the same folder (`.NAME.XXXXXX`), fsyncs it, renames it over the
 /// ledger and fsyncs the folder (the `atomic-write-file` crate), so a crash
@@ -103,5 +123,23 @@ impl LedgerStore for FileStore {
                 source,
             }
         })
+    }
+}
+#[cfg(test)]
+mod account_tests {
+    use super::*;
+
+    #[test]
+    fn each_account_has_its_own_file_beside_the_default_one() {
+        let p = Path::new("/var/lib/cfpurge/ledger.json");
+        assert_eq!(file_for_account(p, "default"), p);
+        assert_eq!(
+            file_for_account(p, "prod"),
+            Path::new("/var/lib/cfpurge/ledger.prod.json")
+        );
+        assert_eq!(
+            file_for_account(Path::new("/x/ledger"), "prod"),
+            Path::new("/x/ledger.prod")
+        );
     }
 }

@@ -57,7 +57,7 @@ use crate::config::{BudgetConfig, OnExhausted};
 use crate::status::BudgetStatus;
 
 pub use self::dynamo::DynamoStore;
-pub use self::file::FileStore;
+pub use self::file::{FileStore, file_for_account};
 pub use self::ledger::{
     HISTORY_MONTHS, LEDGER_VERSION, LedgerError, LedgerState, LedgerStore, MemoryStore,
     MonthRecord, Reservation,

@@ -12,6 +12,7 @@
 //! [`AnyInvalidator`] picks one at start-up, since the trait's
 //! `impl Future` methods rule out `dyn Invalidator`.
 
+pub mod accounts;
 pub mod aws;
 pub mod invalidator;
 pub mod reference;
@@ -19,6 +20,7 @@ pub mod simulate;
 
 use std::time::Duration;
 
+use self::accounts::{AccountsInvalidator, AssumeSettings};
 use self::aws::AwsInvalidator;
 use self::invalidator::{Invalidation, InvalidationSummary, Invalidator, InvalidatorError, Target};
 use self::simulate::SimulatedCloudFront;
@@ -31,6 +33,9 @@ use crate::path::CfPath;
 pub enum AnyInvalidator {
     /// `mode = "aws"`.
     Aws(AwsInvalidator),
+    /// `mode = "aws"` with accounts reached through roles: one client per
+    /// account.
+    Accounts(AccountsInvalidator),
     /// `mode = "simulate"`; clones share one simulated account.
     Simulate(SimulatedCloudFront),
 }
@@ -41,6 +46,11 @@ pub enum AnyInvalidator {
 /// `cloudfront.simulate_completion_seconds`.
 pub async fn from_config(config: &Config) -> AnyInvalidator {
     match config.cloudfront.mode {
+        CloudFrontMode::Aws if config.accounts.values().any(|a| a.role_arn.is_some()) => {
+            let sdk = crate::aws::sdk_config(&config.aws).await;
+            let settings = AssumeSettings { session: None };
+            AnyInvalidator::Accounts(AccountsInvalidator::new(config, &sdk, settings).await)
+        }
         CloudFrontMode::Aws => {
             let sdk = crate::aws::sdk_config(&config.aws).await;
             AnyInvalidator::Aws(AwsInvalidator::new(crate::aws::cloudfront(
@@ -73,6 +83,7 @@ impl Invalidator for AnyInvalidator {
         let target = target.into();
         match self {
             Self::Aws(c) => c.create(target, caller_reference, paths).await,
+            Self::Accounts(c) => c.create(target, caller_reference, paths).await,
             Self::Simulate(c) => c.create(target, caller_reference, paths).await,
         }
     }
@@ -85,6 +96,7 @@ impl Invalidator for AnyInvalidator {
         let target = target.into();
         match self {
             Self::Aws(c) => c.get(target, id).await,
+            Self::Accounts(c) => c.get(target, id).await,
             Self::Simulate(c) => c.get(target, id).await,
         }
     }
@@ -98,6 +110,7 @@ impl Invalidator for AnyInvalidator {
         let target = target.into();
         match self {
             Self::Aws(c) => c.list(target, marker, max_items).await,
+            Self::Accounts(c) => c.list(target, marker, max_items).await,
             Self::Simulate(c) => c.list(target, marker, max_items).await,
         }
     }

@@ -15,7 +15,24 @@ use crate::config::{Config, ConfigError};
 pub fn check_config(path: &Path, out: &mut dyn Write) -> Result<Vec<String>, ConfigError> {
     let cfg = Config::load(path)?;
     write_effective(&cfg, path, out)?;
+    write_accounts(&cfg, out)?;
     Ok(cfg.warnings())
+}
+
+/// With `[accounts]`: which account each distribution uses, and how it is
+/// reached, as TOML comments after the configuration.
+fn write_accounts(cfg: &Config, out: &mut dyn Write) -> Result<(), ConfigError> {
+    if !cfg.has_accounts() {
+        return Ok(());
+    }
+    let mut text =
+        String::from("\n# accounts: the budget and the create rate are each account's own\n");
+    for line in cfg.accounts_summary() {
+        text.push_str(&format!("# {line}\n"));
+    }
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| ConfigError::Print(e.to_string()))
 }
 
 /// Writes `cfg` as TOML, headed by a comment naming its file.

@@ -23,28 +23,64 @@ pub enum LedgerCommandError {
     Output(#[from] std::io::Error),
 }
 
-/// The configured store. The DynamoDB store is unfenced: these commands
-/// write only with a condition on the ledger's version, so a running
-/// leader's next write is refused and it reads the ledger again.
+/// The configured store of the first account's ledger (the default
+/// account's without `[accounts]`): the one `ledger import` fills.
 pub async fn store(config: &Config) -> Result<AnyStore, LedgerError> {
+    let first = config
+        .budget_accounts()
+        .into_iter()
+        .next()
+        .unwrap_or_default();
+    store_of(config, &first).await
+}
+
+/// Every account's ledger store, in account order.
+pub async fn stores(config: &Config) -> Result<Vec<(String, AnyStore)>, LedgerError> {
+    let mut stores = Vec::new();
+    for account in config.budget_accounts() {
+        let store = store_of(config, &account).await?;
+        stores.push((account, store));
+    }
+    Ok(stores)
+}
+
+/// `account`'s store. The DynamoDB store is unfenced: these commands write
+/// only with a condition on the ledger's version, so a running leader's
+/// next write is refused and it reads the ledger again.
+async fn store_of(config: &Config, account: &str) -> Result<AnyStore, LedgerError> {
     Ok(match config.budget.store {
-        StoreKind::File => AnyStore::File(FileStore::new(config.budget.ledger_path.clone())),
+        StoreKind::File => AnyStore::File(FileStore::new(budget::file_for_account(
+            &config.budget.ledger_path,
+            account,
+        ))),
         StoreKind::Dynamodb => {
             let sdk = crate::aws::sdk_config(&config.aws).await;
-            AnyStore::Dynamo(DynamoStore::new(
+            AnyStore::Dynamo(DynamoStore::at(
                 sdk,
                 &config.aws,
                 &config.coordination.table,
+                &crate::coordination::dynamo::ledger_key(account),
                 false,
             )?)
         }
     })
 }
 
-fn where_(config: &Config) -> String {
+/// Where `account`'s ledger is, as the commands print it.
+fn where_(config: &Config, account: &str) -> String {
     match config.budget.store {
-        StoreKind::File => format!("file {}", config.budget.ledger_path.display()),
-        StoreKind::Dynamodb => format!("DynamoDB table {}", config.coordination.table),
+        StoreKind::File => format!(
+            "file {}",
+            budget::file_for_account(&config.budget.ledger_path, account).display()
+        ),
+        StoreKind::Dynamodb if account == crate::config::DEFAULT_ACCOUNT => {
+            format!("DynamoDB table {}", config.coordination.table)
+        }
+        StoreKind::Dynamodb => format!(
+            "DynamoDB table {}, item pk = \"{}\"",
+            config.coordination.table,
+            crate::coordination::dynamo::ledger_key(account)
+        ),
     }
 }
 
@@ -54,19 +90,57 @@ pub fn show(
     store: &AnyStore,
     out: &mut impl Write,
 ) -> Result<(), LedgerCommandError> {
+    let first = config
+        .budget_accounts()
+        .into_iter()
+        .next()
+        .unwrap_or_default();
+    show_account(config, &first, store, out)
+}
+
+/// Prints each account's ledger; with `[accounts]`, each under a line
+/// naming its account.
+pub fn show_all(
+    config: &Config,
+    stores: &[(String, AnyStore)],
+    out: &mut impl Write,
+) -> Result<(), LedgerCommandError> {
+    for (i, (account, store)) in stores.iter().enumerate() {
+        if config.has_accounts() {
+            if i > 0 {
+                writeln!(out)?;
+            }
+            writeln!(out, "account: {account}")?;
+        }
+        show_account(config, account, store, out)?;
+    }
+    Ok(())
+}
+
+fn show_account(
+    config: &Config,
+    account: &str,
+    store: &AnyStore,
+    out: &mut impl Write,
+) -> Result<(), LedgerCommandError> {
     let Some(state) = store.load()? else {
-        writeln!(out, "ledger: {} (empty: nothing spent yet)", where_(config))?;
+        writeln!(
+            out,
+            "ledger: {} (empty: nothing spent yet)",
+            where_(config, account)
+        )?;
         return Ok(());
     };
-    print_state(config, &state, out)
+    print_state(config, account, &state, out)
 }
 
 fn print_state(
     config: &Config,
+    account: &str,
     state: &LedgerState,
     out: &mut impl Write,
 ) -> Result<(), LedgerCommandError> {
-    writeln!(out, "ledger: {}", where_(config))?;
+    writeln!(out, "ledger: {}", where_(config, account))?;
     writeln!(out, "month: {}", state.month)?;
     writeln!(
         out,
@@ -74,7 +148,7 @@ fn print_state(
         state.spent.saturating_add(state.external),
         state.spent,
         state.external,
-        config.budget.monthly_paths
+        config.budget_for(account).monthly_paths
     )?;
     // Apart from what CloudFront is known to have created: a reservation
     // is a call under way when the ledger was read, or one whose answer
@@ -153,7 +227,12 @@ pub fn import_at(
     };
     store.save(&merged)?;
     writeln!(out, "imported {}", file.display())?;
-    print_state(config, &merged, out)
+    let first = config
+        .budget_accounts()
+        .into_iter()
+        .next()
+        .unwrap_or_default();
+    print_state(config, &first, &merged, out)
 }
 
 #[cfg(test)]
@@ -191,7 +270,7 @@ mod tests {
             );
         }
         let mut out = Vec::new();
-        print_state(&config(), &s, &mut out).unwrap();
+        print_state(&config(), crate::config::DEFAULT_ACCOUNT, &s, &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(
             text.contains("spent: 15 (cfpurge 12, other tools 3) of 1000\n"),

@@ -94,9 +94,13 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     if coordinated || config.budget.store == StoreKind::Dynamodb {
         let sdk = crate::aws::sdk_config(&config.aws).await;
         let table = &config.coordination.table;
-        let store = DynamoStore::new(sdk.clone(), &config.aws, table, coordinated)
-            .map_err(std::io::Error::other)?;
-        daemon = daemon.with_ledger(AnyStore::Dynamo(store.clone()));
+        // One ledger item per account, each written on its own.
+        for account in config.budget_accounts() {
+            let key = crate::coordination::dynamo::ledger_key(&account);
+            let store = DynamoStore::at(sdk.clone(), &config.aws, table, &key, coordinated)
+                .map_err(std::io::Error::other)?;
+            daemon = daemon.with_account_ledger(&account, AnyStore::Dynamo(store));
+        }
         if coordinated {
             let lease = Duration::from_secs(config.coordination.lease_seconds);
             // A lease call that takes a third of the lease is as good as
@@ -105,12 +109,8 @@ pub async fn run(config: Config) -> std::io::Result<()> {
             let table = DynamoTable::new(client, table.clone(), lease / 3);
             let replica = config.coordination.replica();
             tracing::info!(replica = %replica, table = %config.coordination.table, lease_seconds = config.coordination.lease_seconds, "standing by for the lease");
-            daemon = daemon.with_replica(Replica::new(
-                replica,
-                AnyTable::Dynamo(table),
-                lease,
-                Some(store),
-            ));
+            daemon =
+                daemon.with_replica(Replica::new(replica, AnyTable::Dynamo(table), lease, true));
         }
     }
     let observers = daemon.observers();

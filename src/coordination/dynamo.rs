@@ -39,8 +39,19 @@ use crate::aws::error::{self, Class, Classified, TypedCode, typed_code};
 
 /// The lease item's key.
 pub const LEASE_KEY: &str = "lease";
-/// The ledger item's key.
+/// The ledger item's key (the default account's).
 pub const LEDGER_KEY: &str = "ledger";
+
+/// The ledger item's key of `account`: [`LEDGER_KEY`] for the default
+/// account, as a single-account daemon always wrote it, else
+/// `ledger#NAME`: one item per account, each written on its own.
+pub fn ledger_key(account: &str) -> String {
+    if account == crate::config::DEFAULT_ACCOUNT {
+        LEDGER_KEY.to_owned()
+    } else {
+        format!("{LEDGER_KEY}#{account}")
+    }
+}
 
 /// Why a table call failed.
 #[derive(Debug, thiserror::Error)]
@@ -346,17 +357,22 @@ impl DynamoTable {
 
     /// The ledger item: its JSON and its version, read consistently.
     pub async fn load_ledger(&self) -> Result<Option<(String, u64)>, TableError> {
-        let Some(item) = self.get(LEDGER_KEY).await? else {
+        self.load_ledger_at(LEDGER_KEY).await
+    }
+
+    /// The ledger item at `key` ([`ledger_key`]), as [`Self::load_ledger`].
+    pub async fn load_ledger_at(&self, key: &str) -> Result<Option<(String, u64)>, TableError> {
+        let Some(item) = self.get(key).await? else {
             return Ok(None);
         };
-        let state = string(&item, LEDGER_KEY, "state")?.ok_or_else(|| {
+        let state = string(&item, key, "state")?.ok_or_else(|| {
             TableError::Invalid(format!(
-                "item pk = \"{LEDGER_KEY}\" has no attribute \"state\" (the ledger as JSON)"
+                "item pk = \"{key}\" has no attribute \"state\" (the ledger as JSON)"
             ))
         })?;
         // Every write is conditional on the version read: without one,
         // each would be refused as if another writer had been first.
-        let rev = required(&item, LEDGER_KEY, "rev")?;
+        let rev = required(&item, key, "rev")?;
         Ok(Some((state.to_owned(), rev)))
     }
 
@@ -371,18 +387,30 @@ impl DynamoTable {
         expected: Option<u64>,
         fence: Option<&Fence>,
     ) -> Result<u64, TableError> {
+        self.save_ledger_at(LEDGER_KEY, state, expected, fence)
+            .await
+    }
+
+    /// [`Self::save_ledger`] of the ledger item at `key` ([`ledger_key`]).
+    pub async fn save_ledger_at(
+        &self,
+        key: &str,
+        state: &str,
+        expected: Option<u64>,
+        fence: Option<&Fence>,
+    ) -> Result<u64, TableError> {
         let rev = match expected {
             None => 1,
             Some(r) => r.checked_add(1).ok_or_else(|| {
                 TableError::Invalid(format!(
-                    "item pk = \"{LEDGER_KEY}\": attribute \"rev\" is {r}, the largest version, \
+                    "item pk = \"{key}\": attribute \"rev\" is {r}, the largest version, \
                      so no later one can be written; set it lower by hand (e.g. to 1): \
                      writers then read the ledger again"
                 ))
             })?,
         };
         let item = HashMap::from([
-            ("pk".to_owned(), s(LEDGER_KEY)),
+            ("pk".to_owned(), s(key)),
             ("state".to_owned(), s(state)),
             ("rev".to_owned(), n(rev)),
         ]);

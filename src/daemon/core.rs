@@ -10,7 +10,7 @@
 //! asked for only once the write of the reservation it needs has been
 //! answered as done ([`super::ledger`]).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use crate::budget::{LedgerError, LedgerState, status_of};
@@ -18,7 +18,7 @@ use crate::catalog::Catalog;
 use crate::catalog::learned_store::AnyLearnedStore;
 use crate::clock::{Clock, Millis, Now};
 use crate::cloudfront::invalidator::{Invalidation, InvalidatorError, Target};
-use crate::config::{BudgetConfig, Config, Pacing};
+use crate::config::{Config, DEFAULT_ACCOUNT, Pacing};
 use crate::coordination::dynamo::Fence;
 use crate::coordination::{Answer, Call, Change, Lease, Role};
 use crate::decode::{RejectReason, Router};
@@ -104,17 +104,22 @@ pub enum Input {
     },
     /// The store's answer to [`Command::LoadLedger`].
     LedgerLoaded {
+        account: String,
         epoch: u64,
         result: Result<Option<LedgerState>, LedgerError>,
     },
     /// The store's answer to [`Command::SaveLedger`].
     LedgerSaved {
+        account: String,
         epoch: u64,
         seq: u64,
         result: Result<(), LedgerError>,
     },
-    /// The shared ledger as a standby read it, for its status.
-    SharedLedger(Result<Option<LedgerState>, LedgerError>),
+    /// An account's shared ledger as a standby read it, for its status.
+    SharedLedger {
+        account: String,
+        result: Result<Option<LedgerState>, LedgerError>,
+    },
     /// The answer to a call on the lease.
     Lease(Answer),
     /// A distribution's catalog, built or not.
@@ -159,18 +164,19 @@ pub enum Command {
         known: Known,
         scan: Option<ScanBasis>,
     },
-    /// Read the budget ledger from its store.
-    LoadLedger { epoch: u64 },
-    /// Write the budget ledger; with coordination, under `fence` (`None`:
-    /// this replica may not write).
+    /// Read an account's budget ledger from its store.
+    LoadLedger { account: String, epoch: u64 },
+    /// Write an account's budget ledger; with coordination, under `fence`
+    /// (`None`: this replica may not write).
     SaveLedger {
+        account: String,
         epoch: u64,
         seq: u64,
         state: LedgerState,
         fence: Option<Option<Fence>>,
     },
-    /// Read the shared ledger (a standby's status).
-    ReadSharedLedger,
+    /// Read an account's shared ledger (a standby's status).
+    ReadSharedLedger { account: String },
     /// Delete or reject messages, after those asked before.
     Queue(Effect),
     /// Make held messages visible again at once.
@@ -251,12 +257,13 @@ struct Timers {
 
 /// A reconcile round under way: the term it began in and the
 /// distributions not yet answered.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Round {
     term: u64,
     left: usize,
-    /// The budget scan was asked of every distribution.
-    scanned: bool,
+    /// The accounts whose budget scan was asked of every distribution of
+    /// theirs.
+    scanned: Vec<String>,
     /// A distribution's reconcile or scan failed in this round.
     failed: bool,
 }
@@ -264,6 +271,8 @@ struct Round {
 /// A batch whose reservation is being written: its call waits.
 #[derive(Debug)]
 struct Awaiting {
+    /// The account whose ledger holds the reservation.
+    account: String,
     seq: u64,
     alias: String,
     target: Target,
@@ -279,10 +288,11 @@ pub struct ReplicaState {
     lease_ms: u64,
     /// The ledger is the table's (DynamoDB), shared by the fleet.
     shared_ledger: bool,
-    /// The budget as a standby last read it from the table.
-    shared_budget: Option<BudgetStatus>,
+    /// Each account's budget as a standby last read it from the table.
+    shared_budget: BTreeMap<String, BudgetStatus>,
     next_ledger_read: Millis,
-    reading_ledger: bool,
+    /// Reads of the accounts' shared ledgers still unanswered.
+    reading_ledger: usize,
     /// Terms begun, to tell a reconcile round of an earlier term.
     term: u64,
     /// The fence the ledger's writes carry while leading.
@@ -296,9 +306,9 @@ impl ReplicaState {
             lease: Lease::new(lease, 0),
             lease_ms: lease.as_millis() as u64,
             shared_ledger,
-            shared_budget: None,
+            shared_budget: BTreeMap::new(),
             next_ledger_read: 0,
-            reading_ledger: false,
+            reading_ledger: 0,
             term: 0,
             fence: None,
         }
@@ -311,7 +321,17 @@ pub struct Core {
     pending: PendingSet,
     router: Router,
     submitter: Submitter,
-    ledger: Ledger,
+    /// Each account's budget ledger, by account name: AWS bills and paces
+    /// every account on its own ([`DEFAULT_ACCOUNT`] alone without
+    /// `[accounts]`).
+    ledgers: BTreeMap<String, Ledger>,
+    /// Alias → the account it belongs to.
+    accounts: HashMap<String, String>,
+    /// Accounts whose ledger was not open when the gate opened: their
+    /// distributions submit once it is open and a reconcile round has
+    /// looked for what a crash left in it, so that one account's ledger
+    /// holds only its own account.
+    late: HashSet<String>,
     view: InflightView,
     /// Alias → what its calls name: a distribution, or a tenant.
     targets: HashMap<String, Target>,
@@ -347,7 +367,8 @@ pub struct Core {
     submit_settings: SubmitSettings,
     create_rate: (f64, u32),
     batch_rules: BatchRules,
-    budget_config: BudgetConfig,
+    /// Whether `pacing = "even"` (every account paces alike).
+    pacing: Pacing,
     meter: Option<Meter>,
     timers: Timers,
     /// Distributions with a poll under way.
@@ -380,6 +401,11 @@ impl Core {
             recheck: poll_interval,
         };
         let batch_rules = BatchRules::from(&config.batching);
+        let accounts: HashMap<String, String> = config
+            .distributions
+            .keys()
+            .map(|alias| (alias.clone(), config.account_of(alias).to_owned()))
+            .collect();
         Core {
             mode,
             pending: PendingSet::new(batch_rules),
@@ -388,12 +414,23 @@ impl Core {
                 submit_settings.clone(),
                 RateLimit::new(cf.create_per_second, cf.create_burst),
                 run,
-            ),
-            ledger: Ledger::new(
-                config.budget.ledger_path.display().to_string(),
-                config.budget.clone(),
-                config.coalesce.blast_per_path,
-            ),
+            )
+            .with_accounts(accounts.clone()),
+            ledgers: config
+                .budget_accounts()
+                .into_iter()
+                .map(|account| {
+                    let ledger = Ledger::new(
+                        account.clone(),
+                        ledger_location(config, &account),
+                        config.budget_for(&account),
+                        config.coalesce.blast_per_path,
+                    );
+                    (account, ledger)
+                })
+                .collect(),
+            accounts,
+            late: HashSet::new(),
             view: InflightView::new(config.distributions.iter()),
             targets: config
                 .distributions
@@ -422,7 +459,7 @@ impl Core {
             submit_settings,
             create_rate: (cf.create_per_second, cf.create_burst),
             batch_rules,
-            budget_config: config.budget.clone(),
+            pacing: config.budget.pacing,
             meter: None,
             timers: Timers::default(),
             polling: HashSet::new(),
@@ -443,9 +480,34 @@ impl Core {
         self.meter = Some(meter);
     }
 
-    /// Where the ledger's store keeps it, for messages.
-    pub fn set_ledger_location(&mut self, location: String) {
-        self.ledger.set_location(location);
+    /// Where the store keeps `account`'s ledger, for messages.
+    pub fn set_ledger_location(&mut self, account: &str, location: String) {
+        if let Some(ledger) = self.ledgers.get_mut(account) {
+            ledger.set_location(location);
+        }
+    }
+
+    /// The account `alias` belongs to.
+    fn account(&self, alias: &str) -> &str {
+        self.accounts
+            .get(alias)
+            .map_or(DEFAULT_ACCOUNT, String::as_str)
+    }
+
+    /// The ledger of `alias`'s account.
+    fn ledger_of(&self, alias: &str) -> Option<&Ledger> {
+        self.ledgers.get(self.account(alias))
+    }
+
+    fn ledger_of_mut(&mut self, alias: &str) -> Option<&mut Ledger> {
+        let account = self.account(alias).to_owned();
+        self.ledgers.get_mut(&account)
+    }
+
+    /// Whether some account's ledger is open: the first reconcile round
+    /// needs one to confirm what a crash left in it.
+    fn any_ledger_open(&self) -> bool {
+        self.ledgers.values().any(|l| l.budget().is_some())
     }
 
     /// The learned catalogs are kept in the table's stores.
@@ -519,7 +581,7 @@ impl Core {
 
     /// Whether a CreateInvalidation or a ledger write is under way.
     pub fn is_calling(&self) -> bool {
-        self.submitter.is_calling() || self.ledger.is_writing()
+        self.submitter.is_calling() || self.ledgers.values().any(Ledger::is_writing)
     }
 
     /// Messages still held.
@@ -550,10 +612,15 @@ impl Core {
         self.lease_turn(now);
         let leader = self.is_leader(now.mono);
         if leader {
-            if let Some(call) = self.ledger.keep(now) {
-                self.ledger_call(call);
+            let calls: Vec<_> = self
+                .ledgers
+                .iter_mut()
+                .filter_map(|(account, l)| Some((account.clone(), l.keep(now)?)))
+                .collect();
+            for (account, call) in calls {
+                self.ledger_call(account, call);
             }
-            self.judge_ledger();
+            self.judge_ledgers();
         }
         if leader && self.timers.started {
             self.submit_due(now);
@@ -582,8 +649,18 @@ impl Core {
                 self.out.push(Command::Catalog { alias, job });
             }
         }
-        if let Some(call) = self.ledger.flush() {
-            self.ledger_call(call);
+        self.flush_ledgers();
+    }
+
+    /// Asks for the write of every ledger with changes its store lacks.
+    fn flush_ledgers(&mut self) {
+        let calls: Vec<_> = self
+            .ledgers
+            .iter_mut()
+            .filter_map(|(account, l)| Some((account.clone(), l.flush()?)))
+            .collect();
+        for (account, call) in calls {
+            self.ledger_call(account, call);
         }
     }
 
@@ -611,28 +688,32 @@ impl Core {
             }
             due(self.view.any_to_poll().then_some(self.timers.poll));
             due((self.round.is_none() && self.may_reconcile()).then_some(self.timers.reconcile));
-            due(self.ledger.next_wake());
+            for ledger in self.ledgers.values() {
+                due(ledger.next_wake());
+            }
         }
         due(self.lease_wake());
         wake
     }
 
     /// Whether a reconcile round may begin: not while draining, once the
-    /// gate is open; and the first round only with the ledger open, since
-    /// it must confirm what a crash left in it.
+    /// gate is open; and the first round only with a ledger open, since it
+    /// must confirm what a crash left in it. (One account's ledger that
+    /// cannot be opened holds only its own account: see `late`.)
     fn may_reconcile(&self) -> bool {
         if self.timers.started {
             !self.draining
         } else {
-            self.ledger.budget().is_some()
+            self.any_ledger_open()
         }
     }
 
-    fn ledger_call(&mut self, call: StoreCall) {
+    fn ledger_call(&mut self, account: String, call: StoreCall) {
         let fence = self.replica.as_ref().map(|r| r.fence.clone());
         self.out.push(match call {
-            StoreCall::Load { epoch } => Command::LoadLedger { epoch },
+            StoreCall::Load { epoch } => Command::LoadLedger { account, epoch },
             StoreCall::Save { epoch, seq, state } => Command::SaveLedger {
+                account,
                 epoch,
                 seq,
                 state,
@@ -641,12 +722,15 @@ impl Core {
         });
     }
 
-    fn judge_ledger(&mut self) {
+    fn judge_ledgers(&mut self) {
         let readiness = &self.observers.readiness;
-        match self.ledger.error() {
-            Some(e) => readiness.set("ledger", format!("the budget ledger is not usable: {e}")),
-            None if self.ledger.budget().is_some() => readiness.clear("ledger"),
-            None => {}
+        for (account, ledger) in &self.ledgers {
+            let component = ledger_component(account);
+            match ledger.error() {
+                Some(e) => readiness.set(&component, ledger.not_usable(e)),
+                None if ledger.budget().is_some() => readiness.clear(&component),
+                None => {}
+            }
         }
     }
 
@@ -777,11 +861,11 @@ impl Core {
         now: &Now,
     ) -> bool {
         if entries.is_empty()
-            || self.budget_config.pacing != Pacing::Even
+            || self.pacing != Pacing::Even
             || self.submit_settings.strategy != crate::config::Strategy::LeastBlast
             || self
-                .ledger
-                .budget()
+                .ledger_of(alias)
+                .and_then(Ledger::budget)
                 .is_none_or(|b| b.remaining(now.wall) == 0)
         {
             // Nothing is planned at a price with the budget spent: it is
@@ -797,13 +881,26 @@ impl Core {
             &self.submit_settings.planner,
             catalog,
         );
-        self.ledger.observe_curve(now, &curve)
+        self.ledger_of_mut(alias)
+            .is_some_and(|l| l.observe_curve(now, &curve))
     }
 
     fn submit(&mut self, alias: &str, now: &Now) {
         let Some(target) = self.targets.get(alias).cloned() else {
             return;
         };
+        let account = self.account(alias).to_owned();
+        let Some(ledger) = self.ledgers.get(&account) else {
+            return;
+        };
+        if self.late.contains(&account) {
+            if !ledger.settled() {
+                self.pending.hold(alias, now.after(FIRST_ROUND_RETRY));
+                return;
+            }
+            tracing::info!(account = %account, "the account's budget ledger is open and settled: its distributions submit again");
+            self.late.remove(&account);
+        }
         let due = self.pending.due(now.mono).iter().any(|a| a == alias);
         let entries = if due && !self.submitter.has_queued(alias) {
             self.pending.batch(alias)
@@ -812,12 +909,17 @@ impl Core {
         };
         let capacity = self.view.capacity(alias);
         // The budget's price (one for every distribution sharing the
-        // budget), learned from the recent batches' least-blast curves and
-        // this one's, and brought up to now before the batch is planned.
+        // account's budget), learned from the recent batches' least-blast
+        // curves and this one's, and brought up to now before the batch is
+        // planned.
         let observed = self.observe_curve(alias, &entries, capacity, now);
-        self.ledger.advance_price(now);
-        let price = self.ledger.price();
-        let budget = self.ledger.budget();
+        let ledger = self
+            .ledgers
+            .get_mut(&account)
+            .expect("every account has a ledger from the start: none is removed");
+        ledger.advance_price(now);
+        let price = ledger.price();
+        let budget = self.ledgers.get(&account).and_then(Ledger::budget);
         let situation = Situation {
             due,
             entries: &entries,
@@ -830,7 +932,9 @@ impl Core {
         if observed && !matches!(step, Step::Send { .. }) {
             // Not planned after all (the budget holds it, or no cover
             // fits): its curve is taken when it is.
-            self.ledger.forget_last_curve();
+            if let Some(l) = self.ledgers.get_mut(&account) {
+                l.forget_last_curve();
+            }
         }
         match step {
             Step::Idle => {}
@@ -849,7 +953,8 @@ impl Core {
                     tracing::info!(distribution = %alias, "not enough room in flight or budget; the rest waits");
                     // The plan was cut to the budget when it spends all
                     // that is left, else to the room in flight.
-                    let why = match self.ledger.budget().map(|b| b.remaining(now.wall)) {
+                    let left = self.ledger_of(alias).and_then(Ledger::budget);
+                    let why = match left.map(|b| b.remaining(now.wall)) {
                         Some(left) if left <= batch.paths.len() as u64 => Wait::Budget,
                         _ => Wait::Capacity,
                     };
@@ -857,21 +962,25 @@ impl Core {
                     self.pending.hold(alias, until);
                 }
                 // The reservation is written before CloudFront is called.
+                let ledger = self
+                    .ledgers
+                    .get_mut(&account)
+                    .expect("every account has a ledger from the start: none is removed");
                 let reserved =
-                    self.ledger
-                        .reserve(&batch.reference, alias, batch.paths.len() as u64, now);
+                    ledger.reserve(&batch.reference, alias, batch.paths.len() as u64, now);
                 let seq = match reserved {
                     Ok(seq) => {
                         // The spending moves the price at once: the next
-                        // distribution's batch this turn is planned at it.
-                        self.ledger.advance_price(now);
+                        // batch of the account this turn is planned at it.
+                        ledger.advance_price(now);
                         seq
                     }
                     Err(e) => {
-                        tracing::error!(distribution = %alias, error = %e, "could not reserve the batch in the ledger; not submitting it");
+                        tracing::error!(distribution = %alias, account = %account, error = %e, "could not reserve the batch in the ledger; not submitting it");
+                        let why = ledger.not_usable(&e);
                         self.observers
                             .readiness
-                            .set("ledger", format!("the budget ledger is not usable: {e}"));
+                            .set(&ledger_component(&account), why);
                         let until = self.submitter.not_reserved(alias, batch, now.mono);
                         let why = Wait::Ledger;
                         self.holds.insert(alias.to_owned(), Hold { why, until });
@@ -885,21 +994,21 @@ impl Core {
                 self.calls_hold.insert(alias.to_owned(), hold);
                 self.prices.insert(batch.reference.clone(), price);
                 self.awaiting.push(Awaiting {
+                    account,
                     seq,
                     alias: alias.to_owned(),
                     target,
                     batch,
                 });
-                if let Some(call) = self.ledger.flush() {
-                    self.ledger_call(call);
-                }
+                self.flush_ledgers();
             }
         }
     }
 
-    /// A write of the ledger was answered: the batches whose reservation
-    /// it made durable go to CloudFront; if it failed, they wait, unsent.
-    fn ledger_written(&mut self, written: Written, now: &Now) {
+    /// A write of `account`'s ledger was answered: the batches whose
+    /// reservation it made durable go to CloudFront; if it failed, they
+    /// wait, unsent.
+    fn ledger_written(&mut self, account: &str, written: Written, now: &Now) {
         match written {
             Written::Stale => {}
             Written::UpTo(seq) => {
@@ -909,7 +1018,7 @@ impl Core {
                     .map(|r| r.lease.leader_until().unwrap_or(0));
                 let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.awaiting)
                     .into_iter()
-                    .partition(|a| a.seq <= seq);
+                    .partition(|a| a.account == account && a.seq <= seq);
                 self.awaiting = waiting;
                 for a in ready {
                     self.out.push(Command::Create {
@@ -921,10 +1030,16 @@ impl Core {
                 }
             }
             Written::Failed(why) => {
-                self.observers
-                    .readiness
-                    .set("ledger", format!("the budget ledger is not usable: {why}"));
-                for a in std::mem::take(&mut self.awaiting) {
+                if let Some(ledger) = self.ledgers.get(account) {
+                    self.observers
+                        .readiness
+                        .set(&ledger_component(account), ledger.not_usable(&why));
+                }
+                let (failed, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.awaiting)
+                    .into_iter()
+                    .partition(|a| a.account == account);
+                self.awaiting = waiting;
+                for a in failed {
                     tracing::error!(distribution = %a.alias, error = %why, "the batch's reservation could not be written; not submitting it");
                     self.prices.remove(&a.batch.reference);
                     self.planned_from.remove(&a.batch.reference);
@@ -977,22 +1092,41 @@ impl Core {
                 result,
                 scan,
             } => self.looked(&alias, result, scan, now),
-            Input::LedgerLoaded { epoch, result } => {
-                self.ledger.loaded(epoch, result, now);
-                self.judge_ledger();
+            Input::LedgerLoaded {
+                account,
+                epoch,
+                result,
+            } => {
+                if let Some(ledger) = self.ledgers.get_mut(&account) {
+                    ledger.loaded(epoch, result, now);
+                    if self.late.contains(&account) && !ledger.settled() {
+                        // What a crash left in it is looked for soon, not
+                        // at the next interval.
+                        self.timers.reconcile = self.timers.reconcile.min(now.mono);
+                    }
+                }
+                self.judge_ledgers();
             }
-            Input::LedgerSaved { epoch, seq, result } => {
+            Input::LedgerSaved {
+                account,
+                epoch,
+                seq,
+                result,
+            } => {
                 let refused = matches!(result, Err(LedgerError::Refused(_)));
-                let written = self.ledger.saved(epoch, seq, result, now);
+                let Some(ledger) = self.ledgers.get_mut(&account) else {
+                    return;
+                };
+                let written = ledger.saved(epoch, seq, result, now);
                 if refused {
                     tracing::warn!(
                         "the ledger's write was refused: someone else wrote it, or the lease moved; reading it again"
                     );
                 }
-                self.ledger_written(written, now);
-                self.judge_ledger();
+                self.ledger_written(&account, written, now);
+                self.judge_ledgers();
             }
-            Input::SharedLedger(read) => self.ledger_read(read, now),
+            Input::SharedLedger { account, result } => self.ledger_read(&account, result, now),
             Input::Lease(answer) => self.lease_answered(answer, now),
             Input::Catalog { alias, result } => self.catalogs.built(&alias, result, now),
             Input::Deleted(n) => {
@@ -1014,8 +1148,8 @@ impl Core {
         now: &Now,
     ) {
         let may_spend = self
-            .ledger
-            .budget()
+            .ledger_of(&request.alias)
+            .and_then(Ledger::budget)
             .is_some_and(|b| b.remaining(now.wall) > 0);
         let again = self.edges.answered(
             request,
@@ -1082,13 +1216,16 @@ impl Core {
 
     fn start_reconcile(&mut self, now: &Now) {
         let gate_open = self.timers.started;
-        let scan = if self.ledger.wants_scan() {
-            self.ledger
-                .scan_basis()
-                .map(|(seen, month_start)| ScanBasis { seen, month_start })
-        } else {
-            None
-        };
+        // Each account's ledger asks for its own scan.
+        let scans: HashMap<&str, ScanBasis> = self
+            .ledgers
+            .iter()
+            .filter(|(_, l)| l.wants_scan())
+            .filter_map(|(account, l)| {
+                let (seen, month_start) = l.scan_basis()?;
+                Some((account.as_str(), ScanBasis { seen, month_start }))
+            })
+            .collect();
         // Before the gate opens, only the distributions not yet looked at.
         let mut aliases: Vec<(&String, &Target)> = self
             .targets
@@ -1100,18 +1237,22 @@ impl Core {
         self.round = Some(Round {
             term,
             left: aliases.len(),
-            scanned: scan.is_some(),
+            scanned: scans.keys().map(|a| (*a).to_owned()).collect(),
             failed: false,
         });
         for (alias, target) in aliases {
+            let account = self
+                .accounts
+                .get(alias)
+                .map_or(DEFAULT_ACCOUNT, String::as_str);
             self.out.push(Command::Reconcile {
                 alias: alias.clone(),
                 target: target.clone(),
                 known: self.view.known(alias),
-                scan: scan.clone(),
+                scan: scans.get(account).cloned(),
             });
         }
-        if self.round.is_some_and(|r| r.left == 0) {
+        if self.round.as_ref().is_some_and(|r| r.left == 0) {
             self.round_over(now);
         }
     }
@@ -1137,7 +1278,8 @@ impl Core {
         if failed && let Some(round) = &mut self.round {
             round.failed = true;
         }
-        if !failed && (scan.is_some() || !self.ledger.wants_scan()) {
+        let wants_scan = self.ledger_of(alias).is_some_and(Ledger::wants_scan);
+        if !failed && (scan.is_some() || !wants_scan) {
             self.looked_ok.insert(alias.to_owned());
         }
         match result {
@@ -1155,7 +1297,10 @@ impl Core {
         match scan {
             Some(Ok(found)) => {
                 self.cloudfront_answered(alias, Operation::List, Ok(()), now);
-                let recovered = self.ledger.take_scan(alias, found, now);
+                let recovered = self
+                    .ledger_of_mut(alias)
+                    .map(|l| l.take_scan(alias, found, now))
+                    .unwrap_or_default();
                 if !recovered.is_empty() {
                     self.recovered.extend(recovered);
                     self.cover_recovered(now);
@@ -1189,8 +1334,8 @@ impl Core {
             // distribution, for what a crash left in the ledger; until
             // then the next round comes soon, for the distributions that
             // are left.
-            let recovered = self.ledger.budget().is_some()
-                && self.targets.keys().all(|a| self.looked_ok.contains(a));
+            let recovered =
+                self.any_ledger_open() && self.targets.keys().all(|a| self.looked_ok.contains(a));
             if !recovered {
                 tracing::warn!(
                     "the first reconcile could not yet look everywhere for what an earlier run left; nothing is submitted until it has"
@@ -1199,11 +1344,24 @@ impl Core {
                 return;
             }
             self.timers.started = true;
-            self.ledger.round_over();
-        } else if round.scanned && !round.failed {
+            self.ledgers.values_mut().for_each(Ledger::round_over);
+            self.late = self
+                .ledgers
+                .iter()
+                .filter(|(_, l)| l.budget().is_none())
+                .map(|(account, _)| account.clone())
+                .collect();
+            for account in &self.late {
+                tracing::warn!(account = %account, "the account's budget ledger is not open: its distributions submit nothing until it is");
+            }
+        } else if !round.failed {
             // Only a scan that went through everywhere settles what a
-            // crash left: the next one tries again.
-            self.ledger.round_over();
+            // crash left in an account's ledger: the next one tries again.
+            for account in &round.scanned {
+                if let Some(l) = self.ledgers.get_mut(account) {
+                    l.round_over();
+                }
+            }
         }
         self.timers.reconcile = now.after(self.reconcile_interval);
     }
@@ -1215,8 +1373,9 @@ impl Core {
         self.cloudfront_answered(alias, Operation::Create, Ok(()), now);
         let hold = self.calls_hold.remove(alias).flatten();
         self.pending.hold(alias, hold.unwrap_or(now.mono));
-        self.ledger
-            .commit(&batch.reference, &invalidation.id, invalidation.created_at);
+        if let Some(l) = self.ledger_of_mut(alias) {
+            l.commit(&batch.reference, &invalidation.id, invalidation.created_at);
+        }
         self.view.record_created(alias, invalidation, now.instant);
         self.judge_distribution(alias, Ok(()), now);
         if self.edges.wants(alias) {
@@ -1306,7 +1465,9 @@ impl Core {
         );
         tracing::warn!(distribution = %alias, error = %e, action = ?after.action, "CreateInvalidation failed");
         if after.release {
-            self.ledger.release(&reference);
+            if let Some(l) = self.ledger_of_mut(alias) {
+                l.release(&reference);
+            }
             self.prices.remove(&reference);
             self.planned_from.remove(&reference);
         }
@@ -1406,12 +1567,16 @@ impl Core {
         }
         if !replica.lease.is_calling()
             && !matches!(replica.lease.role(now.mono), Role::Leader { .. })
-            && !replica.reading_ledger
+            && replica.reading_ledger == 0
             && now.mono >= replica.next_ledger_read
             && replica.shared_ledger
         {
-            replica.reading_ledger = true;
-            self.out.push(Command::ReadSharedLedger);
+            replica.reading_ledger = self.ledgers.len();
+            for account in self.ledgers.keys() {
+                self.out.push(Command::ReadSharedLedger {
+                    account: account.clone(),
+                });
+            }
         }
         if let Some(change) = change {
             self.role_changed(change, now);
@@ -1422,7 +1587,7 @@ impl Core {
     fn lease_wake(&self) -> Option<Millis> {
         let replica = self.replica.as_ref()?;
         let mut wake = replica.lease.next_wake();
-        if replica.shared_ledger && !replica.reading_ledger {
+        if replica.shared_ledger && replica.reading_ledger == 0 {
             wake = Some(wake.map_or(replica.next_ledger_read, |w| {
                 w.min(replica.next_ledger_read)
             }));
@@ -1477,29 +1642,44 @@ impl Core {
         }
     }
 
-    /// A standby's read of the shared ledger.
-    fn ledger_read(&mut self, read: Result<Option<LedgerState>, LedgerError>, now: &Now) {
+    /// A standby's read of `account`'s shared ledger.
+    fn ledger_read(
+        &mut self,
+        account: &str,
+        read: Result<Option<LedgerState>, LedgerError>,
+        now: &Now,
+    ) {
         let Some(replica) = &mut self.replica else {
             return;
         };
-        replica.reading_ledger = false;
-        replica.next_ledger_read = now.after(LEDGER_READ_EVERY);
+        replica.reading_ledger = replica.reading_ledger.saturating_sub(1);
+        if replica.reading_ledger == 0 {
+            replica.next_ledger_read = now.after(LEDGER_READ_EVERY);
+        }
+        let Some(ledger) = self.ledgers.get(account) else {
+            return;
+        };
+        let component = ledger_component(account);
         match read {
             Ok(Some(state)) => {
-                replica.shared_budget = Some(status_of(
-                    &self.budget_config,
-                    &state,
-                    now.wall,
-                    self.blast_per_path,
-                ));
-                self.observers.readiness.clear("ledger");
+                replica.shared_budget.insert(
+                    account.to_owned(),
+                    status_of(ledger.config(), &state, now.wall, self.blast_per_path),
+                );
+                self.observers.readiness.clear(&component);
             }
-            Ok(None) => replica.shared_budget = None,
+            Ok(None) => {
+                replica.shared_budget.remove(account);
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "reading the shared ledger failed");
-                self.observers
-                    .readiness
-                    .set("ledger", format!("the shared ledger is not readable: {e}"));
+                tracing::warn!(account = %account, error = %e, "reading the shared ledger failed");
+                self.observers.readiness.set(
+                    &component,
+                    format!(
+                        "the shared ledger{} is not readable: {e}",
+                        ledger.of_account()
+                    ),
+                );
             }
         }
     }
@@ -1515,14 +1695,14 @@ impl Core {
                 tracing::info!(replica = %replica.id, fencing, "became the leader");
                 metrics.set_leader(true);
                 replica.term += 1;
-                replica.shared_budget = None;
+                replica.shared_budget.clear();
                 replica.fence = Some(Fence {
                     replica: replica.id.clone(),
                     fencing,
                 });
-                // The ledger as the last leader left it, read under this
+                // The ledgers as the last leader left them, read under this
                 // fencing number.
-                self.ledger.reset();
+                self.ledgers.values_mut().for_each(Ledger::reset);
                 // So are the learned catalogs, before planning with them.
                 self.catalogs.set_leading(true, now);
                 self.submitter = Submitter::new(
@@ -1530,9 +1710,11 @@ impl Core {
                     RateLimit::new(self.create_rate.0, self.create_rate.1),
                     format!("f{fencing}"),
                 )
+                .with_accounts(self.accounts.clone())
                 .with_owner(replica.id.clone());
                 // Nothing goes out before a reconcile round of this term.
                 self.timers.started = false;
+                self.late.clear();
                 self.looked_ok.clear();
                 self.timers.reconcile = now.mono;
                 self.timers.poll = now.mono;
@@ -1544,9 +1726,11 @@ impl Core {
                 self.out.push(Command::Receive(false));
                 replica.fence = None;
                 replica.next_ledger_read = now.mono;
-                self.ledger.reset();
+                self.ledgers.values_mut().for_each(Ledger::reset);
                 self.catalogs.set_leading(false, now);
-                self.observers.readiness.clear("ledger");
+                for account in self.ledgers.keys() {
+                    self.observers.readiness.clear(&ledger_component(account));
+                }
                 let held = queue_messages(self.pending.message_ids().cloned().collect());
                 if !held.is_empty() {
                     tracing::info!(
@@ -1621,11 +1805,19 @@ impl Core {
             view: &self.view,
             catalogs: &self.catalogs,
             edges: &self.edges,
-            budget: self
-                .ledger
-                .budget()
-                .map(|b| b.status(now.wall, self.ledger.price())),
-            shared_budget: self.replica.as_ref().and_then(|r| r.shared_budget.clone()),
+            budgets: self
+                .ledgers
+                .iter()
+                .filter_map(|(account, l)| {
+                    let status = l.budget()?.status(now.wall, l.price());
+                    Some((account.clone(), status))
+                })
+                .collect(),
+            shared_budgets: self
+                .replica
+                .as_ref()
+                .map(|r| r.shared_budget.clone())
+                .unwrap_or_default(),
         });
         true
     }
@@ -1635,16 +1827,31 @@ impl Core {
         self.timers.observe = 0;
     }
 
-    /// The budget ledger's state, while open (replay's monthly table).
+    /// The budget ledger's state of the first account, while open
+    /// (replay's monthly table: the default account's alone without
+    /// `[accounts]`).
     pub fn budget_status(&self, now: &Now) -> Option<BudgetStatus> {
-        self.ledger
-            .budget()
-            .map(|b| b.status(now.wall, self.ledger.price()))
+        let l = self.ledgers.values().next()?;
+        l.budget().map(|b| b.status(now.wall, l.price()))
     }
 
-    /// The price the next batch would be planned at (as last advanced).
+    /// Each account's budget, while its ledger is open.
+    pub fn budget_statuses(&self, now: &Now) -> BTreeMap<String, BudgetStatus> {
+        self.ledgers
+            .iter()
+            .filter_map(|(account, l)| {
+                Some((account.clone(), l.budget()?.status(now.wall, l.price())))
+            })
+            .collect()
+    }
+
+    /// The price the next batch of the first account would be planned at
+    /// (as last advanced).
     pub fn current_price(&self) -> f64 {
-        self.ledger.price()
+        self.ledgers
+            .values()
+            .next()
+            .map_or(self.blast_per_path, Ledger::price)
     }
 
     /// Messages held per distribution (replay's `held_at_end`).
@@ -1659,6 +1866,24 @@ impl Core {
 fn queue_messages(mut ids: Vec<MessageId>) -> Vec<MessageId> {
     ids.retain(|id| !is_reinvalidation(id));
     ids
+}
+
+/// The readiness component of `account`'s ledger: `ledger` for the default
+/// account, as it always was.
+pub fn ledger_component(account: &str) -> String {
+    if account == DEFAULT_ACCOUNT {
+        "ledger".to_owned()
+    } else {
+        format!("ledger:{account}")
+    }
+}
+
+/// Where `account`'s ledger lives with the configured store, for messages
+/// until the runner names its store.
+fn ledger_location(config: &Config, account: &str) -> String {
+    crate::budget::file_for_account(&config.budget.ledger_path, account)
+        .display()
+        .to_string()
 }
 
 fn unix_ms(now: &Now) -> u64 {

@@ -6,6 +6,7 @@
 //! ledger's store is called from blocking tasks (a file's fsync, or the
 //! DynamoDB store's own thread), never from the loop.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use tokio_util::task::TaskTracker;
 
 use super::catalogs::{self, Job};
 use super::core::{Command, Input};
-use crate::budget::{AnyStore, DynamoStore, LedgerError, LedgerStore};
+use crate::budget::{AnyStore, LedgerError, LedgerStore};
 use crate::clock::Clock;
 use crate::cloudfront::invalidator::{Invalidator, InvalidatorError, MAX_LIST_ITEMS};
 use crate::coordination::{AnyTable, LeaseTable};
@@ -71,15 +72,17 @@ pub struct Effects<Q, I> {
     queue_closed: bool,
     invalidator: I,
     source: Source<Q>,
-    store: AnyStore,
+    /// Each account's ledger store.
+    stores: BTreeMap<String, AnyStore>,
     /// Where a term's pollers send what they receive.
     events: mpsc::Sender<SourceEvent>,
     /// The pollers of the current term stop when this fires.
     receiving: Option<CancellationToken>,
-    /// With coordination: the lease table and this replica's id, and the
-    /// shared ledger a standby reads for its status.
+    /// With coordination: the lease table and this replica's id, and
+    /// whether the ledgers are the table's, which a standby reads for its
+    /// status.
     lease: Option<(AnyTable, String)>,
-    shared: Option<DynamoStore>,
+    shared: bool,
     polls: Arc<Semaphore>,
     /// The edge requests of verification and warming; `Err` says why the
     /// client could not be built (each request is answered with it).
@@ -97,10 +100,10 @@ impl<Q: Queue, I: Invalidator> Effects<Q, I> {
         tasks: TaskTracker,
         source: Source<Q>,
         invalidator: I,
-        store: AnyStore,
+        stores: BTreeMap<String, AnyStore>,
         events: mpsc::Sender<SourceEvent>,
         lease: Option<(AnyTable, String)>,
-        shared: Option<DynamoStore>,
+        shared: bool,
     ) -> (Self, mpsc::UnboundedReceiver<Report>) {
         let (done, reports) = mpsc::unbounded_channel();
         let (queue_calls, mut calls) = mpsc::unbounded_channel::<Effect>();
@@ -121,7 +124,7 @@ impl<Q: Queue, I: Invalidator> Effects<Q, I> {
             queue_closed: false,
             invalidator,
             source,
-            store,
+            stores,
             events,
             receiving: None,
             lease,
@@ -272,24 +275,35 @@ impl<Q: Queue, I: Invalidator> Effects<Q, I> {
                     }));
                 });
             }
-            Command::LoadLedger { epoch } => {
-                let (store, done) = (self.store.clone(), self.done.clone());
+            Command::LoadLedger { account, epoch } => {
+                let Some(store) = self.stores.get(&account).cloned() else {
+                    return;
+                };
+                let done = self.done.clone();
                 self.tasks.spawn(async move {
                     let report = blocking(
                         move || store.load(),
-                        |result| Input::LedgerLoaded { epoch, result },
+                        |result| Input::LedgerLoaded {
+                            account,
+                            epoch,
+                            result,
+                        },
                     )
                     .await;
                     let _ = done.send(report);
                 });
             }
             Command::SaveLedger {
+                account,
                 epoch,
                 seq,
                 state,
                 fence,
             } => {
-                let (store, done) = (self.store.clone(), self.done.clone());
+                let Some(store) = self.stores.get(&account).cloned() else {
+                    return;
+                };
+                let done = self.done.clone();
                 self.tasks.spawn(async move {
                     let report = blocking(
                         move || {
@@ -298,19 +312,28 @@ impl<Q: Queue, I: Invalidator> Effects<Q, I> {
                             }
                             store.save(&state)
                         },
-                        |result| Input::LedgerSaved { epoch, seq, result },
+                        |result| Input::LedgerSaved {
+                            account,
+                            epoch,
+                            seq,
+                            result,
+                        },
                     )
                     .await;
                     let _ = done.send(report);
                 });
             }
-            Command::ReadSharedLedger => {
-                let Some(store) = self.shared.clone() else {
+            Command::ReadSharedLedger { account } => {
+                let Some(store) = self.stores.get(&account).filter(|_| self.shared).cloned() else {
                     return;
                 };
                 let done = self.done.clone();
                 self.tasks.spawn(async move {
-                    let report = blocking(move || store.load(), Input::SharedLedger).await;
+                    let report = blocking(
+                        move || store.load(),
+                        |result| Input::SharedLedger { account, result },
+                    )
+                    .await;
                     let _ = done.send(report);
                 });
             }

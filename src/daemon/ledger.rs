@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::budget::{Budget, LedgerError, LedgerState, LedgerStore, Month, PriceController};
 use crate::clock::{Millis, Now};
-use crate::config::BudgetConfig;
+use crate::config::{BudgetConfig, DEFAULT_ACCOUNT};
 use crate::path::CfPath;
 use crate::tracker::external::Found;
 
@@ -85,6 +85,8 @@ pub enum Written {
 /// The ledger, once open.
 #[derive(Debug)]
 pub struct Ledger {
+    /// The account whose budget this is.
+    account: String,
     config: BudgetConfig,
     /// Where the real store keeps it, for messages.
     location: String,
@@ -111,8 +113,14 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    pub fn new(location: String, config: BudgetConfig, blast_per_path: f64) -> Ledger {
+    pub fn new(
+        account: String,
+        location: String,
+        config: BudgetConfig,
+        blast_per_path: f64,
+    ) -> Ledger {
         Ledger {
+            account,
             blast_per_path,
             price: None,
             config,
@@ -131,6 +139,30 @@ impl Ledger {
 
     pub fn set_location(&mut self, location: String) {
         self.location = location;
+    }
+
+    /// `[budget]` as this account applies it.
+    pub fn config(&self) -> &BudgetConfig {
+        &self.config
+    }
+
+    /// " of account NAME", for messages; nothing for the default account,
+    /// whose messages read as they did before accounts.
+    pub fn of_account(&self) -> String {
+        if self.account == DEFAULT_ACCOUNT {
+            String::new()
+        } else {
+            format!(" of account {}", self.account)
+        }
+    }
+
+    /// The readiness reason of a ledger that cannot be used because of
+    /// `why`.
+    pub fn not_usable(&self, why: &str) -> String {
+        format!(
+            "the budget ledger{} is not usable: {why}",
+            self.of_account()
+        )
     }
 
     /// Forgets the open ledger: it is read again from the store (a replica
@@ -154,6 +186,12 @@ impl Ledger {
     /// Why the ledger cannot be used now, if it cannot.
     pub fn error(&self) -> Option<&str> {
         self.error.as_deref()
+    }
+
+    /// Whether the ledger is open and what a crash left in it has been
+    /// looked for (or it held nothing to look for).
+    pub fn settled(&self) -> bool {
+        self.budget.is_some() && self.confirmed_leftovers
     }
 
     /// Whether a write of the ledger is under way.
@@ -241,7 +279,7 @@ impl Ledger {
                 "the ledger holds reservations a crash left open; counted as spent"
             );
         }
-        tracing::info!(month = %budget.month(), used = budget.used(), limit = budget.limit(), "budget ledger open");
+        tracing::info!(account = %self.account, month = %budget.month(), used = budget.used(), limit = budget.limit(), "budget ledger open");
         self.confirmed_leftovers = leftovers.is_empty();
         self.price = Some(PriceController::new(
             &self.config,
@@ -282,7 +320,7 @@ impl Ledger {
     }
 
     fn failed(&mut self, why: &str, now: &Now) {
-        tracing::error!(error = %why, "budget ledger not usable; submitting nothing until it is");
+        tracing::error!(account = %self.account, error = %why, "budget ledger not usable; submitting nothing for its account until it is");
         self.reset();
         self.retry_at = now.after(LEDGER_RETRY);
         self.error = Some(why.to_owned());

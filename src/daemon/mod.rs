@@ -15,13 +15,14 @@ mod effects;
 mod ledger;
 mod observe;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::budget::{AnyStore, DynamoStore, FileStore, LedgerStore};
+use crate::budget::{AnyStore, FileStore, LedgerStore, file_for_account};
 use crate::catalog::learned_store::{AnyLearnedStore, DynamoLearned};
 use crate::clock::{Clock, Now};
 use crate::cloudfront::invalidator::Invalidator;
@@ -46,22 +47,18 @@ pub struct Replica {
     id: String,
     table: AnyTable,
     lease: Duration,
-    /// The shared ledger, whose writes follow the lease.
-    store: Option<DynamoStore>,
+    /// The ledgers are the table's, shared by the fleet, and their writes
+    /// follow the lease.
+    shared_ledger: bool,
 }
 
 impl Replica {
-    pub fn new(
-        id: String,
-        table: AnyTable,
-        lease: Duration,
-        store: Option<DynamoStore>,
-    ) -> Replica {
+    pub fn new(id: String, table: AnyTable, lease: Duration, shared_ledger: bool) -> Replica {
         Replica {
             id,
             table,
             lease,
-            store,
+            shared_ledger,
         }
     }
 }
@@ -70,7 +67,8 @@ pub struct Daemon<Q, I> {
     core: Core,
     source: Source<Q>,
     invalidator: I,
-    store: AnyStore,
+    /// Each account's ledger store, by account name.
+    stores: BTreeMap<String, AnyStore>,
     clock: Clock,
     grace: Duration,
     replica: Option<Replica>,
@@ -90,8 +88,19 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
         let mut core = Core::new(config, clock, run, Mode::Live);
         // The source counts the decoded entries in source.max_pending_bytes.
         core.set_meter(source.pending_meter());
-        let store = AnyStore::File(FileStore::new(config.budget.ledger_path.clone()));
-        core.set_ledger_location(store.location());
+        // Each account's ledger in a file of its own; the default
+        // account's is `budget.ledger_path` itself.
+        let stores: BTreeMap<String, AnyStore> = config
+            .budget_accounts()
+            .into_iter()
+            .map(|account| {
+                let file = file_for_account(&config.budget.ledger_path, &account);
+                (account, AnyStore::File(FileStore::new(file)))
+            })
+            .collect();
+        for (account, store) in &stores {
+            core.set_ledger_location(account, store.location());
+        }
         let observers = core.observers().clone();
         let edge = crate::edge::EdgeClient::new(config);
         if let Err(e) = &edge {
@@ -101,7 +110,7 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
             core,
             source,
             invalidator,
-            store,
+            stores,
             clock,
             grace: Duration::from_secs(config.shutdown.grace_seconds),
             replica: None,
@@ -116,21 +125,30 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
         self.core.set_replica(ReplicaState::new(
             replica.id.clone(),
             replica.lease,
-            replica.store.is_some(),
+            replica.shared_ledger,
         ));
         self.replica = Some(replica);
         self
     }
 
-    /// Keeps the budget ledger in `store` instead of the configured file
-    /// (tests use memory). In DynamoDB, the learned catalogs go there too.
-    pub fn with_ledger(mut self, store: AnyStore) -> Self {
+    /// Keeps the budget ledger of the first account (the default
+    /// account's, without `[accounts]`) in `store` instead of the
+    /// configured file (tests use memory). In DynamoDB, the learned
+    /// catalogs go there too.
+    pub fn with_ledger(self, store: AnyStore) -> Self {
+        let account = self.stores.keys().next().cloned().unwrap_or_default();
+        self.with_account_ledger(&account, store)
+    }
+
+    /// Keeps `account`'s budget ledger in `store`, as
+    /// [`Daemon::with_ledger`].
+    pub fn with_account_ledger(mut self, account: &str, store: AnyStore) -> Self {
         if let AnyStore::Dynamo(table) = &store {
             self.core
                 .keep_learned_in(|alias| AnyLearnedStore::Dynamo(DynamoLearned::new(table, alias)));
         }
-        self.core.set_ledger_location(store.location());
-        self.store = store;
+        self.core.set_ledger_location(account, store.location());
+        self.stores.insert(account.to_owned(), store);
         self
     }
 
@@ -193,12 +211,12 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
             tasks.clone(),
             self.source.clone(),
             self.invalidator.clone(),
-            self.store.clone(),
+            self.stores.clone(),
             events_tx,
             self.replica
                 .as_ref()
                 .map(|r| (r.table.clone(), r.id.clone())),
-            self.replica.as_ref().and_then(|r| r.store.clone()),
+            self.replica.as_ref().is_some_and(|r| r.shared_ledger),
         );
         effects.set_edge(self.edge.clone());
         if self.replica.is_none() {
@@ -321,8 +339,10 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
         let (Some(replica), Some((call, lease_ms))) = (&self.replica, self.core.hand_back()) else {
             return;
         };
-        if let Some(store) = &replica.store {
-            store.set_fence(None);
+        for store in self.stores.values() {
+            if let AnyStore::Dynamo(store) = store {
+                store.set_fence(None);
+            }
         }
         let answer = replica.table.call(&replica.id, call, 0, lease_ms);
         let wait = end.min(Instant::now() + Duration::from_secs(2));
@@ -340,3 +360,6 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod accounts_tests;

@@ -4,6 +4,7 @@
 //! pings systemd's watchdog from the loop that does the work, so that a
 //! stuck loop stops beating.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::clock::Now;
@@ -52,12 +53,12 @@ impl Observers {
             let warm = d.verify.is_some() && d.warm.as_ref().is_some_and(|w| w.enabled);
             metrics.edge_configured(alias, verify, warm);
         }
-        // The ledger fills in used and allowed; the limit is known now.
-        metrics.set_budget(config.budget.monthly_paths, 0, 0);
-        metrics.set_budget_price(
-            crate::metrics::DEFAULT_ACCOUNT,
-            config.coalesce.blast_per_path,
-        );
+        // The ledgers fill in used and allowed; the limits are known now.
+        for account in config.budget_accounts() {
+            let limit = config.budget_for(&account).monthly_paths;
+            metrics.set_budget(&account, limit, 0, 0);
+            metrics.set_budget_price(&account, config.coalesce.blast_per_path);
+        }
         // Alone, this daemon is always the leader; a replica starts as a
         // standby.
         metrics.set_leader(config.coordination.kind == crate::config::CoordinationKind::None);
@@ -111,8 +112,10 @@ pub(super) struct Shown<'a> {
     pub view: &'a InflightView,
     pub catalogs: &'a Catalogs,
     pub edges: &'a Edges,
-    pub budget: Option<BudgetStatus>,
-    pub shared_budget: Option<BudgetStatus>,
+    /// Each account's budget, where its ledger is open.
+    pub budgets: BTreeMap<String, BudgetStatus>,
+    /// Each account's budget as a standby last read it.
+    pub shared_budgets: BTreeMap<String, BudgetStatus>,
 }
 
 impl Observers {
@@ -137,8 +140,8 @@ impl Observers {
             view,
             catalogs,
             edges,
-            budget,
-            shared_budget,
+            mut budgets,
+            shared_budgets,
         } = shown;
         let Observers {
             metrics,
@@ -199,15 +202,28 @@ impl Observers {
         if replica {
             snapshot.role = if leader { "leader" } else { "standby" }.to_owned();
         }
-        if let Some(budget) = budget.or(shared_budget) {
-            metrics.set_budget(budget.limit, budget.used, budget.allowed);
-            metrics.set_budget_price(crate::metrics::DEFAULT_ACCOUNT, budget.price);
-            snapshot.budget = budget;
-        } else {
-            snapshot.budget.month = status::format_time(now.wall)
-                .get(..7)
-                .unwrap_or_default()
-                .to_owned();
+        for (account, budget) in shared_budgets {
+            budgets.entry(account).or_insert(budget);
+        }
+        let month = status::format_time(now.wall)
+            .get(..7)
+            .unwrap_or_default()
+            .to_owned();
+        for (account, shown) in snapshot.accounts.iter_mut() {
+            match budgets.get(account) {
+                Some(budget) => {
+                    metrics.set_budget(account, budget.limit, budget.used, budget.allowed);
+                    metrics.set_budget_price(account, budget.price);
+                    shown.budget = budget.clone();
+                }
+                None => shown.budget.month.clone_from(&month),
+            }
+            shown.not_ready = readiness.reasons_of(&shown.components);
+        }
+        // `budget` is the first account's: the default account's alone
+        // without `[accounts]`, as it always was.
+        if let Some(first) = snapshot.accounts.values().next() {
+            snapshot.budget = first.budget.clone();
         }
         status.publish(snapshot);
     }

@@ -152,7 +152,14 @@ pub struct Submitter {
     queued: HashMap<String, VecDeque<Batch>>,
     /// Distributions with a CreateInvalidation under way: one at a time.
     calling: HashSet<String>,
+    /// The CreateInvalidation rate each account starts with.
     rate: RateLimit,
+    /// Alias → account: AWS limits CreateInvalidation per account, so each
+    /// account has a rate of its own. An alias not named here is in the
+    /// default account.
+    accounts: HashMap<String, String>,
+    /// Each account's rate, as calls took it.
+    rates: HashMap<String, RateLimit>,
 }
 
 impl Submitter {
@@ -167,7 +174,16 @@ impl Submitter {
             queued: HashMap::new(),
             calling: HashSet::new(),
             rate,
+            accounts: HashMap::new(),
+            rates: HashMap::new(),
         }
+    }
+
+    /// The accounts of the aliases (alias → account), each with its own
+    /// CreateInvalidation rate.
+    pub fn with_accounts(mut self, accounts: HashMap<String, String>) -> Submitter {
+        self.accounts = accounts;
+        self
     }
 
     /// Every CallerReference starts with `cfpurge-<owner>-` (a replica).
@@ -286,7 +302,18 @@ impl Submitter {
                 }
             }
         };
-        if let Err(until) = self.rate.take(now) {
+        let account = self
+            .accounts
+            .get(alias)
+            .map_or(crate::config::DEFAULT_ACCOUNT, String::as_str);
+        let rate = match self.rates.get_mut(account) {
+            Some(rate) => rate,
+            None => self
+                .rates
+                .entry(account.to_owned())
+                .or_insert_with(|| self.rate.clone()),
+        };
+        if let Err(until) = rate.take(now) {
             batch.after = until;
             self.put_back(alias, batch);
             return Step::Wait {

@@ -173,6 +173,9 @@ fn example_config_mentions_every_key() {
             "dead_letter_queue_url",
             "enqueue_token",
             "skip",
+            "account",
+            "role_arn",
+            "external_id",
         ]
         .map(String::from),
     );

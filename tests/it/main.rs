@@ -1,5 +1,6 @@
 //! All integration tests in one binary (one link step, shared helpers).
 
+mod accounts;
 mod aws_stack;
 mod catalog;
 mod chaos;

@@ -212,9 +212,9 @@ const CONTRACT_METRICS: &[(&str, &str, &[&str])] = &[
     ("cfpurge_oldest_pending_seconds", "gauge", &["distribution"]),
     ("cfpurge_inflight_paths", "gauge", &["distribution", "kind"]),
     ("cfpurge_queue_messages", "gauge", &["state"]),
-    ("cfpurge_budget_paths_limit", "gauge", &[]),
-    ("cfpurge_budget_paths_used", "gauge", &[]),
-    ("cfpurge_budget_paths_allowed", "gauge", &[]),
+    ("cfpurge_budget_paths_limit", "gauge", &["account"]),
+    ("cfpurge_budget_paths_used", "gauge", &["account"]),
+    ("cfpurge_budget_paths_allowed", "gauge", &["account"]),
     (
         "cfpurge_request_to_invalidation_seconds",
         "histogram",
@@ -407,10 +407,16 @@ async fn a_scripted_run_exposes_every_contract_metric_and_counts_what_happened()
         0.0,
         "HTTP refuses bad input before it is queued"
     );
-    assert_eq!(value(&text, "cfpurge_budget_paths_limit"), 1000.0);
+    assert_eq!(
+        value(&text, "cfpurge_budget_paths_limit{account=\"default\"}"),
+        1000.0
+    );
     // The ledger counts exactly what was billed.
-    assert_eq!(value(&text, "cfpurge_budget_paths_used"), billed);
-    assert!(value(&text, "cfpurge_budget_paths_allowed") >= billed);
+    assert_eq!(
+        value(&text, "cfpurge_budget_paths_used{account=\"default\"}"),
+        billed
+    );
+    assert!(value(&text, "cfpurge_budget_paths_allowed{account=\"default\"}") >= billed);
 }
 
 #[test]

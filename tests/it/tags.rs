@@ -198,7 +198,10 @@ async fn paths_wildcards_and_tags_go_out_together_and_tags_count_as_exact_paths(
     assert_eq!(billed, 8);
     assert_eq!(totals.paths_submitted, 8);
     assert_eq!(totals.messages_deleted, 3);
-    assert_eq!(metric(&text, "cfpurge_budget_paths_used"), 8.0);
+    assert_eq!(
+        metric(&text, "cfpurge_budget_paths_used{account=\"default\"}"),
+        8.0
+    );
     assert_eq!(
         metric(
             &text,

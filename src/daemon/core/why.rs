@@ -106,8 +106,9 @@ impl Core {
                 "this replica is a standby: the leader receives and submits".to_owned(),
             ));
         }
-        if self.ledger.budget().is_none() {
-            let detail = match self.ledger.error() {
+        let ledger = self.ledger_of(alias);
+        if ledger.and_then(|l| l.budget()).is_none() {
+            let detail = match ledger.and_then(|l| l.error()) {
                 Some(e) => format!("the budget ledger is not usable: {e}"),
                 None => "the budget ledger is being read".to_owned(),
             };
@@ -213,7 +214,7 @@ impl Core {
                 Waiting::new(WaitingOn::InflightRoom, until, detail)
             }
             Wait::Budget => {
-                let detail = match self.ledger.budget() {
+                let detail = match self.ledger_of(alias).and_then(|l| l.budget()) {
                     Some(b) => format!(
                         "the budget: {} paths used, {} allowed by now (on_exhausted = \"{}\")",
                         b.used(),
@@ -232,7 +233,7 @@ impl Core {
             Wait::Ledger => Waiting::new(
                 WaitingOn::Ledger,
                 until,
-                match self.ledger.error() {
+                match self.ledger_of(alias).and_then(|l| l.error()) {
                     Some(e) => format!("the batch could not be reserved in the ledger: {e}"),
                     None => "the batch could not be reserved in the ledger".to_owned(),
                 },
