@@ -13,7 +13,6 @@ use cfpurge::commands::plan::{Format, PlanOptions};
 use cfpurge::commands::status::StatusError;
 use cfpurge::commands::{self, check_config, enqueue, plan};
 use cfpurge::config::{self, Config};
-use cfpurge::planner::{Capacity, Settings};
 
 #[derive(Parser)]
 #[command(
@@ -295,45 +294,21 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             allow_root_wildcard,
         } => {
             let loaded = optional_config(config.as_deref())?;
-            let mut capacity = Capacity::AWS;
-            let mut settings = Settings::default();
-            let coalesce = loaded
-                .as_ref()
-                .map(|c| c.coalesce.clone())
-                .unwrap_or_default();
-            let blast_per_path = blast_per_path.unwrap_or(coalesce.blast_per_path);
-            if !(blast_per_path > 0.0 && blast_per_path.is_finite()) {
-                return Err(Failure::usage("--blast-per-path must be > 0"));
-            }
-            let strategy = match strategy {
-                Some(StrategyArg::Threshold) => config::Strategy::Threshold,
-                Some(StrategyArg::LeastBlast) => config::Strategy::LeastBlast,
-                None => coalesce.strategy,
+            let overrides = plan::Overrides {
+                distribution: distribution.clone(),
+                strategy: strategy.map(|s| match s {
+                    StrategyArg::Threshold => config::Strategy::Threshold,
+                    StrategyArg::LeastBlast => config::Strategy::LeastBlast,
+                }),
+                blast_per_path,
+                max_exact,
+                max_wildcards,
+                budget,
+                wildcard_threshold,
+                min_wildcard_depth,
+                allow_root_wildcard,
             };
-            if let Some(cfg) = &loaded {
-                settings = Settings::from(&cfg.coalesce);
-                if let Some(name) = &distribution {
-                    // Named as in requests: alias, id, or a tenant's
-                    // tenant_id.
-                    let d = cfg.distribution(name).map(|(_, d)| d).ok_or_else(|| {
-                        Failure::usage(format!(
-                            "--distribution {name:?} is not a configured distribution"
-                        ))
-                    })?;
-                    capacity.exact = d.max_inflight_paths;
-                    capacity.wildcard = d.max_inflight_wildcards;
-                }
-            }
-            capacity.exact = max_exact.unwrap_or(capacity.exact);
-            capacity.wildcard = max_wildcards.unwrap_or(capacity.wildcard);
-            capacity.paths = budget.unwrap_or(capacity.paths);
-            settings.wildcard_threshold = wildcard_threshold.unwrap_or(settings.wildcard_threshold);
-            settings.min_wildcard_depth = min_wildcard_depth.unwrap_or(settings.min_wildcard_depth);
-            settings.allow_root_wildcard =
-                allow_root_wildcard.unwrap_or(settings.allow_root_wildcard);
-            if settings.wildcard_threshold < 2 {
-                return Err(Failure::usage("--wildcard-threshold must be ≥ 2"));
-            }
+            let settled = plan::settle(loaded.as_ref(), &overrides).map_err(Failure::usage)?;
             let options = PlanOptions {
                 distribution,
                 format: match format {
@@ -342,11 +317,11 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 },
                 universe,
                 catalog,
-                strategy,
-                blast_per_path,
+                strategy: settled.strategy,
+                blast_per_path: settled.blast_per_path,
                 show_overreach,
-                capacity,
-                settings,
+                capacity: settled.capacity,
+                settings: settled.settings,
             };
             let bad = match plan::run(
                 &options,

@@ -23,6 +23,76 @@ pub enum Format {
     Json,
 }
 
+/// What `cfpurge plan`'s command line overrides; `None` keeps the
+/// configuration's value (or the default's, without a configuration).
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// Its in-flight limits become the capacity (alias, id or tenant id).
+    pub distribution: Option<String>,
+    pub strategy: Option<Configured>,
+    pub blast_per_path: Option<f64>,
+    pub max_exact: Option<usize>,
+    pub max_wildcards: Option<usize>,
+    pub budget: Option<usize>,
+    pub wildcard_threshold: Option<usize>,
+    pub min_wildcard_depth: Option<usize>,
+    pub allow_root_wildcard: Option<bool>,
+}
+
+/// The plan's settings: the configuration's (if any), the overrides on
+/// top. An error names the option that is wrong.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settled {
+    pub capacity: Capacity,
+    pub settings: Settings,
+    pub strategy: Configured,
+    pub blast_per_path: f64,
+}
+
+/// Merges `overrides` into `config`'s coalesce settings and the named
+/// distribution's limits.
+pub fn settle(
+    config: Option<&crate::config::Config>,
+    overrides: &Overrides,
+) -> Result<Settled, String> {
+    let coalesce = config.map(|c| c.coalesce.clone()).unwrap_or_default();
+    let blast_per_path = overrides.blast_per_path.unwrap_or(coalesce.blast_per_path);
+    if !(blast_per_path > 0.0 && blast_per_path.is_finite()) {
+        return Err("--blast-per-path must be > 0".to_owned());
+    }
+    let mut capacity = Capacity::AWS;
+    let mut settings = Settings::default();
+    if let Some(cfg) = config {
+        settings = Settings::from(&cfg.coalesce);
+        if let Some(name) = &overrides.distribution {
+            // Named as in requests: alias, id, or a tenant's tenant_id.
+            let (_, d) = cfg.distribution(name).ok_or_else(|| {
+                format!("--distribution {name:?} is not a configured distribution")
+            })?;
+            capacity.exact = d.max_inflight_paths;
+            capacity.wildcard = d.max_inflight_wildcards;
+        }
+    }
+    capacity.exact = overrides.max_exact.unwrap_or(capacity.exact);
+    capacity.wildcard = overrides.max_wildcards.unwrap_or(capacity.wildcard);
+    capacity.paths = overrides.budget.unwrap_or(capacity.paths);
+    let o = overrides;
+    settings.wildcard_threshold = o.wildcard_threshold.unwrap_or(settings.wildcard_threshold);
+    settings.min_wildcard_depth = o.min_wildcard_depth.unwrap_or(settings.min_wildcard_depth);
+    settings.allow_root_wildcard = o
+        .allow_root_wildcard
+        .unwrap_or(settings.allow_root_wildcard);
+    if settings.wildcard_threshold < 2 {
+        return Err("--wildcard-threshold must be ≥ 2".to_owned());
+    }
+    Ok(Settled {
+        capacity,
+        settings,
+        strategy: o.strategy.unwrap_or(coalesce.strategy),
+        blast_per_path,
+    })
+}
+
 /// What to plan with.
 #[derive(Clone, Debug)]
 pub struct PlanOptions {
@@ -250,4 +320,79 @@ fn read_universe(file: &Path, err: &mut dyn Write) -> Result<Vec<CfPath>, PlanEr
         .map_err(PlanError::Output)?;
     }
     Ok(paths)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> crate::config::Config {
+        let toml = r#"
+[source]
+kind = "local"
+[distributions.www]
+id = "E2ABCDEF123456"
+max_inflight_paths = 500
+max_inflight_wildcards = 4
+[coalesce]
+wildcard_threshold = 7
+blast_per_path = 3.5
+[cloudfront]
+mode = "simulate"
+"#;
+        crate::config::Config::from_parts(Some(toml), "test", std::iter::empty()).expect("config")
+    }
+
+    #[test]
+    fn the_distribution_limits_and_the_configuration_apply_and_options_win() {
+        let cfg = config();
+        let named = Overrides {
+            distribution: Some("www".into()),
+            ..Overrides::default()
+        };
+        let s = settle(Some(&cfg), &named).unwrap();
+        assert_eq!((s.capacity.exact, s.capacity.wildcard), (500, 4));
+        assert_eq!(s.settings.wildcard_threshold, 7);
+        assert_eq!(s.blast_per_path, 3.5);
+        let over = Overrides {
+            max_wildcards: Some(2),
+            wildcard_threshold: Some(3),
+            blast_per_path: Some(9.0),
+            ..named
+        };
+        let s = settle(Some(&cfg), &over).unwrap();
+        assert_eq!((s.capacity.exact, s.capacity.wildcard), (500, 2));
+        assert_eq!(s.settings.wildcard_threshold, 3);
+        assert_eq!(s.blast_per_path, 9.0);
+        // Without a configuration, CloudFront's own limits.
+        let s = settle(None, &Overrides::default()).unwrap();
+        assert_eq!(s.capacity, Capacity::AWS);
+    }
+
+    #[test]
+    fn a_wrong_option_is_named() {
+        let cfg = config();
+        let e = |o: Overrides| settle(Some(&cfg), &o).unwrap_err();
+        assert!(
+            e(Overrides {
+                distribution: Some("nope".into()),
+                ..Overrides::default()
+            })
+            .contains("--distribution \"nope\"")
+        );
+        assert!(
+            e(Overrides {
+                blast_per_path: Some(0.0),
+                ..Overrides::default()
+            })
+            .contains("--blast-per-path")
+        );
+        assert!(
+            e(Overrides {
+                wildcard_threshold: Some(1),
+                ..Overrides::default()
+            })
+            .contains("--wildcard-threshold")
+        );
+    }
 }

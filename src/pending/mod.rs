@@ -135,16 +135,18 @@ impl Distribution {
 
     /// When the batch becomes due if nothing else happens.
     fn due_at(&self, rules: &BatchRules, flushing: bool) -> Option<Millis> {
-        let oldest = self.oldest?;
-        if flushing {
-            return Some(self.not_before);
-        }
-        let by_rules = if self.urgent > 0 || self.entries.len() >= rules.max_batch_paths {
-            0
-        } else {
-            (self.last_added + rules.quiet).min(oldest + rules.max_delay)
-        };
+        // Flushing too: a hold set since the flush began still counts.
+        let by_rules = self.window_closes(rules, flushing)?;
         Some(by_rules.max(self.not_before))
+    }
+
+    /// When the batch becomes due by the batching rules alone, holds aside.
+    fn window_closes(&self, rules: &BatchRules, flushing: bool) -> Option<Millis> {
+        let oldest = self.oldest?;
+        if flushing || self.urgent > 0 || self.entries.len() >= rules.max_batch_paths {
+            return Some(0);
+        }
+        Some((self.last_added + rules.quiet).min(oldest + rules.max_delay))
     }
 }
 
@@ -346,6 +348,15 @@ impl PendingSet {
             .values()
             .filter_map(|d| d.due_at(&self.rules, self.flushing))
             .min()
+    }
+
+    /// When a distribution's batching window closes (quiet window, oldest
+    /// path's delay, size, urgency), holds aside; `None` when nothing
+    /// waits.
+    pub fn window_closes(&self, distribution: &str) -> Option<Millis> {
+        self.distributions
+            .get(distribution)?
+            .window_closes(&self.rules, self.flushing)
     }
 
     /// From now on every waiting batch is due at once, holds included

@@ -205,6 +205,17 @@ impl Submitter {
             .map(|(a, _)| a.as_str())
     }
 
+    /// Whether a call for `alias` is under way.
+    pub fn is_calling_on(&self, alias: &str) -> bool {
+        self.calling.contains(alias)
+    }
+
+    /// The calls already made for `alias`'s next queued batch (a retry's
+    /// attempt is this plus one); `None` when none is queued.
+    pub fn queued_attempts(&self, alias: &str) -> Option<u32> {
+        self.queued.get(alias)?.front().map(|b| b.attempts)
+    }
+
     /// Whether any call is under way.
     pub fn is_calling(&self) -> bool {
         !self.calling.is_empty()

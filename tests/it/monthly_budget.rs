@@ -308,3 +308,115 @@ fn the_price_follows_the_pace_settles_and_resumes_after_a_restart() {
         first_price(&resumed)
     );
 }
+
+/// `config(1_000)` with a second distribution, `img`, under the same
+/// budget, paced by `pacing`.
+fn shared_config(pacing: &str) -> Config {
+    let toml = format!(
+        r#"
+[source]
+kind = "local"
+[distributions.www]
+id = "EWWW"
+[distributions.img]
+id = "EIMG"
+[routing]
+default_distribution = "www"
+[coalesce]
+strategy = "least_blast"
+blast_per_path = 50
+[cloudfront]
+mode = "simulate"
+[budget]
+monthly_paths = 1000
+burst_paths = 100
+on_exhausted = "hold"
+pacing = "{pacing}"
+"#
+    );
+    Config::from_parts(Some(&toml), "monthly", std::iter::empty()).expect("config")
+}
+
+/// Two months of light traffic for `img`: every six hours two pages of
+/// one section, 240 paths a month against a budget of 1,000.
+fn light_trace() -> Vec<TraceLine> {
+    let tree = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/benches/data/astro-docs-tree.txt"
+    ))
+    .unwrap();
+    let pages: Vec<&str> = tree.lines().collect();
+    (0..59 * 4u64)
+        .map(|i| {
+            let first = (i as usize * 7) % (pages.len() - 1);
+            TraceLine {
+                at: start() + Duration::from_secs(i * 21_600 + 1_800),
+                paths: vec![pages[first].to_owned(), pages[first + 1].to_owned()],
+                tags: Vec::new(),
+                distribution: Some("img".to_owned()),
+            }
+        })
+        .collect()
+}
+
+const FEBRUARY: f64 = 31.0 * 86_400.0;
+
+/// The prices `distribution`'s batches were planned at in February.
+fn february_prices(replayed: &Replayed, distribution: &str) -> Vec<f64> {
+    replayed
+        .batches
+        .iter()
+        .filter(|b| b.distribution == distribution && b.t >= FEBRUARY)
+        .map(|b| b.price)
+        .collect()
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    assert!(!values.is_empty());
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Through the daemon's core: a budget that does not bind brings the price
+/// to its floor and the blast to nothing (the free paths buy exact paths);
+/// distributions under one budget share its price, so what `www` spends
+/// ahead of the pace raises the price `img`'s batches are planned at; under
+/// `pacing = "none"` every batch is planned at `blast_per_path`.
+#[test]
+fn distributions_share_the_price_which_a_budget_that_does_not_bind_keeps_at_its_floor() {
+    let light = light_trace();
+    let alone = replayed(&shared_config("even"), &light);
+    assert_within(&alone, 1_000);
+    let floor = 0.05;
+    let prices = february_prices(&alone, "img");
+    assert!(prices.len() > 50, "{}", prices.len());
+    assert!(
+        prices.iter().all(|p| (p - floor).abs() < 1e-9),
+        "the price is at its floor: {prices:?}"
+    );
+    assert_eq!(alone.months[1].blast, Some(0), "{:?}", alone.months[1]);
+
+    let mut both = binding_trace();
+    both.extend(light.iter().cloned());
+    both.sort_by_key(|l| l.at);
+    let shared = replayed(&shared_config("even"), &both);
+    assert_within(&shared, 1_000);
+    let img = median(february_prices(&shared, "img"));
+    let www = median(february_prices(&shared, "www"));
+    assert!(
+        img > 20.0 * floor,
+        "img is planned at the price www's spending raised: {img}"
+    );
+    assert!(
+        (img / www).ln().abs() < 2f64.ln(),
+        "one price for both: img {img}, www {www}"
+    );
+
+    let unpaced = replayed(&shared_config("none"), &both);
+    assert!(unpaced.batches.len() > 100);
+    assert!(
+        unpaced.batches.iter().all(|b| b.price == 50.0),
+        "{:?}",
+        unpaced.batches.iter().map(|b| b.price).collect::<Vec<_>>()
+    );
+}

@@ -1,0 +1,552 @@
+//! How far the budget's price is from the offline optimum, and why:
+//! the measurements behind "Where the gap comes from" in
+//! docs/least-blast.md.
+//!
+//! ```sh
+//! cargo run --release --example price_study -- dump TRACE MONTHLY OUT.json
+//! cargo run --release --example price_study -- months OUT.json
+//! cargo run --release --example price_study -- batches OUT.json 2027-06
+//! cargo run --release --example price_study -- sim OUT.json MONTHLY daemon dual fixed:0.9 hindsight:35:1
+//! ```
+//!
+//! - `dump` replays TRACE (as `cfpurge replay` does: the daemon's core, the
+//!   astro-docs catalog, `blast_per_path = 50`, `monthly_paths = MONTHLY`,
+//!   `burst_paths = 100`, `on_exhausted = "hold"`) and writes each
+//!   invalidation: its time, billed paths, blast, price, the even-pacing
+//!   allowance then, and the least-blast curve of what it covered.
+//! - `months`: per month, cfpurge's spend and blast, the paced optimum of
+//!   the same invalidations, the range of cfpurge's prices, and the best
+//!   fixed price in hindsight (the one price that, planned at for every
+//!   invalidation of the month within the allowance, purges least).
+//! - `batches`: one month, invalidation by invalidation, cfpurge's choice
+//!   beside the optimum's and the prices at which the optimum's choice is
+//!   the least-cost point of the curve.
+//! - `sim`: price controllers run on the dumped invalidations' curves, each
+//!   planned at the controller's price within the allowance (a batch that
+//!   does not fit waits for the next one): `daemon` (the daemon's
+//!   controller), `dual` (its dual descent alone), `fixed:P` (one price
+//!   throughout) and `hindsight:DAYS:STEP` (the best fixed price over the
+//!   last DAYS, taken as a month, moved by STEP e-folds per month's budget
+//!   of lead on the even pace). The invalidations are cfpurge's: another
+//!   price would have held and merged others, so `sim` ranks controllers
+//!   and `cfpurge replay --optimum` measures the one chosen.
+
+use std::collections::VecDeque;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use cfpurge::budget::{Month, PriceController, Tuning, allowance};
+use cfpurge::catalog;
+use cfpurge::config::{BudgetConfig, Config};
+use cfpurge::path::CfPath;
+use cfpurge::planner::optimum::{self, Batch as OptimumBatch};
+use cfpurge::planner::{Capacity, Entry, Settings, least_blast};
+use cfpurge::replay::{self, ReplayOptions};
+use serde::{Deserialize, Serialize};
+
+#[path = "../benches/common/mod.rs"]
+mod common;
+
+/// One invalidation of a replay.
+#[derive(Serialize, Deserialize, Clone)]
+struct Invalidation {
+    /// Unix seconds.
+    at: u64,
+    billed: u64,
+    blast: u64,
+    price: f64,
+    allowance: u64,
+    /// The least blast at each billed count of what it covered.
+    curve: Vec<(usize, u64)>,
+}
+
+const BLAST_PER_PATH: f64 = 50.0;
+
+fn config(monthly: u64) -> Config {
+    let text = format!(
+        r#"
+[source]
+kind = "local"
+[distributions.www]
+id = "EWWW"
+[routing]
+default_distribution = "www"
+[coalesce]
+strategy = "least_blast"
+blast_per_path = {BLAST_PER_PATH}
+[cloudfront]
+mode = "simulate"
+[budget]
+monthly_paths = {monthly}
+burst_paths = 100
+on_exhausted = "hold"
+"#
+    );
+    Config::from_parts(Some(&text), "price_study", std::iter::empty()).expect("configuration")
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |i: usize| -> &str {
+        args.get(i).map(String::as_str).unwrap_or_else(|| {
+            panic!("usage: dump TRACE MONTHLY OUT | months FILE | batches FILE MONTH | sim FILE MONTHLY CONTROLLER...")
+        })
+    };
+    let monthly = |i: usize| -> u64 { arg(i).parse().expect("MONTHLY is a number of paths") };
+    match arg(0) {
+        "dump" => dump(arg(1), monthly(2), arg(3)),
+        "months" => months(&read(arg(1))),
+        "batches" => batches(&read(arg(1)), arg(2)),
+        "sim" => sim(&read(arg(1)), monthly(2), &args[3..]),
+        other => panic!("unknown mode {other}"),
+    }
+}
+
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn time(at: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(at)
+}
+
+fn read(file: &str) -> Vec<Invalidation> {
+    serde_json::from_str(&std::fs::read_to_string(file).expect("dump file")).expect("dump JSON")
+}
+
+fn dump(trace: &str, monthly: u64, out: &str) {
+    let config = config(monthly);
+    let text = std::fs::read_to_string(trace).expect("trace file");
+    let (lines, bad) = replay::read_trace(&text, SystemTime::now());
+    assert!(bad.is_empty(), "lines of the trace not read: {bad:?}");
+    let catalog =
+        catalog::file::load(&common::data_file("astro-docs-tree.txt")).expect("catalog file");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("runtime");
+    let replayed = runtime.block_on(replay::run(
+        &config,
+        &lines,
+        &ReplayOptions {
+            catalog: Some(catalog.clone()),
+            optimum: false,
+            ledger: None,
+        },
+    ));
+    let start = Month::of(lines[0].at).start();
+    let settings = Settings::from(&config.coalesce);
+    let capacity = Capacity {
+        paths: usize::MAX,
+        ..Capacity::AWS
+    };
+    let dumped: Vec<Invalidation> = replayed
+        .batches
+        .iter()
+        .map(|b| {
+            let at = start + Duration::from_secs_f64(b.t);
+            let covered: Vec<Entry> = b
+                .covered
+                .iter()
+                .map(|p| Entry::new(CfPath::parse(p).expect("a covered path"), 0))
+                .collect();
+            Invalidation {
+                at: unix(at),
+                billed: b.paths.len() as u64,
+                blast: b.blast,
+                price: b.price,
+                allowance: allowance(&config.budget, at),
+                curve: least_blast::frontier(&covered, capacity, &settings, &catalog),
+            }
+        })
+        .collect();
+    std::fs::write(out, serde_json::to_string(&dumped).expect("JSON")).expect("write the dump");
+    for m in &replayed.months {
+        println!(
+            "{} requested {} billed {} blast {} price_end {:.3}",
+            m.month,
+            m.requested,
+            m.billed,
+            m.blast.unwrap_or(0),
+            m.price_end
+        );
+    }
+}
+
+/// The invalidations by month, in order.
+fn by_month(all: &[Invalidation]) -> Vec<(Month, Vec<&Invalidation>)> {
+    let mut months: Vec<(Month, Vec<&Invalidation>)> = Vec::new();
+    for b in all {
+        let month = Month::of(time(b.at));
+        match months.last_mut() {
+            Some((m, v)) if *m == month => v.push(b),
+            _ => months.push((month, vec![b])),
+        }
+    }
+    months
+}
+
+fn paced_optimum(month: &[&Invalidation]) -> Option<optimum::Allocation> {
+    let batches: Vec<OptimumBatch<'_>> = month
+        .iter()
+        .map(|b| OptimumBatch {
+            curve: &b.curve,
+            limit: b.allowance,
+        })
+        .collect();
+    optimum::paced(&batches)
+}
+
+/// The prices at which point `k` of `curve` has the least
+/// `price × billed + blast` (an empty range: at none).
+fn price_range(curve: &[(usize, u64)], k: usize) -> (f64, f64) {
+    let (billed, blast) = (curve[k].0 as f64, curve[k].1 as f64);
+    let mut low: f64 = 0.0;
+    let mut high = f64::INFINITY;
+    for (j, &(b, f)) in curve.iter().enumerate() {
+        let (b, f) = (b as f64, f as f64);
+        if j > k {
+            low = low.max((blast - f) / (b - billed));
+        } else if j < k {
+            high = high.min((f - blast) / (billed - b));
+        }
+    }
+    (low, high)
+}
+
+/// The prices `fixed` tries: from 0.01 up, 5 % apart, to 100,000.
+fn grid() -> impl Iterator<Item = f64> {
+    std::iter::successors(Some(0.01f64), |p| Some(p * 1.05)).take_while(|p| *p < 1e5)
+}
+
+fn months(all: &[Invalidation]) {
+    println!(
+        "| month | invalidations | billed | blast | optimum_paced billed | optimum_paced | cfpurge's price (least, median, most) | best fixed price | its billed | its blast | left waiting |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|");
+    let (mut blast, mut best_total, mut optimum_total) = (0, 0, 0);
+    for (month, v) in by_month(all) {
+        let optimum = paced_optimum(&v);
+        let mut prices: Vec<f64> = v.iter().map(|b| b.price).collect();
+        prices.sort_by(f64::total_cmp);
+        // The best fixed price: the fewest left waiting at the month's end
+        // (what waits is not purged, so not counted), then the least
+        // blast, then the lowest price.
+        let best = grid()
+            .map(|p| {
+                let run = run_month(&v, &mut Fixed(p), Vec::new());
+                (run, p)
+            })
+            .min_by(|a, b| {
+                (a.0.held.len(), a.0.blast)
+                    .cmp(&(b.0.held.len(), b.0.blast))
+                    .then(a.1.total_cmp(&b.1))
+            })
+            .expect("prices to try");
+        let month_blast: u64 = v.iter().map(|b| b.blast).sum();
+        blast += month_blast;
+        best_total += best.0.blast;
+        optimum_total += optimum.as_ref().map_or(0, |a| a.blast);
+        println!(
+            "| {month} | {} | {} | {month_blast} | {} | {} | {:.2}, {:.2}, {:.2} | {:.2} | {} | {} | {} |",
+            v.len(),
+            v.iter().map(|b| b.billed).sum::<u64>(),
+            optimum.as_ref().map_or(0, |a| a.billed),
+            optimum.as_ref().map_or(0, |a| a.blast),
+            prices[0],
+            prices[prices.len() / 2],
+            prices[prices.len() - 1],
+            best.1,
+            best.0.billed,
+            best.0.blast,
+            best.0.held.len(),
+        );
+    }
+    println!(
+        "| total | | | {blast} | | {optimum_total} | | | | {best_total} | |\n\ncfpurge / optimum_paced {:.3}; best fixed price of each month / optimum_paced {:.3}",
+        blast as f64 / optimum_total.max(1) as f64,
+        best_total as f64 / optimum_total.max(1) as f64
+    );
+}
+
+fn batches(all: &[Invalidation], which: &str) {
+    let months = by_month(all);
+    let (month, v) = months
+        .iter()
+        .find(|(m, _)| m.to_string() == which)
+        .expect("a month of the dump");
+    let optimum = paced_optimum(v).expect("the month's optimum");
+    let start = unix(month.start());
+    let (mut spent, mut optimum_spent) = (0, 0);
+    println!(
+        "day | allowance | spent | optimum spent | price | billed, blast | optimum's billed, blast | prices it is chosen at | fewest billed, blast"
+    );
+    for (b, &(billed, purged)) in v.iter().zip(&optimum.points) {
+        spent += b.billed;
+        optimum_spent += billed as u64;
+        let k = b
+            .curve
+            .iter()
+            .position(|q| *q == (billed, purged))
+            .expect("a point of the curve");
+        let (low, high) = price_range(&b.curve, k);
+        println!(
+            "{:6.2} | {:4} | {:4} | {:4} | {:8.2} | {:3}, {:5} | {:3}, {:5} | {low:.2} to {high:.2} | {}, {}",
+            (b.at - start) as f64 / 86_400.0,
+            b.allowance,
+            spent,
+            optimum_spent,
+            b.price,
+            b.billed,
+            b.blast,
+            billed,
+            purged,
+            b.curve[0].0,
+            b.curve[0].1,
+        );
+    }
+}
+
+/// A price for each invalidation, learned as they come.
+trait Controller {
+    /// The price to plan `b` at, with `used` billed in its month so far.
+    fn price(&mut self, b: &Invalidation, used: u64) -> f64;
+    /// `b` was planned: `used` is billed now.
+    fn planned(&mut self, _b: &Invalidation, _used: u64) {}
+    /// The invalidation priced last did not fit: it waits.
+    fn waits(&mut self) {}
+}
+
+/// The daemon's controller, called as the daemon's core calls it.
+struct Daemon(PriceController);
+
+impl Controller for Daemon {
+    fn price(&mut self, b: &Invalidation, used: u64) -> f64 {
+        self.0.observe(time(b.at), &b.curve);
+        self.0.advance(time(b.at), used);
+        self.0.price()
+    }
+    fn planned(&mut self, b: &Invalidation, used: u64) {
+        self.0.advance(time(b.at), used);
+    }
+    fn waits(&mut self) {
+        self.0.forget_last();
+    }
+}
+
+struct Fixed(f64);
+
+impl Controller for Fixed {
+    fn price(&mut self, _b: &Invalidation, _used: u64) -> f64 {
+        self.0
+    }
+}
+
+/// The lower convex hull of a curve: the points some price chooses.
+fn hull(curve: &[(usize, u64)]) -> Vec<(f64, f64)> {
+    let mut hull: Vec<(f64, f64)> = Vec::new();
+    for &(billed, blast) in curve {
+        let p = (billed as f64, blast as f64);
+        while hull.len() >= 2 {
+            let (a, b) = (hull[hull.len() - 2], hull[hull.len() - 1]);
+            if (b.1 - a.1) * (p.0 - a.0) >= (p.1 - a.1) * (b.0 - a.0) {
+                hull.pop();
+            } else {
+                break;
+            }
+        }
+        hull.push(p);
+    }
+    hull
+}
+
+/// The best fixed price over the last `window` seconds, taken as a month
+/// of the budget under the even pacing (follow the leader), searched again
+/// at each invalidation, moved by `step` e-folds per month's budget of lead
+/// on the even pace.
+struct Hindsight {
+    window: u64,
+    step: f64,
+    monthly: f64,
+    burst: f64,
+    recent: VecDeque<(u64, Vec<(f64, f64)>)>,
+}
+
+impl Hindsight {
+    fn leader(&self, now: u64) -> f64 {
+        let from = now.saturating_sub(self.window);
+        let window = self.window as f64;
+        let blast_at = |price: f64| -> f64 {
+            let (mut used, mut blast) = (0.0, 0.0);
+            for (at, hull) in &self.recent {
+                let allowed = ((self.monthly * (at - from) as f64 / window).floor() + self.burst)
+                    .min(self.monthly);
+                let (billed, purged) = hull
+                    .iter()
+                    .filter(|p| p.0 <= allowed - used)
+                    .min_by(|a, b| {
+                        (price * a.0 + a.1)
+                            .total_cmp(&(price * b.0 + b.1))
+                            .then(a.0.total_cmp(&b.0))
+                    })
+                    .unwrap_or(&hull[0]);
+                used += billed;
+                blast += purged;
+            }
+            blast
+        };
+        let mut best = (f64::INFINITY, 0.05);
+        let mut price: f64 = 0.05;
+        while price < 2000.0 {
+            let blast = blast_at(price);
+            if blast < best.0 {
+                best = (blast, price);
+            }
+            price *= 1.1;
+        }
+        best.1
+    }
+}
+
+impl Controller for Hindsight {
+    fn price(&mut self, b: &Invalidation, used: u64) -> f64 {
+        self.recent.push_back((b.at, hull(&b.curve)));
+        while self
+            .recent
+            .front()
+            .is_some_and(|r| r.0 + self.window < b.at)
+        {
+            self.recent.pop_front();
+        }
+        let month = Month::of(time(b.at));
+        let lead = (used as f64 - self.monthly * month.elapsed_fraction(time(b.at))) / self.monthly;
+        (self.leader(b.at).ln() + self.step * lead)
+            .exp()
+            .clamp(0.05, BLAST_PER_PATH * 1024.0)
+    }
+    fn waits(&mut self) {
+        self.recent.pop_back();
+    }
+}
+
+/// What a controller did in a month.
+struct MonthRun {
+    billed: u64,
+    blast: u64,
+    /// Invalidations that did not fit by the month's end.
+    held: Vec<Invalidation>,
+}
+
+/// Plans a month's invalidations at the controller's prices, within the
+/// allowance: one that does not fit waits and is tried again before each
+/// later one (at its time and allowance), `waiting` first.
+fn run_month(
+    month: &[&Invalidation],
+    controller: &mut dyn Controller,
+    waiting: Vec<Invalidation>,
+) -> MonthRun {
+    let mut run = MonthRun {
+        billed: 0,
+        blast: 0,
+        held: waiting,
+    };
+    for b in month {
+        let mut queue = std::mem::take(&mut run.held);
+        queue.push((*b).clone());
+        for mut w in queue {
+            w.at = b.at;
+            w.allowance = b.allowance;
+            let price = controller.price(&w, run.billed);
+            let room = w.allowance.saturating_sub(run.billed);
+            let choice = w
+                .curve
+                .iter()
+                .filter(|p| p.0 as u64 <= room)
+                .min_by(|a, b| {
+                    (price * a.0 as f64 + a.1 as f64)
+                        .total_cmp(&(price * b.0 as f64 + b.1 as f64))
+                        .then(a.0.cmp(&b.0))
+                });
+            match choice {
+                Some(&(billed, purged)) => {
+                    run.billed += billed as u64;
+                    run.blast += purged;
+                    controller.planned(&w, run.billed);
+                }
+                None => {
+                    controller.waits();
+                    run.held.push(w);
+                }
+            }
+        }
+    }
+    run
+}
+
+fn sim(all: &[Invalidation], monthly: u64, controllers: &[String]) {
+    let months = by_month(all);
+    let optima: Vec<u64> = months
+        .iter()
+        .map(|(_, v)| paced_optimum(v).map_or(0, |a| a.blast))
+        .collect();
+    let optimum: u64 = optima.iter().sum();
+    let config = config(monthly);
+    let budget: &BudgetConfig = &config.budget;
+    let start = months.first().map_or(UNIX_EPOCH, |(m, _)| m.start());
+    for name in controllers {
+        let mut parts = name.split(':');
+        let kind = parts.next().unwrap_or_default();
+        let args: Vec<f64> = parts
+            .map(|a| a.parse().expect("a controller's figures are numbers"))
+            .collect();
+        let mut controller: Box<dyn Controller> = match kind {
+            "daemon" => Box::new(Daemon(PriceController::new(
+                budget,
+                BLAST_PER_PATH,
+                None,
+                start,
+            ))),
+            "dual" => Box::new(Daemon(PriceController::with_tuning(
+                budget,
+                BLAST_PER_PATH,
+                None,
+                start,
+                Tuning {
+                    window: 0,
+                    ..Tuning::DEFAULT
+                },
+            ))),
+            "fixed" => Box::new(Fixed(args[0])),
+            "hindsight" => Box::new(Hindsight {
+                window: (args[0] * 86_400.0) as u64,
+                step: args.get(1).copied().unwrap_or(0.0),
+                monthly: monthly as f64,
+                burst: budget.burst_paths as f64,
+                recent: VecDeque::new(),
+            }),
+            other => panic!("unknown controller {other}"),
+        };
+        let (mut billed, mut blast, mut most) = (0, 0, 0);
+        let mut waiting = Vec::new();
+        for ((month, v), best) in months.iter().zip(&optima) {
+            let run = run_month(v, controller.as_mut(), waiting);
+            if std::env::var_os("PRICE_STUDY_MONTHS").is_some() {
+                println!(
+                    "  {month}: billed {} blast {} optimum_paced {best} waiting at the end {}",
+                    run.billed,
+                    run.blast,
+                    run.held.len()
+                );
+            }
+            billed += run.billed;
+            blast += run.blast;
+            most = most.max(run.billed);
+            waiting = run.held;
+        }
+        println!(
+            "{name}: billed {billed} (most in a month {most}), blast {blast}, optimum_paced {optimum}, ratio {:.3}, waiting at the end {}",
+            blast as f64 / optimum.max(1) as f64,
+            waiting.len()
+        );
+    }
+}
