@@ -74,14 +74,15 @@ usage: bench/run [--sqs moto|localstack] [--compression N] [--trace FILE]
                      localstack (LocalStack's SQS, whose calls do not slow
                      down with the messages held in flight)
   --compression N    divide the trace's gaps by N (default 300000: the astro-docs
-                     trace, 829 days, is sent in 239 s); in --scale mode the
-                     default is max: send as fast as SQS takes it
+                     trace, 829 days, is sent in 239 s); with --ingest and
+                     --storm the messages go as fast as SQS takes them
   --trace FILE       JSON lines {\"t\": seconds, \"paths\": [...]}
                      (default benches/data/astro-docs-commits.jsonl)
   --only LIST        consumers to run, in this order (default all three;
-                     --scale: cfpurge,ceiling)
+                     --ingest: cfpurge,ceiling; --storm: cfpurge)
   --deadline S       stop a consumer that has not drained the queue S seconds
-                     after the last send (default 120)
+                     after the last send (default 120; --ingest 600,
+                     --storm 1800)
   --in-progress S    how long an invalidation stays in progress (default 180)
   --budget-paths N   cfpurge's budget.monthly_paths (default: the default, 1000)
   --ingest           cfpurge's intake against the receive-and-delete ceiling:
