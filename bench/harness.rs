@@ -1,5 +1,5 @@
-//! End-to-end benchmark: one trace replayed through moto's SQS into three
-//! consumers in turn, each against a fresh fake CloudFront that behaves like
+//! End-to-end benchmark: one trace replayed through an SQS emulator (moto,
+//! or LocalStack with `--sqs localstack`) into three consumers in turn, each against a fresh fake CloudFront that behaves like
 //! AWS in real time, then one table of what each cost and how fast it
 //! drained. Run it through `bench/run`, which builds everything and starts
 //! this program; `bench/run --help` lists the options.
@@ -49,31 +49,55 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(200);
 /// not see them delivered again mid-batch (AWS's advice for a Lambda
 /// consumer is six times the function's timeout).
 const QUEUE_VISIBILITY: &str = "300";
-/// Scale mode: paths per message on average (1,000,000 in 100,000).
+/// Generated messages: paths per message on average (1,000,000 in
+/// 100,000).
 const SCALE_PATHS_PER_MESSAGE: usize = 10;
+/// `--ingest`: how long an invalidation stays in progress, CloudFront's
+/// stated P95 completion time.
+const INGEST_IN_PROGRESS: Duration = Duration::from_secs(25);
+/// `--ingest`: the budget, far above what the run can spend, so that it
+/// never binds.
+const INGEST_BUDGET_PATHS: u64 = 100_000_000;
+/// `--ingest`: SendMessageBatch calls under way at once while the queue is
+/// filled before the consumer starts.
+const FILL_SENDERS: usize = 8;
 
 const USAGE: &str = "\
-usage: bench/run [--compression N] [--trace FILE] [--only cfpurge,naive,ceiling]
-                 [--deadline SECONDS] [--in-progress SECONDS] [--budget-paths N]
-       bench/run --scale [--messages N[,N...]] [--compression N|max] [--only ...]
+usage: bench/run [--sqs moto|localstack] [--compression N] [--trace FILE]
+                 [--only cfpurge,naive,ceiling] [--deadline SECONDS]
+                 [--in-progress SECONDS] [--budget-paths N]
+       bench/run --ingest [--messages N] [--only ...]
+       bench/run --storm [--messages N] [--on YYYY-MM-DD] [--only ...]
        bench/run --emulator [--in-flight N[,N...]]
 
+  --sqs NAME         the SQS emulator: moto (default; what the tests use) or
+                     localstack (LocalStack's SQS, whose calls do not slow
+                     down with the messages held in flight)
   --compression N    divide the trace's gaps by N (default 300000: the astro-docs
-                     trace, 829 days, is sent in 239 s); in --scale mode the
-                     default is max: send as fast as SQS takes it
+                     trace, 829 days, is sent in 239 s); with --ingest and
+                     --storm the messages go as fast as SQS takes them
   --trace FILE       JSON lines {\"t\": seconds, \"paths\": [...]}
                      (default benches/data/astro-docs-commits.jsonl)
   --only LIST        consumers to run, in this order (default all three;
-                     --scale: cfpurge,ceiling)
+                     --ingest: cfpurge,ceiling; --storm: cfpurge)
   --deadline S       stop a consumer that has not drained the queue S seconds
-                     after the last send (default 120)
+                     after the last send (default 120; --ingest 600,
+                     --storm 1800)
   --in-progress S    how long an invalidation stays in progress (default 180)
   --budget-paths N   cfpurge's budget.monthly_paths (default: the default, 1000)
-  --scale            generated messages of the trace's shape, 10 paths each on
-                     average (1,000,000 paths in 100,000 messages)
-  --messages LIST    --scale: message counts to run, one after the other
-                     (default 100000)
-  --emulator         no consumer: time moto's SendMessageBatch, ReceiveMessage
+  --ingest           cfpurge's intake against the receive-and-delete ceiling:
+                     the queue is filled first with messages of 10 of the
+                     trace's paths each (they dedupe into few invalidations),
+                     then each consumer drains it; the budget does not bind
+                     and invalidations complete in 25 s (CloudFront's P95)
+  --storm            generated messages of the trace's shape, 10 paths each
+                     on average (1,000,000 paths in 100,000 messages), sent
+                     as fast as SQS takes them, against the default budget
+                     and pacing (default deadline 1800 s; --only cfpurge)
+  --messages N       --ingest, --storm: how many messages (default 100000)
+  --on DATE          --storm: run as if on this day of the month (bench/run
+                     shifts every process's wall clock with faketime)
+  --emulator         no consumer: time the emulator's SendMessageBatch, ReceiveMessage
                      and DeleteMessageBatch with a number of messages held in
                      flight (received, not deleted), to tell the emulator's
                      slowdown from a consumer's
@@ -106,8 +130,38 @@ impl Consumer {
     }
 }
 
+/// Which SQS emulator the run uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Sqs {
+    Moto,
+    LocalStack,
+}
+
+impl Sqs {
+    fn name(self) -> &'static str {
+        match self {
+            Sqs::Moto => "moto",
+            Sqs::LocalStack => "LocalStack",
+        }
+    }
+}
+
+/// What the run measures.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Mode {
+    /// The trace, sent at its own pace divided by the compression.
+    Trace,
+    /// `--ingest`: this many messages filled in first, then drained.
+    Ingest(usize),
+    /// `--storm`: this many generated messages sent as fast as SQS takes them.
+    Storm(usize),
+    /// `--emulator`: the numbers of messages to hold in flight.
+    Emulator(Vec<usize>),
+}
+
 #[derive(Debug)]
 struct Args {
+    sqs: Sqs,
     /// `None`: as fast as possible.
     compression: Option<f64>,
     trace: PathBuf,
@@ -115,27 +169,35 @@ struct Args {
     deadline: Duration,
     in_progress: Duration,
     budget_paths: Option<u64>,
-    scale: Option<Vec<usize>>,
-    /// `--emulator`: the numbers of messages to hold in flight.
-    emulator: Option<Vec<usize>>,
+    mode: Mode,
+    /// `--on`: the day the run stands for (bench/run has shifted the clock).
+    on: Option<String>,
 }
 
 fn parse_args() -> Result<Args, String> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut sqs = Sqs::Moto;
     let mut compression: Option<Option<f64>> = None;
     let mut trace = root.join("benches/data/astro-docs-commits.jsonl");
     let mut only = None;
-    let mut deadline = Duration::from_secs(120);
-    let mut in_progress = Duration::from_secs(180);
+    let mut deadline = None;
+    let mut in_progress = None;
     let mut budget_paths = None;
-    let mut scale = false;
-    let mut messages = vec![100_000];
-    let mut emulator = false;
+    let (mut ingest, mut storm, mut emulator) = (false, false, false);
+    let mut messages = 100_000;
     let mut in_flight = vec![0, 500, 1_000, 2_000];
+    let mut on = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
         match arg.as_str() {
+            "--sqs" => {
+                sqs = match value()?.as_str() {
+                    "moto" => Sqs::Moto,
+                    "localstack" => Sqs::LocalStack,
+                    other => return Err(format!("--sqs {other}: want moto or localstack")),
+                }
+            }
             "--compression" => {
                 let v = value()?;
                 compression = Some(if v == "max" {
@@ -160,31 +222,57 @@ fn parse_args() -> Result<Args, String> {
                         .collect::<Result<Vec<_>, _>>()?,
                 );
             }
-            "--deadline" => deadline = Duration::from_secs_f64(number(&value()?, &arg)?),
-            "--in-progress" => in_progress = Duration::from_secs_f64(number(&value()?, &arg)?),
+            "--deadline" => deadline = Some(Duration::from_secs_f64(number(&value()?, &arg)?)),
+            "--in-progress" => {
+                in_progress = Some(Duration::from_secs_f64(number(&value()?, &arg)?))
+            }
             "--budget-paths" => budget_paths = Some(number(&value()?, &arg)? as u64),
-            "--scale" => scale = true,
-            "--messages" => messages = counts(&value()?, &arg, 1)?,
+            "--ingest" => ingest = true,
+            "--storm" => storm = true,
+            "--messages" => messages = counts(&value()?, &arg, 1)?[0],
+            "--on" => on = Some(value()?),
             "--emulator" => emulator = true,
             "--in-flight" => in_flight = counts(&value()?, &arg, 0)?,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other}")),
         }
     }
-    let default_only = if scale {
-        vec![Consumer::Cfpurge, Consumer::Ceiling]
-    } else {
-        vec![Consumer::Cfpurge, Consumer::Naive, Consumer::Ceiling]
+    let mode = match (ingest, storm, emulator) {
+        (false, false, false) => Mode::Trace,
+        (true, false, false) => Mode::Ingest(messages),
+        (false, true, false) => Mode::Storm(messages),
+        (false, false, true) => Mode::Emulator(in_flight),
+        _ => return Err("--ingest, --storm and --emulator go one at a time".to_owned()),
+    };
+    if on.is_some() && !matches!(mode, Mode::Storm(_)) {
+        return Err("--on goes with --storm".to_owned());
+    }
+    let default_only = match mode {
+        Mode::Trace => vec![Consumer::Cfpurge, Consumer::Naive, Consumer::Ceiling],
+        Mode::Ingest(_) => vec![Consumer::Cfpurge, Consumer::Ceiling],
+        Mode::Storm(_) | Mode::Emulator(_) => vec![Consumer::Cfpurge],
+    };
+    let (default_in_progress, default_deadline) = match mode {
+        Mode::Ingest(_) => (INGEST_IN_PROGRESS, 600),
+        Mode::Storm(_) => (Duration::from_secs(180), 1_800),
+        _ => (Duration::from_secs(180), 120),
     };
     Ok(Args {
-        compression: compression.unwrap_or(if scale { None } else { Some(300_000.0) }),
+        sqs,
+        compression: compression.unwrap_or(match mode {
+            Mode::Trace => Some(300_000.0),
+            _ => None,
+        }),
         trace,
         only: only.unwrap_or(default_only),
-        deadline,
-        in_progress,
-        budget_paths,
-        scale: scale.then_some(messages),
-        emulator: emulator.then_some(in_flight),
+        deadline: deadline.unwrap_or(Duration::from_secs(default_deadline)),
+        in_progress: in_progress.unwrap_or(default_in_progress),
+        budget_paths: budget_paths.or(match mode {
+            Mode::Ingest(_) => Some(INGEST_BUDGET_PATHS),
+            _ => None,
+        }),
+        mode,
+        on,
     })
 }
 
@@ -250,10 +338,10 @@ fn load_trace(file: &Path) -> Vec<Request> {
 /// message gets the message's variant of its last segment (`/en/guides/x/`
 /// becomes `/en/guides/x-7/`, one of `n / 10` variants), so the site grows
 /// wider at the same depth and some paths repeat across messages. Gaps are
-/// the trace's own. Deterministic.
-fn generate(trace: &[Request], n: usize, seed: u64) -> Vec<Request> {
+/// the trace's own. Deterministic. With `variants` 1 the paths stay the
+/// trace's own, so that they repeat from one cycle of the trace to the next.
+fn generate(trace: &[Request], n: usize, variants: u64, seed: u64) -> Vec<Request> {
     let span = trace.last().map_or(0.0, |r| r.t) + 1.0;
-    let variants = (n / 10).max(1) as u64;
     let mut state = seed;
     let mut cursor = 0usize;
     let mut total = 0usize;
@@ -267,7 +355,11 @@ fn generate(trace: &[Request], n: usize, seed: u64) -> Vec<Request> {
             let r = &trace[cursor % trace.len()];
             cursor += 1;
             total += r.paths.len();
-            paths.extend(r.paths.iter().map(|p| with_variant(p, v)));
+            if variants == 1 {
+                paths.extend(r.paths.iter().cloned());
+            } else {
+                paths.extend(r.paths.iter().map(|p| with_variant(p, v)));
+            }
             if paths.len() >= 3_000 {
                 break;
             }
@@ -300,44 +392,86 @@ fn splitmix(state: &mut u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// `moto_server` on a free loopback port, under a shell that kills it (by
-/// its PID) when the pipe to the shell's stdin closes: when this is dropped,
-/// or however the benchmark ends.
-struct Moto {
+/// The SQS emulator on a free loopback port, under a shell that kills it
+/// (by its PID) when the pipe to the shell's stdin closes: when this is
+/// dropped, or however the benchmark ends.
+struct Emulator {
     shell: std::process::Child,
     endpoint: String,
 }
 
-impl Moto {
-    async fn start(program: &Path, log: &Path) -> Moto {
+impl Emulator {
+    /// `moto_server` (the program `CFPURGE_MOTO_SERVER` names).
+    async fn moto(program: &Path, log: &Path) -> Emulator {
         let port = free_port();
-        let log = std::fs::File::create(log).expect("moto log file");
-        let shell = std::process::Command::new("sh")
+        let mut command = std::process::Command::new("sh");
+        command
             .arg("-c")
             .arg(r#""$0" -H 127.0.0.1 -p "$1" & pid=$!; read _; kill "$pid"; wait "$pid""#)
             .arg(program)
-            .arg(port.to_string())
+            .arg(port.to_string());
+        Emulator::start(command, port, "/moto-api/", "moto_server", log).await
+    }
+
+    /// LocalStack with SQS alone, run by the Python `CFPURGE_LOCALSTACK_PYTHON`
+    /// names, without Docker; its files go under `root`.
+    async fn localstack(python: &Path, root: &Path, log: &Path) -> Emulator {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut command = std::process::Command::new("sh");
+        command
+            .arg("-c")
+            .arg(r#""$0" -m localstack.runtime.main & pid=$!; read _; kill "$pid"; wait "$pid""#)
+            .arg(python)
+            .env("SERVICES", "sqs")
+            .env("GATEWAY_LISTEN", &listen)
+            .env("LOCALSTACK_HOST", &listen)
+            // Queue URLs as http://host:port/account/name, on this port.
+            .env("SQS_ENDPOINT_STRATEGY", "path")
+            .env("DNS_ADDRESS", "0")
+            // Host mode, with every file it writes under the run's folder,
+            // even where a container marker file is present.
+            .env("OVERRIDE_IN_DOCKER", "0")
+            .env("FILESYSTEM_ROOT", root)
+            // Nothing to fetch or report: the benchmark runs offline.
+            .env("DISABLE_EVENTS", "1")
+            .env("SKIP_SSL_CERT_DOWNLOAD", "1");
+        Emulator::start(command, port, "/_localstack/health", "LocalStack", log).await
+    }
+
+    async fn start(
+        mut command: std::process::Command,
+        port: u16,
+        ready_path: &str,
+        name: &str,
+        log: &Path,
+    ) -> Emulator {
+        let log = std::fs::File::create(log).expect("emulator log file");
+        let shell = command
             .stdin(Stdio::piped())
-            .stdout(log.try_clone().expect("moto log handle"))
+            .stdout(log.try_clone().expect("emulator log handle"))
             .stderr(log)
             .spawn()
-            .unwrap_or_else(|e| panic!("start {}: {e}", program.display()));
+            .unwrap_or_else(|e| panic!("start {name}: {e}"));
         let endpoint = format!("http://127.0.0.1:{port}");
         let http = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_secs(120);
         loop {
-            let answer = http.get(format!("{endpoint}/moto-api/")).send().await;
+            let answer = http.get(format!("{endpoint}{ready_path}")).send().await;
             if answer.is_ok_and(|a| a.status().is_success()) {
                 break;
             }
-            assert!(Instant::now() < deadline, "moto_server did not start");
+            assert!(
+                Instant::now() < deadline,
+                "{name} did not start within 120 s"
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        Moto { shell, endpoint }
+        Emulator { shell, endpoint }
     }
 }
 
-impl Drop for Moto {
+impl Drop for Emulator {
     fn drop(&mut self) {
         drop(self.shell.stdin.take());
         let _ = self.shell.wait();
@@ -410,7 +544,7 @@ fn load_average() -> String {
 /// Where the programs are and what they share across runs.
 struct Env {
     root: PathBuf,
-    moto: Moto,
+    sqs: Emulator,
     work: PathBuf,
     ticks: f64,
     args: Args,
@@ -440,9 +574,19 @@ struct Run {
     usage: Usage,
     /// cfpurge: the budget's allowance and spending at the start and end.
     budget: Option<(serde_json::Value, serde_json::Value)>,
+    /// cfpurge: messages it held when it was sent SIGTERM.
+    held_at_term: Option<u64>,
+    /// SIGTERM to exit; `None`: killed after [`TERM_WAIT`].
+    exit_after_term: Option<Duration>,
 }
 
 impl Run {
+    /// Messages drained a second, when the queue drained.
+    fn rate(&self) -> Option<f64> {
+        self.drain
+            .map(|d| self.messages as f64 / d.as_secs_f64().max(f64::MIN_POSITIVE))
+    }
+
     /// Nearest-rank percentile over all requests, uncovered ones counted as
     /// later than any covered one: `None` when the rank falls on those.
     fn percentile(&self, q: f64) -> Option<Duration> {
@@ -498,7 +642,7 @@ async fn spawn_consumer(
                  [distributions.docs]\nid = \"{DIST}\"\n\
                  [budget]\n{budget}ledger_path = \"{}\"\n\
                  [http]\nlisten = \"127.0.0.1:{port}\"\n",
-                env.moto.endpoint,
+                env.sqs.endpoint,
                 ledger.display(),
             );
             let file = env.work.join(format!("{tag}.toml"));
@@ -525,7 +669,7 @@ async fn spawn_consumer(
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env("AWS_REGION", REGION)
         .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_ENDPOINT_URL_SQS", &env.moto.endpoint)
+        .env("AWS_ENDPOINT_URL_SQS", &env.sqs.endpoint)
         .env("AWS_ENDPOINT_URL_CLOUDFRONT", cloudfront)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -588,7 +732,7 @@ async fn run_one(env: &Env, consumer: Consumer, requests: &[Request], tag: &str)
     let fake = FakeCloudFront::start(env.args.in_progress).await;
     fake.add_distribution(DIST);
     fake.faults().set_rate_limit(Some(RateLimit::AWS));
-    let sqs = sqs_client(&env.moto.endpoint);
+    let sqs = sqs_client(&env.sqs.endpoint);
     let queue_url = sqs
         .create_queue()
         .queue_name(format!("bench-{tag}"))
@@ -599,6 +743,13 @@ async fn run_one(env: &Env, consumer: Consumer, requests: &[Request], tag: &str)
         .queue_url()
         .expect("queue url")
         .to_owned();
+    // --ingest: the queue is full before the consumer starts, and the clock
+    // starts with the consumer.
+    let prefilled = matches!(env.args.mode, Mode::Ingest(_));
+    if prefilled {
+        fill(&sqs, &queue_url, requests).await;
+    }
+    let spawned = Instant::now();
     let (mut child, http) = spawn_consumer(env, consumer, &queue_url, &fake.endpoint(), tag).await;
     let pid = child.id().expect("consumer pid");
     let budget_start = match &http {
@@ -619,9 +770,9 @@ async fn run_one(env: &Env, consumer: Consumer, requests: &[Request], tag: &str)
         }
     });
 
-    let start = Instant::now();
+    let start = if prefilled { spawned } else { Instant::now() };
     let mut sent = vec![start; requests.len()];
-    let mut next = 0;
+    let mut next = if prefilled { requests.len() } else { 0 };
     while next < requests.len() {
         if let Some(c) = env.args.compression {
             let due = start + Duration::from_secs_f64(requests[next].t / c);
@@ -671,17 +822,23 @@ async fn run_one(env: &Env, consumer: Consumer, requests: &[Request], tag: &str)
     // part of the consumer's work on the trace.
     let usage = read_usage(pid, ticks).unwrap_or_default();
     sampler.abort();
+    let held = match &http {
+        Some(base) => held_of(base).await,
+        None => None,
+    };
     let _ = std::process::Command::new("kill")
         .arg("-TERM")
         .arg(pid.to_string())
         .status();
-    if tokio::time::timeout(Duration::from_secs(40), child.wait())
-        .await
-        .is_err()
-    {
-        eprintln!("{tag}: no exit 40 s after SIGTERM; killing it");
-        let _ = child.kill().await;
-    }
+    let termed = Instant::now();
+    let exit_after_term = match tokio::time::timeout(TERM_WAIT, child.wait()).await {
+        Ok(_) => Some(termed.elapsed()),
+        Err(_) => {
+            eprintln!("{tag}: no exit {TERM_WAIT:?} after SIGTERM; killing it");
+            let _ = child.kill().await;
+            None
+        }
+    };
     let _ = sqs.delete_queue().queue_url(&queue_url).send().await;
 
     let invalidations = fake.invalidations(DIST);
@@ -719,7 +876,53 @@ async fn run_one(env: &Env, consumer: Consumer, requests: &[Request], tag: &str)
         latencies,
         usage,
         budget: budget_start.zip(budget_end),
+        held_at_term: held,
+        exit_after_term,
     }
+}
+
+/// How long a consumer may take to exit after SIGTERM before it is killed.
+const TERM_WAIT: Duration = Duration::from_secs(60);
+
+/// Messages cfpurge holds, from its status.
+async fn held_of(base: &str) -> Option<u64> {
+    let answer = reqwest::Client::new()
+        .get(format!("{base}/v1/status"))
+        .send()
+        .await
+        .ok()?;
+    let status = answer.json::<serde_json::Value>().await.ok()?;
+    status["queue"]["pending_messages"].as_u64()
+}
+
+/// Sends every request before the consumer starts, [`FILL_SENDERS`] batches
+/// of ten at a time.
+async fn fill(sqs: &aws_sdk_sqs::Client, url: &str, requests: &[Request]) {
+    let at = Instant::now();
+    let requests: std::sync::Arc<Vec<Request>> = std::sync::Arc::new(requests.to_vec());
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut senders = tokio::task::JoinSet::new();
+    for _ in 0..FILL_SENDERS {
+        let (sqs, url) = (sqs.clone(), url.to_owned());
+        let (requests, next) = (requests.clone(), next.clone());
+        senders.spawn(async move {
+            loop {
+                let i = next.fetch_add(10, std::sync::atomic::Ordering::Relaxed);
+                if i >= requests.len() {
+                    return;
+                }
+                send_batch(&sqs, &url, &requests[i..(i + 10).min(requests.len())]).await;
+            }
+        });
+    }
+    while let Some(done) = senders.join_next().await {
+        done.expect("a sender");
+    }
+    eprintln!(
+        "filled the queue with {} messages in {}",
+        thousands(requests.len() as u64),
+        secs(at.elapsed())
+    );
 }
 
 async fn send_batch(sqs: &aws_sdk_sqs::Client, url: &str, requests: &[Request]) {
@@ -750,12 +953,12 @@ async fn send_batch(sqs: &aws_sdk_sqs::Client, url: &str, requests: &[Request]) 
                     return;
                 }
             }
-            Err(e) if attempt < 9 => eprintln!("send to moto: {e}; again"),
-            Err(e) => panic!("send to moto: {e:?}"),
+            Err(e) if attempt < 9 => eprintln!("send to SQS: {e}; again"),
+            Err(e) => panic!("send to SQS: {e:?}"),
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    panic!("moto refused {} messages ten times", pending.len());
+    panic!("SQS refused {} messages ten times", pending.len());
 }
 
 fn secs(d: Duration) -> String {
@@ -921,6 +1124,14 @@ fn rows(run: &Run) -> Vec<(&'static str, Cell)> {
             },
         ),
         (
+            "exit after SIGTERM",
+            Cell {
+                text: exit_text(run),
+                value: run.exit_after_term.map(|d| d.as_secs_f64()),
+                lower_bound: false,
+            },
+        ),
+        (
             "consumer CPU (user + system)",
             Cell {
                 text: format!("{:.2} s", run.usage.cpu_seconds),
@@ -977,43 +1188,6 @@ fn table(runs: &[Run]) -> String {
     out
 }
 
-const SCALE_HEADER: &str = "| consumer | messages | paths | time to drain | messages/s | \
-     billed paths | CreateInvalidation calls | TooMany answers | peak RSS | CPU | \
-     CPU per 1,000 messages | p50 / p99 send → covered |\n\
-     |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|";
-
-/// One row of the scale table.
-fn scale_row(run: &Run) -> String {
-    let drain = drain_cell(run);
-    let rate = match run.drain {
-        Some(d) => format!("{:.1}", run.messages as f64 / d.as_secs_f64()),
-        None => format!("< {:.1}", run.messages as f64 / run.ran_for.as_secs_f64()),
-    };
-    let na_or = |n: usize| {
-        if run.consumer == Consumer::Ceiling {
-            "n/a".to_owned()
-        } else {
-            thousands(n as u64)
-        }
-    };
-    format!(
-        "| {} | {} | {} | {} | {} | {} | {} | {} | {:.1} MiB | {:.2} s | {:.3} s | {} / {} |",
-        run.consumer.name(),
-        thousands(run.messages as u64),
-        thousands(run.requested_paths as u64),
-        drain.text,
-        rate,
-        na_or(run.billed_paths),
-        na_or(run.create_calls),
-        na_or(run.too_many),
-        run.usage.peak_rss_kib as f64 / 1024.0,
-        run.usage.cpu_seconds,
-        run.usage.cpu_seconds * 1000.0 / run.messages as f64,
-        latency_cell(run, 0.5).text,
-        latency_cell(run, 0.99).text,
-    )
-}
-
 fn budget_line(run: &Run) -> Option<String> {
     let (start, end) = run.budget.as_ref()?;
     Some(format!(
@@ -1032,18 +1206,19 @@ fn budget_line(run: &Run) -> Option<String> {
 /// `--emulator`: calls of each kind timed per level of messages in flight.
 const PROBE_CALLS: usize = 20;
 
-/// Times moto's SQS calls with `held` messages in flight, one fresh queue
+/// Times the emulator's SQS calls with `held` messages in flight, one fresh queue
 /// per level: `held` messages are sent and received with a visibility
 /// timeout of an hour (so they stay in flight, as messages waiting for their
 /// batch do), then 20 SendMessageBatch calls of 10 messages, 20
 /// ReceiveMessage calls (up to 10, no wait) and the DeleteMessageBatch calls
-/// for what they received are timed one by one. Nothing else uses moto
+/// for what they received are timed one by one. Nothing else uses the emulator
 /// meanwhile.
 async fn probe_emulator(env: &Env, levels: &[usize]) {
-    let sqs = sqs_client(&env.moto.endpoint);
+    let sqs = sqs_client(&env.sqs.endpoint);
     println!(
-        "moto's SQS with messages held in flight: {PROBE_CALLS} calls of each kind, \
-         10 messages a call, one call at a time; time per call, median / 90th percentile"
+        "{}'s SQS with messages held in flight: {PROBE_CALLS} calls of each kind, \
+         10 messages a call, one call at a time; time per call, median / 90th percentile",
+        env.args.sqs.name()
     );
     println!(
         "| in flight | SendMessageBatch | ReceiveMessage | DeleteMessageBatch | load average before |"
@@ -1109,7 +1284,7 @@ async fn probe_emulator(env: &Env, levels: &[usize]) {
                 .set_entries(Some(entries))
                 .send()
                 .await
-                .expect("delete from moto");
+                .expect("delete from the emulator");
             delete.push(at.elapsed());
         }
         println!(
@@ -1132,7 +1307,7 @@ async fn receive_ten(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<String> {
         .wait_time_seconds(0)
         .send()
         .await
-        .expect("receive from moto");
+        .expect("receive from the emulator");
     out.messages()
         .iter()
         .filter_map(|m| m.receipt_handle().map(str::to_owned))
@@ -1152,8 +1327,8 @@ fn spread(times: &mut [Duration]) -> String {
 }
 
 async fn bench(env: Env) {
-    if let Some(levels) = env.args.emulator.clone() {
-        probe_emulator(&env, &levels).await;
+    if let Mode::Emulator(levels) = &env.args.mode {
+        probe_emulator(&env, levels).await;
         return;
     }
     let trace = load_trace(&env.args.trace);
@@ -1164,8 +1339,10 @@ async fn bench(env: Env) {
         RateLimit::AWS.per_second,
         RateLimit::AWS.burst,
     );
-    match env.args.scale.clone() {
-        None => {
+    match env.args.mode {
+        Mode::Ingest(n) => ingest(&env, &trace, n, &fake).await,
+        Mode::Storm(n) => storm(&env, &trace, n, &fake).await,
+        Mode::Trace | Mode::Emulator(_) => {
             let span = trace.last().map_or(0.0, |r| r.t);
             println!(
                 "trace: {} ({} messages, {} paths over {:.1} days), {}",
@@ -1201,50 +1378,192 @@ async fn bench(env: Env) {
             println!();
             println!("{}", table(&runs));
         }
-        Some(counts) => {
-            println!("{fake}");
-            println!("{SCALE_HEADER}");
-            let mut runs = Vec::new();
-            for &n in &counts {
-                let set = generate(&trace, n, 0x5EED);
-                let span = set.last().map_or(0.0, |r| r.t);
-                println!(
-                    "generated: {} messages, {} paths, the trace's gaps over {:.0} days, {}",
-                    thousands(n as u64),
-                    thousands(set.iter().map(|r| r.paths.len() as u64).sum()),
-                    span / 86_400.0,
-                    match env.args.compression {
-                        Some(c) => format!("compressed {c}× into {:.1} s", span / c),
-                        None => "sent as fast as SQS takes it (batches of 10)".to_owned(),
-                    }
-                );
-                for &consumer in &env.args.only {
-                    let load = load_average();
-                    let tag = format!("{}-{n}-{}", consumer.name(), std::process::id());
-                    eprintln!("running {} on {n} messages (load {load})", consumer.name());
-                    let run = run_one(&env, consumer, &set, &tag).await;
-                    println!(
-                        "{} on {n}: load average before {load}, after {}",
-                        consumer.name(),
-                        load_average()
-                    );
-                    if let Some(line) = budget_line(&run) {
-                        println!("{line}");
-                    }
-                    // Each row as soon as it is known: a long run may be cut short.
-                    println!("{}", scale_row(&run));
-                    runs.push(scale_row(&run));
-                }
-            }
-            println!();
-            println!("{SCALE_HEADER}");
-            for row in &runs {
-                println!("{row}");
-            }
-        }
     }
 }
 
+/// `--ingest`: the same filled queue drained by each consumer in turn.
+async fn ingest(env: &Env, trace: &[Request], n: usize, fake: &str) {
+    let set = generate(trace, n, 1, 0x5EED);
+    let distinct: HashSet<&str> = set
+        .iter()
+        .flat_map(|r| r.paths.iter().map(String::as_str))
+        .collect();
+    println!("{fake}");
+    println!(
+        "ingest: {} messages, {} paths ({} distinct), filled into {}'s SQS before each \
+         consumer starts; drain timed from the consumer's start",
+        thousands(n as u64),
+        thousands(set.iter().map(|r| r.paths.len() as u64).sum()),
+        thousands(distinct.len() as u64),
+        env.args.sqs.name(),
+    );
+    let mut runs = Vec::new();
+    for &consumer in &env.args.only {
+        let load = load_average();
+        let tag = format!("{}-ingest-{n}-{}", consumer.name(), std::process::id());
+        eprintln!("running {} on {n} messages (load {load})", consumer.name());
+        let run = run_one(env, consumer, &set, &tag).await;
+        println!(
+            "{}: load average before {load}, after {}",
+            consumer.name(),
+            load_average()
+        );
+        println!("{}", ingest_row(&run, None));
+        runs.push(run);
+    }
+    let ceiling = runs
+        .iter()
+        .find(|r| r.consumer == Consumer::Ceiling)
+        .and_then(Run::rate);
+    println!();
+    println!("{INGEST_HEADER}");
+    for run in &runs {
+        println!("{}", ingest_row(run, ceiling));
+    }
+}
+
+const INGEST_HEADER: &str = "| consumer | messages | time to drain | messages/s | ÷ ceiling | \
+     invalidations | billed paths | peak RSS | CPU | CPU per 1,000 messages | exit after SIGTERM |\n\
+     |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|";
+
+fn ingest_row(run: &Run, ceiling: Option<f64>) -> String {
+    let rate = run.rate().map_or_else(
+        || format!("< {:.0}", run.messages as f64 / run.ran_for.as_secs_f64()),
+        |r| format!("{r:.0}"),
+    );
+    let ratio = match (run.rate(), ceiling) {
+        (Some(r), Some(c)) if c > 0.0 => format!("{:.2}", r / c),
+        _ => "–".to_owned(),
+    };
+    let na_or = |n: usize| {
+        if run.consumer == Consumer::Ceiling {
+            "n/a".to_owned()
+        } else {
+            thousands(n as u64)
+        }
+    };
+    format!(
+        "| {} | {} | {} | {rate} | {ratio} | {} | {} | {:.1} MiB | {:.2} s | {:.3} s | {} |",
+        run.consumer.name(),
+        thousands(run.messages as u64),
+        drain_cell(run).text,
+        na_or(run.create_calls),
+        na_or(run.billed_paths),
+        run.usage.peak_rss_kib as f64 / 1024.0,
+        run.usage.cpu_seconds,
+        run.usage.cpu_seconds * 1000.0 / run.messages as f64,
+        exit_text(run),
+    )
+}
+
+fn exit_text(run: &Run) -> String {
+    match run.exit_after_term {
+        Some(d) => secs(d),
+        None => format!("killed after {}", secs(TERM_WAIT)),
+    }
+}
+
+/// `--storm`: generated messages sent as fast as SQS takes them.
+async fn storm(env: &Env, trace: &[Request], n: usize, fake: &str) {
+    let set = generate(trace, n, (n / 10).max(1) as u64, 0x5EED);
+    println!("{fake}");
+    let today = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    println!(
+        "storm: {} messages, {} paths, sent as fast as {}'s SQS takes them (batches of 10); \
+         wall clock at the start: {} UTC{}",
+        thousands(n as u64),
+        thousands(set.iter().map(|r| r.paths.len() as u64).sum()),
+        env.args.sqs.name(),
+        utc(today),
+        env.args
+            .on
+            .as_ref()
+            .map_or_else(String::new, |d| format!(" (--on {d})")),
+    );
+    println!("{STORM_HEADER}");
+    let mut rows = Vec::new();
+    for &consumer in &env.args.only {
+        let load = load_average();
+        let tag = format!("{}-storm-{n}-{}", consumer.name(), std::process::id());
+        eprintln!("running {} on {n} messages (load {load})", consumer.name());
+        let run = run_one(env, consumer, &set, &tag).await;
+        println!(
+            "{}: load average before {load}, after {}",
+            consumer.name(),
+            load_average()
+        );
+        if let Some(line) = budget_line(&run) {
+            println!("{line}");
+        }
+        // Each row as soon as it is known: a long run may be cut short.
+        let row = storm_row(&run);
+        println!("{row}");
+        rows.push(row);
+    }
+    println!();
+    println!("{STORM_HEADER}");
+    for row in &rows {
+        println!("{row}");
+    }
+}
+
+const STORM_HEADER: &str = "| consumer | messages | paths | last sent | time until all covered | \
+     billed paths | CreateInvalidation calls | TooMany answers | p50 / p99 send → covered | \
+     peak RSS | CPU | held at SIGTERM | exit after SIGTERM |\n\
+     |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|";
+
+fn storm_row(run: &Run) -> String {
+    let covered = if run.latencies.len() == run.messages {
+        run.latencies
+            .last()
+            .map_or_else(|| "–".to_owned(), |d| secs(*d))
+    } else {
+        format!(
+            "{} of {} not covered",
+            thousands((run.messages - run.latencies.len()) as u64),
+            thousands(run.messages as u64)
+        )
+    };
+    format!(
+        "| {} | {} | {} | {} | {covered} | {} | {} | {} | {} / {} | {:.1} MiB | {:.2} s | {} | {} |",
+        run.consumer.name(),
+        thousands(run.messages as u64),
+        thousands(run.requested_paths as u64),
+        secs(run.send_span),
+        thousands(run.billed_paths as u64),
+        thousands(run.create_calls as u64),
+        thousands(run.too_many as u64),
+        latency_cell(run, 0.5).text,
+        latency_cell(run, 0.99).text,
+        run.usage.peak_rss_kib as f64 / 1024.0,
+        run.usage.cpu_seconds,
+        run.held_at_term.map_or_else(|| "n/a".to_owned(), thousands),
+        exit_text(run),
+    )
+}
+
+/// `YYYY-MM-DD hh:mm` of seconds since the epoch (civil from days, after
+/// Howard Hinnant's algorithm).
+fn utc(epoch_seconds: u64) -> String {
+    let days = (epoch_seconds / 86_400) as i64;
+    let minutes = (epoch_seconds % 86_400) / 60;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}",
+        minutes / 60,
+        minutes % 60
+    )
+}
 #[tokio::main]
 async fn main() {
     let args = match parse_args() {
@@ -1260,19 +1579,31 @@ async fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let work = root.join(format!("target/bench/{}", std::process::id()));
     std::fs::create_dir_all(&work).expect("create the run's folder");
-    let moto_program = std::env::var_os("CFPURGE_MOTO_SERVER")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join(".venv/bin/moto_server"));
-    let moto = Moto::start(&moto_program, &work.join("moto.log")).await;
+    let sqs = match args.sqs {
+        Sqs::Moto => {
+            let program = std::env::var_os("CFPURGE_MOTO_SERVER")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| root.join(".venv/bin/moto_server"));
+            Emulator::moto(&program, &work.join("moto.log")).await
+        }
+        Sqs::LocalStack => {
+            let python = std::env::var_os("CFPURGE_LOCALSTACK_PYTHON")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| root.join(".localstack/venv/bin/python"));
+            let files = work.join("localstack");
+            std::fs::create_dir_all(&files).expect("create LocalStack's folder");
+            Emulator::localstack(&python, &files, &work.join("localstack.log")).await
+        }
+    };
     eprintln!("logs and configurations in {}", work.display());
     let env = Env {
         root,
-        moto,
+        sqs,
         work,
         ticks: ticks_per_second(),
         args,
     };
-    // Ctrl-C drops the run: the consumer (kill_on_drop) and moto stop.
+    // Ctrl-C drops the run: the consumer (kill_on_drop) and the emulator stop.
     tokio::select! {
         () = bench(env) => {}
         _ = tokio::signal::ctrl_c() => eprintln!("interrupted"),

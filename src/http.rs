@@ -445,10 +445,34 @@ async fn healthz(State(state): State<HttpState>) -> Response {
         .into_response()
 }
 
+/// `GET /readyz`: 503 with the reasons while configuration, ledger or queue
+/// are not usable. CloudFront's transient failures (5xx, timeouts,
+/// throttling, no connection) leave it ready: requests are still taken in
+/// and kept, retried once CloudFront answers, and taking the pod out of
+/// service, or restarting it, would mend nothing. They are named after
+/// `ready`, one line per distribution, so that whoever reads the answer
+/// is not misled. A distribution CloudFront refuses as configured (missing,
+/// access denied) is a reason: that needs a person.
 async fn readyz(State(state): State<HttpState>) -> Response {
     let reasons = state.readiness.reasons();
     if reasons.is_empty() {
-        return (StatusCode::OK, "ready").into_response();
+        let mut body = "ready".to_owned();
+        for (alias, d) in &state.status.snapshot().distributions {
+            if let Some(e) = d.last_error.as_ref().filter(|e| e.since_success > 0) {
+                body.push_str(&format!(
+                    "\ncloudfront failing on {alias}: {} failed calls since the last success, \
+                     the last {} on {} at {}; requests wait and are retried",
+                    e.since_success,
+                    e.code,
+                    e.operation,
+                    crate::status::format_time(e.at)
+                ));
+            }
+        }
+        if body.len() > "ready".len() {
+            body.push('\n');
+        }
+        return (StatusCode::OK, body).into_response();
     }
     let mut body = reasons.join("\n");
     body.push('\n');

@@ -40,6 +40,19 @@ pub struct Status {
     /// This replica's id, with coordination.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replica: Option<String>,
+    /// Where requests come from and where they go: a local run or a
+    /// rehearsal must not be mistaken for the real thing.
+    pub mode: ModeStatus,
+}
+
+/// `source.kind` and `cloudfront.mode` in [`Status`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ModeStatus {
+    /// `sqs` or `local`.
+    pub source: String,
+    /// `aws` or `simulate`.
+    pub cloudfront: String,
 }
 
 /// One distribution in [`Status`].
@@ -74,6 +87,12 @@ pub struct DistributionStatus {
     /// What the distribution serves, when it has a catalog.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub catalog: Option<CatalogStatus>,
+    /// The last CloudFront call on this distribution that failed; `null`
+    /// until one does. Kept after a success (with `since_success` 0), so
+    /// that an operator sees that it recovered and from what.
+    pub last_error: Option<CallError>,
+    /// What its pending paths wait for; `null` when none waits.
+    pub waiting: Option<Waiting>,
     /// Edge checks after Completed, when `verify` is configured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verify: Option<VerifyStatus>,
@@ -128,6 +147,130 @@ pub struct WarmStatus {
     pub queued: u64,
     /// Paths not warmed because too many waited.
     pub not_requested: u64,
+}
+
+/// A failed CloudFront call, in [`DistributionStatus`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallError {
+    /// The code of `cfpurge_cloudfront_errors_total` (`server_error`,
+    /// `access_denied`, ...), so the status and the metric agree.
+    pub code: String,
+    /// The API call: `CreateInvalidation`, `GetInvalidation` or
+    /// `ListInvalidations`.
+    pub operation: String,
+    /// What CloudFront or the connection said, on one line, shortened to
+    /// [`ERROR_MESSAGE_CHARS`] characters.
+    pub message: String,
+    /// When the answer came; RFC 3339 UTC to the second.
+    #[serde(with = "rfc3339")]
+    pub at: SystemTime,
+    /// Calls on this distribution that failed since the last one that
+    /// went through (this one included); 0 once one has gone through.
+    pub since_success: u64,
+}
+
+/// The longest [`CallError::message`]: enough for CloudFront's message and
+/// the connection's cause, short enough for a status line.
+pub const ERROR_MESSAGE_CHARS: usize = 200;
+
+/// What a distribution's pending paths wait for, in [`DistributionStatus`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Waiting {
+    /// One of a fixed set, for scripts: see [`WaitingOn`].
+    pub on: String,
+    /// Until when, when the daemon knows; RFC 3339 UTC to the second.
+    pub until: Option<String>,
+    /// The same for a person, on one line.
+    pub detail: String,
+}
+
+/// The values of [`Waiting::on`]: what holds a distribution's pending
+/// paths, the first that applies in this order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitingOn {
+    /// A standby: the leader receives and submits.
+    Lease,
+    /// The budget ledger is not open (not read yet, or unreadable).
+    Ledger,
+    /// The start-up gate: the first reconcile has not yet looked at every
+    /// distribution for what an earlier run left in flight.
+    Startup,
+    /// CloudFront refuses the distribution (missing, or access denied).
+    Refused,
+    /// The batch's reservation is being written to the ledger.
+    Reservation,
+    /// A CreateInvalidation call is under way.
+    Call,
+    /// A failed call's backoff before the same batch is sent again.
+    Retry,
+    /// Not enough room in flight (`max_inflight_paths` or
+    /// `max_inflight_wildcards`, others' invalidations counted).
+    InflightRoom,
+    /// The budget: spent (or ahead of the pacing) with `on_exhausted =
+    /// "hold"`.
+    Budget,
+    /// The account's CreateInvalidation rate (`create_per_second`).
+    CreateRate,
+    /// The batching window: `quiet_seconds` since the last path, at most
+    /// `max_delay_seconds` since the oldest.
+    QuietWindow,
+}
+
+impl WaitingOn {
+    /// Every value, in the order they are judged.
+    pub const ALL: [WaitingOn; 11] = [
+        WaitingOn::Lease,
+        WaitingOn::Ledger,
+        WaitingOn::Startup,
+        WaitingOn::Refused,
+        WaitingOn::Reservation,
+        WaitingOn::Call,
+        WaitingOn::Retry,
+        WaitingOn::InflightRoom,
+        WaitingOn::Budget,
+        WaitingOn::CreateRate,
+        WaitingOn::QuietWindow,
+    ];
+
+    /// The spelling in `/v1/status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WaitingOn::Lease => "lease",
+            WaitingOn::Ledger => "ledger",
+            WaitingOn::Startup => "startup",
+            WaitingOn::Refused => "refused",
+            WaitingOn::Reservation => "reservation",
+            WaitingOn::Call => "call",
+            WaitingOn::Retry => "retry",
+            WaitingOn::InflightRoom => "inflight_room",
+            WaitingOn::Budget => "budget",
+            WaitingOn::CreateRate => "create_rate",
+            WaitingOn::QuietWindow => "quiet_window",
+        }
+    }
+}
+
+impl Waiting {
+    /// A wait on `on`, until `until` when known.
+    pub fn new(on: WaitingOn, until: Option<SystemTime>, detail: String) -> Waiting {
+        Waiting {
+            on: on.as_str().to_owned(),
+            until: until.map(format_time),
+            detail,
+        }
+    }
+}
+
+/// `message` on one line (runs of white space made one space), at most
+/// [`ERROR_MESSAGE_CHARS`] characters, `…` marking a cut.
+pub fn one_line(message: &str) -> String {
+    let joined = message.split_whitespace().collect::<Vec<_>>().join(" ");
+    if joined.chars().count() <= ERROR_MESSAGE_CHARS {
+        return joined;
+    }
+    let mut cut: String = joined.chars().take(ERROR_MESSAGE_CHARS - 1).collect();
+    cut.push('…');
+    cut
 }
 
 /// A distribution's catalog in [`Status`].
@@ -203,6 +346,13 @@ pub struct BudgetStatus {
     /// now: the budget's price under `pacing = "even"`,
     /// `coalesce.blast_per_path` under `"none"`.
     pub price: f64,
+    /// The part of `used` held by reservations whose CreateInvalidation is
+    /// not known to have been created: a call under way, or one whose
+    /// answer was lost (a timeout, a 5xx, a refused connection), kept as
+    /// spent on doubt until CloudFront confirms it or a scan of the month
+    /// proves it was never made. `used - reserved` is what CloudFront is
+    /// known to have accepted (other tools' paths included).
+    pub reserved: u64,
 }
 
 // The price is always finite (the controller clamps it, and JSON has no
@@ -296,6 +446,10 @@ impl Status {
             },
             replica: (config.coordination.kind == crate::config::CoordinationKind::Dynamodb)
                 .then(|| config.coordination.replica()),
+            mode: ModeStatus {
+                source: config.source.kind.as_str().to_owned(),
+                cloudfront: config.cloudfront.mode.as_str().to_owned(),
+            },
         }
     }
 }
@@ -666,10 +820,21 @@ mod tests {
         example.budget.price = 4.5;
         let mut value = serde_json::to_value(example).unwrap();
         // Keys added since the contract's example (more may be added,
-        // none renamed): the budget's price and the even pace.
+        // none renamed): the budget's price, the even pace and the paths
+        // reserved; the mode; per distribution the last error and what
+        // waits (null here).
         let budget = value["budget"].as_object_mut().unwrap();
         assert_eq!(budget.remove("pace"), Some(serde_json::json!(130)));
         assert_eq!(budget.remove("price"), Some(serde_json::json!(4.5)));
+        assert_eq!(budget.remove("reserved"), Some(serde_json::json!(0)));
+        let top = value.as_object_mut().unwrap();
+        assert_eq!(
+            top.remove("mode"),
+            Some(serde_json::json!({"source": "", "cloudfront": ""}))
+        );
+        let www = value["distributions"]["www"].as_object_mut().unwrap();
+        assert_eq!(www.remove("last_error"), Some(serde_json::Value::Null));
+        assert_eq!(www.remove("waiting"), Some(serde_json::Value::Null));
         assert_eq!(value, expected);
     }
 
@@ -701,6 +866,16 @@ mod tests {
             serde_json::from_str(r#"{"version": "9.9.9", "new_section": {"x": 1}}"#).unwrap();
         assert_eq!(read.version, "9.9.9");
         assert!(read.distributions.is_empty());
+    }
+
+    #[test]
+    fn an_error_message_is_one_short_line() {
+        assert_eq!(one_line("a\n  b\tc "), "a b c");
+        let long = "x".repeat(ERROR_MESSAGE_CHARS + 1);
+        let cut = one_line(&long);
+        assert_eq!(cut.chars().count(), ERROR_MESSAGE_CHARS);
+        assert!(cut.ends_with('…'));
+        assert_eq!(one_line(&long[1..]), long[1..]);
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! The read-only status page at `GET /`: the `/v1/status` snapshot as one
 //! server-rendered HTML page for a person to open when something seems
-//! stuck. Per distribution the pending paths and their age, the paths in
-//! flight against the limits, the last invalidation; the month's budget
-//! with the pacing allowance marked; the queue.
+//! stuck. The mode (SQS or local queue, AWS or simulated CloudFront) in
+//! the header. Per distribution the pending paths and their age, what they
+//! wait for, the last CloudFront error, the paths in flight against the
+//! limits, the last invalidation; the month's budget with the pacing
+//! allowance marked and the reservations kept on doubt apart; the queue.
 //!
 //! [`render`] is a pure function of the snapshot and the time; every value
 //! it prints goes through [`escape`]. The page loads nothing else (inline
@@ -49,7 +51,7 @@ header h1{font-size:18px;margin:0}header span{color:#b8c0cc;font-size:12px}\
 main{padding:16px 24px;display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,520px),1fr));gap:16px}\
 section{background:#fff;border:1px solid #dde1e7;border-radius:6px;padding:14px 16px;min-width:0;overflow-x:auto}\
 h2{font-size:15px;margin:0 0 10px}h2 small{color:#6b7585;font-weight:normal}\
-.figures{display:flex;gap:24px;margin-bottom:10px}.figure b{display:block;font-size:22px}\
+.figures{display:flex;flex-wrap:wrap;gap:8px 24px;margin-bottom:10px}.figure b{display:block;font-size:22px}\
 .figure span,.label{color:#6b7585;font-size:12px}\
 .bar{position:relative;height:12px;background:#e6e9ee;border-radius:3px;margin:3px 0 10px}\
 .fill{position:absolute;left:0;top:0;bottom:0;background:#3b82f6;border-radius:3px}\
@@ -57,7 +59,12 @@ h2{font-size:15px;margin:0 0 10px}h2 small{color:#6b7585;font-weight:normal}\
 .mark{position:absolute;top:-4px;bottom:-4px;width:2px;background:#1d2330}\
 table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:3px 6px 3px 0;font-size:13px}td{white-space:nowrap}\
 th{color:#6b7585;font-weight:normal}code{font-size:12px}\
-.st{padding:1px 6px;border-radius:3px;font-size:12px}.InProgress{background:#fff1d6}.Completed{background:#dcf5e3}.stale{background:#fddede}";
+.st{padding:1px 6px;border-radius:3px;font-size:12px}.InProgress{background:#fff1d6}.Completed{background:#dcf5e3}.stale{background:#fddede}\
+header .mode{background:#3a4254;color:#fff;padding:1px 6px;border-radius:3px;margin-left:8px;font-size:12px;font-weight:normal}\
+header .mode.test{background:#ffd98a;color:#1d2330}\
+.note{border-left:4px solid #6b7585;background:#f4f5f7;padding:6px 10px;margin:0 0 10px;font-size:13px;overflow-wrap:anywhere}\
+.note.error{border-color:#d1343a;background:#fdecec}.note.wait{border-color:#e08a00;background:#fff7e6}\
+.note b{font-weight:600}.nw{white-space:nowrap}.note code{display:block;margin-top:2px;white-space:normal}";
 
 /// The page for `status` as of `now`, reloading every `refresh_seconds`.
 pub fn render(status: &Status, now: SystemTime, refresh_seconds: u32) -> String {
@@ -69,10 +76,11 @@ pub fn render(status: &Status, now: SystemTime, refresh_seconds: u32) -> String 
          <meta http-equiv=\"refresh\" content=\"{refresh_seconds}\">\
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
          <title>cfpurge status</title><style>{STYLE}</style></head><body>\
-         <header><h1>cfpurge {version}</h1>\
+         <header><h1>cfpurge {version}{mode}</h1>\
          <span>as of {now} · refreshes every {refresh_seconds} s · \
          <a href=\"/v1/status\" style=\"color:#b8c0cc\">JSON</a></span></header><main>",
         version = escape(&status.version),
+        mode = mode_badges(status),
         now = escape(&format_time(now)),
     );
     if status.distributions.is_empty() {
@@ -93,6 +101,48 @@ pub fn render(status: &Status, now: SystemTime, refresh_seconds: u32) -> String 
             pending = d.pending_paths,
             oldest = escape(&age(d.oldest_pending_seconds)),
         );
+        if let Some(w) = &d.waiting {
+            // The batching window and a call under way are the daemon at
+            // work, not a sign of trouble: no warning colour.
+            let class = match w.on.as_str() {
+                "quiet_window" | "call" | "reservation" => "note",
+                _ => "note wait",
+            };
+            let _ = write!(
+                html,
+                "<p class=\"{class}\"><b>Waiting for: {on}</b>{until}<br>{detail}</p>",
+                on = escape(&w.on),
+                until = match &w.until {
+                    Some(t) => format!(" until <span class=\"nw\">{}</span>", escape(t)),
+                    None => String::new(),
+                },
+                detail = escape(&w.detail),
+            );
+        }
+        if let Some(e) = &d.last_error {
+            let (class, since) = if e.since_success > 0 {
+                (
+                    "note error",
+                    format!(
+                        "{} failed call{} since the last success",
+                        e.since_success,
+                        if e.since_success == 1 { "" } else { "s" }
+                    ),
+                )
+            } else {
+                ("note", "calls have gone through since".to_owned())
+            };
+            let _ = write!(
+                html,
+                "<p class=\"{class}\"><b>Last CloudFront error: {code}</b> on {operation} at \
+                 <span class=\"nw\">{at}</span>; {since}<code>{message}</code></p>",
+                code = escape(&e.code),
+                operation = escape(&e.operation),
+                at = escape(&format_time(e.at)),
+                since = escape(&since),
+                message = escape(&e.message),
+            );
+        }
         bar(
             &mut html,
             "exact paths in flight",
@@ -170,6 +220,7 @@ fn budget_section(
         "<section><h2>{title} <small>{month}, policy {policy}</small></h2>\
          <div class=\"figures\">\
          <div class=\"figure\"><b>{used}</b><span>paths used</span></div>\
+         <div class=\"figure\"><b>{reserved}</b><span>of them reserved on doubt</span></div>\
          <div class=\"figure\"><b>{pace}</b><span>even pace by now</span></div>\
          <div class=\"figure\"><b>{allowed}</b><span>allowed by now</span></div>\
          <div class=\"figure\"><b>{limit}</b><span>monthly limit</span></div>\
@@ -177,6 +228,7 @@ fn budget_section(
         month = escape(month),
         policy = escape(&b.policy),
         used = b.used,
+        reserved = b.reserved,
         pace = b.pace,
         allowed = b.allowed,
         limit = b.limit,
@@ -189,6 +241,17 @@ fn budget_section(
         b.limit,
         Some(b.allowed),
     );
+    if b.reserved > 0 {
+        let _ = write!(
+            html,
+            "<p class=\"note wait\">{reserved} of the {used} paths used are reserved for \
+             CreateInvalidation calls not known to have been created (under way, or their \
+             answer was lost): counted as spent until CloudFront confirms them or a scan of \
+             the month shows they were never made.</p>",
+            reserved = b.reserved,
+            used = b.used,
+        );
+    }
     if let Some((_, a)) = account {
         let how = match &a.role_arn {
             Some(role) => format!("role <code>{}</code>", escape(role)),
@@ -200,6 +263,28 @@ fn budget_section(
         }
     }
     html.push_str("</section>");
+}
+
+/// The mode as badges after the version: where requests come from and
+/// where they go, so a local run or a rehearsal is never taken for the
+/// real thing. Nothing for a status without a mode (an older daemon).
+fn mode_badges(status: &Status) -> String {
+    let badge = |text: &str, real: bool| {
+        let class = if real { "mode" } else { "mode test" };
+        format!("<span class=\"{class}\">{}</span>", escape(text))
+    };
+    let source = match status.mode.source.as_str() {
+        "" => return String::new(),
+        "sqs" => badge("SQS queue", true),
+        "local" => badge("local queue", false),
+        other => badge(&format!("{other} queue"), false),
+    };
+    let cloudfront = match status.mode.cloudfront.as_str() {
+        "aws" => badge("AWS CloudFront", true),
+        "simulate" => badge("simulated CloudFront", false),
+        other => badge(&format!("CloudFront {other}"), false),
+    };
+    source + &cloudfront
 }
 
 /// The edge checks and warming of a distribution, when configured.
@@ -316,6 +401,7 @@ mod tests {
                 policy: "coalesce".into(),
                 pace: 500,
                 price: 12.345,
+                reserved: 0,
             },
             queue: QueueStatus {
                 visible: 4,
@@ -344,6 +430,8 @@ mod tests {
                     created_at: at(),
                 }),
                 catalog: None,
+                last_error: None,
+                waiting: None,
                 verify: Some(crate::status::VerifyStatus {
                     fresh: 41,
                     stale: 2,
@@ -501,6 +589,74 @@ mod tests {
         assert!(html.contains("no invalidation created yet"), "{html}");
     }
 
+    fn stuck() -> Status {
+        let mut status = sample();
+        status.mode = crate::status::ModeStatus {
+            source: "sqs".into(),
+            cloudfront: "simulate".into(),
+        };
+        status.budget.reserved = 3;
+        let d = status.distributions.get_mut("www").unwrap();
+        d.waiting = Some(crate::status::Waiting {
+            on: "retry".into(),
+            until: Some("2026-11-24T15:00:30Z".into()),
+            detail: "CreateInvalidation failed (timeout)".into(),
+        });
+        d.last_error = Some(crate::status::CallError {
+            code: "timeout".into(),
+            operation: "CreateInvalidation".into(),
+            message: "cloudfront call timed out: no answer in 30 s".into(),
+            at: at(),
+            since_success: 4,
+        });
+        status
+    }
+
+    #[test]
+    fn a_stuck_distribution_says_what_waits_and_why() {
+        let html = render(&stuck(), at(), 5);
+        for text in [
+            "<span class=\"mode\">SQS queue</span>",
+            "<span class=\"mode test\">simulated CloudFront</span>",
+            "<p class=\"note wait\"><b>Waiting for: retry</b> until \
+             <span class=\"nw\">2026-11-24T15:00:30Z</span><br>\
+             CreateInvalidation failed (timeout)</p>",
+            "<p class=\"note error\"><b>Last CloudFront error: timeout</b> on \
+             CreateInvalidation at <span class=\"nw\">2026-11-24T15:00:00Z</span>; 4 failed \
+             calls since the last \
+             success<code>cloudfront call timed out: no answer in 30 s</code></p>",
+            "<b>3</b><span>of them reserved on doubt</span>",
+            "3 of the 250 paths used are reserved",
+        ] {
+            assert!(html.contains(text), "{text:?} missing from {html}");
+        }
+        // The batching window is no warning.
+        let mut status = stuck();
+        let d = status.distributions.get_mut("www").unwrap();
+        d.waiting.as_mut().unwrap().on = "quiet_window".into();
+        let html = render(&status, at(), 5);
+        assert!(
+            html.contains("<p class=\"note\"><b>Waiting for: quiet_window</b>"),
+            "{html}"
+        );
+        // Recovered: the error stays, marked as past.
+        let mut status = stuck();
+        let d = status.distributions.get_mut("www").unwrap();
+        d.last_error.as_mut().unwrap().since_success = 0;
+        d.waiting = None;
+        status.budget.reserved = 0;
+        let html = render(&status, at(), 5);
+        assert!(
+            html.contains("<p class=\"note\"><b>Last CloudFront error: timeout</b>"),
+            "{html}"
+        );
+        assert!(html.contains("calls have gone through since"), "{html}");
+        assert!(!html.contains("Waiting for"), "{html}");
+        assert!(!html.contains("paths used are reserved"), "{html}");
+        // A status without a mode (an older daemon) shows no badge.
+        assert!(!render(&sample(), at(), 5).contains("class=\"mode"));
+    }
+
     #[test]
     fn every_value_is_escaped() {
         let evil = "<i>&\"'";
@@ -513,14 +669,29 @@ mod tests {
         let last = d.last_invalidation.as_mut().unwrap();
         last.id = evil.into();
         last.status = evil.into();
+        d.waiting = Some(crate::status::Waiting {
+            on: evil.into(),
+            until: Some(evil.into()),
+            detail: evil.into(),
+        });
+        d.last_error = Some(crate::status::CallError {
+            code: evil.into(),
+            operation: evil.into(),
+            message: evil.into(),
+            at: at(),
+            since_success: 1,
+        });
         status.distributions.insert(evil.into(), d);
+        status.mode.source = evil.into();
+        status.mode.cloudfront = evil.into();
         let html = render(&status, at(), 5);
         assert!(!html.contains("<i>"), "{html}");
         assert!(!html.contains("&\""), "{html}");
-        // version, alias, id, invalidation id, status twice, month, policy.
+        // version, alias, id, invalidation id, status twice, month, policy;
+        // the wait's three and the error's three; the two modes.
         assert_eq!(
             html.matches("&lt;i&gt;&amp;&quot;&#39;").count(),
-            8,
+            16,
             "{html}"
         );
     }

@@ -195,7 +195,17 @@ pub fn status_of(
         policy: config.on_exhausted.as_str().to_owned(),
         pace: even_pace(config, state.month, now),
         price,
+        reserved: reserved_paths(&state),
     }
+}
+
+/// Paths of `state`'s open reservations (counted in `spent` until settled).
+pub fn reserved_paths(state: &LedgerState) -> u64 {
+    state
+        .reservations
+        .values()
+        .fold(0u64, |sum, r| sum.saturating_add(r.paths))
+        .min(state.spent)
 }
 
 /// `monthly_paths` times the share of `month` passed at `now`: the even
@@ -609,6 +619,7 @@ impl<S: LedgerStore> Budget<S> {
                 now.max(self.state.month.start()),
             ),
             price,
+            reserved: reserved_paths(&self.state),
         }
     }
 }

@@ -666,8 +666,14 @@ fn status_gives_the_budget_block() {
             policy: "hold".to_owned(),
             pace: 500,
             price: 7.5,
+            // Not known to be created yet: shown apart from what is.
+            reserved: 12,
         }
     );
+    b.reserve("cfpurge-b", "www", 3, now).unwrap();
+    b.commit("cfpurge-a").unwrap();
+    let status = b.status(now, 7.5);
+    assert_eq!((status.used, status.reserved), (15, 3));
     assert_eq!(b.policy(), OnExhausted::Hold);
     assert_eq!(b.limit(), 1000);
 }

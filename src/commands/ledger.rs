@@ -150,7 +150,16 @@ fn print_state(
         state.external,
         config.budget_for(account).monthly_paths
     )?;
-    writeln!(out, "open reservations: {}", state.reservations.len())?;
+    // Apart from what CloudFront is known to have created: a reservation
+    // is a call under way when the ledger was read, or one whose answer
+    // was lost, kept as spent on doubt.
+    writeln!(
+        out,
+        "open reservations: {} ({} paths of the spent, not known to be created: kept as spent \
+         until CloudFront confirms them or a scan of the month shows they were never made)",
+        state.reservations.len(),
+        crate::budget::reserved_paths(state)
+    )?;
     for (reference, r) in &state.reservations {
         writeln!(
             out,
@@ -245,6 +254,36 @@ mod tests {
         s.spent = spent;
         s.external = external;
         s
+    }
+
+    #[test]
+    fn show_counts_the_reservations_kept_on_doubt_apart() {
+        let mut s = state("2026-11", 12, 3);
+        for (reference, paths) in [("cfpurge-a", 2), ("cfpurge-b", 3)] {
+            s.reservations.insert(
+                reference.into(),
+                Reservation {
+                    distribution: "www".into(),
+                    paths,
+                    at: 1_794_268_800,
+                },
+            );
+        }
+        let mut out = Vec::new();
+        print_state(&config(), crate::config::DEFAULT_ACCOUNT, &s, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("spent: 15 (cfpurge 12, other tools 3) of 1000\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "open reservations: 2 (5 paths of the spent, not known to be created: kept as \
+                 spent until CloudFront confirms them or a scan of the month shows they were \
+                 never made)\n  cfpurge-a: 2 paths on www\n  cfpurge-b: 3 paths on www\n"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

@@ -101,8 +101,9 @@ pub async fn fetch(url: &str) -> Result<(String, String), StatusError> {
     Ok((endpoint, body))
 }
 
-/// The status as a table, one line per distribution, then the budget and
-/// the queue.
+/// The status as a table, one line per distribution; then, for each
+/// distribution whose paths wait or whose CloudFront calls failed, what
+/// they wait for and the last error; then the budget and the queue.
 pub fn write_text(status: &Status, out: &mut dyn Write) -> io::Result<()> {
     let header = [
         "DISTRIBUTION",
@@ -155,16 +156,51 @@ pub fn write_text(status: &Status, out: &mut dyn Write) -> io::Result<()> {
         }
         text
     };
-    writeln!(out, "cfpurge {}", status.version)?;
+    match (status.mode.source.as_str(), status.mode.cloudfront.as_str()) {
+        ("", _) | (_, "") => writeln!(out, "cfpurge {}", status.version)?,
+        (source, cloudfront) => writeln!(
+            out,
+            "cfpurge {} (source {source}, cloudfront {cloudfront})",
+            status.version
+        )?,
+    }
     writeln!(out, "{}", line(&header))?;
     for row in &rows {
         let cells: Vec<&str> = row.iter().map(String::as_str).collect();
         writeln!(out, "{}", line(&cells))?;
     }
+    for (alias, d) in &status.distributions {
+        if let Some(w) = &d.waiting {
+            let until = match &w.until {
+                Some(t) => format!(" until {t}"),
+                None => String::new(),
+            };
+            writeln!(out, "{alias}: waiting for {}{until}: {}", w.on, w.detail)?;
+        }
+        if let Some(e) = d.last_error.as_ref().filter(|e| e.since_success > 0) {
+            writeln!(
+                out,
+                "{alias}: CloudFront error {} on {} at {} ({} failed since the last success): {}",
+                e.code,
+                e.operation,
+                format_time(e.at),
+                e.since_success,
+                e.message
+            )?;
+        }
+    }
     let b = &status.budget;
+    let reserved = if b.reserved > 0 {
+        format!(
+            " ({} reserved on doubt: not known to be created)",
+            b.reserved
+        )
+    } else {
+        String::new()
+    };
     writeln!(
         out,
-        "budget {}: used {} of {}, allowed now {}, policy {}",
+        "budget {}: used {} of {}{reserved}, allowed now {}, policy {}",
         if b.month.is_empty() { "-" } else { &b.month },
         b.used,
         b.limit,
@@ -317,6 +353,76 @@ mod tests {
                 "warming www: ok 40, error 0, queued 3, not requested 0",
             ]
         );
+    }
+
+    #[test]
+    fn a_stuck_distribution_gets_its_wait_and_its_error_on_lines_of_their_own() {
+        let mut status = Status {
+            version: "0.1.0".into(),
+            ..Status::default()
+        };
+        status.mode.source = "local".into();
+        status.mode.cloudfront = "aws".into();
+        let error = crate::status::CallError {
+            code: "server_error".into(),
+            operation: "CreateInvalidation".into(),
+            message: "cloudfront unavailable: connection refused".into(),
+            at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_532_400),
+            since_success: 3,
+        };
+        status.distributions.insert(
+            "www".into(),
+            DistributionStatus {
+                id: "EWWW".into(),
+                pending_paths: 2,
+                waiting: Some(crate::status::Waiting {
+                    on: "retry".into(),
+                    until: Some("2026-11-24T15:00:30Z".into()),
+                    detail: "CreateInvalidation failed (server_error)".into(),
+                }),
+                last_error: Some(error.clone()),
+                ..DistributionStatus::default()
+            },
+        );
+        // Recovered: its past error is not a line.
+        status.distributions.insert(
+            "img".into(),
+            DistributionStatus {
+                id: "EIMG".into(),
+                last_error: Some(crate::status::CallError {
+                    since_success: 0,
+                    ..error
+                }),
+                ..DistributionStatus::default()
+            },
+        );
+        status.budget.month = "2026-11".into();
+        status.budget.limit = 1000;
+        status.budget.used = 2;
+        status.budget.reserved = 2;
+        status.budget.allowed = 140;
+        status.budget.policy = "coalesce".into();
+        let mut out = Vec::new();
+        write_text(&status, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "cfpurge 0.1.0 (source local, cloudfront aws)");
+        assert_eq!(
+            lines[4],
+            "www: waiting for retry until 2026-11-24T15:00:30Z: CreateInvalidation failed \
+             (server_error)"
+        );
+        assert_eq!(
+            lines[5],
+            "www: CloudFront error server_error on CreateInvalidation at 2026-11-24T15:00:00Z \
+             (3 failed since the last success): cloudfront unavailable: connection refused"
+        );
+        assert_eq!(
+            lines[6],
+            "budget 2026-11: used 2 of 1000 (2 reserved on doubt: not known to be created), \
+             allowed now 140, policy coalesce"
+        );
+        assert!(!text.contains("img:"), "{text}");
     }
 
     #[test]

@@ -29,8 +29,8 @@ use crate::pipeline::{self, Effect, Ingested};
 use crate::planner::Settings;
 use crate::source::driver::{QueueHealth, SourceEvent};
 use crate::source::queue::{QueueDepth, QueueError};
-use crate::status::BudgetStatus;
-use crate::submitter::{Batch, RateLimit, Situation, Step, SubmitSettings, Submitter};
+use crate::status::{BudgetStatus, CallError};
+use crate::submitter::{Batch, RateLimit, Situation, Step, SubmitSettings, Submitter, Wait};
 use crate::tracker::external::{Resume, Scanned};
 use crate::tracker::{self, Checks, InflightView, Known, Looked};
 
@@ -38,6 +38,9 @@ use super::catalogs::{Built, Catalogs, Job};
 use super::edge::{Edges, MAX_CANDIDATES, is_reinvalidation};
 use super::ledger::{Ledger, Recovered, StoreCall, Written};
 use super::observe::Observers;
+
+mod why;
+use why::{Hold, Operation};
 
 /// How often the queue's depth is asked for (GetQueueAttributes).
 const DEPTH_INTERVAL: Duration = Duration::from_secs(30);
@@ -340,6 +343,12 @@ pub struct Core {
     observers: Observers,
     /// Distributions CloudFront refuses (NoSuchDistribution, AccessDenied).
     refused: HashSet<String>,
+    /// Per distribution, the last CloudFront call that failed, with the
+    /// failures since the last success.
+    last_errors: HashMap<String, CallError>,
+    /// Per distribution, the last hold the submitter decided on (room,
+    /// budget, rate, a retry's backoff), for the status.
+    holds: HashMap<String, Hold>,
     /// Invalidations a crashed process created, covering redeliveries.
     recovered: Vec<Recovered>,
     /// Per distribution with a call under way, how long what its batch
@@ -437,6 +446,8 @@ impl Core {
             reconcile_interval: Duration::from_secs(cf.reconcile_interval_seconds),
             observers: Observers::new(config),
             refused: HashSet::new(),
+            last_errors: HashMap::new(),
+            holds: HashMap::new(),
             recovered: Vec::new(),
             calls_hold: HashMap::new(),
             prices: HashMap::new(),
@@ -744,11 +755,7 @@ impl Core {
     /// Shutdown: the messages still held, no longer this daemon's (the
     /// runner makes them visible again).
     pub fn let_go(&mut self) -> Vec<MessageId> {
-        let left: Vec<_> = self.pending.message_ids().cloned().collect();
-        for id in &left {
-            self.pending.remove(id);
-        }
-        queue_messages(left)
+        queue_messages(self.pending.take_all())
     }
 
     // --- Ingesting ---
@@ -935,15 +942,25 @@ impl Core {
             Step::Idle => {}
             Step::Wait { until, why } => {
                 tracing::trace!(distribution = %alias, ?why, "waiting");
+                self.holds.insert(alias.to_owned(), Hold { why, until });
                 self.pending.hold(alias, until);
             }
             Step::Send { batch, hold } => {
+                self.holds.remove(alias);
                 if self.mode == Mode::Replay && !entries.is_empty() {
                     self.planned_from
                         .insert(batch.reference.clone(), entries.clone());
                 }
                 if let Some(until) = hold {
                     tracing::info!(distribution = %alias, "not enough room in flight or budget; the rest waits");
+                    // The plan was cut to the budget when it spends all
+                    // that is left, else to the room in flight.
+                    let left = self.ledger_of(alias).and_then(Ledger::budget);
+                    let why = match left.map(|b| b.remaining(now.wall)) {
+                        Some(left) if left <= batch.paths.len() as u64 => Wait::Budget,
+                        _ => Wait::Capacity,
+                    };
+                    self.holds.insert(alias.to_owned(), Hold { why, until });
                     self.pending.hold(alias, until);
                 }
                 // The reservation is written before CloudFront is called.
@@ -967,6 +984,8 @@ impl Core {
                             .readiness
                             .set(&ledger_component(&account), why);
                         let until = self.submitter.not_reserved(alias, batch, now.mono);
+                        let why = Wait::Ledger;
+                        self.holds.insert(alias.to_owned(), Hold { why, until });
                         self.pending.hold(alias, until);
                         return;
                     }
@@ -1028,6 +1047,8 @@ impl Core {
                     self.planned_from.remove(&a.batch.reference);
                     self.calls_hold.remove(&a.alias);
                     let until = self.submitter.not_reserved(&a.alias, a.batch, now.mono);
+                    let why = Wait::Ledger;
+                    self.holds.insert(a.alias.clone(), Hold { why, until });
                     self.pending.hold(&a.alias, until);
                 }
             }
@@ -1052,6 +1073,10 @@ impl Core {
             } => self.create_failed(&alias, batch, &e, now),
             Input::Checked { alias, checks } => {
                 self.polling.remove(&alias);
+                for (_, answer) in &checks {
+                    let outcome = answer.as_ref().map(|_| ());
+                    self.cloudfront_answered(&alias, Operation::Get, outcome, now);
+                }
                 let report = tracker::apply_checks(&mut self.view, &alias, checks, now.instant);
                 for c in report.completed {
                     self.observers
@@ -1061,7 +1086,6 @@ impl Core {
                     self.edges.completed(&c.id, now.mono);
                 }
                 for (alias, id, e) in report.failed {
-                    self.observers.metrics.cloudfront_error(&alias, &e);
                     tracing::warn!(distribution = %alias, invalidation = %id, error = %e, "checking an invalidation failed");
                 }
             }
@@ -1277,17 +1301,19 @@ impl Core {
         }
         match result {
             Ok(looked) => {
+                self.cloudfront_answered(alias, Operation::List, Ok(()), now);
                 tracker::apply_look(&mut self.view, alias, looked, now.instant, now.wall);
                 self.judge_distribution(alias, Ok(()), now);
             }
             Err(e) => {
-                self.observers.metrics.cloudfront_error(alias, &e);
+                self.cloudfront_answered(alias, Operation::List, Err(&e), now);
                 self.judge_distribution(alias, Err(&e), now);
                 tracing::warn!(distribution = %alias, error = %e, "counting invalidations in flight failed");
             }
         }
         match scan {
             Some(Ok(Scanned { found, resume })) => {
+                self.cloudfront_answered(alias, Operation::List, Ok(()), now);
                 match resume {
                     Some(resume) => {
                         tracing::info!(distribution = %alias, found = found.len(), "listing this month's invalidations was cut short; the next scan goes on from there");
@@ -1307,7 +1333,7 @@ impl Core {
                 }
             }
             Some(Err(e)) => {
-                self.observers.metrics.cloudfront_error(alias, &e);
+                self.cloudfront_answered(alias, Operation::List, Err(&e), now);
                 tracing::warn!(distribution = %alias, error = %e, "listing this month's invalidations failed");
             }
             None => {}
@@ -1370,6 +1396,7 @@ impl Core {
         // A crash here: created, still only reserved in the ledger.
         fail::fail_point!("daemon::after_create");
         self.submitter.created(alias);
+        self.cloudfront_answered(alias, Operation::Create, Ok(()), now);
         let hold = self.calls_hold.remove(alias).flatten();
         self.pending.hold(alias, hold.unwrap_or(now.mono));
         if let Some(l) = self.ledger_of_mut(alias) {
@@ -1450,7 +1477,7 @@ impl Core {
 
     fn create_failed(&mut self, alias: &str, batch: Batch, e: &InvalidatorError, now: &Now) {
         self.totals.create_errors += 1;
-        self.observers.metrics.cloudfront_error(alias, e);
+        self.cloudfront_answered(alias, Operation::Create, Err(e), now);
         self.judge_distribution(alias, Err(e), now);
         let reference = batch.reference.clone();
         let entries = self.pending.batch(alias);
@@ -1471,6 +1498,13 @@ impl Core {
             self.planned_from.remove(&reference);
         }
         let hold = self.calls_hold.remove(alias).flatten();
+        if let Some(until) = after.hold {
+            let why = match after.action {
+                crate::submitter::Action::WaitForCapacity => Wait::Capacity,
+                _ => Wait::Backoff,
+            };
+            self.holds.insert(alias.to_owned(), Hold { why, until });
+        }
         self.pending
             .hold(alias, after.hold.or(hold).unwrap_or(now.mono));
         if after.reconcile && self.round.is_none() && self.is_leader(now.mono) {
@@ -1753,6 +1787,7 @@ impl Core {
                     self.pending = PendingSet::new(self.batch_rules).with_meter(meter.clone());
                 }
                 self.calls_hold.clear();
+                self.holds.clear();
                 // Their reservations stay spent; their calls are not made.
                 for a in std::mem::take(&mut self.awaiting) {
                     self.submitter.created(&a.alias);
@@ -1792,7 +1827,19 @@ impl Core {
         }
         self.timers.observe = now.after(OBSERVE_INTERVAL);
         let leader = self.is_leader(now.mono);
+        let why = self
+            .targets
+            .keys()
+            .map(|alias| {
+                let diagnosis = super::observe::Why {
+                    waiting: self.waiting(alias, now),
+                    last_error: self.last_error(alias),
+                };
+                (alias.clone(), diagnosis)
+            })
+            .collect();
         self.observers.show(super::observe::Shown {
+            why,
             now,
             source,
             leader,

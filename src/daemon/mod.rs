@@ -28,7 +28,7 @@ use crate::clock::{Clock, Now};
 use crate::cloudfront::invalidator::Invalidator;
 use crate::config::Config;
 use crate::coordination::{Answer, AnyTable, LeaseTable};
-use crate::source::driver::{Source, SourceSettings};
+use crate::source::driver::{Source, SourceSettings, VISIBILITY_CALLS_AT_ONCE};
 use crate::source::queue::Queue;
 
 use self::core::{Command, ReplicaState, SourceView};
@@ -40,6 +40,21 @@ pub use self::observe::Observers;
 /// end: answers to calls made before the deadline, the learned catalogs'
 /// last writes and the lease's hand-back all fit in it.
 pub const SHUTDOWN_MARGIN: Duration = Duration::from_secs(5);
+
+/// What one `ChangeMessageVisibilityBatch` call is reckoned to take when
+/// the grace period is shared between submitting and releasing: SQS
+/// usually answers in tens of milliseconds.
+const RELEASE_CALL: Duration = Duration::from_millis(50);
+
+/// The end of the grace period kept for releasing `held` messages: their
+/// batch calls at [`RELEASE_CALL`] each, [`VISIBILITY_CALLS_AT_ONCE`] at a
+/// time, and at most half the grace period, which leaves the other half to
+/// submitting.
+fn release_reserve(held: usize, grace: Duration) -> Duration {
+    let calls = held.div_ceil(crate::source::queue::MAX_BATCH);
+    let rounds = u32::try_from(calls.div_ceil(VISIBILITY_CALLS_AT_ONCE)).unwrap_or(u32::MAX);
+    RELEASE_CALL.saturating_mul(rounds).min(grace / 2)
+}
 
 /// This replica's part in a fleet: what the runner needs to carry out the
 /// core's lease calls.
@@ -260,12 +275,18 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
             self.core.handle(Input::Event(event), &now);
         }
         self.core.begin_drain();
+        // Submitting stops in time for the release of what is left to end
+        // within the grace period too.
+        let submit_until = deadline - release_reserve(self.core.pending_messages(), self.grace);
         loop {
             self.turn(&now, &mut effects);
             if self.core.is_drained() {
                 break;
             }
-            let wake = self.clock.instant(self.core.next_wake(&now)).min(deadline);
+            let wake = self
+                .clock
+                .instant(self.core.next_wake(&now))
+                .min(submit_until);
             tokio::select! {
                 Some(report) = reports.recv() => {
                     now = self.clock.now();
@@ -276,7 +297,7 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
                 () = tokio::time::sleep_until(wake) => {}
             }
             now = self.clock.now();
-            if now.instant >= deadline {
+            if now.instant >= submit_until {
                 break;
             }
         }

@@ -98,8 +98,16 @@ pub(super) fn notify(states: &[sd_notify::NotifyState]) {
     }
 }
 
+/// Why a distribution's work does not move, as the core judged it.
+pub(super) struct Why {
+    pub waiting: Option<status::Waiting>,
+    pub last_error: Option<status::CallError>,
+}
+
 /// What the gauges and the status are refreshed from.
 pub(super) struct Shown<'a> {
+    /// Per distribution.
+    pub why: std::collections::HashMap<String, Why>,
     pub now: &'a Now,
     pub source: &'a SourceView,
     pub leader: bool,
@@ -127,6 +135,7 @@ impl Observers {
     /// Refreshes the gauges, readiness and the status snapshot.
     pub(super) fn show(&self, shown: Shown<'_>) {
         let Shown {
+            mut why,
             now,
             source,
             leader,
@@ -168,6 +177,10 @@ impl Observers {
             d.inflight_exact = inflight.exact as u64;
             d.inflight_wildcard = inflight.wildcard as u64;
             d.catalog = catalogs.status(alias);
+            if let Some(why) = why.remove(alias) {
+                d.waiting = why.waiting;
+                d.last_error = why.last_error;
+            }
             (d.verify, d.warm) = edges.status(alias);
             if let Some(c) = &d.catalog {
                 metrics.set_catalog_objects(alias, c.objects);

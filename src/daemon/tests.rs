@@ -300,6 +300,29 @@ on_exhausted = "{policy}"
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_storm_that_spends_the_budget_is_covered_without_waiting_for_a_wildcard_slot() {
+        let run = start(&config(30, "coalesce"));
+        // Twenty directories of ten files, more wildcards than there are
+        // slots and more paths than the budget.
+        let paths: Vec<String> = (0..20)
+            .flat_map(|d| (0..10).map(move |f| format!("/d{d}/f{f}.html")))
+            .collect();
+        let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
+        run.send(&refs).await;
+        // Well within the 30 s that invalidations stay in progress: the
+        // covering `/*` found the slot it needs.
+        tokio::time::sleep(Duration::from_secs(15)).await;
+        let created = run.created();
+        assert!(
+            run.queue.is_empty(),
+            "{} left; {created:?}",
+            run.queue.len()
+        );
+        assert!(created.contains(&vec!["/*".to_owned()]), "{created:?}");
+        run.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn overspend_plans_as_usual_and_counts_it() {
         let run = start(&config(2, "overspend"));
         run.send(&["/a/1.html", "/b/1.html", "/c/1.html", "/d/1.html"])
@@ -1788,5 +1811,449 @@ monthly_paths = 100000
             2997.0
         );
         run.stop().await;
+    }
+}
+
+mod shutdown {
+    use super::super::*;
+    use crate::budget::MemoryStore;
+    use crate::cloudfront::simulate::SimulatedCloudFront;
+    use crate::source::local::LocalQueue;
+
+    const DIST: &str = "E2ABCDEF123456";
+
+    /// Messages held when SIGTERM comes.
+    const HELD: usize = 100_000;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_backlog_of_a_hundred_thousand_held_messages_is_released_within_the_grace_period() {
+        // The budget is spent by the first message and `hold` keeps the
+        // rest waiting: nothing can be submitted at shutdown, everything
+        // must be released.
+        let toml = format!(
+            r#"
+[source]
+kind = "local"
+visibility_timeout_seconds = 60
+max_pending_messages = {HELD}
+[distributions.www]
+id = "{DIST}"
+[batching]
+quiet_seconds = 1
+max_delay_seconds = 5
+[cloudfront]
+mode = "simulate"
+simulate_completion_seconds = 30
+[budget]
+monthly_paths = 1
+pacing = "none"
+on_exhausted = "hold"
+[shutdown]
+grace_seconds = 20
+"#
+        );
+        let config = Config::from_parts(Some(&toml), "test", std::iter::empty()).expect("config");
+        let queue = LocalQueue::new(Duration::from_secs(60));
+        // Each batch call takes 20 ms, as SQS's do: 10,000 of them one
+        // after the other would take 200 s.
+        queue.set_call_latency(Duration::from_millis(20));
+        let cloudfront = SimulatedCloudFront::new([DIST.to_owned()], Duration::from_secs(30));
+        let daemon = Daemon::new(&config, queue.clone(), cloudfront.clone())
+            .with_ledger(AnyStore::Memory(MemoryStore::new()));
+        let cancel = CancellationToken::new();
+        let run = tokio::spawn(daemon.run(cancel.clone()));
+        queue.send("/spent.html").await.expect("send");
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(cloudfront.created().len(), 1);
+        assert!(queue.is_empty());
+        for i in 0..HELD {
+            queue.send(&format!("/p/{i}.html")).await.expect("send");
+        }
+        for _ in 0..1_000 {
+            if queue.depth_now().in_flight == HELD as u64 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        assert_eq!(queue.depth_now().in_flight, HELD as u64, "not all held");
+        // Held for a while: the extensions keep them hidden.
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        assert_eq!(queue.depth_now().in_flight, HELD as u64, "some came back");
+
+        cancel.cancel();
+        let at = tokio::time::Instant::now();
+        let totals = run.await.expect("run ends");
+        assert!(
+            at.elapsed() <= Duration::from_secs(20),
+            "ended {:?} after the signal",
+            at.elapsed()
+        );
+        let depth = queue.depth_now();
+        assert_eq!((depth.visible, depth.in_flight), (HELD as u64, 0));
+        assert_eq!(totals.messages_deleted, 1);
+        assert_eq!(cloudfront.created().len(), 1);
+    }
+}
+
+/// CloudFront stops answering once the daemon has started: every call
+/// fails as a refused connection does. What an operator looks at names the
+/// error and what the pending paths wait for, and the budget shows the
+/// reservation kept on doubt apart from what was spent; once CloudFront
+/// answers again, the request goes out and the reservation is settled.
+mod stuck {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt;
+
+    use super::super::*;
+    use crate::budget::MemoryStore;
+    use crate::cloudfront::invalidator::{
+        Invalidation, InvalidationSummary, InvalidatorError, Target,
+    };
+    use crate::cloudfront::simulate::SimulatedCloudFront;
+    use crate::http::{HttpState, app};
+    use crate::path::CfPath;
+    use crate::source::local::LocalQueue;
+
+    /// What the SDK reports when nothing listens at CloudFront's endpoint.
+    const REFUSED: &str = "dispatch failure: io error: error trying to connect: \
+                           tcp connect error: Connection refused (os error 111)";
+
+    /// The simulated CloudFront, unreachable while `down` is set.
+    #[derive(Clone, Debug)]
+    struct Unreachable {
+        inner: SimulatedCloudFront,
+        down: Arc<AtomicBool>,
+    }
+
+    impl Unreachable {
+        fn check(&self) -> Result<(), InvalidatorError> {
+            if self.down.load(Ordering::SeqCst) {
+                return Err(InvalidatorError::ServerError(REFUSED.to_owned()));
+            }
+            Ok(())
+        }
+    }
+
+    impl Invalidator for Unreachable {
+        async fn create(
+            &self,
+            target: impl Into<Target> + Send,
+            caller_reference: &str,
+            paths: &[CfPath],
+        ) -> Result<Invalidation, InvalidatorError> {
+            self.check()?;
+            self.inner.create(target, caller_reference, paths).await
+        }
+        async fn get(
+            &self,
+            target: impl Into<Target> + Send,
+            id: &str,
+        ) -> Result<Invalidation, InvalidatorError> {
+            self.check()?;
+            self.inner.get(target, id).await
+        }
+        async fn list(
+            &self,
+            target: impl Into<Target> + Send,
+            marker: Option<&str>,
+            max_items: i32,
+        ) -> Result<(Vec<InvalidationSummary>, Option<String>), InvalidatorError> {
+            self.check()?;
+            self.inner.list(target, marker, max_items).await
+        }
+    }
+
+    const CONFIG: &str = r#"
+[source]
+kind = "local"
+visibility_timeout_seconds = 60
+[distributions.www]
+id = "EWWW"
+[batching]
+quiet_seconds = 2
+[cloudfront]
+mode = "simulate"
+poll_interval_seconds = 5
+simulate_completion_seconds = 30
+[budget]
+pacing = "none"
+"#;
+
+    async fn get(state: &HttpState, uri: &str) -> (StatusCode, String) {
+        let response = app(state.clone())
+            .oneshot(Request::get(uri).body(Body::empty()).expect("request"))
+            .await
+            .expect("an answer");
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        (status, String::from_utf8(body.to_vec()).expect("utf-8"))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn status_page_and_cli_name_the_error_what_waits_and_the_kept_reservation() {
+        let config = Config::from_parts(Some(CONFIG), "test", std::iter::empty()).expect("config");
+        let queue = LocalQueue::new(Duration::from_secs(60));
+        let simulated = SimulatedCloudFront::new(["EWWW".into()], Duration::from_secs(30));
+        let down = Arc::new(AtomicBool::new(false));
+        let cloudfront = Unreachable {
+            inner: simulated.clone(),
+            down: down.clone(),
+        };
+        let daemon = Daemon::new(&config, queue.clone(), cloudfront)
+            .with_ledger(AnyStore::Memory(MemoryStore::new()));
+        let observers = daemon.observers();
+        let mut http = HttpState::new(
+            observers.registry.clone(),
+            crate::decode::Router::new(&config),
+            queue.clone(),
+            None,
+        );
+        http.status = observers.status.clone();
+        http.readiness = observers.readiness.clone();
+        let cancel = CancellationToken::new();
+        let run = tokio::spawn(daemon.run(cancel.clone()));
+        // Started: the first look at what is in flight went through.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(
+            get(&http, "/readyz").await,
+            (StatusCode::OK, "ready".into())
+        );
+
+        down.store(true, Ordering::SeqCst);
+        queue.send(r#"{"paths":["/a.html"]}"#).await.expect("send");
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert!(simulated.created().is_empty());
+
+        // /v1/status names the error and what waits.
+        let (code, body) = get(&http, "/v1/status").await;
+        assert_eq!(code, StatusCode::OK);
+        let json: serde_json::Value = serde_json::from_str(&body).expect("json");
+        let www = &json["distributions"]["www"];
+        assert_eq!(www["pending_paths"], 1, "{www}");
+        let error = &www["last_error"];
+        assert_eq!(error["code"], "server_error", "{error}");
+        assert_eq!(error["operation"], "CreateInvalidation", "{error}");
+        assert!(
+            error["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("Connection refused")),
+            "{error}"
+        );
+        let failures = error["since_success"].as_u64().expect("a count");
+        assert!(failures >= 3, "{error}");
+        assert!(error["at"].as_str().is_some(), "{error}");
+        let waiting = &www["waiting"];
+        assert_eq!(waiting["on"], "retry", "{waiting}");
+        assert!(waiting["until"].as_str().is_some(), "{waiting}");
+        assert!(
+            waiting["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("CreateInvalidation failed (server_error)")),
+            "{waiting}"
+        );
+        // The Create's answer was lost: its path stays spent, shown apart
+        // as reserved.
+        assert_eq!(json["budget"]["used"], 1, "{}", json["budget"]);
+        assert_eq!(json["budget"]["reserved"], 1, "{}", json["budget"]);
+        assert_eq!(json["mode"]["source"], "local");
+        assert_eq!(json["mode"]["cloudfront"], "simulate");
+
+        // The page says the same, and the mode.
+        let (code, page) = get(&http, "/").await;
+        assert_eq!(code, StatusCode::OK);
+        for text in [
+            "Waiting for: retry</b> until <span class=\"nw\">",
+            "CreateInvalidation failed (server_error)",
+            "Last CloudFront error: server_error</b> on CreateInvalidation",
+            "failed calls since the last success",
+            "Connection refused (os error 111)",
+            "<b>1</b><span>of them reserved on doubt</span>",
+            "1 of the 1 paths used are reserved",
+            "<span class=\"mode test\">local queue</span>",
+            "<span class=\"mode test\">simulated CloudFront</span>",
+        ] {
+            assert!(page.contains(text), "{text:?} missing from {page}");
+        }
+
+        // So does `cfpurge status`.
+        let status: crate::status::Status = serde_json::from_str(&body).expect("status");
+        let mut out = Vec::new();
+        crate::commands::status::write_text(&status, &mut out).expect("text");
+        let text = String::from_utf8(out).expect("utf-8");
+        for line in [
+            "cfpurge ",
+            "www: waiting for retry until ",
+            "www: CloudFront error server_error on CreateInvalidation at ",
+            "budget ",
+        ] {
+            assert!(
+                text.lines().any(|l| l.starts_with(line)),
+                "no line starting {line:?} in\n{text}"
+            );
+        }
+        assert!(
+            text.contains("used 1 of 1000 (1 reserved on doubt"),
+            "{text}"
+        );
+        assert!(
+            text.contains("(source local, cloudfront simulate)"),
+            "{text}"
+        );
+
+        // Transient failures leave it ready, and /readyz says they happen.
+        let (code, ready) = get(&http, "/readyz").await;
+        assert_eq!(code, StatusCode::OK, "{ready}");
+        assert!(
+            ready.starts_with("ready\ncloudfront failing on www: "),
+            "{ready}"
+        );
+        assert!(
+            ready.contains("the last server_error on CreateInvalidation"),
+            "{ready}"
+        );
+
+        // CloudFront answers again: the batch goes out under its reference,
+        // the reservation is settled, nothing waits.
+        down.store(false, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_secs(65)).await;
+        assert_eq!(simulated.created().len(), 1);
+        let snapshot = observers.status.snapshot();
+        let www = &snapshot.distributions["www"];
+        assert_eq!(www.pending_paths, 0);
+        assert_eq!(www.waiting, None);
+        let last = www.last_error.as_ref().expect("kept after the recovery");
+        assert_eq!(last.since_success, 0);
+        assert_eq!((snapshot.budget.used, snapshot.budget.reserved), (1, 0));
+        assert_eq!(
+            get(&http, "/readyz").await,
+            (StatusCode::OK, "ready".into())
+        );
+        cancel.cancel();
+        run.await.expect("run ends");
+    }
+
+    /// What `alias` waits for now, as `/v1/status` says.
+    fn waiting_on(observers: &Observers, alias: &str) -> Option<(String, String)> {
+        let snapshot = observers.status.snapshot();
+        let w = snapshot.distributions[alias].waiting.clone()?;
+        Some((w.on, w.detail))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_start_up_gate_is_named_while_cloudfront_cannot_be_listed() {
+        let config = Config::from_parts(Some(CONFIG), "test", std::iter::empty()).expect("config");
+        let queue = LocalQueue::new(Duration::from_secs(60));
+        let simulated = SimulatedCloudFront::new(["EWWW".into()], Duration::from_secs(30));
+        let cloudfront = Unreachable {
+            inner: simulated.clone(),
+            down: Arc::new(AtomicBool::new(true)),
+        };
+        let daemon = Daemon::new(&config, queue.clone(), cloudfront)
+            .with_ledger(AnyStore::Memory(MemoryStore::new()));
+        let observers = daemon.observers();
+        let cancel = CancellationToken::new();
+        let run = tokio::spawn(daemon.run(cancel.clone()));
+        queue.send(r#"{"paths":["/a.html"]}"#).await.expect("send");
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        let (on, detail) = waiting_on(&observers, "www").expect("a wait");
+        assert_eq!(on, "startup");
+        assert!(detail.ends_with("not yet on www"), "{detail}");
+        let snapshot = observers.status.snapshot();
+        let error = snapshot.distributions["www"]
+            .last_error
+            .clone()
+            .expect("an error");
+        assert_eq!(error.operation, "ListInvalidations");
+        // Tried again every 2 s.
+        assert!(error.since_success >= 5, "{error:?}");
+        // Nothing was sent: nothing is reserved.
+        assert_eq!(snapshot.budget.reserved, 0);
+        cancel.cancel();
+        run.await.expect("run ends");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_window_the_room_in_flight_and_the_budget_are_named() {
+        let toml = r#"
+[source]
+kind = "local"
+visibility_timeout_seconds = 60
+[distributions.www]
+id = "EWWW"
+max_inflight_paths = 1
+[distributions.img]
+id = "EIMG"
+[batching]
+quiet_seconds = 10
+[cloudfront]
+mode = "simulate"
+create_per_second = 100
+create_burst = 100
+poll_interval_seconds = 5
+simulate_completion_seconds = 600
+[budget]
+pacing = "none"
+monthly_paths = 2
+on_exhausted = "hold"
+"#;
+        let config = Config::from_parts(Some(toml), "test", std::iter::empty()).expect("config");
+        let queue = LocalQueue::new(Duration::from_secs(60));
+        let simulated =
+            SimulatedCloudFront::new(["EWWW".into(), "EIMG".into()], Duration::from_secs(600));
+        let daemon = Daemon::new(&config, queue.clone(), simulated.clone())
+            .with_ledger(AnyStore::Memory(MemoryStore::new()));
+        let observers = daemon.observers();
+        let cancel = CancellationToken::new();
+        let run = tokio::spawn(daemon.run(cancel.clone()));
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        queue
+            .send(r#"{"distribution":"www","paths":["/a.html","/b.html"]}"#)
+            .await
+            .expect("send");
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let snapshot = observers.status.snapshot();
+        let wait = snapshot.distributions["www"]
+            .waiting
+            .clone()
+            .expect("a wait");
+        assert_eq!(wait.on, "quiet_window");
+        assert!(wait.until.is_some(), "{wait:?}");
+        assert_eq!(snapshot.distributions["img"].waiting, None);
+
+        // One path in flight fills www's room: the other waits for it.
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(simulated.created().len(), 1);
+        let (on, detail) = waiting_on(&observers, "www").expect("a wait");
+        assert_eq!(on, "inflight_room", "{detail}");
+        assert!(
+            detail.contains("1 exact and 0 wildcard paths in progress"),
+            "{detail}"
+        );
+
+        // img takes the budget's last path; its second path waits for the
+        // budget (on_exhausted = "hold").
+        queue
+            .send(r#"{"distribution":"img","paths":["/x.png","/y.png"]}"#)
+            .await
+            .expect("send");
+        tokio::time::sleep(Duration::from_secs(15)).await;
+        assert_eq!(simulated.created().len(), 2);
+        let (on, detail) = waiting_on(&observers, "img").expect("a wait");
+        assert_eq!(on, "budget", "{detail}");
+        assert!(
+            detail.contains("2 paths used, 2 allowed by now"),
+            "{detail}"
+        );
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert_eq!(waiting_on(&observers, "img").expect("a wait").0, "budget");
+        assert_eq!(observers.status.snapshot().budget.reserved, 0);
+        cancel.cancel();
+        run.await.expect("run ends");
     }
 }

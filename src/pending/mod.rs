@@ -122,26 +122,31 @@ impl Distribution {
         let Some(oldest) = self.oldest else {
             return false;
         };
-        flushing
-            || now >= self.not_before
-                && (self.urgent > 0
-                    || self.entries.len() >= rules.max_batch_paths
-                    || now.saturating_sub(self.last_added) >= rules.quiet
-                    || now.saturating_sub(oldest) >= rules.max_delay)
+        // Flushing, a batch is due at once, but a hold set since (the
+        // submitter found no room or budget for it) still counts: without
+        // it, a batch that cannot go would be planned again on every turn.
+        now >= self.not_before
+            && (flushing
+                || self.urgent > 0
+                || self.entries.len() >= rules.max_batch_paths
+                || now.saturating_sub(self.last_added) >= rules.quiet
+                || now.saturating_sub(oldest) >= rules.max_delay)
     }
 
     /// When the batch becomes due if nothing else happens.
     fn due_at(&self, rules: &BatchRules, flushing: bool) -> Option<Millis> {
+        // Flushing too: a hold set since the flush began still counts.
+        let by_rules = self.window_closes(rules, flushing)?;
+        Some(by_rules.max(self.not_before))
+    }
+
+    /// When the batch becomes due by the batching rules alone, holds aside.
+    fn window_closes(&self, rules: &BatchRules, flushing: bool) -> Option<Millis> {
         let oldest = self.oldest?;
-        if flushing {
+        if flushing || self.urgent > 0 || self.entries.len() >= rules.max_batch_paths {
             return Some(0);
         }
-        let by_rules = if self.urgent > 0 || self.entries.len() >= rules.max_batch_paths {
-            0
-        } else {
-            (self.last_added + rules.quiet).min(oldest + rules.max_delay)
-        };
-        Some(by_rules.max(self.not_before))
+        Some((self.last_added + rules.quiet).min(oldest + rules.max_delay))
     }
 }
 
@@ -246,7 +251,10 @@ impl PendingSet {
                             self.bytes += SPELLING_BYTES + path.as_str().len();
                             dist.spellings.insert(key.into_owned(), path.clone());
                         }
-                        w.insert(Vec::new())
+                        // Most paths wait on one message: room for just
+                        // that one (a first push would make room for four,
+                        // 96 bytes unused per path).
+                        w.insert(Vec::with_capacity(1))
                     }
                 };
                 // The same path twice in one message waits once.
@@ -342,10 +350,22 @@ impl PendingSet {
             .min()
     }
 
+    /// When a distribution's batching window closes (quiet window, oldest
+    /// path's delay, size, urgency), holds aside; `None` when nothing
+    /// waits.
+    pub fn window_closes(&self, distribution: &str) -> Option<Millis> {
+        self.distributions
+            .get(distribution)?
+            .window_closes(&self.rules, self.flushing)
+    }
+
     /// From now on every waiting batch is due at once, holds included
     /// (shutdown: submit what can be submitted within the grace period).
     pub fn flush_all(&mut self) {
         self.flushing = true;
+        for d in self.distributions.values_mut() {
+            d.not_before = 0;
+        }
     }
 
     /// Keeps a distribution's batch from being due before `until`: after a
@@ -521,6 +541,18 @@ impl PendingSet {
         self.bytes -= freed;
         self.publish();
         done
+    }
+
+    /// Drops every message and path at once (shutdown lets them all go),
+    /// returning the messages' ids. [`PendingSet::remove`] looks through
+    /// every path for one message; done message by message, letting go of
+    /// 100,000 would take minutes.
+    pub fn take_all(&mut self) -> Vec<MessageId> {
+        let ids = self.messages.drain().map(|(id, _)| id).collect();
+        self.distributions.clear();
+        self.bytes = 0;
+        self.publish();
+        ids
     }
 
     /// Drops a message and every path only it waits on: it was rejected

@@ -177,6 +177,34 @@ fn flush_all_makes_everything_due() {
 }
 
 #[test]
+fn a_hold_set_while_flushing_counts() {
+    let mut set = PendingSet::new(RULES);
+    set.add("a", 1_000, &[req("www", &["/1"])]);
+    set.flush_all();
+    // The submitter found no room: not due again before the recheck, so
+    // that the batch is not planned anew on every turn of the drain.
+    set.hold("www", 6_000);
+    assert!(set.due(1_001).is_empty());
+    assert_eq!(set.next_due(), Some(6_000));
+    assert_eq!(set.due(6_000), ["www"]);
+}
+
+#[test]
+fn take_all_lets_every_message_go_at_once() {
+    let mut set = PendingSet::new(RULES);
+    set.add("a", 1_000, &[req("www", &["/1", "/2"])]);
+    set.add("b", 1_001, &[req("www", &["/2"]), req("api", &["/3"])]);
+    let mut ids: Vec<String> = set.take_all().iter().map(|id| id.to_string()).collect();
+    ids.sort();
+    assert_eq!(ids, ["a", "b"]);
+    assert_eq!(set.pending_messages(), 0);
+    assert_eq!(set.pending_paths("www"), 0);
+    assert_eq!(set.bytes(), 0);
+    assert_eq!(set.recount_bytes(), 0);
+    assert!(set.due(u64::MAX).is_empty());
+}
+
+#[test]
 fn batch_entries_carry_the_earliest_receive_time() {
     let mut set = PendingSet::new(RULES);
     set.add("late", 50, &[req("www", &["/x", "/y"])]);
@@ -412,4 +440,23 @@ proptest! {
             prop_assert!(set.due(at.max(now)) == ["www"]);
         }
     }
+}
+
+#[test]
+fn a_path_one_message_waits_on_keeps_room_for_one_waiter() {
+    // A million held paths, nearly all with one waiter each: room for four
+    // (what a first push makes) would take 96 bytes more per path.
+    let mut set = PendingSet::new(RULES);
+    set.add("a", 1_000, &[req("www", &["/1", "/2"])]);
+    let www = &set.distributions["www"];
+    assert!(www.entries.values().all(|w| w.capacity() == 1));
+    set.add("b", 1_001, &[req("www", &["/1"])]);
+    assert_eq!(
+        set.distributions["www"]
+            .entries
+            .values()
+            .map(Vec::len)
+            .sum::<usize>(),
+        3
+    );
 }

@@ -22,6 +22,11 @@
 //! 120,000 in-flight limit, message retention, and the lag of SQS's
 //! approximate counts (depth here is exact).
 //!
+//! What it adds for tests: a time per call ([`LocalQueue::set_call_latency`]),
+//! so that a test on paused time sees how many calls a piece of work
+//! makes one after the other (SQS answers in milliseconds; a thousand calls
+//! in a row take seconds).
+//!
 //! What it adds: a bound ([`LocalQueue::bounded`]). SQS stores a backlog on
 //! disk; this queue holds it in memory, so with `source.kind = "local"` it
 //! refuses a send ([`QueueError::Full`], which `POST /v1/purge` answers
@@ -35,6 +40,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::pin::pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -100,6 +106,8 @@ struct Inner {
     max_messages: usize,
     /// Most bytes of bodies and attributes held before a send is refused.
     max_bytes: usize,
+    /// How long each call takes, in microseconds (0: none).
+    call_latency_micros: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -202,7 +210,28 @@ impl LocalQueue {
                 epoch: (Instant::now(), SystemTime::now()),
                 max_messages,
                 max_bytes,
+                call_latency_micros: AtomicU64::new(0),
             }),
+        }
+    }
+
+    /// Makes every call take `latency` before it acts: a receive, a send,
+    /// and each ten entries of a visibility change or a delete (SQS's batch
+    /// calls take ten; this queue takes any number in one call, as if made
+    /// one after the other).
+    pub fn set_call_latency(&self, latency: Duration) {
+        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        self.inner
+            .call_latency_micros
+            .store(micros, Ordering::Relaxed);
+    }
+
+    /// Waits out the time of the calls `entries` take.
+    async fn take_time(&self, entries: usize) {
+        let micros = self.inner.call_latency_micros.load(Ordering::Relaxed);
+        if micros > 0 && entries > 0 {
+            let calls = entries.div_ceil(super::queue::MAX_BATCH) as u64;
+            tokio::time::sleep(Duration::from_micros(micros.saturating_mul(calls))).await;
         }
     }
 
@@ -376,6 +405,7 @@ impl LocalQueue {
 impl Queue for LocalQueue {
     async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Message>, QueueError> {
         check_receive(max, wait)?;
+        self.take_time(1).await;
         // SQS counts the wait in whole seconds.
         let deadline = Instant::now() + Duration::from_secs(wait.as_secs());
         loop {
@@ -409,6 +439,7 @@ impl Queue for LocalQueue {
         timeout: Duration,
     ) -> Result<Vec<Failed>, QueueError> {
         let seconds = Duration::from_secs(u64::from(visibility_seconds(timeout)?));
+        self.take_time(handles.len()).await;
         let now = Instant::now();
         let mut failed = Vec::new();
         {
@@ -446,6 +477,7 @@ impl Queue for LocalQueue {
     }
 
     async fn delete(&self, handles: &[Handle]) -> Result<Vec<Failed>, QueueError> {
+        self.take_time(handles.len()).await;
         Ok(self.delete_handles(handles))
     }
 
@@ -778,6 +810,36 @@ mod tests {
                 .await,
             Err(QueueError::Invalid(_))
         ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_latency_is_taken_per_call_and_per_ten_entries() {
+        let q = LocalQueue::new(Duration::from_secs(30));
+        for i in 0..25 {
+            q.send(&format!("/{i}")).await.expect("send");
+        }
+        let mut got = Vec::new();
+        while got.len() < 25 {
+            got.extend(q.receive(10, Duration::ZERO).await.expect("receive"));
+        }
+        q.set_call_latency(Duration::from_millis(20));
+        let at = Instant::now();
+        q.receive(10, Duration::ZERO).await.expect("receive");
+        assert_eq!(at.elapsed(), Duration::from_millis(20));
+        let at = Instant::now();
+        let failed = q
+            .set_visibility(&handles(&got), Duration::ZERO)
+            .await
+            .expect("release");
+        assert!(failed.is_empty());
+        // 25 entries: three batch calls of SQS's ten.
+        assert_eq!(at.elapsed(), Duration::from_millis(60));
+        assert_eq!(q.depth_now().visible, 25);
+        let at = Instant::now();
+        q.set_visibility(&[], Duration::ZERO)
+            .await
+            .expect("no call");
+        assert_eq!(at.elapsed(), Duration::ZERO);
     }
 
     #[tokio::test(start_paused = true)]

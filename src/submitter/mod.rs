@@ -205,6 +205,17 @@ impl Submitter {
             .map(|(a, _)| a.as_str())
     }
 
+    /// Whether a call for `alias` is under way.
+    pub fn is_calling_on(&self, alias: &str) -> bool {
+        self.calling.contains(alias)
+    }
+
+    /// The calls already made for `alias`'s next queued batch (a retry's
+    /// attempt is this plus one); `None` when none is queued.
+    pub fn queued_attempts(&self, alias: &str) -> Option<u32> {
+        self.queued.get(alias)?.front().map(|b| b.attempts)
+    }
+
     /// Whether any call is under way.
     pub fn is_calling(&self) -> bool {
         !self.calling.is_empty()
@@ -435,6 +446,21 @@ impl Submitter {
             ..capacity
         };
         let mut plan = planner::plan_with(entries, budgeted, settings, strategy);
+        if policy == OnExhausted::Coalesce
+            && capacity.wildcard > 0
+            && plan.figures.wildcard == capacity.wildcard
+            && self.spends_the_budget(&plan, entries, capacity, remaining, strategy)
+        {
+            // Once this batch has spent the budget, the next one can only
+            // go as one covering wildcard, and a narrow wildcard in the last
+            // slot would hold it back for a whole invalidation's time in
+            // progress: keep that slot for it.
+            let kept = Capacity {
+                wildcard: capacity.wildcard - 1,
+                ..budgeted
+            };
+            plan = planner::plan_with(entries, kept, settings, strategy);
+        }
         if policy == OnExhausted::Overspend && (remaining == 0 || !plan.deferred.is_empty()) {
             plan = planner::plan_with(entries, capacity, settings, strategy);
             if plan.figures.billed() as u64 > remaining {
@@ -453,6 +479,27 @@ impl Submitter {
             deferred: !plan.deferred.is_empty(),
             blast: plan.figures.blast,
             paths: plan.paths,
+        }
+    }
+
+    /// Whether the batch `plan` leaves no budget behind while paths still
+    /// wait: it bills all that `remaining` allows, or it defers entries that
+    /// the room in flight alone would have let through.
+    fn spends_the_budget(
+        &self,
+        plan: &planner::Plan,
+        entries: &[Entry],
+        capacity: Capacity,
+        remaining: u64,
+        strategy: planner::Strategy<'_>,
+    ) -> bool {
+        if plan.figures.billed() as u64 >= remaining {
+            return true;
+        }
+        !plan.deferred.is_empty() && {
+            let unbudgeted =
+                planner::plan_with(entries, capacity, &self.settings.planner, strategy);
+            unbudgeted.figures.billed() as u64 > remaining
         }
     }
 

@@ -471,3 +471,57 @@ fn with_a_catalog_least_blast_weighs_what_a_wildcard_purges() {
     let b = sent(s.next("www", T0, dear_paths));
     assert_eq!((b.paths, b.blast), (vec![p("/d/*")], 92));
 }
+
+#[test]
+fn coalesce_keeps_the_last_wildcard_slot_for_the_cover_a_spent_budget_needs() {
+    // Twenty directories of ten files: the threshold would make twenty
+    // wildcards, more than the fifteen slots, and the budget (30 paths)
+    // runs out within the storm.
+    let names: Vec<String> = (0..20)
+        .flat_map(|d| (0..10).map(move |f| format!("/d{d}/f{f}.html")))
+        .collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut left = entries(&refs);
+    let mut s = submitter(OnExhausted::Coalesce);
+    let mut room = Capacity::AWS;
+    let mut remaining: u64 = 30;
+    let mut batches = Vec::new();
+    while !left.is_empty() && batches.len() < 10 {
+        let situation = Situation {
+            capacity: Some(room),
+            ..due(&left, remaining)
+        };
+        let batch = match s.next("www", T0, situation) {
+            Step::Send { batch, .. } => batch,
+            other => panic!(
+                "after {batches:?}, {} entries wait and nothing goes: {other:?}",
+                left.len()
+            ),
+        };
+        s.created("www");
+        let counts = batch.counts();
+        room.exact -= counts.exact;
+        room.wildcard -= counts.wildcard;
+        remaining = remaining.saturating_sub(batch.paths.len() as u64);
+        left.retain(|e| !batch.paths.iter().any(|p| p.covers(&e.path)));
+        batches.push(batch.paths);
+    }
+    assert!(left.is_empty(), "{} left after {batches:?}", left.len());
+    assert_eq!(batches.last(), Some(&vec![p("/*")]), "{batches:?}");
+    assert!(
+        batches[0].iter().filter(|p| p.is_wildcard()).count() < 15,
+        "{batches:?}"
+    );
+}
+
+#[test]
+fn with_budget_to_spare_every_wildcard_slot_is_used() {
+    let names: Vec<String> = (0..20)
+        .flat_map(|d| (0..10).map(move |f| format!("/d{d}/f{f}.html")))
+        .collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let e = entries(&refs);
+    let mut s = submitter(OnExhausted::Coalesce);
+    let batch = sent(s.next("www", T0, due(&e, 1_000)));
+    assert_eq!(batch.counts().wildcard, 15, "{:?}", batch.paths);
+}

@@ -217,9 +217,20 @@ async fn status_is_the_published_snapshot_in_the_contract_shape() {
     let v = json(response).await;
     assert_eq!(
         keys(&v),
-        ["budget", "distributions", "queue", "role", "version"]
+        [
+            "budget",
+            "distributions",
+            "mode",
+            "queue",
+            "role",
+            "version"
+        ]
     );
     assert_eq!(v["role"], "single");
+    assert_eq!(
+        v["mode"],
+        serde_json::json!({"source": "local", "cloudfront": "aws"})
+    );
     assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(keys(&v["distributions"]), ["api", "www"]);
     let www = &v["distributions"]["www"];
@@ -229,11 +240,16 @@ async fn status_is_the_published_snapshot_in_the_contract_shape() {
             "id",
             "inflight_exact",
             "inflight_wildcard",
+            "last_error",
             "last_invalidation",
             "oldest_pending_seconds",
-            "pending_paths"
+            "pending_paths",
+            "waiting"
         ]
     );
+    // Nothing failed, nothing is said to wait.
+    assert_eq!(www["last_error"], serde_json::Value::Null);
+    assert_eq!(www["waiting"], serde_json::Value::Null);
     assert_eq!(
         www["last_invalidation"],
         serde_json::json!({"id": "I2J3EXAMPLE", "status": "InProgress", "paths": 13,
@@ -246,7 +262,7 @@ async fn status_is_the_published_snapshot_in_the_contract_shape() {
     assert_eq!(
         v["budget"],
         serde_json::json!({"month": "2026-11", "limit": 1000, "used": 12, "allowed": 140,
-                           "policy": "coalesce", "pace": 40, "price": 3.2})
+                           "policy": "coalesce", "pace": 40, "price": 3.2, "reserved": 0})
     );
     assert_eq!(
         v["queue"],
@@ -1107,7 +1123,13 @@ async fn status_prints_the_daemon_status() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines[0], format!("cfpurge {}", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        lines[0],
+        format!(
+            "cfpurge {} (source local, cloudfront aws)",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
     assert!(lines[1].starts_with("DISTRIBUTION"), "{text}");
     assert!(lines[2].starts_with("api "), "{text}");
     assert!(lines[3].starts_with("www "), "{text}");

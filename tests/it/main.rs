@@ -22,6 +22,7 @@ mod replicas;
 mod run;
 mod shutdown;
 mod sqs;
+mod stuck;
 mod support;
 mod tags;
 mod tenants;
