@@ -342,24 +342,6 @@ impl Controller for Fixed {
     }
 }
 
-/// The lower convex hull of a curve: the points some price chooses.
-fn hull(curve: &[(usize, u64)]) -> Vec<(f64, f64)> {
-    let mut hull: Vec<(f64, f64)> = Vec::new();
-    for &(billed, blast) in curve {
-        let p = (billed as f64, blast as f64);
-        while hull.len() >= 2 {
-            let (a, b) = (hull[hull.len() - 2], hull[hull.len() - 1]);
-            if (b.1 - a.1) * (p.0 - a.0) >= (p.1 - a.1) * (b.0 - a.0) {
-                hull.pop();
-            } else {
-                break;
-            }
-        }
-        hull.push(p);
-    }
-    hull
-}
-
 /// The best fixed price over the last `window` seconds, taken as a month
 /// of the budget under the even pacing (follow the leader), searched again
 /// at each invalidation, moved by `step` e-folds per month's budget of lead
@@ -410,7 +392,8 @@ impl Hindsight {
 
 impl Controller for Hindsight {
     fn price(&mut self, b: &Invalidation, used: u64) -> f64 {
-        self.recent.push_back((b.at, hull(&b.curve)));
+        self.recent
+            .push_back((b.at, cfpurge::budget::lower_hull(&b.curve)));
         while self
             .recent
             .front()

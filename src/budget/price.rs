@@ -386,7 +386,7 @@ impl PriceController {
 
 /// The lower convex hull of a least-blast curve: the points that minimise
 /// `price × billed + blast` for some price.
-fn lower_hull(curve: &[(usize, u64)]) -> Vec<(f64, f64)> {
+pub fn lower_hull(curve: &[(usize, u64)]) -> Vec<(f64, f64)> {
     let mut hull: Vec<(f64, f64)> = Vec::with_capacity(curve.len());
     for &(billed, blast) in curve {
         let p = (billed as f64, blast as f64);
