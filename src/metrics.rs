@@ -1329,6 +1329,50 @@ mod tests {
     }
 
     #[test]
+    fn shown_samples_read_exactly_as_prometheus_histograms() {
+        let (registry, metrics) = setup(&["www", "api"]);
+        let reference = Registry::new();
+        let observed = prometheus::HistogramVec::new(
+            prometheus::HistogramOpts::new(
+                "cfpurge_request_to_invalidation_seconds",
+                "From receive to CreateInvalidation accepted.",
+            )
+            .buckets(REQUEST_TO_INVALIDATION_BUCKETS.to_vec()),
+            &["distribution"],
+        )
+        .expect("histogram");
+        reference
+            .register(Box::new(observed.clone()))
+            .expect("registers");
+        let mut samples = Samples::request_to_invalidation();
+        // On a bound, between bounds, past the last, and zero.
+        for ms in [100, 101, 0, 2_500, 59_999, 86_400_000, 333] {
+            let took = Duration::from_millis(ms);
+            samples.observe(took);
+            observed
+                .with_label_values(&["www"])
+                .observe(took.as_secs_f64());
+        }
+        observed.with_label_values(&["api"]);
+        metrics.set_request_to_invalidation("www", &samples);
+        let family = |text: &str| -> Vec<String> {
+            text.lines()
+                .filter(|l| l.contains("cfpurge_request_to_invalidation_seconds"))
+                .map(str::to_owned)
+                .collect()
+        };
+        let shown = family(&encode(&registry));
+        assert_eq!(shown, family(&encode(&reference)));
+        assert!(
+            shown.contains(
+                &"cfpurge_request_to_invalidation_seconds_bucket{distribution=\"www\",le=\"+Inf\"} 7"
+                    .to_owned()
+            ),
+            "{shown:#?}"
+        );
+    }
+
+    #[test]
     fn an_unknown_alias_gets_its_series_on_first_use() {
         let (registry, metrics) = setup(&["www"]);
         metrics.paths_requested("later", 2);

@@ -397,3 +397,6 @@ mod tests;
 
 #[cfg(test)]
 mod accounts_tests;
+
+#[cfg(test)]
+mod shown_tests;
