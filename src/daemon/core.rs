@@ -451,7 +451,7 @@ impl Core {
             clock,
             poll_interval,
             reconcile_interval: Duration::from_secs(cf.reconcile_interval_seconds),
-            shown: Shown::new(true),
+            shown: Shown::default(),
             refused: HashSet::new(),
             last_errors: HashMap::new(),
             holds: HashMap::new(),

@@ -20,7 +20,7 @@ use crate::status::{self, BudgetStatus, Heartbeat, Readiness, Status, StatusBoar
 use crate::tracker::InflightView;
 
 use super::catalogs::Catalogs;
-use super::core::{Counts, DistributionCounts, Lead, STARTUP, Shown, SourceView};
+use super::core::{Counts, DistributionCounts, Lead, Shown, SourceView};
 use super::edge::Edges;
 
 /// What the daemon shows of itself, for the HTTP server: its metrics (and
@@ -66,11 +66,9 @@ impl Observers {
         }
         // The role is read at each snapshot, never published stale.
         let status = StatusBoard::new(Status::initial(config)).with_role(metrics.role().clone());
+        // Until the first publish, what a core shows at its start.
         let readiness = Readiness::new();
-        readiness.set(
-            STARTUP,
-            "starting: the queue has not answered yet".to_owned(),
-        );
+        readiness.replace(Shown::default().readiness);
         Observers {
             registry,
             metrics,

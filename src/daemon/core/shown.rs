@@ -108,10 +108,11 @@ impl Default for DistributionCounts {
     }
 }
 
-impl Shown {
-    /// At the start: not ready until the queue first answers; `alone`
-    /// leads, a replica stands by.
-    pub fn new(alone: bool) -> Shown {
+impl Default for Shown {
+    /// At the start: not ready until the queue first answers; leading,
+    /// as a daemon alone does (a replica stands by until it takes the
+    /// lease: [`super::Core::set_replica`]).
+    fn default() -> Shown {
         let mut readiness = BTreeMap::new();
         readiness.insert(
             super::STARTUP.to_owned(),
@@ -120,12 +121,14 @@ impl Shown {
         Shown {
             counts: Counts::default(),
             readiness,
-            lead: if alone { Lead::Alone } else { Lead::Standby },
+            lead: Lead::Alone,
             lease_invalid: false,
             depth: QueueDepth::default(),
         }
     }
+}
 
+impl Shown {
     /// Marks `component` not ready for `reason`, replacing its earlier one.
     pub fn not_ready(&mut self, component: &str, reason: String) {
         self.readiness.insert(component.to_owned(), reason);
