@@ -370,7 +370,10 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
     /// Shutdown: hands the lease back (a standby takes it at its next
     /// look) and waits for the answer until `end` at most.
     async fn hand_back(&mut self, end: Instant) {
-        let (Some(replica), Some((call, lease_ms))) = (&self.replica, self.core.hand_back()) else {
+        let handed = self.core.hand_back();
+        // It no longer leads: its readers say so at once.
+        self.publisher.publish(self.core.shown(), &self.clock);
+        let (Some(replica), Some((call, lease_ms))) = (&self.replica, handed) else {
             return;
         };
         for store in self.stores.values() {
