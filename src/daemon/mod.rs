@@ -34,7 +34,8 @@ use crate::source::queue::Queue;
 use self::core::{Command, ReplicaState, SourceView};
 pub use self::core::{Core, Input, Mode, Totals};
 use self::effects::Effects;
-pub use self::observe::{Observers, Publisher};
+pub use self::observe::Observers;
+pub(crate) use self::observe::Publisher;
 
 /// How much longer than `shutdown.grace_seconds` the process may take to
 /// end: answers to calls made before the deadline, the learned catalogs'
