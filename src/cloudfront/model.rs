@@ -451,6 +451,12 @@ impl<P: AsRef<str> + Clone> Model<P> {
             .flat_map(|o| o.records.iter().map(|&i| &self.records[i]))
     }
 
+    /// Whether this kind of call reaches the distribution or tenant the
+    /// scope names: the first thing each call checks.
+    pub fn check_scope(&self, scope: Scope<'_>) -> Result<(), Refusal> {
+        self.owner(scope).map(|_| ())
+    }
+
     /// The distribution or tenant the scope names, if this kind of call
     /// reaches it.
     fn owner(&self, scope: Scope<'_>) -> Result<&Owner, Refusal> {

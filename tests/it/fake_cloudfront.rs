@@ -16,10 +16,13 @@ use aws_sdk_cloudfront::operation::create_invalidation::{
 use aws_sdk_cloudfront::types::{InvalidationBatch, Paths};
 use tokio::time::Instant;
 
-use crate::support::fake_cloudfront::{
-    FakeCloudFront, Fault, MAX_EXACT_IN_PROGRESS, MAX_PATH_LEN, MAX_WILDCARD_IN_PROGRESS,
-    Operation, Outcome, RateLimit,
-};
+use cfpurge::cloudfront::model::Limits;
+use cfpurge::path::MAX_PATH_LEN;
+
+use crate::support::fake_cloudfront::{FakeCloudFront, Fault, Operation, Outcome, RateLimit};
+
+const MAX_EXACT_IN_PROGRESS: usize = Limits::AWS.exact;
+const MAX_WILDCARD_IN_PROGRESS: usize = Limits::AWS.wildcard;
 
 const DIST: &str = "E2ABCDEFGHIJKL";
 const IN_PROGRESS: Duration = Duration::from_secs(600);
