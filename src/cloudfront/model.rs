@@ -58,7 +58,9 @@ impl Limits {
 /// Paths in progress on one distribution or tenant.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct InFlight {
+    /// Exact paths and cache tags.
     pub exact: usize,
+    /// Wildcard paths.
     pub wildcard: usize,
 }
 
@@ -78,7 +80,9 @@ impl InFlight {
 /// tenant's by the tenant id (the only id AWS's tenant calls carry).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scope<'a> {
+    /// CreateInvalidation, GetInvalidation, ListInvalidations.
     Distribution(&'a str),
+    /// Their `...ForDistributionTenant` forms.
     Tenant(&'a str),
 }
 
@@ -110,15 +114,18 @@ pub struct Record<P> {
     pub id: String,
     /// The distribution's id, or the tenant's.
     pub owner: String,
+    /// What a later create is compared with, to answer it with this one.
     pub caller_reference: String,
     /// The items as the batch gave them.
     pub paths: Vec<P>,
+    /// CloudFront's CreateTime.
     pub created_at: SystemTime,
     /// From this moment on it is `Completed`.
     pub completes_at: SystemTime,
 }
 
 impl<P> Record<P> {
+    /// `InProgress` until `completes_at`, then `Completed` for good.
     pub fn status(&self, now: SystemTime) -> Status {
         if now >= self.completes_at {
             Status::Completed
@@ -153,20 +160,26 @@ pub struct Page<'m, P> {
 /// the text is this model's own.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
+    /// A distribution call naming no distribution (a tenant's id included).
     #[error("the specified distribution does not exist: {0}")]
     NoSuchDistribution(String),
+    /// A tenant call naming no tenant (a distribution's id included).
     #[error("the distribution tenant {0} does not exist")]
     NoSuchTenant(String),
+    /// An id that is not one of the scope's invalidations.
     #[error("the specified invalidation does not exist: {0}")]
     NoSuchInvalidation(String),
     #[error("caller reference is empty")]
     EmptyReference,
     #[error("an invalidation batch needs at least one path")]
     EmptyBatch,
+    /// The first item of the batch that breaks the path or tag rules.
     #[error("one or more invalid invalidation paths: {path:?} {why}")]
     InvalidPath { path: String, why: &'static str },
+    /// The reference was used for invalidation `id` with other paths.
     #[error("caller reference {reference} was used for invalidation {id} with other paths")]
     BatchAlreadyExists { reference: String, id: String },
+    /// What would be in flight on `owner` with the batch, over `limits`.
     #[error(
         "{} exact and {} wildcard paths would be in progress on {owner}; at most {} and {}",
         would.exact, would.wildcard, limits.exact, limits.wildcard
@@ -554,7 +567,7 @@ fn mix(mut z: u64) -> u64 {
 /// CloudFront's rules on one item's text: the simulation does not trust
 /// [`crate::path::CfPath`] to have kept them, and the fake gets whatever a
 /// test sends.
-pub fn check_item(item: &str) -> Result<(), Refusal> {
+fn check_item(item: &str) -> Result<(), Refusal> {
     let invalid = |why: &'static str| {
         Err(Refusal::InvalidPath {
             path: item.to_owned(),
