@@ -1084,10 +1084,14 @@ impl Core {
                     self.cloudfront_answered(&alias, Operation::Get, outcome, now);
                 }
                 let report = tracker::apply_checks(&mut self.view, &alias, checks, now.instant);
+                let freed = !report.completed.is_empty();
                 for c in report.completed {
                     self.shown.counts.completed(&c.alias, c.took);
                     tracing::info!(distribution = %c.alias, invalidation = %c.id, seconds = c.took.as_secs(), "invalidation completed");
                     self.edges.completed(&c.id, now.mono);
+                }
+                if freed {
+                    self.room_freed(&alias, now);
                 }
                 for (alias, id, e) in report.failed {
                     tracing::warn!(distribution = %alias, invalidation = %id, error = %e, "checking an invalidation failed");
@@ -1394,6 +1398,24 @@ impl Core {
             }
         }
         self.timers.reconcile = now.after(self.reconcile_interval);
+    }
+
+    /// An invalidation of `alias` completed: what waits for room in flight
+    /// is looked at again now rather than at its recheck, up to a poll
+    /// interval later. Not while a call of `alias` is under way: its
+    /// answer decides what waits.
+    fn room_freed(&mut self, alias: &str, now: &Now) {
+        if self.calls_hold.contains_key(alias) {
+            return;
+        }
+        if let Some(hold) = self.holds.get_mut(alias)
+            && hold.why == Wait::Capacity
+            && hold.until > now.mono
+        {
+            hold.until = now.mono;
+            self.pending.hold(alias, now.mono);
+            self.submitter.expedite(alias, now.mono);
+        }
     }
 
     fn created(&mut self, alias: &str, batch: Batch, invalidation: &Invalidation, now: &Now) {

@@ -123,6 +123,56 @@ pacing = "none"
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_batch_waiting_for_room_goes_when_a_completion_is_seen_not_at_its_recheck() {
+        // Polls and rechecks every 20 s; invalidations complete in 25 s.
+        let config = Config::from_parts(
+            Some(CONFIG),
+            "test",
+            [
+                ("CFPURGE__CLOUDFRONT__POLL_INTERVAL_SECONDS", "20"),
+                ("CFPURGE__CLOUDFRONT__SIMULATE_COMPLETION_SECONDS", "25"),
+                ("CFPURGE__BUDGET__MONTHLY_PATHS", "1000000"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned())),
+        )
+        .expect("config");
+        let queue = LocalQueue::new(Duration::from_secs(60));
+        let cloudfront =
+            SimulatedCloudFront::new(["E2ABCDEF123456".to_owned()], Duration::from_secs(25));
+        // 3,000 paths in as many folders: one invalidation that takes all
+        // the room for exact paths.
+        let paths: Vec<String> = (0..3000).map(|i| format!("\"/f{i}/x\"")).collect();
+        for chunk in paths.chunks(1000) {
+            let body = format!(r#"{{"paths":[{}]}}"#, chunk.join(","));
+            queue.send(&body).await.expect("send");
+        }
+        let daemon = Daemon::new(&config, queue.clone(), cloudfront.clone())
+            .with_ledger(AnyStore::Memory(crate::budget::MemoryStore::new()));
+        let cancel = CancellationToken::new();
+        let started = tokio::time::Instant::now();
+        let run = tokio::spawn(daemon.run(cancel.clone()));
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(cloudfront.created().len(), 1);
+        // This one finds no room: it waits for a completion. The first
+        // completes at about 27 s and is seen at its second poll, about
+        // 42 s; its recheck would come about 20 s after each try.
+        queue.send("/late.html").await.expect("send");
+        let deadline = started + Duration::from_secs(120);
+        while cloudfront.created().len() < 2 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let second = tokio::time::Instant::now() - started;
+        assert_eq!(cloudfront.created().len(), 2);
+        assert!(
+            (Duration::from_secs(40)..Duration::from_secs(44)).contains(&second),
+            "the second invalidation came {second:?} after the start"
+        );
+        cancel.cancel();
+        run.await.expect("run ends");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn shutdown_submits_what_is_pending_within_the_grace_period() {
         let config = Config::from_parts(Some(CONFIG), "test", std::iter::empty()).expect("config");
         let queue = LocalQueue::new(Duration::from_secs(60));
