@@ -89,7 +89,7 @@ async fn wire<Q: Queue>(
                     Ingested::Duplicate => out.duplicates += 1,
                     Ingested::Deleted { .. } => out.deleted_empty += 1,
                     Ingested::Rejected(r) => out.rejected.push(r),
-                    Ingested::Forgotten => {}
+                    Ingested::Forgotten | Ingested::SourceFull => {}
                 }
             }
             _ = tick.tick() => {
