@@ -320,6 +320,16 @@ pub struct AccountStatus {
     pub components: Vec<String>,
 }
 
+/// The readiness component of `account`'s ledger: `ledger` for the default
+/// account, as it always was.
+pub fn ledger_component(account: &str) -> String {
+    if account == crate::config::DEFAULT_ACCOUNT {
+        "ledger".to_owned()
+    } else {
+        format!("ledger:{account}")
+    }
+}
+
 /// Whether `accounts` holds only the default account: a daemon without
 /// `[accounts]`, whose status reads as it always did.
 fn single_account(accounts: &BTreeMap<String, AccountStatus>) -> bool {
@@ -385,7 +395,7 @@ impl Status {
                 .budget_accounts()
                 .into_iter()
                 .map(|account| {
-                    let mut components = vec![crate::daemon::core::ledger_component(&account)];
+                    let mut components = vec![ledger_component(&account)];
                     components.extend(
                         config
                             .distributions
