@@ -110,7 +110,7 @@ pub use accounts::{AccountConfig, DEFAULT_ACCOUNT, session_name};
 pub use aws::AwsConfig;
 pub use batching::{BatchingConfig, CoalesceConfig, Strategy};
 pub use budget::{BudgetConfig, OnExhausted, Pacing, StoreKind};
-pub use catalog::{CatalogConfig, CatalogSource};
+pub use catalog::{CatalogConfig, CatalogSource, DEFAULT_CATALOG_BYTES};
 pub use cloudfront::{CloudFrontConfig, CloudFrontMode};
 pub use coordination::{CoordinationConfig, CoordinationKind, MAX_LEASE_SECONDS, MAX_REPLICA_ID};
 pub use distributions::DistributionConfig;
