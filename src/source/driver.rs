@@ -302,6 +302,108 @@ impl Register {
         self.bytes -= held.bytes();
         Some(held)
     }
+
+    /// What the keeper does at `now`: lets go of messages that were made
+    /// visible to be re-read and were not received again within a
+    /// visibility timeout (a long backlog in front of them: they come back
+    /// as new deliveries and are decoded anew), marks those near the
+    /// 12-hour limit for a re-queue, and lists those to extend: every one
+    /// whose timeout has a third or less left, or will have within
+    /// [`KeepTiming::gap`], so that extensions falling due close together
+    /// go in one round.
+    fn keep_round(&mut self, now: Instant, timing: &KeepTiming) -> KeepRound {
+        let mut extend = Vec::new();
+        let mut release = Vec::new();
+        let mut given_up = Vec::new();
+        for (id, h) in &mut self.held {
+            if let Some((_, since)) = &h.on_sight {
+                if now.duration_since(*since) >= timing.visibility {
+                    given_up.push(id.clone());
+                }
+                continue;
+            }
+            if !h.deleting && now.duration_since(h.first_seen) >= timing.requeue_after {
+                // The copy needs the body: re-read it.
+                h.on_sight = Some((OnSight::Requeue, now));
+                release.push(h.handle(id));
+            } else if h.visible_at.saturating_duration_since(now) <= timing.extend_when + timing.gap
+            {
+                extend.push(h.handle(id));
+            }
+        }
+        for id in &given_up {
+            self.remove(id);
+        }
+        KeepRound { extend, release }
+    }
+
+    /// The earliest moment a held message next needs the keeper: its
+    /// extension, its re-queue, or letting it go when it was not received
+    /// again; `None` when nothing is held.
+    fn next_due(&self, timing: &KeepTiming) -> Option<Instant> {
+        self.held
+            .values()
+            .map(|h| match &h.on_sight {
+                Some((_, since)) => *since + timing.visibility,
+                None => {
+                    let extend = h
+                        .visible_at
+                        .checked_sub(timing.extend_when)
+                        .unwrap_or(h.visible_at);
+                    if h.deleting {
+                        extend
+                    } else {
+                        extend.min(h.first_seen + timing.requeue_after)
+                    }
+                }
+            })
+            .min()
+    }
+}
+
+/// The visibility calls one round of the keeper makes.
+#[derive(Debug, Default)]
+struct KeepRound {
+    /// Messages to hide for another visibility timeout.
+    extend: Vec<Handle>,
+    /// Messages to make visible now, to be re-read and re-queued.
+    release: Vec<Handle>,
+}
+
+/// When the keeper acts, from the source's settings.
+#[derive(Clone, Copy, Debug)]
+struct KeepTiming {
+    visibility: Duration,
+    requeue_after: Duration,
+    /// A message is extended when this much of its timeout is left.
+    extend_when: Duration,
+    /// Rounds are at least this far apart: extensions due within it go
+    /// together, and a queue that refuses them is asked again only after
+    /// it.
+    gap: Duration,
+    /// Rounds are at most this far apart, so that a message received while
+    /// the keeper sleeps is seen in time: its first extension falls due two
+    /// thirds of a timeout after its receive.
+    longest: Duration,
+}
+
+impl KeepTiming {
+    fn new(visibility: Duration, requeue_after: Duration) -> KeepTiming {
+        KeepTiming {
+            visibility,
+            requeue_after,
+            extend_when: visibility / 3,
+            gap: (visibility / 6).clamp(Duration::from_millis(200), Duration::from_secs(10)),
+            longest: (visibility / 3).max(Duration::from_millis(200)),
+        }
+    }
+
+    /// When the keeper wakes next, after a round that ended at `now`, with
+    /// `due` the next moment a held message needs it.
+    fn wake(&self, now: Instant, due: Option<Instant>) -> Instant {
+        let latest = now + self.longest;
+        due.map_or(latest, |due| due.clamp(now + self.gap, latest))
+    }
 }
 
 /// A held message received again with a step waiting for its body.
@@ -664,46 +766,21 @@ impl<Q: Queue> Source<Q> {
 
     /// Keeps held messages invisible: extends each one when a third of its
     /// visibility timeout is left, and re-queues those near SQS's 12-hour
-    /// limit.
+    /// limit. What is due is decided by [`Register::keep_round`] at the
+    /// moment the loop wakes, and the loop sleeps until the next moment
+    /// something falls due ([`KeepTiming::wake`]).
     async fn keep_loop(self, cancel: CancellationToken) {
         let visibility = self.shared.settings.visibility;
-        let period = (visibility / 6).clamp(Duration::from_millis(200), Duration::from_secs(10));
+        let timing = KeepTiming::new(visibility, self.shared.settings.requeue_after);
+        let mut wake = Instant::now() + timing.longest;
         loop {
             tokio::select! {
                 () = cancel.cancelled() => return,
-                () = tokio::time::sleep(period) => {}
+                () = tokio::time::sleep_until(wake) => {}
             }
             let now = Instant::now();
-            let (extend, release) = {
-                let mut register = lock(&self.shared.register);
-                let mut extend = Vec::new();
-                let mut release = Vec::new();
-                let mut given_up = Vec::new();
-                for (id, h) in register.held.iter_mut() {
-                    if let Some((_, since)) = &h.on_sight {
-                        // Not received again within a visibility timeout
-                        // (a long backlog in front of it): let it go; it
-                        // comes back as a new delivery and is decoded anew.
-                        if now.duration_since(*since) >= visibility {
-                            given_up.push(id.clone());
-                        }
-                        continue;
-                    }
-                    if !h.deleting
-                        && now.duration_since(h.first_seen) >= self.shared.settings.requeue_after
-                    {
-                        // The copy needs the body: re-read it.
-                        h.on_sight = Some((OnSight::Requeue, now));
-                        release.push(h.handle(id));
-                    } else if h.visible_at.saturating_duration_since(now) <= visibility / 3 {
-                        extend.push(h.handle(id));
-                    }
-                }
-                for id in &given_up {
-                    register.remove(id);
-                }
-                (extend, release)
-            };
+            let KeepRound { extend, release } =
+                lock(&self.shared.register).keep_round(now, &timing);
             if !release.is_empty() {
                 self.shared.room.notify_waiters();
                 let count = release.len();
@@ -756,6 +833,8 @@ impl<Q: Queue> Source<Q> {
                     }
                 }
             }
+            let due = lock(&self.shared.register).next_due(&timing);
+            wake = timing.wake(Instant::now(), due);
         }
     }
 
@@ -1337,6 +1416,72 @@ mod tests {
         cancel.cancel();
         tasks.close();
         tasks.wait().await;
+    }
+
+    /// A register holding `name` first seen at `first_seen`, hidden until
+    /// `visible_at`.
+    fn hold(register: &mut Register, name: &str, first_seen: Instant, visible_at: Instant) {
+        let message = Message {
+            id: name.to_owned(),
+            receipt: format!("r-{name}"),
+            body: String::new(),
+            receive_count: 1,
+            first_received_at: None,
+            attributes: BTreeMap::new(),
+        };
+        register.insert(
+            Arc::from(name),
+            Held::new(&message, None, first_seen, visible_at),
+        );
+    }
+
+    fn names(handles: &[Handle]) -> Vec<&str> {
+        let mut names: Vec<&str> = handles.iter().map(|h| h.id.as_str()).collect();
+        names.sort_unstable();
+        names
+    }
+
+    #[test]
+    fn the_keeper_decides_from_the_time_it_is_given_and_wakes_when_the_next_message_falls_due() {
+        // Visibility 30 s: extend with 10 s left, rounds 5 to 10 s apart.
+        let timing = KeepTiming::new(Duration::from_secs(30), Duration::from_secs(3600));
+        let t0 = Instant::now() + Duration::from_secs(7200);
+        let s = Duration::from_secs;
+        let mut register = Register::default();
+        // 12 s left: within a third of the timeout and the gap.
+        hold(&mut register, "soon", t0 - s(18), t0 + s(12));
+        // 16 s left: due in 6 s, after this round's gap.
+        hold(&mut register, "later", t0 - s(14), t0 + s(16));
+        // An hour since its first receive: re-queued, not extended.
+        hold(&mut register, "old", t0 - s(3600), t0 + s(12));
+        // As old, but being deleted: extended, never re-queued.
+        hold(&mut register, "deleting", t0 - s(3600), t0 + s(5));
+        register.held.get_mut("deleting").expect("held").deleting = true;
+
+        let round = register.keep_round(t0, &timing);
+        assert_eq!(names(&round.extend), ["deleting", "soon"]);
+        assert_eq!(names(&round.release), ["old"]);
+        // Should the extensions fail, they are due at once: the next round
+        // is a gap away, not immediately.
+        assert_eq!(timing.wake(t0, register.next_due(&timing)), t0 + s(5));
+        // Once they went through, "later" is the next due, 6 s on.
+        for name in ["soon", "deleting"] {
+            register.held.get_mut(name).expect("held").visible_at = t0 + s(30);
+        }
+        assert_eq!(register.next_due(&timing), Some(t0 + s(6)));
+        assert_eq!(timing.wake(t0, register.next_due(&timing)), t0 + s(6));
+        // "old" waits to be received again; not seen within a timeout, it
+        // is let go and its bytes with it.
+        let bytes = register.bytes;
+        let round = register.keep_round(t0 + s(30), &timing);
+        assert!(!register.held.contains_key("old"));
+        assert!(register.bytes < bytes);
+        assert_eq!(names(&round.extend), ["deleting", "later", "soon"]);
+        // Nothing held: the keeper still looks a third of a timeout on, for
+        // what arrives meanwhile.
+        let empty = Register::default();
+        assert_eq!(empty.next_due(&timing), None);
+        assert_eq!(timing.wake(t0, None), t0 + s(10));
     }
 
     #[test]
