@@ -8,12 +8,14 @@
 //! unprefixed and the process collector keeps its standard names
 //! (`process_cpu_seconds_total`), which the usual dashboards expect.
 
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use prometheus::core::Collector;
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::{self, MetricFamily, MetricType};
 use prometheus::{
-    GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::cloudfront::invalidator::InvalidatorError;
@@ -103,9 +105,9 @@ pub struct Metrics {
     /// `cfpurge_budget_price{account}`
     budget_price: GaugeVec,
     /// `cfpurge_request_to_invalidation_seconds{distribution}`
-    request_to_invalidation: HistogramVec,
+    request_to_invalidation: ShownHistogram,
     /// `cfpurge_invalidation_completion_seconds{distribution}`
-    invalidation_completion: HistogramVec,
+    invalidation_completion: ShownHistogram,
     /// `cfpurge_leader`, worked out at each scrape.
     leader: LeaderGauge,
     /// `cfpurge_leader_changes_total`
@@ -361,24 +363,18 @@ impl Metrics {
             )?,
             request_to_invalidation: register(
                 registry,
-                HistogramVec::new(
-                    HistogramOpts::new(
-                        "cfpurge_request_to_invalidation_seconds",
-                        "From receive to CreateInvalidation accepted.",
-                    )
-                    .buckets(REQUEST_TO_INVALIDATION_BUCKETS.to_vec()),
-                    &["distribution"],
+                ShownHistogram::new(
+                    "cfpurge_request_to_invalidation_seconds",
+                    "From receive to CreateInvalidation accepted.",
+                    REQUEST_TO_INVALIDATION_BUCKETS,
                 )?,
             )?,
             invalidation_completion: register(
                 registry,
-                HistogramVec::new(
-                    HistogramOpts::new(
-                        "cfpurge_invalidation_completion_seconds",
-                        "From invalidation created to Completed.",
-                    )
-                    .buckets(COMPLETION_BUCKETS.to_vec()),
-                    &["distribution"],
+                ShownHistogram::new(
+                    "cfpurge_invalidation_completion_seconds",
+                    "From invalidation created to Completed.",
+                    COMPLETION_BUCKETS,
                 )?,
             )?,
             verify: register(
@@ -437,8 +433,8 @@ impl Metrics {
         self.invalidations_completed.with_label_values(&[alias]);
         self.pending_paths.with_label_values(&[alias]);
         self.oldest_pending_seconds.with_label_values(&[alias]);
-        self.request_to_invalidation.with_label_values(&[alias]);
-        self.invalidation_completion.with_label_values(&[alias]);
+        self.request_to_invalidation.create(alias);
+        self.invalidation_completion.create(alias);
         for kind in KINDS {
             self.paths_submitted
                 .with_label_values(&[alias, kind.as_str()]);
@@ -461,11 +457,11 @@ impl Metrics {
         self.messages_deleted.inc_by(n);
     }
 
-    /// One message rejected.
-    pub fn rejected(&self, reason: RejectReason) {
+    /// `n` messages rejected for `reason`.
+    pub fn rejected(&self, reason: RejectReason, n: u64) {
         self.messages_rejected
             .with_label_values(&[reason.as_str()])
-            .inc();
+            .inc_by(n);
     }
 
     /// `n` paths in an accepted request for `alias`.
@@ -506,36 +502,39 @@ impl Metrics {
             .set(to_i64(objects));
     }
 
-    /// One invalidation accepted by CloudFront for `alias`.
-    pub fn invalidation_created(&self, alias: &str) {
-        self.invalidations_created.with_label_values(&[alias]).inc();
+    /// `n` invalidations accepted by CloudFront for `alias`.
+    pub fn invalidations_created(&self, alias: &str, n: u64) {
+        self.invalidations_created
+            .with_label_values(&[alias])
+            .inc_by(n);
     }
 
-    /// One invalidation of `alias` seen Completed, `took` after it was
-    /// created.
-    pub fn invalidation_completed(&self, alias: &str, took: Duration) {
+    /// `n` invalidations of `alias` seen Completed.
+    pub fn invalidations_completed(&self, alias: &str, n: u64) {
         self.invalidations_completed
             .with_label_values(&[alias])
-            .inc();
-        self.invalidation_completion
-            .with_label_values(&[alias])
-            .observe(took.as_secs_f64());
+            .inc_by(n);
     }
 
-    /// One failed CloudFront call for `alias`, counted under the error's
-    /// fixed code label.
-    pub fn cloudfront_error(&self, alias: &str, error: &InvalidatorError) {
+    /// `n` failed CloudFront calls for `alias` with the error code label
+    /// `code` (one of [`InvalidatorError::CODE_LABELS`]).
+    pub fn cloudfront_errors(&self, alias: &str, code: &str, n: u64) {
         self.cloudfront_errors
-            .with_label_values(&[alias, error.code_label()])
-            .inc();
+            .with_label_values(&[alias, code])
+            .inc_by(n);
     }
 
-    /// Time from a request's receipt to the accepted CreateInvalidation
-    /// that covers it. Call once per covered request.
-    pub fn request_to_invalidation(&self, alias: &str, waited: Duration) {
-        self.request_to_invalidation
-            .with_label_values(&[alias])
-            .observe(waited.as_secs_f64());
+    /// The times from a request's receipt to the accepted
+    /// CreateInvalidation that covered it, of every request of `alias`
+    /// so far: the histogram shows `samples` as they are.
+    pub fn set_request_to_invalidation(&self, alias: &str, samples: &Samples) {
+        self.request_to_invalidation.set(alias, samples);
+    }
+
+    /// The times from created to Completed of every invalidation of
+    /// `alias` seen Completed so far.
+    pub fn set_invalidation_completion(&self, alias: &str, samples: &Samples) {
+        self.invalidation_completion.set(alias, samples);
     }
 
     /// Entries of `alias` waiting to be submitted, and the age of the oldest
@@ -555,9 +554,9 @@ impl Metrics {
         &self.leader.role
     }
 
-    /// This replica became leader or stood down.
-    pub fn leader_changed(&self) {
-        self.leader_changes.inc();
+    /// This replica became leader or stood down, `n` times.
+    pub fn leader_changes(&self, n: u64) {
+        self.leader_changes.inc_by(n);
     }
 
     /// Whether the lease item, as last looked at, is one no replica can
@@ -619,20 +618,178 @@ impl Metrics {
         }
     }
 
-    /// One edge check of a purged path of `alias`; `result` is one of
+    /// `n` edge checks of purged paths of `alias`; `result` is one of
     /// [`VERIFY_RESULTS`].
-    pub fn verify(&self, alias: &str, result: &'static str) {
-        self.verify.with_label_values(&[alias, result]).inc();
+    pub fn verify(&self, alias: &str, result: &str, n: u64) {
+        self.verify.with_label_values(&[alias, result]).inc_by(n);
     }
 
-    /// One warming request of `alias`; `result` is one of [`WARM_RESULTS`].
-    pub fn warm(&self, alias: &str, result: &'static str) {
-        self.warm.with_label_values(&[alias, result]).inc();
+    /// `n` warming requests of `alias`; `result` is one of
+    /// [`WARM_RESULTS`].
+    pub fn warm(&self, alias: &str, result: &str, n: u64) {
+        self.warm.with_label_values(&[alias, result]).inc_by(n);
     }
 
     /// The price the budget of `account` plans batches at now.
     pub fn set_budget_price(&self, account: &str, price: f64) {
         self.budget_price.with_label_values(&[account]).set(price);
+    }
+}
+
+/// The observations of one histogram series as plain numbers: how many
+/// fell at or under each bucket's bound (and not under the one before),
+/// how many in all, and their sum. Whoever observes keeps it, with no
+/// lock or Prometheus type; [`Metrics`] shows it as it is
+/// ([`Metrics::set_request_to_invalidation`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Samples {
+    bounds: &'static [f64],
+    /// Per bound, the observations in its bucket alone (not cumulative);
+    /// those above the last bound are in `count` only (`+Inf`).
+    buckets: Vec<u64>,
+    count: u64,
+    sum: f64,
+}
+
+impl Samples {
+    /// No observation yet, in `cfpurge_request_to_invalidation_seconds`'s
+    /// buckets.
+    pub fn request_to_invalidation() -> Samples {
+        Samples::with_bounds(REQUEST_TO_INVALIDATION_BUCKETS)
+    }
+
+    /// No observation yet, in `cfpurge_invalidation_completion_seconds`'s
+    /// buckets.
+    pub fn invalidation_completion() -> Samples {
+        Samples::with_bounds(COMPLETION_BUCKETS)
+    }
+
+    fn with_bounds(bounds: &'static [f64]) -> Samples {
+        Samples {
+            bounds,
+            buckets: vec![0; bounds.len()],
+            count: 0,
+            sum: 0.0,
+        }
+    }
+
+    /// One observation of `took`, in seconds as Prometheus's own
+    /// histogram takes it: in the first bucket whose bound it does not
+    /// exceed.
+    pub fn observe(&mut self, took: Duration) {
+        let seconds = took.as_secs_f64();
+        if let Some(i) = self.bounds.iter().position(|&bound| seconds <= bound) {
+            self.buckets[i] += 1;
+        }
+        self.count += 1;
+        self.sum += seconds;
+    }
+
+    /// Observations so far.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    fn proto(&self) -> proto::Histogram {
+        let mut histogram = proto::Histogram::default();
+        histogram.set_sample_count(self.count);
+        histogram.set_sample_sum(self.sum);
+        let mut cumulative = 0;
+        let buckets = self
+            .bounds
+            .iter()
+            .zip(&self.buckets)
+            .map(|(&bound, &n)| {
+                cumulative += n;
+                let mut bucket = proto::Bucket::default();
+                bucket.set_upper_bound(bound);
+                bucket.set_cumulative_count(cumulative);
+                bucket
+            })
+            .collect();
+        histogram.set_bucket(buckets);
+        histogram
+    }
+}
+
+/// A histogram with a `distribution` label whose series are set whole from
+/// [`Samples`] rather than observed one value at a time: the daemon's core
+/// keeps the observations, and the runner shows them after each step.
+/// Exposed exactly as a `HistogramVec` with the same buckets would be.
+/// Clones share the series.
+#[derive(Clone, Debug)]
+struct ShownHistogram {
+    desc: Desc,
+    bounds: &'static [f64],
+    series: Arc<Mutex<BTreeMap<String, Samples>>>,
+}
+
+impl ShownHistogram {
+    fn new(
+        name: &str,
+        help: &str,
+        bounds: &'static [f64],
+    ) -> Result<ShownHistogram, prometheus::Error> {
+        let desc = Desc::new(
+            name.to_owned(),
+            help.to_owned(),
+            vec!["distribution".to_owned()],
+            HashMap::new(),
+        )?;
+        Ok(ShownHistogram {
+            desc,
+            bounds,
+            series: Arc::default(),
+        })
+    }
+
+    /// `alias`'s series, at zero unless it has one.
+    fn create(&self, alias: &str) {
+        self.lock()
+            .entry(alias.to_owned())
+            .or_insert_with(|| Samples::with_bounds(self.bounds));
+    }
+
+    fn set(&self, alias: &str, samples: &Samples) {
+        debug_assert_eq!(samples.bounds, self.bounds, "{}", self.desc.fq_name);
+        let mut series = self.lock();
+        match series.get_mut(alias) {
+            Some(shown) => shown.clone_from(samples),
+            None => {
+                series.insert(alias.to_owned(), samples.clone());
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Samples>> {
+        self.series.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Collector for ShownHistogram {
+    fn desc(&self) -> Vec<&Desc> {
+        vec![&self.desc]
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let metrics = self
+            .lock()
+            .iter()
+            .map(|(alias, samples)| {
+                let mut label = proto::LabelPair::default();
+                label.set_name("distribution".to_owned());
+                label.set_value(alias.clone());
+                let mut metric = proto::Metric::from_label(vec![label]);
+                metric.set_histogram(samples.proto());
+                metric
+            })
+            .collect();
+        let mut family = MetricFamily::default();
+        family.set_name(self.desc.fq_name.clone());
+        family.set_help(self.desc.help.clone());
+        family.set_field_type(MetricType::HISTOGRAM);
+        family.set_metric(metrics);
+        vec![family]
     }
 }
 
@@ -925,22 +1082,21 @@ mod tests {
         let (registry, metrics) = setup(&["www", "api"]);
         metrics.received(3);
         metrics.deleted(2);
-        metrics.rejected(RejectReason::InvalidPath);
-        metrics.rejected(RejectReason::InvalidPath);
+        metrics.rejected(RejectReason::InvalidPath, 1);
+        metrics.rejected(RejectReason::InvalidPath, 1);
         metrics.paths_requested("www", 7);
         metrics.paths_submitted("www", 4, 1, 2);
         metrics.paths_skipped("www", 5);
         metrics.paths_blast("www", 90);
         metrics.paths_blast("www", 10);
-        metrics.invalidation_created("www");
-        metrics.cloudfront_error("api", &InvalidatorError::Throttled("slow".into()));
-        metrics.cloudfront_error(
-            "api",
-            &InvalidatorError::Other {
-                code: "Weird".into(),
-                message: "text".into(),
-            },
-        );
+        metrics.invalidations_created("www", 1);
+        let throttled = InvalidatorError::Throttled("slow".into());
+        metrics.cloudfront_errors("api", throttled.code_label(), 1);
+        let other = InvalidatorError::Other {
+            code: "Weird".into(),
+            message: "text".into(),
+        };
+        metrics.cloudfront_errors("api", other.code_label(), 1);
 
         let r = &registry;
         assert_eq!(
@@ -1091,9 +1247,14 @@ mod tests {
     #[test]
     fn histograms_observe_seconds_into_their_buckets() {
         let (registry, metrics) = setup(&["www"]);
-        metrics.request_to_invalidation("www", Duration::from_millis(300));
-        metrics.request_to_invalidation("www", Duration::from_secs(40));
-        metrics.invalidation_completed("www", Duration::from_secs(70));
+        let mut waited = Samples::request_to_invalidation();
+        waited.observe(Duration::from_millis(300));
+        waited.observe(Duration::from_secs(40));
+        metrics.set_request_to_invalidation("www", &waited);
+        let mut took = Samples::invalidation_completion();
+        took.observe(Duration::from_secs(70));
+        metrics.invalidations_completed("www", 1);
+        metrics.set_invalidation_completion("www", &took);
 
         let r = &registry;
         let req = "cfpurge_request_to_invalidation_seconds";
@@ -1164,6 +1325,50 @@ mod tests {
                 &format!("{done}_bucket{{distribution=\"www\",le=\"90\"}}")
             ),
             1.0
+        );
+    }
+
+    #[test]
+    fn shown_samples_read_exactly_as_prometheus_histograms() {
+        let (registry, metrics) = setup(&["www", "api"]);
+        let reference = Registry::new();
+        let observed = prometheus::HistogramVec::new(
+            prometheus::HistogramOpts::new(
+                "cfpurge_request_to_invalidation_seconds",
+                "From receive to CreateInvalidation accepted.",
+            )
+            .buckets(REQUEST_TO_INVALIDATION_BUCKETS.to_vec()),
+            &["distribution"],
+        )
+        .expect("histogram");
+        reference
+            .register(Box::new(observed.clone()))
+            .expect("registers");
+        let mut samples = Samples::request_to_invalidation();
+        // On a bound, between bounds, past the last, and zero.
+        for ms in [100, 101, 0, 2_500, 59_999, 86_400_000, 333] {
+            let took = Duration::from_millis(ms);
+            samples.observe(took);
+            observed
+                .with_label_values(&["www"])
+                .observe(took.as_secs_f64());
+        }
+        observed.with_label_values(&["api"]);
+        metrics.set_request_to_invalidation("www", &samples);
+        let family = |text: &str| -> Vec<String> {
+            text.lines()
+                .filter(|l| l.contains("cfpurge_request_to_invalidation_seconds"))
+                .map(str::to_owned)
+                .collect()
+        };
+        let shown = family(&encode(&registry));
+        assert_eq!(shown, family(&encode(&reference)));
+        assert!(
+            shown.contains(
+                &"cfpurge_request_to_invalidation_seconds_bucket{distribution=\"www\",le=\"+Inf\"} 7"
+                    .to_owned()
+            ),
+            "{shown:#?}"
         );
     }
 

@@ -678,11 +678,13 @@ impl Readiness {
     /// The reasons of `components` (those that have one), as
     /// [`Readiness::reasons`] writes them.
     pub fn reasons_of(&self, components: &[String]) -> Vec<String> {
-        let reasons = self.lock();
-        components
-            .iter()
-            .filter_map(|c| Some(format!("{c}: {}", reasons.get(c)?)))
-            .collect()
+        reasons_of(&self.lock(), components)
+    }
+
+    /// Replaces every reason at once with `reasons` (component to
+    /// reason): a reader sees the set before or the set after.
+    pub fn replace(&self, reasons: BTreeMap<String, String>) {
+        *self.lock() = reasons;
     }
 
     /// True when no component has a reason.
@@ -693,6 +695,15 @@ impl Readiness {
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, String>> {
         self.reasons.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// The reasons of `components` among `reasons` (component to reason), as
+/// [`Readiness::reasons`] writes them.
+pub fn reasons_of(reasons: &BTreeMap<String, String>, components: &[String]) -> Vec<String> {
+    components
+        .iter()
+        .filter_map(|c| Some(format!("{c}: {}", reasons.get(c)?)))
+        .collect()
 }
 
 /// The daemon loop's sign of life. Created beating, so that a daemon still

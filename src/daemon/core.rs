@@ -37,8 +37,10 @@ use crate::tracker::{self, Checks, InflightView, Known, Looked};
 use super::catalogs::{Built, Catalogs, Job};
 use super::edge::{Edges, MAX_CANDIDATES, is_reinvalidation};
 use super::ledger::{Ledger, Recovered, StoreCall, Written};
-use super::observe::Observers;
+use super::observe::StatusView;
 
+mod shown;
+pub use shown::{Counts, DistributionCounts, Lead, Shown, Submitted};
 mod why;
 use why::{Hold, Operation};
 
@@ -66,6 +68,9 @@ const LEDGER_READ_EVERY: Duration = Duration::from_secs(10);
 
 /// The readiness component that holds until the queue first answers.
 pub const STARTUP: &str = "startup";
+
+/// The readiness component of the queue.
+const QUEUE: &str = "queue";
 
 /// The readiness component of the lease table.
 const TABLE: &str = "coordination";
@@ -340,7 +345,9 @@ pub struct Core {
     clock: Clock,
     poll_interval: Duration,
     reconcile_interval: Duration,
-    observers: Observers,
+    /// What it shows of itself: counters, readiness, the role. The
+    /// decisions write here; the runner publishes it.
+    shown: Shown,
     /// Distributions CloudFront refuses (NoSuchDistribution, AccessDenied).
     refused: HashSet<String>,
     /// Per distribution, the last CloudFront call that failed, with the
@@ -444,7 +451,7 @@ impl Core {
             clock,
             poll_interval,
             reconcile_interval: Duration::from_secs(cf.reconcile_interval_seconds),
-            observers: Observers::new(config),
+            shown: Shown::default(),
             refused: HashSet::new(),
             last_errors: HashMap::new(),
             holds: HashMap::new(),
@@ -525,7 +532,7 @@ impl Core {
     pub fn set_replica(&mut self, replica: ReplicaState) {
         self.replica = Some(replica);
         self.catalogs.follow_lease();
-        self.observers.metrics.role().stand_down();
+        self.shown.lead = Lead::Standby;
     }
 
     /// Converts the source's instants with `clock` (tests whose paused
@@ -560,8 +567,10 @@ impl Core {
         self.router.alias_of(named)
     }
 
-    pub fn observers(&self) -> &Observers {
-        &self.observers
+    /// What it shows of itself, as its decisions left it: the runner
+    /// publishes it after each step.
+    pub fn shown(&self) -> &Shown {
+        &self.shown
     }
 
     pub fn totals(&self) -> Totals {
@@ -729,12 +738,12 @@ impl Core {
     }
 
     fn judge_ledgers(&mut self) {
-        let readiness = &self.observers.readiness;
+        let shown = &mut self.shown;
         for (account, ledger) in &self.ledgers {
             let component = ledger_component(account);
             match ledger.error() {
-                Some(e) => readiness.set(&component, ledger.not_usable(e)),
-                None if ledger.budget().is_some() => readiness.clear(&component),
+                Some(e) => shown.not_ready(&component, ledger.not_usable(e)),
+                None if ledger.budget().is_some() => shown.ready(&component),
                 None => {}
             }
         }
@@ -773,7 +782,7 @@ impl Core {
         if let Some(effect) = effect {
             self.out.push(Command::Queue(effect));
         }
-        let metrics = &self.observers.metrics;
+        let counts = &mut self.shown.counts;
         match &ingested {
             Ingested::Pending {
                 requested,
@@ -783,10 +792,10 @@ impl Core {
                 ..
             } => {
                 for (alias, n) in requested {
-                    metrics.paths_requested(alias, *n as u64);
+                    counts.of(alias).requested += *n as u64;
                 }
                 for (alias, n) in skipped {
-                    metrics.paths_skipped(alias, *n as u64);
+                    counts.of(alias).skipped += *n as u64;
                 }
                 self.follow_s3(s3_objects);
                 for (alias, paths) in asked {
@@ -794,17 +803,17 @@ impl Core {
                 }
                 self.cover_recovered(now);
             }
-            Ingested::Rejected(reason) => metrics.rejected(*reason),
+            Ingested::Rejected(reason) => counts.rejected(*reason),
             Ingested::Deleted {
                 skipped,
                 s3_objects,
             } => {
                 for (alias, n) in skipped {
-                    metrics.paths_skipped(alias, *n as u64);
+                    counts.of(alias).skipped += *n as u64;
                 }
                 self.follow_s3(s3_objects);
             }
-            Ingested::Forgotten | Ingested::Duplicate => {}
+            Ingested::Forgotten | Ingested::Duplicate | Ingested::SourceFull => {}
         }
     }
 
@@ -980,9 +989,7 @@ impl Core {
                     Err(e) => {
                         tracing::error!(distribution = %alias, account = %account, error = %e, "could not reserve the batch in the ledger; not submitting it");
                         let why = ledger.not_usable(&e);
-                        self.observers
-                            .readiness
-                            .set(&ledger_component(&account), why);
+                        self.shown.not_ready(&ledger_component(&account), why);
                         let until = self.submitter.not_reserved(alias, batch, now.mono);
                         let why = Wait::Ledger;
                         self.holds.insert(alias.to_owned(), Hold { why, until });
@@ -1033,9 +1040,8 @@ impl Core {
             }
             Written::Failed(why) => {
                 if let Some(ledger) = self.ledgers.get(account) {
-                    self.observers
-                        .readiness
-                        .set(&ledger_component(account), ledger.not_usable(&why));
+                    self.shown
+                        .not_ready(&ledger_component(account), ledger.not_usable(&why));
                 }
                 let (failed, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.awaiting)
                     .into_iter()
@@ -1079,9 +1085,7 @@ impl Core {
                 }
                 let report = tracker::apply_checks(&mut self.view, &alias, checks, now.instant);
                 for c in report.completed {
-                    self.observers
-                        .metrics
-                        .invalidation_completed(&c.alias, c.took);
+                    self.shown.counts.completed(&c.alias, c.took);
                     tracing::info!(distribution = %c.alias, invalidation = %c.id, seconds = c.took.as_secs(), "invalidation completed");
                     self.edges.completed(&c.id, now.mono);
                 }
@@ -1132,7 +1136,7 @@ impl Core {
             Input::Lease(answer) => self.lease_answered(answer, now),
             Input::Catalog { alias, result } => self.catalogs.built(&alias, result, now),
             Input::Deleted(n) => {
-                self.observers.metrics.deleted(n as u64);
+                self.shown.counts.deleted += n as u64;
                 self.totals.messages_deleted += n as u64;
             }
             Input::Depth(result) => self.depth(result, now),
@@ -1159,7 +1163,7 @@ impl Core {
             now.mono,
             now.wall,
             may_spend,
-            &self.observers.metrics,
+            &mut self.shown.counts,
         );
         if let Some(again) = again
             && self.is_leader(now.mono)
@@ -1180,16 +1184,16 @@ impl Core {
         }
         match result {
             Ok(depth) => {
-                self.observers.readiness.clear(STARTUP);
+                self.shown.ready(STARTUP);
                 if standby {
-                    self.observers.readiness.clear("queue");
+                    self.shown.ready(QUEUE);
                 }
-                self.observers.set_depth(depth);
+                self.shown.depth = depth;
             }
             Err(e) => {
                 tracing::warn!(error = %e, "asking for the queue's depth failed");
                 if standby {
-                    self.observers.readiness.set("queue", e.to_string());
+                    self.shown.not_ready(QUEUE, e.to_string());
                 }
             }
         }
@@ -1424,21 +1428,20 @@ impl Core {
         let covered = self
             .pending
             .apply_timed(alias, &batch.paths, batch.first_sent_at);
-        let metrics = &self.observers.metrics;
+        let counts = self.shown.counts.of(alias);
         for (_, received_at) in &covered {
             let waited = now.mono.saturating_sub(*received_at);
-            metrics.request_to_invalidation(alias, Duration::from_millis(waited));
+            counts
+                .request_to_invalidation
+                .observe(Duration::from_millis(waited));
         }
         let wildcards = batch.paths.iter().filter(|p| p.is_wildcard()).count() as u64;
         let tags = batch.paths.iter().filter(|p| p.is_tag()).count() as u64;
-        metrics.paths_submitted(
-            alias,
-            batch.paths.len() as u64 - wildcards - tags,
-            wildcards,
-            tags,
-        );
-        metrics.invalidation_created(alias);
-        metrics.paths_blast(alias, batch.blast);
+        counts.submitted.exact += batch.paths.len() as u64 - wildcards - tags;
+        counts.submitted.wildcard += wildcards;
+        counts.submitted.tags += tags;
+        counts.created += 1;
+        counts.blast += batch.blast;
         self.totals.invalidations += 1;
         self.totals.paths_submitted += batch.paths.len() as u64;
         tracing::info!(
@@ -1523,7 +1526,7 @@ impl Core {
             let detail = format!("CloudFront refused the {what}: {e}");
             for id in offenders {
                 self.pending.remove(&id);
-                self.observers.metrics.rejected(reason);
+                self.shown.counts.rejected(reason);
                 self.out.push(Command::Queue(Effect::Reject {
                     id,
                     reason,
@@ -1554,7 +1557,7 @@ impl Core {
                     Some(target @ Target::Tenant { .. }) => format!("{alias} ({target})"),
                     _ => alias.to_owned(),
                 };
-                self.observers.readiness.set(
+                self.shown.not_ready(
                     &component,
                     format!("CloudFront refuses distribution {what}: {e}"),
                 );
@@ -1566,7 +1569,7 @@ impl Core {
                     self.pending.hold(alias, now.mono);
                     self.submitter.expedite(alias, now.mono);
                 }
-                self.observers.readiness.clear(&component);
+                self.shown.ready(&component);
             }
         }
     }
@@ -1607,24 +1610,21 @@ impl Core {
         if let Some(change) = change {
             self.role_changed(change, now);
         }
-        self.show_role(now);
+        self.show_role();
     }
 
     /// Records until when this replica may lead, for the readers of its
     /// role (`/v1/status`, the page, `cfpurge_leader`): they compare it
     /// with the time they read at, so a process resumed after a pause past
     /// its lease reads as a standby before this loop has run again.
-    fn show_role(&self, now: &Now) {
+    fn show_role(&mut self) {
         let Some(replica) = &self.replica else {
             return;
         };
-        let role = self.observers.metrics.role();
-        match replica.lease.leader_until() {
-            Some(until) => {
-                role.lead_until(now.instant + Duration::from_millis(until.saturating_sub(now.mono)))
-            }
-            None => role.stand_down(),
-        }
+        self.shown.lead = match replica.lease.leader_until() {
+            Some(until) => Lead::Until(until),
+            None => Lead::Standby,
+        };
     }
 
     /// When the lease next needs the loop.
@@ -1648,18 +1648,17 @@ impl Core {
                 tracing::warn!(error = %e, "a call on the lease failed");
                 // The error says what failed: no answer, no table, or an
                 // item that cannot be read.
-                self.observers
-                    .readiness
-                    .set(TABLE, format!("a call on the lease failed: {e}"));
+                self.shown
+                    .not_ready(TABLE, format!("a call on the lease failed: {e}"));
             }
-            _ => self.observers.readiness.clear(TABLE),
+            _ => self.shown.ready(TABLE),
         }
         let was_invalid = replica.lease.invalid().map(|i| i.seen.clone());
         let change = replica.lease.answered(answer, now.mono, unix_ms(now));
         // A lease item no replica can take over: this replica can never
         // lead, so it is not ready; logged once per item found so.
         let invalid = replica.lease.invalid();
-        self.observers.metrics.set_lease_invalid(invalid.is_some());
+        self.shown.lease_invalid = invalid.is_some();
         match invalid {
             Some(why) => {
                 if was_invalid.as_ref() != Some(&why.seen) {
@@ -1672,19 +1671,19 @@ impl Core {
                         "the lease item is invalid: no replica can take it over"
                     );
                 }
-                self.observers.readiness.set(LEASE, why.to_string());
+                self.shown.not_ready(LEASE, why.to_string());
             }
             None => {
                 if was_invalid.is_some() {
                     tracing::info!(replica = %replica.id, "the lease item is valid again");
                 }
-                self.observers.readiness.clear(LEASE);
+                self.shown.ready(LEASE);
             }
         }
         if let Some(change) = change {
             self.role_changed(change, now);
         }
-        self.show_role(now);
+        self.show_role();
     }
 
     /// A standby's read of `account`'s shared ledger.
@@ -1711,14 +1710,14 @@ impl Core {
                     account.to_owned(),
                     status_of(ledger.config(), &state, now.wall, self.blast_per_path),
                 );
-                self.observers.readiness.clear(&component);
+                self.shown.ready(&component);
             }
             Ok(None) => {
                 replica.shared_budget.remove(account);
             }
             Err(e) => {
                 tracing::warn!(account = %account, error = %e, "reading the shared ledger failed");
-                self.observers.readiness.set(
+                self.shown.not_ready(
                     &component,
                     format!(
                         "the shared ledger{} is not readable: {e}",
@@ -1733,8 +1732,7 @@ impl Core {
         let Some(replica) = &mut self.replica else {
             return;
         };
-        let metrics = &self.observers.metrics;
-        metrics.leader_changed();
+        self.shown.counts.leader_changes += 1;
         match change {
             Change::BecameLeader { fencing } => {
                 tracing::info!(replica = %replica.id, fencing, "became the leader");
@@ -1772,7 +1770,7 @@ impl Core {
                 self.ledgers.values_mut().for_each(Ledger::reset);
                 self.catalogs.set_leading(false, now);
                 for account in self.ledgers.keys() {
-                    self.observers.readiness.clear(&ledger_component(account));
+                    self.shown.ready(&ledger_component(account));
                 }
                 let held = queue_messages(self.pending.message_ids().cloned().collect());
                 if !held.is_empty() {
@@ -1801,9 +1799,9 @@ impl Core {
         let replica = self.replica.as_mut()?;
         let (call, change) = replica.lease.close();
         replica.fence = None;
-        self.observers.metrics.role().stand_down();
+        self.shown.lead = Lead::Standby;
         if let Some(Change::StoodDown { .. }) = change {
-            self.observers.metrics.leader_changed();
+            self.shown.counts.leader_changes += 1;
             if let Some(call @ Call::Release { .. }) = call {
                 return Some((call, replica.lease_ms));
             }
@@ -1818,15 +1816,27 @@ impl Core {
 
     // --- What it shows ---
 
-    /// Refreshes the gauges, readiness and the status snapshot from the
-    /// state, once per [`OBSERVE_INTERVAL`] (or at once after an answer).
-    /// Returns whether it did (the runner then beats the heartbeat).
-    pub fn observe(&mut self, now: &Now, source: &SourceView) -> bool {
+    /// What the gauges and the status snapshot are refreshed from, once
+    /// per [`OBSERVE_INTERVAL`] (or at once after an answer); `None` when
+    /// no refresh is due, and always in replay. The queue's readiness is
+    /// judged here, from what the source shows.
+    pub fn observe<'a>(
+        &'a mut self,
+        now: &'a Now,
+        source: &'a SourceView,
+    ) -> Option<StatusView<'a>> {
         if self.mode == Mode::Replay || now.mono < self.timers.observe {
-            return false;
+            return None;
         }
         self.timers.observe = now.after(OBSERVE_INTERVAL);
-        let leader = self.is_leader(now.mono);
+        // The pollers tell whether the queue is usable; a standby has none,
+        // and the answers to its depth calls tell instead.
+        if self.replica.is_none() || self.is_leader(now.mono) {
+            match &source.health {
+                QueueHealth::Ready => self.shown.ready(QUEUE),
+                QueueHealth::NotReady(reason) => self.shown.not_ready(QUEUE, reason.clone()),
+            }
+        }
         let why = self
             .targets
             .keys()
@@ -1838,16 +1848,16 @@ impl Core {
                 (alias.clone(), diagnosis)
             })
             .collect();
-        self.observers.show(super::observe::Shown {
+        Some(StatusView {
             why,
             now,
             source,
-            leader,
-            replica: self.replica.is_some(),
             pending: &self.pending,
             view: &self.view,
             catalogs: &self.catalogs,
             edges: &self.edges,
+            readiness: &self.shown.readiness,
+            depth: self.shown.depth,
             budgets: self
                 .ledgers
                 .iter()
@@ -1861,8 +1871,7 @@ impl Core {
                 .as_ref()
                 .map(|r| r.shared_budget.clone())
                 .unwrap_or_default(),
-        });
-        true
+        })
     }
 
     /// Forces the next [`Core::observe`] to refresh.

@@ -16,9 +16,10 @@ use crate::clock::Millis;
 use crate::config::Config;
 use crate::decode::{PurgeRequest, Router};
 use crate::edge::{EdgeError, EdgeKind, EdgeRequest, Observed, Verdict, judge};
-use crate::metrics::Metrics;
 use crate::path::CfPath;
 use crate::status::{StalePath, VerifyStatus, WarmStatus};
+
+use super::core::Counts as ShownCounts;
 
 /// Requests of one kind under way per distribution, at most: with a
 /// request's timeout this bounds what a hanging edge holds.
@@ -321,7 +322,7 @@ impl Edges {
         now: Millis,
         wall: std::time::SystemTime,
         may_spend: bool,
-        metrics: &Metrics,
+        shown: &mut ShownCounts,
     ) -> Option<Reinvalidate> {
         let alias = request.alias.as_str();
         if let Some(lane) = self.lanes.get_mut(&(alias.to_owned(), request.kind)) {
@@ -334,7 +335,7 @@ impl Edges {
                 Ok(seen) if seen.status < 500 => "ok",
                 _ => "error",
             };
-            metrics.warm(alias, result);
+            shown.warmed(alias, result);
             if result == "ok" {
                 counts.warmed += 1;
                 tracing::debug!(distribution = %alias, path, "warmed");
@@ -354,7 +355,7 @@ impl Edges {
             return None;
         }
         let verdict = judge(&answer, request.asked_at, now);
-        metrics.verify(alias, verdict.label());
+        shown.verified(alias, verdict.label());
         let after_completion = now.saturating_sub(request.completed_at) / 1000;
         let seen = answer.as_ref().ok();
         let x_cache = seen.and_then(|s| s.x_cache.as_deref()).unwrap_or("");
@@ -518,10 +519,6 @@ skip = ['\.[0-9a-f]{8}\.js$']
         Config::from_parts(Some(text), "test", std::iter::empty()).expect("config")
     }
 
-    fn metrics() -> Metrics {
-        Metrics::new(&prometheus::Registry::new(), &["www"]).expect("metrics")
-    }
-
     fn paths(n: usize) -> Vec<CfPath> {
         (0..n)
             .map(|i| CfPath::parse(&format!("/d{}/p{i}.html", i % 7)).expect("path"))
@@ -541,7 +538,7 @@ skip = ['\.[0-9a-f]{8}\.js$']
     /// request `answer_after` ms after it went; returns every request with
     /// the moment it went.
     fn drive(edges: &mut Edges, start: Millis, answer_after: Millis) -> Vec<(Millis, EdgeRequest)> {
-        let metrics = metrics();
+        let mut counts = ShownCounts::default();
         let mut went = Vec::new();
         let mut answers: Vec<(Millis, EdgeRequest)> = Vec::new();
         let mut now = start;
@@ -562,7 +559,14 @@ skip = ['\.[0-9a-f]{8}\.js$']
                     x_cache: Some("Miss from cloudfront".to_owned()),
                     ..Observed::default()
                 });
-                edges.answered(request, answer, now, SystemTime::UNIX_EPOCH, true, &metrics);
+                edges.answered(
+                    request,
+                    answer,
+                    now,
+                    SystemTime::UNIX_EPOCH,
+                    true,
+                    &mut counts,
+                );
             }
             for request in edges.due(now) {
                 answers.push((now + answer_after, request.clone()));
@@ -687,7 +691,7 @@ skip = ['\.[0-9a-f]{8}\.js$']
             "[distributions.www.warm]\nenabled = false",
         ));
         let router = Router::new(&config);
-        let metrics = metrics();
+        let mut counts = ShownCounts::default();
         let mut edges = Edges::new(&config);
         let one = vec![CfPath::parse("/one.html").expect("path")];
         edges.created(&router, "www", "I1", one.clone(), 100_000, 100_000);
@@ -701,7 +705,7 @@ skip = ['\.[0-9a-f]{8}\.js$']
                 130_000,
                 SystemTime::UNIX_EPOCH,
                 true,
-                &metrics,
+                &mut counts,
             )
             .expect("purged again");
         assert!(is_reinvalidation(&again.id));
@@ -719,7 +723,7 @@ skip = ['\.[0-9a-f]{8}\.js$']
                 170_000,
                 SystemTime::UNIX_EPOCH,
                 true,
-                &metrics
+                &mut counts
             ),
             None
         );
@@ -740,7 +744,7 @@ skip = ['\.[0-9a-f]{8}\.js$']
                 230_000,
                 SystemTime::UNIX_EPOCH,
                 false,
-                &metrics
+                &mut counts
             ),
             None
         );
@@ -756,7 +760,7 @@ skip = ['\.[0-9a-f]{8}\.js$']
                     4_030_000,
                     SystemTime::UNIX_EPOCH,
                     true,
-                    &metrics
+                    &mut counts
                 )
                 .is_some()
         );
@@ -778,7 +782,7 @@ skip = ['\.[0-9a-f]{8}\.js$']
         );
         edges.completed("I1", 30_000);
         let request = stale_request(&mut edges, 30_000);
-        let metrics = metrics();
+        let mut counts = ShownCounts::default();
         assert_eq!(
             edges.answered(
                 request,
@@ -786,7 +790,7 @@ skip = ['\.[0-9a-f]{8}\.js$']
                 30_000,
                 SystemTime::UNIX_EPOCH,
                 true,
-                &metrics
+                &mut counts
             ),
             None
         );

@@ -35,6 +35,7 @@ use self::core::{Command, ReplicaState, SourceView};
 pub use self::core::{Core, Input, Mode, Totals};
 use self::effects::Effects;
 pub use self::observe::Observers;
+pub(crate) use self::observe::Publisher;
 
 /// How much longer than `shutdown.grace_seconds` the process may take to
 /// end: answers to calls made before the deadline, the learned catalogs'
@@ -87,7 +88,9 @@ pub struct Daemon<Q, I> {
     clock: Clock,
     grace: Duration,
     replica: Option<Replica>,
-    observers: Observers,
+    /// Carries what the core shows over to the metrics, `/readyz` and
+    /// `/v1/status` after each step.
+    publisher: Publisher,
     /// The edge requests' client, built once from the configuration.
     edge: Result<crate::edge::EdgeClient, String>,
 }
@@ -116,7 +119,7 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
         for (account, store) in &stores {
             core.set_ledger_location(account, store.location());
         }
-        let observers = core.observers().clone();
+        let publisher = Publisher::new(Observers::new(config));
         let edge = crate::edge::EdgeClient::new(config);
         if let Err(e) = &edge {
             tracing::error!(error = %e, "edge requests cannot be made; every check and warming request counts as an error");
@@ -129,7 +132,7 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
             clock,
             grace: Duration::from_secs(config.shutdown.grace_seconds),
             replica: None,
-            observers,
+            publisher,
             edge,
         }
     }
@@ -184,7 +187,7 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
 
     /// The daemon's metrics, status, readiness and heartbeat, to serve.
     pub fn observers(&self) -> Observers {
-        self.observers.clone()
+        self.publisher.observers().clone()
     }
 
     pub fn source(&self) -> &Source<Q> {
@@ -199,12 +202,22 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
     }
 
     /// One turn: the core does what is due, its commands are started, and
-    /// the gauges refreshed.
+    /// what it shows is published (the gauges and the status snapshot
+    /// when their refresh is due).
     fn turn(&mut self, now: &Now, effects: &mut Effects<Q, I>) {
         self.core.turn(now);
         self.carry_out(effects);
-        if self.core.observe(now, &self.source_view()) {
-            self.observers.beat();
+        self.observe(now);
+    }
+
+    /// Publishes what the core shows, and refreshes the gauges and the
+    /// status when due (then beats the heartbeat).
+    fn observe(&mut self, now: &Now) {
+        self.publisher.publish(self.core.shown(), &self.clock);
+        let source = self.source_view();
+        if let Some(view) = self.core.observe(now, &source) {
+            self.publisher.show(view);
+            self.publisher.observers().beat();
         }
     }
 
@@ -328,6 +341,7 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
                 let now = self.clock.now();
                 self.core.handle(input, &now);
                 self.carry_out(&mut effects);
+                self.publisher.publish(self.core.shown(), &self.clock);
             }
         }
         // What the learned catalogs took in since their last write, within
@@ -350,14 +364,17 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
         let _ = tokio::time::timeout_at(end, tasks.wait()).await;
         self.core.observe_now();
         let now = self.clock.now();
-        self.core.observe(&now, &self.source_view());
+        self.observe(&now);
         self.core.totals()
     }
 
     /// Shutdown: hands the lease back (a standby takes it at its next
     /// look) and waits for the answer until `end` at most.
     async fn hand_back(&mut self, end: Instant) {
-        let (Some(replica), Some((call, lease_ms))) = (&self.replica, self.core.hand_back()) else {
+        let handed = self.core.hand_back();
+        // It no longer leads: its readers say so at once.
+        self.publisher.publish(self.core.shown(), &self.clock);
+        let (Some(replica), Some((call, lease_ms))) = (&self.replica, handed) else {
             return;
         };
         for store in self.stores.values() {
@@ -384,3 +401,6 @@ mod tests;
 
 #[cfg(test)]
 mod accounts_tests;
+
+#[cfg(test)]
+mod shown_tests;

@@ -984,6 +984,7 @@ mod core_driven {
     use crate::config::Config;
     use crate::coordination::Answer;
     use crate::daemon::core::{Command, Core, Input, Mode, ReplicaState};
+    use crate::daemon::{Observers, Publisher};
 
     const CONFIG: &str = r#"
 [source]
@@ -999,26 +1000,29 @@ mode = "simulate"
     }
 
     /// `cfpurge_leader` as a scrape reads it.
-    fn leader_gauge(core: &Core) -> String {
-        let text = crate::metrics::encode(&core.observers().registry);
+    fn leader_gauge(published: &Publisher) -> String {
+        let text = crate::metrics::encode(&published.observers().registry);
         text.lines()
             .find_map(|l| l.strip_prefix("cfpurge_leader "))
             .unwrap_or_else(|| panic!("no cfpurge_leader in\n{text}"))
             .to_owned()
     }
 
-    fn role(core: &Core) -> String {
-        core.observers().status.snapshot().role.clone()
+    fn role(published: &Publisher) -> String {
+        published.observers().status.snapshot().role.clone()
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_leader_paused_past_its_lease_reads_standby_before_its_loop_runs_again() {
         let clock = Clock::new();
         let mut core = Core::new(&config(), clock, "1".into(), Mode::Live);
+        // The runner's part: what the core shows, published after each step.
+        let mut published = Publisher::new(Observers::new(&config()));
         let lease = Duration::from_secs(15);
         core.set_replica(ReplicaState::new("a".into(), lease, false));
         let now = clock.now();
         core.turn(&now);
+        published.publish(core.shown(), &clock);
         assert!(
             core.take_commands()
                 .iter()
@@ -1026,20 +1030,14 @@ mode = "simulate"
             "a look at the lease"
         );
         assert_eq!(
-            (role(&core), leader_gauge(&core)),
+            (role(&published), leader_gauge(&published)),
             ("standby".into(), "0".into())
         );
         core.handle(Input::Lease(Answer::Seen(None)), &now);
         core.handle(Input::Lease(Answer::Acquired { fencing: 1 }), &now);
-        core.observe(
-            &now,
-            &crate::daemon::core::SourceView {
-                health: crate::source::driver::QueueHealth::Ready,
-                received: 0,
-            },
-        );
+        published.publish(core.shown(), &clock);
         assert_eq!(
-            (role(&core), leader_gauge(&core)),
+            (role(&published), leader_gauge(&published)),
             ("leader".into(), "1".into())
         );
 
@@ -1047,28 +1045,29 @@ mode = "simulate"
         // on. Just within two thirds of the lease it still leads...
         tokio::time::advance(lease * 2 / 3 - Duration::from_millis(1)).await;
         assert_eq!(
-            (role(&core), leader_gauge(&core)),
+            (role(&published), leader_gauge(&published)),
             ("leader".into(), "1".into())
         );
         // ...and past them, resumed, its first answers say standby, before
         // the core has taken another turn.
         tokio::time::advance(Duration::from_millis(1)).await;
         assert_eq!(
-            (role(&core), leader_gauge(&core)),
+            (role(&published), leader_gauge(&published)),
             ("standby".into(), "0".into())
         );
         tokio::time::advance(Duration::from_secs(60)).await;
         assert_eq!(
-            (role(&core), leader_gauge(&core)),
+            (role(&published), leader_gauge(&published)),
             ("standby".into(), "0".into())
         );
 
         // Once its loop runs it stands down, and stays a standby.
         let now = clock.now();
         core.turn(&now);
+        published.publish(core.shown(), &clock);
         assert!(!core.is_leader(now.mono));
         assert_eq!(
-            (role(&core), leader_gauge(&core)),
+            (role(&published), leader_gauge(&published)),
             ("standby".into(), "0".into())
         );
     }

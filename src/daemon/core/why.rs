@@ -66,7 +66,7 @@ impl Core {
                 }
             }
             Err(e) => {
-                self.observers.metrics.cloudfront_error(alias, e);
+                self.shown.counts.cloudfront_error(alias, e.code_label());
                 let tenant = matches!(self.targets.get(alias), Some(Target::Tenant { .. }));
                 let since = self
                     .last_errors
