@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+pub use crate::budget::BudgetStatus;
 use crate::config::Config;
 use crate::source::queue::QueueDepth;
 
@@ -319,45 +320,21 @@ pub struct AccountStatus {
     pub components: Vec<String>,
 }
 
+/// The readiness component of `account`'s ledger: `ledger` for the default
+/// account, as it always was.
+pub fn ledger_component(account: &str) -> String {
+    if account == crate::config::DEFAULT_ACCOUNT {
+        "ledger".to_owned()
+    } else {
+        format!("ledger:{account}")
+    }
+}
+
 /// Whether `accounts` holds only the default account: a daemon without
 /// `[accounts]`, whose status reads as it always did.
 fn single_account(accounts: &BTreeMap<String, AccountStatus>) -> bool {
     accounts.len() <= 1 && accounts.keys().all(|a| a == crate::config::DEFAULT_ACCOUNT)
 }
-
-/// The budget in [`Status`].
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct BudgetStatus {
-    /// The calendar month (UTC) the figures are for, `YYYY-MM`.
-    pub month: String,
-    /// `budget.monthly_paths`.
-    pub limit: u64,
-    /// Paths spent this month as the ledger knows them.
-    pub used: u64,
-    /// Paths the pacing allows to have been spent by now.
-    pub allowed: u64,
-    /// `budget.on_exhausted`: `hold`, `coalesce` or `overspend`.
-    pub policy: String,
-    /// The even pace by now: `monthly_paths` times the share of the month
-    /// passed (`allowed` without `burst_paths`), what `used` is held to.
-    pub pace: u64,
-    /// Unrequested objects one billed path is worth for the batch planned
-    /// now: the budget's price under `pacing = "even"`,
-    /// `coalesce.blast_per_path` under `"none"`.
-    pub price: f64,
-    /// The part of `used` held by reservations whose CreateInvalidation is
-    /// not known to have been created: a call under way, or one whose
-    /// answer was lost (a timeout, a 5xx, a refused connection), kept as
-    /// spent on doubt until CloudFront confirms it or a scan of the month
-    /// proves it was never made. `used - reserved` is what CloudFront is
-    /// known to have accepted (other tools' paths included).
-    pub reserved: u64,
-}
-
-// The price is always finite (the controller clamps it, and JSON has no
-// NaN or infinity), so equality is an equivalence, as `Status`'s `Eq` needs.
-impl Eq for BudgetStatus {}
 
 /// The queue in [`Status`].
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -418,7 +395,7 @@ impl Status {
                 .budget_accounts()
                 .into_iter()
                 .map(|account| {
-                    let mut components = vec![crate::daemon::core::ledger_component(&account)];
+                    let mut components = vec![ledger_component(&account)];
                     components.extend(
                         config
                             .distributions

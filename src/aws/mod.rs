@@ -87,11 +87,14 @@ pub const DYNAMODB: CallLimits = CallLimits {
 pub fn sqs_limits(long_poll_wait: Duration) -> CallLimits {
     CallLimits {
         connect: Duration::from_secs(5),
-        attempt: long_poll_wait.min(crate::source::queue::MAX_WAIT) + SQS_ATTEMPT_MARGIN,
+        attempt: long_poll_wait.min(SQS_MAX_WAIT) + SQS_ATTEMPT_MARGIN,
         attempts: 3,
         backoff: Duration::ZERO,
     }
 }
+
+/// SQS's longest long-poll wait (`WaitTimeSeconds`).
+pub const SQS_MAX_WAIT: Duration = Duration::from_secs(20);
 
 /// Margin of an SQS attempt over the long-poll wait.
 pub const SQS_ATTEMPT_MARGIN: Duration = Duration::from_secs(10);

@@ -24,6 +24,7 @@ use super::ledger::{LEDGER_VERSION, LedgerError, LedgerState, LedgerStore};
 use crate::aws;
 use crate::config::AwsConfig;
 use crate::coordination::dynamo::{DynamoTable, Fence, LEDGER_KEY, TableError};
+use crate::coordination::fenced::FencedTable;
 
 /// The longest one ledger call may take, the SDK's retries included.
 const CALL_LIMIT: Duration = Duration::from_secs(6);
@@ -40,27 +41,15 @@ enum Job {
 
 struct Inner {
     jobs: mpsc::UnboundedSender<Job>,
-    table: String,
     /// The ledger item's key: one item per account
     /// ([`crate::coordination::dynamo::ledger_key`]).
     key: String,
-    /// For the other items kept in the table (a learned catalog's), whose
-    /// writes follow the same fence.
-    client: aws_sdk_dynamodb::Client,
-    /// With a fence, writes hold only while it holds the lease; `fenced`
-    /// without one refuses every write (a standby).
-    fence: Mutex<Fencing>,
+    /// The table's client and this replica's fence, shared with the other
+    /// items kept in the table (a learned catalog's), whose writes follow
+    /// the same fence.
+    shared: FencedTable,
     /// The version last read or written; `None`: there was no item.
     rev: Mutex<Option<u64>>,
-}
-
-#[derive(Clone, Debug)]
-enum Fencing {
-    /// Writes conditional on the version only (one daemon, no lease).
-    Unfenced,
-    /// Writes conditional on holding the lease too; `None` while this
-    /// replica is not the leader: every write is refused.
-    Fenced(Option<Fence>),
 }
 
 /// The ledger in DynamoDB. Clones share one connection, fence and version.
@@ -72,7 +61,7 @@ pub struct DynamoStore {
 impl fmt::Debug for DynamoStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DynamoStore")
-            .field("table", &self.inner.table)
+            .field("table", &self.inner.shared.table())
             .finish_non_exhaustive()
     }
 }
@@ -141,14 +130,8 @@ impl DynamoStore {
         Ok(DynamoStore {
             inner: Arc::new(Inner {
                 jobs,
-                table: table.to_owned(),
                 key: key.to_owned(),
-                client,
-                fence: Mutex::new(if fenced {
-                    Fencing::Fenced(None)
-                } else {
-                    Fencing::Unfenced
-                }),
+                shared: FencedTable::new(client, table, fenced),
                 rev: Mutex::new(None),
             }),
         })
@@ -156,35 +139,29 @@ impl DynamoStore {
 
     /// The table.
     pub fn table(&self) -> &str {
-        &self.inner.table
+        self.inner.shared.table()
     }
 
     /// From now on, writes hold only while `fence` holds the lease; `None`
     /// refuses every write (this replica stood down). Only for a store
     /// made with `fenced`.
     pub fn set_fence(&self, fence: Option<Fence>) {
-        let mut current = lock(&self.inner.fence);
-        if let Fencing::Fenced(f) = &mut *current {
-            *f = fence;
-        }
+        self.inner.shared.set_fence(fence);
     }
 
     /// A client of the table, for the other items kept in it.
     pub fn client(&self) -> aws_sdk_dynamodb::Client {
-        self.inner.client.clone()
+        self.inner.shared.client()
     }
 
     /// What a write must be conditional on now: `None`, the version only
     /// (no lease); the fence of the lease this replica holds; refused when
     /// it holds none (a standby, or a replica that stood down).
     pub fn write_fence(&self) -> Result<Option<Fence>, LedgerError> {
-        match lock(&self.inner.fence).clone() {
-            Fencing::Unfenced => Ok(None),
-            Fencing::Fenced(Some(fence)) => Ok(Some(fence)),
-            Fencing::Fenced(None) => Err(LedgerError::Refused(
-                "this replica is not the leader: it does not write to the table".to_owned(),
-            )),
-        }
+        self.inner
+            .shared
+            .write_fence()
+            .map_err(|refused| LedgerError::Refused(refused.to_string()))
     }
 
     fn call<T>(
@@ -200,13 +177,12 @@ impl DynamoStore {
         // (`spawn_blocking`), never from its loop, so waiting here holds up
         // no other work; the call itself runs on the ledger's thread.
         let answered = answer.recv_timeout(CALL_LIMIT + Duration::from_secs(1));
-        let table = &self.inner.table;
-        let why = match *lock(&self.inner.fence) {
-            Fencing::Unfenced => "another writer changed the ledger since it was read",
-            Fencing::Fenced(_) => {
-                "this replica no longer holds the lease, or another writer changed the ledger \
-                 since it was read"
-            }
+        let table = self.inner.shared.table();
+        let why = if self.inner.shared.is_fenced() {
+            "this replica no longer holds the lease, or another writer changed the ledger \
+             since it was read"
+        } else {
+            "another writer changed the ledger since it was read"
         };
         match answered {
             Ok(Ok(value)) => Ok(value),
@@ -221,17 +197,26 @@ impl DynamoStore {
     }
 }
 
+/// The table's client and fence, for the other items kept in it (a
+/// learned catalog's), whose writes follow the ledger's fence.
+impl AsRef<FencedTable> for DynamoStore {
+    fn as_ref(&self) -> &FencedTable {
+        &self.inner.shared
+    }
+}
+
 impl LedgerStore for DynamoStore {
     fn location(&self) -> String {
         format!(
             "DynamoDB table {}, item pk = \"{}\"",
-            self.inner.table, self.inner.key
+            self.inner.shared.table(),
+            self.inner.key
         )
     }
 
     fn load(&self) -> Result<Option<LedgerState>, LedgerError> {
         let loaded = self.call(Job::Load)?;
-        let table = &self.inner.table;
+        let table = self.inner.shared.table();
         let Some((json, rev)) = loaded else {
             *lock(&self.inner.rev) = None;
             return Ok(None);

@@ -54,7 +54,6 @@ use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::config::{BudgetConfig, OnExhausted};
-use crate::status::BudgetStatus;
 
 pub use self::dynamo::DynamoStore;
 pub use self::file::{FileStore, file_for_account};
@@ -171,6 +170,41 @@ pub fn merge(target: &LedgerState, source: &LedgerState) -> LedgerState {
         .max_by_key(|p| (p.month, p.at));
     merged
 }
+
+/// The budget's figures as `/v1/status` shows them (its `budget` block, one
+/// per account).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct BudgetStatus {
+    /// The calendar month (UTC) the figures are for, `YYYY-MM`.
+    pub month: String,
+    /// `budget.monthly_paths`.
+    pub limit: u64,
+    /// Paths spent this month as the ledger knows them.
+    pub used: u64,
+    /// Paths the pacing allows to have been spent by now.
+    pub allowed: u64,
+    /// `budget.on_exhausted`: `hold`, `coalesce` or `overspend`.
+    pub policy: String,
+    /// The even pace by now: `monthly_paths` times the share of the month
+    /// passed (`allowed` without `burst_paths`), what `used` is held to.
+    pub pace: u64,
+    /// Unrequested objects one billed path is worth for the batch planned
+    /// now: the budget's price under `pacing = "even"`,
+    /// `coalesce.blast_per_path` under `"none"`.
+    pub price: f64,
+    /// The part of `used` held by reservations whose CreateInvalidation is
+    /// not known to have been created: a call under way, or one whose
+    /// answer was lost (a timeout, a 5xx, a refused connection), kept as
+    /// spent on doubt until CloudFront confirms it or a scan of the month
+    /// proves it was never made. `used - reserved` is what CloudFront is
+    /// known to have accepted (other tools' paths included).
+    pub reserved: u64,
+}
+
+// The price is always finite (the controller clamps it, and JSON has no
+// NaN or infinity), so equality is an equivalence, as `Status`'s `Eq` needs.
+impl Eq for BudgetStatus {}
 
 /// The `budget` block of `/v1/status` for a ledger read from a store
 /// without holding it (a standby): its figures as of `now`'s month.

@@ -37,8 +37,8 @@ use std::time::Duration;
 
 use super::CatalogError;
 use super::learned::{self, Learned, MAX_FILE_BYTES};
-use crate::budget::{DynamoStore, LedgerError};
 use crate::coordination::dynamo::{DynamoTable, Fence, LearnedHead, TableError};
+use crate::coordination::fenced::FencedTable;
 
 /// The most bytes of the stored form in one chunk item (DynamoDB's item
 /// limit is 400 KB, key and attribute names included).
@@ -254,20 +254,23 @@ fn assemble(
 pub struct DynamoLearned {
     table: DynamoTable,
     alias: String,
-    /// The ledger's store: its fence is this writer's fence.
-    fence: DynamoStore,
+    /// The table as the ledger's store writes it: its fence is this
+    /// writer's fence.
+    fence: FencedTable,
     known: Arc<Mutex<Generations>>,
     chunk_bytes: usize,
 }
 
 impl DynamoLearned {
-    /// The learned catalog of `alias` in the table of `ledger`, written
-    /// under the same fence as the ledger.
-    pub fn new(ledger: &DynamoStore, alias: &str) -> DynamoLearned {
+    /// The learned catalog of `alias` in `table`, written under the same
+    /// fence as the ledger kept there (the ledger's
+    /// [`crate::budget::DynamoStore`] is passed as it is).
+    pub fn new(table: &impl AsRef<FencedTable>, alias: &str) -> DynamoLearned {
+        let table = table.as_ref();
         DynamoLearned {
-            table: DynamoTable::new(ledger.client(), ledger.table(), CALL_LIMIT),
+            table: DynamoTable::new(table.client(), table.table(), CALL_LIMIT),
             alias: alias.to_owned(),
-            fence: ledger.clone(),
+            fence: table.clone(),
             known: Arc::default(),
             chunk_bytes: CHUNK_BYTES,
         }
@@ -407,16 +410,13 @@ impl LearnedStore for DynamoLearned {
     }
 
     async fn save(&self, json: Vec<u8>) -> Result<(), CatalogError> {
-        let fence = self.fence.write_fence().map_err(|e| match e {
-            LedgerError::Refused(message) => CatalogError::Refused {
+        let fence = self
+            .fence
+            .write_fence()
+            .map_err(|refused| CatalogError::Refused {
                 path: self.location(),
-                message,
-            },
-            e => CatalogError::Table {
-                path: self.location(),
-                message: e.to_string(),
-            },
-        })?;
+                message: refused.to_string(),
+            })?;
         if self.known().unsure {
             self.make_sure().await?;
         }

@@ -93,10 +93,9 @@ const COUNT: u32 = OBJECT - 1;
 /// the old table is held beside the new one (half as much again: 44.6).
 pub const STRING_BYTES: usize = 45;
 
-/// `catalog.max_bytes` when the configuration does not say: 2.98 million
-/// strings, room for the 1,000,000-path site of the benchmarks (1.8
-/// million strings) with half as much again to spare.
-pub const DEFAULT_MAX_BYTES: usize = 128 << 20;
+/// `catalog.max_bytes` when the configuration does not say
+/// ([`crate::config::DEFAULT_CATALOG_BYTES`]).
+pub const DEFAULT_MAX_BYTES: usize = crate::config::DEFAULT_CATALOG_BYTES as usize;
 
 /// One distribution's catalog. Cloned only by replay, which plans every
 /// distribution with the same one.

@@ -4,6 +4,7 @@
 //! catalog's size before the daemon relies on it.
 
 use std::io::{self, Write};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use serde::Serialize;
@@ -14,7 +15,7 @@ use crate::catalog::{self, Catalog, CatalogError};
 use crate::config::{CatalogSource, Config, StoreKind};
 
 /// Output format of `cfpurge catalog`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Format {
     #[default]
     Text,
@@ -164,4 +165,36 @@ pub async fn run(
         ),
     };
     written.map_err(CatalogCommandError::Output)
+}
+
+/// `cfpurge catalog`'s options.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Configuration file (else $CFPURGE_CONFIG, else /etc/cfpurge/cfpurge.toml).
+    #[arg(short, long)]
+    config: Option<PathBuf>,
+    /// Distribution alias or id.
+    #[arg(long)]
+    distribution: String,
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+}
+
+/// `cfpurge catalog`: builds the distribution's catalog once and prints
+/// its figures on stdout.
+pub fn main(args: Args) -> Result<u8, super::Failure> {
+    let path = crate::config::config_path(args.config.as_deref());
+    let config = Config::load(&path).map_err(super::Failure::usage)?;
+    super::current_thread()?
+        .block_on(run(
+            &config,
+            &args.distribution,
+            args.format,
+            &mut io::stdout().lock(),
+        ))
+        .map_err(|e| super::Failure {
+            status: e.exit_status(),
+            message: e.to_string(),
+        })?;
+    Ok(0)
 }

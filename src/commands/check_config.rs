@@ -4,7 +4,7 @@
 //! the daemon would run with.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::config::{Config, ConfigError};
 
@@ -45,4 +45,24 @@ pub fn write_effective(cfg: &Config, path: &Path, out: &mut dyn Write) -> Result
     )
     .and_then(|()| out.flush())
     .map_err(|e| ConfigError::Print(e.to_string()))
+}
+
+/// `cfpurge check-config`'s options.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Configuration file (else $CFPURGE_CONFIG, else /etc/cfpurge/cfpurge.toml).
+    #[arg(short, long)]
+    config: Option<PathBuf>,
+}
+
+/// `cfpurge check-config`: the effective configuration on stdout, its
+/// warnings on stderr.
+pub fn main(args: Args) -> Result<u8, super::Failure> {
+    let path = super::config_path(args.config.as_deref())?;
+    let warnings =
+        check_config(&path, &mut std::io::stdout().lock()).map_err(super::Failure::usage)?;
+    for warning in warnings {
+        eprintln!("{}: warning: {warning}", path.display());
+    }
+    Ok(0)
 }

@@ -3,7 +3,8 @@
 //! (`--url`) or straight to the configured SQS queue. Deploy scripts use it
 //! so that they need neither the AWS CLI nor the JSON format.
 
-use std::io::{self, BufRead};
+use std::io::{self, BufRead, Write};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -280,6 +281,94 @@ pub(crate) fn short(text: &str) -> String {
     } else {
         line.to_owned()
     }
+}
+
+/// `cfpurge enqueue`'s options.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Configuration file (else $CFPURGE_CONFIG, else
+    /// /etc/cfpurge/cfpurge.toml); optional with --url, where it only
+    /// adds a check of the distribution name.
+    #[arg(short, long)]
+    config: Option<PathBuf>,
+    /// Distribution alias or id (default: the default distribution).
+    #[arg(long)]
+    distribution: Option<String>,
+    /// Skip the quiet window.
+    #[arg(long)]
+    urgent: bool,
+    /// Free text for the daemon's logs (at most 256 characters).
+    #[arg(long)]
+    reason: Option<String>,
+    /// Who asks, for the daemon's logs (at most 256 characters).
+    #[arg(long)]
+    requested_by: Option<String>,
+    /// Read the paths from stdin, one per line, instead of the arguments.
+    #[arg(long, conflicts_with = "paths")]
+    stdin: bool,
+    /// A cache tag to purge (its name, without "#"); repeat for more.
+    /// Needs cache_tags = true on the distribution.
+    #[arg(long = "tag", value_name = "TAG")]
+    tags: Vec<String>,
+    /// A daemon's HTTP listener, e.g. http://127.0.0.1:9470.
+    #[arg(long)]
+    url: Option<String>,
+    /// Bearer token for --url (http.enqueue_token on the daemon).
+    #[arg(long, env = "CFPURGE_ENQUEUE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Paths to purge, e.g. /index.html /assets/* (none needed with --tag).
+    #[arg(required_unless_present_any = ["stdin", "tags"])]
+    paths: Vec<String>,
+}
+
+/// `cfpurge enqueue`: the request built, checked with the daemon's own
+/// decoder and sent; "accepted N paths" on stdout.
+pub fn main(args: Args) -> Result<u8, super::Failure> {
+    use super::Failure;
+    let paths = if args.stdin {
+        read_paths(io::stdin().lock())
+            .map_err(|e| Failure::runtime(format!("cannot read the paths: {e}")))?
+    } else {
+        args.paths
+    };
+    if paths.is_empty() && args.tags.is_empty() {
+        return Err(Failure::usage("no paths or tags to purge"));
+    }
+    let loaded = match &args.url {
+        Some(_) => super::optional_config(args.config.as_deref())?,
+        None => Some(super::load_config(args.config.as_deref())?),
+    };
+    let request = EnqueueRequest {
+        distribution: args.distribution,
+        paths,
+        tags: args.tags,
+        urgent: args.urgent,
+        reason: args.reason,
+        requested_by: args.requested_by,
+    };
+    let body = request.to_body();
+    let decoded = validate(&body, loaded.as_ref()).map_err(Failure::usage)?;
+    let target = match (&args.url, &loaded) {
+        (Some(url), _) => Target::Url {
+            url,
+            token: args.token.as_deref(),
+        },
+        (None, Some(cfg)) => Target::Queue(cfg),
+        // Loaded above whenever there is no URL.
+        (None, None) => return Err(Failure::usage("no configuration")),
+    };
+    let accepted = super::current_thread()?
+        .block_on(send(&body, decoded.paths.len(), target))
+        .map_err(|e| Failure {
+            status: e.exit_status(),
+            message: e.to_string(),
+        })?;
+    let _ = writeln!(
+        io::stdout(),
+        "accepted {accepted} path{}",
+        if accepted == 1 { "" } else { "s" }
+    );
+    Ok(0)
 }
 
 #[cfg(test)]

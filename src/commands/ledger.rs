@@ -4,7 +4,7 @@
 //! lowering what the store already counts.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use crate::budget::{
@@ -233,6 +233,56 @@ pub fn import_at(
         .next()
         .unwrap_or_default();
     print_state(config, &first, &merged, out)
+}
+
+/// `cfpurge ledger`'s actions.
+#[derive(Debug, clap::Subcommand)]
+pub enum Action {
+    /// Print the ledger: the month's spending, open reservations, closed
+    /// months.
+    Show {
+        /// Configuration file (else $CFPURGE_CONFIG, else /etc/cfpurge/cfpurge.toml).
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+    },
+    /// Copy a file ledger into the configured store, never lowering what
+    /// the store already counts.
+    Import {
+        /// The file ledger (budget.ledger_path of the daemon it came from).
+        file: PathBuf,
+        /// Configuration file (else $CFPURGE_CONFIG, else /etc/cfpurge/cfpurge.toml).
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+    },
+}
+
+/// `cfpurge ledger show` (every account's ledger) or `cfpurge ledger
+/// import FILE` (into the first account's store).
+pub fn main(action: Action) -> Result<u8, super::Failure> {
+    let (config, file) = match &action {
+        Action::Show { config } => (config, None),
+        Action::Import { file, config } => (config, Some(file)),
+    };
+    let path = crate::config::config_path(config.as_deref());
+    let config = Config::load(&path).map_err(super::Failure::usage)?;
+    let runtime = super::current_thread()?;
+    let out = &mut std::io::stdout().lock();
+    match file {
+        None => {
+            let all = runtime
+                .block_on(stores(&config))
+                .map_err(super::Failure::runtime)?;
+            show_all(&config, &all, out)
+        }
+        Some(file) => {
+            let first = runtime
+                .block_on(store(&config))
+                .map_err(super::Failure::runtime)?;
+            import(&config, &first, file, out)
+        }
+    }
+    .map_err(super::Failure::runtime)?;
+    Ok(0)
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use crate::path::{CfPath, ItemError};
 use crate::planner::{self, Capacity, Entry, Settings, Strategy};
 
 /// Output format of `cfpurge plan`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Format {
     #[default]
     Text,
@@ -320,6 +320,119 @@ fn read_universe(file: &Path, err: &mut dyn Write) -> Result<Vec<CfPath>, PlanEr
         .map_err(PlanError::Output)?;
     }
     Ok(paths)
+}
+
+/// `cfpurge plan`'s options.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Configuration file for the coalesce settings and distribution
+    /// limits; without one (and with no file at the default place),
+    /// the defaults apply.
+    #[arg(short, long)]
+    config: Option<PathBuf>,
+    /// Distribution alias or id: its configured in-flight limits become
+    /// the capacity.
+    #[arg(long)]
+    distribution: Option<String>,
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+    /// File with every path the site serves, one per line: reports how
+    /// many of them the plan's wildcards reach without being requested.
+    #[arg(long)]
+    universe: Option<PathBuf>,
+    /// Catalog file (one served path per line): plan with it as the
+    /// daemon does with a distribution's catalog, and report the blast
+    /// (served paths the plan's wildcards purge that were not requested).
+    #[arg(long)]
+    catalog: Option<PathBuf>,
+    /// Overrides coalesce.strategy (least_blast needs --catalog).
+    #[arg(long, value_enum)]
+    strategy: Option<StrategyArg>,
+    /// Overrides coalesce.blast_per_path: unrequested objects purged
+    /// that one billed path is worth.
+    #[arg(long)]
+    blast_per_path: Option<f64>,
+    /// With --universe: also list the paths the wildcards reach without
+    /// being requested.
+    #[arg(long, requires = "universe")]
+    show_overreach: bool,
+    /// Exact paths that may go in flight (default: the distribution's
+    /// limit, else CloudFront's 3,000).
+    #[arg(long)]
+    max_exact: Option<usize>,
+    /// Wildcard paths that may go in flight (default: the
+    /// distribution's limit, else CloudFront's 15).
+    #[arg(long)]
+    max_wildcards: Option<usize>,
+    /// Paths the budget allows in this plan (default: no limit).
+    #[arg(long)]
+    budget: Option<usize>,
+    /// Overrides coalesce.wildcard_threshold.
+    #[arg(long)]
+    wildcard_threshold: Option<usize>,
+    /// Overrides coalesce.min_wildcard_depth.
+    #[arg(long)]
+    min_wildcard_depth: Option<usize>,
+    /// Overrides coalesce.allow_root_wildcard.
+    #[arg(long)]
+    allow_root_wildcard: Option<bool>,
+}
+
+/// `--strategy`'s spellings: the configuration's, and a dashed one.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum StrategyArg {
+    Threshold,
+    #[value(name = "least_blast", alias = "least-blast")]
+    LeastBlast,
+}
+
+impl Args {
+    /// What the command line overrides of the configuration.
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            distribution: self.distribution.clone(),
+            strategy: self.strategy.map(|s| match s {
+                StrategyArg::Threshold => Configured::Threshold,
+                StrategyArg::LeastBlast => Configured::LeastBlast,
+            }),
+            blast_per_path: self.blast_per_path,
+            max_exact: self.max_exact,
+            max_wildcards: self.max_wildcards,
+            budget: self.budget,
+            wildcard_threshold: self.wildcard_threshold,
+            min_wildcard_depth: self.min_wildcard_depth,
+            allow_root_wildcard: self.allow_root_wildcard,
+        }
+    }
+}
+
+/// `cfpurge plan`: the configuration (if any) and the options settled,
+/// stdin planned, the plan on stdout and bad lines on stderr. Exit 1 when
+/// a line could not be planned; a reader that stops early ends it with 0.
+pub fn main(args: Args) -> Result<u8, super::Failure> {
+    let loaded = super::optional_config(args.config.as_deref())?;
+    let settled = settle(loaded.as_ref(), &args.overrides()).map_err(super::Failure::usage)?;
+    let options = PlanOptions {
+        distribution: args.distribution,
+        format: args.format,
+        universe: args.universe,
+        catalog: args.catalog,
+        strategy: settled.strategy,
+        blast_per_path: settled.blast_per_path,
+        show_overreach: args.show_overreach,
+        capacity: settled.capacity,
+        settings: settled.settings,
+    };
+    match run(
+        &options,
+        io::stdin().lock(),
+        &mut io::stdout().lock(),
+        &mut io::stderr().lock(),
+    ) {
+        Ok(bad) => Ok(if bad > 0 { 1 } else { 0 }),
+        Err(PlanError::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => Ok(0),
+        Err(e) => Err(super::Failure::runtime(e)),
+    }
 }
 
 #[cfg(test)]

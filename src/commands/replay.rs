@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::replay::{self, MonthRow, ReplayOptions, Replayed};
 
 /// Output format of `cfpurge replay`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Format {
     #[default]
     Text,
@@ -229,5 +229,55 @@ fn price_text(price: f64) -> String {
         format!("{price:.2}")
     } else {
         format!("{price:.3}")
+    }
+}
+
+/// `cfpurge replay`'s options.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The trace: one JSON object a line, {"t": seconds since the start
+    /// or an RFC 3339 time, "paths": [...], "tags": [...],
+    /// "distribution": "alias"}.
+    trace: PathBuf,
+    /// Configuration file (else $CFPURGE_CONFIG, else /etc/cfpurge/cfpurge.toml).
+    #[arg(short, long)]
+    config: Option<PathBuf>,
+    /// What the site serves, one path per line: every distribution
+    /// plans with it, and the table counts the blast.
+    #[arg(long)]
+    catalog: Option<PathBuf>,
+    /// Write one JSON line per CreateInvalidation to this file.
+    #[arg(long)]
+    batches: Option<PathBuf>,
+    /// Also compute, per month, the least blast the same batches could
+    /// have had at the same spend and within the budget's even pacing
+    /// (needs --catalog).
+    #[arg(long, requires = "catalog")]
+    optimum: bool,
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+}
+
+/// `cfpurge replay`: the trace run through the core, a row per month on
+/// stdout. Exit 1 when a line of the trace could not be read; a reader
+/// that stops early ends it with 0.
+pub fn main(args: Args) -> Result<u8, super::Failure> {
+    let config = super::load_config(args.config.as_deref())?;
+    let options = Options {
+        trace: args.trace,
+        catalog: args.catalog,
+        batches: args.batches,
+        optimum: args.optimum,
+        format: args.format,
+    };
+    match run(
+        &config,
+        &options,
+        &mut io::stdout().lock(),
+        &mut io::stderr().lock(),
+    ) {
+        Ok(bad) => Ok(if bad > 0 { 1 } else { 0 }),
+        Err(ReplayError::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => Ok(0),
+        Err(e) => Err(super::Failure::runtime(e)),
     }
 }

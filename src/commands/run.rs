@@ -8,6 +8,7 @@
 //! holds without releasing it.
 
 use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -214,4 +215,27 @@ impl Signals {
             _ = self.hup.recv() => {}
         }
     }
+}
+
+/// `cfpurge run`'s options.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Configuration file (else $CFPURGE_CONFIG, else /etc/cfpurge/cfpurge.toml).
+    #[arg(short, long)]
+    config: Option<PathBuf>,
+}
+
+/// `cfpurge run`: loads the configuration, starts logging and runs the
+/// daemon on a multi-threaded runtime until it has drained.
+pub fn main(args: Args) -> Result<u8, super::Failure> {
+    let config = super::load_config(args.config.as_deref())?;
+    init_logging(&config);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(super::Failure::runtime)?;
+    runtime
+        .block_on(run(config))
+        .map_err(super::Failure::runtime)?;
+    Ok(0)
 }

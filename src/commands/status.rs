@@ -12,7 +12,7 @@ use super::enqueue::{EnqueueError, endpoint, error_chain, http_client, short};
 pub const DEFAULT_URL: &str = "http://127.0.0.1:9470";
 
 /// Output format of `cfpurge status`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Format {
     #[default]
     Text,
@@ -236,6 +236,31 @@ pub fn write_text(status: &Status, out: &mut dyn Write) -> io::Result<()> {
         }
     }
     out.flush()
+}
+
+/// `cfpurge status`'s options.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The daemon's HTTP listener.
+    #[arg(long, default_value = DEFAULT_URL)]
+    url: String,
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+}
+
+/// `cfpurge status`: the daemon's status on stdout; a reader that stops
+/// early ends it with 0.
+pub fn main(args: Args) -> Result<u8, super::Failure> {
+    let shown =
+        super::current_thread()?.block_on(run(&args.url, args.format, &mut io::stdout().lock()));
+    match shown {
+        Ok(()) => Ok(0),
+        Err(StatusError::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => Ok(0),
+        Err(e) => Err(super::Failure {
+            status: e.exit_status(),
+            message: e.to_string(),
+        }),
+    }
 }
 
 #[cfg(test)]

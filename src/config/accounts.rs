@@ -131,7 +131,7 @@ impl Config {
     pub(super) fn check_accounts(&self, v: &mut Validator) {
         for (name, account) in &self.accounts {
             let key = format!("accounts.{name}");
-            if !super::valid_alias(name) {
+            if !super::distributions::valid_alias(name) {
                 v.push(
                     &key,
                     "has an invalid name: use 1 to 64 of a-z, 0-9, _ and - without \"__\" \

@@ -11,6 +11,7 @@
 //! fencing numbers never start again from zero.
 
 pub mod dynamo;
+pub mod fenced;
 pub mod lease;
 
 use std::sync::{Arc, Mutex, PoisonError};

@@ -29,7 +29,7 @@ use crate::pipeline::{self, Effect, Ingested};
 use crate::planner::Settings;
 use crate::source::driver::{QueueHealth, SourceEvent};
 use crate::source::queue::{QueueDepth, QueueError};
-use crate::status::{BudgetStatus, CallError};
+use crate::status::{BudgetStatus, CallError, ledger_component};
 use crate::submitter::{Batch, RateLimit, Situation, Step, SubmitSettings, Submitter, Wait};
 use crate::tracker::external::{Resume, Scanned};
 use crate::tracker::{self, Checks, InflightView, Known, Looked};
@@ -1940,16 +1940,6 @@ impl Core {
 fn queue_messages(mut ids: Vec<MessageId>) -> Vec<MessageId> {
     ids.retain(|id| !is_reinvalidation(id));
     ids
-}
-
-/// The readiness component of `account`'s ledger: `ledger` for the default
-/// account, as it always was.
-pub fn ledger_component(account: &str) -> String {
-    if account == DEFAULT_ACCOUNT {
-        "ledger".to_owned()
-    } else {
-        format!("ledger:{account}")
-    }
 }
 
 /// Where `account`'s ledger lives with the configured store, for messages

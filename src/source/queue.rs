@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime};
 pub const MAX_RECEIVE: usize = 10;
 
 /// Longest long-poll wait (SQS's `WaitTimeSeconds`).
-pub const MAX_WAIT: Duration = Duration::from_secs(20);
+pub const MAX_WAIT: Duration = crate::aws::SQS_MAX_WAIT;
 
 /// Entries per batch call (SQS's limit for every `*Batch` action).
 pub const MAX_BATCH: usize = 10;

@@ -13,6 +13,7 @@ mod hardening;
 mod hardening_ledger;
 mod http;
 mod ingest;
+mod layers;
 mod monthly_budget;
 mod ops;
 mod plan;
