@@ -47,6 +47,8 @@ pub enum Ingested {
     Rejected(RejectReason),
     /// A message re-queued as a fresh copy: forgotten here.
     Forgotten,
+    /// The source is full: the waiting batches are due at once.
+    SourceFull,
 }
 
 /// A queue call that ingesting asks for.
@@ -97,6 +99,10 @@ pub fn accept(
         SourceEvent::Requeued { id } => {
             pending.remove(&id);
             (Ingested::Forgotten, None)
+        }
+        SourceEvent::Full => {
+            pending.source_full();
+            (Ingested::SourceFull, None)
         }
         SourceEvent::Received {
             id,

@@ -8,13 +8,15 @@
 //! [`invalidator::Invalidator`] is the narrow contract the rest of the
 //! daemon relies on; [`aws::AwsInvalidator`] implements it on CloudFront
 //! through the AWS SDK and [`simulate::SimulatedCloudFront`] in memory (for
-//! `cloudfront.mode = "simulate"` and as the fake in tests).
+//! `cloudfront.mode = "simulate"` and as the fake in tests), by the rules
+//! of [`model::Model`], the one statement of CloudFront's rules.
 //! [`AnyInvalidator`] picks one at start-up, since the trait's
 //! `impl Future` methods rule out `dyn Invalidator`.
 
 pub mod accounts;
 pub mod aws;
 pub mod invalidator;
+pub mod model;
 pub mod reference;
 pub mod simulate;
 

@@ -813,7 +813,7 @@ impl Core {
                 }
                 self.follow_s3(s3_objects);
             }
-            Ingested::Forgotten | Ingested::Duplicate => {}
+            Ingested::Forgotten | Ingested::Duplicate | Ingested::SourceFull => {}
         }
     }
 

@@ -158,6 +158,10 @@ pub struct PendingSet {
     messages: HashMap<MessageId, Message>,
     /// Shutting down: everything is due.
     flushing: bool,
+    /// The source holds all it may and receives nothing more until some of
+    /// it is deleted: every batch is due at once, holds apart, until a
+    /// message arrives again (see [`PendingSet::source_full`]).
+    full: bool,
     /// The heap estimate, kept up to date by every change.
     bytes: usize,
     /// Where `bytes` is published.
@@ -171,6 +175,7 @@ impl PendingSet {
             distributions: BTreeMap::new(),
             messages: HashMap::new(),
             flushing: false,
+            full: false,
             bytes: 0,
             meter: None,
         }
@@ -231,6 +236,8 @@ impl PendingSet {
         if self.messages.contains_key(id) {
             return Added::Duplicate;
         }
+        // Room was made: batching goes by its window again.
+        self.full = false;
         let message: MessageId = Arc::from(id);
         let mut outstanding = 0;
         for request in requests {
@@ -337,7 +344,7 @@ impl PendingSet {
     pub fn due(&self, now: Millis) -> Vec<String> {
         self.distributions
             .iter()
-            .filter(|(_, d)| d.is_due(&self.rules, now, self.flushing))
+            .filter(|(_, d)| d.is_due(&self.rules, now, self.flushing || self.full))
             .map(|(name, _)| name.clone())
             .collect()
     }
@@ -346,7 +353,7 @@ impl PendingSet {
     pub fn next_due(&self) -> Option<Millis> {
         self.distributions
             .values()
-            .filter_map(|d| d.due_at(&self.rules, self.flushing))
+            .filter_map(|d| d.due_at(&self.rules, self.flushing || self.full))
             .min()
     }
 
@@ -356,7 +363,16 @@ impl PendingSet {
     pub fn window_closes(&self, distribution: &str) -> Option<Millis> {
         self.distributions
             .get(distribution)?
-            .window_closes(&self.rules, self.flushing)
+            .window_closes(&self.rules, self.flushing || self.full)
+    }
+
+    /// The source holds as many messages (or bytes) as it may: nothing new
+    /// arrives until some are deleted, so waiting for the quiet window
+    /// only delays the invalidation that frees them. Every batch is due at
+    /// once (a hold for room or budget still counts) until the next message
+    /// is added.
+    pub fn source_full(&mut self) {
+        self.full = true;
     }
 
     /// From now on every waiting batch is due at once, holds included

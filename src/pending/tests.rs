@@ -460,3 +460,23 @@ fn a_path_one_message_waits_on_keeps_room_for_one_waiter() {
         3
     );
 }
+
+#[test]
+fn a_full_source_makes_the_batches_due_at_once_until_a_message_arrives_again() {
+    let mut set = PendingSet::new(RULES);
+    set.add("m1", 100, &[req("www", &["/a"])]);
+    set.add("m2", 100, &[req("img", &["/b"])]);
+    assert!(set.due(200).is_empty());
+    set.source_full();
+    // No quiet window to wait for: nothing more can arrive.
+    assert_eq!(set.due(200), ["img", "www"]);
+    assert_eq!(set.next_due(), Some(0));
+    // A hold (no room in CloudFront, no budget) still counts.
+    set.hold("www", 1_000);
+    assert_eq!(set.due(500), ["img"]);
+    assert_eq!(set.due(1_000), ["img", "www"]);
+    // A message arriving means room was made: the window counts again.
+    set.add("m3", 1_100, &[req("www", &["/c"])]);
+    assert!(set.due(1_200).is_empty());
+    assert_eq!(set.due(6_100), ["img", "www"]);
+}

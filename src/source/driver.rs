@@ -22,6 +22,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::ops::Deref;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, SystemTime};
 
@@ -115,6 +116,10 @@ pub enum SourceEvent {
     /// A held message was re-queued as a fresh copy (which will arrive as a
     /// new message): forget the old one.
     Requeued { id: MessageId },
+    /// The source holds `max_pending_messages` or `max_pending_bytes` and
+    /// stopped receiving until some are deleted. Sent once each time it
+    /// fills up.
+    Full,
 }
 
 /// Whether the queue can be used, for `/readyz`.
@@ -443,6 +448,8 @@ struct Shared<Q> {
     extending: tokio::sync::RwLock<()>,
     health: Mutex<QueueHealth>,
     counts: Mutex<SourceCounts>,
+    /// Whether [`SourceEvent::Full`] was sent since receiving last had room.
+    full: AtomicBool,
 }
 
 /// Who changes visibilities: the keeper (extensions, and releases to
@@ -493,6 +500,7 @@ impl<Q: Queue> Source<Q> {
                 extending: tokio::sync::RwLock::new(()),
                 health: Mutex::new(QueueHealth::Ready),
                 counts: Mutex::new(SourceCounts::default()),
+                full: AtomicBool::new(false),
             }),
         }
     }
@@ -596,7 +604,14 @@ impl<Q: Queue> Source<Q> {
             let room = loop {
                 let room = self.reserve(settings.max_pending_messages, settings.max_pending_bytes);
                 if room > 0 {
+                    self.shared.full.store(false, Ordering::Relaxed);
                     break room;
+                }
+                // The first poller to find no room says so, once.
+                if !self.shared.full.swap(true, Ordering::Relaxed)
+                    && tx.send(SourceEvent::Full).await.is_err()
+                {
+                    return;
                 }
                 let notified = self.shared.room.notified();
                 tokio::select! {
@@ -1291,6 +1306,40 @@ mod tests {
         assert_eq!(source.counts().rejected, 1);
         assert!(queue.is_empty());
         assert!(events.try_recv().is_err(), "not passed on again");
+        cancel.cancel();
+        tasks.close();
+        tasks.wait().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_source_says_so_once_each_time_it_fills_up() {
+        let queue = LocalQueue::new(Duration::from_secs(300));
+        for n in 0..3 {
+            queue.send(&format!("/{n}")).await.expect("send");
+        }
+        let mut s = settings();
+        s.max_pending_messages = 2;
+        let source = Source::new(queue.clone(), s);
+        let (tasks, cancel) = (TaskTracker::new(), CancellationToken::new());
+        let mut events = source.start(&tasks, &cancel, &cancel);
+        let mut received = Vec::new();
+        for _ in 0..2 {
+            let SourceEvent::Received { id, .. } = next(&mut events).await else {
+                panic!("expected a message");
+            };
+            received.push(id);
+        }
+        assert!(matches!(next(&mut events).await, SourceEvent::Full));
+        // Both pollers stay without room for a minute: said once.
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert!(events.try_recv().is_err(), "Full said again");
+        // A delete makes room: the third comes, and the source is full again.
+        assert_eq!(source.delete(&received[..1]).await, 1);
+        assert!(matches!(
+            next(&mut events).await,
+            SourceEvent::Received { .. }
+        ));
+        assert!(matches!(next(&mut events).await, SourceEvent::Full));
         cancel.cancel();
         tasks.close();
         tasks.wait().await;

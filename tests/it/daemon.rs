@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use cfpurge::budget::{AnyStore, MemoryStore};
 use cfpurge::cloudfront::aws::AwsInvalidator;
+use cfpurge::cloudfront::model::Limits;
 use cfpurge::config::Config;
 use cfpurge::daemon::{Daemon, Totals};
 use cfpurge::path::CfPath;
@@ -294,7 +295,7 @@ async fn others_in_flight_and_a_burst_never_trip_the_limits() {
     assert_eq!(totals.messages_deleted, 40, "{totals:?}");
     let (peak_exact, peak_wild) = fake.peak_inflight(DIST);
     assert!(
-        peak_exact <= 3000 && peak_wild <= 15,
+        peak_exact <= Limits::AWS.exact && peak_wild <= Limits::AWS.wildcard,
         "peak {peak_exact}/{peak_wild}"
     );
     let refused: HashMap<String, usize> = fake

@@ -16,10 +16,13 @@ use aws_sdk_cloudfront::operation::create_invalidation::{
 use aws_sdk_cloudfront::types::{InvalidationBatch, Paths};
 use tokio::time::Instant;
 
-use crate::support::fake_cloudfront::{
-    FakeCloudFront, Fault, MAX_EXACT_IN_PROGRESS, MAX_PATH_LEN, MAX_WILDCARD_IN_PROGRESS,
-    Operation, Outcome, RateLimit,
-};
+use cfpurge::cloudfront::model::Limits;
+use cfpurge::path::MAX_PATH_LEN;
+
+use crate::support::fake_cloudfront::{FakeCloudFront, Fault, Operation, Outcome, RateLimit};
+
+const MAX_EXACT_IN_PROGRESS: usize = Limits::AWS.exact;
+const MAX_WILDCARD_IN_PROGRESS: usize = Limits::AWS.wildcard;
 
 const DIST: &str = "E2ABCDEFGHIJKL";
 const IN_PROGRESS: Duration = Duration::from_secs(600);
@@ -754,6 +757,67 @@ async fn limits_and_durations_can_be_changed_at_run_time() {
     );
     tokio::time::advance(Duration::from_secs(5)).await;
     created_id(create(&client, DIST, "cfpurge-2", &paths("b", 1)).await);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_path_fails_its_whole_batch_until_cleared() {
+    let fake = fake().await;
+    let client = fake.client();
+    fake.faults().refuse_path("/odd.html");
+
+    let both = vec!["/ok.html".to_owned(), "/odd.html".to_owned()];
+    let refused = create(&client, DIST, "cfpurge-1", &both).await;
+    let err = refused.as_ref().expect_err("refused path");
+    assert!(
+        err.message().is_some_and(|m| m.contains("/odd.html")),
+        "{err:?}"
+    );
+    assert_eq!(
+        code_and_status(refused),
+        ("InvalidArgument".to_owned(), 400)
+    );
+    assert!(fake.invalidations(DIST).is_empty(), "nothing made");
+    created_id(create(&client, DIST, "cfpurge-2", &["/ok.html".to_owned()]).await);
+
+    fake.faults().clear();
+    created_id(create(&client, DIST, "cfpurge-1", &both).await);
+}
+
+#[tokio::test(start_paused = true)]
+async fn list_arguments_are_refused_on_the_wire_as_invalid_arguments() {
+    let fake = fake().await;
+    let client = fake.client();
+    created_id(create(&client, DIST, "cfpurge-1", &paths("a", 1)).await);
+
+    let unknown_marker = client
+        .list_invalidations()
+        .distribution_id(DIST)
+        .marker("INOPE")
+        .send()
+        .await;
+    assert_eq!(
+        code_and_status(unknown_marker),
+        ("InvalidArgument".to_owned(), 400)
+    );
+    let no_items = client
+        .list_invalidations()
+        .distribution_id(DIST)
+        .max_items(0)
+        .send()
+        .await;
+    assert_eq!(
+        code_and_status(no_items),
+        ("InvalidArgument".to_owned(), 400)
+    );
+    // An empty marker is the first page.
+    let listed = client
+        .list_invalidations()
+        .distribution_id(DIST)
+        .marker("")
+        .send()
+        .await
+        .expect("list");
+    assert_eq!(listed.invalidation_list().expect("list").quantity(), 1);
 }
 
 const TENANT_A: &str = "dt_2TenantAaaa";

@@ -2,21 +2,21 @@
 //! run the real `aws-sdk-cloudfront` client.
 //!
 //! moto completes invalidations at once and enforces none of CloudFront's
-//! rules, so this fake models what the
-//! daemon must cope with: invalidations that stay `InProgress` for a while
-//! (on tokio's clock, so paused-time tests work), the per-distribution
-//! in-flight limits (3,000 exact and, independently, 15 wildcard paths),
-//! CallerReference idempotency, path rules, and faults on cue (Throttling,
-//! 503, TooManyInvalidationsInProgress, BatchTooLarge, InvalidArgument,
-//! InvalidationBatchAlreadyExists, slow answers, a create-rate limit). Every
-//! call is recorded for the tests to inspect.
+//! rules. This fake answers by the library's model of them
+//! ([`cfpurge::cloudfront::model`], the same the simulated CloudFront uses:
+//! lifecycle, in-flight limits, CallerReference idempotency, path rules,
+//! listing), with the model's time on tokio's clock so paused-time tests
+//! work. What it adds is what the model has no business knowing: the
+//! REST-XML wire format, faults on cue (Throttling, 503,
+//! TooManyInvalidationsInProgress, BatchTooLarge, InvalidArgument,
+//! InvalidationBatchAlreadyExists, refused paths, slow answers, a
+//! create-rate limit), and a record of every call for the tests to inspect.
 //!
 //! It answers three operations only: CreateInvalidation, GetInvalidation and
 //! ListInvalidations, and their `...ForDistributionTenant` forms for the
 //! tenants added with [`FakeCloudFront::add_tenant`] (moto has none of
-//! them): the same limits (per tenant), lifecycle, CallerReference rules and
-//! faults, an unknown tenant answered `EntityNotFound`. The XML shapes follow
-//! the SDK's deserializers (`protocol_serde/shape_invalidation*.rs`,
+//! them). The XML shapes follow the SDK's deserializers
+//! (`protocol_serde/shape_invalidation*.rs`,
 //! `shape_*_for_distribution_tenant*.rs`, `rest_xml_wrapped_errors.rs`).
 //! Its own tests are in `tests/it/fake_cloudfront.rs`.
 
@@ -35,22 +35,16 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use cfpurge::cloudfront::model::{Accepted, Limits, Model, Record, Refusal, Scope};
 use cfpurge::path::CfPath;
 use rand::rngs::StdRng;
 use rand::{RngExt as _, SeedableRng as _};
 use tokio::time::Instant;
 
-/// AWS's in-flight limit on exact paths per distribution.
-pub const MAX_EXACT_IN_PROGRESS: usize = 3_000;
-/// AWS's in-flight limit on wildcard paths per distribution.
-pub const MAX_WILDCARD_IN_PROGRESS: usize = 15;
-/// AWS's longest accepted path.
-pub const MAX_PATH_LEN: usize = 4_000;
-/// ListInvalidations' page size when the caller gives none (AWS's default).
-const DEFAULT_MAX_ITEMS: usize = 100;
 /// The XML namespace of every body CloudFront sends.
 const XMLNS: &str = "http://cloudfront.amazonaws.com/doc/2020-05-31/";
-/// Seed of the fault RNG unless a test sets another: runs repeat.
+/// Seed of the fault RNG unless a test sets another, and of the model's
+/// ids: runs repeat.
 const DEFAULT_SEED: u64 = 0x00C0_FFEE;
 
 /// The operations the fake answers.
@@ -117,15 +111,11 @@ impl Kind {
         }
     }
 
-    /// The answer for an id this kind of call does not know.
-    fn missing(self) -> ApiError {
+    /// What the model calls the id from the URL.
+    fn scope(self, id: &str) -> Scope<'_> {
         match self {
-            Kind::Distribution => ApiError::no_such_distribution(),
-            Kind::Tenant => ApiError::new(
-                StatusCode::NOT_FOUND,
-                "EntityNotFound",
-                "The entity was not found.",
-            ),
+            Kind::Distribution => Scope::Distribution(id),
+            Kind::Tenant => Scope::Tenant(id),
         }
     }
 }
@@ -303,33 +293,19 @@ impl Cover {
     }
 }
 
-/// One invalidation the fake holds (they are never removed, like AWS's).
+/// One invalidation the fake holds (they are never removed, like AWS's),
+/// as the model has it, with its times on tokio's clock.
 #[derive(Debug, Clone)]
 pub struct Invalidation {
     pub id: String,
+    /// The distribution's id, or the tenant's.
     pub distribution: String,
     pub caller_reference: String,
     pub paths: Vec<String>,
     /// Creation time on tokio's clock.
     pub created_at: Instant,
-    /// When it turns `Completed`, on tokio's clock.
-    pub completes_at: Instant,
     /// Added by [`FakeCloudFront::add_external`], not through the API.
     pub external: bool,
-}
-
-impl Invalidation {
-    fn in_progress(&self, now: Instant) -> bool {
-        now < self.completes_at
-    }
-
-    fn status(&self, now: Instant) -> &'static str {
-        if self.in_progress(now) {
-            "InProgress"
-        } else {
-            "Completed"
-        }
-    }
 }
 
 /// A token bucket like the one AWS reportedly applies to CreateInvalidation
@@ -471,75 +447,31 @@ impl Faults {
 }
 
 /// What the fake knows, behind one lock (never held across an await).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Store {
-    /// Per distribution or tenant id, its invalidations.
-    distributions: HashMap<String, Vec<Invalidation>>,
-    /// The ids in `distributions` that are tenants: reachable only through
-    /// the tenant calls, as distributions only through theirs.
-    tenants: HashSet<String>,
+    /// CloudFront's state and rules.
+    model: Model<String>,
+    /// Ids of the invalidations [`FakeCloudFront::add_external`] made.
+    external: HashSet<String>,
     calls: Vec<Call>,
     /// Peak (exact, wildcard) paths in progress per distribution.
     peaks: HashMap<String, (usize, usize)>,
-    next_id: u64,
     next_request: u64,
-    in_progress_for: Duration,
-    limits: (usize, usize),
 }
 
 impl Store {
-    /// Whether `id` is a known distribution (`Kind::Distribution`) or tenant.
-    fn known(&self, kind: Kind, id: &str) -> bool {
-        self.distributions.contains_key(id) && self.tenants.contains(id) == (kind == Kind::Tenant)
+    /// (exact, wildcard) paths in progress on `dist` at `now` (wall time).
+    fn inflight(&self, dist: &str, now: SystemTime) -> (usize, usize) {
+        let counts = self.model.in_flight(dist, now);
+        (counts.exact, counts.wildcard)
     }
 
-    /// `id`'s invalidations, if this kind of call knows it.
-    fn invalidations(&self, kind: Kind, id: &str) -> Result<&Vec<Invalidation>, ApiError> {
-        self.distributions
-            .get(id)
-            .filter(|_| self.known(kind, id))
-            .ok_or_else(|| kind.missing())
-    }
-
-    fn inflight(&self, dist: &str, now: Instant) -> (usize, usize) {
-        let mut counts = (0, 0);
-        for inv in self.distributions.get(dist).into_iter().flatten() {
-            if inv.in_progress(now) {
-                let (exact, wildcard) = split_counts(&inv.paths);
-                counts.0 += exact;
-                counts.1 += wildcard;
-            }
-        }
-        counts
-    }
-
-    fn insert(
-        &mut self,
-        dist: &str,
-        caller_reference: String,
-        paths: Vec<String>,
-        external: bool,
-    ) -> Invalidation {
-        let now = Instant::now();
-        self.next_id += 1;
-        let inv = Invalidation {
-            id: format!("I{:012}FAKE", self.next_id),
-            distribution: dist.to_owned(),
-            caller_reference,
-            paths,
-            created_at: now,
-            completes_at: now + self.in_progress_for,
-            external,
-        };
-        self.distributions
-            .entry(dist.to_owned())
-            .or_default()
-            .push(inv.clone());
+    /// Raises `dist`'s peak to what is in flight at `now` (wall time).
+    fn note_peak(&mut self, dist: &str, now: SystemTime) {
         let (exact, wildcard) = self.inflight(dist, now);
         let peak = self.peaks.entry(dist.to_owned()).or_default();
         peak.0 = peak.0.max(exact);
         peak.1 = peak.1.max(wildcard);
-        inv
     }
 }
 
@@ -547,8 +479,9 @@ struct Shared {
     store: Mutex<Store>,
     faults: Mutex<FaultConfig>,
     endpoint: String,
-    /// Wall-clock time at start, and tokio's clock then: CreateTime is
-    /// derived from tokio's clock so paused-time tests see consistent times.
+    /// Wall-clock time at start, and tokio's clock then: the model's time
+    /// (and CreateTime) is derived from tokio's clock so paused-time tests
+    /// see consistent times.
     epoch: (SystemTime, Instant),
 }
 
@@ -557,8 +490,31 @@ impl Shared {
         self.store.lock().expect("fake store lock")
     }
 
-    fn wall_time(&self, at: Instant) -> DateTime {
-        DateTime::from(self.epoch.0 + at.saturating_duration_since(self.epoch.1))
+    /// Tokio's `at` as the model's wall time.
+    fn wall(&self, at: Instant) -> SystemTime {
+        self.epoch.0 + at.saturating_duration_since(self.epoch.1)
+    }
+
+    /// Now as the model's wall time.
+    fn now(&self) -> SystemTime {
+        self.wall(Instant::now())
+    }
+
+    /// The model's wall time on tokio's clock.
+    fn instant(&self, wall: SystemTime) -> Instant {
+        self.epoch.1 + wall.duration_since(self.epoch.0).unwrap_or_default()
+    }
+
+    /// A record as the tests see it.
+    fn view(&self, record: &Record<String>, external: &HashSet<String>) -> Invalidation {
+        Invalidation {
+            id: record.id.clone(),
+            distribution: record.owner.clone(),
+            caller_reference: record.caller_reference.clone(),
+            paths: record.paths.clone(),
+            created_at: self.instant(record.created_at),
+            external: external.contains(&record.id),
+        }
     }
 
     fn record(&self, call: Call) {
@@ -588,9 +544,11 @@ impl FakeCloudFront {
         let addr = listener.local_addr().expect("fake cloudfront address");
         let shared = Arc::new(Shared {
             store: Mutex::new(Store {
-                in_progress_for,
-                limits: (MAX_EXACT_IN_PROGRESS, MAX_WILDCARD_IN_PROGRESS),
-                ..Store::default()
+                model: Model::new(in_progress_for, Limits::AWS, DEFAULT_SEED),
+                external: HashSet::new(),
+                calls: Vec::new(),
+                peaks: HashMap::new(),
+                next_request: 0,
             }),
             faults: Mutex::new(FaultConfig {
                 counts: BTreeMap::new(),
@@ -641,37 +599,32 @@ impl FakeCloudFront {
     /// own in-flight limits. Its invalidations, in-flight counts and peaks
     /// are read by its id with the methods below, as a distribution's.
     pub fn add_tenant(&self, id: &str) {
-        let mut store = self.shared.store();
-        store.distributions.entry(id.to_owned()).or_default();
-        store.tenants.insert(id.to_owned());
+        self.shared.store().model.add_tenant(id);
     }
 
     /// Makes `id` a known distribution (others answer NoSuchDistribution).
     pub fn add_distribution(&self, id: &str) {
-        self.shared
-            .store()
-            .distributions
-            .entry(id.to_owned())
-            .or_default();
+        self.shared.store().model.add_distribution(id);
     }
 
     /// How long invalidations created from now on stay in progress.
     pub fn set_in_progress_for(&self, duration: Duration) {
-        self.shared.store().in_progress_for = duration;
+        self.shared.store().model.set_completion(duration);
     }
 
-    /// Per-distribution in-flight limits (exact, wildcard); AWS's are
-    /// 3,000 and 15, the default.
+    /// Per-distribution in-flight limits (exact, wildcard); AWS's
+    /// ([`Limits::AWS`]) are the default.
     pub fn set_limits(&self, exact: usize, wildcard: usize) {
-        self.shared.store().limits = (exact, wildcard);
+        self.shared
+            .store()
+            .model
+            .set_limits(Limits { exact, wildcard });
     }
 
     /// Completes every invalidation now.
     pub fn complete_all(&self) {
-        let now = Instant::now();
-        for inv in self.shared.store().distributions.values_mut().flatten() {
-            inv.completes_at = inv.completes_at.min(now);
-        }
+        let now = self.shared.now();
+        self.shared.store().model.complete_all(now);
     }
 
     /// Someone else's invalidation, in progress, occupying capacity. It
@@ -682,13 +635,17 @@ impl FakeCloudFront {
             !caller_reference.starts_with("cfpurge-"),
             "external invalidations must not look like cfpurge's"
         );
-        let mut store = self.shared.store();
-        assert!(
-            store.distributions.contains_key(dist),
-            "unknown distribution {dist}"
-        );
+        let now = self.shared.now();
         let paths = paths.iter().map(|p| (*p).to_owned()).collect();
-        store.insert(dist, caller_reference.to_owned(), paths, true)
+        let mut store = self.shared.store();
+        let record = store
+            .model
+            .add_unchecked(dist, caller_reference, paths, now)
+            .unwrap_or_else(|| panic!("unknown distribution {dist}"))
+            .clone();
+        store.external.insert(record.id.clone());
+        store.note_peak(dist, now);
+        self.shared.view(&record, &store.external)
     }
 
     /// The fault handle.
@@ -716,27 +673,28 @@ impl FakeCloudFront {
 
     /// The invalidations of a distribution, oldest first, externals included.
     pub fn invalidations(&self, dist: &str) -> Vec<Invalidation> {
-        self.shared
-            .store()
-            .distributions
-            .get(dist)
-            .cloned()
-            .unwrap_or_default()
+        let store = self.shared.store();
+        store
+            .model
+            .records_of(dist)
+            .map(|r| self.shared.view(r, &store.external))
+            .collect()
     }
 
     /// How many invalidations were made (through the API or as externals)
     /// with each CallerReference, over all distributions.
     pub fn invalidations_per_caller_reference(&self) -> HashMap<String, usize> {
         let mut counts = HashMap::new();
-        for inv in self.shared.store().distributions.values().flatten() {
-            *counts.entry(inv.caller_reference.clone()).or_default() += 1;
+        for record in self.shared.store().model.records() {
+            *counts.entry(record.caller_reference.clone()).or_default() += 1;
         }
         counts
     }
 
     /// (exact, wildcard) paths in progress on `dist` now.
     pub fn inflight(&self, dist: &str) -> (usize, usize) {
-        self.shared.store().inflight(dist, Instant::now())
+        let now = self.shared.now();
+        self.shared.store().inflight(dist, now)
     }
 
     /// The most (exact, wildcard) paths ever in progress at once on `dist`,
@@ -836,12 +794,21 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "InvalidArgument", message)
     }
 
-    fn no_such_distribution() -> ApiError {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "NoSuchDistribution",
-            "The specified distribution does not exist.",
-        )
+    /// The model's refusal with the HTTP status AWS answers its code with.
+    fn refused(refusal: &Refusal) -> ApiError {
+        let status = match refusal {
+            Refusal::NoSuchDistribution(_)
+            | Refusal::NoSuchTenant(_)
+            | Refusal::NoSuchInvalidation(_) => StatusCode::NOT_FOUND,
+            Refusal::BatchAlreadyExists { .. } => StatusCode::CONFLICT,
+            Refusal::EmptyReference
+            | Refusal::EmptyBatch
+            | Refusal::InvalidPath { .. }
+            | Refusal::TooManyInProgress { .. }
+            | Refusal::InvalidMaxItems(_)
+            | Refusal::UnknownMarker(_) => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(status, refusal.code(), refusal.to_string())
     }
 
     fn outcome(&self) -> Outcome {
@@ -896,12 +863,6 @@ impl FaultConfig {
         }
         None
     }
-}
-
-/// Counts (exact, wildcard) paths: a wildcard path ends with `*`.
-fn split_counts(paths: &[String]) -> (usize, usize) {
-    let wildcard = paths.iter().filter(|p| p.ends_with('*')).count();
-    (paths.len() - wildcard, wildcard)
 }
 
 /// What every call does first: `delay_before`, then an injected fault,
@@ -1085,27 +1046,9 @@ fn escape(text: &str) -> String {
     out
 }
 
-/// AWS's path rules: a leading `/`, `*` only last, at most 4,000 characters;
-/// or a cache tag: `#` and 1 to 256 visible ASCII characters without `,`
-/// and `*` (counted with the exact paths in flight).
-fn valid_path(path: &str) -> bool {
-    if let Some(tag) = path.strip_prefix('#') {
-        return (1..=256).contains(&tag.len())
-            && tag
-                .bytes()
-                .all(|b| b.is_ascii_graphic() && b != b',' && b != b'*');
-    }
-    let body = path.strip_suffix('*').unwrap_or(path);
-    path.starts_with('/') && !body.contains('*') && path.chars().count() <= MAX_PATH_LEN
-}
-
-/// Checks a parsed batch: quantities, then paths.
-fn validate(batch: &Batch) -> Result<(String, Vec<String>), ApiError> {
-    let caller_reference = batch
-        .caller_reference
-        .clone()
-        .filter(|r| !r.is_empty())
-        .ok_or_else(|| ApiError::invalid_argument("CallerReference is required."))?;
+/// The wire's own checks of a parsed batch: `Paths/Quantity` present and
+/// matching the items. CloudFront's rules on the batch are the model's.
+fn check_quantity(batch: &Batch) -> Result<(), ApiError> {
     let quantity: usize = batch
         .quantity
         .as_deref()
@@ -1118,34 +1061,29 @@ fn validate(batch: &Batch) -> Result<(String, Vec<String>), ApiError> {
             "The value of Quantity and the size of Items don't match.",
         ));
     }
-    if batch.paths.is_empty() {
-        return Err(ApiError::invalid_argument(
-            "Your request contains no invalidation paths.",
-        ));
-    }
-    if !batch.paths.iter().all(|p| valid_path(p)) {
-        return Err(ApiError::invalid_argument(
-            "Your request contains one or more invalid invalidation paths.",
-        ));
-    }
-    Ok((caller_reference, batch.paths.clone()))
+    Ok(())
 }
 
 /// The effect of a CreateInvalidation once faults and the rate limit let it
-/// through.
+/// through: the model's answer, unless a refused path (a fault) is in the
+/// batch.
 fn create(
     shared: &Shared,
     kind: Kind,
     dist: &str,
     batch: &Batch,
-) -> Result<(Invalidation, bool), ApiError> {
-    if !shared.store().known(kind, dist) {
-        return Err(kind.missing());
-    }
-    let (caller_reference, paths) = validate(batch)?;
+) -> Result<(Record<String>, Accepted), ApiError> {
+    let scope = kind.scope(dist);
+    shared
+        .store()
+        .model
+        .check_scope(scope)
+        .map_err(|r| ApiError::refused(&r))?;
+    check_quantity(batch)?;
     let refused = {
         let faults = shared.faults.lock().expect("fault config lock");
-        paths
+        batch
+            .paths
             .iter()
             .find(|p| faults.refused_paths.iter().any(|r| r == *p))
             .cloned()
@@ -1157,50 +1095,23 @@ fn create(
             format!("The path {path} is not valid."),
         ));
     }
+    let now = shared.now();
     let mut store = shared.store();
-    let existing = store
-        .distributions
-        .get(dist)
-        .into_iter()
-        .flatten()
-        .find(|inv| inv.caller_reference == caller_reference);
-    if let Some(existing) = existing {
-        let mut old = existing.paths.clone();
-        let mut new = paths.clone();
-        old.sort();
-        new.sort();
-        if old == new {
-            return Ok((existing.clone(), true));
-        }
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "InvalidationBatchAlreadyExists",
-            format!(
-                "Invalidation batch with CallerReference {caller_reference} already exists \
-                 with different paths."
-            ),
-        ));
+    let reference = batch.caller_reference.as_deref().unwrap_or("");
+    let (accepted, record) = store
+        .model
+        .create(scope, reference, &batch.paths, now)
+        .map(|(accepted, record)| (accepted, record.clone()))
+        .map_err(|r| ApiError::refused(&r))?;
+    if accepted == Accepted::New {
+        store.note_peak(dist, now);
     }
-    let (exact, wildcard) = split_counts(&paths);
-    let (inflight_exact, inflight_wildcard) = store.inflight(dist, Instant::now());
-    let (max_exact, max_wildcard) = store.limits;
-    if (exact > 0 && inflight_exact + exact > max_exact)
-        || (wildcard > 0 && inflight_wildcard + wildcard > max_wildcard)
-    {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "TooManyInvalidationsInProgress",
-            format!(
-                "Processing your request will cause you to exceed the maximum number of \
-                 in-progress invalidations ({max_exact} paths, {max_wildcard} wildcard paths)."
-            ),
-        ));
-    }
-    Ok((store.insert(dist, caller_reference, paths, false), false))
+    Ok((record, accepted))
 }
 
-fn invalidation_xml(shared: &Shared, inv: &Invalidation, now: Instant) -> String {
-    let items: String = inv
+/// An `Invalidation` body, with the status at `now` (wall time).
+fn invalidation_xml(record: &Record<String>, now: SystemTime) -> String {
+    let items: String = record
         .paths
         .iter()
         .map(|p| format!("<Path>{}</Path>", escape(p)))
@@ -1210,17 +1121,16 @@ fn invalidation_xml(shared: &Shared, inv: &Invalidation, now: Instant) -> String
          <CreateTime>{}</CreateTime><InvalidationBatch><Paths><Quantity>{}</Quantity>\
          <Items>{items}</Items></Paths><CallerReference>{}</CallerReference>\
          </InvalidationBatch></Invalidation>",
-        escape(&inv.id),
-        inv.status(now),
-        create_time(shared, inv),
-        inv.paths.len(),
-        escape(&inv.caller_reference),
+        escape(&record.id),
+        record.status(now),
+        create_time(record),
+        record.paths.len(),
+        escape(&record.caller_reference),
     )
 }
 
-fn create_time(shared: &Shared, inv: &Invalidation) -> String {
-    shared
-        .wall_time(inv.created_at)
+fn create_time(record: &Record<String>) -> String {
+    DateTime::from(record.created_at)
         .fmt(DateTimeFormat::DateTime)
         .expect("a time after the epoch formats")
 }
@@ -1255,8 +1165,12 @@ async fn create_for(shared: Arc<Shared>, kind: Kind, dist: String, body: Bytes) 
     };
     let batch = batch.unwrap_or_default();
     let outcome = match &result {
-        Ok((inv, false)) => Outcome::Created { id: inv.id.clone() },
-        Ok((inv, true)) => Outcome::Replayed { id: inv.id.clone() },
+        Ok((record, Accepted::New)) => Outcome::Created {
+            id: record.id.clone(),
+        },
+        Ok((record, Accepted::Repeat)) => Outcome::Replayed {
+            id: record.id.clone(),
+        },
         Err(e) => e.outcome(),
     };
     shared.record(Call {
@@ -1270,14 +1184,14 @@ async fn create_for(shared: Arc<Shared>, kind: Kind, dist: String, body: Bytes) 
     });
     create_postamble(&shared, result.is_ok()).await;
     match result {
-        Ok((inv, _)) => {
-            let body = invalidation_xml(&shared, &inv, Instant::now());
+        Ok((record, _)) => {
+            let body = invalidation_xml(&record, shared.now());
             let mut response = xml_response(StatusCode::CREATED, &request_id, body);
             let location = format!(
                 "{}/2020-05-31/{}/{dist}/invalidation/{}",
                 shared.endpoint,
                 kind.segment(),
-                inv.id
+                record.id
             );
             if let Ok(value) = HeaderValue::from_str(&location) {
                 response.headers_mut().insert(header::LOCATION, value);
@@ -1307,19 +1221,12 @@ async fn get_for(shared: Arc<Shared>, kind: Kind, dist: String, id: String) -> R
     let at = Instant::now();
     let request_id = request_id(&shared);
     let result = preamble(&shared, operation).await.and_then(|()| {
-        let store = shared.store();
-        let invalidations = store.invalidations(kind, &dist)?;
-        invalidations
-            .iter()
-            .find(|inv| inv.id == id)
+        shared
+            .store()
+            .model
+            .get(kind.scope(&dist), &id)
             .cloned()
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::NOT_FOUND,
-                    "NoSuchInvalidation",
-                    "The specified invalidation does not exist.",
-                )
-            })
+            .map_err(|r| ApiError::refused(&r))
     });
     shared.record(Call {
         operation,
@@ -1334,8 +1241,8 @@ async fn get_for(shared: Arc<Shared>, kind: Kind, dist: String, id: String) -> R
     });
     postamble(&shared).await;
     match result {
-        Ok(inv) => {
-            let body = invalidation_xml(&shared, &inv, Instant::now());
+        Ok(record) => {
+            let body = invalidation_xml(&record, shared.now());
             xml_response(StatusCode::OK, &request_id, body)
         }
         Err(e) => e.into_response(&request_id),
@@ -1389,8 +1296,9 @@ async fn list_for(
     }
 }
 
-/// One ListInvalidations page, newest first; `Marker` is the id of the
-/// last invalidation of the previous page (its `NextMarker`).
+/// One ListInvalidations page as the model cuts it; `Marker` is the id
+/// of the last invalidation of the previous page (its `NextMarker`), and an
+/// empty one is none.
 fn list(
     shared: &Shared,
     kind: Kind,
@@ -1398,49 +1306,47 @@ fn list(
     query: &HashMap<String, String>,
 ) -> Result<String, ApiError> {
     let max_items = match query.get("MaxItems") {
-        None => DEFAULT_MAX_ITEMS,
-        Some(text) => text
-            .parse::<usize>()
-            .ok()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| ApiError::invalid_argument("MaxItems must be a positive integer."))?,
+        None => None,
+        Some(text) => Some(
+            text.parse::<i32>()
+                .map_err(|_| ApiError::invalid_argument("MaxItems must be an integer."))?,
+        ),
     };
     let marker = query.get("Marker").map(String::as_str).unwrap_or("");
+    let now = shared.now();
     let store = shared.store();
-    let newest_first: Vec<&Invalidation> = store.invalidations(kind, dist)?.iter().rev().collect();
-    let start = if marker.is_empty() {
-        0
-    } else {
-        newest_first
-            .iter()
-            .position(|inv| inv.id == marker)
-            .map(|i| i + 1)
-            .ok_or_else(|| ApiError::invalid_argument("The Marker is not valid."))?
-    };
-    let page = &newest_first[start..(start + max_items).min(newest_first.len())];
-    let truncated = start + page.len() < newest_first.len();
-    let now = Instant::now();
+    let page = store
+        .model
+        .list(
+            kind.scope(dist),
+            Some(marker).filter(|m| !m.is_empty()),
+            max_items,
+        )
+        .map_err(|r| ApiError::refused(&r))?;
     let items: String = page
+        .items
         .iter()
-        .map(|inv| {
+        .map(|record| {
             format!(
                 "<InvalidationSummary><Id>{}</Id><CreateTime>{}</CreateTime>\
                  <Status>{}</Status></InvalidationSummary>",
-                escape(&inv.id),
-                create_time(shared, inv),
-                inv.status(now),
+                escape(&record.id),
+                create_time(record),
+                record.status(now),
             )
         })
         .collect();
-    let next_marker = match page.last() {
-        Some(last) if truncated => format!("<NextMarker>{}</NextMarker>", escape(&last.id)),
-        _ => String::new(),
+    let truncated = page.next_marker.is_some();
+    let next_marker = match &page.next_marker {
+        Some(next) => format!("<NextMarker>{}</NextMarker>", escape(next)),
+        None => String::new(),
     };
     Ok(format!(
         "<?xml version=\"1.0\"?>\n<InvalidationList xmlns=\"{XMLNS}\"><Marker>{}</Marker>\
-         {next_marker}<MaxItems>{max_items}</MaxItems><IsTruncated>{truncated}</IsTruncated>\
+         {next_marker}<MaxItems>{}</MaxItems><IsTruncated>{truncated}</IsTruncated>\
          <Quantity>{}</Quantity><Items>{items}</Items></InvalidationList>",
         escape(marker),
-        page.len(),
+        page.max_items,
+        page.items.len(),
     ))
 }
