@@ -27,7 +27,8 @@
 //!   controller), `dual` (its dual descent alone), `fixed:P` (one price
 //!   throughout) and `hindsight:DAYS:STEP` (the best fixed price over the
 //!   last DAYS, taken as a month, moved by STEP e-folds per month's budget
-//!   of lead on the even pace). The invalidations are cfpurge's: another
+//!   of lead on the even pace) and `reserve:…` (the daemon's controller
+//!   with a reserve for the rest of the month: see [`Reserve`]). The invalidations are cfpurge's: another
 //!   price would have held and merged others, so `sim` ranks controllers
 //!   and `cfpurge replay --optimum` measures the one chosen.
 
@@ -514,7 +515,7 @@ impl Reserve {
             self.rate(b.at).min(pace)
         };
         let reserve = rate * days_left;
-        let base = if self.mode % 2 == 0 {
+        let base = if matches!(self.mode, 0 | 2) {
             left_allowance
         } else {
             left_month
