@@ -27,7 +27,8 @@
 //!   controller), `dual` (its dual descent alone), `fixed:P` (one price
 //!   throughout) and `hindsight:DAYS:STEP` (the best fixed price over the
 //!   last DAYS, taken as a month, moved by STEP e-folds per month's budget
-//!   of lead on the even pace). The invalidations are cfpurge's: another
+//!   of lead on the even pace) and `reserve:…` (the daemon's controller
+//!   with a reserve for the rest of the month: see [`Reserve`]). The invalidations are cfpurge's: another
 //!   price would have held and merged others, so `sim` ranks controllers
 //!   and `cfpurge replay --optimum` measures the one chosen.
 
@@ -315,6 +316,11 @@ trait Controller {
     fn planned(&mut self, _b: &Invalidation, _used: u64) {}
     /// The invalidation priced last did not fit: it waits.
     fn waits(&mut self) {}
+    /// The most `b` may bill beyond what the allowance limits, with `used`
+    /// billed in its month so far (`u64::MAX`: no more than the allowance).
+    fn cap(&mut self, _b: &Invalidation, _used: u64) -> u64 {
+        u64::MAX
+    }
 }
 
 /// The daemon's controller, called as the daemon's core calls it.
@@ -412,6 +418,170 @@ impl Controller for Hindsight {
     }
 }
 
+/// The daemon's controller with a reserve for the rest of the month: a
+/// batch may bill at most what is left less a forecast of what the rest of
+/// the month's requests will need (`reserve:DAYS:SOURCE:STAT:SHARE:MODE[:FACTOR]`).
+///
+/// - DAYS: the forecast's look-back.
+/// - SOURCE: 0 the paths billed, 1 the batches' fewest paths, 2 their
+///   paths at the current price, 3 their exact paths (the curve's last
+///   point).
+/// - STAT: 0 the median of daily sums, 1 the mean of daily sums with the
+///   busiest tenth of the days left out, 2 the mean with batches above
+///   `burst_paths` left out, 3 the mean of daily sums, 4 the even pace
+///   (the forecast is at most the even pace in any case).
+/// - SHARE: reserve only when the batch alone takes more than this share
+///   of what is left (0: always).
+/// - FACTOR (optional, 1): the forecast times this.
+/// - MODE: 0 cap = allowance left − reserve; 1 cap = month's budget left −
+///   reserve (and the allowance); 2 and 3: the same, as a price (the
+///   higher of the model's and the least at which the batch fits the cap).
+struct Reserve {
+    inner: Daemon,
+    days: f64,
+    source: u8,
+    stat: u8,
+    threshold: f64,
+    mode: u8,
+    /// The forecast times this.
+    factor: f64,
+    monthly: u64,
+    burst: u64,
+    /// `(at, paths)` of the batches planned in the look-back.
+    history: VecDeque<(u64, f64)>,
+    last_price: f64,
+    /// Billed in the month when the last batch was priced.
+    before: u64,
+}
+
+impl Reserve {
+    fn paths_of(&self, b: &Invalidation, billed: u64) -> f64 {
+        match self.source {
+            0 => billed as f64,
+            1 => b.curve[0].0 as f64,
+            2 => {
+                let hull = cfpurge::budget::lower_hull(&b.curve);
+                hull.iter()
+                    .map(|&(k, f)| (self.last_price * k + f, k))
+                    .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)))
+                    .map_or(0.0, |p| p.1)
+            }
+            _ => b.curve[b.curve.len() - 1].0 as f64,
+        }
+    }
+
+    /// Paths a day the rest of the month is forecast to need.
+    fn rate(&self, now: u64) -> f64 {
+        let days = self.days.max(1.0) as usize;
+        let mut daily = vec![0.0; days];
+        for &(at, paths) in &self.history {
+            if self.stat == 2 && paths > self.burst as f64 {
+                continue;
+            }
+            let d = ((now - at) / 86_400) as usize;
+            if d < days {
+                daily[d] += paths;
+            }
+        }
+        daily.sort_by(f64::total_cmp);
+        let rate = match self.stat {
+            0 => daily[days / 2],
+            1 => {
+                let kept = days - days / 10;
+                daily[..kept].iter().sum::<f64>() / kept as f64
+            }
+            _ => daily.iter().sum::<f64>() / days as f64,
+        };
+        rate * self.factor
+    }
+
+    /// The most `b` may bill with `used` billed so far: what is left less
+    /// the reserve.
+    fn limit(&self, b: &Invalidation, used: u64) -> u64 {
+        let month = Month::of(time(b.at));
+        let days_left = (month
+            .end()
+            .duration_since(time(b.at))
+            .map_or(0.0, |d| d.as_secs_f64()))
+            / 86_400.0;
+        let left_allowance = b.allowance.saturating_sub(used);
+        let left_month = self.monthly.saturating_sub(used);
+        // No more than the even pace: a larger reserve would starve the
+        // batches of now for later ones the budget cannot pay for either.
+        let pace = self.monthly as f64 / (month.length().as_secs_f64() / 86_400.0);
+        let rate = if self.stat == 4 {
+            pace
+        } else {
+            self.rate(b.at).min(pace)
+        };
+        let reserve = rate * days_left;
+        let base = if matches!(self.mode, 0 | 2) {
+            left_allowance
+        } else {
+            left_month
+        };
+        let cap = (base as f64 - reserve).max(0.0) as u64;
+        let wants = b.curve[b.curve.len() - 1].0 as f64;
+        if wants <= self.threshold * left_allowance as f64 {
+            return u64::MAX;
+        }
+        cap.min(left_allowance)
+    }
+}
+
+impl Controller for Reserve {
+    fn price(&mut self, b: &Invalidation, used: u64) -> f64 {
+        let price = self.inner.price(b, used);
+        self.last_price = price;
+        self.before = used;
+        if self.mode < 2 {
+            return price;
+        }
+        let cap = self.limit(b, used) as f64;
+        // The least price at which the batch's choice fits the cap.
+        let hull = cfpurge::budget::lower_hull(&b.curve);
+        let fits = |p: f64| {
+            hull.iter()
+                .map(|&(k, f)| (p * k + f, k))
+                .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)))
+                .map_or(0.0, |q| q.1)
+                <= cap
+        };
+        if fits(price) {
+            return price;
+        }
+        let (mut low, mut high) = (price.ln(), (BLAST_PER_PATH * 1024.0).ln());
+        for _ in 0..40 {
+            let mid = 0.5 * (low + high);
+            if fits(mid.exp()) {
+                high = mid;
+            } else {
+                low = mid;
+            }
+        }
+        high.exp()
+    }
+    fn planned(&mut self, b: &Invalidation, used: u64) {
+        self.inner.planned(b, used);
+        let billed = used - self.before;
+        let paths = self.paths_of(b, billed);
+        self.history.push_back((b.at, paths));
+        let from = b.at.saturating_sub((self.days * 86_400.0) as u64);
+        while self.history.front().is_some_and(|h| h.0 < from) {
+            self.history.pop_front();
+        }
+    }
+    fn waits(&mut self) {
+        self.inner.waits();
+    }
+    fn cap(&mut self, b: &Invalidation, used: u64) -> u64 {
+        if self.mode >= 2 {
+            return u64::MAX;
+        }
+        self.limit(b, used)
+    }
+}
+
 /// What a controller did in a month.
 struct MonthRun {
     billed: u64,
@@ -441,6 +611,9 @@ fn run_month(
             w.allowance = b.allowance;
             let price = controller.price(&w, run.billed);
             let room = w.allowance.saturating_sub(run.billed);
+            // A reserve never makes a batch that fits the allowance wait:
+            // at worst it takes its fewest paths.
+            let room = room.min(controller.cap(&w, run.billed).max(w.curve[0].0 as u64));
             let choice = w
                 .curve
                 .iter()
@@ -506,6 +679,20 @@ fn sim(all: &[Invalidation], monthly: u64, controllers: &[String]) {
                 monthly: monthly as f64,
                 burst: budget.burst_paths as f64,
                 recent: VecDeque::new(),
+            }),
+            "reserve" => Box::new(Reserve {
+                inner: Daemon(PriceController::new(budget, BLAST_PER_PATH, None, start)),
+                days: args[0],
+                source: args[1] as u8,
+                stat: args[2] as u8,
+                threshold: args[3],
+                mode: args[4] as u8,
+                factor: args.get(5).copied().unwrap_or(1.0),
+                monthly,
+                burst: budget.burst_paths,
+                history: VecDeque::new(),
+                last_price: BLAST_PER_PATH,
+                before: 0,
             }),
             other => panic!("unknown controller {other}"),
         };
