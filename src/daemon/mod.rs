@@ -28,7 +28,7 @@ use crate::clock::{Clock, Now};
 use crate::cloudfront::invalidator::Invalidator;
 use crate::config::Config;
 use crate::coordination::{Answer, AnyTable, LeaseTable};
-use crate::source::driver::{Source, SourceSettings, VISIBILITY_CALLS_AT_ONCE};
+use crate::source::driver::{BATCH_CALLS_AT_ONCE, Source, SourceSettings};
 use crate::source::queue::Queue;
 
 use self::core::{Command, ReplicaState, SourceView};
@@ -48,12 +48,12 @@ pub const SHUTDOWN_MARGIN: Duration = Duration::from_secs(5);
 const RELEASE_CALL: Duration = Duration::from_millis(50);
 
 /// The end of the grace period kept for releasing `held` messages: their
-/// batch calls at [`RELEASE_CALL`] each, [`VISIBILITY_CALLS_AT_ONCE`] at a
+/// batch calls at [`RELEASE_CALL`] each, [`BATCH_CALLS_AT_ONCE`] at a
 /// time, and at most half the grace period, which leaves the other half to
 /// submitting.
 fn release_reserve(held: usize, grace: Duration) -> Duration {
     let calls = held.div_ceil(crate::source::queue::MAX_BATCH);
-    let rounds = u32::try_from(calls.div_ceil(VISIBILITY_CALLS_AT_ONCE)).unwrap_or(u32::MAX);
+    let rounds = u32::try_from(calls.div_ceil(BATCH_CALLS_AT_ONCE)).unwrap_or(u32::MAX);
     RELEASE_CALL.saturating_mul(rounds).min(grace / 2)
 }
 

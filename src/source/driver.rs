@@ -62,12 +62,13 @@ pub const fn undecoded_bytes(len: usize) -> usize {
     len + 3 * len + paths * (memory::ENTRY_BYTES + memory::WAITER_BYTES) + memory::MESSAGE_BYTES
 }
 
-/// Visibility changes of many messages at once (the release at shutdown,
-/// a round of extensions) go as this many `ChangeMessageVisibilityBatch`
-/// calls at a time: one after the other, 100,000 held messages take 10,000
-/// calls, over three minutes at SQS's usual 20 ms a call, longer than the
-/// grace period and than the visibility the extensions keep up.
-pub const VISIBILITY_CALLS_AT_ONCE: usize = 32;
+/// Visibility changes and deletes of many messages at once (the release at
+/// shutdown, a round of extensions, the messages an invalidation covered)
+/// go as this many batch calls at a time: one after the other, 100,000
+/// held messages take 10,000 calls, over three minutes at SQS's usual
+/// 20 ms a call, longer than the grace period and than the visibility the
+/// extensions keep up.
+pub const BATCH_CALLS_AT_ONCE: usize = 32;
 
 /// Bytes set aside for each message a receive asks for: the largest
 /// message, undecoded.
@@ -872,7 +873,10 @@ impl<Q: Queue> Source<Q> {
             if handles.is_empty() {
                 break;
             }
-            let failed = match self.shared.queue.delete(&handles).await {
+            let calls = self.in_parallel(handles.clone(), |me, chunk| async move {
+                me.shared.queue.delete(&chunk).await
+            });
+            let failed = match calls.await {
                 Ok(failed) => failed,
                 Err(e) => {
                     tracing::warn!(error = %e, messages = handles.len(), attempt, "delete failed");
@@ -1004,34 +1008,51 @@ impl<Q: Queue> Source<Q> {
         }
     }
 
-    /// Sets the visibility of `handles` in batch calls of [`MAX_BATCH`],
-    /// [`VISIBILITY_CALLS_AT_ONCE`] at a time, and gathers the refused
-    /// entries as [`Queue::set_visibility`] does: a call that fails refuses
-    /// its entries with [`REQUEST_FAILED`], and the error is returned only
-    /// when every call failed. Dropped (a deadline), it stops the calls not
-    /// yet made.
+    /// Sets the visibility of `handles` in batch calls (see
+    /// [`Source::in_parallel`]).
     async fn set_visibility(
         &self,
         handles: Vec<Handle>,
         timeout: Duration,
         calls: Calls,
     ) -> Result<Vec<Failed>, QueueError> {
+        self.in_parallel(handles, move |me, chunk| async move {
+            me.set_visibility_call(&chunk, timeout, calls).await
+        })
+        .await
+    }
+
+    /// Makes `call` on `handles` in chunks of [`MAX_BATCH`] (one batch
+    /// call each), [`BATCH_CALLS_AT_ONCE`] at a time, and gathers the
+    /// refused entries as the [`Queue`]'s batch calls do: a call that fails
+    /// refuses its entries with [`REQUEST_FAILED`], and the error is
+    /// returned only when every call failed. Dropped (a deadline), it stops
+    /// the calls not yet made.
+    async fn in_parallel<F, Fut>(
+        &self,
+        handles: Vec<Handle>,
+        call: F,
+    ) -> Result<Vec<Failed>, QueueError>
+    where
+        F: Fn(Source<Q>, Vec<Handle>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Vec<Failed>, QueueError>> + Send,
+    {
         if handles.len() <= MAX_BATCH {
-            return self.set_visibility_call(&handles, timeout, calls).await;
+            return call(self.clone(), handles).await;
         }
         let chunks: Arc<Vec<Vec<Handle>>> =
             Arc::new(handles.chunks(MAX_BATCH).map(<[Handle]>::to_vec).collect());
         let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let call = Arc::new(call);
         let mut callers = tokio::task::JoinSet::new();
-        for _ in 0..VISIBILITY_CALLS_AT_ONCE.min(chunks.len()) {
-            let (me, chunks, next) = (self.clone(), chunks.clone(), next.clone());
+        for _ in 0..BATCH_CALLS_AT_ONCE.min(chunks.len()) {
+            let (me, chunks, next, call) =
+                (self.clone(), chunks.clone(), next.clone(), call.clone());
             callers.spawn(async move {
                 let mut failed = Vec::new();
                 let (mut succeeded, mut first_error) = (false, None);
-                while let Some(chunk) =
-                    chunks.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
-                {
-                    match me.set_visibility_call(chunk, timeout, calls).await {
+                while let Some(chunk) = chunks.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    match call(me.clone(), chunk.clone()).await {
                         Ok(refused) => {
                             succeeded = true;
                             failed.extend(refused);
@@ -1417,7 +1438,10 @@ mod tests {
             self.inner.set_visibility(handles, timeout).await
         }
         async fn delete(&self, handles: &[Handle]) -> Result<Vec<Failed>, QueueError> {
-            tokio::time::sleep(self.delay).await;
+            // As the SQS queue does: one batch call of ten after the other.
+            for _ in handles.chunks(MAX_BATCH) {
+                tokio::time::sleep(self.delay).await;
+            }
             self.inner.delete(handles).await
         }
         async fn reject(
@@ -1437,6 +1461,43 @@ mod tests {
         async fn send(&self, body: &str) -> Result<String, QueueError> {
             self.inner.send(body).await
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn many_deletes_go_as_batch_calls_side_by_side() {
+        let inner = LocalQueue::new(Duration::from_secs(300));
+        for n in 0..1000 {
+            inner.send(&format!("/{n}")).await.expect("send");
+        }
+        let queue = SlowDeletes {
+            inner: inner.clone(),
+            delay: Duration::from_millis(20),
+            extended: Mutex::default(),
+        };
+        let mut s = settings();
+        s.max_pending_messages = 1000;
+        let source = Source::new(queue, s);
+        let (tasks, cancel) = (TaskTracker::new(), CancellationToken::new());
+        let mut events = source.start(&tasks, &cancel, &cancel);
+        let mut ids = Vec::new();
+        while ids.len() < 1000 {
+            if let SourceEvent::Received { id, .. } = next(&mut events).await {
+                ids.push(id);
+            }
+        }
+        // 100 calls of 20 ms: 2 s one after the other, 80 ms 32 at a time.
+        let started = Instant::now();
+        assert_eq!(source.delete(&ids).await, 1000);
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_millis(200),
+            "1,000 deletes took {took:?}"
+        );
+        assert!(inner.is_empty());
+        assert_eq!(source.held(), 0);
+        cancel.cancel();
+        tasks.close();
+        tasks.wait().await;
     }
 
     #[tokio::test(start_paused = true)]
