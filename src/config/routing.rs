@@ -25,6 +25,40 @@ pub struct RoutingConfig {
     pub skip: Vec<String>,
 }
 
+/// The most a compiled `routing.skip` pattern, and the set of them, may
+/// take. A pattern for paths needs a few kilobytes; a large counted
+/// repetition (`a{1000000}`) would compile for seconds to megabytes and be
+/// run against every path, so it is refused instead, by name.
+pub const SKIP_SIZE_LIMIT: usize = 1 << 20;
+
+/// One `routing.skip` pattern, compiled within [`SKIP_SIZE_LIMIT`].
+pub fn skip_pattern(pattern: &str) -> Result<regex::Regex, regex::Error> {
+    regex::RegexBuilder::new(pattern)
+        .size_limit(SKIP_SIZE_LIMIT)
+        .build()
+}
+
+/// `routing.skip`'s patterns as the one set the router matches, within
+/// [`SKIP_SIZE_LIMIT`].
+pub fn skip_set<I, S>(patterns: I) -> Result<regex::RegexSet, regex::Error>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    regex::RegexSetBuilder::new(patterns)
+        .size_limit(SKIP_SIZE_LIMIT)
+        .build()
+}
+
+/// The regex crate's message on one line (it spans lines: the pattern, a
+/// caret, the error).
+fn one_line(e: &regex::Error) -> String {
+    e.to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// `[[routing.s3]]`: maps an S3 object key to a CloudFront path.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -97,18 +131,16 @@ impl Config {
                 );
             }
         }
+        let mut compiled = true;
         for (i, pattern) in self.routing.skip.iter().enumerate() {
-            if let Err(e) = regex::Regex::new(pattern) {
-                // The regex crate's message spans lines (the pattern, a
-                // caret, the error): one line here.
-                let detail = e
-                    .to_string()
-                    .split_whitespace()
-                    .collect::<Vec<_>>()
-                    .join(" ");
+            if let Err(e) = skip_pattern(pattern) {
+                compiled = false;
                 v.push(
                     &format!("routing.skip[{i}]"),
-                    format!("{pattern:?} is not a valid regular expression: {detail}"),
+                    format!(
+                        "{pattern:?} is not a valid regular expression: {}",
+                        one_line(&e)
+                    ),
                 );
             } else if pattern.is_empty() {
                 v.push(
@@ -119,21 +151,13 @@ impl Config {
         }
         // Each may compile and the set still not (its size limit counts
         // them all): the daemon uses the set.
-        if self
-            .routing
-            .skip
-            .iter()
-            .all(|p| regex::Regex::new(p).is_ok())
-            && let Err(e) = regex::RegexSet::new(&self.routing.skip)
+        if compiled
+            && !self.routing.skip.is_empty()
+            && let Err(e) = skip_set(&self.routing.skip)
         {
-            let detail = e
-                .to_string()
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" ");
             v.push(
                 "routing.skip",
-                format!("the patterns cannot be compiled together: {detail}"),
+                format!("the patterns cannot be compiled together: {}", one_line(&e)),
             );
         }
     }
@@ -215,5 +239,28 @@ mod tests {
         );
         cfg.routing.skip.truncate(1);
         assert!(cfg.problems().is_empty());
+    }
+
+    #[test]
+    fn a_skip_pattern_that_compiles_too_big_is_refused_by_name() {
+        let mut cfg = minimal();
+        // Within the regex crate's own default limit (10 MiB), beyond ours.
+        cfg.routing.skip = vec![r"\.js$".into(), "a{100000}".into()];
+        assert!(regex::Regex::new("a{100000}").is_ok());
+        let problems: Vec<String> = cfg.problems().iter().map(|p| p.to_string()).collect();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0]
+                .starts_with("routing.skip[1] \"a{100000}\" is not a valid regular expression:")
+                && problems[0].contains("size limit"),
+            "{problems:?}"
+        );
+        // Patterns small one by one but too big together: the set is named.
+        cfg.routing.skip = (0..12).map(|i| format!("[a-z]{{{}}}x", 900 + i)).collect();
+        let problems: Vec<String> = cfg.problems().iter().map(|p| p.to_string()).collect();
+        assert!(
+            problems.iter().all(|p| p.starts_with("routing.skip ")),
+            "{problems:?}"
+        );
     }
 }

@@ -274,7 +274,7 @@ fn skip_set(patterns: &[String]) -> Option<regex::RegexSet> {
     let valid: Vec<&String> = patterns
         .iter()
         .enumerate()
-        .filter(|(i, p)| match regex::Regex::new(p) {
+        .filter(|(i, p)| match crate::config::skip_pattern(p) {
             Ok(_) => true,
             Err(e) => {
                 tracing::error!(index = i, error = %e, "routing.skip pattern is not valid; left out");
@@ -283,7 +283,7 @@ fn skip_set(patterns: &[String]) -> Option<regex::RegexSet> {
         })
         .map(|(_, p)| p)
         .collect();
-    match regex::RegexSet::new(valid) {
+    match crate::config::skip_set(valid) {
         Ok(set) => Some(set),
         Err(e) => {
             tracing::error!(error = %e, "routing.skip patterns cannot be compiled together; none applies");
