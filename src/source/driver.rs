@@ -890,16 +890,19 @@ impl<Q: Queue> Source<Q> {
                         .collect()
                 }
             };
+            // Sets, not scans: a storm's delete holds 50,000 messages, and
+            // a scan of the handles for each would be 2.5 billion
+            // comparisons.
+            let asked: HashSet<&str> = handles.iter().map(|h| h.id.as_str()).collect();
+            let refused: HashSet<&str> = failed.iter().map(|f| f.id.as_str()).collect();
             let gone: Vec<MessageId> = todo
                 .iter()
-                .filter(|id| {
-                    handles.iter().any(|h| h.id == ***id) && !failed.iter().any(|f| f.id == ***id)
-                })
+                .filter(|id| asked.contains(&***id) && !refused.contains(&***id))
                 .cloned()
                 .collect();
             deleted += gone.len();
             self.forget(&gone);
-            todo.retain(|id| failed.iter().any(|f| f.id == **id));
+            todo.retain(|id| refused.contains(&**id));
             if todo.is_empty() {
                 break;
             }
@@ -1494,6 +1497,36 @@ mod tests {
             "1,000 deletes took {took:?}"
         );
         assert!(inner.is_empty());
+        assert_eq!(source.held(), 0);
+        cancel.cancel();
+        tasks.close();
+        tasks.wait().await;
+    }
+
+    /// What a storm's `/*` covers at once, deleted in one call. The
+    /// entries are looked up in sets: scanning for each, as before, made
+    /// this test 15 times slower (86 s against 6 s in a debug build) and
+    /// held up receiving for minutes in the storm benchmark; its time is
+    /// not asserted, the benchmark measures it.
+    #[tokio::test(start_paused = true)]
+    async fn a_hundred_thousand_covered_messages_are_deleted_in_one_call() {
+        let queue = LocalQueue::new(Duration::from_secs(300));
+        for n in 0..100_000 {
+            queue.send(&format!("/{n}")).await.expect("send");
+        }
+        let mut s = settings();
+        s.max_pending_messages = 100_000;
+        let source = Source::new(queue.clone(), s);
+        let (tasks, cancel) = (TaskTracker::new(), CancellationToken::new());
+        let mut events = source.start(&tasks, &cancel, &cancel);
+        let mut ids = Vec::with_capacity(100_000);
+        while ids.len() < 100_000 {
+            if let SourceEvent::Received { id, .. } = next(&mut events).await {
+                ids.push(id);
+            }
+        }
+        assert_eq!(source.delete(&ids).await, 100_000);
+        assert!(queue.is_empty());
         assert_eq!(source.held(), 0);
         cancel.cancel();
         tasks.close();
