@@ -449,12 +449,14 @@ impl Submitter {
         if policy == OnExhausted::Coalesce
             && capacity.wildcard > 0
             && plan.figures.wildcard == capacity.wildcard
-            && self.spends_the_budget(&plan, entries, capacity, remaining, strategy)
         {
-            // Once this batch has spent the budget, the next one can only
-            // go as one covering wildcard, and a narrow wildcard in the last
-            // slot would hold it back for a whole invalidation's time in
-            // progress: keep that slot for it.
+            // Once the budget is spent, a batch can only go as one covering
+            // wildcard, and a narrow wildcard in the last slot would hold it
+            // back for a whole invalidation's time in progress: keep that
+            // slot for it. Always, not only in the batch that spends the
+            // budget: a batch that takes every slot and leaves a little
+            // budget is followed by one that spends the rest on exact
+            // paths, and the cover then finds no slot.
             let kept = Capacity {
                 wildcard: capacity.wildcard - 1,
                 ..budgeted
@@ -479,27 +481,6 @@ impl Submitter {
             deferred: !plan.deferred.is_empty(),
             blast: plan.figures.blast,
             paths: plan.paths,
-        }
-    }
-
-    /// Whether the batch `plan` leaves no budget behind while paths still
-    /// wait: it bills all that `remaining` allows, or it defers entries that
-    /// the room in flight alone would have let through.
-    fn spends_the_budget(
-        &self,
-        plan: &planner::Plan,
-        entries: &[Entry],
-        capacity: Capacity,
-        remaining: u64,
-        strategy: planner::Strategy<'_>,
-    ) -> bool {
-        if plan.figures.billed() as u64 >= remaining {
-            return true;
-        }
-        !plan.deferred.is_empty() && {
-            let unbudgeted =
-                planner::plan_with(entries, capacity, &self.settings.planner, strategy);
-            unbudgeted.figures.billed() as u64 > remaining
         }
     }
 

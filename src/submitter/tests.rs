@@ -515,7 +515,7 @@ fn coalesce_keeps_the_last_wildcard_slot_for_the_cover_a_spent_budget_needs() {
 }
 
 #[test]
-fn with_budget_to_spare_every_wildcard_slot_is_used() {
+fn coalesce_keeps_the_last_wildcard_slot_even_with_budget_to_spare_and_hold_does_not() {
     let names: Vec<String> = (0..20)
         .flat_map(|d| (0..10).map(move |f| format!("/d{d}/f{f}.html")))
         .collect();
@@ -523,5 +523,47 @@ fn with_budget_to_spare_every_wildcard_slot_is_used() {
     let e = entries(&refs);
     let mut s = submitter(OnExhausted::Coalesce);
     let batch = sent(s.next("www", T0, due(&e, 1_000)));
+    assert_eq!(batch.counts().wildcard, 14, "{:?}", batch.paths);
+    // Holding, a spent budget sends nothing: every slot is the batches'.
+    let mut s = submitter(OnExhausted::Hold);
+    let batch = sent(s.next("www", T0, due(&e, 1_000)));
     assert_eq!(batch.counts().wildcard, 15, "{:?}", batch.paths);
+}
+
+#[test]
+fn a_cover_finds_a_slot_after_a_batch_with_budget_to_spare_and_one_that_spends_the_rest() {
+    // As in a storm on the 1st of the month: 118 paths allowed. The first
+    // batch (dense directories) bills a few paths and leaves most of the
+    // allowance; the second (files in as many directories) spends the
+    // rest on exact paths; the third can only go as one covering path.
+    let mut s = submitter(OnExhausted::Coalesce);
+    let mut room = Capacity::AWS;
+    let mut remaining: u64 = 118;
+    let dense: Vec<String> = (0..15)
+        .flat_map(|d| (0..10).map(move |f| format!("/d{d}/f{f}.html")))
+        .collect();
+    let sparse: Vec<String> = (0..200).map(|i| format!("/s{i}/only.html")).collect();
+    let late: Vec<String> = (0..50).map(|i| format!("/late{i}/x.html")).collect();
+    let mut covers = Vec::new();
+    for wave in [&dense, &sparse, &late] {
+        let refs: Vec<&str> = wave.iter().map(String::as_str).collect();
+        let e = entries(&refs);
+        let situation = Situation {
+            capacity: Some(room),
+            ..due(&e, remaining)
+        };
+        let batch = match s.next("www", T0, situation) {
+            Step::Send { batch, .. } => batch,
+            other => panic!("after {covers:?}, nothing goes: {other:?}"),
+        };
+        s.created("www");
+        let counts = batch.counts();
+        room.exact -= counts.exact;
+        room.wildcard -= counts.wildcard;
+        remaining = remaining.saturating_sub(batch.paths.len() as u64);
+        covers.push(batch.paths);
+    }
+    assert!(covers[0].len() < 30, "{:?}", covers[0]);
+    assert_eq!(remaining, 0, "{covers:?}");
+    assert_eq!(covers[2], vec![p("/*")], "{covers:?}");
 }
