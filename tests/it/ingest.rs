@@ -148,20 +148,33 @@ impl<Q: Queue> Running<Q> {
     }
 
     /// The id of the next message passed on.
+    /// The next message received; the source saying it is full (which
+    /// may come before the messages of a receive under way) is passed over.
     async fn next_id(&mut self) -> MessageId {
-        let event = tokio::time::timeout(Duration::from_secs(10), self.events.recv())
-            .await
-            .expect("an event in time")
-            .expect("channel open");
-        let SourceEvent::Received { id, .. } = event else {
-            panic!("expected a received message, got {event:?}");
-        };
-        id
+        loop {
+            let event = tokio::time::timeout(Duration::from_secs(10), self.events.recv())
+                .await
+                .expect("an event in time")
+                .expect("channel open");
+            match event {
+                SourceEvent::Received { id, .. } => return id,
+                SourceEvent::Full => {}
+                other => panic!("expected a received message, got {other:?}"),
+            }
+        }
     }
 
-    /// Whether nothing more is passed on within `d`.
+    /// Whether nothing more than the source saying it is full is passed on
+    /// within `d`.
     async fn quiet_for(&mut self, d: Duration) -> bool {
-        tokio::time::timeout(d, self.events.recv()).await.is_err()
+        let deadline = tokio::time::Instant::now() + d;
+        loop {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Err(_) => return true,
+                Ok(Some(SourceEvent::Full)) => {}
+                Ok(_) => return false,
+            }
+        }
     }
 
     async fn stop(self) {
