@@ -188,12 +188,18 @@ impl Drop for Body {
             return;
         };
         let mut register = lock(&register);
-        let Register { held, bytes, .. } = &mut *register;
+        let Register {
+            held,
+            bytes,
+            bodies,
+            ..
+        } = &mut *register;
         if let Some(h) = held.get_mut(&id)
             && h.body.as_ref().is_some_and(|b| Arc::ptr_eq(b, &self.text))
         {
             h.body = None;
             *bytes -= undecoded_bytes(self.text.len());
+            *bodies -= 1;
         }
     }
 }
@@ -293,19 +299,25 @@ struct Register {
     reserved_bytes: usize,
     /// The sum of the held messages' [`Held::bytes`].
     bytes: usize,
+    /// Held messages whose body the pipeline still has: room they take
+    /// comes back without a delete, once they are decoded.
+    bodies: usize,
 }
 
 impl Register {
     fn insert(&mut self, id: MessageId, held: Held) {
         self.bytes += held.bytes();
+        self.bodies += usize::from(held.body.is_some());
         if let Some(old) = self.held.insert(id, held) {
             self.bytes -= old.bytes();
+            self.bodies -= usize::from(old.body.is_some());
         }
     }
 
     fn remove(&mut self, id: &str) -> Option<Held> {
         let held = self.held.remove(id)?;
         self.bytes -= held.bytes();
+        self.bodies -= usize::from(held.body.is_some());
         Some(held)
     }
 
@@ -608,8 +620,11 @@ impl<Q: Queue> Source<Q> {
                     self.shared.full.store(false, Ordering::Relaxed);
                     break room;
                 }
-                // The first poller to find no room says so, once.
-                if !self.shared.full.swap(true, Ordering::Relaxed)
+                // The first poller to find no room that only a delete can
+                // make says so, once. Room taken by receives under way, or
+                // by bodies not yet decoded, comes back by itself.
+                if self.full_until_deleted()
+                    && !self.shared.full.swap(true, Ordering::Relaxed)
                     && tx.send(SourceEvent::Full).await.is_err()
                 {
                     return;
@@ -682,6 +697,13 @@ impl<Q: Queue> Source<Q> {
         register.reserved += room;
         register.reserved_bytes += room * RESERVED_PER_MESSAGE;
         room
+    }
+
+    /// Whether what takes the room is only messages decoded and waiting:
+    /// no receive under way, no body still with the pipeline.
+    fn full_until_deleted(&self) -> bool {
+        let register = lock(&self.shared.register);
+        register.reserved == 0 && register.bodies == 0
     }
 
     fn unreserve(&self, room: usize) {
@@ -1363,6 +1385,32 @@ mod tests {
             next(&mut events).await,
             SourceEvent::Received { .. }
         ));
+        assert!(matches!(next(&mut events).await, SourceEvent::Full));
+        cancel.cancel();
+        tasks.close();
+        tasks.wait().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_source_is_not_full_while_the_pipeline_still_has_bodies_to_decode() {
+        let queue = LocalQueue::new(Duration::from_secs(300));
+        for n in 0..3 {
+            queue.send(&format!("/{n}")).await.expect("send");
+        }
+        let mut s = settings();
+        s.max_pending_messages = 2;
+        let source = Source::new(queue.clone(), s);
+        let (tasks, cancel) = (TaskTracker::new(), CancellationToken::new());
+        let mut events = source.start(&tasks, &cancel, &cancel);
+        // Both received and not yet decoded: their room comes back as the
+        // pipeline drops their bodies, without a delete.
+        let kept = vec![next(&mut events).await, next(&mut events).await];
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert!(
+            events.try_recv().is_err(),
+            "full said with bodies undecoded"
+        );
+        drop(kept);
         assert!(matches!(next(&mut events).await, SourceEvent::Full));
         cancel.cancel();
         tasks.close();
