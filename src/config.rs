@@ -118,7 +118,7 @@ pub use edge::{EdgeScheme, VerifyConfig, WarmConfig};
 pub use http::{HttpConfig, Secret};
 pub use load::{ConfigError, MAX_CONFIG_BYTES, Problem};
 pub use process::{LogConfig, LogFormat, ShutdownConfig};
-pub use routing::{RoutingConfig, S3Route, SKIP_SIZE_LIMIT, skip_pattern, skip_set};
+pub use routing::{RoutingConfig, S3Route, skip_pattern, skip_set};
 pub use source::{SourceConfig, SourceKind};
 use validate::Validator;
 

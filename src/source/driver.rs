@@ -1357,17 +1357,42 @@ mod tests {
         tasks.wait().await;
     }
 
+    /// A local queue holding `n` messages `/0`, `/1`, ...
+    async fn queue_of(n: usize) -> LocalQueue {
+        let queue = LocalQueue::new(Duration::from_secs(300));
+        for i in 0..n {
+            queue.send(&format!("/{i}")).await.expect("send");
+        }
+        queue
+    }
+
+    /// `queue`'s source, started, holding at most `max_pending` messages.
+    fn started<Q: Queue>(
+        queue: Q,
+        max_pending: usize,
+    ) -> (
+        Source<Q>,
+        mpsc::Receiver<SourceEvent>,
+        TaskTracker,
+        CancellationToken,
+    ) {
+        let mut s = settings();
+        s.max_pending_messages = max_pending;
+        let source = Source::new(queue, s);
+        let (tasks, cancel) = (TaskTracker::new(), CancellationToken::new());
+        let events = source.start(&tasks, &cancel, &cancel);
+        (source, events, tasks, cancel)
+    }
+
+    async fn stop(tasks: TaskTracker, cancel: CancellationToken) {
+        cancel.cancel();
+        tasks.close();
+        tasks.wait().await;
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_full_source_says_so_once_each_time_it_fills_up() {
-        let queue = LocalQueue::new(Duration::from_secs(300));
-        for n in 0..3 {
-            queue.send(&format!("/{n}")).await.expect("send");
-        }
-        let mut s = settings();
-        s.max_pending_messages = 2;
-        let source = Source::new(queue.clone(), s);
-        let (tasks, cancel) = (TaskTracker::new(), CancellationToken::new());
-        let mut events = source.start(&tasks, &cancel, &cancel);
+        let (source, mut events, tasks, cancel) = started(queue_of(3).await, 2);
         let mut received = Vec::new();
         for _ in 0..2 {
             let SourceEvent::Received { id, .. } = next(&mut events).await else {
@@ -1386,22 +1411,12 @@ mod tests {
             SourceEvent::Received { .. }
         ));
         assert!(matches!(next(&mut events).await, SourceEvent::Full));
-        cancel.cancel();
-        tasks.close();
-        tasks.wait().await;
+        stop(tasks, cancel).await;
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_source_is_not_full_while_the_pipeline_still_has_bodies_to_decode() {
-        let queue = LocalQueue::new(Duration::from_secs(300));
-        for n in 0..3 {
-            queue.send(&format!("/{n}")).await.expect("send");
-        }
-        let mut s = settings();
-        s.max_pending_messages = 2;
-        let source = Source::new(queue.clone(), s);
-        let (tasks, cancel) = (TaskTracker::new(), CancellationToken::new());
-        let mut events = source.start(&tasks, &cancel, &cancel);
+        let (_source, mut events, tasks, cancel) = started(queue_of(3).await, 2);
         // Both received and not yet decoded: their room comes back as the
         // pipeline drops their bodies, without a delete.
         let kept = vec![next(&mut events).await, next(&mut events).await];
@@ -1412,9 +1427,7 @@ mod tests {
         );
         drop(kept);
         assert!(matches!(next(&mut events).await, SourceEvent::Full));
-        cancel.cancel();
-        tasks.close();
-        tasks.wait().await;
+        stop(tasks, cancel).await;
     }
 
     #[tokio::test(start_paused = true)]
@@ -1516,20 +1529,13 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn many_deletes_go_as_batch_calls_side_by_side() {
-        let inner = LocalQueue::new(Duration::from_secs(300));
-        for n in 0..1000 {
-            inner.send(&format!("/{n}")).await.expect("send");
-        }
+        let inner = queue_of(1000).await;
         let queue = SlowDeletes {
             inner: inner.clone(),
             delay: Duration::from_millis(20),
             extended: Mutex::default(),
         };
-        let mut s = settings();
-        s.max_pending_messages = 1000;
-        let source = Source::new(queue, s);
-        let (tasks, cancel) = (TaskTracker::new(), CancellationToken::new());
-        let mut events = source.start(&tasks, &cancel, &cancel);
+        let (source, mut events, tasks, cancel) = started(queue, 1000);
         let mut ids = Vec::new();
         while ids.len() < 1000 {
             if let SourceEvent::Received { id, .. } = next(&mut events).await {
@@ -1546,9 +1552,7 @@ mod tests {
         );
         assert!(inner.is_empty());
         assert_eq!(source.held(), 0);
-        cancel.cancel();
-        tasks.close();
-        tasks.wait().await;
+        stop(tasks, cancel).await;
     }
 
     /// What a storm's `/*` covers at once, deleted in one call. The
@@ -1558,15 +1562,8 @@ mod tests {
     /// not asserted, the benchmark measures it.
     #[tokio::test(start_paused = true)]
     async fn a_hundred_thousand_covered_messages_are_deleted_in_one_call() {
-        let queue = LocalQueue::new(Duration::from_secs(300));
-        for n in 0..100_000 {
-            queue.send(&format!("/{n}")).await.expect("send");
-        }
-        let mut s = settings();
-        s.max_pending_messages = 100_000;
-        let source = Source::new(queue.clone(), s);
-        let (tasks, cancel) = (TaskTracker::new(), CancellationToken::new());
-        let mut events = source.start(&tasks, &cancel, &cancel);
+        let queue = queue_of(100_000).await;
+        let (source, mut events, tasks, cancel) = started(queue.clone(), 100_000);
         let mut ids = Vec::with_capacity(100_000);
         while ids.len() < 100_000 {
             if let SourceEvent::Received { id, .. } = next(&mut events).await {
@@ -1576,9 +1573,7 @@ mod tests {
         assert_eq!(source.delete(&ids).await, 100_000);
         assert!(queue.is_empty());
         assert_eq!(source.held(), 0);
-        cancel.cancel();
-        tasks.close();
-        tasks.wait().await;
+        stop(tasks, cancel).await;
     }
 
     #[tokio::test(start_paused = true)]
