@@ -1212,7 +1212,16 @@ impl Core {
                 // distribution.
                 continue;
             }
-            let ids = self.view.to_poll(&alias, now.instant, self.poll_interval);
+            // While a batch waits for room in flight, what takes the room
+            // is checked every round rather than every poll interval: its
+            // completion is what the batch waits for.
+            let every = match self.holds.get(&alias) {
+                Some(h) if h.why == Wait::Capacity && h.until >= now.mono => {
+                    poll_round(self.poll_interval)
+                }
+                _ => self.poll_interval,
+            };
+            let ids = self.view.to_poll(&alias, now.instant, every);
             let Some(target) = self.view.target(&alias).cloned() else {
                 continue;
             };
