@@ -250,22 +250,36 @@ impl PendingSet {
             };
             for path in &request.paths {
                 let key = path.canonical();
-                let waiters = match dist.entries.entry(key.clone().into_owned()) {
-                    btree_map::Entry::Occupied(w) => w.into_mut(),
-                    btree_map::Entry::Vacant(w) => {
-                        self.bytes += ENTRY_BYTES + key.as_str().len();
-                        if *key != *path {
-                            self.bytes += SPELLING_BYTES + path.as_str().len();
-                            dist.spellings.insert(key.into_owned(), path.clone());
-                        }
-                        // Most paths wait on one message: room for just
-                        // that one (a first push would make room for four,
-                        // 96 bytes unused per path).
-                        w.insert(Vec::with_capacity(1))
+                // A path already waiting (the common case under load) is
+                // found without making an owned key.
+                let waiters = if dist.entries.contains_key(key.as_str()) {
+                    dist.entries
+                        .get_mut(key.as_str())
+                        .expect("just found in the map")
+                } else {
+                    self.bytes += ENTRY_BYTES + key.as_str().len();
+                    if *key != *path {
+                        self.bytes += SPELLING_BYTES + path.as_str().len();
+                        dist.spellings
+                            .insert(key.clone().into_owned(), path.clone());
                     }
+                    // Most paths wait on one message: room for just that
+                    // one (a first push would make room for four, 96 bytes
+                    // unused per path).
+                    dist.entries
+                        .entry(key.into_owned())
+                        .or_insert_with(|| Vec::with_capacity(1))
                 };
-                // The same path twice in one message waits once.
-                if waiters.iter().any(|w| w.message == message) {
+                // The same path twice in one message waits once. Waiters
+                // are only ever appended (and retained in order), and this
+                // message's are appended right here, so if it already
+                // waits on the path it is the last waiter: one pointer
+                // comparison, not a scan of every message waiting on a
+                // popular path.
+                if waiters
+                    .last()
+                    .is_some_and(|w| Arc::ptr_eq(&w.message, &message))
+                {
                     continue;
                 }
                 self.bytes += WAITER_BYTES;

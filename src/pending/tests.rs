@@ -109,6 +109,27 @@ fn duplicates_are_not_counted_twice() {
     assert_eq!(set.pending_paths("www"), 1);
     assert_eq!(set.received_at("m"), Some(0));
     assert_eq!(ids(set.apply("www", &[p("/a")], 10)), ["m"]);
+
+    // Behind another message on the same path, with paths between the
+    // repeats and a tag spelt two ways: still one wait each.
+    assert_eq!(
+        set.add("n", 60, &[req("www", &["/a"])]),
+        Added::Pending { paths: 1 }
+    );
+    assert_eq!(
+        set.add(
+            "o",
+            70,
+            &[
+                req("www", &["/a", "/b", "#Tag", "/a"]),
+                req("www", &["#tag", "/b"])
+            ]
+        ),
+        Added::Pending { paths: 3 }
+    );
+    assert_eq!(set.pending_paths("www"), 3);
+    assert_eq!(ids(set.apply("www", &[p("/a")], 100)), ["n"]);
+    assert_eq!(ids(set.apply("www", &[p("/b"), p("#tag")], 100)), ["o"]);
 }
 
 #[test]
