@@ -30,6 +30,15 @@ pub const MAX_PATH_LEN: usize = 4000;
 /// CloudFront's limit on the length of a cache tag's name (without `#`).
 pub const MAX_TAG_LEN: usize = 256;
 
+/// CloudFront's limit on exact paths (cache tags included) in progress on
+/// one distribution or tenant, over all its invalidations: also the most
+/// one invalidation can hold.
+pub const MAX_INFLIGHT_EXACT: usize = 3000;
+
+/// CloudFront's limit on wildcard paths in progress on one distribution or
+/// tenant, counted apart from the exact ones.
+pub const MAX_INFLIGHT_WILDCARDS: usize = 15;
+
 /// A path that CloudFront accepts in an invalidation batch, already encoded.
 ///
 /// Stored as `Box<str>`: the planner may hold a million of them, and the

@@ -36,7 +36,9 @@ use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 use super::invalidator::{InvalidatorError, MAX_LIST_ITEMS, Status, Target};
-use crate::path::{MAX_PATH_LEN, MAX_TAG_LEN, PathKind};
+use crate::path::{
+    MAX_INFLIGHT_EXACT, MAX_INFLIGHT_WILDCARDS, MAX_PATH_LEN, MAX_TAG_LEN, PathKind,
+};
 
 /// The most paths one distribution (or tenant) may have in progress.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,8 +52,8 @@ pub struct Limits {
 impl Limits {
     /// AWS's documented limits.
     pub const AWS: Limits = Limits {
-        exact: 3000,
-        wildcard: 15,
+        exact: MAX_INFLIGHT_EXACT,
+        wildcard: MAX_INFLIGHT_WILDCARDS,
     };
 }
 

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{Config, Validator};
+use crate::path::MAX_INFLIGHT_EXACT;
 
 /// `[batching]`: when a distribution's pending entries become a batch.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -48,7 +49,7 @@ impl Default for BatchingConfig {
         BatchingConfig {
             quiet_seconds: 5,
             max_delay_seconds: 60,
-            max_batch_paths: 3000,
+            max_batch_paths: MAX_INFLIGHT_EXACT,
         }
     }
 }
@@ -95,7 +96,7 @@ impl Config {
             "batching.max_batch_paths",
             b.max_batch_paths as u64,
             1,
-            3000,
+            MAX_INFLIGHT_EXACT as u64,
         );
     }
 

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::{CatalogSource, Config, Validator, VerifyConfig, WarmConfig, edge};
+use crate::path::{MAX_INFLIGHT_EXACT, MAX_INFLIGHT_WILDCARDS};
 
 /// `[distributions.ALIAS]`: one CloudFront distribution. The alias names it
 /// in requests, metrics labels and logs.
@@ -65,8 +66,8 @@ impl Default for DistributionConfig {
         DistributionConfig {
             id: String::new(),
             tenant_id: None,
-            max_inflight_paths: 3000,
-            max_inflight_wildcards: 15,
+            max_inflight_paths: MAX_INFLIGHT_EXACT,
+            max_inflight_wildcards: MAX_INFLIGHT_WILDCARDS,
             catalog: CatalogSource::None,
             catalog_file: None,
             cache_tags: false,
@@ -171,13 +172,13 @@ impl Config {
                 &format!("{key}.max_inflight_paths"),
                 d.max_inflight_paths as u64,
                 1,
-                3000,
+                MAX_INFLIGHT_EXACT as u64,
             );
             v.range(
                 &format!("{key}.max_inflight_wildcards"),
                 d.max_inflight_wildcards as u64,
                 1,
-                15,
+                MAX_INFLIGHT_WILDCARDS as u64,
             );
             self.check_catalog(v, &key, alias, d);
             let token = self.http.enqueue_token.as_ref();

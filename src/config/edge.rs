@@ -20,7 +20,7 @@ pub const MAX_VERIFY_SAMPLE: u64 = 100;
 
 /// Most paths warmed per invalidation: CloudFront keeps at most 3,000 exact
 /// paths in progress, so one invalidation never names more.
-pub const MAX_WARM_PATHS: u64 = 3000;
+pub const MAX_WARM_PATHS: u64 = crate::path::MAX_INFLIGHT_EXACT as u64;
 
 /// Most extra request headers.
 const MAX_HEADERS: usize = 32;

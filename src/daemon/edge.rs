@@ -29,8 +29,9 @@ pub const AT_ONCE: usize = 4;
 /// of a completed invalidation are not requested (and logged).
 pub const MAX_QUEUED: usize = 10_000;
 
-/// Paths kept per invalidation in progress to choose from at completion.
-pub const MAX_CANDIDATES: usize = 3000;
+/// Paths kept per invalidation in progress to choose from at completion:
+/// as many exact paths as CloudFront lets a distribution have in progress.
+pub const MAX_CANDIDATES: usize = crate::path::MAX_INFLIGHT_EXACT;
 
 /// How long an invalidation's paths are kept waiting for its completion:
 /// CloudFront completes in minutes; one never seen completed is forgotten.

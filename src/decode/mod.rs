@@ -54,7 +54,7 @@ pub const MAX_BODY_BYTES: usize = 1_048_576;
 /// (cache tags included, which count with exact paths): CloudFront's
 /// in-flight limit for exact paths, so one message can always be covered
 /// by one invalidation.
-pub const MAX_PATHS_PER_MESSAGE: usize = 3000;
+pub const MAX_PATHS_PER_MESSAGE: usize = crate::path::MAX_INFLIGHT_EXACT;
 
 /// Longest `reason` or `requested_by`, in characters; they are logged, and a
 /// log line should stay a line.

@@ -35,7 +35,7 @@ mod tree;
 use std::collections::HashSet;
 
 use crate::catalog::Catalog;
-use crate::path::{CfPath, directory_depth};
+use crate::path::{CfPath, MAX_INFLIGHT_EXACT, MAX_INFLIGHT_WILDCARDS, directory_depth};
 
 /// One path waiting to be invalidated.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,8 +68,8 @@ impl Capacity {
     /// CloudFront's per-distribution in-flight limits with no budget limit:
     /// what an idle distribution can take in one invalidation.
     pub const AWS: Capacity = Capacity {
-        exact: 3000,
-        wildcard: 15,
+        exact: MAX_INFLIGHT_EXACT,
+        wildcard: MAX_INFLIGHT_WILDCARDS,
         paths: usize::MAX,
     };
 
