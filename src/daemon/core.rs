@@ -18,7 +18,7 @@ use crate::catalog::Catalog;
 use crate::catalog::learned_store::AnyLearnedStore;
 use crate::clock::{Clock, Millis, Now};
 use crate::cloudfront::invalidator::{Invalidation, InvalidatorError, Target};
-use crate::config::{Config, DEFAULT_ACCOUNT, Pacing};
+use crate::config::{Config, DEFAULT_ACCOUNT, OnExhausted, Pacing};
 use crate::coordination::dynamo::Fence;
 use crate::coordination::{Answer, Call, Change, Lease, Role};
 use crate::decode::{RejectReason, Router};
@@ -913,6 +913,20 @@ impl Core {
             self.late.remove(&account);
         }
         let due = self.pending.due(now.mono).iter().any(|a| a == alias);
+        // Once the budget is spent under `coalesce`, a batch goes as one
+        // covering path whatever its size, and each such path is billed
+        // past the budget and purges the whole distribution: reaching
+        // `max_batch_paths` does not make it due, its window does.
+        let covering = self.submit_settings.on_exhausted == OnExhausted::Coalesce
+            && ledger.budget().is_some_and(|b| b.remaining(now.wall) == 0);
+        if due
+            && covering
+            && !self.submitter.has_queued(alias)
+            && let Some(until) = self.pending.due_by_size_alone(alias, now.mono)
+        {
+            self.pending.hold(alias, until);
+            return;
+        }
         let entries = if due && !self.submitter.has_queued(alias) {
             self.pending.batch(alias)
         } else {

@@ -206,7 +206,16 @@ mod budget {
     const DIST: &str = "E2ABCDEF123456";
 
     fn config(monthly: u64, policy: &str) -> Config {
-        let toml = format!(
+        Config::from_parts(
+            Some(&config_text(monthly, policy)),
+            "test",
+            std::iter::empty(),
+        )
+        .expect("config")
+    }
+
+    fn config_text(monthly: u64, policy: &str) -> String {
+        format!(
             r#"
 [source]
 kind = "local"
@@ -227,8 +236,7 @@ monthly_paths = {monthly}
 pacing = "none"
 on_exhausted = "{policy}"
 "#
-        );
-        Config::from_parts(Some(&toml), "test", std::iter::empty()).expect("config")
+        )
     }
 
     struct Run {
@@ -372,6 +380,38 @@ on_exhausted = "{policy}"
             run.queue.len()
         );
         assert!(created.contains(&vec!["/*".to_owned()]), "{created:?}");
+        run.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn once_the_budget_is_spent_a_batch_is_not_cut_by_its_size() {
+        // Batches of at most 10 paths; the budget is one path.
+        let text = config_text(1, "coalesce").replace(
+            "max_delay_seconds = 5",
+            "max_delay_seconds = 5\nmax_batch_paths = 10",
+        );
+        let config = Config::from_parts(Some(&text), "test", std::iter::empty()).expect("config");
+        let run = start(&config);
+        run.send(&["/first.html"]).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(run.created(), [vec!["/first.html".to_owned()]]);
+        // 40 paths, one every 100 ms: the quiet window (1 s) never closes
+        // while they come, and the size (10) is reached four times. Each
+        // cut would be a `/*` billed past the budget; the window (the
+        // oldest's 5 s) makes it one.
+        for i in 0..40 {
+            run.send(&[&format!("/d{i}/x.html")]).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let created = run.created();
+        let covers = created
+            .iter()
+            .filter(|c| *c == &vec!["/*".to_owned()])
+            .count();
+        assert_eq!((created.len(), covers), (2, 1), "{created:?}");
+        assert!(run.queue.is_empty(), "{} left", run.queue.len());
+        assert_eq!(run.spent(), 2);
         run.stop().await;
     }
 

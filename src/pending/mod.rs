@@ -380,6 +380,23 @@ impl PendingSet {
             .window_closes(&self.rules, self.flushing || self.full)
     }
 
+    /// When `distribution`'s batch is due at `now` by its size alone
+    /// (`max_batch_paths` reached; the quiet window, the oldest path's
+    /// delay, urgency, a full source and shutdown all not), the time its
+    /// window closes by quiet and delay; `None` otherwise. Size makes a
+    /// batch due so that it fits one invalidation: a batch that goes as
+    /// one covering path (a spent budget under `coalesce`) needs no such
+    /// cut.
+    pub fn due_by_size_alone(&self, distribution: &str, now: Millis) -> Option<Millis> {
+        let d = self.distributions.get(distribution)?;
+        let oldest = d.oldest?;
+        if self.flushing || self.full || d.urgent > 0 || now < d.not_before {
+            return None;
+        }
+        let by_time = (d.last_added + self.rules.quiet).min(oldest + self.rules.max_delay);
+        (d.entries.len() >= self.rules.max_batch_paths && now < by_time).then_some(by_time)
+    }
+
     /// The source holds as many messages (or bytes) as it may: nothing new
     /// arrives until some are deleted, so waiting for the quiet window
     /// only delays the invalidation that frees them. Every batch is due at

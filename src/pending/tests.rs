@@ -501,3 +501,43 @@ fn a_full_source_makes_the_batches_due_at_once_until_a_message_arrives_again() {
     assert!(set.due(1_200).is_empty());
     assert_eq!(set.due(6_100), ["img", "www"]);
 }
+
+#[test]
+fn a_batch_due_by_its_size_alone_says_when_its_window_closes() {
+    let mut set = PendingSet::new(RULES);
+    let paths: Vec<String> = (0..100).map(|i| format!("/p{i}")).collect();
+    let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
+    set.add("m1", 1_000, &[req("www", &refs[..50])]);
+    // Not due at all: not due by size either.
+    assert_eq!(set.due_by_size_alone("www", 2_000), None);
+    set.add("m2", 3_000, &[req("www", &refs[50..])]);
+    // Due by size: the window closes 5 s after the last arrival.
+    assert_eq!(set.due(3_000), ["www"]);
+    assert_eq!(set.due_by_size_alone("www", 3_000), Some(8_000));
+    // Past the quiet window it is due by the window too.
+    assert_eq!(set.due_by_size_alone("www", 8_000), None);
+    // The oldest path's delay bounds the window under steady arrivals.
+    // (arrivals 4 s apart, the last at 59 s: its quiet window would
+    // close at 64 s, the oldest path's 60 s at 61 s).
+    for i in 0..15 {
+        set.add(
+            &format!("n{i}"),
+            3_000 + i * 4_000,
+            &[req("www", &["/late"])],
+        );
+    }
+    assert_eq!(set.due_by_size_alone("www", 59_500), Some(61_000));
+    // A full source or an urgent request makes it due at once.
+    set.source_full();
+    assert_eq!(set.due_by_size_alone("www", 60_000), None);
+    set.add(
+        "u",
+        60_500,
+        &[PurgeRequest {
+            urgent: true,
+            ..req("www", &["/u"])
+        }],
+    );
+    assert_eq!(set.due_by_size_alone("www", 60_500), None);
+    assert_eq!(set.due_by_size_alone("other", 60_500), None);
+}
