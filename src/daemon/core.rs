@@ -913,21 +913,21 @@ impl Core {
             self.late.remove(&account);
         }
         let due = self.pending.due(now.mono).iter().any(|a| a == alias);
+        let new_batch = due && !self.submitter.has_queued(alias);
         // Once the budget is spent under `coalesce`, a batch goes as one
         // covering path whatever its size, and each such path is billed
         // past the budget and purges the whole distribution: reaching
         // `max_batch_paths` does not make it due, its window does.
         let covering = self.submit_settings.on_exhausted == OnExhausted::Coalesce
             && ledger.budget().is_some_and(|b| b.remaining(now.wall) == 0);
-        if due
+        if new_batch
             && covering
-            && !self.submitter.has_queued(alias)
             && let Some(until) = self.pending.due_by_size_alone(alias, now.mono)
         {
             self.pending.hold(alias, until);
             return;
         }
-        let entries = if due && !self.submitter.has_queued(alias) {
+        let entries = if new_batch {
             self.pending.batch(alias)
         } else {
             Vec::new()

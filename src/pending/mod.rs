@@ -142,10 +142,16 @@ impl Distribution {
 
     /// When the batch becomes due by the batching rules alone, holds aside.
     fn window_closes(&self, rules: &BatchRules, flushing: bool) -> Option<Millis> {
-        let oldest = self.oldest?;
+        let by_time = self.closes_by_time(rules)?;
         if flushing || self.urgent > 0 || self.entries.len() >= rules.max_batch_paths {
             return Some(0);
         }
+        Some(by_time)
+    }
+
+    /// When the quiet window or the oldest path's delay closes the window.
+    fn closes_by_time(&self, rules: &BatchRules) -> Option<Millis> {
+        let oldest = self.oldest?;
         Some((self.last_added + rules.quiet).min(oldest + rules.max_delay))
     }
 }
@@ -389,11 +395,10 @@ impl PendingSet {
     /// cut.
     pub fn due_by_size_alone(&self, distribution: &str, now: Millis) -> Option<Millis> {
         let d = self.distributions.get(distribution)?;
-        let oldest = d.oldest?;
+        let by_time = d.closes_by_time(&self.rules)?;
         if self.flushing || self.full || d.urgent > 0 || now < d.not_before {
             return None;
         }
-        let by_time = (d.last_added + self.rules.quiet).min(oldest + self.rules.max_delay);
         (d.entries.len() >= self.rules.max_batch_paths && now < by_time).then_some(by_time)
     }
 
