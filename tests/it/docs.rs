@@ -477,6 +477,53 @@ fn the_readme_installs_cfpurge_before_calling_it_by_name() {
     assert!(installed, "README.md never installs cfpurge");
 }
 
+/// Whether a shell line runs `cfpurge` as a command: the first word of a
+/// command (after `VAR=value` assignments and `sudo`), not an argument such
+/// as a namespace called cfpurge.
+fn runs_cfpurge(line: &str) -> bool {
+    let line = line.split(" #").next().unwrap_or(line);
+    line.split(['|', ';', '&', '('])
+        .filter_map(|command| {
+            command
+                .split_whitespace()
+                .find(|w| !(w.contains('=') && !w.starts_with('-')) && *w != "sudo")
+        })
+        .any(|w| w == "cfpurge")
+}
+
+/// docs/kubernetes.md is read on its own, from a workstation that may have
+/// no cfpurge: before its first `cfpurge` command it says where the binary
+/// comes from (the README's install step, or the image).
+#[test]
+fn the_kubernetes_page_says_where_cfpurge_comes_from_before_running_it() {
+    assert!(runs_cfpurge("  cfpurge check-config -c cfpurge.toml"));
+    assert!(runs_cfpurge("X=1 Y=2 cfpurge status"));
+    assert!(runs_cfpurge("kubectl get x && sudo cfpurge status"));
+    assert!(!runs_cfpurge("kubectl -n cfpurge create secret generic cfpurge \\"));
+    assert!(!runs_cfpurge("  --namespace cfpurge --service-account cfpurge"));
+    let page = read("docs/kubernetes.md");
+    let link = "(../README.md#next-your-aws-account)";
+    assert!(
+        read("README.md").contains("\n## Next: your AWS account\n"),
+        "the README's install section, which {link} names, is gone"
+    );
+    let mut before = String::new();
+    for (i, block) in page.split("```sh\n").enumerate() {
+        if i > 0 {
+            let code = block.split("\n```").next().unwrap();
+            if let Some(line) = code.lines().find(|l| runs_cfpurge(l)) {
+                assert!(
+                    before.contains(link),
+                    "docs/kubernetes.md runs `{line}` before saying where cfpurge comes from {link}"
+                );
+                return;
+            }
+        }
+        before.push_str(block);
+    }
+    panic!("docs/kubernetes.md runs no cfpurge command");
+}
+
 /// `scripts/test --help` prints its usage and starts nothing. Run with an
 /// empty PATH: a run that went past the usage would fail at once for
 /// want of python3 and cargo rather than install or build anything.
