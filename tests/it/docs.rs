@@ -499,8 +499,12 @@ fn the_kubernetes_page_says_where_cfpurge_comes_from_before_running_it() {
     assert!(runs_cfpurge("  cfpurge check-config -c cfpurge.toml"));
     assert!(runs_cfpurge("X=1 Y=2 cfpurge status"));
     assert!(runs_cfpurge("kubectl get x && sudo cfpurge status"));
-    assert!(!runs_cfpurge("kubectl -n cfpurge create secret generic cfpurge \\"));
-    assert!(!runs_cfpurge("  --namespace cfpurge --service-account cfpurge"));
+    assert!(!runs_cfpurge(
+        "kubectl -n cfpurge create secret generic cfpurge \\"
+    ));
+    assert!(!runs_cfpurge(
+        "  --namespace cfpurge --service-account cfpurge"
+    ));
     let page = read("docs/kubernetes.md");
     let link = "(../README.md#next-your-aws-account)";
     assert!(
@@ -522,6 +526,56 @@ fn the_kubernetes_page_says_where_cfpurge_comes_from_before_running_it() {
         before.push_str(block);
     }
     panic!("docs/kubernetes.md runs no cfpurge command");
+}
+
+/// A page's shell commands are run in order by a reader who pastes them:
+/// every variable they read (`$name`, `${name...}`, outside single quotes)
+/// is set on an earlier line of the same page (`name=...`, `export
+/// name=...`), or is one a shell has (`$EDITOR`, `$PWD`, `$HOME`).
+#[test]
+fn every_shell_variable_the_docs_read_is_set_before() {
+    let mut pages = vec!["README.md".to_owned()];
+    for entry in fs::read_dir(repo_file("docs")).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        if name.ends_with(".md") {
+            pages.push(format!("docs/{name}"));
+        }
+    }
+    let mut unset = Vec::new();
+    for page in &pages {
+        let text = read(page);
+        let mut set: Vec<String> = ["EDITOR", "PWD", "HOME"].map(str::to_owned).to_vec();
+        for block in text.split("```sh\n").skip(1) {
+            for line in block.split("\n```").next().unwrap().lines() {
+                // What single quotes hold is not expanded (jq's, awk's own
+                // variables).
+                let expanded: String = line.split('\'').step_by(2).collect::<Vec<_>>().join(" ");
+                for used in expanded.split('$').skip(1) {
+                    let name: String = used
+                        .trim_start_matches('{')
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    if name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                        && !set.contains(&name)
+                    {
+                        unset.push(format!("{page}: ${name} in `{}`", line.trim()));
+                    }
+                }
+                for word in line
+                    .trim_start()
+                    .trim_start_matches("export ")
+                    .split_whitespace()
+                    .take(1)
+                {
+                    if let Some((name, _)) = word.split_once('=') {
+                        set.push(name.to_owned());
+                    }
+                }
+            }
+        }
+    }
+    assert!(unset.is_empty(), "read before they are set: {unset:#?}");
 }
 
 /// `scripts/test --help` prints its usage and starts nothing. Run with an
