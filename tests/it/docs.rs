@@ -477,6 +477,44 @@ fn the_readme_installs_cfpurge_before_calling_it_by_name() {
     assert!(installed, "README.md never installs cfpurge");
 }
 
+/// Every value of `waiting.on` is in the interface's table, in the order
+/// the daemon judges them, and in the operations page's table of what to
+/// do about each.
+#[test]
+fn every_waiting_value_is_documented_in_order_with_what_to_do() {
+    use cfpurge::status::WaitingOn;
+    let values: Vec<&str> = WaitingOn::ALL.iter().map(|w| w.as_str()).collect();
+    let interface = read("docs/interface.md");
+    let listed: Vec<&str> = interface
+        .split("\n| `on` | the pending paths wait for |\n|---|---|\n")
+        .nth(1)
+        .expect("docs/interface.md has the table of waiting.on")
+        .lines()
+        .take_while(|l| l.starts_with("| `"))
+        .map(|l| l.trim_start_matches("| `").split('`').next().unwrap())
+        .collect();
+    assert_eq!(listed, values, "docs/interface.md's table of waiting.on");
+    let operations = read("docs/operations.md");
+    let todo = operations
+        .split("\n| the page shows | what to do |\n|---|---|\n")
+        .nth(1)
+        .expect("docs/operations.md has the table of what to do");
+    let shown: Vec<&str> = todo
+        .lines()
+        .take_while(|l| l.starts_with("| "))
+        .map(|l| l.split(" | ").next().unwrap())
+        .collect();
+    for value in values {
+        assert!(
+            shown
+                .iter()
+                .any(|cell| cell.starts_with(&format!("| `{value}`"))
+                    || cell.contains(&format!(", `{value}`"))),
+            "docs/operations.md's table of what to do does not start a row with `{value}`: {shown:#?}"
+        );
+    }
+}
+
 /// Whether a shell line runs `cfpurge` as a command: the first word of a
 /// command (after `VAR=value` assignments and `sudo`), not an argument such
 /// as a namespace called cfpurge.
