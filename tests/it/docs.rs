@@ -524,7 +524,8 @@ fn runs_cfpurge(line: &str) -> bool {
         .filter_map(|command| {
             command
                 .split_whitespace()
-                .find(|w| !(w.contains('=') && !w.starts_with('-')) && *w != "sudo")
+                // `VAR=value` is an assignment, `--flag=value` an argument.
+                .find(|w| (w.starts_with('-') || !w.contains('=')) && *w != "sudo")
         })
         .any(|w| w == "cfpurge")
 }
