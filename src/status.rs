@@ -25,7 +25,8 @@ pub struct Status {
     pub version: String,
     /// Per distribution, by alias.
     pub distributions: BTreeMap<String, DistributionStatus>,
-    /// The month's path budget (of the first account, with `[accounts]`:
+    /// The month's path budget (with `[accounts]`, the default account's
+    /// while a distribution is in it, else the first account's by name:
     /// each is in `accounts`).
     pub budget: BudgetStatus,
     /// With `[accounts]`: each account's budget, and why its distributions
@@ -387,7 +388,7 @@ impl Status {
                 })
                 .collect(),
             budget: BudgetStatus {
-                limit: config.budget_for(&first_account(config)).monthly_paths,
+                limit: config.budget_for(&config.main_account()).monthly_paths,
                 policy: config.budget.on_exhausted.as_str().to_owned(),
                 ..BudgetStatus::default()
             },
@@ -429,15 +430,6 @@ impl Status {
             },
         }
     }
-}
-
-/// The account `Status::budget` shows: the first in name order.
-fn first_account(config: &Config) -> String {
-    config
-        .budget_accounts()
-        .into_iter()
-        .next()
-        .unwrap_or_else(|| crate::config::DEFAULT_ACCOUNT.to_owned())
 }
 
 /// An RFC 3339 time, or `None` when `text` is not one.

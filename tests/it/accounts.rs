@@ -414,3 +414,90 @@ async fn each_account_has_its_own_ledger_item_and_ledger_show_prints_each() {
         "{out}"
     );
 }
+
+/// `cfpurge ledger import FILE --account NAME` fills that account's ledger,
+/// and without `--account` the default account's, even beside an account
+/// whose name sorts before it: moving several accounts' ledgers from one
+/// store to another loses none of them.
+#[test]
+fn ledger_import_fills_the_named_accounts_ledger() {
+    use cfpurge::budget::{FileStore, LedgerState, LedgerStore, Month, file_for_account};
+
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.json");
+    let config = dir.path().join("cfpurge.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[source]\nkind = \"local\"\n\
+             [distributions.www]\nid = \"E1WWWWWWWWWWWW\"\n\
+             [distributions.shop]\nid = \"E3SSSSSSSSSSSS\"\naccount = \"prod\"\n\
+             [distributions.ads]\nid = \"E4AAAAAAAAAAAA\"\naccount = \"ads\"\n\
+             [accounts.prod]\nmonthly_paths = 5000\n[accounts.ads]\n\
+             [budget]\nledger_path = \"{}\"\n",
+            ledger.display()
+        ),
+    )
+    .unwrap();
+    let month = Month::of(SystemTime::now());
+    let spent = |n| {
+        let mut s = LedgerState::new(month);
+        s.spent = n;
+        s
+    };
+    let exported = dir.path().join("exported");
+    std::fs::create_dir(&exported).unwrap();
+    let import = |file: &str, spent_there: u64, account: Option<&str>| {
+        let from = exported.join(file);
+        FileStore::new(&from).save(&spent(spent_there)).unwrap();
+        let mut args: Vec<&std::ffi::OsStr> = vec![
+            "ledger".as_ref(),
+            "import".as_ref(),
+            from.as_os_str(),
+            "-c".as_ref(),
+            config.as_os_str(),
+        ];
+        if let Some(account) = account {
+            args.push("--account".as_ref());
+            args.push(account.as_ref());
+        }
+        crate::support::cli::cfpurge(&args)
+    };
+    let spent_in = |account: &str| {
+        FileStore::new(file_for_account(&ledger, account))
+            .load()
+            .unwrap()
+            .map(|s| s.spent)
+    };
+
+    let (code, out, err) = import("prod.json", 345, Some("prod"));
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("account: prod\n"), "{out}");
+    assert!(
+        out.contains("spent: 345 (cfpurge 345, other tools 0) of 5000"),
+        "{out}"
+    );
+    assert_eq!(spent_in("prod"), Some(345));
+    assert_eq!(spent_in("default"), None, "only prod's ledger is written");
+    assert_eq!(spent_in("ads"), None);
+
+    // Without --account: the default account's, not "ads" (first by name).
+    let (code, out, err) = import("default.json", 12, None);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("account: default\n"), "{out}");
+    assert_eq!(spent_in("default"), Some(12));
+    assert_eq!(spent_in("ads"), None);
+
+    // An account without a ledger is named, and nothing is written.
+    let (code, out, err) = import("lab.json", 7, Some("lab"));
+    assert_eq!(code, Some(2), "{out}{err}");
+    assert!(
+        err.contains("--account lab: no distribution is in that account")
+            && err.contains("ads, default, prod"),
+        "{err}"
+    );
+    assert_eq!(
+        (spent_in("default"), spent_in("prod"), spent_in("ads")),
+        (Some(12), Some(345), None)
+    );
+}
