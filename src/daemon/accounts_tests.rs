@@ -177,6 +177,17 @@ on_exhausted = "hold"
         text.contains("cfpurge_budget_paths_used{account=\"default\"} 5"),
         "{text}"
     );
+    // Each account's price has its series (under pacing "none" the price
+    // is coalesce.blast_per_path).
+    for account in ["default", "prod"] {
+        assert!(
+            text.contains(&format!(
+                "cfpurge_budget_price{{account=\"{account}\"}} 50\n"
+            )),
+            "{text}"
+        );
+        assert_eq!(status.accounts[account].budget.price, 50.0);
+    }
     assert!(
         run.observers.readiness.is_ready(),
         "{:?}",
