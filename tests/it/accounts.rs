@@ -167,8 +167,10 @@ account = "lab"
 [accounts.prod]
 role_arn = "{PROD_ROLE}"
 external_id = "cfpurge-ext-1"
+monthly_paths = 1000
 [accounts.lab]
 role_arn = "{LAB_ROLE}"
+monthly_paths = 1000
 [batching]
 quiet_seconds = 1
 max_delay_seconds = 2
@@ -179,6 +181,9 @@ poll_interval_seconds = 1
 reconcile_interval_seconds = 1
 [budget]
 pacing = "none"
+# The default account's one path a month is spent by www's first purge.
+monthly_paths = 1
+on_exhausted = "hold"
 [shutdown]
 grace_seconds = 2
 "#
@@ -243,6 +248,12 @@ async fn roles_are_assumed_per_account_a_refused_role_holds_only_its_account_and
     })
     .await;
     assert!(purged, "www and shop purged: {:?}", fake.calls());
+    // The default account's budget is spent: www's next request waits,
+    // while prod's own budget lets shop's through below.
+    queue
+        .send(r#"{"distribution":"www","paths":["/e.html"]}"#)
+        .await
+        .expect("send");
     assert!(
         until(Duration::from_secs(10), || {
             observers
@@ -279,8 +290,8 @@ async fn roles_are_assumed_per_account_a_refused_role_holds_only_its_account_and
     assert!(fake.invalidations(LAB).is_empty());
     assert_eq!(
         queue.len(),
-        1,
-        "lab's request waits, neither lost nor rejected"
+        2,
+        "lab's request and www's over the budget wait, neither lost nor rejected"
     );
     assert!(queue.dead_letters().is_empty());
     // The status says so under the account.
@@ -342,6 +353,12 @@ async fn roles_are_assumed_per_account_a_refused_role_holds_only_its_account_and
         "{:?}",
         observers.readiness.reasons()
     );
+    // www's second request still waits on its own account's budget.
+    assert_eq!(fake.invalidations(WWW).len(), 1, "{:?}", fake.calls());
+    assert_eq!(queue.len(), 1);
+    let status = observers.status.snapshot();
+    assert_eq!(status.accounts["default"].budget.used, 1);
+    assert_eq!(status.accounts["prod"].budget.used, 2);
     cancel.cancel();
     let totals = run.await.expect("daemon ends");
     assert_eq!(totals.messages_deleted, 4);
