@@ -333,7 +333,7 @@ pub fn ledger_component(account: &str) -> String {
 
 /// Whether `accounts` holds only the default account: a daemon without
 /// `[accounts]`, whose status reads as it always did.
-fn single_account(accounts: &BTreeMap<String, AccountStatus>) -> bool {
+pub(crate) fn single_account(accounts: &BTreeMap<String, AccountStatus>) -> bool {
     accounts.len() <= 1 && accounts.keys().all(|a| a == crate::config::DEFAULT_ACCOUNT)
 }
 
