@@ -518,3 +518,42 @@ fn ledger_import_fills_the_named_accounts_ledger() {
         (Some(12), Some(345), None)
     );
 }
+
+/// The example configuration's `account` and `[accounts.prod]`,
+/// uncommented, load as written: a distribution in prod, reached through
+/// the role, with its own budget.
+#[test]
+fn the_examples_account_keys_load_uncommented() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/cfpurge.example.toml");
+    let example = std::fs::read_to_string(path).unwrap();
+    let mut in_accounts = false;
+    let text: Vec<String> = example
+        .lines()
+        .map(|line| {
+            if line.starts_with("# [accounts.prod]") {
+                in_accounts = true;
+            } else if !line.starts_with('#') && !line.starts_with(' ') {
+                in_accounts = false;
+            }
+            if line.starts_with("# account = \"default\"") {
+                return "account = \"prod\"".to_owned();
+            }
+            match line.strip_prefix("# ") {
+                Some(rest) if in_accounts => rest.to_owned(),
+                _ => line.to_owned(),
+            }
+        })
+        .collect();
+    let text = text.join("\n");
+    assert!(text.contains("\n[accounts.prod]"), "{text}");
+    let cfg = Config::from_parts(Some(&text), "example", []).expect("the example loads");
+    assert_eq!(cfg.account_of("www"), "prod");
+    let prod = cfg.account("prod").expect("[accounts.prod]");
+    assert_eq!(
+        prod.role_arn.as_deref(),
+        Some("arn:aws:iam::210987654321:role/cfpurge")
+    );
+    assert!(prod.external_id.is_some());
+    assert_eq!(cfg.budget_for("prod").monthly_paths, 1000);
+    assert!(cfg.warnings().is_empty(), "{:?}", cfg.warnings());
+}
