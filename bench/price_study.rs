@@ -24,7 +24,10 @@
 //! - `sim`: price controllers run on the dumped invalidations' curves, each
 //!   planned at the controller's price within the allowance (a batch that
 //!   does not fit waits for the next one): `daemon` (the daemon's
-//!   controller), `dual` (its dual descent alone), `fixed:P` (one price
+//!   controller), `tuned:…` (the same with another tuning: step, window in
+//!   days, rate cap, floor, and the cost of spending ahead of the pace, its
+//!   low, high and from; a low of 0 turns it off), `dual` (its dual descent
+//!   alone), `fixed:P` (one price
 //!   throughout) and `hindsight:DAYS:STEP` (the best fixed price over the
 //!   last DAYS, taken as a month, moved by STEP e-folds per month's budget
 //!   of lead on the even pace) and `reserve:…` (the daemon's controller
@@ -35,7 +38,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use cfpurge::budget::{Month, PriceController, Tuning, allowance};
+use cfpurge::budget::{Ahead, Month, PriceController, Tuning, allowance};
 use cfpurge::catalog;
 use cfpurge::config::{BudgetConfig, Config};
 use cfpurge::path::CfPath;
@@ -330,7 +333,7 @@ impl Controller for Daemon {
     fn price(&mut self, b: &Invalidation, used: u64) -> f64 {
         self.0.observe(time(b.at), &b.curve);
         self.0.advance(time(b.at), used);
-        self.0.price()
+        self.0.batch_price(time(b.at), used)
     }
     fn planned(&mut self, b: &Invalidation, used: u64) {
         self.0.advance(time(b.at), used);
@@ -673,6 +676,27 @@ fn sim(all: &[Invalidation], monthly: u64, controllers: &[String]) {
                 },
             ))),
             "fixed" => Box::new(Fixed(args[0])),
+            // The daemon's controller with another tuning:
+            // `tuned:STEP:WINDOW_DAYS[:RATE_CAP[:FLOOR[:AHEAD_LOW:AHEAD_HIGH:AHEAD_FROM]]]`
+            // (an AHEAD_LOW of 0: no cost of spending ahead of the pace).
+            "tuned" => Box::new(Daemon(PriceController::with_tuning(
+                budget,
+                BLAST_PER_PATH,
+                None,
+                start,
+                Tuning {
+                    step: args[0],
+                    window: (args[1] * 86_400.0) as u64,
+                    rate_cap: args.get(2).copied().unwrap_or(Tuning::DEFAULT.rate_cap),
+                    floor: args.get(3).copied().unwrap_or(Tuning::DEFAULT.floor),
+                    ahead: Ahead {
+                        low: args.get(4).copied().unwrap_or(Tuning::DEFAULT.ahead.low),
+                        high: args.get(5).copied().unwrap_or(Tuning::DEFAULT.ahead.high),
+                        from: args.get(6).copied().unwrap_or(Tuning::DEFAULT.ahead.from),
+                    },
+                    ..Tuning::DEFAULT
+                },
+            ))),
             "hindsight" => Box::new(Hindsight {
                 window: (args[0] * 86_400.0) as u64,
                 step: args.get(1).copied().unwrap_or(0.0),

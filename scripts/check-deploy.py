@@ -24,7 +24,8 @@ Operator's models).
   check-deploy.py rule OUT
       Runs the command docs/kubernetes.md shows to wrap config/alerts.yml
       in a PrometheusRule, validates the result against the Operator's
-      models and writes its rule groups to OUT/prometheusrule-groups.yml,
+      models, checks that the page labels the PodMonitor as it labels the
+      rule, and writes its rule groups to OUT/prometheusrule-groups.yml,
       for promtool check rules.
 """
 
@@ -278,8 +279,17 @@ def check_rule(out):
         fail(f"{DOCS}: the PrometheusRule command makes an invalid PrometheusRule: {e}")
     if rule["spec"] != yaml.safe_load(ALERTS.read_text()):
         fail(f"{DOCS}: the PrometheusRule's spec is not {ALERTS}")
+    # Prometheus selects the PodMonitor and the rule by the same label: the
+    # page gives both the same one, or the rules would load and the target
+    # never be scraped (CfpurgeAbsent for ever), or the other way round.
+    labelled = re.search(r"^ *kubectl -n cfpurge label --overwrite podmonitor cfpurge (\S+)=(\S+)$", doc, re.M)
+    if not labelled:
+        fail(f"{DOCS}: no command that labels the PodMonitor for the Prometheus resource's selector")
+    monitor_label = {labelled.group(1): labelled.group(2)}
+    if rule["metadata"].get("labels") != monitor_label:
+        fail(f"{DOCS}: the PodMonitor is labelled {monitor_label}, the PrometheusRule {rule['metadata'].get('labels')}")
     Path(out, "prometheusrule-groups.yml").write_text(yaml.safe_dump(rule["spec"], sort_keys=False))
-    print(f"the PrometheusRule made as {DOCS} shows is valid and holds {ALERTS}")
+    print(f"the PrometheusRule made as {DOCS} shows is valid and holds {ALERTS}; it and the PodMonitor are labelled {monitor_label}")
 
 
 if __name__ == "__main__":

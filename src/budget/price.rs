@@ -77,6 +77,33 @@ pub struct Tuning {
     /// Seconds of recent batches the model price is learned from (0: no
     /// model, dual descent alone).
     pub window: u64,
+    /// What a path costs at least when it takes the month's spending ahead
+    /// of the even pace (see [`PriceController::batch_price`]; a `low` of
+    /// 0: nothing beyond the price).
+    pub ahead: Ahead,
+}
+
+/// The least price of a path that takes the month's spending to `u`
+/// months' budget ahead of the even pace (without `burst_paths`): none up
+/// to `from` (below 0: a share behind the pace), then from `low` rising
+/// geometrically to `high` at a whole month's budget ahead. In blast per
+/// billed path, like the price.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Ahead {
+    pub from: f64,
+    pub low: f64,
+    pub high: f64,
+}
+
+impl Ahead {
+    /// The least price of the path that brings the spending to `u` ahead.
+    fn at(&self, u: f64) -> f64 {
+        if self.low <= 0.0 || u <= self.from {
+            return 0.0;
+        }
+        let rise = ((u - self.from) / (1.0 - self.from)).min(1.0);
+        self.low * (self.high / self.low).powf(rise)
+    }
 }
 
 impl Tuning {
@@ -87,6 +114,11 @@ impl Tuning {
         ceiling_factor: 1024.0,
         rate_cap: 4.0,
         window: 10 * 86_400,
+        ahead: Ahead {
+            from: -0.1,
+            low: 0.4,
+            high: 10.0,
+        },
     };
 }
 
@@ -137,6 +169,9 @@ pub struct PriceController {
     /// The batches of the last [`Tuning::window`], oldest first; not kept
     /// with the ledger (a restart learns them again).
     recent: VecDeque<Recent>,
+    /// The hull of the batch observed last, until it is planned or
+    /// forgotten: what [`PriceController::batch_price`] prices.
+    last: Option<Vec<(f64, f64)>>,
     /// The price by dual descent alone, from the stored one: what the
     /// price is while the model has not seen a window of batches yet.
     dual: f64,
@@ -194,6 +229,7 @@ impl PriceController {
             pacing: config.pacing,
             tuning,
             recent: VecDeque::new(),
+            last: None,
             dual: 0.0,
             since: 0,
         };
@@ -279,10 +315,9 @@ impl PriceController {
             return false;
         }
         let at = unix_seconds(now);
-        self.recent.push_back(Recent {
-            at,
-            hull: lower_hull(curve),
-        });
+        let hull = lower_hull(curve);
+        self.last = Some(hull.clone());
+        self.recent.push_back(Recent { at, hull });
         self.forget_before(at.saturating_sub(self.tuning.window));
         true
     }
@@ -291,6 +326,59 @@ impl PriceController {
     /// planned after all (it waits, and is observed again when it is).
     pub fn forget_last(&mut self) {
         self.recent.pop_back();
+        self.last = None;
+    }
+
+    /// The price to plan the batch observed last at, `now`, with `used`
+    /// spent in the month: [`PriceController::price`], or more where the
+    /// batch's choice at it would take the month's spending ahead of the
+    /// even pace. Each path the batch bills costs at least what
+    /// [`Tuning::ahead`] asks of the spending it brings the month to, so a
+    /// burst that the price would let spend the whole allowance at once
+    /// keeps some of it for the rest of the month. The batch's choice under
+    /// those rising costs is a point of its hull; the price returned is
+    /// one at which a plan at a single price takes that point (strictly
+    /// between the hull's slopes on either side of it). Without an
+    /// observed batch (none, or `pacing = "none"`), the price.
+    pub fn batch_price(&self, now: SystemTime, used: u64) -> f64 {
+        let price = self.price();
+        let Some(hull) = self.last.as_deref().filter(|h| !h.is_empty()) else {
+            return price;
+        };
+        if self.pacing == Pacing::None || self.tuning.ahead.low <= 0.0 {
+            return price;
+        }
+        let monthly = self.monthly_paths.max(1) as f64;
+        let month = Month::of(now);
+        let paced = monthly * month.elapsed_fraction(now).min(1.0);
+        // The cost of each hull point: its blast and, path by path, the
+        // higher of the price and what the spending it reaches asks.
+        let mut best = (0, f64::INFINITY);
+        let (mut billed, mut paid) = (0.0, 0.0);
+        for (i, &(k, blast)) in hull.iter().enumerate() {
+            while billed < k {
+                billed += 1.0;
+                let u = (used as f64 + billed - paced) / monthly;
+                paid += price.max(self.tuning.ahead.at(u));
+            }
+            if paid + blast < best.1 {
+                best = (i, paid + blast);
+            }
+        }
+        let i = best.0;
+        if billed_at(hull, price) <= hull[i].0 {
+            return price;
+        }
+        // Blast saved per path on either side of the point.
+        let slope = |a: usize, b: usize| (hull[a].1 - hull[b].1) / (hull[b].0 - hull[a].0);
+        let right = slope(i, i + 1);
+        let (_, ceiling) = self.bounds();
+        let left = if i == 0 {
+            ceiling.max(2.0 * right)
+        } else {
+            slope(i - 1, i)
+        };
+        self.clamp((right * left).sqrt())
     }
 
     fn forget_before(&mut self, from: u64) {

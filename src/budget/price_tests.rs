@@ -217,6 +217,77 @@ fn a_ledger_without_a_price_still_loads_and_one_with_it_round_trips() {
 }
 
 /// A site of `dirs` directories of 12 pages each.
+/// A controller at its floor (three weeks at a tenth of the pace) with
+/// `used` spent, on the month's day `at`, and a batch observed there.
+fn at_the_floor_with(at: f64, used: u64, curve: &[(usize, u64)]) -> (PriceController, SystemTime) {
+    let mut c = PriceController::new(&config(1000, Pacing::Even), 50.0, None, november());
+    let mut spent = 0;
+    for hour in 1..=(at * 24.0) as u64 {
+        spent = (spent + u64::from(hour % 7 == 0)).min(used);
+        c.advance(november() + Duration::from_secs(hour * 3600), spent);
+    }
+    let now = november() + day(at);
+    c.observe(now, curve);
+    c.advance(now, used);
+    assert!(
+        (c.price() / c.bounds().0 - 1.0).abs() < 1e-9,
+        "{:?}",
+        c.state()
+    );
+    (c, now)
+}
+
+/// A burst on day 20.9 with 100 paths spent (the even pace: 697): a wildcard
+/// purging 5,000, 500 paths with 60, or 700 exact paths.
+const BURST: [(usize, u64); 3] = [(1, 5000), (500, 60), (700, 0)];
+
+#[test]
+fn a_batch_that_would_spend_ahead_of_the_pace_is_planned_at_a_higher_price() {
+    let (c, now) = at_the_floor_with(20.9, 100, &BURST);
+    let hull = lower_hull(&BURST);
+    // At the floor it would take all 700, 100 ahead of the pace, leaving
+    // the rest of the month little.
+    assert_eq!(billed_at(&hull, c.price()), 700.0);
+    let price = c.batch_price(now, 100);
+    assert_eq!(billed_at(&hull, price), 500.0, "{price}");
+    // Strictly between the hull's slopes on either side of 500 paths.
+    assert!(price > 60.0 / 200.0 && price < 4940.0 / 499.0, "{price}");
+}
+
+#[test]
+fn a_batch_that_stays_behind_the_pace_is_planned_at_the_price() {
+    // On day 25 the pace is 833: 700 paths from nothing stay behind it.
+    let (c, now) = at_the_floor_with(25.0, 0, &BURST);
+    assert_eq!(c.batch_price(now, 0), c.price());
+    // Without a cost of spending ahead, the burst of day 20.9 too.
+    let tuning = Tuning {
+        ahead: Ahead {
+            low: 0.0,
+            ..Tuning::DEFAULT.ahead
+        },
+        ..Tuning::DEFAULT
+    };
+    let mut c =
+        PriceController::with_tuning(&config(1000, Pacing::Even), 50.0, None, november(), tuning);
+    let now = november() + day(20.9);
+    c.observe(now, &BURST);
+    c.advance(now, 100);
+    assert_eq!(c.batch_price(now, 100), c.price());
+    // Nor once the batch was forgotten (it waits).
+    let (mut c, now) = at_the_floor_with(20.9, 100, &BURST);
+    c.forget_last();
+    assert_eq!(c.batch_price(now, 100), c.price());
+}
+
+#[test]
+fn without_pacing_a_batch_is_planned_at_blast_per_path() {
+    let mut c = PriceController::new(&config(1000, Pacing::None), 50.0, None, november());
+    let now = november() + day(20.9);
+    c.observe(now, &BURST);
+    c.advance(now, 990);
+    assert_eq!(c.batch_price(now, 990), 50.0);
+}
+
 fn site(dirs: usize) -> Catalog {
     let mut c = Catalog::new();
     for d in 0..dirs {
@@ -267,14 +338,20 @@ proptest! {
             c.advance(now, budget.used());
             let price = c.price();
             prop_assert!((floor..=ceiling).contains(&price), "{price}");
+            // A batch that would spend ahead of the pace is planned at
+            // more, never at less, and so never bills more.
+            let planned_at = c.batch_price(now, budget.used());
+            prop_assert!((price..=ceiling).contains(&planned_at), "{planned_at} against {price}");
             let remaining = budget.remaining(now);
-            let plan = plan_with(
+            let plan_at = |price: f64| plan_with(
                 &entries,
                 Capacity { paths: remaining as usize, ..Capacity::AWS },
                 &Settings::default(),
                 Strategy::LeastBlast { catalog: &catalog, price },
             );
+            let plan = plan_at(planned_at);
             let billed = plan.figures.billed() as u64;
+            prop_assert!(billed <= plan_at(price).figures.billed() as u64);
             prop_assert!(billed <= remaining, "billed {billed} > remaining {remaining}");
             if billed > 0 {
                 budget.reserve(&format!("b{i}"), "www", billed, now).unwrap();

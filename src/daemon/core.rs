@@ -953,7 +953,11 @@ impl Core {
             .get_mut(&account)
             .expect("every account has a ledger from the start: none is removed");
         ledger.advance_price(now);
-        let price = ledger.price();
+        let price = if observed {
+            ledger.batch_price(now)
+        } else {
+            ledger.price()
+        };
         let budget = self.ledgers.get(&account).and_then(Ledger::budget);
         let situation = Situation {
             due,

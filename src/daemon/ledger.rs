@@ -335,6 +335,24 @@ impl Ledger {
             .map_or(self.blast_per_path, PriceController::price)
     }
 
+    /// The price the batch whose curve was observed last is planned at
+    /// `now` ([`crate::budget::PriceController::batch_price`]): the
+    /// price, or more where the batch would take the month's spending
+    /// ahead of the even pace.
+    pub fn batch_price(&self, now: &Now) -> f64 {
+        match (&self.budget, &self.price) {
+            (Some(budget), Some(price)) => {
+                let used = if budget.month() < Month::of(now.wall) {
+                    0
+                } else {
+                    budget.used()
+                };
+                price.batch_price(now.wall, used)
+            }
+            _ => self.price(),
+        }
+    }
+
     /// Takes a batch's least-blast curve into the price's model, until
     /// [`Ledger::forget_last_curve`]. Returns whether it was taken.
     pub fn observe_curve(&mut self, now: &Now, curve: &[(usize, u64)]) -> bool {

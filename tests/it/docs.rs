@@ -477,6 +477,146 @@ fn the_readme_installs_cfpurge_before_calling_it_by_name() {
     assert!(installed, "README.md never installs cfpurge");
 }
 
+/// Every value of `waiting.on` is in the interface's table, in the order
+/// the daemon judges them, and in the operations page's table of what to
+/// do about each.
+#[test]
+fn every_waiting_value_is_documented_in_order_with_what_to_do() {
+    use cfpurge::status::WaitingOn;
+    let values: Vec<&str> = WaitingOn::ALL.iter().map(|w| w.as_str()).collect();
+    let interface = read("docs/interface.md");
+    let listed: Vec<&str> = interface
+        .split("\n| `on` | the pending paths wait for |\n|---|---|\n")
+        .nth(1)
+        .expect("docs/interface.md has the table of waiting.on")
+        .lines()
+        .take_while(|l| l.starts_with("| `"))
+        .map(|l| l.trim_start_matches("| `").split('`').next().unwrap())
+        .collect();
+    assert_eq!(listed, values, "docs/interface.md's table of waiting.on");
+    let operations = read("docs/operations.md");
+    let todo = operations
+        .split("\n| the page shows | what to do |\n|---|---|\n")
+        .nth(1)
+        .expect("docs/operations.md has the table of what to do");
+    let shown: Vec<&str> = todo
+        .lines()
+        .take_while(|l| l.starts_with("| "))
+        .map(|l| l.split(" | ").next().unwrap())
+        .collect();
+    for value in values {
+        assert!(
+            shown
+                .iter()
+                .any(|cell| cell.starts_with(&format!("| `{value}`"))
+                    || cell.contains(&format!(", `{value}`"))),
+            "docs/operations.md's table of what to do does not start a row with `{value}`: {shown:#?}"
+        );
+    }
+}
+
+/// Whether a shell line runs `cfpurge` as a command: the first word of a
+/// command (after `VAR=value` assignments and `sudo`), not an argument such
+/// as a namespace called cfpurge.
+fn runs_cfpurge(line: &str) -> bool {
+    let line = line.split(" #").next().unwrap_or(line);
+    line.split(['|', ';', '&', '('])
+        .filter_map(|command| {
+            command
+                .split_whitespace()
+                // `VAR=value` is an assignment, `--flag=value` an argument.
+                .find(|w| (w.starts_with('-') || !w.contains('=')) && *w != "sudo")
+        })
+        .any(|w| w == "cfpurge")
+}
+
+/// docs/kubernetes.md is read on its own, from a workstation that may have
+/// no cfpurge: before its first `cfpurge` command it says where the binary
+/// comes from (the README's install step, or the image).
+#[test]
+fn the_kubernetes_page_says_where_cfpurge_comes_from_before_running_it() {
+    assert!(runs_cfpurge("  cfpurge check-config -c cfpurge.toml"));
+    assert!(runs_cfpurge("X=1 Y=2 cfpurge status"));
+    assert!(runs_cfpurge("kubectl get x && sudo cfpurge status"));
+    assert!(!runs_cfpurge(
+        "kubectl -n cfpurge create secret generic cfpurge \\"
+    ));
+    assert!(!runs_cfpurge(
+        "  --namespace cfpurge --service-account cfpurge"
+    ));
+    let page = read("docs/kubernetes.md");
+    let link = "(../README.md#next-your-aws-account)";
+    assert!(
+        read("README.md").contains("\n## Next: your AWS account\n"),
+        "the README's install section, which {link} names, is gone"
+    );
+    let mut before = String::new();
+    for (i, block) in page.split("```sh\n").enumerate() {
+        if i > 0 {
+            let code = block.split("\n```").next().unwrap();
+            if let Some(line) = code.lines().find(|l| runs_cfpurge(l)) {
+                assert!(
+                    before.contains(link),
+                    "docs/kubernetes.md runs `{line}` before saying where cfpurge comes from {link}"
+                );
+                return;
+            }
+        }
+        before.push_str(block);
+    }
+    panic!("docs/kubernetes.md runs no cfpurge command");
+}
+
+/// A page's shell commands are run in order by a reader who pastes them:
+/// every variable they read (`$name`, `${name...}`, outside single quotes)
+/// is set on an earlier line of the same page (`name=...`, `export
+/// name=...`), or is one a shell has (`$EDITOR`, `$PWD`, `$HOME`).
+#[test]
+fn every_shell_variable_the_docs_read_is_set_before() {
+    let mut pages = vec!["README.md".to_owned()];
+    for entry in fs::read_dir(repo_file("docs")).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        if name.ends_with(".md") {
+            pages.push(format!("docs/{name}"));
+        }
+    }
+    let mut unset = Vec::new();
+    for page in &pages {
+        let text = read(page);
+        let mut set: Vec<String> = ["EDITOR", "PWD", "HOME"].map(str::to_owned).to_vec();
+        for block in text.split("```sh\n").skip(1) {
+            for line in block.split("\n```").next().unwrap().lines() {
+                // What single quotes hold is not expanded (jq's, awk's own
+                // variables).
+                let expanded: String = line.split('\'').step_by(2).collect::<Vec<_>>().join(" ");
+                for used in expanded.split('$').skip(1) {
+                    let name: String = used
+                        .trim_start_matches('{')
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    if name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                        && !set.contains(&name)
+                    {
+                        unset.push(format!("{page}: ${name} in `{}`", line.trim()));
+                    }
+                }
+                for word in line
+                    .trim_start()
+                    .trim_start_matches("export ")
+                    .split_whitespace()
+                    .take(1)
+                {
+                    if let Some((name, _)) = word.split_once('=') {
+                        set.push(name.to_owned());
+                    }
+                }
+            }
+        }
+    }
+    assert!(unset.is_empty(), "read before they are set: {unset:#?}");
+}
+
 /// `scripts/test --help` prints its usage and starts nothing. Run with an
 /// empty PATH: a run that went past the usage would fail at once for
 /// want of python3 and cargo rather than install or build anything.

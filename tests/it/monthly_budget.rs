@@ -420,3 +420,88 @@ fn distributions_share_the_price_which_a_budget_that_does_not_bind_keeps_at_its_
         unpaced.batches.iter().map(|b| b.price).collect::<Vec<_>>()
     );
 }
+
+/// Through the daemon's core: a burst that the price (at its floor, the
+/// budget not binding so far) would let take the month's spending well
+/// ahead of the even pace is planned at a higher price, so it keeps part
+/// of the allowance for the rest of the month; the light batches before it
+/// and a burst that stays behind the pace are planned at the price.
+#[test]
+fn a_burst_ahead_of_the_pace_is_planned_at_more_than_the_price() {
+    let tree = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/benches/data/astro-docs-tree.txt"
+    ))
+    .unwrap();
+    let pages: Vec<&str> = tree.lines().collect();
+    // Every page of two languages but one in five: 600-odd exact paths,
+    // or wildcards that purge the pages left out.
+    let burst: Vec<String> = pages
+        .iter()
+        .filter(|p| p.starts_with("/en/") || p.starts_with("/fr/"))
+        .enumerate()
+        .filter(|(k, _)| k % 5 != 0)
+        .map(|(_, p)| (*p).to_owned())
+        .collect();
+    let light = |days: u64| -> Vec<TraceLine> {
+        (0..days * 4)
+            .map(|i| {
+                let first = (i as usize * 7) % (pages.len() - 1);
+                TraceLine {
+                    at: start() + Duration::from_secs(i * 21_600 + 1_800),
+                    paths: vec![pages[first].to_owned()],
+                    tags: Vec::new(),
+                    distribution: None,
+                }
+            })
+            .collect()
+    };
+    let burst_on = |day: f64| TraceLine {
+        at: start() + Duration::from_secs_f64(day * 86_400.0),
+        paths: burst.clone(),
+        tags: Vec::new(),
+        distribution: None,
+    };
+    let config = config(1_000);
+    let floor = 0.05;
+    let price_of_burst = |trace: &[TraceLine], day: f64| -> (f64, u64) {
+        let replayed = replayed_alone(&config, trace);
+        assert_within(&replayed, 1_000);
+        let b = replayed
+            .batches
+            .iter()
+            .find(|b| (b.t - day * 86_400.0).abs() < 60.0)
+            .expect("the burst is one batch");
+        assert!(
+            replayed
+                .batches
+                .iter()
+                .filter(|b| b.t > 12.0 * 86_400.0 && b.t < day * 86_400.0)
+                .all(|b| (b.price - floor).abs() < 1e-9),
+            "once the model has seen 10 days, the light batches are planned at the floor"
+        );
+        (b.price, b.billed)
+    };
+    // Day 20.9, with about 80 spent: the even pace is 674, the allowance
+    // 774; the burst's exact paths fit the allowance but would take the
+    // spending past the pace.
+    let mut trace = light(20);
+    trace.push(burst_on(20.9));
+    let (price, billed) = price_of_burst(&trace, 20.9);
+    // On day 28 the same burst stays behind the pace (903): the price.
+    let mut trace = light(27);
+    trace.push(burst_on(28.0));
+    let (behind, billed_behind) = price_of_burst(&trace, 28.0);
+    assert!((behind - floor).abs() < 1e-9, "{behind}");
+    assert!(
+        (600..690).contains(&burst.len()) && price > 2.0 * floor,
+        "{} paths planned at {price}",
+        burst.len()
+    );
+    // Ahead of the pace, wildcards keep paths for the rest of the month.
+    assert!(
+        billed + 50 < billed_behind,
+        "{billed} ahead of the pace, {billed_behind} behind it, of {}",
+        burst.len()
+    );
+}

@@ -171,3 +171,90 @@ async fn sigterm_makes_what_cannot_be_submitted_visible_again_at_once() {
     }
     assert!(fake.invalidations(DIST).is_empty());
 }
+
+/// Refused purge requests are logged at most once a second per reason,
+/// with a count; those held back in the last second are reported when the
+/// server stops, so the counts add up to every refusal sent. Without that
+/// last report the burst below would be logged as one refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_held_back_by_the_log_limit_are_counted_at_shutdown() {
+    const REFUSED: u64 = 5;
+    let folder = tempfile::tempdir().expect("folder");
+    let port = free_port();
+    let config = format!(
+        r#"
+[source]
+kind = "local"
+[distributions.www]
+id = "{DIST}"
+[cloudfront]
+mode = "simulate"
+[budget]
+ledger_path = "{ledger}"
+[http]
+listen = "127.0.0.1:{port}"
+enqueue_token = "the-right-token"
+"#,
+        ledger = folder.path().join("ledger.json").display(),
+    );
+    let file = folder.path().join("cfpurge.toml");
+    std::fs::write(&file, config).expect("write the configuration");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cfpurge"))
+        .args(["run", "-c"])
+        .arg(&file)
+        .env("RUST_LOG", "warn")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start cfpurge");
+    // Drained on its own thread, so that the daemon never blocks on a full
+    // pipe.
+    let mut stderr = child.stderr.take().expect("stderr");
+    let log = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut text).expect("read the log");
+        text
+    });
+
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client");
+    let url = format!("http://127.0.0.1:{port}/v1/purge");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut sent = 0;
+    while sent < REFUSED {
+        let answer = client
+            .post(&url)
+            .bearer_auth("a-wrong-token")
+            .body(r#"{"paths": ["/index.html"]}"#)
+            .send()
+            .await;
+        match answer {
+            Ok(answer) => {
+                assert_eq!(answer.status(), 401);
+                sent += 1;
+            }
+            // Not listening yet.
+            Err(_) => {
+                assert!(Instant::now() < deadline, "cfpurge never listened");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
+    let (code, _) = terminate(child);
+    assert_eq!(code, Some(0));
+    let log = log.join().expect("the log");
+    let counted: u64 = log
+        .lines()
+        .filter(|l| l.contains("purge requests refused") && l.contains("reason=\"unauthorized\""))
+        .map(|l| {
+            let count = l.split("count=").nth(1).unwrap_or_else(|| panic!("{l}"));
+            let digits: String = count.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse::<u64>().unwrap_or_else(|_| panic!("{l}"))
+        })
+        .sum();
+    assert_eq!(counted, REFUSED, "{log}");
+}
