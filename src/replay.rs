@@ -299,18 +299,13 @@ pub async fn run(config: &Config, trace: &[TraceLine], options: &ReplayOptions) 
         tallies: BTreeMap::new(),
         batches: Vec::new(),
         rejected: 0,
-        ledgers: config
-            .budget_accounts()
-            .into_iter()
-            .next()
-            .zip(options.ledger.clone())
+        ledgers: options
+            .ledger
+            .clone()
+            .map(|ledger| (config.main_account(), ledger))
             .into_iter()
             .collect(),
-        first_account: config
-            .budget_accounts()
-            .into_iter()
-            .next()
-            .unwrap_or_default(),
+        main_account: config.main_account(),
         with_blast: options.catalog.is_some(),
         optimum: match (&options.catalog, options.optimum) {
             (Some(catalog), true) => Some(OptimumBasis {
@@ -350,9 +345,10 @@ struct Driver {
     batches: Vec<BatchRecord>,
     rejected: u64,
     /// Each account's ledger as last written (read back by a load); the
-    /// ledger handed in and returned is the first account's.
+    /// ledger handed in and returned is the main account's
+    /// ([`crate::config::Config::main_account`]).
     ledgers: BTreeMap<String, crate::budget::LedgerState>,
-    first_account: String,
+    main_account: String,
     with_blast: bool,
     optimum: Option<OptimumBasis>,
 }
@@ -679,7 +675,7 @@ impl Driver {
             total,
             batches: self.batches,
             rejected: self.rejected,
-            ledger: self.ledgers.remove(&self.first_account),
+            ledger: self.ledgers.remove(&self.main_account),
         }
     }
 }

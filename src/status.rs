@@ -25,7 +25,8 @@ pub struct Status {
     pub version: String,
     /// Per distribution, by alias.
     pub distributions: BTreeMap<String, DistributionStatus>,
-    /// The month's path budget (of the first account, with `[accounts]`:
+    /// The month's path budget (with `[accounts]`, the default account's
+    /// while a distribution is in it, else the first account's by name:
     /// each is in `accounts`).
     pub budget: BudgetStatus,
     /// With `[accounts]`: each account's budget, and why its distributions
@@ -332,7 +333,7 @@ pub fn ledger_component(account: &str) -> String {
 
 /// Whether `accounts` holds only the default account: a daemon without
 /// `[accounts]`, whose status reads as it always did.
-fn single_account(accounts: &BTreeMap<String, AccountStatus>) -> bool {
+pub(crate) fn single_account(accounts: &BTreeMap<String, AccountStatus>) -> bool {
     accounts.len() <= 1 && accounts.keys().all(|a| a == crate::config::DEFAULT_ACCOUNT)
 }
 
@@ -387,7 +388,7 @@ impl Status {
                 })
                 .collect(),
             budget: BudgetStatus {
-                limit: config.budget_for(&first_account(config)).monthly_paths,
+                limit: config.budget_for(&config.main_account()).monthly_paths,
                 policy: config.budget.on_exhausted.as_str().to_owned(),
                 ..BudgetStatus::default()
             },
@@ -429,15 +430,6 @@ impl Status {
             },
         }
     }
-}
-
-/// The account `Status::budget` shows: the first in name order.
-fn first_account(config: &Config) -> String {
-    config
-        .budget_accounts()
-        .into_iter()
-        .next()
-        .unwrap_or_else(|| crate::config::DEFAULT_ACCOUNT.to_owned())
 }
 
 /// An RFC 3339 time, or `None` when `text` is not one.

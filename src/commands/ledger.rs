@@ -23,15 +23,27 @@ pub enum LedgerCommandError {
     Output(#[from] std::io::Error),
 }
 
-/// The configured store of the first account's ledger (the default
-/// account's without `[accounts]`): the one `ledger import` fills.
+/// The configured store of the main account's ledger (the default
+/// account's while a distribution is in it): the one `ledger import` fills
+/// without `--account`.
 pub async fn store(config: &Config) -> Result<AnyStore, LedgerError> {
-    let first = config
-        .budget_accounts()
-        .into_iter()
-        .next()
-        .unwrap_or_default();
-    store_of(config, &first).await
+    store_of(config, &config.main_account()).await
+}
+
+/// The account `ledger import` fills: `named` (`--account`), which must be
+/// an account some distribution is in (only those have a ledger), else the
+/// main account.
+pub fn import_account(config: &Config, named: Option<&str>) -> Result<String, String> {
+    let accounts = config.budget_accounts();
+    match named {
+        None => Ok(config.main_account()),
+        Some(name) if accounts.iter().any(|a| a == name) => Ok(name.to_owned()),
+        Some(name) => Err(format!(
+            "--account {name}: no distribution is in that account, so it has no ledger \
+             (accounts with a ledger: {})",
+            accounts.join(", ")
+        )),
+    }
 }
 
 /// Every account's ledger store, in account order.
@@ -84,18 +96,13 @@ fn where_(config: &Config, account: &str) -> String {
     }
 }
 
-/// Prints the ledger of the configured store.
+/// Prints the main account's ledger from `store`.
 pub fn show(
     config: &Config,
     store: &AnyStore,
     out: &mut impl Write,
 ) -> Result<(), LedgerCommandError> {
-    let first = config
-        .budget_accounts()
-        .into_iter()
-        .next()
-        .unwrap_or_default();
-    show_account(config, &first, store, out)
+    show_account(config, &config.main_account(), store, out)
 }
 
 /// Prints each account's ledger; with `[accounts]`, each under a line
@@ -173,16 +180,17 @@ fn print_state(
     Ok(())
 }
 
-/// Copies the file ledger at `file` into the configured store, merged with
+/// Copies the file ledger at `file` into `account`'s store, merged with
 /// what the store holds so that nothing it counts goes down; prints the
 /// result.
 pub fn import(
     config: &Config,
+    account: &str,
     store: &AnyStore,
     file: &Path,
     out: &mut impl Write,
 ) -> Result<(), LedgerCommandError> {
-    import_at(config, store, file, SystemTime::now(), out)
+    import_at(config, account, store, file, SystemTime::now(), out)
 }
 
 /// [`import`] with the clock at `now`. Refused, writing nothing, when
@@ -192,6 +200,7 @@ pub fn import(
 /// history of earlier months (its entries could push the store's own out).
 pub fn import_at(
     config: &Config,
+    account: &str,
     store: &AnyStore,
     file: &Path,
     now: SystemTime,
@@ -227,12 +236,10 @@ pub fn import_at(
     };
     store.save(&merged)?;
     writeln!(out, "imported {}", file.display())?;
-    let first = config
-        .budget_accounts()
-        .into_iter()
-        .next()
-        .unwrap_or_default();
-    print_state(config, &first, &merged, out)
+    if config.has_accounts() {
+        writeln!(out, "account: {account}")?;
+    }
+    print_state(config, account, &merged, out)
 }
 
 /// `cfpurge ledger`'s actions.
@@ -253,15 +260,24 @@ pub enum Action {
         /// Configuration file (else $CFPURGE_CONFIG, else /etc/cfpurge/cfpurge.toml).
         #[arg(short, long)]
         config: Option<PathBuf>,
+        /// The [accounts.NAME] whose ledger it fills (else the default
+        /// account's, or with no distribution in it the first account's by
+        /// name).
+        #[arg(long, value_name = "NAME")]
+        account: Option<String>,
     },
 }
 
 /// `cfpurge ledger show` (every account's ledger) or `cfpurge ledger
-/// import FILE` (into the first account's store).
+/// import FILE [--account NAME]` (into that account's store).
 pub fn main(action: Action) -> Result<u8, super::Failure> {
-    let (config, file) = match &action {
-        Action::Show { config } => (config, None),
-        Action::Import { file, config } => (config, Some(file)),
+    let (config, file, account) = match &action {
+        Action::Show { config } => (config, None, None),
+        Action::Import {
+            file,
+            config,
+            account,
+        } => (config, Some(file), account.as_deref()),
     };
     let path = crate::config::config_path(config.as_deref());
     let config = Config::load(&path).map_err(super::Failure::usage)?;
@@ -275,10 +291,11 @@ pub fn main(action: Action) -> Result<u8, super::Failure> {
             show_all(&config, &all, out)
         }
         Some(file) => {
-            let first = runtime
-                .block_on(store(&config))
+            let account = import_account(&config, account).map_err(super::Failure::usage)?;
+            let store = runtime
+                .block_on(store_of(&config, &account))
                 .map_err(super::Failure::runtime)?;
-            import(&config, &first, file, out)
+            import(&config, &account, &store, file, out)
         }
     }
     .map_err(super::Failure::runtime)?;
@@ -289,6 +306,7 @@ pub fn main(action: Action) -> Result<u8, super::Failure> {
 mod tests {
     use super::*;
     use crate::budget::{MemoryStore, Month, MonthRecord, Reservation};
+    use crate::config::DEFAULT_ACCOUNT;
 
     fn config() -> Config {
         Config::from_parts(
@@ -364,7 +382,7 @@ mod tests {
         let memory = MemoryStore::with_state(target);
         let store = AnyStore::Memory(memory.clone());
         let mut out = Vec::new();
-        import(&config(), &store, &file, &mut out).unwrap();
+        import(&config(), DEFAULT_ACCOUNT, &store, &file, &mut out).unwrap();
         let merged = memory.state().unwrap();
         assert_eq!((merged.spent, merged.external), (40, 9));
         assert!(merged.reservations.contains_key("cfpurge-a"));
@@ -377,7 +395,7 @@ mod tests {
         FileStore::new(&old)
             .save(&state("2026-09", 500, 0))
             .unwrap();
-        import(&config(), &store, &old, &mut out).unwrap();
+        import(&config(), DEFAULT_ACCOUNT, &store, &old, &mut out).unwrap();
         let merged = memory.state().unwrap();
         assert_eq!(merged.month, "2026-11".parse().unwrap());
         assert_eq!(merged.spent, 40);
@@ -390,6 +408,7 @@ mod tests {
         // A missing file is an error naming it.
         let e = import(
             &config(),
+            DEFAULT_ACCOUNT,
             &store,
             &dir.path().join("nope.json"),
             &mut Vec::new(),
@@ -423,9 +442,16 @@ mod tests {
         FileStore::new(&future)
             .save(&state("2099-01", 5, 0))
             .unwrap();
-        let e = import_at(&config(), &store, &future, november(), &mut Vec::new())
-            .unwrap_err()
-            .to_string();
+        let e = import_at(
+            &config(),
+            DEFAULT_ACCOUNT,
+            &store,
+            &future,
+            november(),
+            &mut Vec::new(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             e.contains("future.json is for 2099-01") && e.contains("clock (2026-11)"),
             "{e}"
@@ -436,18 +462,32 @@ mod tests {
         odd.history.push(record("2026-12", 1));
         let odd_file = dir.path().join("odd.json");
         FileStore::new(&odd_file).save(&odd).unwrap();
-        let e = import_at(&config(), &store, &odd_file, november(), &mut Vec::new())
-            .unwrap_err()
-            .to_string();
+        let e = import_at(
+            &config(),
+            DEFAULT_ACCOUNT,
+            &store,
+            &odd_file,
+            november(),
+            &mut Vec::new(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             e.contains("odd.json is corrupt") && e.contains("entry for 2026-12"),
             "{e}"
         );
         odd.history = vec![record("2026-09", 1), record("2026-08", 1)];
         FileStore::new(&odd_file).save(&odd).unwrap();
-        let e = import_at(&config(), &store, &odd_file, november(), &mut Vec::new())
-            .unwrap_err()
-            .to_string();
+        let e = import_at(
+            &config(),
+            DEFAULT_ACCOUNT,
+            &store,
+            &odd_file,
+            november(),
+            &mut Vec::new(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("2026-08 after the one for 2026-09"), "{e}");
         assert_eq!(memory.state(), Some(target));
         assert_eq!(memory.saves(), 0);
@@ -458,6 +498,7 @@ mod tests {
         FileStore::new(&fine).save(&state("2026-11", 1, 0)).unwrap();
         let e = import_at(
             &config(),
+            DEFAULT_ACCOUNT,
             &AnyStore::Memory(ahead.clone()),
             &fine,
             november(),

@@ -189,24 +189,30 @@ pub fn write_text(status: &Status, out: &mut dyn Write) -> io::Result<()> {
             )?;
         }
     }
-    let b = &status.budget;
-    let reserved = if b.reserved > 0 {
-        format!(
-            " ({} reserved on doubt: not known to be created)",
-            b.reserved
-        )
-    } else {
-        String::new()
-    };
-    writeln!(
-        out,
-        "budget {}: used {} of {}{reserved}, allowed now {}, policy {}",
-        if b.month.is_empty() { "-" } else { &b.month },
-        b.used,
-        b.limit,
-        b.allowed,
-        b.policy
-    )?;
+    // With several accounts, each has a budget of its own (a daemon of one
+    // account sends none, and `budget` is its budget).
+    let several = !crate::status::single_account(&status.accounts);
+    if !several {
+        writeln!(out, "budget {}", budget_text(&status.budget))?;
+    }
+    for (name, account) in status.accounts.iter().filter(|_| several) {
+        let role = match &account.role_arn {
+            Some(role) => format!(" (role {role})"),
+            None => String::new(),
+        };
+        writeln!(
+            out,
+            "budget of account {name}{role} {}",
+            budget_text(&account.budget)
+        )?;
+        if !account.not_ready.is_empty() {
+            writeln!(
+                out,
+                "account {name}: not ready: {}",
+                account.not_ready.join("; ")
+            )?;
+        }
+    }
     let q = &status.queue;
     writeln!(
         out,
@@ -236,6 +242,26 @@ pub fn write_text(status: &Status, out: &mut dyn Write) -> io::Result<()> {
         }
     }
     out.flush()
+}
+
+/// One budget as `cfpurge status` prints it: `MONTH: used N of LIMIT, ...`.
+fn budget_text(b: &crate::status::BudgetStatus) -> String {
+    let reserved = if b.reserved > 0 {
+        format!(
+            " ({} reserved on doubt: not known to be created)",
+            b.reserved
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "{}: used {} of {}{reserved}, allowed now {}, policy {}",
+        if b.month.is_empty() { "-" } else { &b.month },
+        b.used,
+        b.limit,
+        b.allowed,
+        b.policy
+    )
 }
 
 /// `cfpurge status`'s options.
@@ -269,6 +295,34 @@ mod tests {
 
     use super::*;
     use crate::status::{DistributionStatus, LastInvalidation};
+
+    #[test]
+    fn with_several_accounts_text_has_each_accounts_budget_and_why_it_is_not_ready() {
+        // As a daemon with [accounts] answers /v1/status.
+        let json = r#"{"version": "0.1.0", "distributions": {},
+            "budget": {"month": "2026-11", "limit": 1000, "used": 12, "allowed": 140, "policy": "hold"},
+            "accounts": {
+              "default": {"month": "2026-11", "limit": 1000, "used": 12, "allowed": 140,
+                          "policy": "hold", "role_arn": null, "not_ready": []},
+              "prod": {"month": "2026-11", "limit": 5000, "used": 345, "allowed": 700,
+                       "policy": "hold", "role_arn": "arn:aws:iam::210987654321:role/cfpurge",
+                       "not_ready": ["distribution:shop: the role could not be assumed"]}},
+            "queue": {}}"#;
+        let status: Status = serde_json::from_str(json).unwrap();
+        let mut out = Vec::new();
+        write_text(&status, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains(
+                "budget of account default 2026-11: used 12 of 1000, allowed now 140, policy hold\n\
+                 budget of account prod (role arn:aws:iam::210987654321:role/cfpurge) 2026-11: \
+                 used 345 of 5000, allowed now 700, policy hold\n\
+                 account prod: not ready: distribution:shop: the role could not be assumed\n"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("\nbudget 2026-11"), "{text}");
+    }
 
     #[test]
     fn text_has_a_line_per_distribution_then_budget_and_queue() {

@@ -60,6 +60,22 @@ impl Config {
         names.into_iter().map(str::to_owned).collect()
     }
 
+    /// The account meant where one budget stands for all (`budget` in
+    /// `/v1/status`, `ledger import` without `--account`, replay's ledger):
+    /// the default account while a distribution is in it, so that adding
+    /// `[accounts.NAME]` never changes what those mean; else the first by
+    /// name.
+    pub fn main_account(&self) -> String {
+        let accounts = self.budget_accounts();
+        if accounts.iter().any(|a| a == DEFAULT_ACCOUNT) {
+            return DEFAULT_ACCOUNT.to_owned();
+        }
+        accounts
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| DEFAULT_ACCOUNT.to_owned())
+    }
+
     /// Whether more than the default account is in use: the single-account
     /// daemon's names (files, items, readiness) stay as they were without.
     pub fn has_accounts(&self) -> bool {
@@ -300,6 +316,30 @@ monthly_paths = 5000
                 "account prod (role arn:aws:iam::123456789012:role/cfpurge, 5000 paths a month): shop",
             ]
         );
+    }
+
+    #[test]
+    fn the_main_account_is_the_default_one_while_a_distribution_is_in_it() {
+        // "ads" sorts before "default": the default account stays the main
+        // one, so adding an account never changes what `budget` means.
+        let ads = format!("{}[accounts.ads]\n", BASE.replace("prod", "ads"));
+        let cfg = Config::from_parts(Some(&ads), "test.toml", vec![]).unwrap();
+        assert_eq!(cfg.budget_accounts(), ["ads", "default"]);
+        assert_eq!(cfg.main_account(), DEFAULT_ACCOUNT);
+        // With no distribution in it the default account keeps no budget:
+        // the first by name is the main one.
+        let only_named = Config::from_parts(
+            Some(
+                "[source]\nkind = \"local\"\n[distributions.shop]\nid = \"E2BBBBBBBBBBBB\"\n\
+                 account = \"prod\"\n[distributions.lab]\nid = \"E3CCCCCCCCCCCC\"\n\
+                 account = \"lab\"\n[accounts.prod]\n[accounts.lab]\n",
+            ),
+            "test.toml",
+            vec![],
+        )
+        .unwrap();
+        assert_eq!(only_named.budget_accounts(), ["lab", "prod"]);
+        assert_eq!(only_named.main_account(), "lab");
     }
 
     #[test]

@@ -13,6 +13,11 @@ const SHOP: &str = "E3SSSSSSSSSSSS";
 
 /// `www` and `blog` in the default account, `shop` in `prod`.
 fn config(extra: &str) -> Config {
+    config_in("prod", extra)
+}
+
+/// `www` and `blog` in the default account, `shop` in `account`.
+fn config_in(account: &str, extra: &str) -> Config {
     let toml = format!(
         r#"
 [source]
@@ -24,8 +29,8 @@ id = "{WWW}"
 id = "{BLOG}"
 [distributions.shop]
 id = "{SHOP}"
-account = "prod"
-[accounts.prod]
+account = "{account}"
+[accounts.{account}]
 monthly_paths = 1000
 [batching]
 quiet_seconds = 1
@@ -172,6 +177,17 @@ on_exhausted = "hold"
         text.contains("cfpurge_budget_paths_used{account=\"default\"} 5"),
         "{text}"
     );
+    // Each account's price has its series (under pacing "none" the price
+    // is coalesce.blast_per_path).
+    for account in ["default", "prod"] {
+        assert!(
+            text.contains(&format!(
+                "cfpurge_budget_price{{account=\"{account}\"}} 50\n"
+            )),
+            "{text}"
+        );
+        assert_eq!(status.accounts[account].budget.price, 50.0);
+    }
     assert!(
         run.observers.readiness.is_ready(),
         "{:?}",
@@ -285,5 +301,52 @@ pacing = "none"
         run.observers.readiness.reasons()
     );
     assert!(blocker.join("ledger.json").exists());
+    run.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_status_budget_stays_the_default_accounts_beside_an_account_named_before_it() {
+    // "ads" sorts before "default".
+    let config = config_in(
+        "ads",
+        r#"
+create_per_second = 100
+create_burst = 100
+[budget]
+monthly_paths = 5
+pacing = "none"
+"#,
+    );
+    let queue = LocalQueue::new(Duration::from_secs(60));
+    let cloudfront = SimulatedCloudFront::new(
+        [WWW, BLOG, SHOP].map(str::to_owned),
+        Duration::from_secs(30),
+    );
+    let daemon = Daemon::new(&config, queue.clone(), cloudfront.clone())
+        .with_ledger(AnyStore::Memory(MemoryStore::new()))
+        .with_account_ledger("ads", AnyStore::Memory(MemoryStore::new()));
+    let observers = daemon.observers();
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(daemon.run(cancel.clone()));
+    let run = Run {
+        queue,
+        cloudfront,
+        default_ledger: MemoryStore::new(),
+        prod_ledger: MemoryStore::new(),
+        observers,
+        cancel,
+        task,
+    };
+    run.send("www", &paths("www", 2)).await;
+    run.send("shop", &paths("shop", 3)).await;
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    assert_eq!((run.billed(WWW), run.billed(SHOP)), (2, 3));
+    let status = run.observers.status.snapshot();
+    assert_eq!(status.accounts["ads"].budget.used, 3);
+    assert_eq!(
+        (status.budget.used, status.budget.limit),
+        (2, 5),
+        "`budget` is the default account's"
+    );
     run.stop().await;
 }

@@ -331,6 +331,9 @@ pub struct Core {
     /// every account on its own ([`DEFAULT_ACCOUNT`] alone without
     /// `[accounts]`).
     ledgers: BTreeMap<String, Ledger>,
+    /// The account replay's monthly table and price are of
+    /// ([`Config::main_account`]).
+    main_account: String,
     /// Alias → the account it belongs to.
     accounts: HashMap<String, String>,
     /// Accounts whose ledger was not open when the gate opened: their
@@ -440,6 +443,7 @@ impl Core {
                     (account, ledger)
                 })
                 .collect(),
+            main_account: config.main_account(),
             accounts,
             late: HashSet::new(),
             view: InflightView::new(config.distributions.iter()),
@@ -497,6 +501,12 @@ impl Core {
         if let Some(ledger) = self.ledgers.get_mut(account) {
             ledger.set_location(location);
         }
+    }
+
+    /// The account whose budget stands for all where one must
+    /// ([`Config::main_account`]).
+    pub fn main_account(&self) -> &str {
+        &self.main_account
     }
 
     /// The account `alias` belongs to.
@@ -1928,11 +1938,10 @@ impl Core {
         self.timers.observe = 0;
     }
 
-    /// The budget ledger's state of the first account, while open
-    /// (replay's monthly table: the default account's alone without
-    /// `[accounts]`).
+    /// The budget ledger's state of the main account
+    /// ([`Config::main_account`]), while open: replay's monthly table.
     pub fn budget_status(&self, now: &Now) -> Option<BudgetStatus> {
-        let l = self.ledgers.values().next()?;
+        let l = self.ledgers.get(&self.main_account)?;
         l.budget().map(|b| b.status(now.wall, l.price()))
     }
 
@@ -1946,12 +1955,11 @@ impl Core {
             .collect()
     }
 
-    /// The price the next batch of the first account would be planned at
+    /// The price the next batch of the main account would be planned at
     /// (as last advanced).
     pub fn current_price(&self) -> f64 {
         self.ledgers
-            .values()
-            .next()
+            .get(&self.main_account)
             .map_or(self.blast_per_path, Ledger::price)
     }
 

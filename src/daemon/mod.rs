@@ -149,12 +149,12 @@ impl<Q: Queue, I: Invalidator> Daemon<Q, I> {
         self
     }
 
-    /// Keeps the budget ledger of the first account (the default
-    /// account's, without `[accounts]`) in `store` instead of the
+    /// Keeps the budget ledger of the main account (the default
+    /// account's while a distribution is in it) in `store` instead of the
     /// configured file (tests use memory). In DynamoDB, the learned
     /// catalogs go there too.
     pub fn with_ledger(self, store: AnyStore) -> Self {
-        let account = self.stores.keys().next().cloned().unwrap_or_default();
+        let account = self.core.main_account().to_owned();
         self.with_account_ledger(&account, store)
     }
 

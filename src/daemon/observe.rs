@@ -35,6 +35,9 @@ pub struct Observers {
     pub heartbeat: Heartbeat,
     /// Whether systemd expects watchdog pings (`WatchdogSec=`).
     watchdog: bool,
+    /// The account whose budget is the status's `budget`
+    /// ([`Config::main_account`]).
+    main_account: String,
 }
 
 impl Observers {
@@ -76,6 +79,7 @@ impl Observers {
             readiness,
             heartbeat: Heartbeat::new(),
             watchdog: sd_notify::watchdog_enabled().is_some(),
+            main_account: config.main_account(),
         }
     }
 
@@ -330,10 +334,10 @@ impl Publisher {
             }
             shown.not_ready = status::reasons_of(readiness, &shown.components);
         }
-        // `budget` is the first account's: the default account's alone
-        // without `[accounts]`, as it always was.
-        if let Some(first) = snapshot.accounts.values().next() {
-            snapshot.budget = first.budget.clone();
+        // `budget` is the main account's: the default account's whenever a
+        // distribution is in it, as it always was without `[accounts]`.
+        if let Some(main) = snapshot.accounts.get(&self.observers.main_account) {
+            snapshot.budget = main.budget.clone();
         }
         status.publish(snapshot);
     }

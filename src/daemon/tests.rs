@@ -1655,7 +1655,10 @@ mod edge {
 
     const DIST: &str = "E2ABCDEF123456";
 
-    fn config(edge: &FakeEdge, extra: &str) -> Config {
+    /// The budget of most tests: never in the way.
+    const AMPLE: &str = "pacing = \"none\"\nmonthly_paths = 100000";
+
+    fn config(edge: &FakeEdge, extra: &str, budget: &str) -> Config {
         let toml = format!(
             r#"
 [source]
@@ -1680,8 +1683,7 @@ create_burst = 100
 poll_interval_seconds = 5
 simulate_completion_seconds = 30
 [budget]
-pacing = "none"
-monthly_paths = 100000
+{budget}
 "#,
             domain = edge.domain()
         );
@@ -1729,9 +1731,13 @@ monthly_paths = 100000
     }
 
     async fn start(extra: &str) -> (Run, FakeEdge) {
+        start_with(extra, AMPLE).await
+    }
+
+    async fn start_with(extra: &str, budget: &str) -> (Run, FakeEdge) {
         let cloudfront = SimulatedCloudFront::new([DIST.to_owned()], Duration::from_secs(30));
         let edge = FakeEdge::start(Some((cloudfront.clone(), DIST))).await;
-        let config = config(&edge, extra);
+        let config = config(&edge, extra, budget);
         let queue = LocalQueue::new(Duration::from_secs(60));
         let daemon = Daemon::new(&config, queue.clone(), cloudfront.clone())
             .with_ledger(AnyStore::Memory(MemoryStore::new()));
@@ -1799,6 +1805,35 @@ monthly_paths = 100000
         tokio::time::sleep(Duration::from_secs(300)).await;
         assert_eq!(run.verified("stale"), 1.0);
         assert_eq!(run.purging("/ignored.html"), 1);
+        run.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stale_path_is_not_purged_again_once_the_budget_is_spent() {
+        // One path a month, spent by the purge the edge ignores. With
+        // "overspend" a re-invalidation would be submitted at once if it
+        // were made: only the check of the budget keeps it out.
+        let (run, edge) = start_with(
+            "reinvalidate_stale = true",
+            "pacing = \"none\"\nmonthly_paths = 1\non_exhausted = \"overspend\"",
+        )
+        .await;
+        edge.cache("/ignored.html");
+        edge.obey_purges(false);
+        tokio::time::sleep(Duration::from_secs(100)).await;
+        run.queue.send("/ignored.html").await.expect("send");
+        tokio::time::sleep(Duration::from_secs(300)).await;
+        assert_eq!(run.verified("stale"), 1.0);
+        assert_eq!(run.purging("/ignored.html"), 1, "not purged again");
+        let status = run.observers.status.snapshot();
+        let verify = status.distributions["www"].verify.clone().expect("verify");
+        assert_eq!((verify.stale, verify.reinvalidated), (1, 0));
+        assert_eq!(status.budget.used, 1);
+        // A request from a client still goes out: the budget stops only
+        // cfpurge's own second purge.
+        run.queue.send("/other.html").await.expect("send");
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(run.purging("/other.html"), 1);
         run.stop().await;
     }
 

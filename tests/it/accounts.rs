@@ -167,8 +167,10 @@ account = "lab"
 [accounts.prod]
 role_arn = "{PROD_ROLE}"
 external_id = "cfpurge-ext-1"
+monthly_paths = 1000
 [accounts.lab]
 role_arn = "{LAB_ROLE}"
+monthly_paths = 1000
 [batching]
 quiet_seconds = 1
 max_delay_seconds = 2
@@ -179,6 +181,9 @@ poll_interval_seconds = 1
 reconcile_interval_seconds = 1
 [budget]
 pacing = "none"
+# The default account's one path a month is spent by www's first purge.
+monthly_paths = 1
+on_exhausted = "hold"
 [shutdown]
 grace_seconds = 2
 "#
@@ -243,6 +248,12 @@ async fn roles_are_assumed_per_account_a_refused_role_holds_only_its_account_and
     })
     .await;
     assert!(purged, "www and shop purged: {:?}", fake.calls());
+    // The default account's budget is spent: www's next request waits,
+    // while prod's own budget lets shop's through below.
+    queue
+        .send(r#"{"distribution":"www","paths":["/e.html"]}"#)
+        .await
+        .expect("send");
     assert!(
         until(Duration::from_secs(10), || {
             observers
@@ -279,8 +290,8 @@ async fn roles_are_assumed_per_account_a_refused_role_holds_only_its_account_and
     assert!(fake.invalidations(LAB).is_empty());
     assert_eq!(
         queue.len(),
-        1,
-        "lab's request waits, neither lost nor rejected"
+        2,
+        "lab's request and www's over the budget wait, neither lost nor rejected"
     );
     assert!(queue.dead_letters().is_empty());
     // The status says so under the account.
@@ -342,6 +353,12 @@ async fn roles_are_assumed_per_account_a_refused_role_holds_only_its_account_and
         "{:?}",
         observers.readiness.reasons()
     );
+    // www's second request still waits on its own account's budget.
+    assert_eq!(fake.invalidations(WWW).len(), 1, "{:?}", fake.calls());
+    assert_eq!(queue.len(), 1);
+    let status = observers.status.snapshot();
+    assert_eq!(status.accounts["default"].budget.used, 1);
+    assert_eq!(status.accounts["prod"].budget.used, 2);
     cancel.cancel();
     let totals = run.await.expect("daemon ends");
     assert_eq!(totals.messages_deleted, 4);
@@ -413,4 +430,130 @@ async fn each_account_has_its_own_ledger_item_and_ledger_show_prints_each() {
             && out.contains("spent: 345 (cfpurge 345, other tools 0) of 5000"),
         "{out}"
     );
+}
+
+/// `cfpurge ledger import FILE --account NAME` fills that account's ledger,
+/// and without `--account` the default account's, even beside an account
+/// whose name sorts before it: moving several accounts' ledgers from one
+/// store to another loses none of them.
+#[test]
+fn ledger_import_fills_the_named_accounts_ledger() {
+    use cfpurge::budget::{FileStore, LedgerState, LedgerStore, Month, file_for_account};
+
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.json");
+    let config = dir.path().join("cfpurge.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[source]\nkind = \"local\"\n\
+             [distributions.www]\nid = \"E1WWWWWWWWWWWW\"\n\
+             [distributions.shop]\nid = \"E3SSSSSSSSSSSS\"\naccount = \"prod\"\n\
+             [distributions.ads]\nid = \"E4AAAAAAAAAAAA\"\naccount = \"ads\"\n\
+             [accounts.prod]\nmonthly_paths = 5000\n[accounts.ads]\n\
+             [budget]\nledger_path = \"{}\"\n",
+            ledger.display()
+        ),
+    )
+    .unwrap();
+    let month = Month::of(SystemTime::now());
+    let spent = |n| {
+        let mut s = LedgerState::new(month);
+        s.spent = n;
+        s
+    };
+    let exported = dir.path().join("exported");
+    std::fs::create_dir(&exported).unwrap();
+    let import = |file: &str, spent_there: u64, account: Option<&str>| {
+        let from = exported.join(file);
+        FileStore::new(&from).save(&spent(spent_there)).unwrap();
+        let mut args: Vec<&std::ffi::OsStr> = vec![
+            "ledger".as_ref(),
+            "import".as_ref(),
+            from.as_os_str(),
+            "-c".as_ref(),
+            config.as_os_str(),
+        ];
+        if let Some(account) = account {
+            args.push("--account".as_ref());
+            args.push(account.as_ref());
+        }
+        crate::support::cli::cfpurge(&args)
+    };
+    let spent_in = |account: &str| {
+        FileStore::new(file_for_account(&ledger, account))
+            .load()
+            .unwrap()
+            .map(|s| s.spent)
+    };
+
+    let (code, out, err) = import("prod.json", 345, Some("prod"));
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("account: prod\n"), "{out}");
+    assert!(
+        out.contains("spent: 345 (cfpurge 345, other tools 0) of 5000"),
+        "{out}"
+    );
+    assert_eq!(spent_in("prod"), Some(345));
+    assert_eq!(spent_in("default"), None, "only prod's ledger is written");
+    assert_eq!(spent_in("ads"), None);
+
+    // Without --account: the default account's, not "ads" (first by name).
+    let (code, out, err) = import("default.json", 12, None);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("account: default\n"), "{out}");
+    assert_eq!(spent_in("default"), Some(12));
+    assert_eq!(spent_in("ads"), None);
+
+    // An account without a ledger is named, and nothing is written.
+    let (code, out, err) = import("lab.json", 7, Some("lab"));
+    assert_eq!(code, Some(2), "{out}{err}");
+    assert!(
+        err.contains("--account lab: no distribution is in that account")
+            && err.contains("ads, default, prod"),
+        "{err}"
+    );
+    assert_eq!(
+        (spent_in("default"), spent_in("prod"), spent_in("ads")),
+        (Some(12), Some(345), None)
+    );
+}
+
+/// The example configuration's `account` and `[accounts.prod]`,
+/// uncommented, load as written: a distribution in prod, reached through
+/// the role, with its own budget.
+#[test]
+fn the_examples_account_keys_load_uncommented() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/cfpurge.example.toml");
+    let example = std::fs::read_to_string(path).unwrap();
+    let mut in_accounts = false;
+    let text: Vec<String> = example
+        .lines()
+        .map(|line| {
+            if line.starts_with("# [accounts.prod]") {
+                in_accounts = true;
+            } else if !line.starts_with('#') && !line.starts_with(' ') {
+                in_accounts = false;
+            }
+            if line.starts_with("# account = \"default\"") {
+                return "account = \"prod\"".to_owned();
+            }
+            match line.strip_prefix("# ") {
+                Some(rest) if in_accounts => rest.to_owned(),
+                _ => line.to_owned(),
+            }
+        })
+        .collect();
+    let text = text.join("\n");
+    assert!(text.contains("\n[accounts.prod]"), "{text}");
+    let cfg = Config::from_parts(Some(&text), "example", []).expect("the example loads");
+    assert_eq!(cfg.account_of("www"), "prod");
+    let prod = cfg.account("prod").expect("[accounts.prod]");
+    assert_eq!(
+        prod.role_arn.as_deref(),
+        Some("arn:aws:iam::210987654321:role/cfpurge")
+    );
+    assert!(prod.external_id.is_some());
+    assert_eq!(cfg.budget_for("prod").monthly_paths, 1000);
+    assert!(cfg.warnings().is_empty(), "{:?}", cfg.warnings());
 }
