@@ -329,6 +329,24 @@ trait Controller {
 /// The daemon's controller, called as the daemon's core calls it.
 struct Daemon(PriceController);
 
+/// The daemon's controller with the batch's own curve kept out of the
+/// price it is planned at (the model learns it after).
+struct Past(PriceController);
+
+impl Controller for Past {
+    fn price(&mut self, b: &Invalidation, used: u64) -> f64 {
+        self.0.advance(time(b.at), used);
+        self.0.observe(time(b.at), &b.curve);
+        self.0.batch_price(time(b.at), used)
+    }
+    fn planned(&mut self, b: &Invalidation, used: u64) {
+        self.0.advance(time(b.at), used);
+    }
+    fn waits(&mut self) {
+        self.0.forget_last();
+    }
+}
+
 impl Controller for Daemon {
     fn price(&mut self, b: &Invalidation, used: u64) -> f64 {
         self.0.observe(time(b.at), &b.curve);
@@ -676,6 +694,20 @@ fn sim(all: &[Invalidation], monthly: u64, controllers: &[String]) {
                 },
             ))),
             "fixed" => Box::new(Fixed(args[0])),
+            "past" => Box::new(Past(PriceController::with_tuning(
+                budget,
+                BLAST_PER_PATH,
+                None,
+                start,
+                Tuning {
+                    ahead: Ahead {
+                        low: args.first().copied().unwrap_or(Tuning::DEFAULT.ahead.low),
+                        high: args.get(1).copied().unwrap_or(Tuning::DEFAULT.ahead.high),
+                        from: args.get(2).copied().unwrap_or(Tuning::DEFAULT.ahead.from),
+                    },
+                    ..Tuning::DEFAULT
+                },
+            ))),
             // The daemon's controller with another tuning:
             // `tuned:STEP:WINDOW_DAYS[:RATE_CAP[:FLOOR[:AHEAD_LOW:AHEAD_HIGH:AHEAD_FROM]]]`
             // (an AHEAD_LOW of 0: no cost of spending ahead of the pace).
