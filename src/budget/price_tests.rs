@@ -256,8 +256,12 @@ fn a_batch_that_would_spend_ahead_of_the_pace_is_planned_at_a_higher_price() {
 
 #[test]
 fn a_batch_that_stays_behind_the_pace_is_planned_at_the_price() {
-    // On day 25 the pace is 833: 700 paths from nothing stay behind it.
-    let (c, now) = at_the_floor_with(25.0, 0, &BURST);
+    // On day 25 the pace is 833: 700 paths from nothing stay more than a
+    // tenth of the budget behind it, so the last 200, which save only
+    // 0.15 objects each, cost no more than the price.
+    let behind = [(1, 5000), (500, 30), (700, 0)];
+    let (c, now) = at_the_floor_with(25.0, 0, &behind);
+    assert_eq!(billed_at(&lower_hull(&behind), c.price()), 700.0);
     assert_eq!(c.batch_price(now, 0), c.price());
     // Without a cost of spending ahead, the burst of day 20.9 too.
     let tuning = Tuning {
