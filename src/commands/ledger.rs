@@ -431,6 +431,21 @@ mod tests {
         }
     }
 
+    /// What `import_at` says when it refuses `file` into `store` in
+    /// November 2026.
+    fn refused(store: &AnyStore, file: &std::path::Path) -> String {
+        import_at(
+            &config(),
+            DEFAULT_ACCOUNT,
+            store,
+            file,
+            november(),
+            &mut Vec::new(),
+        )
+        .unwrap_err()
+        .to_string()
+    }
+
     #[test]
     fn import_refuses_a_month_ahead_of_the_clock_and_writes_nothing() {
         let dir = tempfile::tempdir().unwrap();
@@ -442,16 +457,7 @@ mod tests {
         FileStore::new(&future)
             .save(&state("2099-01", 5, 0))
             .unwrap();
-        let e = import_at(
-            &config(),
-            DEFAULT_ACCOUNT,
-            &store,
-            &future,
-            november(),
-            &mut Vec::new(),
-        )
-        .unwrap_err()
-        .to_string();
+        let e = refused(&store, &future);
         assert!(
             e.contains("future.json is for 2099-01") && e.contains("clock (2026-11)"),
             "{e}"
@@ -462,32 +468,14 @@ mod tests {
         odd.history.push(record("2026-12", 1));
         let odd_file = dir.path().join("odd.json");
         FileStore::new(&odd_file).save(&odd).unwrap();
-        let e = import_at(
-            &config(),
-            DEFAULT_ACCOUNT,
-            &store,
-            &odd_file,
-            november(),
-            &mut Vec::new(),
-        )
-        .unwrap_err()
-        .to_string();
+        let e = refused(&store, &odd_file);
         assert!(
             e.contains("odd.json is corrupt") && e.contains("entry for 2026-12"),
             "{e}"
         );
         odd.history = vec![record("2026-09", 1), record("2026-08", 1)];
         FileStore::new(&odd_file).save(&odd).unwrap();
-        let e = import_at(
-            &config(),
-            DEFAULT_ACCOUNT,
-            &store,
-            &odd_file,
-            november(),
-            &mut Vec::new(),
-        )
-        .unwrap_err()
-        .to_string();
+        let e = refused(&store, &odd_file);
         assert!(e.contains("2026-08 after the one for 2026-09"), "{e}");
         assert_eq!(memory.state(), Some(target));
         assert_eq!(memory.saves(), 0);
@@ -496,16 +484,7 @@ mod tests {
         let ahead = MemoryStore::with_state(state("2026-12", 3, 0));
         let fine = dir.path().join("fine.json");
         FileStore::new(&fine).save(&state("2026-11", 1, 0)).unwrap();
-        let e = import_at(
-            &config(),
-            DEFAULT_ACCOUNT,
-            &AnyStore::Memory(ahead.clone()),
-            &fine,
-            november(),
-            &mut Vec::new(),
-        )
-        .unwrap_err()
-        .to_string();
+        let e = refused(&AnyStore::Memory(ahead.clone()), &fine);
         assert!(e.contains("(in memory) is for 2026-12"), "{e}");
         assert_eq!(ahead.saves(), 0);
     }

@@ -57,24 +57,40 @@ struct Run {
     task: tokio::task::JoinHandle<Totals>,
 }
 
+type Local = Daemon<LocalQueue, SimulatedCloudFront>;
+
+/// The daemon on `config`, each account's ledger in memory.
 fn start(config: &Config) -> Run {
+    let (default_ledger, prod_ledger) = (MemoryStore::new(), MemoryStore::new());
+    let (default_store, prod_store) = (default_ledger.clone(), prod_ledger.clone());
+    Run {
+        default_ledger,
+        prod_ledger,
+        ..start_with(config, |daemon| {
+            daemon
+                .with_account_ledger("default", AnyStore::Memory(default_store))
+                .with_account_ledger("prod", AnyStore::Memory(prod_store))
+        })
+    }
+}
+
+/// The daemon on `config`, its ledgers given by `ledgers` (the run's own
+/// `default_ledger` and `prod_ledger` are then not the daemon's).
+fn start_with(config: &Config, ledgers: impl FnOnce(Local) -> Local) -> Run {
     let queue = LocalQueue::new(Duration::from_secs(60));
     let cloudfront = SimulatedCloudFront::new(
         [WWW, BLOG, SHOP].map(str::to_owned),
         Duration::from_secs(30),
     );
-    let (default_ledger, prod_ledger) = (MemoryStore::new(), MemoryStore::new());
-    let daemon = Daemon::new(config, queue.clone(), cloudfront.clone())
-        .with_account_ledger("default", AnyStore::Memory(default_ledger.clone()))
-        .with_account_ledger("prod", AnyStore::Memory(prod_ledger.clone()));
+    let daemon = ledgers(Daemon::new(config, queue.clone(), cloudfront.clone()));
     let observers = daemon.observers();
     let cancel = CancellationToken::new();
     let task = tokio::spawn(daemon.run(cancel.clone()));
     Run {
         queue,
         cloudfront,
-        default_ledger,
-        prod_ledger,
+        default_ledger: MemoryStore::new(),
+        prod_ledger: MemoryStore::new(),
         observers,
         cancel,
         task,
@@ -242,29 +258,12 @@ pacing = "none"
     let dir = tempfile::tempdir().expect("tempdir");
     let blocker = dir.path().join("not-a-folder");
     std::fs::write(&blocker, b"x").expect("write");
-    let queue = LocalQueue::new(Duration::from_secs(60));
-    let cloudfront = SimulatedCloudFront::new(
-        [WWW, BLOG, SHOP].map(str::to_owned),
-        Duration::from_secs(30),
-    );
-    let daemon = Daemon::new(&config, queue.clone(), cloudfront.clone())
-        .with_account_ledger("default", AnyStore::Memory(MemoryStore::new()))
-        .with_account_ledger(
-            "prod",
-            AnyStore::File(crate::budget::FileStore::new(blocker.join("ledger.json"))),
-        );
-    let observers = daemon.observers();
-    let cancel = CancellationToken::new();
-    let task = tokio::spawn(daemon.run(cancel.clone()));
-    let run = Run {
-        queue,
-        cloudfront,
-        default_ledger: MemoryStore::new(),
-        prod_ledger: MemoryStore::new(),
-        observers,
-        cancel,
-        task,
-    };
+    let prod = AnyStore::File(crate::budget::FileStore::new(blocker.join("ledger.json")));
+    let run = start_with(&config, |daemon| {
+        daemon
+            .with_account_ledger("default", AnyStore::Memory(MemoryStore::new()))
+            .with_account_ledger("prod", prod)
+    });
     run.send("www", &paths("www", 3)).await;
     run.send("shop", &paths("shop", 3)).await;
     tokio::time::sleep(Duration::from_secs(20)).await;
@@ -317,26 +316,11 @@ monthly_paths = 5
 pacing = "none"
 "#,
     );
-    let queue = LocalQueue::new(Duration::from_secs(60));
-    let cloudfront = SimulatedCloudFront::new(
-        [WWW, BLOG, SHOP].map(str::to_owned),
-        Duration::from_secs(30),
-    );
-    let daemon = Daemon::new(&config, queue.clone(), cloudfront.clone())
-        .with_ledger(AnyStore::Memory(MemoryStore::new()))
-        .with_account_ledger("ads", AnyStore::Memory(MemoryStore::new()));
-    let observers = daemon.observers();
-    let cancel = CancellationToken::new();
-    let task = tokio::spawn(daemon.run(cancel.clone()));
-    let run = Run {
-        queue,
-        cloudfront,
-        default_ledger: MemoryStore::new(),
-        prod_ledger: MemoryStore::new(),
-        observers,
-        cancel,
-        task,
-    };
+    let run = start_with(&config, |daemon| {
+        daemon
+            .with_ledger(AnyStore::Memory(MemoryStore::new()))
+            .with_account_ledger("ads", AnyStore::Memory(MemoryStore::new()))
+    });
     run.send("www", &paths("www", 2)).await;
     run.send("shop", &paths("shop", 3)).await;
     tokio::time::sleep(Duration::from_secs(20)).await;

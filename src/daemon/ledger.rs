@@ -341,14 +341,7 @@ impl Ledger {
     /// ahead of the even pace.
     pub fn batch_price(&self, now: &Now) -> f64 {
         match (&self.budget, &self.price) {
-            (Some(budget), Some(price)) => {
-                let used = if budget.month() < Month::of(now.wall) {
-                    0
-                } else {
-                    budget.used()
-                };
-                price.batch_price(now.wall, used)
-            }
+            (Some(budget), Some(price)) => price.batch_price(now.wall, used_in_month(budget, now)),
             _ => self.price(),
         }
     }
@@ -378,13 +371,7 @@ impl Ledger {
         let (Some(budget), Some(price)) = (&mut self.budget, &mut self.price) else {
             return;
         };
-        // Before the month's rollover is written, nothing counts in it yet.
-        let used = if budget.month() < Month::of(now.wall) {
-            0
-        } else {
-            budget.used()
-        };
-        price.advance(now.wall, used);
+        price.advance(now.wall, used_in_month(budget, now));
         budget.stage_price(price.state());
     }
 
@@ -503,5 +490,15 @@ impl Ledger {
                 tracing::warn!(error = %e, "giving a refused batch's reservation back failed; it stays spent")
             }
         }
+    }
+}
+
+/// What `budget` has spent in `now`'s month: before the month's rollover
+/// is written, nothing counts in it yet.
+fn used_in_month(budget: &Budget<Book>, now: &Now) -> u64 {
+    if budget.month() < Month::of(now.wall) {
+        0
+    } else {
+        budget.used()
     }
 }

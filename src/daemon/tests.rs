@@ -1795,15 +1795,21 @@ simulate_completion_seconds = 30
         assert_eq!(totals.invalidations, 3);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn without_opting_in_a_stale_path_is_not_purged_again() {
-        let (run, edge) = start("").await;
+    /// A cached page is purged, the edge keeps its copy, and the check
+    /// finds it stale.
+    async fn purge_the_edge_ignores(run: &Run, edge: &FakeEdge) {
         edge.cache("/ignored.html");
         edge.obey_purges(false);
         tokio::time::sleep(Duration::from_secs(100)).await;
         run.queue.send("/ignored.html").await.expect("send");
         tokio::time::sleep(Duration::from_secs(300)).await;
         assert_eq!(run.verified("stale"), 1.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_opting_in_a_stale_path_is_not_purged_again() {
+        let (run, edge) = start("").await;
+        purge_the_edge_ignores(&run, &edge).await;
         assert_eq!(run.purging("/ignored.html"), 1);
         run.stop().await;
     }
@@ -1818,12 +1824,7 @@ simulate_completion_seconds = 30
             "pacing = \"none\"\nmonthly_paths = 1\non_exhausted = \"overspend\"",
         )
         .await;
-        edge.cache("/ignored.html");
-        edge.obey_purges(false);
-        tokio::time::sleep(Duration::from_secs(100)).await;
-        run.queue.send("/ignored.html").await.expect("send");
-        tokio::time::sleep(Duration::from_secs(300)).await;
-        assert_eq!(run.verified("stale"), 1.0);
+        purge_the_edge_ignores(&run, &edge).await;
         assert_eq!(run.purging("/ignored.html"), 1, "not purged again");
         let status = run.observers.status.snapshot();
         let verify = status.distributions["www"].verify.clone().expect("verify");
