@@ -109,6 +109,10 @@ fn unix(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
+fn cfpurge_unix(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
 fn time(at: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(at)
 }
@@ -439,6 +443,65 @@ impl Controller for Hindsight {
     }
 }
 
+/// Another controller's price with the cost of spending ahead of the pace
+/// on top, as the daemon's [`PriceController::batch_price`] adds it.
+struct WithAhead {
+    inner: Box<dyn Controller>,
+    ahead: Ahead,
+    monthly: u64,
+}
+
+impl Controller for WithAhead {
+    fn price(&mut self, b: &Invalidation, used: u64) -> f64 {
+        let price = self.inner.price(b, used);
+        let hull = cfpurge::budget::lower_hull(&b.curve);
+        cfpurge::budget::ahead_price(
+            &hull,
+            price,
+            used,
+            time(b.at),
+            self.monthly,
+            &self.ahead,
+            (0.05, BLAST_PER_PATH * 1024.0),
+        )
+    }
+    fn planned(&mut self, b: &Invalidation, used: u64) {
+        self.inner.planned(b, used);
+    }
+    fn waits(&mut self) {
+        self.inner.waits();
+    }
+}
+
+/// The daemon's model price and hindsight's, mixed (`mix:MODE:DAYS:STEP`:
+/// MODE 0 the lower, 1 their geometric mean, 2 the higher).
+struct Mix {
+    model: PriceController,
+    hindsight: Hindsight,
+    mode: u8,
+}
+
+impl Controller for Mix {
+    fn price(&mut self, b: &Invalidation, used: u64) -> f64 {
+        self.model.observe(time(b.at), &b.curve);
+        self.model.advance(time(b.at), used);
+        let m = self.model.price();
+        let h = self.hindsight.price(b, used);
+        match self.mode {
+            0 => m.min(h),
+            1 => (m * h).sqrt(),
+            _ => m.max(h),
+        }
+    }
+    fn planned(&mut self, b: &Invalidation, used: u64) {
+        self.model.advance(time(b.at), used);
+    }
+    fn waits(&mut self) {
+        self.model.forget_last();
+        self.hindsight.waits();
+    }
+}
+
 /// The daemon's controller with a reserve for the rest of the month: a
 /// batch may bill at most what is left less a forecast of what the rest of
 /// the month's requests will need (`reserve:DAYS:SOURCE:STAT:SHARE:MODE[:FACTOR]`).
@@ -646,6 +709,17 @@ fn run_month(
                 });
             match choice {
                 Some(&(billed, purged)) => {
+                    if std::env::var("PRICE_STUDY_TRACE")
+                        .is_ok_and(|m| Month::of(time(w.at)).to_string() == m)
+                    {
+                        let month = Month::of(time(w.at));
+                        let day = (w.at - cfpurge_unix(month.start())) as f64 / 86_400.0;
+                        println!(
+                            "    {day:6.2} price {price:8.2} room {room:4} billed {billed:4} blast {purged:5} fewest {:?} exact {:?}",
+                            w.curve[0],
+                            w.curve[w.curve.len() - 1]
+                        );
+                    }
                     run.billed += billed as u64;
                     run.blast += purged;
                     controller.planned(&w, run.billed);
@@ -735,6 +809,63 @@ fn sim(all: &[Invalidation], monthly: u64, controllers: &[String]) {
                 monthly: monthly as f64,
                 burst: budget.burst_paths as f64,
                 recent: VecDeque::new(),
+            }),
+            // `hahead:DAYS:STEP[:LOW:HIGH:FROM]`: hindsight with the cost of
+            // spending ahead of the pace.
+            // `hd:DAYS:STEP[:WINDOW_DAYS[:RAMP_DAYS[:LOW:HIGH:FROM]]]`: the daemon's
+            // controller with another hindsight window and step (DAYS 0:
+            // none), model window and ramp.
+            "hd" => Box::new(Daemon(PriceController::with_tuning(
+                budget,
+                BLAST_PER_PATH,
+                None,
+                start,
+                Tuning {
+                    hindsight: (args[0] * 86_400.0) as u64,
+                    hindsight_step: args[1],
+                    window: args
+                        .get(2)
+                        .map_or(Tuning::DEFAULT.window, |d| (d * 86_400.0) as u64),
+                    fresh_ramp: args
+                        .get(3)
+                        .map_or(Tuning::DEFAULT.fresh_ramp, |d| (d * 86_400.0) as u64),
+                    ahead: Ahead {
+                        low: args.get(4).copied().unwrap_or(Tuning::DEFAULT.ahead.low),
+                        high: args.get(5).copied().unwrap_or(Tuning::DEFAULT.ahead.high),
+                        from: args.get(6).copied().unwrap_or(Tuning::DEFAULT.ahead.from),
+                    },
+                    ..Tuning::DEFAULT
+                },
+            ))),
+            "hahead" => Box::new(WithAhead {
+                inner: Box::new(Hindsight {
+                    window: (args[0] * 86_400.0) as u64,
+                    step: args.get(1).copied().unwrap_or(0.0),
+                    monthly: monthly as f64,
+                    burst: budget.burst_paths as f64,
+                    recent: VecDeque::new(),
+                }),
+                ahead: Ahead {
+                    low: args.get(2).copied().unwrap_or(Tuning::DEFAULT.ahead.low),
+                    high: args.get(3).copied().unwrap_or(Tuning::DEFAULT.ahead.high),
+                    from: args.get(4).copied().unwrap_or(Tuning::DEFAULT.ahead.from),
+                },
+                monthly,
+            }),
+            "mix" => Box::new(WithAhead {
+                inner: Box::new(Mix {
+                    model: PriceController::new(budget, BLAST_PER_PATH, None, start),
+                    hindsight: Hindsight {
+                        window: (args[1] * 86_400.0) as u64,
+                        step: args.get(2).copied().unwrap_or(0.0),
+                        monthly: monthly as f64,
+                        burst: budget.burst_paths as f64,
+                        recent: VecDeque::new(),
+                    },
+                    mode: args[0] as u8,
+                }),
+                ahead: Tuning::DEFAULT.ahead,
+                monthly,
             }),
             "reserve" => Box::new(Reserve {
                 inner: Daemon(PriceController::new(budget, BLAST_PER_PATH, None, start)),

@@ -62,7 +62,7 @@ pub use self::ledger::{
     MonthRecord, Reservation,
 };
 pub use self::month::{MAX_YEAR, MIN_YEAR, Month, ParseMonthError, allowance};
-pub use self::price::{Ahead, PriceController, PriceState, Tuning, lower_hull};
+pub use self::price::{Ahead, PriceController, PriceState, Tuning, ahead_price, lower_hull};
 
 /// The stores the daemon runs on: the file or DynamoDB in production,
 /// memory in tests.

@@ -86,6 +86,19 @@ pub struct Tuning {
     /// Seconds of recent batches the model price is learned from (0: no
     /// model, dual descent alone).
     pub window: u64,
+    /// Seconds of recent batches the hindsight price is learned from (0:
+    /// none, the model price alone).
+    pub hindsight: u64,
+    /// E-folds the hindsight price moves by per `monthly_paths` paths of
+    /// lead (or lag) on the even pace.
+    pub hindsight_step: f64,
+    /// Seconds over which the models' weight grows from 0 to 1 after the
+    /// controller resumes a stored price: until then the price leans on
+    /// the one it resumed from.
+    pub ramp: u64,
+    /// The same for a controller with no stored price, which starts from
+    /// `blast_per_path`: a configured guess, not a learned price.
+    pub fresh_ramp: u64,
     /// What a path costs at least when it takes the month's spending ahead
     /// of the even pace (see [`PriceController::batch_price`]; a `low` of
     /// 0: nothing beyond the price).
@@ -123,6 +136,10 @@ impl Tuning {
         ceiling_factor: 1024.0,
         rate_cap: 4.0,
         window: 10 * 86_400,
+        hindsight: 35 * 86_400,
+        hindsight_step: 1.0,
+        ramp: 10 * 86_400,
+        fresh_ramp: 8_640,
         ahead: Ahead {
             from: -0.1,
             low: 0.4,
@@ -173,6 +190,7 @@ pub struct PriceController {
     state: PriceState,
     blast_per_path: f64,
     monthly_paths: u64,
+    burst_paths: u64,
     pacing: Pacing,
     tuning: Tuning,
     /// The batches of the last [`Tuning::window`], oldest first; not kept
@@ -184,9 +202,11 @@ pub struct PriceController {
     /// The price by dual descent alone, from the stored one: what the
     /// price is while the model has not seen a window of batches yet.
     dual: f64,
-    /// Unix seconds the controller started learning at: the model's
-    /// weight grows from 0 to 1 over the first window after it.
+    /// Unix seconds the controller started learning at: the models'
+    /// weight grows from 0 to 1 over `ramp` seconds after it.
     since: u64,
+    /// [`Tuning::ramp`], or [`Tuning::fresh_ramp`] without a stored price.
+    ramp: u64,
 }
 
 fn unix_seconds(time: SystemTime) -> u64 {
@@ -235,12 +255,18 @@ impl PriceController {
             state: stored.unwrap_or(fresh),
             blast_per_path,
             monthly_paths: config.monthly_paths,
+            burst_paths: config.burst_paths,
             pacing: config.pacing,
             tuning,
             recent: VecDeque::new(),
             last: None,
             dual: 0.0,
             since: 0,
+            ramp: if stored.is_some() {
+                tuning.ramp
+            } else {
+                tuning.fresh_ramp
+            },
         };
         // Learning starts now, or where the stored state was left if that
         // is later (a replay's clock starts at the month's start).
@@ -327,7 +353,7 @@ impl PriceController {
         let hull = lower_hull(curve);
         self.last = Some(hull.clone());
         self.recent.push_back(Recent { at, hull });
-        self.forget_before(at.saturating_sub(self.tuning.window));
+        self.forget_before(at.saturating_sub(self.kept()));
         true
     }
 
@@ -355,42 +381,23 @@ impl PriceController {
         let Some(hull) = self.last.as_deref().filter(|h| !h.is_empty()) else {
             return price;
         };
-        if self.pacing == Pacing::None || self.tuning.ahead.low <= 0.0 {
+        if self.pacing == Pacing::None {
             return price;
         }
-        let monthly = self.monthly_paths.max(1) as f64;
-        let month = Month::of(now);
-        let paced = monthly * month.elapsed_fraction(now).min(1.0);
-        // The cost of each hull point: its blast and, path by path, the
-        // higher of the price and what the spending it reaches asks.
-        let mut best = (0, f64::INFINITY);
-        let (mut billed, mut paid) = (0.0, 0.0);
-        for (i, &(k, blast)) in hull.iter().enumerate() {
-            while billed < k {
-                billed += 1.0;
-                let u = (used as f64 + billed - paced) / monthly;
-                paid += price.max(self.tuning.ahead.at(u));
-            }
-            if paid + blast < best.1 {
-                best = (i, paid + blast);
-            }
-        }
-        let i = best.0;
-        if billed_at(hull, price) <= hull[i].0 {
-            return price;
-        }
-        // Blast saved per path on either side of the point: the price is
-        // just above the slope past it (what one more path would have
-        // saved), within the slope before it.
-        let slope = |a: usize, b: usize| (hull[a].1 - hull[b].1) / (hull[b].0 - hull[a].0);
-        let right = slope(i, i + 1);
-        let (_, ceiling) = self.bounds();
-        let left = if i == 0 {
-            ceiling.max(2.0 * right)
-        } else {
-            slope(i - 1, i)
-        };
-        self.clamp((right * 1.01).min((right * left).sqrt()))
+        ahead_price(
+            hull,
+            price,
+            used,
+            now,
+            self.monthly_paths,
+            &self.tuning.ahead,
+            self.bounds(),
+        )
+    }
+
+    /// Seconds of batches kept: the longer of the two windows.
+    fn kept(&self) -> u64 {
+        self.tuning.window.max(self.tuning.hindsight)
     }
 
     fn forget_before(&mut self, from: u64) {
@@ -403,8 +410,9 @@ impl PriceController {
     /// have spent no more than the pace allows over as long (the budget
     /// left spread over the time left, as in [`PriceController::paced`]).
     fn model(&mut self, month: Month, used: u64) {
-        self.forget_before(self.state.at.saturating_sub(self.tuning.window));
-        if self.recent.is_empty() {
+        self.forget_before(self.state.at.saturating_sub(self.kept()));
+        let from = self.state.at.saturating_sub(self.tuning.window);
+        if !self.recent.iter().any(|r| r.at >= from) {
             return;
         }
         let window = self.tuning.window as f64;
@@ -418,8 +426,13 @@ impl PriceController {
         };
         let target = per_month * window / month.length().as_secs_f64();
         let (floor, ceiling) = self.bounds();
-        let spends =
-            |price: f64| -> f64 { self.recent.iter().map(|r| billed_at(&r.hull, price)).sum() };
+        let spends = |price: f64| -> f64 {
+            self.recent
+                .iter()
+                .filter(|r| r.at >= from)
+                .map(|r| billed_at(&r.hull, price))
+                .sum()
+        };
         // Where even the dearest price leaves the batches above the pace,
         // each takes its fewest paths: the least price at which they do
         // (a price beyond the batches' last choice would only tell the next
@@ -440,11 +453,70 @@ impl PriceController {
             }
             high.exp()
         };
+        let model = match self.hindsight(month, used) {
+            Some(hindsight) => model.min(hindsight),
+            None => model,
+        };
         // What the model has seen since the controller started: until a
         // whole window, the price leans on the one it resumed from.
-        let weight = (self.state.at.saturating_sub(self.since) as f64 / window).clamp(0.0, 1.0);
+        let ramp = self.ramp.max(1) as f64;
+        let weight = (self.state.at.saturating_sub(self.since) as f64 / ramp).clamp(0.0, 1.0);
         let blended = weight * self.clamp(model).ln() + (1.0 - weight) * self.dual.ln();
         self.state.price = self.clamp(blended.exp());
+    }
+
+    /// The hindsight price: the one price which, each batch of the last
+    /// [`Tuning::hindsight`] planned at it within the even-pacing allowance
+    /// of a month as long (`burst_paths` included), would have purged
+    /// least, moved by [`Tuning::hindsight_step`] e-folds per month's
+    /// budget of lead on the even pace. `None` when it is off.
+    fn hindsight(&self, month: Month, used: u64) -> Option<f64> {
+        if self.tuning.hindsight == 0 {
+            return None;
+        }
+        let now = self.state.at;
+        let window = self.tuning.hindsight as f64;
+        // Until a whole window has been seen, what was seen (at least a
+        // day) stands for it, with the budget of as long.
+        let span = now
+            .saturating_sub(self.since)
+            .clamp(86_400, self.tuning.hindsight);
+        let from = now.saturating_sub(span);
+        let monthly = self.monthly_paths as f64;
+        let cap = monthly * span as f64 / window;
+        let burst = self.burst_paths as f64;
+        let blast_at = |price: f64| -> f64 {
+            let (mut spent, mut blast) = (0.0, 0.0);
+            for r in self.recent.iter().filter(|r| r.at >= from) {
+                let allowed = ((monthly * (r.at - from) as f64 / window).floor() + burst).min(cap);
+                let (billed, purged) = r
+                    .hull
+                    .iter()
+                    .filter(|p| p.0 <= allowed - spent)
+                    .min_by(|a, b| {
+                        (price * a.0 + a.1)
+                            .total_cmp(&(price * b.0 + b.1))
+                            .then(a.0.total_cmp(&b.0))
+                    })
+                    .unwrap_or(&r.hull[0]);
+                spent += billed;
+                blast += purged;
+            }
+            blast
+        };
+        let (floor, ceiling) = self.bounds();
+        let mut best = (f64::INFINITY, floor);
+        let mut price = floor;
+        while price <= ceiling {
+            let blast = blast_at(price);
+            if blast < best.0 {
+                best = (blast, price);
+            }
+            price *= 1.1;
+        }
+        let lead = (used as f64 - monthly * month.elapsed_fraction(time_of(now)).min(1.0))
+            / monthly.max(1.0);
+        Some(self.clamp((best.1.ln() + self.tuning.hindsight_step * lead).exp()))
     }
 
     /// Paths the pace allows in `month` from `from` to `to` (Unix
@@ -482,6 +554,57 @@ impl PriceController {
         self.dual = self.clamp(moved.exp());
         self.state.price = self.dual;
     }
+}
+
+/// The price to plan a batch with lower hull `hull` at, `now`, with
+/// `used` spent in the month of `monthly` paths: `price`, or more where its
+/// choice at `price` would take the spending ahead of the even pace, as
+/// [`PriceController::batch_price`] describes. Within `bounds`.
+pub fn ahead_price(
+    hull: &[(f64, f64)],
+    price: f64,
+    used: u64,
+    now: SystemTime,
+    monthly: u64,
+    ahead: &Ahead,
+    bounds: (f64, f64),
+) -> f64 {
+    if hull.is_empty() || ahead.low <= 0.0 {
+        return price;
+    }
+    let monthly = monthly.max(1) as f64;
+    let month = Month::of(now);
+    let paced = monthly * month.elapsed_fraction(now).min(1.0);
+    // The cost of each hull point: its blast and, path by path, the
+    // higher of the price and what the spending it reaches asks.
+    let mut best = (0, f64::INFINITY);
+    let (mut billed, mut paid) = (0.0, 0.0);
+    for (i, &(k, blast)) in hull.iter().enumerate() {
+        while billed < k {
+            billed += 1.0;
+            let u = (used as f64 + billed - paced) / monthly;
+            paid += price.max(ahead.at(u));
+        }
+        if paid + blast < best.1 {
+            best = (i, paid + blast);
+        }
+    }
+    let i = best.0;
+    if billed_at(hull, price) <= hull[i].0 {
+        return price;
+    }
+    // Blast saved per path on either side of the point: the price is
+    // just above the slope past it (what one more path would have
+    // saved), within the slope before it.
+    let slope = |a: usize, b: usize| (hull[a].1 - hull[b].1) / (hull[b].0 - hull[a].0);
+    let right = slope(i, i + 1);
+    let (floor, ceiling) = bounds;
+    let left = if i == 0 {
+        ceiling.max(2.0 * right)
+    } else {
+        slope(i - 1, i)
+    };
+    (right * 1.01).min((right * left).sqrt()).clamp(floor, ceiling)
 }
 
 /// The lower convex hull of a least-blast curve: the points that minimise

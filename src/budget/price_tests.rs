@@ -126,14 +126,18 @@ fn a_resumed_controller_goes_on_as_the_one_it_was_saved_from() {
     }
 }
 
-/// A controller fed a batch an hour for 12 days (more than a window), each
-/// with `curve`, while
-/// the spending keeps to the pace exactly (so the dual descent does not
-/// move): the price the model learned.
+/// A controller without the hindsight price fed a batch an hour for 12
+/// days (more than a window), each with `curve`, while the spending keeps
+/// to the pace exactly (so the dual descent does not move): the price the
+/// model learned.
 fn learned(curve: &[(usize, u64)]) -> f64 {
     // 3,000 a month: 100 a day, the budget left spread over the time left.
     let cfg = config(3000, Pacing::Even);
-    let mut c = PriceController::new(&cfg, 50.0, None, november());
+    let tuning = Tuning {
+        hindsight: 0,
+        ..Tuning::DEFAULT
+    };
+    let mut c = PriceController::with_tuning(&cfg, 50.0, None, november(), tuning);
     for hour in 1..=12 * 24u64 {
         let now = november() + Duration::from_secs(hour * 3600);
         c.observe(now, curve);
