@@ -2,7 +2,7 @@
 //! shadow price, learned online. Each batch is planned to minimise
 //! `blast + price × billed`; the best price for a month is the one at which
 //! its batches spend the budget, which is not known until the month is
-//! over. Two estimates, one after the other:
+//! over. Three estimates:
 //!
 //! - **The model price.** Each batch's least-blast curve (the least blast
 //!   at every billed count) is handed in before it is planned
@@ -17,6 +17,16 @@
 //!   bisection. Where even the ceiling leaves the batches above the pace,
 //!   the price is the least at which each takes its fewest paths (no
 //!   higher: beyond it a price only makes the next batch purge more).
+//! - **The hindsight price.** The one price which, each batch of the last
+//!   [`Tuning::hindsight`] (45 days) planned at it within the even-pacing
+//!   allowance of a month as long, would have purged least; moved by
+//!   [`Tuning::hindsight_step`] e-folds per month's budget of lead on the
+//!   even pace. Until a whole window has been seen, the days seen (at
+//!   least one) stand for it, with their share of the budget. The price
+//!   is the lower of the two: the model asks for the pace to be met, the
+//!   hindsight only for what meeting it saves (batches alike in what a
+//!   path saves are rationed by the allowance as well as by a price, and
+//!   at the floor more of them get their exact paths).
 //! - **Dual descent**, the memory: the price that was kept with the ledger
 //!   ([`PriceState`]), its logarithm moved by `step × (spent − paced) /
 //!   monthly_paths` as spending and time pass (the online mirror descent of
@@ -24,14 +34,18 @@
 //!   entropy mirror map). A restart or a new leader resumes it; the first
 //!   month starts from `blast_per_path`.
 //!
-//! The price leans on the second until the model has seen a whole window
-//! since the controller started, the model's weight (in logarithm) growing
-//! with the share of the window seen: the curves are not kept with the
-//! ledger, and a week of history learned again beats a guess from one
-//! batch. Measured with `cfpurge replay --optimum` against the offline
-//! optimum (docs/least-blast.md): a window of 10 days did better than 3,
-//! 7, 14, 21 or 28 on the traces measured, and adding the dual descent's
-//! lead as a correction to the model price made the steady trace worse.
+//! The price leans on the memory while the models have seen little, their
+//! weight (in logarithm) growing from 0 to 1 over [`Tuning::ramp`] (10
+//! days) after a restart, as the curves are not kept with the ledger and a
+//! week of history learned again beats a guess from one batch; and over
+//! [`Tuning::fresh_ramp`] (2.4 hours) for a first month, whose
+//! `blast_per_path` is a configured guess, not a learned price. At most
+//! [`MAX_RECENT`] batches are kept. Measured with `cfpurge replay
+//! --optimum` against the offline optimum (docs/least-blast.md): a model
+//! window of 10 days did better than 3, 7, 14, 21 or 28 on the traces
+//! measured, a hindsight window of 45 days better than 30, 35, 40, 50, 60
+//! or 90, and adding the dual descent's lead as a correction to the model
+//! price made the steady trace worse.
 //!
 //! One price for the month still lets one large batch spend at it what
 //! the rest of the month needs, so a batch is planned at
@@ -136,7 +150,7 @@ impl Tuning {
         ceiling_factor: 1024.0,
         rate_cap: 4.0,
         window: 10 * 86_400,
-        hindsight: 35 * 86_400,
+        hindsight: 45 * 86_400,
         hindsight_step: 1.0,
         ramp: 10 * 86_400,
         fresh_ramp: 8_640,
@@ -173,6 +187,10 @@ pub struct PriceState {
 // The price is always finite: the controller clamps it and JSON has no NaN
 // or infinity, so equality is an equivalence, as the ledger's `Eq` needs.
 impl Eq for PriceState {}
+
+/// The most batches the models keep: past it the oldest are forgotten
+/// before their window ends (at one batch a minute, 45 days are 64,800).
+pub const MAX_RECENT: usize = 5_000;
 
 /// A recent batch as the model sees it.
 #[derive(Clone, Debug)]
@@ -354,6 +372,11 @@ impl PriceController {
         self.last = Some(hull.clone());
         self.recent.push_back(Recent { at, hull });
         self.forget_before(at.saturating_sub(self.kept()));
+        // Bounded in memory and in the time a price takes, whatever the
+        // traffic: the oldest go first.
+        while self.recent.len() > MAX_RECENT {
+            self.recent.pop_front();
+        }
         true
     }
 

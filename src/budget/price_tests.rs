@@ -131,12 +131,18 @@ fn a_resumed_controller_goes_on_as_the_one_it_was_saved_from() {
 /// to the pace exactly (so the dual descent does not move): the price the
 /// model learned.
 fn learned(curve: &[(usize, u64)]) -> f64 {
+    learned_with(
+        curve,
+        Tuning {
+            hindsight: 0,
+            ..Tuning::DEFAULT
+        },
+    )
+}
+
+fn learned_with(curve: &[(usize, u64)], tuning: Tuning) -> f64 {
     // 3,000 a month: 100 a day, the budget left spread over the time left.
     let cfg = config(3000, Pacing::Even);
-    let tuning = Tuning {
-        hindsight: 0,
-        ..Tuning::DEFAULT
-    };
     let mut c = PriceController::with_tuning(&cfg, 50.0, None, november(), tuning);
     for hour in 1..=12 * 24u64 {
         let now = november() + Duration::from_secs(hour * 3600);
@@ -158,6 +164,112 @@ fn the_model_learns_the_price_at_which_the_recent_batches_spend_the_pace() {
     // Exact paths everywhere fit the pace (3 a batch, 72 a day): the floor.
     let floor = learned(&[(1, 100), (3, 0)]);
     assert!((floor / 0.05 - 1.0).abs() < 1e-9, "{floor}");
+}
+
+/// A controller fed, every 12 hours for `days`, two batches: one whose
+/// 10 exact paths save 100 unrequested objects over 1 path (11.1 a path),
+/// one whose save 20 (2.2 a path). With 800 paths a month, over a window
+/// the budget pays for the first kind's exact paths, not for both.
+fn two_kinds(days: u64) -> (PriceController, SystemTime) {
+    let cfg = config(800, Pacing::Even);
+    let mut c = PriceController::new(&cfg, 50.0, None, november());
+    let mut now = november();
+    for half_day in 1..=days * 2 {
+        now = november() + Duration::from_secs(half_day * 43_200);
+        c.observe(now, &[(1, 100), (10, 0)]);
+        c.observe(now, &[(1, 20), (10, 0)]);
+        c.advance(now, 0);
+    }
+    (c, now)
+}
+
+/// What the pace allows `now` in a month of `monthly` paths.
+fn on_the_pace(monthly: u64, now: SystemTime) -> u64 {
+    (monthly as f64 * Month::of(now).elapsed_fraction(now)) as u64
+}
+
+#[test]
+fn the_hindsight_price_is_the_fixed_price_that_would_have_purged_least() {
+    let (c, now) = two_kinds(29);
+    let month = Month::of(now);
+    let h = c.hindsight(month, on_the_pace(800, now)).unwrap();
+    // Below 2.2 both kinds take their exact paths and the allowance runs
+    // out; above 11.1 neither does. In between the first kind takes them.
+    assert!(h > 20.0 / 9.0 && h < 100.0 / 9.0, "{h}");
+    // A month's budget ahead of the pace: one e-fold dearer.
+    let ahead = c.hindsight(month, on_the_pace(800, now) + 800).unwrap();
+    assert!((ahead / (h * std::f64::consts::E) - 1.0).abs() < 1e-9, "{ahead} {h}");
+    // The price the batches are planned at is no higher.
+    assert!(c.price() <= h * 1.000_001, "{} {h}", c.price());
+    // Without it, none.
+    let off = PriceController::with_tuning(
+        &config(800, Pacing::Even),
+        50.0,
+        None,
+        november(),
+        Tuning {
+            hindsight: 0,
+            ..Tuning::DEFAULT
+        },
+    );
+    assert_eq!(off.hindsight(month, 0), None);
+}
+
+#[test]
+fn before_a_whole_hindsight_window_the_days_seen_stand_for_it() {
+    // Three days of the two kinds: taken as 35 days with a month's budget,
+    // the budget would not bind and the price would be the floor; as three
+    // days with three days' share of it, it binds as it will.
+    let (c, now) = two_kinds(3);
+    let h = c
+        .hindsight(Month::of(now), on_the_pace(800, now))
+        .unwrap();
+    assert!(h > 20.0 / 9.0 && h < 100.0 / 9.0, "{h}");
+}
+
+#[test]
+fn a_first_month_leaves_blast_per_path_within_hours_a_resumed_price_within_days() {
+    // Batches whose exact paths fit the budget many times over: the
+    // models say the floor.
+    let cfg = config(3000, Pacing::Even);
+    let fresh = |hours: u64| {
+        let mut c = PriceController::new(&cfg, 50.0, None, november());
+        for h in 1..=hours {
+            let now = november() + Duration::from_secs(h * 3600);
+            c.observe(now, &[(1, 100), (3, 0)]);
+            c.advance(now, h);
+        }
+        c.price()
+    };
+    // An hour in, still well above the floor; after the ramp, at it.
+    assert!(fresh(1) > 1.0, "{}", fresh(1));
+    assert!((fresh(3) / 0.05 - 1.0).abs() < 1e-9, "{}", fresh(3));
+    // A stored price is leaned on for days (see the test below).
+    assert_eq!(Tuning::DEFAULT.ramp, 10 * 86_400);
+    assert_eq!(Tuning::DEFAULT.fresh_ramp, 8_640);
+}
+
+#[test]
+fn identical_batches_the_allowance_rations_are_planned_at_the_floor() {
+    // The model alone asks 100 / 9, at which every batch takes one path
+    // and 100 unrequested objects and the pace goes unspent. At the floor
+    // each takes its exact paths while the allowance lasts: less blast, so
+    // the hindsight price is the floor, and so is the price.
+    let price = learned_with(&[(1, 100), (10, 0)], Tuning::DEFAULT);
+    assert!((price / 0.05 - 1.0).abs() < 1e-9, "{price}");
+}
+
+#[test]
+fn the_batches_kept_are_bounded_whatever_the_traffic() {
+    let cfg = config(1000, Pacing::Even);
+    let mut c = PriceController::new(&cfg, 50.0, None, november());
+    // A batch a second: far more than the bound within one window.
+    for s in 0..(MAX_RECENT as u64 + 10) {
+        c.observe(november() + Duration::from_secs(s), &[(1, 5), (2, 0)]);
+    }
+    assert_eq!(c.recent.len(), MAX_RECENT);
+    // The newest are kept.
+    assert_eq!(c.recent.back().unwrap().at, 1_793_491_200 + MAX_RECENT as u64 + 9);
 }
 
 #[test]
