@@ -627,7 +627,9 @@ pub fn ahead_price(
     } else {
         slope(i - 1, i)
     };
-    (right * 1.01).min((right * left).sqrt()).clamp(floor, ceiling)
+    (right * 1.01)
+        .min((right * left).sqrt())
+        .clamp(floor, ceiling)
 }
 
 /// The lower convex hull of a least-blast curve: the points that minimise

@@ -198,7 +198,10 @@ fn the_hindsight_price_is_the_fixed_price_that_would_have_purged_least() {
     assert!(h > 20.0 / 9.0 && h < 100.0 / 9.0, "{h}");
     // A month's budget ahead of the pace: one e-fold dearer.
     let ahead = c.hindsight(month, on_the_pace(800, now) + 800).unwrap();
-    assert!((ahead / (h * std::f64::consts::E) - 1.0).abs() < 1e-9, "{ahead} {h}");
+    assert!(
+        (ahead / (h * std::f64::consts::E) - 1.0).abs() < 1e-9,
+        "{ahead} {h}"
+    );
     // The price the batches are planned at is no higher.
     assert!(c.price() <= h * 1.000_001, "{} {h}", c.price());
     // Without it, none.
@@ -221,9 +224,7 @@ fn before_a_whole_hindsight_window_the_days_seen_stand_for_it() {
     // the budget would not bind and the price would be the floor; as three
     // days with three days' share of it, it binds as it will.
     let (c, now) = two_kinds(3);
-    let h = c
-        .hindsight(Month::of(now), on_the_pace(800, now))
-        .unwrap();
+    let h = c.hindsight(Month::of(now), on_the_pace(800, now)).unwrap();
     assert!(h > 20.0 / 9.0 && h < 100.0 / 9.0, "{h}");
 }
 
@@ -269,7 +270,10 @@ fn the_batches_kept_are_bounded_whatever_the_traffic() {
     }
     assert_eq!(c.recent.len(), MAX_RECENT);
     // The newest are kept.
-    assert_eq!(c.recent.back().unwrap().at, 1_793_491_200 + MAX_RECENT as u64 + 9);
+    assert_eq!(
+        c.recent.back().unwrap().at,
+        1_793_491_200 + MAX_RECENT as u64 + 9
+    );
 }
 
 #[test]
