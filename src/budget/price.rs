@@ -74,6 +74,7 @@
 //! price to plan the batch at. Pure: time, spending and curves are handed
 //! in.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -200,6 +201,9 @@ struct Recent {
     /// The lower convex hull of its least-blast curve, `(billed, blast)`
     /// with billed rising: the points some price picks.
     hull: Vec<(f64, f64)>,
+    /// The point of `hull` each price of the hindsight grid picks (empty
+    /// when the hindsight price is off).
+    picks: Vec<u32>,
 }
 
 /// The price of a path for one budget, with its memory.
@@ -225,6 +229,12 @@ pub struct PriceController {
     since: u64,
     /// [`Tuning::ramp`], or [`Tuning::fresh_ramp`] without a stored price.
     ramp: u64,
+    /// The prices the hindsight price is searched among: from the floor,
+    /// 10 % apart, up to the ceiling.
+    grid: Vec<f64>,
+    /// The best of them, searched again after each batch observed or
+    /// forgotten (so at each batch's own time); `None` until then.
+    leader: Cell<Option<f64>>,
 }
 
 fn unix_seconds(time: SystemTime) -> u64 {
@@ -285,7 +295,15 @@ impl PriceController {
             } else {
                 tuning.fresh_ramp
             },
+            grid: Vec::new(),
+            leader: Cell::new(None),
         };
+        let (floor, ceiling) = controller.bounds();
+        let mut price = floor;
+        while price <= ceiling {
+            controller.grid.push(price);
+            price *= 1.1;
+        }
         // Learning starts now, or where the stored state was left if that
         // is later (a replay's clock starts at the month's start).
         controller.since = unix_seconds(now).max(controller.state.at);
@@ -370,7 +388,13 @@ impl PriceController {
         let at = unix_seconds(now);
         let hull = lower_hull(curve);
         self.last = Some(hull.clone());
-        self.recent.push_back(Recent { at, hull });
+        let picks = if self.tuning.hindsight == 0 {
+            Vec::new()
+        } else {
+            self.grid.iter().map(|&price| pick(&hull, price)).collect()
+        };
+        self.recent.push_back(Recent { at, hull, picks });
+        self.leader.set(None);
         self.forget_before(at.saturating_sub(self.kept()));
         // Bounded in memory and in the time a price takes, whatever the
         // traffic: the oldest go first.
@@ -384,6 +408,7 @@ impl PriceController {
     /// planned after all (it waits, and is observed again when it is).
     pub fn forget_last(&mut self) {
         self.recent.pop_back();
+        self.leader.set(None);
         self.last = None;
     }
 
@@ -507,39 +532,62 @@ impl PriceController {
         let from = now.saturating_sub(span);
         let monthly = self.monthly_paths as f64;
         let cap = monthly * span as f64 / window;
+        let leader = match self.leader.get() {
+            Some(leader) => leader,
+            None => {
+                let leader = self.search(from, window, cap);
+                self.leader.set(Some(leader));
+                leader
+            }
+        };
+        let lead = (used as f64 - monthly * month.elapsed_fraction(time_of(now)).min(1.0))
+            / monthly.max(1.0);
+        Some(self.clamp((leader.ln() + self.tuning.hindsight_step * lead).exp()))
+    }
+
+    /// The grid price at which the batches since `from` (Unix seconds),
+    /// each planned at it within an allowance growing by `monthly_paths`
+    /// a `window` (seconds) from `burst_paths`, at most `cap`, purge least:
+    /// the lowest of equals.
+    fn search(&self, from: u64, window: f64, cap: f64) -> f64 {
+        let monthly = self.monthly_paths as f64;
         let burst = self.burst_paths as f64;
-        let blast_at = |price: f64| -> f64 {
+        let blast_at = |g: usize| -> f64 {
+            let price = self.grid[g];
             let (mut spent, mut blast) = (0.0, 0.0);
             for r in self.recent.iter().filter(|r| r.at >= from) {
                 let allowed = ((monthly * (r.at - from) as f64 / window).floor() + burst).min(cap);
-                let (billed, purged) = r
-                    .hull
-                    .iter()
-                    .filter(|p| p.0 <= allowed - spent)
-                    .min_by(|a, b| {
-                        (price * a.0 + a.1)
-                            .total_cmp(&(price * b.0 + b.1))
-                            .then(a.0.total_cmp(&b.0))
-                    })
-                    .unwrap_or(&r.hull[0]);
+                let room = allowed - spent;
+                // The point the price picks, if it fits; else the best
+                // that fits, or the fewest paths when none does.
+                let chosen = r.hull[r.picks[g] as usize];
+                let (billed, purged) = if chosen.0 <= room {
+                    chosen
+                } else {
+                    *r.hull
+                        .iter()
+                        .filter(|p| p.0 <= room)
+                        .min_by(|a, b| {
+                            (price * a.0 + a.1)
+                                .total_cmp(&(price * b.0 + b.1))
+                                .then(a.0.total_cmp(&b.0))
+                        })
+                        .unwrap_or(&r.hull[0])
+                };
                 spent += billed;
                 blast += purged;
             }
             blast
         };
-        let (floor, ceiling) = self.bounds();
+        let (floor, _) = self.bounds();
         let mut best = (f64::INFINITY, floor);
-        let mut price = floor;
-        while price <= ceiling {
-            let blast = blast_at(price);
+        for g in 0..self.grid.len() {
+            let blast = blast_at(g);
             if blast < best.0 {
-                best = (blast, price);
+                best = (blast, self.grid[g]);
             }
-            price *= 1.1;
         }
-        let lead = (used as f64 - monthly * month.elapsed_fraction(time_of(now)).min(1.0))
-            / monthly.max(1.0);
-        Some(self.clamp((best.1.ln() + self.tuning.hindsight_step * lead).exp()))
+        best.1
     }
 
     /// Paths the pace allows in `month` from `from` to `to` (Unix
@@ -650,6 +698,21 @@ pub fn lower_hull(curve: &[(usize, u64)]) -> Vec<(f64, f64)> {
         hull.push(p);
     }
     hull
+}
+
+/// The index of the point of `hull` a batch planned at `price` takes (the
+/// fewest billed among equals), as [`billed_at`] picks it.
+fn pick(hull: &[(f64, f64)], price: f64) -> u32 {
+    let mut best = (0, f64::INFINITY);
+    for (i, &(billed, blast)) in hull.iter().enumerate() {
+        let cost = price * billed + blast;
+        if cost < best.1 {
+            best = (i, cost);
+        }
+    }
+    // Past u32::MAX points (never: a curve has one per billed path up to
+    // 3,000), the fewest paths.
+    u32::try_from(best.0).unwrap_or(0)
 }
 
 /// Paths billed by the point of `hull` a batch planned at `price` takes:

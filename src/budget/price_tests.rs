@@ -506,3 +506,24 @@ fn a_ledger_import_keeps_the_price_updated_last() {
     let none = crate::budget::LedgerState::new(month);
     assert_eq!(crate::budget::merge(&none, &older).price, older.price);
 }
+
+proptest! {
+    /// The point the hindsight grid keeps for a price is the one a batch
+    /// planned at that price takes.
+    #[test]
+    fn a_kept_pick_is_the_point_the_price_takes(
+        steps in proptest::collection::vec((1usize..20, 0u64..500), 1..30),
+        price in 0.01f64..5000.0,
+    ) {
+        // A curve with billed rising and blast falling.
+        let mut curve = Vec::new();
+        let (mut billed, mut blast) = (0usize, steps.iter().map(|s| s.1).sum::<u64>());
+        for &(more, saved) in &steps {
+            billed += more;
+            blast -= saved;
+            curve.push((billed, blast));
+        }
+        let hull = lower_hull(&curve);
+        prop_assert_eq!(hull[pick(&hull, price) as usize].0, billed_at(&hull, price));
+    }
+}
