@@ -300,8 +300,10 @@ impl PriceController {
             leader: Cell::new(None),
         };
         let (floor, ceiling) = controller.bounds();
+        // A floor of 0 (a `blast_per_path` of 0, which the configuration
+        // refuses) would never reach the ceiling: no grid, the floor.
         let mut price = floor;
-        while price <= ceiling {
+        while price > 0.0 && price <= ceiling && controller.grid.len() < 1_000 {
             controller.grid.push(price);
             price *= 1.1;
         }

@@ -527,3 +527,14 @@ proptest! {
         prop_assert_eq!(hull[pick(&hull, price) as usize].0, billed_at(&hull, price));
     }
 }
+
+#[test]
+fn a_blast_per_path_of_zero_neither_hangs_nor_panics() {
+    // The configuration refuses it; the controller must still not loop
+    // for ever building its grid of prices.
+    let cfg = config(100, Pacing::Even);
+    let mut c = PriceController::new(&cfg, 0.0, None, november());
+    c.observe(november() + day(1.0), &[(1, 5), (2, 0)]);
+    c.advance(november() + day(1.0), 1);
+    assert_eq!(c.price(), 0.0);
+}
