@@ -6,7 +6,7 @@
 //!
 //! - **The model price.** Each batch's least-blast curve (the least blast
 //!   at every billed count) is handed in before it is planned
-//!   ([`PriceController::observe`]) and kept for [`Tuning::window`] (5
+//!   ([`PriceController::observe`]) and kept for [`Tuning::window`] (10
 //!   days). The price is the least one at which those batches, each planned
 //!   at it, would have billed no more than the pace allows over as long.
 //!   The pace is the budget left spread over the month left (at most
@@ -41,12 +41,13 @@
 //! [`Tuning::fresh_ramp`] (2.4 hours) for a first month, whose
 //! `blast_per_path` is a configured guess, not a learned price. At most
 //! [`MAX_RECENT`] batches are kept. Measured with `cfpurge replay
-//! --optimum` against the offline optimum (docs/least-blast.md): with the
-//! hindsight price, a model window of 5 days did better than 1, 2, 3, 4,
-//! 6, 7, 10, 14 or 20 on the traces measured (without it, 10 days did
-//! better than 3, 7, 14, 21 or 28), a hindsight window of 45 days better
-//! than 30, 35, 40, 50, 60 or 90, and adding the dual descent's lead as a
-//! correction to the model price made the steady trace worse.
+//! --optimum` against the offline optimum (docs/least-blast.md): a model
+//! window of 10 days did better than 3, 7, 14, 21 or 28 on the traces
+//! measured (with the hindsight price, 4 to 6 days did a little better,
+//! but the price no longer settled where the budget binds all month), a
+//! hindsight window of 45 days better than 30, 35, 40, 50, 60 or 90, and
+//! adding the dual descent's lead as a correction to the model price made
+//! the steady trace worse.
 //!
 //! One price for the month still lets one large batch spend at it what
 //! the rest of the month needs, so a batch is planned at
@@ -151,7 +152,7 @@ impl Tuning {
         floor: 0.05,
         ceiling_factor: 1024.0,
         rate_cap: 4.0,
-        window: 5 * 86_400,
+        window: 10 * 86_400,
         hindsight: 45 * 86_400,
         hindsight_step: 1.0,
         ramp: 10 * 86_400,
