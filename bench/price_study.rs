@@ -30,10 +30,20 @@
 //!   alone), `fixed:P` (one price
 //!   throughout) and `hindsight:DAYS:STEP` (the best fixed price over the
 //!   last DAYS, taken as a month, moved by STEP e-folds per month's budget
-//!   of lead on the even pace) and `reserve:…` (the daemon's controller
-//!   with a reserve for the rest of the month: see [`Reserve`]). The invalidations are cfpurge's: another
-//!   price would have held and merged others, so `sim` ranks controllers
-//!   and `cfpurge replay --optimum` measures the one chosen.
+//!   of lead on the even pace), `hahead:DAYS:STEP[:LOW:HIGH:FROM]` (the
+//!   same with the cost of spending ahead of the pace), `mix:MODE:DAYS:STEP`
+//!   (the model price and hindsight's, the lower, their geometric mean or
+//!   the higher), `hd:DAYS:STEP[:WINDOW[:FRESH_RAMP[:LOW:HIGH:FROM]]]` (the
+//!   daemon's controller with another hindsight window and step, model
+//!   window, first-month ramp and cost of spending ahead; `hd:0:0:10:10` is
+//!   the controller before the hindsight price) and `reserve:…` (the
+//!   daemon's controller with a reserve for the rest of the month: see
+//!   [`Reserve`]). `PRICE_STUDY_MONTHS=1` prints each month,
+//!   `PRICE_STUDY_TRACE=YYYY-MM` each invalidation of that month. The
+//!   invalidations are cfpurge's: another price would have held and merged
+//!   others, so `sim` ranks controllers (poorly under a budget that binds
+//!   all month: see docs/least-blast.md) and `cfpurge replay --optimum`
+//!   measures the one chosen.
 
 use std::collections::VecDeque;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
