@@ -119,8 +119,16 @@ fn unix(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-fn cfpurge_unix(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+/// The cost of spending ahead of the pace from a controller's figures
+/// LOW, HIGH and FROM at `at` in `args`, the daemon's where they are left
+/// out.
+fn ahead_from(args: &[f64], at: usize) -> Ahead {
+    let default = Tuning::DEFAULT.ahead;
+    Ahead {
+        low: args.get(at).copied().unwrap_or(default.low),
+        high: args.get(at + 1).copied().unwrap_or(default.high),
+        from: args.get(at + 2).copied().unwrap_or(default.from),
+    }
 }
 
 fn time(at: u64) -> SystemTime {
@@ -396,6 +404,17 @@ struct Hindsight {
 }
 
 impl Hindsight {
+    /// `args`: the window in days, then the step (0 without it).
+    fn new(args: &[f64], monthly: u64, burst: u64) -> Hindsight {
+        Hindsight {
+            window: (args[0] * 86_400.0) as u64,
+            step: args.get(1).copied().unwrap_or(0.0),
+            monthly: monthly as f64,
+            burst: burst as f64,
+            recent: VecDeque::new(),
+        }
+    }
+
     fn leader(&self, now: u64) -> f64 {
         let from = now.saturating_sub(self.window);
         let window = self.window as f64;
@@ -723,7 +742,7 @@ fn run_month(
                         .is_ok_and(|m| Month::of(time(w.at)).to_string() == m)
                     {
                         let month = Month::of(time(w.at));
-                        let day = (w.at - cfpurge_unix(month.start())) as f64 / 86_400.0;
+                        let day = (w.at - unix(month.start())) as f64 / 86_400.0;
                         println!(
                             "    {day:6.2} price {price:8.2} room {room:4} billed {billed:4} blast {purged:5} fewest {:?} exact {:?}",
                             w.curve[0],
@@ -784,11 +803,7 @@ fn sim(all: &[Invalidation], monthly: u64, controllers: &[String]) {
                 None,
                 start,
                 Tuning {
-                    ahead: Ahead {
-                        low: args.first().copied().unwrap_or(Tuning::DEFAULT.ahead.low),
-                        high: args.get(1).copied().unwrap_or(Tuning::DEFAULT.ahead.high),
-                        from: args.get(2).copied().unwrap_or(Tuning::DEFAULT.ahead.from),
-                    },
+                    ahead: ahead_from(&args, 0),
                     ..Tuning::DEFAULT
                 },
             ))),
@@ -805,26 +820,15 @@ fn sim(all: &[Invalidation], monthly: u64, controllers: &[String]) {
                     window: (args[1] * 86_400.0) as u64,
                     rate_cap: args.get(2).copied().unwrap_or(Tuning::DEFAULT.rate_cap),
                     floor: args.get(3).copied().unwrap_or(Tuning::DEFAULT.floor),
-                    ahead: Ahead {
-                        low: args.get(4).copied().unwrap_or(Tuning::DEFAULT.ahead.low),
-                        high: args.get(5).copied().unwrap_or(Tuning::DEFAULT.ahead.high),
-                        from: args.get(6).copied().unwrap_or(Tuning::DEFAULT.ahead.from),
-                    },
+                    ahead: ahead_from(&args, 4),
                     ..Tuning::DEFAULT
                 },
             ))),
-            "hindsight" => Box::new(Hindsight {
-                window: (args[0] * 86_400.0) as u64,
-                step: args.get(1).copied().unwrap_or(0.0),
-                monthly: monthly as f64,
-                burst: budget.burst_paths as f64,
-                recent: VecDeque::new(),
-            }),
-            // `hahead:DAYS:STEP[:LOW:HIGH:FROM]`: hindsight with the cost of
+            "hindsight" => Box::new(Hindsight::new(&args[..], monthly, budget.burst_paths)),
+            // `hd:DAYS:STEP[:WINDOW_DAYS[:FRESH_RAMP_DAYS[:LOW:HIGH:FROM]]]`:
+            // the daemon's controller with another hindsight window and step
+            // (DAYS 0: none), model window, first-month ramp and cost of
             // spending ahead of the pace.
-            // `hd:DAYS:STEP[:WINDOW_DAYS[:RAMP_DAYS[:LOW:HIGH:FROM]]]`: the daemon's
-            // controller with another hindsight window and step (DAYS 0:
-            // none), model window and ramp.
             "hd" => Box::new(Daemon(PriceController::with_tuning(
                 budget,
                 BLAST_PER_PATH,
@@ -839,39 +843,21 @@ fn sim(all: &[Invalidation], monthly: u64, controllers: &[String]) {
                     fresh_ramp: args
                         .get(3)
                         .map_or(Tuning::DEFAULT.fresh_ramp, |d| (d * 86_400.0) as u64),
-                    ahead: Ahead {
-                        low: args.get(4).copied().unwrap_or(Tuning::DEFAULT.ahead.low),
-                        high: args.get(5).copied().unwrap_or(Tuning::DEFAULT.ahead.high),
-                        from: args.get(6).copied().unwrap_or(Tuning::DEFAULT.ahead.from),
-                    },
+                    ahead: ahead_from(&args, 4),
                     ..Tuning::DEFAULT
                 },
             ))),
+            // `hahead:DAYS:STEP[:LOW:HIGH:FROM]`: hindsight with the cost of
+            // spending ahead of the pace.
             "hahead" => Box::new(WithAhead {
-                inner: Box::new(Hindsight {
-                    window: (args[0] * 86_400.0) as u64,
-                    step: args.get(1).copied().unwrap_or(0.0),
-                    monthly: monthly as f64,
-                    burst: budget.burst_paths as f64,
-                    recent: VecDeque::new(),
-                }),
-                ahead: Ahead {
-                    low: args.get(2).copied().unwrap_or(Tuning::DEFAULT.ahead.low),
-                    high: args.get(3).copied().unwrap_or(Tuning::DEFAULT.ahead.high),
-                    from: args.get(4).copied().unwrap_or(Tuning::DEFAULT.ahead.from),
-                },
+                inner: Box::new(Hindsight::new(&args[..], monthly, budget.burst_paths)),
+                ahead: ahead_from(&args, 2),
                 monthly,
             }),
             "mix" => Box::new(WithAhead {
                 inner: Box::new(Mix {
                     model: PriceController::new(budget, BLAST_PER_PATH, None, start),
-                    hindsight: Hindsight {
-                        window: (args[1] * 86_400.0) as u64,
-                        step: args.get(2).copied().unwrap_or(0.0),
-                        monthly: monthly as f64,
-                        burst: budget.burst_paths as f64,
-                        recent: VecDeque::new(),
-                    },
+                    hindsight: Hindsight::new(&args[1..], monthly, budget.burst_paths),
                     mode: args[0] as u8,
                 }),
                 ahead: Tuning::DEFAULT.ahead,

@@ -704,8 +704,9 @@ pub fn lower_hull(curve: &[(usize, u64)]) -> Vec<(f64, f64)> {
     hull
 }
 
-/// The index of the point of `hull` a batch planned at `price` takes (the
-/// fewest billed among equals), as [`billed_at`] picks it.
+/// The index of the point of `hull` a batch planned at `price` takes: the
+/// least `price × billed + blast`, the fewest billed among equals (the
+/// first, as billed rises along the hull).
 fn pick(hull: &[(f64, f64)], price: f64) -> u32 {
     let mut best = (0, f64::INFINITY);
     for (i, &(billed, blast)) in hull.iter().enumerate() {
@@ -723,10 +724,7 @@ fn pick(hull: &[(f64, f64)], price: f64) -> u32 {
 /// the one with the least `billed + blast / price` (the fewest billed
 /// among equals).
 fn billed_at(hull: &[(f64, f64)], price: f64) -> f64 {
-    hull.iter()
-        .map(|&(billed, blast)| (price * billed + blast, billed))
-        .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)))
-        .map_or(0.0, |p| p.1)
+    hull.get(pick(hull, price) as usize).map_or(0.0, |p| p.0)
 }
 
 #[cfg(test)]

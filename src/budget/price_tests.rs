@@ -524,7 +524,13 @@ proptest! {
             curve.push((billed, blast));
         }
         let hull = lower_hull(&curve);
-        prop_assert_eq!(hull[pick(&hull, price) as usize].0, billed_at(&hull, price));
+        // The least cost, the fewest billed among equals.
+        let takes = hull
+            .iter()
+            .map(|&(billed, blast)| (price * billed + blast, billed))
+            .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)))
+            .map(|p| p.1);
+        prop_assert_eq!(Some(hull[pick(&hull, price) as usize].0), takes);
     }
 }
 
