@@ -557,27 +557,17 @@ impl PriceController {
         let monthly = self.monthly_paths as f64;
         let burst = self.burst_paths as f64;
         let blast_at = |g: usize| -> f64 {
-            let price = self.grid[g];
             let (mut spent, mut blast) = (0.0, 0.0);
             for r in self.recent.iter().filter(|r| r.at >= from) {
                 let allowed = ((monthly * (r.at - from) as f64 / window).floor() + burst).min(cap);
                 let room = allowed - spent;
                 // The point the price picks, if it fits; else the best
-                // that fits, or the fewest paths when none does.
-                let chosen = r.hull[r.picks[g] as usize];
-                let (billed, purged) = if chosen.0 <= room {
-                    chosen
-                } else {
-                    *r.hull
-                        .iter()
-                        .filter(|p| p.0 <= room)
-                        .min_by(|a, b| {
-                            (price * a.0 + a.1)
-                                .total_cmp(&(price * b.0 + b.1))
-                                .then(a.0.total_cmp(&b.0))
-                        })
-                        .unwrap_or(&r.hull[0])
-                };
+                // that fits, or the fewest paths when none does. Along a
+                // convex hull the cost falls up to the pick, so the best
+                // that fits is the last one before it.
+                let picked = r.picks[g] as usize;
+                let fits = r.hull[..=picked].iter().rposition(|p| p.0 <= room);
+                let (billed, purged) = r.hull[fits.unwrap_or(0)];
                 spent += billed;
                 blast += purged;
             }
