@@ -74,6 +74,9 @@ struct Invalidation {
 }
 
 const BLAST_PER_PATH: f64 = 50.0;
+/// The daemon's lowest and highest price at that `blast_per_path`.
+const FLOOR: f64 = Tuning::DEFAULT.floor;
+const CEILING: f64 = BLAST_PER_PATH * Tuning::DEFAULT.ceiling_factor;
 
 fn config(monthly: u64) -> Config {
     let text = format!(
@@ -437,8 +440,8 @@ impl Hindsight {
             }
             blast
         };
-        let mut best = (f64::INFINITY, 0.05);
-        let mut price: f64 = 0.05;
+        let mut best = (f64::INFINITY, FLOOR);
+        let mut price: f64 = FLOOR;
         while price < 2000.0 {
             let blast = blast_at(price);
             if blast < best.0 {
@@ -465,7 +468,7 @@ impl Controller for Hindsight {
         let lead = (used as f64 - self.monthly * month.elapsed_fraction(time(b.at))) / self.monthly;
         (self.leader(b.at).ln() + self.step * lead)
             .exp()
-            .clamp(0.05, BLAST_PER_PATH * 1024.0)
+            .clamp(FLOOR, CEILING)
     }
     fn waits(&mut self) {
         self.recent.pop_back();
@@ -491,7 +494,7 @@ impl Controller for WithAhead {
             time(b.at),
             self.monthly,
             &self.ahead,
-            (0.05, BLAST_PER_PATH * 1024.0),
+            (FLOOR, CEILING),
         )
     }
     fn planned(&mut self, b: &Invalidation, used: u64) {
@@ -663,7 +666,7 @@ impl Controller for Reserve {
         if fits(price) {
             return price;
         }
-        let (mut low, mut high) = (price.ln(), (BLAST_PER_PATH * 1024.0).ln());
+        let (mut low, mut high) = (price.ln(), CEILING.ln());
         for _ in 0..40 {
             let mid = 0.5 * (low + high);
             if fits(mid.exp()) {
