@@ -266,7 +266,7 @@ async fn a_flood_of_half_open_connections_neither_stops_the_batch_nor_health() {
     let flooders = flood(port, 400, stop.clone());
     tokio::time::sleep(Duration::from_secs(2)).await;
     // The batch falls due one second after the request, in the flood.
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(60);
     let answered = loop {
         if let Some(answer) = daemon.get("/healthz").await {
             break answer;
@@ -281,7 +281,7 @@ async fn a_flood_of_half_open_connections_neither_stops_the_batch_nor_health() {
     // port: in the flood a reader of /v1/status competes with 400
     // connections for a serving slot, and on a loaded machine may lose
     // every time for 20 s although the batch went out.
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(60);
     while !daemon.log().iter().any(|l| l.contains("invalidation created")) {
         assert!(
             Instant::now() < deadline,
