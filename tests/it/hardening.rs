@@ -280,9 +280,13 @@ async fn a_flood_of_half_open_connections_neither_stops_the_batch_nor_health() {
     // The invalidation is looked for in the daemon's log, not on its HTTP
     // port: in the flood a reader of /v1/status competes with 400
     // connections for a serving slot, and on a loaded machine may lose
-    // every time for 20 s although the batch went out.
+    // every time for many seconds although the batch went out.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !daemon.log().iter().any(|l| l.contains("invalidation created")) {
+    while !daemon
+        .log()
+        .iter()
+        .any(|l| l.contains("invalidation created"))
+    {
         assert!(
             Instant::now() < deadline,
             "no invalidation in the flood: {:?}",
