@@ -509,21 +509,32 @@ fn a_ledger_import_keeps_the_price_updated_last() {
 
 proptest! {
     /// The point the hindsight grid keeps for a price is the one a batch
-    /// planned at that price takes.
+    /// planned at that price takes, the fewest billed where two cost the
+    /// same (at a price equal to a hull segment's slope).
     #[test]
     fn a_kept_pick_is_the_point_the_price_takes(
-        steps in proptest::collection::vec((1usize..20, 0u64..500), 1..30),
+        steps in proptest::collection::vec((1usize..20, 0u64..25), 1..30),
         price in 0.01f64..5000.0,
+        on_a_slope in any::<Option<proptest::sample::Index>>(),
     ) {
-        // A curve with billed rising and blast falling.
+        // A curve with billed rising and blast falling, by whole blast per
+        // path, so that a slope is an integer and ties are exact.
         let mut curve = Vec::new();
-        let (mut billed, mut blast) = (0usize, steps.iter().map(|s| s.1).sum::<u64>());
-        for &(more, saved) in &steps {
+        let total: u64 = steps.iter().map(|&(more, per)| more as u64 * per).sum();
+        let (mut billed, mut blast) = (0usize, total);
+        for &(more, per) in &steps {
             billed += more;
-            blast -= saved;
+            blast -= more as u64 * per;
             curve.push((billed, blast));
         }
         let hull = lower_hull(&curve);
+        let price = match on_a_slope {
+            Some(index) if hull.len() > 1 => {
+                let i = index.index(hull.len() - 1);
+                (hull[i].1 - hull[i + 1].1) / (hull[i + 1].0 - hull[i].0)
+            }
+            _ => price,
+        };
         // The least cost, the fewest billed among equals.
         let takes = hull
             .iter()
@@ -543,4 +554,16 @@ fn a_blast_per_path_of_zero_neither_hangs_nor_panics() {
     c.observe(november() + day(1.0), &[(1, 5), (2, 0)]);
     c.advance(november() + day(1.0), 1);
     assert_eq!(c.price(), 0.0);
+    assert!(c.grid.is_empty(), "{} grid prices of 0", c.grid.len());
+}
+
+#[test]
+fn a_blast_per_path_past_any_ceiling_bounds_the_grid() {
+    // Its ceiling is infinite: the grid stops at 1,000 prices.
+    let cfg = config(100, Pacing::Even);
+    let mut c = PriceController::new(&cfg, f64::MAX, None, november());
+    assert_eq!(c.grid.len(), 1_000);
+    c.observe(november() + day(1.0), &[(1, 5), (2, 0)]);
+    c.advance(november() + day(1.0), 1);
+    assert!(c.price().is_finite(), "{}", c.price());
 }
