@@ -129,22 +129,94 @@ fn every_page_is_reachable_from_the_readme_and_nothing_points_outside() {
         for outside in ["../shared", "CONTRACT.md", "DESIGN.md", "AWS_FACTS.md"] {
             assert!(!text.contains(outside), "{file} points at {outside}");
         }
-        // Every relative link to a file of the repository leads somewhere.
+        // Every relative link to a file of the repository leads somewhere,
+        // and to a heading of it where it names one.
         for link in text.split("](").skip(1) {
             let target = link.split(')').next().unwrap_or("");
-            if target.starts_with("http") || target.starts_with('#') || target.is_empty() {
+            if target.starts_with("http") || target.is_empty() {
                 continue;
             }
-            let target = target.split('#').next().unwrap();
+            let (target, anchor) = target.split_once('#').unwrap_or((target, ""));
             let base = if file.starts_with("docs/") {
                 "docs/"
             } else {
                 ""
             };
-            let path = repo_file(&format!("{base}{target}"));
+            let linked = if target.is_empty() {
+                file.clone()
+            } else {
+                format!("{base}{target}")
+            };
+            let path = repo_file(&linked);
             assert!(path.exists(), "{file}: the link {target} leads nowhere");
+            if !anchor.is_empty() && linked.ends_with(".md") {
+                let headings = heading_anchors(&read(&linked));
+                assert!(
+                    headings.iter().any(|h| h == anchor),
+                    "{file}: the link {target}#{anchor} names no heading of {linked}"
+                );
+            }
         }
     }
+}
+
+/// The anchors of a Markdown page's headings, as GitHub makes them:
+/// lower case, spaces to hyphens, punctuation other than `-` and `_`
+/// dropped, `-1`, `-2`, ... after repeats. Fenced code is skipped.
+fn heading_anchors(text: &str) -> Vec<String> {
+    let mut anchors: Vec<String> = Vec::new();
+    let mut fenced = false;
+    for line in text.lines() {
+        if line.starts_with("```") {
+            fenced = !fenced;
+            continue;
+        }
+        let Some(title) = line.strip_prefix('#') else {
+            continue;
+        };
+        if fenced {
+            continue;
+        }
+        let title = title.trim_start_matches('#').trim();
+        let slug: String = title
+            .to_lowercase()
+            .chars()
+            .filter_map(|c| match c {
+                ' ' => Some('-'),
+                '-' | '_' => Some(c),
+                c if c.is_alphanumeric() => Some(c),
+                _ => None,
+            })
+            .collect();
+        let repeats = anchors
+            .iter()
+            .filter(|a| {
+                **a == slug
+                    || a.strip_prefix(&format!("{slug}-"))
+                        .is_some_and(|n| n.parse::<u32>().is_ok())
+            })
+            .count();
+        anchors.push(if repeats == 0 {
+            slug
+        } else {
+            format!("{slug}-{repeats}")
+        });
+    }
+    anchors
+}
+
+#[test]
+fn a_heading_anchor_is_made_as_github_makes_it() {
+    let page = "# cfpurge\n```sh\n# not a heading\n```\n### `burst_paths` and the blast\n## Month by month: a budget\n## Month by month: a budget\n";
+    assert_eq!(
+        heading_anchors(page),
+        [
+            "cfpurge",
+            "burst_paths-and-the-blast",
+            "month-by-month-a-budget",
+            "month-by-month-a-budget-1"
+        ]
+    );
 }
 
 /// The part of `text` under the heading `heading` (the whole line, e.g.
