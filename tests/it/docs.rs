@@ -162,7 +162,8 @@ fn every_page_is_reachable_from_the_readme_and_nothing_points_outside() {
 
 /// The anchors of a Markdown page's headings, as GitHub makes them:
 /// lower case, spaces to hyphens, punctuation other than `-` and `_`
-/// dropped, `-1`, `-2`, ... after repeats. Fenced code is skipped.
+/// dropped, `-1`, `-2`, ... after repeats. Fenced code, and a line of
+/// `#` not followed by a space, are not headings.
 fn heading_anchors(text: &str) -> Vec<String> {
     let mut anchors: Vec<String> = Vec::new();
     let mut fenced = false;
@@ -171,13 +172,13 @@ fn heading_anchors(text: &str) -> Vec<String> {
             fenced = !fenced;
             continue;
         }
-        let Some(title) = line.strip_prefix('#') else {
-            continue;
-        };
-        if fenced {
+        // A heading is 1 to 6 `#` and a space.
+        let title = line.trim_start_matches('#');
+        let level = line.len() - title.len();
+        if fenced || !(1..=6).contains(&level) || !title.starts_with(' ') {
             continue;
         }
-        let title = title.trim_start_matches('#').trim();
+        let title = title.trim();
         let slug: String = title
             .to_lowercase()
             .chars()
@@ -207,7 +208,7 @@ fn heading_anchors(text: &str) -> Vec<String> {
 
 #[test]
 fn a_heading_anchor_is_made_as_github_makes_it() {
-    let page = "# cfpurge\n```sh\n# not a heading\n```\n### `burst_paths` and the blast\n## Month by month: a budget\n## Month by month: a budget\n";
+    let page = "# cfpurge\n```sh\n# not a heading\n```\n#nor-this\n### `burst_paths` and the blast\n## Month by month: a budget\n## Month by month: a budget\n";
     assert_eq!(
         heading_anchors(page),
         [
