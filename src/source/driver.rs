@@ -6,7 +6,10 @@
 //! The register is the one place that knows which messages cfpurge holds.
 //! A message received again while held (SQS may deliver a message twice, or
 //! again after its visibility ran out) only updates its receipt handle: it is
-//! not passed on twice (invariant 5).
+//! not passed on twice (invariant 5). One received again after it was
+//! deleted (SQS may do that too, and a receive under way while the delete
+//! went through does) is deleted again with its new handle and not passed
+//! on, for twice the visibility timeout after its delete.
 //!
 //! Memory: a held message keeps its receipt, ids and attributes; its body
 //! only while the pipeline decodes it (the [`Body`] handed over drops the
@@ -19,7 +22,7 @@
 //! `max_pending_bytes` (bodies and receipts here, decoded entries in the
 //! pending set, read through its [`Meter`]).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -302,7 +305,18 @@ struct Register {
     /// Held messages whose body the pipeline still has: room they take
     /// comes back without a delete, once they are decoded.
     bodies: usize,
+    /// Messages deleted lately, oldest first, with when; and their ids.
+    /// A receive of one of them is not a new message: SQS may deliver a
+    /// message again after its delete, and a receive under way while the
+    /// delete went through (its visibility having run out) carries it too.
+    /// Kept for twice the visibility timeout, at most [`MAX_DELETED`].
+    deleted: VecDeque<(MessageId, Instant)>,
+    deleted_ids: HashSet<MessageId>,
 }
+
+/// The most deleted messages the register remembers (a storm's `/*`
+/// deletes 100,000 at once; an id is about 100 bytes).
+const MAX_DELETED: usize = 100_000;
 
 impl Register {
     fn insert(&mut self, id: MessageId, held: Held) {
@@ -312,6 +326,31 @@ impl Register {
             self.bytes -= old.bytes();
             self.bodies -= usize::from(old.body.is_some());
         }
+    }
+
+    /// Remembers that `id` was deleted at `now`.
+    fn remember_deleted(&mut self, id: MessageId, now: Instant) {
+        if self.deleted_ids.insert(id.clone()) {
+            self.deleted.push_back((id, now));
+        }
+        while self.deleted.len() > MAX_DELETED {
+            if let Some((old, _)) = self.deleted.pop_front() {
+                self.deleted_ids.remove(&old);
+            }
+        }
+    }
+
+    /// Whether `id` was deleted within `keep` before `now`; forgets those
+    /// deleted earlier.
+    fn was_deleted(&mut self, id: &str, now: Instant, keep: Duration) -> bool {
+        while let Some((old, at)) = self.deleted.front() {
+            if now.saturating_duration_since(*at) <= keep {
+                break;
+            }
+            self.deleted_ids.remove(old);
+            self.deleted.pop_front();
+        }
+        self.deleted_ids.contains(id)
     }
 
     fn remove(&mut self, id: &str) -> Option<Held> {
@@ -438,6 +477,8 @@ pub struct SourceCounts {
     pub received: u64,
     /// Receives of a message already held.
     pub redelivered: u64,
+    /// Receives of a message already deleted: deleted again, not passed on.
+    pub after_delete: u64,
     pub deleted: u64,
     pub rejected: u64,
     pub requeued: u64,
@@ -648,9 +689,20 @@ impl<Q: Queue> Source<Q> {
                 self.unreserve(room);
             }
             match received {
-                Ok((events, sighted)) => {
+                Ok((events, sighted, again)) => {
                     failures = 0;
                     self.set_health(QueueHealth::Ready);
+                    if !again.is_empty() {
+                        tracing::info!(
+                            messages = again.len(),
+                            "received messages already deleted; deleting them again"
+                        );
+                        // If this fails too, the message comes back and is
+                        // seen here again while remembered.
+                        if let Err(e) = self.shared.queue.delete(&again).await {
+                            tracing::warn!(error = %e, messages = again.len(), "delete of messages received after their delete failed");
+                        }
+                    }
                     for s in sighted {
                         if let Some(event) = self.carry_out(s).await
                             && tx.send(event).await.is_err()
@@ -713,23 +765,35 @@ impl<Q: Queue> Source<Q> {
     }
 
     /// Records received messages, giving back the room reserved for them;
-    /// returns the events for the new ones, and the held ones received
-    /// again with a step waiting for their body.
+    /// returns the events for the new ones, the held ones received again
+    /// with a step waiting for their body, and the handles of messages
+    /// received after they were deleted (to delete again).
     fn register_received(
         &self,
         messages: Vec<Message>,
         reserved: usize,
-    ) -> (Vec<SourceEvent>, Vec<Sighted>) {
+    ) -> (Vec<SourceEvent>, Vec<Sighted>, Vec<Handle>) {
         let now = Instant::now();
         let visible_at = now + self.shared.settings.visibility;
+        let keep = 2 * self.shared.settings.visibility;
         let mut events = Vec::new();
         let mut sighted = Vec::new();
+        let mut again = Vec::new();
         let mut register = lock(&self.shared.register);
         register.reserved -= reserved;
         register.reserved_bytes -= reserved * RESERVED_PER_MESSAGE;
         let mut counts = lock(&self.shared.counts);
         for m in messages {
             counts.received += 1;
+            if !register.held.contains_key(m.id.as_str()) && register.was_deleted(&m.id, now, keep)
+            {
+                counts.after_delete += 1;
+                again.push(Handle {
+                    id: m.id,
+                    receipt: m.receipt,
+                });
+                continue;
+            }
             if let Some(held) = register.held.get_mut(m.id.as_str()) {
                 // The latest receipt handle is the one that deletes.
                 counts.redelivered += 1;
@@ -773,7 +837,7 @@ impl<Q: Queue> Source<Q> {
                 first_received_at: m.first_received_at,
             });
         }
-        (events, sighted)
+        (events, sighted, again)
     }
 
     /// Carries out the step a held message waited for, now that it was
@@ -924,6 +988,13 @@ impl<Q: Queue> Source<Q> {
                 .collect();
             deleted += gone.len();
             self.forget(&gone);
+            {
+                let now = Instant::now();
+                let mut register = lock(&self.shared.register);
+                for id in gone {
+                    register.remember_deleted(id, now);
+                }
+            }
             todo.retain(|id| refused.contains(&**id));
             if todo.is_empty() {
                 break;
@@ -1525,6 +1596,142 @@ mod tests {
         async fn send(&self, body: &str) -> Result<String, QueueError> {
             self.inner.send(body).await
         }
+    }
+
+    /// The local queue, delivering each message once more after its first
+    /// delete, with another receipt, as SQS may (and as a receive under
+    /// way while the delete went through does); every delete is recorded.
+    struct AgainAfterDelete {
+        inner: LocalQueue,
+        seen: Mutex<HashMap<String, Message>>,
+        again: Mutex<Vec<Message>>,
+        deletes: Arc<Mutex<Vec<Handle>>>,
+    }
+
+    impl Queue for AgainAfterDelete {
+        async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Message>, QueueError> {
+            let again: Vec<Message> = std::mem::take(&mut *lock(&self.again));
+            if !again.is_empty() {
+                return Ok(again);
+            }
+            let got = self.inner.receive(max, wait).await?;
+            let mut seen = lock(&self.seen);
+            for m in &got {
+                seen.entry(m.id.clone()).or_insert_with(|| m.clone());
+            }
+            Ok(got)
+        }
+        async fn set_visibility(
+            &self,
+            handles: &[Handle],
+            timeout: Duration,
+        ) -> Result<Vec<Failed>, QueueError> {
+            self.inner.set_visibility(handles, timeout).await
+        }
+        async fn delete(&self, handles: &[Handle]) -> Result<Vec<Failed>, QueueError> {
+            lock(&self.deletes).extend(handles.iter().cloned());
+            {
+                let mut seen = lock(&self.seen);
+                let mut again = lock(&self.again);
+                for h in handles {
+                    if let Some(mut m) = seen.remove(&h.id) {
+                        m.receipt = format!("{}-again", m.receipt);
+                        m.receive_count += 1;
+                        again.push(m);
+                    }
+                }
+            }
+            // The second delete's receipt is unknown to the local queue,
+            // and the message is gone already: as SQS, it succeeds.
+            let known: Vec<Handle> = handles
+                .iter()
+                .filter(|h| !h.receipt.ends_with("-again"))
+                .cloned()
+                .collect();
+            self.inner.delete(&known).await
+        }
+        async fn reject(
+            &self,
+            message: &Message,
+            reason: &str,
+            detail: &str,
+        ) -> Result<bool, QueueError> {
+            self.inner.reject(message, reason, detail).await
+        }
+        async fn requeue(&self, message: &Message) -> Result<(), QueueError> {
+            self.inner.requeue(message).await
+        }
+        async fn depth(&self) -> Result<QueueDepth, QueueError> {
+            self.inner.depth().await
+        }
+        async fn send(&self, body: &str) -> Result<String, QueueError> {
+            self.inner.send(body).await
+        }
+    }
+
+    #[test]
+    fn a_deleted_message_is_remembered_for_as_long_as_kept_and_at_most_max_deleted() {
+        let mut register = Register::default();
+        let t0 = Instant::now();
+        let keep = Duration::from_secs(60);
+        register.remember_deleted(Arc::from("m"), t0);
+        assert!(register.was_deleted("m", t0 + keep, keep));
+        assert!(!register.was_deleted("other", t0 + keep, keep));
+        assert!(!register.was_deleted("m", t0 + keep + Duration::from_secs(1), keep));
+        assert!(register.deleted.is_empty() && register.deleted_ids.is_empty());
+        for i in 0..=MAX_DELETED {
+            register.remember_deleted(Arc::from(i.to_string().as_str()), t0);
+        }
+        assert_eq!(register.deleted.len(), MAX_DELETED);
+        assert_eq!(register.deleted_ids.len(), MAX_DELETED);
+        assert!(
+            !register.was_deleted("0", t0, keep),
+            "the oldest went first"
+        );
+        assert!(register.was_deleted("1", t0, keep));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_message_received_after_its_delete_is_deleted_again_not_passed_on() {
+        let inner = queue_of(3).await;
+        let deletes = Arc::new(Mutex::new(Vec::new()));
+        let queue = AgainAfterDelete {
+            inner: inner.clone(),
+            seen: Mutex::default(),
+            again: Mutex::default(),
+            deletes: deletes.clone(),
+        };
+        let (source, mut events, tasks, cancel) = started(queue, 100);
+        let mut ids = Vec::new();
+        while ids.len() < 3 {
+            if let SourceEvent::Received { id, .. } = next(&mut events).await {
+                ids.push(id);
+            }
+        }
+        assert_eq!(source.delete(&ids).await, 3);
+        // The three come back once each: deleted again with their new
+        // receipts, not passed on, not counted as deleted twice.
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert!(
+            events.try_recv().is_err(),
+            "a deleted message was passed on"
+        );
+        let counts = source.counts();
+        assert_eq!(counts.after_delete, 3);
+        assert_eq!(counts.deleted, 3);
+        assert_eq!(source.held(), 0);
+        let deletes = lock(&deletes).clone();
+        let mut again: Vec<&str> = deletes
+            .iter()
+            .filter(|h| h.receipt.ends_with("-again"))
+            .map(|h| h.id.as_str())
+            .collect();
+        again.sort_unstable();
+        let mut expected: Vec<&str> = ids.iter().map(|id| &**id).collect();
+        expected.sort_unstable();
+        assert_eq!(again, expected);
+        assert!(inner.is_empty());
+        stop(tasks, cancel).await;
     }
 
     #[tokio::test(start_paused = true)]
