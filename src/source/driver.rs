@@ -699,8 +699,17 @@ impl<Q: Queue> Source<Q> {
                         );
                         // If this fails too, the message comes back and is
                         // seen here again while remembered.
-                        if let Err(e) = self.shared.queue.delete(&again).await {
-                            tracing::warn!(error = %e, messages = again.len(), "delete of messages received after their delete failed");
+                        match self.shared.queue.delete(&again).await {
+                            Ok(refused) if !refused.is_empty() => {
+                                tracing::warn!(
+                                    messages = refused.len(),
+                                    "delete of messages received after their delete refused"
+                                );
+                            }
+                            Ok(_) => {}
+                            Err(e) => {
+                                tracing::warn!(error = %e, messages = again.len(), "delete of messages received after their delete failed");
+                            }
                         }
                     }
                     for s in sighted {
@@ -987,14 +996,7 @@ impl<Q: Queue> Source<Q> {
                 .cloned()
                 .collect();
             deleted += gone.len();
-            self.forget(&gone);
-            {
-                let now = Instant::now();
-                let mut register = lock(&self.shared.register);
-                for id in gone {
-                    register.remember_deleted(id, now);
-                }
-            }
+            self.forget_deleted(gone);
             todo.retain(|id| refused.contains(&**id));
             if todo.is_empty() {
                 break;
@@ -1227,6 +1229,19 @@ impl<Q: Queue> Source<Q> {
         ids.iter()
             .filter_map(|id| register.held.get(id).map(|h| h.handle(id)))
             .collect()
+    }
+
+    /// Forgets messages just deleted and remembers them as deleted, in one
+    /// step: a receive registered in between would take one as new.
+    fn forget_deleted(&self, ids: Vec<MessageId>) {
+        let now = Instant::now();
+        let mut register = lock(&self.shared.register);
+        for id in ids {
+            register.remove(&id);
+            register.remember_deleted(id, now);
+        }
+        drop(register);
+        self.shared.room.notify_waiters();
     }
 
     fn forget(&self, ids: &[MessageId]) {
