@@ -1567,6 +1567,30 @@ mod tests {
         tasks.wait().await;
     }
 
+    /// The `Queue` calls a test queue leaves to its `inner` local queue:
+    /// reject, requeue, depth and send.
+    macro_rules! forward_the_rest_to_inner {
+        () => {
+            async fn reject(
+                &self,
+                message: &Message,
+                reason: &str,
+                detail: &str,
+            ) -> Result<bool, QueueError> {
+                self.inner.reject(message, reason, detail).await
+            }
+            async fn requeue(&self, message: &Message) -> Result<(), QueueError> {
+                self.inner.requeue(message).await
+            }
+            async fn depth(&self) -> Result<QueueDepth, QueueError> {
+                self.inner.depth().await
+            }
+            async fn send(&self, body: &str) -> Result<String, QueueError> {
+                self.inner.send(body).await
+            }
+        };
+    }
+
     /// The local queue, with deletes that take `delay` and a record of the
     /// messages whose visibility was changed.
     struct SlowDeletes {
@@ -1594,23 +1618,7 @@ mod tests {
             }
             self.inner.delete(handles).await
         }
-        async fn reject(
-            &self,
-            message: &Message,
-            reason: &str,
-            detail: &str,
-        ) -> Result<bool, QueueError> {
-            self.inner.reject(message, reason, detail).await
-        }
-        async fn requeue(&self, message: &Message) -> Result<(), QueueError> {
-            self.inner.requeue(message).await
-        }
-        async fn depth(&self) -> Result<QueueDepth, QueueError> {
-            self.inner.depth().await
-        }
-        async fn send(&self, body: &str) -> Result<String, QueueError> {
-            self.inner.send(body).await
-        }
+        forward_the_rest_to_inner!();
     }
 
     /// The local queue, delivering each message once more after its first
@@ -1665,23 +1673,7 @@ mod tests {
                 .collect();
             self.inner.delete(&known).await
         }
-        async fn reject(
-            &self,
-            message: &Message,
-            reason: &str,
-            detail: &str,
-        ) -> Result<bool, QueueError> {
-            self.inner.reject(message, reason, detail).await
-        }
-        async fn requeue(&self, message: &Message) -> Result<(), QueueError> {
-            self.inner.requeue(message).await
-        }
-        async fn depth(&self) -> Result<QueueDepth, QueueError> {
-            self.inner.depth().await
-        }
-        async fn send(&self, body: &str) -> Result<String, QueueError> {
-            self.inner.send(body).await
-        }
+        forward_the_rest_to_inner!();
     }
 
     #[test]
